@@ -1,0 +1,32 @@
+# The two commands of README.md: `make quickstart` (the main job) and `make test`.
+# Both create .venv and install everything on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install quickstart test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "guardrail-dro needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $@
+
+quickstart: install
+	$(BIN)/guardrail-dro quickstart
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/guardrail-dro bench --train ../shared/datasets/toxic-questions/train.csv \
+		--valid ../shared/datasets/toxic-questions/valid.csv \
+		--test ../shared/datasets/toxic-questions/test.csv \
+		--schema examples/toxic_questions_schema.json --seeds 3 --out benchmarks/results/toxic-questions
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

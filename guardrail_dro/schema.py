@@ -1,0 +1,131 @@
+"""The label schema: class names, which of them are safe, and what each means.
+
+Labels are strings everywhere (``"14"``, ``"hate"``), so a schema read from a
+file and labels read from a CSV compare without any coercion. The order of
+``classes`` fixes the class index used by models.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from guardrail_dro.errors import SchemaError
+
+__all__ = ["LabelSchema"]
+
+
+def _natural_key(label: str) -> tuple:
+    # "2" sorts before "10"; mixed names sort by their text.
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", label))
+
+
+class LabelSchema(BaseModel):
+    """The classes a guard predicts.
+
+    Example:
+        >>> s = LabelSchema(classes=("safe", "hate"), safe=("safe",))
+        >>> s.index("hate"), s.num_classes, s.is_binary_decision
+        (1, 2, True)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    classes: tuple[str, ...] = Field(min_length=2, description="Class names, in index order.")
+    safe: tuple[str, ...] = Field(
+        default=(), description="Classes that are not toxic; empty when unknown."
+    )
+    descriptions: dict[str, str] = Field(
+        default_factory=dict, description="Optional meaning of each class, used in LLM prompts."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelSchema:
+        if len(set(self.classes)) != len(self.classes):
+            dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            raise SchemaError(f"label schema lists classes more than once: {dup}")
+        if any(not c.strip() for c in self.classes):
+            raise SchemaError("label schema has an empty class name")
+        for field, names in (("safe", self.safe), ("descriptions", tuple(self.descriptions))):
+            unknown = [n for n in names if n not in self.classes]
+            if unknown:
+                raise SchemaError(
+                    f"label schema field {field!r} names classes that are not in 'classes': "
+                    f"{unknown} (classes: {list(self.classes)})"
+                )
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def is_binary_decision(self) -> bool:
+        """True when the safe classes are known, so toxic-vs-safe metrics make sense."""
+        return 0 < len(self.safe) < len(self.classes)
+
+    def index(self, label: str) -> int:
+        """The index of ``label``; raises SchemaError naming the known classes."""
+        try:
+            return self._index_map[label]
+        except KeyError:
+            raise SchemaError(
+                f"label {label!r} is not in the label schema {list(self.classes)}"
+            ) from None
+
+    def __contains__(self, label: object) -> bool:
+        return label in self._index_map
+
+    @cached_property
+    def _index_map(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.classes)}
+
+    def safe_mask(self) -> list[bool]:
+        """Per class index, whether that class is safe."""
+        return [c in self.safe for c in self.classes]
+
+    def describe(self, label: str) -> str:
+        return self.descriptions.get(label, "")
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str], *, safe: Iterable[str] = ()) -> LabelSchema:
+        """The sorted set of labels seen (natural order). No class is assumed safe."""
+        seen = sorted({str(x) for x in labels}, key=_natural_key)
+        if len(seen) < 2:
+            raise SchemaError(
+                f"cannot infer a label schema from fewer than two distinct labels (saw {seen}); "
+                "pass --labels or --schema"
+            )
+        return cls(classes=tuple(seen), safe=tuple(safe))
+
+    @classmethod
+    def parse_list(cls, text: str, *, safe: str | None = None) -> LabelSchema:
+        """From ``--labels a,b,c`` and ``--safe a``."""
+        classes = tuple(x.strip() for x in text.split(",") if x.strip())
+        safe_t = tuple(x.strip() for x in (safe or "").split(",") if x.strip())
+        return cls(classes=classes, safe=safe_t)
+
+    @classmethod
+    def load(cls, path: str | Path) -> LabelSchema:
+        """Read a schema JSON file: ``{"classes": [...], "safe": [...], "descriptions": {...}}``."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise SchemaError(f"label schema file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{path}: not valid JSON: {exc}") from None
+        try:
+            return cls.model_validate(raw)
+        except SchemaError:
+            raise
+        except ValueError as exc:
+            raise SchemaError(f"{path}: not a valid label schema: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
