@@ -33,52 +33,76 @@ __all__ = [
 _P = "Data columns"
 Format = Annotated[
     str,
-    typer.Option("--format", help="auto | wide | long | jsonl (auto reads the columns).",
-                 rich_help_panel=_P),
+    typer.Option(
+        "--format", help="auto | wide | long | jsonl (auto reads the columns).", rich_help_panel=_P
+    ),
 ]
 TextCol = Annotated[
     str | None,
-    typer.Option("--text-col", help="Text column of a wide CSV (default: text, question...).",
-                 rich_help_panel=_P),
+    typer.Option(
+        "--text-col",
+        help="Text column of a wide CSV (default: text, question...).",
+        rich_help_panel=_P,
+    ),
 ]
 IdCol = Annotated[
-    str | None, typer.Option("--id-col", help="Item id column (default: index or row number).",
-                             rich_help_panel=_P)
+    str | None,
+    typer.Option(
+        "--id-col", help="Item id column (default: index or row number).", rich_help_panel=_P
+    ),
 ]
 AnnotatorCols = Annotated[
     str | None,
-    typer.Option("--annotator-cols", help="Comma-separated annotator columns of a wide CSV "
-                 "(default: every label_* column).", rich_help_panel=_P),
+    typer.Option(
+        "--annotator-cols",
+        help="Comma-separated annotator columns of a wide CSV (default: every label_* column).",
+        rich_help_panel=_P,
+    ),
 ]
 GoldCol = Annotated[
-    str | None, typer.Option("--gold-col", help="Gold label column (default: gold or label).",
-                             rich_help_panel=_P)
+    str | None,
+    typer.Option(
+        "--gold-col", help="Gold label column (default: gold or label).", rich_help_panel=_P
+    ),
 ]
 GroupCol = Annotated[
     str | None,
-    typer.Option("--group-col", help="Group column (default: group, dominant_topics, topic).",
-                 rich_help_panel=_P),
+    typer.Option(
+        "--group-col",
+        help="Group column (default: group, dominant_topics, topic).",
+        rich_help_panel=_P,
+    ),
 ]
 LlmAnnotators = Annotated[
     str | None,
-    typer.Option("--llm-annotators", help="Comma-separated annotator ids that are LLMs.",
-                 rich_help_panel=_P),
+    typer.Option(
+        "--llm-annotators", help="Comma-separated annotator ids that are LLMs.", rich_help_panel=_P
+    ),
 ]
 _S = "Label schema"
 Labels = Annotated[
     str | None,
-    typer.Option("--labels", help="Comma-separated class names, in index order.",
-                 rich_help_panel=_S),
+    typer.Option(
+        "--labels", help="Comma-separated class names, in index order.", rich_help_panel=_S
+    ),
 ]
 Safe = Annotated[
     str | None,
-    typer.Option("--safe", help="Comma-separated safe (non-toxic) classes, with --labels.",
-                 rich_help_panel=_S),
+    typer.Option(
+        "--safe",
+        help="Comma-separated safe (non-toxic) classes, with --labels.",
+        rich_help_panel=_S,
+    ),
 ]
 SchemaPath = Annotated[
     Path | None,
-    typer.Option("--schema", help="Label schema JSON: {classes, safe, descriptions}.",
-                 rich_help_panel=_S, exists=True, dir_okay=False),
+    typer.Option(
+        "--schema",
+        help="Label schema JSON: {classes, safe, descriptions}.",
+        rich_help_panel=_S,
+        exists=True,
+        dir_okay=False,
+    ),
 ]
 
 
@@ -108,9 +132,7 @@ def make_reader_options(
     )
 
 
-def make_schema(
-    labels: str | None, safe: str | None, schema: Path | None
-) -> LabelSchema | None:
+def make_schema(labels: str | None, safe: str | None, schema: Path | None) -> LabelSchema | None:
     """The schema from --schema or --labels/--safe, or None to infer it from the data."""
     if labels and schema:
         raise ConfigError("give either --labels or --schema, not both")

@@ -163,7 +163,9 @@ class AnnotatedDataset:
         """Group names, in natural sort order."""
         from guardrail_dro.schema import _natural_key
 
-        return tuple(sorted({it.group for it in self.items if it.group is not None}, key=_natural_key))
+        return tuple(
+            sorted({it.group for it in self.items if it.group is not None}, key=_natural_key)
+        )
 
     @property
     def texts(self) -> list[str]:
@@ -209,7 +211,9 @@ class AnnotatedDataset:
     def group_array(self, groups: Sequence[str] | None = None) -> np.ndarray:
         """Group index per item (in ``groups`` order, default ``self.groups``); -1 if none."""
         pos = {g: k for k, g in enumerate(self.groups if groups is None else groups)}
-        return np.array([pos.get(it.group, -1) if it.group is not None else -1 for it in self.items])
+        return np.array(
+            [pos.get(it.group, -1) if it.group is not None else -1 for it in self.items]
+        )
 
     def content_hash(self) -> str:
         """sha256 of the canonical JSONL form: the data hash recorded in manifests."""

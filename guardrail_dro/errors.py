@@ -83,7 +83,7 @@ class ArtifactError(GuardrailError):
     """A model or guard directory is missing a file, has a wrong version, or fails its checksum."""
 
 
-def require(module: str, extra: str):  # noqa: ANN201 - returns a module
+def require(module: str, extra: str):
     """Import an optional dependency or raise a DependencyError naming the extra.
 
     Args:
@@ -96,6 +96,5 @@ def require(module: str, extra: str):  # noqa: ANN201 - returns a module
         return importlib.import_module(module)
     except ImportError as exc:
         raise DependencyError(
-            f"{module!r} is needed here but is not installed: "
-            f"pip install 'guardrail-dro[{extra}]'"
+            f"{module!r} is needed here but is not installed: pip install 'guardrail-dro[{extra}]'"
         ) from exc

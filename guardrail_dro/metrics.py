@@ -89,7 +89,7 @@ def compute_metrics(
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
     correct = y_true == y_pred
     out: dict = {
-        "n": int(len(y_true)),
+        "n": len(y_true),
         "accuracy": float(correct.mean()) if len(y_true) else 0.0,
         "macro_f1": macro_f1(y_true, y_pred, num_classes),
     }

@@ -86,7 +86,9 @@ def _iter_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
                         )
                     yield reader.line_num, dict(zip(header, row, strict=True))
             except csv.Error as exc:
-                raise ReaderError(f"malformed CSV: {exc}", path=path, line=reader.line_num) from None
+                raise ReaderError(
+                    f"malformed CSV: {exc}", path=path, line=reader.line_num
+                ) from None
 
     return header, rows()
 
@@ -109,13 +111,22 @@ def _is_index_col(name: str) -> bool:
     return name == "" or name.startswith("Unnamed:")
 
 
-def _pick(header: Sequence[str], given: str | None, candidates: Sequence[str], what: str,
-          path: Path, *, exclude: Iterable[str] = ()) -> str | None:
+def _pick(
+    header: Sequence[str],
+    given: str | None,
+    candidates: Sequence[str],
+    what: str,
+    path: Path,
+    *,
+    exclude: Iterable[str] = (),
+) -> str | None:
     if given is not None:
         if given not in header:
             raise ReaderError(
                 f"{what} column {given!r} not found; columns are {[h for h in header if h]}",
-                path=path, line=1, column=given,
+                path=path,
+                line=1,
+                column=given,
             )
         return given
     excl = set(exclude)
@@ -141,7 +152,8 @@ def _read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
     if text_col is None:
         raise ReaderError(
             f"no text column: pass --text-col (columns are {[h for h in header if h]})",
-            path=path, line=1,
+            path=path,
+            line=1,
         )
     if opts.annotator_cols is not None:
         ann_cols = list(opts.annotator_cols)
@@ -149,7 +161,9 @@ def _read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
             if c not in header:
                 raise ReaderError(
                     f"annotator column {c!r} not found; columns are {[h for h in header if h]}",
-                    path=path, line=1, column=c,
+                    path=path,
+                    line=1,
+                    column=c,
                 )
     else:
         ann_cols = [h for h in header if ANNOTATOR_PATTERN.match(h)]
@@ -182,7 +196,9 @@ def _read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
     return items
 
 
-def _read_long_rows(path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions) -> list[Item]:
+def _read_long_rows(
+    path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions
+) -> list[Item]:
     llm = set(opts.llm_annotators)
     gold_key = opts.gold_col or "gold"
     group_key = opts.group_col or "group"
@@ -195,8 +211,10 @@ def _read_long_rows(path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOp
         rec = by_id.setdefault(iid, {"text": row["text"], "anns": {}, "gold": None, "group": None})
         if rec["text"] != row["text"]:
             raise ReaderError(
-                f"item {iid!r} has a different text than on an earlier row", path=path,
-                line=line, column="text",
+                f"item {iid!r} has a different text than on an earlier row",
+                path=path,
+                line=line,
+                column="text",
             )
         for key, col in (("gold", gold_key), ("group", group_key)):
             v = _cell(row.get(col))
@@ -204,7 +222,9 @@ def _read_long_rows(path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOp
                 if rec[key] is not None and rec[key] != v:
                     raise ReaderError(
                         f"item {iid!r} has {key} {v!r} here and {rec[key]!r} earlier",
-                        path=path, line=line, column=col,
+                        path=path,
+                        line=line,
+                        column=col,
                     )
                 rec[key] = v
         annotator, label = _cell(row.get("annotator")), _cell(row.get("label"))
@@ -217,8 +237,12 @@ def _read_long_rows(path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOp
         try:
             conf = float(conf_raw) if conf_raw is not None else None
         except ValueError:
-            raise ReaderError(f"confidence {conf_raw!r} is not a number", path=path, line=line,
-                              column="confidence") from None
+            raise ReaderError(
+                f"confidence {conf_raw!r} is not a number",
+                path=path,
+                line=line,
+                column="confidence",
+            ) from None
         try:
             ann = Annotation(
                 annotator=annotator,
@@ -232,12 +256,21 @@ def _read_long_rows(path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOp
             err = exc.errors()[0]
             raise ReaderError(err["msg"], path=path, line=line, column=str(err["loc"][0])) from None
         if annotator in rec["anns"]:
-            raise ReaderError(f"annotator {annotator!r} labels item {iid!r} twice", path=path,
-                              line=line, column="annotator")
+            raise ReaderError(
+                f"annotator {annotator!r} labels item {iid!r} twice",
+                path=path,
+                line=line,
+                column="annotator",
+            )
         rec["anns"][annotator] = ann
     return [
-        Item(item_id=iid, text=r["text"], annotations=tuple(r["anns"].values()), gold=r["gold"],
-             group=r["group"])
+        Item(
+            item_id=iid,
+            text=r["text"],
+            annotations=tuple(r["anns"].values()),
+            gold=r["gold"],
+            group=r["group"],
+        )
         for iid, r in by_id.items()
     ]
 
@@ -298,7 +331,9 @@ def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[I
             if missing:
                 raise ReaderError(
                     f"long format needs columns {list(LONG_REQUIRED)}; columns are {header}",
-                    path=path, line=1, column=missing[0],
+                    path=path,
+                    line=1,
+                    column=missing[0],
                 )
         items = _read_long_rows(path, rows, opts)
     else:
