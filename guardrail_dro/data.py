@@ -231,7 +231,10 @@ class AnnotatedDataset:
         )
 
     def with_annotations(self, extra: dict[str, Sequence[Annotation]]) -> AnnotatedDataset:
-        """A copy with annotations added per item id (an annotator already on an item is replaced)."""
+        """A copy with annotations added per item id.
+
+        An annotator already on an item is replaced by its new annotation.
+        """
         items = []
         for it in self.items:
             new = extra.get(it.item_id)

@@ -342,7 +342,7 @@ class BiLevelTrainer:
                 opt.step()
                 bar.update(1)
             m = self._evaluate(head, src, "select", y_sel, g_sel, groups, schema)
-            history.append({"epoch": epoch, "loss": float(loss), **m.headline()})
+            history.append({"epoch": epoch, "loss": float(loss.detach()), **m.headline()})
             bar.set_postfix(acc=f"{m.accuracy:.3f}", worst=f"{m.worst_group_accuracy or 0:.3f}")
             if best is None or _select_key(m) > best[0]:
                 best = (

@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny random encoder (built from a config, never downloaded) and
+the synthetic dataset, each built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TOXIC_QUESTIONS = SHARED / "datasets" / "toxic-questions"
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 64-wide BERT with random weights and the MiniLM tokenizer, saved as a
+    Hugging Face folder. Fast enough for unit tests; meaningless as a language model."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from guardrail_dro.model import default_backbone
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(default_backbone())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=128, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from guardrail_dro.synthetic import make_synthetic
+
+    return make_synthetic(seed=0)
+
+
+@pytest.fixture()
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_backbone: Path, synthetic, tmp_path_factory) -> Path:
+    """A trained model directory (method ours, tiny backbone, frozen) on synthetic data."""
+    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
+
+    cfg = TrainConfig(method="ours", backbone=str(tiny_backbone), epochs=3, progress=False,
+                      cache_dir=tmp_path_factory.mktemp("cache"))
+    result = BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
+    out = tmp_path_factory.mktemp("model")
+    TrainedModel.from_result(result, {"train": "x", "valid": "y"}).save(out)
+    return out
