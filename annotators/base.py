@@ -1,0 +1,209 @@
+"""What an LLM annotator is, what it must answer, and what can come of asking it.
+
+Three layers, each with one job:
+
+- ``Annotator``: the protocol an adapter implements. One ``call`` is one HTTP request
+  (no retries, no validation); adapters differ only in how they talk to their SDK.
+- ``LabelReply``: the pydantic model the model's JSON must satisfy. A label that is in
+  the label schema, a non-empty rationale, a confidence in [0, 1]. Validation happens
+  here, once, for every provider, so a reply is judged by the same rule wherever it
+  came from.
+- ``AnnotationResult``: the outcome for one (item, annotator). ``labelled`` carries a
+  label; ``refused`` is the model declining (counted, never a label and never a
+  crash); ``invalid`` is a reply that failed validation twice (its raw text kept);
+  ``error`` is a call that never succeeded (transient errors past the retry budget,
+  or a non-transient API error). Only ``error`` is worth asking again: the others were
+  paid for, so the cache keeps them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from guardrail_dro.errors import GuardrailError
+from guardrail_dro.schema import LabelSchema
+
+__all__ = [
+    "AnnotationResult",
+    "Annotator",
+    "AnnotatorError",
+    "BatchPendingError",
+    "LabelReply",
+    "Outcome",
+    "Prompt",
+    "RawReply",
+    "Usage",
+    "parse_reply",
+]
+
+Outcome = Literal["labelled", "refused", "invalid", "error"]
+"""What came of asking one annotator about one item (see the module docstring)."""
+
+
+class AnnotatorError(GuardrailError):
+    """An annotation run that cannot go on (bad annotator spec, unusable reply shape)."""
+
+
+class BatchPendingError(AnnotatorError):
+    """A batch job is still running when the caller stopped waiting.
+
+    Attributes:
+        job_ids: the provider's ids of the jobs still running; they are kept in the
+            cache, so running the same command again polls them instead of paying twice.
+    """
+
+    def __init__(self, message: str, *, job_ids: list[str]) -> None:
+        self.job_ids = job_ids
+        super().__init__(message)
+
+
+class LabelReply(BaseModel):
+    """The JSON an annotator must answer with.
+
+    The label is checked against the label schema passed as validation context
+    (``{"schema": LabelSchema}``); without a context any non-empty label passes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label: str = Field(min_length=1, description="One class name of the label schema.")
+    rationale: str = Field(description="Why this label, in one or two sentences.")
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability the label is right.")
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_str(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("label")
+    @classmethod
+    def _label_in_schema(cls, v: str, info: ValidationInfo) -> str:
+        schema = (info.context or {}).get("schema")
+        if schema is not None and v not in schema:
+            raise ValueError(f"label {v!r} is not one of {list(schema.classes)}")
+        return v
+
+    @field_validator("rationale")
+    @classmethod
+    def _rationale_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("rationale must not be empty")
+        return v
+
+
+def parse_reply(raw: str, schema: LabelSchema) -> LabelReply:
+    """Validate a model's raw JSON text against the reply model and the label schema.
+
+    Raises:
+        pydantic.ValidationError: not JSON, a missing field, a label outside the
+            schema, an empty rationale or a confidence outside [0, 1].
+    """
+    return LabelReply.model_validate_json(raw, context={"schema": schema})
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a reply cost, as the provider reported them."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.input_tokens + other.input_tokens,
+                     self.output_tokens + other.output_tokens)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A provider-neutral prompt: a system text and the chat turns that follow it.
+
+    ``messages`` are ``{"role": "user" | "assistant", "content": str}`` dicts; each
+    adapter maps them to its SDK (OpenAI puts the system text first in the list,
+    Anthropic passes it as ``system=``).
+    """
+
+    system: str
+    messages: tuple[dict[str, str], ...]
+
+    def followed_by(self, *turns: dict[str, str]) -> Prompt:
+        return Prompt(self.system, self.messages + tuple(turns))
+
+
+@dataclass(frozen=True)
+class RawReply:
+    """One successful HTTP answer, before validation.
+
+    Attributes:
+        text: the JSON the model produced (a tool input re-serialised for Anthropic),
+            or whatever text it gave instead; None when it gave none.
+        refusal: the model's refusal message when it declined, else None.
+        usage: tokens billed for this call.
+        model: the model that answered, as the server named it.
+    """
+
+    text: str | None
+    refusal: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+
+
+class AnnotationResult(BaseModel):
+    """The outcome for one item and one annotator; what the cache stores.
+
+    ``raw`` keeps the model's text for ``invalid`` and ``refused`` outcomes so that a
+    failure can be read, not guessed. ``calls`` counts the HTTP requests this result
+    cost, retries included.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Outcome
+    annotator: str
+    label: str | None = None
+    rationale: str | None = None
+    confidence: float | None = None
+    model: str | None = None
+    raw: str | None = None
+    error: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.input_tokens, self.output_tokens)
+
+    @property
+    def cacheable(self) -> bool:
+        """Paid-for outcomes are kept; an ``error`` is asked again on the next run."""
+        return self.outcome != "error"
+
+
+@runtime_checkable
+class Annotator(Protocol):
+    """An LLM that labels texts: what the runner and the batch module need of an adapter.
+
+    Attributes:
+        name: the annotator id written into the dataset, e.g. ``"openai:gpt-4o"``.
+        provider: ``"openai"`` or ``"anthropic"`` (part of the cache key).
+        model: the model asked for (part of the cache key).
+    """
+
+    name: str
+    provider: str
+    model: str
+
+    def cache_params(self) -> dict[str, Any]:
+        """Request parameters that change the answer (temperature, max tokens...)."""
+        ...
+
+    async def call(self, prompt: Prompt, schema: LabelSchema) -> RawReply:
+        """Send one request and return its reply; SDK errors propagate unretried."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the HTTP client opened by ``call`` (the runner calls it once at the end)."""
+        ...

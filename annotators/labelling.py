@@ -1,0 +1,114 @@
+"""One item, one annotator: ask, validate, repair once, and name the outcome.
+
+The same judging rule serves live calls and batch results (``judge`` takes a reply
+however it was obtained): a refusal is a refusal, a valid reply is a label, an invalid
+one is shown its validation error once and then recorded as ``invalid`` with its raw
+text. Transient errors are retried by the ``RetryPolicy``; what is left of them, and
+any non-transient API error, becomes an ``error`` result rather than a crash, so one
+bad item never sinks a run of ten thousand.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse_reply
+from annotators.prompts import build_prompt, repair_prompt
+from annotators.retry import RetryPolicy, api_error_types
+from guardrail_dro.schema import LabelSchema
+
+__all__ = ["judge", "label_text"]
+
+
+def _short_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "reply"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _api_error(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    head = f"HTTP {status}: " if isinstance(status, int) else ""
+    return f"{head}{type(exc).__name__}: {exc}"[:500]
+
+
+async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, policy: RetryPolicy,
+                counter: list[int]) -> RawReply:
+    async def once() -> RawReply:
+        counter[0] += 1
+        return await annotator.call(prompt, schema)
+
+    return await policy.run(once)
+
+
+async def judge(annotator: Annotator, text: str, schema: LabelSchema, reply: RawReply, *,
+                policy: RetryPolicy, calls: int = 1) -> AnnotationResult:
+    """Turn a first reply into a result, making at most one repair call.
+
+    Args:
+        annotator: who answered (asked again if the reply is invalid).
+        text: the item's text (to rebuild the prompt for the repair call).
+        schema: the label schema the label must be in.
+        reply: the first reply.
+        policy: retry policy of the repair call.
+        calls: HTTP calls already spent on ``reply``.
+    """
+    usage = reply.usage
+    counter = [calls]
+    prompt = build_prompt(text, schema)
+    for attempt in (1, 2):
+        if reply.refusal is not None:
+            return AnnotationResult(
+                outcome="refused", annotator=annotator.name, model=reply.model,
+                raw=reply.refusal, input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens, calls=counter[0],
+            )
+        try:
+            parsed = parse_reply(reply.text or "", schema)
+        except ValidationError as exc:
+            error = _short_error(exc)
+            if attempt == 2:
+                return AnnotationResult(
+                    outcome="invalid", annotator=annotator.name, model=reply.model,
+                    raw=reply.text, error=error, input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens, calls=counter[0],
+                )
+            try:
+                reply = await _call(annotator, repair_prompt(prompt, reply.text, error), schema,
+                                    policy, counter)
+            except api_error_types() as api_exc:
+                return AnnotationResult(
+                    outcome="invalid", annotator=annotator.name, raw=reply.text,
+                    error=f"{error}; the repair call failed: {_api_error(api_exc)}",
+                    input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                    calls=counter[0],
+                )
+            usage = usage + reply.usage
+            continue
+        return AnnotationResult(
+            outcome="labelled", annotator=annotator.name, label=parsed.label,
+            rationale=parsed.rationale, confidence=parsed.confidence,
+            model=reply.model or annotator.model, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens, calls=counter[0],
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
+                     policy: RetryPolicy | None = None) -> AnnotationResult:
+    """Ask ``annotator`` for the label of ``text`` and judge the answer.
+
+    Never raises for API trouble: exhausted retries and non-transient errors come back
+    as an ``error`` result naming the status and message.
+    """
+    policy = policy or RetryPolicy()
+    counter = [0]
+    try:
+        reply = await _call(annotator, build_prompt(text, schema), schema, policy, counter)
+    except api_error_types() as exc:
+        return AnnotationResult(outcome="error", annotator=annotator.name,
+                                error=_api_error(exc), calls=counter[0])
+    return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0])
+
