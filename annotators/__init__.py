@@ -22,14 +22,27 @@ from annotators.base import (
     RawReply,
     Usage,
 )
+from annotators.cache import AnnotationCache, cache_key
 from annotators.labelling import label_text
 from annotators.openai_annotator import OpenAIAnnotator
+from annotators.pricing import DEFAULT_PRICES, load_prices
 from annotators.prompts import PROMPT_VERSION, build_prompt
 from annotators.retry import RetryPolicy
+from annotators.runner import (
+    AnnotationRun,
+    RunReport,
+    aannotate,
+    aannotate_with_report,
+    annotate,
+    annotate_with_report,
+)
 
 __all__ = [
+    "DEFAULT_PRICES",
     "PROMPT_VERSION",
+    "AnnotationCache",
     "AnnotationResult",
+    "AnnotationRun",
     "Annotator",
     "AnnotatorError",
     "AnthropicAnnotator",
@@ -40,7 +53,14 @@ __all__ = [
     "Prompt",
     "RawReply",
     "RetryPolicy",
+    "RunReport",
     "Usage",
+    "aannotate",
+    "aannotate_with_report",
+    "annotate",
+    "annotate_with_report",
     "build_prompt",
+    "cache_key",
     "label_text",
+    "load_prices",
 ]

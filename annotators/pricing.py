@@ -1,0 +1,93 @@
+"""Token prices, and what a run costs or would cost.
+
+``DEFAULT_PRICES`` are public list prices in USD per million tokens (input, output) as
+last checked by hand (2025); they go stale, so every entry point takes ``prices=`` to
+override or extend them (the CLI: ``--prices prices.json``). A model is matched by its
+exact name, else by the longest listed prefix (``gpt-4o-mini-2024-07-18`` ->
+``gpt-4o-mini``). A model with no price gives a cost of None, never a made-up number.
+Batch jobs are billed at ``BATCH_DISCOUNT`` of the live price by both providers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from annotators.base import Usage
+from guardrail_dro.errors import ConfigError
+
+__all__ = [
+    "BATCH_DISCOUNT",
+    "DEFAULT_PRICES",
+    "Price",
+    "cost_of",
+    "estimate_tokens",
+    "load_prices",
+    "price_for",
+]
+
+Price = tuple[float, float]
+"""(USD per million input tokens, USD per million output tokens)."""
+
+BATCH_DISCOUNT = 0.5
+
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "claude-opus-4": (15.00, 75.00),
+    "claude-sonnet-4": (3.00, 15.00),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-haiku-4-5": (1.00, 5.00),
+}
+
+
+def price_for(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
+    """The price of ``model``: exact name, else the longest listed prefix, else None."""
+    table = {**DEFAULT_PRICES, **(prices or {})}
+    if model in table:
+        return table[model]
+    matches = [name for name in table if model.startswith(name)]
+    return table[max(matches, key=len)] if matches else None
+
+
+def cost_of(model: str, usage: Usage, prices: Mapping[str, Price] | None = None, *,
+            batch: bool = False) -> float | None:
+    """USD for ``usage`` tokens of ``model``; None when the model has no price."""
+    price = price_for(model, prices)
+    if price is None:
+        return None
+    usd = (usage.input_tokens * price[0] + usage.output_tokens * price[1]) / 1e6
+    return usd * (BATCH_DISCOUNT if batch else 1.0)
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-neutral token estimate (about four characters a token)."""
+    return max(1, len(text) // 4)
+
+
+def load_prices(path: str | Path) -> dict[str, Price]:
+    """Read ``{"model": [input_usd_per_mtok, output_usd_per_mtok], ...}``.
+
+    Raises:
+        ConfigError: unreadable file or a malformed entry (named).
+    """
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read prices from {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected an object of model -> [input, output] prices")
+    out: dict[str, Price] = {}
+    for model, pair in raw.items():
+        if (not isinstance(pair, list | tuple) or len(pair) != 2
+                or not all(isinstance(x, int | float) and x >= 0 for x in pair)):
+            raise ConfigError(
+                f"{path}: price of {model!r} must be [input, output] USD per million "
+                f"tokens, got {pair!r}"
+            )
+        out[model] = (float(pair[0]), float(pair[1]))
+    return out

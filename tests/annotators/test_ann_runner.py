@@ -1,0 +1,181 @@
+"""The runner: cache, resumption, dedup, dry run, limits, reporting, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from annotators import (
+    AnnotationCache,
+    AnthropicAnnotator,
+    OpenAIAnnotator,
+    RetryPolicy,
+    annotate,
+    annotate_with_report,
+)
+from annotators.ratelimit import RateLimiter, TokenBucket
+from annotators.testing import FakeLLMServer, Fault
+from guardrail_dro.errors import ConfigError
+from guardrail_dro.readers import read_dataset
+from guardrail_dro.schema import LabelSchema
+from tests.annotators.ann_helpers import KEY, TEXTS, make_dataset
+
+
+def _two(server: FakeLLMServer):
+    return [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url),
+            AnthropicAnnotator("claude-haiku-4-5", api_key=KEY,
+                               base_url=server.anthropic_base_url)]
+
+
+def test_two_annotators_and_a_cached_rerun_makes_no_call(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    ds = make_dataset(TEXTS, schema)
+    db = tmp_path / "cache.sqlite"
+    first = annotate_with_report(ds, _two(server), cache=db, policy=fast, progress=False)
+    assert sum(server.calls.values()) == 2 * len(TEXTS)
+    assert first.dataset.annotators == ("openai:gpt-4o-mini", "anthropic:claude-haiku-4-5")
+    server.reset_counts()
+    again = annotate_with_report(ds, _two(server), cache=db, policy=fast, progress=False)
+    assert sum(server.calls.values()) == 0
+    assert again.report.from_cache == 2 * len(TEXTS) and again.report.calls == 0
+    assert [it.annotations for it in again.dataset] == [it.annotations for it in first.dataset]
+    # refusals are paid for: cached and reported again, not re-asked
+    assert again.report.outcomes["openai:gpt-4o-mini"]["refused"] == 1
+
+
+def test_round_trip_through_jsonl_ready_for_training(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    out = annotate(make_dataset(TEXTS, schema), _two(server), policy=fast, progress=False)
+    path = tmp_path / "labelled.jsonl"
+    out.save_jsonl(path)
+    back = read_dataset(path)
+    assert back.annotator_kinds == {"openai:gpt-4o-mini": "llm",
+                                    "anthropic:claude-haiku-4-5": "llm"}
+    assert back.label_matrix().shape == (len(TEXTS), 2)
+
+
+def test_errors_are_not_cached_and_are_retried_next_run(
+        server: FakeLLMServer, schema: LabelSchema, tmp_path: Path) -> None:
+    server.add_fault(Fault("server_error", match="idiot", times=2))
+    once = RetryPolicy(max_attempts=1, initial=0.0)
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    db = tmp_path / "c.sqlite"
+    r1 = annotate_with_report(make_dataset(TEXTS, schema), ann, cache=db, policy=once,
+                              progress=False)
+    assert r1.report.outcomes[ann[0].name]["error"] == 1
+    server.reset_counts()
+    r2 = annotate_with_report(make_dataset(TEXTS, schema), ann, cache=db, policy=once,
+                              progress=False)
+    assert dict(server.calls) == {"you idiot": 1}  # only the failed one asked again
+    assert r2.report.outcomes[ann[0].name]["error"] == 1  # second fault still armed
+    server.reset_counts()
+    r3 = annotate_with_report(make_dataset(TEXTS, schema), ann, cache=db, policy=once,
+                              progress=False)
+    assert r3.dataset.items[1].label_of(ann[0].name) == "toxic"
+
+
+def test_identical_texts_are_asked_once(server: FakeLLMServer, schema: LabelSchema,
+                                        fast: RetryPolicy) -> None:
+    ds = make_dataset(["same text"] * 5 + ["other"], schema)
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    out = annotate(ds, ann, policy=fast, concurrency=8, progress=False)
+    assert server.calls == {"same text": 1, "other": 1}
+    assert all(it.label_of(ann[0].name) == "safe" for it in out)
+
+
+def test_dry_run_makes_no_call_and_estimates_cost(server: FakeLLMServer, schema: LabelSchema,
+                                                  tmp_path: Path) -> None:
+    run = annotate_with_report(make_dataset(TEXTS, schema), _two(server), dry_run=True,
+                               progress=False)
+    assert server.endpoints.total() == 0
+    assert run.report.to_ask == 2 * len(TEXTS)
+    assert run.report.estimated_cost is not None and run.report.estimated_cost > 0
+    assert "estimated cost $" in "\n".join(run.report.summary_lines())
+    unknown = [OpenAIAnnotator("my-local-llama", api_key=KEY, base_url=server.openai_base_url)]
+    run = annotate_with_report(make_dataset(TEXTS, schema), unknown, dry_run=True,
+                               progress=False)
+    assert run.report.estimated_cost is None
+    priced = annotate_with_report(make_dataset(TEXTS, schema), unknown, dry_run=True,
+                                  prices={"my-local-llama": (1.0, 1.0)}, progress=False)
+    assert priced.report.estimated_cost > 0
+
+
+def test_cost_and_tokens_come_from_usage(server: FakeLLMServer, schema: LabelSchema,
+                                         fast: RetryPolicy) -> None:
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    run = annotate_with_report(make_dataset(TEXTS, schema), ann, policy=fast, progress=False,
+                               prices={"gpt-4o-mini": (1_000_000.0, 0.0)})
+    # one dollar per input token: the cost is the input token count
+    assert run.report.cost == pytest.approx(run.report.usage.input_tokens)
+
+
+def test_failures_file_lists_every_unlabelled_item(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    server.add_fault(Fault("malformed", match="weather", times=2))
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    run = annotate_with_report(make_dataset(TEXTS, schema), ann, policy=fast, progress=False)
+    path = run.report.write_failures(tmp_path / "f.jsonl")
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert {(r["item_id"], r["outcome"]) for r in rows} == {("i2", "refused"), ("i3", "invalid")}
+    invalid = next(r for r in rows if r["outcome"] == "invalid")
+    assert "not json" in invalid["raw"] and invalid["error"]
+    assert run.report.outcomes[ann[0].name]["labelled"] == 3
+
+
+def test_the_api_key_is_never_written_to_the_cache(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    annotate(make_dataset(TEXTS, schema), _two(server), cache=db, policy=fast, progress=False)
+    blob = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert KEY.encode() not in blob
+    with AnnotationCache(db) as cache:
+        assert len(cache) == 2 * len(TEXTS)
+
+
+def test_bad_arguments_are_config_errors(server: FakeLLMServer, schema: LabelSchema) -> None:
+    ann = OpenAIAnnotator("m", api_key=KEY, base_url=server.openai_base_url)
+    with pytest.raises(ConfigError, match="concurrency"):
+        annotate(make_dataset(TEXTS, schema), [ann], concurrency=0)
+    with pytest.raises(ConfigError, match="unique"):
+        annotate(make_dataset(TEXTS, schema), [ann, ann])
+
+
+def test_sync_entry_point_refuses_to_run_inside_a_loop(schema: LabelSchema) -> None:
+    async def inside() -> None:
+        annotate(make_dataset(TEXTS, schema), [])
+
+    with pytest.raises(ConfigError, match="aannotate"):
+        asyncio.run(inside())
+
+
+def test_token_bucket_waits_for_refill() -> None:
+    now = [0.0]
+    bucket = TokenBucket(60, clock=lambda: now[0])  # one a second, burst of 60
+    assert bucket.delay_for(60) == 0.0
+    bucket.level = 0.0
+    assert bucket.delay_for(1) == pytest.approx(1.0)
+    now[0] = 0.5
+    assert bucket.delay_for(1) == pytest.approx(0.5)
+    bucket.settle(10)  # a reply used more than estimated: debt
+    assert bucket.delay_for(1) == pytest.approx(10.5)
+
+
+def test_rpm_limit_spaces_requests(server: FakeLLMServer, schema: LabelSchema,
+                                   fast: RetryPolicy) -> None:
+    import time
+
+    ann = [OpenAIAnnotator("m", api_key=KEY, base_url=server.openai_base_url)]
+    ds = make_dataset([f"text {i}" for i in range(5)], schema)
+    t0 = time.perf_counter()
+    annotate(ds, ann, policy=fast, rpm=600, concurrency=8, progress=False)
+    # a burst of one minute's allowance goes at once; 600 rpm then means 0.1 s each
+    assert time.perf_counter() - t0 < 2.0
+    limiter = RateLimiter(rpm=60)
+    assert limiter.requests is not None
+    limiter.requests.level = 0
+    t0 = time.perf_counter()
+    asyncio.run(limiter.acquire(10))
+    assert time.perf_counter() - t0 == pytest.approx(1.0, abs=0.3)
