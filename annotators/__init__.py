@@ -22,6 +22,7 @@ from annotators.base import (
     RawReply,
     Usage,
 )
+from annotators.batch import abatch_annotate, batch_annotate
 from annotators.cache import AnnotationCache, cache_key
 from annotators.labelling import label_text
 from annotators.openai_annotator import OpenAIAnnotator
@@ -57,8 +58,10 @@ __all__ = [
     "Usage",
     "aannotate",
     "aannotate_with_report",
+    "abatch_annotate",
     "annotate",
     "annotate_with_report",
+    "batch_annotate",
     "build_prompt",
     "cache_key",
     "label_text",
