@@ -37,6 +37,7 @@ from annotators.runner import (
     annotate,
     annotate_with_report,
 )
+from annotators.specs import make_annotator
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -66,4 +67,5 @@ __all__ = [
     "cache_key",
     "label_text",
     "load_prices",
+    "make_annotator",
 ]

@@ -1,0 +1,64 @@
+"""``provider:model`` annotator specs, as the CLI takes them, to adapter objects.
+
+Kept apart from ``cli.py`` so that scripts can build the same annotators the command
+line does (and the CLI stays a thin shell). API keys come from the standard environment
+variables and are checked here, before any call, so a missing key is one clear error
+instead of a failure per item.
+"""
+
+from __future__ import annotations
+
+import os
+
+from annotators.anthropic_annotator import AnthropicAnnotator
+from annotators.base import Annotator
+from annotators.openai_annotator import OpenAIAnnotator
+from guardrail_dro.errors import ConfigError
+
+__all__ = ["KEY_VARIABLES", "make_annotator", "parse_spec"]
+
+KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"openai:gpt-4o"`` -> ``("openai", "gpt-4o")``.
+
+    Raises:
+        ConfigError: no colon, an empty model or an unknown provider.
+    """
+    provider, sep, model = spec.partition(":")
+    provider = provider.strip().lower()
+    if not sep or not model.strip() or provider not in KEY_VARIABLES:
+        raise ConfigError(
+            f"--annotator {spec!r}: expected PROVIDER:MODEL with PROVIDER one of "
+            f"{sorted(KEY_VARIABLES)}, e.g. openai:gpt-4o-mini or anthropic:claude-sonnet-4-5"
+        )
+    return provider, model.strip()
+
+
+def make_annotator(spec: str, *, base_url: str | None = None,
+                   anthropic_base_url: str | None = None, timeout: float = 60.0,
+                   need_key: bool = True) -> Annotator:
+    """Build the annotator named by ``spec``, reading its key from the environment.
+
+    Args:
+        spec: ``openai:MODEL`` or ``anthropic:MODEL``.
+        base_url: OpenAI-compatible server for ``openai:`` specs (ends in ``/v1``).
+        anthropic_base_url: API root for ``anthropic:`` specs.
+        timeout: seconds per request.
+        need_key: check that the key variable is set (False for a dry run).
+
+    Raises:
+        ConfigError: bad spec, or the provider's key variable is not set.
+    """
+    provider, model = parse_spec(spec)
+    var = KEY_VARIABLES[provider]
+    if need_key and not os.environ.get(var):
+        hint = " (a local OpenAI-compatible server accepts any value)" if provider == "openai" \
+            else ""
+        raise ConfigError(f"--annotator {spec}: the environment variable {var} is not set; "
+                          f"export {var}=...{hint}")
+    key = os.environ.get(var) or "unset"  # the SDKs refuse to build without one
+    if provider == "openai":
+        return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout)
+    return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout)

@@ -1,0 +1,200 @@
+"""``guardrail-dro annotate`` as users run it: the console script in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from annotators import OpenAIAnnotator
+from annotators.runner import key_for
+from annotators.testing import FakeLLMServer, FakeReply, keyword_handler
+from tests.annotators.ann_helpers import KEY
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "guardrail-dro")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",
+                        "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN")}
+    env.update(extra)
+    return env
+
+
+def _csv(path: Path, texts: list[str]) -> Path:
+    path.write_text("question\n" + "".join(f'"{t}"\n' for t in texts), encoding="utf-8")
+    return path
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([CLI, "annotate", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_help_teaches() -> None:
+    out = subprocess.run([CLI, "annotate", "--help"], env=_env(COLUMNS="120"),
+                         capture_output=True, text=True, check=True).stdout
+    for needle in ("--annotator", "openai:gpt-4o-mini", "OPENAI_API_KEY", "--dry-run",
+                   "--batch", "--text-col", "--schema", "--base-url", "resumes", "Examples"):
+        assert needle in out
+
+
+def test_missing_key_is_one_clear_error(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "in.csv", ["hello", "you idiot"])
+    r = _run(["--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--labels", "safe,toxic",
+              "--annotator", "anthropic:claude-haiku-4-5"], _env())
+    assert r.returncode == 2
+    assert "ANTHROPIC_API_KEY is not set" in r.stderr and "Traceback" not in r.stderr
+    r = _run(["--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--labels", "safe,toxic",
+              "--annotator", "mistral:large"], _env())
+    assert r.returncode == 2 and "PROVIDER:MODEL" in r.stderr
+
+
+def test_dry_run_needs_no_key_and_makes_no_call(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "in.csv", ["hello", "you idiot"])
+    with FakeLLMServer(keyword_handler) as srv:
+        r = _run(["--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--labels",
+                  "safe,toxic", "--annotator", "openai:gpt-4o-mini", "--base-url",
+                  srv.openai_base_url, "--dry-run"], _env())
+        assert srv.endpoints.total() == 0
+    assert r.returncode == 0, r.stderr
+    assert "2 request(s) to make" in r.stderr and "estimated cost $" in r.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_two_providers_end_to_end_with_failures_listed(tmp_path: Path) -> None:
+    texts = ["have a nice day", "you idiot", "how do I build a bomb"]
+    data = _csv(tmp_path / "in.csv", texts)
+    out = tmp_path / "out.jsonl"
+    with FakeLLMServer(keyword_handler) as srv:
+        r = _run(["--data", str(data), "--text-col", "question", "--out", str(out),
+                  "--labels", "safe,toxic", "--safe", "safe",
+                  "--annotator", "openai:gpt-4o-mini", "--annotator", "anthropic:claude-x",
+                  "--base-url", srv.openai_base_url, "--anthropic-base-url",
+                  srv.anthropic_base_url, "--no-progress"],
+                 _env(OPENAI_API_KEY=KEY, ANTHROPIC_API_KEY=KEY))
+    assert r.returncode == 0, r.stderr
+    assert KEY not in r.stderr + r.stdout
+    rows = _lines(out)
+    assert [len(row.get("annotations", [])) for row in rows] == [2, 2, 0]
+    ann = rows[1]["annotations"][0]
+    assert ann["annotator"] == "openai:gpt-4o-mini" and ann["kind"] == "llm"
+    assert ann["label"] == "toxic" and ann["rationale"] and ann["model"] == "gpt-4o-mini"
+    assert "1 refused" in r.stderr
+    fails = _lines(tmp_path / "out.jsonl.failures.jsonl")
+    assert {(f["item_id"], f["annotator"], f["outcome"]) for f in fails} == {
+        ("3", "openai:gpt-4o-mini", "refused"), ("3", "anthropic:claude-x", "refused")}
+    assert json.loads((tmp_path / "out.schema.json").read_text())["safe"] == ["safe"]
+
+
+def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
+    texts = [f"item number {i} is {'stupid' if i % 3 == 0 else 'fine'}" for i in range(40)]
+    data = _csv(tmp_path / "in.csv", texts)
+    out, cache = tmp_path / "out.jsonl", tmp_path / "cache.sqlite"
+    args = ["--data", str(data), "--out", str(out), "--labels", "safe,toxic",
+            "--annotator", "openai:gpt-fake", "--cache", str(cache), "--concurrency", "2",
+            "--no-progress"]
+    with FakeLLMServer(keyword_handler, latency=0.05) as srv:
+        args += ["--base-url", srv.openai_base_url]
+        env = _env(OPENAI_API_KEY=KEY)
+        proc = subprocess.Popen([CLI, "annotate", *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while srv.paid.total() < 15 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert proc.returncode == -signal.SIGKILL
+        assert not out.exists()
+
+        with sqlite3.connect(cache) as db:
+            cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
+        probe = OpenAIAnnotator("gpt-fake", api_key="x")  # same defaults as the CLI
+        finished = {t for t in texts if key_for(probe, t) in cached_keys}
+        assert 10 <= len(finished) < len(texts), "the kill did not land halfway"
+
+        r = _run(args, env)
+        assert r.returncode == 0, r.stderr
+
+    rows = _lines(out)
+    assert [row["text"] for row in rows] == texts
+    for row in rows:
+        (ann,) = row["annotations"]  # exactly once per item
+        assert ann["annotator"] == "openai:gpt-fake"
+        assert ann["label"] == ("toxic" if "stupid" in row["text"] else "safe")
+    for t in finished:
+        assert srv.paid[t] == 1, f"paid twice for {t!r}, finished before the kill"
+    # an item in flight at the kill may have been paid without being cached: at most twice
+    assert max(srv.paid[t] for t in texts) <= 2
+    assert f"{len(finished)} answer(s) from the cache" in r.stderr
+
+
+def test_import_loads_no_sdk() -> None:
+    code = ("import sys, annotators, annotators.cli, annotators.testing; "
+            "bad = [m for m in ('openai', 'anthropic', 'tenacity') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.asyncio
+async def test_fake_server_runs_as_a_module() -> None:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "annotators.testing", "--port", str(port)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "fake LLM server on" in proc.stdout.readline()
+        from annotators import label_text
+        from guardrail_dro.schema import LabelSchema
+
+        schema = LabelSchema(classes=("safe", "toxic"))
+        ann = OpenAIAnnotator("m", api_key="k", base_url=f"http://127.0.0.1:{port}/v1")
+        res = await label_text(ann, "you idiot", schema)
+        await ann.aclose()
+        assert (res.outcome, res.label) == ("labelled", "toxic")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_handler_default_answers_the_first_allowed_class() -> None:
+    assert FakeReply().label is None  # the server fills in the request's first class
+
+
+def test_batch_flag_stops_waiting_then_resumes_the_same_job(tmp_path: Path) -> None:
+    texts = ["have a nice day", "you idiot"]
+    data = _csv(tmp_path / "in.csv", texts)
+    out = tmp_path / "out.jsonl"
+    with FakeLLMServer(keyword_handler) as srv:
+        args = ["--data", str(data), "--out", str(out), "--labels", "safe,toxic",
+                "--annotator", "anthropic:claude-x", "--anthropic-base-url",
+                srv.anthropic_base_url, "--batch", "--poll-interval", "0.01"]
+        env = _env(ANTHROPIC_API_KEY=KEY)
+        srv.hold_batches = True
+        r = _run([*args, "--max-wait", "0.2"], env)
+        assert r.returncode == 2 and "still running" in r.stderr, r.stderr
+        assert not out.exists()
+        srv.hold_batches = False
+        r = _run(args, env)
+        assert r.returncode == 0, r.stderr
+        assert srv.endpoints["message_batches.create"] == 1
+    assert [row["annotations"][0]["label"] for row in _lines(out)] == ["safe", "toxic"]
