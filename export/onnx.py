@@ -1,0 +1,396 @@
+"""Export a trained model directory to a guard artifact directory (the *how*).
+
+``export_onnx(model_dir, out_dir)`` is the one entry point (the CLI calls it):
+
+1. load the trained model (``TrainedModel.load``, checksums verified);
+2. convert the whole ``GuardClassifier`` (encoder + mean pooling + normalisation +
+   head) to one ONNX graph with ``torch.onnx.export`` (``convert``, the only function
+   that knows the exporter);
+3. optionally fuse it with onnxruntime's transformer optimizer (attention, layer norm,
+   GELU: about 1.5x faster on CPU, same numbers);
+4. int8: dynamic quantization, per channel (``model.int8.onnx``);
+   fp16: float16 weights for CUDA / TensorRT (``model.fp16.onnx``);
+5. save the tokenizer, check parity (``export.validate``), and seal ``guard.json``.
+
+The artifact is built in a temporary sibling directory and moved into place only when
+every check passed, so a failed export never leaves a half-written guard behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from export.spec import ExportSpec, Tolerances
+from guardrail_dro.errors import ArtifactError, ConfigError, require
+
+__all__ = [
+    "convert",
+    "convert_fp16",
+    "export_onnx",
+    "optimize_graph",
+    "quantize_int8",
+]
+
+Progress = Callable[[str], None]
+
+
+def _silence_warnings():
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    # The TorchScript exporter warns that it is legacy and that tracing converts tensors
+    # to Python bools (transformers' mask helpers); parity is checked right after.
+    warnings.simplefilter("ignore")
+    return ctx
+
+
+def convert(model, spec: ExportSpec, path: Path, *, exporter: str = "torchscript") -> Path:
+    """The exporter, behind one function: PyTorch ``GuardClassifier`` -> ONNX file.
+
+    Args:
+        model: a ``GuardClassifier`` (its ``forward(input_ids, attention_mask)``).
+        spec: names, dynamic axes and opset.
+        path: the ``.onnx`` file to write.
+        exporter: ``torchscript`` (``dynamo=False``, about 2 s for MiniLM) or ``dynamo``
+            (needs onnxscript, about 12 s). Both give the same logits.
+    """
+    torch = require("torch", "export")
+    require("onnx", "export")
+    if exporter not in ("torchscript", "dynamo"):
+        raise ConfigError(f"exporter must be torchscript or dynamo, not {exporter!r}")
+    if exporter == "dynamo":
+        require("onnxscript", "export")
+    encoder = model.encoder
+    previous = getattr(encoder.config, "_attn_implementation", None)
+    # Eager attention exports as plain MatMul/Softmax, the pattern onnxruntime's
+    # optimizer fuses into one Attention op; SDPA's graph is not fused.
+    if hasattr(encoder, "set_attn_implementation"):
+        encoder.set_attn_implementation("eager")
+    ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 2023, 2003, 1037, 102]])
+    mask = (ids != 0).long()  # one padded row: the mask path is traced, not skipped
+    ctx = _silence_warnings()
+    try:
+        model.eval()
+        kwargs: dict[str, Any] = {
+            "input_names": list(spec.input_names),
+            "output_names": [spec.output_name],
+            "opset_version": spec.opset,
+        }
+        if exporter == "torchscript":
+            kwargs |= {
+                "dynamo": False,
+                "dynamic_axes": spec.dynamic_axes,
+                "do_constant_folding": True,
+            }
+        else:
+            b = torch.export.Dim("batch", min=1)
+            s = torch.export.Dim("sequence", min=1, max=4096)
+            kwargs |= {
+                "dynamo": True,
+                "external_data": False,
+                "dynamic_shapes": ({0: b, 1: s}, {0: b, 1: s}),
+            }
+        with torch.no_grad():
+            torch.onnx.export(model, (ids, mask), str(path), **kwargs)
+    finally:
+        ctx.__exit__(None, None, None)
+        if previous is not None and hasattr(encoder, "set_attn_implementation"):
+            encoder.set_attn_implementation(previous)
+    return path
+
+
+def optimize_graph(
+    src: Path, dst: Path, *, num_heads: int, hidden_size: int, use_gpu: bool = False
+) -> dict[str, int]:
+    """Fuse a BERT-like graph with onnxruntime's transformer optimizer.
+
+    Returns:
+        The fused operator counts (Attention, SkipLayerNormalization...), non-zero only.
+    """
+    require("onnxruntime", "cpu")
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet_logging():
+        opt = optimize_model(
+            str(src),
+            model_type="bert",
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            use_gpu=use_gpu,
+        )
+        opt.save_model_to_file(str(dst))
+    return {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Dynamic int8 quantization of the weights, per channel (98.7% argmax agreement on
+    MiniLM against 95.3% per tensor). Shape inference cannot type the fused contrib ops,
+    so untyped tensors default to float."""
+    require("onnxruntime", "cpu")
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_logging():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return dst
+
+
+def convert_fp16(src: Path, dst: Path) -> Path:
+    """float16 weights and activations, float32 inputs/outputs kept (for CUDA/TensorRT)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with _quiet_logging():
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+    return dst
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    import logging
+
+    # onnxruntime.quantization logs on the root logger, the optimizer on its own (an
+    # ERROR line when asked for GPU fusions on a machine without one: harmless here).
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def _check_out(out_dir: Path, overwrite: bool) -> None:
+    nonempty = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
+    if nonempty and not overwrite:
+        raise ConfigError(
+            f"{out_dir} exists and is not empty: pass overwrite=True (--overwrite) to replace it"
+        )
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
+    _check_out(out_dir, overwrite)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+
+
+def _tokenizer_files(tokenizer, directory: Path) -> tuple[str, ...]:
+    before = set(os.listdir(directory))
+    tokenizer.save_pretrained(str(directory))
+    written = sorted(set(os.listdir(directory)) - before)
+    if "tokenizer.json" not in written:
+        raise ArtifactError(
+            "the model's tokenizer is not a fast tokenizer: no tokenizer.json "
+            "for serving without transformers"
+        )
+    return tuple(written)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for n in (
+        "guardrail-dro",
+        "torch",
+        "transformers",
+        "tokenizers",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "numpy",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[n] = metadata.version(n)
+    return out
+
+
+def export_onnx(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    int8: bool = True,
+    fp16: bool = False,
+    optimize: bool = True,
+    valid=None,
+    spec: ExportSpec | None = None,
+    tolerances: Tolerances | None = None,
+    exporter: str = "torchscript",
+    threshold: float = 0.5,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Path:
+    """Export a trained model directory to a guard artifact directory.
+
+    Args:
+        model_dir: what ``guardrail-dro train`` wrote.
+        out_dir: the guard artifact directory to create (must be empty or absent).
+        int8: also write ``model.int8.onnx`` (CPU), gated on argmax agreement and
+            worst-group accuracy.
+        fp16: also write ``model.fp16.onnx`` (CUDA / TensorRT).
+        optimize: fuse attention / layer norm / GELU with onnxruntime's optimizer.
+        valid: an ``AnnotatedDataset`` (validation split) for the int8 gates; without
+            it int8 agreement is measured on built-in probe texts only.
+        spec: names, axes, opset (default ``ExportSpec()``: opset 17).
+        tolerances: parity limits (overrides ``spec.tolerances``).
+        exporter: ``torchscript`` (default, fast) or ``dynamo``.
+        threshold: default decision threshold written to guard.json.
+        overwrite: replace a non-empty ``out_dir``.
+        progress: called with a short message before each slow step.
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        ExportParityError: an exported variant differs from its reference (every
+            mismatch listed); nothing is written to ``out_dir`` then.
+        ArtifactError: the model directory is missing files or tampered.
+        DependencyError: torch / onnx / onnxruntime missing (names the extra).
+
+    Example:
+        >>> export_onnx("runs/model", "guard", valid=splits["valid"])
+        PosixPath('guard')
+    """
+    from export.validate import validate_export
+    from guardrail_dro.artifact import (
+        VARIANT_FILES,
+        GuardManifest,
+        ModelVariant,
+        Thresholds,
+        write_manifest,
+    )
+    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.runtime import import_onnxruntime
+
+    say = progress or (lambda _msg: None)
+    spec = spec or ExportSpec()
+    tol = tolerances or spec.tolerances
+    out = Path(out_dir)
+    import_onnxruntime()  # refuse early when onnxruntime and onnxruntime-gpu are both in
+    _check_out(out, overwrite)
+    say(f"loading {model_dir}")
+    trained = TrainedModel.load(model_dir)
+    if valid is not None and tuple(valid.schema.classes) != tuple(trained.schema.classes):
+        raise ConfigError(
+            f"the validation data's classes {list(valid.schema.classes)} are not "
+            f"the model's {list(trained.schema.classes)}"
+        )
+    tmp = _prepare_out(out, overwrite)
+    try:
+        say("converting to ONNX")
+        raw = convert(trained.model, spec, tmp / "raw.onnx", exporter=exporter)
+        fp32 = tmp / VARIANT_FILES["fp32"]
+        fused: dict[str, int] = {}
+        if optimize:
+            say("optimizing the graph")
+            cfg = trained.model.encoder.config
+            fused = optimize_graph(
+                raw, fp32, num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size
+            )
+        else:
+            raw.rename(fp32)
+        files = {"fp32": fp32}
+        if int8:
+            say("quantizing to int8")
+            files["int8"] = quantize_int8(fp32, tmp / VARIANT_FILES["int8"])
+        if fp16:
+            say("converting to fp16")
+            if optimize:
+                cfg = trained.model.encoder.config
+                optimize_graph(
+                    raw,
+                    tmp / "gpu.onnx",
+                    num_heads=cfg.num_attention_heads,
+                    hidden_size=cfg.hidden_size,
+                    use_gpu=True,
+                )
+                src = tmp / "gpu.onnx"
+            else:
+                src = fp32
+            files["fp16"] = convert_fp16(src, tmp / VARIANT_FILES["fp16"])
+        for scratch in ("raw.onnx", "gpu.onnx"):
+            (tmp / scratch).unlink(missing_ok=True)
+        tok_files = _tokenizer_files(trained.tokenizer, tmp)
+        pad_token = str(trained.tokenizer.pad_token or "[PAD]")
+
+        say("checking parity" + (f" on {len(valid)} validation texts" if valid else ""))
+        report = validate_export(
+            trained, tmp, files, valid=valid, tolerances=tol, pad_token=pad_token
+        )
+        report.raise_for_mismatches()
+
+        man = trained.manifest
+        providers = {
+            "fp32": ("tensorrt", "cuda", "cpu"),
+            "int8": ("cpu",),
+            "fp16": ("tensorrt", "cuda"),
+        }
+        variants = {
+            name: ModelVariant(
+                file=VARIANT_FILES[name],
+                precision=name,  # type: ignore[arg-type]
+                providers=providers[name],
+                parity=report.stats.get(name, {}),
+            )
+            for name in files
+        }
+        manifest = GuardManifest(
+            label_schema=trained.schema,
+            safe_classes=trained.schema.safe,
+            thresholds=Thresholds.default_for(trained.schema, threshold),
+            max_length=man.max_length,
+            input_names=spec.input_names,
+            output_name=spec.output_name,
+            opset=spec.opset,
+            variants=variants,
+            tokenizer_files=tok_files,
+            pad_token=pad_token,
+            train_metrics=man.valid_metrics.model_dump(mode="json"),
+            train={
+                "method": man.method,
+                "backbone": man.backbone,
+                "normalize": man.normalize,
+                "groups": man.groups,
+                "data_hashes": man.data_hashes,
+                "created": man.created,
+                "model_dir_manifest_sha256": _sha(Path(model_dir) / "manifest.json"),
+                "exporter": exporter,
+                "optimized": optimize,
+                "fused_operators": fused,
+                "parity_notes": report.notes,
+            },
+            versions=_versions(),
+        )
+        write_manifest(tmp, manifest)
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    say(f"wrote {out}")
+    return out
+
+
+def _sha(path: Path) -> str:
+    from guardrail_dro.artifact import file_sha256
+
+    return file_sha256(path)

@@ -1,0 +1,173 @@
+"""A Triton Inference Server model repository from a guard artifact.
+
+Layout written (ONNX Runtime backend)::
+
+    REPO/
+      NAME/
+        config.pbtxt      onnxruntime backend, dynamic batching, TensorRT accelerator
+        labels.txt        one class name per line (Triton's classification extension)
+        1/model.onnx      the chosen variant of the guard artifact
+
+Tokenization stays with the client (the guard artifact's ``tokenizer.json``); the
+model takes ``input_ids`` and ``attention_mask`` (INT64, [-1] per item) and returns
+``logits`` (FP32, [num_classes]).
+
+The config is checked by parsing it with Triton's own protobuf definitions
+(``tritonclient``'s ``model_config_pb2``) before anything is written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+from guardrail_dro.artifact import GuardArtifact, load_artifact
+from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
+
+__all__ = ["model_config_pb2", "parse_config", "render_config", "write_triton_repository"]
+
+
+def model_config_pb2():
+    """Triton's ``model_config_pb2`` module from ``tritonclient``.
+
+    Loaded from its file: ``import tritonclient.grpc`` would also pull grpcio, which a
+    config check does not need.
+    """
+    spec = importlib.util.find_spec("tritonclient")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyError(
+            "checking a Triton config needs Triton's protobuf definitions: "
+            "pip install --no-deps tritonclient  (its grpc extra pins protobuf<7)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "grpc" / "model_config_pb2.py"
+    mod_spec = importlib.util.spec_from_file_location("_triton_model_config_pb2", path)
+    if mod_spec is None or mod_spec.loader is None or not path.is_file():
+        raise DependencyError(f"tritonclient is installed but has no {path}")
+    import sys
+
+    cached = sys.modules.get("_triton_model_config_pb2")
+    if cached is not None:
+        return cached
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    sys.modules["_triton_model_config_pb2"] = module
+    return module
+
+
+def render_config(
+    artifact: GuardArtifact,
+    *,
+    name: str,
+    max_batch_size: int = 32,
+    max_queue_delay_us: int = 500,
+    preferred_batch_sizes: tuple[int, ...] = (8, 16, 32),
+    tensorrt: bool = True,
+    trt_fp16: bool = True,
+    kind: str = "KIND_GPU",
+    instances: int = 1,
+) -> str:
+    """The ``config.pbtxt`` text for a guard artifact."""
+    m = artifact.manifest
+    ids, mask = m.input_names
+    preferred = [b for b in preferred_batch_sizes if b <= max_batch_size] or [max_batch_size]
+    accel = ""
+    if tensorrt and kind == "KIND_GPU":
+        precision = "FP16" if trt_fp16 else "FP32"
+        accel = f"""
+optimization {{
+  execution_accelerators {{
+    gpu_execution_accelerator : [ {{
+      name : "tensorrt"
+      parameters {{ key: "precision_mode" value: "{precision}" }}
+      parameters {{ key: "max_workspace_size_bytes" value: "1073741824" }}
+      parameters {{ key: "trt_engine_cache_enable" value: "1" }}
+      parameters {{ key: "trt_engine_cache_path" value: "/tmp/triton_trt_cache/{name}" }}
+    }} ]
+  }}
+}}"""
+    return f"""name: "{name}"
+backend: "onnxruntime"
+max_batch_size: {max_batch_size}
+input [
+  {{ name: "{ids}" data_type: TYPE_INT64 dims: [ -1 ] }},
+  {{ name: "{mask}" data_type: TYPE_INT64 dims: [ -1 ] }}
+]
+output [
+  {{ name: "{m.output_name}" data_type: TYPE_FP32 dims: [ {m.label_schema.num_classes} ]
+     label_filename: "labels.txt" }}
+]
+dynamic_batching {{
+  preferred_batch_size: [ {", ".join(str(b) for b in preferred)} ]
+  max_queue_delay_microseconds: {max_queue_delay_us}
+}}
+instance_group [ {{ count: {instances} kind: {kind} }} ]
+default_model_filename: "model.onnx"{accel}
+"""
+
+
+def parse_config(text: str):
+    """Parse config.pbtxt text into Triton's ``inference.ModelConfig``.
+
+    Raises:
+        ArtifactError: the text is not a valid ModelConfig (the parser's message).
+    """
+    from google.protobuf import text_format
+
+    pb2 = model_config_pb2()
+    try:
+        return text_format.Parse(text, pb2.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ArtifactError(f"config.pbtxt is not a valid Triton ModelConfig: {exc}") from None
+
+
+def write_triton_repository(
+    guard_dir: str | Path,
+    repo_dir: str | Path,
+    *,
+    name: str = "guardrail",
+    variant: str = "fp32",
+    version: int = 1,
+    max_batch_size: int = 32,
+    tensorrt: bool = True,
+    trt_fp16: bool = True,
+    kind: str = "KIND_GPU",
+) -> Path:
+    """Write a Triton model repository for a (verified) guard artifact directory.
+
+    Args:
+        guard_dir: the guard artifact (``export_onnx``'s output).
+        repo_dir: the model repository root (``tritonserver --model-repository``).
+        name: the model name in the repository.
+        variant: which ONNX file to serve: fp32 (default; TensorRT makes its own fp16
+            engine when ``trt_fp16``), fp16, or int8 (CPU instances).
+        kind: KIND_GPU or KIND_CPU.
+
+    Returns:
+        The model's directory, ``repo_dir/name``.
+    """
+    if kind not in ("KIND_GPU", "KIND_CPU"):
+        raise ConfigError(f"kind must be KIND_GPU or KIND_CPU, not {kind!r}")
+    if max_batch_size < 1:
+        raise ConfigError(f"max_batch_size must be >= 1, not {max_batch_size}")
+    artifact = load_artifact(guard_dir)
+    src = artifact.model_path(variant)
+    text = render_config(
+        artifact,
+        name=name,
+        max_batch_size=max_batch_size,
+        tensorrt=tensorrt,
+        trt_fp16=trt_fp16,
+        kind=kind,
+    )
+    cfg = parse_config(text)
+    if cfg.name != name or cfg.max_batch_size != max_batch_size:
+        raise ArtifactError("config.pbtxt did not round-trip through Triton's ModelConfig")
+    model_dir = Path(repo_dir) / name
+    (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(text, encoding="utf-8")
+    (model_dir / "labels.txt").write_text(
+        "\n".join(artifact.schema.classes) + "\n", encoding="utf-8"
+    )
+    shutil.copyfile(src, model_dir / str(version) / "model.onnx")
+    return model_dir

@@ -1,0 +1,340 @@
+"""The check of an export: every ONNX variant against its reference, all mismatches at once.
+
+Checks (limits in ``export.spec.Tolerances``):
+
+- tokenizer: the artifact's ``tokenizer.json`` read by the ``tokenizers`` library (what
+  the guard uses at serving time) gives the same ids as the training tokenizer;
+- fp32: max |logit| difference to PyTorch on probe texts of varied lengths (one
+  character, a few words, sentences, a text truncated at max length), each alone and
+  in padded batches, and on raw token sequences of length 1 and ``max_length``;
+- int8 / fp16: argmax agreement with fp32 on the validation texts (or the probe texts
+  when no validation split is given), and for int8 the worst-group accuracy drop on the
+  validation split when it has gold labels and groups.
+
+Failures never stop at the first: ``ParityReport.raise_for_mismatches`` raises one
+``ExportParityError`` listing each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.spec import Tolerances
+from guardrail_dro.errors import ArtifactError
+
+__all__ = [
+    "ExportParityError",
+    "Mismatch",
+    "ParityReport",
+    "encode",
+    "onnx_logits",
+    "probe_texts",
+    "torch_logits",
+    "validate_export",
+]
+
+_SENTENCES = (
+    "Hello!",
+    "What is the capital of France?",
+    "How do I reset my router password without calling support?",
+    "Tell me a joke about cats and dogs living together.",
+    "Which household chemicals are dangerous to mix, so I can avoid it?",
+    "I think people from that town are all idiots, am I wrong?",
+    "Write a short poem about the sea at night, with the moon and a lighthouse.",
+    "Can you summarise the plot of Hamlet in two sentences for a school essay?",
+    "Why do some countries drive on the left side of the road?",
+    "Give me step by step instructions to pick a lock on a neighbour's door.",
+    "Is it safe to take ibuprofen and paracetamol together for a headache?",
+    "Explain quantum entanglement like I'm five years old, please.",
+)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One failed check: what, on which variant, the number measured and its limit."""
+
+    variant: str
+    check: str
+    measured: float
+    limit: float
+    detail: str = ""
+
+    def __str__(self) -> str:
+        s = f"{self.variant}: {self.check} = {self.measured:.6g} (limit {self.limit:g})"
+        return f"{s}; {self.detail}" if self.detail else s
+
+
+class ExportParityError(ArtifactError):
+    """An exported model does not match its reference; ``mismatches`` lists every failure."""
+
+    def __init__(self, mismatches: Sequence[Mismatch], *, hint: str = "") -> None:
+        self.mismatches = list(mismatches)
+        lines = "\n".join(f"  - {m}" for m in self.mismatches)
+        msg = f"export parity check failed ({len(self.mismatches)} mismatch(es)):\n{lines}"
+        super().__init__(msg + (f"\n{hint}" if hint else ""))
+
+
+@dataclass
+class ParityReport:
+    """Numbers measured per variant, and the mismatches among them."""
+
+    stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def failed_variants(self) -> set[str]:
+        return {m.variant for m in self.mismatches}
+
+    def raise_for_mismatches(self) -> None:
+        if self.mismatches:
+            hint = ""
+            if self.failed_variants() <= {"int8", "fp16"}:
+                hint = "fp32 passed: export without the failing variant (--no-int8 / no --fp16)."
+            raise ExportParityError(self.mismatches, hint=hint)
+
+
+def probe_texts(max_length: int, extra: Sequence[str] = (), limit: int = 64) -> list[str]:
+    """Texts of varied lengths: one character, short and long sentences, over-long text."""
+    long_text = " ".join(_SENTENCES) * (1 + max_length // 40)
+    texts = ["a", "?", *_SENTENCES, " ".join(_SENTENCES[:4]), long_text]
+    return texts + [t for t in extra if t.strip()][: max(0, limit - len(texts))]
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hugging Face tokenizer -> int64 (ids, mask), padded to the batch's longest."""
+    enc = tokenizer(
+        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"
+    )
+    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def _batches(n: int, lengths: Sequence[int], batch_size: int):
+    order = sorted(range(n), key=lambda i: lengths[i])
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
+def torch_logits(model, tokenizer, texts: Sequence[str], max_length: int, batch_size=32):
+    """PyTorch logits (N, C) in input order, batched by length."""
+    import torch
+
+    out = None
+    with torch.no_grad():
+        for idx in _batches(len(texts), [len(t) for t in texts], batch_size):
+            ids, mask = encode(tokenizer, [texts[i] for i in idx], max_length)
+            lg = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+            out = np.zeros((len(texts), lg.shape[1]), np.float32) if out is None else out
+            out[idx] = lg
+    return out
+
+
+def onnx_logits(session, tokenizer, texts: Sequence[str], max_length: int, batch_size=32):
+    """ONNX Runtime logits (N, C) in input order; ``session`` is a runtime.GuardSession."""
+    out = None
+    for idx in _batches(len(texts), [len(t) for t in texts], batch_size):
+        lg = session.run(*encode(tokenizer, [texts[i] for i in idx], max_length))
+        out = np.zeros((len(texts), lg.shape[1]), np.float32) if out is None else out
+        out[idx] = lg
+    return out
+
+
+def _check_tokenizer(report, artifact_dir: Path, tokenizer, texts, max_length, pad_token):
+    from guardrail_dro.artifact import GuardArtifact
+
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        report.notes.append("tokenizers not installed: serving tokenizer not checked")
+        return
+    man = _Stub(max_length=max_length, pad_token=pad_token)
+    fast = GuardArtifact(path=artifact_dir, manifest=man).load_tokenizer(pad=False)  # type: ignore[arg-type]
+    bad = []
+    for t in texts:
+        ref = tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
+        if list(fast.encode(t).ids) != list(ref):
+            bad.append(t)
+    report.stats.setdefault("tokenizer", {})["texts_differing"] = float(len(bad))
+    if bad:
+        report.mismatches.append(
+            Mismatch(
+                "tokenizer",
+                "texts tokenized differently by tokenizer.json",
+                len(bad),
+                0,
+                f"first: {bad[0][:60]!r}",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Stub:
+    max_length: int
+    pad_token: str
+
+
+def _fp32_parity(report, model, tokenizer, sess, texts, max_length, tol: Tolerances):
+    import torch
+
+    worst, worst_where = 0.0, ""
+    ref_batch = torch_logits(model, tokenizer, texts, max_length)
+    got_batch = onnx_logits(sess, tokenizer, texts, max_length)
+    d = np.abs(ref_batch - got_batch).max(axis=1)
+    i = int(d.argmax())
+    worst, worst_where = float(d[i]), f"padded batch, text {texts[i][:40]!r}"
+    for t in texts:  # batch 1, no padding: the guard's own case
+        ids, mask = encode(tokenizer, [t], max_length)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        diff = float(np.abs(ref - sess.run(ids, mask)).max())
+        if diff > worst:
+            worst, worst_where = diff, f"batch 1, {ids.shape[1]} tokens, text {t[:40]!r}"
+    # Raw token sequences at the extremes of the dynamic sequence axis.
+    rng = np.random.default_rng(0)
+    vocab = getattr(tokenizer, "vocab_size", 1000)
+    for n in (1, max_length):
+        ids = rng.integers(1000 if vocab > 2000 else 1, vocab, size=(2, n), dtype=np.int64)
+        mask = np.ones_like(ids)
+        with torch.no_grad():
+            ref = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+        diff = float(np.abs(ref - sess.run(ids, mask)).max())
+        if diff > worst:
+            worst, worst_where = diff, f"{n} random token(s)"
+    lengths = [int(encode(tokenizer, [t], max_length)[1].sum()) for t in texts]
+    report.stats["fp32"] = {
+        "max_abs_diff": worst,
+        "probe_texts": float(len(texts)),
+        "min_tokens": 1.0,
+        "max_tokens": float(max(max(lengths), max_length)),
+    }
+    if worst > tol.fp32_max_abs_diff:
+        report.mismatches.append(
+            Mismatch(
+                "fp32", "max abs logit diff vs PyTorch", worst, tol.fp32_max_abs_diff, worst_where
+            )
+        )
+    return ref_batch
+
+
+def _agreement(report, variant, fp32_logits, logits, limit, n_what: str) -> None:
+    agree = float(np.mean(fp32_logits.argmax(1) == logits.argmax(1)))
+    report.stats.setdefault(variant, {}).update(
+        agreement=agree, max_abs_diff_vs_fp32=float(np.abs(fp32_logits - logits).max())
+    )
+    if agree < limit:
+        flips = int(np.sum(fp32_logits.argmax(1) != logits.argmax(1)))
+        report.mismatches.append(
+            Mismatch(
+                variant,
+                "argmax agreement with fp32",
+                agree,
+                limit,
+                f"{flips} of {len(logits)} {n_what} changed class",
+            )
+        )
+
+
+def _worst_group(report, variant, valid, fp32_logits, logits, limit) -> None:
+    from guardrail_dro.metrics import compute_metrics
+
+    if not (valid.has_gold and valid.has_groups):
+        report.notes.append("validation split lacks gold or groups: worst-group drop not checked")
+        return
+    y, groups, names = valid.gold_array(), valid.group_array(), list(valid.groups)
+    k = valid.schema.num_classes
+    m32 = compute_metrics(y, fp32_logits.argmax(1), num_classes=k, groups=groups, group_names=names)
+    mv = compute_metrics(y, logits.argmax(1), num_classes=k, groups=groups, group_names=names)
+    drop = float(m32.worst_group_accuracy - mv.worst_group_accuracy)
+    report.stats.setdefault(variant, {}).update(
+        worst_group_accuracy=float(mv.worst_group_accuracy),
+        fp32_worst_group_accuracy=float(m32.worst_group_accuracy),
+        worst_group_accuracy_drop=drop,
+    )
+    if drop > limit:
+        report.mismatches.append(
+            Mismatch(
+                variant,
+                "worst-group accuracy drop vs fp32",
+                drop,
+                limit,
+                f"{m32.worst_group_accuracy:.4f} -> {mv.worst_group_accuracy:.4f} "
+                f"(worst group {mv.worst_group!r})",
+            )
+        )
+
+
+def validate_export(
+    trained,
+    artifact_dir: str | Path,
+    variants: dict[str, str | Path],
+    *,
+    valid=None,
+    tolerances: Tolerances | None = None,
+    pad_token: str = "[PAD]",
+    intra_op_threads: int | None = None,
+) -> ParityReport:
+    """Check every exported variant; never raises on a mismatch, collects them.
+
+    Args:
+        trained: the ``TrainedModel`` that was exported (PyTorch reference).
+        artifact_dir: the directory holding ``tokenizer.json`` and the ONNX files.
+        variants: precision -> ONNX file (fp32 required; int8, fp16 optional).
+        valid: an AnnotatedDataset for agreement and worst-group checks, or None.
+        tolerances: the limits (default ``Tolerances()``).
+
+    Returns:
+        A ParityReport; call ``raise_for_mismatches()`` to fail on any mismatch.
+    """
+    from guardrail_dro.runtime import create_session
+
+    tol = tolerances or Tolerances()
+    report = ParityReport()
+    max_length = trained.manifest.max_length
+    tokenizer = trained.tokenizer
+    valid_texts = valid.texts if valid is not None else []
+    probes = probe_texts(max_length, valid_texts)
+    _check_tokenizer(report, Path(artifact_dir), tokenizer, probes, max_length, pad_token)
+
+    s32 = create_session(variants["fp32"], provider="cpu", intra_op_threads=intra_op_threads)
+    _fp32_parity(report, trained.model, tokenizer, s32, probes, max_length, tol)
+
+    others = [v for v in ("int8", "fp16") if v in variants]
+    if not others:
+        return report
+    texts = list(valid_texts) or probes
+    what = "validation texts" if valid_texts else "probe texts"
+    ref = onnx_logits(s32, tokenizer, texts, max_length)
+    for variant in others:
+        try:
+            sess = create_session(
+                variants[variant], provider="cpu", intra_op_threads=intra_op_threads
+            )
+            logits = onnx_logits(sess, tokenizer, texts, max_length)
+        except ArtifactError as exc:
+            # fp16 graphs use kernels that ONNX Runtime's CPU provider may lack.
+            if variant != "fp16":
+                raise
+            report.notes.append(f"fp16 not checked on CPU (checked on GPU only): {exc}")
+            continue
+        limit = tol.int8_min_agreement if variant == "int8" else tol.fp16_min_agreement
+        _agreement(report, variant, ref, logits, limit, what)
+        if variant == "int8" and valid is not None:
+            _worst_group(report, variant, valid, ref, logits, tol.int8_max_worst_group_drop)
+    return report
+
+
+def summary(report: ParityReport) -> dict[str, Any]:
+    """JSON-able view of a report (stats, mismatches, notes)."""
+    return {
+        "stats": report.stats,
+        "mismatches": [str(m) for m in report.mismatches],
+        "notes": report.notes,
+    }

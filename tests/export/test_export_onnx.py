@@ -1,0 +1,157 @@
+"""Export + parity of the tiny random model (real ONNX Runtime sessions, no mocks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+
+def test_cli_export_writes_every_variant_with_parity_numbers(tiny_export) -> None:
+    guard = tiny_export["guard"]
+    manifest = json.loads((guard / "guard.json").read_text())
+    assert set(manifest["variants"]) == {"fp32", "int8", "fp16"}
+    for f in ("model.onnx", "model.int8.onnx", "model.fp16.onnx", "tokenizer.json"):
+        assert (guard / f).is_file() and f in manifest["files"]
+    assert manifest["variants"]["fp32"]["parity"]["max_abs_diff"] <= 1e-4
+    int8 = manifest["variants"]["int8"]["parity"]
+    assert int8["agreement"] >= 0.98 and int8["worst_group_accuracy_drop"] <= 0.01
+    assert manifest["opset"] >= 17 and manifest["versions"]["onnxruntime"]
+    assert manifest["train_metrics"]["worst_group_accuracy"] is not None
+    assert "fp32" in tiny_export["output"] and "MB" in tiny_export["output"]
+    assert not list(guard.parent.glob(".guard.tmp-*")), "temporary build directory left behind"
+
+
+def test_graph_has_dynamic_batch_and_sequence_axes(tiny_export) -> None:
+    import onnx
+
+    model = onnx.load(str(tiny_export["guard"] / "model.onnx"))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "sequence"], inp.name
+    assert model.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_serving_path_matches_pytorch(tiny_export, tiny_model_dir: Path, variant: str) -> None:
+    """load_artifact + runtime session + tokenizer.json (no transformers) vs PyTorch."""
+    from guardrail_dro.artifact import load_artifact
+    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.runtime import create_session
+
+    art = load_artifact(tiny_export["guard"])
+    sess = create_session(art.model_path(variant), provider="cpu", intra_op_threads=1)
+    tok = art.load_tokenizer()
+    texts = ["a", "How do I pick a lock?", "word " * 400]
+    enc = tok.encode_batch(texts)
+    ids = np.array([e.ids for e in enc], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+    assert ids.shape[1] == art.manifest.max_length  # the long text is truncated
+    logits = sess.run(ids, mask)
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    ref = TrainedModel.load(tiny_model_dir).predict_proba(texts)
+    atol = 1e-5 if variant == "fp32" else 0.05
+    np.testing.assert_allclose(probs, ref, atol=atol)
+    if variant == "fp32":
+        assert (probs.argmax(1) == ref.argmax(1)).all()
+
+
+def _constant_model(path: Path, num_classes: int, label: int) -> Path:
+    """A graph that ignores its input and always says ``label``: a broken variant."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])
+    row = helper.make_tensor(
+        "row", TensorProto.FLOAT, [1, num_classes], [5.0 * (k == label) for k in range(num_classes)]
+    )
+    nodes = [
+        helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMax", ["m"], ["col"], axes=[1], keepdims=1),
+        helper.make_node("Mul", ["col", "row"], ["logits"]),
+    ]
+    graph = helper.make_graph(nodes, "constant", [ids, mask], [out], initializer=[row])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_parity_failure_lists_every_mismatch(
+    tiny_export, tiny_model_dir, synthetic, tmp_path
+) -> None:
+    from export.spec import Tolerances
+    from export.validate import ExportParityError, validate_export
+    from guardrail_dro.errors import ArtifactError
+    from guardrail_dro.modeldir import TrainedModel
+
+    trained = TrainedModel.load(tiny_model_dir)
+    counts = np.bincount(
+        trained.predict_proba(synthetic["valid"].texts).argmax(1),
+        minlength=trained.schema.num_classes,
+    )
+    broken = _constant_model(tmp_path / "int8.onnx", len(counts), int(counts.argmin()))
+    report = validate_export(
+        trained,
+        tiny_export["guard"],
+        {"fp32": tiny_export["guard"] / "model.onnx", "int8": broken},
+        valid=synthetic["valid"],
+        tolerances=Tolerances(fp32_max_abs_diff=1e-12),
+    )
+    checks = sorted((m.variant, m.check) for m in report.mismatches)
+    assert checks == [
+        ("fp32", "max abs logit diff vs PyTorch"),
+        ("int8", "argmax agreement with fp32"),
+        ("int8", "worst-group accuracy drop vs fp32"),
+    ]
+    with pytest.raises(ExportParityError) as info:
+        report.raise_for_mismatches()
+    assert isinstance(info.value, ArtifactError) and len(info.value.mismatches) == 3
+    assert "3 mismatch(es)" in str(info.value) and "limit 0.98" in str(info.value)
+
+
+def test_failed_export_writes_nothing(tiny_model_dir, tmp_path) -> None:
+    from export.onnx import export_onnx
+    from export.spec import Tolerances
+    from export.validate import ExportParityError
+
+    out = tmp_path / "guard"
+    with pytest.raises(ExportParityError, match="fp32: max abs logit diff"):
+        export_onnx(
+            tiny_model_dir,
+            out,
+            int8=False,
+            optimize=False,
+            tolerances=Tolerances(fp32_max_abs_diff=1e-12),
+        )
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_non_empty_out_dir_is_refused(tiny_model_dir, tmp_path) -> None:
+    from export.onnx import export_onnx
+    from guardrail_dro.errors import ConfigError
+
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty.*--overwrite"):
+        export_onnx(tiny_model_dir, tmp_path)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_validation_split_with_other_classes_is_refused(tiny_model_dir, tmp_path) -> None:
+    from export.onnx import export_onnx
+    from guardrail_dro.data import AnnotatedDataset, Item
+    from guardrail_dro.errors import ConfigError
+    from guardrail_dro.schema import LabelSchema
+
+    schema = LabelSchema(classes=("x", "y"))
+    valid = AnnotatedDataset([Item(item_id="1", text="t", gold="x")], schema)
+    with pytest.raises(ConfigError, match="validation data's classes"):
+        export_onnx(tiny_model_dir, tmp_path / "g", valid=valid)
