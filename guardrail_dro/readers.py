@@ -178,7 +178,11 @@ def _read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
         text = row[text_col]
         if not text.strip():
             raise ReaderError("empty text", path=path, line=line, column=text_col)
-        item_id = _cell(row[id_col]) if id_col else (_cell(row[index_col]) if index_col else None)
+        item_id = (
+            _cell(row[id_col])
+            if id_col
+            else (_cell(row[index_col]) if index_col is not None else None)
+        )
         anns = tuple(
             Annotation(annotator=c, label=lab, kind="llm" if c in llm else "human")
             for c in ann_cols

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from guardrail_dro.errors import SchemaError
 
@@ -101,14 +101,24 @@ class LabelSchema(BaseModel):
                 f"cannot infer a label schema from fewer than two distinct labels (saw {seen}); "
                 "pass --labels or --schema"
             )
-        return cls(classes=tuple(seen), safe=tuple(safe))
+        return cls.build(classes=tuple(seen), safe=tuple(safe))
+
+    @classmethod
+    def build(cls, **fields: object) -> LabelSchema:
+        """Construct, raising SchemaError (not pydantic's ValidationError) with the reason."""
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise SchemaError(
+                "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            ) from None
 
     @classmethod
     def parse_list(cls, text: str, *, safe: str | None = None) -> LabelSchema:
         """From ``--labels a,b,c`` and ``--safe a``."""
         classes = tuple(x.strip() for x in text.split(",") if x.strip())
         safe_t = tuple(x.strip() for x in (safe or "").split(",") if x.strip())
-        return cls(classes=classes, safe=safe_t)
+        return cls.build(classes=classes, safe=safe_t)
 
     @classmethod
     def load(cls, path: str | Path) -> LabelSchema:
@@ -120,11 +130,11 @@ class LabelSchema(BaseModel):
             raise SchemaError(f"label schema file not found: {path}") from None
         except json.JSONDecodeError as exc:
             raise SchemaError(f"{path}: not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise SchemaError(f"{path}: a label schema is a JSON object with 'classes'")
         try:
-            return cls.model_validate(raw)
-        except SchemaError:
-            raise
-        except ValueError as exc:
+            return cls.build(**raw)
+        except SchemaError as exc:
             raise SchemaError(f"{path}: not a valid label schema: {exc}") from None
 
     def save(self, path: str | Path) -> None:

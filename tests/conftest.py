@@ -25,8 +25,14 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(default_backbone())
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2,
-                     num_attention_heads=2, intermediate_size=128, max_position_embeddings=512)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=512,
+    )
     BertModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -50,8 +56,13 @@ def tiny_model_dir(tiny_backbone: Path, synthetic, tmp_path_factory) -> Path:
     from guardrail_dro.modeldir import TrainedModel
     from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
 
-    cfg = TrainConfig(method="ours", backbone=str(tiny_backbone), epochs=3, progress=False,
-                      cache_dir=tmp_path_factory.mktemp("cache"))
+    cfg = TrainConfig(
+        method="ours",
+        backbone=str(tiny_backbone),
+        epochs=3,
+        progress=False,
+        cache_dir=tmp_path_factory.mktemp("cache"),
+    )
     result = BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
     out = tmp_path_factory.mktemp("model")
     TrainedModel.from_result(result, {"train": "x", "valid": "y"}).save(out)
