@@ -29,7 +29,9 @@ given number of times: ``rate_limit`` (429 with ``Retry-After``), ``server_error
 It counts what it receives: ``calls[text]`` (every live request about an item,
 failures included), ``paid[text]`` (live requests answered 200 with a reply: what a
 real API bills), ``batch_paid[text]`` and ``endpoints[name]``. ``requests`` keeps each
-live request's JSON body so a test can read the prompt that was sent.
+live request's JSON body so a test can read the prompt that was sent. A caller in
+another process reads the counters at ``GET /_fake/stats`` and zeroes them with
+``POST /_fake/reset``.
 
 Also a command: ``python -m annotators.testing --port 8000 [--latency 0.3]`` serves the
 keyword demo rule until interrupted, for subprocess tests and demos.
@@ -345,6 +347,12 @@ class FakeLLMServer:
             self.endpoints.clear()
             self.requests.clear()
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """The counters as plain dicts (also served at ``GET /_fake/stats``)."""
+        with self._lock:
+            return {"calls": dict(self.calls), "paid": dict(self.paid),
+                    "batch_paid": dict(self.batch_paid), "endpoints": dict(self.endpoints)}
+
     # ---- behaviour ----------------------------------------------------------------
     def _next_id(self) -> int:
         with self._lock:
@@ -529,6 +537,11 @@ class FakeLLMServer:
     def route(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[int, Any, str]:
         """(status, body, content type) for one request; bodies are dict or bytes."""
         path = path.split("?", 1)[0]
+        if path == "/_fake/stats":  # for callers in another process
+            return 200, self.stats(), "application/json"
+        if method == "POST" and path == "/_fake/reset":
+            self.reset_counts()
+            return 200, {"reset": True}, "application/json"
         if method == "POST" and path == "/v1/chat/completions":
             return 200, self.openai_chat(json.loads(raw)), "application/json"
         if method == "POST" and path == "/v1/messages":
@@ -605,6 +618,9 @@ class FakeLLMServer:
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: the SDKs pool connections
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus the
+    # client's delayed ACK add ~40 ms to every reply and distort latency benchmarks.
+    disable_nagle_algorithm = True
     fake: FakeLLMServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet, tests read counters

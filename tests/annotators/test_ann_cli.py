@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,10 @@ async def test_fake_server_runs_as_a_module() -> None:
         res = await label_text(ann, "you idiot", schema)
         await ann.aclose()
         assert (res.outcome, res.label) == ("labelled", "toxic")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_fake/stats") as resp:
+            stats = json.load(resp)
+        assert stats["calls"] == {"you idiot": 1}
+        assert stats["endpoints"] == {"chat.completions": 1}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
