@@ -208,7 +208,7 @@ async def abatch_annotate_with_report(
     try:
         all_results = {}
         for j, ann in enumerate(annotators):
-            texts = {key_for(ann, it.text): it.text for it in dataset.items}
+            texts = {key_for(ann, it.text, dataset.schema): it.text for it in dataset.items}
             got = await _one_annotator(
                 ann, texts, dataset.schema, db, report, policy=policy,
                 poll_interval=poll_interval, max_wait=max_wait, max_resubmits=max_resubmits,

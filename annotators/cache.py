@@ -1,7 +1,8 @@
 """The persistent SQLite cache that makes annotation runs resumable and never pay twice.
 
 A result is keyed by ``cache_key(provider, model, prompt_version, params, text)``: the
-things that decide the answer, and nothing else. The API key, the base URL and the
+things that decide the answer, and nothing else (the runner puts the label schema in
+``params``, since the prompt is built from it). The API key, the base URL and the
 item id are not in it (an identical text asked again is the same question). Each result
 is committed as soon as it is known, in WAL mode, so a ``kill -9`` loses at most the
 calls that were in flight.

@@ -30,6 +30,7 @@ from annotators.ratelimit import RateLimiter
 from annotators.retry import RetryPolicy
 from guardrail_dro.data import AnnotatedDataset, Annotation
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.schema import LabelSchema
 
 __all__ = [
     "EXPECTED_OUTPUT_TOKENS",
@@ -49,10 +50,15 @@ EXPECTED_OUTPUT_TOKENS = 60
 """Reply tokens assumed by ``--dry-run`` and the token limiter before a reply is seen."""
 
 
-def key_for(annotator: Annotator, text: str) -> str:
-    """The cache key of ``text`` asked of ``annotator`` with the current prompt version."""
-    return cache_key(annotator.provider, annotator.model, PROMPT_VERSION,
-                     annotator.cache_params(), text)
+def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
+    """The cache key of ``text`` asked of ``annotator`` with the current prompt version.
+
+    The label schema (classes, safe classes, descriptions) is part of the prompt, so it
+    is part of the parameters: change the classes and old answers are not reused (their
+    labels might not even exist any more).
+    """
+    params = {**annotator.cache_params(), "schema": schema.model_dump(mode="json")}
+    return cache_key(annotator.provider, annotator.model, PROMPT_VERSION, params, text)
 
 
 def open_cache(cache: AnnotationCache | str | Path | None) -> tuple[AnnotationCache, bool]:
@@ -164,7 +170,7 @@ def results_to_annotations(
     for j, ann in enumerate(annotators):
         counts = report.outcomes.setdefault(ann.name, Counter())
         for it in dataset.items:
-            res = results.get((j, key_for(ann, it.text)))
+            res = results.get((j, key_for(ann, it.text, dataset.schema)))
             if res is None:
                 res = AnnotationResult(outcome="error", annotator=ann.name,
                                        error="no result (the run stopped before this item)")
@@ -215,7 +221,7 @@ async def aannotate_with_report(
         wanted: dict[tuple[int, str], str] = {}
         for j, ann in enumerate(annotators):
             for it in dataset.items:
-                wanted.setdefault((j, key_for(ann, it.text)), it.text)
+                wanted.setdefault((j, key_for(ann, it.text, dataset.schema)), it.text)
         cached = db.get_many(k for _, k in wanted)
         results: dict[tuple[int, str], AnnotationResult] = {
             jk: cached[jk[1]] for jk in wanted if jk[1] in cached

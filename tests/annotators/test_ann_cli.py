@@ -18,6 +18,7 @@ import pytest
 from annotators import OpenAIAnnotator
 from annotators.runner import key_for
 from annotators.testing import FakeLLMServer, FakeReply, keyword_handler
+from guardrail_dro.schema import LabelSchema
 from tests.annotators.ann_helpers import KEY
 
 BIN = Path(sys.executable).parent
@@ -125,7 +126,8 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
         with sqlite3.connect(cache) as db:
             cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
         probe = OpenAIAnnotator("gpt-fake", api_key="x")  # same defaults as the CLI
-        finished = {t for t in texts if key_for(probe, t) in cached_keys}
+        schema = LabelSchema(classes=("safe", "toxic"))
+        finished = {t for t in texts if key_for(probe, t, schema) in cached_keys}
         assert 10 <= len(finished) < len(texts), "the kill did not land halfway"
 
         r = _run(args, env)
@@ -165,7 +167,6 @@ async def test_fake_server_runs_as_a_module() -> None:
     try:
         assert "fake LLM server on" in proc.stdout.readline()
         from annotators import label_text
-        from guardrail_dro.schema import LabelSchema
 
         schema = LabelSchema(classes=("safe", "toxic"))
         ann = OpenAIAnnotator("m", api_key="k", base_url=f"http://127.0.0.1:{port}/v1")

@@ -179,3 +179,19 @@ def test_rpm_limit_spaces_requests(server: FakeLLMServer, schema: LabelSchema,
     t0 = time.perf_counter()
     asyncio.run(limiter.acquire(10))
     assert time.perf_counter() - t0 == pytest.approx(1.0, abs=0.3)
+
+
+def test_a_new_label_schema_is_not_answered_from_the_old_cache(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    annotate(make_dataset(TEXTS, schema), ann, cache=db, policy=fast, progress=False)
+    other = LabelSchema(classes=("ok", "insult", "threat"))
+    server.reset_counts()
+    run = annotate_with_report(make_dataset(TEXTS, other), ann, cache=db, policy=fast,
+                               progress=False)
+    assert set(server.calls) == set(TEXTS)  # every text asked again, under the new classes
+    assert run.report.from_cache == 0
+    # the fake's rule still answers safe/toxic: invalid under the new schema, never stored
+    # as a label outside it
+    assert run.report.outcomes[ann[0].name]["invalid"] == 4
