@@ -31,7 +31,9 @@ __all__ = [
     "ExportParityError",
     "Mismatch",
     "ParityReport",
+    "Validator",
     "encode",
+    "merge",
     "onnx_logits",
     "probe_texts",
     "torch_logits",
@@ -271,6 +273,107 @@ def _worst_group(report, variant, valid, fp32_logits, logits, limit) -> None:
         )
 
 
+class Validator:
+    """Checks variants against one fp32 reference, computed once.
+
+    ``check_fp32`` compares the fp32 graph to PyTorch; ``check_variant`` compares an
+    int8 / fp16 graph to the fp32 graph on the agreement texts. Each returns its own
+    ParityReport, so a caller may try several quantization recipes and keep one.
+    """
+
+    def __init__(
+        self,
+        trained,
+        fp32_path: str | Path,
+        *,
+        valid=None,
+        tolerances: Tolerances | None = None,
+        intra_op_threads: int | None = None,
+    ) -> None:
+        from guardrail_dro.runtime import create_session
+
+        self.trained = trained
+        self.valid = valid
+        self.tol = tolerances or Tolerances()
+        self.threads = intra_op_threads
+        self.max_length = trained.manifest.max_length
+        valid_texts = valid.texts if valid is not None else []
+        self.probes = probe_texts(self.max_length, valid_texts)
+        self.texts = list(valid_texts) or self.probes
+        self.what = "validation texts" if valid_texts else "probe texts"
+        self.fp32 = create_session(fp32_path, provider="cpu", intra_op_threads=self.threads)
+        self._ref = None
+
+    @property
+    def reference(self) -> np.ndarray:
+        """fp32 ONNX logits on the agreement texts."""
+        if self._ref is None:
+            self._ref = onnx_logits(self.fp32, self.trained.tokenizer, self.texts, self.max_length)
+        return self._ref
+
+    def check_tokenizer(self, artifact_dir: str | Path, pad_token: str) -> ParityReport:
+        report = ParityReport()
+        _check_tokenizer(
+            report,
+            Path(artifact_dir),
+            self.trained.tokenizer,
+            self.probes,
+            self.max_length,
+            pad_token,
+        )
+        return report
+
+    def check_fp32(self) -> ParityReport:
+        report = ParityReport()
+        _fp32_parity(
+            report,
+            self.trained.model,
+            self.trained.tokenizer,
+            self.fp32,
+            self.probes,
+            self.max_length,
+            self.tol,
+        )
+        return report
+
+    def check_variant(self, variant: str, path: str | Path) -> ParityReport:
+        from guardrail_dro.runtime import create_session
+
+        report = ParityReport()
+        try:
+            sess = create_session(path, provider="cpu", intra_op_threads=self.threads)
+            logits = onnx_logits(sess, self.trained.tokenizer, self.texts, self.max_length)
+        except Exception as exc:
+            # fp16 graphs may use kernels that ONNX Runtime's CPU provider lacks.
+            if variant != "fp16":
+                raise
+            report.notes.append(f"fp16 not checked on CPU (check it on a GPU): {exc}")
+            return report
+        limit = self.tol.int8_min_agreement if variant == "int8" else self.tol.fp16_min_agreement
+        _agreement(report, variant, self.reference, logits, limit, self.what)
+        if variant == "int8" and self.valid is not None:
+            _worst_group(
+                report,
+                variant,
+                self.valid,
+                self.reference,
+                logits,
+                self.tol.int8_max_worst_group_drop,
+            )
+        return report
+
+
+def merge(*reports: ParityReport) -> ParityReport:
+    """One report from several (stats per variant, all mismatches, all notes)."""
+    out = ParityReport()
+    for r in reports:
+        for k, v in r.stats.items():
+            out.stats.setdefault(k, {}).update(v)
+        out.mismatches += r.mismatches
+        out.notes += r.notes
+    return out
+
+
 def validate_export(
     trained,
     artifact_dir: str | Path,
@@ -293,42 +396,18 @@ def validate_export(
     Returns:
         A ParityReport; call ``raise_for_mismatches()`` to fail on any mismatch.
     """
-    from guardrail_dro.runtime import create_session
-
-    tol = tolerances or Tolerances()
-    report = ParityReport()
-    max_length = trained.manifest.max_length
-    tokenizer = trained.tokenizer
-    valid_texts = valid.texts if valid is not None else []
-    probes = probe_texts(max_length, valid_texts)
-    _check_tokenizer(report, Path(artifact_dir), tokenizer, probes, max_length, pad_token)
-
-    s32 = create_session(variants["fp32"], provider="cpu", intra_op_threads=intra_op_threads)
-    _fp32_parity(report, trained.model, tokenizer, s32, probes, max_length, tol)
-
-    others = [v for v in ("int8", "fp16") if v in variants]
-    if not others:
-        return report
-    texts = list(valid_texts) or probes
-    what = "validation texts" if valid_texts else "probe texts"
-    ref = onnx_logits(s32, tokenizer, texts, max_length)
-    for variant in others:
-        try:
-            sess = create_session(
-                variants[variant], provider="cpu", intra_op_threads=intra_op_threads
-            )
-            logits = onnx_logits(sess, tokenizer, texts, max_length)
-        except ArtifactError as exc:
-            # fp16 graphs use kernels that ONNX Runtime's CPU provider may lack.
-            if variant != "fp16":
-                raise
-            report.notes.append(f"fp16 not checked on CPU (checked on GPU only): {exc}")
-            continue
-        limit = tol.int8_min_agreement if variant == "int8" else tol.fp16_min_agreement
-        _agreement(report, variant, ref, logits, limit, what)
-        if variant == "int8" and valid is not None:
-            _worst_group(report, variant, valid, ref, logits, tol.int8_max_worst_group_drop)
-    return report
+    v = Validator(
+        trained,
+        variants["fp32"],
+        valid=valid,
+        tolerances=tolerances,
+        intra_op_threads=intra_op_threads,
+    )
+    reports = [v.check_tokenizer(artifact_dir, pad_token), v.check_fp32()]
+    reports += [
+        v.check_variant(name, variants[name]) for name in ("int8", "fp16") if name in variants
+    ]
+    return merge(*reports)
 
 
 def summary(report: ParityReport) -> dict[str, Any]:
