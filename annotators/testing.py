@@ -36,10 +36,13 @@ another process reads the counters at ``GET /_fake/stats`` and zeroes them with
 Also a command: ``python -m annotators.testing --port 8000 [--latency 0.3]`` serves the
 keyword demo rule until interrupted, for subprocess tests and demos.
 
-Streaming (``stream=True``) is not spoken yet; the reply bodies are built by pure
-functions (``openai_completion_body``, ``anthropic_message_body``) so that an SSE writer
-can later wrap the same content in ``chat.completion.chunk`` / ``content_block_delta``
-events without touching the fault and counting logic.
+Streaming (``stream=True`` / ``"stream": true``) is spoken too: the reply is built once
+by the pure body functions (``openai_completion_body``, ``anthropic_message_body``), so
+the faults and counters are the same, and then written as Server-Sent Events by
+``openai_stream_body`` (``chat.completion.chunk`` deltas, ``[DONE]``) or
+``anthropic_stream_body`` (``message_start`` ... ``content_block_delta`` ...
+``message_stop``). Errors (429, 500) are plain JSON answers, as the real APIs send them
+before a stream starts.
 """
 
 from __future__ import annotations
@@ -70,9 +73,11 @@ __all__ = [
     "Handler",
     "Refuse",
     "anthropic_message_body",
+    "anthropic_stream_body",
     "keyword_handler",
     "main",
     "openai_completion_body",
+    "openai_stream_body",
 ]
 
 FaultKind = Literal[
@@ -178,6 +183,70 @@ def anthropic_message_body(model: str, tool: str | None, tool_input: dict | None
         "content": content, "stop_reason": stop, "stop_sequence": None,
         "usage": {"input_tokens": prompt_tokens, "output_tokens": _tokens(out)},
     }
+
+
+def _pieces(text: str, size: int = 16) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _sse(events: list[tuple[str | None, Any]]) -> bytes:
+    out = []
+    for name, data in events:
+        head = f"event: {name}\n" if name else ""
+        payload = data if isinstance(data, str) else json.dumps(data)
+        out.append(f"{head}data: {payload}\n\n")
+    return "".join(out).encode()
+
+
+def openai_stream_body(completion: dict[str, Any], *, include_usage: bool = False) -> bytes:
+    """A finished ``chat.completion`` as the SSE stream of ``chat.completion.chunk`` events
+    that ``stream=True`` returns (content or refusal in small deltas, then ``[DONE]``)."""
+    choice = completion["choices"][0]
+    msg = choice["message"]
+    base = {"id": completion["id"], "object": "chat.completion.chunk",
+            "created": completion["created"], "model": completion["model"]}
+
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish,
+                                     "logprobs": None}]}
+
+    events: list[tuple[str | None, Any]] = [(None, chunk({"role": "assistant", "content": ""}))]
+    field_name = "refusal" if msg.get("refusal") is not None else "content"
+    for piece in _pieces(msg.get(field_name) or ""):
+        events.append((None, chunk({field_name: piece})))
+    events.append((None, chunk({}, choice["finish_reason"])))
+    if include_usage:
+        events.append((None, {**base, "choices": [], "usage": completion["usage"]}))
+    events.append((None, "[DONE]"))
+    return _sse(events)
+
+
+def anthropic_stream_body(message: dict[str, Any]) -> bytes:
+    """A finished ``message`` as the SSE events of ``stream: true`` (message_start, one
+    block start / deltas / stop per content block, message_delta, message_stop)."""
+    start = {**message, "content": [], "stop_reason": None,
+             "usage": {**message["usage"], "output_tokens": 1}}
+    events: list[tuple[str | None, Any]] = [
+        ("message_start", {"type": "message_start", "message": start})]
+    for i, block in enumerate(message["content"]):
+        if block["type"] == "tool_use":
+            empty = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p}
+                      for p in _pieces(json.dumps(block["input"]))]
+        else:
+            empty = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+        events.append(("content_block_start",
+                       {"type": "content_block_start", "index": i, "content_block": empty}))
+        events += [("content_block_delta", {"type": "content_block_delta", "index": i,
+                                            "delta": d}) for d in deltas]
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": i}))
+    events.append(("message_delta", {
+        "type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+        "usage": {"output_tokens": message["usage"]["output_tokens"]}}))
+    events.append(("message_stop", {"type": "message_stop"}))
+    return _sse(events)
 
 
 # ---- what a request asks ------------------------------------------------------------
@@ -543,9 +612,19 @@ class FakeLLMServer:
             self.reset_counts()
             return 200, {"reset": True}, "application/json"
         if method == "POST" and path == "/v1/chat/completions":
-            return 200, self.openai_chat(json.loads(raw)), "application/json"
+            body = json.loads(raw)
+            completion = self.openai_chat(body)
+            if body.get("stream"):
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                return 200, openai_stream_body(completion, include_usage=usage), \
+                    "text/event-stream"
+            return 200, completion, "application/json"
         if method == "POST" and path == "/v1/messages":
-            return 200, self.anthropic_messages(json.loads(raw)), "application/json"
+            body = json.loads(raw)
+            message = self.anthropic_messages(body)
+            if body.get("stream"):
+                return 200, anthropic_stream_body(message), "text/event-stream"
+            return 200, message, "application/json"
         if method == "POST" and path == "/v1/files":
             return 200, self._upload(headers, raw), "application/json"
         if m := re.fullmatch(r"/v1/files/([^/]+)(/content)?", path):
