@@ -278,7 +278,10 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             except asyncio.QueueEmpty:
                 return
             ann, text = annotators[j], wanted[(j, key)]
-            est = estimate_tokens(text) + 250 + EXPECTED_OUTPUT_TOKENS
+            est = EXPECTED_OUTPUT_TOKENS
+            if limiter.tokens is not None:
+                prompt = build_prompt(text, schema)
+                est += estimate_tokens(prompt.system + prompt.messages[0]["content"])
             await limiter.acquire(est)
             res = await label_text(ann, text, schema, policy=policy)
             limiter.settle(est, res.input_tokens + res.output_tokens, max(0, res.calls - 1))
