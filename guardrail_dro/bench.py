@@ -39,6 +39,7 @@ class MethodResult(BaseModel):
     std: dict[str, float | None]
     seconds: float
     per_seed: list[Metrics]
+    valid_mean: dict[str, float | None] = {}
     group_accuracy: dict[str, float]
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
@@ -134,7 +135,7 @@ def run_bench(
         total=len(methods) * len(seed_list), desc="bench", unit="run", disable=not base.progress
     )
     for method in methods:
-        runs, secs, notes, gw, aw = [], [], [], [], []
+        runs, secs, notes, gw, aw, vals = [], [], [], [], [], []
         for seed in seed_list:
             cfg = base.model_copy(update={"method": method, "seed": seed, "progress": False})
             t0 = time.perf_counter()
@@ -142,6 +143,7 @@ def run_bench(
             secs.append(time.perf_counter() - t0)
             m = res.evaluate(test)
             runs.append(m)
+            vals.append(res.valid_metrics)
             notes.extend(n for n in res.notes if n not in notes)
             if res.group_weights:
                 gw.append(res.group_weights)
