@@ -1,0 +1,331 @@
+"""What a ``Guard`` does with the model's scores: thresholds, actions, errors, latency.
+
+A ``Policy`` is a small frozen value the caller writes once::
+
+    Policy(thresholds={"hate": 0.3}, action="replace", on_error="closed",
+           latency_budget_ms=20)
+
+Decision rule (``Guard.check``), per window of the text, the worst window deciding:
+
+- ``toxic_score`` = 1 - P(safe classes); a violation when it reaches ``toxic_threshold``
+  (default: ``guard.json``'s ``thresholds.toxic``). Skipped when the artifact knows no
+  safe class (the score would always be 1).
+- a category is *triggered* when its probability reaches its threshold (default:
+  ``guard.json``'s ``thresholds.per_class``; ``thresholds`` here overrides per class);
+  any triggered category is a violation.
+
+Actions on a violation (``Action``): ``block`` (``allowed=False``; hooks withhold the
+content), ``replace`` (``allowed=False``; hooks substitute ``refusal``), ``flag``
+(``allowed=True``, the result lists what triggered; hooks pass the content through).
+``raise_on_violation`` makes ``check`` raise ``GuardViolation`` (carrying the result)
+instead of returning a disallowed result: an opt-in, the return type never changes.
+
+``on_error``: when the model cannot decide (ONNX Runtime failed, or the latency budget
+ran out before every window was scored) the result is ``degraded=True`` and
+``allowed=False`` (``closed``, the default) or ``allowed=True`` (``open``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from guardrail_dro.errors import ConfigError, GuardrailError
+
+__all__ = [
+    "DEFAULT_REFUSAL",
+    "Action",
+    "DecisionRule",
+    "GuardResult",
+    "GuardViolation",
+    "OnError",
+    "Policy",
+]
+
+DEFAULT_REFUSAL = "I can't help with that."
+
+
+class Action(enum.StrEnum):
+    """What a violation does."""
+
+    BLOCK = "block"
+    REPLACE = "replace"
+    FLAG = "flag"
+
+
+class OnError(enum.StrEnum):
+    """The decision when the model could not give one (always ``degraded=True``)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a guard turns scores into a decision.
+
+    Attributes:
+        thresholds: per-category probability thresholds overriding ``guard.json``'s.
+        toxic_threshold: threshold on 1 - P(safe); None: ``guard.json``'s.
+        action: block, replace or flag (see the module docstring).
+        refusal: the message ``replace`` substitutes for the content.
+        raise_on_violation: ``check`` raises ``GuardViolation`` instead of returning a
+            disallowed result (degraded fail-closed results included).
+        on_error: ``closed`` (disallow) or ``open`` (allow) when the model cannot decide.
+        latency_budget_ms: stop scoring a long text's windows once this is spent (the
+            result is then degraded); ``acheck`` also stops waiting for the model. None:
+            no budget.
+        max_windows: score at most this many windows of a long text; more is a degraded
+            result rather than a silent truncation. None: every window.
+    """
+
+    thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    toxic_threshold: float | None = None
+    action: Action = Action.REPLACE
+    refusal: str = DEFAULT_REFUSAL
+    raise_on_violation: bool = False
+    on_error: OnError = OnError.CLOSED
+    latency_budget_ms: float | None = None
+    max_windows: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "action", Action(self.action))
+        except ValueError:
+            raise ConfigError(
+                f"Policy.action must be one of {[a.value for a in Action]}, not {self.action!r}"
+            ) from None
+        try:
+            object.__setattr__(self, "on_error", OnError(self.on_error))
+        except ValueError:
+            raise ConfigError(
+                f"Policy.on_error must be 'closed' or 'open', not {self.on_error!r}"
+            ) from None
+        thr = dict(self.thresholds)
+        for name, value in thr.items():
+            _check_unit(f"thresholds[{name!r}]", value)
+        object.__setattr__(self, "thresholds", MappingProxyType(thr))
+        if self.toxic_threshold is not None:
+            _check_unit("toxic_threshold", self.toxic_threshold)
+        if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
+            raise ConfigError(
+                f"Policy.latency_budget_ms must be > 0 or None, not {self.latency_budget_ms!r}"
+            )
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ConfigError(f"Policy.max_windows must be >= 1 or None, not {self.max_windows}")
+        if not isinstance(self.refusal, str):
+            raise ConfigError(f"Policy.refusal must be a str, not {type(self.refusal).__name__}")
+
+
+def _check_unit(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ConfigError(f"Policy.{name} must be a number in [0, 1], not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardResult:
+    """The answer of every check, whatever happened (compare two with ``==``: the
+    latency is left out of the comparison).
+
+    Attributes:
+        allowed: False when the content must not pass (violation under block / replace,
+            or fail-closed degraded).
+        label: the most probable class of the deciding window ("" when nothing was scored).
+        scores: class -> probability in the deciding (worst) window.
+        triggered: categories over their threshold in any window, in schema order.
+        toxic_score: 1 - P(safe classes) in the deciding window.
+        action: ``allow``, ``flag``, ``block`` or ``replace``: what the hooks do.
+        replacement: text the hooks put in place of the content: the refusal (replace),
+            "" (block), None (allow, flag).
+        degraded: the decision came from ``Policy.on_error``, not from the model.
+        error: why it is degraded (None otherwise).
+        windows: windows scored (0 for an empty or whitespace-only text).
+        worst_window: index of the deciding window.
+        provider: the ONNX Runtime provider that ran the model (cpu, cuda, tensorrt).
+        latency_ms: wall time of the call, tokenization included.
+    """
+
+    allowed: bool
+    label: str
+    scores: Mapping[str, float]
+    triggered: tuple[str, ...]
+    toxic_score: float
+    action: str
+    replacement: str | None = None
+    degraded: bool = False
+    error: str | None = None
+    windows: int = 1
+    worst_window: int = 0
+    provider: str = "cpu"
+    latency_ms: float = field(default=0.0, compare=False)
+
+    @property
+    def violation(self) -> bool:
+        """The model (or the error policy) found something: any action but ``allow``."""
+        return self.action != "allow"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (the CLI prints this)."""
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["scores"] = dict(self.scores)
+        d["triggered"] = list(self.triggered)
+        return d
+
+
+class GuardViolation(GuardrailError):
+    """Raised instead of returning a disallowed result when ``Policy.raise_on_violation``.
+
+    Attributes:
+        result: the GuardResult (``degraded`` tells a model decision from fail-closed).
+        rail: ``input``, ``output`` or None for a plain check.
+    """
+
+    def __init__(self, result: GuardResult, rail: str | None = None) -> None:
+        self.result, self.rail = result, rail
+        what = f"the {rail}" if rail else "the text"
+        why = (
+            f"degraded ({result.error})"
+            if result.degraded
+            else f"{result.label} (toxic {result.toxic_score:.2f}; "
+            f"triggered: {', '.join(result.triggered) or 'none'})"
+        )
+        super().__init__(f"guard blocked {what}: {why}")
+
+
+_EMPTY: Mapping[str, float] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRule:
+    """Thresholds as arrays in class order, and the policy: logits -> GuardResult.
+
+    Pure numpy, no model: ``decide`` takes the logits of every window of one text.
+    """
+
+    labels: tuple[str, ...]
+    thresholds: np.ndarray  # per class; inf where a class has none
+    safe: np.ndarray  # bool per class
+    toxic_threshold: float
+    policy: Policy
+    provider: str = "cpu"
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        labels: Sequence[str],
+        safe: Sequence[str],
+        toxic: float,
+        per_class: Mapping[str, float],
+        policy: Policy,
+        provider: str = "cpu",
+    ) -> DecisionRule:
+        """Defaults (``guard.json``) overridden by ``policy``.
+
+        Raises:
+            ConfigError: the policy names a class the guard does not have.
+        """
+        if not isinstance(policy, Policy):
+            raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
+        labels = tuple(labels)
+        unknown = sorted(set(policy.thresholds) - set(labels))
+        if unknown:
+            raise ConfigError(
+                f"Policy.thresholds names classes this guard does not have: {unknown} "
+                f"(classes: {list(labels)})"
+            )
+        merged = {**per_class, **policy.thresholds}
+        return cls(
+            labels=labels,
+            thresholds=np.array([merged.get(c, np.inf) for c in labels], dtype=np.float64),
+            safe=np.array([c in safe for c in labels], dtype=bool),
+            toxic_threshold=toxic if policy.toxic_threshold is None else policy.toxic_threshold,
+            policy=policy,
+            provider=provider,
+        )
+
+    def decide(
+        self,
+        logits: np.ndarray,
+        *,
+        complete: bool = True,
+        error: str | None = None,
+        latency_ms: float = 0.0,
+    ) -> GuardResult:
+        """The result for one text from the (windows, classes) logits of the windows
+        scored; ``complete=False`` when some were not (then, without a violation among
+        those scored, the error policy decides and the result is degraded)."""
+        z = np.asarray(logits, dtype=np.float64)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
+        hits = probs >= self.thresholds
+        # Severity: how far past its threshold each window is; the worst window decides.
+        sev = (probs / np.maximum(self.thresholds, 1e-9)).max(axis=1)
+        if self.safe.any():
+            toxic = 1.0 - probs[:, self.safe].sum(axis=1)
+            bad = hits.any(axis=1) | (toxic >= self.toxic_threshold)
+            sev = np.maximum(sev, toxic / max(self.toxic_threshold, 1e-9))
+        else:  # no class known safe: 1 - P(safe) would always be 1
+            toxic = np.zeros(len(probs))
+            bad = hits.any(axis=1)
+        w = int(np.argmax(sev)) if len(sev) > 1 else 0
+        p = probs[w]
+        pol = self.policy
+        violation = bool(bad.any())
+        degraded = not violation and not complete
+        if violation:
+            action = pol.action.value
+        elif degraded:
+            action = _error_action(pol)
+        else:
+            action = "allow"
+        return GuardResult(
+            allowed=action in ("allow", "flag"),
+            label=self.labels[int(np.argmax(p))],
+            scores=MappingProxyType(dict(zip(self.labels, p.tolist(), strict=True))),
+            triggered=tuple(c for c, h in zip(self.labels, hits.any(axis=0), strict=True) if h),
+            toxic_score=float(toxic[w]),
+            action=action,
+            replacement=_replacement(action, pol),
+            degraded=degraded,
+            error=error if degraded else None,
+            windows=len(probs),
+            worst_window=w,
+            provider=self.provider,
+            latency_ms=latency_ms,
+        )
+
+    def nothing(self, *, error: str | None = None, latency_ms: float = 0.0) -> GuardResult:
+        """Nothing scored: an empty text (allowed), or an error (the error policy)."""
+        action = "allow" if error is None else _error_action(self.policy)
+        return GuardResult(
+            allowed=action == "allow",
+            label="",
+            scores=_EMPTY,
+            triggered=(),
+            toxic_score=0.0,
+            action=action,
+            replacement=_replacement(action, self.policy),
+            degraded=error is not None,
+            error=error,
+            windows=0,
+            provider=self.provider,
+            latency_ms=latency_ms,
+        )
+
+
+def _error_action(policy: Policy) -> str:
+    if policy.on_error is OnError.OPEN:
+        return "allow"
+    return "replace" if policy.action is Action.REPLACE else "block"
+
+
+def _replacement(action: str, policy: Policy) -> str | None:
+    if action == "replace":
+        return policy.refusal
+    return "" if action == "block" else None
