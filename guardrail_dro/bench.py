@@ -130,6 +130,9 @@ def run_bench(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     methods = list(methods or default_methods(train))
     leak = find_leakage({"train": train, "valid": valid, "test": test}).lines()
+    if base.drop_overlap:
+        # The trainer drops train items seen in valid; the bench also keeps test unseen.
+        train, _ = train.without_overlap(test)
     results: dict[str, MethodResult] = {}
     bar = tqdm(
         total=len(methods) * len(seed_list), desc="bench", unit="run", disable=not base.progress

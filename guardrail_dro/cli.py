@@ -101,6 +101,16 @@ CacheDir = Annotated[
         rich_help_panel=_T,
     ),
 ]
+KeepOverlap = Annotated[
+    bool,
+    typer.Option(
+        "--keep-overlap",
+        help="Keep training items whose text also appears in valid/test (by default they "
+        "are dropped: the upper level and model selection would see their own training "
+        "items).",
+        rich_help_panel=_T,
+    ),
+]
 Device = Annotated[
     str | None,
     typer.Option(
@@ -173,6 +183,7 @@ def train(
     epochs: Epochs = None,
     seed: Seed = 0,
     cache_dir: CacheDir = None,
+    keep_overlap: KeepOverlap = False,
     device: Device = None,
     format: O.Format = "auto",
     text_col: O.TextCol = None,
@@ -218,6 +229,7 @@ def train(
         seed=seed,
         cache_dir=cache_dir,
         device=device,
+        drop_overlap=not keep_overlap,
     )
     result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
     hashes = {k: v.content_hash() for k, v in splits.items()}
@@ -289,6 +301,7 @@ def bench(
     backbone: Backbone = None,
     epochs: Epochs = None,
     cache_dir: CacheDir = None,
+    keep_overlap: KeepOverlap = False,
     device: Device = None,
     format: O.Format = "auto",
     text_col: O.TextCol = None,
@@ -320,7 +333,12 @@ def bench(
         schema,
     )
     cfg = TrainConfig(
-        mode=mode, backbone=backbone, epochs=epochs, cache_dir=cache_dir, device=device
+        mode=mode,
+        backbone=backbone,
+        epochs=epochs,
+        cache_dir=cache_dir,
+        device=device,
+        drop_overlap=not keep_overlap,
     )
     report = run_bench(
         splits["train"],

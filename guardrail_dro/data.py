@@ -230,6 +230,20 @@ class AnnotatedDataset:
             [self.items[i] for i in indices], self.schema, name=self.name if name is None else name
         )
 
+    def without_overlap(self, *others: AnnotatedDataset) -> tuple[AnnotatedDataset, int]:
+        """This dataset minus items whose normalised text appears in any of ``others``.
+
+        Training items that reappear in the validation split let the upper level fit the
+        very items it is judged on (and selection reward memorising them); on
+        toxic-questions 664 of the 1,000 validation questions are also in train.
+
+        Returns:
+            (the filtered dataset, how many items were dropped)
+        """
+        seen = {normalise_text(t) for o in others for t in o.texts}
+        keep = [i for i, it in enumerate(self.items) if normalise_text(it.text) not in seen]
+        return self.subset(keep), len(self.items) - len(keep)
+
     def with_annotations(self, extra: dict[str, Sequence[Annotation]]) -> AnnotatedDataset:
         """A copy with annotations added per item id.
 

@@ -400,3 +400,10 @@ class Guard:
         from guardrail_dro.hooks import protect
 
         return protect(self, input=input, output=output, on_check=on_check)
+
+    def wrap(self, client: Any, **options: Any) -> Any:
+        """An OpenAI / Anthropic client whose create calls are guarded
+        (``guardrail_dro.hooks.wrap``; options: input, output, on_check)."""
+        from guardrail_dro.hooks import wrap
+
+        return wrap(client, self, **options)

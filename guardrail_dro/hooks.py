@@ -1,13 +1,52 @@
-"""Hooks around chat pipelines: reading OpenAI / Anthropic message lists, the
-``protect`` decorator, and guarded OpenAI / Anthropic clients (sync, async, streaming).
+"""Hooks around chat pipelines.
+
+- reading OpenAI / Anthropic message lists (``content_text``, ``last_user_text``);
+- ``protect(guard)``: a decorator for any chat callable ``fn(messages, ...) -> reply``,
+  sync or async, whose reply is a str, a message, an SDK response, or a stream of str;
+- ``wrap_openai`` / ``wrap_anthropic`` (or ``wrap``): a client whose
+  ``chat.completions.create`` / ``messages.create`` is guarded, sync and async,
+  ``stream=True`` included; every other attribute is the client's own, unguarded.
+
+What a violation does (``GuardResult.action``): ``replace`` puts the policy's refusal in
+place of the content, ``block`` withholds it (empty content), ``flag`` lets it through;
+a blocked input never reaches the model. With ``Policy(raise_on_violation=True)`` the
+hooks raise ``GuardViolation`` instead. ``on_check(rail, result)`` sees every result
+(``rail`` is ``input`` or ``output``): the place to log flags.
+
+Streams: chunks are held back until the text they carry has been checked, at sentence
+ends or every ``max_chars`` characters, so nothing unchecked reaches the caller; a
+violation closes the upstream response and ends the stream with the refusal
+(``finish_reason="content_filter"`` / ``stop_reason="refusal"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import functools
+import inspect
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["content_text", "last_user_text"]
+from guardrail_dro.policy import GuardResult, GuardViolation
+
+if TYPE_CHECKING:
+    from guardrail_dro.guard import Guard
+
+__all__ = [
+    "AsyncGuardedStream",
+    "GuardedStream",
+    "OnCheck",
+    "StreamRail",
+    "content_text",
+    "last_user_text",
+    "protect",
+    "wrap",
+    "wrap_anthropic",
+    "wrap_openai",
+]
+
+OnCheck = Callable[[str, GuardResult], None]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -47,3 +86,592 @@ def last_user_text(messages: Iterable[Any]) -> str:
         if _get(m, "role") == "user":
             last = m
     return "" if last is None else content_text(_get(last, "content"))
+
+
+# ---- one rail -----------------------------------------------------------------------
+
+
+def _decide(guard: Guard, rail: str, text: str, on_check: OnCheck | None) -> GuardResult:
+    # The hooks call the guard's non-raising check and raise here, with the rail named.
+    r = guard._check(text)
+    return _after(guard, rail, r, on_check)
+
+
+async def _adecide(guard: Guard, rail: str, text: str, on_check: OnCheck | None) -> GuardResult:
+    r = await guard._in_thread(guard._check, text)
+    return _after(guard, rail, r, on_check)
+
+
+def _after(guard: Guard, rail: str, r: GuardResult, on_check: OnCheck | None) -> GuardResult:
+    if on_check is not None:
+        on_check(rail, r)
+    if not r.allowed and guard.policy.raise_on_violation:
+        raise GuardViolation(r, rail)
+    return r
+
+
+class StreamRail:
+    """The output rail of a stream: accumulates text, says when a check is due (a
+    sentence end, or ``max_chars`` unchecked characters), and checks the unchecked text
+    with ``context_chars`` of already-checked text before it."""
+
+    _BOUNDARY = re.compile(r"[.!?;:\n]")
+
+    def __init__(self, *, max_chars: int = 200, context_chars: int = 200) -> None:
+        self.text = ""
+        self.checked = 0
+        self.max_chars = max_chars
+        self.context_chars = context_chars
+
+    @property
+    def pending(self) -> bool:
+        return len(self.text) > self.checked
+
+    def feed(self, piece: str) -> bool:
+        """Add a piece of text; True when the unchecked text should be checked now."""
+        self.text += piece
+        unchecked = len(self.text) - self.checked
+        return unchecked > 0 and (unchecked >= self.max_chars or bool(self._BOUNDARY.search(piece)))
+
+    def segment(self) -> str:
+        """The text to check: the unchecked part and some checked context before it."""
+        return self.text[max(0, self.checked - self.context_chars) :]
+
+    def passed(self) -> None:
+        self.checked = len(self.text)
+
+
+class _Events:
+    """How a stream's items carry text, and what ends a stream on a violation."""
+
+    def text(self, item: Any) -> str:
+        return item if isinstance(item, str) else ""
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        return [result.replacement] if result.replacement else []
+
+
+def _guard_stream(guard, items, events: _Events, on_check, close) -> Iterator[Any]:
+    rail, held = StreamRail(), []
+    try:
+        for item in items:
+            held.append(item)
+            due = rail.feed(events.text(item))
+            if rail.pending and not due:
+                continue
+            if due:
+                r = _decide(guard, "output", rail.segment(), on_check)
+                if not r.allowed:
+                    close()
+                    yield from events.stop(r)
+                    return
+                rail.passed()
+            yield from held
+            held.clear()
+        if rail.pending:
+            r = _decide(guard, "output", rail.segment(), on_check)
+            if not r.allowed:
+                yield from events.stop(r)
+                return
+        yield from held
+    finally:
+        close()
+
+
+async def _aguard_stream(guard, items, events: _Events, on_check, aclose) -> AsyncIterator[Any]:
+    rail, held = StreamRail(), []
+    try:
+        async for item in items:
+            held.append(item)
+            due = rail.feed(events.text(item))
+            if rail.pending and not due:
+                continue
+            if due:
+                r = await _adecide(guard, "output", rail.segment(), on_check)
+                if not r.allowed:
+                    await aclose()
+                    for ev in events.stop(r):
+                        yield ev
+                    return
+                rail.passed()
+            for ev in held:
+                yield ev
+            held.clear()
+        if rail.pending:
+            r = await _adecide(guard, "output", rail.segment(), on_check)
+            if not r.allowed:
+                for ev in events.stop(r):
+                    yield ev
+                return
+        for ev in held:
+            yield ev
+    finally:
+        await aclose()
+
+
+class GuardedStream:
+    """A guarded stream: iterate it (or ``with`` it) like the SDK's own ``Stream``."""
+
+    def __init__(self, gen: Iterator[Any], upstream: Any = None) -> None:
+        self._gen, self._upstream = gen, upstream
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._gen
+
+    def __next__(self) -> Any:
+        return next(self._gen)
+
+    def __enter__(self) -> GuardedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._gen.close()
+
+    def __getattr__(self, name: str) -> Any:  # response, headers... of the SDK stream
+        return getattr(self._upstream, name)
+
+
+class AsyncGuardedStream:
+    """The async counterpart: ``async for`` / ``async with``."""
+
+    def __init__(self, gen: AsyncIterator[Any], upstream: Any = None) -> None:
+        self._gen, self._upstream = gen, upstream
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._gen
+
+    async def __anext__(self) -> Any:
+        return await self._gen.__anext__()
+
+    async def __aenter__(self) -> AsyncGuardedStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._gen.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._upstream, name)
+
+
+def _closer(obj: Any) -> Callable[[], None]:
+    close = getattr(obj, "close", None)
+    return close if callable(close) else (lambda: None)
+
+
+def _acloser(obj: Any) -> Callable[[], Any]:
+    close = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+
+    async def aclose() -> None:
+        if close is not None:
+            out = close()
+            if inspect.isawaitable(out):
+                await out
+
+    return aclose
+
+
+# ---- the decorator ------------------------------------------------------------------
+
+
+def _messages(args: tuple, kwargs: dict) -> Any:
+    if "messages" in kwargs:
+        return kwargs["messages"]
+    if not args:
+        raise TypeError("a protected chat callable takes the messages first or as messages=")
+    return args[0]
+
+
+def _reply_text(reply: Any) -> str:
+    choices = getattr(reply, "choices", None)
+    if choices is not None:  # an OpenAI ChatCompletion
+        return "\n".join(c.message.content or "" for c in choices)
+    return content_text(reply)
+
+
+def _replace_reply(reply: Any, text: str) -> Any:
+    if isinstance(reply, str):
+        return text
+    if getattr(reply, "choices", None) is not None:
+        return _openai_replaced(reply, text)
+    if getattr(reply, "type", None) == "message":
+        return _anthropic_replaced(reply, text)
+    if isinstance(reply, Mapping):
+        return {**reply, "content": text}
+    return text
+
+
+def protect(
+    guard: Guard, *, input: bool = True, output: bool = True, on_check: OnCheck | None = None
+) -> Callable[[Callable], Callable]:
+    """Guard a chat callable ``fn(messages, ...) -> reply`` (also ``guard.protect``).
+
+    The input rail checks the last user turn before ``fn`` runs (a blocked input returns
+    the replacement without calling ``fn``); the output rail checks the reply (a str, a
+    message dict, an OpenAI ChatCompletion, an Anthropic Message, or an iterator / async
+    iterator of str chunks, checked as it streams).
+
+    Example:
+        >>> @guard.protect()
+        ... def chat(messages): return llm(messages)
+    """
+
+    def deco(fn: Callable) -> Callable:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def aguarded(*args: Any, **kwargs: Any) -> Any:
+                if input:
+                    text = last_user_text(_messages(args, kwargs))
+                    r = await _adecide(guard, "input", text, on_check)
+                    if not r.allowed:
+                        return r.replacement
+                reply = await fn(*args, **kwargs)
+                return await _aoutput(reply)
+
+            return aguarded
+
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if input:
+                r = _decide(guard, "input", last_user_text(_messages(args, kwargs)), on_check)
+                if not r.allowed:
+                    return r.replacement
+            reply = fn(*args, **kwargs)
+            if not output:
+                return reply
+            if isinstance(reply, AsyncIterator):
+                gen = _aguard_stream(guard, reply, _Events(), on_check, _acloser(reply))
+                return AsyncGuardedStream(gen, reply)
+            if isinstance(reply, Iterator):
+                gen = _guard_stream(guard, reply, _Events(), on_check, _closer(reply))
+                return GuardedStream(gen, reply)
+            r = _decide(guard, "output", _reply_text(reply), on_check)
+            return reply if r.allowed else _replace_reply(reply, r.replacement or "")
+
+        async def _aoutput(reply: Any) -> Any:
+            if not output:
+                return reply
+            if isinstance(reply, AsyncIterator):
+                gen = _aguard_stream(guard, reply, _Events(), on_check, _acloser(reply))
+                return AsyncGuardedStream(gen, reply)
+            r = await _adecide(guard, "output", _reply_text(reply), on_check)
+            return reply if r.allowed else _replace_reply(reply, r.replacement or "")
+
+        return guarded
+
+    return deco
+
+
+# ---- OpenAI and Anthropic clients ---------------------------------------------------
+
+
+def _openai_replaced(resp: Any, text: str) -> Any:
+    choices = [
+        c.model_copy(
+            update={
+                "message": c.message.model_copy(update={"content": text}),
+                "finish_reason": "content_filter",
+            }
+        )
+        for c in resp.choices
+    ]
+    return resp.model_copy(update={"choices": choices})
+
+
+def _anthropic_replaced(msg: Any, text: str) -> Any:
+    from anthropic.types import TextBlock
+
+    content = [TextBlock(type="text", text=text)] if text else []
+    return msg.model_copy(update={"content": content, "stop_reason": "refusal"})
+
+
+class _OpenAIEvents(_Events):
+    def __init__(self, model: str = "guard") -> None:
+        self.first: Any = None
+        self.model = model
+
+    def text(self, chunk: Any) -> str:
+        if self.first is None:
+            self.first = chunk
+        return "".join((c.delta.content or "") for c in chunk.choices if c.delta is not None)
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        from openai.types.chat import ChatCompletionChunk
+
+        base = self.first
+        delta = {"content": result.replacement} if result.replacement else {}
+        return [
+            ChatCompletionChunk.model_validate(
+                {
+                    "id": getattr(base, "id", "guard-refusal"),
+                    "object": "chat.completion.chunk",
+                    "created": getattr(base, "created", int(time.time())),
+                    "model": getattr(base, "model", self.model),
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": "content_filter"}],
+                }
+            )
+        ]
+
+
+class _AnthropicEvents(_Events):
+    def __init__(self) -> None:
+        self.index = 0
+
+    def text(self, event: Any) -> str:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_start":
+            self.index = event.index
+        elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+            return event.delta.text
+        return ""
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        from anthropic.types import (
+            RawContentBlockDeltaEvent,
+            RawContentBlockStopEvent,
+            RawMessageDeltaEvent,
+            RawMessageStopEvent,
+        )
+
+        out: list[Any] = []
+        if result.replacement:
+            out.append(
+                RawContentBlockDeltaEvent.model_validate(
+                    {
+                        "type": "content_block_delta",
+                        "index": self.index,
+                        "delta": {"type": "text_delta", "text": result.replacement},
+                    }
+                )
+            )
+        out.append(RawContentBlockStopEvent(type="content_block_stop", index=self.index))
+        out.append(
+            RawMessageDeltaEvent.model_validate(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "refusal", "stop_sequence": None},
+                    "usage": {"output_tokens": 0},
+                }
+            )
+        )
+        out.append(RawMessageStopEvent(type="message_stop"))
+        return out
+
+
+class _OpenAIAdapter:
+    events = _OpenAIEvents
+
+    @staticmethod
+    def reply_text(resp: Any) -> str:
+        return _reply_text(resp)
+
+    replaced = staticmethod(_openai_replaced)
+
+    @staticmethod
+    def blocked(kwargs: dict, result: GuardResult) -> Any:
+        from openai.types.chat import ChatCompletion
+
+        return ChatCompletion.model_validate(
+            {
+                "id": "guard-refusal",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(kwargs.get("model", "guard")),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "content_filter",
+                        "message": {"role": "assistant", "content": result.replacement},
+                    }
+                ],
+            }
+        )
+
+    @staticmethod
+    def blocked_stream(kwargs: dict, result: GuardResult) -> list[Any]:
+        return _OpenAIEvents(str(kwargs.get("model", "guard"))).stop(result)
+
+
+class _AnthropicAdapter:
+    events = _AnthropicEvents
+
+    @staticmethod
+    def reply_text(msg: Any) -> str:
+        return content_text(msg.content)
+
+    replaced = staticmethod(_anthropic_replaced)
+
+    @staticmethod
+    def _message(kwargs: dict, text: str, stop: str | None) -> Any:
+        from anthropic.types import Message
+
+        return Message.model_validate(
+            {
+                "id": "msg_guard_refusal",
+                "type": "message",
+                "role": "assistant",
+                "model": str(kwargs.get("model", "guard")),
+                "content": [{"type": "text", "text": text}] if text else [],
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
+        )
+
+    @classmethod
+    def blocked(cls, kwargs: dict, result: GuardResult) -> Any:
+        return cls._message(kwargs, result.replacement or "", "refusal")
+
+    @classmethod
+    def blocked_stream(cls, kwargs: dict, result: GuardResult) -> list[Any]:
+        from anthropic.types import RawContentBlockStartEvent, RawMessageStartEvent
+
+        start = RawMessageStartEvent(type="message_start", message=cls._message(kwargs, "", None))
+        block = RawContentBlockStartEvent.model_validate(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        )
+        return [start, block, *_AnthropicEvents().stop(result)]
+
+
+async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+def _guarded_create(create, guard, adapter, *, is_async, input, output, on_check):
+    if is_async:
+
+        async def acreate(*args: Any, **kwargs: Any) -> Any:
+            stream = bool(kwargs.get("stream"))
+            if input:
+                text = last_user_text(kwargs.get("messages") or [])
+                r = await _adecide(guard, "input", text, on_check)
+                if not r.allowed:
+                    if stream:
+                        return AsyncGuardedStream(_aiter(adapter.blocked_stream(kwargs, r)))
+                    return adapter.blocked(kwargs, r)
+            resp = await create(*args, **kwargs)
+            if not output:
+                return resp
+            if stream:
+                gen = _aguard_stream(guard, resp, adapter.events(), on_check, _acloser(resp))
+                return AsyncGuardedStream(gen, resp)
+            r = await _adecide(guard, "output", adapter.reply_text(resp), on_check)
+            return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+
+        return functools.wraps(create)(acreate)
+
+    def screate(*args: Any, **kwargs: Any) -> Any:
+        stream = bool(kwargs.get("stream"))
+        if input:
+            r = _decide(guard, "input", last_user_text(kwargs.get("messages") or []), on_check)
+            if not r.allowed:
+                if stream:
+                    return GuardedStream(iter(adapter.blocked_stream(kwargs, r)))
+                return adapter.blocked(kwargs, r)
+        resp = create(*args, **kwargs)
+        if not output:
+            return resp
+        if stream:
+            gen = _guard_stream(guard, resp, adapter.events(), on_check, _closer(resp))
+            return GuardedStream(gen, resp)
+        r = _decide(guard, "output", adapter.reply_text(resp), on_check)
+        return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+
+    return functools.wraps(create)(screate)
+
+
+class _Proxy:
+    """The wrapped object with some attributes replaced; everything else is its own."""
+
+    def __init__(self, target: Any, **overrides: Any) -> None:
+        self._target = target
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+    def __repr__(self) -> str:
+        return f"<guarded {self._target!r}>"
+
+
+def _is_async(client: Any) -> bool:
+    return type(client).__name__.startswith("Async")
+
+
+def wrap_openai(
+    client: Any,
+    guard: Guard,
+    *,
+    input: bool = True,
+    output: bool = True,
+    on_check: OnCheck | None = None,
+) -> Any:
+    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded.
+
+    Example:
+        >>> client = wrap_openai(OpenAI(max_retries=0), guard)
+        >>> client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
+    """
+    completions = client.chat.completions
+    create = _guarded_create(
+        completions.create,
+        guard,
+        _OpenAIAdapter,
+        is_async=_is_async(client),
+        input=input,
+        output=output,
+        on_check=on_check,
+    )
+    chat = _Proxy(client.chat, completions=_Proxy(completions, create=create))
+    return _Proxy(client, chat=chat)
+
+
+def wrap_anthropic(
+    client: Any,
+    guard: Guard,
+    *,
+    input: bool = True,
+    output: bool = True,
+    on_check: OnCheck | None = None,
+) -> Any:
+    """An ``anthropic.Anthropic`` / ``AsyncAnthropic`` whose ``messages.create`` is guarded
+    (``messages.stream`` is not: use ``create(stream=True)``)."""
+    messages = client.messages
+    create = _guarded_create(
+        messages.create,
+        guard,
+        _AnthropicAdapter,
+        is_async=_is_async(client),
+        input=input,
+        output=output,
+        on_check=on_check,
+    )
+
+    def _unguarded(*_a: Any, **_k: Any) -> Any:
+        raise NotImplementedError(
+            "the guarded client does not guard messages.stream(); use "
+            "messages.create(..., stream=True)"
+        )
+
+    return _Proxy(client, messages=_Proxy(messages, create=create, stream=_unguarded))
+
+
+def wrap(client: Any, guard: Guard, **options: Any) -> Any:
+    """``wrap_openai`` or ``wrap_anthropic``, by the client's package."""
+    package = type(client).__module__.split(".")[0]
+    if package == "openai":
+        return wrap_openai(client, guard, **options)
+    if package == "anthropic":
+        return wrap_anthropic(client, guard, **options)
+    raise TypeError(f"wrap() knows openai and anthropic clients, not {type(client)!r}")

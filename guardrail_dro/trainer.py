@@ -79,6 +79,9 @@ class TrainConfig(BaseModel):
     group_step: float = Field(0.05, ge=0, description="eta_q of the GroupDRO update.")
     inner_lr: float = Field(1.0, gt=0, description="Unrolled step size (ours-cls).")
     estimator_steps: int = Field(1, ge=1, description="Estimator steps per classifier step.")
+    drop_overlap: bool = Field(
+        True, description="Drop train items whose normalised text is also in valid."
+    )
     seed: int = 0
     embed_batch_size: int = Field(64, ge=1)
     cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")
@@ -230,6 +233,10 @@ class BiLevelTrainer:
         rng = np.random.default_rng(cfg.seed)
         notes: list[str] = []
         annotators = train.annotators
+        if cfg.drop_overlap and cfg.method != "gold":
+            train, dropped = train.without_overlap(valid)
+            if dropped:
+                notes.append(f"{dropped} train item(s) also in valid were left out (drop_overlap)")
         sel = valid
         if cfg.method == "gold":
             perm = rng.permutation(len(valid))

@@ -183,3 +183,11 @@ def test_real_dataset_reads_with_its_quirks() -> None:
     # README counts case-insensitive exact matches (154, 9); we also fold whitespace and
     # Unicode forms, so we find at least as many.
     assert leak[("valid", "test")] >= 154 and leak[("train", "test")] >= 9
+
+
+def test_without_overlap_drops_items_seen_in_other_splits() -> None:
+    s = LabelSchema(classes=("0", "1"))
+    train = AnnotatedDataset([Item(item_id="1", text="Same  text"), Item(item_id="2", text="b")], s)
+    valid = AnnotatedDataset([Item(item_id="9", text="same text")], s)
+    kept, dropped = train.without_overlap(valid)
+    assert dropped == 1 and kept.texts == ["b"]

@@ -116,3 +116,30 @@ def test_bad_configuration_and_data_are_named(
     )
     with pytest.raises(DataError, match="no gold label"):
         BiLevelTrainer(TrainConfig(progress=False)).fit(synthetic["train"], no_gold)
+
+
+def test_train_items_that_reappear_in_valid_are_left_out(synthetic, tiny_backbone, tmp_path):
+    train = synthetic["train"]
+    leaky = type(train)(
+        list(train.items)
+        + [
+            it.model_copy(update={"item_id": f"dup-{it.item_id}"})
+            for it in synthetic["valid"].items[:25]
+        ],
+        train.schema,
+        name="train",
+    )
+    res = _fit(
+        "soft", {"train": leaky, "valid": synthetic["valid"]}, tiny_backbone, tmp_path, epochs=1
+    )
+    assert res.train_items_used == len(train)
+    assert any("25 train item(s) also in valid" in n for n in res.notes)
+    kept = _fit(
+        "soft",
+        {"train": leaky, "valid": synthetic["valid"]},
+        tiny_backbone,
+        tmp_path,
+        epochs=1,
+        drop_overlap=False,
+    )
+    assert kept.train_items_used == len(train) + 25
