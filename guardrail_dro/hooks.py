@@ -322,6 +322,15 @@ def protect(
     """
 
     def deco(fn: Callable) -> Callable:
+        async def _aoutput(reply: Any) -> Any:
+            if not output:
+                return reply
+            if isinstance(reply, AsyncIterator):
+                gen = _aguard_stream(guard, reply, _Events(), on_check, _acloser(reply))
+                return AsyncGuardedStream(gen, reply)
+            r = await _adecide(guard, "output", _reply_text(reply), on_check)
+            return reply if r.allowed else _replace_reply(reply, r.replacement or "")
+
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
@@ -352,15 +361,6 @@ def protect(
                 gen = _guard_stream(guard, reply, _Events(), on_check, _closer(reply))
                 return GuardedStream(gen, reply)
             r = _decide(guard, "output", _reply_text(reply), on_check)
-            return reply if r.allowed else _replace_reply(reply, r.replacement or "")
-
-        async def _aoutput(reply: Any) -> Any:
-            if not output:
-                return reply
-            if isinstance(reply, AsyncIterator):
-                gen = _aguard_stream(guard, reply, _Events(), on_check, _acloser(reply))
-                return AsyncGuardedStream(gen, reply)
-            r = await _adecide(guard, "output", _reply_text(reply), on_check)
             return reply if r.allowed else _replace_reply(reply, r.replacement or "")
 
         return guarded
