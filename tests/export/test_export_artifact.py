@@ -97,3 +97,13 @@ def test_serving_modules_stay_light() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_export_package_is_light_and_public_surface() -> None:
+    code = (
+        "import sys, export, export.cli\n"
+        "heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert all(hasattr(export, n) for n in export.__all__)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

