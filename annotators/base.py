@@ -35,6 +35,7 @@ __all__ = [
     "Outcome",
     "Prompt",
     "RawReply",
+    "RepeatedAPIError",
     "Usage",
     "parse_reply",
 ]
@@ -45,6 +46,25 @@ Outcome = Literal["labelled", "refused", "invalid", "error"]
 
 class AnnotatorError(GuardrailError):
     """An annotation run that cannot go on (bad annotator spec, unusable reply shape)."""
+
+
+class RepeatedAPIError(AnnotatorError):
+    """The same non-transient API error came back for many items in a row: the run stops
+    instead of making one failing (and often billed) call per item.
+
+    Attributes:
+        annotator: whose calls failed.
+        status: the HTTP status (401, 400, 404...).
+        message: the error as the last call reported it.
+        count: how many calls in a row failed with it.
+    """
+
+    def __init__(self, *, annotator: str, status: int, message: str, count: int) -> None:
+        self.annotator, self.status, self.message, self.count = annotator, status, message, count
+        super().__init__(
+            f"{annotator}: stopped after {count} calls in a row failed with HTTP {status} "
+            f"(not transient, so retrying cannot help): {message}"
+        )
 
 
 class BatchPendingError(AnnotatorError):
@@ -168,6 +188,8 @@ class AnnotationResult(BaseModel):
     model: str | None = None
     raw: str | None = None
     error: str | None = None
+    status: int | None = None
+    """HTTP status of the call that failed, for an ``error`` (None: no HTTP answer)."""
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0

@@ -2,13 +2,21 @@
 
 A result is keyed by ``cache_key(provider, model, prompt_version, params, text)``: the
 things that decide the answer, and nothing else (the runner puts the label schema in
-``params``, since the prompt is built from it). The API key, the base URL and the
-item id are not in it (an identical text asked again is the same question). Each result
+``params``, since the prompt is built from it, and the adapters put a non-default base
+URL there: ``llama3.1`` behind Ollama and behind vLLM are not the same model). The API
+key and the item id are not in it (an identical text asked again is the same question). Each result
 is committed as soon as it is known, in WAL mode, so a ``kill -9`` loses at most the
 calls that were in flight.
 
-Batch jobs are kept too (provider, job id, which cache keys they carry), so an
-interrupted batch run polls the job it already submitted instead of submitting again.
+Batch jobs are kept too (provider, job id, which cache keys they carry, the label
+schema they were asked under), so an interrupted batch run polls the job it already
+submitted instead of submitting again. Before a job is created, a *pending submit* row
+is written (a submit id sent as metadata, the uploaded input file id, the keys): if the
+create reply is lost (a timeout, ``kill -9``), the next run finds the job in the
+provider's list by that row and adopts it instead of paying for a second one.
+
+``AnnotationCache(path, readonly=True)`` reads an existing file without writing to it
+(a dry run).
 
 Only paid-for outcomes are stored (``AnnotationResult.cacheable``): an ``error`` is asked
 again on the next run.
@@ -21,13 +29,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from annotators.base import AnnotationResult
 
-__all__ = ["AnnotationCache", "BatchJob", "cache_key"]
+__all__ = ["AnnotationCache", "BatchJob", "PendingSubmit", "cache_key"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -45,6 +53,16 @@ CREATE TABLE IF NOT EXISTS batch_jobs (
     annotator TEXT NOT NULL,
     keys TEXT NOT NULL,
     status TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_submits (
+    submit_id TEXT PRIMARY KEY,
+    provider TEXT NOT NULL,
+    model TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    keys TEXT NOT NULL,
+    input_file_id TEXT,
+    schema TEXT,
     created REAL NOT NULL
 );
 """
@@ -76,6 +94,30 @@ class BatchJob:
     annotator: str
     keys: tuple[str, ...]
     status: str
+    schema: str | None = None
+    """The label schema (JSON) the requests were built from; None in older caches."""
+
+
+@dataclass(frozen=True)
+class PendingSubmit:
+    """A batch job about to be created (or created, with the reply lost).
+
+    Attributes:
+        submit_id: a random id, sent as job metadata where the provider keeps it.
+        keys: the cache keys (``custom_id``) of its requests.
+        input_file_id: the uploaded request file (OpenAI), once uploaded.
+        created: ``time.time()`` before the create call: the provider's job is newer.
+        schema: the label schema as JSON.
+    """
+
+    submit_id: str
+    provider: str
+    model: str
+    annotator: str
+    keys: tuple[str, ...]
+    input_file_id: str | None = None
+    created: float = field(default_factory=time.time)
+    schema: str | None = None
 
 
 class AnnotationCache:
@@ -84,6 +126,8 @@ class AnnotationCache:
     Args:
         path: the database file (created with its folder); ``":memory:"`` for a
             throwaway cache.
+        readonly: open an existing file for reading only (nothing is created or
+            written; writes raise ``sqlite3.OperationalError``).
 
     Example:
         >>> with AnnotationCache(":memory:") as cache:
@@ -91,16 +135,31 @@ class AnnotationCache:
         True
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection, used from the event loop thread only; autocommit per statement.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL survives a killed process (only a power cut can lose the WAL tail).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self.readonly = readonly
+        if readonly:
+            uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False)
+        else:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # One connection, used from the event loop thread only; autocommit per
+            # statement.
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL survives a killed process (only a power cut can lose the WAL tail).
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            if "schema" not in self._columns("batch_jobs"):  # a cache from before schemas
+                self._db.execute("ALTER TABLE batch_jobs ADD COLUMN schema TEXT")
+        self._tables = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
 
     def __enter__(self) -> AnnotationCache:
         return self
@@ -123,6 +182,8 @@ class AnnotationCache:
         """The cached results among ``keys`` (in chunks, for SQLite's variable limit)."""
         keys = list(dict.fromkeys(keys))
         out: dict[str, AnnotationResult] = {}
+        if "results" not in self._tables:  # a read-only look at a file of another kind
+            return out
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -150,18 +211,72 @@ class AnnotationCache:
     def add_job(self, job: BatchJob) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO batch_jobs (job_id, provider, model, annotator, keys, "
-            "status, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "status, created, schema) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (job.job_id, job.provider, job.model, job.annotator, json.dumps(list(job.keys)),
-             job.status, time.time()),
+             job.status, time.time(), job.schema),
         )
+
+    def job_ids(self) -> set[str]:
+        """Every job id this cache knows (open or collected)."""
+        if "batch_jobs" not in self._tables:
+            return set()
+        return {r[0] for r in self._db.execute("SELECT job_id FROM batch_jobs")}
+
+    # ---- pending submits ---------------------------------------------------------------
+    def add_submit(self, sub: PendingSubmit) -> None:
+        """Record a job about to be created (committed before the create call)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO batch_submits (submit_id, provider, model, annotator, "
+            "keys, input_file_id, schema, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (sub.submit_id, sub.provider, sub.model, sub.annotator,
+             json.dumps(list(sub.keys)), sub.input_file_id, sub.schema, sub.created),
+        )
+
+    def set_submit_file(self, submit_id: str, input_file_id: str) -> None:
+        self._db.execute("UPDATE batch_submits SET input_file_id = ? WHERE submit_id = ?",
+                         (input_file_id, submit_id))
+
+    def open_submits(self, annotator: str) -> list[PendingSubmit]:
+        """Submits of ``annotator`` whose job id was never recorded, oldest first."""
+        if "batch_submits" not in self._tables:
+            return []
+        rows = self._db.execute(
+            "SELECT submit_id, provider, model, annotator, keys, input_file_id, created, "
+            "schema FROM batch_submits WHERE annotator = ? ORDER BY created", (annotator,)
+        ).fetchall()
+        return [PendingSubmit(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7])
+                for r in rows]
+
+    def resolve_submit(self, sub: PendingSubmit, job_id: str) -> BatchJob:
+        """The submit became job ``job_id``: record the job and drop the submit, atomically."""
+        job = BatchJob(job_id, sub.provider, sub.model, sub.annotator, sub.keys, "submitted",
+                       sub.schema)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self.add_job(job)
+            self._db.execute("DELETE FROM batch_submits WHERE submit_id = ?", (sub.submit_id,))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return job
+
+    def drop_submit(self, submit_id: str) -> None:
+        """Forget a submit that never became a job (its keys are asked again)."""
+        self._db.execute("DELETE FROM batch_submits WHERE submit_id = ?", (submit_id,))
 
     def set_job_status(self, job_id: str, status: str) -> None:
         self._db.execute("UPDATE batch_jobs SET status = ? WHERE job_id = ?", (status, job_id))
 
     def open_jobs(self, annotator: str) -> list[BatchJob]:
         """Jobs of ``annotator`` submitted but not yet collected, oldest first."""
+        if "batch_jobs" not in self._tables:
+            return []
+        schema_col = "schema" if "schema" in self._columns("batch_jobs") else "NULL"
         rows = self._db.execute(
-            "SELECT job_id, provider, model, annotator, keys, status FROM batch_jobs "
-            "WHERE annotator = ? AND status = 'submitted' ORDER BY created", (annotator,)
+            f"SELECT job_id, provider, model, annotator, keys, status, {schema_col} "
+            "FROM batch_jobs WHERE annotator = ? AND status = 'submitted' ORDER BY created",
+            (annotator,),
         ).fetchall()
-        return [BatchJob(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5]) for r in rows]
+        return [BatchJob(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+                for r in rows]

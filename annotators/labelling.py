@@ -5,7 +5,12 @@ however it was obtained): a refusal is a refusal, a valid reply is a label, an i
 one is shown its validation error once and then recorded as ``invalid`` with its raw
 text. Transient errors are retried by the ``RetryPolicy``; what is left of them, and
 any non-transient API error, becomes an ``error`` result rather than a crash, so one
-bad item never sinks a run of ten thousand.
+bad item never sinks a run of ten thousand (the runner stops a run whose errors repeat).
+
+Given a ``RateLimiter``, *every* attempt (retries and the repair call included) first
+takes its request and estimated tokens from it, settles the estimate with the reply's
+usage, and a 429 that says ``Retry-After`` pauses the limiter for every worker that
+shares it, not only for the one that was told.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse_reply
+from annotators.pricing import estimate_request_tokens
 from annotators.prompts import build_prompt, repair_prompt
-from annotators.retry import RetryPolicy, api_error_types
+from annotators.ratelimit import RateLimiter
+from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
 from guardrail_dro.schema import LabelSchema
 
 __all__ = ["judge", "label_text"]
@@ -34,30 +41,53 @@ def _api_error(exc: BaseException) -> str:
     return f"{head}{type(exc).__name__}: {exc}"[:500]
 
 
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
 async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, policy: RetryPolicy,
-                counter: list[int]) -> RawReply:
+                counter: list[int], limiter: RateLimiter | None = None) -> RawReply:
+    est = estimate_request_tokens(prompt) if limiter is not None else 0
+
     async def once() -> RawReply:
         counter[0] += 1
-        return await annotator.call(prompt, schema)
+        if limiter is None:
+            return await annotator.call(prompt, schema)
+        await limiter.acquire(est)  # inside the attempt: a retry is a request too
+        try:
+            reply = await annotator.call(prompt, schema)
+        except BaseException as exc:
+            limiter.settle(est, 0)  # a failed request used no tokens
+            wait = retry_after_seconds(exc) if _status(exc) == 429 else None
+            if wait is not None:
+                limiter.pause(min(wait, policy.retry_after_cap))
+            raise
+        limiter.settle(est, reply.usage.input_tokens + reply.usage.output_tokens)
+        return reply
 
     return await policy.run(once)
 
 
-async def judge(annotator: Annotator, text: str, schema: LabelSchema, reply: RawReply, *,
-                policy: RetryPolicy, calls: int = 1) -> AnnotationResult:
+async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, reply: RawReply,
+                *, policy: RetryPolicy, calls: int = 1,
+                limiter: RateLimiter | None = None) -> AnnotationResult:
     """Turn a first reply into a result, making at most one repair call.
 
     Args:
         annotator: who answered (asked again if the reply is invalid).
-        text: the item's text (to rebuild the prompt for the repair call).
+        text: the item's text (to rebuild the prompt for the repair call); None when it
+            is not known (a batch result for an item of another run): then an invalid
+            reply is not repaired.
         schema: the label schema the label must be in.
         reply: the first reply.
         policy: retry policy of the repair call.
         calls: HTTP calls already spent on ``reply``.
+        limiter: rate limiter the repair call takes its turn from.
     """
     usage = reply.usage
     counter = [calls]
-    prompt = build_prompt(text, schema)
+    prompt = build_prompt(text, schema) if text is not None else None
     for attempt in (1, 2):
         if reply.refusal is not None:
             return AnnotationResult(
@@ -69,7 +99,9 @@ async def judge(annotator: Annotator, text: str, schema: LabelSchema, reply: Raw
             parsed = parse_reply(reply.text or "", schema)
         except ValidationError as exc:
             error = _short_error(exc)
-            if attempt == 2:
+            if prompt is None:
+                error += "; not repaired (the item's text is not in this run)"
+            if attempt == 2 or prompt is None:
                 return AnnotationResult(
                     outcome="invalid", annotator=annotator.name, model=reply.model,
                     raw=reply.text, error=error, input_tokens=usage.input_tokens,
@@ -77,7 +109,7 @@ async def judge(annotator: Annotator, text: str, schema: LabelSchema, reply: Raw
                 )
             try:
                 reply = await _call(annotator, repair_prompt(prompt, reply.text, error), schema,
-                                    policy, counter)
+                                    policy, counter, limiter)
             except api_error_types() as api_exc:
                 return AnnotationResult(
                     outcome="invalid", annotator=annotator.name, raw=reply.text,
@@ -97,18 +129,24 @@ async def judge(annotator: Annotator, text: str, schema: LabelSchema, reply: Raw
 
 
 async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
-                     policy: RetryPolicy | None = None) -> AnnotationResult:
+                     policy: RetryPolicy | None = None,
+                     limiter: RateLimiter | None = None) -> AnnotationResult:
     """Ask ``annotator`` for the label of ``text`` and judge the answer.
 
     Never raises for API trouble: exhausted retries and non-transient errors come back
-    as an ``error`` result naming the status and message.
+    as an ``error`` result naming the status (also in ``status``) and message.
+
+    Args:
+        limiter: the run's rate limits, taken by every attempt (None: no limits).
     """
     policy = policy or RetryPolicy()
     counter = [0]
     try:
-        reply = await _call(annotator, build_prompt(text, schema), schema, policy, counter)
+        reply = await _call(annotator, build_prompt(text, schema), schema, policy, counter,
+                            limiter)
     except api_error_types() as exc:
         return AnnotationResult(outcome="error", annotator=annotator.name,
-                                error=_api_error(exc), calls=counter[0])
-    return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0])
+                                error=_api_error(exc), status=_status(exc), calls=counter[0])
+    return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0],
+                       limiter=limiter)
 

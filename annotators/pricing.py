@@ -14,14 +14,16 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from annotators.base import Usage
+from annotators.base import Prompt, Usage
 from guardrail_dro.errors import ConfigError
 
 __all__ = [
     "BATCH_DISCOUNT",
     "DEFAULT_PRICES",
+    "EXPECTED_OUTPUT_TOKENS",
     "Price",
     "cost_of",
+    "estimate_request_tokens",
     "estimate_tokens",
     "load_prices",
     "price_for",
@@ -67,6 +69,16 @@ def cost_of(model: str, usage: Usage, prices: Mapping[str, Price] | None = None,
 def estimate_tokens(text: str) -> int:
     """A provider-neutral token estimate (about four characters a token)."""
     return max(1, len(text) // 4)
+
+
+EXPECTED_OUTPUT_TOKENS = 60
+"""Reply tokens assumed by ``--dry-run`` and the token limiter before a reply is seen."""
+
+
+def estimate_request_tokens(prompt: Prompt) -> int:
+    """Tokens one request of ``prompt`` is expected to use, reply included."""
+    text = prompt.system + "".join(m["content"] for m in prompt.messages)
+    return estimate_tokens(text) + EXPECTED_OUTPUT_TOKENS
 
 
 def load_prices(path: str | Path) -> dict[str, Price]:

@@ -4,6 +4,9 @@ Providers enforce both; staying under them is cheaper than being told 429 and
 retrying. Each limit is a token bucket holding one minute's allowance, refilled
 continuously. Tokens are estimated before a call and settled with the reply's usage
 after it (a debt carries over), so a run converges on the real token rate.
+
+``pause(seconds)`` is the server's word: a 429 with ``Retry-After`` pauses every worker
+that shares the limiter, since the limit it hit is shared by all of them.
 """
 
 from __future__ import annotations
@@ -61,15 +64,29 @@ class TokenBucket:
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits together; None means no limit."""
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
-        self.requests = TokenBucket(rpm) if rpm else None
-        self.tokens = TokenBucket(tpm) if tpm else None
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.requests = TokenBucket(rpm, clock=clock) if rpm else None
+        self.tokens = TokenBucket(tpm, clock=clock) if tpm else None
+        self.paused_until = 0.0
+        """Clock time before which no request starts (set by ``pause``)."""
+        self._clock = clock
+
+    def pause(self, seconds: float) -> None:
+        """Start no request for ``seconds`` (a 429's ``Retry-After``), for every worker."""
+        self.paused_until = max(self.paused_until, self._clock() + seconds)
+
+    async def _wait_pause(self) -> None:
+        while (wait := self.paused_until - self._clock()) > 0:
+            await asyncio.sleep(wait)
 
     async def acquire(self, est_tokens: int) -> None:
+        await self._wait_pause()
         if self.requests is not None:
             await self.requests.acquire(1)
         if self.tokens is not None:
             await self.tokens.acquire(est_tokens)
+        await self._wait_pause()  # a pause may have begun while we queued
 
     def settle(self, est_tokens: int, actual_tokens: int, extra_requests: int = 0) -> None:
         """Correct the estimate with the real usage (and charge retries as requests)."""

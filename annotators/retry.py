@@ -75,12 +75,15 @@ class RetryPolicy:
         return backoff_seconds(attempt, self, retry_after=retry_after_seconds(exc), rand=rand)
 
     async def run(self, fn: Callable[[], Awaitable[T]],
-                  on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+                  on_retry: Callable[[int, BaseException], None] | None = None, *,
+                  retry_if: Callable[[BaseException], bool] | None = None) -> T:
         """Await ``fn()`` under this policy; the last error propagates unchanged.
 
         Args:
             fn: a zero-argument coroutine function (one attempt).
             on_retry: called with (attempt, error) before each retry sleep.
+            retry_if: which errors to retry (default ``is_transient``); a call that must
+                not be repeated blindly (creating a paid batch job) narrows it.
         """
         import tenacity
 
@@ -95,7 +98,7 @@ class RetryPolicy:
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),
             wait=wait,
-            retry=tenacity.retry_if_exception(is_transient),
+            retry=tenacity.retry_if_exception(retry_if or is_transient),
             before_sleep=before_sleep,
             sleep=asyncio.sleep,
             reraise=True,

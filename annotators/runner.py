@@ -8,7 +8,12 @@ Identical texts are asked once.
 
 Nothing is dropped silently: refusals, invalid replies and errors are counted in the
 ``RunReport`` and listed, with their raw text, in its ``failures`` (``write_failures``
-saves them as JSONL).
+saves them as JSONL). One thing does stop a run: ``max_repeated_errors`` identical
+non-transient errors in a row from one annotator (a bad key, a wrong model name, a
+base URL with a typo) raise ``RepeatedAPIError`` instead of failing 10,000 items one
+call at a time; what finished before is in the cache.
+
+A dry run reads the cache without writing to it (a missing cache file is not created).
 """
 
 from __future__ import annotations
@@ -17,17 +22,18 @@ import asyncio
 import json
 import sys
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from annotators.base import AnnotationResult, Annotator, Usage
+from annotators.base import AnnotationResult, Annotator, RepeatedAPIError, Usage
 from annotators.cache import AnnotationCache, cache_key
 from annotators.labelling import label_text
-from annotators.pricing import Price, cost_of, estimate_tokens
+from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, estimate_tokens
 from annotators.prompts import PROMPT_VERSION, build_prompt
 from annotators.ratelimit import RateLimiter
-from annotators.retry import RetryPolicy
+from annotators.retry import TRANSIENT_STATUSES, RetryPolicy
 from guardrail_dro.data import AnnotatedDataset, Annotation
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.schema import LabelSchema
@@ -41,13 +47,14 @@ __all__ = [
     "aannotate_with_report",
     "annotate",
     "annotate_with_report",
+    "estimate_into",
+    "gather_or_cancel",
     "key_for",
     "open_cache",
     "results_to_annotations",
 ]
 
-EXPECTED_OUTPUT_TOKENS = 60
-"""Reply tokens assumed by ``--dry-run`` and the token limiter before a reply is seen."""
+T = TypeVar("T")
 
 
 def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
@@ -61,11 +68,30 @@ def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
     return cache_key(annotator.provider, annotator.model, PROMPT_VERSION, params, text)
 
 
-def open_cache(cache: AnnotationCache | str | Path | None) -> tuple[AnnotationCache, bool]:
-    """(cache, whether we opened it and must close it)."""
+def open_cache(cache: AnnotationCache | str | Path | None, *,
+               readonly: bool = False) -> tuple[AnnotationCache, bool]:
+    """(cache, whether we opened it and must close it).
+
+    ``readonly`` (a dry run): an existing file is opened for reading only and a missing
+    one is not created (an empty in-memory cache stands in).
+    """
     if isinstance(cache, AnnotationCache):
         return cache, False
-    return AnnotationCache(":memory:" if cache is None else cache), True
+    if cache is None or (readonly and not Path(cache).exists()):
+        return AnnotationCache(":memory:"), True
+    return AnnotationCache(cache, readonly=readonly), True
+
+
+async def gather_or_cancel(*coros: Awaitable[T]) -> list[T]:
+    """Await all; the first error cancels the others (and is raised unwrapped)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -89,8 +115,10 @@ class RunReport:
         calls: HTTP requests made by this run (retries and repairs included).
         usage: tokens billed by this run.
         cost: USD of this run; None if some model has no price.
-        estimated_cost: for a dry run, USD the missing items would cost (None: no price).
+        estimated_cost: for a dry run, USD the missing items would cost (None: no price);
+            at batch prices for a batch dry run.
         to_ask: (annotator, text) requests a run has to make (after the cache).
+        in_batch_jobs: for a batch dry run, requests already in submitted jobs (paid).
     """
 
     annotators: list[str]
@@ -104,6 +132,8 @@ class RunReport:
     estimated_tokens: Usage = field(default_factory=Usage)
     estimated_cost: float | None = None
     to_ask: int = 0
+    in_batch_jobs: int = 0
+    batch: bool = False
     failures: list[Failure] = field(default_factory=list)
     batch_jobs: list[str] = field(default_factory=list)
 
@@ -119,11 +149,15 @@ class RunReport:
         if self.dry_run:
             cost = "unknown (no price for a model; pass --prices)" if self.estimated_cost is None \
                 else f"${self.estimated_cost:.4f}"
+            jobs = f", {self.in_batch_jobs} in submitted batch job(s)" if self.in_batch_jobs \
+                else ""
+            prices = " at batch prices" if self.batch else ""
             return [
                 f"dry run: {self.items} items x {len(self.annotators)} annotator(s); "
-                f"{self.from_cache} answer(s) already cached, {self.to_ask} request(s) to make",
+                f"{self.from_cache} answer(s) already cached{jobs}, {self.to_ask} request(s) "
+                "to make",
                 f"estimated tokens: {self.estimated_tokens.input_tokens} in, "
-                f"{self.estimated_tokens.output_tokens} out; estimated cost {cost}",
+                f"{self.estimated_tokens.output_tokens} out; estimated cost{prices} {cost}",
             ]
         lines = []
         for name in self.annotators:
@@ -206,6 +240,8 @@ async def aannotate_with_report(
     policy: RetryPolicy | None = None,
     prices: Mapping[str, Price] | None = None,
     progress: bool = True,
+    limiter: RateLimiter | None = None,
+    max_repeated_errors: int | None = 5,
 ) -> AnnotationRun:
     """The async runner; see ``annotate`` for the arguments."""
     if concurrency < 1:
@@ -214,7 +250,7 @@ async def aannotate_with_report(
     if len(set(names)) != len(names):
         raise ConfigError(f"annotator names must be unique, got {names}")
     policy = policy or RetryPolicy()
-    db, owned = open_cache(cache)
+    db, owned = open_cache(cache, readonly=dry_run)
     report = RunReport(annotators=names, items=len(dataset), dry_run=dry_run)
     try:
         # (annotator index, key) -> text: identical texts are asked once.
@@ -230,11 +266,13 @@ async def aannotate_with_report(
         report.from_cache = len(results)
         report.to_ask = len(todo)
         if dry_run:
-            _estimate(report, annotators, dataset, todo, wanted, prices)
+            estimate_into(report, annotators, dataset.schema,
+                          [(j, wanted[(j, k)]) for j, k in todo], prices)
             return AnnotationRun(dataset, report)
         await _ask_all(annotators, dataset, todo, wanted, results, db, report,
-                       concurrency=concurrency, limiter=RateLimiter(rpm, tpm), policy=policy,
-                       prices=prices, progress=progress)
+                       concurrency=concurrency, limiter=limiter or RateLimiter(rpm, tpm),
+                       policy=policy, prices=prices, progress=progress,
+                       max_repeated_errors=max_repeated_errors)
         annotated = results_to_annotations(dataset, annotators, results, report)
         return AnnotationRun(annotated, report)
     finally:
@@ -244,19 +282,26 @@ async def aannotate_with_report(
             db.close()
 
 
-def _estimate(report: RunReport, annotators: Sequence[Annotator], dataset: AnnotatedDataset,
-              todo: list[tuple[int, str]], wanted: dict[tuple[int, str], str],
-              prices: Mapping[str, Price] | None) -> None:
+def estimate_into(report: RunReport, annotators: Sequence[Annotator], schema: LabelSchema,
+                  todo: Sequence[tuple[int, str]], prices: Mapping[str, Price] | None, *,
+                  batch: bool = False) -> None:
+    """Fill a dry run's estimated tokens and cost for ``todo`` (annotator index, text)."""
     total: float | None = 0.0
     tokens = Usage()
-    for j, key in todo:
-        p = build_prompt(wanted[(j, key)], dataset.schema)
+    for j, text in todo:
+        p = build_prompt(text, schema)
         u = Usage(estimate_tokens(p.system + p.messages[0]["content"]), EXPECTED_OUTPUT_TOKENS)
         tokens = tokens + u
-        usd = cost_of(annotators[j].model, u, prices)
+        usd = cost_of(annotators[j].model, u, prices, batch=batch)
         total = None if usd is None or total is None else total + usd
+    report.to_ask = len(todo)
+    report.batch = batch
     report.estimated_tokens = tokens
     report.estimated_cost = total
+
+
+def _non_transient(status: int | None) -> bool:
+    return status is not None and status not in TRANSIENT_STATUSES and not 500 <= status <= 599
 
 
 async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
@@ -264,12 +309,26 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
                    results: dict[tuple[int, str], AnnotationResult], db: AnnotationCache,
                    report: RunReport, *, concurrency: int, limiter: RateLimiter,
                    policy: RetryPolicy, prices: Mapping[str, Price] | None,
-                   progress: bool) -> None:
+                   progress: bool, max_repeated_errors: int | None) -> None:
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for jk in todo:
         queue.put_nowait(jk)
     bar = _progress(len(todo), progress, "annotating")
     schema = dataset.schema
+    # annotator index -> (the last non-transient error, how many in a row)
+    streak: dict[int, tuple[tuple[int | None, str | None], int]] = {}
+
+    def note_error(j: int, res: AnnotationResult) -> None:
+        if res.outcome != "error" or not _non_transient(res.status):
+            streak.pop(j, None)
+            return
+        sig = (res.status, res.error)
+        last, n = streak.get(j, (None, 0))
+        n = n + 1 if last == sig else 1
+        streak[j] = (sig, n)
+        if max_repeated_errors and n >= max_repeated_errors:
+            raise RepeatedAPIError(annotator=annotators[j].name, status=res.status or 0,
+                                   message=res.error or "", count=n)
 
     async def worker() -> None:
         while True:
@@ -278,13 +337,7 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             except asyncio.QueueEmpty:
                 return
             ann, text = annotators[j], wanted[(j, key)]
-            est = EXPECTED_OUTPUT_TOKENS
-            if limiter.tokens is not None:
-                prompt = build_prompt(text, schema)
-                est += estimate_tokens(prompt.system + prompt.messages[0]["content"])
-            await limiter.acquire(est)
-            res = await label_text(ann, text, schema, policy=policy)
-            limiter.settle(est, res.input_tokens + res.output_tokens, max(0, res.calls - 1))
+            res = await label_text(ann, text, schema, policy=policy, limiter=limiter)
             db.put(key, ann.provider, ann.model, res)  # committed now: kill -9 safe
             results[(j, key)] = res
             report.calls += res.calls
@@ -295,9 +348,10 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
                 bar.set_postfix(tokens=report.usage.input_tokens + report.usage.output_tokens,
                                 cost=cost, refresh=False)
                 bar.update(1)
+            note_error(j, res)
 
     try:
-        await asyncio.gather(*(worker() for _ in range(min(concurrency, len(todo)))))
+        await gather_or_cancel(*(worker() for _ in range(min(concurrency, len(todo)))))
     finally:
         if bar is not None:
             bar.close()
@@ -331,6 +385,8 @@ def annotate(
     policy: RetryPolicy | None = None,
     prices: Mapping[str, Price] | None = None,
     progress: bool = True,
+    limiter: RateLimiter | None = None,
+    max_repeated_errors: int | None = 5,
 ) -> AnnotatedDataset:
     """Label every item with every annotator and return the dataset with the new labels.
 
@@ -340,16 +396,25 @@ def annotate(
         cache: an ``AnnotationCache`` or a path to one; None keeps results in memory only.
             With a file, a repeated or resumed run makes no call for a finished item.
         concurrency: requests in flight at once.
-        rpm / tpm: requests / tokens per minute not to exceed (None: no limit).
-        dry_run: make no call; the report (``annotate_with_report``) carries the
-            estimated tokens and cost of what is not cached yet.
+        rpm / tpm: requests / tokens per minute not to exceed (None: no limit). Every
+            attempt takes its turn, retries and repair calls included.
+        dry_run: make no call and write nothing (a missing cache file is not created);
+            the report (``annotate_with_report``) carries the estimated tokens and cost
+            of what is not cached yet.
         policy: the retry policy (default ``RetryPolicy()``).
         prices: model -> (USD/M input, USD/M output), over ``pricing.DEFAULT_PRICES``.
         progress: show a progress bar with rate, ETA, tokens and cost on stderr.
+        limiter: a ``RateLimiter`` to use instead of one built from ``rpm`` / ``tpm``
+            (share one between runs that share a key).
+        max_repeated_errors: stop the run after this many identical non-transient
+            errors in a row from one annotator (None or 0: never stop).
 
     Returns:
         The dataset with one ``kind="llm"`` annotation per labelled (item, annotator).
         Refused, invalid and failed items get none; ``annotate_with_report`` lists them.
+
+    Raises:
+        RepeatedAPIError: ``max_repeated_errors`` identical 4xx errors in a row.
 
     Example:
         >>> from annotators import OpenAIAnnotator, annotate
@@ -358,5 +423,6 @@ def annotate(
     """
     return annotate_with_report(
         dataset, annotators, cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
-        dry_run=dry_run, policy=policy, prices=prices, progress=progress,
+        dry_run=dry_run, policy=policy, prices=prices, progress=progress, limiter=limiter,
+        max_repeated_errors=max_repeated_errors,
     ).dataset

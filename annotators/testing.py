@@ -4,8 +4,10 @@ Run the official SDKs against it instead of patching them: it is a real HTTP ser
 127.0.0.1 (an ephemeral port by default), threaded, speaking enough of
 
 - OpenAI: ``POST /v1/chat/completions``, ``POST /v1/files``, ``GET /v1/files/{id}``,
-  ``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches/{id}``;
+  ``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches`` (list,
+  newest first, ``limit`` / ``after``), ``GET /v1/batches/{id}``;
 - Anthropic: ``POST /v1/messages``, ``POST /v1/messages/batches``,
+  ``GET /v1/messages/batches`` (list, newest first, ``limit`` / ``after_id``),
   ``GET /v1/messages/batches/{id}``, ``GET /v1/messages/batches/{id}/results``.
 
 What it answers is decided by a plain **handler** function, ``text -> FakeReply |
@@ -24,12 +26,19 @@ writes a rule, not a patch::
 given number of times: ``rate_limit`` (429 with ``Retry-After``), ``server_error``
 (500), ``slow`` (sleep before answering, to trip client timeouts), ``malformed``
 (200 with text that is not JSON), ``out_of_schema`` (a label not in the schema),
-``refusal``, and for batch jobs ``batch_expired`` / ``batch_errored``.
+``refusal``, and for batch jobs ``batch_expired`` / ``batch_errored`` (per request) and
+``batch_create_timeout`` / ``batch_create_error`` (the job *is* created, then the
+create reply is held for ``delay`` seconds / answered 500: a lost reply; ``match`` is
+tested against the batch's item texts joined by newlines).
 
 It counts what it receives: ``calls[text]`` (every live request about an item,
 failures included), ``paid[text]`` (live requests answered 200 with a reply: what a
 real API bills), ``batch_paid[text]`` and ``endpoints[name]``. ``requests`` keeps each
-live request's JSON body so a test can read the prompt that was sent. A caller in
+live request's JSON body (and its arrival time ``t``, ``time.monotonic()``) so a test
+can read the prompt that was sent. ``received`` lists every HTTP request whatever its
+path (method, path, the ``authorization`` / ``x-api-key`` headers: what a client sent,
+even to a path the fake does not know), and ``billed`` the usage of every reply it
+billed (text, ``batch`` flag, input and output tokens), so a test can sum them. A caller in
 another process reads the counters at ``GET /_fake/stats`` and zeroes them with
 ``POST /_fake/reset``.
 
@@ -56,6 +65,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +92,7 @@ __all__ = [
 
 FaultKind = Literal[
     "rate_limit", "server_error", "slow", "malformed", "out_of_schema", "refusal",
-    "batch_expired", "batch_errored",
+    "batch_expired", "batch_errored", "batch_create_timeout", "batch_create_error",
 ]
 
 
@@ -320,6 +330,7 @@ class _Batch:
     error_file_id: str | None = None
     input_file_id: str | None = None
     expired: bool = False
+    metadata: dict | None = None
 
 
 class FakeLLMServer:
@@ -346,6 +357,8 @@ class FakeLLMServer:
         self.batch_paid: Counter[str] = Counter()
         self.endpoints: Counter[str] = Counter()
         self.requests: list[dict] = []
+        self.received: list[dict] = []
+        self.billed: list[dict] = []
         self._files: dict[str, bytes] = {}
         self._batches: dict[str, _Batch] = {}
         self._lock = threading.Lock()
@@ -415,6 +428,8 @@ class FakeLLMServer:
             self.batch_paid.clear()
             self.endpoints.clear()
             self.requests.clear()
+            self.received.clear()
+            self.billed.clear()
 
     def stats(self) -> dict[str, dict[str, int]]:
         """The counters as plain dicts (also served at ``GET /_fake/stats``)."""
@@ -456,7 +471,8 @@ class FakeLLMServer:
         with self._lock:
             self.calls[text] += 1
             self.endpoints[endpoint] += 1
-            self.requests.append({"endpoint": endpoint, "text": text, "body": body})
+            self.requests.append({"endpoint": endpoint, "text": text, "body": body,
+                                  "t": time.monotonic()})
         fault = self._take_fault(text, ("rate_limit", "server_error", "slow", "malformed",
                                         "out_of_schema", "refusal"))
         if self.latency:
@@ -484,8 +500,11 @@ class FakeLLMServer:
             paid[text] += 1
         content = json.dumps(ans.reply) if ans.reply is not None else ans.raw
         prompt_tokens = _tokens(json.dumps(body.get("messages")))
-        return openai_completion_body(body.get("model", "fake"), content, ans.refusal,
-                                      prompt_tokens, self._next_id())
+        out = openai_completion_body(body.get("model", "fake"), content, ans.refusal,
+                                     prompt_tokens, self._next_id())
+        self._bill(text, paid, out["usage"]["prompt_tokens"],
+                   out["usage"]["completion_tokens"])
+        return out
 
     def anthropic_messages(self, body: dict) -> dict:
         text = _item_text(body.get("messages") or [])
@@ -499,11 +518,56 @@ class FakeLLMServer:
         with self._lock:
             paid[text] += 1
         prompt_tokens = _tokens(json.dumps(body.get("messages")) + str(body.get("system", "")))
-        return anthropic_message_body(
+        out = anthropic_message_body(
             body.get("model", "fake"), tool, ans.reply,
             ans.refusal if ans.refusal is not None else ans.raw, ans.refusal is not None,
             prompt_tokens, self._next_id(),
         )
+        self._bill(text, paid, out["usage"]["input_tokens"], out["usage"]["output_tokens"])
+        return out
+
+    def _bill(self, text: str, paid: Counter[str], input_tokens: int,
+              output_tokens: int) -> None:
+        with self._lock:
+            self.billed.append({"text": text, "batch": paid is self.batch_paid,
+                                "input_tokens": input_tokens, "output_tokens": output_tokens})
+
+    def record(self, method: str, path: str, headers: Any) -> None:
+        """Note one HTTP request, whatever its path (see ``received``)."""
+        with self._lock:
+            self.received.append({"method": method, "path": path,
+                                  "authorization": headers.get("authorization"),
+                                  "x-api-key": headers.get("x-api-key")})
+
+    def _list_page(self, provider: str, query: dict[str, list[str]]) -> dict:
+        """One page of a provider's batch list, newest first, cursor after an id."""
+        after = (query.get("after") or query.get("after_id") or [None])[0]
+        limit = int((query.get("limit") or ["20"])[0])
+        with self._lock:
+            mine = [b for b in self._batches.values() if b.provider == provider][::-1]
+            self.endpoints["batches.list" if provider == "openai"
+                           else "message_batches.list"] += 1
+        if after is not None:
+            ids = [b.id for b in mine]
+            mine = mine[ids.index(after) + 1:] if after in ids else []
+        page = mine[:limit]
+        render = self.openai_batch_object if provider == "openai" \
+            else self.anthropic_batch_object
+        data = [render(b) for b in page]
+        out = {"data": data, "has_more": len(mine) > limit,
+               "first_id": page[0].id if page else None,
+               "last_id": page[-1].id if page else None}
+        return {"object": "list", **out} if provider == "openai" else out
+
+    def _create_fault(self, b: _Batch) -> None:
+        """After a job is stored: hold or fail its create reply (a lost reply)."""
+        texts = "\n".join(_item_text((r.get("body") or r.get("params") or {}).get("messages")
+                                      or []) for r in b.requests)
+        fault = self._take_fault(texts, ("batch_create_timeout", "batch_create_error"))
+        if fault is not None and fault.kind == "batch_create_timeout":
+            time.sleep(fault.delay)
+        elif fault is not None:
+            raise _HTTPError(500, "api_error", "internal error after create (fake)")
 
     # ---- batches --------------------------------------------------------------------
     def _batch_fault(self, text: str) -> Fault | None:
@@ -567,6 +631,7 @@ class FakeLLMServer:
         return {
             "id": b.id, "object": "batch", "endpoint": "/v1/chat/completions",
             "input_file_id": b.input_file_id, "completion_window": "24h", "status": status,
+            "metadata": b.metadata,
             "output_file_id": b.output_file_id, "error_file_id": b.error_file_id,
             "created_at": int(b.created), "errors": None,
             "request_counts": {"total": n, "completed": len(b.results) if b.done else 0,
@@ -605,7 +670,12 @@ class FakeLLMServer:
     # ---- routing ----------------------------------------------------------------------
     def route(self, method: str, path: str, headers: Any, raw: bytes) -> tuple[int, Any, str]:
         """(status, body, content type) for one request; bodies are dict or bytes."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
         path = path.split("?", 1)[0]
+        if method == "GET" and path == "/v1/batches":
+            return 200, self._list_page("openai", query), "application/json"
+        if method == "GET" and path == "/v1/messages/batches":
+            return 200, self._list_page("anthropic", query), "application/json"
         if path == "/_fake/stats":  # for callers in another process
             return 200, self.stats(), "application/json"
         if method == "POST" and path == "/_fake/reset":
@@ -680,9 +750,10 @@ class FakeLLMServer:
             raise _HTTPError(400, "invalid_request_error", "input_file_id not found")
         reqs = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
         b = _Batch(id=f"batch_{self._next_id()}", provider="openai", requests=reqs,
-                   input_file_id=body["input_file_id"])
+                   input_file_id=body["input_file_id"], metadata=body.get("metadata"))
         with self._lock:
             self._batches[b.id] = b
+        self._create_fault(b)
         return self.openai_batch_object(b)
 
     def _anthropic_batch_create(self, body: dict) -> dict:
@@ -692,6 +763,7 @@ class FakeLLMServer:
                    requests=list(body.get("requests") or []))
         with self._lock:
             self._batches[b.id] = b
+        self._create_fault(b)
         return self.anthropic_batch_object(b)
 
 
@@ -732,6 +804,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         raw = self._body()
+        self.fake.record(method, self.path, self.headers)
         try:
             status, body, ctype = self.fake.route(method, self.path, self.headers, raw)
         except _HTTPError as exc:

@@ -98,3 +98,55 @@ def test_invalid_batch_reply_gets_one_live_repair(
     assert run.dataset.items[1].label_of(name) == "toxic"
     assert server.batch_paid["you idiot"] == 1 and server.calls["you idiot"] == 1
     assert "not valid" in server.requests[0]["body"]["messages"][-1]["content"]
+
+
+LIST = {"openai": "batches.list", "anthropic": "message_batches.list"}
+
+
+def _make_timeout(provider: str, server: FakeLLMServer, timeout: float):
+    if provider == "openai":
+        return OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url,
+                               timeout=timeout)
+    return AnthropicAnnotator("claude-haiku-4-5", api_key=KEY,
+                              base_url=server.anthropic_base_url, timeout=timeout)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("kind", ["batch_create_timeout", "batch_create_error"])
+def test_a_lost_create_reply_is_found_in_the_list_not_paid_twice(
+        provider: str, kind: str, server: FakeLLMServer, schema: LabelSchema,
+        fast: RetryPolicy, tmp_path: Path) -> None:
+    # The server creates the job, then the reply times out (or is a 500): a blind retry
+    # of the create call would pay for the whole job a second time.
+    server.add_fault(Fault(kind, delay=1.0))
+    ann = _make_timeout(provider, server, timeout=0.3)
+    run = batch_annotate_with_report(make_dataset(TEXTS, schema), [ann], poll_interval=0.01,
+                                     policy=fast, cache=tmp_path / "c.sqlite")
+    assert server.endpoints[CREATE[provider]] == 1
+    assert server.endpoints[LIST[provider]] >= 1
+    assert all(server.batch_paid[t] == 1 for t in TEXTS)
+    assert len(run.report.batch_jobs) == 1
+    got = {it.text: it.label_of(ann.name) for it in run.dataset}
+    assert {t: got[t] for t in EXPECTED} == EXPECTED
+    with AnnotationCache(tmp_path / "c.sqlite") as cache:
+        assert cache.open_submits(ann.name) == [] and cache.open_jobs(ann.name) == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_pending_submit_that_never_became_a_job_is_submitted_once(
+        provider: str, server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy,
+        tmp_path: Path) -> None:
+    from annotators.cache import PendingSubmit
+    from annotators.runner import key_for
+
+    # A run killed after writing its pending row, before the create call reached the API.
+    ann = make(provider, server)
+    keys = tuple(key_for(ann, t, schema) for t in TEXTS)
+    with AnnotationCache(tmp_path / "c.sqlite") as cache:
+        cache.add_submit(PendingSubmit("dead", ann.provider, ann.model, ann.name, keys))
+    run = _run(provider, server, schema, fast, cache=tmp_path / "c.sqlite")
+    assert server.endpoints[LIST[provider]] >= 1  # looked before submitting
+    assert server.endpoints[CREATE[provider]] == 1
+    assert len(run.report.batch_jobs) == 1
+    with AnnotationCache(tmp_path / "c.sqlite") as cache:
+        assert cache.open_submits(ann.name) == []

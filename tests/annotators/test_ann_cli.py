@@ -204,3 +204,38 @@ def test_batch_flag_stops_waiting_then_resumes_the_same_job(tmp_path: Path) -> N
         assert r.returncode == 0, r.stderr
         assert srv.endpoints["message_batches.create"] == 1
     assert [row["annotations"][0]["label"] for row in _lines(out)] == ["safe", "toxic"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_kill_minus_9_right_after_batch_create_then_rerun_creates_one_job(
+        provider: str, tmp_path: Path) -> None:
+    from annotators.testing import Fault
+
+    texts = ["have a nice day", "you idiot", "the weather is fine"]
+    data = _csv(tmp_path / "in.csv", texts)
+    out = tmp_path / "out.jsonl"
+    create = {"openai": "batches.create", "anthropic": "message_batches.create"}[provider]
+    with FakeLLMServer(keyword_handler) as srv:
+        # The job is created, then the reply is held: the process dies before it records
+        # the job id.
+        srv.add_fault(Fault("batch_create_timeout", delay=5.0))
+        url = srv.openai_base_url if provider == "openai" else srv.anthropic_base_url
+        flag = "--base-url" if provider == "openai" else "--anthropic-base-url"
+        args = ["--data", str(data), "--out", str(out), "--labels", "safe,toxic",
+                "--annotator", f"{provider}:model-x", flag, url, "--batch",
+                "--poll-interval", "0.01", "--no-progress"]
+        env = _env(OPENAI_API_KEY=KEY, ANTHROPIC_API_KEY=KEY)
+        proc = subprocess.Popen([CLI, "annotate", *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while srv.endpoints[create] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert srv.endpoints[create] == 1
+
+        r = _run(args, env)
+        assert r.returncode == 0, r.stderr
+        assert srv.endpoints[create] == 1  # adopted, not created again
+        assert all(srv.batch_paid[t] == 1 for t in texts)
+    assert [row["annotations"][0]["label"] for row in _lines(out)] == ["safe", "toxic", "safe"]
