@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -129,25 +130,24 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _loaded_sdks() -> list[Any]:
+    # Only SDKs already imported: an error can only come from one that is loaded, and
+    # importing the other here (a second or more) would stall the event loop on the
+    # first error of a run.
+    return [m for m in (sys.modules.get("openai"), sys.modules.get("anthropic"))
+            if m is not None]
+
+
 def _sdk_connection_errors() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = []
-    for module in ("openai", "anthropic"):
-        try:
-            mod = __import__(module)
-        except ImportError:
-            continue
-        types.append(mod.APIConnectionError)  # timeouts subclass it in both SDKs
-    return tuple(types)
+    # timeouts subclass APIConnectionError in both SDKs
+    return tuple(mod.APIConnectionError for mod in _loaded_sdks())
 
 
 def api_error_types() -> tuple[type[BaseException], ...]:
     """Errors that mean "the API call failed" (as opposed to a bug in our code)."""
     types: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (("openai", "OpenAIError"), ("anthropic", "AnthropicError")):
-        try:
-            types.append(getattr(__import__(module), name))
-        except ImportError:
-            continue
+    for mod in _loaded_sdks():
+        types.append(mod.OpenAIError if mod.__name__ == "openai" else mod.AnthropicError)
     return tuple(types)
 
 

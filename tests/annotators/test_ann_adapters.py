@@ -101,6 +101,9 @@ def test_a_bad_request_is_not_retried(provider: str, schema: LabelSchema,
     (fail,) = res.report.failures
     assert fail.outcome == "error" and "404" in fail.error
     assert srv.endpoints.total() == 0
+    # the fake notes every request, unknown paths included: exactly one, not retried
+    (req,) = srv.received
+    assert req["method"] == "POST" and req["path"].startswith(("/v2/", "/nope/"))
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -176,6 +179,15 @@ async def test_refusal_is_its_own_outcome(provider: str, server: FakeLLMServer,
     assert server.calls["hello"] == 1  # a refusal is not retried
 
 
-def test_api_key_is_sent_but_never_in_repr(server: FakeLLMServer) -> None:
-    for provider in PROVIDERS:
-        assert KEY not in repr(make(provider, server))
+@pytest.mark.asyncio
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_api_key_is_sent_but_never_in_repr(provider: str, server: FakeLLMServer,
+                                                 schema: LabelSchema) -> None:
+    ann = make(provider, server)
+    assert KEY not in repr(ann)
+    res = await label_text(ann, "hello", schema)
+    await ann.aclose()
+    assert res.outcome == "labelled"
+    (req,) = server.received
+    # OpenAI sends a bearer token; Anthropic's SDK x-api-key (or, in some versions, bearer)
+    assert f"Bearer {KEY}" == req["authorization"] or req["x-api-key"] == KEY

@@ -17,7 +17,7 @@ import pytest
 
 from annotators import OpenAIAnnotator
 from annotators.runner import key_for
-from annotators.testing import FakeLLMServer, FakeReply, keyword_handler
+from annotators.testing import FakeLLMServer, keyword_handler
 from guardrail_dro.schema import LabelSchema
 from tests.annotators.ann_helpers import KEY
 
@@ -182,10 +182,6 @@ async def test_fake_server_runs_as_a_module() -> None:
         proc.wait(timeout=10)
 
 
-def test_handler_default_answers_the_first_allowed_class() -> None:
-    assert FakeReply().label is None  # the server fills in the request's first class
-
-
 def test_batch_flag_stops_waiting_then_resumes_the_same_job(tmp_path: Path) -> None:
     texts = ["have a nice day", "you idiot"]
     data = _csv(tmp_path / "in.csv", texts)
@@ -206,7 +202,7 @@ def test_batch_flag_stops_waiting_then_resumes_the_same_job(tmp_path: Path) -> N
     assert [row["annotations"][0]["label"] for row in _lines(out)] == ["safe", "toxic"]
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai"])  # anthropic: in-process, test_ann_batch
 def test_kill_minus_9_right_after_batch_create_then_rerun_creates_one_job(
         provider: str, tmp_path: Path) -> None:
     from annotators.testing import Fault

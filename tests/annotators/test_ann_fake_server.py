@@ -91,3 +91,22 @@ def test_rate_limit_fault_sends_retry_after(server: FakeLLMServer) -> None:
     assert exc.value.code == 429 and exc.value.headers["retry-after"] == "7"
     assert json.load(exc.value)["error"]["type"] == "rate_limit_error"
     assert server.calls["hi"] == 1 and server.paid["hi"] == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_handler_default_answers_the_first_allowed_class(provider: str) -> None:
+    from annotators import label_text
+
+    # classes in an order where the first is not "safe": the default handler's label is
+    # whatever the request enumerates first, through either API
+    schema = LabelSchema(classes=("toxic", "safe", "spam"))
+    with FakeLLMServer() as srv:
+        if provider == "openai":
+            ann = OpenAIAnnotator("m", api_key=KEY, base_url=srv.openai_base_url)
+        else:
+            ann = AnthropicAnnotator("m", api_key=KEY, base_url=srv.anthropic_base_url)
+        res = await label_text(ann, "have a nice day", schema)
+        await ann.aclose()
+    assert (res.outcome, res.label) == ("labelled", "toxic")
+    assert FakeReply().label is None and srv.paid["have a nice day"] == 1

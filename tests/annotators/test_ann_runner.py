@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -165,20 +166,67 @@ def test_token_bucket_waits_for_refill() -> None:
 
 def test_rpm_limit_spaces_requests(server: FakeLLMServer, schema: LabelSchema,
                                    fast: RetryPolicy) -> None:
-    import time
+    import openai  # noqa: F401  (imported now, not on the first call: that takes ~1 s)
 
     ann = [OpenAIAnnotator("m", api_key=KEY, base_url=server.openai_base_url)]
-    ds = make_dataset([f"text {i}" for i in range(5)], schema)
+    ds = make_dataset([f"text {i}" for i in range(10)], schema)
+    limiter = RateLimiter(rpm=600)  # 0.1 s a request once the burst is spent
+    assert limiter.requests is not None
+    limiter.requests.level = 2.0  # what is left of the burst: two requests
     t0 = time.perf_counter()
-    annotate(ds, ann, policy=fast, rpm=600, concurrency=8, progress=False)
-    # a burst of one minute's allowance goes at once; 600 rpm then means 0.1 s each
-    assert time.perf_counter() - t0 < 2.0
+    annotate(ds, ann, policy=fast, limiter=limiter, concurrency=8, progress=False)
+    elapsed = time.perf_counter() - t0
+    # two go at once, the other eight wait 0.1 s each: the last starts >= 0.8 s after
+    # the start (the first client's set-up, ~0.1 s, refills a request or two meanwhile)
+    assert 0.75 <= elapsed < 3.0
+    arrivals = sorted(r["t"] for r in server.requests)
+    assert arrivals[-1] - arrivals[0] >= 0.55, arrivals
     limiter = RateLimiter(rpm=60)
     assert limiter.requests is not None
     limiter.requests.level = 0
     t0 = time.perf_counter()
     asyncio.run(limiter.acquire(10))
     assert time.perf_counter() - t0 == pytest.approx(1.0, abs=0.3)
+
+
+def test_tpm_limit_spaces_requests_by_their_tokens(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy) -> None:
+    import openai  # noqa: F401  (see above)
+
+    ann = [OpenAIAnnotator("m", api_key=KEY, base_url=server.openai_base_url)]
+    ds = make_dataset([f"text {i}" for i in range(4)], schema)
+    limiter = RateLimiter(tpm=120_000)  # 2,000 tokens a second
+    assert limiter.tokens is not None
+    limiter.tokens.level = 0.0  # the burst is spent
+    t0 = time.perf_counter()
+    run = annotate_with_report(ds, ann, policy=fast, limiter=limiter, concurrency=4,
+                               progress=False)
+    elapsed = time.perf_counter() - t0
+    used = [b["input_tokens"] + b["output_tokens"] for b in server.billed]
+    assert len(used) == 4 and run.report.calls == 4
+    # every request but the last had to wait for the tokens the earlier ones used
+    assert elapsed >= 0.8 * sum(used[:-1]) / 2000
+    assert elapsed < 0.8 * sum(used[:-1]) / 2000 + 2.0
+
+
+def test_a_429_with_retry_after_pauses_every_worker(schema: LabelSchema) -> None:
+    import openai  # noqa: F401  (see above)
+
+    with FakeLLMServer(latency=0.03) as srv:
+        # in mid-run, once the connections are warm
+        srv.add_fault(Fault("rate_limit", match="text 8", times=1, retry_after=0.5))
+        ann = [OpenAIAnnotator("m", api_key=KEY, base_url=srv.openai_base_url)]
+        policy = RetryPolicy(initial=0.001, max_backoff=0.005, retry_after_cap=1.0)
+        run = annotate_with_report(make_dataset([f"text {i}" for i in range(24)], schema),
+                                   ann, policy=policy, concurrency=4, progress=False)
+    assert run.report.outcomes[ann[0].name]["labelled"] == 24
+    limited = next(r["t"] for r in srv.requests if r["text"] == "text 8")
+    told = limited + 0.03  # the 429 left after the simulated latency
+    # requests already on their way may arrive just after; then none inside the pause
+    # (without the shared pause the other three workers would finish the run in it)
+    early = [r["t"] - told for r in srv.requests if told + 0.06 < r["t"] < told + 0.45]
+    assert early == [], early
+    assert max(r["t"] for r in srv.requests) >= told + 0.45
 
 
 def test_a_new_label_schema_is_not_answered_from_the_old_cache(
