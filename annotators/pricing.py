@@ -1,16 +1,20 @@
 """Token prices, and what a run costs or would cost.
 
 ``DEFAULT_PRICES`` are public list prices in USD per million tokens (input, output) as
-last checked by hand (2025); they go stale, so every entry point takes ``prices=`` to
-override or extend them (the CLI: ``--prices prices.json``). A model is matched by its
-exact name, else by the longest listed prefix (``gpt-4o-mini-2024-07-18`` ->
-``gpt-4o-mini``). A model with no price gives a cost of None, never a made-up number.
-Batch jobs are billed at ``BATCH_DISCOUNT`` of the live price by both providers.
+last checked by hand (late 2025); they go stale, so every entry point takes ``prices=``
+to override or extend them (the CLI: ``--prices prices.json``). A model is matched by
+its exact name, else by its name less a dated snapshot suffix (``gpt-4o-mini-2024-07-18``
+-> ``gpt-4o-mini``, ``claude-sonnet-4-5-20250929`` -> ``claude-sonnet-4-5``) or
+``-latest``. Never by a bare prefix: ``claude-opus-4-5`` is not priced as
+``claude-opus-4`` (3x the price), nor ``o3-pro`` as ``o3``. A model with no price gives
+a cost of None, never a made-up number. Batch jobs are billed at ``BATCH_DISCOUNT`` of
+the live price by both providers.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,25 +39,52 @@ Price = tuple[float, float]
 BATCH_DISCOUNT = 0.5
 
 DEFAULT_PRICES: dict[str, Price] = {
+    # OpenAI
     "gpt-4o": (2.50, 10.00),
+    "gpt-4o-2024-05-13": (5.00, 15.00),  # the first gpt-4o snapshot kept its launch price
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4.1": (2.00, 8.00),
     "gpt-4.1-mini": (0.40, 1.60),
     "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-5.1": (1.25, 10.00),
+    "o1": (15.00, 60.00),
+    "o3": (2.00, 8.00),
+    "o3-mini": (1.10, 4.40),
+    "o4-mini": (1.10, 4.40),
+    # Anthropic
+    "claude-opus-4-5": (5.00, 25.00),
+    "claude-opus-4-1": (15.00, 75.00),
     "claude-opus-4": (15.00, 75.00),
+    "claude-opus-4-0": (15.00, 75.00),
+    "claude-sonnet-4-5": (3.00, 15.00),
     "claude-sonnet-4": (3.00, 15.00),
-    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-sonnet-4-0": (3.00, 15.00),
+    "claude-3-7-sonnet": (3.00, 15.00),
     "claude-haiku-4-5": (1.00, 5.00),
+    "claude-3-5-haiku": (0.80, 4.00),
+    "claude-3-haiku": (0.25, 1.25),
 }
+
+# A dated snapshot (-2024-07-18, -20250929) or the -latest alias at the end of a name.
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
 
 def price_for(model: str, prices: Mapping[str, Price] | None = None) -> Price | None:
-    """The price of ``model``: exact name, else the longest listed prefix, else None."""
+    """The price of ``model``: exact name, else the name less a snapshot suffix, else None.
+
+    Example:
+        >>> price_for("claude-sonnet-4-5-20250929")
+        (3.0, 15.0)
+        >>> price_for("o3-pro") is None
+        True
+    """
     table = {**DEFAULT_PRICES, **(prices or {})}
     if model in table:
         return table[model]
-    matches = [name for name in table if model.startswith(name)]
-    return table[max(matches, key=len)] if matches else None
+    return table.get(_SNAPSHOT.sub("", model))
 
 
 def cost_of(model: str, usage: Usage, prices: Mapping[str, Price] | None = None, *,

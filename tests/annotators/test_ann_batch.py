@@ -150,3 +150,62 @@ def test_a_pending_submit_that_never_became_a_job_is_submitted_once(
     assert len(run.report.batch_jobs) == 1
     with AnnotationCache(tmp_path / "c.sqlite") as cache:
         assert cache.open_submits(ann.name) == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_results_for_texts_not_in_this_run_are_kept(
+        provider: str, server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy,
+        tmp_path: Path) -> None:
+    db = tmp_path / "c.sqlite"
+    server.hold_batches = True
+    with pytest.raises(BatchPendingError):
+        _run(provider, server, schema, fast, cache=db, max_wait=0.05)
+    server.hold_batches = False
+    # resumed over a smaller dataset: the job still carries (and bills) all five
+    ann = make(provider, server)
+    batch_annotate_with_report(make_dataset(TEXTS[:2], schema), [ann], poll_interval=0.01,
+                               policy=fast, cache=db)
+    assert all(server.batch_paid[t] == 1 for t in TEXTS)
+    server.reset_counts()
+    again = _run(provider, server, schema, fast, cache=db)
+    assert server.endpoints.total() == 0  # the other three were kept, not thrown away
+    assert again.report.from_cache == len(TEXTS)
+    got = {it.text: it.label_of(again.report.annotators[0]) for it in again.dataset}
+    assert {t: got[t] for t in EXPECTED} == EXPECTED
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_batch_usage_is_what_the_server_billed_and_repairs_cost_live_prices(
+        provider: str, server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy) -> None:
+    server.add_fault(Fault("malformed", match="idiot", times=1))
+    model = make(provider, server).model
+    run = _run(provider, server, schema, fast, prices={model: (1_000_000.0, 0.0)})
+    assert server.calls["you idiot"] == 1  # one live repair call
+    billed = server.billed
+    assert run.report.usage.input_tokens == sum(b["input_tokens"] for b in billed)
+    assert run.report.usage.output_tokens == sum(b["output_tokens"] for b in billed)
+    # one dollar a live input token, half that in a batch
+    batch_in = sum(b["input_tokens"] for b in billed if b["batch"])
+    live_in = sum(b["input_tokens"] for b in billed if not b["batch"])
+    assert live_in > 0
+    assert run.report.cost == pytest.approx(0.5 * batch_in + live_in)
+
+
+def test_annotators_submit_together_and_are_polled_together(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, capsys) -> None:
+    server.batch_polls = 3  # each job needs three polls
+    anns = [make("openai", server), make("anthropic", server)]
+    run = batch_annotate_with_report(make_dataset(TEXTS, schema), anns, poll_interval=0.01,
+                                     policy=fast)
+    assert len(run.report.batch_jobs) == 2
+    # both jobs were created before either was polled to the end
+    order = [(r["method"], r["path"].split("?")[0]) for r in server.received]
+    creates = [i for i, (m, p) in enumerate(order) if m == "POST" and p.endswith("batches")]
+    results = [i for i, (m, p) in enumerate(order)
+               if p.endswith(("/results", "/content"))]
+    assert len(creates) == 2 and max(creates) < min(results)
+    err = capsys.readouterr().err
+    for ann in anns:
+        assert f"{ann.name}: submitted batch" in err
+    assert "in_progress" in err and "completed" in err and "ended" in err
+    assert "/5 done" in err

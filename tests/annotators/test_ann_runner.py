@@ -243,3 +243,16 @@ def test_a_new_label_schema_is_not_answered_from_the_old_cache(
     # the fake's rule still answers safe/toxic: invalid under the new schema, never stored
     # as a label outside it
     assert run.report.outcomes[ann[0].name]["invalid"] == 4
+
+
+def test_report_usage_is_the_sum_of_what_the_server_billed(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy) -> None:
+    server.add_fault(Fault("malformed", match="idiot", times=1))  # a paid repair call
+    server.add_fault(Fault("rate_limit", match="weather", times=2))  # unpaid retries
+    run = annotate_with_report(make_dataset(TEXTS, schema), _two(server), policy=fast,
+                               progress=False)
+    billed = server.billed
+    assert len(billed) == 2 * len(TEXTS) + 1
+    assert run.report.usage.input_tokens == sum(b["input_tokens"] for b in billed) > 0
+    assert run.report.usage.output_tokens == sum(b["output_tokens"] for b in billed) > 0
+    assert run.report.calls == 2 * len(TEXTS) + 1 + 2
