@@ -95,7 +95,9 @@ def annotate_command(
         "--max-wait", help="Stop waiting for batch jobs after this many seconds (run "
         "again to resume).", rich_help_panel=_R)] = None,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the requests and estimated cost, make no call.",
+        "--dry-run", help="Make no call and write nothing; print to stderr how many "
+        "answers are already cached, how many requests are left to make, their estimated "
+        "tokens (in / out) and estimated cost (at batch prices with --batch).",
         rich_help_panel=_R)] = False,
     prices: Annotated[Path | None, typer.Option(
         "--prices", help='JSON {"model": [usd_per_mtok_in, usd_per_mtok_out]} over the '
@@ -110,7 +112,8 @@ def annotate_command(
         "--max-attempts", min=1, help="Attempts per request on transient errors "
         "(429, 5xx, timeouts).", rich_help_panel=_R)] = 6,
     progress: Annotated[bool, typer.Option(
-        "--progress/--no-progress", help="Progress bar with rate, ETA, tokens and cost.",
+        "--progress/--no-progress", help="Progress bar with rate, ETA, tokens and cost "
+        "(with --batch: each job's status and counts while polling).",
         rich_help_panel=_R)] = True,
     format: Format = "auto",
     text_col: TextCol = None,
@@ -138,10 +141,11 @@ def annotate_command(
     cache_path = cache or out.with_name(out.name + ".cache.sqlite")
     price_table = load_prices(prices) if prices else None
     policy = RetryPolicy(max_attempts=max_attempts)
-    if batch and not dry_run:
+    if batch:
         run = batch_annotate_with_report(
             dataset, annotators, cache=cache_path, poll_interval=poll_interval,
-            max_wait=max_wait, policy=policy, prices=price_table,
+            max_wait=max_wait, policy=policy, prices=price_table, dry_run=dry_run,
+            progress=progress,
         )
     else:
         run = annotate_with_report(

@@ -51,8 +51,9 @@ def test_help_teaches() -> None:
     out = subprocess.run([CLI, "annotate", "--help"], env=_env(COLUMNS="120"),
                          capture_output=True, text=True, check=True).stdout
     for needle in ("--annotator", "openai:gpt-4o-mini", "OPENAI_API_KEY", "--dry-run",
-                   "--batch", "--text-col", "--schema", "--base-url", "resumes", "Examples"):
-        assert needle in out
+                   "--batch", "--text-col", "--schema", "--base-url", "resumes", "Examples",
+                   "estimated cost", "batch prices"):
+        assert needle in " ".join(out.split()).replace("│ ", ""), needle
 
 
 def test_missing_key_is_one_clear_error(tmp_path: Path) -> None:
@@ -66,16 +67,28 @@ def test_missing_key_is_one_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "PROVIDER:MODEL" in r.stderr
 
 
-def test_dry_run_needs_no_key_and_makes_no_call(tmp_path: Path) -> None:
+def _cost(stderr: str) -> float:
+    return float(stderr.split("estimated cost")[1].split("$")[1].split()[0])
+
+
+def test_dry_run_needs_no_key_makes_no_call_and_writes_nothing(tmp_path: Path) -> None:
     data = _csv(tmp_path / "in.csv", ["hello", "you idiot"])
+    prices = tmp_path / "prices.json"  # a dollar a token: the printed cost is precise
+    prices.write_text('{"gpt-4o-mini": [1000000, 1000000]}')
+    args = ["--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--labels",
+            "safe,toxic", "--annotator", "openai:gpt-4o-mini", "--dry-run",
+            "--prices", str(prices)]
     with FakeLLMServer(keyword_handler) as srv:
-        r = _run(["--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--labels",
-                  "safe,toxic", "--annotator", "openai:gpt-4o-mini", "--base-url",
-                  srv.openai_base_url, "--dry-run"], _env())
-        assert srv.endpoints.total() == 0
+        r = _run([*args, "--base-url", srv.openai_base_url], _env())
+        batch = _run([*args, "--base-url", srv.openai_base_url, "--batch"], _env())
+        assert len(srv.received) == 0
     assert r.returncode == 0, r.stderr
     assert "2 request(s) to make" in r.stderr and "estimated cost $" in r.stderr
-    assert not (tmp_path / "o.jsonl").exists()
+    # no output, and no cache file either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "prices.json"]
+    assert batch.returncode == 0, batch.stderr
+    assert "at batch prices" in batch.stderr
+    assert _cost(batch.stderr) == pytest.approx(_cost(r.stderr) / 2, rel=0.01)
 
 
 def test_two_providers_end_to_end_with_failures_listed(tmp_path: Path) -> None:

@@ -256,3 +256,19 @@ def test_report_usage_is_the_sum_of_what_the_server_billed(
     assert run.report.usage.input_tokens == sum(b["input_tokens"] for b in billed) > 0
     assert run.report.usage.output_tokens == sum(b["output_tokens"] for b in billed) > 0
     assert run.report.calls == 2 * len(TEXTS) + 1 + 2
+
+
+def test_dry_run_reads_the_cache_and_creates_none(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    missing = tmp_path / "sub" / "none.sqlite"
+    run = annotate_with_report(make_dataset(TEXTS, schema), ann, cache=missing, dry_run=True,
+                               progress=False)
+    assert run.report.to_ask == len(TEXTS) and not missing.parent.exists()
+    db = tmp_path / "c.sqlite"
+    annotate(make_dataset(TEXTS[:2], schema), ann, cache=db, policy=fast, progress=False)
+    before = db.read_bytes()
+    run = annotate_with_report(make_dataset(TEXTS, schema), ann, cache=db, dry_run=True,
+                               progress=False)
+    assert (run.report.from_cache, run.report.to_ask) == (2, len(TEXTS) - 2)
+    assert db.read_bytes() == before
