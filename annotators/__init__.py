@@ -20,6 +20,7 @@ from annotators.base import (
     Outcome,
     Prompt,
     RawReply,
+    RepeatedAPIError,
     Usage,
 )
 from annotators.batch import abatch_annotate, batch_annotate
@@ -54,6 +55,7 @@ __all__ = [
     "Outcome",
     "Prompt",
     "RawReply",
+    "RepeatedAPIError",
     "RetryPolicy",
     "RunReport",
     "Usage",

@@ -272,3 +272,37 @@ def test_dry_run_reads_the_cache_and_creates_none(
                                progress=False)
     assert (run.report.from_cache, run.report.to_ask) == (2, len(TEXTS) - 2)
     assert db.read_bytes() == before
+
+
+def test_progress_shows_rate_tokens_and_cost(server: FakeLLMServer, schema: LabelSchema,
+                                             fast: RetryPolicy, capsys) -> None:
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=server.openai_base_url)]
+    run = annotate_with_report(make_dataset(TEXTS, schema), ann, policy=fast, progress=True)
+    err = capsys.readouterr().err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert f"{len(TEXTS)}/{len(TEXTS)}" in last
+    assert "req/s" in last or "s/req" in last  # the rate
+    tokens = run.report.usage.input_tokens + run.report.usage.output_tokens
+    assert f"tokens={tokens}" in last
+    assert f"cost=${run.report.cost:.4f}" in last
+
+
+def test_identical_non_transient_errors_stop_the_run(schema: LabelSchema,
+                                                     fast: RetryPolicy) -> None:
+    from annotators import RepeatedAPIError
+
+    with FakeLLMServer() as srv:
+        # a base URL with a typo: every call is the same 404
+        ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=srv.url + "/v2")]
+        ds = make_dataset([f"text {i}" for i in range(200)], schema)
+        with pytest.raises(RepeatedAPIError) as exc:
+            annotate(ds, ann, policy=fast, concurrency=2, progress=False)
+    assert exc.value.status == 404 and exc.value.count == 5
+    assert "HTTP 404" in str(exc.value) and "the fake server has no POST" in str(exc.value)
+    assert len(srv.received) <= 5 + 2  # not one failing call per item
+    # off: one error per item, as before
+    with FakeLLMServer() as srv:
+        ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=srv.url + "/v2")]
+        run = annotate_with_report(make_dataset(["a", "b", "c", "d", "e", "f"], schema), ann,
+                                   policy=fast, progress=False, max_repeated_errors=None)
+    assert run.report.outcomes[ann[0].name]["error"] == 6
