@@ -113,11 +113,12 @@ def _after(guard: Guard, rail: str, r: GuardResult, on_check: OnCheck | None) ->
 class StreamRail:
     """The output rail of a stream: accumulates text, says when a check is due (a
     sentence end, or ``max_chars`` unchecked characters), and checks the unchecked text
-    with ``context_chars`` of already-checked text before it."""
+    from the start of the sentence it continues (at most ``context_chars`` before it),
+    so each check sees whole sentences rather than a diluted long tail."""
 
     _BOUNDARY = re.compile(r"[.!?;:\n]")
 
-    def __init__(self, *, max_chars: int = 200, context_chars: int = 200) -> None:
+    def __init__(self, *, max_chars: int = 200, context_chars: int = 400) -> None:
         self.text = ""
         self.checked = 0
         self.max_chars = max_chars
@@ -134,8 +135,10 @@ class StreamRail:
         return unchecked > 0 and (unchecked >= self.max_chars or bool(self._BOUNDARY.search(piece)))
 
     def segment(self) -> str:
-        """The text to check: the unchecked part and some checked context before it."""
-        return self.text[max(0, self.checked - self.context_chars) :]
+        """The text to check: the unchecked part, from the start of its sentence."""
+        floor = max(0, self.checked - self.context_chars)
+        ends = [m.end() for m in self._BOUNDARY.finditer(self.text, floor, self.checked)]
+        return self.text[ends[-1] if ends else floor :]
 
     def passed(self) -> None:
         self.checked = len(self.text)
@@ -543,6 +546,10 @@ class _AnthropicAdapter:
         return [start, block, *_AnthropicEvents().stop(result)]
 
 
+def _iter(items: Iterable[Any]) -> Iterator[Any]:
+    yield from items  # a generator: it has close(), like a guarded stream
+
+
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
@@ -577,7 +584,7 @@ def _guarded_create(create, guard, adapter, *, is_async, input, output, on_check
             r = _decide(guard, "input", last_user_text(kwargs.get("messages") or []), on_check)
             if not r.allowed:
                 if stream:
-                    return GuardedStream(iter(adapter.blocked_stream(kwargs, r)))
+                    return GuardedStream(_iter(adapter.blocked_stream(kwargs, r)))
                 return adapter.blocked(kwargs, r)
         resp = create(*args, **kwargs)
         if not output:

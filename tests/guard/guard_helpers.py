@@ -63,3 +63,24 @@ def calibrate(guard: Guard, **policy) -> Calibrated:
     off = {c: 1.0 for c in guard.labels}  # per-class thresholds no probability reaches
     g = guard.with_policy(Policy(toxic_threshold=(low + high) / 2, thresholds=off, **policy))
     return Calibrated(g, filler, target, low, high)
+
+
+def run_of(sentence: str, n: int = 12) -> str:
+    """``sentence`` repeated with no sentence end: a stream rail checks it every
+    ``max_chars`` characters."""
+    return " ".join([sentence] * n)
+
+
+def calibrate_stream(guard: Guard, **policy) -> Calibrated:
+    """As ``calibrate``, for streamed replies checked sentence by sentence: filler
+    sentences (and their partial continuations) pass, any stretch of a ``run_of(target)``
+    of 150 characters or more is caught."""
+    filler = min(CANDIDATES, key=lambda s: guard.check(s + ".").toxic_score)
+    target = max(CANDIDATES, key=lambda s: guard.check(run_of(s, 5)).toxic_score)
+    low = max(guard.check(f"{filler}. {filler[:k]}").toxic_score for k in range(0, len(filler), 3))
+    run = run_of(target)
+    high = min(guard.check(run[:n]).toxic_score for n in range(150, len(run) + 1, 25))
+    assert high > low + 0.02, "the tiny model must score the target run above the filler"
+    off = {c: 1.0 for c in guard.labels}
+    g = guard.with_policy(Policy(toxic_threshold=(low + high) / 2, thresholds=off, **policy))
+    return Calibrated(g, filler, target, low, high)

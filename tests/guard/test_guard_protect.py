@@ -139,3 +139,17 @@ async def test_async_callables(cal: Calibrated) -> None:
 
     out = [c async for c in await stream(user("x"))]
     assert out[-1] == "Sorry, no." and len(out) == 13
+
+
+def test_stream_rail_checks_whole_sentences() -> None:
+    from guardrail_dro.hooks import StreamRail
+
+    rail = StreamRail(max_chars=50)
+    assert not rail.feed("Hello there")  # no sentence end yet
+    assert rail.feed(" friend. How ar")
+    assert rail.segment() == "Hello there friend. How ar"
+    rail.passed()
+    assert rail.feed("e you? Fine")
+    assert rail.segment() == " How are you? Fine"  # from the start of its sentence
+    rail.passed()
+    assert rail.feed("x" * 50) and rail.segment() == " Fine" + "x" * 50  # max_chars

@@ -14,14 +14,14 @@ from guardrail_dro.guard import Guard
 from guardrail_dro.hooks import wrap
 from guardrail_dro.policy import GuardResult, GuardViolation, Policy
 
-from .guard_helpers import Calibrated, block, calibrate
+from .guard_helpers import Calibrated, calibrate_stream, run_of
 
 REFUSAL = "Sorry, I can't continue with that."
 
 
 @pytest.fixture(scope="module")
 def cal(guard: Guard) -> Calibrated:
-    return calibrate(guard, refusal=REFUSAL)
+    return calibrate_stream(guard, refusal=REFUSAL)
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def replies(cal: Calibrated) -> dict[str, str]:
     filler = " ".join([cal.filler + "."] * 10)
     return {
         "clean": filler,
-        "toxic": f"{filler} {block(cal.guard, cal.target)} {filler}",
-        "attack": block(cal.guard, cal.target),  # as a prompt: the input rail's case
+        "toxic": f"{filler} {run_of(cal.target)}. {filler}",
+        "attack": run_of(cal.target),  # as a prompt: the input rail's case
     }
 
 
