@@ -68,7 +68,8 @@ Method = Annotated[
     str,
     typer.Option(
         "--method",
-        help="ours | ours-cls | soft | mv | ds | dro-mv | best-single | gold | single:<annotator>",
+        help="ours (default) | ours-agree | soft | mv | ds | dro-mv | best-single | gold | "
+        "single:<annotator>",
         rich_help_panel=_T,
     ),
 ]
@@ -384,7 +385,7 @@ def quickstart(
         data["train"],
         data["valid"],
         data["test"],
-        methods=["ours", "soft", "mv", "ds", "dro-mv", "best-single", "gold"],
+        methods=["ours", "ours-agree", "soft", "mv", "ds", "dro-mv", "best-single", "gold"],
         seeds=seeds,
         config=cfg,
         out_dir=out / "report",

@@ -128,11 +128,18 @@ class WeightEstimator(nn.Module):
         super().__init__()
         if num_annotators < 1:
             raise ConfigError("the weight estimator needs at least one annotator")
-        self.item = nn.Sequential(nn.Linear(dim, rank), nn.Tanh())
+        if rank < 0:
+            raise ConfigError(f"estimator rank must be >= 0, not {rank}")
+        # rank 0: one global trust per annotator (no per-item part), the least able to
+        # memorise a small validation split.
+        self.rank = rank
+        self.item = nn.Sequential(nn.Linear(dim, rank), nn.Tanh()) if rank else None
         self.annotators = nn.Parameter(torch.zeros(num_annotators, rank))
         self.bias = nn.Parameter(torch.zeros(num_annotators))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.item is None:
+            return self.bias.expand(features.shape[0], -1)
         return self.item(features) @ self.annotators.T + self.bias
 
     def forward(self, features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ Layout (Hugging Face folder for the encoder, safetensors for our heads)::
     DIR/
       encoder/              config.json, model.safetensors, tokenizer files (save_pretrained)
       head.safetensors      the classifier head
-      estimator.safetensors the soft-label weight estimator (methods ours, ours-cls)
+      estimator.safetensors the soft-label weight estimator (methods ours, ours-agree)
       schema.json           the label schema
       manifest.json         TrainManifest: config, data hashes, valid metrics, learned
                             group weights and annotator weights, versions, file sha256

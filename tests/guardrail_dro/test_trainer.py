@@ -66,7 +66,7 @@ def test_classifier_risk_variant_and_group_dro_baseline_run(
     tiny_backbone: Path,
     tmp_path: Path,
 ) -> None:
-    for method in ("ours-cls", "dro-mv", "ds", "best-single", "gold", "single:human_1"):
+    for method in ("ours-agree", "dro-mv", "ds", "best-single", "gold", "single:human_1"):
         res = _fit(method, synthetic, tiny_backbone, tmp_path, epochs=3)
         assert 0.0 <= res.valid_metrics.accuracy <= 1.0
         assert res.best_epoch in range(3)
@@ -74,7 +74,16 @@ def test_classifier_risk_variant_and_group_dro_baseline_run(
 
 def test_full_mode_fine_tunes_the_encoder(synthetic, tiny_backbone: Path, tmp_path: Path) -> None:
     small = {k: v.subset(range(60)) for k, v in synthetic.items()}
-    res = _fit("ours", small, tiny_backbone, tmp_path, mode="full", epochs=1, batch_size=16)
+    res = _fit(
+        "ours",
+        small,
+        tiny_backbone,
+        tmp_path,
+        mode="full",
+        epochs=1,
+        batch_size=16,
+        estimator_rank=0,
+    )
     before = _fit("soft", small, tiny_backbone, tmp_path, epochs=1).source.embedder
     after = res.source.embedder
     p0 = next(before.encoder.parameters())
