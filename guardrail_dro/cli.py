@@ -33,7 +33,7 @@ err = Console(stderr=True)
 def _register_plugins() -> None:
     # Other packages of the distribution add their own commands; their modules import
     # only typer and guardrail_dro at top level, so this stays cheap.
-    for module in ("annotators.cli", "export.cli"):
+    for module in ("annotators.cli", "export.cli", "guardrail_dro.guard_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as exc:
