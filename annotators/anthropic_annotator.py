@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
-from annotators.base import Prompt, RawReply, Usage
+from annotators.base import Prompt, RawReply, Usage, aclose_quietly
 from annotators.prompts import reply_json_schema
 from guardrail_dro.errors import require
 from guardrail_dro.schema import LabelSchema
 
-__all__ = ["TOOL_NAME", "AnthropicAnnotator", "parse_message"]
+__all__ = ["DEFAULT_BASE_URL", "TOOL_NAME", "AnthropicAnnotator", "parse_message"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 TOOL_NAME = "record_label"
 
@@ -72,16 +75,28 @@ class AnthropicAnnotator:
         self._api_key = api_key
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:  # no key in reprs, ever
         return f"AnthropicAnnotator(model={self.model!r}, base_url={self.base_url!r})"
 
     def cache_params(self) -> dict[str, Any]:
-        return {"max_tokens": self.max_tokens}
+        params: dict[str, Any] = {"max_tokens": self.max_tokens}
+        # Another server is another model, whatever its name: key it apart.
+        url = (self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or "").rstrip("/")
+        if url and url != DEFAULT_BASE_URL:
+            params["base_url"] = url
+        return params
 
     def _get_client(self) -> Any:
+        # The client follows the event loop; the one of an ended loop is closed.
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
+        if self._client is not None and self._loop is not loop:
+            task = loop.create_task(aclose_quietly(self._client))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            self._client = None
+        if self._client is None:
             anthropic = require("anthropic", "annotate")
             self._client = anthropic.AsyncAnthropic(
                 api_key=self._api_key, base_url=self.base_url, max_retries=0,
@@ -111,8 +126,13 @@ class AnthropicAnnotator:
         return parse_message(json.loads(message.model_dump_json()))
 
     async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing)
         if self._client is not None:
-            await self._client.close()
+            if self._loop is asyncio.get_running_loop():
+                await self._client.close()
+            else:  # opened in a loop that has ended
+                await aclose_quietly(self._client)
             self._client = None
             self._loop = None
 

@@ -18,6 +18,7 @@ Three layers, each with one job:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -37,6 +38,7 @@ __all__ = [
     "RawReply",
     "RepeatedAPIError",
     "Usage",
+    "aclose_quietly",
     "parse_reply",
 ]
 
@@ -202,6 +204,16 @@ class AnnotationResult(BaseModel):
     def cacheable(self) -> bool:
         """Paid-for outcomes are kept; an ``error`` is asked again on the next run."""
         return self.outcome != "error"
+
+
+async def aclose_quietly(client: Any) -> None:
+    """Close an SDK client left over from an event loop that has ended.
+
+    Its connections belonged to that loop; closing them from another may fail, and
+    then there is nothing more to do than drop the client.
+    """
+    with contextlib.suppress(RuntimeError, OSError):
+        await client.close()
 
 
 @runtime_checkable

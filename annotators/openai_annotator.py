@@ -5,6 +5,11 @@ is the label JSON, with the label enumerated from the label schema. ``base_url``
 at any compatible server (it must end in ``/v1``). The SDK client is built with
 ``max_retries=0``: retries belong to ``annotators.retry``.
 
+Reasoning models (``o1``, ``o3``, ``o4-mini``, ``gpt-5``...) reject ``max_tokens`` and any
+temperature but the default: for them the reply budget is sent as
+``max_completion_tokens`` and the temperature is left out (``token_param`` and
+``temperature`` override the choice).
+
 The SDK is imported when the first call is made, so that ``import annotators`` needs
 no SDK; a missing SDK raises ``DependencyError`` naming the extra.
 """
@@ -13,14 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import os
+import re
+from typing import Any, Literal
 
-from annotators.base import Prompt, RawReply, Usage
+from annotators.base import Prompt, RawReply, Usage, aclose_quietly
 from annotators.prompts import reply_json_schema
 from guardrail_dro.errors import require
 from guardrail_dro.schema import LabelSchema
 
-__all__ = ["OpenAIAnnotator", "parse_chat_completion"]
+__all__ = ["DEFAULT_BASE_URL", "OpenAIAnnotator", "is_reasoning_model",
+           "parse_chat_completion"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_REASONING = re.compile(r"^(o\d|gpt-5)")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """True for OpenAI reasoning models, which take ``max_completion_tokens`` only."""
+    return bool(_REASONING.match(model))
 
 
 def parse_chat_completion(body: dict[str, Any]) -> RawReply:
@@ -52,8 +69,12 @@ class OpenAIAnnotator:
         api_key: defaults to the ``OPENAI_API_KEY`` environment variable (via the SDK).
             Never logged and never part of the cache key.
         base_url: an OpenAI-compatible server, ending in ``/v1``; default: the SDK's.
-        temperature: sampling temperature (0 for repeatable labels).
+        temperature: sampling temperature; default 0 (repeatable labels), left out for
+            reasoning models (they accept only their default).
         max_tokens: the reply's token budget.
+        token_param: the request field that carries it: ``"max_tokens"`` (older models
+            and most compatible servers), ``"max_completion_tokens"`` (reasoning models
+            reject ``max_tokens``), or ``"auto"``: the latter for reasoning models.
         timeout: seconds before one request counts as timed out (then retried).
         name: annotator id in the dataset; default ``"openai:<model>"``.
 
@@ -66,29 +87,46 @@ class OpenAIAnnotator:
     provider = "openai"
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
-                 temperature: float = 0.0, max_tokens: int = 300, timeout: float = 60.0,
-                 name: str | None = None) -> None:
+                 temperature: float | None = None, max_tokens: int = 300,
+                 token_param: Literal["auto", "max_tokens", "max_completion_tokens"] = "auto",
+                 timeout: float = 60.0, name: str | None = None) -> None:
+        reasoning = is_reasoning_model(model)
         self.model = model
         self.name = name or f"openai:{model}"
         self.base_url = base_url
-        self.temperature = temperature
+        self.temperature = temperature if temperature is not None or reasoning else 0.0
         self.max_tokens = max_tokens
+        self.token_param = token_param if token_param != "auto" else (
+            "max_completion_tokens" if reasoning else "max_tokens")
         self.timeout = timeout
         self._api_key = api_key
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task] = set()
 
     def __repr__(self) -> str:  # no key in reprs, ever
         return f"OpenAIAnnotator(model={self.model!r}, base_url={self.base_url!r})"
 
     def cache_params(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        params: dict[str, Any] = {"temperature": self.temperature,
+                                  "max_tokens": self.max_tokens}
+        # Another server is another model, whatever its name: key it apart.
+        url = (self.base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
+        if url and url != DEFAULT_BASE_URL:
+            params["base_url"] = url
+        return params
 
     def _get_client(self) -> Any:
         # An async client is bound to the event loop it first ran on; the sync entry
-        # point runs a fresh loop each time, so the client follows the loop.
+        # point runs a fresh loop each time, so the client follows the loop, and the
+        # old one is closed (not left to leak its connections).
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
+        if self._client is not None and self._loop is not loop:
+            task = loop.create_task(aclose_quietly(self._client))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+            self._client = None
+        if self._client is None:
             openai = require("openai", "annotate")
             self._client = openai.AsyncOpenAI(
                 api_key=self._api_key, base_url=self.base_url, max_retries=0,
@@ -100,11 +138,12 @@ class OpenAIAnnotator:
     def request_body(self, prompt: Prompt, schema: LabelSchema) -> dict[str, Any]:
         """The chat-completions request body (also one line of a batch file)."""
         messages = [{"role": "system", "content": prompt.system}, *prompt.messages]
+        sampling = {} if self.temperature is None else {"temperature": self.temperature}
         return {
             "model": self.model,
             "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
+            **sampling,
+            self.token_param: self.max_tokens,
             "response_format": {
                 "type": "json_schema",
                 "json_schema": {"name": "label_reply", "strict": True,
@@ -118,8 +157,13 @@ class OpenAIAnnotator:
         return parse_chat_completion(json.loads(completion.model_dump_json()))
 
     async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing)
         if self._client is not None:
-            await self._client.close()
+            if self._loop is asyncio.get_running_loop():
+                await self._client.close()
+            else:  # opened in a loop that has ended
+                await aclose_quietly(self._client)
             self._client = None
             self._loop = None
 

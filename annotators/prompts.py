@@ -29,10 +29,13 @@ __all__ = [
     "reply_json_schema",
 ]
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
+"""2: tag look-alikes with blanks after ``<`` (``< /text_to_label>``) are defused too."""
 TEXT_TAG = "text_to_label"
 
-_TAG_LOOKALIKE = re.compile(r"<(/?)\s*text_to_label", re.IGNORECASE)
+# ``<`` then any blanks and slash, then the tag name: ``</text_to_label``,
+# ``< /text_to_label``, ``</ TEXT_TO_LABEL``... Models read all of these as the tag.
+_TAG_LOOKALIKE = re.compile(r"<(\s*/?\s*text_to_label)", re.IGNORECASE)
 _FENCED = re.compile(rf"<{TEXT_TAG}>\n(.*)\n</{TEXT_TAG}>", re.DOTALL)
 
 
@@ -61,7 +64,7 @@ def _system(schema: LabelSchema) -> str:
 
 def fence(text: str) -> str:
     """The text wrapped in the data tags, with any tag look-alike inside it defused."""
-    safe = _TAG_LOOKALIKE.sub(lambda m: f"&lt;{m.group(1)}{TEXT_TAG}", text)
+    safe = _TAG_LOOKALIKE.sub(lambda m: f"&lt;{m.group(1)}", text)
     return f"<{TEXT_TAG}>\n{safe}\n</{TEXT_TAG}>"
 
 

@@ -191,3 +191,35 @@ async def test_api_key_is_sent_but_never_in_repr(provider: str, server: FakeLLMS
     (req,) = server.received
     # OpenAI sends a bearer token; Anthropic's SDK x-api-key (or, in some versions, bearer)
     assert f"Bearer {KEY}" == req["authorization"] or req["x-api-key"] == KEY
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_client_of_an_ended_event_loop_is_closed(provider: str, server: FakeLLMServer,
+                                                     schema: LabelSchema) -> None:
+    import asyncio
+
+    ann = make(provider, server)
+    clients = []
+
+    async def once() -> str | None:
+        clients.append(ann.batch_client())  # the client this loop uses
+        return (await label_text(ann, "you idiot", schema)).label
+
+    assert asyncio.run(once()) == "toxic"  # no aclose: the loop ends with the client open
+    assert asyncio.run(once()) == "toxic"  # a new loop: a new client, the old one closed
+    first, second = clients
+    assert first is not second
+    assert first.is_closed() and not second.is_closed()
+    asyncio.run(ann.aclose())
+    assert second.is_closed()
+
+
+@pytest.mark.asyncio
+async def test_max_completion_tokens_is_sent_through_the_sdk(server: FakeLLMServer,
+                                                             schema: LabelSchema) -> None:
+    ann = OpenAIAnnotator("o4-mini", api_key=KEY, base_url=server.openai_base_url)
+    res = await label_text(ann, "you idiot", schema)
+    await ann.aclose()
+    assert res.label == "toxic"
+    body = server.requests[0]["body"]
+    assert body["max_completion_tokens"] == 300 and "max_tokens" not in body

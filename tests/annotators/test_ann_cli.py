@@ -138,7 +138,8 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
 
         with sqlite3.connect(cache) as db:
             cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
-        probe = OpenAIAnnotator("gpt-fake", api_key="x")  # same defaults as the CLI
+        # same defaults as the CLI
+        probe = OpenAIAnnotator("gpt-fake", api_key="x", base_url=srv.openai_base_url)
         schema = LabelSchema(classes=("safe", "toxic"))
         finished = {t for t in texts if key_for(probe, t, schema) in cached_keys}
         assert 10 <= len(finished) < len(texts), "the kill did not land halfway"
