@@ -137,10 +137,13 @@ def main(argv: list[str] | None = None) -> dict:
         v: create_session(art.model_path(v), provider="cpu", intra_op_threads=args.threads)
         for v in ("fp32", "int8")
     }
+    # One intra-op thread: what a server running one guard call per core would use.
+    sessions["int8_1t"] = create_session(art.model_path("int8"), provider="cpu", intra_op_threads=1)
     runners: dict[str, Callable[[list[str]], Callable[[], object]]] = {
         "pytorch": torch_fn,
         "ort_fp32": lambda b: ort_fn(sessions["fp32"], b),
         "ort_int8": lambda b: ort_fn(sessions["int8"], b),
+        "ort_int8_1t": lambda b: ort_fn(sessions["int8_1t"], b),
     }
     rows: dict[str, dict[str, float]] = {}
     for name, make in runners.items():
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows[name] = r
         print(f"measured {name}", flush=True)
     base = rows["pytorch"]
-    for name, r in rows.items():
+    for r in rows.values():
         r["short_p50_speedup"] = base["short_p50_ms"] / r["short_p50_ms"]
         r["long_p50_speedup"] = base["long_p50_ms"] / r["long_p50_ms"]
         r["short_b32_speedup"] = r["short_b32_per_s"] / base["short_b32_per_s"]
@@ -167,10 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         **{f"onnx_{v}": art.model_path(v).stat().st_size for v in art.variants},
     }
-    int8 = rows["ort_int8"]
     targets = {
-        "int8_short_p50_ms<=3": int8["short_p50_ms"] <= TARGET_P50_MS,
-        "int8_short_speedup>=3": int8["short_p50_speedup"] >= TARGET_SPEEDUP,
+        f"{name}_{what}": ok
+        for name in ("ort_int8", "ort_int8_1t")
+        for what, ok in (
+            ("short_p50_ms<=3", rows[name]["short_p50_ms"] <= TARGET_P50_MS),
+            ("short_speedup>=3", rows[name]["short_p50_speedup"] >= TARGET_SPEEDUP),
+        )
     }
     result = {
         "date": dt.date.today().isoformat(),
@@ -183,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         "train_s": round(train_s, 1),
         "export_s": round(export_s, 1),
         "parity": {v: art.manifest.variants[v].parity for v in art.variants},
+        "int8_recipe": art.manifest.train.get("int8_recipe"),
         "results": rows,
         "file_sizes_mb": {k: round(v / 1e6, 1) for k, v in sizes.items()},
         "targets_met": targets,
@@ -223,7 +230,7 @@ def print_table(res: dict) -> None:
     print(" | ".join(f"{h:>11s}" for h in head))
     for name, r in res["results"].items():
         print(" | ".join([f"{name:>11s}"] + [f"{r[c]:11.2f}" for c in cols]))
-    print("sizes (MB):", res["file_sizes_mb"])
+    print("sizes (MB):", res["file_sizes_mb"], " int8 recipe:", res["int8_recipe"])
     print("targets:", res["targets_met"])
 
 
