@@ -357,52 +357,46 @@ def bench(
 @app.command()
 def quickstart(
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for data, reports and the model.")
+        Path, typer.Option("--out", help="Folder for data, caches, reports, model and guard.")
     ] = Path("quickstart-out"),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A folder with train.csv, valid.csv, test.csv (e.g. "
+            "../shared/datasets/toxic-questions) instead of the synthetic data.",
+        ),
+    ] = None,
+    schema: O.SchemaPath = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Annotate with the real providers (keys from "
+            "OPENAI_API_KEY / ANTHROPIC_API_KEY) instead of the local replay.",
+        ),
+    ] = False,
+    annotator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotator",
+            help="With --live: provider:model, repeatable (default openai:gpt-4o-mini).",
+        ),
+    ] = None,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method.")] = 1,
-    cache_dir: CacheDir = None,
 ) -> None:
-    """See the method work in about a minute, offline: build the embedded synthetic
-    multi-annotator dataset (a spurious phrase fools the LLM-like annotators on one topic),
-    train our method and the baselines on frozen MiniLM, print the comparison, write the
-    plots, and save our trained model."""
-    from guardrail_dro.bench import run_bench
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.synthetic import make_synthetic
-    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
+    """See the whole product work, offline, in a few minutes on a CPU: an LLM annotation
+    pass (real runner and SDK against a local replay endpoint; cached), our method against
+    the baselines on frozen MiniLM (table and plots), the int8 ONNX guard with its parity
+    check, and guard.check on a few chat turns. Run it again: it resumes from its caches.
+    """
+    from guardrail_dro.quickstart import run_quickstart
 
-    console = Console()
-    data = make_synthetic(seed=0)
-    for split, ds in data.items():
-        ds.save_jsonl(out / "data" / f"{split}.jsonl")
-    console.print(
-        f"[bold]1/3[/] synthetic dataset: {', '.join(f'{k} {len(v)}' for k, v in data.items())}"
-        f" items, {len(data['train'].annotators)} annotators -> {out / 'data'}"
-    )
-    cfg = TrainConfig(cache_dir=cache_dir or out / "cache")
-    console.print("[bold]2/3[/] training our method and the baselines (frozen MiniLM)")
-    report = run_bench(
-        data["train"],
-        data["valid"],
-        data["test"],
-        methods=["ours", "ours-agree", "soft", "mv", "ds", "dro-mv", "best-single", "gold"],
+    run_quickstart(
+        out,
+        data=data,
+        schema=schema,
+        live=live,
+        annotator_specs=annotator or ("openai:gpt-4o-mini",),
         seeds=seeds,
-        config=cfg,
-        out_dir=out / "report",
-    )
-    console.print(report.table())
-    ours = report.results["ours"].mean["worst_group_accuracy"]
-    mv = report.results["mv"].mean["worst_group_accuracy"]
-    console.print(
-        f"worst-group accuracy on test: ours {ours:.3f} vs majority vote {mv:.3f} "
-        f"({'ahead' if ours > mv else 'NOT ahead'} by {ours - mv:+.3f})"
-    )
-    console.print("[bold]3/3[/] saving our model")
-    result = BiLevelTrainer(cfg.model_copy(update={"method": "ours"})).fit(
-        data["train"], data["valid"]
-    )
-    hashes = {k: v.content_hash() for k, v in data.items() if k != "test"}
-    TrainedModel.from_result(result, hashes).save(out / "model")
-    console.print(
-        f"model in [bold]{out / 'model'}[/]; report, table and plots in [bold]{out / 'report'}[/]"
     )

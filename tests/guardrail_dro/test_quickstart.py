@@ -1,0 +1,53 @@
+"""The quickstart resumes from its caches: no second LLM call, no second embedding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from guardrail_dro.synthetic import make_synthetic
+
+pytest.importorskip("openai")
+
+
+def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path: Path) -> None:
+    from guardrail_dro.quickstart import REPLAYED, _annotate
+
+    data = make_synthetic(n_train=40, n_valid=20, n_test=10, seed=1)
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    first = _annotate(data, tmp_path, live=False, specs=(), console=console)
+    assert "train: 40 call(s) made, 0 answer(s) from the cache" in out.getvalue()
+    name = next(a for a in first["train"].annotators if a.startswith("openai:"))
+    for before, after in zip(data["train"], first["train"], strict=True):
+        replayed = next(a for a in after.annotations if a.annotator == name)
+        assert replayed.label == before.label_of(REPLAYED)
+        assert replayed.kind == "llm" and replayed.rationale
+        assert REPLAYED not in {a.annotator for a in after.annotations}
+
+    out.truncate(0)
+    again = _annotate(data, tmp_path, live=False, specs=(), console=console)
+    assert "train: 0 call(s) made, 40 answer(s) from the cache" in out.getvalue()
+    assert "valid: 0 call(s) made, 20 answer(s) from the cache" in out.getvalue()
+    assert [it.annotations for it in again["train"]] == [it.annotations for it in first["train"]]
+
+
+def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) -> None:
+    from guardrail_dro.embeddings import EmbeddingCache, embed_texts
+    from guardrail_dro.model import GuardClassifier, load_backbone
+
+    tok, enc = load_backbone(tiny_backbone)
+    model = GuardClassifier(enc, None, normalize=True)  # type: ignore[arg-type]
+    texts = [f"text number {i}" for i in range(30)]
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    first = embed_texts(model, tok, texts, namespace="ns", cache=cache, progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the encoder ran although every text was cached")
+
+    model.embed = refuse  # type: ignore[method-assign]
+    second = embed_texts(model, tok, texts, namespace="ns", cache=cache, progress=False)
+    assert (first == second).all()
