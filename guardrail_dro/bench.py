@@ -165,6 +165,7 @@ def run_bench(
             mean[k], std[k] = _agg([getattr(r, k) for r in runs])
         groups = runs[0].group_accuracy.keys()
         results[method] = MethodResult(
+            valid_mean={k: _agg([getattr(v, k) for v in vals])[0] for k in HEADLINE},
             method=method,
             mean=mean,
             std=std,

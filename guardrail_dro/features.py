@@ -32,7 +32,13 @@ __all__ = [
     "build_features",
     "default_cache_dir",
     "pick_device",
+    "unwrap",
 ]
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (what accelerate's prepare returns), or itself."""
+    return getattr(module, "module", module)
 
 
 def default_cache_dir() -> Path:
@@ -64,6 +70,7 @@ class FeatureSource:
     """Features per split for the trainer; see the module docstring."""
 
     embedder: GuardClassifier  # encoder + pooling (its head is unused here)
+    accelerator: object | None = None  # accelerate.Accelerator in full mode
     tokenizer: object
     device: torch.device
     dim: int
@@ -152,14 +159,12 @@ class FullFeatures(FeatureSource):
         self.embedder.eval()
 
     def snapshot(self) -> dict:
-        return {
-            k: v.detach().to("cpu", copy=True)
-            for k, v in self.embedder.encoder.state_dict().items()
-        }
+        enc = unwrap(self.embedder.encoder)
+        return {k: v.detach().to("cpu", copy=True) for k, v in enc.state_dict().items()}
 
     def restore(self, state: dict | None) -> None:
         if state is not None:
-            self.embedder.encoder.load_state_dict(state)
+            unwrap(self.embedder.encoder).load_state_dict(state)
         self._whole.clear()
 
 
@@ -168,7 +173,16 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
     folder = default_backbone() if cfg.backbone is None else Path(cfg.backbone)
     tok, enc = load_backbone(folder if folder.exists() else cfg.backbone)
     normalize = folder.exists() and uses_normalize(folder)
-    device = pick_device(cfg.device)
+    accelerator = None
+    if cfg.mode == "full" and (cfg.device is None or cfg.device == "cpu"):
+        # Under `accelerate launch` / `torchrun` this is the process's own GPU, and the
+        # trainer wraps the modules for DDP; alone, it is the best device present.
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=cfg.device == "cpu")
+        device = accelerator.device
+    else:
+        device = pick_device(cfg.device)
     embedder = GuardClassifier(enc, None, normalize=normalize).to(device)  # type: ignore[arg-type]
     fp = model_fingerprint(folder) if folder.exists() else str(cfg.backbone)
     namespace = f"{fp}|mean|norm={normalize}|len={cfg.max_length}"
@@ -182,7 +196,13 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
     )
     if cfg.mode == "full":
         embedder.train()
-        return FullFeatures(splits, cfg.max_length, int(cfg.resolved("batch_size")), **common)
+        return FullFeatures(
+            splits,
+            cfg.max_length,
+            int(cfg.resolved("batch_size")),
+            accelerator=accelerator,
+            **common,
+        )
     cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
     try:
         arrays = {}

@@ -49,7 +49,7 @@ from guardrail_dro import objectives as O
 from guardrail_dro.data import AnnotatedDataset
 from guardrail_dro.embeddings import EmbeddingCache, embed_texts
 from guardrail_dro.errors import ConfigError, DataError
-from guardrail_dro.features import FeatureSource, build_features, default_cache_dir
+from guardrail_dro.features import FeatureSource, build_features, default_cache_dir, unwrap
 from guardrail_dro.metrics import Metrics, compute_metrics
 from guardrail_dro.model import ClassifierHead, WeightEstimator
 from guardrail_dro.rank_selection import choose_estimator_rank
@@ -176,6 +176,13 @@ class TrainResult:
             group_names=self.groups or data.groups,
             safe_mask=self.schema.safe_mask(),
         )
+
+
+def _backward(acc, loss: torch.Tensor) -> None:
+    if acc is not None:
+        acc.backward(loss)
+    else:
+        loss.backward()
 
 
 def _select_key(m: Metrics) -> tuple[float, float]:
@@ -338,6 +345,13 @@ class BiLevelTrainer:
                     "when valid has only gold labels"
                 )
 
+        acc = src.accelerator
+        if acc is not None:
+            # DDP under `accelerate launch` / `torchrun`; plain modules in one process.
+            src.embedder.encoder, head, opt = acc.prepare(src.embedder.encoder, head, opt)
+            if estimator is not None:
+                estimator, est_opt = acc.prepare(estimator, est_opt)
+
         bs = int(cfg.resolved("batch_size"))
         epochs = int(cfg.resolved("epochs"))
         steps = epochs * ((len(keep) + bs - 1) // bs)
@@ -356,6 +370,8 @@ class BiLevelTrainer:
             head.train()
             src.train()
             order = keep_t[torch.randperm(len(keep_t), generator=gen)]
+            if acc is not None and acc.num_processes > 1:
+                order = order[acc.process_index :: acc.num_processes]  # this process's share
             for i in range(0, len(order), bs):
                 idx = order[i : i + bs].to(device)
                 feats = src.features("train", idx)
@@ -373,7 +389,7 @@ class BiLevelTrainer:
                                 head, estimator, feats.detach(), Ltr[idx], vfeats, yv, gv, G, C
                             )
                         q = O.update_group_weights(q, R, cfg.group_step, n > 0)
-                        (q * R).sum().backward()
+                        _backward(acc, (q * R).sum())
                         est_opt.step()
                     with torch.no_grad():
                         w = estimator(feats.detach(), O.annotator_mask(Ltr[idx]))
@@ -388,7 +404,7 @@ class BiLevelTrainer:
                 else:
                     loss = per_item.mean()
                 opt.zero_grad()
-                loss.backward()
+                _backward(acc, loss)
                 opt.step()
                 bar.update(1)
             m = self._evaluate(head, src, "select", y_sel, g_sel, groups, schema)
@@ -399,13 +415,16 @@ class BiLevelTrainer:
                     _select_key(m),
                     epoch,
                     m,
-                    copy.deepcopy(head.state_dict()),
-                    copy.deepcopy(estimator.state_dict()) if estimator else None,
+                    copy.deepcopy(unwrap(head).state_dict()),
+                    copy.deepcopy(unwrap(estimator).state_dict()) if estimator else None,
                     q.clone(),
                     src.snapshot(),
                 )
         bar.close()
         _, best_epoch, best_m, head_state, est_state, best_q, src_state = best
+        head = unwrap(head)
+        src.embedder.encoder = unwrap(src.embedder.encoder)
+        estimator = unwrap(estimator) if estimator is not None else None
         head.load_state_dict(head_state)
         head.eval()
         src.restore(src_state)
@@ -468,6 +487,7 @@ class BiLevelTrainer:
         (create_graph=True), so the valid risk of f_theta' back-propagates into phi.
         Only the head is unrolled; in full mode the encoder is held fixed for this step.
         """
+        head = unwrap(head)  # the unroll reads plain parameter names, not DDP's
         params = dict(head.named_parameters())
         w = estimator(feats, O.annotator_mask(labels))
         s = O.soft_labels(w, labels, C)
