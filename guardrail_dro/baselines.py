@@ -15,7 +15,6 @@ import numpy as np
 from guardrail_dro.errors import DependencyError
 
 __all__ = [
-    "annotator_accuracy",
     "dawid_skene_targets",
     "majority_vote_targets",
     "single_annotator_targets",
@@ -87,12 +86,3 @@ def single_annotator_targets(labels: np.ndarray, num_classes: int, column: int) 
     rows = np.nonzero(labels[:, column] >= 0)[0]
     out[rows, labels[rows, column]] = 1.0
     return out
-
-
-def annotator_accuracy(labels: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """Per annotator column, accuracy against gold on the items it labelled (nan if none)."""
-    present = labels >= 0
-    hits = (labels == gold[:, None]) & present
-    n = present.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, hits.sum(0) / np.maximum(n, 1), np.nan)
