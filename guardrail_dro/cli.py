@@ -233,6 +233,8 @@ def train(
         drop_overlap=not keep_overlap,
     )
     result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
+    if not result.is_main_process:  # other ranks of `accelerate launch` / `torchrun`
+        return
     hashes = {k: v.content_hash() for k, v in splits.items()}
     TrainedModel.from_result(result, hashes).save(out)
     for n in result.notes:

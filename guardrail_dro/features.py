@@ -177,9 +177,12 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
     if cfg.mode == "full" and (cfg.device is None or cfg.device == "cpu"):
         # Under `accelerate launch` / `torchrun` this is the process's own GPU, and the
         # trainer wraps the modules for DDP; alone, it is the best device present.
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
-        accelerator = Accelerator(cpu=cfg.device == "cpu")
+        # Backbones carry layers mean pooling never uses (BERT's pooler): DDP must not
+        # wait for their gradients.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        accelerator = Accelerator(cpu=cfg.device == "cpu", kwargs_handlers=[ddp])
         device = accelerator.device
     else:
         device = pick_device(cfg.device)

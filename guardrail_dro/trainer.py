@@ -143,6 +143,12 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def is_main_process(self) -> bool:
+        """False on the other ranks of a distributed run: only the main one saves."""
+        acc = self.source.accelerator
+        return acc is None or acc.is_main_process
+
     @torch.no_grad()
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """Class probabilities (N, C) for new texts, through the embedding cache."""
@@ -351,7 +357,9 @@ class BiLevelTrainer:
 
         bs = int(cfg.resolved("batch_size"))
         epochs = int(cfg.resolved("epochs"))
-        steps = epochs * ((len(keep) + bs - 1) // bs)
+        nproc = acc.num_processes if acc is not None else 1
+        share = (len(keep) + nproc - 1) // nproc  # items per process and epoch
+        steps = epochs * ((share + bs - 1) // bs)
         best: tuple | None = None
         history: list[dict] = []
         bar = tqdm(
@@ -359,7 +367,7 @@ class BiLevelTrainer:
             desc=f"train {cfg.method}",
             unit="step",
             leave=False,
-            disable=not cfg.progress,
+            disable=not cfg.progress or (acc is not None and not acc.is_local_main_process),
         )
         gen = torch.Generator().manual_seed(cfg.seed)
         keep_t = torch.as_tensor(keep)

@@ -152,3 +152,53 @@ def test_train_items_that_reappear_in_valid_are_left_out(synthetic, tiny_backbon
         drop_overlap=False,
     )
     assert kept.train_items_used == len(train) + 25
+
+
+@pytest.mark.slow
+def test_full_mode_scales_to_two_processes_with_torchrun(synthetic, tiny_backbone, tmp_path):
+    """The same `train` command under torchrun: DDP on CPU (gloo), each rank its own share
+    of the batches, one model directory written by the main rank."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    for split in ("train", "valid"):
+        synthetic[split].subset(range(96)).save_jsonl(tmp_path / f"{split}.jsonl")
+    out = tmp_path / "model"
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "guardrail_dro",
+            "train",
+            "--train",
+            str(tmp_path / "train.jsonl"),
+            "--valid",
+            str(tmp_path / "valid.jsonl"),
+            "--out",
+            str(out),
+            "--backbone",
+            str(tiny_backbone),
+            "--mode",
+            "full",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "manifest.json").is_file()
+    # 96 items, batch 32, two ranks: 48 each, so 2 steps per rank, not 3.
+    assert "2/2" in proc.stderr and "3/3" not in proc.stderr
