@@ -16,7 +16,6 @@ Saved as state, never as pickled objects; loading uses safetensors only.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import platform
 from collections.abc import Sequence
 from importlib import metadata
@@ -26,23 +25,16 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from guardrail_dro.artifact import file_sha256
 from guardrail_dro.errors import ArtifactError
 from guardrail_dro.features import clone_embedder
 from guardrail_dro.metrics import Metrics
 from guardrail_dro.model import ClassifierHead, GuardClassifier, load_backbone
 from guardrail_dro.schema import LabelSchema
 
-__all__ = ["MANIFEST_VERSION", "TrainManifest", "TrainedModel", "file_sha256", "package_versions"]
+__all__ = ["MANIFEST_VERSION", "TrainManifest", "TrainedModel", "package_versions"]
 
 MANIFEST_VERSION = 1
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def package_versions(
