@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -145,10 +146,18 @@ class StreamRail:
 
 
 class _Events:
-    """How a stream's items carry text, and what ends a stream on a violation."""
+    """How a stream's items carry text, and what ends a stream on a violation.
+
+    The plain events are str chunks; anything else is refused (fail closed) rather
+    than passed through as text the rail cannot read."""
 
     def text(self, item: Any) -> str:
-        return item if isinstance(item, str) else ""
+        if not isinstance(item, str):
+            raise TypeError(
+                "a protected stream must yield str chunks (or be an OpenAI / Anthropic "
+                f"SDK stream), not {type(item).__module__}.{type(item).__qualname__}"
+            )
+        return item
 
     def stop(self, result: GuardResult) -> list[Any]:
         return [result.replacement] if result.replacement else []
@@ -309,6 +318,17 @@ def _replace_reply(reply: Any, text: str) -> Any:
     return text
 
 
+def _stream_events(reply: Any) -> _Events:
+    """The events reader for a streamed reply: the SDK's own for an OpenAI / Anthropic
+    ``Stream`` / ``AsyncStream`` (found in ``sys.modules``, so the SDKs are never
+    imported here), str chunks otherwise."""
+    for package, events in (("openai", _OpenAIEvents), ("anthropic", _AnthropicEvents)):
+        sdk = sys.modules.get(package)
+        if sdk is not None and isinstance(reply, sdk.Stream | sdk.AsyncStream):
+            return events()
+    return _Events()
+
+
 def protect(
     guard: Guard, *, input: bool = True, output: bool = True, on_check: OnCheck | None = None
 ) -> Callable[[Callable], Callable]:
@@ -316,8 +336,10 @@ def protect(
 
     The input rail checks the last user turn before ``fn`` runs (a blocked input returns
     the replacement without calling ``fn``); the output rail checks the reply (a str, a
-    message dict, an OpenAI ChatCompletion, an Anthropic Message, or an iterator / async
-    iterator of str chunks, checked as it streams).
+    message dict, an OpenAI ChatCompletion, an Anthropic Message, an iterator / async
+    iterator of str chunks, or an OpenAI / Anthropic SDK ``Stream`` / ``AsyncStream``,
+    checked as it streams; a stream yielding anything else raises TypeError). An async
+    generator function stays one: its input rail is awaited off the event loop.
 
     Example:
         >>> @guard.protect()
@@ -325,24 +347,56 @@ def protect(
     """
 
     def deco(fn: Callable) -> Callable:
+        def _astream(reply: Any) -> AsyncGuardedStream:
+            gen = _aguard_stream(guard, reply, _stream_events(reply), on_check, _acloser(reply))
+            return AsyncGuardedStream(gen, reply)
+
+        def _stream(reply: Any) -> GuardedStream:
+            gen = _guard_stream(guard, reply, _stream_events(reply), on_check, _closer(reply))
+            return GuardedStream(gen, reply)
+
         async def _aoutput(reply: Any) -> Any:
             if not output:
                 return reply
             if isinstance(reply, AsyncIterator):
-                gen = _aguard_stream(guard, reply, _Events(), on_check, _acloser(reply))
-                return AsyncGuardedStream(gen, reply)
+                return _astream(reply)
             r = await _adecide(guard, "output", _reply_text(reply), on_check)
             return reply if r.allowed else _replace_reply(reply, r.replacement or "")
+
+        async def _ainput(args: tuple, kwargs: dict) -> GuardResult | None:
+            if not input:
+                return None
+            text = last_user_text(_messages(args, kwargs))
+            r = await _adecide(guard, "input", text, on_check)
+            return None if r.allowed else r
+
+        if inspect.isasyncgenfunction(fn):
+            # An async generator: the input rail runs off the loop before the first item.
+
+            @functools.wraps(fn)
+            async def agen_guarded(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+                blocked = await _ainput(args, kwargs)
+                if blocked is not None:
+                    if blocked.replacement:
+                        yield blocked.replacement
+                    return
+                reply = fn(*args, **kwargs)
+                stream = _astream(reply) if output else reply
+                try:
+                    async for item in stream:
+                        yield item
+                finally:
+                    await _acloser(stream)()
+
+            return agen_guarded
 
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def aguarded(*args: Any, **kwargs: Any) -> Any:
-                if input:
-                    text = last_user_text(_messages(args, kwargs))
-                    r = await _adecide(guard, "input", text, on_check)
-                    if not r.allowed:
-                        return r.replacement
+                blocked = await _ainput(args, kwargs)
+                if blocked is not None:
+                    return blocked.replacement
                 reply = await fn(*args, **kwargs)
                 return await _aoutput(reply)
 
@@ -358,11 +412,9 @@ def protect(
             if not output:
                 return reply
             if isinstance(reply, AsyncIterator):
-                gen = _aguard_stream(guard, reply, _Events(), on_check, _acloser(reply))
-                return AsyncGuardedStream(gen, reply)
+                return _astream(reply)
             if isinstance(reply, Iterator):
-                gen = _guard_stream(guard, reply, _Events(), on_check, _closer(reply))
-                return GuardedStream(gen, reply)
+                return _stream(reply)
             r = _decide(guard, "output", _reply_text(reply), on_check)
             return reply if r.allowed else _replace_reply(reply, r.replacement or "")
 
