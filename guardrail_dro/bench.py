@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from guardrail_dro.data import AnnotatedDataset, find_leakage
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.metrics import Metrics
 from guardrail_dro.trainer import METHODS, BiLevelTrainer, TrainConfig
 
@@ -131,6 +132,9 @@ def run_bench(
     started = time.perf_counter()
     base = config or TrainConfig()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("the benchmark needs at least one seed")
+    test.gold_array()  # fail now, naming the split, not after the first method trained
     methods = list(methods or default_methods(train))
     leak = find_leakage({"train": train, "valid": valid, "test": test}).lines()
     if base.drop_overlap:

@@ -293,7 +293,9 @@ def bench(
     out: Annotated[
         Path, typer.Option("--out", help="Folder for results.json, results.md and the plots.")
     ],
-    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method (mean ± std).")] = 3,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Seeds per method (mean ± std).")
+    ] = 3,
     methods: Annotated[
         str | None,
         typer.Option(

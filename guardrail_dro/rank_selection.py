@@ -123,6 +123,9 @@ def choose_estimator_rank(
                 num_classes,
             )
         scores[rank] = total / 2
+    if all(v != v for v in scores.values()):  # every score NaN: nothing to tell them apart
+        return min(scores), scores
+    scores = {r: (v if v == v else float("-inf")) for r, v in scores.items()}
     best = max(scores.values())
     chosen = next(r for r in sorted(scores) if scores[r] >= best - tolerance)
     return chosen, scores

@@ -312,6 +312,20 @@ def _detect(path: Path, opts: ReaderOptions) -> Format:
 # ---- public entry points --------------------------------------------------------------
 
 
+def _check_utf8(path: Path) -> None:
+    """Fail with the line of the first byte that is not UTF-8 (a latin-1 export, say)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ReaderError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
+            path=path,
+            line=line,
+        ) from None
+
+
 def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[Item]:
     """Read items (labels as strings, not yet checked against a schema).
 
@@ -322,6 +336,7 @@ def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[I
     path = Path(path)
     if not path.is_file():
         raise ReaderError("file not found", path=path)
+    _check_utf8(path)
     fmt = _detect(path, opts)
     is_json = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
     if fmt == "jsonl":

@@ -180,8 +180,8 @@ class TrainResult:
             data.gold_array(),
             pred,
             num_classes=self.schema.num_classes,
-            groups=data.group_array(self.groups or None) if self.groups else data.group_array(),
-            group_names=self.groups or data.groups,
+            groups=data.group_array(),  # the split's own groups, even ones valid lacks
+            group_names=data.groups,
             safe_mask=self.schema.safe_mask(),
         )
 
@@ -323,7 +323,14 @@ class BiLevelTrainer:
         if cfg.uses_estimator:
             Lv = torch.as_tensor(valid.label_matrix(annotators), device=device)
             yv = torch.as_tensor(valid.gold_array(), device=device)
-            gv = torch.as_tensor(valid.group_array(groups), device=device)
+            # Without groups on valid the upper level is plain risk minimisation: every
+            # item in one group (group -1 would drop every item from the group means).
+            gv = torch.as_tensor(
+                valid.group_array(groups) if groups else np.zeros(len(valid), dtype=np.int64),
+                device=device,
+            )
+            if not groups:
+                notes.append("valid has no groups: the upper level treats it as one group")
             rank = self._estimator_rank(src, Lv, yv, gv, G, C, notes)
             estimator = WeightEstimator(src.dim, len(annotators), rank).to(device)
             est_opt = torch.optim.AdamW(

@@ -51,3 +51,28 @@ def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) 
     model.embed = refuse  # type: ignore[method-assign]
     second = embed_texts(model, tok, texts, namespace="ns", cache=cache, progress=False)
     assert (first == second).all()
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path) -> None:
+    """The main job as a function: all four stages, then again from the caches."""
+    pytest.importorskip("onnxruntime")
+    from guardrail_dro.quickstart import CHAT_TURNS, run_quickstart
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    kw = dict(backbone=str(tiny_backbone), sizes=(120, 60, 40), console=console)
+    first = run_quickstart(tmp_path, **kw)
+    text = out.getvalue()
+    assert "train: 120 call(s) made" in text
+    assert set(first["report"].results) >= {"ours", "mv", "soft", "ds"}
+    assert (first["guard_dir"] / "model.int8.onnx").is_file()
+    assert len(first["results"]) == len(CHAT_TURNS)
+    assert all(r.latency_ms > 0 and not r.degraded for _, _, r in first["results"])
+    for name in ("group_accuracy.png", "results.json"):
+        assert (tmp_path / "report" / name).is_file()
+
+    out.truncate(0)
+    out.seek(0)
+    run_quickstart(tmp_path, **kw)
+    assert "train: 0 call(s) made, 120 answer(s) from the cache" in out.getvalue()

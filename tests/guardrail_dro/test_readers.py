@@ -191,3 +191,10 @@ def test_without_overlap_drops_items_seen_in_other_splits() -> None:
     valid = AnnotatedDataset([Item(item_id="9", text="same text")], s)
     kept, dropped = train.without_overlap(valid)
     assert dropped == 1 and kept.texts == ["b"]
+
+
+def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
+    p = tmp_path / "latin1.csv"
+    p.write_bytes("text,label_1\nfine,0\ncaf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(ReaderError, match=r"line 3.*not UTF-8"):
+        read_dataset(p)

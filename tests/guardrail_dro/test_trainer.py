@@ -202,3 +202,20 @@ def test_full_mode_scales_to_two_processes_with_torchrun(synthetic, tiny_backbon
     assert (out / "manifest.json").is_file()
     # 96 items, batch 32, two ranks: 48 each, so 2 steps per rank, not 3.
     assert "2/2" in proc.stderr and "3/3" not in proc.stderr
+
+
+def test_valid_without_groups_still_trains_the_estimator(synthetic, tiny_backbone, tmp_path):
+    """A valid split with gold but no groups: one group, and the estimator must move
+    (a silent all-zero upper risk would leave it at uniform weights, like the reference
+    code's never-stepped scheduler)."""
+    valid = synthetic["valid"]
+    flat = type(valid)(
+        [it.model_copy(update={"group": None}) for it in valid], valid.schema, name="valid"
+    )
+    for method in ("ours", "ours-agree"):
+        res = _fit(
+            method, {"train": synthetic["train"], "valid": flat}, tiny_backbone, tmp_path, epochs=2
+        )
+        assert any("no groups" in n for n in res.notes)
+        assert res.estimator.bias.detach().abs().max() > 1e-3, method
+        assert res.valid_metrics.worst_group_accuracy is None
