@@ -28,6 +28,7 @@ def test_bench_writes_json_table_and_plots(synthetic, tiny_backbone: Path, tmp_p
     ours = report.results["ours"]
     assert len(ours.per_seed) == 2
     assert ours.valid_mean["worst_group_accuracy"] is not None
+    assert ours.unseen_mean["accuracy"] is not None and report.unseen_test_items == 120
     assert ours.annotator_weight_by_group and ours.group_weights
     assert report.results["mv"].annotator_weight_by_group is None
     assert report.total_seconds >= report.embed_seconds > 0
