@@ -186,6 +186,14 @@ class TrainResult:
         )
 
 
+def _synced(acc, t: torch.Tensor) -> torch.Tensor:
+    """Mean over the processes of a distributed run, so every rank takes the same GroupDRO
+    step (each saw a different batch); the tensor itself when alone."""
+    if acc is None or acc.num_processes < 2:
+        return t
+    return acc.reduce(t.detach().clone(), reduction="mean")
+
+
 def _backward(acc, loss: torch.Tensor) -> None:
     if acc is not None:
         acc.backward(loss)
@@ -400,7 +408,9 @@ class BiLevelTrainer:
                             R, n = self._unrolled_risk(
                                 head, estimator, feats.detach(), Ltr[idx], vfeats, yv, gv, G, C
                             )
-                        q = O.update_group_weights(q, R, cfg.group_step, n > 0)
+                        q = O.update_group_weights(
+                            q, _synced(acc, R), cfg.group_step, _synced(acc, n) > 0
+                        )
                         _backward(acc, (q * R).sum())
                         est_opt.step()
                     with torch.no_grad():
@@ -411,7 +421,9 @@ class BiLevelTrainer:
                 per_item = O.soft_cross_entropy(head(feats), target)
                 if train_groups is not None:
                     R, n = O.group_mean(per_item, train_groups[idx], G)
-                    q = O.update_group_weights(q, R, cfg.group_step, n > 0)
+                    q = O.update_group_weights(
+                        q, _synced(acc, R), cfg.group_step, _synced(acc, n) > 0
+                    )
                     loss = (q * R).sum()
                 else:
                     loss = per_item.mean()
