@@ -153,6 +153,8 @@ def export_command(
         numbers = ", ".join(f"{k}={val:.4g}" for k, val in v.parity.items())
         typer.echo(f"{name:5s} {v.file:18s} {size:7.1f} MB  {numbers}")
     typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
+    # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
+    typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,9 +11,15 @@ Layout::
       guard.json            GuardManifest: labels, thresholds, max length, variants, sha256 of
                             every other file, training metrics, versions
 
-``load_artifact(dir)`` reads ``guard.json``, checks its schema version and verifies the
-sha256 of every listed file, raising ``ArtifactError`` with a message that names the
-problem. Nothing here imports torch or onnxruntime: this is the serving side, and
+``load_artifact(dir)`` reads ``guard.json``, checks its schema version, its own digest
+(``manifest_sha256``: the sha256 of the canonical manifest without that field, which
+catches a corrupted or hand-edited manifest; pass ``manifest_sha256=`` to pin the exact
+manifest you reviewed, which also catches a deliberate edit that recomputed the
+digest) and the sha256 of every listed file, and refuses files it does not list (except
+under ``ALLOWED_UNLISTED``), raising ``ArtifactError`` with a message that names the
+problem. Listed paths must be relative and stay inside the directory.
+
+Nothing here imports torch or onnxruntime: this is the serving side, and
 ``import guardrail_dro`` stays light. ``GuardArtifact.load_tokenizer`` needs only the
 ``tokenizers`` library.
 """
@@ -25,8 +31,8 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -34,6 +40,7 @@ from guardrail_dro.errors import ArtifactError, ConfigError
 from guardrail_dro.schema import LabelSchema
 
 __all__ = [
+    "ALLOWED_UNLISTED",
     "GUARD_MANIFEST",
     "GUARD_SCHEMA_VERSION",
     "VARIANT_FILES",
@@ -44,6 +51,7 @@ __all__ = [
     "Thresholds",
     "file_sha256",
     "load_artifact",
+    "manifest_digest",
     "write_manifest",
 ]
 
@@ -56,6 +64,32 @@ VARIANT_FILES: dict[str, str] = {
     "int8": "model.int8.onnx",
     "fp16": "model.fp16.onnx",
 }
+# Top-level folders of a guard directory that may hold files guard.json does not list:
+# a TensorRT engine cache (``SessionConfig(trt_engine_cache_dir=GUARD_DIR / "trt_cache")``).
+# Nothing in them is ever read as a model or tokenizer file.
+ALLOWED_UNLISTED: tuple[str, ...] = ("trt_cache",)
+_DIGEST_FIELD = "manifest_sha256"
+
+
+def manifest_digest(raw: dict[str, Any]) -> str:
+    """The sha256 of a manifest (a JSON object) without its ``manifest_sha256`` field,
+    serialised canonically (sorted keys, no whitespace)."""
+    body = {k: v for k, v in raw.items() if k != _DIGEST_FIELD}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _unsafe_path(rel: str) -> bool:
+    """A path that is absolute, has a drive, or climbs out with ``..``."""
+    posix, win = PurePosixPath(rel), PureWindowsPath(rel)
+    return (
+        not rel
+        or posix.is_absolute()
+        or win.is_absolute()
+        or bool(win.drive)
+        or ".." in posix.parts
+        or ".." in win.parts
+    )
 
 
 def file_sha256(path: Path) -> str:
@@ -78,7 +112,7 @@ class Thresholds(BaseModel):
         le=1,
         description="Block when the summed probability of the non-safe classes reaches this.",
     )
-    per_class: dict[str, float] = Field(
+    per_class: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict,
         description="A class is a triggered category when its probability reaches this.",
     )
@@ -139,6 +173,11 @@ class GuardManifest(BaseModel):
     files: dict[str, str] = Field(
         default_factory=dict, description="relative path -> sha256, every file but guard.json"
     )
+    manifest_sha256: str | None = Field(
+        None,
+        description="sha256 of this manifest without this field (``manifest_digest``); "
+        "written by ``write_manifest``, required by ``load_artifact``.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> GuardManifest:
@@ -150,6 +189,18 @@ class GuardManifest(BaseModel):
         unknown = [c for c in self.safe_classes if c not in self.label_schema.classes]
         if unknown:
             raise ValueError(f"safe_classes {unknown} are not in the label schema")
+        toxic = [c for c in self.label_schema.classes if c not in self.safe_classes]
+        if not toxic:
+            raise ValueError("the label schema needs at least one class that is not safe")
+        stray = [c for c in self.thresholds.per_class if c not in toxic]
+        if stray:
+            raise ValueError(
+                f"thresholds.per_class has {stray}; its keys must be non-safe classes {toxic}"
+            )
+        paths = [*self.files, *(v.file for v in self.variants.values()), *self.tokenizer_files]
+        unsafe = sorted({p for p in paths if _unsafe_path(p)})
+        if unsafe:
+            raise ValueError(f"paths must be relative and inside the directory, not {unsafe}")
         return self
 
     def variant_file(self, precision: str) -> str:
@@ -167,7 +218,8 @@ def write_manifest(directory: str | Path, manifest: GuardManifest) -> GuardManif
     """Record the sha256 of every file under ``directory`` and write ``guard.json``.
 
     Returns:
-        The manifest with ``files`` filled in (the one written).
+        The manifest with ``files`` and ``manifest_sha256`` filled in (the one written);
+        its ``manifest_sha256`` is the value to pin in ``Guard.load(manifest_sha256=...)``.
     Raises:
         ArtifactError: a variant or tokenizer file named by the manifest is missing.
     """
@@ -181,7 +233,9 @@ def write_manifest(directory: str | Path, manifest: GuardManifest) -> GuardManif
     ]
     if missing:
         raise ArtifactError(f"{d}: cannot seal the guard artifact, missing {missing}")
-    sealed = manifest.model_copy(update={"files": digests})
+    sealed = manifest.model_copy(update={"files": digests, _DIGEST_FIELD: None})
+    raw = json.loads(sealed.model_dump_json())
+    sealed = sealed.model_copy(update={_DIGEST_FIELD: manifest_digest(raw)})
     (d / GUARD_MANIFEST).write_text(sealed.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return sealed
 
@@ -240,6 +294,14 @@ def _verify_files(d: Path, files: dict[str, str], required: Iterable[str], verif
     for rel in required:
         if rel not in files:
             problems.append(f"{rel} is used but has no sha256 in {GUARD_MANIFEST}")
+    present = (p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file())
+    unlisted = sorted(
+        rel
+        for rel in present
+        if rel != GUARD_MANIFEST and rel not in files and rel.split("/")[0] not in ALLOWED_UNLISTED
+    )
+    if unlisted:
+        problems.append(f"files not listed in {GUARD_MANIFEST}: {unlisted}")
     for rel, digest in files.items():
         p = d / rel
         if not p.is_file():
@@ -250,17 +312,24 @@ def _verify_files(d: Path, files: dict[str, str], required: Iterable[str], verif
         raise ArtifactError(f"{d}: guard artifact is not intact: " + "; ".join(problems))
 
 
-def load_artifact(directory: str | Path, *, verify: bool = True) -> GuardArtifact:
+def load_artifact(
+    directory: str | Path, *, verify: bool = True, manifest_sha256: str | None = None
+) -> GuardArtifact:
     """Read a guard artifact directory and verify it.
 
     Args:
         directory: the directory ``guardrail-dro export --out`` wrote.
         verify: check the sha256 of every file (about 0.2 s for a 90 MB model).
+        manifest_sha256: the manifest digest you expect (printed by ``guardrail-dro
+            export``); a manifest with any other digest is refused, even one whose
+            stored digest was recomputed after an edit.
 
     Raises:
-        ArtifactError: no directory or no ``guard.json``, a manifest that is not valid,
-            a schema version this guardrail-dro does not read, a missing file, or a
-            file whose bytes changed since export.
+        ArtifactError: no directory or no ``guard.json``, a manifest that is not valid
+            (thresholds outside [0, 1] or on safe classes, paths outside the directory),
+            a schema version this guardrail-dro does not read, a manifest whose digest is
+            not the stored one or the pinned one, a missing or unlisted file, or a file
+            whose bytes changed since export.
 
     Example:
         >>> art = load_artifact("guard/")
@@ -286,6 +355,21 @@ def load_artifact(directory: str | Path, *, verify: bool = True) -> GuardArtifac
         raise ArtifactError(
             f"{mpath}: guard.json schema version {version!r}; this guardrail-dro reads "
             f"version {GUARD_SCHEMA_VERSION} (re-export the model with this version)"
+        )
+    digest = manifest_digest(raw)
+    if _DIGEST_FIELD not in raw:
+        raise ArtifactError(
+            f"{mpath}: no manifest_sha256 (an export older than manifest digests, or a "
+            "hand-written manifest): re-export the model"
+        )
+    if raw[_DIGEST_FIELD] != digest:
+        raise ArtifactError(
+            f"{mpath}: the manifest does not match its manifest_sha256 (edited or "
+            f"corrupted; stored {raw.get(_DIGEST_FIELD)!r}, computed {digest!r})"
+        )
+    if manifest_sha256 is not None and manifest_sha256.lower() != digest:
+        raise ArtifactError(
+            f"{mpath}: manifest_sha256 is {digest}, not the pinned {manifest_sha256}"
         )
     try:
         manifest = GuardManifest.model_validate(raw)

@@ -81,6 +81,7 @@ class Guard:
         stride: int | None = None,
         batch_size: int = 32,
         verify: bool = True,
+        manifest_sha256: str | None = None,
     ) -> Guard:
         """Load and verify a guard artifact directory, open its session, warm it up.
 
@@ -95,17 +96,20 @@ class Guard:
                 quarter of the maximum length).
             batch_size: windows / texts per ONNX Runtime call.
             verify: check the sha256 of every artifact file.
+            manifest_sha256: pin the exact ``guard.json`` (the digest ``guardrail-dro
+                export`` prints); any other manifest is refused.
 
         Raises:
             ArtifactError: missing directory, manifest or file, tampered bytes, a graph
-                that does not load or does not output one logit per class.
+                that does not load or does not output one logit per class, an edited
+                manifest, a manifest other than the pinned ``manifest_sha256``.
             ConfigError: unknown provider, precision or threshold class.
             DependencyError: onnxruntime or tokenizers missing (names the extra).
         """
         from guardrail_dro.artifact import load_artifact
         from guardrail_dro.runtime import create_session, import_onnxruntime, resolve_provider
 
-        art = load_artifact(guard_dir, verify=verify)
+        art = load_artifact(guard_dir, verify=verify, manifest_sha256=manifest_sha256)
         prov = resolve_provider(provider)
         if precision == "auto":
             if prov == "auto":

@@ -9,10 +9,26 @@ from pathlib import Path
 
 import pytest
 
-from guardrail_dro.artifact import GUARD_SCHEMA_VERSION, load_artifact
+from guardrail_dro.artifact import GUARD_SCHEMA_VERSION, load_artifact, manifest_digest
 from guardrail_dro.errors import ArtifactError, ConfigError
 
 pytest.importorskip("onnxruntime")
+
+
+def _sealed(raw: dict) -> dict:
+    return {**raw, "manifest_sha256": manifest_digest(raw)}
+
+
+def edit(d: Path, change, *, reseal: bool = True) -> dict:
+    """Apply ``change(raw)`` to guard.json; ``reseal`` recomputes its manifest_sha256, as
+    a deliberate editor would, so that the checks behind the digest are reached."""
+    path = d / "guard.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    if reseal:
+        raw["manifest_sha256"] = manifest_digest(raw)
+    path.write_text(json.dumps(raw))
+    return raw
 
 
 def test_intact_artifact_loads(guard_copy: Path) -> None:
@@ -43,10 +59,7 @@ def test_missing_file_is_named(guard_copy: Path) -> None:
 
 
 def test_file_without_checksum_is_refused(guard_copy: Path) -> None:
-    path = guard_copy / "guard.json"
-    raw = json.loads(path.read_text())
-    del raw["files"]["model.onnx"]
-    path.write_text(json.dumps(raw))
+    edit(guard_copy, lambda raw: raw["files"].pop("model.onnx"))
     with pytest.raises(ArtifactError, match="model.onnx is used but has no sha256"):
         load_artifact(guard_copy)
 
@@ -72,11 +85,15 @@ def test_wrong_schema_version_is_refused(guard_copy: Path, version) -> None:
         (lambda d: (d / "guard.json").write_text("{oops"), "guard.json: not valid JSON"),
         (lambda d: (d / "guard.json").write_text("[]"), "expected a JSON object"),
         (
-            lambda d: (d / "guard.json").write_text(json.dumps({"schema_version": 1})),
+            lambda d: (d / "guard.json").write_text(json.dumps(_sealed({"schema_version": 1}))),
             "not a valid guard manifest",
         ),
+        (
+            lambda d: (d / "guard.json").write_text(json.dumps({"schema_version": 1})),
+            "no manifest_sha256",
+        ),
     ],
-    ids=["no-manifest", "bad-json", "not-object", "missing-fields"],
+    ids=["no-manifest", "bad-json", "not-object", "missing-fields", "no-digest"],
 )
 def test_broken_manifest_is_explained(guard_copy: Path, setup, match: str) -> None:
     setup(guard_copy)
@@ -107,3 +124,66 @@ def test_export_package_is_light_and_public_surface() -> None:
         "assert all(hasattr(export, n) for n in export.__all__)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_edited_thresholds_are_refused(guard_copy: Path) -> None:
+    def lower(raw: dict) -> None:
+        raw["thresholds"]["toxic"] = 0.99
+
+    edit(guard_copy, lower, reseal=False)
+    with pytest.raises(ArtifactError, match="does not match its manifest_sha256"):
+        load_artifact(guard_copy)
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda raw: raw["files"].update({"../x": "0" * 64}), r"inside the directory.*\.\./x"),
+        (lambda raw: raw["files"].update({"/etc/passwd": "0" * 64}), "inside the directory"),
+        (
+            lambda raw: raw["variants"]["int8"].update({"file": "../model.int8.onnx"}),
+            "inside the directory",
+        ),
+        (
+            lambda raw: raw["thresholds"]["per_class"].update({"safe": 0.1}),
+            "keys must be non-safe classes",
+        ),
+        (
+            lambda raw: raw["thresholds"]["per_class"].update(
+                {next(iter(raw["thresholds"]["per_class"])): 1.5}
+            ),
+            "less than or equal to 1",
+        ),
+        (
+            lambda raw: raw.update({"safe_classes": raw["label_schema"]["classes"]}),
+            "at least one class that is not safe",
+        ),
+    ],
+    ids=["dotdot-file", "absolute-file", "dotdot-variant", "safe-key", "above-1", "all-safe"],
+)
+def test_invalid_resealed_manifest_is_refused(guard_copy: Path, change, match: str) -> None:
+    edit(guard_copy, change)
+    with pytest.raises(ArtifactError, match=match):
+        load_artifact(guard_copy)
+
+
+def test_unlisted_files_are_refused(guard_copy: Path) -> None:
+    (guard_copy / "model.extra.onnx").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match=r"not listed in guard.json: \['model.extra.onnx'\]"):
+        load_artifact(guard_copy)
+    (guard_copy / "model.extra.onnx").unlink()
+    (guard_copy / "trt_cache").mkdir()
+    (guard_copy / "trt_cache" / "engine.bin").write_bytes(b"x")  # the documented allow-list
+    load_artifact(guard_copy)
+
+
+def test_manifest_pin(guard_copy: Path) -> None:
+    art = load_artifact(guard_copy)
+    digest = art.manifest.manifest_sha256
+    assert digest == manifest_digest(json.loads((guard_copy / "guard.json").read_text()))
+    assert load_artifact(guard_copy, manifest_sha256=digest).manifest == art.manifest
+    # a deliberate edit that recomputes the stored digest still fails the pin
+    edit(guard_copy, lambda raw: raw["thresholds"].update({"toxic": 0.99}))
+    load_artifact(guard_copy)
+    with pytest.raises(ArtifactError, match=f"not the pinned {digest}"):
+        load_artifact(guard_copy, manifest_sha256=digest)

@@ -24,6 +24,8 @@ def test_cli_export_writes_every_variant_with_parity_numbers(tiny_export) -> Non
     assert manifest["opset"] >= 17 and manifest["versions"]["onnxruntime"]
     assert manifest["train_metrics"]["worst_group_accuracy"] is not None
     assert "fp32" in tiny_export["output"] and "MB" in tiny_export["output"]
+    # the digest to pin in Guard.load(manifest_sha256=...) is printed
+    assert f"manifest_sha256: {manifest['manifest_sha256']}" in tiny_export["output"]
     assert not list(guard.parent.glob(".guard.tmp-*")), "temporary build directory left behind"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from guardrail_dro.artifact import manifest_digest
 from guardrail_dro.errors import ArtifactError
 from guardrail_dro.guard import Guard, GuardResult
 
@@ -106,6 +107,7 @@ def _drop_manifest(d: Path) -> None:
 def _bad_manifest(d: Path) -> None:
     m = json.loads((d / "guard.json").read_text())
     m["max_length"] = -1
+    m["manifest_sha256"] = manifest_digest(m)  # re-sealed: the schema check must catch it
     (d / "guard.json").write_text(json.dumps(m))
 
 
