@@ -228,6 +228,27 @@ class Guard:
             return [enc.ids]
         return [enc.ids, *(o.ids for o in enc.overflowing)]
 
+    def _tail_text(self, text: str) -> str:
+        """The end of ``text`` that fills one window: its last ``max_length - 2`` tokens
+        (the stream rail's rolling window over an accumulating reply)."""
+        tok = getattr(self, "_untruncated", None)
+        if tok is None:  # a copy without truncation; a benign race builds it twice at most
+            tok = type(self.tokenizer).from_str(self.tokenizer.to_str())
+            tok.no_truncation()
+            tok.no_padding()
+            self._untruncated = tok
+        # A token covers at most ~100 characters (WordPiece's longest word), so the last
+        # window lies in this suffix; cutting a word here only affects a dropped token.
+        start = max(0, len(text) - self.max_length * 100)
+        try:
+            enc = tok.encode(text[start:], add_special_tokens=False)
+        except TypeError:  # unpaired surrogates: the whole text is checked instead
+            return text
+        keep = self.max_length - 2
+        if len(enc.offsets) <= keep:
+            return text[start:]
+        return text[start + enc.offsets[-keep][0] :]
+
     # ---- decisions --------------------------------------------------------------------
     def _decide(
         self, logits: np.ndarray, start: float, *, complete: bool = True, error: str | None = None

@@ -14,8 +14,10 @@ hooks raise ``GuardViolation`` instead. ``on_check(rail, result)`` sees every re
 (``rail`` is ``input`` or ``output``): the place to log flags.
 
 Streams: chunks are held back until the text they carry has been checked, at sentence
-ends or every ``max_chars`` characters, so nothing unchecked reaches the caller; a
-violation closes the upstream response and ends the stream with the refusal
+ends or every ``max_chars`` characters, so nothing unchecked reaches the caller. Each
+check scores the new sentence and the rolling window of the reply so far (its last
+``max_length`` tokens), and the whole reply is checked before the last chunk is
+released; a violation closes the upstream response and ends the stream with the refusal
 (``finish_reason="content_filter"`` / ``stop_reason="refusal"``).
 """
 
@@ -103,6 +105,21 @@ async def _adecide(guard: Guard, rail: str, text: str, on_check: OnCheck | None)
     return _after(guard, rail, r, on_check)
 
 
+def _worst(results: Sequence[GuardResult]) -> GuardResult:
+    return next((r for r in results if not r.allowed), None) or max(
+        results, key=lambda r: r.toxic_score
+    )
+
+
+def _decide_stream(guard: Guard, texts: list[str], on_check: OnCheck | None) -> GuardResult:
+    return _after(guard, "output", _worst(guard._check_many(texts)), on_check)
+
+
+async def _adecide_stream(guard: Guard, texts: list[str], on_check: OnCheck | None) -> GuardResult:
+    results = await guard._in_thread(guard._check_many, texts, many=True)
+    return _after(guard, "output", _worst(results), on_check)
+
+
 def _after(guard: Guard, rail: str, r: GuardResult, on_check: OnCheck | None) -> GuardResult:
     if on_check is not None:
         on_check(rail, r)
@@ -115,7 +132,8 @@ class StreamRail:
     """The output rail of a stream: accumulates text, says when a check is due (a
     sentence end, or ``max_chars`` unchecked characters), and checks the unchecked text
     from the start of the sentence it continues (at most ``context_chars`` before it),
-    so each check sees whole sentences rather than a diluted long tail."""
+    so each check sees whole sentences rather than a diluted long tail, together with
+    the rolling window of the reply so far (``due_texts``)."""
 
     _BOUNDARY = re.compile(r"[.!?;:\n]")
 
@@ -143,6 +161,16 @@ class StreamRail:
 
     def passed(self) -> None:
         self.checked = len(self.text)
+
+    def due_texts(self, guard: Guard, *, final: bool = False) -> list[str]:
+        """What a check scores, in one batch: the unchecked segment and the rolling
+        window of the whole reply so far (its last ``max_length`` tokens: a statement
+        split across sentences is seen whole), and, before the last chunk is released,
+        the whole reply (every window of it)."""
+        texts = [self.segment(), guard._tail_text(self.text)] if self.pending else []
+        if final and self.text:
+            texts.append(self.text)
+        return list(dict.fromkeys(texts))
 
 
 class _Events:
@@ -172,7 +200,7 @@ def _guard_stream(guard, items, events: _Events, on_check, close) -> Iterator[An
             if rail.pending and not due:
                 continue
             if due:
-                r = _decide(guard, "output", rail.segment(), on_check)
+                r = _decide_stream(guard, rail.due_texts(guard), on_check)
                 if not r.allowed:
                     close()
                     yield from events.stop(r)
@@ -180,8 +208,9 @@ def _guard_stream(guard, items, events: _Events, on_check, close) -> Iterator[An
                 rail.passed()
             yield from held
             held.clear()
-        if rail.pending:
-            r = _decide(guard, "output", rail.segment(), on_check)
+        texts = rail.due_texts(guard, final=True)
+        if texts:
+            r = _decide_stream(guard, texts, on_check)
             if not r.allowed:
                 yield from events.stop(r)
                 return
@@ -199,7 +228,7 @@ async def _aguard_stream(guard, items, events: _Events, on_check, aclose) -> Asy
             if rail.pending and not due:
                 continue
             if due:
-                r = await _adecide(guard, "output", rail.segment(), on_check)
+                r = await _adecide_stream(guard, rail.due_texts(guard), on_check)
                 if not r.allowed:
                     await aclose()
                     for ev in events.stop(r):
@@ -209,8 +238,9 @@ async def _aguard_stream(guard, items, events: _Events, on_check, aclose) -> Asy
             for ev in held:
                 yield ev
             held.clear()
-        if rail.pending:
-            r = await _adecide(guard, "output", rail.segment(), on_check)
+        texts = rail.due_texts(guard, final=True)
+        if texts:
+            r = await _adecide_stream(guard, texts, on_check)
             if not r.allowed:
                 for ev in events.stop(r):
                     yield ev

@@ -9,7 +9,7 @@ import pytest
 from guardrail_dro.guard import Guard
 from guardrail_dro.policy import GuardResult, GuardViolation, Policy
 
-from .guard_helpers import Calibrated, block, calibrate
+from .guard_helpers import CANDIDATES, Calibrated, block, calibrate, full_ids
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +153,59 @@ def test_stream_rail_checks_whole_sentences() -> None:
     assert rail.segment() == " How are you? Fine"  # from the start of its sentence
     rail.passed()
     assert rail.feed("x" * 50) and rail.segment() == " Fine" + "x" * 50  # max_chars
+
+
+def _split_statement(guard: Guard) -> tuple[str, str, float, float]:
+    """The candidate sentence cut in two that the tiny model scores most above either
+    half: ``(first, second, worst half score, whole score)``."""
+    best = None
+    for sentence in CANDIDATES:
+        words = sentence.split()
+        for k in range(1, len(words)):
+            x, y = " ".join(words[:k]), " ".join(words[k:])
+            halves = guard.check_many([x + ".", " " + y + "."])
+            whole = guard.check_many([f"{x}. {y}."])[0].toxic_score
+            low = max(r.toxic_score for r in halves)
+            if best is None or whole - low > best[3] - best[2]:
+                best = (x, y, low, whole)
+    assert best is not None and best[3] - best[2] > 0.01
+    return best
+
+
+def test_statement_split_across_sentences_is_caught(guard: Guard) -> None:
+    x, y, low, high = _split_statement(guard)
+    off = {c: 1.0 for c in guard.labels}
+    g = guard.with_policy(
+        Policy(toxic_threshold=(low + high) / 2, thresholds=off, refusal="Sorry, no.")
+    )
+    assert g.check(x + ".").allowed and g.check(" " + y + ".").allowed  # each half passes
+    pulled = []
+
+    @g.protect(input=False)
+    def chat(messages: list[dict]) -> Iterator[str]:
+        for word in f"{x}. {y}. And that is all.".split(" "):
+            pulled.append(word)
+            yield word + " "
+
+    out = list(chat(user("x")))
+    assert out[-1] == "Sorry, no."
+    assert "".join(out[:-1]) == x + ". "  # the first sentence alone was released
+    assert pulled[-1] == y.split()[-1] + "."  # stopped at the end of the second sentence
+
+
+def test_stream_rail_due_texts(guard: Guard) -> None:
+    from guardrail_dro.hooks import StreamRail
+
+    rail = StreamRail()
+    rail.feed("One. ")
+    rail.passed()
+    rail.feed("Two.")
+    assert rail.due_texts(guard) == [" Two.", "One. Two."]  # the segment, the window
+    rail.passed()
+    assert rail.due_texts(guard) == []
+    assert rail.due_texts(guard, final=True) == ["One. Two."]  # the whole reply, last
+    long = " ".join(["word"] * (guard.max_length * 3)) + " end."
+    rail = StreamRail()
+    rail.feed(long)
+    tail = rail.due_texts(guard)[1]
+    assert long.endswith(tail) and len(full_ids(guard, tail)) == guard.max_length - 2
