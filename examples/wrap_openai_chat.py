@@ -41,26 +41,28 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("GUARD_DIR", "guard"),
         help="guard artifact directory (default: $GUARD_DIR or ./guard)",
     )
-    ap.add_argument("--toxic-threshold", type=float, default=None)
+    ap.add_argument("--input-threshold", type=float, default=None, help="input rail")
+    ap.add_argument("--output-threshold", type=float, default=None, help="output rail")
     args = ap.parse_args(argv)
 
+    refusal = "Sorry, I can't help with that."
     guard = Guard.load(
-        args.guard,
-        policy=Policy(
-            toxic_threshold=args.toxic_threshold, refusal="Sorry, I can't help with that."
-        ),
+        args.guard, policy=Policy(toxic_threshold=args.input_threshold, refusal=refusal)
     )
+    # Each rail may decide under its own policy: the replies get their own threshold.
+    output = guard.with_policy(Policy(toxic_threshold=args.output_threshold, refusal=refusal))
     log: list[str] = []
 
     def on_check(rail: str, result) -> None:  # where a real service logs or counts
         log.append(
             f"{rail:6} {result.action:7} {result.label:10} "
-            f"toxic={result.toxic_score:.2f} {result.latency_ms:.1f} ms"
+            f"toxic={result.toxic_score:.4f} {result.latency_ms:.1f} ms"
         )
 
     with FakeLLMServer(lambda text: REPLIES.get(text, "Happy to help with that.")) as server:
         client = guard.wrap(
             openai.OpenAI(base_url=server.openai_base_url, api_key="fake", max_retries=0),
+            output=output,
             on_check=on_check,
         )
         for question in QUESTIONS:

@@ -419,7 +419,7 @@ class Guard:
         text = content_text(reply)
         return self._finish(await self._in_thread(self._check, text), "output")
 
-    def protect(self, *, input: bool = True, output: bool = True, on_check=None):
+    def protect(self, *, input: bool | Guard = True, output: bool | Guard = True, on_check=None):
         """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (sync or
         async; see ``guardrail_dro.hooks.protect``)."""
         from guardrail_dro.hooks import protect

@@ -120,6 +120,18 @@ async def _adecide_stream(guard: Guard, texts: list[str], on_check: OnCheck | No
     return _after(guard, "output", _worst(results), on_check)
 
 
+def _rail_guard(guard: Guard, option: Any) -> Guard | None:
+    """A rail's guard: ``True`` the hook's own, ``False`` none, or a ``Guard`` (typically
+    ``guard.with_policy(...)``) when a rail decides under its own policy."""
+    if isinstance(option, bool):
+        return guard if option else None
+    from guardrail_dro.guard import Guard
+
+    if isinstance(option, Guard):
+        return option
+    raise TypeError(f"input / output must be a bool or a Guard, not {type(option).__name__}")
+
+
 def _after(guard: Guard, rail: str, r: GuardResult, on_check: OnCheck | None) -> GuardResult:
     if on_check is not None:
         on_check(rail, r)
@@ -360,7 +372,11 @@ def _stream_events(reply: Any) -> _Events:
 
 
 def protect(
-    guard: Guard, *, input: bool = True, output: bool = True, on_check: OnCheck | None = None
+    guard: Guard,
+    *,
+    input: bool | Guard = True,
+    output: bool | Guard = True,
+    on_check: OnCheck | None = None,
 ) -> Callable[[Callable], Callable]:
     """Guard a chat callable ``fn(messages, ...) -> reply`` (also ``guard.protect``).
 
@@ -368,7 +384,9 @@ def protect(
     the replacement without calling ``fn``); the output rail checks the reply (a str, a
     message dict, an OpenAI ChatCompletion, an Anthropic Message, an iterator / async
     iterator of str chunks, or an OpenAI / Anthropic SDK ``Stream`` / ``AsyncStream``,
-    checked as it streams; a stream yielding anything else raises TypeError). An async
+    checked as it streams; a stream yielding anything else raises TypeError).
+    ``input`` / ``output`` turn a rail off (False) or give it its own guard (a ``Guard``,
+    e.g. ``guard.with_policy(Policy(toxic_threshold=0.3))``). An async
     generator function stays one: its input rail is awaited off the event loop.
 
     Example:
@@ -376,28 +394,30 @@ def protect(
         ... def chat(messages): return llm(messages)
     """
 
+    gin, gout = _rail_guard(guard, input), _rail_guard(guard, output)
+
     def deco(fn: Callable) -> Callable:
         def _astream(reply: Any) -> AsyncGuardedStream:
-            gen = _aguard_stream(guard, reply, _stream_events(reply), on_check, _acloser(reply))
+            gen = _aguard_stream(gout, reply, _stream_events(reply), on_check, _acloser(reply))
             return AsyncGuardedStream(gen, reply)
 
         def _stream(reply: Any) -> GuardedStream:
-            gen = _guard_stream(guard, reply, _stream_events(reply), on_check, _closer(reply))
+            gen = _guard_stream(gout, reply, _stream_events(reply), on_check, _closer(reply))
             return GuardedStream(gen, reply)
 
         async def _aoutput(reply: Any) -> Any:
-            if not output:
+            if gout is None:
                 return reply
             if isinstance(reply, AsyncIterator):
                 return _astream(reply)
-            r = await _adecide(guard, "output", _reply_text(reply), on_check)
+            r = await _adecide(gout, "output", _reply_text(reply), on_check)
             return reply if r.allowed else _replace_reply(reply, r.replacement or "")
 
         async def _ainput(args: tuple, kwargs: dict) -> GuardResult | None:
-            if not input:
+            if gin is None:
                 return None
             text = last_user_text(_messages(args, kwargs))
-            r = await _adecide(guard, "input", text, on_check)
+            r = await _adecide(gin, "input", text, on_check)
             return None if r.allowed else r
 
         if inspect.isasyncgenfunction(fn):
@@ -411,7 +431,7 @@ def protect(
                         yield blocked.replacement
                     return
                 reply = fn(*args, **kwargs)
-                stream = _astream(reply) if output else reply
+                stream = _astream(reply) if gout is not None else reply
                 try:
                     async for item in stream:
                         yield item
@@ -434,18 +454,18 @@ def protect(
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if input:
-                r = _decide(guard, "input", last_user_text(_messages(args, kwargs)), on_check)
+            if gin is not None:
+                r = _decide(gin, "input", last_user_text(_messages(args, kwargs)), on_check)
                 if not r.allowed:
                     return r.replacement
             reply = fn(*args, **kwargs)
-            if not output:
+            if gout is None:
                 return reply
             if isinstance(reply, AsyncIterator):
                 return _astream(reply)
             if isinstance(reply, Iterator):
                 return _stream(reply)
-            r = _decide(guard, "output", _reply_text(reply), on_check)
+            r = _decide(gout, "output", _reply_text(reply), on_check)
             return reply if r.allowed else _replace_reply(reply, r.replacement or "")
 
         return guarded
@@ -638,43 +658,44 @@ async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
 
 
 def _guarded_create(create, guard, adapter, *, is_async, input, output, on_check):
+    gin, gout = _rail_guard(guard, input), _rail_guard(guard, output)
     if is_async:
 
         async def acreate(*args: Any, **kwargs: Any) -> Any:
             stream = bool(kwargs.get("stream"))
-            if input:
+            if gin is not None:
                 text = last_user_text(kwargs.get("messages") or [])
-                r = await _adecide(guard, "input", text, on_check)
+                r = await _adecide(gin, "input", text, on_check)
                 if not r.allowed:
                     if stream:
                         return AsyncGuardedStream(_aiter(adapter.blocked_stream(kwargs, r)))
                     return adapter.blocked(kwargs, r)
             resp = await create(*args, **kwargs)
-            if not output:
+            if gout is None:
                 return resp
             if stream:
-                gen = _aguard_stream(guard, resp, adapter.events(), on_check, _acloser(resp))
+                gen = _aguard_stream(gout, resp, adapter.events(), on_check, _acloser(resp))
                 return AsyncGuardedStream(gen, resp)
-            r = await _adecide(guard, "output", adapter.reply_text(resp), on_check)
+            r = await _adecide(gout, "output", adapter.reply_text(resp), on_check)
             return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
 
         return functools.wraps(create)(acreate)
 
     def screate(*args: Any, **kwargs: Any) -> Any:
         stream = bool(kwargs.get("stream"))
-        if input:
-            r = _decide(guard, "input", last_user_text(kwargs.get("messages") or []), on_check)
+        if gin is not None:
+            r = _decide(gin, "input", last_user_text(kwargs.get("messages") or []), on_check)
             if not r.allowed:
                 if stream:
                     return GuardedStream(_iter(adapter.blocked_stream(kwargs, r)))
                 return adapter.blocked(kwargs, r)
         resp = create(*args, **kwargs)
-        if not output:
+        if gout is None:
             return resp
         if stream:
-            gen = _guard_stream(guard, resp, adapter.events(), on_check, _closer(resp))
+            gen = _guard_stream(gout, resp, adapter.events(), on_check, _closer(resp))
             return GuardedStream(gen, resp)
-        r = _decide(guard, "output", adapter.reply_text(resp), on_check)
+        r = _decide(gout, "output", adapter.reply_text(resp), on_check)
         return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
 
     return functools.wraps(create)(screate)
@@ -702,11 +723,12 @@ def wrap_openai(
     client: Any,
     guard: Guard,
     *,
-    input: bool = True,
-    output: bool = True,
+    input: bool | Guard = True,
+    output: bool | Guard = True,
     on_check: OnCheck | None = None,
 ) -> Any:
     """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded.
+    ``input`` / ``output``: a rail off (False), on (True), or on under its own ``Guard``.
 
     Example:
         >>> client = wrap_openai(OpenAI(max_retries=0), guard)
@@ -730,8 +752,8 @@ def wrap_anthropic(
     client: Any,
     guard: Guard,
     *,
-    input: bool = True,
-    output: bool = True,
+    input: bool | Guard = True,
+    output: bool | Guard = True,
     on_check: OnCheck | None = None,
 ) -> Any:
     """An ``anthropic.Anthropic`` / ``AsyncAnthropic`` whose ``messages.create`` is guarded
