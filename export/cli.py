@@ -62,6 +62,14 @@ def export_command(
     fp16: Annotated[
         bool, typer.Option("--fp16/--no-fp16", help="Also write model.fp16.onnx (GPU).")
     ] = False,
+    allow_unchecked_fp16: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unchecked-fp16",
+            help="Ship model.fp16.onnx even when its parity cannot be checked here "
+            "(it is then never chosen automatically).",
+        ),
+    ] = False,
     optimize: Annotated[
         bool,
         typer.Option(
@@ -133,6 +141,7 @@ def export_command(
             out,
             int8=int8,
             fp16=fp16,
+            allow_unchecked_fp16=allow_unchecked_fp16,
             optimize=optimize,
             valid=valid_ds,
             threshold=threshold,

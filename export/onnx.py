@@ -176,6 +176,7 @@ def export_onnx(
     *,
     int8: bool = True,
     fp16: bool = False,
+    allow_unchecked_fp16: bool = False,
     optimize: bool = True,
     valid=None,
     spec: ExportSpec | None = None,
@@ -192,7 +193,11 @@ def export_onnx(
         out_dir: the guard artifact directory to create (must be empty or absent).
         int8: also write ``model.int8.onnx`` (CPU), gated on argmax agreement and
             worst-group accuracy.
-        fp16: also write ``model.fp16.onnx`` (CUDA / TensorRT).
+        fp16: also write ``model.fp16.onnx`` (CUDA / TensorRT), checked against fp32
+            on ONNX Runtime's CPU provider.
+        allow_unchecked_fp16: ship the fp16 model even when that check cannot run
+            (the export fails otherwise); an unchecked variant is recorded with empty
+            parity and never chosen by ``precision="auto"``.
         optimize: fuse attention / layer norm / GELU with onnxruntime's optimizer.
         valid: an ``AnnotatedDataset`` (validation split) for the int8 gates; without
             it int8 agreement is measured on built-in probe texts only.
@@ -287,6 +292,7 @@ def export_onnx(
             )
             reports.append(int8_report)
         report = merge(*reports)
+        report.require_checked({"fp16"} if allow_unchecked_fp16 else ())
         report.raise_for_mismatches()
 
         man = trained.manifest

@@ -17,7 +17,7 @@ Failures never stop at the first: ``ParityReport.raise_for_mismatches`` raises o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,9 @@ _SENTENCES = (
 )
 
 
+UNCHECKED = "unchecked"  # Mismatch.check of a variant whose parity could not be measured
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """One failed check: what, on which variant, the number measured and its limit."""
@@ -67,6 +70,8 @@ class Mismatch:
     detail: str = ""
 
     def __str__(self) -> str:
+        if self.check == UNCHECKED:
+            return f"{self.variant}: parity not measured; {self.detail}"
         s = f"{self.variant}: {self.check} = {self.measured:.6g} (limit {self.limit:g})"
         return f"{s}; {self.detail}" if self.detail else s
 
@@ -88,6 +93,19 @@ class ParityReport:
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
     mismatches: list[Mismatch] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unchecked: dict[str, str] = field(default_factory=dict)  # variant -> why not checked
+
+    def require_checked(self, allowed: Iterable[str] = ()) -> None:
+        """Record a mismatch for every variant whose parity was not measured, except
+        those the user opted into shipping unchecked (``allowed``)."""
+        ok = set(allowed)
+        for variant, why in self.unchecked.items():
+            if variant not in ok:
+                detail = (
+                    f"{why}; check it where it runs, or opt in with --allow-unchecked-fp16 "
+                    "(it is then never chosen automatically)"
+                )
+                self.mismatches.append(Mismatch(variant, UNCHECKED, 0.0, 0.0, detail))
 
     @property
     def ok(self) -> bool:
@@ -352,7 +370,9 @@ class Validator:
             # fp16 graphs may use kernels that ONNX Runtime's CPU provider lacks.
             if variant != "fp16":
                 raise
+            why = f"fp16 does not run on ONNX Runtime's CPU provider: {exc}"
             report.notes.append(f"fp16 not checked on CPU (check it on a GPU): {exc}")
+            report.unchecked[variant] = why
             return report
         limit = self.tol.int8_min_agreement if variant == "int8" else self.tol.fp16_min_agreement
         _agreement(report, variant, self.reference, logits, limit, self.what)
@@ -376,6 +396,7 @@ def merge(*reports: ParityReport) -> ParityReport:
             out.stats.setdefault(k, {}).update(v)
         out.mismatches += r.mismatches
         out.notes += r.notes
+        out.unchecked.update(r.unchecked)
     return out
 
 
@@ -388,6 +409,7 @@ def validate_export(
     tolerances: Tolerances | None = None,
     pad_token: str = "[PAD]",
     intra_op_threads: int | None = None,
+    allow_unchecked: Iterable[str] = (),
 ) -> ParityReport:
     """Check every exported variant; never raises on a mismatch, collects them.
 
@@ -397,6 +419,8 @@ def validate_export(
         variants: precision -> ONNX file (fp32 required; int8, fp16 optional).
         valid: an AnnotatedDataset for agreement and worst-group checks, or None.
         tolerances: the limits (default ``Tolerances()``).
+        allow_unchecked: variants (``fp16``) whose parity may go unmeasured; any other
+            variant that could not be checked is a mismatch.
 
     Returns:
         A ParityReport; call ``raise_for_mismatches()`` to fail on any mismatch.
@@ -412,7 +436,9 @@ def validate_export(
     reports += [
         v.check_variant(name, variants[name]) for name in ("int8", "fp16") if name in variants
     ]
-    return merge(*reports)
+    report = merge(*reports)
+    report.require_checked(allow_unchecked)
+    return report
 
 
 def summary(report: ParityReport) -> dict[str, Any]:
@@ -421,4 +447,5 @@ def summary(report: ParityReport) -> dict[str, Any]:
         "stats": report.stats,
         "mismatches": [str(m) for m in report.mismatches],
         "notes": report.notes,
+        "unchecked": report.unchecked,
     }

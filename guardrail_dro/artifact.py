@@ -260,9 +260,12 @@ class GuardArtifact:
         return self.path / self.manifest.variant_file(precision)
 
     def best_variant(self, provider: str) -> str:
-        """The variant to run on a provider: int8 on CPU, fp16 on CUDA / TensorRT, else fp32."""
+        """The variant to run on a provider: int8 on CPU, fp16 on CUDA / TensorRT, else
+        fp32. A variant the export could not check (no parity numbers) is never chosen
+        here; name it explicitly (``precision="fp16"``) to run it."""
         prefer = ("int8", "fp32") if provider == "cpu" else ("fp16", "fp32")
-        return next(p for p in (*prefer, "fp32") if p in self.manifest.variants)
+        variants = self.manifest.variants
+        return next(p for p in prefer if p in variants and (p == "fp32" or variants[p].parity))
 
     @property
     def tokenizer_path(self) -> Path:

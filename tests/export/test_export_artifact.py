@@ -187,3 +187,14 @@ def test_manifest_pin(guard_copy: Path) -> None:
     load_artifact(guard_copy)
     with pytest.raises(ArtifactError, match=f"not the pinned {digest}"):
         load_artifact(guard_copy, manifest_sha256=digest)
+
+
+def test_variant_without_parity_is_never_chosen_automatically(guard_copy: Path) -> None:
+    def unchecked(raw: dict) -> None:
+        raw["variants"]["fp16"]["parity"] = {}
+        raw["variants"]["int8"]["parity"] = {}
+
+    edit(guard_copy, unchecked)
+    art = load_artifact(guard_copy)
+    assert art.best_variant("cuda") == "fp32" and art.best_variant("cpu") == "fp32"
+    assert art.model_path("fp16").name == "model.fp16.onnx"  # still there when named

@@ -120,6 +120,22 @@ def test_parity_failure_lists_every_mismatch(
     assert "3 mismatch(es)" in str(info.value) and "limit 0.98" in str(info.value)
 
 
+def test_unchecked_fp16_fails_unless_opted_in(tiny_export, tiny_model_dir, tmp_path) -> None:
+    from export.validate import UNCHECKED, ExportParityError, validate_export
+    from guardrail_dro.modeldir import TrainedModel
+
+    trained = TrainedModel.load(tiny_model_dir)
+    fp16 = tmp_path / "model.fp16.onnx"
+    fp16.write_bytes(b"a graph the CPU provider cannot run")  # as a GPU-only graph fails
+    variants = {"fp32": tiny_export["guard"] / "model.onnx", "fp16": fp16}
+    report = validate_export(trained, tiny_export["guard"], variants)
+    assert [(m.variant, m.check) for m in report.mismatches] == [("fp16", UNCHECKED)]
+    with pytest.raises(ExportParityError, match="fp16: parity not measured.*--allow-unchecked"):
+        report.raise_for_mismatches()
+    opted = validate_export(trained, tiny_export["guard"], variants, allow_unchecked={"fp16"})
+    assert opted.ok and "fp16" in opted.unchecked and "fp16" not in opted.stats
+
+
 def test_failed_export_writes_nothing(tiny_model_dir, tmp_path) -> None:
     from export.onnx import export_onnx
     from export.spec import Tolerances
