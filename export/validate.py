@@ -213,6 +213,10 @@ def _fp32_parity(report, model, tokenizer, sess, texts, max_length, tol: Toleran
     d = np.abs(ref_batch - got_batch).max(axis=1)
     i = int(d.argmax())
     worst, worst_where = float(d[i]), f"padded batch, text {texts[i][:40]!r}"
+    # Sequence lengths (tokens, special tokens included) of every comparison run, so the
+    # recorded range is what was tested, not what was meant to be.
+    text_lengths = [int(encode(tokenizer, [t], max_length)[1].sum()) for t in texts]
+    tested = set(text_lengths)
     # Batch 1, no padding (the guard's own case) on the built-in texts, which span the
     # lengths; the validation texts among the probes are compared in padded batches.
     for t in texts[:_N_BUILTIN]:
@@ -220,6 +224,7 @@ def _fp32_parity(report, model, tokenizer, sess, texts, max_length, tol: Toleran
         with torch.no_grad():
             ref = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
         diff = float(np.abs(ref - sess.run(ids, mask)).max())
+        tested.add(int(ids.shape[1]))
         if diff > worst:
             worst, worst_where = diff, f"batch 1, {ids.shape[1]} tokens, text {t[:40]!r}"
     # Raw token sequences at the extremes of the dynamic sequence axis.
@@ -231,14 +236,16 @@ def _fp32_parity(report, model, tokenizer, sess, texts, max_length, tol: Toleran
         with torch.no_grad():
             ref = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
         diff = float(np.abs(ref - sess.run(ids, mask)).max())
+        tested.add(int(ids.shape[1]))
         if diff > worst:
             worst, worst_where = diff, f"{n} random token(s)"
-    lengths = [int(encode(tokenizer, [t], max_length)[1].sum()) for t in texts]
     report.stats["fp32"] = {
         "max_abs_diff": worst,
         "probe_texts": float(len(texts)),
-        "min_tokens": 1.0,
-        "max_tokens": float(max(max(lengths), max_length)),
+        "min_tokens": float(min(tested)),
+        "max_tokens": float(max(tested)),
+        "distinct_lengths": float(len(tested)),
+        "text_max_tokens": float(max(text_lengths)),
     }
     if worst > tol.fp32_max_abs_diff:
         report.mismatches.append(

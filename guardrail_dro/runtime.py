@@ -22,7 +22,10 @@ No torch here: this is the serving path.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -43,6 +46,7 @@ __all__ = [
     "import_onnxruntime",
     "installed_onnxruntime_distributions",
     "resolve_provider",
+    "set_ort_log_severity",
 ]
 
 #: Short provider names users write -> ONNX Runtime's names.
@@ -75,6 +79,38 @@ _INSTALL = {
 _ORT_DEFAULT_SEVERITY = 2  # ORT's own default: warnings and above
 _QUIET_SEVERITY = 4  # fatal only
 _MODEL_ERRORS = {"InvalidProtobuf", "InvalidGraph", "NoSuchFile", "NotImplemented"}
+# ORT's global logger severity as last set through this module: ORT offers a setter but
+# no getter, so this is what the quiet provider probe restores. The lock keeps threads
+# that open sessions at once from restoring each other's quiet level.
+_log_lock = threading.Lock()
+_log_severity = _ORT_DEFAULT_SEVERITY
+
+
+def set_ort_log_severity(level: int) -> None:
+    """Set ONNX Runtime's global log severity (0 verbose ... 4 fatal) and remember it.
+
+    Use this rather than ``onnxruntime.set_default_logger_severity``: ORT cannot report
+    its level, and the automatic provider choice silences the logger while it tries GPU
+    providers, then restores the level set here.
+    """
+    global _log_severity
+    if level not in range(5):
+        raise ConfigError(f"ORT log severity must be 0..4, not {level!r}")
+    with _log_lock:
+        import_onnxruntime().set_default_logger_severity(level)
+        _log_severity = level
+
+
+@contextlib.contextmanager
+def _quiet_logger(ort) -> Iterator[None]:
+    """Silence ORT's global logger for a GPU provider probe, then restore its level."""
+    with _log_lock:
+        saved = _log_severity
+        ort.set_default_logger_severity(_QUIET_SEVERITY)
+        try:
+            yield
+        finally:
+            ort.set_default_logger_severity(saved)
 
 
 def installed_onnxruntime_distributions() -> list[str]:
@@ -257,11 +293,10 @@ def _provider_chain(first: str, config: SessionConfig) -> list[tuple[str, dict[s
 def _try_session(ort, model: str, config: SessionConfig, first: str, quiet: bool):
     so = _session_options(ort, config, quiet)
     chain = _provider_chain(first, config)
-    if first != "cpu":
-        # ORT logs error banners through its default logger when a GPU provider's
-        # libraries do not load; silence it for the attempt, then restore the default.
-        ort.set_default_logger_severity(_QUIET_SEVERITY)
-    try:
+    # ORT logs error banners through its default logger when a GPU provider's libraries
+    # do not load; silence it for the attempt, then restore the level it had.
+    quiet_global = _quiet_logger(ort) if first != "cpu" else contextlib.nullcontext()
+    with quiet_global:
         return ort.InferenceSession(
             model,
             sess_options=so,
@@ -270,9 +305,6 @@ def _try_session(ort, model: str, config: SessionConfig, first: str, quiet: bool
             # We own the fallback (here, once); ORT's own prints banners to stdout.
             enable_fallback=0,
         )
-    finally:
-        if first != "cpu":
-            ort.set_default_logger_severity(_ORT_DEFAULT_SEVERITY)
 
 
 def create_session(

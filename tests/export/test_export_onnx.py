@@ -18,7 +18,11 @@ def test_cli_export_writes_every_variant_with_parity_numbers(tiny_export) -> Non
     assert set(manifest["variants"]) == {"fp32", "int8", "fp16"}
     for f in ("model.onnx", "model.int8.onnx", "model.fp16.onnx", "tokenizer.json"):
         assert (guard / f).is_file() and f in manifest["files"]
-    assert manifest["variants"]["fp32"]["parity"]["max_abs_diff"] <= 1e-4
+    fp32 = manifest["variants"]["fp32"]["parity"]
+    assert fp32["max_abs_diff"] <= 1e-4
+    # the lengths recorded are those compared: both ends of the axis, real texts between
+    assert (fp32["min_tokens"], fp32["max_tokens"]) == (1, manifest["max_length"])
+    assert fp32["distinct_lengths"] >= 5 and fp32["text_max_tokens"] > 2
     int8 = manifest["variants"]["int8"]["parity"]
     assert int8["agreement"] >= 0.98 and int8["worst_group_accuracy_drop"] <= 0.01
     assert manifest["opset"] >= 17 and manifest["versions"]["onnxruntime"]

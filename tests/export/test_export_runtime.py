@@ -144,3 +144,24 @@ def test_tensorrt_session_with_engine_cache(tiny_export, tmp_path: Path) -> None
     assert sess.provider == "tensorrt"
     sess.run(np.array([[101, 7592, 102]]), np.array([[1, 1, 1]]))
     assert any((tmp_path / "trt").iterdir())
+
+
+def test_quiet_provider_probe_restores_the_users_log_level(tiny_export) -> None:
+    # ORT has no getter for its global log level: watch its effect in a fresh process.
+    # The user asked for info logs; the probe silences the logger, then must give it back.
+    import subprocess
+    import sys
+
+    code = (
+        "import onnxruntime as ort\n"
+        "from guardrail_dro import runtime\n"
+        "runtime.set_ort_log_severity(1)\n"
+        "with runtime._quiet_logger(ort):\n"
+        "    pass\n"
+        f"ort.InferenceSession({str(tiny_export['guard'] / 'model.onnx')!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[I:onnxruntime" in proc.stderr  # info level again, not the quiet one
+    with pytest.raises(ConfigError, match="0..4"):
+        __import__("guardrail_dro.runtime").runtime.set_ort_log_severity(7)
