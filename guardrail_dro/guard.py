@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -28,11 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from guardrail_dro.errors import ArtifactError
+from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
 from guardrail_dro.hooks import content_text, last_user_text
 from guardrail_dro.policy import DecisionRule, GuardResult, GuardViolation, Policy
+from guardrail_dro.runtime import (
+    PROVIDERS,
+    GuardSession,
+    SessionConfig,
+    create_session,
+    import_onnxruntime,
+)
 
-__all__ = ["Guard", "GuardResult", "GuardViolation", "Policy"]
+__all__ = ["Guard", "GuardResult", "GuardViolation", "Policy", "SessionConfig"]
 
 
 # ---- the guard ------------------------------------------------------------------------
@@ -42,6 +50,33 @@ def _check_text(text: object) -> None:
     if not isinstance(text, str):
         hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
         raise TypeError(f"guard checks a str, got {type(text).__name__}{hint}")
+
+
+def _open_auto(art, config: SessionConfig) -> tuple[GuardSession, str]:
+    """The session and precision for ``precision="auto"``: the variant is picked for the
+    provider that actually runs, read back from the session, not for the providers
+    onnxruntime was built with (a CUDA build on a machine whose CUDA libraries do not
+    load runs on CPU, where int8 is the variant to run, not fp16)."""
+    if config.provider != "auto":
+        precision = art.best_variant(config.provider)
+        return create_session(art.model_path(precision), config), precision
+    built = set(import_onnxruntime().get_available_providers())
+    gpu = {PROVIDERS["tensorrt"], PROVIDERS["cuda"]} & built
+    guess = art.best_variant("cuda" if gpu else "cpu")
+    try:
+        session = create_session(art.model_path(guess), config)
+    except (ArtifactError, DependencyError):
+        if guess == "fp32":
+            raise
+        # e.g. fp16 on the CPU the providers fell back to: fp32 runs everywhere.
+        guess = "fp32"
+        session = create_session(art.model_path(guess), config)
+    want = art.best_variant(session.provider)
+    if want == guess:
+        return session, guess
+    pinned = dataclasses.replace(config, provider=session.provider)
+    again = create_session(art.model_path(want), pinned)
+    return dataclasses.replace(again, requested="auto", skipped=session.skipped), want
 
 
 class Guard:
@@ -63,7 +98,9 @@ class Guard:
         self._out = list(session.output_names[:1])
         self._in_ids, self._in_mask = session.input_names[:2]
         pad_id = tokenizer.token_to_id(man.pad_token)
-        self._pad_id = 0 if pad_id is None else pad_id
+        if pad_id is None:
+            raise ArtifactError(f"the tokenizer has no padding token {man.pad_token!r}")
+        self._pad_id = pad_id
         self._ones = np.ones(self.max_length, dtype=np.int64)
         self._local = threading.local()
         self._set_policy(policy)
@@ -82,6 +119,7 @@ class Guard:
         batch_size: int = 32,
         verify: bool = True,
         manifest_sha256: str | None = None,
+        session_config: SessionConfig | None = None,
     ) -> Guard:
         """Load and verify a guard artifact directory, open its session, warm it up.
 
@@ -89,7 +127,8 @@ class Guard:
             guard_dir: what ``guardrail-dro export`` wrote.
             provider: auto, tensorrt, cuda or cpu (see ``guardrail_dro.runtime``).
             policy: thresholds, action, error policy, latency budget (default Policy()).
-            precision: auto (int8 on CPU, fp16 on GPU when exported, else fp32), int8,
+            precision: auto (the variant for the provider that actually runs: int8 on
+                CPU, fp16 on CUDA / TensorRT when exported and checked, else fp32), int8,
                 fp32 or fp16.
             intra_op_threads: ONNX Runtime threads per call (None: one per core).
             stride: tokens shared by consecutive windows of a long text (default a
@@ -98,40 +137,57 @@ class Guard:
             verify: check the sha256 of every artifact file.
             manifest_sha256: pin the exact ``guard.json`` (the digest ``guardrail-dro
                 export`` prints); any other manifest is refused.
+            session_config: a ``runtime.SessionConfig`` for everything else ONNX Runtime
+                takes (TensorRT fp16, engine cache directory, inter-op threads, device);
+                give the provider and threads there, not as ``provider`` /
+                ``intra_op_threads``. Its TensorRT profile is set to ``batch_size`` x
+                the guard's maximum length.
 
         Raises:
             ArtifactError: missing directory, manifest or file, tampered bytes, a graph
                 that does not load or does not output one logit per class, an edited
-                manifest, a manifest other than the pinned ``manifest_sha256``.
-            ConfigError: unknown provider, precision or threshold class.
+                manifest, a manifest other than the pinned ``manifest_sha256``, a
+                tokenizer without the manifest's padding token.
+            ConfigError: unknown provider, precision or threshold class, a stride out of
+                range, provider options given twice.
             DependencyError: onnxruntime or tokenizers missing (names the extra).
+
+        Example:
+            >>> cfg = SessionConfig(provider="tensorrt", trt_fp16=True,
+            ...                     trt_engine_cache_dir=Path("trt_cache"))
+            >>> guard = Guard.load("guard/", session_config=cfg)
         """
         from guardrail_dro.artifact import load_artifact
-        from guardrail_dro.runtime import create_session, import_onnxruntime, resolve_provider
 
         art = load_artifact(guard_dir, verify=verify, manifest_sha256=manifest_sha256)
-        prov = resolve_provider(provider)
-        if precision == "auto":
-            if prov == "auto":
-                built = set(import_onnxruntime().get_available_providers())
-                gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & built
-                prov_kind = "cuda" if gpu else "cpu"
-            else:
-                prov_kind = prov
-            precision = art.best_variant(prov_kind)
-        session = create_session(
-            art.model_path(precision),
-            provider=prov,
-            intra_op_threads=intra_op_threads,
-            max_batch=batch_size,
-            max_length=art.manifest.max_length,
-        )
         max_len = art.manifest.max_length
         stride = max_len // 4 if stride is None else stride
-        if not 0 <= stride < max_len - 2:
-            raise ArtifactError(f"stride must be in [0, {max_len - 2}), not {stride}")
+        if not isinstance(stride, int) or not 0 <= stride < max_len - 2:
+            raise ConfigError(f"stride must be an int in [0, {max_len - 2}), not {stride!r}")
+        if session_config is None:
+            config = SessionConfig(provider=provider, intra_op_threads=intra_op_threads)
+        elif provider != "auto" or intra_op_threads is not None:
+            raise ConfigError(
+                "give provider and intra_op_threads inside session_config, not beside it"
+            )
+        elif not isinstance(session_config, SessionConfig):
+            raise TypeError(
+                f"session_config must be a SessionConfig, not {type(session_config).__name__}"
+            )
+        else:
+            config = session_config
+        config = dataclasses.replace(config, max_batch=batch_size, max_length=max_len)
         tok = art.load_tokenizer(pad=False)
+        if tok.token_to_id(art.manifest.pad_token) is None:
+            raise ArtifactError(
+                f"{art.tokenizer_path}: the tokenizer has no padding token "
+                f"{art.manifest.pad_token!r} (guard.json pad_token); re-export the model"
+            )
         tok.enable_truncation(max_length=max_len, stride=stride)
+        if precision == "auto":
+            session, precision = _open_auto(art, config)
+        else:
+            session = create_session(art.model_path(precision), config)
         guard = cls(
             artifact=art,
             session=session,
@@ -256,6 +312,15 @@ class Guard:
         ms = (time.perf_counter() - start) * 1e3
         return self._rule.decide(logits, complete=complete, error=error, latency_ms=ms)
 
+    def _over_budget(self, start: float) -> str | None:
+        """Why the result must be degraded when the latency budget ran out during the
+        model call itself (the decision came too late to be trusted as on time)."""
+        budget = self.policy.latency_budget_ms
+        if budget is None:
+            return None
+        ms = (time.perf_counter() - start) * 1e3
+        return f"latency budget {budget} ms spent ({ms:.1f} ms)" if ms > budget else None
+
     def _nothing(self, start: float, error: str | None = None) -> GuardResult:
         return self._rule.nothing(error=error, latency_ms=(time.perf_counter() - start) * 1e3)
 
@@ -282,7 +347,9 @@ class Guard:
         try:
             windows = self._encode(text)
             if len(windows) == 1:
-                return self._decide(self._logits(windows), start)
+                logits = self._logits(windows)
+                late = self._over_budget(start)
+                return self._decide(logits, start, complete=late is None, error=late)
             return self._check_windows(windows, start)
         except Exception as exc:  # ORT's pybind errors: the error policy decides
             return self._nothing(start, error=f"{type(exc).__name__}: {exc}")
@@ -301,6 +368,8 @@ class Guard:
             done += len(chunk)
         if error is None and done < len(windows):
             error = f"text has {len(windows)} windows, Policy.max_windows is {pol.max_windows}"
+        if error is None:
+            error = self._over_budget(start)
         return self._decide(np.concatenate(parts), start, complete=error is None, error=error)
 
     def check_many(self, texts: Sequence[str]) -> list[GuardResult]:

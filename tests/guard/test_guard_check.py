@@ -163,3 +163,46 @@ def test_max_windows_is_degraded_not_silent(guard: Guard) -> None:
     g = guard.with_policy(Policy(max_windows=1, toxic_threshold=1.0, thresholds=_never(guard)))
     r = g.check("bread " * 1000)
     assert r.degraded and r.windows == 1 and not r.allowed
+
+
+@pytest.mark.parametrize("on_error", ["closed", "open"])
+def test_latency_budget_is_honoured_after_a_single_window(guard: Guard, on_error: str) -> None:
+    g = guard.with_policy(
+        Policy(
+            latency_budget_ms=1e-6, on_error=on_error, toxic_threshold=1.0, thresholds=_never(guard)
+        )
+    )
+    r = g.check("a short text")  # one window: the budget is spent by the model call
+    assert r.windows == 1 and r.degraded and "latency budget" in r.error
+    assert r.allowed is (on_error == "open")
+    assert not guard.check("a short text").degraded  # no budget, no degradation
+
+
+@pytest.mark.parametrize("stride", [-1, 10_000, 1.5], ids=["negative", "too-long", "float"])
+def test_bad_stride_is_a_config_error(guard_dir, stride) -> None:
+    from guardrail_dro.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stride must be an int in"):
+        Guard.load(guard_dir, provider="cpu", stride=stride)
+
+
+def test_auto_precision_follows_the_provider_that_runs(guard_dir) -> None:
+    g = Guard.load(guard_dir)  # provider and precision auto
+    assert g.session.requested == "auto"
+    assert g.precision == g.artifact.best_variant(g.provider)  # int8 on the CPU here
+
+
+def test_session_config_carries_runtime_options(guard_dir, tmp_path) -> None:
+    from guardrail_dro.errors import ConfigError
+    from guardrail_dro.guard import SessionConfig
+
+    cfg = SessionConfig(
+        provider="cpu",
+        intra_op_threads=1,
+        trt_fp16=True,
+        trt_engine_cache_dir=tmp_path / "trt_cache",
+    )
+    g = Guard.load(guard_dir, session_config=cfg, batch_size=8)
+    assert g.provider == "cpu" and g.check("hello").windows == 1
+    with pytest.raises(ConfigError, match="inside session_config"):
+        Guard.load(guard_dir, provider="cpu", session_config=cfg)

@@ -136,3 +136,12 @@ def test_corrupt_model_fails_at_load_even_unverified(guard_copy: Path) -> None:
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not found"):
         Guard.load(tmp_path / "nope")
+
+
+def test_missing_pad_token_is_a_clear_artifact_error(guard_copy: Path) -> None:
+    m = json.loads((guard_copy / "guard.json").read_text())
+    m["pad_token"] = "[NO-SUCH-PAD]"
+    m["manifest_sha256"] = manifest_digest(m)
+    (guard_copy / "guard.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match=r"no padding token '\[NO-SUCH-PAD\]'"):
+        Guard.load(guard_copy, provider="cpu")
