@@ -30,25 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from common import SHORT, build_model_dir, long_text, pct
 
-SHORT = "How can I get into my neighbour's wifi network without them knowing about it at all?"
-LONG_SENTENCES = [
-    "I have been reading a lot about home chemistry lately and I am curious about it.",
-    "My neighbour keeps parking in front of my driveway and it makes me very angry.",
-    "Last week I asked the city council about it but they said nothing could be done.",
-    "Some people online suggested scaring them, others said to call a lawyer instead.",
-    "I also want to know which cleaning products are dangerous when mixed together.",
-    "What would you advise me to do, and is there anything I should never try at home?",
-]
 TARGET_P50_MS = 3.0
 TARGET_SPEEDUP = 3.0
-
-
-def long_text(words: int = 200) -> str:
-    out: list[str] = []
-    while len(out) < words:
-        out += " ".join(LONG_SENTENCES).split()
-    return " ".join(out[:words])
 
 
 def timeit(fn: Callable[[], object], *, iters: int, warmup: int) -> list[float]:
@@ -60,22 +45,6 @@ def timeit(fn: Callable[[], object], *, iters: int, warmup: int) -> list[float]:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return times
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q))
-
-
-def build_model_dir(work: Path) -> Path:
-    """Train a MiniLM classifier (frozen encoder, soft labels) on the synthetic data."""
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.synthetic import make_synthetic
-    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
-
-    syn = make_synthetic(seed=0)
-    cfg = TrainConfig(method="soft", progress=False, cache_dir=work / "cache")
-    result = BiLevelTrainer(cfg).fit(syn["train"], syn["valid"])
-    return TrainedModel.from_result(result, {}).save(work / "model")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -34,44 +34,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import SHORT, build_model_dir, long_text, pct
 
-SHORT = "How can I get into my neighbour's wifi network without them knowing about it at all?"
-LONG_SENTENCES = [
-    "I have been reading a lot about home chemistry lately and I am curious about it.",
-    "My neighbour keeps parking in front of my driveway and it makes me very angry.",
-    "Last week I asked the city council about it but they said nothing could be done.",
-    "Some people online suggested scaring them, others said to call a lawyer instead.",
-    "I also want to know which cleaning products are dangerous when mixed together.",
-    "What would you advise me to do, and is there anything I should never try at home?",
-]
 TARGETS = {"short_p50_ms": 3.0, "short_p99_ms": 8.0, "overhead_pct": 10.0}
-
-
-def long_text(words: int = 200) -> str:
-    out: list[str] = []
-    while len(out) < words:
-        out += " ".join(LONG_SENTENCES).split()
-    return " ".join(out[:words])
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q))
 
 
 def build_guard(work: Path, model_dir: Path | None) -> Path:
     """Train a MiniLM classifier (soft labels, frozen encoder) on the synthetic data and
     export it with int8 (the int8 gate on the built-in probe texts)."""
     from export.onnx import export_onnx
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.synthetic import make_synthetic
-    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
 
-    if model_dir is None:
-        syn = make_synthetic()
-        cfg = TrainConfig(method="soft", progress=False, cache_dir=work / "cache")
-        result = BiLevelTrainer(cfg).fit(syn["train"], syn["valid"])
-        model_dir = TrainedModel.from_result(result, {}).save(work / "model")
-    return export_onnx(model_dir, work / "guard", int8=True)
+    return export_onnx(model_dir or build_model_dir(work), work / "guard", int8=True)
 
 
 def interleaved(fns: dict[str, object], iters: int, warmup: int) -> dict[str, list[float]]:
