@@ -82,6 +82,12 @@ def check_command(
         float | None, typer.Option("--toxic-threshold", help="Override guard.json's.")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
+    manifest_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest-sha256", help="Refuse a guard.json other than this one (export prints it)."
+        ),
+    ] = None,
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when any text is not allowed.")
     ] = False,
@@ -97,6 +103,7 @@ def check_command(
         precision=precision,
         policy=Policy(toxic_threshold=toxic_threshold),
         batch_size=batch_size,
+        manifest_sha256=manifest_sha256,
     )
     if text is not None:
         results = [guard.check(text)]

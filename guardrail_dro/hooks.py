@@ -2,7 +2,8 @@
 
 - reading OpenAI / Anthropic message lists (``content_text``, ``last_user_text``);
 - ``protect(guard)``: a decorator for any chat callable ``fn(messages, ...) -> reply``,
-  sync or async, whose reply is a str, a message, an SDK response, or a stream of str;
+  sync or async, whose reply is a str, a message, an SDK response, or a stream (of str
+  chunks, or the OpenAI / Anthropic SDK's own ``Stream`` / ``AsyncStream``);
 - ``wrap_openai`` / ``wrap_anthropic`` (or ``wrap``): a client whose
   ``chat.completions.create`` / ``messages.create`` is guarded, sync and async,
   ``stream=True`` included; every other attribute is the client's own, unguarded.
@@ -147,6 +148,8 @@ def protect(
                 return reply
             if isinstance(reply, AsyncIterator):
                 return _astream(reply)
+            if isinstance(reply, Iterator):  # a sync stream from an async callable
+                return _stream(reply)
             r = await _adecide(gout, "output", _reply_text(reply), on_check)
             return reply if r.allowed else _replace_reply(reply, r.replacement or "")
 

@@ -65,3 +65,11 @@ def test_bad_jsonl_line_names_the_line(app: typer.Typer, guard_dir: Path, tmp_pa
 def test_text_or_file(app: typer.Typer, guard_dir: Path) -> None:
     res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir)])
     assert res.exit_code != 0
+
+
+def test_manifest_pin(app: typer.Typer, guard_dir: Path, guard: Guard) -> None:
+    digest = guard.artifact.manifest.manifest_sha256
+    args = ["check", "--guard", str(guard_dir), "hello"]
+    assert CliRunner().invoke(app, [*args, "--manifest-sha256", digest]).exit_code == 0
+    res = CliRunner().invoke(app, [*args, "--manifest-sha256", "0" * 64])
+    assert res.exit_code != 0 and "not the pinned" in str(res.exception)

@@ -161,3 +161,17 @@ async def test_unreadable_stream_items_fail_closed(cal: Calibrated, is_async: bo
             [c async for c in achat(ask("x"))]
         else:
             list(chat(ask("x")))
+
+
+@pytest.mark.asyncio
+async def test_sync_sdk_stream_from_an_async_callable_is_checked(
+    cal: Calibrated, server: FakeLLMServer, replies
+) -> None:
+    client = openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0)
+
+    @cal.guard.protect()
+    async def chat(messages: list[dict]):
+        return client.chat.completions.create(model="m", messages=messages, stream=True)
+
+    text, finish = _openai_text(await chat(ask("toxic")))
+    assert finish == "content_filter" and _stopped(text, replies["toxic"])
