@@ -78,7 +78,9 @@ class TrainConfig(BaseModel):
     max_length: int = Field(128, ge=8, description="Tokens per text for the encoder.")
     epochs: int | None = Field(None, ge=1, description="Default: 40 frozen, 3 full.")
     batch_size: int | None = Field(None, ge=1, description="Default: 128 frozen, 32 full.")
-    lr: float | None = Field(None, gt=0, description="Classifier LR; default 3e-3 / 3e-5.")
+    lr: float | None = Field(
+        None, gt=0, description="Classifier LR; default 1e-2 frozen (chosen on valid), 3e-5 full."
+    )
     weight_decay: float = Field(1e-4, ge=0)
     head_hidden: int = Field(0, ge=0, description="0 = linear head (logistic regression).")
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -114,7 +116,7 @@ class TrainConfig(BaseModel):
         return v
 
     def resolved(self, name: str) -> int | float:
-        defaults = {"epochs": (40, 3), "batch_size": (128, 32), "lr": (3e-3, 3e-5)}
+        defaults = {"epochs": (40, 3), "batch_size": (128, 32), "lr": (1e-2, 3e-5)}
         v = getattr(self, name)
         return defaults[name][self.mode == "full"] if v is None else v
 
