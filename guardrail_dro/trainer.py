@@ -23,7 +23,7 @@ gold          valid gold (80 %), selected on the other    mean CE
 ============  ==========================================  ===================
 
 ``ours`` is the classifier-risk variant because it won on the validation split of
-toxic-questions (worst-group 0.609 vs 0.565 for the agreement risk, 2026-11-23); the
+toxic-questions (worst-group 0.615 vs 0.578 for the agreement risk, 2026-11-23); the
 estimator's capacity is chosen by cross-validation inside valid (rank_selection.py).
 
 Everything (epoch, checkpoint) is selected on the validation split, by worst-group
