@@ -396,8 +396,9 @@ def read_splits(
     """Read several splits sharing one label schema.
 
     When ``schema`` is None it is read from a JSONL's ``.schema.json`` sidecar if one
-    exists, else inferred as the sorted set of labels seen across *all* splits (and no
-    class is then assumed safe). ``None`` paths are skipped.
+    exists, else inferred as the sorted set of labels seen in every split but one named
+    ``test`` (and no class is then assumed safe); a test split is checked against it.
+    ``None`` paths are skipped.
     """
     raw = {name: (Path(p), read_items(p, options)) for name, p in paths.items() if p is not None}
     if schema is None:
@@ -407,7 +408,10 @@ def read_splits(
                 schema = LabelSchema.load(side)
                 break
     if schema is None:
-        labels = [lab for _p, items in raw.values() for lab in _all_labels(items)]
+        # Classes come from what a model learns from; a test split is then checked
+        # against them (its labels must not widen the schema a model is scored on).
+        learn = {k: v for k, v in raw.items() if k != "test"} or raw
+        labels = [lab for _p, items in learn.values() for lab in _all_labels(items)]
         if not labels:
             raise SchemaError("no labels in the data to infer a label schema from: pass --labels")
         schema = LabelSchema.from_labels(labels)

@@ -198,3 +198,14 @@ def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
     p.write_bytes("text,label_1\nfine,0\ncaf\xe9,1\n".encode("latin-1"))
     with pytest.raises(ReaderError, match=r"line 3.*not UTF-8"):
         read_dataset(p)
+
+
+def test_schema_is_inferred_without_the_test_split(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.csv", "text,label_1\na,0\nb,1\n")
+    test = write(tmp_path / "test.csv", "text,label\nc,0\nd,2\n")
+    with pytest.raises(SchemaError, match=r"gold label '2' is not in the label schema"):
+        read_splits({"train": train, "test": test})
+    splits, schema = read_splits(
+        {"train": train, "test": write(tmp_path / "t2.csv", "text,label\nc,1\n")}
+    )
+    assert schema.classes == ("0", "1") and splits["test"].has_gold
