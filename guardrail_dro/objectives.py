@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "agreement_group_risks",
     "agreement_risk",
     "annotator_mask",
+    "fixable_items",
     "group_mean",
     "label_distribution",
     "masked_softmax",
@@ -73,6 +75,30 @@ def agreement_risk(soft: torch.Tensor, gold: torch.Tensor, eps: float = 1e-6) ->
     single such item would dominate its group with an infinite risk.
     """
     return -torch.log(soft.gather(1, gold.unsqueeze(1)).squeeze(1) + eps)
+
+
+def fixable_items(labels: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: some annotator gave the gold class.
+
+    Only these items carry signal for the estimator's agreement risk: on the others
+    s(x)[y] = 0 whatever the weights, a constant -log(eps) that would inflate its
+    group's risk and steer GroupDRO toward groups nothing can fix.
+    """
+    return (labels == gold[:, None]).any(1)
+
+
+def agreement_group_risks(
+    weights: torch.Tensor,
+    labels: torch.Tensor,
+    gold: torch.Tensor,
+    groups: torch.Tensor,
+    num_groups: int,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The agreement risk's group means: soft labels from ``weights`` -> -log s(x)[y]
+    -> mean per group. Returns (G,) risks and (G,) counts, differentiable in weights."""
+    risk = agreement_risk(soft_labels(weights, labels, num_classes), gold)
+    return group_mean(risk, groups, num_groups)
 
 
 def group_mean(

@@ -34,12 +34,12 @@ def _fit(
 ) -> WeightEstimator:
     est = WeightEstimator(feats.shape[1], labels.shape[1], rank).to(feats.device)
     opt = torch.optim.Adam(est.parameters(), lr=lr)
-    fixable = (labels == gold[:, None]).any(1)
-    f, L, y, g = feats[fixable], labels[fixable], gold[fixable], groups[fixable]
+    fix = O.fixable_items(labels, gold)
+    f, L, y, g = feats[fix], labels[fix], gold[fix], groups[fix]
+    present = O.annotator_mask(L)
     q = torch.full((num_groups,), 1.0 / num_groups, device=feats.device)
     for _ in range(steps):
-        s = O.soft_labels(est(f, O.annotator_mask(L)), L, num_classes)
-        R, n = O.group_mean(O.agreement_risk(s, y), g, num_groups)
+        R, n = O.agreement_group_risks(est(f, present), L, y, g, num_groups, num_classes)
         q = O.update_group_weights(q, R, group_step, n > 0)
         opt.zero_grad()
         (q * R).sum().backward()

@@ -348,17 +348,17 @@ class BiLevelTrainer:
                 lr=cfg.estimator_lr,
                 weight_decay=cfg.estimator_weight_decay,
             )
-            # Only items where some annotator gave the gold label carry signal for phi:
-            # on the others s(x)[y] = 0 whatever the weights, a constant -log(eps) that
-            # would inflate its group's risk and steer q toward groups nothing can fix.
-            labelled_v = (Lv == yv[:, None]).any(1)
-            dropped = int(O.annotator_mask(Lv).any(1).sum() - labelled_v.sum())
+            # The agreement risk's items and their labels are constant: select them once.
+            fix = O.fixable_items(Lv, yv)
+            Lv_fix, yv_fix, gv_fix = Lv[fix], yv[fix], gv[fix]
+            present_fix = O.annotator_mask(Lv_fix)
+            dropped = int(O.annotator_mask(Lv).any(1).sum() - fix.sum())
             if dropped and cfg.method == "ours-agree":
                 notes.append(
                     f"agreement risk: {dropped} valid item(s) where no annotator gave "
                     "the gold label are left out of the upper level"
                 )
-            if cfg.method == "ours-agree" and not bool(labelled_v.any()):
+            if cfg.method == "ours-agree" and not bool(fix.any()):
                 raise DataError(
                     "method 'ours-agree' (agreement risk) needs annotator labels on the "
                     "validation split that agree with its gold; use 'ours' (classifier risk) "
@@ -402,10 +402,8 @@ class BiLevelTrainer:
                     for _ in range(cfg.estimator_steps):
                         est_opt.zero_grad()
                         if cfg.method == "ours-agree":
-                            w = estimator(vfeats[labelled_v], O.annotator_mask(Lv[labelled_v]))
-                            s = O.soft_labels(w, Lv[labelled_v], C)
-                            risk = O.agreement_risk(s, yv[labelled_v])
-                            R, n = O.group_mean(risk, gv[labelled_v], G)
+                            w = estimator(vfeats[fix], present_fix)
+                            R, n = O.agreement_group_risks(w, Lv_fix, yv_fix, gv_fix, G, C)
                         else:
                             R, n = self._unrolled_risk(
                                 head, estimator, feats.detach(), Ltr[idx], vfeats, yv, gv, G, C
@@ -508,7 +506,7 @@ class BiLevelTrainer:
         """The configured rank, or the one 2-fold CV inside valid prefers (see rank_selection)."""
         if self.config.estimator_rank is not None:
             return self.config.estimator_rank
-        if not bool((Lv == yv[:, None]).any()):
+        if not bool(O.fixable_items(Lv, yv).any()):
             notes.append("estimator rank 0: valid has no annotator labels to cross-validate on")
             return 0
         with torch.enable_grad():

@@ -89,3 +89,16 @@ def test_group_weight_update_survives_huge_steps() -> None:
     new = O.update_group_weights(q, torch.tensor([1e4, 0.0, 0.0]), step_size=10.0)
     assert torch.isfinite(new).all()
     assert new[0].item() == pytest.approx(1.0)
+
+
+def test_fixable_items_and_agreement_group_risks() -> None:
+    labels = torch.tensor([[0, 1], [1, 1], [2, -1]])
+    gold = torch.tensor([0, 0, 2])
+    torch.testing.assert_close(O.fixable_items(labels, gold), torch.tensor([True, False, True]))
+    w = torch.tensor([[0.5, 0.5], [0.5, 0.5], [1.0, 0.0]])
+    R, n = O.agreement_group_risks(
+        w[[0, 2]], labels[[0, 2]], gold[[0, 2]], torch.tensor([0, 1]), num_groups=2, num_classes=3
+    )
+    torch.testing.assert_close(n, torch.tensor([1.0, 1.0]))
+    assert R[0].item() == pytest.approx(math.log(2), abs=1e-5)
+    assert R[1].item() == pytest.approx(0.0, abs=1e-5)
