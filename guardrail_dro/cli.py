@@ -258,7 +258,7 @@ def evaluate(
 ) -> None:
     """Score a trained model on a labelled split: accuracy, group-mean and worst-group
     accuracy, macro-F1, toxic precision / recall / FPR."""
-    from guardrail_dro.metrics import compute_metrics
+    from guardrail_dro.metrics import score_split
     from guardrail_dro.modeldir import TrainedModel
 
     m = TrainedModel.load(model)
@@ -269,14 +269,7 @@ def evaluate(
     )
     data = read_splits({"test": test}, opts, schema=m.schema)[0]["test"]
     pred = m.predict_proba(data.texts).argmax(1)
-    metrics = compute_metrics(
-        data.gold_array(),
-        pred,
-        num_classes=m.schema.num_classes,
-        groups=data.group_array(),
-        group_names=data.groups,
-        safe_mask=m.schema.safe_mask(),
-    )
+    metrics = score_split(data, pred)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(metrics.model_dump_json(indent=2) + "\n")

@@ -240,9 +240,13 @@ class AnnotatedDataset:
         Returns:
             (the filtered dataset, how many items were dropped)
         """
-        seen = {normalise_text(t) for o in others for t in o.texts}
-        keep = [i for i, it in enumerate(self.items) if normalise_text(it.text) not in seen]
+        keep = np.nonzero(~self.overlaps(*others))[0]
         return self.subset(keep), len(self.items) - len(keep)
+
+    def overlaps(self, *others: AnnotatedDataset) -> np.ndarray:
+        """Per item, whether its normalised text appears in any of ``others``."""
+        seen = {normalise_text(t) for o in others for t in o.texts}
+        return np.array([normalise_text(it.text) in seen for it in self.items], dtype=bool)
 
     def with_annotations(self, extra: dict[str, Sequence[Annotation]]) -> AnnotatedDataset:
         """A copy with annotations added per item id.

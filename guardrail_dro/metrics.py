@@ -9,11 +9,15 @@ Pure numpy: no torch needed to score predictions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
 
-__all__ = ["Metrics", "compute_metrics", "macro_f1"]
+if TYPE_CHECKING:
+    from guardrail_dro.data import AnnotatedDataset
+
+__all__ = ["Metrics", "compute_metrics", "macro_f1", "score_split"]
 
 
 class Metrics(BaseModel):
@@ -120,3 +124,15 @@ def compute_metrics(
             toxic_fpr=_safe_div(float(np.sum(~t_tox & p_tox)), float(np.sum(~t_tox))),
         )
     return Metrics(**out)
+
+
+def score_split(data: AnnotatedDataset, pred: np.ndarray) -> Metrics:
+    """Predicted class indices against a split's own gold labels, groups and schema."""
+    return compute_metrics(
+        data.gold_array(),
+        pred,
+        num_classes=data.schema.num_classes,
+        groups=data.group_array(),
+        group_names=data.groups,
+        safe_mask=data.schema.safe_mask(),
+    )

@@ -52,7 +52,7 @@ from guardrail_dro.data import AnnotatedDataset
 from guardrail_dro.embeddings import EmbeddingCache, embed_texts
 from guardrail_dro.errors import ConfigError, DataError
 from guardrail_dro.features import FeatureSource, build_features, default_cache_dir, unwrap
-from guardrail_dro.metrics import Metrics, compute_metrics
+from guardrail_dro.metrics import Metrics, compute_metrics, score_split
 from guardrail_dro.model import ClassifierHead, WeightEstimator
 from guardrail_dro.rank_selection import choose_estimator_rank
 from guardrail_dro.schema import LabelSchema
@@ -178,14 +178,7 @@ class TrainResult:
     def evaluate(self, data: AnnotatedDataset) -> Metrics:
         """Metrics on a split with gold labels (and groups, for the group metrics)."""
         pred = self.predict_proba(data.texts).argmax(1)
-        return compute_metrics(
-            data.gold_array(),
-            pred,
-            num_classes=self.schema.num_classes,
-            groups=data.group_array(),  # the split's own groups, even ones valid lacks
-            group_names=data.groups,
-            safe_mask=self.schema.safe_mask(),
-        )
+        return score_split(data, pred)
 
 
 def _synced(acc, t: torch.Tensor) -> torch.Tensor:
