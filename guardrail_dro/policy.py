@@ -213,6 +213,11 @@ class DecisionRule:
     toxic_threshold: float
     policy: Policy
     provider: str = "cpu"
+    # 1 / threshold, floored: severity is probs * this on every check, so computed once.
+    inv_thresholds: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inv_thresholds", 1.0 / np.maximum(self.thresholds, 1e-9))
 
     @classmethod
     def build(
@@ -265,7 +270,7 @@ class DecisionRule:
         probs = z / z.sum(axis=1, keepdims=True)
         hits = probs >= self.thresholds
         # Severity: how far past its threshold each window is; the worst window decides.
-        sev = (probs / np.maximum(self.thresholds, 1e-9)).max(axis=1)
+        sev = (probs * self.inv_thresholds).max(axis=1)
         if self.safe.any():
             toxic = 1.0 - probs[:, self.safe].sum(axis=1)
             bad = hits.any(axis=1) | (toxic >= self.toxic_threshold)
