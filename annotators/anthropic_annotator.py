@@ -17,8 +17,8 @@ from typing import Any
 
 from annotators.base import Prompt, RawReply, Usage, aclose_quietly
 from annotators.prompts import reply_json_schema
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import require
-from guardrail_dro.schema import LabelSchema
 
 __all__ = ["DEFAULT_BASE_URL", "TOOL_NAME", "AnthropicAnnotator", "parse_message"]
 

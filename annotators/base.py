@@ -24,8 +24,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import GuardrailError
-from guardrail_dro.schema import LabelSchema
 
 __all__ = [
     "AnnotationResult",

@@ -71,8 +71,8 @@ from annotators.runner import (
     open_cache,
     results_to_annotations,
 )
-from guardrail_dro.data import AnnotatedDataset
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["abatch_annotate", "abatch_annotate_with_report", "batch_annotate",
            "batch_annotate_with_report"]

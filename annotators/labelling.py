@@ -22,7 +22,7 @@ from annotators.pricing import estimate_request_tokens
 from annotators.prompts import build_prompt, repair_prompt
 from annotators.ratelimit import RateLimiter
 from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["judge", "label_text"]
 

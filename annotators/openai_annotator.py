@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from annotators.base import Prompt, RawReply, Usage, aclose_quietly
 from annotators.prompts import reply_json_schema
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import require
-from guardrail_dro.schema import LabelSchema
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIAnnotator", "is_reasoning_model",
            "parse_chat_completion"]

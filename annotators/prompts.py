@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from annotators.base import Prompt
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 
 __all__ = [
     "PROMPT_VERSION",

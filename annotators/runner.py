@@ -34,9 +34,9 @@ from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, estimate_
 from annotators.prompts import PROMPT_VERSION, build_prompt
 from annotators.ratelimit import RateLimiter
 from annotators.retry import TRANSIENT_STATUSES, RetryPolicy
-from guardrail_dro.data import AnnotatedDataset, Annotation
+from guardrail_dro.data.items import AnnotatedDataset, Annotation
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError
-from guardrail_dro.schema import LabelSchema
 
 __all__ = [
     "EXPECTED_OUTPUT_TOKENS",

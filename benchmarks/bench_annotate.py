@@ -34,8 +34,8 @@ from pathlib import Path
 
 from annotators import AnnotationCache, AnthropicAnnotator, OpenAIAnnotator, annotate_with_report
 from annotators.retry import RetryPolicy
-from guardrail_dro.data import AnnotatedDataset, Item
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.items import AnnotatedDataset, Item
+from guardrail_dro.data.schema import LabelSchema
 
 SCHEMA = LabelSchema(classes=("safe", "toxic"), safe=("safe",))
 # Items per concurrency level: a few "rounds" of latency each, so the whole run stays

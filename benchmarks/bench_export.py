@@ -59,10 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from export.onnx import export_onnx
-    from guardrail_dro.artifact import load_artifact
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.runtime import create_session
-    from guardrail_dro.synthetic import make_synthetic
+    from guardrail_dro.data.synthetic import make_synthetic
+    from guardrail_dro.serve.artifact import load_artifact
+    from guardrail_dro.serve.runtime import create_session
+    from guardrail_dro.train.modeldir import TrainedModel
 
     work = Path(tempfile.mkdtemp(prefix="bench-export-"))
     t0 = time.perf_counter()

@@ -90,8 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=None, help="ORT intra-op threads")
     args = ap.parse_args(argv)
 
-    from guardrail_dro.guard import Guard
-    from guardrail_dro.runtime import create_session
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.runtime import create_session
 
     t0 = time.perf_counter()
     guard_dir = args.guard_dir or build_guard(

@@ -35,9 +35,9 @@ def pct(xs: list[float], q: float) -> float:
 
 def build_model_dir(work: Path) -> Path:
     """Train a MiniLM classifier (frozen encoder, soft labels) on the synthetic data."""
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.synthetic import make_synthetic
-    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
+    from guardrail_dro.data.synthetic import make_synthetic
+    from guardrail_dro.train.modeldir import TrainedModel
+    from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
     syn = make_synthetic(seed=0)
     cfg = TrainConfig(method="soft", progress=False, cache_dir=work / "cache")

@@ -16,8 +16,8 @@ from pathlib import Path
 from annotators import AnthropicAnnotator, OpenAIAnnotator, annotate_with_report
 from annotators.testing import FakeLLMServer, FakeReply
 from guardrail_dro import BiLevelTrainer, TrainConfig, make_synthetic
-from guardrail_dro.data import AnnotatedDataset
-from guardrail_dro.synthetic import SPURIOUS_PHRASE
+from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.data.synthetic import SPURIOUS_PHRASE
 
 
 def main(argv: list[str] | None = None) -> None:

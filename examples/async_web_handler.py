@@ -19,8 +19,8 @@ import time
 import openai
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.guard import Guard
-from guardrail_dro.policy import Policy
+from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.policy import Policy
 
 MESSAGES = [
     "What should I cook for dinner tonight?",

@@ -19,8 +19,8 @@ import anthropic
 import openai
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.guard import Guard
-from guardrail_dro.policy import GuardResult, Policy
+from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.policy import GuardResult, Policy
 
 REPLY = (
     "Tomatoes need sun and water every day. Keep a diary of the plant's growth. "

@@ -14,7 +14,7 @@ import csv
 from pathlib import Path
 
 from guardrail_dro import BiLevelTrainer, TrainConfig, make_synthetic, read_splits
-from guardrail_dro.data import AnnotatedDataset
+from guardrail_dro.data.items import AnnotatedDataset
 
 
 def write_long_csv(ds: AnnotatedDataset, path: Path) -> Path:

@@ -17,8 +17,8 @@ import os
 import openai
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.guard import Guard
-from guardrail_dro.policy import Policy
+from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.policy import Policy
 
 # What the fake model answers to each question (anything else: a polite default).
 REPLIES = {

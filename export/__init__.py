@@ -5,9 +5,9 @@
   ``convert``); ``export.quantize``: int8 recipes and fp16;
 - ``export.validate``: the check (``ExportParityError`` lists every mismatch);
 - ``export.triton``: a Triton model repository from a guard artifact;
-- ``export.cli``: ``guardrail-dro export``.
+- ``guardrail_dro.cli.export``: ``guardrail-dro export``.
 
-The serving side (``guardrail_dro.artifact``, ``guardrail_dro.runtime``) never imports
+The serving side (``guardrail_dro.serve.artifact``, ``guardrail_dro.serve.runtime``) never imports
 this package. Importing it is cheap: torch, onnx and onnxruntime load on use.
 """
 

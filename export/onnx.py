@@ -222,15 +222,15 @@ def export_onnx(
         PosixPath('guard')
     """
     from export.validate import Validator, merge
-    from guardrail_dro.artifact import (
+    from guardrail_dro.serve.artifact import (
         VARIANT_FILES,
         GuardManifest,
         ModelVariant,
         Thresholds,
         write_manifest,
     )
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.runtime import import_onnxruntime
+    from guardrail_dro.serve.runtime import import_onnxruntime
+    from guardrail_dro.train.modeldir import TrainedModel
 
     say = progress or (lambda _msg: None)
     spec = spec or ExportSpec()
@@ -351,6 +351,6 @@ def export_onnx(
 
 
 def _sha(path: Path) -> str:
-    from guardrail_dro.artifact import file_sha256
+    from guardrail_dro.serve.artifact import file_sha256
 
     return file_sha256(path)

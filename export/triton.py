@@ -22,8 +22,8 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from guardrail_dro.artifact import GuardArtifact, load_artifact
 from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
+from guardrail_dro.serve.artifact import GuardArtifact, load_artifact
 
 __all__ = ["model_config_pb2", "parse_config", "render_config", "write_triton_repository"]
 

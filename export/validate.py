@@ -171,7 +171,7 @@ def onnx_logits(session, tokenizer, texts: Sequence[str], max_length: int, batch
 
 
 def _check_tokenizer(report, artifact_dir: Path, tokenizer, texts, max_length, pad_token):
-    from guardrail_dro.artifact import GuardArtifact
+    from guardrail_dro.serve.artifact import GuardArtifact
 
     try:
         import tokenizers  # noqa: F401
@@ -275,7 +275,7 @@ def _agreement(report, variant, fp32_logits, logits, limit, n_what: str) -> None
 
 
 def _worst_group(report, variant, valid, fp32_logits, logits, limit) -> None:
-    from guardrail_dro.metrics import compute_metrics
+    from guardrail_dro.train.metrics import compute_metrics
 
     if not (valid.has_gold and valid.has_groups):
         report.notes.append("validation split lacks gold or groups: worst-group drop not checked")
@@ -320,7 +320,7 @@ class Validator:
         tolerances: Tolerances | None = None,
         intra_op_threads: int | None = None,
     ) -> None:
-        from guardrail_dro.runtime import create_session
+        from guardrail_dro.serve.runtime import create_session
 
         self.trained = trained
         self.valid = valid
@@ -367,7 +367,7 @@ class Validator:
         return report
 
     def check_variant(self, variant: str, path: str | Path) -> ParityReport:
-        from guardrail_dro.runtime import create_session
+        from guardrail_dro.serve.runtime import create_session
 
         report = ParityReport()
         try:

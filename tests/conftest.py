@@ -20,7 +20,7 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch = pytest.importorskip("torch")
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from guardrail_dro.model import default_backbone
+    from guardrail_dro.train.model import default_backbone
 
     out = tmp_path_factory.mktemp("tiny-bert")
     tok = AutoTokenizer.from_pretrained(default_backbone())
@@ -40,7 +40,7 @@ def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic():
-    from guardrail_dro.synthetic import make_synthetic
+    from guardrail_dro.data.synthetic import make_synthetic
 
     return make_synthetic(seed=0)
 
@@ -53,8 +53,8 @@ def cache_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_backbone: Path, synthetic, tmp_path_factory) -> Path:
     """A trained model directory (method ours, tiny backbone, frozen) on synthetic data."""
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
+    from guardrail_dro.train.modeldir import TrainedModel
+    from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
     cfg = TrainConfig(
         method="ours",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from guardrail_dro.data import AnnotatedDataset, Item
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.items import AnnotatedDataset, Item
+from guardrail_dro.data.schema import LabelSchema
 
 KEY = "sk-test-SECRET-0123456789"
 

@@ -13,7 +13,7 @@ import pytest
 
 from annotators.retry import RetryPolicy
 from annotators.testing import FakeLLMServer, keyword_handler
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 
 
 @pytest.fixture

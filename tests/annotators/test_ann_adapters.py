@@ -14,7 +14,7 @@ from annotators import (
     label_text,
 )
 from annotators.testing import FakeLLMServer, FakeReply, Fault
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 from tests.annotators.ann_helpers import EXPECTED, KEY, TEXTS, make_dataset
 
 PROVIDERS = ["openai", "anthropic"]

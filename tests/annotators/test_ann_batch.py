@@ -10,7 +10,7 @@ from annotators import AnnotationCache, AnthropicAnnotator, BatchPendingError, O
 from annotators.batch import batch_annotate_with_report
 from annotators.retry import RetryPolicy
 from annotators.testing import FakeLLMServer, Fault
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 from tests.annotators.ann_helpers import EXPECTED, KEY, TEXTS, make_dataset
 
 PROVIDERS = ["openai", "anthropic"]

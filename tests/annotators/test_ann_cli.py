@@ -18,7 +18,7 @@ import pytest
 from annotators import OpenAIAnnotator
 from annotators.runner import key_for
 from annotators.testing import FakeLLMServer, keyword_handler
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 from tests.annotators.ann_helpers import KEY
 
 BIN = Path(sys.executable).parent
@@ -161,7 +161,7 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
 
 
 def test_import_loads_no_sdk() -> None:
-    code = ("import sys, annotators, annotators.cli, annotators.testing; "
+    code = ("import sys, annotators, guardrail_dro.cli.annotate, annotators.testing; "
             "bad = [m for m in ('openai', 'anthropic', 'tenacity') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,7 +8,7 @@ import pytest
 
 from annotators import AnthropicAnnotator, OpenAIAnnotator, build_prompt
 from annotators.testing import FakeLLMServer, FakeReply, Fault, Refuse
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 from tests.annotators.ann_helpers import KEY
 
 

@@ -40,7 +40,7 @@ import asyncio, sys
 sys.modules[{provider!r}] = None
 from annotators import AnthropicAnnotator, OpenAIAnnotator, build_prompt
 from guardrail_dro.errors import DependencyError
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 cls = OpenAIAnnotator if {provider!r} == "openai" else AnthropicAnnotator
 schema = LabelSchema(classes=("a", "b"))
 try:

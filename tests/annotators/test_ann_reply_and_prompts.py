@@ -14,7 +14,7 @@ from annotators.prompts import (
     repair_prompt,
     reply_json_schema,
 )
-from guardrail_dro.schema import LabelSchema
+from guardrail_dro.data.schema import LabelSchema
 
 SCHEMA = LabelSchema(classes=("safe", "toxic", "14"), safe=("safe",),
                      descriptions={"toxic": "insults or threats"})

@@ -19,9 +19,9 @@ from annotators import (
 )
 from annotators.ratelimit import RateLimiter, TokenBucket
 from annotators.testing import FakeLLMServer, Fault
+from guardrail_dro.data.readers import read_dataset
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError
-from guardrail_dro.readers import read_dataset
-from guardrail_dro.schema import LabelSchema
 from tests.annotators.ann_helpers import KEY, TEXTS, make_dataset
 
 

@@ -34,7 +34,7 @@ def tiny_export(tiny_model_dir: Path, valid_jsonl: Path, tmp_path_factory) -> di
     import typer
     from typer.testing import CliRunner
 
-    from export.cli import register
+    from guardrail_dro.cli.export import register
 
     app = typer.Typer()
     app.callback()(lambda: None)  # a group, so the command is called by name

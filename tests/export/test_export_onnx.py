@@ -47,9 +47,9 @@ def test_graph_has_dynamic_batch_and_sequence_axes(tiny_export) -> None:
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
 def test_serving_path_matches_pytorch(tiny_export, tiny_model_dir: Path, variant: str) -> None:
     """load_artifact + runtime session + tokenizer.json (no transformers) vs PyTorch."""
-    from guardrail_dro.artifact import load_artifact
-    from guardrail_dro.modeldir import TrainedModel
-    from guardrail_dro.runtime import create_session
+    from guardrail_dro.serve.artifact import load_artifact
+    from guardrail_dro.serve.runtime import create_session
+    from guardrail_dro.train.modeldir import TrainedModel
 
     art = load_artifact(tiny_export["guard"])
     sess = create_session(art.model_path(variant), provider="cpu", intra_op_threads=1)
@@ -97,7 +97,7 @@ def test_parity_failure_lists_every_mismatch(
     from export.spec import Tolerances
     from export.validate import ExportParityError, validate_export
     from guardrail_dro.errors import ArtifactError
-    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.train.modeldir import TrainedModel
 
     trained = TrainedModel.load(tiny_model_dir)
     counts = np.bincount(
@@ -126,7 +126,7 @@ def test_parity_failure_lists_every_mismatch(
 
 def test_unchecked_fp16_fails_unless_opted_in(tiny_export, tiny_model_dir, tmp_path) -> None:
     from export.validate import UNCHECKED, ExportParityError, validate_export
-    from guardrail_dro.modeldir import TrainedModel
+    from guardrail_dro.train.modeldir import TrainedModel
 
     trained = TrainedModel.load(tiny_model_dir)
     fp16 = tmp_path / "model.fp16.onnx"
@@ -169,9 +169,9 @@ def test_non_empty_out_dir_is_refused(tiny_model_dir, tmp_path) -> None:
 
 def test_validation_split_with_other_classes_is_refused(tiny_model_dir, tmp_path) -> None:
     from export.onnx import export_onnx
-    from guardrail_dro.data import AnnotatedDataset, Item
+    from guardrail_dro.data.items import AnnotatedDataset, Item
+    from guardrail_dro.data.schema import LabelSchema
     from guardrail_dro.errors import ConfigError
-    from guardrail_dro.schema import LabelSchema
 
     schema = LabelSchema(classes=("x", "y"))
     valid = AnnotatedDataset([Item(item_id="1", text="t", gold="x")], schema)

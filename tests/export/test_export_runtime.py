@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
-from guardrail_dro.runtime import (
+from guardrail_dro.serve.runtime import (
     FALLBACK_ORDER,
     SessionConfig,
     check_onnxruntime_install,
@@ -113,7 +114,7 @@ def test_cuda_session_runs_on_cuda(tiny_export) -> None:
 @pytest.mark.gpu
 @requires_gpu
 def test_fp16_variant_agrees_on_gpu(tiny_export) -> None:
-    from guardrail_dro.artifact import load_artifact
+    from guardrail_dro.serve.artifact import load_artifact
 
     art = load_artifact(tiny_export["guard"])
     tok = art.load_tokenizer()
@@ -154,7 +155,7 @@ def test_quiet_provider_probe_restores_the_users_log_level(tiny_export) -> None:
 
     code = (
         "import onnxruntime as ort\n"
-        "from guardrail_dro import runtime\n"
+        "from guardrail_dro.serve import runtime\n"
         "runtime.set_ort_log_severity(1)\n"
         "with runtime._quiet_logger(ort):\n"
         "    pass\n"
@@ -164,4 +165,4 @@ def test_quiet_provider_probe_restores_the_users_log_level(tiny_export) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "[I:onnxruntime" in proc.stderr  # info level again, not the quiet one
     with pytest.raises(ConfigError, match="0..4"):
-        __import__("guardrail_dro.runtime").runtime.set_ort_log_severity(7)
+        importlib.import_module("guardrail_dro.serve.runtime").set_ort_log_severity(7)

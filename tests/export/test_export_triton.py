@@ -11,7 +11,7 @@ pytest.importorskip("tritonclient", reason="Triton's protobuf definitions (trito
 
 def test_repository_layout_and_config(tiny_export) -> None:
     from export.triton import parse_config
-    from guardrail_dro.artifact import load_artifact
+    from guardrail_dro.serve.artifact import load_artifact
 
     repo: Path = tiny_export["triton"]
     model = repo / "guardrail"

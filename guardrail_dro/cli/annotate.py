@@ -1,0 +1,172 @@
+"""``guardrail-dro annotate``: the command-line shell over ``annotate`` / ``batch_annotate``.
+
+Registered by ``guardrail_dro.cli`` through ``register(app)``. This module imports only
+typer, the standard library and guardrail_dro at top level, so ``guardrail-dro --help``
+never loads an SDK; the annotators package is imported inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from guardrail_dro.cli.options import (
+    AnnotatorCols,
+    Format,
+    GoldCol,
+    GroupCol,
+    IdCol,
+    Labels,
+    LlmAnnotators,
+    Safe,
+    SchemaPath,
+    TextCol,
+    make_reader_options,
+    make_schema,
+)
+
+__all__ = ["annotate_command", "register"]
+
+_HELP = """Label a dataset with LLMs (OpenAI, Claude, OpenAI-compatible servers).
+
+Each --annotator adds one annotator to the output, named like its spec
+(openai:gpt-4o-mini): kind "llm", a label from the label schema, a rationale,
+a confidence and the model name, ready for `guardrail-dro train`.
+
+Keys come from OPENAI_API_KEY / ANTHROPIC_API_KEY; never logged or cached.
+
+Every answer is cached in SQLite (--cache, default OUT.cache.sqlite) as it
+arrives: after a crash or Ctrl-C, run the same command again and it resumes
+without paying twice. Refused, invalid and failed items are counted and
+listed in --failures (default OUT.failures.jsonl), never dropped silently.
+
+\b
+Examples:
+  # what would it cost?
+  guardrail-dro annotate --data q.csv --text-col question --labels safe,toxic
+      --annotator openai:gpt-4o-mini --out labelled.jsonl --dry-run
+  # two LLM annotators, classes and descriptions from a schema file
+  guardrail-dro annotate --data q.csv --schema schema.json --out labelled.jsonl
+      --annotator openai:gpt-4o-mini --annotator anthropic:claude-haiku-4-5
+  # a local model behind Ollama's OpenAI-compatible endpoint
+  OPENAI_API_KEY=local guardrail-dro annotate --data q.csv --labels safe,toxic
+      --annotator openai:llama3.1 --base-url http://localhost:11434/v1
+      --out labelled.jsonl
+"""
+
+_R = "Run"
+
+
+def annotate_command(
+    data: Annotated[Path, typer.Option("--data", help="Input dataset (CSV or JSONL).",
+                                       exists=True, dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL (the label schema is "
+                                      "written beside it).")],
+    annotator: Annotated[list[str], typer.Option(
+        "--annotator", help="PROVIDER:MODEL, repeatable: openai:gpt-4o-mini, "
+        "anthropic:claude-haiku-4-5.")],
+    labels: Labels = None,
+    safe: Safe = None,
+    schema: SchemaPath = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="OpenAI-compatible server for openai: annotators (ends in /v1; "
+        "vLLM, Ollama, Azure). Default: OPENAI_BASE_URL or api.openai.com.",
+        rich_help_panel=_R)] = None,
+    anthropic_base_url: Annotated[str | None, typer.Option(
+        "--anthropic-base-url", help="API root for anthropic: annotators (no /v1). "
+        "Default: ANTHROPIC_BASE_URL or api.anthropic.com.", rich_help_panel=_R)] = None,
+    cache: Annotated[Path | None, typer.Option(
+        "--cache", help="SQLite cache of answers and batch jobs (default: OUT.cache.sqlite).",
+        rich_help_panel=_R)] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", min=1, help="Requests in flight at once.", rich_help_panel=_R)] = 8,
+    rpm: Annotated[float | None, typer.Option(
+        "--rpm", help="Requests per minute not to exceed.", rich_help_panel=_R)] = None,
+    tpm: Annotated[float | None, typer.Option(
+        "--tpm", help="Tokens per minute not to exceed.", rich_help_panel=_R)] = None,
+    batch: Annotated[bool, typer.Option(
+        "--batch", help="Use the providers' batch APIs (half price, up to 24 h); "
+        "interrupted runs resume the same jobs.", rich_help_panel=_R)] = False,
+    poll_interval: Annotated[float, typer.Option(
+        "--poll-interval", help="Seconds between batch polls.", rich_help_panel=_R)] = 30.0,
+    max_wait: Annotated[float | None, typer.Option(
+        "--max-wait", help="Stop waiting for batch jobs after this many seconds (run "
+        "again to resume).", rich_help_panel=_R)] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Make no call and write nothing; print to stderr how many "
+        "answers are already cached, how many requests are left to make, their estimated "
+        "tokens (in / out) and estimated cost (at batch prices with --batch).",
+        rich_help_panel=_R)] = False,
+    prices: Annotated[Path | None, typer.Option(
+        "--prices", help='JSON {"model": [usd_per_mtok_in, usd_per_mtok_out]} over the '
+        "built-in price table.", exists=True, dir_okay=False, rich_help_panel=_R)] = None,
+    failures: Annotated[Path | None, typer.Option(
+        "--failures", help="Where to list refused / invalid / failed items "
+        "(default: OUT.failures.jsonl).", rich_help_panel=_R)] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Seconds per request before it is retried.",
+        rich_help_panel=_R)] = 60.0,
+    max_attempts: Annotated[int, typer.Option(
+        "--max-attempts", min=1, help="Attempts per request on transient errors "
+        "(429, 5xx, timeouts).", rich_help_panel=_R)] = 6,
+    progress: Annotated[bool, typer.Option(
+        "--progress/--no-progress", help="Progress bar with rate, ETA, tokens and cost "
+        "(with --batch: each job's status and counts while polling).",
+        rich_help_panel=_R)] = True,
+    format: Format = "auto",
+    text_col: TextCol = None,
+    id_col: IdCol = None,
+    annotator_cols: AnnotatorCols = None,
+    gold_col: GoldCol = None,
+    group_col: GroupCol = None,
+    llm_annotators: LlmAnnotators = None,
+) -> None:
+    from annotators.batch import batch_annotate_with_report
+    from annotators.pricing import load_prices
+    from annotators.retry import RetryPolicy
+    from annotators.runner import annotate_with_report
+    from annotators.specs import make_annotator
+    from guardrail_dro.data.readers import read_dataset
+
+    options = make_reader_options(format, text_col, id_col, annotator_cols, gold_col,
+                                  group_col, llm_annotators)
+    dataset = read_dataset(data, options, schema=make_schema(labels, safe, schema))
+    annotators = [
+        make_annotator(spec, base_url=base_url, anthropic_base_url=anthropic_base_url,
+                       timeout=timeout, need_key=not dry_run)
+        for spec in annotator
+    ]
+    cache_path = cache or out.with_name(out.name + ".cache.sqlite")
+    price_table = load_prices(prices) if prices else None
+    policy = RetryPolicy(max_attempts=max_attempts)
+    if batch:
+        run = batch_annotate_with_report(
+            dataset, annotators, cache=cache_path, poll_interval=poll_interval,
+            max_wait=max_wait, policy=policy, prices=price_table, dry_run=dry_run,
+            progress=progress,
+        )
+    else:
+        run = annotate_with_report(
+            dataset, annotators, cache=cache_path, concurrency=concurrency, rpm=rpm, tpm=tpm,
+            dry_run=dry_run, policy=policy, prices=price_table, progress=progress,
+        )
+    for line in run.report.summary_lines():
+        typer.echo(line, err=True)
+    if dry_run:
+        return
+    run.dataset.save_jsonl(out)
+    typer.echo(f"wrote {out} ({len(run.dataset)} items)", err=True)
+    fail_path = failures or out.with_name(out.name + ".failures.jsonl")
+    if run.report.failures:
+        run.report.write_failures(fail_path)
+        typer.echo(f"{run.report.failed} item(s) not labelled (refused / invalid / error): "
+                   f"listed in {fail_path}", err=True)
+    elif fail_path.exists():
+        fail_path.unlink()  # a stale list from an earlier run would mislead
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``annotate`` command to the ``guardrail-dro`` app."""
+    app.command("annotate", help=_HELP)(annotate_command)

@@ -1,0 +1,125 @@
+"""``guardrail-dro check``: run a guard artifact on a text or a JSONL file, print JSON.
+
+A thin shell over ``Guard.load(guard_dir, provider=..., precision=..., policy=...)`` and
+``Guard.check`` / ``Guard.check_many``; onnxruntime loads inside the command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["check_command", "register"]
+
+_HELP = (
+    "Check texts with a guard artifact and print the results as JSON.\n\n"
+    "One TEXT: prints one JSON object (allowed, label, scores, triggered, toxic_score, "
+    "action, degraded, windows, latency_ms...). --file IN.jsonl: one JSON line per input "
+    'line, in order; each line is a string or an object with a "text" field (other '
+    "fields, e.g. an id, are copied to the output). Exit code 0 whatever the decisions; "
+    "--exit-code makes it 1 when any text is not allowed.\n\n"
+    "Examples:\n\n"
+    'guardrail-dro check --guard guard "how do I bake bread?"\n\n'
+    "guardrail-dro check --guard guard --file prompts.jsonl > results.jsonl"
+)
+
+
+def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
+    from guardrail_dro.errors import ReaderError
+
+    texts, extras = [], []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReaderError(f"not JSON: {exc.msg}", path=path, line=n) from None
+            if isinstance(row, str):
+                row = {field: row}
+            if not isinstance(row, dict) or not isinstance(row.get(field), str):
+                raise ReaderError(
+                    f"expected a string or an object with a string {field!r} field",
+                    path=path,
+                    line=n,
+                    column=field,
+                )
+            texts.append(row[field])
+            extras.append({k: v for k, v in row.items() if k != field})
+    return texts, extras
+
+
+def check_command(
+    guard_dir: Annotated[
+        Path,
+        typer.Option(
+            "--guard",
+            help="Guard artifact directory (from `export`).",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    text: Annotated[str | None, typer.Argument(help="The text to check.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", help="JSONL of texts to check in batches.", exists=True, dir_okay=False
+        ),
+    ] = None,
+    text_field: Annotated[str, typer.Option("--text-field", help="Field of the text.")] = "text",
+    provider: Annotated[
+        str, typer.Option("--provider", help="auto | tensorrt | cuda | cpu")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto | int8 | fp32 | fp16")
+    ] = "auto",
+    toxic_threshold: Annotated[
+        float | None, typer.Option("--toxic-threshold", help="Override guard.json's.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
+    manifest_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest-sha256", help="Refuse a guard.json other than this one (export prints it)."
+        ),
+    ] = None,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when any text is not allowed.")
+    ] = False,
+) -> None:
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.policy import Policy
+
+    if (text is None) == (file is None):
+        raise typer.BadParameter("give either a TEXT or --file IN.jsonl")
+    guard = Guard.load(
+        guard_dir,
+        provider=provider,
+        precision=precision,
+        policy=Policy(toxic_threshold=toxic_threshold),
+        batch_size=batch_size,
+        manifest_sha256=manifest_sha256,
+    )
+    if text is not None:
+        results = [guard.check(text)]
+        print(json.dumps(results[0].to_dict(), ensure_ascii=False))
+    else:
+        texts, extras = _read_jsonl(file, text_field)
+        results = []
+        for s in range(0, len(texts), batch_size):
+            results += guard.check_many(texts[s : s + batch_size])
+        out = sys.stdout
+        for extra, r in zip(extras, results, strict=True):
+            out.write(json.dumps({**extra, **r.to_dict()}, ensure_ascii=False) + "\n")
+    if exit_code and not all(r.allowed for r in results):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``check`` command to the ``guardrail-dro`` app."""
+    app.command("check", help=_HELP, no_args_is_help=True)(check_command)

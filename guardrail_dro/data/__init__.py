@@ -1,0 +1,1 @@
+"""The data model: label schema, items and annotations, readers, the synthetic generator."""

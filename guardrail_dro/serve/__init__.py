@@ -1,0 +1,1 @@
+"""Serving: the guard artifact, ONNX Runtime sessions, the decision policy, Guard, rails."""

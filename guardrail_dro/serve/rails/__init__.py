@@ -1,0 +1,1 @@
+"""Chat-pipeline rails: message reading, stream checking, SDK wrappers, the decorator."""

@@ -1,0 +1,348 @@
+"""Guarded OpenAI and Anthropic clients: ``wrap_openai`` / ``wrap_anthropic`` (or
+``wrap``) return the client with ``chat.completions.create`` / ``messages.create``
+guarded, sync and async, ``stream=True`` included; every other attribute is the
+client's own, unguarded. The SDKs are imported only when a response is rebuilt, so
+importing this module imports neither.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from guardrail_dro.serve.policy import GuardResult
+from guardrail_dro.serve.rails.streams import (
+    AsyncGuardedStream,
+    GuardedStream,
+    OnCheck,
+    _acloser,
+    _adecide,
+    _aguard_stream,
+    _closer,
+    _decide,
+    _Events,
+    _guard_stream,
+    _rail_guard,
+    _reply_text,
+    content_text,
+    last_user_text,
+)
+
+if TYPE_CHECKING:
+    from guardrail_dro.serve.guard import Guard
+
+__all__ = ["wrap", "wrap_anthropic", "wrap_openai"]
+
+
+def _openai_replaced(resp: Any, text: str) -> Any:
+    choices = [
+        c.model_copy(
+            update={
+                "message": c.message.model_copy(update={"content": text}),
+                "finish_reason": "content_filter",
+            }
+        )
+        for c in resp.choices
+    ]
+    return resp.model_copy(update={"choices": choices})
+
+
+def _anthropic_replaced(msg: Any, text: str) -> Any:
+    from anthropic.types import TextBlock
+
+    content = [TextBlock(type="text", text=text)] if text else []
+    return msg.model_copy(update={"content": content, "stop_reason": "refusal"})
+
+
+class _OpenAIEvents(_Events):
+    def __init__(self, model: str = "guard") -> None:
+        self.first: Any = None
+        self.model = model
+
+    def text(self, chunk: Any) -> str:
+        if self.first is None:
+            self.first = chunk
+        return "".join((c.delta.content or "") for c in chunk.choices if c.delta is not None)
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        from openai.types.chat import ChatCompletionChunk
+
+        base = self.first
+        delta = {"content": result.replacement} if result.replacement else {}
+        return [
+            ChatCompletionChunk.model_validate(
+                {
+                    "id": getattr(base, "id", "guard-refusal"),
+                    "object": "chat.completion.chunk",
+                    "created": getattr(base, "created", int(time.time())),
+                    "model": getattr(base, "model", self.model),
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": "content_filter"}],
+                }
+            )
+        ]
+
+
+class _AnthropicEvents(_Events):
+    def __init__(self) -> None:
+        self.index = 0
+
+    def text(self, event: Any) -> str:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_start":
+            self.index = event.index
+        elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+            return event.delta.text
+        return ""
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        from anthropic.types import (
+            RawContentBlockDeltaEvent,
+            RawContentBlockStopEvent,
+            RawMessageDeltaEvent,
+            RawMessageStopEvent,
+        )
+
+        out: list[Any] = []
+        if result.replacement:
+            out.append(
+                RawContentBlockDeltaEvent.model_validate(
+                    {
+                        "type": "content_block_delta",
+                        "index": self.index,
+                        "delta": {"type": "text_delta", "text": result.replacement},
+                    }
+                )
+            )
+        out.append(RawContentBlockStopEvent(type="content_block_stop", index=self.index))
+        out.append(
+            RawMessageDeltaEvent.model_validate(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "refusal", "stop_sequence": None},
+                    "usage": {"output_tokens": 0},
+                }
+            )
+        )
+        out.append(RawMessageStopEvent(type="message_stop"))
+        return out
+
+
+class _OpenAIAdapter:
+    events = _OpenAIEvents
+
+    @staticmethod
+    def reply_text(resp: Any) -> str:
+        return _reply_text(resp)
+
+    replaced = staticmethod(_openai_replaced)
+
+    @staticmethod
+    def blocked(kwargs: dict, result: GuardResult) -> Any:
+        from openai.types.chat import ChatCompletion
+
+        return ChatCompletion.model_validate(
+            {
+                "id": "guard-refusal",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(kwargs.get("model", "guard")),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "content_filter",
+                        "message": {"role": "assistant", "content": result.replacement},
+                    }
+                ],
+            }
+        )
+
+    @staticmethod
+    def blocked_stream(kwargs: dict, result: GuardResult) -> list[Any]:
+        return _OpenAIEvents(str(kwargs.get("model", "guard"))).stop(result)
+
+
+class _AnthropicAdapter:
+    events = _AnthropicEvents
+
+    @staticmethod
+    def reply_text(msg: Any) -> str:
+        return content_text(msg.content)
+
+    replaced = staticmethod(_anthropic_replaced)
+
+    @staticmethod
+    def _message(kwargs: dict, text: str, stop: str | None) -> Any:
+        from anthropic.types import Message
+
+        return Message.model_validate(
+            {
+                "id": "msg_guard_refusal",
+                "type": "message",
+                "role": "assistant",
+                "model": str(kwargs.get("model", "guard")),
+                "content": [{"type": "text", "text": text}] if text else [],
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
+        )
+
+    @classmethod
+    def blocked(cls, kwargs: dict, result: GuardResult) -> Any:
+        return cls._message(kwargs, result.replacement or "", "refusal")
+
+    @classmethod
+    def blocked_stream(cls, kwargs: dict, result: GuardResult) -> list[Any]:
+        from anthropic.types import RawContentBlockStartEvent, RawMessageStartEvent
+
+        start = RawMessageStartEvent(type="message_start", message=cls._message(kwargs, "", None))
+        block = RawContentBlockStartEvent.model_validate(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        )
+        return [start, block, *_AnthropicEvents().stop(result)]
+
+
+def _iter(items: Iterable[Any]) -> Iterator[Any]:
+    yield from items  # a generator: it has close(), like a guarded stream
+
+
+async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+def _guarded_create(create, guard, adapter, *, is_async, input, output, on_check):
+    gin, gout = _rail_guard(guard, input), _rail_guard(guard, output)
+    if is_async:
+
+        async def acreate(*args: Any, **kwargs: Any) -> Any:
+            stream = bool(kwargs.get("stream"))
+            if gin is not None:
+                text = last_user_text(kwargs.get("messages") or [])
+                r = await _adecide(gin, "input", text, on_check)
+                if not r.allowed:
+                    if stream:
+                        return AsyncGuardedStream(_aiter(adapter.blocked_stream(kwargs, r)))
+                    return adapter.blocked(kwargs, r)
+            resp = await create(*args, **kwargs)
+            if gout is None:
+                return resp
+            if stream:
+                gen = _aguard_stream(gout, resp, adapter.events(), on_check, _acloser(resp))
+                return AsyncGuardedStream(gen, resp)
+            r = await _adecide(gout, "output", adapter.reply_text(resp), on_check)
+            return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+
+        return functools.wraps(create)(acreate)
+
+    def screate(*args: Any, **kwargs: Any) -> Any:
+        stream = bool(kwargs.get("stream"))
+        if gin is not None:
+            r = _decide(gin, "input", last_user_text(kwargs.get("messages") or []), on_check)
+            if not r.allowed:
+                if stream:
+                    return GuardedStream(_iter(adapter.blocked_stream(kwargs, r)))
+                return adapter.blocked(kwargs, r)
+        resp = create(*args, **kwargs)
+        if gout is None:
+            return resp
+        if stream:
+            gen = _guard_stream(gout, resp, adapter.events(), on_check, _closer(resp))
+            return GuardedStream(gen, resp)
+        r = _decide(gout, "output", adapter.reply_text(resp), on_check)
+        return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+
+    return functools.wraps(create)(screate)
+
+
+class _Proxy:
+    """The wrapped object with some attributes replaced; everything else is its own."""
+
+    def __init__(self, target: Any, **overrides: Any) -> None:
+        self._target = target
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._target, name)
+
+    def __repr__(self) -> str:
+        return f"<guarded {self._target!r}>"
+
+
+def _is_async(client: Any) -> bool:
+    return type(client).__name__.startswith("Async")
+
+
+def wrap_openai(
+    client: Any,
+    guard: Guard,
+    *,
+    input: bool | Guard = True,
+    output: bool | Guard = True,
+    on_check: OnCheck | None = None,
+) -> Any:
+    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded.
+    ``input`` / ``output``: a rail off (False), on (True), or on under its own ``Guard``.
+
+    Example:
+        >>> client = wrap_openai(OpenAI(max_retries=0), guard)
+        >>> client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
+    """
+    completions = client.chat.completions
+    create = _guarded_create(
+        completions.create,
+        guard,
+        _OpenAIAdapter,
+        is_async=_is_async(client),
+        input=input,
+        output=output,
+        on_check=on_check,
+    )
+    chat = _Proxy(client.chat, completions=_Proxy(completions, create=create))
+    return _Proxy(client, chat=chat)
+
+
+def wrap_anthropic(
+    client: Any,
+    guard: Guard,
+    *,
+    input: bool | Guard = True,
+    output: bool | Guard = True,
+    on_check: OnCheck | None = None,
+) -> Any:
+    """An ``anthropic.Anthropic`` / ``AsyncAnthropic`` whose ``messages.create`` is guarded
+    (``messages.stream`` is not: use ``create(stream=True)``)."""
+    messages = client.messages
+    create = _guarded_create(
+        messages.create,
+        guard,
+        _AnthropicAdapter,
+        is_async=_is_async(client),
+        input=input,
+        output=output,
+        on_check=on_check,
+    )
+
+    def _unguarded(*_a: Any, **_k: Any) -> Any:
+        raise NotImplementedError(
+            "the guarded client does not guard messages.stream(); use "
+            "messages.create(..., stream=True)"
+        )
+
+    return _Proxy(client, messages=_Proxy(messages, create=create, stream=_unguarded))
+
+
+def wrap(client: Any, guard: Guard, **options: Any) -> Any:
+    """``wrap_openai`` or ``wrap_anthropic``, by the client's package."""
+    package = type(client).__module__.split(".")[0]
+    if package == "openai":
+        return wrap_openai(client, guard, **options)
+    if package == "anthropic":
+        return wrap_anthropic(client, guard, **options)
+    raise TypeError(f"wrap() knows openai and anthropic clients, not {type(client)!r}")

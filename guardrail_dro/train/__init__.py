@@ -1,0 +1,1 @@
+"""Training: objectives, models, features, the bi-level trainer, baselines, metrics, bench."""

@@ -1,0 +1,336 @@
+"""Compare our method with its baselines over seeds: JSON, a markdown table, PNG plots.
+
+Every method trains with the same backbone, mode and budget (one ``TrainConfig`` with
+only ``method`` and ``seed`` changed), selects on valid, and is scored once on test.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel
+
+from guardrail_dro.data.items import AnnotatedDataset, find_leakage
+from guardrail_dro.errors import ConfigError
+from guardrail_dro.train.metrics import Metrics, score_split
+from guardrail_dro.train.trainer import METHODS, BiLevelTrainer, TrainConfig
+
+__all__ = ["BenchReport", "MethodResult", "default_methods", "run_bench"]
+
+HEADLINE = (
+    "accuracy",
+    "group_mean_accuracy",
+    "worst_group_accuracy",
+    "macro_f1",
+    "toxic_precision",
+    "toxic_recall",
+    "toxic_fpr",
+)
+
+
+class MethodResult(BaseModel):
+    method: str
+    mean: dict[str, float | None]
+    std: dict[str, float | None]
+    seconds: float
+    per_seed: list[Metrics]
+    valid_mean: dict[str, float | None] = {}
+    unseen_mean: dict[str, float | None] = {}
+    """Test items whose text is in neither train nor valid."""
+    group_accuracy: dict[str, float]
+    group_weights: dict[str, float] | None = None
+    annotator_weight_by_group: dict[str, dict[str, float]] | None = None
+    notes: list[str] = []
+
+
+class BenchReport(BaseModel):
+    date: str
+    machine: str
+    seeds: list[int]
+    config: dict
+    data: dict[str, dict]
+    leakage: list[str]
+    unseen_test_items: int = 0
+    embed_seconds: float = 0.0
+    total_seconds: float = 0.0
+    results: dict[str, MethodResult]
+
+    def table(self) -> str:
+        """A markdown table of mean ± std over seeds, best worst-group first."""
+        cols = (
+            "accuracy",
+            "group_mean_accuracy",
+            "worst_group_accuracy",
+            "macro_f1",
+            "toxic_recall",
+            "toxic_fpr",
+        )
+        head = (
+            "method",
+            "acc",
+            "group-mean acc",
+            "worst-group acc",
+            "macro-F1",
+            "toxic recall",
+            "toxic FPR",
+            "acc / worst, unseen test",
+            "s/run",
+        )
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        order = sorted(
+            self.results.values(), key=lambda r: -(r.mean.get("worst_group_accuracy") or 0.0)
+        )
+        for r in order:
+            cells = [f"`{r.method}`"]
+            for c in cols:
+                m, s = r.mean.get(c), r.std.get(c)
+                cells.append("n/a" if m is None else f"{m:.3f} ± {s:.3f}")
+            u = r.unseen_mean
+            worst = u.get("worst_group_accuracy")
+            cells.append(
+                "n/a"
+                if not u
+                else f"{u['accuracy']:.3f} / " + ("n/a" if worst is None else f"{worst:.3f}")
+            )
+            cells.append(f"{r.seconds:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+
+def default_methods(train: AnnotatedDataset, *, singles: bool = True) -> list[str]:
+    """Every built-in method, plus one single-annotator run per annotator when few."""
+    out = list(METHODS)
+    if singles and len(train.annotators) <= 12:
+        out += [f"single:{a}" for a in train.annotators]
+    return out
+
+
+def _agg(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    v = [x for x in values if x is not None]
+    if not v:
+        return None, None
+    return float(np.mean(v)), float(np.std(v))
+
+
+def run_bench(
+    train: AnnotatedDataset,
+    valid: AnnotatedDataset,
+    test: AnnotatedDataset,
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: int | Sequence[int] = 3,
+    config: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    on_run: Callable[[str, int, Metrics], None] | None = None,
+) -> BenchReport:
+    """Train every method for every seed, score on test, aggregate, write reports.
+
+    Args:
+        methods: default ``default_methods(train)``.
+        seeds: a count (0..n-1) or explicit seeds.
+        config: the shared training config; ``method`` and ``seed`` are overridden.
+        out_dir: when given, writes results.json, results.md and the plots there.
+        on_run: called after each (method, seed) with its test metrics (progress display).
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    base = config or TrainConfig()
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ConfigError("the benchmark needs at least one seed")
+    test.gold_array()  # fail now, naming the split, not after the first method trained
+    methods = list(methods or default_methods(train))
+    leak = find_leakage({"train": train, "valid": valid, "test": test}).lines()
+    # Test items whose text is in neither train nor valid: the score no method could have
+    # fit (toxic-questions repeats 158 test questions in valid, where `ours` fits).
+    seen = test.overlaps(train, valid)
+    unseen = test.subset(np.nonzero(~seen)[0])
+    if base.drop_overlap:
+        # The trainer drops train items seen in valid; the bench also keeps test unseen.
+        train, _ = train.without_overlap(test)
+    results: dict[str, MethodResult] = {}
+    embed_seconds = _warm_cache(base, train, valid, test)
+    bar = tqdm(
+        total=len(methods) * len(seed_list), desc="bench", unit="run", disable=not base.progress
+    )
+    for method in methods:
+        runs, secs, notes, gw, aw, vals, fresh = [], [], [], [], [], [], []
+        for seed in seed_list:
+            cfg = base.model_copy(update={"method": method, "seed": seed, "progress": False})
+            t0 = time.perf_counter()
+            res = BiLevelTrainer(cfg).fit(train, valid)
+            secs.append(time.perf_counter() - t0)
+            pred = res.predict_proba(test.texts).argmax(1)  # once, scored twice
+            m = score_split(test, pred)
+            runs.append(m)
+            vals.append(res.valid_metrics)
+            fresh.append(score_split(unseen, pred[~seen]))
+            notes.extend(n for n in res.notes if n not in notes)
+            if res.group_weights:
+                gw.append(res.group_weights)
+            if res.annotator_weight_by_group:
+                aw.append(res.annotator_weight_by_group)
+            if on_run:
+                on_run(method, seed, m)
+            bar.set_postfix(method=method, worst=f"{m.worst_group_accuracy or 0:.3f}")
+            bar.update(1)
+        mean, std = {}, {}
+        for k in HEADLINE:
+            mean[k], std[k] = _agg([getattr(r, k) for r in runs])
+        groups = runs[0].group_accuracy.keys()
+        results[method] = MethodResult(
+            valid_mean={k: _agg([getattr(v, k) for v in vals])[0] for k in HEADLINE},
+            unseen_mean={k: _agg([getattr(v, k) for v in fresh])[0] for k in HEADLINE},
+            method=method,
+            mean=mean,
+            std=std,
+            seconds=float(np.mean(secs)),
+            per_seed=runs,
+            group_accuracy={g: float(np.mean([r.group_accuracy[g] for r in runs])) for g in groups},
+            group_weights={g: float(np.mean([w[g] for w in gw])) for g in gw[0]} if gw else None,
+            annotator_weight_by_group={
+                g: {a: float(np.mean([w[g][a] for w in aw])) for a in aw[0][g]} for g in aw[0]
+            }
+            if aw
+            else None,
+            notes=notes,
+        )
+    bar.close()
+    report = BenchReport(
+        date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        machine=f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{_cpu_count()} cores",
+        seeds=seed_list,
+        config=base.model_dump(mode="json", exclude={"method", "seed", "progress"}),
+        data={
+            n: {
+                "items": len(d),
+                "annotators": len(d.annotators),
+                "groups": len(d.groups),
+                "sha256": d.content_hash(),
+            }
+            for n, d in (("train", train), ("valid", valid), ("test", test))
+        },
+        leakage=leak,
+        unseen_test_items=len(unseen),
+        embed_seconds=embed_seconds,
+        total_seconds=time.perf_counter() - started,
+        results=results,
+    )
+    if out_dir is not None:
+        write_report(report, Path(out_dir))
+    return report
+
+
+def _warm_cache(cfg: TrainConfig, *splits: AnnotatedDataset) -> float:
+    """Embed every split once (frozen mode) so that s/run measures training alone.
+
+    Returns the seconds it took (about 0 when everything was cached already).
+    """
+    if cfg.mode != "frozen":
+        return 0.0
+    from guardrail_dro.train.features import build_features
+
+    t0 = time.perf_counter()
+    build_features(cfg, {f"split{i}": ds for i, ds in enumerate(splits)})
+    return time.perf_counter() - t0
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def write_report(report: BenchReport, out: Path) -> None:
+    """results.json, results.md, group_accuracy.png, annotator_weights.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(report.model_dump_json(indent=2) + "\n")
+    md = [
+        f"Test split, mean ± std over seeds {report.seeds}; {report.date[:10]}, "
+        f"{report.machine}. Whole run {report.total_seconds:.0f} s, of which embedding "
+        f"{report.embed_seconds:.0f} s; s/run is training alone. 'Unseen test': the "
+        f"{report.unseen_test_items} test items whose text is in neither train nor valid "
+        "(mean over seeds).",
+        "",
+        report.table(),
+        "",
+    ]
+    if report.leakage:
+        md += ["Leakage between splits (normalised text):", ""]
+        md += [f"- {line}" for line in report.leakage] + [""]
+    (out / "results.md").write_text("\n".join(md))
+    plot_group_accuracy(report, out / "group_accuracy.png")
+    plot_annotator_weights(report, out / "annotator_weights.png")
+
+
+def plot_group_accuracy(report: BenchReport, path: Path) -> Path | None:
+    """Heatmap: test accuracy per group (columns) and method (rows), worst group marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = sorted(
+        report.results.values(), key=lambda r: -(r.mean.get("worst_group_accuracy") or 0.0)
+    )
+    if not res or not res[0].group_accuracy:
+        return None
+    groups = list(res[0].group_accuracy)
+    mat = np.array([[r.group_accuracy[g] for g in groups] for r in res])
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(groups), 1.2 + 0.4 * len(res)))
+    im = ax.imshow(mat, cmap="RdYlGn", vmin=max(0.0, mat.min() - 0.05), vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
+    ax.set_yticks(
+        range(len(res)), [f"{r.method}  (worst {r.mean['worst_group_accuracy']:.3f})" for r in res]
+    )
+    for i in range(mat.shape[0]):
+        j = int(mat[i].argmin())
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, ec="black"))
+        for jj in range(mat.shape[1]):
+            ax.text(jj, i, f"{mat[i, jj]:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("group")
+    ax.set_title("Test accuracy per group (box = worst group)")
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_annotator_weights(report: BenchReport, path: Path) -> Path | None:
+    """Heatmap per learned method: mean annotator weight on the valid items of each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    learned = [r for r in report.results.values() if r.annotator_weight_by_group]
+    if not learned:
+        return None
+    fig, axes = plt.subplots(1, len(learned), squeeze=False, figsize=(5.5 * len(learned), 4.5))
+    for ax, r in zip(axes[0], learned, strict=True):
+        w = r.annotator_weight_by_group
+        groups = list(w)
+        ann = list(w[groups[0]])
+        mat = np.array([[w[g][a] for a in ann] for g in groups])
+        im = ax.imshow(mat, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(ann)), ann, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(groups)), groups, fontsize=7)
+        ax.set_title(f"{r.method}: learned annotator weight by group")
+        fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def load_report(path: str | Path) -> BenchReport:
+    return BenchReport.model_validate(json.loads(Path(path).read_text()))

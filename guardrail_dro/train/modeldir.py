@@ -1,0 +1,200 @@
+"""The trained model directory: what ``train`` writes and ``evaluate`` / ``export`` read.
+
+Layout (Hugging Face folder for the encoder, safetensors for our heads)::
+
+    DIR/
+      encoder/              config.json, model.safetensors, tokenizer files (save_pretrained)
+      head.safetensors      the classifier head
+      estimator.safetensors the soft-label weight estimator (methods ours, ours-agree)
+      schema.json           the label schema
+      manifest.json         TrainManifest: config, data hashes, valid metrics, learned
+                            group weights and annotator weights, versions, file sha256
+
+Saved as state, never as pickled objects; loading uses safetensors only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.errors import ArtifactError
+from guardrail_dro.serve.artifact import file_sha256
+from guardrail_dro.train.features import clone_embedder
+from guardrail_dro.train.metrics import Metrics
+from guardrail_dro.train.model import ClassifierHead, GuardClassifier, load_backbone
+
+__all__ = ["MANIFEST_VERSION", "TrainManifest", "TrainedModel", "package_versions"]
+
+MANIFEST_VERSION = 1
+
+
+def package_versions(
+    names: Sequence[str] = ("guardrail-dro", "torch", "transformers", "tokenizers", "numpy"),
+) -> dict[str, str]:
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+class TrainManifest(BaseModel):
+    """manifest.json of a trained model directory."""
+
+    manifest_version: int = MANIFEST_VERSION
+    created: str
+    method: str
+    config: dict
+    backbone: str
+    normalize: bool
+    max_length: int
+    num_classes: int
+    head_hidden: int
+    annotators: list[str]
+    groups: list[str]
+    data_hashes: dict[str, str]
+    valid_metrics: Metrics
+    best_epoch: int
+    group_weights: dict[str, float] | None = None
+    annotator_weight_by_group: dict[str, dict[str, float]] | None = None
+    notes: list[str] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    machine: str = Field(default_factory=platform.platform)
+    files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
+
+
+class TrainedModel:
+    """A trained guard classifier with its tokenizer, schema and manifest."""
+
+    def __init__(
+        self,
+        model: GuardClassifier,
+        tokenizer,
+        schema: LabelSchema,
+        manifest: TrainManifest,
+        estimator: torch.nn.Module | None = None,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.schema = schema
+        self.manifest = manifest
+        self.estimator = estimator
+
+    @classmethod
+    def from_result(cls, result, data_hashes: dict[str, str]) -> TrainedModel:
+        """Assemble from a ``trainer.TrainResult``."""
+        src = result.source
+        emb = clone_embedder(src)
+        model = GuardClassifier(emb.encoder, result.head.to("cpu").eval(), normalize=emb.normalize)
+        cfg = result.config
+        manifest = TrainManifest(
+            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            method=cfg.method,
+            config=cfg.model_dump(mode="json"),
+            backbone=src.backbone,
+            normalize=emb.normalize,
+            max_length=cfg.max_length,
+            num_classes=result.head.net[-1].out_features,
+            head_hidden=cfg.head_hidden,
+            annotators=list(result.annotators),
+            groups=list(result.groups),
+            data_hashes=data_hashes,
+            valid_metrics=result.valid_metrics,
+            best_epoch=result.best_epoch,
+            group_weights=result.group_weights,
+            annotator_weight_by_group=result.annotator_weight_by_group,
+            notes=result.notes,
+            versions=package_versions(),
+        )
+        est = result.estimator.to("cpu") if result.estimator is not None else None
+        return cls(model, src.tokenizer, result.schema, manifest, est)
+
+    # ---- io --------------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        out = Path(out_dir)
+        (out / "encoder").mkdir(parents=True, exist_ok=True)
+        self.model.encoder.save_pretrained(out / "encoder")
+        self.tokenizer.save_pretrained(out / "encoder")
+        save_file(
+            {k: v.contiguous() for k, v in self.model.head.state_dict().items()},
+            out / "head.safetensors",
+        )
+        if self.estimator is not None:
+            save_file(
+                {k: v.contiguous() for k, v in self.estimator.state_dict().items()},
+                out / "estimator.safetensors",
+            )
+        self.schema.save(out / "schema.json")
+        files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
+        self.manifest.files = {str(p.relative_to(out)): file_sha256(p) for p in files}
+        (out / "manifest.json").write_text(self.manifest.model_dump_json(indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, verify: bool = True) -> TrainedModel:
+        """Load a model directory, checking that every file is there and unchanged.
+
+        Raises:
+            ArtifactError: missing file, unknown manifest version, checksum mismatch.
+        """
+        from safetensors.torch import load_file
+
+        d = Path(model_dir)
+        mpath = d / "manifest.json"
+        if not mpath.is_file():
+            raise ArtifactError(f"{d} is not a trained model directory: no manifest.json")
+        try:
+            manifest = TrainManifest.model_validate_json(mpath.read_text())
+        except ValueError as exc:
+            raise ArtifactError(f"{mpath}: not a valid manifest: {exc}") from None
+        if manifest.manifest_version != MANIFEST_VERSION:
+            raise ArtifactError(
+                f"{mpath}: manifest version {manifest.manifest_version}, this "
+                f"guardrail-dro reads version {MANIFEST_VERSION}"
+            )
+        for rel, digest in manifest.files.items():
+            p = d / rel
+            if not p.is_file():
+                raise ArtifactError(f"{d}: missing file {rel}")
+            if verify and file_sha256(p) != digest:
+                raise ArtifactError(
+                    f"{d}: {rel} does not match its sha256 in manifest.json (changed or corrupted)"
+                )
+        schema = LabelSchema.load(d / "schema.json")
+        tok, enc = load_backbone(d / "encoder")
+        head = ClassifierHead(enc.config.hidden_size, manifest.num_classes, manifest.head_hidden)
+        head.load_state_dict(load_file(d / "head.safetensors"))
+        model = GuardClassifier(enc, head, normalize=manifest.normalize)
+        return cls(model, tok, schema, manifest)
+
+    # ---- inference -------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, C), batched by length, in input order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.schema.num_classes), dtype=np.float32)
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            enc = self.tokenizer(
+                [texts[j] for j in idx],
+                padding=True,
+                truncation=True,
+                max_length=self.manifest.max_length,
+                return_tensors="pt",
+            )
+            logits = self.model(enc["input_ids"], enc["attention_mask"])
+            out[idx] = torch.softmax(logits, -1).numpy()
+        return out

@@ -1,0 +1,114 @@
+"""The command line as a user runs it: real subprocesses, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from guardrail_dro.data.synthetic import make_synthetic
+
+CLI = [sys.executable, "-m", "guardrail_dro"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    for split, ds in make_synthetic(n_train=300, n_valid=120, n_test=120).items():
+        ds.save_jsonl(d / f"{split}.jsonl")
+    return d
+
+
+def test_help_teaches() -> None:
+    r = run("train", "--help")
+    assert r.returncode == 0
+    assert "--method" in r.stdout and "--text-col" in r.stdout and "worst" in r.stdout.lower()
+
+
+def test_train_then_evaluate(data_dir: Path, tiny_backbone: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    r = run(
+        "train",
+        "--train",
+        str(data_dir / "train.jsonl"),
+        "--valid",
+        str(data_dir / "valid.jsonl"),
+        "--out",
+        str(out),
+        "--backbone",
+        str(tiny_backbone),
+        "--epochs",
+        "2",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["method"] == "ours" and manifest["group_weights"]
+    r = run(
+        "evaluate",
+        "--model",
+        str(out),
+        "--test",
+        str(data_dir / "test.jsonl"),
+        "--out",
+        str(tmp_path / "m.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["n"] == 120 and m["worst_group_accuracy"] is not None
+
+
+@pytest.mark.parametrize(
+    ("files", "extra", "message"),
+    [
+        (
+            {"train.csv": "question,label_1\nq,0\n", "valid.csv": "question,label_1\nq,0\n"},
+            ["--labels", "0,1"],
+            "no gold label",
+        ),
+        (
+            {
+                "train.csv": "question,label_1\nq,0\n",
+                "valid.csv": "question,label_1,label\nq,0,1\n",
+            },
+            ["--labels", "0,1", "--text-col", "prompt"],
+            "text column 'prompt' not found",
+        ),
+        (
+            {
+                "train.csv": "question,label_1\nq,7\n",
+                "valid.csv": "question,label_1,label\nq,0,1\n",
+            },
+            ["--labels", "0,1"],
+            "label '7' is not in the label schema",
+        ),
+        ({"train.csv": "", "valid.csv": "question,label_1,label\nq,0,1\n"}, [], "empty"),
+    ],
+    ids=["gold-missing-on-valid", "missing-column", "label-out-of-schema", "empty-file"],
+)
+def test_bad_input_exits_non_zero_naming_the_problem(
+    tmp_path: Path, files: dict, extra: list, message: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    r = run(
+        "train",
+        "--train",
+        str(tmp_path / "train.csv"),
+        "--valid",
+        str(tmp_path / "valid.csv"),
+        "--out",
+        str(tmp_path / "m"),
+        *extra,
+    )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,78 @@
+"""The quickstart resumes from its caches: no second LLM call, no second embedding."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from guardrail_dro.data.synthetic import make_synthetic
+
+pytest.importorskip("openai")
+
+
+def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path: Path) -> None:
+    from guardrail_dro.cli.quickstart import REPLAYED, _annotate
+
+    data = make_synthetic(n_train=40, n_valid=20, n_test=10, seed=1)
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    first = _annotate(data, tmp_path, live=False, specs=(), console=console)
+    assert "train: 40 call(s) made, 0 answer(s) from the cache" in out.getvalue()
+    name = next(a for a in first["train"].annotators if a.startswith("openai:"))
+    for before, after in zip(data["train"], first["train"], strict=True):
+        replayed = next(a for a in after.annotations if a.annotator == name)
+        assert replayed.label == before.label_of(REPLAYED)
+        assert replayed.kind == "llm" and replayed.rationale
+        assert REPLAYED not in {a.annotator for a in after.annotations}
+
+    out.truncate(0)
+    again = _annotate(data, tmp_path, live=False, specs=(), console=console)
+    assert "train: 0 call(s) made, 40 answer(s) from the cache" in out.getvalue()
+    assert "valid: 0 call(s) made, 20 answer(s) from the cache" in out.getvalue()
+    assert [it.annotations for it in again["train"]] == [it.annotations for it in first["train"]]
+
+
+def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) -> None:
+    from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
+    from guardrail_dro.train.model import GuardClassifier, load_backbone
+
+    tok, enc = load_backbone(tiny_backbone)
+    model = GuardClassifier(enc, None, normalize=True)  # type: ignore[arg-type]
+    texts = [f"text number {i}" for i in range(30)]
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    first = embed_texts(model, tok, texts, namespace="ns", cache=cache, progress=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the encoder ran although every text was cached")
+
+    model.embed = refuse  # type: ignore[method-assign]
+    second = embed_texts(model, tok, texts, namespace="ns", cache=cache, progress=False)
+    assert (first == second).all()
+
+
+@pytest.mark.slow
+def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path) -> None:
+    """The main job as a function: all four stages, then again from the caches."""
+    pytest.importorskip("onnxruntime")
+    from guardrail_dro.cli.quickstart import CHAT_TURNS, run_quickstart
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    kw = dict(backbone=str(tiny_backbone), sizes=(120, 60, 40), console=console)
+    first = run_quickstart(tmp_path, **kw)
+    text = out.getvalue()
+    assert "train: 120 call(s) made" in text
+    assert set(first["report"].results) >= {"ours", "mv", "soft", "ds"}
+    assert (first["guard_dir"] / "model.int8.onnx").is_file()
+    assert len(first["results"]) == len(CHAT_TURNS)
+    assert all(r.latency_ms > 0 and not r.degraded for _, _, r in first["results"])
+    for name in ("group_accuracy.png", "results.json"):
+        assert (tmp_path / "report" / name).is_file()
+
+    out.truncate(0)
+    out.seek(0)
+    run_quickstart(tmp_path, **kw)
+    assert "train: 0 call(s) made, 120 answer(s) from the cache" in out.getvalue()

@@ -1,0 +1,211 @@
+"""``@guard.protect``: input and output rails around plain chat callables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
+
+from .guard_helpers import CANDIDATES, Calibrated, block, calibrate, full_ids
+
+
+@pytest.fixture(scope="module")
+def cal(guard: Guard) -> Calibrated:
+    return calibrate(guard, refusal="Sorry, no.")
+
+
+def user(text: str) -> list[dict]:
+    return [{"role": "user", "content": text}]
+
+
+def test_input_rail_skips_the_model(cal: Calibrated) -> None:
+    calls = []
+
+    @cal.guard.protect()
+    def chat(messages: list[dict]) -> str:
+        calls.append(messages)
+        return cal.filler
+
+    assert chat(user(block(cal.guard, cal.target))) == "Sorry, no."
+    assert calls == []
+    assert chat(user(cal.filler)) == cal.filler and len(calls) == 1
+
+
+def test_output_rail_replaces_the_reply(cal: Calibrated) -> None:
+    seen: list[tuple[str, GuardResult]] = []
+
+    @cal.guard.protect(on_check=lambda rail, r: seen.append((rail, r)))
+    def chat(messages: list[dict], *, reply: str) -> str:
+        return reply
+
+    assert chat(user(cal.filler), reply=cal.filler) == cal.filler
+    assert chat(messages=user(cal.filler), reply=block(cal.guard, cal.target)) == "Sorry, no."
+    assert [rail for rail, _ in seen] == ["input", "output", "input", "output"]
+    assert not seen[-1][1].allowed
+
+
+def test_rails_can_be_turned_off(cal: Calibrated) -> None:
+    target = block(cal.guard, cal.target)
+
+    @cal.guard.protect(input=False, output=False)
+    def echo(messages: list[dict]) -> str:
+        return messages[-1]["content"]
+
+    assert echo(user(target)) == target
+
+
+@pytest.mark.parametrize(("action", "expected"), [("block", ""), ("flag", None)])
+def test_block_withholds_and_flag_passes(cal: Calibrated, action: str, expected) -> None:
+    g = cal.guard.with_policy(Policy(toxic_threshold=cal.threshold, action=action))
+    target = block(cal.guard, cal.target)
+
+    @g.protect(input=False)
+    def chat(messages: list[dict]) -> str:
+        return target
+
+    assert chat(user("hi")) == (target if expected is None else expected)
+
+
+def test_raise_on_violation(cal: Calibrated) -> None:
+    g = cal.guard.with_policy(Policy(toxic_threshold=cal.threshold, raise_on_violation=True))
+
+    @g.protect()
+    def chat(messages: list[dict]) -> dict:
+        return {"role": "assistant", "content": block(cal.guard, cal.target)}
+
+    with pytest.raises(GuardViolation) as info:
+        chat(user(cal.filler))
+    assert info.value.rail == "output" and not info.value.result.allowed
+
+
+def test_message_replies_keep_their_shape(cal: Calibrated) -> None:
+    @cal.guard.protect()
+    def chat(messages: list[dict]) -> dict:
+        return {
+            "role": "assistant",
+            "content": [{"type": "text", "text": block(cal.guard, cal.target)}],
+        }
+
+    assert chat(user(cal.filler)) == {"role": "assistant", "content": "Sorry, no."}
+
+
+def _chunks(cal: Calibrated) -> list[str]:
+    fill = [cal.filler + ". "] * 12
+    return [*fill, block(cal.guard, cal.target), *fill]
+
+
+def test_streamed_reply_is_stopped(cal: Calibrated) -> None:
+    pulled = []
+
+    @cal.guard.protect()
+    def chat(messages: list[dict]) -> Iterator[str]:
+        for c in _chunks(cal):
+            pulled.append(c)
+            yield c
+
+    out = list(chat(user(cal.filler)))
+    assert out[-1] == "Sorry, no."
+    assert out[:-1] == [cal.filler + ". "] * 12  # everything before the target, nothing of it
+    assert len(pulled) == 13  # the generator was not drained after the violation
+
+
+def test_streamed_clean_reply_passes_whole(cal: Calibrated) -> None:
+    @cal.guard.protect()
+    def chat(messages: list[dict]) -> Iterator[str]:
+        yield from [cal.filler + ". "] * 20
+
+    assert "".join(chat(user("x"))) == (cal.filler + ". ") * 20
+
+
+@pytest.mark.asyncio
+async def test_async_callables(cal: Calibrated) -> None:
+    @cal.guard.protect()
+    async def chat(messages: list[dict]) -> str:
+        return block(cal.guard, cal.target)
+
+    assert await chat(user(cal.filler)) == "Sorry, no."
+    assert await chat(user(block(cal.guard, cal.target))) == "Sorry, no."
+
+    @cal.guard.protect()
+    async def stream(messages: list[dict]) -> AsyncIterator[str]:
+        async def gen() -> AsyncIterator[str]:
+            for c in _chunks(cal):
+                yield c
+
+        return gen()
+
+    out = [c async for c in await stream(user("x"))]
+    assert out[-1] == "Sorry, no." and len(out) == 13
+
+
+def test_stream_rail_checks_whole_sentences() -> None:
+    from guardrail_dro.serve.rails.protect import StreamRail
+
+    rail = StreamRail(max_chars=50)
+    assert not rail.feed("Hello there")  # no sentence end yet
+    assert rail.feed(" friend. How ar")
+    assert rail.segment() == "Hello there friend. How ar"
+    rail.passed()
+    assert rail.feed("e you? Fine")
+    assert rail.segment() == " How are you? Fine"  # from the start of its sentence
+    rail.passed()
+    assert rail.feed("x" * 50) and rail.segment() == " Fine" + "x" * 50  # max_chars
+
+
+def _split_statement(guard: Guard) -> tuple[str, str, float, float]:
+    """The candidate sentence cut in two that the tiny model scores most above either
+    half: ``(first, second, worst half score, whole score)``."""
+    best = None
+    for sentence in CANDIDATES:
+        words = sentence.split()
+        for k in range(1, len(words)):
+            x, y = " ".join(words[:k]), " ".join(words[k:])
+            halves = guard.check_many([x + ".", " " + y + "."])
+            whole = guard.check_many([f"{x}. {y}."])[0].toxic_score
+            low = max(r.toxic_score for r in halves)
+            if best is None or whole - low > best[3] - best[2]:
+                best = (x, y, low, whole)
+    assert best is not None and best[3] - best[2] > 0.01
+    return best
+
+
+def test_statement_split_across_sentences_is_caught(guard: Guard) -> None:
+    x, y, low, high = _split_statement(guard)
+    off = {c: 1.0 for c in guard.labels}
+    g = guard.with_policy(
+        Policy(toxic_threshold=(low + high) / 2, thresholds=off, refusal="Sorry, no.")
+    )
+    assert g.check(x + ".").allowed and g.check(" " + y + ".").allowed  # each half passes
+    pulled = []
+
+    @g.protect(input=False)
+    def chat(messages: list[dict]) -> Iterator[str]:
+        for word in f"{x}. {y}. And that is all.".split(" "):
+            pulled.append(word)
+            yield word + " "
+
+    out = list(chat(user("x")))
+    assert out[-1] == "Sorry, no."
+    assert "".join(out[:-1]) == x + ". "  # the first sentence alone was released
+    assert pulled[-1] == y.split()[-1] + "."  # stopped at the end of the second sentence
+
+
+def test_stream_rail_due_texts(guard: Guard) -> None:
+    from guardrail_dro.serve.rails.protect import StreamRail
+
+    rail = StreamRail()
+    rail.feed("One. ")
+    rail.passed()
+    rail.feed("Two.")
+    assert rail.due_texts(guard) == [" Two.", "One. Two."]  # the segment, the window
+    rail.passed()
+    assert rail.due_texts(guard) == []
+    assert rail.due_texts(guard, final=True) == ["One. Two."]  # the whole reply, last
+    long = " ".join(["word"] * (guard.max_length * 3)) + " end."
+    rail = StreamRail()
+    rail.feed(long)
+    tail = rail.due_texts(guard)[1]
+    assert long.endswith(tail) and len(full_ids(guard, tail)) == guard.max_length - 2

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from guardrail_dro.train.metrics import compute_metrics, macro_f1
+
+
+def test_group_and_binary_metrics_by_hand() -> None:
+    # classes: 0 toxic-a, 1 toxic-b, 2 safe
+    y = np.array([0, 0, 1, 2, 2, 2])
+    p = np.array([0, 1, 1, 2, 0, 2])
+    g = np.array([0, 0, 0, 1, 1, -1])
+    m = compute_metrics(
+        y, p, num_classes=3, groups=g, group_names=["a", "b"], safe_mask=[False, False, True]
+    )
+    assert m.accuracy == pytest.approx(4 / 6)
+    assert m.group_accuracy == {"a": pytest.approx(2 / 3), "b": pytest.approx(1 / 2)}
+    assert m.group_mean_accuracy == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m.worst_group == "b" and m.worst_group_accuracy == pytest.approx(0.5)
+    # binary: true toxic = items 0,1,2; predicted toxic = 0,1,2,4
+    assert m.toxic_recall == pytest.approx(1.0)
+    assert m.toxic_precision == pytest.approx(3 / 4)
+    assert m.toxic_fpr == pytest.approx(1 / 3)
+
+
+def test_no_safe_classes_means_no_binary_metrics() -> None:
+    m = compute_metrics(np.array([0, 1]), np.array([0, 1]), num_classes=2)
+    assert m.toxic_recall is None and m.worst_group_accuracy is None
+
+
+def test_macro_f1_perfect_and_worst() -> None:
+    y = np.array([0, 1, 2])
+    assert macro_f1(y, y, 3) == 1.0
+    assert macro_f1(y, np.array([1, 2, 0]), 3) == 0.0
+
+
+def test_shape_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        compute_metrics(np.array([0]), np.array([0, 1]), num_classes=2)
