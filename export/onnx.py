@@ -28,6 +28,7 @@ from typing import Any
 
 from export.quantize import Progress, convert_fp16, quantize_gated, quiet_logging
 from export.spec import ExportSpec, Tolerances
+from guardrail_dro.checksums import file_sha256
 from guardrail_dro.errors import ArtifactError, ConfigError, require
 
 __all__ = [
@@ -330,7 +331,7 @@ def export_onnx(
                 "groups": man.groups,
                 "data_hashes": man.data_hashes,
                 "created": man.created,
-                "model_dir_manifest_sha256": _sha(Path(model_dir) / "manifest.json"),
+                "model_dir_manifest_sha256": file_sha256(Path(model_dir) / "manifest.json"),
                 "exporter": exporter,
                 "optimized": optimize,
                 "fused_operators": fused,
@@ -349,8 +350,3 @@ def export_onnx(
     say(f"wrote {out}")
     return out
 
-
-def _sha(path: Path) -> str:
-    from guardrail_dro.serve.artifact import file_sha256
-
-    return file_sha256(path)

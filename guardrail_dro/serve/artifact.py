@@ -36,6 +36,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
 
@@ -49,7 +50,6 @@ __all__ = [
     "ModelVariant",
     "Precision",
     "Thresholds",
-    "file_sha256",
     "load_artifact",
     "manifest_digest",
     "write_manifest",
@@ -90,15 +90,6 @@ def _unsafe_path(rel: str) -> bool:
         or ".." in posix.parts
         or ".." in win.parts
     )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Thresholds(BaseModel):

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError
-from guardrail_dro.serve.artifact import file_sha256
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
 from guardrail_dro.train.model import ClassifierHead, GuardClassifier, load_backbone
