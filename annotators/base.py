@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from guardrail_dro.data.schema import LabelSchema
-from guardrail_dro.errors import GuardrailError
+from guardrail_dro.errors import AnnotatorError, BatchPendingError, RepeatedAPIError
 
 __all__ = [
     "AnnotationResult",
@@ -44,42 +44,6 @@ __all__ = [
 
 Outcome = Literal["labelled", "refused", "invalid", "error"]
 """What came of asking one annotator about one item (see the module docstring)."""
-
-
-class AnnotatorError(GuardrailError):
-    """An annotation run that cannot go on (bad annotator spec, unusable reply shape)."""
-
-
-class RepeatedAPIError(AnnotatorError):
-    """The same non-transient API error came back for many items in a row: the run stops
-    instead of making one failing (and often billed) call per item.
-
-    Attributes:
-        annotator: whose calls failed.
-        status: the HTTP status (401, 400, 404...).
-        message: the error as the last call reported it.
-        count: how many calls in a row failed with it.
-    """
-
-    def __init__(self, *, annotator: str, status: int, message: str, count: int) -> None:
-        self.annotator, self.status, self.message, self.count = annotator, status, message, count
-        super().__init__(
-            f"{annotator}: stopped after {count} calls in a row failed with HTTP {status} "
-            f"(not transient, so retrying cannot help): {message}"
-        )
-
-
-class BatchPendingError(AnnotatorError):
-    """A batch job is still running when the caller stopped waiting.
-
-    Attributes:
-        job_ids: the provider's ids of the jobs still running; they are kept in the
-            cache, so running the same command again polls them instead of paying twice.
-    """
-
-    def __init__(self, message: str, *, job_ids: list[str]) -> None:
-        self.job_ids = job_ids
-        super().__init__(message)
 
 
 class LabelReply(BaseModel):

@@ -25,9 +25,10 @@ from typing import Any
 import numpy as np
 
 from export.spec import Tolerances
-from guardrail_dro.errors import ArtifactError
+from guardrail_dro.errors import UNCHECKED, ExportParityError, Mismatch
 
 __all__ = [
+    "UNCHECKED",
     "ExportParityError",
     "Mismatch",
     "ParityReport",
@@ -54,36 +55,6 @@ _SENTENCES = (
     "Is it safe to take ibuprofen and paracetamol together for a headache?",
     "Explain quantum entanglement like I'm five years old, please.",
 )
-
-
-UNCHECKED = "unchecked"  # Mismatch.check of a variant whose parity could not be measured
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    """One failed check: what, on which variant, the number measured and its limit."""
-
-    variant: str
-    check: str
-    measured: float
-    limit: float
-    detail: str = ""
-
-    def __str__(self) -> str:
-        if self.check == UNCHECKED:
-            return f"{self.variant}: parity not measured; {self.detail}"
-        s = f"{self.variant}: {self.check} = {self.measured:.6g} (limit {self.limit:g})"
-        return f"{s}; {self.detail}" if self.detail else s
-
-
-class ExportParityError(ArtifactError):
-    """An exported model does not match its reference; ``mismatches`` lists every failure."""
-
-    def __init__(self, mismatches: Sequence[Mismatch], *, hint: str = "") -> None:
-        self.mismatches = list(mismatches)
-        lines = "\n".join(f"  - {m}" for m in self.mismatches)
-        msg = f"export parity check failed ({len(self.mismatches)} mismatch(es)):\n{lines}"
-        super().__init__(msg + (f"\n{hint}" if hint else ""))
 
 
 @dataclass

@@ -31,8 +31,25 @@ _LAZY = {
     "run_bench": "guardrail_dro.train.bench",
     "Guard": "guardrail_dro.serve.guard",
     "GuardResult": "guardrail_dro.serve.policy",
-    "GuardViolation": "guardrail_dro.serve.policy",
     "Policy": "guardrail_dro.serve.policy",
+    # The whole error tree (drawn in guardrail_dro.errors), so callers catch by name.
+    **{
+        name: "guardrail_dro.errors"
+        for name in (
+            "AnnotatorError",
+            "ArtifactError",
+            "BatchPendingError",
+            "ConfigError",
+            "DataError",
+            "DependencyError",
+            "ExportParityError",
+            "GuardViolation",
+            "GuardrailError",
+            "ReaderError",
+            "RepeatedAPIError",
+            "SchemaError",
+        )
+    },
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -1,4 +1,4 @@
-"""The exception tree of guardrail-dro.
+"""The exception tree of guardrail-dro, every class of it in this one module.
 
 Every error the library raises on purpose derives from ``GuardrailError``::
 
@@ -8,24 +8,50 @@ Every error the library raises on purpose derives from ``GuardrailError``::
     │   └── SchemaError           a label outside the label schema, or a bad schema
     ├── ConfigError               a configuration value that cannot work
     ├── DependencyError           an optional dependency is missing (also an ImportError)
-    └── ArtifactError             a model or guard directory is missing files or tampered
+    ├── ArtifactError             a model or guard directory is missing files or tampered
+    │   └── ExportParityError     an exported model disagrees with its reference:
+    │                             ``mismatches`` lists every failed check (``Mismatch``)
+    ├── AnnotatorError            an annotation run that cannot go on
+    │   ├── RepeatedAPIError      the same non-transient API error for many items in a
+    │   │                         row: carries annotator, HTTP status, message, count
+    │   └── BatchPendingError     a batch job still running: carries the job ids
+    └── GuardViolation            a blocked text when ``Policy.raise_on_violation``:
+                                  carries the ``GuardResult`` and the rail
 
 ``DataError`` and ``ConfigError`` subclass ``ValueError`` so that callers that
 already catch ``ValueError`` keep working; ``DependencyError`` subclasses
 ``ImportError`` for the same reason.
+
+The classes live here, below every other module, so any floor may raise any of them;
+``annotators``, ``export`` and ``guardrail_dro.serve`` re-export the ones they raise,
+and ``guardrail_dro`` re-exports them all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: errors.py imports nothing of the package
+    from guardrail_dro.serve.policy import GuardResult
 
 __all__ = [
+    "UNCHECKED",
+    "AnnotatorError",
     "ArtifactError",
+    "BatchPendingError",
     "ConfigError",
     "DataError",
     "DependencyError",
+    "ExportParityError",
+    "GuardViolation",
     "GuardrailError",
+    "Mismatch",
     "ReaderError",
+    "RepeatedAPIError",
     "SchemaError",
     "require",
 ]
@@ -83,7 +109,93 @@ class ArtifactError(GuardrailError):
     """A model or guard directory is missing a file, has a wrong version, or fails its checksum."""
 
 
-def require(module: str, extra: str):
+UNCHECKED = "unchecked"  # Mismatch.check of a variant whose parity could not be measured
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """One failed export check: what, on which variant, the number measured and its limit."""
+
+    variant: str
+    check: str
+    measured: float
+    limit: float
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.check == UNCHECKED:
+            return f"{self.variant}: parity not measured; {self.detail}"
+        s = f"{self.variant}: {self.check} = {self.measured:.6g} (limit {self.limit:g})"
+        return f"{s}; {self.detail}" if self.detail else s
+
+
+class ExportParityError(ArtifactError):
+    """An exported model does not match its reference; ``mismatches`` lists every failure."""
+
+    def __init__(self, mismatches: Sequence[Mismatch], *, hint: str = "") -> None:
+        self.mismatches = list(mismatches)
+        lines = "\n".join(f"  - {m}" for m in self.mismatches)
+        msg = f"export parity check failed ({len(self.mismatches)} mismatch(es)):\n{lines}"
+        super().__init__(msg + (f"\n{hint}" if hint else ""))
+
+
+class AnnotatorError(GuardrailError):
+    """An annotation run that cannot go on (bad annotator spec, unusable reply shape)."""
+
+
+class RepeatedAPIError(AnnotatorError):
+    """The same non-transient API error came back for many items in a row: the run stops
+    instead of making one failing (and often billed) call per item.
+
+    Attributes:
+        annotator: whose calls failed.
+        status: the HTTP status (401, 400, 404...).
+        message: the error as the last call reported it.
+        count: how many calls in a row failed with it.
+    """
+
+    def __init__(self, *, annotator: str, status: int, message: str, count: int) -> None:
+        self.annotator, self.status, self.message, self.count = annotator, status, message, count
+        super().__init__(
+            f"{annotator}: stopped after {count} calls in a row failed with HTTP {status} "
+            f"(not transient, so retrying cannot help): {message}"
+        )
+
+
+class BatchPendingError(AnnotatorError):
+    """A batch job is still running when the caller stopped waiting.
+
+    Attributes:
+        job_ids: the provider's ids of the jobs still running; they are kept in the
+            cache, so running the same command again polls them instead of paying twice.
+    """
+
+    def __init__(self, message: str, *, job_ids: list[str]) -> None:
+        self.job_ids = job_ids
+        super().__init__(message)
+
+
+class GuardViolation(GuardrailError):
+    """Raised instead of returning a disallowed result when ``Policy.raise_on_violation``.
+
+    Attributes:
+        result: the GuardResult (``degraded`` tells a model decision from fail-closed).
+        rail: ``input``, ``output`` or None for a plain check.
+    """
+
+    def __init__(self, result: GuardResult, rail: str | None = None) -> None:
+        self.result, self.rail = result, rail
+        what = f"the {rail}" if rail else "the text"
+        why = (
+            f"degraded ({result.error})"
+            if result.degraded
+            else f"{result.label} (toxic {result.toxic_score:.2f}; "
+            f"triggered: {', '.join(result.triggered) or 'none'})"
+        )
+        super().__init__(f"guard blocked {what}: {why}")
+
+
+def require(module: str, extra: str) -> ModuleType:
     """Import an optional dependency or raise a DependencyError naming the extra.
 
     Args:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from guardrail_dro.errors import ConfigError, GuardrailError
+from guardrail_dro.errors import ConfigError, GuardViolation
 
 __all__ = [
     "DEFAULT_REFUSAL",
@@ -175,26 +175,6 @@ class GuardResult:
         d["scores"] = dict(self.scores)
         d["triggered"] = list(self.triggered)
         return d
-
-
-class GuardViolation(GuardrailError):
-    """Raised instead of returning a disallowed result when ``Policy.raise_on_violation``.
-
-    Attributes:
-        result: the GuardResult (``degraded`` tells a model decision from fail-closed).
-        rail: ``input``, ``output`` or None for a plain check.
-    """
-
-    def __init__(self, result: GuardResult, rail: str | None = None) -> None:
-        self.result, self.rail = result, rail
-        what = f"the {rail}" if rail else "the text"
-        why = (
-            f"degraded ({result.error})"
-            if result.degraded
-            else f"{result.label} (toxic {result.toxic_score:.2f}; "
-            f"triggered: {', '.join(result.triggered) or 'none'})"
-        )
-        super().__init__(f"guard blocked {what}: {why}")
 
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
