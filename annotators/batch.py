@@ -37,6 +37,7 @@ result maps back to its texts without any side table.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 import time
@@ -253,7 +254,7 @@ async def _reconcile(ctx: _Ctx) -> None:
         if sub.provider != ctx.ann.provider:
             continue
         job_id = await ctx.policy.run(
-            lambda sub=sub: ctx.backend.find(sub, ctx.db.job_ids()))
+            functools.partial(ctx.backend.find, sub, ctx.db.job_ids()))
         if job_id is None:
             ctx.db.drop_submit(sub.submit_id)  # never created: its keys are asked again
             ctx.say(f"an earlier submit of {len(sub.keys)} request(s) never became a job")
@@ -354,7 +355,7 @@ async def _one_annotator(
             break
         finished = []
         for job in jobs:  # one round: every open job polled once
-            state = await ctx.policy.run(lambda job=job: ctx.backend.poll(job.job_id))
+            state = await ctx.policy.run(functools.partial(ctx.backend.poll, job.job_id))
             if states.get(job.job_id) != state:
                 states[job.job_id] = state
                 ctx.say(f"batch {job.job_id} {state.status}"
@@ -368,7 +369,7 @@ async def _one_annotator(
             continue
         requeue: dict[str, str] = {}
         for job in finished:
-            collected = await ctx.policy.run(lambda job=job: ctx.backend.collect(job.job_id))
+            collected = await ctx.policy.run(functools.partial(ctx.backend.collect, job.job_id))
             await _absorb(ctx, job, collected, results, requeue)
             db.set_job_status(job.job_id, "collected")
         if requeue:  # the next pass submits them again, or they are given up

@@ -93,8 +93,9 @@ class RetryPolicy:
             return self.wait_for(state.attempt_number, exc)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
-            if on_retry is not None and state.outcome is not None:
-                on_retry(state.attempt_number, state.outcome.exception())
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if on_retry is not None and exc is not None:
+                on_retry(state.attempt_number, exc)
 
         retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(self.max_attempts),

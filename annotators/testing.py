@@ -541,7 +541,7 @@ class FakeLLMServer:
 
     def _list_page(self, provider: str, query: dict[str, list[str]]) -> dict:
         """One page of a provider's batch list, newest first, cursor after an id."""
-        after = (query.get("after") or query.get("after_id") or [None])[0]
+        after: str | None = next(iter(query.get("after") or query.get("after_id") or []), None)
         limit = int((query.get("limit") or ["20"])[0])
         with self._lock:
             mine = [b for b in self._batches.values() if b.provider == provider][::-1]
@@ -735,7 +735,8 @@ class FakeLLMServer:
         data = b""
         for part in msg.iter_parts():
             if part.get_param("name", header="content-disposition") == "file":
-                data = part.get_payload(decode=True) or b""
+                payload = part.get_payload(decode=True)
+                data = payload if isinstance(payload, bytes) else b""
         with self._lock:
             self.endpoints["files.create"] += 1
         fid = self._store_file(data)

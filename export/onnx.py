@@ -254,7 +254,7 @@ def export_onnx(
         fused: dict[str, int] = {}
         if optimize:
             say("optimizing the graph")
-            cfg = trained.model.encoder.config
+            cfg: Any = trained.model.encoder.config  # a transformers config
             fused = optimize_graph(
                 raw, fp32, num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size
             )
@@ -305,7 +305,7 @@ def export_onnx(
         variants = {
             name: ModelVariant(
                 file=VARIANT_FILES[name],
-                precision=name,  # type: ignore[arg-type]
+                precision=name,
                 providers=providers[name],
                 parity=report.stats.get(name, {}),
             )

@@ -255,10 +255,14 @@ def _worst_group(report, variant, valid, fp32_logits, logits, limit) -> None:
     k = valid.schema.num_classes
     m32 = compute_metrics(y, fp32_logits.argmax(1), num_classes=k, groups=groups, group_names=names)
     mv = compute_metrics(y, logits.argmax(1), num_classes=k, groups=groups, group_names=names)
-    drop = float(m32.worst_group_accuracy - mv.worst_group_accuracy)
+    worst, fp32_worst = mv.worst_group_accuracy, m32.worst_group_accuracy
+    if worst is None or fp32_worst is None:  # no group with an item: nothing to compare
+        report.notes.append("no validation group has items: worst-group drop not checked")
+        return
+    drop = float(fp32_worst - worst)
     report.stats.setdefault(variant, {}).update(
-        worst_group_accuracy=float(mv.worst_group_accuracy),
-        fp32_worst_group_accuracy=float(m32.worst_group_accuracy),
+        worst_group_accuracy=float(worst),
+        fp32_worst_group_accuracy=float(fp32_worst),
         worst_group_accuracy_drop=drop,
     )
     if drop > limit:
@@ -303,14 +307,16 @@ class Validator:
         self.texts = list(valid_texts) or self.probes
         self.what = "validation texts" if valid_texts else "probe texts"
         self.fp32 = create_session(fp32_path, provider="cpu", intra_op_threads=self.threads)
-        self._ref = None
+        self._ref: np.ndarray | None = None
 
     @property
     def reference(self) -> np.ndarray:
         """fp32 ONNX logits on the agreement texts."""
-        if self._ref is None:
-            self._ref = onnx_logits(self.fp32, self.trained.tokenizer, self.texts, self.max_length)
-        return self._ref
+        ref = self._ref
+        if ref is None:
+            ref = onnx_logits(self.fp32, self.trained.tokenizer, self.texts, self.max_length)
+            self._ref = ref
+        return ref
 
     def check_tokenizer(self, artifact_dir: str | Path, pad_token: str) -> ParityReport:
         report = ParityReport()

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -206,7 +206,8 @@ class AnnotatedDataset:
                 f"{self.name or 'dataset'}: {len(missing)} item(s) have no gold label "
                 f"(first: {missing[:3]}); this split needs gold (--gold-col)"
             )
-        return np.array([self.schema.index(it.gold) for it in self.items], dtype=np.int64)
+        golds = [it.gold for it in self.items if it.gold is not None]  # every item, checked
+        return np.array([self.schema.index(g) for g in golds], dtype=np.int64)
 
     def group_array(self, groups: Sequence[str] | None = None) -> np.ndarray:
         """Group index per item (in ``groups`` order, default ``self.groups``); -1 if none."""
@@ -248,7 +249,7 @@ class AnnotatedDataset:
         seen = {normalise_text(t) for o in others for t in o.texts}
         return np.array([normalise_text(it.text) in seen for it in self.items], dtype=bool)
 
-    def with_annotations(self, extra: dict[str, Sequence[Annotation]]) -> AnnotatedDataset:
+    def with_annotations(self, extra: Mapping[str, Sequence[Annotation]]) -> AnnotatedDataset:
         """A copy with annotations added per item id.
 
         An annotator already on an item is replaced by its new annotation.

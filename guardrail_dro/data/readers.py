@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -62,7 +62,7 @@ class ReaderOptions(BaseModel):
 # ---- low-level row iteration ---------------------------------------------------------
 
 
-def _iter_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+def _iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
     f = path.open("r", encoding="utf-8-sig", newline="")
     reader = csv.reader(f)
     try:
@@ -72,7 +72,7 @@ def _iter_csv(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]
         raise ReaderError("the file is empty (no header row)", path=path) from None
     header = [h.strip() for h in header]
 
-    def rows() -> Iterator[tuple[int, dict[str, str]]]:
+    def rows() -> Generator[tuple[int, dict[str, str]]]:
         with f:
             try:
                 for row in reader:
