@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from guardrail_dro import errors as _errors
+
 __version__ = "0.1.0"
 
 _LAZY = {
@@ -32,27 +34,18 @@ _LAZY = {
     "Guard": "guardrail_dro.serve.guard",
     "GuardResult": "guardrail_dro.serve.policy",
     "Policy": "guardrail_dro.serve.policy",
-    # The whole error tree (drawn in guardrail_dro.errors), so callers catch by name.
-    **{
-        name: "guardrail_dro.errors"
-        for name in (
-            "AnnotatorError",
-            "ArtifactError",
-            "BatchPendingError",
-            "ConfigError",
-            "DataError",
-            "DependencyError",
-            "ExportParityError",
-            "GuardViolation",
-            "GuardrailError",
-            "ReaderError",
-            "RepeatedAPIError",
-            "SchemaError",
-        )
-    },
 }
 
-__all__ = ["__version__", *sorted(_LAZY)]
+# The whole error tree (drawn in guardrail_dro.errors), so callers catch by name; the
+# module imports nothing, so it is loaded eagerly.
+_ERRORS = [
+    name
+    for name in _errors.__all__
+    if isinstance(cls := getattr(_errors, name), type) and issubclass(cls, Exception)
+]
+globals().update({name: getattr(_errors, name) for name in _ERRORS})
+
+__all__ = ["__version__", *sorted([*_LAZY, *_ERRORS])]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,319 @@
+"""The three file layouts an annotated dataset comes in, and how each is parsed into items.
+
+Detected from the file's columns when ``format="auto"``:
+
+- **wide**: one row per item, one column per annotator (``question,label_1,...,label_6,
+  label,dominant_topics``). Columns are mapped by *name*, never by position.
+  A CSV with only a text column is a valid (unannotated) dataset.
+- **long**: one row per (item, annotator): ``item_id,text,annotator,label`` plus optional
+  ``rationale,confidence,gold,group,kind,model``. CSV or JSONL.
+- **jsonl**: our format, one item per line with an ``annotations`` list (what we write).
+
+Byte-order marks and unnamed index columns (pandas' ``Unnamed: 0`` or an empty header)
+are tolerated. Every problem raises ``ReaderError`` naming file, line and column.
+``guardrail_dro.data.readers`` holds the entry points (``read_dataset``, ``read_splits``)
+that pick a layout, check the encoding and build datasets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from guardrail_dro.data.items import Annotation, Item
+from guardrail_dro.errors import ReaderError
+
+__all__ = [
+    "LONG_REQUIRED",
+    "Format",
+    "ReaderOptions",
+    "detect_format",
+    "iter_csv",
+    "iter_jsonl",
+    "read_long_rows",
+    "read_our_jsonl",
+    "read_wide",
+]
+
+Format = Literal["auto", "wide", "long", "jsonl"]
+
+TEXT_CANDIDATES = ("text", "question", "prompt", "content", "comment", "sentence")
+GOLD_CANDIDATES = ("gold", "label", "gold_label")
+GROUP_CANDIDATES = ("group", "dominant_topics", "topic", "domain")
+ID_CANDIDATES = ("item_id", "id")
+ANNOTATOR_PATTERN = re.compile(r"^(label|annotator|annotation)_.+$")
+LONG_REQUIRED = ("item_id", "text", "annotator", "label")
+
+
+class ReaderOptions(BaseModel):
+    """How to map a file's columns; every command that reads data takes these.
+
+    Unset fields are guessed from the columns (see the module docstring).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Format = "auto"
+    text_col: str | None = Field(None, description="Text column (wide).")
+    id_col: str | None = Field(None, description="Item id column (wide); default: index/row.")
+    annotator_cols: tuple[str, ...] | None = Field(None, description="Annotator columns (wide).")
+    gold_col: str | None = Field(None, description="Gold label column.")
+    group_col: str | None = Field(None, description="Group column.")
+    llm_annotators: tuple[str, ...] = Field(
+        (), description="Annotator ids whose kind is 'llm' (wide and long without a kind column)."
+    )
+
+
+# ---- low-level row iteration ---------------------------------------------------------
+
+
+def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
+    f = path.open("r", encoding="utf-8-sig", newline="")
+    reader = csv.reader(f)
+    try:
+        header = next(reader)
+    except StopIteration:
+        f.close()
+        raise ReaderError("the file is empty (no header row)", path=path) from None
+    header = [h.strip() for h in header]
+
+    def rows() -> Generator[tuple[int, dict[str, str]]]:
+        with f:
+            try:
+                for row in reader:
+                    if not row or all(not c.strip() for c in row):
+                        continue
+                    if len(row) != len(header):
+                        raise ReaderError(
+                            f"row has {len(row)} fields, the header has {len(header)}",
+                            path=path,
+                            line=reader.line_num,
+                        )
+                    yield reader.line_num, dict(zip(header, row, strict=True))
+            except csv.Error as exc:
+                raise ReaderError(
+                    f"malformed CSV: {exc}", path=path, line=reader.line_num
+                ) from None
+
+    return header, rows()
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with path.open("r", encoding="utf-8-sig") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReaderError(f"not valid JSON: {exc.msg}", path=path, line=n) from None
+            if not isinstance(obj, dict):
+                raise ReaderError("each line must be a JSON object", path=path, line=n)
+            yield n, obj
+
+
+def _is_index_col(name: str) -> bool:
+    return name == "" or name.startswith("Unnamed:")
+
+
+def _no_column(what: str, name: str, header: Sequence[str], path: Path) -> ReaderError:
+    return ReaderError(
+        f"{what} column {name!r} not found; columns are {[h for h in header if h]}",
+        path=path,
+        line=1,
+        column=name,
+    )
+
+
+def _pick(
+    header: Sequence[str],
+    given: str | None,
+    candidates: Sequence[str],
+    what: str,
+    path: Path,
+    *,
+    exclude: Iterable[str] = (),
+) -> str | None:
+    if given is not None:
+        if given not in header:
+            raise _no_column(what, given, header, path)
+        return given
+    excl = set(exclude)
+    for c in candidates:
+        if c in header and c not in excl:
+            return c
+    return None
+
+
+def _cell(value: object) -> str | None:
+    if value is None:
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+# ---- the three layouts --------------------------------------------------------------
+
+
+def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
+    header, rows = iter_csv(path)
+    text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
+    if text_col is None:
+        raise ReaderError(
+            f"no text column: pass --text-col (columns are {[h for h in header if h]})",
+            path=path,
+            line=1,
+        )
+    if opts.annotator_cols is not None:
+        ann_cols = list(opts.annotator_cols)
+        for c in ann_cols:
+            if c not in header:
+                raise _no_column("annotator", c, header, path)
+    else:
+        ann_cols = [h for h in header if ANNOTATOR_PATTERN.match(h)]
+    gold_col = _pick(header, opts.gold_col, GOLD_CANDIDATES, "gold", path, exclude=ann_cols)
+    group_col = _pick(header, opts.group_col, GROUP_CANDIDATES, "group", path)
+    id_col = _pick(header, opts.id_col, ID_CANDIDATES, "id", path)
+    index_col = next((h for h in header if _is_index_col(h)), None) if id_col is None else None
+    llm = set(opts.llm_annotators)
+
+    items: list[Item] = []
+    for line, row in rows:
+        text = row[text_col]
+        if not text.strip():
+            raise ReaderError("empty text", path=path, line=line, column=text_col)
+        item_id = (
+            _cell(row[id_col])
+            if id_col
+            else (_cell(row[index_col]) if index_col is not None else None)
+        )
+        anns = tuple(
+            Annotation(annotator=c, label=lab, kind="llm" if c in llm else "human")
+            for c in ann_cols
+            if (lab := _cell(row[c])) is not None
+        )
+        items.append(
+            Item(
+                item_id=item_id or str(line - 1),
+                text=text,
+                annotations=anns,
+                gold=_cell(row[gold_col]) if gold_col else None,
+                group=_cell(row[group_col]) if group_col else None,
+            )
+        )
+    return items
+
+
+def read_long_rows(
+    path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions
+) -> list[Item]:
+    llm = set(opts.llm_annotators)
+    gold_key = opts.gold_col or "gold"
+    group_key = opts.group_col or "group"
+    by_id: dict[str, dict] = {}
+    for line, row in rows:
+        missing = [c for c in ("item_id", "text") if _cell(row.get(c)) is None]
+        if missing:
+            raise ReaderError("missing value", path=path, line=line, column=missing[0])
+        iid = str(row["item_id"]).strip()
+        rec = by_id.setdefault(iid, {"text": row["text"], "anns": {}, "gold": None, "group": None})
+        if rec["text"] != row["text"]:
+            raise ReaderError(
+                f"item {iid!r} has a different text than on an earlier row",
+                path=path,
+                line=line,
+                column="text",
+            )
+        for key, col in (("gold", gold_key), ("group", group_key)):
+            v = _cell(row.get(col))
+            if v is not None:
+                if rec[key] is not None and rec[key] != v:
+                    raise ReaderError(
+                        f"item {iid!r} has {key} {v!r} here and {rec[key]!r} earlier",
+                        path=path,
+                        line=line,
+                        column=col,
+                    )
+                rec[key] = v
+        annotator, label = _cell(row.get("annotator")), _cell(row.get("label"))
+        if annotator is None and label is None:
+            continue  # an item row with no annotation yet
+        if annotator is None or label is None:
+            col = "annotator" if annotator is None else "label"
+            raise ReaderError("missing value", path=path, line=line, column=col)
+        conf_raw = _cell(row.get("confidence"))
+        try:
+            conf = float(conf_raw) if conf_raw is not None else None
+        except ValueError:
+            raise ReaderError(
+                f"confidence {conf_raw!r} is not a number",
+                path=path,
+                line=line,
+                column="confidence",
+            ) from None
+        try:
+            ann = Annotation(
+                annotator=annotator,
+                label=label,
+                kind=_cell(row.get("kind")) or ("llm" if annotator in llm else "human"),
+                rationale=_cell(row.get("rationale")),
+                confidence=conf,
+                model=_cell(row.get("model")),
+            )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ReaderError(err["msg"], path=path, line=line, column=str(err["loc"][0])) from None
+        if annotator in rec["anns"]:
+            raise ReaderError(
+                f"annotator {annotator!r} labels item {iid!r} twice",
+                path=path,
+                line=line,
+                column="annotator",
+            )
+        rec["anns"][annotator] = ann
+    return [
+        Item(
+            item_id=iid,
+            text=r["text"],
+            annotations=tuple(r["anns"].values()),
+            gold=r["gold"],
+            group=r["group"],
+        )
+        for iid, r in by_id.items()
+    ]
+
+
+def read_our_jsonl(path: Path, rows: Iterable[tuple[int, dict]]) -> list[Item]:
+    items = []
+    for line, obj in rows:
+        try:
+            items.append(Item.model_validate(obj))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            col = ".".join(str(p) for p in err["loc"])
+            raise ReaderError(err["msg"], path=path, line=line, column=col) from None
+    return items
+
+
+def detect_format(path: Path, opts: ReaderOptions) -> Format:
+    if opts.format != "auto":
+        return opts.format
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        first = next(iter_jsonl(path), None)
+        if first is None:
+            raise ReaderError("the file is empty", path=path)
+        keys = first[1].keys()
+        if "annotations" in keys or "annotator" not in keys:
+            return "jsonl"
+        return "long"
+    header, rows = iter_csv(path)
+    rows.close()
+    if all(c in header for c in LONG_REQUIRED):
+        return "long"
+    return "wide"
