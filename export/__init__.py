@@ -3,11 +3,12 @@
 - ``export.spec``: what is exported (inputs, dynamic axes, opset, tolerances);
 - ``export.onnx``: how (``export_onnx``, the one entry point; the exporter sits behind
   ``convert``); ``export.quantize``: int8 recipes and fp16;
+- ``export.probes``: the probe texts and the PyTorch / ONNX logits compared;
 - ``export.validate``: the check (``ExportParityError`` lists every mismatch);
 - ``export.triton``: a Triton model repository from a guard artifact;
 - ``guardrail_dro.cli.export``: ``guardrail-dro export``.
 
-The serving side (``guardrail_dro.serve.artifact``, ``guardrail_dro.serve.runtime``) never imports
+The serving side (``guardrail_dro.serve``: artifact, runtime) never imports
 this package. Importing it is cheap: torch, onnx and onnxruntime load on use.
 """
 

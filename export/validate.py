@@ -17,13 +17,14 @@ Failures never stop at the first: ``ParityReport.raise_for_mismatches`` raises o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from export.probes import N_BUILTIN, encode, onnx_logits, probe_texts, torch_logits
 from export.spec import Tolerances
 from guardrail_dro.errors import UNCHECKED, ExportParityError, Mismatch
 
@@ -33,29 +34,9 @@ __all__ = [
     "Mismatch",
     "ParityReport",
     "Validator",
-    "encode",
     "merge",
-    "onnx_logits",
-    "probe_texts",
-    "torch_logits",
     "validate_export",
 ]
-
-_SENTENCES = (
-    "Hello!",
-    "What is the capital of France?",
-    "How do I reset my router password without calling support?",
-    "Tell me a joke about cats and dogs living together.",
-    "Which household chemicals are dangerous to mix, so I can avoid it?",
-    "I think people from that town are all idiots, am I wrong?",
-    "Write a short poem about the sea at night, with the moon and a lighthouse.",
-    "Can you summarise the plot of Hamlet in two sentences for a school essay?",
-    "Why do some countries drive on the left side of the road?",
-    "Give me step by step instructions to pick a lock on a neighbour's door.",
-    "Is it safe to take ibuprofen and paracetamol together for a headache?",
-    "Explain quantum entanglement like I'm five years old, please.",
-)
-
 
 @dataclass
 class ParityReport:
@@ -91,54 +72,6 @@ class ParityReport:
             if self.failed_variants() <= {"int8", "fp16"}:
                 hint = "fp32 passed: export without the failing variant (--no-int8 / no --fp16)."
             raise ExportParityError(self.mismatches, hint=hint)
-
-
-_N_BUILTIN = len(_SENTENCES) + 4
-
-
-def probe_texts(max_length: int, extra: Sequence[str] = (), limit: int = 48) -> list[str]:
-    """Texts of varied lengths: one character, short and long sentences, over-long text."""
-    long_text = " ".join(_SENTENCES) * (1 + max_length // 40)
-    texts = ["a", "?", *_SENTENCES, " ".join(_SENTENCES[:4]), long_text]
-    return texts + [t for t in extra if t.strip()][: max(0, limit - len(texts))]
-
-
-def encode(tokenizer, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hugging Face tokenizer -> int64 (ids, mask), padded to the batch's longest."""
-    enc = tokenizer(
-        list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np"
-    )
-    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
-
-
-def _batches(n: int, lengths: Sequence[int], batch_size: int):
-    order = sorted(range(n), key=lambda i: lengths[i])
-    for i in range(0, n, batch_size):
-        yield order[i : i + batch_size]
-
-
-def torch_logits(model, tokenizer, texts: Sequence[str], max_length: int, batch_size=32):
-    """PyTorch logits (N, C) in input order, batched by length."""
-    import torch
-
-    out = None
-    with torch.no_grad():
-        for idx in _batches(len(texts), [len(t) for t in texts], batch_size):
-            ids, mask = encode(tokenizer, [texts[i] for i in idx], max_length)
-            lg = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
-            out = np.zeros((len(texts), lg.shape[1]), np.float32) if out is None else out
-            out[idx] = lg
-    return out
-
-
-def onnx_logits(session, tokenizer, texts: Sequence[str], max_length: int, batch_size=32):
-    """ONNX Runtime logits (N, C) in input order; ``session`` is a runtime.GuardSession."""
-    out = None
-    for idx in _batches(len(texts), [len(t) for t in texts], batch_size):
-        lg = session.run(*encode(tokenizer, [texts[i] for i in idx], max_length))
-        out = np.zeros((len(texts), lg.shape[1]), np.float32) if out is None else out
-        out[idx] = lg
-    return out
 
 
 def _check_tokenizer(report, artifact_dir: Path, tokenizer, texts, max_length, pad_token):
@@ -190,7 +123,7 @@ def _fp32_parity(report, model, tokenizer, sess, texts, max_length, tol: Toleran
     tested = set(text_lengths)
     # Batch 1, no padding (the guard's own case) on the built-in texts, which span the
     # lengths; the validation texts among the probes are compared in padded batches.
-    for t in texts[:_N_BUILTIN]:
+    for t in texts[:N_BUILTIN]:
         ids, mask = encode(tokenizer, [t], max_length)
         with torch.no_grad():
             ref = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
