@@ -1,6 +1,6 @@
-"""The main job end to end: annotate -> train -> export -> guard, in one command.
+"""``guardrail-dro quickstart``: the main job end to end, annotate -> train -> export -> guard.
 
-Part of the command line (``guardrail-dro quickstart``): it is the one place in
+The command calls ``run_quickstart``, the orchestrator below: it is the one place in
 ``guardrail_dro`` that drives ``annotators`` and ``export``, and it imports them lazily.
 Every stage writes into ``out`` and reads back what is there, so an interrupted run
 resumes: the LLM annotations from their SQLite cache (no second call), the embeddings
@@ -16,14 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from guardrail_dro.cli.options import SchemaPath
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 
-__all__ = ["CHAT_TURNS", "run_quickstart"]
+__all__ = ["CHAT_TURNS", "quickstart", "register", "run_quickstart"]
 
 REPLAYED = "llm_c"
 """The synthetic LLM annotator whose labels the local endpoint replays."""
@@ -241,3 +244,55 @@ def run_quickstart(
         f'  provider {guard.provider}; try: guardrail-dro check --guard {guard_dir} "some text"'
     )
     return {"report": report, "guard_dir": guard_dir, "results": results}
+
+
+def quickstart(
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for data, caches, reports, model and guard.")
+    ] = Path("quickstart-out"),
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="A folder with train.csv, valid.csv, test.csv (e.g. "
+            "../shared/datasets/toxic-questions) instead of the synthetic data.",
+        ),
+    ] = None,
+    schema: SchemaPath = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Annotate with the real providers (keys from "
+            "OPENAI_API_KEY / ANTHROPIC_API_KEY) instead of the local replay.",
+        ),
+    ] = False,
+    annotator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotator",
+            help="With --live: provider:model, repeatable (default openai:gpt-4o-mini).",
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method.")] = 1,
+) -> None:
+    """See the whole product work, offline, in a few minutes on a CPU.
+
+    An LLM annotation pass (real runner and SDK against a local replay endpoint; cached),
+    our method against the baselines on frozen MiniLM (table and plots), the int8 ONNX
+    guard with its parity check, and guard.check on a few chat turns. Run it again: it
+    resumes from its caches.
+    """
+    run_quickstart(
+        out,
+        data=data,
+        schema=schema,
+        live=live,
+        annotator_specs=annotator or ("openai:gpt-4o-mini",),
+        seeds=seeds,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``quickstart`` command to ``app``."""
+    app.command()(quickstart)
