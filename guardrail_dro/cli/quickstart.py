@@ -120,13 +120,14 @@ def _read_real(data: Path, schema_path: Path | None) -> dict[str, AnnotatedDatas
     from guardrail_dro.data.readers import read_splits
     from guardrail_dro.data.schema import LabelSchema
 
-    paths = {k: data / f"{k}.csv" for k in ("train", "valid", "test")}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
+    files = {k: data / f"{k}.csv" for k in ("train", "valid", "test")}
+    missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise DataError(
             f"--data {data}: expected train.csv, valid.csv and test.csv; missing {missing}"
         )
     schema = LabelSchema.load(schema_path) if schema_path else None
+    paths: dict[str, str | Path | None] = dict(files)
     splits, schema = read_splits(paths, schema=schema)
     if not schema.safe:
         raise DataError(
@@ -198,8 +199,9 @@ def run_quickstart(
     )
     console.print(report.table())
     metric = "worst_group_accuracy" if splits["test"].has_groups else "accuracy"
-    ours = report.results["ours"].mean[metric]
-    mv = report.results["mv"].mean[metric]
+    ours, mv = (report.results[m].mean[metric] for m in ("ours", "mv"))
+    if ours is None or mv is None:  # None only for group metrics, and test has groups
+        raise DataError(f"the bench reported no {metric} on test for ours or mv")
     verdict = "[green]ahead of[/]" if ours > mv else "[bold red]NOT ahead of[/]"
     console.print(
         f"  {metric.replace('_', ' ')} on test: ours {ours:.3f}, majority vote {mv:.3f}: "
