@@ -87,7 +87,7 @@ def annotate_command(
         "tokens (in / out) and estimated cost (at batch prices with --batch).",
         rich_help_panel=_R)] = False,
     prices: Annotated[Path | None, typer.Option(
-        "--prices", help='JSON {"model": [usd_per_mtok_in, usd_per_mtok_out]} over the '
+        "--prices", help='JSON {"model": \\[usd_per_mtok_in, usd_per_mtok_out]} over the '
         "built-in price table.", exists=True, dir_okay=False, rich_help_panel=_R)] = None,
     failures: Annotated[Path | None, typer.Option(
         "--failures", help="Where to list refused / invalid / failed items "
