@@ -1,8 +1,8 @@
 """``guardrail-dro annotate``: the command-line shell over ``annotate`` / ``batch_annotate``.
 
-Registered by ``guardrail_dro.cli`` through ``register(app)``. This module imports only
-typer, the standard library and guardrail_dro at top level, so ``guardrail-dro --help``
-never loads an SDK; the annotators package is imported inside the command.
+This module imports only typer, the standard library and guardrail_dro at top level, so
+``guardrail-dro --help`` never loads an SDK; the annotators package is imported inside
+the command.
 """
 
 from __future__ import annotations
@@ -12,20 +12,7 @@ from typing import Annotated
 
 import typer
 
-from guardrail_dro.cli.options import (
-    AnnotatorCols,
-    Format,
-    GoldCol,
-    GroupCol,
-    IdCol,
-    Labels,
-    LlmAnnotators,
-    Safe,
-    SchemaPath,
-    TextCol,
-    make_reader_options,
-    make_schema,
-)
+from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
 
 __all__ = ["annotate_command", "register"]
 
@@ -59,6 +46,7 @@ Examples:
 _R = "Run"
 
 
+@takes_option_groups
 def annotate_command(
     data: Annotated[Path, typer.Option("--data", help="Input dataset (CSV or JSONL).",
                                        exists=True, dir_okay=False)],
@@ -67,9 +55,8 @@ def annotate_command(
     annotator: Annotated[list[str], typer.Option(
         "--annotator", help="PROVIDER:MODEL, repeatable: openai:gpt-4o-mini, "
         "anthropic:claude-haiku-4-5.")],
-    labels: Labels = None,
-    safe: Safe = None,
-    schema: SchemaPath = None,
+    *,
+    schema_options: SchemaOptions,
     base_url: Annotated[str | None, typer.Option(
         "--base-url", help="OpenAI-compatible server for openai: annotators (ends in /v1; "
         "vLLM, Ollama, Azure). Default: OPENAI_BASE_URL or api.openai.com.",
@@ -100,7 +87,7 @@ def annotate_command(
         "tokens (in / out) and estimated cost (at batch prices with --batch).",
         rich_help_panel=_R)] = False,
     prices: Annotated[Path | None, typer.Option(
-        "--prices", help='JSON {"model": [usd_per_mtok_in, usd_per_mtok_out]} over the '
+        "--prices", help='JSON {"model": \\[usd_per_mtok_in, usd_per_mtok_out]} over the '
         "built-in price table.", exists=True, dir_okay=False, rich_help_panel=_R)] = None,
     failures: Annotated[Path | None, typer.Option(
         "--failures", help="Where to list refused / invalid / failed items "
@@ -115,13 +102,7 @@ def annotate_command(
         "--progress/--no-progress", help="Progress bar with rate, ETA, tokens and cost "
         "(with --batch: each job's status and counts while polling).",
         rich_help_panel=_R)] = True,
-    format: Format = "auto",
-    text_col: TextCol = None,
-    id_col: IdCol = None,
-    annotator_cols: AnnotatorCols = None,
-    gold_col: GoldCol = None,
-    group_col: GroupCol = None,
-    llm_annotators: LlmAnnotators = None,
+    columns: ColumnOptions,
 ) -> None:
     from annotators.batch import batch_annotate_with_report
     from annotators.pricing import load_prices
@@ -130,9 +111,9 @@ def annotate_command(
     from annotators.specs import make_annotator
     from guardrail_dro.data.readers import read_dataset
 
-    options = make_reader_options(format, text_col, id_col, annotator_cols, gold_col,
-                                  group_col, llm_annotators)
-    dataset = read_dataset(data, options, schema=make_schema(labels, safe, schema))
+    dataset = read_dataset(
+        data, columns.reader_options(), schema=schema_options.label_schema()
+    )
     annotators = [
         make_annotator(spec, base_url=base_url, anthropic_base_url=anthropic_base_url,
                        timeout=timeout, need_key=not dry_run)

@@ -54,6 +54,15 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
     return texts, extras
 
 
+def _one_source(text: str | None, file: Path | None) -> str | Path:
+    """The one input to check: TEXT or --file, never both, never neither."""
+    if file is None and text is not None:
+        return text
+    if text is None and file is not None:
+        return file
+    raise typer.BadParameter("give either a TEXT or --file IN.jsonl")
+
+
 def check_command(
     guard_dir: Annotated[
         Path,
@@ -95,8 +104,7 @@ def check_command(
     from guardrail_dro.serve.guard import Guard
     from guardrail_dro.serve.policy import Policy
 
-    if (text is None) == (file is None):
-        raise typer.BadParameter("give either a TEXT or --file IN.jsonl")
+    source = _one_source(text, file)
     guard = Guard.load(
         guard_dir,
         provider=provider,
@@ -105,11 +113,11 @@ def check_command(
         batch_size=batch_size,
         manifest_sha256=manifest_sha256,
     )
-    if text is not None:
-        results = [guard.check(text)]
+    if isinstance(source, str):
+        results = [guard.check(source)]
         print(json.dumps(results[0].to_dict(), ensure_ascii=False))
     else:
-        texts, extras = _read_jsonl(file, text_field)
+        texts, extras = _read_jsonl(source, text_field)
         results = []
         for s in range(0, len(texts), batch_size):
             results += guard.check_many(texts[s : s + batch_size])

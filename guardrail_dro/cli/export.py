@@ -12,16 +12,7 @@ from typing import Annotated
 
 import typer
 
-from guardrail_dro.cli.options import (
-    AnnotatorCols,
-    Format,
-    GoldCol,
-    GroupCol,
-    IdCol,
-    LlmAnnotators,
-    TextCol,
-    make_reader_options,
-)
+from guardrail_dro.cli.options import ColumnOptions, takes_option_groups
 
 __all__ = ["export_command", "register"]
 
@@ -43,6 +34,7 @@ _HELP = (
 )
 
 
+@takes_option_groups
 def export_command(
     model: Annotated[
         Path,
@@ -105,13 +97,8 @@ def export_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,
-    format: Format = "auto",
-    text_col: TextCol = None,
-    id_col: IdCol = None,
-    annotator_cols: AnnotatorCols = None,
-    gold_col: GoldCol = None,
-    group_col: GroupCol = None,
-    llm_annotators: LlmAnnotators = None,
+    *,
+    columns: ColumnOptions,
 ) -> None:
     from rich.console import Console
 
@@ -122,10 +109,9 @@ def export_command(
     if valid is not None:
         from guardrail_dro.data.readers import read_dataset
 
-        opts = make_reader_options(
-            format, text_col, id_col, annotator_cols, gold_col, group_col, llm_annotators
+        valid_ds = read_dataset(
+            valid, columns.reader_options(), schema=LabelSchema.load(model / "schema.json")
         )
-        valid_ds = read_dataset(valid, opts, schema=LabelSchema.load(model / "schema.json"))
 
     from export.onnx import export_onnx
 

@@ -1,0 +1,50 @@
+"""The ``guardrail-dro`` typer app, its commands, and ``main`` (library errors -> exit 2).
+
+Every command is registered here, in the order ``--help`` lists them; each command
+module imports only typer, rich and light parts of guardrail_dro at top level, so
+``guardrail-dro --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from guardrail_dro.cli import annotate, check, export, quickstart, train
+from guardrail_dro.errors import GuardrailError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="guardrail-dro",
+    help="Train content-moderation guardrails from crowd + LLM labels, robust on the "
+    "worst group (bi-level soft-label GroupDRO), export them to ONNX, and serve them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+train.register(app)  # train, evaluate, bench
+quickstart.register(app)
+annotate.register(app)
+export.register(app)
+check.register(app)
+
+
+def main() -> None:
+    """Console entry point: library errors become one red line and exit code 2."""
+    from pydantic import ValidationError
+
+    err = Console(stderr=True)
+    try:
+        app()
+    except GuardrailError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except ValidationError as exc:  # a typed config built from options: name the field
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e["loc"]) or exc.title
+            msg = e["msg"].removeprefix("Value error, ")
+            err.print(f"[bold red]error:[/] {where}: {msg}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,251 @@
+"""``guardrail-dro train``, ``evaluate`` and ``bench``: shells over ``BiLevelTrainer.fit``,
+``TrainedModel`` + ``score_split`` and ``run_bench``.
+
+torch loads inside the commands (through ``guardrail_dro.train``), never at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from guardrail_dro.cli.options import ColumnOptions, OptionGroup, SchemaOptions, takes_option_groups
+
+if TYPE_CHECKING:
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.train.metrics import Metrics
+    from guardrail_dro.train.trainer import TrainConfig
+
+__all__ = ["TrainingOptions", "bench", "evaluate", "register", "train"]
+
+err = Console(stderr=True)
+
+_T = "Training"
+Mode = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="frozen: heads on cached embeddings (CPU, "
+        "seconds); full: fine-tune the encoder (GPU).",
+        rich_help_panel=_T,
+    ),
+]
+Backbone = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone",
+        help="Hugging Face encoder folder or name (default: embedded all-MiniLM-L6-v2).",
+        rich_help_panel=_T,
+    ),
+]
+Epochs = Annotated[
+    int | None, typer.Option("--epochs", help="Default 40 frozen / 3 full.", rich_help_panel=_T)
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Embedding cache folder (default $GUARDRAIL_DRO_CACHE or ~/.cache/guardrail-dro).",
+        rich_help_panel=_T,
+    ),
+]
+KeepOverlap = Annotated[
+    bool,
+    typer.Option(
+        "--keep-overlap",
+        help="Keep training items whose text also appears in valid/test (by default they "
+        "are dropped: the upper level and model selection would see their own training "
+        "items).",
+        rich_help_panel=_T,
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="cpu, cuda, cuda:1 (default: best available).", rich_help_panel=_T
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingOptions(OptionGroup):
+    """What train and bench share of a ``TrainConfig``: the ``Training`` options."""
+
+    mode: Mode = "frozen"
+    backbone: Backbone = None
+    epochs: Epochs = None
+    cache_dir: CacheDir = None
+    keep_overlap: KeepOverlap = False
+    device: Device = None
+
+    def config(self, **run: Any) -> TrainConfig:
+        """The ``TrainConfig`` of these options and the command's own fields (``run``:
+        method, seed).
+
+        Raises:
+            pydantic.ValidationError: a value out of range (``main`` names the field).
+        """
+        from guardrail_dro.train.trainer import TrainConfig
+
+        return TrainConfig(
+            mode=self.mode,
+            backbone=self.backbone,
+            epochs=self.epochs,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            drop_overlap=not self.keep_overlap,
+            **run,
+        )
+
+
+def _read_splits(
+    paths: dict[str, str | Path | None], columns: ColumnOptions, schema: SchemaOptions
+) -> dict[str, AnnotatedDataset]:
+    """``read_splits`` with the command's options; warns about texts shared by splits."""
+    from guardrail_dro.data.items import find_leakage
+    from guardrail_dro.data.readers import read_splits
+
+    splits, _ = read_splits(paths, columns.reader_options(), schema=schema.label_schema())
+    for line in find_leakage(splits).lines() if len(splits) > 1 else []:
+        err.print(f"[yellow]warning: leakage:[/] {line}", highlight=False)
+    return splits
+
+
+def _metrics_table(split: str, metrics: Metrics) -> None:
+    from rich.table import Table
+
+    headline = metrics.headline()
+    t = Table(show_header=True, header_style="bold")
+    t.add_column("split")
+    for k in headline:
+        t.add_column(k.replace("_", " "), justify="right")
+    t.add_row(split, *("-" if v is None else f"{v:.3f}" for v in headline.values()))
+    Console().print(t)
+
+
+@takes_option_groups
+def train(
+    train: Annotated[Path, typer.Option("--train", help="Training data (annotator labels).")],
+    valid: Annotated[
+        Path,
+        typer.Option(
+            "--valid",
+            help="Validation data with gold labels and "
+            "groups: the upper level and all model selection.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="ours (default) | ours-agree | soft | mv | ds | dro-mv | best-single | gold "
+            "| single:<annotator>",
+            rich_help_panel=_T,
+        ),
+    ] = "ours",
+    seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
+    *,
+    training: TrainingOptions,
+    columns: ColumnOptions,
+    schema_options: SchemaOptions,
+) -> None:
+    """Train a guard classifier from annotator labels, robust on its worst group.
+
+    The default method (ours) learns, per item, how much to trust each annotator, so
+    that the soft labels agree with the validation gold on every group, the worst one
+    included (GroupDRO). Epochs and checkpoints are chosen on --valid, never on test.
+
+    Example: guardrail-dro train --train train.csv --valid valid.csv --out model/
+    --schema examples/toxic_questions_schema.json --method ours
+    """
+    from guardrail_dro.train.modeldir import TrainedModel
+    from guardrail_dro.train.trainer import BiLevelTrainer
+
+    splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
+    cfg = training.config(method=method, seed=seed)
+    result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
+    if not result.is_main_process:  # other ranks of `accelerate launch` / `torchrun`
+        return
+    hashes = {k: v.content_hash() for k, v in splits.items()}
+    TrainedModel.from_result(result, hashes).save(out)
+    for n in result.notes:
+        err.print(f"note: {n}", highlight=False)
+    _metrics_table(f"valid (epoch {result.best_epoch})", result.valid_metrics)
+    Console().print(f"model written to [bold]{out}[/] ({result.seconds:.1f} s)")
+
+
+@takes_option_groups
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="A trained model directory.")],
+    test: Annotated[Path, typer.Option("--test", help="Data with gold labels (and groups).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write metrics JSON here.")] = None,
+    *,
+    columns: ColumnOptions,
+) -> None:
+    """Score a trained model on a labelled split: accuracy, group-mean and worst-group
+    accuracy, macro-F1, toxic precision / recall / FPR."""
+    from guardrail_dro.data.readers import read_splits
+    from guardrail_dro.train.metrics import score_split
+    from guardrail_dro.train.modeldir import TrainedModel
+
+    m = TrainedModel.load(model)
+    data = read_splits({"test": test}, columns.reader_options(), schema=m.schema)[0]["test"]
+    pred = m.predict_proba(data.texts).argmax(1)
+    metrics = score_split(data, pred)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(metrics.model_dump_json(indent=2) + "\n")
+    _metrics_table("test", metrics)
+    if metrics.worst_group is not None:
+        Console().print(f"worst group: {metrics.worst_group!r}")
+
+
+@takes_option_groups
+def bench(
+    train: Annotated[Path, typer.Option("--train", help="Training data (annotator labels).")],
+    valid: Annotated[Path, typer.Option("--valid", help="Validation data (gold + groups).")],
+    test: Annotated[Path, typer.Option("--test", help="Test data (gold + groups).")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for results.json, results.md and the plots.")
+    ],
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, help="Seeds per method (mean ± std).")
+    ] = 3,
+    methods: Annotated[
+        str | None,
+        typer.Option(
+            "--methods", help="Comma-separated; default: all built-in + each single annotator."
+        ),
+    ] = None,
+    *,
+    training: TrainingOptions,
+    columns: ColumnOptions,
+    schema_options: SchemaOptions,
+) -> None:
+    """Train every method for every seed with the same backbone and budget, score each on
+    test, and write a JSON report, a markdown table and per-group plots."""
+    from guardrail_dro.train.bench import run_bench
+
+    splits = _read_splits({"train": train, "valid": valid, "test": test}, columns, schema_options)
+    report = run_bench(
+        splits["train"],
+        splits["valid"],
+        splits["test"],
+        methods=methods.split(",") if methods else None,
+        seeds=seeds,
+        config=training.config(),
+        out_dir=out,
+    )
+    Console().print(report.table())
+    Console().print(f"report and plots in [bold]{out}[/]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train``, ``evaluate`` and ``bench`` commands to ``app``."""
+    for command in (train, evaluate, bench):
+        app.command()(command)
