@@ -28,7 +28,7 @@ from typing import Annotated, Any, TypeVar, get_args, get_type_hints
 
 import typer
 
-from guardrail_dro.data.readers import Format as ReaderFormat
+from guardrail_dro.data.layouts import Format as ReaderFormat
 from guardrail_dro.data.readers import ReaderOptions
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError
