@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -38,7 +39,7 @@ from annotators.prompts import PROMPT_VERSION
 from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["AnnotationCache", "BatchJob", "PendingSubmit", "cache_key", "key_for",
-           "open_cache"]
+           "open_cache", "server_params"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -85,6 +86,16 @@ def cache_key(provider: str, model: str, prompt_version: str, params: dict[str, 
         sort_keys=True, ensure_ascii=False, separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def server_params(base_url: str | None, env_var: str, default: str) -> dict[str, str]:
+    """``{"base_url": url}`` for an adapter's ``cache_params`` when it talks to a server
+    other than the provider's own (``base_url``, else the SDK's ``env_var``), else ``{}``.
+
+    Another server is another model, whatever its name: its answers get other keys.
+    """
+    url = (base_url or os.environ.get(env_var) or "").rstrip("/")
+    return {"base_url": url} if url and url != default else {}
 
 
 def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
