@@ -29,15 +29,9 @@ from annotators.labelling import label_text
 from annotators.openai_annotator import OpenAIAnnotator
 from annotators.pricing import DEFAULT_PRICES, load_prices
 from annotators.prompts import PROMPT_VERSION, build_prompt
+from annotators.report import AnnotationRun, RunReport
 from annotators.retry import RetryPolicy
-from annotators.runner import (
-    AnnotationRun,
-    RunReport,
-    aannotate,
-    aannotate_with_report,
-    annotate,
-    annotate_with_report,
-)
+from annotators.runner import aannotate, aannotate_with_report, annotate, annotate_with_report
 from annotators.specs import make_annotator
 
 __all__ = [

@@ -10,12 +10,12 @@ parameter: the Messages API of anthropic 2.x no longer takes sampling parameters
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 from typing import Any
 
-from annotators.base import Prompt, RawReply, Usage, aclose_quietly
+from annotators.base import Prompt, RawReply, Usage
+from annotators.cache import server_params
+from annotators.clients import LoopBoundClient
 from annotators.prompts import reply_json_schema
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import require
@@ -73,37 +73,20 @@ class AnthropicAnnotator:
         self.max_tokens = max_tokens
         self.timeout = timeout
         self._api_key = api_key
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing: set[asyncio.Task] = set()
+        self._clients = LoopBoundClient(self._new_client)
 
     def __repr__(self) -> str:  # no key in reprs, ever
         return f"AnthropicAnnotator(model={self.model!r}, base_url={self.base_url!r})"
 
     def cache_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"max_tokens": self.max_tokens}
         # Another server is another model, whatever its name: key it apart.
-        url = (self.base_url or os.environ.get("ANTHROPIC_BASE_URL") or "").rstrip("/")
-        if url and url != DEFAULT_BASE_URL:
-            params["base_url"] = url
-        return params
+        server = server_params(self.base_url, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
+        return {"max_tokens": self.max_tokens, **server}
 
-    def _get_client(self) -> Any:
-        # The client follows the event loop; the one of an ended loop is closed.
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._loop is not loop:
-            task = loop.create_task(aclose_quietly(self._client))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-            self._client = None
-        if self._client is None:
-            anthropic = require("anthropic", "annotate")
-            self._client = anthropic.AsyncAnthropic(
-                api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                timeout=self.timeout,
-            )
-            self._loop = loop
-        return self._client
+    def _new_client(self) -> Any:
+        anthropic = require("anthropic", "annotate")
+        return anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self.base_url,
+                                        max_retries=0, timeout=self.timeout)
 
     def request_body(self, prompt: Prompt, schema: LabelSchema) -> dict[str, Any]:
         """The Messages API parameters (also the ``params`` of a batch request)."""
@@ -121,21 +104,13 @@ class AnthropicAnnotator:
         }
 
     async def call(self, prompt: Prompt, schema: LabelSchema) -> RawReply:
-        client = self._get_client()
+        client = self._clients.get()
         message = await client.messages.create(**self.request_body(prompt, schema))
         return parse_message(json.loads(message.model_dump_json()))
 
     async def aclose(self) -> None:
-        if self._closing:
-            await asyncio.gather(*self._closing)
-        if self._client is not None:
-            if self._loop is asyncio.get_running_loop():
-                await self._client.close()
-            else:  # opened in a loop that has ended
-                await aclose_quietly(self._client)
-            self._client = None
-            self._loop = None
+        await self._clients.aclose()
 
     def batch_client(self) -> Any:
         """An async SDK client for the batch module (same settings, same key)."""
-        return self._get_client()
+        return self._clients.get()

@@ -1,12 +1,12 @@
 """The persistent SQLite cache that makes annotation runs resumable and never pay twice.
 
 A result is keyed by ``cache_key(provider, model, prompt_version, params, text)``: the
-things that decide the answer, and nothing else (the runner puts the label schema in
-``params``, since the prompt is built from it, and the adapters put a non-default base
-URL there: ``llama3.1`` behind Ollama and behind vLLM are not the same model). The API
-key and the item id are not in it (an identical text asked again is the same question). Each result
-is committed as soon as it is known, in WAL mode, so a ``kill -9`` loses at most the
-calls that were in flight.
+things that decide the answer, and nothing else (``key_for``, which the live and the
+batch runner both use, puts the label schema in ``params``, since the prompt is built
+from it, and the adapters put a non-default base URL there: ``llama3.1`` behind Ollama
+and behind vLLM are not the same model). The API key and the item id are not in it (an
+identical text asked again is the same question). Each result is committed as soon as
+it is known, in WAL mode, so a ``kill -9`` loses at most the calls that were in flight.
 
 Batch jobs are kept too (provider, job id, which cache keys they carry, the label
 schema they were asked under), so an interrupted batch run polls the job it already
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -33,9 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from annotators.base import AnnotationResult
+from annotators.base import AnnotationResult, Annotator
+from annotators.prompts import PROMPT_VERSION
+from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["AnnotationCache", "BatchJob", "PendingSubmit", "cache_key"]
+__all__ = ["AnnotationCache", "BatchJob", "PendingSubmit", "cache_key", "key_for",
+           "open_cache", "server_params"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -82,6 +86,27 @@ def cache_key(provider: str, model: str, prompt_version: str, params: dict[str, 
         sort_keys=True, ensure_ascii=False, separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def server_params(base_url: str | None, env_var: str, default: str) -> dict[str, str]:
+    """``{"base_url": url}`` for an adapter's ``cache_params`` when it talks to a server
+    other than the provider's own (``base_url``, else the SDK's ``env_var``), else ``{}``.
+
+    Another server is another model, whatever its name: its answers get other keys.
+    """
+    url = (base_url or os.environ.get(env_var) or "").rstrip("/")
+    return {"base_url": url} if url and url != default else {}
+
+
+def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
+    """The cache key of ``text`` asked of ``annotator`` with the current prompt version.
+
+    The label schema (classes, safe classes, descriptions) is part of the prompt, so it
+    is part of the parameters: change the classes and old answers are not reused (their
+    labels might not even exist any more).
+    """
+    params = {**annotator.cache_params(), "schema": schema.model_dump(mode="json")}
+    return cache_key(annotator.provider, annotator.model, PROMPT_VERSION, params, text)
 
 
 @dataclass(frozen=True)
@@ -280,3 +305,17 @@ class AnnotationCache:
         ).fetchall()
         return [BatchJob(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
                 for r in rows]
+
+
+def open_cache(cache: AnnotationCache | str | Path | None, *,
+               readonly: bool = False) -> tuple[AnnotationCache, bool]:
+    """(cache, whether we opened it and must close it).
+
+    ``readonly`` (a dry run): an existing file is opened for reading only and a missing
+    one is not created (an empty in-memory cache stands in).
+    """
+    if isinstance(cache, AnnotationCache):
+        return cache, False
+    if cache is None or (readonly and not Path(cache).exists()):
+        return AnnotationCache(":memory:"), True
+    return AnnotationCache(cache, readonly=readonly), True

@@ -16,13 +16,13 @@ no SDK; a missing SDK raises ``DependencyError`` naming the extra.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 from typing import Any, Literal
 
-from annotators.base import Prompt, RawReply, Usage, aclose_quietly
+from annotators.base import Prompt, RawReply, Usage
+from annotators.cache import server_params
+from annotators.clients import LoopBoundClient
 from annotators.prompts import reply_json_schema
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import require
@@ -100,40 +100,20 @@ class OpenAIAnnotator:
             "max_completion_tokens" if reasoning else "max_tokens")
         self.timeout = timeout
         self._api_key = api_key
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing: set[asyncio.Task] = set()
+        self._clients = LoopBoundClient(self._new_client)
 
     def __repr__(self) -> str:  # no key in reprs, ever
         return f"OpenAIAnnotator(model={self.model!r}, base_url={self.base_url!r})"
 
     def cache_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"temperature": self.temperature,
-                                  "max_tokens": self.max_tokens}
         # Another server is another model, whatever its name: key it apart.
-        url = (self.base_url or os.environ.get("OPENAI_BASE_URL") or "").rstrip("/")
-        if url and url != DEFAULT_BASE_URL:
-            params["base_url"] = url
-        return params
+        server = server_params(self.base_url, "OPENAI_BASE_URL", DEFAULT_BASE_URL)
+        return {"temperature": self.temperature, "max_tokens": self.max_tokens, **server}
 
-    def _get_client(self) -> Any:
-        # An async client is bound to the event loop it first ran on; the sync entry
-        # point runs a fresh loop each time, so the client follows the loop, and the
-        # old one is closed (not left to leak its connections).
-        loop = asyncio.get_running_loop()
-        if self._client is not None and self._loop is not loop:
-            task = loop.create_task(aclose_quietly(self._client))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-            self._client = None
-        if self._client is None:
-            openai = require("openai", "annotate")
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key, base_url=self.base_url, max_retries=0,
-                timeout=self.timeout,
-            )
-            self._loop = loop
-        return self._client
+    def _new_client(self) -> Any:
+        openai = require("openai", "annotate")
+        return openai.AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
+                                  max_retries=0, timeout=self.timeout)
 
     def request_body(self, prompt: Prompt, schema: LabelSchema) -> dict[str, Any]:
         """The chat-completions request body (also one line of a batch file)."""
@@ -152,21 +132,13 @@ class OpenAIAnnotator:
         }
 
     async def call(self, prompt: Prompt, schema: LabelSchema) -> RawReply:
-        client = self._get_client()
+        client = self._clients.get()
         completion = await client.chat.completions.create(**self.request_body(prompt, schema))
         return parse_chat_completion(json.loads(completion.model_dump_json()))
 
     async def aclose(self) -> None:
-        if self._closing:
-            await asyncio.gather(*self._closing)
-        if self._client is not None:
-            if self._loop is asyncio.get_running_loop():
-                await self._client.close()
-            else:  # opened in a loop that has ended
-                await aclose_quietly(self._client)
-            self._client = None
-            self._loop = None
+        await self._clients.aclose()
 
     def batch_client(self) -> Any:
         """An async SDK client for the batch module (same settings, same key)."""
-        return self._get_client()
+        return self._clients.get()

@@ -14,28 +14,36 @@ base URL with a typo) raise ``RepeatedAPIError`` instead of failing 10,000 items
 call at a time; what finished before is in the cache.
 
 A dry run reads the cache without writing to it (a missing cache file is not created).
+
+The report types (``RunReport``, ``AnnotationRun``, ``Failure``) live in
+``annotators.report`` and the cache helpers (``key_for``, ``open_cache``) in
+``annotators.cache``; they are re-exported here, where they were first published.
+``run_session`` and ``gather_or_cancel`` are the lifecycle the batch runner shares.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import sys
-from collections import Counter
-from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from annotators.base import AnnotationResult, Annotator, RepeatedAPIError, Usage
-from annotators.cache import AnnotationCache, cache_key
+from annotators.base import AnnotationResult, Annotator, RepeatedAPIError
+from annotators.cache import AnnotationCache, key_for, open_cache
 from annotators.labelling import label_text
-from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, estimate_tokens
-from annotators.prompts import PROMPT_VERSION, build_prompt
+from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of
 from annotators.ratelimit import RateLimiter
+from annotators.report import (
+    AnnotationRun,
+    Failure,
+    RunReport,
+    estimate_into,
+    results_to_annotations,
+)
 from annotators.retry import TRANSIENT_STATUSES, RetryPolicy
-from guardrail_dro.data.items import AnnotatedDataset, Annotation
-from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
 
 __all__ = [
@@ -52,34 +60,10 @@ __all__ = [
     "key_for",
     "open_cache",
     "results_to_annotations",
+    "run_session",
 ]
 
 T = TypeVar("T")
-
-
-def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
-    """The cache key of ``text`` asked of ``annotator`` with the current prompt version.
-
-    The label schema (classes, safe classes, descriptions) is part of the prompt, so it
-    is part of the parameters: change the classes and old answers are not reused (their
-    labels might not even exist any more).
-    """
-    params = {**annotator.cache_params(), "schema": schema.model_dump(mode="json")}
-    return cache_key(annotator.provider, annotator.model, PROMPT_VERSION, params, text)
-
-
-def open_cache(cache: AnnotationCache | str | Path | None, *,
-               readonly: bool = False) -> tuple[AnnotationCache, bool]:
-    """(cache, whether we opened it and must close it).
-
-    ``readonly`` (a dry run): an existing file is opened for reading only and a missing
-    one is not created (an empty in-memory cache stands in).
-    """
-    if isinstance(cache, AnnotationCache):
-        return cache, False
-    if cache is None or (readonly and not Path(cache).exists()):
-        return AnnotationCache(":memory:"), True
-    return AnnotationCache(cache, readonly=readonly), True
 
 
 async def gather_or_cancel(*coros: Awaitable[T]) -> list[T]:
@@ -94,130 +78,23 @@ async def gather_or_cancel(*coros: Awaitable[T]) -> list[T]:
         raise
 
 
-@dataclass(frozen=True)
-class Failure:
-    """An item an annotator did not label, and why."""
+@contextlib.asynccontextmanager
+async def run_session(cache: AnnotationCache | str | Path | None,
+                      annotators: Sequence[Annotator], *,
+                      readonly: bool = False) -> AsyncIterator[AnnotationCache]:
+    """The run's cache, opened from a path if need be (see ``open_cache``).
 
-    item_id: str
-    annotator: str
-    outcome: str
-    error: str | None
-    raw: str | None
-
-
-@dataclass
-class RunReport:
-    """What a run did: per-annotator outcomes, calls, tokens, cost, and every failure.
-
-    Attributes:
-        outcomes: annotator -> outcome -> number of items.
-        from_cache: (annotator, item) results taken from the cache without a call.
-        calls: HTTP requests made by this run (retries and repairs included).
-        usage: tokens billed by this run.
-        cost: USD of this run; None if some model has no price.
-        estimated_cost: for a dry run, USD the missing items would cost (None: no price);
-            at batch prices for a batch dry run.
-        to_ask: (annotator, text) requests a run has to make (after the cache).
-        in_batch_jobs: for a batch dry run, requests already in submitted jobs (paid).
+    On the way out, however the run ends, every annotator's HTTP client is closed (the
+    adapters open one lazily per event loop) and so is the cache, if this opened it.
     """
-
-    annotators: list[str]
-    items: int
-    dry_run: bool = False
-    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
-    from_cache: int = 0
-    calls: int = 0
-    usage: Usage = field(default_factory=Usage)
-    cost: float | None = 0.0
-    estimated_tokens: Usage = field(default_factory=Usage)
-    estimated_cost: float | None = None
-    to_ask: int = 0
-    in_batch_jobs: int = 0
-    batch: bool = False
-    failures: list[Failure] = field(default_factory=list)
-    batch_jobs: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return len(self.failures)
-
-    def add_cost(self, usd: float | None) -> None:
-        self.cost = None if usd is None or self.cost is None else self.cost + usd
-
-    def summary_lines(self) -> list[str]:
-        """Human-readable lines for the end of a run."""
-        if self.dry_run:
-            cost = "unknown (no price for a model; pass --prices)" if self.estimated_cost is None \
-                else f"${self.estimated_cost:.4f}"
-            jobs = f", {self.in_batch_jobs} in submitted batch job(s)" if self.in_batch_jobs \
-                else ""
-            prices = " at batch prices" if self.batch else ""
-            return [
-                f"dry run: {self.items} items x {len(self.annotators)} annotator(s); "
-                f"{self.from_cache} answer(s) already cached{jobs}, {self.to_ask} request(s) "
-                "to make",
-                f"estimated tokens: {self.estimated_tokens.input_tokens} in, "
-                f"{self.estimated_tokens.output_tokens} out; estimated cost{prices} {cost}",
-            ]
-        lines = []
-        for name in self.annotators:
-            c = self.outcomes.get(name, Counter())
-            lines.append(
-                f"{name}: {c['labelled']} labelled, {c['refused']} refused, "
-                f"{c['invalid']} invalid, {c['error']} error(s)"
-            )
-        cost = "unknown (no price for a model)" if self.cost is None else f"${self.cost:.4f}"
-        lines.append(
-            f"{self.calls} call(s) made, {self.from_cache} answer(s) from the cache; tokens "
-            f"{self.usage.input_tokens} in / {self.usage.output_tokens} out; cost {cost}"
-        )
-        return lines
-
-    def write_failures(self, path: str | Path) -> Path:
-        """Write every failure as one JSON line (item_id, annotator, outcome, error, raw)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for fail in self.failures:
-                f.write(json.dumps(fail.__dict__, ensure_ascii=False) + "\n")
-        return path
-
-
-@dataclass(frozen=True)
-class AnnotationRun:
-    """The annotated dataset and the report of the run that made it."""
-
-    dataset: AnnotatedDataset
-    report: RunReport
-
-
-def results_to_annotations(
-    dataset: AnnotatedDataset, annotators: Sequence[Annotator],
-    results: Mapping[tuple[int, str], AnnotationResult], report: RunReport,
-) -> AnnotatedDataset:
-    """Add labelled results to the dataset and record every other outcome as a failure.
-
-    ``results`` maps (annotator index, cache key) to a result; a missing one is reported
-    as an error rather than skipped.
-    """
-    extra: dict[str, list[Annotation]] = {}
-    for j, ann in enumerate(annotators):
-        counts = report.outcomes.setdefault(ann.name, Counter())
-        for it in dataset.items:
-            res = results.get((j, key_for(ann, it.text, dataset.schema)))
-            if res is None:
-                res = AnnotationResult(outcome="error", annotator=ann.name,
-                                       error="no result (the run stopped before this item)")
-            counts[res.outcome] += 1
-            if res.outcome == "labelled" and res.label is not None:
-                extra.setdefault(it.item_id, []).append(Annotation(
-                    annotator=ann.name, kind="llm", label=res.label, rationale=res.rationale,
-                    confidence=res.confidence, model=res.model or ann.model,
-                ))
-            else:
-                report.failures.append(Failure(it.item_id, ann.name, res.outcome, res.error,
-                                               res.raw))
-    return dataset.with_annotations(extra)
+    db, owned = open_cache(cache, readonly=readonly)
+    try:
+        yield db
+    finally:
+        for ann in annotators:
+            await ann.aclose()
+        if owned:
+            db.close()
 
 
 def _progress(total: int, enabled: bool, desc: str):
@@ -250,9 +127,8 @@ async def aannotate_with_report(
     if len(set(names)) != len(names):
         raise ConfigError(f"annotator names must be unique, got {names}")
     policy = policy or RetryPolicy()
-    db, owned = open_cache(cache, readonly=dry_run)
-    report = RunReport(annotators=names, items=len(dataset), dry_run=dry_run)
-    try:
+    async with run_session(cache, annotators, readonly=dry_run) as db:
+        report = RunReport(annotators=names, items=len(dataset), dry_run=dry_run)
         # (annotator index, key) -> text: identical texts are asked once.
         wanted: dict[tuple[int, str], str] = {}
         for j, ann in enumerate(annotators):
@@ -275,29 +151,6 @@ async def aannotate_with_report(
                        max_repeated_errors=max_repeated_errors)
         annotated = results_to_annotations(dataset, annotators, results, report)
         return AnnotationRun(annotated, report)
-    finally:
-        for ann in annotators:
-            await ann.aclose()
-        if owned:
-            db.close()
-
-
-def estimate_into(report: RunReport, annotators: Sequence[Annotator], schema: LabelSchema,
-                  todo: Sequence[tuple[int, str]], prices: Mapping[str, Price] | None, *,
-                  batch: bool = False) -> None:
-    """Fill a dry run's estimated tokens and cost for ``todo`` (annotator index, text)."""
-    total: float | None = 0.0
-    tokens = Usage()
-    for j, text in todo:
-        p = build_prompt(text, schema)
-        u = Usage(estimate_tokens(p.system + p.messages[0]["content"]), EXPECTED_OUTPUT_TOKENS)
-        tokens = tokens + u
-        usd = cost_of(annotators[j].model, u, prices, batch=batch)
-        total = None if usd is None or total is None else total + usd
-    report.to_ask = len(todo)
-    report.batch = batch
-    report.estimated_tokens = tokens
-    report.estimated_cost = total
 
 
 def _non_transient(status: int | None) -> bool:

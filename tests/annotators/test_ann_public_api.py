@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import annotators
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(annotators.__path__))
+# Subpackages too (annotators.testing.server ...): each of their modules states its surface.
+MODULES = sorted(m.name.removeprefix("annotators.")
+                 for m in pkgutil.walk_packages(annotators.__path__, "annotators."))
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -52,3 +56,56 @@ except DependencyError as exc:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_testing_surface_is_the_one_users_import() -> None:
+    # annotators.testing was one module; as a package it promises the same names.
+    import annotators.testing as testing
+
+    assert sorted(testing.__all__) == [
+        "FakeLLMServer", "FakeReply", "Fault", "FaultKind", "Handler", "Refuse",
+        "anthropic_message_body", "anthropic_stream_body", "keyword_handler", "main",
+        "openai_completion_body", "openai_stream_body",
+    ]
+
+
+def _imports_of(path: Path) -> set[str]:
+    """The annotators modules a source file imports (at any depth of the file)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found |= {n for n in names if n == "annotators" or n.startswith("annotators.")}
+    return found
+
+
+def test_no_import_cycles_and_no_private_names_across_modules() -> None:
+    root = Path(annotators.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = _imports_of(path) - {name}
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("annotators"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{name} imports private {private} from {node.module}"
+    edges = {m: {d for d in deps if d in graph} for m, deps in graph.items()}
+    done: set[str] = set()
+
+    def visit(m: str, stack: list[str]) -> None:
+        if m in stack:
+            raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(m):], m]))
+        if m in done:
+            return
+        for d in sorted(edges[m]):
+            visit(d, [*stack, m])
+        done.add(m)
+
+    for m in sorted(edges):
+        visit(m, [])

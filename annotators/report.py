@@ -1,0 +1,171 @@
+"""What a run did: outcomes, calls, tokens, cost, and every item left unlabelled.
+
+The live runner and the batch runner fill the same ``RunReport`` and end the same way
+(``results_to_annotations``: labels into the dataset, every other outcome into
+``failures``), so the CLI prints one summary whatever way the labels were bought. A dry
+run fills the estimates instead (``estimate_into``), at live or batch prices.
+
+Nothing is dropped silently: refusals, invalid replies and errors are counted and
+listed with their raw text (``write_failures`` saves them as JSONL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from annotators.base import AnnotationResult, Annotator, Usage
+from annotators.cache import key_for
+from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, estimate_tokens
+from annotators.prompts import build_prompt
+from guardrail_dro.data.items import AnnotatedDataset, Annotation
+from guardrail_dro.data.schema import LabelSchema
+
+__all__ = ["AnnotationRun", "Failure", "RunReport", "estimate_into", "results_to_annotations"]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An item an annotator did not label, and why."""
+
+    item_id: str
+    annotator: str
+    outcome: str
+    error: str | None
+    raw: str | None
+
+
+@dataclass
+class RunReport:
+    """What a run did: per-annotator outcomes, calls, tokens, cost, and every failure.
+
+    Attributes:
+        outcomes: annotator -> outcome -> number of items.
+        from_cache: (annotator, item) results taken from the cache without a call.
+        calls: HTTP requests made by this run (retries and repairs included).
+        usage: tokens billed by this run.
+        cost: USD of this run; None if some model has no price.
+        estimated_cost: for a dry run, USD the missing items would cost (None: no price);
+            at batch prices for a batch dry run.
+        to_ask: (annotator, text) requests a run has to make (after the cache).
+        in_batch_jobs: for a batch dry run, requests already in submitted jobs (paid).
+    """
+
+    annotators: list[str]
+    items: int
+    dry_run: bool = False
+    outcomes: dict[str, Counter[str]] = field(default_factory=dict)
+    from_cache: int = 0
+    calls: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost: float | None = 0.0
+    estimated_tokens: Usage = field(default_factory=Usage)
+    estimated_cost: float | None = None
+    to_ask: int = 0
+    in_batch_jobs: int = 0
+    batch: bool = False
+    failures: list[Failure] = field(default_factory=list)
+    batch_jobs: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def add_cost(self, usd: float | None) -> None:
+        self.cost = None if usd is None or self.cost is None else self.cost + usd
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable lines for the end of a run."""
+        if self.dry_run:
+            cost = "unknown (no price for a model; pass --prices)" if self.estimated_cost is None \
+                else f"${self.estimated_cost:.4f}"
+            jobs = f", {self.in_batch_jobs} in submitted batch job(s)" if self.in_batch_jobs \
+                else ""
+            prices = " at batch prices" if self.batch else ""
+            return [
+                f"dry run: {self.items} items x {len(self.annotators)} annotator(s); "
+                f"{self.from_cache} answer(s) already cached{jobs}, {self.to_ask} request(s) "
+                "to make",
+                f"estimated tokens: {self.estimated_tokens.input_tokens} in, "
+                f"{self.estimated_tokens.output_tokens} out; estimated cost{prices} {cost}",
+            ]
+        lines = []
+        for name in self.annotators:
+            c = self.outcomes.get(name, Counter())
+            lines.append(
+                f"{name}: {c['labelled']} labelled, {c['refused']} refused, "
+                f"{c['invalid']} invalid, {c['error']} error(s)"
+            )
+        cost = "unknown (no price for a model)" if self.cost is None else f"${self.cost:.4f}"
+        lines.append(
+            f"{self.calls} call(s) made, {self.from_cache} answer(s) from the cache; tokens "
+            f"{self.usage.input_tokens} in / {self.usage.output_tokens} out; cost {cost}"
+        )
+        return lines
+
+    def write_failures(self, path: str | Path) -> Path:
+        """Write every failure as one JSON line (item_id, annotator, outcome, error, raw)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for fail in self.failures:
+                f.write(json.dumps(fail.__dict__, ensure_ascii=False) + "\n")
+        return path
+
+
+@dataclass(frozen=True)
+class AnnotationRun:
+    """The annotated dataset and the report of the run that made it."""
+
+    dataset: AnnotatedDataset
+    report: RunReport
+
+
+def results_to_annotations(
+    dataset: AnnotatedDataset, annotators: Sequence[Annotator],
+    results: Mapping[tuple[int, str], AnnotationResult], report: RunReport,
+) -> AnnotatedDataset:
+    """Add labelled results to the dataset and record every other outcome as a failure.
+
+    ``results`` maps (annotator index, cache key) to a result; a missing one is reported
+    as an error rather than skipped.
+    """
+    extra: dict[str, list[Annotation]] = {}
+    for j, ann in enumerate(annotators):
+        counts = report.outcomes.setdefault(ann.name, Counter())
+        for it in dataset.items:
+            res = results.get((j, key_for(ann, it.text, dataset.schema)))
+            if res is None:
+                res = AnnotationResult(outcome="error", annotator=ann.name,
+                                       error="no result (the run stopped before this item)")
+            counts[res.outcome] += 1
+            if res.outcome == "labelled" and res.label is not None:
+                extra.setdefault(it.item_id, []).append(Annotation(
+                    annotator=ann.name, kind="llm", label=res.label, rationale=res.rationale,
+                    confidence=res.confidence, model=res.model or ann.model,
+                ))
+            else:
+                report.failures.append(Failure(it.item_id, ann.name, res.outcome, res.error,
+                                               res.raw))
+    return dataset.with_annotations(extra)
+
+
+def estimate_into(report: RunReport, annotators: Sequence[Annotator], schema: LabelSchema,
+                  todo: Sequence[tuple[int, str]], prices: Mapping[str, Price] | None, *,
+                  batch: bool = False) -> None:
+    """Fill a dry run's estimated tokens and cost for ``todo`` (annotator index, text)."""
+    total: float | None = 0.0
+    tokens = Usage()
+    for j, text in todo:
+        p = build_prompt(text, schema)
+        u = Usage(estimate_tokens(p.system + p.messages[0]["content"]), EXPECTED_OUTPUT_TOKENS)
+        tokens = tokens + u
+        usd = cost_of(annotators[j].model, u, prices, batch=batch)
+        total = None if usd is None or total is None else total + usd
+    report.to_ask = len(todo)
+    report.batch = batch
+    report.estimated_tokens = tokens
+    report.estimated_cost = total

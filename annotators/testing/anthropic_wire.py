@@ -1,0 +1,81 @@
+"""The Anthropic Messages wire format, as the fake server speaks it.
+
+Pure functions from a request body and an ``Answer`` to the JSON the real API returns
+(a ``message``), so the live endpoint, the batch results and the SSE stream
+(``streaming.anthropic_stream_body``) all carry the same reply. A labelling request
+forces one tool; its ``input_schema`` holds the label set, and a valid answer comes back
+as a ``tool_use`` block calling it. Refusals and raw text come back as a text block.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from annotators.testing.rules import Answer
+from annotators.testing.wire import Wire, token_count
+
+__all__ = ["ANTHROPIC", "anthropic_error_body", "anthropic_labels", "anthropic_message_body",
+           "anthropic_reply", "anthropic_tool", "anthropic_usage"]
+
+
+def anthropic_message_body(model: str, tool: str | None, tool_input: dict | None,
+                           text: str | None, refusal: bool, prompt_tokens: int,
+                           n: int) -> dict[str, Any]:
+    """A ``message`` object: a tool_use block, or a text block (refusal / malformed)."""
+    if tool_input is not None and tool is not None:
+        content = [{"type": "tool_use", "id": f"toolu_{n}", "name": tool, "input": tool_input}]
+        stop, out = "tool_use", json.dumps(tool_input)
+    else:
+        content = [{"type": "text", "text": text or ""}]
+        stop, out = ("refusal" if refusal else "end_turn"), text or ""
+    return {
+        "id": f"msg_{n}", "type": "message", "role": "assistant", "model": model,
+        "content": content, "stop_reason": stop, "stop_sequence": None,
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": token_count(out)},
+    }
+
+
+def anthropic_tool(body: dict) -> tuple[str | None, list[str]]:
+    """(name of the request's first tool, the classes its input schema allows)."""
+    tools = body.get("tools") or []
+    if not tools:
+        return None, []
+    tool = tools[0]
+    try:
+        labels = list(tool["input_schema"]["properties"]["label"]["enum"])
+    except (KeyError, TypeError):
+        labels = []
+    return tool.get("name"), labels
+
+
+def anthropic_labels(body: dict) -> list[str]:
+    """The classes a request's tool allows ([] when it has none)."""
+    return anthropic_tool(body)[1]
+
+
+def anthropic_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
+    """The message that answers ``body`` with ``ans``: the reply JSON as the forced tool's
+    input, a refusal (``stop_reason`` ``refusal``) or raw text as a text block."""
+    tool, _ = anthropic_tool(body)
+    prompt_tokens = token_count(json.dumps(body.get("messages")) + str(body.get("system", "")))
+    return anthropic_message_body(
+        body.get("model", "fake"), tool, ans.reply,
+        ans.refusal if ans.refusal is not None else ans.raw, ans.refusal is not None,
+        prompt_tokens, n,
+    )
+
+
+def anthropic_usage(message: dict[str, Any]) -> tuple[int, int]:
+    """(input, output) tokens a message bills."""
+    return message["usage"]["input_tokens"], message["usage"]["output_tokens"]
+
+
+def anthropic_error_body(kind: str, message: str) -> dict[str, Any]:
+    """The error object the Anthropic API answers a failed request with."""
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+ANTHROPIC = Wire(labels=anthropic_labels, reply=anthropic_reply, usage=anthropic_usage,
+                 error=anthropic_error_body)
+"""The Anthropic format, for the server's one reply path."""

@@ -1,0 +1,72 @@
+"""The OpenAI chat-completions wire format, as the fake server speaks it.
+
+Pure functions from a request body and an ``Answer`` to the JSON the real API returns
+(``chat.completion``), so the live endpoint, the batch output file and the SSE stream
+(``streaming.openai_stream_body``) all carry the same reply. The label set is read from
+``response_format.json_schema``, where ``OpenAIAnnotator`` puts it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from annotators.testing.rules import Answer
+from annotators.testing.wire import Wire, token_count
+
+__all__ = ["OPENAI", "openai_completion_body", "openai_error_body", "openai_labels",
+           "openai_reply", "openai_usage"]
+
+
+def openai_completion_body(model: str, content: str | None, refusal: str | None,
+                           prompt_tokens: int, n: int) -> dict[str, Any]:
+    """A ``chat.completion`` object."""
+    out_tokens = token_count(content or refusal or "")
+    return {
+        "id": f"chatcmpl-{n}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": refusal},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": out_tokens,
+                  "total_tokens": prompt_tokens + out_tokens},
+    }
+
+
+def openai_labels(body: dict) -> list[str]:
+    """The classes a request's structured-output schema allows ([] when it has none)."""
+    try:
+        schema = body["response_format"]["json_schema"]["schema"]
+        return list(schema["properties"]["label"]["enum"])
+    except (KeyError, TypeError):
+        return []
+
+
+def openai_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
+    """The completion that answers ``body`` with ``ans``: the reply JSON as the message
+    content (or the raw text), a refusal in ``message.refusal``."""
+    content = json.dumps(ans.reply) if ans.reply is not None else ans.raw
+    prompt_tokens = token_count(json.dumps(body.get("messages")))
+    return openai_completion_body(body.get("model", "fake"), content, ans.refusal,
+                                  prompt_tokens, n)
+
+
+def openai_usage(completion: dict[str, Any]) -> tuple[int, int]:
+    """(input, output) tokens a completion bills."""
+    return completion["usage"]["prompt_tokens"], completion["usage"]["completion_tokens"]
+
+
+def openai_error_body(kind: str, message: str) -> dict[str, Any]:
+    """The error object the OpenAI API answers a failed request with."""
+    return {"error": {"message": message, "type": kind, "code": None}}
+
+
+OPENAI = Wire(labels=openai_labels, reply=openai_reply, usage=openai_usage,
+              error=openai_error_body)
+"""The OpenAI format, for the server's one reply path."""
