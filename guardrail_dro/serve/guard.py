@@ -23,15 +23,16 @@ import copy
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
+from guardrail_dro.serve import rails
 from guardrail_dro.serve.policy import DecisionRule, GuardResult, GuardViolation, Policy
-from guardrail_dro.serve.rails.protect import content_text, last_user_text
+from guardrail_dro.serve.rails.messages import content_text, last_user_text
 from guardrail_dro.serve.runtime import (
     PROVIDERS,
     GuardSession,
@@ -41,6 +42,9 @@ from guardrail_dro.serve.runtime import (
 )
 
 __all__ = ["Guard", "GuardResult", "GuardViolation", "Policy", "SessionConfig"]
+
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 
 # ---- the guard ------------------------------------------------------------------------
@@ -284,7 +288,7 @@ class Guard:
             return [enc.ids]
         return [enc.ids, *(o.ids for o in enc.overflowing)]
 
-    def _tail_text(self, text: str) -> str:
+    def last_window(self, text: str) -> str:
         """The end of ``text`` that fills one window: its last ``max_length - 2`` tokens
         (the stream rail's rolling window over an accumulating reply)."""
         tok = getattr(self, "_untruncated", None)
@@ -337,9 +341,16 @@ class Guard:
             TypeError: ``text`` is not a str.
             GuardViolation: only with ``Policy(raise_on_violation=True)``.
         """
-        return self._finish(self._check(text), None)
+        return self._finish(self.decide(text), None)
 
-    def _check(self, text: str) -> GuardResult:
+    def decide(self, text: str) -> GuardResult:
+        """``check`` without raising: the decision even under
+        ``Policy(raise_on_violation=True)``. For callers that act on the decision
+        themselves, as the rails do (they raise naming the rail).
+
+        Raises:
+            TypeError: ``text`` is not a str.
+        """
         start = time.perf_counter()
         _check_text(text)
         if not text or text.isspace():
@@ -384,9 +395,14 @@ class Guard:
             GuardViolation: only with ``Policy(raise_on_violation=True)``, for the first
                 disallowed text.
         """
-        return [self._finish(r, None) for r in self._check_many(texts)]
+        return [self._finish(r, None) for r in self.decide_many(texts)]
 
-    def _check_many(self, texts: Sequence[str]) -> list[GuardResult]:
+    def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        """``check_many`` without raising (see ``decide``).
+
+        Raises:
+            TypeError: ``texts`` is a str or holds something that is not a str.
+        """
         start = time.perf_counter()
         if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
             raise TypeError(f"check_many takes a list of str, not {type(texts).__name__}")
@@ -437,21 +453,24 @@ class Guard:
             )
         return results
 
-    async def acheck(self, text: str) -> GuardResult:
-        """``check`` in a worker thread: never blocks the event loop. With a latency
+    async def adecide(self, text: str) -> GuardResult:
+        """``decide`` in a worker thread: never blocks the event loop. With a latency
         budget, stops waiting once it is spent (a degraded result)."""
-        _check_text(text)
-        return self._finish(await self._in_thread(self._check, text), None)
-
-    async def acheck_many(self, texts: Sequence[str]) -> list[GuardResult]:
-        """``check_many`` in a worker thread."""
-        if isinstance(texts, str | bytes):
-            raise TypeError("acheck_many takes a list of str, not a single str")
-        results = await self._in_thread(self._check_many, list(texts), many=True)
-        return [self._finish(r, None) for r in results]
-
-    async def _in_thread(self, fn, arg, *, many: bool = False):
         start = time.perf_counter()
+        result = await self._in_thread(self.decide, text)
+        return self._late(start) if result is None else result
+
+    async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        """``decide_many`` in a worker thread (see ``adecide``)."""
+        if isinstance(texts, str | bytes):
+            raise TypeError("adecide_many takes a list of str, not a single str")
+        texts = list(texts)
+        start = time.perf_counter()
+        results = await self._in_thread(self.decide_many, texts)
+        return [self._late(start) for _ in texts] if results is None else results
+
+    async def _in_thread(self, fn: Callable[[_A], _R], arg: _A) -> _R | None:
+        """``fn(arg)`` in a worker thread; None when the latency budget ran out first."""
         fut = asyncio.get_running_loop().run_in_executor(None, fn, arg)
         budget = self.policy.latency_budget_ms
         if budget is None:
@@ -460,17 +479,28 @@ class Guard:
             # The thread finishes its ONNX call in the background; its answer is dropped.
             return await asyncio.wait_for(fut, budget / 1e3)
         except TimeoutError:
-            err = f"latency budget {budget} ms spent waiting for the model"
-            return (
-                [self._nothing(start, error=err) for _ in arg]
-                if many
-                else self._nothing(start, error=err)
-            )
+            return None
+
+    def _late(self, start: float) -> GuardResult:
+        budget = self.policy.latency_budget_ms
+        return self._nothing(start, error=f"latency budget {budget} ms spent waiting for the model")
+
+    async def acheck(self, text: str) -> GuardResult:
+        """``check`` in a worker thread: never blocks the event loop. With a latency
+        budget, stops waiting once it is spent (a degraded result)."""
+        _check_text(text)
+        return self._finish(await self.adecide(text), None)
+
+    async def acheck_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        """``check_many`` in a worker thread."""
+        if isinstance(texts, str | bytes):
+            raise TypeError("acheck_many takes a list of str, not a single str")
+        return [self._finish(r, None) for r in await self.adecide_many(texts)]
 
     # ---- chat rails -------------------------------------------------------------------
     def check_input(self, messages: Iterable[Any]) -> GuardResult:
         """Input rail: the last user turn of an OpenAI / Anthropic message list."""
-        return self._finish(self._check(last_user_text(messages)), "input")
+        return self._finish(self.decide(last_user_text(messages)), "input")
 
     def check_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         """Output rail: the model's reply (a str, a message, or content blocks).
@@ -478,26 +508,28 @@ class Guard:
         ``messages`` is the conversation; guards exported by this version were trained
         on single texts, so the reply is scored alone.
         """
-        return self._finish(self._check(content_text(reply)), "output")
+        return self._finish(self.decide(content_text(reply)), "output")
 
     async def acheck_input(self, messages: Iterable[Any]) -> GuardResult:
         text = last_user_text(messages)
-        return self._finish(await self._in_thread(self._check, text), "input")
+        return self._finish(await self.adecide(text), "input")
 
     async def acheck_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         text = content_text(reply)
-        return self._finish(await self._in_thread(self._check, text), "output")
+        return self._finish(await self.adecide(text), "output")
 
-    def protect(self, *, input: bool | Guard = True, output: bool | Guard = True, on_check=None):
+    def protect(
+        self,
+        *,
+        input: bool | Guard = True,
+        output: bool | Guard = True,
+        on_check: rails.OnCheck | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (sync or
-        async; see ``guardrail_dro.serve.rails.protect.protect``)."""
-        from guardrail_dro.serve.rails.protect import protect
-
-        return protect(self, input=input, output=output, on_check=on_check)
+        async; see ``guardrail_dro.serve.rails.protect``)."""
+        return rails.protect(self, input=input, output=output, on_check=on_check)
 
     def wrap(self, client: Any, **options: Any) -> Any:
         """An OpenAI / Anthropic client whose create calls are guarded
-        (``guardrail_dro.serve.rails.protect.wrap``; options: input, output, on_check)."""
-        from guardrail_dro.serve.rails.protect import wrap
-
-        return wrap(client, self, **options)
+        (``guardrail_dro.serve.rails.sdk.wrap``; options: input, output, on_check)."""
+        return rails.wrap(client, self, **options)

@@ -142,7 +142,7 @@ async def test_async_callables(cal: Calibrated) -> None:
 
 
 def test_stream_rail_checks_whole_sentences() -> None:
-    from guardrail_dro.serve.rails.protect import StreamRail
+    from guardrail_dro.serve.rails import StreamRail
 
     rail = StreamRail(max_chars=50)
     assert not rail.feed("Hello there")  # no sentence end yet
@@ -194,7 +194,7 @@ def test_statement_split_across_sentences_is_caught(guard: Guard) -> None:
 
 
 def test_stream_rail_due_texts(guard: Guard) -> None:
-    from guardrail_dro.serve.rails.protect import StreamRail
+    from guardrail_dro.serve.rails import StreamRail
 
     rail = StreamRail()
     rail.feed("One. ")

@@ -12,7 +12,7 @@ import pytest
 from annotators.testing import FakeLLMServer
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
-from guardrail_dro.serve.rails.protect import wrap
+from guardrail_dro.serve.rails import wrap
 
 from .guard_helpers import Calibrated, calibrate_stream, run_of
 
