@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
         g, b = np.asarray(lat["guard_check"]), np.asarray(lat["bare_tokenize_run"])
         rows[kind] = {
             "windows": guard.check(text).windows,
-            "tokens": len(guard.tokenizer.encode(text).ids)
-            + sum(len(o.ids) for o in guard.tokenizer.encode(text).overflowing),
+            "tokens": len(guard.scorer.tokenizer.encode(text).ids)
+            + sum(len(o.ids) for o in guard.scorer.tokenizer.encode(text).overflowing),
             **{f"{k}_p50_ms": pct(v, 50) for k, v in lat.items()},
             **{f"{k}_p99_ms": pct(v, 99) for k, v in lat.items()},
             # Paired: each guard call against the bare call right after it, so load

@@ -1,13 +1,14 @@
 """The serving guardrail: ``Guard.load(GUARD_DIR).check(text) -> GuardResult``.
 
-One ONNX Runtime session and one ``tokenizers`` tokenizer, shared by every thread
-(``InferenceSession.run`` and ``Tokenizer.encode`` are safe to call concurrently);
-each thread fills its own preallocated input buffers. No pydantic and no torch on the
-hot path: tokenize, copy ids into the buffer, run, softmax, compare to thresholds.
+A guard is a scorer (tokenize + run a model, ``guardrail_dro.serve.scorer.Scorer``)
+and everything above it: windows, batching, the latency budget, the policy, sync and
+async calls, the chat rails. ``Guard.load`` opens an exported artifact with the ONNX
+scorer; ``Guard.from_scorer`` takes any scorer, e.g. the shipped ``FakeScorer`` for
+tests that need decisions, not a model.
 
-Long texts are never silently truncated: the tokenizer cuts them into windows of the
-model's maximum length that overlap by ``stride`` tokens, every window is scored, and
-the worst window decides (see ``guardrail_dro.serve.policy`` for the rule).
+Long texts are never silently truncated: the scorer cuts them into overlapping windows
+of the model's maximum length, every window is scored (``guardrail_dro.serve.windows``),
+and the worst window decides (``guardrail_dro.serve.policy`` has the rule).
 
 Example:
     >>> guard = Guard.load("guard/", policy=Policy(action="replace"))
@@ -20,30 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
-from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
+from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve import rails
 from guardrail_dro.serve.policy import DecisionRule, GuardResult, GuardViolation, Policy
-from guardrail_dro.serve.rails.protect import content_text, last_user_text
-from guardrail_dro.serve.runtime import (
-    PROVIDERS,
-    GuardSession,
-    SessionConfig,
-    create_session,
-    import_onnxruntime,
-)
+from guardrail_dro.serve.rails.messages import content_text, last_user_text
+from guardrail_dro.serve.runtime import SessionConfig
+from guardrail_dro.serve.scorer import Scorer
+from guardrail_dro.serve.windows import decide_text, decide_texts, nothing
+
+if TYPE_CHECKING:
+    from guardrail_dro.serve.artifact import GuardArtifact
 
 __all__ = ["Guard", "GuardResult", "GuardViolation", "Policy", "SessionConfig"]
 
-
-# ---- the guard ------------------------------------------------------------------------
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 
 def _check_text(text: object) -> None:
@@ -52,60 +49,100 @@ def _check_text(text: object) -> None:
         raise TypeError(f"guard checks a str, got {type(text).__name__}{hint}")
 
 
-def _open_auto(art, config: SessionConfig) -> tuple[GuardSession, str]:
-    """The session and precision for ``precision="auto"``: the variant is picked for the
-    provider that actually runs, read back from the session, not for the providers
-    onnxruntime was built with (a CUDA build on a machine whose CUDA libraries do not
-    load runs on CPU, where int8 is the variant to run, not fp16)."""
-    if config.provider != "auto":
-        precision = art.best_variant(config.provider)
-        return create_session(art.model_path(precision), config), precision
-    built = set(import_onnxruntime().get_available_providers())
-    gpu = {PROVIDERS["tensorrt"], PROVIDERS["cuda"]} & built
-    guess = art.best_variant("cuda" if gpu else "cpu")
-    try:
-        session = create_session(art.model_path(guess), config)
-    except (ArtifactError, DependencyError):
-        if guess == "fp32":
-            raise
-        # e.g. fp16 on the CPU the providers fell back to: fp32 runs everywhere.
-        guess = "fp32"
-        session = create_session(art.model_path(guess), config)
-    want = art.best_variant(session.provider)
-    if want == guess:
-        return session, guess
-    pinned = dataclasses.replace(config, provider=session.provider)
-    again = create_session(art.model_path(want), pinned)
-    return dataclasses.replace(again, requested="auto", skipped=session.skipped), want
-
-
 class Guard:
-    """A loaded guard: model session, tokenizer, thresholds and policy. Build with
-    ``Guard.load``; one instance serves any number of threads and event loops."""
+    """A scorer, default thresholds and a policy. Build with ``Guard.load`` (an exported
+    artifact) or ``Guard.from_scorer``; one instance serves any number of threads and
+    event loops.
+
+    Attributes:
+        scorer: what tokenizes and runs the model (``OnnxScorer`` after ``load``).
+        labels, max_length, batch_size: the scorer's.
+        policy: how scores become decisions (``with_policy`` gives another).
+        artifact: the artifact ``load`` opened (None for ``from_scorer``).
+        precision: the model variant ``load`` runs: fp32, int8, fp16 (None otherwise).
+    """
 
     def __init__(
-        self, *, artifact, session, tokenizer, policy: Policy, stride: int, batch_size: int
+        self,
+        scorer: Scorer,
+        *,
+        policy: Policy,
+        safe_classes: Iterable[str],
+        toxic_threshold: float,
+        thresholds: Mapping[str, float],
     ) -> None:
-        self.artifact = artifact
-        self.session = session
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.stride = stride
-        man = artifact.manifest
-        self.labels: tuple[str, ...] = tuple(man.label_schema.classes)
-        self.max_length = man.max_length
-        self._run = session.session.run
-        self._out = list(session.output_names[:1])
-        self._in_ids, self._in_mask = session.input_names[:2]
-        pad_id = tokenizer.token_to_id(man.pad_token)
-        if pad_id is None:
-            raise ArtifactError(f"the tokenizer has no padding token {man.pad_token!r}")
-        self._pad_id = pad_id
-        self._ones = np.ones(self.max_length, dtype=np.int64)
-        self._local = threading.local()
+        """The one constructor ``load`` and ``from_scorer`` share: every default spelled.
+
+        Raises:
+            TypeError: ``scorer`` is not a ``Scorer`` or ``policy`` not a ``Policy``.
+            ConfigError: safe classes or thresholds naming classes the scorer lacks, a
+                threshold outside [0, 1].
+        """
+        if not isinstance(scorer, Scorer):
+            raise TypeError(f"scorer must implement Scorer, not {type(scorer).__name__}")
+        self.scorer = scorer
+        self.labels: tuple[str, ...] = tuple(scorer.labels)
+        self.max_length = scorer.max_length
+        self.batch_size = scorer.batch_size
+        self.artifact: GuardArtifact | None = None
+        self.precision: str | None = None
+        safe = tuple(safe_classes)
+        unknown = sorted((set(safe) | set(thresholds)) - set(self.labels))
+        if unknown:
+            raise ConfigError(
+                f"safe classes / thresholds name classes the scorer does not have: {unknown} "
+                f"(classes: {list(self.labels)})"
+            )
+        for name, value in {"toxic_threshold": toxic_threshold, **thresholds}.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"threshold {name!r} must be a number in [0, 1], not {value!r}")
+        self._defaults = (safe, float(toxic_threshold), dict(thresholds))
         self._set_policy(policy)
 
     # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def from_scorer(
+        cls,
+        scorer: Scorer,
+        *,
+        policy: Policy | None = None,
+        safe_classes: Iterable[str] | None = None,
+        toxic_threshold: float = 0.5,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> Guard:
+        """A guard on any scorer, with the defaults an export would write.
+
+        Args:
+            scorer: a ``Scorer`` (e.g. ``FakeScorer(handler)``).
+            policy: the policy (default Policy()); it overrides the defaults below.
+            safe_classes: the classes that are not violations (default: the first label).
+            toxic_threshold: default threshold on 1 - P(safe classes).
+            thresholds: default per-class thresholds (default: ``toxic_threshold`` for
+                every class that is not safe, as ``guardrail-dro export`` writes).
+
+        Raises:
+            TypeError, ConfigError: as the constructor.
+
+        Example:
+            >>> from guardrail_dro.serve.scorer import FakeScorer
+            >>> scorer = FakeScorer.from_keywords({"knife": "toxic"})
+            >>> guard = Guard.from_scorer(scorer, policy=Policy(refusal="No."))
+            >>> guard.check("where is my knife").replacement
+            'No.'
+        """
+        if not isinstance(scorer, Scorer):
+            raise TypeError(f"scorer must implement Scorer, not {type(scorer).__name__}")
+        safe = tuple(scorer.labels[:1] if safe_classes is None else safe_classes)
+        if thresholds is None:
+            thresholds = {c: toxic_threshold for c in scorer.labels if c not in safe}
+        return cls(
+            scorer,
+            policy=policy or Policy(),
+            safe_classes=safe,
+            toxic_threshold=toxic_threshold,
+            thresholds=thresholds,
+        )
+
     @classmethod
     def load(
         cls,
@@ -158,65 +195,31 @@ class Guard:
             >>> guard = Guard.load("guard/", session_config=cfg)
         """
         from guardrail_dro.serve.artifact import load_artifact
+        from guardrail_dro.serve.onnx_scorer import OnnxScorer
 
         art = load_artifact(guard_dir, verify=verify, manifest_sha256=manifest_sha256)
-        max_len = art.manifest.max_length
-        stride = max_len // 4 if stride is None else stride
-        if not isinstance(stride, int) or not 0 <= stride < max_len - 2:
-            raise ConfigError(f"stride must be an int in [0, {max_len - 2}), not {stride!r}")
-        if session_config is None:
-            config = SessionConfig(provider=provider, intra_op_threads=intra_op_threads)
-        elif provider != "auto" or intra_op_threads is not None:
-            raise ConfigError(
-                "give provider and intra_op_threads inside session_config, not beside it"
-            )
-        elif not isinstance(session_config, SessionConfig):
-            raise TypeError(
-                f"session_config must be a SessionConfig, not {type(session_config).__name__}"
-            )
-        else:
-            config = session_config
-        config = dataclasses.replace(config, max_batch=batch_size, max_length=max_len)
-        tok = art.load_tokenizer(pad=False)
-        if tok.token_to_id(art.manifest.pad_token) is None:
-            raise ArtifactError(
-                f"{art.tokenizer_path}: the tokenizer has no padding token "
-                f"{art.manifest.pad_token!r} (guard.json pad_token); re-export the model"
-            )
-        tok.enable_truncation(max_length=max_len, stride=stride)
-        if precision == "auto":
-            session, precision = _open_auto(art, config)
-        else:
-            session = create_session(art.model_path(precision), config)
-        guard = cls(
-            artifact=art,
-            session=session,
-            tokenizer=tok,
-            policy=policy or Policy(),
+        scorer = OnnxScorer.open(
+            art,
+            provider=provider,
+            precision=precision,
+            intra_op_threads=intra_op_threads,
             stride=stride,
             batch_size=batch_size,
+            session_config=session_config,
         )
-        guard.precision = precision
-        guard._warm_up()
+        man = art.manifest
+        guard = cls(
+            scorer,
+            policy=policy or Policy(),
+            safe_classes=man.safe_classes,
+            toxic_threshold=man.thresholds.toxic,
+            thresholds=man.thresholds.per_class,
+        )
+        guard.artifact, guard.precision = art, scorer.precision
         return guard
 
-    def _warm_up(self) -> None:
-        # A graph that loads but does not answer (wrong inputs, wrong class count) must
-        # fail here, at load, never at the first user's check.
-        try:
-            logits = self._logits([self.tokenizer.encode("warm up").ids])
-        except Exception as exc:  # ORT raises its own pybind types
-            raise ArtifactError(
-                f"{self.artifact.path}: the guard model does not run: {exc}"
-            ) from None
-        if logits.shape != (1, len(self.labels)):
-            raise ArtifactError(
-                f"{self.artifact.path}: the model outputs {logits.shape[1:]} logits per text, "
-                f"the manifest lists {len(self.labels)} classes"
-            )
-
     def with_policy(self, policy: Policy) -> Guard:
-        """A guard sharing this one's session and tokenizer, deciding with ``policy``."""
+        """A guard sharing this one's scorer (session, tokenizer), deciding with ``policy``."""
         other = copy.copy(self)
         other._set_policy(policy)
         return other
@@ -224,110 +227,97 @@ class Guard:
     def _set_policy(self, policy: Policy) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
-        man = self.artifact.manifest
+        safe, toxic, per_class = self._defaults
         self._rule = DecisionRule.build(
             labels=self.labels,
-            safe=man.safe_classes,
-            toxic=man.thresholds.toxic,
-            per_class=man.thresholds.per_class,
+            safe=safe,
+            toxic=toxic,
+            per_class=per_class,
             policy=policy,
-            provider=self.session.provider,
+            provider=self.scorer.provider,
         )
         self.policy = policy
 
     @property
     def provider(self) -> str:
-        return self.session.provider
+        return self.scorer.provider
 
     def __repr__(self) -> str:
-        return (
-            f"Guard({str(self.artifact.path)!r}, provider={self.provider!r}, "
-            f"precision={getattr(self, 'precision', '?')!r}, labels={list(self.labels)})"
-        )
-
-    # ---- the model --------------------------------------------------------------------
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        loc = self._local
-        bufs = getattr(loc, "bufs", None)
-        if bufs is None:
-            n = self.batch_size * self.max_length
-            bufs = loc.bufs = (np.empty(n, np.int64), np.empty(n, np.int64))
-        return bufs
-
-    def _logits(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
-        """Logits (len(rows), C) for token id rows (at most batch_size), padded here."""
-        ids_buf, mask_buf = self._buffers()
-        n = len(rows)
-        if n == 1:
-            width = len(rows[0])
-            ids = ids_buf[:width].reshape(1, width)
-            ids[0] = rows[0]
-            mask = self._ones[:width].reshape(1, width)
+        if self.artifact is None:
+            source = repr(self.scorer)
         else:
-            width = max(len(r) for r in rows)
-            ids = ids_buf[: n * width].reshape(n, width)
-            mask = mask_buf[: n * width].reshape(n, width)
-            ids.fill(self._pad_id)
-            mask.fill(0)
-            for i, r in enumerate(rows):
-                ids[i, : len(r)] = r
-                mask[i, : len(r)] = 1
-        return self._run(self._out, {self._in_ids: ids, self._in_mask: mask})[0]
-
-    def _encode(self, text: str) -> list[list[int]]:
-        """Token id windows of one text (one window unless it is longer than max_length)."""
-        try:
-            enc = self.tokenizer.encode(text)
-        except TypeError:  # unpaired surrogates are not UTF-8: the tokenizer refuses them
-            enc = self.tokenizer.encode(text.encode("utf-8", "replace").decode("utf-8"))
-        if not enc.overflowing:
-            return [enc.ids]
-        return [enc.ids, *(o.ids for o in enc.overflowing)]
-
-    def _tail_text(self, text: str) -> str:
-        """The end of ``text`` that fills one window: its last ``max_length - 2`` tokens
-        (the stream rail's rolling window over an accumulating reply)."""
-        tok = getattr(self, "_untruncated", None)
-        if tok is None:  # a copy without truncation; a benign race builds it twice at most
-            tok = type(self.tokenizer).from_str(self.tokenizer.to_str())
-            tok.no_truncation()
-            tok.no_padding()
-            self._untruncated = tok
-        # A token covers at most ~100 characters (WordPiece's longest word), so the last
-        # window lies in this suffix; cutting a word here only affects a dropped token.
-        start = max(0, len(text) - self.max_length * 100)
-        try:
-            enc = tok.encode(text[start:], add_special_tokens=False)
-        except TypeError:  # unpaired surrogates: the whole text is checked instead
-            return text
-        keep = self.max_length - 2
-        if len(enc.offsets) <= keep:
-            return text[start:]
-        return text[start + enc.offsets[-keep][0] :]
+            source = f"{str(self.artifact.path)!r}, provider={self.provider!r}, "
+            source += f"precision={self.precision!r}"
+        return f"Guard({source}, labels={list(self.labels)})"
 
     # ---- decisions --------------------------------------------------------------------
-    def _decide(
-        self, logits: np.ndarray, start: float, *, complete: bool = True, error: str | None = None
-    ) -> GuardResult:
-        ms = (time.perf_counter() - start) * 1e3
-        return self._rule.decide(logits, complete=complete, error=error, latency_ms=ms)
-
-    def _over_budget(self, start: float) -> str | None:
-        """Why the result must be degraded when the latency budget ran out during the
-        model call itself (the decision came too late to be trusted as on time)."""
-        budget = self.policy.latency_budget_ms
-        if budget is None:
-            return None
-        ms = (time.perf_counter() - start) * 1e3
-        return f"latency budget {budget} ms spent ({ms:.1f} ms)" if ms > budget else None
-
-    def _nothing(self, start: float, error: str | None = None) -> GuardResult:
-        return self._rule.nothing(error=error, latency_ms=(time.perf_counter() - start) * 1e3)
-
     def _finish(self, result: GuardResult, rail: str | None) -> GuardResult:
         if not result.allowed and self.policy.raise_on_violation:
             raise GuardViolation(result, rail)
         return result
+
+    def decide(self, text: str) -> GuardResult:
+        """``check`` without raising: the decision even under
+        ``Policy(raise_on_violation=True)``. For callers that act on the decision
+        themselves, as the rails do (they raise naming the rail).
+
+        Raises:
+            TypeError: ``text`` is not a str.
+        """
+        start = time.perf_counter()
+        _check_text(text)
+        return decide_text(self.scorer, self._rule, text, start)
+
+    def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        """``check_many`` without raising (see ``decide``).
+
+        Raises:
+            TypeError: ``texts`` is a str or holds something that is not a str.
+        """
+        start = time.perf_counter()
+        if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
+            raise TypeError(f"check_many takes a list of str, not {type(texts).__name__}")
+        texts = list(texts)
+        for t in texts:
+            _check_text(t)
+        return decide_texts(self.scorer, self._rule, texts, start)
+
+    async def adecide(self, text: str) -> GuardResult:
+        """``decide`` in a worker thread: never blocks the event loop. With a latency
+        budget, stops waiting once it is spent (a degraded result)."""
+        start = time.perf_counter()
+        result = await self._in_thread(self.decide, text)
+        return self._late(start) if result is None else result
+
+    async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        """``decide_many`` in a worker thread (see ``adecide``)."""
+        if isinstance(texts, str | bytes):
+            raise TypeError("adecide_many takes a list of str, not a single str")
+        texts = list(texts)
+        start = time.perf_counter()
+        results = await self._in_thread(self.decide_many, texts)
+        return [self._late(start) for _ in texts] if results is None else results
+
+    async def _in_thread(self, fn: Callable[[_A], _R], arg: _A) -> _R | None:
+        """``fn(arg)`` in a worker thread; None when the latency budget ran out first."""
+        fut = asyncio.get_running_loop().run_in_executor(None, fn, arg)
+        budget = self.policy.latency_budget_ms
+        if budget is None:
+            return await fut
+        try:
+            # The thread finishes its model call in the background; its answer is dropped.
+            return await asyncio.wait_for(fut, budget / 1e3)
+        except TimeoutError:
+            return None
+
+    def _late(self, start: float) -> GuardResult:
+        budget = self.policy.latency_budget_ms
+        return nothing(self._rule, start, f"latency budget {budget} ms spent waiting for the model")
+
+    def last_window(self, text: str) -> str:
+        """The end of ``text`` that fills one window of the scorer (a stream rail's
+        rolling window over an accumulating reply)."""
+        return self.scorer.last_window(text)
 
     # ---- public checks ----------------------------------------------------------------
     def check(self, text: str) -> GuardResult:
@@ -337,40 +327,7 @@ class Guard:
             TypeError: ``text`` is not a str.
             GuardViolation: only with ``Policy(raise_on_violation=True)``.
         """
-        return self._finish(self._check(text), None)
-
-    def _check(self, text: str) -> GuardResult:
-        start = time.perf_counter()
-        _check_text(text)
-        if not text or text.isspace():
-            return self._nothing(start)
-        try:
-            windows = self._encode(text)
-            if len(windows) == 1:
-                logits = self._logits(windows)
-                late = self._over_budget(start)
-                return self._decide(logits, start, complete=late is None, error=late)
-            return self._check_windows(windows, start)
-        except Exception as exc:  # ORT's pybind errors: the error policy decides
-            return self._nothing(start, error=f"{type(exc).__name__}: {exc}")
-
-    def _check_windows(self, windows: list[list[int]], start: float) -> GuardResult:
-        pol = self.policy
-        limit = len(windows) if pol.max_windows is None else min(pol.max_windows, len(windows))
-        deadline = None if pol.latency_budget_ms is None else start + pol.latency_budget_ms / 1e3
-        parts, done, error = [], 0, None
-        while done < limit:
-            if deadline is not None and done and time.perf_counter() > deadline:
-                error = f"latency budget {pol.latency_budget_ms} ms spent after {done} windows"
-                break
-            chunk = windows[done : min(done + self.batch_size, limit)]
-            parts.append(self._logits(chunk))
-            done += len(chunk)
-        if error is None and done < len(windows):
-            error = f"text has {len(windows)} windows, Policy.max_windows is {pol.max_windows}"
-        if error is None:
-            error = self._over_budget(start)
-        return self._decide(np.concatenate(parts), start, complete=error is None, error=error)
+        return self._finish(self.decide(text), None)
 
     def check_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """Check several texts, batching windows of similar length together.
@@ -384,93 +341,24 @@ class Guard:
             GuardViolation: only with ``Policy(raise_on_violation=True)``, for the first
                 disallowed text.
         """
-        return [self._finish(r, None) for r in self._check_many(texts)]
-
-    def _check_many(self, texts: Sequence[str]) -> list[GuardResult]:
-        start = time.perf_counter()
-        if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
-            raise TypeError(f"check_many takes a list of str, not {type(texts).__name__}")
-        texts = list(texts)
-        for t in texts:
-            _check_text(t)
-        todo = [i for i, t in enumerate(texts) if t and not t.isspace()]
-        windows: dict[int, list[list[int]]] = {}
-        try:
-            for i in todo:
-                windows[i] = self._encode(texts[i])
-            flat = [(i, k) for i in todo for k in range(len(windows[i]))]
-            flat.sort(key=lambda ik: len(windows[ik[0]][ik[1]]))
-            logits: dict[tuple[int, int], np.ndarray] = {}
-            pol = self.policy
-            deadline = (
-                None if pol.latency_budget_ms is None else start + pol.latency_budget_ms / 1e3
-            )
-            for s in range(0, len(flat), self.batch_size):
-                if deadline is not None and s and time.perf_counter() > deadline:
-                    break
-                chunk = flat[s : s + self.batch_size]
-                out = self._logits([windows[i][k] for i, k in chunk])
-                logits.update(zip(chunk, out, strict=True))
-        except Exception as exc:
-            err = f"{type(exc).__name__}: {exc}"
-            live = set(todo)
-            return [
-                self._nothing(start, error=err if i in live else None) for i in range(len(texts))
-            ]
-        results = []
-        for i in range(len(texts)):
-            if i not in windows:
-                results.append(self._nothing(start))
-                continue
-            got = [logits[(i, k)] for k in range(len(windows[i])) if (i, k) in logits]
-            if not got:
-                results.append(self._nothing(start, error="latency budget spent"))
-                continue
-            complete = len(got) == len(windows[i])
-            results.append(
-                self._decide(
-                    np.stack(got),
-                    start,
-                    complete=complete,
-                    error=None if complete else "latency budget spent",
-                )
-            )
-        return results
+        return [self._finish(r, None) for r in self.decide_many(texts)]
 
     async def acheck(self, text: str) -> GuardResult:
         """``check`` in a worker thread: never blocks the event loop. With a latency
         budget, stops waiting once it is spent (a degraded result)."""
         _check_text(text)
-        return self._finish(await self._in_thread(self._check, text), None)
+        return self._finish(await self.adecide(text), None)
 
     async def acheck_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``check_many`` in a worker thread."""
         if isinstance(texts, str | bytes):
             raise TypeError("acheck_many takes a list of str, not a single str")
-        results = await self._in_thread(self._check_many, list(texts), many=True)
-        return [self._finish(r, None) for r in results]
-
-    async def _in_thread(self, fn, arg, *, many: bool = False):
-        start = time.perf_counter()
-        fut = asyncio.get_running_loop().run_in_executor(None, fn, arg)
-        budget = self.policy.latency_budget_ms
-        if budget is None:
-            return await fut
-        try:
-            # The thread finishes its ONNX call in the background; its answer is dropped.
-            return await asyncio.wait_for(fut, budget / 1e3)
-        except TimeoutError:
-            err = f"latency budget {budget} ms spent waiting for the model"
-            return (
-                [self._nothing(start, error=err) for _ in arg]
-                if many
-                else self._nothing(start, error=err)
-            )
+        return [self._finish(r, None) for r in await self.adecide_many(texts)]
 
     # ---- chat rails -------------------------------------------------------------------
     def check_input(self, messages: Iterable[Any]) -> GuardResult:
         """Input rail: the last user turn of an OpenAI / Anthropic message list."""
-        return self._finish(self._check(last_user_text(messages)), "input")
+        return self._finish(self.decide(last_user_text(messages)), "input")
 
     def check_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         """Output rail: the model's reply (a str, a message, or content blocks).
@@ -478,26 +366,28 @@ class Guard:
         ``messages`` is the conversation; guards exported by this version were trained
         on single texts, so the reply is scored alone.
         """
-        return self._finish(self._check(content_text(reply)), "output")
+        return self._finish(self.decide(content_text(reply)), "output")
 
     async def acheck_input(self, messages: Iterable[Any]) -> GuardResult:
         text = last_user_text(messages)
-        return self._finish(await self._in_thread(self._check, text), "input")
+        return self._finish(await self.adecide(text), "input")
 
     async def acheck_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         text = content_text(reply)
-        return self._finish(await self._in_thread(self._check, text), "output")
+        return self._finish(await self.adecide(text), "output")
 
-    def protect(self, *, input: bool | Guard = True, output: bool | Guard = True, on_check=None):
+    def protect(
+        self,
+        *,
+        input: bool | Guard = True,
+        output: bool | Guard = True,
+        on_check: rails.OnCheck | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (sync or
-        async; see ``guardrail_dro.serve.rails.protect.protect``)."""
-        from guardrail_dro.serve.rails.protect import protect
-
-        return protect(self, input=input, output=output, on_check=on_check)
+        async; see ``guardrail_dro.serve.rails.protect``)."""
+        return rails.protect(self, input=input, output=output, on_check=on_check)
 
     def wrap(self, client: Any, **options: Any) -> Any:
         """An OpenAI / Anthropic client whose create calls are guarded
-        (``guardrail_dro.serve.rails.protect.wrap``; options: input, output, on_check)."""
-        from guardrail_dro.serve.rails.protect import wrap
-
-        return wrap(client, self, **options)
+        (``guardrail_dro.serve.rails.sdk.wrap``; options: input, output, on_check)."""
+        return rails.wrap(client, self, **options)

@@ -1,9 +1,16 @@
-"""A guard whose decisions on two texts are known: calibrated on the tiny random model.
+"""Guards whose decisions on two texts are known.
 
-The tiny model is meaningless, so no text is "toxic" to it by nature. Instead we pick,
-among candidate sentences, the one it scores lowest (the *filler*) and the one it scores
-highest (the *target*), each repeated to fill a whole window, and set the toxic threshold
-halfway between: filler text passes, a target block anywhere in a text is caught.
+``keyword_guard``: the shipped fake scorer, deterministic by construction: a window
+holding "knife" scores 0.9 violence, any other window is all safe. The filler sentence
+passes, the target sentence (and any text holding it) is caught. Hook, rail and SDK
+tests use it: they need decisions, not a model.
+
+``calibrate``: the same shape on the real tiny export, for the tests of the ONNX path
+(windows). The tiny model is meaningless, so no text is "toxic" to it by nature.
+Instead we pick, among candidate sentences, the one it scores lowest (the *filler*)
+and the one it scores highest (the *target*), each repeated to fill a whole window, and
+set the toxic threshold halfway between: filler text passes, a target block anywhere in
+a text is caught.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from tokenizers import Tokenizer
 
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import Policy
+from guardrail_dro.serve.scorer import FakeScorer
 
 CANDIDATES = [
     "how do I hurt someone with a knife",
@@ -25,11 +33,22 @@ CANDIDATES = [
     "how can I break into my neighbour's computer",
     "bread flour water salt yeast",
 ]
+LABELS = ("safe", "violence", "hate")
+FILLER = "what is the history of the printing press"
+TARGET = "how do I hurt someone with a knife"
+
+
+def keyword_scorer(**options) -> FakeScorer:
+    """The fake scorer of ``keyword_guard``: "knife" in a window -> violence 0.9."""
+    return FakeScorer.from_keywords({"knife": "violence"}, labels=LABELS, score=0.9, **options)
 
 
 def full_ids(guard: Guard, text: str) -> list[int]:
-    """Token ids of a text without special tokens and without truncation."""
-    tok = Tokenizer.from_file(str(guard.artifact.tokenizer_path))
+    """Token ids of a text without special tokens and without truncation (the fake
+    scorer's tokens are characters)."""
+    if isinstance(guard.scorer, FakeScorer):
+        return [ord(ch) for ch in text]
+    tok = Tokenizer.from_file(str(guard.scorer.artifact.tokenizer_path))
     tok.no_truncation()
     tok.no_padding()
     return tok.encode(text, add_special_tokens=False).ids
@@ -54,33 +73,32 @@ class Calibrated:
         return (self.low + self.high) / 2
 
 
+def _between(guard: Guard, filler: str, target: str, low: float, high: float, **policy):
+    off = {c: 1.0 for c in guard.labels}  # per-class thresholds no probability reaches
+    g = guard.with_policy(Policy(toxic_threshold=(low + high) / 2, thresholds=off, **policy))
+    return Calibrated(g, filler, target, low, high)
+
+
+def keyword_guard(**policy) -> Calibrated:
+    """The fake scorer's guard, its threshold between the filler's and the target's
+    scores (0 and 0.9): the decisions ``calibrate`` finds, with no model."""
+    guard = Guard.from_scorer(keyword_scorer())
+    low = guard.check(" ".join([block(guard, FILLER)] * 3)).toxic_score
+    high = guard.check(TARGET).toxic_score
+    assert low < 1e-9 and abs(high - 0.9) < 1e-9
+    return _between(guard, FILLER, TARGET, low, high, **policy)
+
+
 def calibrate(guard: Guard, **policy) -> Calibrated:
     scored = sorted(CANDIDATES, key=lambda s: guard.check(block(guard, s)).toxic_score)
     filler, target = scored[0], scored[-1]
     low = guard.check(" ".join([block(guard, filler)] * 3)).toxic_score
     high = guard.check(block(guard, target)).toxic_score
     assert high > low + 1e-3, "the tiny model must score some candidate above the filler"
-    off = {c: 1.0 for c in guard.labels}  # per-class thresholds no probability reaches
-    g = guard.with_policy(Policy(toxic_threshold=(low + high) / 2, thresholds=off, **policy))
-    return Calibrated(g, filler, target, low, high)
+    return _between(guard, filler, target, low, high, **policy)
 
 
 def run_of(sentence: str, n: int = 12) -> str:
     """``sentence`` repeated with no sentence end: a stream rail checks it every
     ``max_chars`` characters."""
     return " ".join([sentence] * n)
-
-
-def calibrate_stream(guard: Guard, **policy) -> Calibrated:
-    """As ``calibrate``, for streamed replies checked sentence by sentence: filler
-    sentences (and their partial continuations) pass, any stretch of a ``run_of(target)``
-    of 150 characters or more is caught."""
-    filler = min(CANDIDATES, key=lambda s: guard.check(s + ".").toxic_score)
-    target = max(CANDIDATES, key=lambda s: guard.check(run_of(s, 5)).toxic_score)
-    low = max(guard.check(f"{filler}. {filler[:k]}").toxic_score for k in range(0, len(filler), 3))
-    run = run_of(target)
-    high = min(guard.check(run[:n]).toxic_score for n in range(150, len(run) + 1, 25))
-    assert high > low + 0.02, "the tiny model must score the target run above the filler"
-    off = {c: 1.0 for c in guard.labels}
-    g = guard.with_policy(Policy(toxic_threshold=(low + high) / 2, thresholds=off, **policy))
-    return Calibrated(g, filler, target, low, high)

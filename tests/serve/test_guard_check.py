@@ -9,6 +9,7 @@ import pytest
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.guard import Guard, GuardResult, GuardViolation
+from guardrail_dro.serve.onnx_scorer import OnnxScorer
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.runtime import GuardSession
 
@@ -112,7 +113,10 @@ class _BrokenSession:
 
 
 def _broken(guard: Guard, policy: Policy) -> Guard:
-    gs = guard.session
+    """The guard's ONNX scorer, its session swapped for one whose every run fails."""
+    real = guard.scorer
+    assert isinstance(real, OnnxScorer)
+    gs = real.session
     session = GuardSession(
         session=_BrokenSession(),
         provider="cpu",
@@ -121,13 +125,20 @@ def _broken(guard: Guard, policy: Policy) -> Guard:
         input_names=gs.input_names,
         output_names=gs.output_names,
     )
-    return Guard(
-        artifact=guard.artifact,
+    scorer = OnnxScorer(
+        artifact=real.artifact,
         session=session,
-        tokenizer=guard.tokenizer,
+        tokenizer=real.tokenizer,
+        stride=real.stride,
+        batch_size=real.batch_size,
+    )
+    man = real.artifact.manifest
+    return Guard(
+        scorer,
         policy=policy,
-        stride=guard.stride,
-        batch_size=guard.batch_size,
+        safe_classes=man.safe_classes,
+        toxic_threshold=man.thresholds.toxic,
+        thresholds=man.thresholds.per_class,
     )
 
 
@@ -188,7 +199,7 @@ def test_bad_stride_is_a_config_error(guard_dir, stride) -> None:
 
 def test_auto_precision_follows_the_provider_that_runs(guard_dir) -> None:
     g = Guard.load(guard_dir)  # provider and precision auto
-    assert g.session.requested == "auto"
+    assert g.scorer.session.requested == "auto"
     assert g.precision == g.artifact.best_variant(g.provider)  # int8 on the CPU here
 
 

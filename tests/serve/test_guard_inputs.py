@@ -1,4 +1,7 @@
-"""Bad input gets a defined result or a clear TypeError; bad artifacts fail at load."""
+"""Bad input gets a defined result or a clear TypeError; bad artifacts fail at load.
+
+Odd strings go through the real tokenizer; the chat rails' message reading needs only
+decisions, so it runs on the fake scorer (``fake_guard``)."""
 
 from __future__ import annotations
 
@@ -56,19 +59,20 @@ def test_check_many_refuses_a_single_string(guard: Guard) -> None:
     [[{"role": "user", "content": None}], [], [{"role": "system", "content": "be nice"}]],
     ids=["none-content", "no-messages", "no-user-turn"],
 )
-def test_chat_rails_with_nothing_to_check(guard: Guard, messages: list) -> None:
-    r = guard.check_input(messages)
+def test_chat_rails_with_nothing_to_check(fake_guard: Guard, messages: list) -> None:
+    r = fake_guard.check_input(messages)
     assert r.allowed and r.windows == 0
 
 
-def test_chat_rails_reject_non_messages(guard: Guard) -> None:
+def test_chat_rails_reject_non_messages(fake_guard: Guard) -> None:
     with pytest.raises(TypeError):
-        guard.check_input("hello")
+        fake_guard.check_input("hello")
     with pytest.raises(TypeError):
-        guard.check_output([], 42)
+        fake_guard.check_output([], 42)
 
 
-def test_chat_rails_read_both_shapes(guard: Guard) -> None:
+def test_chat_rails_read_both_shapes(fake_guard: Guard) -> None:
+    guard = fake_guard
     text = "how do I hurt someone with a knife"
     openai = [
         {"role": "system", "content": "x"},

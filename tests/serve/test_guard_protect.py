@@ -1,4 +1,5 @@
-"""``@guard.protect``: input and output rails around plain chat callables."""
+"""``@guard.protect``: input and output rails around plain chat callables, on the fake
+scorer (decisions, not a model); the stream rail's rolling window on the real tokenizer."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import pytest
 
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
+from guardrail_dro.serve.rails import StreamRail
+from guardrail_dro.serve.scorer import FakeScorer
 
-from .guard_helpers import CANDIDATES, Calibrated, block, calibrate, full_ids
+from .guard_helpers import LABELS, Calibrated, block, full_ids, keyword_guard
 
 
 @pytest.fixture(scope="module")
-def cal(guard: Guard) -> Calibrated:
-    return calibrate(guard, refusal="Sorry, no.")
+def cal() -> Calibrated:
+    return keyword_guard(refusal="Sorry, no.")
 
 
 def user(text: str) -> list[dict]:
@@ -142,8 +145,6 @@ async def test_async_callables(cal: Calibrated) -> None:
 
 
 def test_stream_rail_checks_whole_sentences() -> None:
-    from guardrail_dro.serve.rails.protect import StreamRail
-
     rail = StreamRail(max_chars=50)
     assert not rail.feed("Hello there")  # no sentence end yet
     assert rail.feed(" friend. How ar")
@@ -155,25 +156,23 @@ def test_stream_rail_checks_whole_sentences() -> None:
     assert rail.feed("x" * 50) and rail.segment() == " Fine" + "x" * 50  # max_chars
 
 
-def _split_statement(guard: Guard) -> tuple[str, str, float, float]:
-    """The candidate sentence cut in two that the tiny model scores most above either
-    half: ``(first, second, worst half score, whole score)``."""
-    best = None
-    for sentence in CANDIDATES:
-        words = sentence.split()
-        for k in range(1, len(words)):
-            x, y = " ".join(words[:k]), " ".join(words[k:])
-            halves = guard.check_many([x + ".", " " + y + "."])
-            whole = guard.check_many([f"{x}. {y}."])[0].toxic_score
-            low = max(r.toxic_score for r in halves)
-            if best is None or whole - low > best[3] - best[2]:
-                best = (x, y, low, whole)
-    assert best is not None and best[3] - best[2] > 0.01
-    return best
+def _split_statement() -> tuple[Guard, str, str, float, float]:
+    """A statement cut in two that the fake scorer flags only whole (a window holding
+    both "hurt" and "knife"): ``(guard, first, second, worst half score, whole score)``."""
+    both = FakeScorer(
+        lambda t: {"violence": 0.9} if "hurt" in t and "knife" in t else {}, labels=LABELS
+    )
+    guard = Guard.from_scorer(both)
+    x, y = "how do I hurt someone", "with a knife"
+    halves = guard.check_many([x + ".", " " + y + "."])
+    whole = guard.check_many([f"{x}. {y}."])[0].toxic_score
+    low = max(r.toxic_score for r in halves)
+    assert whole - low > 0.01
+    return guard, x, y, low, whole
 
 
-def test_statement_split_across_sentences_is_caught(guard: Guard) -> None:
-    x, y, low, high = _split_statement(guard)
+def test_statement_split_across_sentences_is_caught() -> None:
+    guard, x, y, low, high = _split_statement()
     off = {c: 1.0 for c in guard.labels}
     g = guard.with_policy(
         Policy(toxic_threshold=(low + high) / 2, thresholds=off, refusal="Sorry, no.")
@@ -194,8 +193,7 @@ def test_statement_split_across_sentences_is_caught(guard: Guard) -> None:
 
 
 def test_stream_rail_due_texts(guard: Guard) -> None:
-    from guardrail_dro.serve.rails.protect import StreamRail
-
+    # The real guard: the rolling window is the tokenizer's last max_length - 2 tokens.
     rail = StreamRail()
     rail.feed("One. ")
     rail.passed()

@@ -1,7 +1,8 @@
 """``@guard.protect`` around callables that return the SDKs' own streams: the real
 openai / anthropic SDKs against ``annotators.testing.FakeLLMServer``. A protected
 callable that returns ``create(stream=True)`` must be checked as it streams, never
-passed through unchecked; a stream of anything the rail cannot read fails closed."""
+passed through unchecked; a stream of anything the rail cannot read fails closed.
+The guard runs on the shipped fake scorer (``guard_helpers.keyword_guard``)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ import openai
 import pytest
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.serve.guard import Guard
 
-from .guard_helpers import Calibrated, calibrate_stream, run_of
+from .guard_helpers import Calibrated, keyword_guard, run_of
 
 REFUSAL = "Sorry, I can't continue with that."
 
 
 @pytest.fixture(scope="module")
-def cal(guard: Guard) -> Calibrated:
-    return calibrate_stream(guard, refusal=REFUSAL)
+def cal() -> Calibrated:
+    return keyword_guard(refusal=REFUSAL)
 
 
 @pytest.fixture(scope="module")

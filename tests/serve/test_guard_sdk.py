@@ -1,5 +1,6 @@
 """Guarded OpenAI and Anthropic clients: the real SDKs against the shipped fake server
-(``annotators.testing.FakeLLMServer``) over loopback HTTP, streaming included."""
+(``annotators.testing.FakeLLMServer``) over loopback HTTP, streaming included; the
+guard runs on the shipped fake scorer (``guard_helpers.keyword_guard``)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,17 @@ import openai
 import pytest
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
-from guardrail_dro.serve.rails.protect import wrap
+from guardrail_dro.serve.rails import wrap
 
-from .guard_helpers import Calibrated, calibrate_stream, run_of
+from .guard_helpers import Calibrated, keyword_guard, run_of
 
 REFUSAL = "Sorry, I can't continue with that."
 
 
 @pytest.fixture(scope="module")
-def cal(guard: Guard) -> Calibrated:
-    return calibrate_stream(guard, refusal=REFUSAL)
+def cal() -> Calibrated:
+    return keyword_guard(refusal=REFUSAL)
 
 
 @pytest.fixture(scope="module")

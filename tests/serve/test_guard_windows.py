@@ -10,14 +10,15 @@ from .guard_helpers import block, calibrate, full_ids
 
 def test_windows_cover_every_token_in_order(guard: Guard) -> None:
     text = " ".join(f"sentence number {i} says something about bread." for i in range(300))
-    windows = guard._encode(text)
+    windows = guard.scorer.encode(text)
+    stride = guard.scorer.stride
     assert len(windows) > 5
     assert all(len(w) <= guard.max_length for w in windows)
     inner = [w[1:-1] for w in windows]  # [CLS] ... [SEP]
     rebuilt = list(inner[0])
     for w in inner[1:]:
-        assert w[: guard.stride] == rebuilt[-guard.stride :]  # consecutive windows overlap
-        rebuilt += w[guard.stride :]
+        assert w[:stride] == rebuilt[-stride:]  # consecutive windows overlap
+        rebuilt += w[stride:]
     assert rebuilt == full_ids(guard, text)
 
 

@@ -1,1 +1,32 @@
-"""Chat-pipeline rails: message reading, stream checking, SDK wrappers, the decorator."""
+"""Chat-pipeline rails around any guard (``Guard`` is one; see ``decide.RailGuard``).
+
+One concept a module, arrows downward only (none of them imports ``Guard``)::
+
+    protect   the decorator for chat callables
+    sdk       the OpenAI / Anthropic client wrappers; everything that knows SDK shapes
+    streams   StreamRail, the event protocol, guarded stream iteration
+    decide    one rail's decision: RailGuard, on_check, GuardViolation naming the rail
+    messages  reading message lists, contents and replies
+
+The names re-exported here are the public face of the rails.
+"""
+
+from guardrail_dro.serve.rails.decide import OnCheck, RailGuard
+from guardrail_dro.serve.rails.messages import content_text, last_user_text
+from guardrail_dro.serve.rails.protect import protect
+from guardrail_dro.serve.rails.sdk import wrap, wrap_anthropic, wrap_openai
+from guardrail_dro.serve.rails.streams import AsyncGuardedStream, GuardedStream, StreamRail
+
+__all__ = [
+    "AsyncGuardedStream",
+    "GuardedStream",
+    "OnCheck",
+    "RailGuard",
+    "StreamRail",
+    "content_text",
+    "last_user_text",
+    "protect",
+    "wrap",
+    "wrap_anthropic",
+    "wrap_openai",
+]

@@ -1,39 +1,37 @@
 """Guarded OpenAI and Anthropic clients: ``wrap_openai`` / ``wrap_anthropic`` (or
 ``wrap``) return the client with ``chat.completions.create`` / ``messages.create``
 guarded, sync and async, ``stream=True`` included; every other attribute is the
-client's own, unguarded. The SDKs are imported only when a response is rebuilt, so
-importing this module imports neither.
+client's own, unguarded.
+
+Everything that knows the SDKs' shapes lives here: their stream events (``Events``
+for ``guard_stream``), rebuilding a reply around a refusal (``replaced_reply``), and
+telling an SDK stream from a plain one (``stream_events``, used by ``protect``). The
+SDKs are imported only when a response is rebuilt, so importing this module imports
+neither.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping
+from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
+from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
+from guardrail_dro.serve.rails.messages import content_text, last_user_text, reply_text
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
+    Events,
     GuardedStream,
-    OnCheck,
-    _acloser,
-    _adecide,
-    _aguard_stream,
-    _closer,
-    _decide,
-    _Events,
-    _guard_stream,
-    _rail_guard,
-    _reply_text,
-    content_text,
-    last_user_text,
+    acloser,
+    aguard_stream,
+    closer,
+    guard_stream,
 )
 
-if TYPE_CHECKING:
-    from guardrail_dro.serve.guard import Guard
-
-__all__ = ["wrap", "wrap_anthropic", "wrap_openai"]
+__all__ = ["replaced_reply", "stream_events", "wrap", "wrap_anthropic", "wrap_openai"]
 
 
 def _openai_replaced(resp: Any, text: str) -> Any:
@@ -56,7 +54,7 @@ def _anthropic_replaced(msg: Any, text: str) -> Any:
     return msg.model_copy(update={"content": content, "stop_reason": "refusal"})
 
 
-class _OpenAIEvents(_Events):
+class _OpenAIEvents(Events):
     def __init__(self, model: str = "guard") -> None:
         self.first: Any = None
         self.model = model
@@ -84,7 +82,7 @@ class _OpenAIEvents(_Events):
         ]
 
 
-class _AnthropicEvents(_Events):
+class _AnthropicEvents(Events):
     def __init__(self) -> None:
         self.index = 0
 
@@ -134,7 +132,7 @@ class _OpenAIAdapter:
 
     @staticmethod
     def reply_text(resp: Any) -> str:
-        return _reply_text(resp)
+        return reply_text(resp)
 
     replaced = staticmethod(_openai_replaced)
 
@@ -208,43 +206,86 @@ class _AnthropicAdapter:
         return [start, block, *_AnthropicEvents().stop(result)]
 
 
-def _iter(items: Iterable[Any]) -> Iterator[Any]:
+def replaced_reply(reply: Any, text: str) -> Any:
+    """``reply`` with its text replaced by ``text``, keeping its shape: a str, an OpenAI
+    ``ChatCompletion`` (``finish_reason="content_filter"``), an Anthropic ``Message``
+    (``stop_reason="refusal"``), a message dict; anything else becomes the str."""
+    if isinstance(reply, str):
+        return text
+    if getattr(reply, "choices", None) is not None:
+        return _openai_replaced(reply, text)
+    if getattr(reply, "type", None) == "message":
+        return _anthropic_replaced(reply, text)
+    if isinstance(reply, Mapping):
+        return {**reply, "content": text}
+    return text
+
+
+def stream_events(reply: Any) -> Events:
+    """The events reader for a streamed reply: the SDK's own for an OpenAI / Anthropic
+    ``Stream`` / ``AsyncStream`` (found in ``sys.modules``, so the SDKs are never
+    imported here), str chunks otherwise."""
+    readers: tuple[tuple[str, type[Events]], ...] = (
+        ("openai", _OpenAIEvents),
+        ("anthropic", _AnthropicEvents),
+    )
+    for package, events in readers:
+        sdk = sys.modules.get(package)
+        if sdk is not None and isinstance(reply, sdk.Stream | sdk.AsyncStream):
+            return events()
+    return Events()
+
+
+def _iter(items: Iterable[Any]) -> Generator[Any, None, None]:
     yield from items  # a generator: it has close(), like a guarded stream
 
 
-async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
+async def _aiter(items: Iterable[Any]) -> AsyncGenerator[Any, None]:
     for item in items:
         yield item
 
 
-def _guarded_create(create, guard, adapter, *, is_async, input, output, on_check):
-    gin, gout = _rail_guard(guard, input), _rail_guard(guard, output)
-    if is_async:
+_Adapter = type[_OpenAIAdapter] | type[_AnthropicAdapter]
 
-        async def acreate(*args: Any, **kwargs: Any) -> Any:
+
+def _guarded_create(
+    create: Callable[..., Any],
+    guard: RailGuard,
+    adapter: _Adapter,
+    *,
+    is_async: bool,
+    input: bool | RailGuard,
+    output: bool | RailGuard,
+    on_check: OnCheck | None,
+) -> Callable[..., Any]:
+    gin, gout = rail_guard(guard, input), rail_guard(guard, output)
+    if is_async:
+        acreate: Callable[..., Awaitable[Any]] = create
+
+        async def guarded_acreate(*args: Any, **kwargs: Any) -> Any:
             stream = bool(kwargs.get("stream"))
             if gin is not None:
                 text = last_user_text(kwargs.get("messages") or [])
-                r = await _adecide(gin, "input", text, on_check)
+                r = await adecide(gin, "input", text, on_check)
                 if not r.allowed:
                     if stream:
                         return AsyncGuardedStream(_aiter(adapter.blocked_stream(kwargs, r)))
                     return adapter.blocked(kwargs, r)
-            resp = await create(*args, **kwargs)
+            resp = await acreate(*args, **kwargs)
             if gout is None:
                 return resp
             if stream:
-                gen = _aguard_stream(gout, resp, adapter.events(), on_check, _acloser(resp))
+                gen = aguard_stream(gout, resp, adapter.events(), on_check, acloser(resp))
                 return AsyncGuardedStream(gen, resp)
-            r = await _adecide(gout, "output", adapter.reply_text(resp), on_check)
+            r = await adecide(gout, "output", adapter.reply_text(resp), on_check)
             return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
 
-        return functools.wraps(create)(acreate)
+        return functools.wraps(create)(guarded_acreate)
 
-    def screate(*args: Any, **kwargs: Any) -> Any:
+    def guarded_create(*args: Any, **kwargs: Any) -> Any:
         stream = bool(kwargs.get("stream"))
         if gin is not None:
-            r = _decide(gin, "input", last_user_text(kwargs.get("messages") or []), on_check)
+            r = decide(gin, "input", last_user_text(kwargs.get("messages") or []), on_check)
             if not r.allowed:
                 if stream:
                     return GuardedStream(_iter(adapter.blocked_stream(kwargs, r)))
@@ -253,12 +294,12 @@ def _guarded_create(create, guard, adapter, *, is_async, input, output, on_check
         if gout is None:
             return resp
         if stream:
-            gen = _guard_stream(gout, resp, adapter.events(), on_check, _closer(resp))
+            gen = guard_stream(gout, resp, adapter.events(), on_check, closer(resp))
             return GuardedStream(gen, resp)
-        r = _decide(gout, "output", adapter.reply_text(resp), on_check)
+        r = decide(gout, "output", adapter.reply_text(resp), on_check)
         return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
 
-    return functools.wraps(create)(screate)
+    return functools.wraps(create)(guarded_create)
 
 
 class _Proxy:
@@ -281,10 +322,10 @@ def _is_async(client: Any) -> bool:
 
 def wrap_openai(
     client: Any,
-    guard: Guard,
+    guard: RailGuard,
     *,
-    input: bool | Guard = True,
-    output: bool | Guard = True,
+    input: bool | RailGuard = True,
+    output: bool | RailGuard = True,
     on_check: OnCheck | None = None,
 ) -> Any:
     """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded.
@@ -310,10 +351,10 @@ def wrap_openai(
 
 def wrap_anthropic(
     client: Any,
-    guard: Guard,
+    guard: RailGuard,
     *,
-    input: bool | Guard = True,
-    output: bool | Guard = True,
+    input: bool | RailGuard = True,
+    output: bool | RailGuard = True,
     on_check: OnCheck | None = None,
 ) -> Any:
     """An ``anthropic.Anthropic`` / ``AsyncAnthropic`` whose ``messages.create`` is guarded
@@ -338,7 +379,7 @@ def wrap_anthropic(
     return _Proxy(client, messages=_Proxy(messages, create=create, stream=_unguarded))
 
 
-def wrap(client: Any, guard: Guard, **options: Any) -> Any:
+def wrap(client: Any, guard: RailGuard, **options: Any) -> Any:
     """``wrap_openai`` or ``wrap_anthropic``, by the client's package."""
     package = type(client).__module__.split(".")[0]
     if package == "openai":

@@ -1,0 +1,264 @@
+"""The ONNX scorer: a guard artifact's tokenizer and ONNX Runtime session behind the
+``Scorer`` protocol (``Guard.load`` builds one).
+
+One session and one ``tokenizers`` tokenizer, shared by every thread
+(``InferenceSession.run`` and ``Tokenizer.encode`` are safe to call concurrently);
+each thread fills its own preallocated input buffers. No pydantic and no torch on the
+hot path: tokenize, copy ids into the buffer, run.
+
+Long texts are never silently truncated: the tokenizer cuts them into windows of the
+model's maximum length that overlap by ``stride`` tokens. onnxruntime and tokenizers
+are imported when a scorer is opened, not when this module is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
+from guardrail_dro.serve.runtime import (
+    PROVIDERS,
+    GuardSession,
+    SessionConfig,
+    create_session,
+    import_onnxruntime,
+)
+
+if TYPE_CHECKING:
+    from guardrail_dro.serve.artifact import GuardArtifact
+
+__all__ = ["OnnxScorer"]
+
+
+def _open_auto(art: GuardArtifact, config: SessionConfig) -> tuple[GuardSession, str]:
+    """The session and precision for ``precision="auto"``: the variant is picked for the
+    provider that actually runs, read back from the session, not for the providers
+    onnxruntime was built with (a CUDA build on a machine whose CUDA libraries do not
+    load runs on CPU, where int8 is the variant to run, not fp16)."""
+    if config.provider != "auto":
+        precision = art.best_variant(config.provider)
+        return create_session(art.model_path(precision), config), precision
+    built = set(import_onnxruntime().get_available_providers())
+    gpu = {PROVIDERS["tensorrt"], PROVIDERS["cuda"]} & built
+    guess = art.best_variant("cuda" if gpu else "cpu")
+    try:
+        session = create_session(art.model_path(guess), config)
+    except (ArtifactError, DependencyError):
+        if guess == "fp32":
+            raise
+        # e.g. fp16 on the CPU the providers fell back to: fp32 runs everywhere.
+        guess = "fp32"
+        session = create_session(art.model_path(guess), config)
+    want = art.best_variant(session.provider)
+    if want == guess:
+        return session, guess
+    pinned = dataclasses.replace(config, provider=session.provider)
+    again = create_session(art.model_path(want), pinned)
+    return dataclasses.replace(again, requested="auto", skipped=session.skipped), want
+
+
+class OnnxScorer:
+    """A guard artifact's model: its tokenizer (truncating into overlapping windows) and
+    an ONNX Runtime session. Build with ``OnnxScorer.open``; thread-safe.
+
+    Attributes:
+        artifact: the verified artifact directory it was opened from.
+        session: the ``runtime.GuardSession`` (which provider really runs).
+        tokenizer: the ``tokenizers.Tokenizer``, truncating with ``stride`` overlap.
+        stride: tokens shared by consecutive windows.
+        precision: the variant running: fp32, int8 or fp16.
+    """
+
+    def __init__(
+        self,
+        *,
+        artifact: GuardArtifact,
+        session: GuardSession,
+        tokenizer: Any,
+        stride: int,
+        batch_size: int,
+        precision: str = "fp32",
+    ) -> None:
+        self.artifact = artifact
+        self.session = session
+        self.tokenizer = tokenizer
+        self.stride = stride
+        self.precision = precision
+        man = artifact.manifest
+        self._labels: tuple[str, ...] = tuple(man.label_schema.classes)
+        self._max_length = man.max_length
+        self._batch_size = batch_size
+        self._run = session.session.run
+        self._out = list(session.output_names[:1])
+        self._in_ids, self._in_mask = session.input_names[:2]
+        pad_id = tokenizer.token_to_id(man.pad_token)
+        if pad_id is None:
+            raise ArtifactError(f"the tokenizer has no padding token {man.pad_token!r}")
+        self._pad_id: int = pad_id
+        self._ones = np.ones(self._max_length, dtype=np.int64)
+        self._local = threading.local()
+        self._untruncated: Any = None
+
+    @classmethod
+    def open(
+        cls,
+        art: GuardArtifact,
+        *,
+        provider: str = "auto",
+        precision: str = "auto",
+        intra_op_threads: int | None = None,
+        stride: int | None = None,
+        batch_size: int = 32,
+        session_config: SessionConfig | None = None,
+    ) -> OnnxScorer:
+        """Open an artifact's tokenizer and session and warm the model up (the
+        arguments are ``Guard.load``'s, which documents them).
+
+        Raises:
+            ArtifactError: a tokenizer without the manifest's padding token, a graph
+                that does not load or does not output one logit per class.
+            ConfigError: unknown provider or precision, a stride out of range,
+                provider options given twice.
+            DependencyError: onnxruntime or tokenizers missing (names the extra).
+        """
+        max_len = art.manifest.max_length
+        stride = max_len // 4 if stride is None else stride
+        if not isinstance(stride, int) or not 0 <= stride < max_len - 2:
+            raise ConfigError(f"stride must be an int in [0, {max_len - 2}), not {stride!r}")
+        if session_config is None:
+            config = SessionConfig(provider=provider, intra_op_threads=intra_op_threads)
+        elif provider != "auto" or intra_op_threads is not None:
+            raise ConfigError(
+                "give provider and intra_op_threads inside session_config, not beside it"
+            )
+        elif not isinstance(session_config, SessionConfig):
+            raise TypeError(
+                f"session_config must be a SessionConfig, not {type(session_config).__name__}"
+            )
+        else:
+            config = session_config
+        config = dataclasses.replace(config, max_batch=batch_size, max_length=max_len)
+        tok = art.load_tokenizer(pad=False)
+        if tok.token_to_id(art.manifest.pad_token) is None:
+            raise ArtifactError(
+                f"{art.tokenizer_path}: the tokenizer has no padding token "
+                f"{art.manifest.pad_token!r} (guard.json pad_token); re-export the model"
+            )
+        tok.enable_truncation(max_length=max_len, stride=stride)
+        if precision == "auto":
+            session, precision = _open_auto(art, config)
+        else:
+            session = create_session(art.model_path(precision), config)
+        scorer = cls(
+            artifact=art,
+            session=session,
+            tokenizer=tok,
+            stride=stride,
+            batch_size=batch_size,
+            precision=precision,
+        )
+        scorer._warm_up()
+        return scorer
+
+    def _warm_up(self) -> None:
+        # A graph that loads but does not answer (wrong inputs, wrong class count) must
+        # fail here, at load, never at the first user's check.
+        try:
+            logits = self.logits([self.tokenizer.encode("warm up").ids])
+        except Exception as exc:  # ORT raises its own pybind types
+            raise ArtifactError(
+                f"{self.artifact.path}: the guard model does not run: {exc}"
+            ) from None
+        if logits.shape != (1, len(self._labels)):
+            raise ArtifactError(
+                f"{self.artifact.path}: the model outputs {logits.shape[1:]} logits per text, "
+                f"the manifest lists {len(self._labels)} classes"
+            )
+
+    # ---- the Scorer protocol ----------------------------------------------------------
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def provider(self) -> str:
+        return self.session.provider
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        loc = self._local
+        bufs: tuple[np.ndarray, np.ndarray] | None = getattr(loc, "bufs", None)
+        if bufs is None:
+            n = self._batch_size * self._max_length
+            bufs = loc.bufs = (np.empty(n, np.int64), np.empty(n, np.int64))
+        return bufs
+
+    def logits(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits (len(rows), C) for token id rows (at most batch_size), padded here."""
+        ids_buf, mask_buf = self._buffers()
+        n = len(rows)
+        if n == 1:
+            width = len(rows[0])
+            ids = ids_buf[:width].reshape(1, width)
+            ids[0] = rows[0]
+            mask = self._ones[:width].reshape(1, width)
+        else:
+            width = max(len(r) for r in rows)
+            ids = ids_buf[: n * width].reshape(n, width)
+            mask = mask_buf[: n * width].reshape(n, width)
+            ids.fill(self._pad_id)
+            mask.fill(0)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = r
+                mask[i, : len(r)] = 1
+        out: np.ndarray = self._run(self._out, {self._in_ids: ids, self._in_mask: mask})[0]
+        return out
+
+    def encode(self, text: str) -> list[list[int]]:
+        """Token id windows of one text (one window unless it is longer than max_length)."""
+        try:
+            enc = self.tokenizer.encode(text)
+        except TypeError:  # unpaired surrogates are not UTF-8: the tokenizer refuses them
+            enc = self.tokenizer.encode(text.encode("utf-8", "replace").decode("utf-8"))
+        if not enc.overflowing:
+            return [enc.ids]
+        return [enc.ids, *(o.ids for o in enc.overflowing)]
+
+    def last_window(self, text: str) -> str:
+        """The end of ``text`` that fills one window: its last ``max_length - 2`` tokens
+        (room for the special tokens)."""
+        tok = self._untruncated
+        if tok is None:  # a copy without truncation; a benign race builds it twice at most
+            tok = type(self.tokenizer).from_str(self.tokenizer.to_str())
+            tok.no_truncation()
+            tok.no_padding()
+            self._untruncated = tok
+        # A token covers at most ~100 characters (WordPiece's longest word), so the last
+        # window lies in this suffix; cutting a word here only affects a dropped token.
+        start = max(0, len(text) - self._max_length * 100)
+        try:
+            enc = tok.encode(text[start:], add_special_tokens=False)
+        except TypeError:  # unpaired surrogates: the whole text is checked instead
+            return text
+        keep = self._max_length - 2
+        if len(enc.offsets) <= keep:
+            return text[start:]
+        return text[start + enc.offsets[-keep][0] :]
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxScorer({str(self.artifact.path)!r}, provider={self.provider!r}, "
+            f"precision={self.precision!r})"
+        )
