@@ -32,6 +32,8 @@ _LAZY = {
     "TrainedModel": "guardrail_dro.train.modeldir",
     "run_bench": "guardrail_dro.train.bench",
     "Guard": "guardrail_dro.serve.guard",
+    "FakeScorer": "guardrail_dro.serve.scorer",
+    "Scorer": "guardrail_dro.serve.scorer",
     "GuardResult": "guardrail_dro.serve.policy",
     "Policy": "guardrail_dro.serve.policy",
 }
