@@ -43,7 +43,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from guardrail_dro.data.items import AnnotatedDataset
@@ -521,24 +520,21 @@ class BiLevelTrainer:
         return rank
 
     def _unrolled_risk(self, head, estimator, feats, labels, vfeats, yv, gv, G, C):
-        """Group risks of the classifier after one SGD step on the current soft labels.
-
-        theta' = theta - inner_lr * grad_theta CE(f_theta(x), s_phi(x)) keeps the graph
-        (create_graph=True), so the valid risk of f_theta' back-propagates into phi.
-        Only the head is unrolled; in full mode the encoder is held fixed for this step.
-        """
-        head = unwrap(head)  # the unroll reads plain parameter names, not DDP's
-        params = dict(head.named_parameters())
+        """Group risks of the classifier after one SGD step on the current soft labels
+        (objectives.unrolled_group_risks); the unroll reads plain parameter names."""
         w = estimator(feats, O.annotator_mask(labels))
-        s = O.soft_labels(w, labels, C)
-        inner = O.soft_cross_entropy(functional_call(head, params, (feats,)), s).mean()
-        grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
-        fast = {
-            k: p - self.config.inner_lr * g for (k, p), g in zip(params.items(), grads, strict=True)
-        }
-        logits = functional_call(head, fast, (vfeats,))
-        risk = torch.nn.functional.cross_entropy(logits, yv, reduction="none")
-        return O.group_mean(risk, gv, G)
+        return O.unrolled_group_risks(
+            unwrap(head),
+            w,
+            labels,
+            feats,
+            vfeats,
+            yv,
+            gv,
+            num_groups=G,
+            num_classes=C,
+            inner_lr=self.config.inner_lr,
+        )
 
     @torch.no_grad()
     def _evaluate(self, head, src, split, y, g, groups, schema) -> Metrics:
