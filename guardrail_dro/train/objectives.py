@@ -23,7 +23,6 @@ __all__ = [
     "annotator_mask",
     "fixable_items",
     "group_mean",
-    "label_distribution",
     "masked_softmax",
     "soft_cross_entropy",
     "soft_labels",
@@ -59,13 +58,6 @@ def soft_labels(weights: torch.Tensor, labels: torch.Tensor, num_classes: int) -
     onehot = F.one_hot(labels.clamp_min(0), num_classes).to(weights.dtype)  # (B, K, C)
     onehot = onehot * annotator_mask(labels).unsqueeze(-1)
     return torch.einsum("bk,bkc->bc", weights, onehot)
-
-
-def label_distribution(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The uniform soft label: each present annotator counts once (B, C); all-zero rows stay 0."""
-    mask = annotator_mask(labels)
-    w = mask.float() / mask.sum(-1, keepdim=True).clamp_min(1)
-    return soft_labels(w, labels, num_classes)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

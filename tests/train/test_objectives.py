@@ -36,14 +36,6 @@ def test_soft_labels_are_differentiable_in_the_weights() -> None:
     assert logits.grad[0, 0] < 0 < logits.grad[0, 1]  # more weight on the annotator saying 0
 
 
-def test_label_distribution_is_the_uniform_soft_label() -> None:
-    labels = torch.tensor([[0, 0, 1], [-1, 2, -1], [-1, -1, -1]])
-    s = O.label_distribution(labels, 3)
-    torch.testing.assert_close(
-        s, torch.tensor([[2 / 3, 1 / 3, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
-    )
-
-
 def test_soft_cross_entropy_matches_hard_cross_entropy_on_one_hot() -> None:
     logits = torch.tensor([[1.0, 2.0, 0.5], [0.0, 0.0, 0.0]])
     y = torch.tensor([1, 2])
