@@ -12,7 +12,7 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
     from transformers import PreTrainedTokenizerBase
 
+_M = TypeVar("_M", bound=nn.Module)
+
 __all__ = [
     "FeatureSource",
     "FrozenFeatures",
@@ -38,9 +40,14 @@ __all__ = [
 ]
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (what accelerate's prepare returns), or itself."""
-    return getattr(module, "module", module)
+def unwrap(module: _M) -> _M:
+    """The module inside a DDP wrapper (what accelerate's prepare returns), or itself.
+
+    Typed as the module's declared type: a wrapped module stands where its declared
+    type says the plain one is (``embedder.encoder`` during a distributed run).
+    """
+    inner: _M = getattr(module, "module", module)
+    return inner
 
 
 def default_cache_dir() -> Path:
