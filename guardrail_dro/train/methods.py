@@ -3,6 +3,8 @@
 The trainer looks a method up here once, when it is built, and its loop only
 sequences the two parts; adding a method is adding a row (and, for a new kind of
 target or loss, one small class in targets.py, estimator_targets.py or losses.py).
+The drawing below is for readers; TABLE is the table (tests/train/test_methods.py
+checks that each drawn row names its row's classes).
 
 =============  ==============================================  ====================
 method         target source (targets of a training item)      classifier loss

@@ -10,7 +10,7 @@ from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.estimator_targets import EstimatorTargets
 from guardrail_dro.train.losses import GroupDROLoss, MeanLoss
-from guardrail_dro.train.methods import METHODS, TABLE, Method, lookup
+from guardrail_dro.train.methods import METHODS, TABLE, WITH_ARGUMENT, Method, lookup
 from guardrail_dro.train.targets import SingleAnnotator, UniformSoft
 from guardrail_dro.train.trainer import BiLevelTrainer
 
@@ -18,6 +18,17 @@ from guardrail_dro.train.trainer import BiLevelTrainer
 def test_methods_are_the_table_in_benchmark_order() -> None:
     assert METHODS == ("ours", "ours-agree", "soft", "mv", "ds", "dro-mv", "best-single", "gold")
     assert tuple(TABLE) == METHODS
+
+
+def test_the_table_in_the_docstring_is_the_table_in_code() -> None:
+    """methods.py draws its table for readers; each row must name the row's classes."""
+    from guardrail_dro.train import methods
+
+    rows = {line.split()[0]: line for line in (methods.__doc__ or "").splitlines() if line}
+    drawn = {**TABLE, **{f"{k}:<a>": m for k, m in WITH_ARGUMENT.items()}}
+    for name, m in drawn.items():
+        assert name in rows, name
+        assert m.targets.__name__ in rows[name] and m.loss.__name__ in rows[name], rows[name]
 
 
 @pytest.mark.parametrize("name", [m for m in METHODS if TABLE[m].best_of is None])
