@@ -1,1 +1,2 @@
-"""Training: objectives, models, features, the bi-level trainer, baselines, metrics, bench."""
+"""Training: objectives, models, features, the method table (target sources x classifier
+losses), the bi-level trainer, baselines, metrics, bench."""

@@ -13,12 +13,16 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from guardrail_dro.train.model import GuardClassifier
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = ["EmbeddingCache", "embed_texts", "model_fingerprint"]
 
@@ -33,7 +37,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
     )
     for p in files:
         with p.open("rb") as f:
-            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+            while chunk := f.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()[:32]
 
@@ -75,7 +79,7 @@ class EmbeddingCache:
 @torch.no_grad()
 def embed_texts(
     model: GuardClassifier,
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     *,
     namespace: str,

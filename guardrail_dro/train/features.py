@@ -12,18 +12,22 @@ import copy
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
 from guardrail_dro.train.model import GuardClassifier, default_backbone, load_backbone
 
 if TYPE_CHECKING:
-    from guardrail_dro.train.trainer import TrainConfig
+    from accelerate import Accelerator
+    from transformers import PreTrainedTokenizerBase
+
+_M = TypeVar("_M", bound=nn.Module)
 
 __all__ = [
     "FeatureSource",
@@ -36,9 +40,14 @@ __all__ = [
 ]
 
 
-def unwrap(module: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (what accelerate's prepare returns), or itself."""
-    return getattr(module, "module", module)
+def unwrap(module: _M) -> _M:
+    """The module inside a DDP wrapper (what accelerate's prepare returns), or itself.
+
+    Typed as the module's declared type: a wrapped module stands where its declared
+    type says the plain one is (``embedder.encoder`` during a distributed run).
+    """
+    inner: _M = getattr(module, "module", module)
+    return inner
 
 
 def default_cache_dir() -> Path:
@@ -67,15 +76,36 @@ def uses_normalize(folder: Path) -> bool:
 
 
 class FeatureSource:
-    """Features per split for the trainer; see the module docstring."""
+    """Features per split for the trainer; see the module docstring.
 
-    embedder: GuardClassifier  # encoder + pooling (its head is unused here)
-    accelerator: object | None = None  # accelerate.Accelerator in full mode
-    tokenizer: object
-    device: torch.device
-    dim: int
-    backbone: str
-    namespace: str
+    Args:
+        embedder: encoder + pooling (its head is unused here).
+        tokenizer: the encoder's tokenizer.
+        device: where the features live.
+        dim: feature size.
+        backbone: the encoder's folder or name, for the manifest.
+        namespace: the embedding cache's key prefix for this encoder and pooling.
+        accelerator: accelerate's Accelerator in full mode, else None.
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: GuardClassifier,
+        tokenizer: PreTrainedTokenizerBase,
+        device: torch.device,
+        dim: int,
+        backbone: str,
+        namespace: str,
+        accelerator: Accelerator | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dim = dim
+        self.backbone = backbone
+        self.namespace = namespace
+        self.accelerator = accelerator
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -87,15 +117,15 @@ class FeatureSource:
 
     def eval(self) -> None: ...
 
-    def snapshot(self) -> dict | None:
+    def snapshot(self) -> dict[str, torch.Tensor] | None:
         return None
 
-    def restore(self, state: dict | None) -> None: ...
+    def restore(self, state: dict[str, torch.Tensor] | None) -> None: ...
 
 
 class FrozenFeatures(FeatureSource):
-    def __init__(self, splits: dict[str, np.ndarray], **kw: object) -> None:
-        self.__dict__.update(kw)
+    def __init__(self, splits: dict[str, np.ndarray], **kw: Any) -> None:
+        super().__init__(**kw)
         self._x = {k: torch.as_tensor(v, device=self.device) for k, v in splits.items()}
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
@@ -109,9 +139,9 @@ class FullFeatures(FeatureSource):
     so the upper level sees the encoder as of the epoch start."""
 
     def __init__(
-        self, splits: dict[str, AnnotatedDataset], max_length: int, batch_size: int, **kw: object
+        self, splits: dict[str, AnnotatedDataset], max_length: int, batch_size: int, **kw: Any
     ) -> None:
-        self.__dict__.update(kw)
+        super().__init__(**kw)
         self._tok = {
             k: self.tokenizer(
                 ds.texts,
@@ -158,11 +188,11 @@ class FullFeatures(FeatureSource):
         self._whole.clear()
         self.embedder.eval()
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, torch.Tensor]:
         enc = unwrap(self.embedder.encoder)
         return {k: v.detach().to("cpu", copy=True) for k, v in enc.state_dict().items()}
 
-    def restore(self, state: dict | None) -> None:
+    def restore(self, state: dict[str, torch.Tensor] | None) -> None:
         if state is not None:
             unwrap(self.embedder.encoder).load_state_dict(state)
         self._whole.clear()

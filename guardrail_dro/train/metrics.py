@@ -17,7 +17,34 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
 
-__all__ = ["Metrics", "compute_metrics", "macro_f1", "score_split"]
+__all__ = [
+    "ACCURACY",
+    "HEADLINE",
+    "HEADLINE_LABELS",
+    "WORST_GROUP_ACCURACY",
+    "Metrics",
+    "compute_metrics",
+    "macro_f1",
+    "score_split",
+]
+
+ACCURACY = "accuracy"
+WORST_GROUP_ACCURACY = "worst_group_accuracy"
+"""The metric that selects models and orders comparison tables (see the module)."""
+
+HEADLINE_LABELS: dict[str, str] = {
+    ACCURACY: "acc",
+    "group_mean_accuracy": "group-mean acc",
+    WORST_GROUP_ACCURACY: "worst-group acc",
+    "macro_f1": "macro-F1",
+    "toxic_precision": "toxic precision",
+    "toxic_recall": "toxic recall",
+    "toxic_fpr": "toxic FPR",
+}
+"""The headline metrics (``Metrics`` fields), in table order, with their column labels."""
+
+HEADLINE: tuple[str, ...] = tuple(HEADLINE_LABELS)
+"""The numbers a comparison table shows: ``Metrics.headline()`` and the bench report."""
 
 
 class Metrics(BaseModel):
@@ -36,16 +63,8 @@ class Metrics(BaseModel):
     group_size: dict[str, int] = {}
 
     def headline(self) -> dict[str, float | None]:
-        """The numbers a comparison table shows."""
-        return {
-            "accuracy": self.accuracy,
-            "group_mean_accuracy": self.group_mean_accuracy,
-            "worst_group_accuracy": self.worst_group_accuracy,
-            "macro_f1": self.macro_f1,
-            "toxic_precision": self.toxic_precision,
-            "toxic_recall": self.toxic_recall,
-            "toxic_fpr": self.toxic_fpr,
-        }
+        """The numbers a comparison table shows (``HEADLINE``)."""
+        return {k: getattr(self, k) for k in HEADLINE}
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:

@@ -14,12 +14,16 @@ initialised at zero so training starts from the uniform soft label.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from guardrail_dro.errors import ConfigError, DependencyError
 from guardrail_dro.train.objectives import masked_softmax
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = [
     "ClassifierHead",
@@ -98,7 +102,9 @@ class ClassifierHead(nn.Module):
 class GuardClassifier(nn.Module):
     """Encoder + pooling + head: token ids in, class logits out (the exported graph)."""
 
-    def __init__(self, encoder: nn.Module, head: ClassifierHead, *, normalize: bool = True):
+    def __init__(
+        self, encoder: PreTrainedModel, head: ClassifierHead, *, normalize: bool = True
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head

@@ -20,6 +20,7 @@ import platform
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,7 +31,17 @@ from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
-from guardrail_dro.train.model import ClassifierHead, GuardClassifier, load_backbone
+from guardrail_dro.train.model import (
+    ClassifierHead,
+    GuardClassifier,
+    WeightEstimator,
+    load_backbone,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from guardrail_dro.train.result import TrainResult
 
 __all__ = ["MANIFEST_VERSION", "TrainManifest", "TrainedModel", "package_versions"]
 
@@ -80,10 +91,10 @@ class TrainedModel:
     def __init__(
         self,
         model: GuardClassifier,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         schema: LabelSchema,
         manifest: TrainManifest,
-        estimator: torch.nn.Module | None = None,
+        estimator: WeightEstimator | None = None,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -92,7 +103,7 @@ class TrainedModel:
         self.estimator = estimator
 
     @classmethod
-    def from_result(cls, result, data_hashes: dict[str, str]) -> TrainedModel:
+    def from_result(cls, result: TrainResult, data_hashes: dict[str, str]) -> TrainedModel:
         """Assemble from a ``trainer.TrainResult``."""
         src = result.source
         emb = clone_embedder(src)
@@ -105,7 +116,7 @@ class TrainedModel:
             backbone=src.backbone,
             normalize=emb.normalize,
             max_length=cfg.max_length,
-            num_classes=result.head.net[-1].out_features,
+            num_classes=result.schema.num_classes,
             head_hidden=cfg.head_hidden,
             annotators=list(result.annotators),
             groups=list(result.groups),
@@ -178,7 +189,12 @@ class TrainedModel:
         head = ClassifierHead(enc.config.hidden_size, manifest.num_classes, manifest.head_hidden)
         head.load_state_dict(load_file(d / "head.safetensors"))
         model = GuardClassifier(enc, head, normalize=manifest.normalize)
-        return cls(model, tok, schema, manifest)
+        estimator = None
+        if "estimator.safetensors" in manifest.files:  # checked above like every file
+            estimator = _load_estimator(
+                load_file(d / "estimator.safetensors"), enc.config.hidden_size, manifest
+            )
+        return cls(model, tok, schema, manifest, estimator)
 
     # ---- inference -------------------------------------------------------------------
     @torch.no_grad()
@@ -198,3 +214,30 @@ class TrainedModel:
             logits = self.model(enc["input_ids"], enc["attention_mask"])
             out[idx] = torch.softmax(logits, -1).numpy()
         return out
+
+
+def _load_estimator(
+    state: dict[str, torch.Tensor], dim: int, manifest: TrainManifest
+) -> WeightEstimator:
+    """The soft-label weight estimator saved beside the head, in eval mode.
+
+    Its rank is read from the saved annotator table (K, rank) rather than from the
+    config, where ``estimator_rank`` is None when cross-validation chose it.
+
+    Raises:
+        ArtifactError: a state that does not fit the manifest's annotators.
+    """
+    table = state.get("annotators")
+    if table is None or table.ndim != 2 or table.shape[0] != len(manifest.annotators):
+        raise ArtifactError(
+            f"estimator.safetensors does not hold a weight estimator for the "
+            f"{len(manifest.annotators)} annotators of the manifest"
+        )
+    est = WeightEstimator(dim, len(manifest.annotators), int(table.shape[1]))
+    try:
+        est.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtifactError(
+            f"estimator.safetensors does not fit a weight estimator: {exc}"
+        ) from None
+    return est.eval()

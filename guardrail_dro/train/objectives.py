@@ -1,7 +1,9 @@
 """Pure tensor functions of the bi-level soft-label GroupDRO method.
 
-No state, no modules, no devices: each function takes tensors and returns tensors,
-so the training loop only sequences them and each is unit-tested on tiny inputs.
+No state, no devices: each function takes tensors and returns tensors, so the training
+loop only sequences them and each is unit-tested on tiny inputs. The one module an
+argument may be, the classifier head of ``unrolled_group_risks``, is only called as a
+function of explicit parameters (``torch.func.functional_call``), never changed.
 
 Notation (see ../shared/docs/METHOD.md): B items, K annotators, C classes, G groups.
 ``labels`` is a (B, K) long tensor of class indices with -1 where the annotator did
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
 
 __all__ = [
     "agreement_group_risks",
@@ -19,10 +23,10 @@ __all__ = [
     "annotator_mask",
     "fixable_items",
     "group_mean",
-    "label_distribution",
     "masked_softmax",
     "soft_cross_entropy",
     "soft_labels",
+    "unrolled_group_risks",
     "update_group_weights",
 ]
 
@@ -54,13 +58,6 @@ def soft_labels(weights: torch.Tensor, labels: torch.Tensor, num_classes: int) -
     onehot = F.one_hot(labels.clamp_min(0), num_classes).to(weights.dtype)  # (B, K, C)
     onehot = onehot * annotator_mask(labels).unsqueeze(-1)
     return torch.einsum("bk,bkc->bc", weights, onehot)
-
-
-def label_distribution(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The uniform soft label: each present annotator counts once (B, C); all-zero rows stay 0."""
-    mask = annotator_mask(labels)
-    w = mask.float() / mask.sum(-1, keepdim=True).clamp_min(1)
-    return soft_labels(w, labels, num_classes)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -140,3 +137,49 @@ def update_group_weights(
         present = torch.ones_like(q, dtype=torch.bool)
     logq = torch.log(q.clamp_min(torch.finfo(q.dtype).tiny)) + step_size * risks * present
     return torch.softmax(logq, dim=0)
+
+
+def unrolled_group_risks(
+    head: nn.Module,
+    weights: torch.Tensor,
+    labels: torch.Tensor,
+    feats: torch.Tensor,
+    valid_feats: torch.Tensor,
+    valid_gold: torch.Tensor,
+    valid_groups: torch.Tensor,
+    *,
+    num_groups: int,
+    num_classes: int,
+    inner_lr: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group risks on valid of the classifier after one SGD step on the soft labels.
+
+    theta' = theta - inner_lr * grad_theta mean CE(f_theta(x), s(x)), where s(x) is the
+    soft label of ``weights``; the step keeps its graph (``create_graph=True``), so the
+    valid risk of f_theta' back-propagates into ``weights`` and so into the estimator
+    that produced them (meta-weight learning). Only the head is unrolled: the features
+    are inputs, so in full mode the encoder is held fixed for this step. The head's
+    parameters are read, not changed; a head in train mode draws its dropout masks
+    (inner pass first, then the valid pass).
+
+    Args:
+        head: the classifier head (plain module, not a DDP wrapper: its parameter
+            names are used).
+        weights: (B, K) estimator weights over the annotators of the batch items.
+        labels: (B, K) annotator labels of the batch, -1 where absent.
+        feats: (B, D) features of the batch.
+        valid_feats, valid_gold, valid_groups: (V, D), (V,), (V,) of the upper level.
+        num_groups, num_classes: G and C.
+        inner_lr: step size of the unrolled update.
+
+    Returns:
+        (G,) group means of the valid cross-entropy and (G,) item counts.
+    """
+    params: dict[str, torch.Tensor] = dict(head.named_parameters())
+    s = soft_labels(weights, labels, num_classes)
+    inner = soft_cross_entropy(functional_call(head, params, (feats,)), s).mean()
+    grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
+    fast = {k: p - inner_lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
+    logits = functional_call(head, fast, (valid_feats,))
+    risk = F.cross_entropy(logits, valid_gold, reduction="none")
+    return group_mean(risk, valid_groups, num_groups)

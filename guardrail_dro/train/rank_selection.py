@@ -10,11 +10,13 @@ without touching test: fit on one half, score the held-out half, swap, average.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.model import WeightEstimator
+from guardrail_dro.train.upper_level import AgreementItems, upper_step
 
 __all__ = ["choose_estimator_rank", "held_out_agreement"]
 
@@ -32,18 +34,15 @@ def _fit(
     lr: float,
     group_step: float,
 ) -> WeightEstimator:
+    """An estimator of ``rank`` fit by the training loop's own agreement-risk step."""
     est = WeightEstimator(feats.shape[1], labels.shape[1], rank).to(feats.device)
     opt = torch.optim.Adam(est.parameters(), lr=lr)
-    fix = O.fixable_items(labels, gold)
-    f, L, y, g = feats[fix], labels[fix], gold[fix], groups[fix]
-    present = O.annotator_mask(L)
+    items = AgreementItems.select(labels, gold, groups)
     q = torch.full((num_groups,), 1.0 / num_groups, device=feats.device)
     for _ in range(steps):
-        R, n = O.agreement_group_risks(est(f, present), L, y, g, num_groups, num_classes)
-        q = O.update_group_weights(q, R, group_step, n > 0)
-        opt.zero_grad()
-        (q * R).sum().backward()
-        opt.step()
+        q = upper_step(
+            opt, q, partial(items.risks, est, feats, num_groups, num_classes), group_step
+        )
     return est.eval()
 
 

@@ -36,3 +36,11 @@ def test_macro_f1_perfect_and_worst() -> None:
 def test_shape_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError, match="shape"):
         compute_metrics(np.array([0]), np.array([0, 1]), num_classes=2)
+
+
+def test_headline_names_metrics_fields_in_table_order() -> None:
+    from guardrail_dro.train.metrics import HEADLINE, WORST_GROUP_ACCURACY, Metrics
+
+    assert set(HEADLINE) <= set(Metrics.model_fields) and WORST_GROUP_ACCURACY in HEADLINE
+    m = compute_metrics(np.array([0, 1]), np.array([0, 1]), num_classes=2)
+    assert tuple(m.headline()) == HEADLINE

@@ -34,3 +34,37 @@ def test_tampered_file_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
 def test_not_a_model_dir(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="no manifest.json"):
         TrainedModel.load(tmp_path)
+
+
+def test_the_estimator_is_loaded_back(tiny_model_dir: Path, synthetic) -> None:
+    """save writes the soft-label weight estimator; load restores it, same weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from guardrail_dro.train.model import WeightEstimator
+
+    m = TrainedModel.load(tiny_model_dir)
+    assert isinstance(m.estimator, WeightEstimator) and not m.estimator.training
+    saved = load_file(tiny_model_dir / "estimator.safetensors")
+    state = m.estimator.state_dict()
+    assert state.keys() == saved.keys()
+    for k, v in saved.items():
+        torch.testing.assert_close(state[k], v, rtol=0, atol=0)
+    assert m.estimator.annotators.shape[0] == len(m.manifest.annotators)
+    present = torch.ones(2, len(m.manifest.annotators), dtype=torch.bool)
+    w = m.estimator(torch.zeros(2, m.model.encoder.config.hidden_size), present)
+    torch.testing.assert_close(w.sum(1), torch.ones(2))
+
+
+def test_a_method_without_estimator_loads_none(
+    tiny_backbone: Path, synthetic, tmp_path: Path
+) -> None:
+    from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
+
+    cfg = TrainConfig(
+        method="mv", backbone=str(tiny_backbone), epochs=1, progress=False, cache_dir=tmp_path
+    )
+    result = BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
+    out = TrainedModel.from_result(result, {}).save(tmp_path / "m")
+    assert not (out / "estimator.safetensors").exists()
+    assert TrainedModel.load(out).estimator is None

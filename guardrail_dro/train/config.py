@@ -1,0 +1,78 @@
+"""``TrainConfig``: everything that defines a training run, recorded in the model manifest.
+
+Its own module so that the feature sources (features.py) and the trainer can both read
+it without importing each other. The method names it accepts are those of the method
+table (methods.py), so a new method needs no change here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from guardrail_dro.train.methods import lookup
+
+__all__ = ["TrainConfig"]
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run; recorded in the model manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = Field("ours", description="One of METHODS or 'single:<annotator id>'.")
+    mode: Literal["frozen", "full"] = Field(
+        "frozen",
+        description="frozen: heads on cached embeddings (CPU, seconds); "
+        "full: fine-tune the encoder (GPU).",
+    )
+    backbone: str | None = Field(None, description="HF folder or name; None = all-MiniLM-L6-v2.")
+    max_length: int = Field(128, ge=8, description="Tokens per text for the encoder.")
+    epochs: int | None = Field(None, ge=1, description="Default: 40 frozen, 3 full.")
+    batch_size: int | None = Field(None, ge=1, description="Default: 128 frozen, 32 full.")
+    lr: float | None = Field(
+        None, gt=0, description="Classifier LR; default 1e-2 frozen (chosen on valid), 3e-5 full."
+    )
+    weight_decay: float = Field(1e-4, ge=0)
+    head_hidden: int = Field(0, ge=0, description="0 = linear head (logistic regression).")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    estimator_lr: float = Field(3e-3, gt=0, description="Soft-label estimator LR (Adam).")
+    estimator_rank: int | None = Field(
+        None,
+        ge=0,
+        description="Item/annotator space size; 0 = one global weight per annotator; "
+        "None = chosen among 0, 4, 32 by 2-fold cross-validation inside valid.",
+    )
+    estimator_weight_decay: float = Field(
+        0.0, ge=0, description="Decoupled weight decay: shrinks the weights toward uniform."
+    )
+    group_step: float = Field(0.05, ge=0, description="eta_q of the GroupDRO update.")
+    inner_lr: float = Field(1.0, gt=0, description="Unrolled step size (ours).")
+    estimator_steps: int = Field(1, ge=1, description="Estimator steps per classifier step.")
+    drop_overlap: bool = Field(
+        True, description="Drop train items whose normalised text is also in valid."
+    )
+    seed: int = 0
+    embed_batch_size: int = Field(64, ge=1)
+    cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")
+    device: str | None = Field(None, description="cpu, cuda, cuda:1...; default: best available.")
+    progress: bool = True
+
+    @field_validator("method")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        lookup(v)  # raises ConfigError (a ValueError: pydantic names the field) listing them
+        return v
+
+    def resolved(self, name: str) -> int | float:
+        """``epochs``, ``batch_size`` or ``lr`` as set, else the default of the mode."""
+        defaults = {"epochs": (40, 3), "batch_size": (128, 32), "lr": (1e-2, 3e-5)}
+        v = getattr(self, name)
+        return defaults[name][self.mode == "full"] if v is None else v
+
+    @property
+    def uses_estimator(self) -> bool:
+        """Whether the method learns a soft-label weight estimator (ours, ours-agree)."""
+        return lookup(self.method)[0].targets.learned

@@ -1,0 +1,223 @@
+"""Learned target sources: soft labels s_phi(x) from the weight estimator w_phi.
+
+Both alternate with the classifier: before each classifier step the estimator takes
+``estimator_steps`` GroupDRO steps on valid (upper_level.upper_step), then the batch's
+targets are its soft labels. They differ only in the group risk R_g of the upper level
+(see the shared METHOD.md):
+
+- ``AgreementRisk`` (``ours-agree``): -log s_phi(x)[y] on valid, without the classifier.
+- ``UnrolledRisk`` (``ours``): valid cross-entropy of the classifier after a one-step
+  unrolled update on the soft labels (objectives.unrolled_group_risks).
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import abstractmethod
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from guardrail_dro.errors import DataError
+from guardrail_dro.train import baselines as B
+from guardrail_dro.train import objectives as O
+from guardrail_dro.train.model import WeightEstimator
+from guardrail_dro.train.rank_selection import choose_estimator_rank
+from guardrail_dro.train.run import Run
+from guardrail_dro.train.targets import TargetSource
+from guardrail_dro.train.upper_level import AgreementItems, upper_step
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+__all__ = ["AgreementRisk", "EstimatorTargets", "UnrolledRisk"]
+
+
+class EstimatorTargets(TargetSource):
+    """Soft labels of a ``WeightEstimator`` trained by GroupDRO on valid; see the module."""
+
+    learned = True
+
+    run: Run
+    train_labels: torch.Tensor
+    """(N, K) annotator labels of the training split."""
+    valid_labels: torch.Tensor
+    valid_gold: torch.Tensor
+    valid_groups: torch.Tensor
+    _estimator: WeightEstimator
+    _module: nn.Module  # the estimator, or its DDP wrapper in a distributed run
+    _optimizer: torch.optim.Optimizer
+    _q: torch.Tensor
+    _best: tuple[dict[str, torch.Tensor], torch.Tensor]
+
+    @abstractmethod
+    def risks(
+        self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G,) upper-level group risks, differentiable in the estimator, and counts.
+
+        Args:
+            head: the plain classifier head.
+            feats, labels: (B, D) detached features and (B, K) labels of the batch.
+            valid_feats: (V, D) detached features of the validation split.
+        """
+
+    def item_targets(self, run: Run) -> np.ndarray:
+        labels = run.train.label_matrix(run.annotators)
+        self.train_labels = torch.as_tensor(labels, device=run.device)
+        # Only decides which items have a label at all: the soft labels are learned.
+        return B.uniform_soft_targets(labels, run.num_classes)
+
+    def prepare(self, run: Run) -> None:
+        self.run = run
+        s, device, groups = run.settings, run.device, run.groups
+        self._q = torch.full((run.num_groups,), 1.0 / run.num_groups, device=device)
+        self.valid_labels = torch.as_tensor(run.valid.label_matrix(run.annotators), device=device)
+        self.valid_gold = torch.as_tensor(run.valid.gold_array(), device=device)
+        # Without groups on valid the upper level is plain risk minimisation: every item
+        # in one group (group -1 would drop every item from the group means).
+        self.valid_groups = torch.as_tensor(
+            run.valid.group_array(groups) if groups else np.zeros(len(run.valid), dtype=np.int64),
+            device=device,
+        )
+        if not groups:
+            run.notes.append("valid has no groups: the upper level treats it as one group")
+        rank = self._rank(run)
+        self._estimator = WeightEstimator(run.source.dim, len(run.annotators), rank).to(device)
+        self._module = self._estimator
+        self._optimizer = torch.optim.AdamW(
+            self._estimator.parameters(), lr=s.estimator_lr, weight_decay=s.estimator_weight_decay
+        )
+
+    def _rank(self, run: Run) -> int:
+        """The configured rank, or the one 2-fold CV inside valid prefers (rank_selection)."""
+        s = run.settings
+        if s.estimator_rank is not None:
+            return s.estimator_rank
+        if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
+            run.notes.append("estimator rank 0: valid has no annotator labels to cross-validate on")
+            return 0
+        with torch.enable_grad():
+            rank, scores = choose_estimator_rank(
+                run.source.features("valid", None).detach(),
+                self.valid_labels,
+                self.valid_gold,
+                self.valid_groups,
+                num_groups=run.num_groups,
+                num_classes=run.num_classes,
+                group_step=s.group_step,
+                seed=s.seed,
+            )
+        shown = ", ".join(f"{r}: {v:.3f}" for r, v in scores.items())
+        run.notes.append(
+            f"estimator rank {rank} chosen by 2-fold CV inside valid (held-out "
+            f"soft-label group-mean accuracy {shown})"
+        )
+        return rank
+
+    def distribute(self, accelerator: Accelerator) -> None:
+        self._module, self._optimizer = accelerator.prepare(self._module, self._optimizer)
+
+    def batch(self, head: nn.Module, feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        run, s = self.run, self.run.settings
+        labels = self.train_labels[idx]
+        valid_feats = run.source.features("valid", None).detach()
+        risks = partial(self.risks, head, feats.detach(), labels, valid_feats)
+        for _ in range(s.estimator_steps):
+            self._q = upper_step(
+                self._optimizer,
+                self._q,
+                risks,
+                s.group_step,
+                sync=run.sync,
+                backward=run.backward,
+            )
+        with torch.no_grad():
+            w = self._module(feats.detach(), O.annotator_mask(labels))
+            return O.soft_labels(w, labels, run.num_classes)
+
+    def keep_best(self) -> None:
+        self._best = copy.deepcopy(self._estimator.state_dict()), self._q.clone()
+
+    def restore_best(self) -> None:
+        state, self._q = self._best
+        self._estimator.load_state_dict(state)
+        self._estimator.eval()
+
+    @property
+    def estimator(self) -> WeightEstimator:
+        return self._estimator
+
+    @property
+    def group_weights(self) -> torch.Tensor:
+        return self._q
+
+    @torch.no_grad()
+    def annotator_weights(self, run: Run) -> dict[str, dict[str, float]]:
+        valid, groups = run.valid, run.groups
+        L = torch.as_tensor(valid.label_matrix(run.annotators), device=run.device)
+        w = self._estimator(run.source.features("valid", None), O.annotator_mask(L)).cpu().numpy()
+        present = (L >= 0).cpu().numpy()
+        g = valid.group_array(groups)
+        out = {}
+        for k, name in enumerate(groups or ("all",)):
+            m = g == k if groups else np.ones(len(valid), bool)
+            denom = np.maximum(present[m].sum(0), 1)
+            out[name] = {
+                a: float(w[m][:, j].sum() / denom[j]) for j, a in enumerate(run.annotators)
+            }
+        return out
+
+
+class AgreementRisk(EstimatorTargets):
+    """Upper risk: -log s_phi(x)[y] on the valid items some annotator got right."""
+
+    items: AgreementItems
+
+    def prepare(self, run: Run) -> None:
+        super().prepare(run)
+        self.items = AgreementItems.select(self.valid_labels, self.valid_gold, self.valid_groups)
+        fixable = int(self.items.index.sum())
+        dropped = int(O.annotator_mask(self.valid_labels).any(1).sum() - fixable)
+        if dropped:
+            run.notes.append(
+                f"agreement risk: {dropped} valid item(s) where no annotator gave "
+                "the gold label are left out of the upper level"
+            )
+        if not fixable:
+            raise DataError(
+                f"method {run.settings.method!r} (agreement risk) needs annotator labels on "
+                "the validation split that agree with its gold; use 'ours' (classifier risk) "
+                "when valid has only gold labels"
+            )
+
+    def risks(
+        self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        run = self.run
+        return self.items.risks(self._module, valid_feats, run.num_groups, run.num_classes)
+
+
+class UnrolledRisk(EstimatorTargets):
+    """Upper risk: valid CE of the classifier after one unrolled step (bi-level)."""
+
+    def risks(
+        self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        run = self.run
+        w = self._module(feats, O.annotator_mask(labels))
+        return O.unrolled_group_risks(
+            head,
+            w,
+            labels,
+            feats,
+            valid_feats,
+            self.valid_gold,
+            self.valid_groups,
+            num_groups=run.num_groups,
+            num_classes=run.num_classes,
+            inner_lr=run.settings.inner_lr,
+        )

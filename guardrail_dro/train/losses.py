@@ -1,0 +1,112 @@
+"""Classifier losses: how the per-item cross-entropies of a batch become one loss.
+
+A ``ClassifierLoss`` is the other half of a method (methods.py pairs it with a target
+source): the plain mean, or GroupDRO over groups (Sagawa et al. 2020), which needs a
+group for every training item.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from guardrail_dro.errors import DataError
+from guardrail_dro.train import objectives as O
+from guardrail_dro.train.run import Run
+
+__all__ = ["ClassifierLoss", "GroupDROLoss", "MeanLoss"]
+
+
+class ClassifierLoss(ABC):
+    """Reduces per-item losses to the classifier's loss.
+
+    The trainer calls ``prepare`` once, before the classifier head exists, then the
+    loss once per classifier step, ``keep_best`` at each new best epoch and
+    ``restore_best`` once at the end.
+    """
+
+    def prepare(self, run: Run) -> None:
+        """Read what the loss needs of the training split."""
+        return  # a hook: nothing by default
+
+    @abstractmethod
+    def __call__(self, per_item: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The loss of a batch: ``per_item`` (B,) losses of the training items ``idx``."""
+
+    def keep_best(self) -> None:
+        """Copy the loss's state: this epoch is the best one yet."""
+        return  # a hook: nothing by default
+
+    def restore_best(self) -> None:
+        """Load the last ``keep_best`` copy back, once training is over."""
+        return  # a hook: nothing by default
+
+    @property
+    def group_weights(self) -> torch.Tensor | None:
+        """(G,) GroupDRO weights, if the loss has them."""
+        return None
+
+
+class MeanLoss(ClassifierLoss):
+    """Empirical risk: the mean over the batch."""
+
+    def __call__(self, per_item: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return per_item.mean()
+
+
+class GroupDROLoss(ClassifierLoss):
+    """GroupDRO: sum_g q_g R_g over the batch's group means, q moved by exponentiated
+    gradient towards the groups with the highest loss.
+
+    Train splits often have no groups: then each training item takes the group of the
+    nearest valid-group centroid in feature space (pseudo-groups, with a note).
+    """
+
+    run: Run
+    item_groups: torch.Tensor
+    """(N,) group index of each training item."""
+    _q: torch.Tensor
+    _best: torch.Tensor
+
+    def prepare(self, run: Run) -> None:
+        self.run = run
+        self.item_groups = self._train_groups(run)
+        self._q = torch.full((run.num_groups,), 1.0 / run.num_groups, device=run.device)
+
+    @staticmethod
+    @torch.no_grad()
+    def _train_groups(run: Run) -> torch.Tensor:
+        train, valid, groups, src = run.train, run.valid, run.groups, run.source
+        if train.has_groups and set(train.groups) <= set(groups):
+            return torch.as_tensor(train.group_array(groups), device=src.device)
+        if not groups:
+            raise DataError(
+                f"{run.settings.method} needs groups on the validation split (--group-col)"
+            )
+        fv, ft = src.features("valid", None), src.features("train", None)
+        gv = torch.as_tensor(valid.group_array(groups), device=src.device)
+        cent = torch.stack([fv[gv == k].mean(0) for k in range(len(groups))])
+        run.notes.append(
+            f"{run.settings.method}: train has no groups; each item takes its nearest "
+            "valid-group centroid (pseudo-groups)"
+        )
+        return torch.cdist(ft, cent).argmin(1)
+
+    def __call__(self, per_item: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        run = self.run
+        R, n = O.group_mean(per_item, self.item_groups[idx], run.num_groups)
+        self._q = O.update_group_weights(
+            self._q, run.sync(R), run.settings.group_step, run.sync(n) > 0
+        )
+        return (self._q * R).sum()
+
+    def keep_best(self) -> None:
+        self._best = self._q.clone()
+
+    def restore_best(self) -> None:
+        self._q = self._best
+
+    @property
+    def group_weights(self) -> torch.Tensor:
+        return self._q

@@ -1,0 +1,75 @@
+"""``TrainResult``: what ``BiLevelTrainer.fit`` returns, and its predictions on new text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.train.config import TrainConfig
+from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
+from guardrail_dro.train.features import FeatureSource, default_cache_dir
+from guardrail_dro.train.metrics import Metrics, score_split
+from guardrail_dro.train.model import ClassifierHead, WeightEstimator
+
+__all__ = ["TrainResult"]
+
+
+@dataclass
+class TrainResult:
+    """What ``fit`` returns: the selected head (and estimator), with what it learned."""
+
+    config: TrainConfig
+    schema: LabelSchema
+    head: ClassifierHead
+    estimator: WeightEstimator | None
+    source: FeatureSource
+    annotators: tuple[str, ...]
+    groups: tuple[str, ...]
+    best_epoch: int
+    valid_metrics: Metrics
+    group_weights: dict[str, float] | None
+    annotator_weight_by_group: dict[str, dict[str, float]] | None
+    train_items_used: int
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_main_process(self) -> bool:
+        """False on the other ranks of a distributed run: only the main one saves."""
+        acc = self.source.accelerator
+        return acc is None or bool(acc.is_main_process)
+
+    @torch.no_grad()
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        """Class probabilities (N, C) for new texts, through the embedding cache."""
+        cfg = self.config
+        cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
+        try:
+            self.source.eval()
+            x = embed_texts(
+                self.source.embedder,
+                self.source.tokenizer,
+                texts,
+                namespace=self.source.namespace,
+                cache=cache,
+                batch_size=cfg.embed_batch_size,
+                max_length=cfg.max_length,
+                progress=cfg.progress,
+                desc="embed",
+            )
+        finally:
+            cache.close()
+        self.head.eval()
+        logits = self.head(torch.as_tensor(x, device=self.source.device))
+        return torch.softmax(logits, -1).cpu().numpy()
+
+    def evaluate(self, data: AnnotatedDataset) -> Metrics:
+        """Metrics on a split with gold labels (and groups, for the group metrics)."""
+        pred = self.predict_proba(data.texts).argmax(1)
+        return score_split(data, pred)
