@@ -162,6 +162,8 @@ def run_quickstart(
     from guardrail_dro.data.synthetic import make_synthetic
     from guardrail_dro.serve.guard import Guard
     from guardrail_dro.train.bench import run_bench
+    from guardrail_dro.train.methods import METHODS
+    from guardrail_dro.train.metrics import ACCURACY, WORST_GROUP_ACCURACY
     from guardrail_dro.train.modeldir import TrainedModel
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
@@ -192,13 +194,13 @@ def run_quickstart(
         splits["train"],
         splits["valid"],
         splits["test"],
-        methods=["ours", "ours-agree", "soft", "mv", "ds", "dro-mv", "best-single", "gold"],
+        methods=list(METHODS),
         seeds=seeds,
         config=cfg,
         out_dir=out / "report",
     )
     console.print(report.table())
-    metric = "worst_group_accuracy" if splits["test"].has_groups else "accuracy"
+    metric = WORST_GROUP_ACCURACY if splits["test"].has_groups else ACCURACY
     ours, mv = (report.results[m].mean[metric] for m in ("ours", "mv"))
     if ours is None or mv is None:  # None only for group metrics, and test has groups
         raise DataError(f"the bench reported no {metric} on test for ours or mv")

@@ -32,6 +32,15 @@ def test_help_teaches() -> None:
     assert "--method" in r.stdout and "--text-col" in r.stdout and "worst" in r.stdout.lower()
 
 
+def test_train_help_names_every_method_of_the_table() -> None:
+    # The help is static text (the table's module imports torch); this keeps it true.
+    from guardrail_dro.train.methods import METHODS
+
+    out = " ".join(run("train", "--help").stdout.split())
+    for name in METHODS:
+        assert name in out, name
+
+
 def test_train_then_evaluate(data_dir: Path, tiny_backbone: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     r = run(
