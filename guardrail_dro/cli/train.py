@@ -24,6 +24,10 @@ __all__ = ["TrainingOptions", "bench", "evaluate", "register", "train"]
 
 err = Console(stderr=True)
 
+_SPLIT = (
+    "A file (CSV / JSONL, optionally .xz / .gz) or a split shipped with the package: "
+    "toxic-questions:train, :valid, :test (its label schema comes with it)."
+)
 _T = "Training"
 Mode = Annotated[
     str,
@@ -129,7 +133,9 @@ def _metrics_table(split: str, metrics: Metrics) -> None:
 
 @takes_option_groups
 def train(
-    train: Annotated[Path, typer.Option("--train", help="Training data (annotator labels).")],
+    train: Annotated[
+        Path, typer.Option("--train", help=f"Training data (annotator labels). {_SPLIT}")
+    ],
     valid: Annotated[
         Path,
         typer.Option(
@@ -182,7 +188,9 @@ def train(
 @takes_option_groups
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="A trained model directory.")],
-    test: Annotated[Path, typer.Option("--test", help="Data with gold labels (and groups).")],
+    test: Annotated[
+        Path, typer.Option("--test", help=f"Data with gold labels (and groups). {_SPLIT}")
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Write metrics JSON here.")] = None,
     *,
     columns: ColumnOptions,
@@ -207,7 +215,9 @@ def evaluate(
 
 @takes_option_groups
 def bench(
-    train: Annotated[Path, typer.Option("--train", help="Training data (annotator labels).")],
+    train: Annotated[
+        Path, typer.Option("--train", help=f"Training data (annotator labels). {_SPLIT}")
+    ],
     valid: Annotated[Path, typer.Option("--valid", help="Validation data (gold + groups).")],
     test: Annotated[Path, typer.Option("--test", help="Test data (gold + groups).")],
     out: Annotated[
