@@ -1,5 +1,6 @@
 # The two commands of README.md: `make quickstart` (the main job) and `make test`.
-# Both create .venv and install everything on first use.
+# Both create .venv and install everything on first use. `make bench` reads the
+# toxic-questions dataset shipped inside the package (guardrail_dro/data/bundled/).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -24,10 +25,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/guardrail-dro bench --train ../shared/datasets/toxic-questions/train.csv \
-		--valid ../shared/datasets/toxic-questions/valid.csv \
-		--test ../shared/datasets/toxic-questions/test.csv \
-		--schema examples/toxic_questions_schema.json --seeds 3 --out benchmarks/results/toxic-questions
+	$(BIN)/guardrail-dro bench --train toxic-questions:train --valid toxic-questions:valid \
+		--test toxic-questions:test --seeds 3 --out benchmarks/results/toxic-questions
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

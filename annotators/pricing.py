@@ -54,6 +54,9 @@ DEFAULT_PRICES: dict[str, Price] = {
     "o3": (2.00, 8.00),
     "o3-mini": (1.10, 4.40),
     "o4-mini": (1.10, 4.40),
+    # Older models, for the judge rows of datasets labelled with them (toxic-questions).
+    "gpt-4": (30.00, 60.00),
+    "gpt-4-turbo": (10.00, 30.00),
     # Anthropic
     "claude-opus-4-5": (5.00, 25.00),
     "claude-opus-4-1": (15.00, 75.00),
@@ -66,6 +69,9 @@ DEFAULT_PRICES: dict[str, Price] = {
     "claude-haiku-4-5": (1.00, 5.00),
     "claude-3-5-haiku": (0.80, 4.00),
     "claude-3-haiku": (0.25, 1.25),
+    "claude-2": (8.00, 24.00),  # retired; its last list price (also claude-2.0, -2.1)
+    "claude-2.0": (8.00, 24.00),
+    "claude-2.1": (8.00, 24.00),
 }
 
 # A dated snapshot (-2024-07-18, -20250929) or the -latest alias at the end of a name.

@@ -48,8 +48,8 @@ _R = "Run"
 
 @takes_option_groups
 def annotate_command(
-    data: Annotated[Path, typer.Option("--data", help="Input dataset (CSV or JSONL).",
-                                       exists=True, dir_okay=False)],
+    data: Annotated[Path, typer.Option("--data", help="Input dataset (CSV or JSONL, or a "
+                                       "bundled split such as toxic-questions:test).")],
     out: Annotated[Path, typer.Option("--out", help="Output JSONL (the label schema is "
                                       "written beside it).")],
     annotator: Annotated[list[str], typer.Option(

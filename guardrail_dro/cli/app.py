@@ -36,7 +36,9 @@ def main() -> None:
     """Console entry point: library errors become one red line and exit code 2."""
     from pydantic import ValidationError
 
-    err = Console(stderr=True)
+    # No emoji codes: a message naming a bundled split ("toxic:train:") must not turn
+    # ":train:" into a train emoji.
+    err = Console(stderr=True, emoji=False)
     try:
         app()
     except GuardrailError as exc:

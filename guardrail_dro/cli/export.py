@@ -82,10 +82,8 @@ def export_command(
         Path | None,
         typer.Option(
             "--valid",
-            help="Validation split (CSV / JSONL with gold and groups): "
-            "gates int8 on agreement and worst-group accuracy.",
-            exists=True,
-            dir_okay=False,
+            help="Validation split (CSV / JSONL with gold and groups, or a bundled split "
+            "such as toxic-questions:valid): gates int8 on agreement and worst-group accuracy.",
         ),
     ] = None,
     threshold: Annotated[

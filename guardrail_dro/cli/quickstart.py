@@ -117,17 +117,23 @@ def _annotate(
 
 
 def _read_real(data: Path, schema_path: Path | None) -> dict[str, AnnotatedDataset]:
+    from guardrail_dro.data.bundled import BUNDLED, bundled_names
     from guardrail_dro.data.readers import read_splits
     from guardrail_dro.data.schema import LabelSchema
 
-    files = {k: data / f"{k}.csv" for k in ("train", "valid", "test")}
-    missing = [str(p) for p in files.values() if not p.is_file()]
-    if missing:
-        raise DataError(
-            f"--data {data}: expected train.csv, valid.csv and test.csv; missing {missing}"
-        )
     schema = LabelSchema.load(schema_path) if schema_path else None
-    paths: dict[str, str | Path | None] = dict(files)
+    paths: dict[str, str | Path | None]
+    if not data.exists() and str(data) in BUNDLED:  # a bundled dataset, by name
+        paths = {k: f"{data}:{k}" for k in ("train", "valid", "test")}
+    else:
+        files = {k: data / f"{k}.csv" for k in ("train", "valid", "test")}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise DataError(
+                f"--data {data}: expected train.csv, valid.csv and test.csv, or the name of "
+                f"a bundled dataset ({', '.join(bundled_names())}); missing {missing}"
+            )
+        paths = dict(files)
     splits, schema = read_splits(paths, schema=schema)
     if not schema.safe:
         raise DataError(
@@ -258,8 +264,8 @@ def quickstart(
         Path | None,
         typer.Option(
             "--data",
-            help="A folder with train.csv, valid.csv, test.csv (e.g. "
-            "../shared/datasets/toxic-questions) instead of the synthetic data.",
+            help="A bundled dataset by name (toxic-questions) or a folder with train.csv, "
+            "valid.csv, test.csv, instead of the synthetic data.",
         ),
     ] = None,
     schema: SchemaPath = None,

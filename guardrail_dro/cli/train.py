@@ -17,13 +17,18 @@ from guardrail_dro.cli.options import ColumnOptions, OptionGroup, SchemaOptions,
 
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.train.judges import JudgeInfo
     from guardrail_dro.train.metrics import Metrics
     from guardrail_dro.train.trainer import TrainConfig
 
-__all__ = ["TrainingOptions", "bench", "evaluate", "register", "train"]
+__all__ = ["TrainingOptions", "annotator_info", "bench", "evaluate", "register", "train"]
 
 err = Console(stderr=True)
 
+_SPLIT = (
+    "A file (CSV / JSONL, optionally .xz / .gz) or a split shipped with the package: "
+    "toxic-questions:train, :valid, :test (its label schema comes with it)."
+)
 _T = "Training"
 Mode = Annotated[
     str,
@@ -129,7 +134,9 @@ def _metrics_table(split: str, metrics: Metrics) -> None:
 
 @takes_option_groups
 def train(
-    train: Annotated[Path, typer.Option("--train", help="Training data (annotator labels).")],
+    train: Annotated[
+        Path, typer.Option("--train", help=f"Training data (annotator labels). {_SPLIT}")
+    ],
     valid: Annotated[
         Path,
         typer.Option(
@@ -182,7 +189,9 @@ def train(
 @takes_option_groups
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="A trained model directory.")],
-    test: Annotated[Path, typer.Option("--test", help="Data with gold labels (and groups).")],
+    test: Annotated[
+        Path, typer.Option("--test", help=f"Data with gold labels (and groups). {_SPLIT}")
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Write metrics JSON here.")] = None,
     *,
     columns: ColumnOptions,
@@ -207,7 +216,9 @@ def evaluate(
 
 @takes_option_groups
 def bench(
-    train: Annotated[Path, typer.Option("--train", help="Training data (annotator labels).")],
+    train: Annotated[
+        Path, typer.Option("--train", help=f"Training data (annotator labels). {_SPLIT}")
+    ],
     valid: Annotated[Path, typer.Option("--valid", help="Validation data (gold + groups).")],
     test: Annotated[Path, typer.Option("--test", help="Test data (gold + groups).")],
     out: Annotated[
@@ -230,6 +241,7 @@ def bench(
     """Train every method for every seed with the same backbone and budget, score each on
     test, and write a JSON report, a markdown table and per-group plots."""
     from guardrail_dro.train.bench import run_bench
+    from guardrail_dro.train.judges import judge_table
 
     splits = _read_splits({"train": train, "valid": valid, "test": test}, columns, schema_options)
     report = run_bench(
@@ -240,9 +252,54 @@ def bench(
         seeds=seeds,
         config=training.config(),
         out_dir=out,
+        annotator_info=annotator_info(test, splits["test"]),
     )
     Console().print(report.table())
+    Console().print(judge_table(report.judges))
     Console().print(f"report and plots in [bold]{out}[/]")
+
+
+def annotator_info(test_path: str | Path, test: AnnotatedDataset) -> dict[str, JudgeInfo]:
+    """Who each annotator of ``test`` is and what 1,000 texts would cost with its model.
+
+    Names and models come from the bundled dataset's annotator table when ``test_path``
+    names a bundled split, else from the ``model`` the annotations carry. The cost is our
+    annotation prompt for the test texts at ``annotators.pricing`` list prices (None for
+    people, for unpriced models, and without the ``annotate`` extra).
+    """
+    from guardrail_dro.data.bundled import parse_spec
+    from guardrail_dro.train.judges import JudgeInfo
+
+    spec = parse_spec(test_path)
+    table = spec[0].annotators if spec else {}
+    out = {}
+    for a in test.annotators:
+        who, model = table.get(a, (None, None))
+        if model is None and not spec:
+            model = next(
+                (x.model for it in test for x in it.annotations if x.annotator == a and x.model),
+                None,
+            )
+        out[a] = JudgeInfo(who=who, model=model, usd_per_1k=_usd_per_1k(model, test))
+    return out
+
+
+def _usd_per_1k(model: str | None, test: AnnotatedDataset) -> float | None:
+    if model is None:
+        return None
+    try:
+        from annotators.base import Usage
+        from annotators.pricing import EXPECTED_OUTPUT_TOKENS, cost_of, estimate_tokens
+        from annotators.prompts import build_prompt
+    except ImportError:  # no annotate extra: the cost stays unknown
+        return None
+    prompts = [build_prompt(t, test.schema) for t in test.texts]
+    tokens = sum(
+        estimate_tokens(p.system + "".join(m["content"] for m in p.messages)) for p in prompts
+    )
+    usage = Usage(input_tokens=tokens, output_tokens=EXPECTED_OUTPUT_TOKENS * len(prompts))
+    usd = cost_of(model, usage)
+    return None if usd is None else usd * 1000 / len(prompts)
 
 
 def register(app: typer.Typer) -> None:

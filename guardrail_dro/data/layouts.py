@@ -10,7 +10,9 @@ Detected from the file's columns when ``format="auto"``:
 - **jsonl**: our format, one item per line with an ``annotations`` list (what we write).
 
 Byte-order marks and unnamed index columns (pandas' ``Unnamed: 0`` or an empty header)
-are tolerated. Every problem raises ``ReaderError`` naming file, line and column.
+are tolerated, and so are xz- or gzip-compressed files (``train.csv.xz``, ``x.jsonl.gz``:
+the layout is read from the suffix before the compression one). Every problem raises
+``ReaderError`` naming file, line and column.
 ``guardrail_dro.data.readers`` holds the entry points (``read_dataset``, ``read_splits``)
 that pick a layout, check the encoding and build datasets.
 """
@@ -18,11 +20,13 @@ that pick a layout, check the encoding and build datasets.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import lzma
 import re
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,14 +34,18 @@ from guardrail_dro.data.items import Annotation, Item
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
+    "COMPRESSED_SUFFIXES",
     "LONG_REQUIRED",
     "Format",
     "ReaderOptions",
+    "data_suffix",
     "detect_format",
     "iter_csv",
     "iter_jsonl",
+    "open_text",
     "read_long_rows",
     "read_our_jsonl",
+    "read_raw",
     "read_wide",
 ]
 
@@ -72,9 +80,44 @@ class ReaderOptions(BaseModel):
 
 # ---- low-level row iteration ---------------------------------------------------------
 
+COMPRESSED_SUFFIXES = (".xz", ".gz")
+"""Compressions read transparently (both in the standard library: lzma, gzip)."""
+
+
+def data_suffix(path: Path) -> str:
+    """The lower-cased suffix that names the layout, less a compression suffix
+    (``train.csv.xz`` -> ``.csv``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def read_raw(path: Path) -> bytes:
+    """The file's bytes, decompressed when its name ends in .xz or .gz."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".xz":
+            return lzma.decompress(path.read_bytes())
+        if suffix == ".gz":
+            return gzip.decompress(path.read_bytes())
+    except (lzma.LZMAError, OSError, EOFError) as exc:
+        raise ReaderError(f"cannot decompress: {exc}", path=path) from None
+    return path.read_bytes()
+
+
+def open_text(path: Path, *, newline: str | None = None) -> IO[str]:
+    """Open as UTF-8 text (a byte-order mark skipped), decompressing .xz and .gz."""
+    suffix = path.suffix.lower()
+    if suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    if suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    return path.open("r", encoding="utf-8-sig", newline=newline)
+
 
 def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
-    f = path.open("r", encoding="utf-8-sig", newline="")
+    f = open_text(path, newline="")
     reader = csv.reader(f)
     try:
         header = next(reader)
@@ -105,7 +148,7 @@ def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open("r", encoding="utf-8-sig") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -304,7 +347,7 @@ def read_our_jsonl(path: Path, rows: Iterable[tuple[int, dict]]) -> list[Item]:
 def detect_format(path: Path, opts: ReaderOptions) -> Format:
     if opts.format != "auto":
         return opts.format
-    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+    if data_suffix(path) in (".jsonl", ".json", ".ndjson"):
         first = next(iter_jsonl(path), None)
         if first is None:
             raise ReaderError("the file is empty", path=path)

@@ -4,7 +4,9 @@
 (given, from a JSONL's sidecar, or inferred from the splits a model learns from). The
 file layouts themselves (wide CSV, long CSV / JSONL, our JSONL) are parsed in
 ``guardrail_dro.data.layouts``; here the file is checked (exists, UTF-8, not empty), its
-layout picked, and its labels checked against the schema.
+layout picked, and its labels checked against the schema. A path may also name a split
+of a dataset shipped with the package, ``toxic-questions:train`` (see
+``guardrail_dro.data.bundled``).
 """
 
 from __future__ import annotations
@@ -12,21 +14,32 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from guardrail_dro.data.bundled import parse_spec
 from guardrail_dro.data.items import AnnotatedDataset, Item, schema_sidecar
 from guardrail_dro.data.layouts import (
+    COMPRESSED_SUFFIXES,
     LONG_REQUIRED,
     ReaderOptions,
+    data_suffix,
     detect_format,
     iter_csv,
     iter_jsonl,
     read_long_rows,
     read_our_jsonl,
+    read_raw,
     read_wide,
 )
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ReaderError, SchemaError
 
-__all__ = ["ReaderOptions", "read_dataset", "read_items", "read_splits", "schema_sidecar"]
+__all__ = [
+    "ReaderOptions",
+    "read_dataset",
+    "read_items",
+    "read_splits",
+    "resolve_path",
+    "schema_sidecar",
+]
 
 
 # ---- public entry points --------------------------------------------------------------
@@ -34,7 +47,7 @@ __all__ = ["ReaderOptions", "read_dataset", "read_items", "read_splits", "schema
 
 def _check_utf8(path: Path) -> None:
     """Fail with the line of the first byte that is not UTF-8 (a latin-1 export, say)."""
-    raw = path.read_bytes()
+    raw = read_raw(path)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -46,19 +59,34 @@ def _check_utf8(path: Path) -> None:
         ) from None
 
 
+def resolve_path(path: str | Path) -> Path:
+    """The file to read: ``path`` itself, or the file of a bundled split it names
+    (``toxic-questions:train``).
+
+    Raises:
+        DataError: a ``NAME:SPLIT`` that is neither a file nor a bundled split.
+    """
+    bundled = parse_spec(path)
+    return Path(path) if bundled is None else bundled[0].path(bundled[1])
+
+
 def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[Item]:
     """Read items (labels as strings, not yet checked against a schema).
 
+    ``path`` is a file (CSV, JSONL, either optionally .xz / .gz) or a bundled split
+    (``toxic-questions:train``).
+
     Raises:
         ReaderError: missing file, empty file, missing column, malformed row.
+        DataError: a ``NAME:SPLIT`` that names no bundled split.
     """
     opts = options or ReaderOptions()
-    path = Path(path)
+    path = resolve_path(path)
     if not path.is_file():
         raise ReaderError("file not found", path=path)
     _check_utf8(path)
     fmt = detect_format(path, opts)
-    is_json = path.suffix.lower() in (".jsonl", ".json", ".ndjson")
+    is_json = data_suffix(path) in (".jsonl", ".json", ".ndjson")
     if fmt == "jsonl":
         items = read_our_jsonl(path, iter_jsonl(path))
     elif fmt == "long":
@@ -115,12 +143,17 @@ def read_splits(
 ) -> tuple[dict[str, AnnotatedDataset], LabelSchema]:
     """Read several splits sharing one label schema.
 
-    When ``schema`` is None it is read from a JSONL's ``.schema.json`` sidecar if one
-    exists, else inferred as the sorted set of labels seen in every split but one named
-    ``test`` (and no class is then assumed safe); a test split is checked against it.
+    When ``schema`` is None it is the bundled dataset's schema when a path names a bundled
+    split, else read from a JSONL's ``.schema.json`` sidecar if one exists, else inferred
+    as the sorted set of labels seen in every split but one named ``test`` (and no class
+    is then assumed safe); a test split is checked against it.
     ``None`` paths are skipped.
     """
     raw = {name: (Path(p), read_items(p, options)) for name, p in paths.items() if p is not None}
+    if schema is None:
+        bundled = [b[0] for p in paths.values() if p is not None and (b := parse_spec(p))]
+        if bundled:
+            schema = bundled[0].schema()
     if schema is None:
         for _name, (p, _items) in raw.items():
             side = schema_sidecar(p)
@@ -155,5 +188,7 @@ def read_dataset(
         >>> ds.label_matrix().shape
         (1000, 6)
     """
-    splits, _ = read_splits({Path(path).stem: path}, options, schema=schema)
+    file = resolve_path(path)
+    name = Path(file.name[: -len(file.suffix)] if file.suffix in COMPRESSED_SUFFIXES else file).stem
+    splits, _ = read_splits({name: path}, options, schema=schema)
     return next(iter(splits.values()))

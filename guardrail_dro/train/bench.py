@@ -2,6 +2,8 @@
 
 Every method trains with the same backbone, mode and budget (one ``TrainConfig`` with
 only ``method`` and ``seed`` changed), selects on valid, and is scored once on test.
+Beside the methods, each annotator's own test labels are scored as a judge (no
+training; ``judges.py``): extra rows, computed after the methods and apart from them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import datetime as _dt
 import json
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from pydantic import BaseModel
 from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
+from guardrail_dro.train.judges import JudgeInfo, JudgeResult, judge_table, score_judges
 from guardrail_dro.train.methods import METHODS
 from guardrail_dro.train.metrics import (
     ACCURACY,
@@ -63,6 +66,8 @@ class BenchReport(BaseModel):
     embed_seconds: float = 0.0
     total_seconds: float = 0.0
     results: dict[str, MethodResult]
+    judges: dict[str, JudgeResult] = {}
+    """Each annotator's own test labels scored as a judge (no training), by annotator."""
 
     def table(self) -> str:
         """A markdown table of mean ± std over seeds, best worst-group first."""
@@ -112,6 +117,8 @@ def run_bench(
     config: TrainConfig | None = None,
     out_dir: str | Path | None = None,
     on_run: Callable[[str, int, Metrics], None] | None = None,
+    score_annotators: bool = True,
+    annotator_info: Mapping[str, JudgeInfo] | None = None,
 ) -> BenchReport:
     """Train every method for every seed, score on test, aggregate, write reports.
 
@@ -121,6 +128,10 @@ def run_bench(
         config: the shared training config; ``method`` and ``seed`` are overridden.
         out_dir: when given, writes results.json, results.md and the plots there.
         on_run: called after each (method, seed) with its test metrics (progress display).
+        score_annotators: also score each annotator's own test labels as a judge
+            (``BenchReport.judges``); the methods' numbers do not depend on it.
+        annotator_info: names, model ids and costs per 1,000 texts of the annotators
+            (``JudgeInfo``), for the judge rows.
     """
     from tqdm.auto import tqdm
 
@@ -194,6 +205,7 @@ def run_bench(
             notes=notes,
         )
     bar.close()
+    judges = score_judges(test, annotator_info) if score_annotators else {}
     report = BenchReport(
         date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         machine=f"{platform.platform()}, {platform.processor() or platform.machine()}, "
@@ -214,6 +226,7 @@ def run_bench(
         embed_seconds=embed_seconds,
         total_seconds=time.perf_counter() - started,
         results=results,
+        judges=judges,
     )
     if out_dir is not None:
         write_report(report, Path(out_dir))
@@ -256,6 +269,15 @@ def write_report(report: BenchReport, out: Path) -> None:
         report.table(),
         "",
     ]
+    if report.judges:
+        md += [
+            "Annotators as judges: each annotator's own labels on the test items it "
+            "labelled, no training (binary: toxic vs safe; USD / 1k texts: our prompt at "
+            "list price, n/a for people).",
+            "",
+            judge_table(report.judges),
+            "",
+        ]
     if report.leakage:
         md += ["Leakage between splits (normalised text):", ""]
         md += [f"- {line}" for line in report.leakage] + [""]

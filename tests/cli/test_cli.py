@@ -121,3 +121,41 @@ def test_bad_input_exits_non_zero_naming_the_problem(
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bundled_splits_by_name(tiny_backbone: Path, tmp_path: Path) -> None:
+    # The shipped dataset, no file and no --schema: the schema (safe class 14) comes with it.
+    out = tmp_path / "model"
+    r = run(
+        "train",
+        "--train",
+        "toxic-questions:test",
+        "--valid",
+        "toxic-questions:valid",
+        "--out",
+        str(out),
+        "--method",
+        "mv",
+        "--backbone",
+        str(tiny_backbone),
+        "--epochs",
+        "1",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "schema.json").read_text())["safe"] == ["14"]
+    r = run("evaluate", "--model", str(out), "--test", "toxic-questions:valid", "--out",
+            str(tmp_path / "m.json"))
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["n"] == 1000 and m["toxic_recall"] is not None
+
+
+def test_an_unknown_bundled_name_lists_the_known_ones(tmp_path: Path) -> None:
+    r = run("train", "--train", "toxic:train", "--valid", "toxic-questions:nope", "--out",
+            str(tmp_path / "m"))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    stderr = " ".join(r.stderr.split())  # rich wraps long lines
+    assert "toxic:train: no such file" in stderr and "Traceback" not in stderr
+    assert "(known: toxic-questions;" in stderr

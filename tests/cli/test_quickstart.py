@@ -76,3 +76,14 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
     out.seek(0)
     run_quickstart(tmp_path, **kw)
     assert "train: 0 call(s) made, 120 answer(s) from the cache" in out.getvalue()
+
+
+def test_quickstart_reads_a_bundled_dataset_by_name() -> None:
+    from guardrail_dro.cli.quickstart import _read_real
+    from guardrail_dro.errors import DataError
+
+    splits = _read_real(Path("toxic-questions"), None)
+    assert [len(splits[k]) for k in ("train", "valid", "test")] == [6941, 1000, 1710]
+    assert splits["test"].schema.safe == ("14",)
+    with pytest.raises(DataError, match=r"bundled dataset \(toxic-questions\)"):
+        _read_real(Path("no-such-folder"), None)

@@ -36,3 +36,45 @@ def test_bench_writes_json_table_and_plots(synthetic, tiny_backbone: Path, tmp_p
     assert back.results["ours"].mean == ours.mean
     assert "| `ours` |" in (tmp_path / "out" / "results.md").read_text()
     assert json.loads((tmp_path / "out" / "results.json").read_text())["seeds"] == [0, 1]
+
+
+def test_judge_rows_are_extra_and_leave_the_methods_untouched(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    from guardrail_dro.train.judges import JudgeInfo
+
+    small = {k: v.subset(range(120)) for k, v in synthetic.items()}
+    reports = []
+    for judges, cache in ((False, "c0"), (True, "c1")):
+        cfg = TrainConfig(
+            backbone=str(tiny_backbone), cache_dir=tmp_path / cache, epochs=2, progress=False
+        )
+        reports.append(
+            run_bench(
+                small["train"],
+                small["valid"],
+                small["test"],
+                methods=["mv", "ours"],
+                seeds=1,
+                config=cfg,
+                out_dir=tmp_path / cache,
+                score_annotators=judges,
+                annotator_info={"llm_a": JudgeInfo(who="LLM A", usd_per_1k=0.25)},
+            )
+        )
+    without, with_judges = reports
+    assert without.judges == {}
+    for name, r in without.results.items():
+        other = with_judges.results[name].model_dump(exclude={"seconds"})
+        assert r.model_dump(exclude={"seconds"}) == other, name
+    # The method table: same rows, same numbers (all but the s/run timing column).
+    strip = [line.rsplit("|", 2)[0] for line in without.table().splitlines()]
+    assert strip == [line.rsplit("|", 2)[0] for line in with_judges.table().splitlines()]
+    judges = with_judges.judges
+    assert set(judges) == set(small["test"].annotators)
+    assert judges["llm_a"].who == "LLM A" and judges["llm_a"].usd_per_1k == 0.25
+    assert all(j.items <= 120 and j.binary_accuracy is not None for j in judges.values())
+    md = (tmp_path / "c1" / "results.md").read_text()
+    assert "Annotators as judges" in md and "| `llm_a` (LLM A) |" in md
+    assert "Annotators as judges" not in (tmp_path / "c0" / "results.md").read_text()
+    assert load_report(tmp_path / "c1" / "results.json").judges == judges
