@@ -31,9 +31,11 @@ from guardrail_dro.errors import ReaderError
 
 __all__ = [
     "LONG_REQUIRED",
+    "MISSING_SPELLINGS",
     "Format",
     "ReaderOptions",
     "detect_format",
+    "is_missing",
     "iter_csv",
     "iter_jsonl",
     "read_long_rows",
@@ -158,6 +160,30 @@ def _cell(value: object) -> str | None:
     return s or None
 
 
+# The spellings pandas reads as a missing value (``pandas.read_csv``'s default
+# ``na_values``): a label, gold or group spelt so is missing, never a class.
+MISSING_SPELLINGS = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    }
+)  # fmt: skip
+
+
+def is_missing(value: object) -> bool:
+    """True for None, a float NaN, or a string pandas reads as missing (``NaN``, ``N/A``...)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value  # NaN
+    return isinstance(value, str) and value.strip() in MISSING_SPELLINGS
+
+
+def _value(value: object) -> str | None:
+    """A label, gold or group cell: None when missing (see ``MISSING_SPELLINGS``)."""
+    return None if is_missing(value) else _cell(value)
+
+
 # ---- the three layouts --------------------------------------------------------------
 
 
@@ -196,15 +222,15 @@ def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
         anns = tuple(
             Annotation(annotator=c, label=lab, kind="llm" if c in llm else "human")
             for c in ann_cols
-            if (lab := _cell(row[c])) is not None
+            if (lab := _value(row[c])) is not None
         )
         items.append(
             Item(
                 item_id=item_id or str(line - 1),
                 text=text,
                 annotations=anns,
-                gold=_cell(row[gold_col]) if gold_col else None,
-                group=_cell(row[group_col]) if group_col else None,
+                gold=_value(row[gold_col]) if gold_col else None,
+                group=_value(row[group_col]) if group_col else None,
             )
         )
     return items
@@ -231,7 +257,7 @@ def read_long_rows(
                 column="text",
             )
         for key, col in (("gold", gold_key), ("group", group_key)):
-            v = _cell(row.get(col))
+            v = _value(row.get(col))
             if v is not None:
                 if rec[key] is not None and rec[key] != v:
                     raise ReaderError(
@@ -241,7 +267,7 @@ def read_long_rows(
                         column=col,
                     )
                 rec[key] = v
-        annotator, label = _cell(row.get("annotator")), _cell(row.get("label"))
+        annotator, label = _cell(row.get("annotator")), _value(row.get("label"))
         if annotator is None and label is None:
             continue  # an item row with no annotation yet
         if annotator is None or label is None:
@@ -292,6 +318,7 @@ def read_long_rows(
 def read_our_jsonl(path: Path, rows: Iterable[tuple[int, dict]]) -> list[Item]:
     items = []
     for line, obj in rows:
+        obj = _drop_missing(obj)
         try:
             items.append(Item.model_validate(obj))
         except ValidationError as exc:
@@ -299,6 +326,20 @@ def read_our_jsonl(path: Path, rows: Iterable[tuple[int, dict]]) -> list[Item]:
             col = ".".join(str(p) for p in err["loc"])
             raise ReaderError(err["msg"], path=path, line=line, column=col) from None
     return items
+
+
+def _drop_missing(obj: dict) -> dict:
+    """Our JSONL with missing labels (``NaN``, ``null``...) dropped and gold/group unset."""
+    out = dict(obj)
+    for key in ("gold", "group"):
+        if key in out and is_missing(out[key]):
+            out[key] = None
+    anns = out.get("annotations")
+    if isinstance(anns, list):
+        out["annotations"] = [
+            a for a in anns if not (isinstance(a, dict) and "label" in a and is_missing(a["label"]))
+        ]
+    return out
 
 
 def detect_format(path: Path, opts: ReaderOptions) -> Format:
