@@ -6,7 +6,8 @@ Detected from the file's columns when ``format="auto"``:
   label,dominant_topics``). Columns are mapped by *name*, never by position.
   A CSV with only a text column is a valid (unannotated) dataset.
 - **long**: one row per (item, annotator): ``item_id,text,annotator,label`` plus optional
-  ``rationale,confidence,gold,group,kind,model``. CSV or JSONL.
+  ``rationale,confidence,gold,group,kind,model``. CSV or JSONL. crowd-kit's names
+  (``task,worker,label``) are read as ``item_id,annotator,label``.
 - **jsonl**: our format, one item per line with an ``annotations`` list (what we write).
 
 Byte-order marks and unnamed index columns (pandas' ``Unnamed: 0`` or an empty header)
@@ -30,6 +31,7 @@ from guardrail_dro.data.items import Annotation, Item
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
+    "LONG_ALIASES",
     "LONG_REQUIRED",
     "MISSING_SPELLINGS",
     "Format",
@@ -38,6 +40,7 @@ __all__ = [
     "is_missing",
     "iter_csv",
     "iter_jsonl",
+    "long_columns",
     "read_long_rows",
     "read_our_jsonl",
     "read_wide",
@@ -51,6 +54,25 @@ GROUP_CANDIDATES = ("group", "dominant_topics", "topic", "domain")
 ID_CANDIDATES = ("item_id", "id")
 ANNOTATOR_PATTERN = re.compile(r"^(label|annotator|annotation)_.+$")
 LONG_REQUIRED = ("item_id", "text", "annotator", "label")
+# crowd-kit's column names for the long layout (``task,worker,label``), read as ours.
+LONG_ALIASES = {"task": "item_id", "worker": "annotator"}
+
+
+def long_columns(header: Iterable[str]) -> set[str]:
+    """The long-layout columns a header names, crowd-kit's aliases mapped to ours."""
+    cols = set(header)
+    return cols | {ours for alias, ours in LONG_ALIASES.items() if alias in cols}
+
+
+def _unalias(row: dict) -> dict:
+    """A long row keyed by our names (``task`` -> ``item_id``, ``worker`` -> ``annotator``)."""
+    if not any(alias in row for alias in LONG_ALIASES):
+        return row
+    out = dict(row)
+    for alias, ours in LONG_ALIASES.items():
+        if alias in out and ours not in out:
+            out[ours] = out.pop(alias)
+    return out
 
 
 class ReaderOptions(BaseModel):
@@ -243,7 +265,8 @@ def read_long_rows(
     gold_key = opts.gold_col or "gold"
     group_key = opts.group_col or "group"
     by_id: dict[str, dict] = {}
-    for line, row in rows:
+    for line, raw_row in rows:
+        row = _unalias(raw_row)
         missing = [c for c in ("item_id", "text") if _cell(row.get(c)) is None]
         if missing:
             raise ReaderError("missing value", path=path, line=line, column=missing[0])
@@ -349,12 +372,12 @@ def detect_format(path: Path, opts: ReaderOptions) -> Format:
         first = next(iter_jsonl(path), None)
         if first is None:
             raise ReaderError("the file is empty", path=path)
-        keys = first[1].keys()
+        keys = long_columns(first[1].keys())
         if "annotations" in keys or "annotator" not in keys:
             return "jsonl"
         return "long"
     header, rows = iter_csv(path)
     rows.close()
-    if all(c in header for c in LONG_REQUIRED):
+    if all(c in long_columns(header) for c in LONG_REQUIRED):
         return "long"
     return "wide"

@@ -19,6 +19,7 @@ from guardrail_dro.data.layouts import (
     detect_format,
     iter_csv,
     iter_jsonl,
+    long_columns,
     read_long_rows,
     read_our_jsonl,
     read_wide,
@@ -66,7 +67,7 @@ def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[I
             rows: Iterable[tuple[int, dict]] = iter_jsonl(path)
         else:
             header, rows = iter_csv(path)
-            missing = [c for c in ("item_id", "text") if c not in header]
+            missing = [c for c in ("item_id", "text") if c not in long_columns(header)]
             if missing:
                 raise ReaderError(
                     f"long format needs columns {list(LONG_REQUIRED)}; columns are {header}",
