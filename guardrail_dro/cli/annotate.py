@@ -114,6 +114,8 @@ def annotate_command(
     dataset = read_dataset(
         data, columns.reader_options(), schema=schema_options.label_schema()
     )
+    for n in dataset.notes:
+        typer.echo(f"note: {n}", err=True)
     annotators = [
         make_annotator(spec, base_url=base_url, anthropic_base_url=anthropic_base_url,
                        timeout=timeout, need_key=not dry_run)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +37,8 @@ __all__ = [
     "LONG_REQUIRED",
     "MISSING_SPELLINGS",
     "Format",
+    "OnBadRows",
+    "ReadLog",
     "ReaderOptions",
     "detect_format",
     "is_missing",
@@ -47,6 +51,7 @@ __all__ = [
 ]
 
 Format = Literal["auto", "wide", "long", "jsonl"]
+OnBadRows = Literal["error", "skip"]
 
 TEXT_CANDIDATES = ("text", "question", "prompt", "content", "comment", "sentence")
 GOLD_CANDIDATES = ("gold", "label", "gold_label")
@@ -92,6 +97,49 @@ class ReaderOptions(BaseModel):
     llm_annotators: tuple[str, ...] = Field(
         (), description="Annotator ids whose kind is 'llm' (wide and long without a kind column)."
     )
+    on_bad_rows: OnBadRows = Field(
+        "error",
+        description="error: stop at a bad row (an empty text, an annotator giving one item "
+        "two different labels, an item id twice); skip: drop it and report how many were "
+        "skipped and on which lines.",
+    )
+
+
+@dataclass
+class ReadLog:
+    """What reading one file noticed: notes for the user, skipped rows, each item's line.
+
+    Attributes:
+        notes: one line per thing worth telling (merged duplicates, skipped rows).
+        lines: each item id's first line in the file (errors found later name it).
+        skipped: (line, reason) of every row skipped under ``on_bad_rows="skip"``.
+        merged: how many identical duplicate annotations were merged into one.
+    """
+
+    notes: list[str] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    merged: int = 0
+
+    def bad_row(self, opts: ReaderOptions, error: ReaderError) -> None:
+        """Raise ``error``, or record its row as skipped under ``on_bad_rows="skip"``."""
+        if opts.on_bad_rows != "skip" or error.line is None:
+            raise error
+        self.skipped.append((error.line, error.reason))
+
+    def finish(self, path: Path) -> None:
+        """Turn the counts into notes."""
+        if self.merged:
+            self.notes.append(
+                f"{path}: merged {self.merged} identical duplicate annotation(s) "
+                "(an annotator giving an item the same label twice)"
+            )
+        if self.skipped:
+            reasons = Counter(r for _, r in self.skipped)
+            lines = [n for n, _ in self.skipped]
+            shown = ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")
+            why = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
+            self.notes.append(f"{path}: skipped {len(lines)} bad row(s) on lines {shown} ({why})")
 
 
 # ---- low-level row iteration ---------------------------------------------------------
@@ -209,7 +257,8 @@ def _value(value: object) -> str | None:
 # ---- the three layouts --------------------------------------------------------------
 
 
-def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
+def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> list[Item]:
+    log = log if log is not None else ReadLog()
     header, rows = iter_csv(path)
     text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
     if text_col is None:
@@ -235,12 +284,25 @@ def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
     for line, row in rows:
         text = row[text_col]
         if not text.strip():
-            raise ReaderError("empty text", path=path, line=line, column=text_col)
+            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column=text_col))
+            continue
         item_id = (
             _cell(row[id_col])
             if id_col
             else (_cell(row[index_col]) if index_col is not None else None)
-        )
+        ) or str(line - 1)
+        if item_id in log.lines:
+            log.bad_row(
+                opts,
+                ReaderError(
+                    f"item id {item_id!r} appears twice (first on line {log.lines[item_id]})",
+                    path=path,
+                    line=line,
+                    column=id_col or index_col,
+                ),
+            )
+            continue
+        log.lines[item_id] = line
         anns = tuple(
             Annotation(annotator=c, label=lab, kind="llm" if c in llm else "human")
             for c in ann_cols
@@ -248,7 +310,7 @@ def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
         )
         items.append(
             Item(
-                item_id=item_id or str(line - 1),
+                item_id=item_id,
                 text=text,
                 annotations=anns,
                 gold=_value(row[gold_col]) if gold_col else None,
@@ -259,8 +321,9 @@ def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
 
 
 def read_long_rows(
-    path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions
+    path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions, log: ReadLog | None = None
 ) -> list[Item]:
+    log = log if log is not None else ReadLog()
     llm = set(opts.llm_annotators)
     gold_key = opts.gold_col or "gold"
     group_key = opts.group_col or "group"
@@ -268,9 +331,13 @@ def read_long_rows(
     for line, raw_row in rows:
         row = _unalias(raw_row)
         missing = [c for c in ("item_id", "text") if _cell(row.get(c)) is None]
+        if missing == ["text"]:
+            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column="text"))
+            continue
         if missing:
             raise ReaderError("missing value", path=path, line=line, column=missing[0])
         iid = str(row["item_id"]).strip()
+        log.lines.setdefault(iid, line)
         rec = by_id.setdefault(iid, {"text": row["text"], "anns": {}, "gold": None, "group": None})
         if rec["text"] != row["text"]:
             raise ReaderError(
@@ -318,13 +385,22 @@ def read_long_rows(
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ReaderError(err["msg"], path=path, line=line, column=str(err["loc"][0])) from None
-        if annotator in rec["anns"]:
-            raise ReaderError(
-                f"annotator {annotator!r} labels item {iid!r} twice",
-                path=path,
-                line=line,
-                column="annotator",
+        earlier = rec["anns"].get(annotator)
+        if earlier is not None and earlier.label == ann.label:
+            log.merged += 1  # the same label twice (a re-export, a retried job): one vote
+            continue
+        if earlier is not None:
+            log.bad_row(
+                opts,
+                ReaderError(
+                    f"annotator {annotator!r} labels item {iid!r} {ann.label!r} here and "
+                    f"{earlier.label!r} earlier",
+                    path=path,
+                    line=line,
+                    column="annotator",
+                ),
             )
+            continue
         rec["anns"][annotator] = ann
     return [
         Item(
@@ -338,16 +414,33 @@ def read_long_rows(
     ]
 
 
-def read_our_jsonl(path: Path, rows: Iterable[tuple[int, dict]]) -> list[Item]:
+def read_our_jsonl(
+    path: Path,
+    rows: Iterable[tuple[int, dict]],
+    opts: ReaderOptions | None = None,
+    log: ReadLog | None = None,
+) -> list[Item]:
+    opts = opts or ReaderOptions()
+    log = log if log is not None else ReadLog()
     items = []
     for line, obj in rows:
         obj = _drop_missing(obj)
         try:
-            items.append(Item.model_validate(obj))
+            item = Item.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors()[0]
             col = ".".join(str(p) for p in err["loc"])
             raise ReaderError(err["msg"], path=path, line=line, column=col) from None
+        if not item.text.strip():
+            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column="text"))
+            continue
+        if item.item_id in log.lines:
+            first = log.lines[item.item_id]
+            msg = f"item id {item.item_id!r} appears twice (first on line {first})"
+            log.bad_row(opts, ReaderError(msg, path=path, line=line, column="item_id"))
+            continue
+        log.lines[item.item_id] = line
+        items.append(item)
     return items
 
 
