@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import sys
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -145,7 +146,14 @@ class ReadLog:
 # ---- low-level row iteration ---------------------------------------------------------
 
 
+# A CSV field may hold a long text (the csv module's default limit is 131,072
+# characters); the bound stays finite so a runaway quote still fails, at 1 GiB.
+CSV_FIELD_LIMIT = min(sys.maxsize, 2**30)
+
+
 def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     f = path.open("r", encoding="utf-8-sig", newline="")
     reader = csv.reader(f)
     try:
