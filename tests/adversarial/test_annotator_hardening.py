@@ -32,3 +32,40 @@ def test_annotate_help_documents_its_exit_codes() -> None:
     r = _run(["--help"], _env(COLUMNS="120"))
     text = " ".join(r.stdout.split())
     assert "Exit codes" in text and "nothing labelled" in text
+
+
+ECHOED = "sk-ant-api03-SOMEONE-ELSES-KEY-0123456789"
+
+
+def _echo_key(text: str) -> object:
+    from annotators.testing.wire import ErrorReply
+
+    raise ErrorReply(401, "authentication_error",
+                     f"Incorrect API key provided: {KEY}. Also tried {ECHOED}, "
+                     "Authorization: Bearer abcdefghijklmnop0123")
+
+
+def test_an_api_key_echoed_by_the_server_is_never_stored_or_printed(tmp_path: Path) -> None:
+    from annotators.testing import FakeLLMServer
+
+    data = _csv(tmp_path / "in.csv", ["hello", "you idiot"])
+    out = tmp_path / "out.jsonl"
+    with FakeLLMServer(_echo_key) as srv:
+        r = _run(["--data", str(data), "--text-col", "question", "--out", str(out),
+                  "--labels", "safe,toxic", "--annotator", "openai:gpt-4o-mini",
+                  "--base-url", srv.openai_base_url, "--max-attempts", "1", "--no-progress"],
+                 _env(OPENAI_API_KEY=KEY))
+    failures = (tmp_path / "out.jsonl.failures.jsonl").read_text(encoding="utf-8")
+    assert "Incorrect API key provided" in failures and "[REDACTED]" in failures
+    for secret in (KEY, ECHOED, "abcdefghijklmnop0123"):
+        assert secret not in failures
+        assert secret not in r.stdout + r.stderr
+
+
+def test_redact_the_configured_key_and_key_shapes() -> None:
+    from annotators.redact import redact
+
+    assert redact("key my-own-secret-key-123 here", ["my-own-secret-key-123"]) == (
+        "key [REDACTED] here"
+    )
+    assert redact("use scikit-learn, not sk-learn") == "use scikit-learn, not sk-learn"
