@@ -147,7 +147,14 @@ def train(
             "groups: the upper level and all model selection.",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Model directory to write (an earlier model there is replaced whole; "
+            "a non-empty folder that is not a model is refused).",
+        ),
+    ],
     method: Annotated[
         str,
         typer.Option(
