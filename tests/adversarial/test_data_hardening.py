@@ -110,3 +110,23 @@ def test_a_directory_is_not_reported_as_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(ReaderError, match="is a directory") as exc:
         read_dataset(tmp_path / "data.csv")
     assert "not found" not in str(exc.value)
+
+
+def test_a_training_split_without_annotations_stops_the_trainer() -> None:
+    # Held already before issue 12 (the trainer's own check); kept beside the crowd-kit
+    # test so that a file misread as unannotated can never train silently.
+    from guardrail_dro.data.items import AnnotatedDataset, Item
+    from guardrail_dro.errors import DataError
+    from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
+
+    schema = LabelSchema(classes=("safe", "toxic"))
+    train = AnnotatedDataset(
+        [Item(item_id="1", text="a", gold="safe"), Item(item_id="2", text="b", gold="toxic")],
+        schema,
+        name="train",
+    )
+    valid = AnnotatedDataset(
+        [Item(item_id="v", text="c", gold="safe", group="g")], schema, name="valid"
+    )
+    with pytest.raises(DataError, match="no annotator labels"):
+        BiLevelTrainer(TrainConfig(method="ours", progress=False)).fit(train, valid)
