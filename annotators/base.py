@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from annotators.redact import redact
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import AnnotatorError, BatchPendingError, RepeatedAPIError
 
@@ -159,6 +160,12 @@ class AnnotationResult(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0
+
+    @field_validator("error", "raw")
+    @classmethod
+    def _no_keys(cls, v: str | None) -> str | None:
+        # A server may quote the key it was sent; nothing stored or printed keeps it.
+        return None if v is None else redact(v)
 
     @property
     def usage(self) -> Usage:

@@ -21,6 +21,7 @@ from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse
 from annotators.pricing import estimate_request_tokens
 from annotators.prompts import build_prompt, repair_prompt
 from annotators.ratelimit import RateLimiter
+from annotators.redact import redact
 from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
 from guardrail_dro.data.schema import LabelSchema
 
@@ -35,10 +36,12 @@ def _short_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _api_error(exc: BaseException) -> str:
+def _api_error(exc: BaseException, annotator: Annotator | None = None) -> str:
     status = getattr(exc, "status_code", None)
     head = f"HTTP {status}: " if isinstance(status, int) else ""
-    return f"{head}{type(exc).__name__}: {exc}"[:500]
+    # The annotator's own key (passed in, not from the environment) is redacted too.
+    secrets = [getattr(annotator, "_api_key", None)]
+    return redact(f"{head}{type(exc).__name__}: {exc}", secrets)[:500]
 
 
 def _status(exc: BaseException) -> int | None:
@@ -113,7 +116,7 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
             except api_error_types() as api_exc:
                 return AnnotationResult(
                     outcome="invalid", annotator=annotator.name, raw=reply.text,
-                    error=f"{error}; the repair call failed: {_api_error(api_exc)}",
+                    error=f"{error}; the repair call failed: {_api_error(api_exc, annotator)}",
                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                     calls=counter[0],
                 )
@@ -146,7 +149,8 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
                             limiter)
     except api_error_types() as exc:
         return AnnotationResult(outcome="error", annotator=annotator.name,
-                                error=_api_error(exc), status=_status(exc), calls=counter[0])
+                                error=_api_error(exc, annotator), status=_status(exc),
+                                calls=counter[0])
     return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0],
                        limiter=limiter)
 

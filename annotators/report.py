@@ -21,6 +21,7 @@ from annotators.base import AnnotationResult, Annotator, Usage
 from annotators.cache import key_for
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, estimate_tokens
 from annotators.prompts import build_prompt
+from annotators.redact import redact
 from guardrail_dro.data.items import AnnotatedDataset, Annotation
 from guardrail_dro.data.schema import LabelSchema
 
@@ -112,7 +113,8 @@ class RunReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as f:
             for fail in self.failures:
-                f.write(json.dumps(fail.__dict__, ensure_ascii=False) + "\n")
+                row = {k: redact(v) if isinstance(v, str) else v for k, v in fail.__dict__.items()}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
         return path
 
 

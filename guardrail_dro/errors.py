@@ -72,6 +72,7 @@ class ReaderError(DataError):
         path: the file.
         line: 1-based line number in the file (the header is line 1), or None.
         column: the column or field name involved, or None.
+        reason: the message without the place.
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class ReaderError(DataError):
         self.path = str(path)
         self.line = line
         self.column = column
+        self.reason = message
         where = self.path
         if line is not None:
             where += f", line {line}"

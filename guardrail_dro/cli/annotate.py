@@ -14,7 +14,7 @@ import typer
 
 from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
 
-__all__ = ["annotate_command", "register"]
+__all__ = ["EXIT_NOTHING_LABELLED", "EXIT_SOME_FAILED", "annotate_command", "register"]
 
 _HELP = """Label a dataset with LLMs (OpenAI, Claude, OpenAI-compatible servers).
 
@@ -28,6 +28,15 @@ Every answer is cached in SQLite (--cache, default OUT.cache.sqlite) as it
 arrives: after a crash or Ctrl-C, run the same command again and it resumes
 without paying twice. Refused, invalid and failed items are counted and
 listed in --failures (default OUT.failures.jsonl), never dropped silently.
+
+\b
+Exit codes:
+  0  done; refused and invalid answers (listed in --failures) do not change it
+  2  bad input (data, options, a missing key)
+  3  some requests failed (errors): OUT is written, they are in --failures and
+     running the same command again asks them again
+  4  nothing labelled at all (a wrong --base-url, a bad key...): OUT is still
+     written, the failures listed
 
 \b
 Examples:
@@ -114,6 +123,8 @@ def annotate_command(
     dataset = read_dataset(
         data, columns.reader_options(), schema=schema_options.label_schema()
     )
+    for n in dataset.notes:
+        typer.echo(f"note: {n}", err=True)
     annotators = [
         make_annotator(spec, base_url=base_url, anthropic_base_url=anthropic_base_url,
                        timeout=timeout, need_key=not dry_run)
@@ -146,6 +157,17 @@ def annotate_command(
                    f"listed in {fail_path}", err=True)
     elif fail_path.exists():
         fail_path.unlink()  # a stale list from an earlier run would mislead
+    counts = run.report.outcomes.values()
+    if run.report.failures and sum(c["labelled"] for c in counts) == 0:
+        raise typer.Exit(EXIT_NOTHING_LABELLED)
+    if sum(c["error"] for c in counts):
+        raise typer.Exit(EXIT_SOME_FAILED)
+
+
+EXIT_SOME_FAILED = 3
+"""Exit code when some requests failed with an error (listed in the failures file)."""
+EXIT_NOTHING_LABELLED = 4
+"""Exit code when no item was labelled at all (every request failed)."""
 
 
 def register(app: typer.Typer) -> None:

@@ -110,6 +110,8 @@ def export_command(
         valid_ds = read_dataset(
             valid, columns.reader_options(), schema=LabelSchema.load(model / "schema.json")
         )
+        for n in valid_ds.notes:
+            err.print(f"note: {n}", highlight=False)
 
     from export.onnx import export_onnx
 

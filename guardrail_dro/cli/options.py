@@ -11,7 +11,7 @@ typed, frozen object when the command runs::
 The data groups, mapped one to one on the library's types:
 
 - ``ColumnOptions`` (``--format``, ``--text-col``, ``--id-col``, ``--annotator-cols``,
-  ``--gold-col``, ``--group-col``, ``--llm-annotators``) -> ``ReaderOptions``;
+  ``--gold-col``, ``--group-col``, ``--llm-annotators``, ``--on-bad-rows``) -> ``ReaderOptions``;
 - ``SchemaOptions`` (``--labels``, ``--safe``, ``--schema``) -> ``LabelSchema`` or None.
 
 Commands that read the schema from a model (evaluate, export) take only ``ColumnOptions``.
@@ -42,6 +42,7 @@ __all__ = [
     "IdCol",
     "Labels",
     "LlmAnnotators",
+    "OnBadRows",
     "OptionGroup",
     "Safe",
     "SchemaOptions",
@@ -168,6 +169,17 @@ LlmAnnotators = Annotated[
 ]
 
 
+OnBadRows = Annotated[
+    str,
+    typer.Option(
+        "--on-bad-rows",
+        help="error: stop at a bad row (empty text, an annotator giving one item two labels, "
+        "an item id twice); skip: drop such rows and report how many and on which lines.",
+        rich_help_panel=_P,
+    ),
+]
+
+
 def _split(v: str | None) -> tuple[str, ...] | None:
     return None if v is None else tuple(x.strip() for x in v.split(",") if x.strip())
 
@@ -190,13 +202,17 @@ class ColumnOptions(OptionGroup):
     gold_col: GoldCol = None
     group_col: GroupCol = None
     llm_annotators: LlmAnnotators = None
+    on_bad_rows: OnBadRows = "error"
 
     def reader_options(self) -> ReaderOptions:
         """The library's ``ReaderOptions``; comma-separated lists become tuples.
 
         Raises:
-            ConfigError: ``--format`` is not auto, wide, long or jsonl.
+            ConfigError: ``--format`` is not auto, wide, long or jsonl, or ``--on-bad-rows``
+                is not error or skip.
         """
+        if self.on_bad_rows not in ("error", "skip"):
+            raise ConfigError(f"--on-bad-rows must be error or skip, not {self.on_bad_rows!r}")
         return ReaderOptions(
             format=_reader_format(self.format),
             text_col=self.text_col,
@@ -205,6 +221,7 @@ class ColumnOptions(OptionGroup):
             gold_col=self.gold_col,
             group_col=self.group_col,
             llm_annotators=_split(self.llm_annotators) or (),
+            on_bad_rows="skip" if self.on_bad_rows == "skip" else "error",
         )
 
 

@@ -7,6 +7,7 @@ torch loads inside the commands (through ``guardrail_dro.train``), never at impo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -115,9 +116,17 @@ def _read_splits(
     from guardrail_dro.data.readers import read_splits
 
     splits, _ = read_splits(paths, columns.reader_options(), schema=schema.label_schema())
+    print_read_notes(splits.values())
     for line in find_leakage(splits).lines() if len(splits) > 1 else []:
         err.print(f"[yellow]warning: leakage:[/] {line}", highlight=False)
     return splits
+
+
+def print_read_notes(datasets: Iterable[AnnotatedDataset]) -> None:
+    """Print what reading the data noticed (merged duplicates, skipped bad rows)."""
+    for ds in datasets:
+        for n in ds.notes:
+            err.print(f"note: {n}", highlight=False)
 
 
 def _metrics_table(split: str, metrics: Metrics) -> None:
@@ -145,7 +154,14 @@ def train(
             "groups: the upper level and all model selection.",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Model directory to write.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Model directory to write (an earlier model there is replaced whole; "
+            "a non-empty folder that is not a model is refused).",
+        ),
+    ],
     method: Annotated[
         str,
         typer.Option(
@@ -204,6 +220,7 @@ def evaluate(
 
     m = TrainedModel.load(model)
     data = read_splits({"test": test}, columns.reader_options(), schema=m.schema)[0]["test"]
+    print_read_notes([data])
     pred = m.predict_proba(data.texts).argmax(1)
     metrics = score_split(data, pred)
     if out is not None:

@@ -103,16 +103,25 @@ class AnnotatedDataset:
         items: the items; ids must be unique.
         schema: the label schema; every annotation and gold label must be in it.
         name: a display name (usually the file it came from).
+        notes: what reading it noticed (merged duplicates, skipped rows), for the user.
 
     Raises:
         DataError: duplicate item ids.
         SchemaError: a label outside the schema (rejected, never coerced).
     """
 
-    def __init__(self, items: Sequence[Item], schema: LabelSchema, *, name: str = "") -> None:
+    def __init__(
+        self,
+        items: Sequence[Item],
+        schema: LabelSchema,
+        *,
+        name: str = "",
+        notes: Sequence[str] = (),
+    ) -> None:
         self.items: tuple[Item, ...] = tuple(items)
         self.schema = schema
         self.name = name
+        self.notes: tuple[str, ...] = tuple(notes)
         seen: set[str] = set()
         for it in self.items:
             if it.item_id in seen:

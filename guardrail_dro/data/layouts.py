@@ -6,50 +6,60 @@ Detected from the file's columns when ``format="auto"``:
   label,dominant_topics``). Columns are mapped by *name*, never by position.
   A CSV with only a text column is a valid (unannotated) dataset.
 - **long**: one row per (item, annotator): ``item_id,text,annotator,label`` plus optional
-  ``rationale,confidence,gold,group,kind,model``. CSV or JSONL.
+  ``rationale,confidence,gold,group,kind,model``. CSV or JSONL. crowd-kit's names
+  (``task,worker,label``) are read as ``item_id,annotator,label``.
 - **jsonl**: our format, one item per line with an ``annotations`` list (what we write).
 
 Byte-order marks and unnamed index columns (pandas' ``Unnamed: 0`` or an empty header)
-are tolerated, and so are xz- or gzip-compressed files (``train.csv.xz``, ``x.jsonl.gz``:
-the layout is read from the suffix before the compression one). Every problem raises
-``ReaderError`` naming file, line and column.
+are tolerated, and so are xz- or gzip-compressed files (``train.csv.xz``, ``x.jsonl.gz``).
+Every problem raises ``ReaderError`` naming file, line and column.
+``guardrail_dro.data.rows`` iterates the rows and says which cells are missing;
 ``guardrail_dro.data.readers`` holds the entry points (``read_dataset``, ``read_splits``)
 that pick a layout, check the encoding and build datasets.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import json
-import lzma
 import re
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from guardrail_dro.data.items import Annotation, Item
+from guardrail_dro.data.rows import (
+    MISSING_SPELLINGS,
+    data_suffix,
+    drop_missing_labels,
+    is_missing,
+    iter_csv,
+    iter_jsonl,
+)
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
-    "COMPRESSED_SUFFIXES",
+    "LONG_ALIASES",
     "LONG_REQUIRED",
+    "MISSING_SPELLINGS",
     "Format",
+    "OnBadRows",
+    "ReadLog",
     "ReaderOptions",
-    "data_suffix",
     "detect_format",
+    "is_missing",
     "iter_csv",
     "iter_jsonl",
-    "open_text",
+    "long_columns",
     "read_long_rows",
     "read_our_jsonl",
-    "read_raw",
     "read_wide",
 ]
 
 Format = Literal["auto", "wide", "long", "jsonl"]
+OnBadRows = Literal["error", "skip"]
 
 TEXT_CANDIDATES = ("text", "question", "prompt", "content", "comment", "sentence")
 GOLD_CANDIDATES = ("gold", "label", "gold_label")
@@ -57,6 +67,25 @@ GROUP_CANDIDATES = ("group", "dominant_topics", "topic", "domain")
 ID_CANDIDATES = ("item_id", "id")
 ANNOTATOR_PATTERN = re.compile(r"^(label|annotator|annotation)_.+$")
 LONG_REQUIRED = ("item_id", "text", "annotator", "label")
+# crowd-kit's column names for the long layout (``task,worker,label``), read as ours.
+LONG_ALIASES = {"task": "item_id", "worker": "annotator"}
+
+
+def long_columns(header: Iterable[str]) -> set[str]:
+    """The long-layout columns a header names, crowd-kit's aliases mapped to ours."""
+    cols = set(header)
+    return cols | {ours for alias, ours in LONG_ALIASES.items() if alias in cols}
+
+
+def _unalias(row: dict) -> dict:
+    """A long row keyed by our names (``task`` -> ``item_id``, ``worker`` -> ``annotator``)."""
+    if not any(alias in row for alias in LONG_ALIASES):
+        return row
+    out = dict(row)
+    for alias, ours in LONG_ALIASES.items():
+        if alias in out and ours not in out:
+            out[ours] = out.pop(alias)
+    return out
 
 
 class ReaderOptions(BaseModel):
@@ -76,89 +105,49 @@ class ReaderOptions(BaseModel):
     llm_annotators: tuple[str, ...] = Field(
         (), description="Annotator ids whose kind is 'llm' (wide and long without a kind column)."
     )
+    on_bad_rows: OnBadRows = Field(
+        "error",
+        description="error: stop at a bad row (an empty text, an annotator giving one item "
+        "two different labels, an item id twice); skip: drop it and report how many were "
+        "skipped and on which lines.",
+    )
 
 
-# ---- low-level row iteration ---------------------------------------------------------
+@dataclass
+class ReadLog:
+    """What reading one file noticed: notes for the user, skipped rows, each item's line.
 
-COMPRESSED_SUFFIXES = (".xz", ".gz")
-"""Compressions read transparently (both in the standard library: lzma, gzip)."""
+    Attributes:
+        notes: one line per thing worth telling (merged duplicates, skipped rows).
+        lines: each item id's first line in the file (errors found later name it).
+        skipped: (line, reason) of every row skipped under ``on_bad_rows="skip"``.
+        merged: how many identical duplicate annotations were merged into one.
+    """
 
+    notes: list[str] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    merged: int = 0
 
-def data_suffix(path: Path) -> str:
-    """The lower-cased suffix that names the layout, less a compression suffix
-    (``train.csv.xz`` -> ``.csv``)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
+    def bad_row(self, opts: ReaderOptions, error: ReaderError) -> None:
+        """Raise ``error``, or record its row as skipped under ``on_bad_rows="skip"``."""
+        if opts.on_bad_rows != "skip" or error.line is None:
+            raise error
+        self.skipped.append((error.line, error.reason))
 
-
-def read_raw(path: Path) -> bytes:
-    """The file's bytes, decompressed when its name ends in .xz or .gz."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".xz":
-            return lzma.decompress(path.read_bytes())
-        if suffix == ".gz":
-            return gzip.decompress(path.read_bytes())
-    except (lzma.LZMAError, OSError, EOFError) as exc:
-        raise ReaderError(f"cannot decompress: {exc}", path=path) from None
-    return path.read_bytes()
-
-
-def open_text(path: Path, *, newline: str | None = None) -> IO[str]:
-    """Open as UTF-8 text (a byte-order mark skipped), decompressing .xz and .gz."""
-    suffix = path.suffix.lower()
-    if suffix == ".xz":
-        return lzma.open(path, "rt", encoding="utf-8-sig", newline=newline)
-    if suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
-    return path.open("r", encoding="utf-8-sig", newline=newline)
-
-
-def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
-    f = open_text(path, newline="")
-    reader = csv.reader(f)
-    try:
-        header = next(reader)
-    except StopIteration:
-        f.close()
-        raise ReaderError("the file is empty (no header row)", path=path) from None
-    header = [h.strip() for h in header]
-
-    def rows() -> Generator[tuple[int, dict[str, str]]]:
-        with f:
-            try:
-                for row in reader:
-                    if not row or all(not c.strip() for c in row):
-                        continue
-                    if len(row) != len(header):
-                        raise ReaderError(
-                            f"row has {len(row)} fields, the header has {len(header)}",
-                            path=path,
-                            line=reader.line_num,
-                        )
-                    yield reader.line_num, dict(zip(header, row, strict=True))
-            except csv.Error as exc:
-                raise ReaderError(
-                    f"malformed CSV: {exc}", path=path, line=reader.line_num
-                ) from None
-
-    return header, rows()
-
-
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with open_text(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ReaderError(f"not valid JSON: {exc.msg}", path=path, line=n) from None
-            if not isinstance(obj, dict):
-                raise ReaderError("each line must be a JSON object", path=path, line=n)
-            yield n, obj
+    def finish(self, path: Path) -> None:
+        """Turn the counts into notes."""
+        if self.merged:
+            self.notes.append(
+                f"{path}: merged {self.merged} identical duplicate annotation(s) "
+                "(an annotator giving an item the same label twice)"
+            )
+        if self.skipped:
+            reasons = Counter(r for _, r in self.skipped)
+            lines = [n for n, _ in self.skipped]
+            shown = ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")
+            why = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
+            self.notes.append(f"{path}: skipped {len(lines)} bad row(s) on lines {shown} ({why})")
 
 
 def _is_index_col(name: str) -> bool:
@@ -201,10 +190,16 @@ def _cell(value: object) -> str | None:
     return s or None
 
 
+def _value(value: object) -> str | None:
+    """A label, gold or group cell: None when missing (see ``MISSING_SPELLINGS``)."""
+    return None if is_missing(value) else _cell(value)
+
+
 # ---- the three layouts --------------------------------------------------------------
 
 
-def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
+def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> list[Item]:
+    log = log if log is not None else ReadLog()
     header, rows = iter_csv(path)
     text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
     if text_col is None:
@@ -230,41 +225,60 @@ def read_wide(path: Path, opts: ReaderOptions) -> list[Item]:
     for line, row in rows:
         text = row[text_col]
         if not text.strip():
-            raise ReaderError("empty text", path=path, line=line, column=text_col)
+            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column=text_col))
+            continue
         item_id = (
             _cell(row[id_col])
             if id_col
             else (_cell(row[index_col]) if index_col is not None else None)
-        )
+        ) or str(line - 1)
+        if item_id in log.lines:
+            log.bad_row(
+                opts,
+                ReaderError(
+                    f"item id {item_id!r} appears twice (first on line {log.lines[item_id]})",
+                    path=path,
+                    line=line,
+                    column=id_col or index_col,
+                ),
+            )
+            continue
+        log.lines[item_id] = line
         anns = tuple(
             Annotation(annotator=c, label=lab, kind="llm" if c in llm else "human")
             for c in ann_cols
-            if (lab := _cell(row[c])) is not None
+            if (lab := _value(row[c])) is not None
         )
         items.append(
             Item(
-                item_id=item_id or str(line - 1),
+                item_id=item_id,
                 text=text,
                 annotations=anns,
-                gold=_cell(row[gold_col]) if gold_col else None,
-                group=_cell(row[group_col]) if group_col else None,
+                gold=_value(row[gold_col]) if gold_col else None,
+                group=_value(row[group_col]) if group_col else None,
             )
         )
     return items
 
 
 def read_long_rows(
-    path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions
+    path: Path, rows: Iterable[tuple[int, dict]], opts: ReaderOptions, log: ReadLog | None = None
 ) -> list[Item]:
+    log = log if log is not None else ReadLog()
     llm = set(opts.llm_annotators)
     gold_key = opts.gold_col or "gold"
     group_key = opts.group_col or "group"
     by_id: dict[str, dict] = {}
-    for line, row in rows:
+    for line, raw_row in rows:
+        row = _unalias(raw_row)
         missing = [c for c in ("item_id", "text") if _cell(row.get(c)) is None]
+        if missing == ["text"]:
+            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column="text"))
+            continue
         if missing:
             raise ReaderError("missing value", path=path, line=line, column=missing[0])
         iid = str(row["item_id"]).strip()
+        log.lines.setdefault(iid, line)
         rec = by_id.setdefault(iid, {"text": row["text"], "anns": {}, "gold": None, "group": None})
         if rec["text"] != row["text"]:
             raise ReaderError(
@@ -274,7 +288,7 @@ def read_long_rows(
                 column="text",
             )
         for key, col in (("gold", gold_key), ("group", group_key)):
-            v = _cell(row.get(col))
+            v = _value(row.get(col))
             if v is not None:
                 if rec[key] is not None and rec[key] != v:
                     raise ReaderError(
@@ -284,7 +298,7 @@ def read_long_rows(
                         column=col,
                     )
                 rec[key] = v
-        annotator, label = _cell(row.get("annotator")), _cell(row.get("label"))
+        annotator, label = _cell(row.get("annotator")), _value(row.get("label"))
         if annotator is None and label is None:
             continue  # an item row with no annotation yet
         if annotator is None or label is None:
@@ -312,13 +326,22 @@ def read_long_rows(
         except ValidationError as exc:
             err = exc.errors()[0]
             raise ReaderError(err["msg"], path=path, line=line, column=str(err["loc"][0])) from None
-        if annotator in rec["anns"]:
-            raise ReaderError(
-                f"annotator {annotator!r} labels item {iid!r} twice",
-                path=path,
-                line=line,
-                column="annotator",
+        earlier = rec["anns"].get(annotator)
+        if earlier is not None and earlier.label == ann.label:
+            log.merged += 1  # the same label twice (a re-export, a retried job): one vote
+            continue
+        if earlier is not None:
+            log.bad_row(
+                opts,
+                ReaderError(
+                    f"annotator {annotator!r} labels item {iid!r} {ann.label!r} here and "
+                    f"{earlier.label!r} earlier",
+                    path=path,
+                    line=line,
+                    column="annotator",
+                ),
             )
+            continue
         rec["anns"][annotator] = ann
     return [
         Item(
@@ -332,15 +355,33 @@ def read_long_rows(
     ]
 
 
-def read_our_jsonl(path: Path, rows: Iterable[tuple[int, dict]]) -> list[Item]:
+def read_our_jsonl(
+    path: Path,
+    rows: Iterable[tuple[int, dict]],
+    opts: ReaderOptions | None = None,
+    log: ReadLog | None = None,
+) -> list[Item]:
+    opts = opts or ReaderOptions()
+    log = log if log is not None else ReadLog()
     items = []
     for line, obj in rows:
+        obj = drop_missing_labels(obj)
         try:
-            items.append(Item.model_validate(obj))
+            item = Item.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors()[0]
             col = ".".join(str(p) for p in err["loc"])
             raise ReaderError(err["msg"], path=path, line=line, column=col) from None
+        if not item.text.strip():
+            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column="text"))
+            continue
+        if item.item_id in log.lines:
+            first = log.lines[item.item_id]
+            msg = f"item id {item.item_id!r} appears twice (first on line {first})"
+            log.bad_row(opts, ReaderError(msg, path=path, line=line, column="item_id"))
+            continue
+        log.lines[item.item_id] = line
+        items.append(item)
     return items
 
 
@@ -351,12 +392,12 @@ def detect_format(path: Path, opts: ReaderOptions) -> Format:
         first = next(iter_jsonl(path), None)
         if first is None:
             raise ReaderError("the file is empty", path=path)
-        keys = first[1].keys()
+        keys = long_columns(first[1].keys())
         if "annotations" in keys or "annotator" not in keys:
             return "jsonl"
         return "long"
     header, rows = iter_csv(path)
     rows.close()
-    if all(c in header for c in LONG_REQUIRED):
+    if all(c in long_columns(header) for c in LONG_REQUIRED):
         return "long"
     return "wide"

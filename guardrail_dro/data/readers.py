@@ -17,22 +17,23 @@ from pathlib import Path
 from guardrail_dro.data.bundled import parse_spec
 from guardrail_dro.data.items import AnnotatedDataset, Item, schema_sidecar
 from guardrail_dro.data.layouts import (
-    COMPRESSED_SUFFIXES,
     LONG_REQUIRED,
     ReaderOptions,
-    data_suffix,
+    ReadLog,
     detect_format,
     iter_csv,
     iter_jsonl,
+    long_columns,
     read_long_rows,
     read_our_jsonl,
-    read_raw,
     read_wide,
 )
+from guardrail_dro.data.rows import COMPRESSED_SUFFIXES, data_suffix, read_raw
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ReaderError, SchemaError
 
 __all__ = [
+    "ReadLog",
     "ReaderOptions",
     "read_dataset",
     "read_items",
@@ -70,31 +71,39 @@ def resolve_path(path: str | Path) -> Path:
     return Path(path) if bundled is None else bundled[0].path(bundled[1])
 
 
-def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[Item]:
+def read_items(
+    path: str | Path, options: ReaderOptions | None = None, *, log: ReadLog | None = None
+) -> list[Item]:
     """Read items (labels as strings, not yet checked against a schema).
 
-    ``path`` is a file (CSV, JSONL, either optionally .xz / .gz) or a bundled split
-    (``toxic-questions:train``).
+    Args:
+        path: a file (CSV, JSONL, either optionally .xz / .gz) or a bundled split
+            (``toxic-questions:train``).
+        options: how to map its columns, and what to do with a bad row.
+        log: filled with notes (merged duplicates, skipped rows) and each item's line.
 
     Raises:
         ReaderError: missing file, empty file, missing column, malformed row.
         DataError: a ``NAME:SPLIT`` that names no bundled split.
     """
     opts = options or ReaderOptions()
+    log = log if log is not None else ReadLog()
     path = resolve_path(path)
+    if path.is_dir():
+        raise ReaderError("is a directory, not a data file", path=path)
     if not path.is_file():
         raise ReaderError("file not found", path=path)
     _check_utf8(path)
     fmt = detect_format(path, opts)
     is_json = data_suffix(path) in (".jsonl", ".json", ".ndjson")
     if fmt == "jsonl":
-        items = read_our_jsonl(path, iter_jsonl(path))
+        items = read_our_jsonl(path, iter_jsonl(path), opts, log)
     elif fmt == "long":
         if is_json:
             rows: Iterable[tuple[int, dict]] = iter_jsonl(path)
         else:
             header, rows = iter_csv(path)
-            missing = [c for c in ("item_id", "text") if c not in header]
+            missing = [c for c in ("item_id", "text") if c not in long_columns(header)]
             if missing:
                 raise ReaderError(
                     f"long format needs columns {list(LONG_REQUIRED)}; columns are {header}",
@@ -102,11 +111,12 @@ def read_items(path: str | Path, options: ReaderOptions | None = None) -> list[I
                     line=1,
                     column=missing[0],
                 )
-        items = read_long_rows(path, rows, opts)
+        items = read_long_rows(path, rows, opts, log)
     else:
         if is_json:
             raise ReaderError("the wide layout is for CSV files", path=path)
-        items = read_wide(path, opts)
+        items = read_wide(path, opts, log)
+    log.finish(path)
     if not items:
         raise ReaderError("the file has a header but no items", path=path)
     return items
@@ -120,17 +130,20 @@ def _all_labels(items: Iterable[Item]) -> Iterator[str]:
             yield it.gold
 
 
-def _check_labels(path: Path, items: Sequence[Item], schema: LabelSchema) -> None:
+def _check_labels(
+    path: Path, items: Sequence[Item], schema: LabelSchema, lines: dict[str, int]
+) -> None:
     for it in items:
+        where = f"{path}, line {lines[it.item_id]}" if it.item_id in lines else str(path)
         for a in it.annotations:
             if a.label not in schema:
                 raise SchemaError(
-                    f"{path}: item {it.item_id!r}, annotator {a.annotator!r}: label {a.label!r} "
-                    f"is not in the label schema {list(schema.classes)}"
+                    f"{where}: item {it.item_id!r}, annotator {a.annotator!r}: label "
+                    f"{a.label!r} is not in the label schema {list(schema.classes)}"
                 )
         if it.gold is not None and it.gold not in schema:
             raise SchemaError(
-                f"{path}: item {it.item_id!r}: gold label {it.gold!r} is not in the label "
+                f"{where}: item {it.item_id!r}: gold label {it.gold!r} is not in the label "
                 f"schema {list(schema.classes)}"
             )
 
@@ -147,9 +160,15 @@ def read_splits(
     split, else read from a JSONL's ``.schema.json`` sidecar if one exists, else inferred
     as the sorted set of labels seen in every split but one named ``test`` (and no class
     is then assumed safe); a test split is checked against it.
-    ``None`` paths are skipped.
+    ``None`` paths are skipped. Each dataset's ``notes`` say what reading its file
+    noticed (merged duplicate annotations, rows skipped under ``on_bad_rows="skip"``).
     """
-    raw = {name: (Path(p), read_items(p, options)) for name, p in paths.items() if p is not None}
+    logs = {name: ReadLog() for name in paths}
+    raw = {
+        name: (Path(p), read_items(p, options, log=logs[name]))
+        for name, p in paths.items()
+        if p is not None
+    }
     if schema is None:
         bundled = [b[0] for p in paths.values() if p is not None and (b := parse_spec(p))]
         if bundled:
@@ -170,8 +189,8 @@ def read_splits(
         schema = LabelSchema.from_labels(labels)
     out = {}
     for name, (p, items) in raw.items():
-        _check_labels(p, items, schema)
-        out[name] = AnnotatedDataset(items, schema, name=name)
+        _check_labels(p, items, schema, logs[name].lines)
+        out[name] = AnnotatedDataset(items, schema, name=name, notes=logs[name].notes)
     return out, schema
 
 

@@ -198,6 +198,31 @@ class FullFeatures(FeatureSource):
         self._whole.clear()
 
 
+def truncation_note(
+    tokenizer: PreTrainedTokenizerBase, splits: dict[str, AnnotatedDataset], max_length: int
+) -> str | None:
+    """Say how many texts the encoder sees cut to ``max_length`` tokens, and how much.
+
+    Returns None when every text fits. Training itself is unchanged: this only tells.
+    """
+    parts = []
+    for name, ds in splits.items():
+        # Special tokens count: the encoder's window holds [CLS] text [SEP].
+        lengths = [
+            len(ids)
+            for ids in tokenizer(ds.texts, truncation=False, verbose=False)["input_ids"]
+        ]
+        over = [n - max_length for n in lengths if n > max_length]
+        if over:
+            parts.append(
+                f"{len(over)} of {len(lengths)} {name} text(s) "
+                f"(longest {max(over) + max_length} tokens, {sum(over)} tokens cut in all)"
+            )
+    if not parts:
+        return None
+    return f"truncated to {max_length} tokens: " + "; ".join(parts)
+
+
 def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> FeatureSource:
     """Load the backbone and prepare features of every split for ``cfg.mode``."""
     folder = default_backbone() if cfg.backbone is None else Path(cfg.backbone)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import platform
+import shutil
+import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -133,9 +135,44 @@ class TrainedModel:
 
     # ---- io --------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> Path:
+        """Write the model directory, replacing an earlier model there as a whole.
+
+        The files go to a fresh folder beside ``out_dir`` that is then swapped in, so no
+        file of an earlier model (an old ``estimator.safetensors``) survives into the new
+        one, and an interrupted save leaves the earlier model as it was.
+
+        Raises:
+            ArtifactError: ``out_dir`` is a file, or a non-empty folder that is not a
+                model directory (no ``manifest.json``): it is never replaced.
+        """
+        out = Path(out_dir).resolve()
+        if out.exists() and not out.is_dir():
+            raise ArtifactError(f"{out} is a file, not a model directory")
+        if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+            raise ArtifactError(
+                f"{out} is a non-empty folder that is not a model directory (no "
+                "manifest.json): refusing to replace it; pass an empty or new folder"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        try:
+            self._write(tmp)
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                out.rename(old / "model")
+                tmp.rename(out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return Path(out_dir)
+
+    def _write(self, out: Path) -> None:
+        """Write every file and the manifest into the empty folder ``out``."""
         from safetensors.torch import save_file
 
-        out = Path(out_dir)
         (out / "encoder").mkdir(parents=True, exist_ok=True)
         self.model.encoder.save_pretrained(out / "encoder")
         self.tokenizer.save_pretrained(out / "encoder")
@@ -152,7 +189,6 @@ class TrainedModel:
         files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
         self.manifest.files = {str(p.relative_to(out)): file_sha256(p) for p in files}
         (out / "manifest.json").write_text(self.manifest.model_dump_json(indent=2) + "\n")
-        return out
 
     @classmethod
     def load(cls, model_dir: str | Path, *, verify: bool = True) -> TrainedModel:

@@ -29,7 +29,7 @@ from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.config import TrainConfig
-from guardrail_dro.train.features import FeatureSource, build_features, unwrap
+from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
 from guardrail_dro.train.methods import METHODS, lookup
 from guardrail_dro.train.metrics import Metrics, compute_metrics
@@ -113,6 +113,9 @@ class BiLevelTrainer:
         annotators = train.annotators
         train, select = targets.split(train, valid, cfg, rng, notes)
         src = build_features(cfg, {"train": train, "valid": valid, "select": select})
+        cut = truncation_note(src.tokenizer, {"train": train, "valid": valid}, cfg.max_length)
+        if cut is not None:
+            notes.append(cut)
         run = Run(cfg, train, valid, select, src, annotators, notes, src.accelerator)
         with _one_thread(cfg.mode == "frozen" and src.device.type == "cpu"):
             return self._train(run, src, targets, loss, t0)

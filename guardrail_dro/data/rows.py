@@ -1,0 +1,155 @@
+"""Rows of a data file and the cells in them that mean "missing".
+
+``iter_csv`` / ``iter_jsonl`` yield (line number, row) pairs and raise ``ReaderError``
+naming file and line. They read xz- or gzip-compressed files (``train.csv.xz``) as plain
+ones; ``data_suffix`` names the layout by the suffix before the compression one.
+``is_missing`` says which cells are missing values, spelt as pandas spells them.
+``guardrail_dro.data.layouts`` builds items from these rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import lzma
+import sys
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import IO
+
+from guardrail_dro.errors import ReaderError
+
+__all__ = [
+    "COMPRESSED_SUFFIXES",
+    "CSV_FIELD_LIMIT",
+    "MISSING_SPELLINGS",
+    "data_suffix",
+    "drop_missing_labels",
+    "is_missing",
+    "iter_csv",
+    "iter_jsonl",
+    "open_text",
+    "read_raw",
+]
+
+
+# A CSV field may hold a long text (the csv module's default limit is 131,072
+# characters); the bound stays finite so a runaway quote still fails, at 1 GiB.
+CSV_FIELD_LIMIT = min(sys.maxsize, 2**30)
+
+
+COMPRESSED_SUFFIXES = (".xz", ".gz")
+"""Compressions read transparently (both in the standard library: lzma, gzip)."""
+
+
+def data_suffix(path: Path) -> str:
+    """The lower-cased suffix that names the layout, less a compression suffix
+    (``train.csv.xz`` -> ``.csv``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def read_raw(path: Path) -> bytes:
+    """The file's bytes, decompressed when its name ends in .xz or .gz."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".xz":
+            return lzma.decompress(path.read_bytes())
+        if suffix == ".gz":
+            return gzip.decompress(path.read_bytes())
+    except (lzma.LZMAError, OSError, EOFError) as exc:
+        raise ReaderError(f"cannot decompress: {exc}", path=path) from None
+    return path.read_bytes()
+
+
+def open_text(path: Path, *, newline: str | None = None) -> IO[str]:
+    """Open as UTF-8 text (a byte-order mark skipped), decompressing .xz and .gz."""
+    suffix = path.suffix.lower()
+    if suffix == ".xz":
+        return lzma.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    if suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline=newline)
+    return path.open("r", encoding="utf-8-sig", newline=newline)
+
+
+def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+    f = open_text(path, newline="")
+    reader = csv.reader(f)
+    try:
+        header = next(reader)
+    except StopIteration:
+        f.close()
+        raise ReaderError("the file is empty (no header row)", path=path) from None
+    header = [h.strip() for h in header]
+
+    def rows() -> Generator[tuple[int, dict[str, str]]]:
+        with f:
+            try:
+                for row in reader:
+                    if not row or all(not c.strip() for c in row):
+                        continue
+                    if len(row) != len(header):
+                        raise ReaderError(
+                            f"row has {len(row)} fields, the header has {len(header)}",
+                            path=path,
+                            line=reader.line_num,
+                        )
+                    yield reader.line_num, dict(zip(header, row, strict=True))
+            except csv.Error as exc:
+                raise ReaderError(
+                    f"malformed CSV: {exc}", path=path, line=reader.line_num
+                ) from None
+
+    return header, rows()
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    with open_text(path) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ReaderError(f"not valid JSON: {exc.msg}", path=path, line=n) from None
+            if not isinstance(obj, dict):
+                raise ReaderError("each line must be a JSON object", path=path, line=n)
+            yield n, obj
+
+
+# The spellings pandas reads as a missing value (``pandas.read_csv``'s default
+# ``na_values``): a label, gold or group spelt so is missing, never a class.
+MISSING_SPELLINGS = frozenset(
+    {
+        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    }
+)  # fmt: skip
+
+
+def is_missing(value: object) -> bool:
+    """True for None, a float NaN, or a string pandas reads as missing (``NaN``, ``N/A``...)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return value != value  # NaN
+    return isinstance(value, str) and value.strip() in MISSING_SPELLINGS
+
+
+def drop_missing_labels(obj: dict) -> dict:
+    """Our JSONL with missing labels (``NaN``, ``null``...) dropped and gold/group unset."""
+    out = dict(obj)
+    for key in ("gold", "group"):
+        if key in out and is_missing(out[key]):
+            out[key] = None
+    anns = out.get("annotations")
+    if isinstance(anns, list):
+        out["annotations"] = [
+            a for a in anns if not (isinstance(a, dict) and "label" in a and is_missing(a["label"]))
+        ]
+    return out
