@@ -93,8 +93,7 @@ def test_bad_policies_are_config_errors(guard: Guard, kwargs: dict) -> None:
 
 
 def test_check_many_matches_check(guard_dir) -> None:
-    # fp32: int8 dynamic quantization scales activations per batch, so padded batches
-    # move int8 scores by ~1e-3 (documented on check_many).
+    # fp32 here; tests/serve/test_guard_batch_invariance.py checks int8 too.
     guard = Guard.load(guard_dir, provider="cpu", precision="fp32")
     texts = [*TEXTS, "", "word " * 300, *TEXTS]
     many = guard.check_many(texts)
