@@ -92,7 +92,10 @@ def main() -> None:
     args = ap.parse_args()
     texts = read_texts(args.texts, args.n)
     report: dict[str, object] = {"texts": len(texts), "guard_dir": str(args.guard_dir)}
-    for precision in ("fp32", "int8"):
+    from guardrail_dro.serve.artifact import load_artifact
+
+    variants = load_artifact(args.guard_dir).variants
+    for precision in (p for p in ("fp32", "int8") if p in variants):
         guard = Guard.load(
             args.guard_dir, provider="cpu", precision=precision, intra_op_threads=args.threads
         )

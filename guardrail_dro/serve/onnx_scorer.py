@@ -11,7 +11,7 @@ model's maximum length that overlap by ``stride`` tokens. onnxruntime and tokeni
 are imported when a scorer is opened, not when this module is.
 
 Batch invariance: a text's scores must not depend on what else is in its batch. In fp32
-they do not, up to float rounding (measured 1.6e-7 at most): padding is masked out of
+they do not, up to float rounding (measured 2.5e-7 at most): padding is masked out of
 attention. The int8 variant is different: ONNX Runtime's dynamic quantization
 (``DynamicQuantizeLinear``) computes one activation scale and zero point per *tensor*,
 over every row of the batch and every pad position, so a short text batched with long
