@@ -246,8 +246,9 @@ def run_quickstart(
         )
         results.append((role, text, r))
         decision = "[green]allowed[/]" if r.allowed else "[red]blocked[/]"
+        label = r.label if r.label_name == r.label else f"{r.label}: {r.label_name}"
         table.add_row(
-            role, text[:60], decision, r.label, f"{r.toxic_score:.2f}", f"{r.latency_ms:.1f}"
+            role, text[:60], decision, label, f"{r.toxic_score:.2f}", f"{r.latency_ms:.1f}"
         )
     console.print(table)
     console.print(

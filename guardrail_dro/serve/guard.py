@@ -13,8 +13,8 @@ and the worst window decides (``guardrail_dro.serve.policy`` has the rule).
 Example:
     >>> guard = Guard.load("guard/", policy=Policy(action="replace"))
     >>> r = guard.check("how do I bake bread?")
-    >>> r.allowed, r.label, r.latency_ms
-    (True, 'safe', 2.1)
+    >>> r.allowed, r.label, r.label_name, r.latency_ms
+    (True, 'safe', 'harmless question', 2.1)
 """
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ class Guard:
         safe_classes: Iterable[str],
         toxic_threshold: float,
         thresholds: Mapping[str, float],
+        descriptions: Mapping[str, str] | None = None,
     ) -> None:
         """The one constructor ``load`` and ``from_scorer`` share: every default spelled.
 
         Raises:
             TypeError: ``scorer`` is not a ``Scorer`` or ``policy`` not a ``Policy``.
-            ConfigError: safe classes or thresholds naming classes the scorer lacks, a
-                threshold outside [0, 1].
+            ConfigError: safe classes, thresholds or descriptions naming classes the
+                scorer lacks, a threshold outside [0, 1].
         """
         if not isinstance(scorer, Scorer):
             raise TypeError(f"scorer must implement Scorer, not {type(scorer).__name__}")
@@ -87,16 +88,16 @@ class Guard:
         self.artifact: GuardArtifact | None = None
         self.precision: str | None = None
         safe = tuple(safe_classes)
-        unknown = sorted((set(safe) | set(thresholds)) - set(self.labels))
+        unknown = sorted((set(safe) | set(thresholds) | set(descriptions or ())) - set(self.labels))
         if unknown:
             raise ConfigError(
-                f"safe classes / thresholds name classes the scorer does not have: {unknown} "
+                f"safe classes / thresholds / descriptions name unknown classes {unknown} "
                 f"(classes: {list(self.labels)})"
             )
         for name, value in {"toxic_threshold": toxic_threshold, **thresholds}.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ConfigError(f"threshold {name!r} must be a number in [0, 1], not {value!r}")
-        self._defaults = (safe, float(toxic_threshold), dict(thresholds))
+        self._defaults = (safe, float(toxic_threshold), dict(thresholds), dict(descriptions or {}))
         self._set_policy(policy)
 
     # ---- construction -----------------------------------------------------------------
@@ -109,6 +110,7 @@ class Guard:
         safe_classes: Iterable[str] | None = None,
         toxic_threshold: float = 0.5,
         thresholds: Mapping[str, float] | None = None,
+        descriptions: Mapping[str, str] | None = None,
     ) -> Guard:
         """A guard on any scorer, with the defaults an export would write.
 
@@ -119,6 +121,7 @@ class Guard:
             toxic_threshold: default threshold on 1 - P(safe classes).
             thresholds: default per-class thresholds (default: ``toxic_threshold`` for
                 every class that is not safe, as ``guardrail-dro export`` writes).
+            descriptions: class -> readable name (``GuardResult.label_name``), else the label.
 
         Raises:
             TypeError, ConfigError: as the constructor.
@@ -141,6 +144,7 @@ class Guard:
             safe_classes=safe,
             toxic_threshold=toxic_threshold,
             thresholds=thresholds,
+            descriptions=descriptions,
         )
 
     @classmethod
@@ -214,6 +218,7 @@ class Guard:
             safe_classes=man.safe_classes,
             toxic_threshold=man.thresholds.toxic,
             thresholds=man.thresholds.per_class,
+            descriptions=man.label_schema.descriptions,
         )
         guard.artifact, guard.precision = art, scorer.precision
         return guard
@@ -227,7 +232,7 @@ class Guard:
     def _set_policy(self, policy: Policy) -> None:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
-        safe, toxic, per_class = self._defaults
+        safe, toxic, per_class, descriptions = self._defaults
         self._rule = DecisionRule.build(
             labels=self.labels,
             safe=safe,
@@ -235,6 +240,7 @@ class Guard:
             per_class=per_class,
             policy=policy,
             provider=self.scorer.provider,
+            descriptions=descriptions,
         )
         self.policy = policy
 
@@ -332,9 +338,10 @@ class Guard:
     def check_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """Check several texts, batching windows of similar length together.
 
-        Every result's ``latency_ms`` is the wall time of the whole call. With the int8
-        model, scores can differ from ``check``'s by about 1e-3: dynamic quantization
-        scales activations per batch.
+        Every result's ``latency_ms`` is the wall time of the whole call. A text gets
+        the decision ``check`` gives it, whatever else is in the batch: in fp32 its
+        scores agree to float rounding (~1e-6), and the int8 model runs one row at a
+        time, so they agree exactly (``guardrail_dro.serve.onnx_scorer`` says why).
 
         Raises:
             TypeError: ``texts`` is a str or holds something that is not a str.

@@ -13,6 +13,9 @@ Decision rule (``Guard.check``), per window of the text, the worst window decidi
 - a category is *triggered* when its probability reaches its threshold (default:
   ``guard.json``'s ``thresholds.per_class``; ``thresholds`` here overrides per class);
   any triggered category is a violation.
+- the result's ``label`` is the likeliest class of the deciding window, except on a
+  violation (or a fail-closed degraded result): then the likeliest class that is not
+  safe, so a blocked text never reads as blocked for being "safe".
 
 Actions on a violation (``Action``): ``block`` (``allowed=False``; hooks withhold the
 content), ``replace`` (``allowed=False``; hooks substitute ``refusal``), ``flag``
@@ -135,7 +138,11 @@ class GuardResult:
     Attributes:
         allowed: False when the content must not pass (violation under block / replace,
             or fail-closed degraded).
-        label: the most probable class of the deciding window ("" when nothing was scored).
+        label: the class the decision is about, in the deciding window: on a violation
+            (``action`` is not ``allow``) the most probable class that is not safe, never
+            a safe one; otherwise the most probable class ("" when nothing was scored).
+        label_name: ``label``'s readable name: its description in the label schema
+            (``guard.json``), or ``label`` itself when the schema has none.
         scores: class -> probability in the deciding (worst) window.
         triggered: categories over their threshold in any window, in schema order.
         toxic_score: 1 - P(safe classes) in the deciding window.
@@ -148,6 +155,8 @@ class GuardResult:
         worst_window: index of the deciding window.
         provider: the ONNX Runtime provider that ran the model (cpu, cuda, tensorrt).
         latency_ms: wall time of the call, tokenization included.
+        categories: the guard's classes that are not safe, in schema order (the keys of
+            ``to_openai_moderation``).
     """
 
     allowed: bool
@@ -163,6 +172,8 @@ class GuardResult:
     worst_window: int = 0
     provider: str = "cpu"
     latency_ms: float = field(default=0.0, compare=False)
+    label_name: str = ""
+    categories: tuple[str, ...] = ()
 
     @property
     def violation(self) -> bool:
@@ -174,7 +185,33 @@ class GuardResult:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["scores"] = dict(self.scores)
         d["triggered"] = list(self.triggered)
+        d["categories"] = list(self.categories)
         return d
+
+    def to_openai_moderation(self) -> dict[str, Any]:
+        """The result in the shape of one OpenAI moderation result, for code that
+        already reads it.
+
+        ``flagged`` is ``violation`` (the same as ``not allowed`` under block and
+        replace; under ``flag`` the content passes but is still flagged). A category is
+        true when it triggered, and the result's ``label`` is true whenever the result
+        is flagged, so a violation of the summed toxic threshold alone still names a
+        category. Only classes that are not safe appear; a class not scored (an empty
+        text, a model error) scores 0.
+
+        Example:
+            >>> guard.check("how do I hurt someone with a knife").to_openai_moderation()
+            {'flagged': True, 'categories': {'violence': True, 'hate': False},
+             'category_scores': {'violence': 0.9, 'hate': 1e-12}}
+        """
+        flagged = self.violation
+        return {
+            "flagged": flagged,
+            "categories": {
+                c: c in self.triggered or (flagged and c == self.label) for c in self.categories
+            },
+            "category_scores": {c: float(self.scores.get(c, 0.0)) for c in self.categories},
+        }
 
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})
@@ -193,11 +230,21 @@ class DecisionRule:
     toxic_threshold: float
     policy: Policy
     provider: str = "cpu"
+    names: tuple[str, ...] = ()  # readable name per class; () reads as the labels
     # 1 / threshold, floored: severity is probs * this on every check, so computed once.
     inv_thresholds: np.ndarray = field(init=False, repr=False, compare=False)
 
+    # -inf on safe classes: argmax(log p + this) is the most probable class not safe.
+    unsafe_bias: np.ndarray = field(init=False, repr=False, compare=False)
+    categories: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "inv_thresholds", 1.0 / np.maximum(self.thresholds, 1e-9))
+        object.__setattr__(self, "unsafe_bias", np.where(self.safe, -np.inf, 0.0))
+        cats = tuple(c for c, s in zip(self.labels, self.safe, strict=True) if not s)
+        object.__setattr__(self, "categories", cats)
+        if not self.names:
+            object.__setattr__(self, "names", self.labels)
 
     @classmethod
     def build(
@@ -209,8 +256,11 @@ class DecisionRule:
         per_class: Mapping[str, float],
         policy: Policy,
         provider: str = "cpu",
+        descriptions: Mapping[str, str] | None = None,
     ) -> DecisionRule:
-        """Defaults (``guard.json``) overridden by ``policy``.
+        """Defaults (``guard.json``) overridden by ``policy``; ``descriptions`` gives
+        classes their readable names (``GuardResult.label_name``; a class without one
+        is named by its label).
 
         Raises:
             ConfigError: the policy names a class the guard does not have.
@@ -232,6 +282,7 @@ class DecisionRule:
             toxic_threshold=toxic if policy.toxic_threshold is None else policy.toxic_threshold,
             policy=policy,
             provider=provider,
+            names=tuple((descriptions or {}).get(c) or c for c in labels),
         )
 
     def decide(
@@ -269,9 +320,14 @@ class DecisionRule:
             action = _error_action(pol)
         else:
             action = "allow"
+        # A result that is not "allow" is about harm: name the likeliest harmful class,
+        # not "safe" (which may still be the argmax when only the summed score crossed).
+        top = int(np.argmax(p if action == "allow" else p + self.unsafe_bias))
         return GuardResult(
             allowed=action in ("allow", "flag"),
-            label=self.labels[int(np.argmax(p))],
+            label=self.labels[top],
+            label_name=self.names[top],
+            categories=self.categories,
             scores=MappingProxyType(dict(zip(self.labels, p.tolist(), strict=True))),
             triggered=tuple(c for c, h in zip(self.labels, hits.any(axis=0), strict=True) if h),
             toxic_score=float(toxic[w]),
@@ -291,6 +347,7 @@ class DecisionRule:
         return GuardResult(
             allowed=action == "allow",
             label="",
+            categories=self.categories,
             scores=_EMPTY,
             triggered=(),
             toxic_score=0.0,

@@ -26,7 +26,9 @@ def test_check_returns_a_frozen_result(guard: Guard) -> None:
     assert isinstance(r, GuardResult)
     assert set(r.scores) == set(guard.labels)
     assert sum(r.scores.values()) == pytest.approx(1.0, abs=1e-5)
-    assert r.label == max(r.scores, key=r.scores.get)
+    # The likeliest class, or on a violation the likeliest one that is not safe.
+    named = [c for c in r.scores if r.action == "allow" or c != "safe"]
+    assert r.label == max(named, key=r.scores.get)
     assert r.toxic_score == pytest.approx(1 - r.scores["safe"], abs=1e-6)
     assert r.windows == 1 and r.provider == "cpu" and r.latency_ms > 0 and not r.degraded
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -93,8 +95,7 @@ def test_bad_policies_are_config_errors(guard: Guard, kwargs: dict) -> None:
 
 
 def test_check_many_matches_check(guard_dir) -> None:
-    # fp32: int8 dynamic quantization scales activations per batch, so padded batches
-    # move int8 scores by ~1e-3 (documented on check_many).
+    # fp32 here; tests/serve/test_guard_batch_invariance.py checks int8 too.
     guard = Guard.load(guard_dir, provider="cpu", precision="fp32")
     texts = [*TEXTS, "", "word " * 300, *TEXTS]
     many = guard.check_many(texts)
