@@ -45,6 +45,7 @@ from guardrail_dro.serve.runtime import (
     create_session,
     import_onnxruntime,
 )
+from guardrail_dro.serve.scorer import ScorerBase
 
 if TYPE_CHECKING:
     from guardrail_dro.serve.artifact import GuardArtifact
@@ -79,7 +80,7 @@ def _open_auto(art: GuardArtifact, config: SessionConfig) -> tuple[GuardSession,
     return dataclasses.replace(again, requested="auto", skipped=session.skipped), want
 
 
-class OnnxScorer:
+class OnnxScorer(ScorerBase):
     """A guard artifact's model: its tokenizer (truncating into overlapping windows) and
     an ONNX Runtime session. Build with ``OnnxScorer.open``; thread-safe.
 
@@ -109,7 +110,7 @@ class OnnxScorer:
         self.stride = stride
         self.precision = precision
         man = artifact.manifest
-        self._labels: tuple[str, ...] = tuple(man.label_schema.classes)
+        self._labels = tuple(man.label_schema.classes)
         self._max_length = man.max_length
         self._batch_size = batch_size
         self._run = session.session.run
@@ -201,18 +202,6 @@ class OnnxScorer:
             )
 
     # ---- the Scorer protocol ----------------------------------------------------------
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._labels
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
     @property
     def provider(self) -> str:
         return self.session.provider

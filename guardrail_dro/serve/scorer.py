@@ -28,7 +28,7 @@ import numpy as np
 
 from guardrail_dro.errors import ConfigError
 
-__all__ = ["FakeScorer", "Handler", "Scorer"]
+__all__ = ["FakeScorer", "Handler", "Scorer", "ScorerBase"]
 
 _FLOOR = 1e-12  # the smallest probability a FakeScorer reports
 
@@ -77,7 +77,29 @@ class Scorer(Protocol):
 Handler = Callable[[str], Mapping[str, float]]
 
 
-class FakeScorer:
+class ScorerBase:
+    """The Scorer attributes both shipped scorers hold the same way (set ``_labels``,
+    ``_max_length`` and ``_batch_size`` in ``__init__``); ``provider`` and the methods
+    are each scorer's own."""
+
+    _labels: tuple[str, ...]
+    _max_length: int
+    _batch_size: int
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self._labels
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+
+class FakeScorer(ScorerBase):
     """A deterministic scorer without a model: ``handler(window_text)`` gives the class
     probabilities of each window.
 
@@ -173,18 +195,6 @@ class FakeScorer:
             batch_size=batch_size,
             provider=provider,
         )
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return self._labels
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
 
     @property
     def provider(self) -> str:
