@@ -5,7 +5,8 @@ reference the trained methods are compared with in the bench. Each annotator is 
 on the test items it labelled (``items`` says how many) against the gold labels: plain
 multi-class accuracy, and the binary toxic-vs-safe decision (toxic = any class not in
 ``schema.safe``): accuracy, toxic precision / recall / FPR, and the worst group's binary
-accuracy. Binary metrics are None when the schema names no safe class.
+accuracy. Binary metrics are None when the schema names no safe class. The numbers come
+from ``train.metrics.compute_metrics``, as the trained methods do.
 
 The cost per 1,000 texts is given by the caller (``JudgeInfo.usd_per_1k``): pricing
 lives in ``annotators``, which ``guardrail_dro`` never imports (the command line does).
@@ -19,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.train.metrics import compute_metrics
 
 __all__ = ["JudgeInfo", "JudgeResult", "judge_table", "score_judge", "score_judges"]
 
@@ -57,21 +59,18 @@ class JudgeResult(BaseModel):
     usd_per_1k: float | None = None
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return float(a / b) if b else None
-
-
 def score_judge(
     test: AnnotatedDataset, annotator: str, info: JudgeInfo | None = None
 ) -> JudgeResult:
-    """Score ``annotator``'s labels on the items of ``test`` it labelled.
+    """Score ``annotator``'s labels on the items of ``test`` it labelled, with the same
+    ``compute_metrics`` the trained methods are scored with: once over every class
+    (accuracy; toxic precision / recall / FPR), once on the toxic-vs-safe decision
+    (binary accuracy, per group).
 
     Raises:
         DataError: ``test`` lacks gold labels (``gold_array``).
         KeyError: ``annotator`` did not label ``test``.
     """
-    from sklearn.metrics import accuracy_score, confusion_matrix
-
     info = info or JudgeInfo()
     gold = test.gold_array()
     col = test.label_matrix([annotator])[:, 0]
@@ -83,31 +82,32 @@ def score_judge(
         model=info.model,
         items=int(seen.sum()),
         of_items=len(test),
-        accuracy=float(accuracy_score(y, p)) if len(y) else None,
+        accuracy=None,
         usd_per_1k=info.usd_per_1k,
     )
-    if not test.schema.is_binary_decision or not len(y):
+    if not len(y):
         return out
-    toxic = ~np.asarray(test.schema.safe_mask(), dtype=bool)
-    y_tox, p_tox = toxic[y], toxic[p]
-    tn, fp, fn, tp = (
-        float(x) for x in confusion_matrix(y_tox, p_tox, labels=[False, True]).ravel()
+    safe = test.schema.safe_mask()
+    m = compute_metrics(y, p, num_classes=test.schema.num_classes, safe_mask=safe)
+    out = out.model_copy(update={"accuracy": m.accuracy})
+    if not test.schema.is_binary_decision:
+        return out
+    toxic = ~np.asarray(safe, dtype=bool)
+    b = compute_metrics(
+        toxic[y].astype(np.int64),
+        toxic[p].astype(np.int64),
+        num_classes=2,
+        groups=test.group_array()[seen],
+        group_names=test.groups,
     )
-    by_group: dict[str, float] = {}
-    groups = test.group_array()[seen]
-    for g, name in enumerate(test.groups):
-        m = groups == g
-        if m.any():
-            by_group[name] = float(accuracy_score(y_tox[m], p_tox[m]))
-    worst = min(by_group, key=by_group.__getitem__) if by_group else None
     return out.model_copy(
         update={
-            "binary_accuracy": float(accuracy_score(y_tox, p_tox)),
-            "toxic_precision": _ratio(tp, tp + fp),
-            "toxic_recall": _ratio(tp, tp + fn),
-            "toxic_fpr": _ratio(fp, fp + tn),
-            "worst_group_binary_accuracy": by_group[worst] if worst else None,
-            "worst_group": worst,
+            "binary_accuracy": b.accuracy,
+            "toxic_precision": m.toxic_precision,
+            "toxic_recall": m.toxic_recall,
+            "toxic_fpr": m.toxic_fpr,
+            "worst_group_binary_accuracy": b.worst_group_accuracy,
+            "worst_group": b.worst_group,
         }
     )
 
