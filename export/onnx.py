@@ -10,7 +10,9 @@
    GELU: about 1.5x faster on CPU, same numbers);
 4. int8: dynamic quantization, per channel, gated (``export/quantize.py``,
    ``model.int8.onnx``); fp16: float16 weights for CUDA / TensorRT (``model.fp16.onnx``);
-5. save the tokenizer, check parity (``export.validate``), and seal ``guard.json``.
+5. save the tokenizer, check parity (``export.validate``), write the model card
+   (``README.md``, the trained model's card with the operating point and the variants),
+   and seal ``guard.json`` (which lists the card like every file).
 
 The artifact is built in a temporary sibling directory and moved into place only when
 every check passed, so a failed export never leaves a half-written guard behind.
@@ -231,6 +233,7 @@ def export_onnx(
         write_manifest,
     )
     from guardrail_dro.serve.runtime import import_onnxruntime
+    from guardrail_dro.train.model_card import model_card
     from guardrail_dro.train.modeldir import TrainedModel
 
     say = progress or (lambda _msg: None)
@@ -340,6 +343,15 @@ def export_onnx(
             },
             versions=_versions(),
         )
+        (tmp / "README.md").write_text(
+            model_card(
+                man,
+                trained.schema,
+                operating_point=manifest.thresholds.model_dump(),
+                guard={"variants": {k: v.model_dump() for k, v in variants.items()}},
+            ),
+            encoding="utf-8",
+        )  # listed in guard.json by write_manifest, like every file
         write_manifest(tmp, manifest)
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()

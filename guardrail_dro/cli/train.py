@@ -195,7 +195,12 @@ def train(
     if not result.is_main_process:  # other ranks of `accelerate launch` / `torchrun`
         return
     hashes = {k: v.content_hash() for k, v in splits.items()}
-    TrainedModel.from_result(result, hashes).save(out)
+    TrainedModel.from_result(
+        result,
+        hashes,
+        data_names={"train": str(train), "valid": str(valid)},
+        data_sizes={k: len(v) for k, v in splits.items()},
+    ).save(out)
     for n in result.notes:
         err.print(f"note: {n}", highlight=False)
     _metrics_table(f"valid (epoch {result.best_epoch})", result.valid_metrics)
@@ -209,6 +214,14 @@ def evaluate(
         Path, typer.Option("--test", help=f"Data with gold labels (and groups). {_SPLIT}")
     ],
     out: Annotated[Path | None, typer.Option("--out", help="Write metrics JSON here.")] = None,
+    record: Annotated[
+        bool,
+        typer.Option(
+            "--record",
+            help="Also store these test metrics in the model's manifest.json and model card "
+            "(README.md), keeping the directory verifiable.",
+        ),
+    ] = False,
     *,
     columns: ColumnOptions,
 ) -> None:
@@ -226,7 +239,13 @@ def evaluate(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(metrics.model_dump_json(indent=2) + "\n")
+    if record:
+        TrainedModel.record_test_metrics(
+            model, metrics, data_name=str(test), data_hash=data.content_hash()
+        )
     _metrics_table("test", metrics)
+    if record:
+        Console().print(f"test metrics recorded in {model / 'manifest.json'} and README.md")
     if metrics.worst_group is not None:
         Console().print(f"worst group: {metrics.worst_group!r}")
 

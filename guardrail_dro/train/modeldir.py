@@ -1,16 +1,26 @@
 """The trained model directory: what ``train`` writes and ``evaluate`` / ``export`` read.
 
-Layout (Hugging Face folder for the encoder, safetensors for our heads)::
+Layout (manifest version 2: a Hugging Face model folder, see ``hf_format``)::
 
     DIR/
-      encoder/              config.json, model.safetensors, tokenizer files (save_pretrained)
-      head.safetensors      the classifier head
+      config.json           GuardrailDroConfig: encoder config, id2label / label2id, auto_map
+      model.safetensors     encoder.* + classifier.* (the whole classifier, standard names)
+      modeling_guardrail_dro.py   the model code, for ``trust_remote_code=True``
+      tokenizer.json, tokenizer_config.json   the encoder's tokenizer
+      README.md             the model card (``model_card.py``), generated from the manifest
       estimator.safetensors the soft-label weight estimator (methods ours, ours-agree)
       schema.json           the label schema
       manifest.json         TrainManifest: config, data hashes, valid metrics, learned
                             group weights and annotator weights, versions, file sha256
 
-Saved as state, never as pickled objects; loading uses safetensors only.
+So ``AutoModelForSequenceClassification.from_pretrained(DIR)`` and
+``pipeline("text-classification", model=DIR)`` load it (after ``import
+guardrail_dro.train.hf_format``, or with ``trust_remote_code=True`` anywhere) and score
+like ``TrainedModel.predict_proba``.
+
+Version 1 directories (``encoder/`` Hugging Face folder + ``head.safetensors``, before
+the Hugging Face format) still load; ``TrainedModel.load(old).save(new)`` rewrites one as
+version 2. Saved as state, never as pickled objects; loading uses safetensors only.
 """
 
 from __future__ import annotations
@@ -45,9 +55,17 @@ if TYPE_CHECKING:
 
     from guardrail_dro.train.result import TrainResult
 
-__all__ = ["MANIFEST_VERSION", "TrainManifest", "TrainedModel", "package_versions"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "READABLE_VERSIONS",
+    "TrainManifest",
+    "TrainedModel",
+    "package_versions",
+]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+# Versions ``TrainedModel.load`` reads: 1 = encoder/ folder + head.safetensors.
+READABLE_VERSIONS = (1, 2)
 
 
 def package_versions(
@@ -77,7 +95,14 @@ class TrainManifest(BaseModel):
     annotators: list[str]
     groups: list[str]
     data_hashes: dict[str, str]
+    data_names: dict[str, str] = Field(
+        default_factory=dict, description="split -> what it was read from (for the card)"
+    )
+    data_sizes: dict[str, int] = Field(default_factory=dict, description="split -> items")
     valid_metrics: Metrics
+    test_metrics: Metrics | None = Field(
+        None, description="Set by `guardrail-dro evaluate --record` (never used to select)."
+    )
     best_epoch: int
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
@@ -105,8 +130,16 @@ class TrainedModel:
         self.estimator = estimator
 
     @classmethod
-    def from_result(cls, result: TrainResult, data_hashes: dict[str, str]) -> TrainedModel:
-        """Assemble from a ``trainer.TrainResult``."""
+    def from_result(
+        cls,
+        result: TrainResult,
+        data_hashes: dict[str, str],
+        *,
+        data_names: dict[str, str] | None = None,
+        data_sizes: dict[str, int] | None = None,
+    ) -> TrainedModel:
+        """Assemble from a ``trainer.TrainResult``; names and sizes of the splits go to
+        the manifest and the model card."""
         src = result.source
         emb = clone_embedder(src)
         model = GuardClassifier(emb.encoder, result.head.to("cpu").eval(), normalize=emb.normalize)
@@ -123,6 +156,8 @@ class TrainedModel:
             annotators=list(result.annotators),
             groups=list(result.groups),
             data_hashes=data_hashes,
+            data_names=data_names or {},
+            data_sizes=data_sizes or {},
             valid_metrics=result.valid_metrics,
             best_epoch=result.best_epoch,
             group_weights=result.group_weights,
@@ -173,13 +208,20 @@ class TrainedModel:
         """Write every file and the manifest into the empty folder ``out``."""
         from safetensors.torch import save_file
 
-        (out / "encoder").mkdir(parents=True, exist_ok=True)
-        self.model.encoder.save_pretrained(out / "encoder")
-        self.tokenizer.save_pretrained(out / "encoder")
-        save_file(
-            {k: v.contiguous() for k, v in self.model.head.state_dict().items()},
-            out / "head.safetensors",
+        from guardrail_dro.train.hf_format import write_hf_layout
+        from guardrail_dro.train.model_card import model_card
+
+        self.manifest.manifest_version = MANIFEST_VERSION
+        write_hf_layout(
+            out,
+            self.model,
+            self.tokenizer,
+            self.schema,
+            max_length=self.manifest.max_length,
+            head_hidden=self.manifest.head_hidden,
+            dropout=float(self.manifest.config.get("dropout") or 0.0),
         )
+        (out / "README.md").write_text(model_card(self.manifest, self.schema), encoding="utf-8")
         if self.estimator is not None:
             save_file(
                 {k: v.contiguous() for k, v in self.estimator.state_dict().items()},
@@ -207,10 +249,10 @@ class TrainedModel:
             manifest = TrainManifest.model_validate_json(mpath.read_text())
         except ValueError as exc:
             raise ArtifactError(f"{mpath}: not a valid manifest: {exc}") from None
-        if manifest.manifest_version != MANIFEST_VERSION:
+        if manifest.manifest_version not in READABLE_VERSIONS:
             raise ArtifactError(
                 f"{mpath}: manifest version {manifest.manifest_version}, this "
-                f"guardrail-dro reads version {MANIFEST_VERSION}"
+                f"guardrail-dro reads versions {list(READABLE_VERSIONS)}"
             )
         for rel, digest in manifest.files.items():
             p = d / rel
@@ -221,16 +263,62 @@ class TrainedModel:
                     f"{d}: {rel} does not match its sha256 in manifest.json (changed or corrupted)"
                 )
         schema = LabelSchema.load(d / "schema.json")
-        tok, enc = load_backbone(d / "encoder")
-        head = ClassifierHead(enc.config.hidden_size, manifest.num_classes, manifest.head_hidden)
-        head.load_state_dict(load_file(d / "head.safetensors"))
-        model = GuardClassifier(enc, head, normalize=manifest.normalize)
+        if manifest.manifest_version == 1:
+            tok, enc = load_backbone(d / "encoder")
+            head = ClassifierHead(
+                enc.config.hidden_size, manifest.num_classes, manifest.head_hidden
+            )
+            head.load_state_dict(load_file(d / "head.safetensors"))
+            model = GuardClassifier(enc, head, normalize=manifest.normalize)
+        else:
+            from guardrail_dro.train.hf_format import read_hf_layout
+
+            tok, model = read_hf_layout(
+                d,
+                num_classes=manifest.num_classes,
+                head_hidden=manifest.head_hidden,
+                normalize=manifest.normalize,
+            )
+        dim = model.encoder.config.hidden_size
         estimator = None
         if "estimator.safetensors" in manifest.files:  # checked above like every file
-            estimator = _load_estimator(
-                load_file(d / "estimator.safetensors"), enc.config.hidden_size, manifest
-            )
+            estimator = _load_estimator(load_file(d / "estimator.safetensors"), dim, manifest)
         return cls(model, tok, schema, manifest, estimator)
+
+    @classmethod
+    def record_test_metrics(
+        cls,
+        model_dir: str | Path,
+        metrics: Metrics,
+        *,
+        data_name: str | None = None,
+        data_hash: str | None = None,
+    ) -> TrainManifest:
+        """Add test metrics to a model directory's manifest and regenerate its card.
+
+        The directory is verified first, then ``README.md`` and ``manifest.json`` are
+        replaced (each by an atomic rename) with the card's sha256 updated, so the
+        directory stays loadable. Test numbers are reported, never used to select.
+
+        Returns:
+            The updated manifest.
+        """
+        from guardrail_dro.train.model_card import model_card
+
+        d = Path(model_dir)
+        trained = cls.load(d)
+        man = trained.manifest
+        man.test_metrics = metrics
+        if data_hash is not None:
+            man.data_hashes["test"] = data_hash
+        if data_name is not None:
+            man.data_names["test"] = data_name
+        man.data_sizes["test"] = metrics.n
+        card = d / "README.md"
+        _replace_text(card, model_card(man, trained.schema))
+        man.files["README.md"] = file_sha256(card)
+        _replace_text(d / "manifest.json", man.model_dump_json(indent=2) + "\n")
+        return man
 
     # ---- inference -------------------------------------------------------------------
     @torch.no_grad()
@@ -250,6 +338,13 @@ class TrainedModel:
             logits = self.model(enc["input_ids"], enc["attention_mask"])
             out[idx] = torch.softmax(logits, -1).numpy()
         return out
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` through a sibling temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _load_estimator(
