@@ -97,17 +97,28 @@ def head_state_to_hf(head: ClassifierHead) -> dict[str, torch.Tensor]:
     }
 
 
-def head_state_from_hf(state: dict[str, torch.Tensor], head: ClassifierHead) -> None:
-    """Load ``classifier.*`` (+ ``pre_classifier.*``) weights into our head, strictly."""
-    names = _head_linears(head)
-    sources = ["classifier"] if len(names) == 1 else ["pre_classifier", "classifier"]
-    mapped = {
-        f"{dst}.{p}": state[f"{src}.{p}"]
-        for src, dst in zip(sources, names, strict=True)
+def _hf_head_keys(head: ClassifierHead) -> list[str]:
+    one = len(_head_linears(head)) == 1
+    return [
+        f"{name}.{p}"
+        for name in (["classifier"] if one else ["pre_classifier", "classifier"])
         for p in ("weight", "bias")
-        if f"{src}.{p}" in state
-    }
-    head.load_state_dict(mapped, strict=True)
+    ]
+
+
+def head_state_from_hf(state: dict[str, torch.Tensor], head: ClassifierHead) -> None:
+    """Load ``classifier.*`` (+ ``pre_classifier.*``) weights into our head, strictly.
+
+    Raises:
+        KeyError: a head tensor is missing (named as in the file).
+        RuntimeError: a tensor of the wrong shape.
+    """
+    keys = _hf_head_keys(head)
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise KeyError(f"missing tensors {missing}")
+    ours = [f"{n}.{p}" for n in _head_linears(head) for p in ("weight", "bias")]
+    head.load_state_dict({o: state[k] for o, k in zip(ours, keys, strict=True)}, strict=True)
 
 
 def hf_config(
@@ -200,11 +211,7 @@ def read_hf_layout(
     prefix = "encoder."
     enc_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     head = ClassifierHead(cfg.encoder.hidden_size, num_classes, head_hidden)
-    extra = [
-        k
-        for k in state
-        if not k.startswith(prefix) and k.split(".")[0] not in ("classifier", "pre_classifier")
-    ]
+    extra = [k for k in state if not k.startswith(prefix) and k not in _hf_head_keys(head)]
     try:
         if extra:
             raise RuntimeError(f"unexpected tensors {extra}")

@@ -73,6 +73,17 @@ def test_train_then_evaluate(data_dir: Path, tiny_backbone: Path, tmp_path: Path
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "m.json").read_text())
     assert m["n"] == 120 and m["worst_group_accuracy"] is not None
+    assert manifest["data_names"]["train"] == str(data_dir / "train.jsonl")
+    assert "test" not in manifest["data_hashes"]
+    r = run("evaluate", "--model", str(out), "--test", str(data_dir / "test.jsonl"), "--record")
+    assert r.returncode == 0, r.stderr
+    assert "recorded" in r.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["test_metrics"] == m and "test" in manifest["data_hashes"]
+    assert "| test | acc |" in (out / "README.md").read_text()
+    from guardrail_dro.train.modeldir import TrainedModel
+
+    TrainedModel.load(out)  # still verifies: the card's new sha256 is in the manifest
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,20 @@ def test_intact_artifact_loads(guard_copy: Path) -> None:
         art.model_path("bf16")
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx", "tokenizer.json"])
+def test_the_guard_has_the_model_card(guard_copy: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    art = load_artifact(guard_copy)
+    assert "README.md" in art.manifest.files  # listed, so the loader accepts it
+    card = ModelCard.load(guard_copy / "README.md")
+    assert card.data.library_name == "onnx"
+    assert f"reaches **{art.manifest.thresholds.toxic}**" in card.text
+    for name, variant in art.manifest.variants.items():
+        assert f"| {name} | `{variant.file}` |" in card.text
+    assert "accuracy" in {r.metric_type for r in card.data.eval_results}
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx", "tokenizer.json", "README.md"])
 def test_changed_byte_is_refused(guard_copy: Path, name: str) -> None:
     path = guard_copy / name
     data = bytearray(path.read_bytes())

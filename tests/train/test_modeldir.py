@@ -23,11 +23,11 @@ def test_tampered_file_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
 
     copy = tmp_path / "m"
     shutil.copytree(tiny_model_dir, copy)
-    p = copy / "head.safetensors"
+    p = copy / "model.safetensors"
     data = bytearray(p.read_bytes())
     data[-1] ^= 0xFF
     p.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="head.safetensors"):
+    with pytest.raises(ArtifactError, match="model.safetensors"):
         TrainedModel.load(copy)
 
 
