@@ -197,3 +197,17 @@ def test_import_guardrail_dro_does_not_import_langchain() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_example_runs() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "langchain_guard.py"
+    proc = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert out.count("A: I can't help with that.") == 4  # 2 questions x (sync, async)
+    assert out.count("A: Gutenberg") == 2
+    assert out.count("  input  replace") == 2 and out.count("  output replace") == 2

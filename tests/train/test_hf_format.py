@@ -224,3 +224,17 @@ def test_weights_that_do_not_fit_the_config_are_refused(
     save_file(state, copy / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ArtifactError, match="stray.weight"):
         read_hf_layout(copy, num_classes=man.num_classes, head_hidden=0, normalize=True)
+
+
+def test_the_transformers_example_runs(tiny_model_dir: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "transformers_pipeline.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), "--model", str(tiny_model_dir), "a knife", "bread"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "GuardrailDroForSequenceClassification" in proc.stdout
+    diff = float(proc.stdout.rpartition("guardrail-dro| = ")[2])
+    assert diff < 1e-5

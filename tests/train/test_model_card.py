@@ -83,6 +83,7 @@ def test_a_guard_card_states_the_operating_point() -> None:
         groups=["a"],
         data_hashes={"train": "0" * 64},
         valid_metrics=Metrics(n=10, accuracy=0.9, macro_f1=0.8),
+        best_epoch=3,
     )
     text = model_card(
         man,
