@@ -226,7 +226,12 @@ def run_quickstart(
         splits["train"], splits["valid"]
     )
     hashes = {k: v.content_hash() for k, v in splits.items() if k != "test"}
-    TrainedModel.from_result(result, hashes).save(out / "model")
+    TrainedModel.from_result(
+        result,
+        hashes,
+        data_names={k: v.name for k, v in splits.items() if k != "test" and v.name},
+        data_sizes={k: len(v) for k, v in splits.items() if k != "test"},
+    ).save(out / "model")
     guard_dir = export_onnx(
         out / "model", out / "guard", int8=True, valid=splits["valid"], overwrite=True
     )
