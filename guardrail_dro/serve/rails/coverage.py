@@ -95,8 +95,10 @@ class Coverage:
         return ".".join(kept[:-1]), kept[-1], len(kept) != len(parts)
 
     def resource_inert(self, resource: str) -> bool:
-        """True when ``resource`` and everything under it is reviewed as inert."""
-        return _longest(resource, self.inert) > _longest(resource, self.generating)
+        """True when ``resource`` and everything under it is reviewed as inert (no
+        generating prefix below it, e.g. ``fine_tuning`` holds ``fine_tuning.alpha``)."""
+        below = any(p.startswith(resource + ".") for p in self.generating)
+        return not below and _longest(resource, self.inert) > _longest(resource, self.generating)
 
     def classify(self, path: str) -> Verdict:
         """The verdict on a method path, e.g. ``chat.completions.with_raw_response.create``."""
