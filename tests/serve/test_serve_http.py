@@ -228,15 +228,32 @@ def test_timeout_gives_degraded_results_by_policy(on_error: str) -> None:
 
 
 def test_full_queue_answers_503() -> None:
-    guard = slow_guard(0.5)
+    guard = slow_guard(3.0)
     app = create_app(guard, ServeConfig(max_queue_texts=1))
     with BackgroundServer(app) as url:
         first = threading.Thread(target=lambda: client(url).moderations.create(input="bread"))
         first.start()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while app.state.batcher.queued == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert app.state.batcher.queued == 1  # the first text is with the model
         r = httpx2.post(f"{url}/v1/moderations", json={"input": "x"})
         first.join(30)
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.json()["error"]["code"] == "overloaded"
+
+
+class BrokenGuard(Guard):
+    """A guard whose batch call fails outside the scorer (which would degrade instead)."""
+
+    def decide_many(self, texts: Any) -> Any:
+        raise RuntimeError("secret detail from the request")
+
+
+def test_an_unexpected_failure_is_a_500_in_openai_shape() -> None:
+    broken = BrokenGuard.from_scorer(keyword_scorer())
+    with BackgroundServer(create_app(broken)) as url:
+        r = httpx2.post(f"{url}/v1/moderations", json={"input": "bread"})
+        ok = httpx2.get(f"{url}/healthz")
+    assert r.status_code == 500 and ok.status_code == 200
+    assert r.json()["error"]["type"] == "server_error" and "secret" not in r.text

@@ -175,6 +175,10 @@ def create_app(guard: Guard, config: ServeConfig | None = None) -> Starlette:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return _error(ApiError(exc.status_code, str(exc.detail), code=code))
 
+    async def server_error(_: Request, exc: Exception) -> Response:
+        # No detail: an exception message may quote the request. uvicorn logs the traceback.
+        return _error(ApiError(500, "internal server error", type="server_error"))
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await batcher.start()
@@ -190,7 +194,7 @@ def create_app(guard: Guard, config: ServeConfig | None = None) -> Starlette:
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: server_error},
         lifespan=lifespan,
     )
     app.add_middleware(_Timing, metrics=metrics)
