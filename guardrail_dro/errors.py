@@ -15,12 +15,15 @@ Every error the library raises on purpose derives from ``GuardrailError``::
     │   ├── RepeatedAPIError      the same non-transient API error for many items in a
     │   │                         row: carries annotator, HTTP status, message, count
     │   └── BatchPendingError     a batch job still running: carries the job ids
-    └── GuardViolation            a blocked text when ``Policy.raise_on_violation``:
-                                  carries the ``GuardResult`` and the rail
+    ├── GuardViolation            a blocked text when ``Policy.raise_on_violation``:
+    │                             carries the ``GuardResult`` and the rail
+    └── UnguardedPathError        a guarded SDK client's path that would pass a prompt
+                                  or a reply unchecked: carries the path
 
 ``DataError`` and ``ConfigError`` subclass ``ValueError`` so that callers that
 already catch ``ValueError`` keep working; ``DependencyError`` subclasses
-``ImportError`` for the same reason.
+``ImportError`` for the same reason, and ``UnguardedPathError`` subclasses
+``NotImplementedError``.
 
 The classes live here, below every other module, so any floor may raise any of them;
 ``annotators``, ``export`` and ``guardrail_dro.serve`` re-export the ones they raise,
@@ -53,6 +56,7 @@ __all__ = [
     "ReaderError",
     "RepeatedAPIError",
     "SchemaError",
+    "UnguardedPathError",
     "require",
 ]
 
@@ -195,6 +199,19 @@ class GuardViolation(GuardrailError):
             f"triggered: {', '.join(result.triggered) or 'none'})"
         )
         super().__init__(f"guard blocked {what}: {why}")
+
+
+class UnguardedPathError(GuardrailError, NotImplementedError):
+    """A call on a client from ``guard.wrap`` that the guard does not check (e.g.
+    ``chat.completions.with_raw_response.create``): refused rather than let through.
+
+    Attributes:
+        path: the refused path on the client, e.g. ``responses.create``.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 def require(module: str, extra: str) -> ModuleType:

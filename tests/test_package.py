@@ -26,6 +26,7 @@ PUBLIC = [
     "Guard",
     "GuardResult",
     "GuardViolation",
+    "UnguardedPathError",
     "GuardrailError",
     "Item",
     "LabelSchema",

@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from guardrail_dro.cli import annotate, check, export, quickstart, train
+from guardrail_dro.cli import annotate, check, export, quickstart, serve, train
 from guardrail_dro.errors import GuardrailError
 
 __all__ = ["app", "main"]
@@ -30,6 +30,7 @@ quickstart.register(app)
 annotate.register(app)
 export.register(app)
 check.register(app)
+serve.register(app)
 
 
 def main() -> None:

@@ -43,6 +43,10 @@ _A = TypeVar("_A")
 _R = TypeVar("_R")
 
 
+def _spent(policy: Policy) -> str:
+    return f"latency budget {policy.latency_budget_ms} ms spent waiting for the model"
+
+
 def _check_text(text: object) -> None:
     if not isinstance(text, str):
         hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
@@ -176,8 +180,7 @@ class Guard:
                 quarter of the maximum length).
             batch_size: windows / texts per ONNX Runtime call.
             verify: check the sha256 of every artifact file.
-            manifest_sha256: pin the exact ``guard.json`` (the digest ``guardrail-dro
-                export`` prints); any other manifest is refused.
+            manifest_sha256: pin the exact ``guard.json`` (``export`` prints its digest).
             session_config: a ``runtime.SessionConfig`` for everything else ONNX Runtime
                 takes (TensorRT fp16, engine cache directory, inter-op threads, device);
                 give the provider and threads there, not as ``provider`` /
@@ -194,9 +197,7 @@ class Guard:
             DependencyError: onnxruntime or tokenizers missing (names the extra).
 
         Example:
-            >>> cfg = SessionConfig(provider="tensorrt", trt_fp16=True,
-            ...                     trt_engine_cache_dir=Path("trt_cache"))
-            >>> guard = Guard.load("guard/", session_config=cfg)
+            >>> guard = Guard.load("guard/", session_config=SessionConfig(provider="cuda"))
         """
         from guardrail_dro.serve.artifact import load_artifact
         from guardrail_dro.serve.onnx_scorer import OnnxScorer
@@ -263,13 +264,9 @@ class Guard:
         return result
 
     def decide(self, text: str) -> GuardResult:
-        """``check`` without raising: the decision even under
-        ``Policy(raise_on_violation=True)``. For callers that act on the decision
-        themselves, as the rails do (they raise naming the rail).
-
-        Raises:
-            TypeError: ``text`` is not a str.
-        """
+        """``check`` without raising, even under ``Policy(raise_on_violation=True)``: for
+        callers that act on the decision themselves (the rails raise naming the rail).
+        Raises TypeError when ``text`` is not a str."""
         start = time.perf_counter()
         _check_text(text)
         return decide_text(self.scorer, self._rule, text, start)
@@ -289,20 +286,19 @@ class Guard:
         return decide_texts(self.scorer, self._rule, texts, start)
 
     async def adecide(self, text: str) -> GuardResult:
-        """``decide`` in a worker thread: never blocks the event loop. With a latency
-        budget, stops waiting once it is spent (a degraded result)."""
-        start = time.perf_counter()
-        result = await self._in_thread(self.decide, text)
-        return self._late(start) if result is None else result
+        """``decide`` in a worker thread; with a latency budget, degraded once it is spent."""
+        start, result = time.perf_counter(), await self._in_thread(self.decide, text)
+        return self.unanswered(_spent(self.policy), start) if result is None else result
 
     async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``decide_many`` in a worker thread (see ``adecide``)."""
         if isinstance(texts, str | bytes):
             raise TypeError("adecide_many takes a list of str, not a single str")
-        texts = list(texts)
-        start = time.perf_counter()
+        texts, start = list(texts), time.perf_counter()
         results = await self._in_thread(self.decide_many, texts)
-        return [self._late(start) for _ in texts] if results is None else results
+        if results is None:
+            return [self.unanswered(_spent(self.policy), start) for _ in texts]
+        return results
 
     async def _in_thread(self, fn: Callable[[_A], _R], arg: _A) -> _R | None:
         """``fn(arg)`` in a worker thread; None when the latency budget ran out first."""
@@ -316,9 +312,11 @@ class Guard:
         except TimeoutError:
             return None
 
-    def _late(self, start: float) -> GuardResult:
-        budget = self.policy.latency_budget_ms
-        return nothing(self._rule, start, f"latency budget {budget} ms spent waiting for the model")
+    def unanswered(self, reason: str, start: float | None = None) -> GuardResult:
+        """The degraded result of a text the model did not answer in time (``reason``
+        says why; ``Policy.on_error`` decides): what a server returns on a timeout.
+        ``start``: a ``time.perf_counter()`` reading, for ``latency_ms``."""
+        return nothing(self._rule, time.perf_counter() if start is None else start, reason)
 
     def last_window(self, text: str) -> str:
         """The end of ``text`` that fills one window of the scorer (a stream rail's
@@ -351,8 +349,7 @@ class Guard:
         return [self._finish(r, None) for r in self.decide_many(texts)]
 
     async def acheck(self, text: str) -> GuardResult:
-        """``check`` in a worker thread: never blocks the event loop. With a latency
-        budget, stops waiting once it is spent (a degraded result)."""
+        """``check`` in a worker thread (see ``adecide``)."""
         _check_text(text)
         return self._finish(await self.adecide(text), None)
 
@@ -376,23 +373,23 @@ class Guard:
         return self._finish(self.decide(content_text(reply)), "output")
 
     async def acheck_input(self, messages: Iterable[Any]) -> GuardResult:
-        text = last_user_text(messages)
-        return self._finish(await self.adecide(text), "input")
+        return self._finish(await self.adecide(last_user_text(messages)), "input")
 
     async def acheck_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
-        text = content_text(reply)
-        return self._finish(await self.adecide(text), "output")
+        return self._finish(await self.adecide(content_text(reply)), "output")
 
     def protect(
         self,
+        fn: Callable[..., Any] | None = None,
         *,
         input: bool | Guard = True,
         output: bool | Guard = True,
         on_check: rails.OnCheck | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Any:
         """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (sync or
-        async; see ``guardrail_dro.serve.rails.protect``)."""
-        return rails.protect(self, input=input, output=output, on_check=on_check)
+        async; see ``guardrail_dro.serve.rails.protect``): ``@guard.protect`` or
+        ``@guard.protect(output=False, ...)``."""
+        return rails.protect(self, fn, input=input, output=output, on_check=on_check)
 
     def wrap(self, client: Any, **options: Any) -> Any:
         """An OpenAI / Anthropic client whose create calls are guarded

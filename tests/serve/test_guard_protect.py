@@ -207,3 +207,38 @@ def test_stream_rail_due_texts(guard: Guard) -> None:
     rail.feed(long)
     tail = rail.due_texts(guard)[1]
     assert long.endswith(tail) and len(full_ids(guard, tail)) == guard.max_length - 2
+
+
+def test_bare_protect_without_parentheses(cal: Calibrated) -> None:
+    """``@guard.protect`` (no parentheses) guards like ``@guard.protect()``."""
+    calls = []
+
+    @cal.guard.protect
+    def chat(messages: list[dict]) -> str:
+        calls.append(messages)
+        return cal.filler
+
+    @cal.guard.protect()
+    def chat_called(messages: list[dict]) -> str:
+        calls.append(messages)
+        return cal.filler
+
+    for fn in (chat, chat_called):
+        assert fn.__name__ in ("chat", "chat_called")
+        assert fn(user(block(cal.guard, cal.target))) == "Sorry, no."
+        assert fn(user(cal.filler)) == cal.filler
+    assert len(calls) == 2
+
+
+@pytest.mark.asyncio
+async def test_bare_protect_on_async(cal: Calibrated) -> None:
+    @cal.guard.protect
+    async def chat(messages: list[dict]) -> str:
+        return block(cal.guard, cal.target)
+
+    assert await chat(user(cal.filler)) == "Sorry, no."
+
+
+def test_protect_options_must_be_keywords(cal: Calibrated) -> None:
+    with pytest.raises(TypeError, match="as keywords"):
+        cal.guard.protect(False)

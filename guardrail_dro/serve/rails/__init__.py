@@ -4,6 +4,7 @@ One concept a module, arrows downward only (none of them imports ``Guard``)::
 
     protect   the decorator for chat callables
     sdk       the OpenAI / Anthropic client wrappers; everything that knows SDK shapes
+    coverage  which SDK paths are guarded, passed or refused, and the view enforcing it
     streams   StreamRail, the event protocol, guarded stream iteration
     decide    one rail's decision: RailGuard, on_check, GuardViolation naming the rail
     messages  reading message lists, contents and replies
@@ -11,6 +12,7 @@ One concept a module, arrows downward only (none of them imports ``Guard``)::
 The names re-exported here are the public face of the rails.
 """
 
+from guardrail_dro.serve.rails.coverage import Verdict
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard
 from guardrail_dro.serve.rails.messages import content_text, last_user_text
 from guardrail_dro.serve.rails.protect import protect
@@ -23,6 +25,7 @@ __all__ = [
     "OnCheck",
     "RailGuard",
     "StreamRail",
+    "Verdict",
     "content_text",
     "last_user_text",
     "protect",

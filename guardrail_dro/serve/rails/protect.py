@@ -45,12 +45,16 @@ def _messages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 def protect(
     guard: RailGuard,
+    fn: Callable[..., Any] | None = None,
     *,
     input: bool | RailGuard = True,
     output: bool | RailGuard = True,
     on_check: OnCheck | None = None,
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Any:
     """Guard a chat callable ``fn(messages, ...) -> reply`` (also ``guard.protect``).
+
+    Given ``fn`` (``@guard.protect``, no parentheses) it returns the guarded callable;
+    without it (``@guard.protect(...)``) the decorator.
 
     The input rail checks the last user turn before ``fn`` runs (a blocked input returns
     the replacement without calling ``fn``); the output rail checks the reply (a str, a
@@ -62,12 +66,18 @@ def protect(
     generator function stays one: its input rail is awaited off the event loop.
 
     Raises:
-        TypeError: ``input`` / ``output`` is neither a bool nor a guard.
+        TypeError: ``input`` / ``output`` is neither a bool nor a guard, or ``fn`` is
+            not callable (e.g. ``@guard.protect(False)``: the options are keywords).
 
     Example:
-        >>> @guard.protect()
+        >>> @guard.protect
         ... def chat(messages): return llm(messages)
     """
+    if fn is not None and not callable(fn):
+        raise TypeError(
+            f"protect() takes the function to guard, not {type(fn).__name__}; give "
+            "input / output / on_check as keywords"
+        )
 
     gin, gout = rail_guard(guard, input), rail_guard(guard, output)
 
@@ -147,4 +157,4 @@ def protect(
 
         return guarded
 
-    return deco
+    return deco if fn is None else deco(fn)

@@ -1,7 +1,7 @@
 """Guarded OpenAI and Anthropic clients: ``wrap_openai`` / ``wrap_anthropic`` (or
 ``wrap``) return the client with ``chat.completions.create`` / ``messages.create``
-guarded, sync and async, ``stream=True`` included; every other attribute is the
-client's own, unguarded.
+guarded, sync and async, ``stream=True`` included; every other path that makes model
+output is refused and the rest is the client's own (``rails.coverage`` has the table).
 
 Everything that knows the SDKs' shapes lives here: their stream events (``Events``
 for ``guard_stream``), rebuilding a reply around a refusal (``replaced_reply``), and
@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iter
 from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
+from guardrail_dro.serve.rails.coverage import ANTHROPIC, OPENAI, guarded_view
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
 from guardrail_dro.serve.rails.messages import content_text, last_user_text, reply_text
 from guardrail_dro.serve.rails.streams import (
@@ -302,20 +303,6 @@ def _guarded_create(
     return functools.wraps(create)(guarded_create)
 
 
-class _Proxy:
-    """The wrapped object with some attributes replaced; everything else is its own."""
-
-    def __init__(self, target: Any, **overrides: Any) -> None:
-        self._target = target
-        self.__dict__.update(overrides)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._target, name)
-
-    def __repr__(self) -> str:
-        return f"<guarded {self._target!r}>"
-
-
 def _is_async(client: Any) -> bool:
     return type(client).__name__.startswith("Async")
 
@@ -328,7 +315,9 @@ def wrap_openai(
     output: bool | RailGuard = True,
     on_check: OnCheck | None = None,
 ) -> Any:
-    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded.
+    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded
+    and every other path that would make model output unchecked refused
+    (``UnguardedPathError``; see ``guardrail_dro.serve.rails.coverage``).
     ``input`` / ``output``: a rail off (False), on (True), or on under its own ``Guard``.
 
     Example:
@@ -345,8 +334,12 @@ def wrap_openai(
         output=output,
         on_check=on_check,
     )
-    chat = _Proxy(client.chat, completions=_Proxy(completions, create=create))
-    return _Proxy(client, chat=chat)
+    return guarded_view(
+        client,
+        OPENAI,
+        {"chat.completions.create": create},
+        lambda c: wrap_openai(c, guard, input=input, output=output, on_check=on_check),
+    )
 
 
 def wrap_anthropic(
@@ -358,7 +351,8 @@ def wrap_anthropic(
     on_check: OnCheck | None = None,
 ) -> Any:
     """An ``anthropic.Anthropic`` / ``AsyncAnthropic`` whose ``messages.create`` is guarded
-    (``messages.stream`` is not: use ``create(stream=True)``)."""
+    and every other path that would make model output unchecked refused (``messages.stream``
+    among them: use ``create(stream=True)``)."""
     messages = client.messages
     create = _guarded_create(
         messages.create,
@@ -369,14 +363,12 @@ def wrap_anthropic(
         output=output,
         on_check=on_check,
     )
-
-    def _unguarded(*_a: Any, **_k: Any) -> Any:
-        raise NotImplementedError(
-            "the guarded client does not guard messages.stream(); use "
-            "messages.create(..., stream=True)"
-        )
-
-    return _Proxy(client, messages=_Proxy(messages, create=create, stream=_unguarded))
+    return guarded_view(
+        client,
+        ANTHROPIC,
+        {"messages.create": create},
+        lambda c: wrap_anthropic(c, guard, input=input, output=output, on_check=on_check),
+    )
 
 
 def wrap(client: Any, guard: RailGuard, **options: Any) -> Any:

@@ -1,0 +1,164 @@
+"""``guardrail-dro serve``: a guard artifact behind OpenAI's moderation endpoint.
+
+A thin shell over ``Guard.load``, ``ServeConfig``, ``create_app`` and ``serve``
+(``guardrail_dro.serve.http``); Starlette, uvicorn and onnxruntime load inside the
+command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register", "serve_command"]
+
+_HELP = (
+    "Serve a guard artifact over HTTP as an OpenAI-compatible moderation endpoint.\n\n"
+    "POST /v1/moderations takes OpenAI's request ('input': a str or a list of str; 'model') "
+    "and answers OpenAI's shape (results[].flagged, categories, category_scores over the "
+    "guard's own classes) plus a `guardrail` object per result (label, label_name, "
+    "toxic_score, degraded, latency_ms...). Also GET /healthz, /readyz and /metrics "
+    "(Prometheus). Concurrent requests are micro-batched into one model call.\n\n"
+    "Auth is off unless a key is given: --api-key-file (one key a line) or --api-key-env "
+    "(a variable's name), never the key itself on the command line. Clients send "
+    "'Authorization: Bearer KEY' (the openai SDK's api_key).\n\n"
+    "Examples:\n\n"
+    "guardrail-dro serve --guard guard --port 8000\n\n"
+    "GUARD_KEY=s3cret guardrail-dro serve --guard guard --host 0.0.0.0 --api-key-env GUARD_KEY"
+    "\n\nThen: OpenAI(base_url='http://127.0.0.1:8000/v1', api_key=...).moderations"
+    '.create(input="text")'
+)
+_LIMITS = "Limits and batching"
+
+
+def serve_command(
+    guard_dir: Annotated[
+        Path,
+        typer.Option(
+            "--guard",
+            help="Guard artifact directory (from `export`).",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (0.0.0.0: every one).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=0, max=65535)] = 8000,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file", help="File of accepted API keys, one a line.", dir_okay=False
+        ),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="Name of an environment variable holding a key."),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help="auto | tensorrt | cuda | cpu")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto | int8 | fp32 | fp16")
+    ] = "auto",
+    on_error: Annotated[
+        str,
+        typer.Option(
+            "--on-error",
+            help="closed (flag) | open (allow) when the model cannot answer in time or fails.",
+        ),
+    ] = "closed",
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-body-bytes", help="Largest request body (413 beyond).", rich_help_panel=_LIMITS
+        ),
+    ] = 1_000_000,
+    max_inputs: Annotated[
+        int,
+        typer.Option(
+            "--max-inputs", help="Texts per request (400 beyond).", rich_help_panel=_LIMITS
+        ),
+    ] = 256,
+    max_chars: Annotated[
+        int,
+        typer.Option(
+            "--max-chars", help="Characters per text (400 beyond).", rich_help_panel=_LIMITS
+        ),
+    ] = 20_000,
+    timeout_ms: Annotated[
+        float,
+        typer.Option(
+            "--timeout-ms",
+            help="Results not ready by then are degraded (decided by --on-error).",
+            rich_help_panel=_LIMITS,
+        ),
+    ] = 10_000.0,
+    max_batch_texts: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-texts",
+            help="Texts per model call across concurrent requests (1: no micro-batching).",
+            rich_help_panel=_LIMITS,
+        ),
+    ] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-ms",
+            help="Wait this long for more requests to batch with the first.",
+            rich_help_panel=_LIMITS,
+        ),
+    ] = 1.0,
+    max_queue_texts: Annotated[
+        int,
+        typer.Option(
+            "--max-queue-texts",
+            help="Texts waiting for the model (503 beyond).",
+            rich_help_panel=_LIMITS,
+        ),
+    ] = 4096,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="uvicorn's: warning | info | debug.")
+    ] = "info",
+) -> None:
+    from pydantic import SecretStr
+
+    from guardrail_dro.errors import require
+
+    require("starlette", "serve")
+    require("uvicorn", "serve")
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.http import ServeConfig, create_app, read_api_keys, serve
+    from guardrail_dro.serve.policy import OnError, Policy
+
+    try:
+        policy = Policy(on_error=OnError(on_error))
+    except ValueError:
+        raise typer.BadParameter("closed or open", param_hint="--on-error") from None
+    keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)
+    config = ServeConfig(
+        api_keys=tuple(SecretStr(k) for k in keys),
+        max_body_bytes=max_body_bytes,
+        max_inputs=max_inputs,
+        max_chars=max_chars,
+        timeout_ms=timeout_ms,
+        max_batch_texts=max_batch_texts,
+        max_wait_ms=max_wait_ms,
+        max_queue_texts=max_queue_texts,
+    )
+    guard = Guard.load(guard_dir, provider=provider, precision=precision, policy=policy)
+    auth = f"{len(keys)} API key(s)" if keys else "no auth"
+    print(
+        f"serving {guard!r} on http://{host}:{port}/v1/moderations ({auth})",
+        file=sys.stderr,
+    )
+    serve(create_app(guard, config), host=host, port=port, log_level=log_level)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the ``guardrail-dro`` app."""
+    app.command("serve", help=_HELP, no_args_is_help=True)(serve_command)

@@ -1,0 +1,22 @@
+"""The moderation HTTP server (``guardrail-dro serve``): OpenAI's ``/v1/moderations``
+on Starlette + uvicorn, with health, readiness, Prometheus metrics, API keys, bounded
+requests and micro-batching.
+
+Modules, arrows downward only::
+
+    server   uvicorn: the foreground ``serve`` and ``BackgroundServer`` (tests, benchmarks)
+    app      the Starlette app: routes, auth, body limit, timeout, metrics middleware
+    batcher  concurrent requests -> one ``Guard.decide_many`` call
+    metrics  the Prometheus series
+    schema   OpenAI's request, response and error shapes
+    config   ``ServeConfig``: every limit, and reading API keys
+
+Needs the ``serve`` extra (``pip install 'guardrail-dro[serve]'``); importing
+``guardrail_dro.serve`` alone never imports Starlette or uvicorn.
+"""
+
+from guardrail_dro.serve.http.app import create_app
+from guardrail_dro.serve.http.config import ServeConfig, read_api_keys
+from guardrail_dro.serve.http.server import BackgroundServer, serve
+
+__all__ = ["BackgroundServer", "ServeConfig", "create_app", "read_api_keys", "serve"]

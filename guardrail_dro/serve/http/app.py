@@ -1,0 +1,202 @@
+"""The moderation server's ASGI app: ``create_app(guard, config)``.
+
+Starlette rather than FastAPI: four routes need no dependency injection or generated
+docs, the request is validated with pydantic already (``schema``), and Starlette is
+the smaller dependency (FastAPI is built on it). uvicorn runs it (``server``).
+
+Routes:
+
+- ``POST /v1/moderations``: OpenAI's moderation endpoint (``schema`` has the shapes),
+  behind the API key when one is set; concurrent requests are micro-batched (``batcher``).
+- ``GET /healthz``: 200 while the process serves (liveness).
+- ``GET /readyz``: 200 once the guard is loaded and the batcher runs, else 503.
+- ``GET /metrics``: Prometheus text (``metrics``); no text or key ever appears there.
+
+Every error is OpenAI's error JSON: 400 bad input (naming the field), 401 a missing or
+wrong key (compared in constant time, never logged or echoed), 404 / 405, 413 a body
+over ``max_body_bytes`` (refused before it is read whole), 503 a full queue (with
+``Retry-After``). A request whose results are not ready within ``timeout_ms`` gets
+degraded results, decided by the guard's ``Policy.on_error`` (fail closed by default:
+``flagged`` true, ``guardrail.degraded`` true), rather than an error: a moderation
+caller must get a decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
+from guardrail_dro.serve.http.config import ServeConfig
+from guardrail_dro.serve.http.metrics import CONTENT_TYPE, ServerMetrics
+from guardrail_dro.serve.http.schema import ApiError, error_body, moderation_body, parse_request
+
+__all__ = ["create_app"]
+
+_PATHS = ("/v1/moderations", "/healthz", "/readyz", "/metrics")
+
+
+def _error(err: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
+
+
+class _Timing:
+    """ASGI middleware: every HTTP request's status and latency into the metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status = time.perf_counter(), 500
+
+        async def timed_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            path = scope["path"] if scope["path"] in _PATHS else "other"
+            self.metrics.observe_request(path, status, time.perf_counter() - start)
+
+
+def _authorize(request: Request, config: ServeConfig) -> None:
+    if not config.api_keys:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise ApiError(
+            401,
+            "missing API key: send it as 'Authorization: Bearer KEY'",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
+    token = given.strip().encode()
+    # Compare with every key (no early exit), each in constant time.
+    ok = [hmac.compare_digest(token, k.get_secret_value().encode()) for k in config.api_keys]
+    if not any(ok):
+        raise ApiError(
+            401, "incorrect API key", type="authentication_error", code="invalid_api_key"
+        )
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = ApiError(
+        413, f"the request body is over this server's limit of {limit} bytes", code="too_large"
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(guard: Guard, config: ServeConfig | None = None) -> Starlette:
+    """The ASGI app serving ``guard`` under ``config`` (default ``ServeConfig()``).
+
+    Example:
+        >>> import uvicorn
+        >>> app = create_app(Guard.load("guard/"), ServeConfig(max_inputs=32))
+        >>> uvicorn.run(app, port=8000)
+    """
+    config = config or ServeConfig()
+    metrics = ServerMetrics()
+    batcher = MicroBatcher(
+        guard,
+        max_batch_texts=config.max_batch_texts,
+        max_wait_ms=config.max_wait_ms,
+        max_queue_texts=config.max_queue_texts,
+        on_batch=metrics.batch.observe,
+    )
+    metrics.queued.set_function(lambda: batcher.queued)
+    timeout = config.timeout_ms / 1e3
+
+    async def moderations(request: Request) -> Response:
+        try:
+            _authorize(request, config)
+            req = parse_request(await _body(request, config.max_body_bytes), config)
+            texts = req.texts()
+            start = time.perf_counter()
+            try:
+                results = await asyncio.wait_for(batcher.submit(texts), timeout)
+            except TimeoutError:
+                why = f"no answer from the model within the server's {config.timeout_ms:g} ms"
+                results = [guard.unanswered(why, start) for _ in texts]
+            except Overloaded as exc:
+                raise ApiError(
+                    503,
+                    f"the server is overloaded ({exc}); retry shortly",
+                    type="server_error",
+                    code="overloaded",
+                    headers={"Retry-After": "1"},
+                ) from None
+        except ApiError as err:
+            return _error(err)
+        metrics.observe_results(results)
+        return JSONResponse(moderation_body(req.model or config.model_name, results))
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if not batcher.running:
+            return JSONResponse({"status": "not ready"}, status_code=503)
+        return JSONResponse(
+            {"status": "ready", "labels": list(guard.labels), "provider": guard.provider}
+        )
+
+    async def prometheus(_: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return _error(ApiError(exc.status_code, str(exc.detail), code=code))
+
+    async def server_error(_: Request, exc: Exception) -> Response:
+        # No detail: an exception message may quote the request. uvicorn logs the traceback.
+        return _error(ApiError(500, "internal server error", type="server_error"))
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await batcher.start()
+        try:
+            yield {}
+        finally:
+            await batcher.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/moderations", moderations, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+        lifespan=lifespan,
+    )
+    app.add_middleware(_Timing, metrics=metrics)
+    app.state.batcher, app.state.metrics, app.state.config = batcher, metrics, config
+    return app

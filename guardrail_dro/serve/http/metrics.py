@@ -1,0 +1,75 @@
+"""The server's Prometheus metrics (``GET /metrics``), on ``prometheus_client``.
+
+``prometheus_client`` earns its place: the text exposition format, histogram buckets
+and thread-safe counters are its whole job, and scrapers already trust its output. Each
+app gets its own registry, so several servers in one process (tests) never share or
+collide on counters.
+
+Series (``guardrail_`` prefix):
+
+- ``requests_total{path, status}``: HTTP requests answered;
+- ``request_seconds{path}``: request latency histogram (whole request, queueing and
+  batching included);
+- ``texts_total{outcome}``: texts checked, by ``allowed`` / ``flagged`` / ``degraded``;
+- ``degraded_total``: degraded results (timeout or model error, decided by policy);
+- ``batch_texts``: texts per model call (how much micro-batching happens);
+- ``queued_texts``: texts waiting for the model now.
+
+No label carries a text, a key or a client address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from guardrail_dro.serve.policy import GuardResult
+
+__all__ = ["CONTENT_TYPE", "ServerMetrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class ServerMetrics:
+    """The series above, on a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.requests = Counter(
+            "guardrail_requests", "HTTP requests answered", ["path", "status"], registry=reg
+        )
+        self.latency = Histogram(
+            "guardrail_request_seconds",
+            "Request latency, queueing and batching included",
+            ["path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.texts = Counter("guardrail_texts", "Texts checked", ["outcome"], registry=reg)
+        self.degraded = Counter(
+            "guardrail_degraded", "Degraded results (timeout or model error)", registry=reg
+        )
+        self.batch = Histogram(
+            "guardrail_batch_texts", "Texts per model call", buckets=_BATCH_BUCKETS, registry=reg
+        )
+        self.queued = Gauge("guardrail_queued_texts", "Texts waiting for the model", registry=reg)
+
+    def observe_request(self, path: str, status: int, seconds: float) -> None:
+        self.requests.labels(path=path, status=str(status)).inc()
+        self.latency.labels(path=path).observe(seconds)
+
+    def observe_results(self, results: Sequence[GuardResult]) -> None:
+        for r in results:
+            if r.degraded:
+                self.degraded.inc()
+                self.texts.labels(outcome="degraded").inc()
+            else:
+                self.texts.labels(outcome="flagged" if r.violation else "allowed").inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)
