@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve import rails
+from guardrail_dro.serve.inputs import check_text, text_list
 from guardrail_dro.serve.policy import DecisionRule, GuardResult, GuardViolation, Policy
 from guardrail_dro.serve.rails.messages import content_text, last_user_text
 from guardrail_dro.serve.runtime import SessionConfig
@@ -41,12 +42,6 @@ __all__ = ["Guard", "GuardResult", "GuardViolation", "Policy", "SessionConfig"]
 
 _A = TypeVar("_A")
 _R = TypeVar("_R")
-
-
-def _check_text(text: object) -> None:
-    if not isinstance(text, str):
-        hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
-        raise TypeError(f"guard checks a str, got {type(text).__name__}{hint}")
 
 
 class Guard:
@@ -271,22 +266,17 @@ class Guard:
             TypeError: ``text`` is not a str.
         """
         start = time.perf_counter()
-        _check_text(text)
+        check_text(text)
         return decide_text(self.scorer, self._rule, text, start)
 
     def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``check_many`` without raising (see ``decide``).
 
         Raises:
-            TypeError: ``texts`` is a str or holds something that is not a str.
+            TypeError: ``texts`` is not a sequence of str (see ``check_many``).
         """
         start = time.perf_counter()
-        if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
-            raise TypeError(f"check_many takes a list of str, not {type(texts).__name__}")
-        texts = list(texts)
-        for t in texts:
-            _check_text(t)
-        return decide_texts(self.scorer, self._rule, texts, start)
+        return decide_texts(self.scorer, self._rule, text_list(texts, "check_many"), start)
 
     async def adecide(self, text: str) -> GuardResult:
         """``decide`` in a worker thread: never blocks the event loop. With a latency
@@ -297,9 +287,7 @@ class Guard:
 
     async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``decide_many`` in a worker thread (see ``adecide``)."""
-        if isinstance(texts, str | bytes):
-            raise TypeError("adecide_many takes a list of str, not a single str")
-        texts = list(texts)
+        texts = text_list(texts, "acheck_many")
         start = time.perf_counter()
         results = await self._in_thread(self.decide_many, texts)
         return [self._late(start) for _ in texts] if results is None else results
@@ -344,7 +332,9 @@ class Guard:
         time, so they agree exactly (``guardrail_dro.serve.onnx_scorer`` says why).
 
         Raises:
-            TypeError: ``texts`` is a str or holds something that is not a str.
+            TypeError: ``texts`` is not a sequence of str: a single str, a dict (whose
+                keys would be checked), a set or generator (no order), or an item that is
+                not a str; the message names which.
             GuardViolation: only with ``Policy(raise_on_violation=True)``, for the first
                 disallowed text.
         """
@@ -353,13 +343,15 @@ class Guard:
     async def acheck(self, text: str) -> GuardResult:
         """``check`` in a worker thread: never blocks the event loop. With a latency
         budget, stops waiting once it is spent (a degraded result)."""
-        _check_text(text)
+        check_text(text)
         return self._finish(await self.adecide(text), None)
 
     async def acheck_many(self, texts: Sequence[str]) -> list[GuardResult]:
-        """``check_many`` in a worker thread."""
-        if isinstance(texts, str | bytes):
-            raise TypeError("acheck_many takes a list of str, not a single str")
+        """``check_many`` in a worker thread.
+
+        Raises:
+            TypeError: as ``check_many``.
+        """
         return [self._finish(r, None) for r in await self.adecide_many(texts)]
 
     # ---- chat rails -------------------------------------------------------------------
