@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -115,6 +115,24 @@ def check_command(
         float | None, typer.Option("--toxic-threshold", help="Override guard.json's.")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
+    max_windows: Annotated[
+        int | None,
+        typer.Option(
+            "--max-windows",
+            min=0,
+            help="Windows scored per text at most; a longer text is degraded, saying so "
+            "(default: Policy's, 4; 0: every window).",
+        ),
+    ] = None,
+    max_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-chars",
+            min=0,
+            help="Characters tokenized per text at most (default: Policy's, 16384; 0: the "
+            "whole text).",
+        ),
+    ] = None,
     manifest_sha256: Annotated[
         str | None,
         typer.Option(
@@ -129,13 +147,16 @@ def check_command(
     from guardrail_dro.serve.policy import Policy
 
     source = _one_source(text, file)
+    # Given: that bound (0: none); not given: Policy's default.
+    given = {"max_windows": max_windows, "max_chars": max_chars}
+    bounds: dict[str, Any] = {k: v or None for k, v in given.items() if v is not None}
     # The file is read before the guard loads: a bad file fails fast, naming the line.
     rows = None if isinstance(source, str) else _read_jsonl(source, text_field)
     guard = Guard.load(
         guard_dir,
         provider=provider,
         precision=precision,
-        policy=Policy(toxic_threshold=toxic_threshold),
+        policy=Policy(toxic_threshold=toxic_threshold, **bounds),
         batch_size=batch_size,
         manifest_sha256=manifest_sha256,
     )

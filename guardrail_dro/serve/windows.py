@@ -118,13 +118,16 @@ def _decide_windows(
 ) -> GuardResult:
     pol = rule.policy
     deadline = _deadline(rule, start)
+    # Under a budget, one window per call: the deadline is checked between windows, not
+    # only between batches (the int8 model runs one row at a time anyway).
+    step = scorer.batch_size if deadline is None else 1
     parts: list[np.ndarray] = []
     done, error = 0, None
     while done < len(windows):
         if deadline is not None and done and time.perf_counter() > deadline:
             error = f"latency budget {pol.latency_budget_ms} ms spent after {done} windows"
             break
-        chunk = windows[done : done + scorer.batch_size]
+        chunk = windows[done : done + step]
         parts.append(scorer.logits(chunk))
         done += len(chunk)
     error = error or cut or _over_budget(rule, start)

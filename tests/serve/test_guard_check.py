@@ -173,7 +173,8 @@ def test_latency_budget_stops_long_texts(guard: Guard, on_error: str) -> None:
     text = "a fairly long text about bread. " * 1500  # more windows than one batch
     r = g.check(text)
     assert r.degraded and "budget" in r.error
-    assert r.windows == guard.batch_size < unbounded.check(text).windows
+    # Under a budget the deadline is checked between windows, not only between batches.
+    assert r.windows == 1 < guard.batch_size < unbounded.check(text).windows
     assert r.allowed is (on_error == "open")
 
 

@@ -8,6 +8,7 @@ token) and real scorers are wrapped to count their work; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import sys
@@ -248,3 +249,19 @@ def test_check_many_takes_a_sequence_of_str(fake_guard: Guard, texts: Any, messa
     with pytest.raises(TypeError, match=message):
         asyncio.run(fake_guard.acheck_many(texts))
     assert [r.allowed for r in fake_guard.check_many(("fine", "a knife"))] == [True, False]
+
+
+def test_check_cli_bounds_are_options(guard_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from guardrail_dro.cli.app import app
+
+    text = "a fairly long text about bread. " * 100  # ~8 windows
+    args = ["check", "--guard", str(guard_dir), "--provider", "cpu", text]
+    runner = CliRunner()
+    default = json.loads(runner.invoke(app, args).stdout)
+    assert default["windows"] == DEFAULT_MAX_WINDOWS
+    whole = json.loads(runner.invoke(app, [*args, "--max-windows", "0"]).stdout)
+    assert whole["windows"] > DEFAULT_MAX_WINDOWS
+    two = json.loads(runner.invoke(app, [*args, "--max-windows", "2"]).stdout)
+    assert two["windows"] == 2 and "max_windows=2" in (two["error"] or "max_windows=2")
