@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +20,8 @@ _HELP = (
     "One TEXT: prints one JSON object (allowed, label, scores, triggered, toxic_score, "
     "action, degraded, windows, latency_ms...). --file IN.jsonl: one JSON line per input "
     'line, in order; each line is a string or an object with a "text" field (other '
-    "fields, e.g. an id, are copied to the output). Exit code 0 whatever the decisions; "
+    "fields, e.g. an id, are copied to the output); a file that is not UTF-8 or holds no "
+    "text is an error (exit 2). Exit code 0 whatever the decisions; "
     "--exit-code makes it 1 when any text is not allowed.\n\n"
     "Examples:\n\n"
     'guardrail-dro check --guard guard "how do I bake bread?"\n\n'
@@ -29,11 +30,27 @@ _HELP = (
 
 
 def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
+    """The texts of a JSONL file and the other fields of each line.
+
+    Read as bytes and decoded line by line, so that a file that is not UTF-8 is a
+    ``ReaderError`` naming the line (the CLI prints one line and exits 2), not a
+    traceback; a file with no text lines at all is an error too, never a silent run
+    that prints nothing.
+    """
     from guardrail_dro.errors import ReaderError
 
     texts, extras = [], []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise ReaderError(
+                    f"not UTF-8 text (byte {exc.start + 1} of the line: {exc.reason}); "
+                    "save the file as UTF-8",
+                    path=path,
+                    line=n,
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -51,6 +68,13 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
                 )
             texts.append(row[field])
             extras.append({k: v for k, v in row.items() if k != field})
+    if not texts:
+        what = "is empty" if path.stat().st_size == 0 else "holds only blank lines"
+        raise ReaderError(
+            f"no texts to check: the file {what} (one JSON string or object with a "
+            f"{field!r} field per line)",
+            path=path,
+        )
     return texts, extras
 
 
@@ -91,6 +115,24 @@ def check_command(
         float | None, typer.Option("--toxic-threshold", help="Override guard.json's.")
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
+    max_windows: Annotated[
+        int | None,
+        typer.Option(
+            "--max-windows",
+            min=0,
+            help="Windows scored per text at most; a longer text is degraded, saying so "
+            "(default: Policy's, 4; 0: every window).",
+        ),
+    ] = None,
+    max_chars: Annotated[
+        int | None,
+        typer.Option(
+            "--max-chars",
+            min=0,
+            help="Characters tokenized per text at most (default: Policy's, 16384; 0: the "
+            "whole text).",
+        ),
+    ] = None,
     manifest_sha256: Annotated[
         str | None,
         typer.Option(
@@ -105,19 +147,25 @@ def check_command(
     from guardrail_dro.serve.policy import Policy
 
     source = _one_source(text, file)
+    # Given: that bound (0: none); not given: Policy's default.
+    given = {"max_windows": max_windows, "max_chars": max_chars}
+    bounds: dict[str, Any] = {k: v or None for k, v in given.items() if v is not None}
+    # The file is read before the guard loads: a bad file fails fast, naming the line.
+    rows = None if isinstance(source, str) else _read_jsonl(source, text_field)
     guard = Guard.load(
         guard_dir,
         provider=provider,
         precision=precision,
-        policy=Policy(toxic_threshold=toxic_threshold),
+        policy=Policy(toxic_threshold=toxic_threshold, **bounds),
         batch_size=batch_size,
         manifest_sha256=manifest_sha256,
     )
-    if isinstance(source, str):
+    if rows is None:
+        assert isinstance(source, str)
         results = [guard.check(source)]
         print(json.dumps(results[0].to_dict(), ensure_ascii=False))
     else:
-        texts, extras = _read_jsonl(source, text_field)
+        texts, extras = rows
         results = []
         for s in range(0, len(texts), batch_size):
             results += guard.check_many(texts[s : s + batch_size])

@@ -291,6 +291,8 @@ def bench(
         annotator_info=annotator_info(test, splits["test"]),
     )
     Console().print(report.table())
+    for line in report.note_lines():  # e.g. the annotators best-single skipped
+        Console().print(f"note: {line}", highlight=False, markup=False)
     Console().print(judge_table(report.judges))
     Console().print(f"report and plots in [bold]{out}[/]")
 

@@ -17,7 +17,8 @@ catches a corrupted or hand-edited manifest; pass ``manifest_sha256=`` to pin th
 manifest you reviewed, which also catches a deliberate edit that recomputed the
 digest) and the sha256 of every listed file, and refuses files it does not list (except
 under ``ALLOWED_UNLISTED``), raising ``ArtifactError`` with a message that names the
-problem. Listed paths must be relative and stay inside the directory.
+problem. Listed paths must be relative and stay inside the directory, and no path in
+it (listed or present, a symlinked file or folder) may resolve outside it.
 
 Nothing here imports torch or onnxruntime: this is the serving side, and
 ``import guardrail_dro`` stays light. ``GuardArtifact.load_tokenizer`` needs only the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -283,7 +285,28 @@ class GuardArtifact:
         return tok
 
 
+def _escaping_links(d: Path, listed: Iterable[str]) -> list[str]:
+    """Paths in ``d`` (present, or listed in the manifest) that resolve outside it: a
+    symlinked model would load bytes from elsewhere, and ``rglob`` never enters a
+    symlinked folder, hiding its files from the unlisted-file check. The walk does not
+    follow links, so nothing outside is ever read."""
+    root = d.resolve()
+    present = [Path(p) / n for p, ds, fs in os.walk(d) for n in (*ds, *fs)]
+    bad = set()
+    for p in (*present, *(d / rel for rel in listed)):
+        target = p.resolve()
+        if (p.is_symlink() or p.exists()) and target != root and root not in target.parents:
+            bad.add(f"{p.relative_to(d).as_posix()} -> {target}")
+    return sorted(bad)
+
+
 def _verify_files(d: Path, files: dict[str, str], required: Iterable[str], verify: bool) -> None:
+    escaping = _escaping_links(d, [*files, *required])
+    if escaping:
+        raise ArtifactError(
+            f"{d}: guard artifact is not intact: paths that lead outside the directory "
+            f"(symlinks are refused; copy the files in and re-export): {escaping}"
+        )
     problems: list[str] = []
     for rel in required:
         if rel not in files:
@@ -322,8 +345,9 @@ def load_artifact(
         ArtifactError: no directory or no ``guard.json``, a manifest that is not valid
             (thresholds outside [0, 1] or on safe classes, paths outside the directory),
             a schema version this guardrail-dro does not read, a manifest whose digest is
-            not the stored one or the pinned one, a missing or unlisted file, or a file
-            whose bytes changed since export.
+            not the stored one or the pinned one, a missing or unlisted file, a file
+            whose bytes changed since export, or a path in the directory (a symlinked
+            file or folder) that resolves outside it.
 
     Example:
         >>> art = load_artifact("guard/")

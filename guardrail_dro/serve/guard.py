@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve import rails
+from guardrail_dro.serve.inputs import check_text, text_list
 from guardrail_dro.serve.policy import DecisionRule, GuardResult, GuardViolation, Policy
 from guardrail_dro.serve.rails.messages import content_text, last_user_text
 from guardrail_dro.serve.runtime import SessionConfig
@@ -45,12 +46,6 @@ _R = TypeVar("_R")
 
 def _spent(policy: Policy) -> str:
     return f"latency budget {policy.latency_budget_ms} ms spent waiting for the model"
-
-
-def _check_text(text: object) -> None:
-    if not isinstance(text, str):
-        hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
-        raise TypeError(f"guard checks a str, got {type(text).__name__}{hint}")
 
 
 class Guard:
@@ -268,22 +263,17 @@ class Guard:
         callers that act on the decision themselves (the rails raise naming the rail).
         Raises TypeError when ``text`` is not a str."""
         start = time.perf_counter()
-        _check_text(text)
+        check_text(text)
         return decide_text(self.scorer, self._rule, text, start)
 
     def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``check_many`` without raising (see ``decide``).
 
         Raises:
-            TypeError: ``texts`` is a str or holds something that is not a str.
+            TypeError: ``texts`` is not a sequence of str (see ``check_many``).
         """
         start = time.perf_counter()
-        if isinstance(texts, str | bytes) or not isinstance(texts, Iterable):
-            raise TypeError(f"check_many takes a list of str, not {type(texts).__name__}")
-        texts = list(texts)
-        for t in texts:
-            _check_text(t)
-        return decide_texts(self.scorer, self._rule, texts, start)
+        return decide_texts(self.scorer, self._rule, text_list(texts, "check_many"), start)
 
     async def adecide(self, text: str) -> GuardResult:
         """``decide`` in a worker thread; with a latency budget, degraded once it is spent."""
@@ -292,9 +282,8 @@ class Guard:
 
     async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``decide_many`` in a worker thread (see ``adecide``)."""
-        if isinstance(texts, str | bytes):
-            raise TypeError("adecide_many takes a list of str, not a single str")
-        texts, start = list(texts), time.perf_counter()
+        texts = text_list(texts, "acheck_many")
+        start = time.perf_counter()
         results = await self._in_thread(self.decide_many, texts)
         if results is None:
             return [self.unanswered(_spent(self.policy), start) for _ in texts]
@@ -342,7 +331,9 @@ class Guard:
         time, so they agree exactly (``guardrail_dro.serve.onnx_scorer`` says why).
 
         Raises:
-            TypeError: ``texts`` is a str or holds something that is not a str.
+            TypeError: ``texts`` is not a sequence of str: a single str, a dict (whose
+                keys would be checked), a set or generator (no order), or an item that is
+                not a str; the message names which.
             GuardViolation: only with ``Policy(raise_on_violation=True)``, for the first
                 disallowed text.
         """
@@ -350,13 +341,15 @@ class Guard:
 
     async def acheck(self, text: str) -> GuardResult:
         """``check`` in a worker thread (see ``adecide``)."""
-        _check_text(text)
+        check_text(text)
         return self._finish(await self.adecide(text), None)
 
     async def acheck_many(self, texts: Sequence[str]) -> list[GuardResult]:
-        """``check_many`` in a worker thread."""
-        if isinstance(texts, str | bytes):
-            raise TypeError("acheck_many takes a list of str, not a single str")
+        """``check_many`` in a worker thread.
+
+        Raises:
+            TypeError: as ``check_many``.
+        """
         return [self._finish(r, None) for r in await self.adecide_many(texts)]
 
     # ---- chat rails -------------------------------------------------------------------

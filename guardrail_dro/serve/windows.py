@@ -2,10 +2,13 @@
 ``Scorer`` and a ``DecisionRule``.
 
 Every window of a text is scored, in batches of the scorer's ``batch_size``, until the
-policy's latency budget or ``max_windows`` stops it; the worst window decides (the
-rule's maths). A result that could not see every window is degraded, never a silent
-truncation. Any exception of the scorer (ONNX Runtime's own pybind types included)
-becomes a degraded result: the policy's ``on_error`` decides, not a traceback.
+policy's latency budget stops it; the worst window decides (the rule's maths). The cost
+of a check is bounded before the model runs: ``Policy.max_chars`` caps the characters
+tokenized and ``Policy.max_windows`` the windows scored (both on by default; a 1 MB
+text tokenizes a few thousand characters, ``bounded_windows``). A result that could not
+see every window is degraded and says why, never a silent truncation. Any exception of
+the scorer (ONNX Runtime's own pybind types included) becomes a degraded result of the
+texts it belongs to: the policy's ``on_error`` decides, not a traceback.
 
 Functions of their arguments only (the scorer, the rule, the texts, the start time),
 so the guard's sync and async paths share them and tests can call them directly.
@@ -18,10 +21,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from guardrail_dro.serve.policy import DecisionRule, GuardResult
+from guardrail_dro.serve.policy import DecisionRule, GuardResult, Policy
 from guardrail_dro.serve.scorer import Scorer
 
-__all__ = ["decide_text", "decide_texts", "nothing"]
+__all__ = ["bounded_windows", "decide_text", "decide_texts", "nothing"]
 
 
 def _elapsed_ms(start: float) -> float:
@@ -59,69 +62,138 @@ def _deadline(rule: DecisionRule, start: float) -> float | None:
     return None if budget is None else start + budget / 1e3
 
 
+def bounded_windows(
+    scorer: Scorer, policy: Policy, text: str
+) -> tuple[list[list[int]], str | None]:
+    """The windows of ``text`` to score and, when they are not the whole text, why.
+
+    The cost of a check is bounded before any model call: at most ``policy.max_chars``
+    characters are tokenized, and only the prefix the first ``max_windows`` windows
+    need (a guess of 4 characters per token, grown 4x while it yields too few windows):
+    a 1 MB text costs a few thousand characters of tokenization, not seconds. The first
+    ``max_windows`` windows of a prefix that yields more than ``max_windows + 1`` are
+    those of the whole text (a cut word can only change the last window).
+    """
+    cap = len(text) if policy.max_chars is None else min(len(text), policy.max_chars)
+    limit = policy.max_windows
+    if limit is None:
+        windows = scorer.encode(text[:cap])
+    else:
+        size = min(cap, (limit + 2) * scorer.max_length * 4)
+        while True:
+            windows = scorer.encode(text[:size])
+            if size >= cap or len(windows) > limit + 1:
+                break
+            size = min(cap, size * 4)
+        if len(windows) > limit:
+            return windows[:limit], (
+                f"text is longer than Policy.max_windows={limit} windows of "
+                f"{scorer.max_length} tokens: only the first {limit} were scored"
+            )
+    if cap < len(text):
+        return windows, (
+            f"text has {len(text):,} characters, over Policy.max_chars={cap:,}: only the "
+            f"first {cap:,} were scored"
+        )
+    return windows, None
+
+
 def decide_text(scorer: Scorer, rule: DecisionRule, text: str, start: float) -> GuardResult:
     """The result for one str (``start``: ``time.perf_counter()`` when the call began)."""
     if not text or text.isspace():
         return nothing(rule, start)
     try:
-        windows = scorer.encode(text)
-        if len(windows) == 1:
+        windows, cut = bounded_windows(scorer, rule.policy, text)
+        if len(windows) == 1 and cut is None:
             logits = scorer.logits(windows)
             late = _over_budget(rule, start)
             return _decided(rule, logits, start, complete=late is None, error=late)
-        return _decide_windows(scorer, rule, windows, start)
+        return _decide_windows(scorer, rule, windows, start, cut)
     except Exception as exc:  # ORT's pybind errors: the error policy decides
         return nothing(rule, start, error=f"{type(exc).__name__}: {exc}")
 
 
 def _decide_windows(
-    scorer: Scorer, rule: DecisionRule, windows: list[list[int]], start: float
+    scorer: Scorer, rule: DecisionRule, windows: list[list[int]], start: float, cut: str | None
 ) -> GuardResult:
     pol = rule.policy
-    limit = len(windows) if pol.max_windows is None else min(pol.max_windows, len(windows))
     deadline = _deadline(rule, start)
+    # Under a budget, one window per call: the deadline is checked between windows, not
+    # only between batches (the int8 model runs one row at a time anyway).
+    step = scorer.batch_size if deadline is None else 1
     parts: list[np.ndarray] = []
     done, error = 0, None
-    while done < limit:
+    while done < len(windows):
         if deadline is not None and done and time.perf_counter() > deadline:
             error = f"latency budget {pol.latency_budget_ms} ms spent after {done} windows"
             break
-        chunk = windows[done : min(done + scorer.batch_size, limit)]
+        chunk = windows[done : done + step]
         parts.append(scorer.logits(chunk))
         done += len(chunk)
-    if error is None and done < len(windows):
-        error = f"text has {len(windows)} windows, Policy.max_windows is {pol.max_windows}"
-    if error is None:
-        error = _over_budget(rule, start)
+    error = error or cut or _over_budget(rule, start)
     return _decided(rule, np.concatenate(parts), start, complete=error is None, error=error)
+
+
+def _score_rows(
+    scorer: Scorer, rows: list[tuple[int, int]], windows: dict[int, list[list[int]]]
+) -> tuple[dict[tuple[int, int], np.ndarray], dict[int, str]]:
+    """Logits of some (text, window) rows in one model call; when the call fails, each
+    row again alone, so that only the texts whose own windows fail are lost.
+
+    Returns the logits by row, and an error per text that failed.
+    """
+    try:
+        out = scorer.logits([windows[i][k] for i, k in rows])
+        return dict(zip(rows, out, strict=True)), {}
+    except Exception as exc:
+        if len(rows) == 1:
+            return {}, {rows[0][0]: f"{type(exc).__name__}: {exc}"}
+    logits: dict[tuple[int, int], np.ndarray] = {}
+    failed: dict[int, str] = {}
+    for row in rows:
+        if row[0] not in failed:
+            got, bad = _score_rows(scorer, [row], windows)
+            logits.update(got)
+            failed.update(bad)
+    return logits, failed
 
 
 def decide_texts(
     scorer: Scorer, rule: DecisionRule, texts: Sequence[str], start: float
 ) -> list[GuardResult]:
     """The results for several strs, windows of similar length batched together (fewer
-    pad tokens); each result's latency is the whole call's."""
-    todo = [i for i, t in enumerate(texts) if t and not t.isspace()]
+    pad tokens); each result's latency is the whole call's.
+
+    A failure is confined to the texts it belongs to: a text that does not tokenize, or
+    whose window makes the model call fail (the batch is then retried row by row), gets
+    the error policy's degraded result; the others keep their own decisions.
+    """
     windows: dict[int, list[list[int]]] = {}
-    try:
-        for i in todo:
-            windows[i] = scorer.encode(texts[i])
-        flat = [(i, k) for i in todo for k in range(len(windows[i]))]
-        flat.sort(key=lambda ik: len(windows[ik[0]][ik[1]]))
-        logits: dict[tuple[int, int], np.ndarray] = {}
-        deadline = _deadline(rule, start)
-        for s in range(0, len(flat), scorer.batch_size):
-            if deadline is not None and s and time.perf_counter() > deadline:
-                break
-            chunk = flat[s : s + scorer.batch_size]
-            out = scorer.logits([windows[i][k] for i, k in chunk])
-            logits.update(zip(chunk, out, strict=True))
-    except Exception as exc:
-        err = f"{type(exc).__name__}: {exc}"
-        live = set(todo)
-        return [nothing(rule, start, error=err if i in live else None) for i in range(len(texts))]
+    cuts: dict[int, str | None] = {}
+    failed: dict[int, str] = {}
+    for i, t in enumerate(texts):
+        if t and not t.isspace():
+            try:
+                windows[i], cuts[i] = bounded_windows(scorer, rule.policy, t)
+            except Exception as exc:
+                failed[i] = f"{type(exc).__name__}: {exc}"
+    flat = [(i, k) for i in windows for k in range(len(windows[i]))]
+    flat.sort(key=lambda ik: len(windows[ik[0]][ik[1]]))
+    logits: dict[tuple[int, int], np.ndarray] = {}
+    deadline = _deadline(rule, start)
+    for s in range(0, len(flat), scorer.batch_size):
+        if deadline is not None and s and time.perf_counter() > deadline:
+            break
+        chunk = [ik for ik in flat[s : s + scorer.batch_size] if ik[0] not in failed]
+        if chunk:
+            scored, bad = _score_rows(scorer, chunk, windows)
+            logits.update(scored)
+            failed.update(bad)
     results = []
     for i in range(len(texts)):
+        if i in failed:
+            results.append(nothing(rule, start, error=failed[i]))
+            continue
         if i not in windows:
             results.append(nothing(rule, start))
             continue
@@ -130,6 +202,6 @@ def decide_texts(
             results.append(nothing(rule, start, error="latency budget spent"))
             continue
         complete = len(got) == len(windows[i])
-        error = None if complete else "latency budget spent"
-        results.append(_decided(rule, np.stack(got), start, complete=complete, error=error))
+        error = cuts[i] if complete else "latency budget spent"
+        results.append(_decided(rule, np.stack(got), start, complete=error is None, error=error))
     return results

@@ -15,9 +15,12 @@ import numpy as np
 from guardrail_dro.errors import DependencyError
 
 __all__ = [
+    "SINGLE_CANDIDATES",
+    "SINGLE_MIN_ITEMS",
     "dawid_skene_targets",
     "majority_vote_targets",
     "single_annotator_targets",
+    "single_candidates",
     "uniform_soft_targets",
 ]
 
@@ -86,3 +89,58 @@ def single_annotator_targets(labels: np.ndarray, num_classes: int, column: int) 
     rows = np.nonzero(labels[:, column] >= 0)[0]
     out[rows, labels[rows, column]] = 1.0
     return out
+
+
+#: ``best-single`` trains at most this many annotators' classifiers (the bench's own
+#: ``single:<a>`` rows stop at the same count).
+SINGLE_CANDIDATES = 12
+#: ... and only annotators with at least this many labelled training items: a classifier
+#: taught by a handful of labels is no candidate for the best one.
+SINGLE_MIN_ITEMS = 20
+
+
+def single_candidates(
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    limit: int = SINGLE_CANDIDATES,
+    min_items: int = SINGLE_MIN_ITEMS,
+) -> tuple[list[int], str | None]:
+    """The annotator columns worth a ``best-single`` run, best first, and what was skipped.
+
+    Every annotator when there are at most ``limit``. Otherwise the training cost must
+    not grow with the crowd (670 sparse annotators once took a bench past 27 GB): only
+    annotators with ``min_items`` labelled items, ranked by a cheap proxy computed from
+    the labels alone, agreement with the other annotators' majority on the items they
+    share (leave-one-out; ties: more items first), and the first ``limit`` of them.
+
+    Returns:
+        (column indices, a note saying what was skipped and why, or None)
+    """
+    k = labels.shape[1]
+    if k <= limit:
+        return list(range(k)), None
+    present = labels >= 0
+    counts = present.sum(0)
+    votes = np.zeros((labels.shape[0], num_classes), dtype=np.int64)
+    rows, cols = np.nonzero(present)
+    np.add.at(votes, (rows, labels[rows, cols]), 1)
+    score = np.full(k, -1.0)
+    for a in np.nonzero(counts >= min_items)[0]:
+        r = np.nonzero(present[:, a])[0]
+        mine = labels[r, a]
+        others = votes[r].copy()
+        others[np.arange(len(r)), mine] -= 1
+        shared = others.sum(1) > 0
+        agree = others[shared].argmax(1) == mine[shared]
+        score[a] = float(agree.mean()) if shared.any() else 0.0
+    eligible = [int(a) for a in np.nonzero(counts >= min_items)[0]]
+    eligible.sort(key=lambda a: (-score[a], -counts[a], a))
+    chosen = eligible[:limit]
+    few, ranked_out = k - len(eligible), len(eligible) - len(chosen)
+    note = (
+        f"trained {len(chosen)} of {k} annotators: {few} with fewer than {min_items} "
+        f"training items skipped, {ranked_out} more ranked below the {limit} that agree most "
+        "with the other annotators' majority on train"
+    )
+    return chosen, note

@@ -69,6 +69,11 @@ class BenchReport(BaseModel):
     judges: dict[str, JudgeResult] = {}
     """Each annotator's own test labels scored as a judge (no training), by annotator."""
 
+    def note_lines(self) -> list[str]:
+        """What each method said about its runs (e.g. which annotators ``best-single``
+        skipped on a large crowd), one ``method: note`` line each."""
+        return [f"{r.method}: {n}" for r in self.results.values() for n in r.notes]
+
     def table(self) -> str:
         """A markdown table of mean ± std over seeds, best worst-group first."""
         cols = TABLE_COLUMNS
@@ -269,6 +274,8 @@ def write_report(report: BenchReport, out: Path) -> None:
         report.table(),
         "",
     ]
+    if report.note_lines():
+        md += ["Notes of the runs:", ""] + [f"- {line}" for line in report.note_lines()] + [""]
     if report.judges:
         md += [
             "Annotators as judges: each annotator's own labels on the test items it "

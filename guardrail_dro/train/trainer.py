@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import objectives as O
+from guardrail_dro.train.baselines import SINGLE_MIN_ITEMS, single_candidates
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
@@ -238,27 +239,40 @@ class BiLevelTrainer:
     def _best_of_annotators(
         self, train: AnnotatedDataset, valid: AnnotatedDataset, base: str
     ) -> TrainResult:
-        """Train ``<base>:<a>`` on each annotator alone; keep the classifier best on valid
-        (worst group).
+        """Train ``<base>:<a>`` on each candidate annotator alone; keep the classifier best
+        on valid (worst group).
 
         Chosen like every other model here, by the classifier's validation worst-group
         accuracy, not by the annotator's raw label accuracy: a consistent annotator can
-        teach a better classifier than a more accurate but noisier one.
+        teach a better classifier than a more accurate but noisier one. Memory stays flat
+        in the number of annotators: only the best run so far is kept (a run holds its
+        features and classifier), and a large crowd is cut to ``SINGLE_CANDIDATES``
+        candidates first (``baselines.single_candidates``; the notes say who was skipped).
         """
         t0 = time.perf_counter()
-        runs = {}
-        for a in train.annotators:
+        names = train.annotators
+        cols, skipped = single_candidates(train.label_matrix(), train.schema.num_classes)
+        if not cols:
+            raise DataError(
+                f"{self.config.method}: no annotator of {train.name or 'train'} labels "
+                f"{SINGLE_MIN_ITEMS} or more items; train single:<annotator> instead"
+            )
+        best: TrainResult | None = None
+        best_name, scores = "", {}
+        for a in (names[c] for c in cols):
             sub = self.config.model_copy(update={"method": f"{base}:{a}", "progress": False})
-            runs[a] = BiLevelTrainer(sub).fit(train, valid)
-        best = max(runs, key=lambda a: _select_key(runs[a].valid_metrics))
-        shown = ", ".join(
-            f"{a} {r.valid_metrics.worst_group_accuracy or r.valid_metrics.accuracy:.3f}"
-            for a, r in runs.items()
-        )
-        note = f"{self.config.method} chose {best!r} by valid worst-group accuracy ({shown})"
-        r = runs[best]
+            run = BiLevelTrainer(sub).fit(train, valid)
+            m = run.valid_metrics
+            scores[a] = m.worst_group_accuracy if m.worst_group_accuracy is not None else m.accuracy
+            if best is None or _select_key(m) > _select_key(best.valid_metrics):
+                best, best_name = run, a
+            del run  # only the best run so far stays alive
+        assert best is not None
+        shown = ", ".join(f"{a} {v:.3f}" for a, v in scores.items())
+        note = f"{self.config.method} chose {best_name!r} by valid worst-group accuracy ({shown})"
+        notes = [*best.notes, *([f"{self.config.method} {skipped}"] if skipped else []), note]
         return dataclasses.replace(
-            r, config=self.config, notes=[*r.notes, note], seconds=time.perf_counter() - t0
+            best, config=self.config, notes=notes, seconds=time.perf_counter() - t0
         )
 
     @torch.no_grad()

@@ -159,15 +159,22 @@ def _never(guard: Guard) -> dict[str, float]:
 
 @pytest.mark.parametrize("on_error", ["closed", "open"])
 def test_latency_budget_stops_long_texts(guard: Guard, on_error: str) -> None:
+    unbounded = guard.with_policy(Policy(max_windows=None, max_chars=None))
     g = guard.with_policy(
         Policy(
-            latency_budget_ms=1e-6, on_error=on_error, toxic_threshold=1.0, thresholds=_never(guard)
+            latency_budget_ms=1e-6,
+            on_error=on_error,
+            toxic_threshold=1.0,
+            thresholds=_never(guard),
+            max_windows=None,
+            max_chars=None,
         )
     )
     text = "a fairly long text about bread. " * 1500  # more windows than one batch
     r = g.check(text)
     assert r.degraded and "budget" in r.error
-    assert r.windows == guard.batch_size < guard.check(text).windows
+    # Under a budget the deadline is checked between windows, not only between batches.
+    assert r.windows == 1 < guard.batch_size < unbounded.check(text).windows
     assert r.allowed is (on_error == "open")
 
 

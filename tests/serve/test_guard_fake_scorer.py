@@ -61,7 +61,7 @@ def test_keywords_are_deterministic_and_case_insensitive() -> None:
 
 
 def test_a_keyword_in_the_last_window_decides() -> None:
-    g = Guard.from_scorer(keywords(max_length=64), policy=Policy(action="block"))
+    g = Guard.from_scorer(keywords(max_length=64), policy=Policy(action="block", max_windows=None))
     text = "bread and butter. " * 40 + "a knife."
     r = g.check(text)
     assert not r.allowed and r.windows > 10 and r.worst_window == r.windows - 1
