@@ -256,7 +256,7 @@ def test_check_cli_bounds_are_options(guard_dir: Path) -> None:
 
     from guardrail_dro.cli.app import app
 
-    text = "a fairly long text about bread. " * 100  # ~8 windows
+    text = "a fairly long text about bread. " * 200  # ~16 windows
     args = ["check", "--guard", str(guard_dir), "--provider", "cpu", text]
     runner = CliRunner()
     default = json.loads(runner.invoke(app, args).stdout)
