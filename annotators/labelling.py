@@ -23,6 +23,7 @@ from annotators.prompts import build_prompt, repair_prompt
 from annotators.ratelimit import RateLimiter
 from annotators.redact import redact
 from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
+from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["judge", "label_text"]
@@ -74,7 +75,8 @@ async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, polic
 
 async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, reply: RawReply,
                 *, policy: RetryPolicy, calls: int = 1,
-                limiter: RateLimiter | None = None) -> AnnotationResult:
+                limiter: RateLimiter | None = None,
+                template: PromptTemplate | None = None) -> AnnotationResult:
     """Turn a first reply into a result, making at most one repair call.
 
     Args:
@@ -87,10 +89,12 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
         policy: retry policy of the repair call.
         calls: HTTP calls already spent on ``reply``.
         limiter: rate limiter the repair call takes its turn from.
+        template: the prompt template the first call was built with (None: built-in).
     """
     usage = reply.usage
     counter = [calls]
-    prompt = build_prompt(text, schema) if text is not None else None
+    prompt = None if text is None else (
+        template.build(text, schema) if template is not None else build_prompt(text, schema))
     for attempt in (1, 2):
         if reply.refusal is not None:
             return AnnotationResult(
@@ -133,7 +137,8 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
 
 async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
                      policy: RetryPolicy | None = None,
-                     limiter: RateLimiter | None = None) -> AnnotationResult:
+                     limiter: RateLimiter | None = None,
+                     template: PromptTemplate | None = None) -> AnnotationResult:
     """Ask ``annotator`` for the label of ``text`` and judge the answer.
 
     Never raises for API trouble: exhausted retries and non-transient errors come back
@@ -141,16 +146,17 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
 
     Args:
         limiter: the run's rate limits, taken by every attempt (None: no limits).
+        template: the prompt template (None: the built-in prompt).
     """
     policy = policy or RetryPolicy()
     counter = [0]
+    prompt = template.build(text, schema) if template is not None else build_prompt(text, schema)
     try:
-        reply = await _call(annotator, build_prompt(text, schema), schema, policy, counter,
-                            limiter)
+        reply = await _call(annotator, prompt, schema, policy, counter, limiter)
     except api_error_types() as exc:
         return AnnotationResult(outcome="error", annotator=annotator.name,
                                 error=_api_error(exc, annotator), status=_status(exc),
                                 calls=counter[0])
     return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0],
-                       limiter=limiter)
+                       limiter=limiter, template=template)
 
