@@ -48,7 +48,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         anthropic_base_url: API root for ``anthropic:`` specs.
         timeout: seconds per request.
         need_key: check that the key variable is set (False for a dry run).
-        temperature / max_tokens: request parameters (None: the adapter's default).
+        temperature / max_tokens: request parameters (None: the adapter's default;
+            a temperature only for ``openai:``, the Anthropic API takes none).
 
     Raises:
         ConfigError: bad spec, or the provider's key variable is not set.
@@ -65,5 +66,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
     if provider == "openai":
         return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout,
                                temperature=temperature, max_tokens=budget)
+    if temperature is not None:
+        raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
+                          "remove it from this annotator")
     return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout,
-                              temperature=temperature, max_tokens=budget)
+                              max_tokens=budget)
