@@ -155,6 +155,10 @@ def annotate_command(
         "--progress/--no-progress", help="Progress bar with rate, ETA, tokens and cost "
         "(with --batch: each job's status and counts while polling).",
         rich_help_panel=_R)] = True,
+    agreement: Annotated[bool, typer.Option(
+        "--agreement/--no-agreement", help="After the run, print how the annotators agree "
+        "with each other and with gold (see `guardrail-dro agreement`).",
+        rich_help_panel=_R)] = True,
     columns: ColumnOptions,
 ) -> None:
     from annotators.batch import batch_annotate_with_report
@@ -228,6 +232,10 @@ def annotate_command(
                    f"listed in {fail_path}", err=True)
     elif fail_path.exists():
         fail_path.unlink()  # a stale list from an earlier run would mislead
+    if agreement:
+        from guardrail_dro.cli.agreement import print_agreement
+
+        print_agreement(run.dataset, fail_path if run.report.failures else None, {})
     counts = run.report.outcomes.values()
     if run.report.failures and sum(c["labelled"] for c in counts) == 0:
         raise typer.Exit(EXIT_NOTHING_LABELLED)
