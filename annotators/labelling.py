@@ -8,9 +8,9 @@ any non-transient API error, becomes an ``error`` result rather than a crash, so
 bad item never sinks a run of ten thousand (the runner stops a run whose errors repeat).
 
 Given a ``RateLimiter``, *every* attempt (retries and the repair call included) first
-takes its request and estimated tokens from it, settles the estimate with the reply's
-usage, and a 429 that says ``Retry-After`` pauses the limiter for every worker that
-shares it, not only for the one that was told.
+takes its request and estimated input tokens from it, then the rest of the reply's
+usage once it is known; a 429 that says ``Retry-After`` pauses the limiter for every
+worker that shares it, not only for the one that was told.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse_reply
-from annotators.pricing import estimate_request_tokens
+from annotators.pricing import EXPECTED_OUTPUT_TOKENS, estimate_request_tokens
 from annotators.prompts import build_prompt, repair_prompt
 from annotators.ratelimit import RateLimiter
 from annotators.redact import redact
@@ -52,7 +52,8 @@ def _status(exc: BaseException) -> int | None:
 
 async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, policy: RetryPolicy,
                 counter: list[int], limiter: RateLimiter | None = None) -> RawReply:
-    est = estimate_request_tokens(prompt) if limiter is not None else 0
+    # The input estimate goes first; the reply's tokens are settled when it is known.
+    est = estimate_request_tokens(prompt) - EXPECTED_OUTPUT_TOKENS if limiter is not None else 0
 
     async def once() -> RawReply:
         counter[0] += 1
@@ -62,12 +63,11 @@ async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, polic
         try:
             reply = await annotator.call(prompt, schema)
         except BaseException as exc:
-            limiter.settle(est, 0)  # a failed request used no tokens
             wait = retry_after_seconds(exc) if _status(exc) == 429 else None
             if wait is not None:
                 limiter.pause(min(wait, policy.retry_after_cap))
             raise
-        limiter.settle(est, reply.usage.input_tokens + reply.usage.output_tokens)
+        await limiter.settle(est, reply.usage.input_tokens + reply.usage.output_tokens)
         return reply
 
     return await policy.run(once)
