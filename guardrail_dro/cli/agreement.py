@@ -7,7 +7,7 @@ scikit-learn, rich's tables and matplotlib load inside the command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,12 +46,16 @@ def _names(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
-def print_agreement(dataset: object, failures: Path | None, names: dict[str, str],
-                    heatmap: Path | None = None, json_out: Path | None = None) -> None:
-    """Compute the report and print its tables to stderr (shared with ``annotate``)."""
+def print_agreement(dataset: object, failures: list[dict[str, Any]] | None,
+                    names: dict[str, str], heatmap: Path | None = None,
+                    json_out: Path | None = None) -> None:
+    """Compute the report and print its tables to stderr (shared with ``annotate``).
+
+    ``failures``: the failures of the run (None: not known, no rates shown).
+    """
     from rich.console import Console
 
-    from annotators.agreement import agreement_report, read_failures
+    from annotators.agreement import agreement_report
     from annotators.agreement_view import (
         pairwise_table,
         quality_table,
@@ -59,7 +63,7 @@ def print_agreement(dataset: object, failures: Path | None, names: dict[str, str
         save_heatmap,
     )
 
-    rows = read_failures(failures) if failures is not None and failures.exists() else None
+    rows = failures
     report = agreement_report(dataset, rows, names)  # type: ignore[arg-type]
     console = Console(stderr=True, emoji=False)
     if not console.is_terminal:  # a log or a pipe: wide enough for the tables
@@ -107,8 +111,11 @@ def agreement_command(
                            schema=schema_options.label_schema())
     for n in dataset.notes:
         typer.echo(f"note: {n}", err=True)
+    from annotators.agreement import read_failures
+
     beside = data.with_name(data.name + ".failures.jsonl")
-    print_agreement(dataset, failures or (beside if beside.exists() else None),
+    path = failures or (beside if beside.exists() else None)
+    print_agreement(dataset, read_failures(path) if path is not None else None,
                     _names(name), heatmap, json_out)
 
 

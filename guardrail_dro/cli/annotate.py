@@ -144,7 +144,8 @@ def annotate_command(
         "built-in price table.", exists=True, dir_okay=False, rich_help_panel=_R)] = None,
     failures: Annotated[Path | None, typer.Option(
         "--failures", help="Where to list refused / invalid / failed items "
-        "(default: OUT.failures.jsonl).", rich_help_panel=_R)] = None,
+        "(default: OUT.failures.jsonl; empty when every item was labelled).",
+        rich_help_panel=_R)] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds per request before it is retried (default 60).",
         rich_help_panel=_R)] = None,
@@ -226,16 +227,16 @@ def annotate_command(
     run.dataset.save_jsonl(out)
     typer.echo(f"wrote {out} ({len(run.dataset)} items)", err=True)
     fail_path = failures or out.with_name(out.name + ".failures.jsonl")
+    # Written even when empty: it overwrites a stale list, and tells `agreement` that
+    # nothing was refused (rather than that refusals are not known).
+    run.report.write_failures(fail_path)
     if run.report.failures:
-        run.report.write_failures(fail_path)
         typer.echo(f"{run.report.failed} item(s) not labelled (refused / invalid / error): "
                    f"listed in {fail_path}", err=True)
-    elif fail_path.exists():
-        fail_path.unlink()  # a stale list from an earlier run would mislead
     if agreement:
         from guardrail_dro.cli.agreement import print_agreement
 
-        print_agreement(run.dataset, fail_path if run.report.failures else None, {})
+        print_agreement(run.dataset, [f.__dict__ for f in run.report.failures], {})
     counts = run.report.outcomes.values()
     if run.report.failures and sum(c["labelled"] for c in counts) == 0:
         raise typer.Exit(EXIT_NOTHING_LABELLED)
