@@ -233,7 +233,7 @@ def annotate_command(
     if run.report.failures:
         typer.echo(f"{run.report.failed} item(s) not labelled (refused / invalid / error): "
                    f"listed in {fail_path}", err=True)
-    if agreement:
+    if agreement and run.dataset.annotators:  # nothing labelled: nothing to compare
         from guardrail_dro.cli.agreement import print_agreement
 
         print_agreement(run.dataset, [f.__dict__ for f in run.report.failures], {})
