@@ -276,3 +276,28 @@ def test_dry_run_shows_rendered_requests_and_prices_per_annotator(tmp_path: Path
     assert cost_a == pytest.approx(2 * tok_a, abs=0.01)
     total = float(r.stderr.split("estimated cost $")[1].split()[0])
     assert total == pytest.approx(cost_o + cost_a, abs=0.01)
+
+
+def test_examples_drawn_from_a_labelled_file_reach_the_request(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.csv"
+    pool.write_text("question,label\n" + "".join(
+        f'"POOL-{i} {"you idiot" if i % 2 else "nice day"}",{"toxic" if i % 2 else "safe"}\n'
+        for i in range(10)))
+    cfg = tmp_path / "draw.toml"
+    cfg.write_text(f'[few_shot]\ndraw = 2\ndraw_from = "{pool}"\nseed = 3\n')
+    data = _csv(tmp_path / "in.csv", ["have a nice day", "you idiot"])
+    args = ["--config", str(cfg), "--data", str(data), "--out", str(tmp_path / "o.jsonl"),
+            "--labels", "safe,toxic", "--annotator", "openai:gpt-4o-mini"]
+    with FakeLLMServer(keyword_handler) as srv:
+        r = _annotate(args, srv)
+        assert r.returncode == 0, r.stderr
+        body = srv.requests[0]["body"]
+    users = [m["content"] for m in body["messages"] if m["role"] == "user"]
+    assert len(users) == 3 and all("POOL-" in u for u in users[:2])
+    answers = [json.loads(m["content"])["label"] for m in body["messages"]
+               if m["role"] == "assistant"]
+    assert sorted(answers) == ["safe", "toxic"]  # one per class
+    cfg.write_text("[few_shot]\ndraw = 2\n")
+    with FakeLLMServer(keyword_handler) as srv:
+        r = _annotate(args, srv)
+    assert r.returncode == 2 and "draw_from" in r.stderr

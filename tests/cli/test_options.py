@@ -27,7 +27,8 @@ def test_package_exports_app_and_main() -> None:
 
 def test_every_command_is_registered_in_help_order() -> None:
     names = [c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands]
-    assert names == ["train", "evaluate", "bench", "quickstart", "annotate", "export", "check"]
+    assert names == ["train", "evaluate", "bench", "quickstart", "annotate", "agreement",
+                     "export", "check"]
 
 
 def test_column_options_map_onto_reader_options() -> None:
