@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from guardrail_dro.data.items import AnnotatedDataset
-from guardrail_dro.errors import DataError
+from guardrail_dro.errors import DataError, require
 
 __all__ = ["GOLD", "AgreementReport", "AnnotatorQuality", "agreement_report", "read_failures"]
 
@@ -122,7 +122,9 @@ def agreement_report(dataset: AnnotatedDataset,
     Raises:
         DataError: the dataset has fewer than one annotator.
     """
-    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, recall_score
+    metrics = require("sklearn.metrics", "annotate")
+    accuracy_score, cohen_kappa_score = metrics.accuracy_score, metrics.cohen_kappa_score
+    confusion_matrix, recall_score = metrics.confusion_matrix, metrics.recall_score
 
     ids = list(dataset.annotators)
     if not ids:

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.table import Table
 
 from annotators.agreement import GOLD, AgreementReport
+from guardrail_dro.errors import require
 
 __all__ = ["pairwise_table", "quality_table", "recall_table", "save_heatmap"]
 
@@ -65,8 +66,7 @@ def recall_table(report: AgreementReport) -> Table | None:
 def save_heatmap(report: AgreementReport, path: str | Path, *,
                  class_names: dict[str, str] | None = None) -> Path:
     """Draw the kappa matrix (and per-class recall vs gold, when there is gold) to PNG."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "annotate")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
