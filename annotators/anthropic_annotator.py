@@ -58,6 +58,7 @@ class AnthropicAnnotator:
         api_key: defaults to ``ANTHROPIC_API_KEY`` (via the SDK); never logged or cached.
         base_url: the API root (no ``/v1``); default: the SDK's.
         max_tokens: the reply's token budget (required by the API).
+        temperature: sampling temperature; None sends none (the API's default).
         timeout: seconds before one request counts as timed out (then retried).
         name: annotator id in the dataset; default ``"anthropic:<model>"``.
     """
@@ -66,8 +67,9 @@ class AnthropicAnnotator:
 
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_tokens: int = 300, timeout: float = 60.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None, temperature: float | None = None) -> None:
         self.model = model
+        self.temperature = temperature
         self.name = name or f"anthropic:{model}"
         self.base_url = base_url
         self.max_tokens = max_tokens
@@ -81,7 +83,8 @@ class AnthropicAnnotator:
     def cache_params(self) -> dict[str, Any]:
         # Another server is another model, whatever its name: key it apart.
         server = server_params(self.base_url, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
-        return {"max_tokens": self.max_tokens, **server}
+        sampling = {} if self.temperature is None else {"temperature": self.temperature}
+        return {"max_tokens": self.max_tokens, **sampling, **server}
 
     def _new_client(self) -> Any:
         anthropic = require("anthropic", "annotate")
@@ -93,6 +96,7 @@ class AnthropicAnnotator:
         return {
             "model": self.model,
             "max_tokens": self.max_tokens,
+            **({} if self.temperature is None else {"temperature": self.temperature}),
             "system": prompt.system,
             "messages": [dict(m) for m in prompt.messages],
             "tools": [{

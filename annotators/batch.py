@@ -54,6 +54,7 @@ from annotators.pricing import Price
 from annotators.report import AnnotationRun, RunReport, estimate_into, results_to_annotations
 from annotators.retry import RetryPolicy
 from annotators.runner import gather_or_cancel, run_session
+from annotators.templates import PromptTemplate
 from guardrail_dro.data.items import AnnotatedDataset
 
 __all__ = ["abatch_annotate", "abatch_annotate_with_report", "batch_annotate",
@@ -65,17 +66,20 @@ def _stderr(line: str) -> None:
 
 
 def _dry_run(dataset: AnnotatedDataset, annotators: Sequence[Annotator], db: AnnotationCache,
-             report: RunReport, prices: Mapping[str, Price] | None) -> None:
+             report: RunReport, prices: Mapping[str, Price] | None,
+             template: PromptTemplate | None) -> None:
     todo: list[tuple[int, str]] = []
     for j, ann in enumerate(annotators):
-        texts = {key_for(ann, it.text, dataset.schema): it.text for it in dataset.items}
+        texts = {key_for(ann, it.text, dataset.schema, template): it.text
+                 for it in dataset.items}
         cached = db.get_many(texts)
         in_jobs = {k for job in db.open_jobs(ann.name) for k in job.keys}
         in_jobs |= {k for sub in db.open_submits(ann.name) for k in sub.keys}
         report.from_cache += len(cached)
         report.in_batch_jobs += len(in_jobs & (texts.keys() - cached.keys()))
         todo += [(j, t) for k, t in texts.items() if k not in cached and k not in in_jobs]
-    estimate_into(report, annotators, dataset.schema, todo, prices, batch=True)
+    estimate_into(report, annotators, dataset.schema, todo, prices, batch=True,
+                  template=template)
 
 
 async def abatch_annotate_with_report(
@@ -90,6 +94,7 @@ async def abatch_annotate_with_report(
     prices: Mapping[str, Price] | None = None,
     dry_run: bool = False,
     progress: bool = True,
+    template: PromptTemplate | None = None,
 ) -> AnnotationRun:
     """Label the dataset through the providers' batch APIs; see ``batch_annotate``."""
     policy = policy or RetryPolicy()
@@ -97,14 +102,15 @@ async def abatch_annotate_with_report(
         report = RunReport(annotators=[a.name for a in annotators], items=len(dataset),
                            dry_run=dry_run)
         if dry_run:
-            _dry_run(dataset, annotators, db, report, prices)
+            _dry_run(dataset, annotators, db, report, prices, template)
             return AnnotationRun(dataset, report)
         deadline = None if max_wait is None else time.monotonic() + max_wait
         ctxs = [
             JobContext(ann, batch_backend(ann),
-                       {key_for(ann, it.text, dataset.schema): it.text for it in dataset.items},
+                       {key_for(ann, it.text, dataset.schema, template): it.text
+                        for it in dataset.items},
                        dataset.schema, db, report, policy, prices,
-                       _stderr if progress else None)
+                       _stderr if progress else None, template)
             for ann in annotators
         ]
         done = await gather_or_cancel(*(
@@ -118,7 +124,7 @@ async def abatch_annotate_with_report(
                 "cache)", job_ids=running,
             )
         all_results = {(j, k): r for j, (got, _) in enumerate(done) for k, r in got.items()}
-        annotated = results_to_annotations(dataset, annotators, all_results, report)
+        annotated = results_to_annotations(dataset, annotators, all_results, report, template)
         return AnnotationRun(annotated, report)
 
 

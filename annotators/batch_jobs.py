@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from annotators.base import AnnotationResult, Annotator, AnnotatorError, Usage
+from annotators.base import AnnotationResult, Annotator, AnnotatorError, Prompt, Usage
 from annotators.batch_backends import BatchBackend, Collected, JobState
 from annotators.cache import AnnotationCache, BatchJob, PendingSubmit
 from annotators.labelling import judge
@@ -28,6 +28,7 @@ from annotators.pricing import Price, cost_of
 from annotators.prompts import build_prompt
 from annotators.report import RunReport
 from annotators.retry import RetryPolicy, api_error_types, is_transient
+from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["NOT_CREATED", "JobContext", "Log", "run_jobs", "surely_not_created"]
@@ -56,6 +57,12 @@ class JobContext:
     policy: RetryPolicy
     prices: Mapping[str, Price] | None
     log: Log | None
+    template: PromptTemplate | None = None
+
+    def prompt(self, text: str) -> Prompt:
+        if self.template is not None:
+            return self.template.build(text, self.schema)
+        return build_prompt(text, self.schema)
 
     def say(self, msg: str) -> None:
         if self.log is not None:
@@ -81,7 +88,7 @@ async def _reconcile(ctx: JobContext) -> None:
 async def _submit(ctx: JobContext, keys: list[str]) -> BatchJob:
     """Create one job for ``keys`` such that it is never created twice."""
     ann = ctx.ann
-    reqs = [(k, ann.request_body(build_prompt(ctx.texts[k], ctx.schema), ctx.schema))  # type: ignore[attr-defined]
+    reqs = [(k, ann.request_body(ctx.prompt(ctx.texts[k]), ctx.schema))  # type: ignore[attr-defined]
             for k in keys]
     sub = PendingSubmit(uuid.uuid4().hex, ann.provider, ann.model, ann.name, tuple(keys),
                         schema=ctx.schema.model_dump_json())
@@ -130,7 +137,7 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
             continue
         text = ctx.texts.get(cid)  # None: an item of another run, paid for all the same
         res = await judge(ann, text, job_schema if text is None else ctx.schema, reply,
-                          policy=ctx.policy)
+                          policy=ctx.policy, template=ctx.template)
         if text is not None or res.outcome != "invalid":  # unrepaired: a later run asks
             ctx.db.put(cid, ann.provider, ann.model, res)
         if text is not None:

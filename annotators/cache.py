@@ -32,11 +32,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from annotators.base import AnnotationResult, Annotator
 from annotators.prompts import PROMPT_VERSION
 from guardrail_dro.data.schema import LabelSchema
+
+if TYPE_CHECKING:
+    from annotators.templates import PromptTemplate
 
 __all__ = ["AnnotationCache", "BatchJob", "PendingSubmit", "cache_key", "key_for",
            "open_cache", "server_params"]
@@ -98,14 +101,21 @@ def server_params(base_url: str | None, env_var: str, default: str) -> dict[str,
     return {"base_url": url} if url and url != default else {}
 
 
-def key_for(annotator: Annotator, text: str, schema: LabelSchema) -> str:
+def key_for(annotator: Annotator, text: str, schema: LabelSchema,
+            template: PromptTemplate | None = None) -> str:
     """The cache key of ``text`` asked of ``annotator`` with the current prompt version.
 
     The label schema (classes, safe classes, descriptions) is part of the prompt, so it
     is part of the parameters: change the classes and old answers are not reused (their
-    labels might not even exist any more).
+    labels might not even exist any more). So is a team's own prompt template: the hash
+    of what it renders (wording, guidelines, few-shot examples) goes in as ``template``;
+    the built-in template adds nothing, so its keys are those of caches made before
+    templates existed.
     """
     params = {**annotator.cache_params(), "schema": schema.model_dump(mode="json")}
+    tag = template.cache_tag(schema) if template is not None else None
+    if tag is not None:
+        params["template"] = tag
     return cache_key(annotator.provider, annotator.model, PROMPT_VERSION, params, text)
 
 

@@ -8,9 +8,9 @@ any non-transient API error, becomes an ``error`` result rather than a crash, so
 bad item never sinks a run of ten thousand (the runner stops a run whose errors repeat).
 
 Given a ``RateLimiter``, *every* attempt (retries and the repair call included) first
-takes its request and estimated tokens from it, settles the estimate with the reply's
-usage, and a 429 that says ``Retry-After`` pauses the limiter for every worker that
-shares it, not only for the one that was told.
+takes its request and estimated input tokens from it, then the rest of the reply's
+usage once it is known; a 429 that says ``Retry-After`` pauses the limiter for every
+worker that shares it, not only for the one that was told.
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse_reply
-from annotators.pricing import estimate_request_tokens
+from annotators.pricing import EXPECTED_OUTPUT_TOKENS, estimate_request_tokens
 from annotators.prompts import build_prompt, repair_prompt
 from annotators.ratelimit import RateLimiter
 from annotators.redact import redact
 from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
+from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["judge", "label_text"]
@@ -51,7 +52,8 @@ def _status(exc: BaseException) -> int | None:
 
 async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, policy: RetryPolicy,
                 counter: list[int], limiter: RateLimiter | None = None) -> RawReply:
-    est = estimate_request_tokens(prompt) if limiter is not None else 0
+    # The input estimate goes first; the reply's tokens are settled when it is known.
+    est = estimate_request_tokens(prompt) - EXPECTED_OUTPUT_TOKENS if limiter is not None else 0
 
     async def once() -> RawReply:
         counter[0] += 1
@@ -61,12 +63,11 @@ async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, polic
         try:
             reply = await annotator.call(prompt, schema)
         except BaseException as exc:
-            limiter.settle(est, 0)  # a failed request used no tokens
             wait = retry_after_seconds(exc) if _status(exc) == 429 else None
             if wait is not None:
                 limiter.pause(min(wait, policy.retry_after_cap))
             raise
-        limiter.settle(est, reply.usage.input_tokens + reply.usage.output_tokens)
+        await limiter.settle(est, reply.usage.input_tokens + reply.usage.output_tokens)
         return reply
 
     return await policy.run(once)
@@ -74,7 +75,8 @@ async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, polic
 
 async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, reply: RawReply,
                 *, policy: RetryPolicy, calls: int = 1,
-                limiter: RateLimiter | None = None) -> AnnotationResult:
+                limiter: RateLimiter | None = None,
+                template: PromptTemplate | None = None) -> AnnotationResult:
     """Turn a first reply into a result, making at most one repair call.
 
     Args:
@@ -87,10 +89,12 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
         policy: retry policy of the repair call.
         calls: HTTP calls already spent on ``reply``.
         limiter: rate limiter the repair call takes its turn from.
+        template: the prompt template the first call was built with (None: built-in).
     """
     usage = reply.usage
     counter = [calls]
-    prompt = build_prompt(text, schema) if text is not None else None
+    prompt = None if text is None else (
+        template.build(text, schema) if template is not None else build_prompt(text, schema))
     for attempt in (1, 2):
         if reply.refusal is not None:
             return AnnotationResult(
@@ -133,7 +137,8 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
 
 async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
                      policy: RetryPolicy | None = None,
-                     limiter: RateLimiter | None = None) -> AnnotationResult:
+                     limiter: RateLimiter | None = None,
+                     template: PromptTemplate | None = None) -> AnnotationResult:
     """Ask ``annotator`` for the label of ``text`` and judge the answer.
 
     Never raises for API trouble: exhausted retries and non-transient errors come back
@@ -141,16 +146,17 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
 
     Args:
         limiter: the run's rate limits, taken by every attempt (None: no limits).
+        template: the prompt template (None: the built-in prompt).
     """
     policy = policy or RetryPolicy()
     counter = [0]
+    prompt = template.build(text, schema) if template is not None else build_prompt(text, schema)
     try:
-        reply = await _call(annotator, build_prompt(text, schema), schema, policy, counter,
-                            limiter)
+        reply = await _call(annotator, prompt, schema, policy, counter, limiter)
     except api_error_types() as exc:
         return AnnotationResult(outcome="error", annotator=annotator.name,
                                 error=_api_error(exc, annotator), status=_status(exc),
                                 calls=counter[0])
     return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0],
-                       limiter=limiter)
+                       limiter=limiter, template=template)
 

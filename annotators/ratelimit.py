@@ -1,9 +1,15 @@
-"""Client-side request-per-minute and token-per-minute limits.
+"""Client-side request-per-minute and token-per-minute limits, on ``aiolimiter``.
 
 Providers enforce both; staying under them is cheaper than being told 429 and
-retrying. Each limit is a token bucket holding one minute's allowance, refilled
-continuously. Tokens are estimated before a call and settled with the reply's usage
-after it (a debt carries over), so a run converges on the real token rate.
+retrying. Each limit is an ``aiolimiter.AsyncLimiter`` (a maintained leaky bucket,
+FIFO among waiters of equal size) holding one minute's allowance.
+
+Tokens are only known after the reply, so a request takes its *input* estimate before
+it is sent and, once the reply says what it used, ``settle`` takes the rest (the
+reply's tokens and any underestimate of the input): the worker that made the request
+pays that debt before it starts another, and meanwhile the bucket is fuller for every
+worker. An overestimate is not given back (aiolimiter has no refund), which errs on
+the side of staying under the limit; the input estimate is close (characters / 4).
 
 ``pause(seconds)`` is the server's word: a 429 with ``Retry-After`` pauses every worker
 that shares the limiter, since the limit it hit is shared by all of them.
@@ -13,84 +19,64 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import warnings
+
+from aiolimiter import AsyncLimiter
 
 from guardrail_dro.errors import ConfigError
 
-__all__ = ["RateLimiter", "TokenBucket"]
+__all__ = ["RateLimiter"]
 
 
-class TokenBucket:
-    """``per_minute`` units a minute, at most one minute's worth in a burst.
+def _bucket(per_minute: float | None, what: str) -> AsyncLimiter | None:
+    if per_minute is None:
+        return None
+    if per_minute <= 0:
+        raise ConfigError(f"{what} must be positive, not {per_minute}")
+    return AsyncLimiter(per_minute, 60.0)
 
-    Args:
-        per_minute: the allowance.
-        clock: seconds, monotonic (injectable for tests).
-    """
 
-    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if per_minute <= 0:
-            raise ConfigError(f"a per-minute limit must be positive, not {per_minute}")
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.level = float(per_minute)
-        self._clock = clock
-        self._t = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self.level = min(self.capacity, self.level + (now - self._t) * self.rate)
-        self._t = now
-
-    def delay_for(self, n: float) -> float:
-        """Seconds until ``n`` units are available (0 when they are now)."""
-        self._refill()
-        n = min(n, self.capacity)
-        return 0.0 if self.level >= n else (n - self.level) / self.rate
-
-    async def acquire(self, n: float = 1.0) -> None:
-        async with self._lock:  # first come, first served
-            while (wait := self.delay_for(n)) > 0:
-                await asyncio.sleep(wait)
-            self.level -= min(n, self.capacity)
-
-    def settle(self, delta: float) -> None:
-        """Charge ``delta`` more units (negative: give some back) after the fact."""
-        self._refill()
-        self.level = min(self.capacity, self.level - delta)
+async def _take(bucket: AsyncLimiter, amount: float) -> None:
+    # One request larger than a minute's allowance waits for a whole minute's worth.
+    amount = min(max(amount, 0.0), bucket.max_rate)
+    if amount:
+        with warnings.catch_warnings():  # a limiter shared by runs on successive loops
+            warnings.simplefilter("ignore", RuntimeWarning)
+            await bucket.acquire(amount)
 
 
 class RateLimiter:
-    """Requests-per-minute and tokens-per-minute limits together; None means no limit."""
+    """Requests-per-minute and tokens-per-minute limits together; None means no limit.
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.requests = TokenBucket(rpm, clock=clock) if rpm else None
-        self.tokens = TokenBucket(tpm, clock=clock) if tpm else None
+    Args:
+        rpm: requests a minute (a minute's worth may go at once).
+        tpm: tokens a minute, input and output together.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.requests = _bucket(rpm, "--rpm")
+        self.tokens = _bucket(tpm, "--tpm")
         self.paused_until = 0.0
-        """Clock time before which no request starts (set by ``pause``)."""
-        self._clock = clock
+        """``time.monotonic()`` before which no request starts (set by ``pause``)."""
 
     def pause(self, seconds: float) -> None:
         """Start no request for ``seconds`` (a 429's ``Retry-After``), for every worker."""
-        self.paused_until = max(self.paused_until, self._clock() + seconds)
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     async def _wait_pause(self) -> None:
-        while (wait := self.paused_until - self._clock()) > 0:
+        while (wait := self.paused_until - time.monotonic()) > 0:
             await asyncio.sleep(wait)
 
     async def acquire(self, est_tokens: int) -> None:
+        """Wait for a request and ``est_tokens`` tokens (the input estimate)."""
         await self._wait_pause()
         if self.requests is not None:
-            await self.requests.acquire(1)
+            await _take(self.requests, 1)
         if self.tokens is not None:
-            await self.tokens.acquire(est_tokens)
+            await _take(self.tokens, est_tokens)
         await self._wait_pause()  # a pause may have begun while we queued
 
-    def settle(self, est_tokens: int, actual_tokens: int, extra_requests: int = 0) -> None:
-        """Correct the estimate with the real usage (and charge retries as requests)."""
-        if self.tokens is not None:
-            self.tokens.settle(actual_tokens - est_tokens)
-        if self.requests is not None and extra_requests:
-            self.requests.settle(extra_requests)
+    async def settle(self, est_tokens: int, actual_tokens: int) -> None:
+        """Take the tokens a reply used beyond the estimate taken before it."""
+        if self.tokens is not None and actual_tokens > est_tokens:
+            await _take(self.tokens, actual_tokens - est_tokens)

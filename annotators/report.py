@@ -19,13 +19,28 @@ from pathlib import Path
 
 from annotators.base import AnnotationResult, Annotator, Usage
 from annotators.cache import key_for
-from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, estimate_tokens
+from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, price_for
 from annotators.prompts import build_prompt
 from annotators.redact import redact
+from annotators.templates import PromptTemplate
+from annotators.tokens import counter_for, request_tokens
 from guardrail_dro.data.items import AnnotatedDataset, Annotation
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["AnnotationRun", "Failure", "RunReport", "estimate_into", "results_to_annotations"]
+__all__ = ["AnnotationRun", "AnnotatorEstimate", "Failure", "RunReport", "estimate_into",
+           "results_to_annotations"]
+
+
+@dataclass
+class AnnotatorEstimate:
+    """A dry run's forecast for one annotator: requests, tokens, USD, how tokens were
+    counted (a tokenizer, or an estimate), and the model's price (None: unknown)."""
+
+    requests: int = 0
+    tokens: Usage = field(default_factory=Usage)
+    cost: float | None = 0.0
+    method: str = ""
+    price: Price | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +85,10 @@ class RunReport:
     batch: bool = False
     failures: list[Failure] = field(default_factory=list)
     batch_jobs: list[str] = field(default_factory=list)
+    estimates: dict[str, AnnotatorEstimate] = field(default_factory=dict)
+    """For a dry run: annotator -> its share of the estimate."""
+    sample_requests: dict[str, dict] = field(default_factory=dict)
+    """For a dry run: provider -> one fully rendered request body it would be sent."""
 
     @property
     def failed(self) -> int:
@@ -86,13 +105,22 @@ class RunReport:
             jobs = f", {self.in_batch_jobs} in submitted batch job(s)" if self.in_batch_jobs \
                 else ""
             prices = " at batch prices" if self.batch else ""
-            return [
+            lines = [
                 f"dry run: {self.items} items x {len(self.annotators)} annotator(s); "
                 f"{self.from_cache} answer(s) already cached{jobs}, {self.to_ask} request(s) "
                 "to make",
-                f"estimated tokens: {self.estimated_tokens.input_tokens} in, "
-                f"{self.estimated_tokens.output_tokens} out; estimated cost{prices} {cost}",
             ]
+            for name, est in self.estimates.items():
+                usd = "unknown (no price; pass --prices)" if est.cost is None \
+                    else f"${est.cost:.4f}"
+                lines.append(
+                    f"  {name}: {est.requests} request(s), {est.tokens.input_tokens} tokens "
+                    f"in + {est.tokens.output_tokens} out (input tokens: {est.method}; "
+                    f"output: {EXPECTED_OUTPUT_TOKENS} a reply assumed); cost{prices} {usd}")
+            lines.append(
+                f"estimated tokens: {self.estimated_tokens.input_tokens} in, "
+                f"{self.estimated_tokens.output_tokens} out; estimated cost{prices} {cost}")
+            return lines
         lines = []
         for name in self.annotators:
             c = self.outcomes.get(name, Counter())
@@ -129,6 +157,7 @@ class AnnotationRun:
 def results_to_annotations(
     dataset: AnnotatedDataset, annotators: Sequence[Annotator],
     results: Mapping[tuple[int, str], AnnotationResult], report: RunReport,
+    template: PromptTemplate | None = None,
 ) -> AnnotatedDataset:
     """Add labelled results to the dataset and record every other outcome as a failure.
 
@@ -139,7 +168,7 @@ def results_to_annotations(
     for j, ann in enumerate(annotators):
         counts = report.outcomes.setdefault(ann.name, Counter())
         for it in dataset.items:
-            res = results.get((j, key_for(ann, it.text, dataset.schema)))
+            res = results.get((j, key_for(ann, it.text, dataset.schema, template)))
             if res is None:
                 res = AnnotationResult(outcome="error", annotator=ann.name,
                                        error="no result (the run stopped before this item)")
@@ -157,16 +186,41 @@ def results_to_annotations(
 
 def estimate_into(report: RunReport, annotators: Sequence[Annotator], schema: LabelSchema,
                   todo: Sequence[tuple[int, str]], prices: Mapping[str, Price] | None, *,
-                  batch: bool = False) -> None:
-    """Fill a dry run's estimated tokens and cost for ``todo`` (annotator index, text)."""
+                  batch: bool = False, template: PromptTemplate | None = None) -> None:
+    """Fill a dry run's estimate for ``todo`` (annotator index, text), per annotator and
+    in total, and keep one rendered request per provider to show.
+
+    Input tokens are counted on the request each item would send (the provider's
+    tokenizer where one works offline, see ``annotators.tokens``); output tokens are
+    ``EXPECTED_OUTPUT_TOKENS`` a reply.
+    """
+    build = template.builder(schema) if template is not None else \
+        (lambda text: build_prompt(text, schema))
     total: float | None = 0.0
     tokens = Usage()
-    for j, text in todo:
-        p = build_prompt(text, schema)
-        u = Usage(estimate_tokens(p.system + p.messages[0]["content"]), EXPECTED_OUTPUT_TOKENS)
-        tokens = tokens + u
-        usd = cost_of(annotators[j].model, u, prices, batch=batch)
-        total = None if usd is None or total is None else total + usd
+    for j, ann in enumerate(annotators):
+        server = ann.cache_params().get("base_url") is None
+        counter = counter_for(ann.provider, ann.model, default_server=server)
+        est = report.estimates.setdefault(ann.name, AnnotatorEstimate(
+            method=counter.method, price=price_for(ann.model, prices)))
+        render = getattr(ann, "request_body", None)
+        texts = [text for jj, text in todo if jj == j]
+        for text in texts:
+            prompt = build(text)
+            if render is not None:
+                body = render(prompt, schema)
+                report.sample_requests.setdefault(ann.provider, body)
+                n_in = request_tokens(body, counter)
+            else:  # an adapter of another kind: its prompt's text
+                n_in = counter.count(prompt.system + "".join(m["content"]
+                                                             for m in prompt.messages))
+            u = Usage(n_in, EXPECTED_OUTPUT_TOKENS)
+            usd = cost_of(ann.model, u, prices, batch=batch)
+            est.requests += 1
+            est.tokens = est.tokens + u
+            est.cost = None if usd is None or est.cost is None else est.cost + usd
+            tokens = tokens + u
+            total = None if usd is None or total is None else total + usd
     report.to_ask = len(todo)
     report.batch = batch
     report.estimated_tokens = tokens

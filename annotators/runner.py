@@ -43,6 +43,7 @@ from annotators.report import (
     results_to_annotations,
 )
 from annotators.retry import TRANSIENT_STATUSES, RetryPolicy
+from annotators.templates import PromptTemplate
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
 
@@ -119,6 +120,7 @@ async def aannotate_with_report(
     progress: bool = True,
     limiter: RateLimiter | None = None,
     max_repeated_errors: int | None = 5,
+    template: PromptTemplate | None = None,
 ) -> AnnotationRun:
     """The async runner; see ``annotate`` for the arguments."""
     if concurrency < 1:
@@ -127,13 +129,15 @@ async def aannotate_with_report(
     if len(set(names)) != len(names):
         raise ConfigError(f"annotator names must be unique, got {names}")
     policy = policy or RetryPolicy()
+    if template is not None:
+        template.check(dataset.schema)
     async with run_session(cache, annotators, readonly=dry_run) as db:
         report = RunReport(annotators=names, items=len(dataset), dry_run=dry_run)
         # (annotator index, key) -> text: identical texts are asked once.
         wanted: dict[tuple[int, str], str] = {}
         for j, ann in enumerate(annotators):
             for it in dataset.items:
-                wanted.setdefault((j, key_for(ann, it.text, dataset.schema)), it.text)
+                wanted.setdefault((j, key_for(ann, it.text, dataset.schema, template)), it.text)
         cached = db.get_many(k for _, k in wanted)
         results: dict[tuple[int, str], AnnotationResult] = {
             jk: cached[jk[1]] for jk in wanted if jk[1] in cached
@@ -143,13 +147,13 @@ async def aannotate_with_report(
         report.to_ask = len(todo)
         if dry_run:
             estimate_into(report, annotators, dataset.schema,
-                          [(j, wanted[(j, k)]) for j, k in todo], prices)
+                          [(j, wanted[(j, k)]) for j, k in todo], prices, template=template)
             return AnnotationRun(dataset, report)
         await _ask_all(annotators, dataset, todo, wanted, results, db, report,
                        concurrency=concurrency, limiter=limiter or RateLimiter(rpm, tpm),
                        policy=policy, prices=prices, progress=progress,
-                       max_repeated_errors=max_repeated_errors)
-        annotated = results_to_annotations(dataset, annotators, results, report)
+                       max_repeated_errors=max_repeated_errors, template=template)
+        annotated = results_to_annotations(dataset, annotators, results, report, template)
         return AnnotationRun(annotated, report)
 
 
@@ -162,7 +166,8 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
                    results: dict[tuple[int, str], AnnotationResult], db: AnnotationCache,
                    report: RunReport, *, concurrency: int, limiter: RateLimiter,
                    policy: RetryPolicy, prices: Mapping[str, Price] | None,
-                   progress: bool, max_repeated_errors: int | None) -> None:
+                   progress: bool, max_repeated_errors: int | None,
+                   template: PromptTemplate | None) -> None:
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for jk in todo:
         queue.put_nowait(jk)
@@ -190,7 +195,8 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             except asyncio.QueueEmpty:
                 return
             ann, text = annotators[j], wanted[(j, key)]
-            res = await label_text(ann, text, schema, policy=policy, limiter=limiter)
+            res = await label_text(ann, text, schema, policy=policy, limiter=limiter,
+                                   template=template)
             db.put(key, ann.provider, ann.model, res)  # committed now: kill -9 safe
             results[(j, key)] = res
             report.calls += res.calls
@@ -240,6 +246,7 @@ def annotate(
     progress: bool = True,
     limiter: RateLimiter | None = None,
     max_repeated_errors: int | None = 5,
+    template: PromptTemplate | None = None,
 ) -> AnnotatedDataset:
     """Label every item with every annotator and return the dataset with the new labels.
 
@@ -261,6 +268,9 @@ def annotate(
             (share one between runs that share a key).
         max_repeated_errors: stop the run after this many identical non-transient
             errors in a row from one annotator (None or 0: never stop).
+        template: the prompt template (``LabelingConfig.template()``); None: the
+            built-in prompt. Its hash is part of every cache key, so a changed template
+            asks again.
 
     Returns:
         The dataset with one ``kind="llm"`` annotation per labelled (item, annotator).
@@ -277,5 +287,5 @@ def annotate(
     return annotate_with_report(
         dataset, annotators, cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
         dry_run=dry_run, policy=policy, prices=prices, progress=progress, limiter=limiter,
-        max_repeated_errors=max_repeated_errors,
+        max_repeated_errors=max_repeated_errors, template=template,
     ).dataset

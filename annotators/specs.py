@@ -38,7 +38,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 def make_annotator(spec: str, *, base_url: str | None = None,
                    anthropic_base_url: str | None = None, timeout: float = 60.0,
-                   need_key: bool = True) -> Annotator:
+                   need_key: bool = True, temperature: float | None = None,
+                   max_tokens: int | None = None) -> Annotator:
     """Build the annotator named by ``spec``, reading its key from the environment.
 
     Args:
@@ -47,6 +48,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         anthropic_base_url: API root for ``anthropic:`` specs.
         timeout: seconds per request.
         need_key: check that the key variable is set (False for a dry run).
+        temperature / max_tokens: request parameters (None: the adapter's default;
+            a temperature only for ``openai:``, the Anthropic API takes none).
 
     Raises:
         ConfigError: bad spec, or the provider's key variable is not set.
@@ -59,6 +62,12 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         raise ConfigError(f"--annotator {spec}: the environment variable {var} is not set; "
                           f"export {var}=...{hint}")
     key = os.environ.get(var) or "unset"  # the SDKs refuse to build without one
+    budget = 300 if max_tokens is None else max_tokens  # both adapters' default
     if provider == "openai":
-        return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout)
-    return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout)
+        return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout,
+                               temperature=temperature, max_tokens=budget)
+    if temperature is not None:
+        raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
+                          "remove it from this annotator")
+    return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout,
+                              max_tokens=budget)

@@ -34,9 +34,10 @@ def content_text(content: Any) -> str:
 
 
 def item_text(messages: list[dict]) -> str:
-    """The item being labelled: the delimited text of the first user turn that has one,
-    else the first message's whole content (a chat not built by ``build_prompt``)."""
-    for m in messages:
+    """The item being labelled: the delimited text of the last user turn that has one
+    (earlier ones are few-shot examples; a repair turn after it has none), else the
+    first message's whole content (a chat not built by ``annotators.prompts``)."""
+    for m in reversed(messages):
         if m.get("role") == "user":
             found = extract_text(content_text(m.get("content")))
             if found is not None:

@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from guardrail_dro.cli import annotate, check, export, quickstart, serve, train
+from guardrail_dro.cli import agreement, annotate, check, export, quickstart, serve, train
 from guardrail_dro.errors import GuardrailError
 
 __all__ = ["app", "main"]
@@ -28,6 +28,7 @@ app = typer.Typer(
 train.register(app)  # train, evaluate, bench
 quickstart.register(app)
 annotate.register(app)
+agreement.register(app)
 export.register(app)
 check.register(app)
 serve.register(app)

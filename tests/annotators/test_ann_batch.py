@@ -209,3 +209,23 @@ def test_annotators_submit_together_and_are_polled_together(
         assert f"{ann.name}: submitted batch" in err
     assert "in_progress" in err and "completed" in err and "ended" in err
     assert "/5 done" in err
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_batch_requests_use_the_template_and_key_by_it(
+        provider: str, server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy,
+        tmp_path: Path) -> None:
+    from annotators.templates import DEFAULT_TEMPLATE, FewShotExample
+
+    team = DEFAULT_TEMPLATE.with_examples([FewShotExample("an example text", "safe")])
+    cache = tmp_path / "c.sqlite"
+    run = _run(provider, server, schema, fast, cache=cache, template=team)
+    name = run.report.annotators[0]
+    got = {it.text: it.label_of(name) for it in run.dataset}
+    assert {t: got[t] for t in EXPECTED} == EXPECTED  # the item, not the example, labelled
+    assert "an example text" not in server.batch_paid
+    server.reset_counts()
+    again = _run(provider, server, schema, fast, cache=cache, template=team)
+    assert server.endpoints.total() == 0 and again.report.from_cache == len(TEXTS)
+    _run(provider, server, schema, fast, cache=cache)  # the built-in prompt: other keys
+    assert server.endpoints[CREATE[provider]] == 1

@@ -11,13 +11,16 @@ import pytest
 
 from annotators import (
     AnnotationCache,
+    AnnotationRun,
     AnthropicAnnotator,
     OpenAIAnnotator,
     RetryPolicy,
+    aannotate,
+    aannotate_with_report,
     annotate,
     annotate_with_report,
 )
-from annotators.ratelimit import RateLimiter, TokenBucket
+from annotators.ratelimit import RateLimiter
 from annotators.testing import FakeLLMServer, Fault
 from guardrail_dro.data.readers import read_dataset
 from guardrail_dro.data.schema import LabelSchema
@@ -152,16 +155,29 @@ def test_sync_entry_point_refuses_to_run_inside_a_loop(schema: LabelSchema) -> N
         asyncio.run(inside())
 
 
-def test_token_bucket_waits_for_refill() -> None:
-    now = [0.0]
-    bucket = TokenBucket(60, clock=lambda: now[0])  # one a second, burst of 60
-    assert bucket.delay_for(60) == 0.0
-    bucket.level = 0.0
-    assert bucket.delay_for(1) == pytest.approx(1.0)
-    now[0] = 0.5
-    assert bucket.delay_for(1) == pytest.approx(0.5)
-    bucket.settle(10)  # a reply used more than estimated: debt
-    assert bucket.delay_for(1) == pytest.approx(10.5)
+def test_rate_limiter_bursts_a_minute_then_waits_and_settles_token_debt() -> None:
+    async def main() -> tuple[float, float, float]:
+        lim = RateLimiter(rpm=60, tpm=600)  # 1 request and 10 tokens a second
+        t0 = time.monotonic()
+        for _ in range(60):  # a minute's allowance goes at once
+            await lim.acquire(10)
+        burst = time.monotonic() - t0
+        t1 = time.monotonic()
+        await lim.acquire(0)  # the 61st request waits for a second's refill
+        wait = time.monotonic() - t1
+        lim = RateLimiter(tpm=600)
+        await lim.acquire(600)  # the token burst is spent
+        t2 = time.monotonic()
+        await lim.settle(5, 15)  # the reply used 10 tokens more than estimated: a second
+        debt = time.monotonic() - t2
+        return burst, wait, debt
+
+    burst, wait, debt = asyncio.run(main())
+    assert burst < 0.5
+    assert 0.9 <= wait < 3.0  # a loaded machine only delays
+    assert 0.9 <= debt < 3.0
+    with pytest.raises(ConfigError, match="--rpm must be positive"):
+        RateLimiter(rpm=0)
 
 
 def test_rpm_limit_spaces_requests(server: FakeLLMServer, schema: LabelSchema,
@@ -172,11 +188,16 @@ def test_rpm_limit_spaces_requests(server: FakeLLMServer, schema: LabelSchema,
     ds = make_dataset([f"text {i}" for i in range(10)], schema)
     limiter = RateLimiter(rpm=600)  # 0.1 s a request once the burst is spent
     assert limiter.requests is not None
-    limiter.requests.level = 2.0  # what is left of the burst: two requests
-    t0 = time.perf_counter()
-    start = time.monotonic()  # the fake server's clock for arrivals
-    annotate(ds, ann, policy=fast, limiter=limiter, concurrency=8, progress=False)
-    elapsed = time.perf_counter() - t0
+    requests = limiter.requests
+
+    async def run() -> tuple[float, float]:
+        await requests.acquire(598)  # what is left of the burst: two requests
+        t0 = time.perf_counter()
+        start = time.monotonic()  # the fake server's clock for arrivals
+        await aannotate(ds, ann, policy=fast, limiter=limiter, concurrency=8, progress=False)
+        return time.perf_counter() - t0, start
+
+    elapsed, start = asyncio.run(run())
     # two go at once, the other eight wait 0.1 s each: the last starts >= 0.8 s after
     # the start (the first client's set-up, ~0.1 s, refills a request or two meanwhile)
     assert 0.75 <= elapsed < 3.0
@@ -191,10 +212,15 @@ def test_rpm_limit_spaces_requests(server: FakeLLMServer, schema: LabelSchema,
         assert t - start >= (k + 1 - 3) / 10, (k, [round(a - start, 3) for a in arrivals])
     limiter = RateLimiter(rpm=60)
     assert limiter.requests is not None
-    limiter.requests.level = 0
-    t0 = time.perf_counter()
-    asyncio.run(limiter.acquire(10))
-    assert time.perf_counter() - t0 == pytest.approx(1.0, abs=0.3)
+    spent = limiter.requests
+
+    async def one_more() -> float:
+        await spent.acquire(60)  # the burst is spent
+        t0 = time.perf_counter()
+        await limiter.acquire(10)
+        return time.perf_counter() - t0
+
+    assert asyncio.run(one_more()) == pytest.approx(1.0, abs=0.3)
 
 
 def test_tpm_limit_spaces_requests_by_their_tokens(
@@ -205,11 +231,16 @@ def test_tpm_limit_spaces_requests_by_their_tokens(
     ds = make_dataset([f"text {i}" for i in range(4)], schema)
     limiter = RateLimiter(tpm=120_000)  # 2,000 tokens a second
     assert limiter.tokens is not None
-    limiter.tokens.level = 0.0  # the burst is spent
-    t0 = time.perf_counter()
-    run = annotate_with_report(ds, ann, policy=fast, limiter=limiter, concurrency=4,
-                               progress=False)
-    elapsed = time.perf_counter() - t0
+    tokens = limiter.tokens
+
+    async def go() -> tuple[AnnotationRun, float]:
+        await tokens.acquire(120_000)  # the burst is spent
+        t0 = time.perf_counter()
+        run = await aannotate_with_report(ds, ann, policy=fast, limiter=limiter,
+                                          concurrency=4, progress=False)
+        return run, time.perf_counter() - t0
+
+    run, elapsed = asyncio.run(go())
     used = [b["input_tokens"] + b["output_tokens"] for b in server.billed]
     assert len(used) == 4 and run.report.calls == 4
     # every request but the last had to wait for the tokens the earlier ones used

@@ -59,3 +59,13 @@ def test_export_and_serve(tiny_backbone: Path, tmp_path: Path) -> None:
     out = run("export_and_serve.py", "--backbone", str(tiny_backbone), "--out", str(tmp_path))
     assert "model.int8.onnx" in out and "guard.json" in out
     assert "p50" in out and "provider cpu" in out
+
+
+def test_labeling_config(tmp_path: Path) -> None:
+    pytest.importorskip("anthropic")
+    out = run("labeling_config.py", "--out", str(tmp_path), "--n", "30")
+    assert "# one openai request, as it would be sent:" in out
+    assert "# one anthropic request, as it would be sent:" in out
+    assert "Label the comment, not the topic" in out  # the guidelines reached the request
+    assert "paid calls: pilot 40, full run 20 (2 annotators x 10 new items)" in out
+    assert "kappa vs gold" in out and (tmp_path / "agreement.png").is_file()

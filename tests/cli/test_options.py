@@ -33,6 +33,7 @@ def test_every_command_is_registered_in_help_order() -> None:
         "bench",
         "quickstart",
         "annotate",
+        "agreement",
         "export",
         "check",
         "serve",

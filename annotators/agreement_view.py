@@ -1,0 +1,108 @@
+"""The agreement report as people read it: rich tables and a heatmap PNG.
+
+Kept apart from ``annotators.agreement`` (the numbers) so that computing a report needs
+neither rich's console nor matplotlib; the heatmap imports matplotlib (Agg backend, no
+display) only when it is drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from annotators.agreement import GOLD, AgreementReport
+from guardrail_dro.errors import require
+
+__all__ = ["pairwise_table", "quality_table", "recall_table", "save_heatmap"]
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x: float | None) -> str:
+    return "not known" if x is None else f"{100 * x:.1f}%"
+
+
+def quality_table(report: AgreementReport) -> Table:
+    """One row per annotator: vs gold, rates, confidence of right / wrong labels."""
+    t = Table(title=f"Annotators ({report.items} items)")
+    for col in ("annotator", "kind", "labelled", "kappa vs gold", "acc vs gold",
+                "refused", "invalid", "conf. right", "conf. wrong"):
+        t.add_column(col, justify="left" if col in ("annotator", "kind") else "right")
+    for q in report.annotators:
+        t.add_row(q.name, q.kind, str(q.labelled), _f(q.kappa_gold), _f(q.accuracy_gold),
+                  _pct(q.refusal_rate), _pct(q.invalid_rate), _f(q.confidence_right),
+                  _f(q.confidence_wrong))
+    return t
+
+
+def pairwise_table(report: AgreementReport) -> Table:
+    """Cohen's kappa between every two annotators (and gold), on the items both labelled."""
+    t = Table(title="Cohen's kappa (row vs column; raw agreement in the JSON)")
+    t.add_column("")
+    for n in report.names:
+        t.add_column(n, justify="right")
+    for a in report.names:
+        t.add_row(a, *(_f(report.kappa[a][b], 2) for b in report.names))
+    return t
+
+
+def recall_table(report: AgreementReport) -> Table | None:
+    """Per class: each annotator's recall against gold (None without gold)."""
+    rows = [q for q in report.annotators if q.recall_per_class]
+    if not rows:
+        return None
+    t = Table(title="Per-class recall vs gold (confusion matrices in the JSON)")
+    t.add_column("class")
+    for q in rows:
+        t.add_column(q.name, justify="right")
+    for c in report.classes:
+        t.add_row(c, *(_f(q.recall_per_class.get(c), 2) for q in rows))
+    return t
+
+
+def save_heatmap(report: AgreementReport, path: str | Path, *,
+                 class_names: dict[str, str] | None = None) -> Path:
+    """Draw the kappa matrix (and per-class recall vs gold, when there is gold) to PNG."""
+    matplotlib = require("matplotlib", "annotate")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = report.names
+    kappa = np.array([[np.nan if report.kappa[a][b] is None else report.kappa[a][b]
+                       for b in names] for a in names], dtype=float)
+    rows = [q for q in report.annotators if q.recall_per_class]
+    ncols = 2 if rows else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols + 1, 5.5), squeeze=False)
+    ax = axes[0][0]
+    im = ax.imshow(kappa, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if not np.isnan(kappa[i, j]):
+                ax.text(j, i, f"{kappa[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if kappa[i, j] < 0.6 else "black")
+    ax.set_title("Cohen's kappa" + (f" (incl. {GOLD})" if GOLD in names else ""))
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if rows:
+        ax = axes[0][1]
+        rec = np.array([[np.nan if q.recall_per_class.get(c) is None
+                         else q.recall_per_class[c] for q in rows] for c in report.classes],
+                       dtype=float)
+        im = ax.imshow(rec, vmin=0, vmax=1, cmap="magma", aspect="auto")
+        ax.set_xticks(range(len(rows)), [q.name for q in rows], rotation=45, ha="right")
+        labels = [f"{c} {class_names[c]}" if class_names and class_names.get(c) else c
+                  for c in report.classes]
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_title("Recall vs gold, per class")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
