@@ -10,9 +10,10 @@
    GELU: about 1.5x faster on CPU, same numbers);
 4. int8: dynamic quantization, per channel, gated (``export/quantize.py``,
    ``model.int8.onnx``); fp16: float16 weights for CUDA / TensorRT (``model.fp16.onnx``);
-5. save the tokenizer, check parity (``export.validate``), write the model card
-   (``README.md``, the trained model's card with the operating point and the variants),
-   and seal ``guard.json`` (which lists the card like every file).
+5. save the tokenizer, check parity (``export.validate``), choose the thresholds on the
+   validation split (``export.thresholds``), write the model card (``README.md``, the
+   trained model's card with the operating point and the variants), and seal
+   ``guard.json`` (which lists the card like every file).
 
 The artifact is built in a temporary sibling directory and moved into place only when
 every check passed, so a failed export never leaves a half-written guard behind.
@@ -185,7 +186,9 @@ def export_onnx(
     spec: ExportSpec | None = None,
     tolerances: Tolerances | None = None,
     exporter: str = "torchscript",
-    threshold: float = 0.5,
+    threshold: float | None = None,
+    target_recall: float | None = None,
+    target_fpr: float | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Path:
@@ -202,12 +205,18 @@ def export_onnx(
             (the export fails otherwise); an unchecked variant is recorded with empty
             parity and never chosen by ``precision="auto"``.
         optimize: fuse attention / layer norm / GELU with onnxruntime's optimizer.
-        valid: an ``AnnotatedDataset`` (validation split) for the int8 gates; without
-            it int8 agreement is measured on built-in probe texts only.
+        valid: an ``AnnotatedDataset`` (validation split): the toxic threshold is chosen
+            on it (``export.thresholds``) and the int8 gates run on it; without it the
+            threshold stays 0.5 (recorded as uncalibrated) and int8 agreement is
+            measured on built-in probe texts only.
         spec: names, axes, opset (default ``ExportSpec()``: opset 17).
         tolerances: parity limits (overrides ``spec.tolerances``).
         exporter: ``torchscript`` (default, fast) or ``dynamo``.
-        threshold: default decision threshold written to guard.json.
+        threshold: a fixed toxic threshold (its validation metrics are still recorded);
+            None: chosen on ``valid`` (0.5 without it).
+        target_recall: choose the lowest validation FPR with recall >= this.
+        target_fpr: choose the highest validation recall with FPR <= this. Without
+            ``threshold`` or a target: the best worst-group binary accuracy.
         overwrite: replace a non-empty ``out_dir``.
         progress: called with a short message before each slow step.
 
@@ -218,18 +227,26 @@ def export_onnx(
         ExportParityError: an exported variant differs from its reference (every
             mismatch listed); nothing is written to ``out_dir`` then.
         ArtifactError: the model directory is missing files or tampered.
+        ConfigError: more than one of threshold / target_recall / target_fpr, a target
+            without validation data with gold labels.
         DependencyError: torch / onnx / onnxruntime missing (names the extra).
 
     Example:
         >>> export_onnx("runs/model", "guard", valid=splits["valid"])
         PosixPath('guard')
     """
+    from export.thresholds import (
+        calibrate,
+        check_objective,
+        decision_function,
+        describe,
+        uncalibrated,
+    )
     from export.validate import Validator, merge
     from guardrail_dro.serve.artifact import (
         VARIANT_FILES,
         GuardManifest,
         ModelVariant,
-        Thresholds,
         write_manifest,
     )
     from guardrail_dro.serve.runtime import import_onnxruntime
@@ -241,6 +258,12 @@ def export_onnx(
     tol = tolerances or spec.tolerances
     out = Path(out_dir)
     import_onnxruntime()  # refuse early when onnxruntime and onnxruntime-gpu are both in
+    check_objective(
+        target_recall=target_recall,
+        target_fpr=target_fpr,
+        threshold=threshold,
+        valid=valid is not None,
+    )
     _check_out(out, overwrite)
     say(f"loading {model_dir}")
     trained = TrainedModel.load(model_dir)
@@ -286,6 +309,21 @@ def export_onnx(
         say("checking parity" + (f" on {len(valid)} validation texts" if valid else ""))
         check = Validator(trained, fp32, valid=valid, tolerances=tol)
         reports = [check.check_tokenizer(tmp, pad_token), check.check_fp32()]
+        if valid is not None:
+            say("choosing the operating point on the validation split")
+            thresholds, calibration = calibrate(
+                check.reference,
+                valid,
+                trained.schema,
+                target_recall=target_recall,
+                target_fpr=target_fpr,
+                threshold=threshold,
+            )
+        else:
+            thresholds, calibration = uncalibrated(trained.schema, threshold)
+        say(describe(calibration))
+        # The int8 gate compares the guard's real decisions at this operating point.
+        check.decide = decision_function(trained.schema, thresholds)
         if fp16:
             reports.append(check.check_variant("fp16", files["fp16"]))
         recipe = None
@@ -318,7 +356,8 @@ def export_onnx(
         manifest = GuardManifest(
             label_schema=trained.schema,
             safe_classes=trained.schema.safe,
-            thresholds=Thresholds.default_for(trained.schema, threshold),
+            thresholds=thresholds,
+            calibration=calibration,
             max_length=man.max_length,
             input_names=spec.input_names,
             output_name=spec.output_name,
@@ -361,4 +400,3 @@ def export_onnx(
         raise
     say(f"wrote {out}")
     return out
-

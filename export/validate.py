@@ -17,7 +17,7 @@ Failures never stop at the first: ``ParityReport.raise_for_mismatches`` raises o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +241,9 @@ class Validator:
         self.what = "validation texts" if valid_texts else "probe texts"
         self.fp32 = create_session(fp32_path, provider="cpu", intra_op_threads=self.threads)
         self._ref: np.ndarray | None = None
+        # logits (N, C) -> blocked (N,): the guard's decision at its operating point, set
+        # by export_onnx after calibration for the int8 gate; None: toxic score >= 0.5.
+        self.decide: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def reference(self) -> np.ndarray:

@@ -27,8 +27,17 @@ _HELP = (
     "character to the maximum length; int8 must agree with fp32 on >= 98% of decisions "
     "and, with --valid, lose at most 1 point of worst-group accuracy. A failed check "
     "writes nothing and lists every mismatch.\n\n"
+    "Operating point: with --valid (gold labels, groups) the toxic threshold is chosen on "
+    "it, scored by the fp32 ONNX model: by default the best worst-group binary accuracy; "
+    "--target-recall R: the lowest false-positive rate with recall >= R; --target-fpr F: "
+    "the highest recall with false-positive rate <= F. guard.json records the objective, "
+    "the validation precision / recall / FPR / accuracy (overall and worst group) there, "
+    "and the validation operating curve, so Policy(target_recall=...) can move the guard "
+    "along it at load time. Without --valid the threshold stays 0.5, marked uncalibrated.\n\n"
     "Examples:\n\n"
     "guardrail-dro export --model runs/model --out guard\n\n"
+    "guardrail-dro export --model runs/model --out guard --valid toxic-questions:valid "
+    "--target-recall 0.9\n\n"
     "guardrail-dro export --model runs/model --out guard --valid data/valid.csv "
     "--text-col question --fp16 --triton triton_repo"
 )
@@ -83,15 +92,43 @@ def export_command(
         typer.Option(
             "--valid",
             help="Validation split (CSV / JSONL with gold and groups, or a bundled split "
-            "such as toxic-questions:valid): gates int8 on agreement and worst-group accuracy.",
+            "such as toxic-questions:valid): the operating point is chosen on it, and int8 "
+            "is gated on it (agreement, worst-group accuracy).",
         ),
     ] = None,
     threshold: Annotated[
-        float,
+        float | None,
         typer.Option(
-            "--threshold", min=0.0, max=1.0, help="Default toxic threshold written to guard.json."
+            "--threshold",
+            min=0.0,
+            max=1.0,
+            help="A fixed toxic threshold instead of one chosen on --valid (its validation "
+            "metrics are still recorded). Default: chosen on --valid; 0.5 without it.",
+            rich_help_panel="Operating point",
         ),
-    ] = 0.5,
+    ] = None,
+    target_recall: Annotated[
+        float | None,
+        typer.Option(
+            "--target-recall",
+            min=0.0,
+            max=1.0,
+            help="Choose the threshold with the lowest false-positive rate on --valid "
+            "whose recall (toxic texts blocked) is at least this, e.g. 0.90.",
+            rich_help_panel="Operating point",
+        ),
+    ] = None,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--target-fpr",
+            min=0.0,
+            max=1.0,
+            help="Choose the threshold with the highest recall on --valid whose "
+            "false-positive rate (safe texts blocked) is at most this, e.g. 0.10.",
+            rich_help_panel="Operating point",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,
@@ -131,6 +168,8 @@ def export_command(
             optimize=optimize,
             valid=valid_ds,
             threshold=threshold,
+            target_recall=target_recall,
+            target_fpr=target_fpr,
             overwrite=overwrite,
             progress=progress,
         )
@@ -140,9 +179,12 @@ def export_command(
             progress("writing the Triton model repository")
             write_triton_repository(guard, triton, name=triton_name)
 
+    from export.thresholds import describe
     from guardrail_dro.serve.artifact import load_artifact
 
     art = load_artifact(guard)
+    if art.manifest.calibration is not None:
+        typer.echo(describe(art.manifest.calibration))
     for name, v in art.manifest.variants.items():
         size = (guard / v.file).stat().st_size / 1e6
         numbers = ", ".join(f"{k}={val:.4g}" for k, val in v.parity.items())

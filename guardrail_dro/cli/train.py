@@ -207,12 +207,53 @@ def train(
     Console().print(f"model written to [bold]{out}[/] ({result.seconds:.1f} s)")
 
 
+_G = "Exported guard (--guard)"
+
+
 @takes_option_groups
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", help="A trained model directory.")],
     test: Annotated[
         Path, typer.Option("--test", help=f"Data with gold labels (and groups). {_SPLIT}")
     ],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="A trained model directory: its 15-class metrics."),
+    ] = None,
+    guard: Annotated[
+        Path | None,
+        typer.Option(
+            "--guard",
+            help="An exported guard directory instead of --model: its own decisions (the "
+            "ONNX variant it serves, windows, its threshold) as binary metrics at its "
+            "operating point, beside the validation point guard.json recorded.",
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (int8 on CPU when exported), int8, fp32 or fp16.",
+            rich_help_panel=_G,
+        ),
+    ] = "auto",
+    target_recall: Annotated[
+        float | None,
+        typer.Option(
+            "--target-recall",
+            help="Evaluate at the point of the guard's validation curve with the lowest "
+            "FPR at recall >= this (Policy(target_recall=...)).",
+            rich_help_panel=_G,
+        ),
+    ] = None,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(
+            "--target-fpr",
+            help="... or with the highest recall at FPR <= this.",
+            rich_help_panel=_G,
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write metrics JSON here.")] = None,
     record: Annotated[
         bool,
@@ -225,29 +266,49 @@ def evaluate(
     *,
     columns: ColumnOptions,
 ) -> None:
-    """Score a trained model on a labelled split: accuracy, group-mean and worst-group
-    accuracy, macro-F1, toxic precision / recall / FPR."""
-    from guardrail_dro.data.readers import read_splits
-    from guardrail_dro.train.metrics import score_split
-    from guardrail_dro.train.modeldir import TrainedModel
+    """Score a trained model (--model) or an exported guard (--guard) on a labelled split.
 
-    m = TrainedModel.load(model)
-    data = read_splits({"test": test}, columns.reader_options(), schema=m.schema)[0]["test"]
-    print_read_notes([data])
-    pred = m.predict_proba(data.texts).argmax(1)
-    metrics = score_split(data, pred)
+    --model: accuracy, group-mean and worst-group accuracy, macro-F1, toxic precision /
+    recall / FPR of the 15-class argmax. --guard: the guard's block / allow decisions
+    as binary metrics (precision, recall, FPR, binary accuracy, worst group, ROC AUC of
+    the toxic score) at its operating point.
+
+    Example: guardrail-dro evaluate --guard runs/guard --test toxic-questions:test
+    """
+    from guardrail_dro.data.readers import read_splits
+
+    if (model is None) == (guard is None):
+        raise typer.BadParameter("give exactly one of --model and --guard")
+    if guard is None and (target_recall is not None or target_fpr is not None):
+        raise typer.BadParameter("--target-recall / --target-fpr take a --guard")
+    if record and model is None:
+        raise typer.BadParameter("--record takes a --model (a guard folder is sealed)")
+    result: Any
+    if model is None:
+        from guardrail_dro.cli.guard_eval import evaluate_guard_dir
+
+        assert guard is not None  # exactly one of the two, checked above
+        reader = columns.reader_options()
+        result = evaluate_guard_dir(guard, test, reader, precision, target_recall, target_fpr)
+    else:
+        from guardrail_dro.train.metrics import score_split
+        from guardrail_dro.train.modeldir import TrainedModel
+
+        m = TrainedModel.load(model)
+        data = read_splits({"test": test}, columns.reader_options(), schema=m.schema)[0]["test"]
+        print_read_notes([data])
+        result = score_split(data, m.predict_proba(data.texts).argmax(1))
+        _metrics_table("test", result)
+        if result.worst_group is not None:
+            Console().print(f"worst group: {result.worst_group!r}")
+        if record:
+            TrainedModel.record_test_metrics(
+                model, result, data_name=str(test), data_hash=data.content_hash()
+            )
+            Console().print(f"test metrics recorded in {model / 'manifest.json'} and README.md")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(metrics.model_dump_json(indent=2) + "\n")
-    if record:
-        TrainedModel.record_test_metrics(
-            model, metrics, data_name=str(test), data_hash=data.content_hash()
-        )
-    _metrics_table("test", metrics)
-    if record:
-        Console().print(f"test metrics recorded in {model / 'manifest.json'} and README.md")
-    if metrics.worst_group is not None:
-        Console().print(f"worst group: {metrics.worst_group!r}")
+        out.write_text(result.model_dump_json(indent=2) + "\n")
 
 
 @takes_option_groups

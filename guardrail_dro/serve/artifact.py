@@ -8,8 +8,9 @@ Layout::
       model.fp16.onnx       optional: float16 weights (CUDA / TensorRT)
       tokenizer.json        Hugging Face fast tokenizer (``tokenizers.Tokenizer.from_file``)
       tokenizer_config.json, special_tokens_map.json, vocab.txt ...  (kept for transformers)
-      guard.json            GuardManifest: labels, thresholds, max length, variants, sha256 of
-                            every other file, training metrics, versions
+      guard.json            GuardManifest: labels, thresholds (and how they were calibrated),
+                            max length, variants, sha256 of every other file, training
+                            metrics, versions
 
 ``load_artifact(dir)`` reads ``guard.json``, checks its schema version, its own digest
 (``manifest_sha256``: the sha256 of the canonical manifest without that field, which
@@ -41,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
+from guardrail_dro.serve.calibration import Calibration
 
 __all__ = [
     "ALLOWED_UNLISTED",
@@ -146,6 +148,11 @@ class GuardManifest(BaseModel):
     label_schema: LabelSchema
     safe_classes: tuple[str, ...]
     thresholds: Thresholds
+    calibration: Calibration | None = Field(
+        None,
+        description="How thresholds.toxic was chosen: objective, validation metrics and "
+        "operating curve. None: an export from before calibration (uncalibrated).",
+    )
     max_length: int = Field(ge=1, description="Tokens per text; longer texts are truncated.")
     input_names: tuple[str, ...] = ("input_ids", "attention_mask")
     output_name: str = "logits"

@@ -3,8 +3,7 @@
 A guard is a scorer (tokenize + run a model, ``guardrail_dro.serve.scorer.Scorer``)
 and everything above it: windows, batching, the latency budget, the policy, sync and
 async calls, the chat rails. ``Guard.load`` opens an exported artifact with the ONNX
-scorer; ``Guard.from_scorer`` takes any scorer, e.g. the shipped ``FakeScorer`` for
-tests that need decisions, not a model.
+scorer; ``Guard.from_scorer`` takes any scorer (the shipped ``FakeScorer`` for tests).
 
 Long texts are never silently truncated: the scorer cuts them into overlapping windows
 of the model's maximum length, every window is scored (``guardrail_dro.serve.windows``),
@@ -37,6 +36,7 @@ from guardrail_dro.serve.windows import decide_text, decide_texts, nothing
 
 if TYPE_CHECKING:
     from guardrail_dro.serve.artifact import GuardArtifact
+    from guardrail_dro.serve.calibration import OperatingCurve
 
 __all__ = ["Guard", "GuardResult", "GuardViolation", "Policy", "SessionConfig"]
 
@@ -56,7 +56,8 @@ class Guard:
     Attributes:
         scorer: what tokenizes and runs the model (``OnnxScorer`` after ``load``).
         labels, max_length, batch_size: the scorer's.
-        policy: how scores become decisions (``with_policy`` gives another).
+        policy: how scores become decisions (``with_policy`` gives another); ``rule``: the
+            ``DecisionRule`` in force (``Policy(target_recall=...)`` picks on ``curve``).
         artifact: the artifact ``load`` opened (None for ``from_scorer``).
         precision: the model variant ``load`` runs: fp32, int8, fp16 (None otherwise).
     """
@@ -70,6 +71,7 @@ class Guard:
         toxic_threshold: float,
         thresholds: Mapping[str, float],
         descriptions: Mapping[str, str] | None = None,
+        curve: OperatingCurve | None = None,
     ) -> None:
         """The one constructor ``load`` and ``from_scorer`` share: every default spelled.
 
@@ -97,6 +99,7 @@ class Guard:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ConfigError(f"threshold {name!r} must be a number in [0, 1], not {value!r}")
         self._defaults = (safe, float(toxic_threshold), dict(thresholds), dict(descriptions or {}))
+        self._curve = curve
         self._set_policy(policy)
 
     # ---- construction -----------------------------------------------------------------
@@ -215,6 +218,7 @@ class Guard:
             toxic_threshold=man.thresholds.toxic,
             thresholds=man.thresholds.per_class,
             descriptions=man.label_schema.descriptions,
+            curve=man.calibration.curve if man.calibration else None,
         )
         guard.artifact, guard.precision = art, scorer.precision
         return guard
@@ -229,7 +233,7 @@ class Guard:
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
         safe, toxic, per_class, descriptions = self._defaults
-        self._rule = DecisionRule.build(
+        self.rule = DecisionRule.build(
             labels=self.labels,
             safe=safe,
             toxic=toxic,
@@ -237,6 +241,7 @@ class Guard:
             policy=policy,
             provider=self.scorer.provider,
             descriptions=descriptions,
+            curve=self._curve,
         )
         self.policy = policy
 
@@ -264,7 +269,7 @@ class Guard:
         Raises TypeError when ``text`` is not a str."""
         start = time.perf_counter()
         check_text(text)
-        return decide_text(self.scorer, self._rule, text, start)
+        return decide_text(self.scorer, self.rule, text, start)
 
     def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
         """``check_many`` without raising (see ``decide``).
@@ -273,7 +278,7 @@ class Guard:
             TypeError: ``texts`` is not a sequence of str (see ``check_many``).
         """
         start = time.perf_counter()
-        return decide_texts(self.scorer, self._rule, text_list(texts, "check_many"), start)
+        return decide_texts(self.scorer, self.rule, text_list(texts, "check_many"), start)
 
     async def adecide(self, text: str) -> GuardResult:
         """``decide`` in a worker thread; with a latency budget, degraded once it is spent."""
@@ -305,7 +310,7 @@ class Guard:
         """The degraded result of a text the model did not answer in time (``reason``
         says why; ``Policy.on_error`` decides): what a server returns on a timeout.
         ``start``: a ``time.perf_counter()`` reading, for ``latency_ms``."""
-        return nothing(self._rule, time.perf_counter() if start is None else start, reason)
+        return nothing(self.rule, time.perf_counter() if start is None else start, reason)
 
     def last_window(self, text: str) -> str:
         """The end of ``text`` that fills one window of the scorer (a stream rail's
@@ -358,11 +363,8 @@ class Guard:
         return self._finish(self.decide(last_user_text(messages)), "input")
 
     def check_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
-        """Output rail: the model's reply (a str, a message, or content blocks).
-
-        ``messages`` is the conversation; guards exported by this version were trained
-        on single texts, so the reply is scored alone.
-        """
+        """Output rail: the model's reply (a str, a message, or content blocks), scored
+        alone: guards exported by this version were trained on single texts, not ``messages``."""
         return self._finish(self.decide(content_text(reply)), "output")
 
     async def acheck_input(self, messages: Iterable[Any]) -> GuardResult:

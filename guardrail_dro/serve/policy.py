@@ -8,8 +8,9 @@ A ``Policy`` is a small frozen value the caller writes once::
 Decision rule (``Guard.check``), per window of the text, the worst window deciding:
 
 - ``toxic_score`` = 1 - P(safe classes); a violation when it reaches ``toxic_threshold``
-  (default: ``guard.json``'s ``thresholds.toxic``). Skipped when the artifact knows no
-  safe class (the score would always be 1).
+  (default: ``guard.json``'s ``thresholds.toxic``, chosen on validation data at export;
+  ``target_recall`` / ``target_fpr`` pick another point of its validation curve).
+  Skipped when the artifact knows no safe class (the score would always be 1).
 - a category is *triggered* when its probability reaches its threshold (default:
   ``guard.json``'s ``thresholds.per_class``; ``thresholds`` here overrides per class);
   any triggered category is a violation.
@@ -40,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.serve.calibration import OperatingCurve, threshold_for_target
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
@@ -88,6 +90,9 @@ class Policy:
     Attributes:
         thresholds: per-category probability thresholds overriding ``guard.json``'s.
         toxic_threshold: threshold on 1 - P(safe); None: ``guard.json``'s.
+        target_recall, target_fpr: instead of a threshold, the point of the guard's
+            validation operating curve (``guard.json``) with the lowest FPR at recall >=
+            ``target_recall``, or the highest recall at FPR <= ``target_fpr``.
         action: block, replace or flag (see the module docstring).
         refusal: the message ``replace`` substitutes for the content.
         raise_on_violation: ``check`` raises ``GuardViolation`` instead of returning a
@@ -109,6 +114,8 @@ class Policy:
 
     thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     toxic_threshold: float | None = None
+    target_recall: float | None = None
+    target_fpr: float | None = None
     action: Action = Action.REPLACE
     refusal: str = DEFAULT_REFUSAL
     raise_on_violation: bool = False
@@ -134,8 +141,12 @@ class Policy:
         for name, value in thr.items():
             _check_unit(f"thresholds[{name!r}]", value)
         object.__setattr__(self, "thresholds", MappingProxyType(thr))
-        if self.toxic_threshold is not None:
-            _check_unit("toxic_threshold", self.toxic_threshold)
+        values = (self.toxic_threshold, self.target_recall, self.target_fpr)
+        given = {n: v for n, v in zip(_POINT, values, strict=True) if v is not None}
+        for name, value in given.items():
+            _check_unit(name, value, zero=name == "toxic_threshold")
+        if len(given) > 1:
+            raise ConfigError(f"Policy takes one of {list(_POINT)}, not {' and '.join(given)}")
         if self.latency_budget_ms is not None and not self.latency_budget_ms > 0:
             raise ConfigError(
                 f"Policy.latency_budget_ms must be > 0 or None, not {self.latency_budget_ms!r}"
@@ -148,9 +159,14 @@ class Policy:
             raise ConfigError(f"Policy.refusal must be a str, not {type(self.refusal).__name__}")
 
 
-def _check_unit(name: str, value: object) -> None:
+_POINT = ("toxic_threshold", "target_recall", "target_fpr")  # one at most: the operating point
+
+
+def _check_unit(name: str, value: object, *, zero: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ConfigError(f"Policy.{name} must be a number in [0, 1], not {value!r}")
+    if not zero and value == 0:
+        raise ConfigError(f"Policy.{name} must be in (0, 1], not 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,13 +296,16 @@ class DecisionRule:
         policy: Policy,
         provider: str = "cpu",
         descriptions: Mapping[str, str] | None = None,
+        curve: OperatingCurve | None = None,
     ) -> DecisionRule:
         """Defaults (``guard.json``) overridden by ``policy``; ``descriptions`` gives
         classes their readable names (``GuardResult.label_name``; a class without one
-        is named by its label).
+        is named by its label); ``curve``: the validation operating curve that a
+        policy's ``target_recall`` / ``target_fpr`` picks its threshold from.
 
         Raises:
-            ConfigError: the policy names a class the guard does not have.
+            ConfigError: the policy names a class the guard does not have, or a target
+                the guard has no curve for.
         """
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
@@ -298,11 +317,15 @@ class DecisionRule:
                 f"(classes: {list(labels)})"
             )
         merged = {**per_class, **policy.thresholds}
+        if policy.target_recall is not None or policy.target_fpr is not None:
+            toxic = threshold_for_target(curve, policy.target_recall, policy.target_fpr)
+        elif policy.toxic_threshold is not None:
+            toxic = policy.toxic_threshold
         return cls(
             labels=labels,
             thresholds=np.array([merged.get(c, np.inf) for c in labels], dtype=np.float64),
             safe=np.array([c in safe for c in labels], dtype=bool),
-            toxic_threshold=toxic if policy.toxic_threshold is None else policy.toxic_threshold,
+            toxic_threshold=toxic,
             policy=policy,
             provider=provider,
             names=tuple((descriptions or {}).get(c) or c for c in labels),

@@ -35,7 +35,15 @@ def test_intact_artifact_loads(guard_copy: Path) -> None:
     art = load_artifact(guard_copy)
     assert art.variants == ("fp32", "int8", "fp16")
     assert art.best_variant("cpu") == "int8" and art.best_variant("cuda") == "fp16"
-    assert art.manifest.thresholds.per_class  # a default threshold per toxic class
+    # Per-class thresholds: one per toxic class when they helped on valid, else none.
+    per_class = art.manifest.thresholds.per_class
+    assert art.manifest.calibration is not None
+    kept = art.manifest.calibration.per_class.startswith("kept")
+    assert (
+        (set(per_class) == set(art.schema.classes) - set(art.schema.safe))
+        if kept
+        else not per_class
+    )
     assert set(art.manifest.safe_classes) == set(art.schema.safe)
     with pytest.raises(ConfigError, match="no 'bf16' model; it has: fp32, int8, fp16"):
         art.model_path("bf16")
@@ -162,17 +170,29 @@ def test_edited_thresholds_are_refused(guard_copy: Path) -> None:
             "keys must be non-safe classes",
         ),
         (
-            lambda raw: raw["thresholds"]["per_class"].update(
-                {next(iter(raw["thresholds"]["per_class"])): 1.5}
-            ),
+            lambda raw: raw["thresholds"]["per_class"].update({"violence": 1.5}),
             "less than or equal to 1",
+        ),
+        (
+            lambda raw: raw["calibration"]["curve"].update(
+                {"threshold": raw["calibration"]["curve"]["threshold"][::-1]}
+            ),
+            "descending order",
         ),
         (
             lambda raw: raw.update({"safe_classes": raw["label_schema"]["classes"]}),
             "at least one class that is not safe",
         ),
     ],
-    ids=["dotdot-file", "absolute-file", "dotdot-variant", "safe-key", "above-1", "all-safe"],
+    ids=[
+        "dotdot-file",
+        "absolute-file",
+        "dotdot-variant",
+        "safe-key",
+        "above-1",
+        "unsorted-curve",
+        "all-safe",
+    ],
 )
 def test_invalid_resealed_manifest_is_refused(guard_copy: Path, change, match: str) -> None:
     edit(guard_copy, change)

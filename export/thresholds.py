@@ -1,0 +1,241 @@
+"""The guard's thresholds, chosen on the validation split at export (``guard.json``).
+
+``export_onnx`` scores the validation texts with the fp32 ONNX graph (the parity
+reference), then ``calibrate``:
+
+1. per-class thresholds: a class triggering on its own probability only matters when it
+   blocks a text the toxic score let through. One shared threshold for every non-safe
+   class is tried on a grid (``PER_CLASS_GRID``), the toxic threshold re-chosen for each;
+   it is kept only when it raises the best worst-group binary accuracy on valid, else
+   dropped (``per_class`` empty: no per-class trigger). The measurement is written to
+   ``guard.json`` (``calibration.per_class``).
+2. the toxic threshold: the point of the validation operating curve
+   (``guardrail_dro.serve.calibration``) the objective picks: ``target_recall``,
+   ``target_fpr``, a ``fixed`` threshold the user gave, or the default
+   (``worst_group_accuracy``);
+3. ``decision_function``: the guard's own decision (``DecisionRule``) at that point, for
+   the int8 gate (``Validator.decide``), so the gate checks the decisions a user gets.
+
+Without validation data (or without its gold labels) the threshold stays 0.5 and
+``guard.json`` says it is uncalibrated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve.artifact import Thresholds
+from guardrail_dro.serve.calibration import Calibration, binary_metrics, operating_curve
+from guardrail_dro.serve.policy import Action, DecisionRule, Policy
+
+__all__ = [
+    "PER_CLASS_GRID",
+    "calibrate",
+    "check_objective",
+    "decision_function",
+    "describe",
+    "uncalibrated",
+]
+
+#: Shared per-class thresholds tried on valid (0.05 .. 0.95).
+PER_CLASS_GRID: tuple[float, ...] = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2).tolist())
+
+
+def check_objective(
+    *,
+    target_recall: float | None,
+    target_fpr: float | None,
+    threshold: float | None,
+    valid: bool,
+) -> None:
+    """Refuse a conflicting choice before any slow work.
+
+    Raises:
+        ConfigError: more than one of the three, a value outside (0, 1] ([0, 1] for a
+            threshold), or a target without validation data to reach it on.
+    """
+    given = {
+        k: v
+        for k, v in (
+            ("target_recall", target_recall),
+            ("target_fpr", target_fpr),
+            ("threshold", threshold),
+        )
+        if v is not None
+    }
+    if len(given) > 1:
+        raise ConfigError(f"give one of target_recall, target_fpr, threshold; not {list(given)}")
+    for name, value in given.items():
+        low_ok = name == "threshold"
+        if isinstance(value, bool) or not (0 <= value <= 1) or (value == 0 and not low_ok):
+            raise ConfigError(f"{name} must be in {'[0' if low_ok else '(0'}, 1], not {value!r}")
+    if not valid and (target_recall is not None or target_fpr is not None):
+        raise ConfigError(
+            "target_recall / target_fpr are reached on validation data: give the validation "
+            "split (--valid) with gold labels"
+        )
+
+
+def _probs(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _scores(probs: np.ndarray, safe: np.ndarray, per_class: float | None) -> np.ndarray:
+    """The score whose threshold reproduces ``DecisionRule``: 1 - P(safe), or 1 (always
+    blocked) where a non-safe class reaches the shared per-class threshold."""
+    toxic = 1.0 - probs[:, safe].sum(axis=1)
+    if per_class is None:
+        return toxic
+    return np.where(probs[:, ~safe].max(axis=1) >= per_class, 1.0, toxic)
+
+
+def _per_class(probs, safe, positive, groups, names) -> tuple[float | None, str]:
+    def best(tau: float | None) -> tuple[float, float]:
+        curve = operating_curve(_scores(probs, safe, tau), positive, groups, names)
+        p = curve.choose()
+        return (p.worst_group_accuracy or p.accuracy), p.accuracy
+
+    base = best(None)
+    scored = [(best(t), t) for t in PER_CLASS_GRID]
+    (top, tau) = max(scored, key=lambda st: (st[0], -st[1]))
+    what = "worst-group" if groups is not None else "overall"
+    if top <= base:
+        return None, (
+            f"dropped: a shared per-class threshold ({PER_CLASS_GRID[0]}-{PER_CLASS_GRID[-1]}) "
+            f"gives at best {what} binary accuracy {top[0]:.4f} on valid (at {tau}), "
+            f"without one {base[0]:.4f}"
+        )
+    return tau, (
+        f"kept at {tau}: {what} binary accuracy {top[0]:.4f} on valid, without one {base[0]:.4f}"
+    )
+
+
+def calibrate(
+    logits: np.ndarray,
+    valid,
+    schema: LabelSchema,
+    *,
+    target_recall: float | None = None,
+    target_fpr: float | None = None,
+    threshold: float | None = None,
+) -> tuple[Thresholds, Calibration]:
+    """Thresholds and their record for ``guard.json``, chosen on ``valid``.
+
+    Args:
+        logits: (N, C) fp32 ONNX logits of ``valid.texts``.
+        valid: the validation ``AnnotatedDataset`` (gold labels; groups if it has them).
+        schema: the model's label schema (its safe classes).
+        target_recall, target_fpr, threshold: at most one (``check_objective``); none:
+            the best worst-group binary accuracy.
+
+    Raises:
+        ConfigError: as ``check_objective``; a target on a split without gold, a split
+            without toxic or without safe texts.
+    """
+    check_objective(
+        target_recall=target_recall, target_fpr=target_fpr, threshold=threshold, valid=True
+    )
+    if not schema.safe:
+        return uncalibrated(schema, threshold, "the label schema names no safe class")
+    if not valid.has_gold:
+        if target_recall is not None or target_fpr is not None:
+            raise ConfigError("target_recall / target_fpr need gold labels in the validation split")
+        return uncalibrated(schema, threshold, "the validation split has no gold labels")
+    safe = np.array([c in schema.safe for c in schema.classes])
+    positive = ~safe[valid.gold_array()]
+    groups, names = (valid.group_array(), list(valid.groups)) if valid.has_groups else (None, None)
+    probs = _probs(logits)
+    tau, per_class_note = _per_class(probs, safe, positive, groups, names)
+    scores = _scores(probs, safe, tau)
+    full = operating_curve(scores, positive, groups, names)
+    objective, target = "worst_group_accuracy", None
+    if target_recall is not None:
+        objective, target = "target_recall", target_recall
+    elif target_fpr is not None:
+        objective, target = "target_fpr", target_fpr
+    if threshold is None:
+        i = full.index(objective, target)
+        point = full.point(i)
+    else:  # the user's threshold, measured; the curve point with the same decisions
+        objective = "fixed"
+        point = binary_metrics(scores >= threshold, positive, groups, names, threshold=threshold)
+        i = int(
+            np.argmin(
+                np.abs(np.asarray(full.recall) - point.recall)
+                + np.abs(np.asarray(full.fpr) - point.fpr)
+            )
+        )
+    toxic = [c for c in schema.classes if c not in schema.safe]
+    thresholds = Thresholds(
+        toxic=point.threshold, per_class={c: tau for c in toxic} if tau is not None else {}
+    )
+    record = Calibration(
+        calibrated=True,
+        objective=objective,
+        target=target,
+        split=valid.name or None,
+        items=len(valid),
+        point=point,
+        curve=full.compact(keep=[i]),
+        per_class=per_class_note,
+        note=f"chosen on {len(valid)} validation texts scored by the fp32 ONNX model",
+    )
+    return thresholds, record
+
+
+def uncalibrated(
+    schema: LabelSchema, threshold: float | None = None, why: str = "no validation split"
+) -> tuple[Thresholds, Calibration]:
+    """The flat default (0.5, or ``threshold``) for the toxic score and every class,
+    recorded as not chosen on data."""
+    value = 0.5 if threshold is None else float(threshold)
+    return Thresholds.default_for(schema, value), Calibration(
+        calibrated=False,
+        objective="fixed",
+        note=f"uncalibrated: {why}; threshold {value} was not chosen on data "
+        "(export with --valid to calibrate it)",
+    )
+
+
+def decision_function(
+    schema: LabelSchema, thresholds: Thresholds
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Logits (N, C) -> blocked (N,) bool, by the guard's own ``DecisionRule`` (each row
+    one single-window text), for ``Validator.decide``."""
+    rule = DecisionRule.build(
+        labels=schema.classes,
+        safe=schema.safe,
+        toxic=thresholds.toxic,
+        per_class=thresholds.per_class,
+        policy=Policy(action=Action.BLOCK),
+    )
+
+    def decide(logits: np.ndarray) -> np.ndarray:
+        rows = np.asarray(logits)
+        return np.array([not rule.decide(row[None, :]).allowed for row in rows], dtype=bool)
+
+    return decide
+
+
+def describe(calibration: Calibration) -> str:
+    """One line on how the toxic threshold was chosen (the export prints it)."""
+    p = calibration.point
+    if not calibration.calibrated or p is None:
+        return calibration.note
+    target = f" {calibration.target}" if calibration.target is not None else ""
+    worst = (
+        f", worst group {p.worst_group_accuracy:.3f} ({p.worst_group})"
+        if p.worst_group_accuracy is not None
+        else ""
+    )
+    return (
+        f"toxic threshold {p.threshold:.4f} ({calibration.objective}{target}) on valid: "
+        f"recall {p.recall:.3f}, FPR {p.fpr:.3f}, precision {p.precision:.3f}, "
+        f"binary accuracy {p.accuracy:.3f}{worst}; per-class thresholds {calibration.per_class}"
+    )

@@ -1,0 +1,61 @@
+"""``guardrail-dro evaluate --guard``: an exported guard's decisions on a labelled split,
+as binary metrics at its operating point (``guardrail_dro.serve.evaluate``), in a table
+beside the validation point ``guard.json`` recorded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+__all__ = ["evaluate_guard_dir"]
+
+err = Console(stderr=True)
+
+
+def evaluate_guard_dir(
+    guard_dir: Path,
+    test: Path,
+    reader: Any,
+    precision: str = "auto",
+    target_recall: float | None = None,
+    target_fpr: float | None = None,
+):
+    """Load the guard (CPU), read ``test`` with its label schema, evaluate, print.
+
+    Returns:
+        The ``GuardEvaluation``.
+    """
+    from rich.table import Table
+
+    from guardrail_dro.data.readers import read_splits
+    from guardrail_dro.serve.artifact import load_artifact
+    from guardrail_dro.serve.evaluate import evaluate_guard
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.policy import Policy
+
+    schema = load_artifact(guard_dir, verify=False).schema
+    data = read_splits({"test": test}, reader, schema=schema)[0]["test"]
+    for n in data.notes:
+        err.print(f"note: {n}", highlight=False)
+    policy = Policy(target_recall=target_recall, target_fpr=target_fpr)
+    g = Guard.load(guard_dir, provider="cpu", precision=precision, policy=policy)
+    with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
+        result = evaluate_guard(g, data)
+    how = result.objective if result.calibrated else "uncalibrated"
+    t = Table(
+        title=f"{guard_dir} ({result.precision_variant}, {how}), toxic ROC AUC "
+        f"{result.roc_auc:.3f} on {result.split}",
+        header_style="bold",
+    )
+    for col in ("split", "threshold", "precision", "recall", "FPR", "binary acc", "worst group"):
+        t.add_column(col, justify="left" if col == "split" else "right")
+    for name, p in result.rows():
+        worst = "-" if p.worst_group_accuracy is None else f"{p.worst_group_accuracy:.3f}"
+        worst += f" ({p.worst_group})" if p.worst_group is not None else ""
+        nums = (p.threshold, p.precision, p.recall, p.fpr, p.accuracy)
+        t.add_row(name, *(f"{v:.3f}" for v in nums), worst)
+    Console().print(t)
+    return result
