@@ -222,6 +222,7 @@ def export_onnx(
         >>> export_onnx("runs/model", "guard", valid=splits["valid"])
         PosixPath('guard')
     """
+    from export.gate import toxic_decision
     from export.validate import Validator, merge
     from guardrail_dro.serve.artifact import (
         VARIANT_FILES,
@@ -282,6 +283,8 @@ def export_onnx(
 
         say("checking parity" + (f" on {len(valid)} validation texts" if valid else ""))
         check = Validator(trained, fp32, valid=valid, tolerances=tol)
+        # The int8 gate compares decisions at the guard's operating point.
+        check.decide = toxic_decision(trained.schema.safe_mask(), threshold)
         reports = [check.check_tokenizer(tmp, pad_token), check.check_fp32()]
         if fp16:
             reports.append(check.check_variant("fp16", files["fp16"]))
@@ -308,6 +311,7 @@ def export_onnx(
                 precision=name,
                 providers=providers[name],
                 parity=report.stats.get(name, {}),
+                gate=report.gates.get(name),
             )
             for name in VARIANT_FILES
             if name in files
