@@ -8,7 +8,7 @@
    that knows the exporter);
 3. optionally fuse it with onnxruntime's transformer optimizer (attention, layer norm,
    GELU: about 1.5x faster on CPU, same numbers);
-4. int8: dynamic quantization, per channel, gated (``export/quantize.py``,
+4. int8: 8-bit weights by the first recipe that passes the gate (``export/quantize.py``,
    ``model.int8.onnx``); fp16: float16 weights for CUDA / TensorRT (``model.fp16.onnx``);
 5. save the tokenizer, check parity (``export.validate``), choose the thresholds on the
    validation split (``export.thresholds``), write the model card (``README.md``, the
@@ -197,8 +197,8 @@ def export_onnx(
     Args:
         model_dir: what ``guardrail-dro train`` wrote.
         out_dir: the guard artifact directory to create (must be empty or absent).
-        int8: also write ``model.int8.onnx`` (CPU), gated on argmax agreement and
-            worst-group accuracy.
+        int8: also write ``model.int8.onnx`` (CPU), gated on decision agreement and
+            binary worst-group accuracy at the operating point.
         fp16: also write ``model.fp16.onnx`` (CUDA / TensorRT), checked against fp32
             on ONNX Runtime's CPU provider.
         allow_unchecked_fp16: ship the fp16 model even when that check cannot run
@@ -349,6 +349,7 @@ def export_onnx(
                 precision=name,
                 providers=providers[name],
                 parity=report.stats.get(name, {}),
+                gate=report.gates.get(name),
             )
             for name in VARIANT_FILES
             if name in files

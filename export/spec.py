@@ -20,14 +20,19 @@ class Tolerances(BaseModel):
     fp32_max_abs_diff: float = Field(
         1e-4, gt=0, description="Max |logit(ONNX fp32) - logit(PyTorch)| over the probe texts."
     )
-    int8_min_agreement: float = Field(
-        0.98, ge=0, le=1, description="Share of argmax decisions int8 must share with fp32."
+    int8_min_decision_agreement: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="Share of validation texts whose decision (blocked or allowed, at the "
+        "guard's operating point) int8 must share with fp32.",
     )
     int8_max_worst_group_drop: float = Field(
         0.01,
         ge=0,
         le=1,
-        description="Max drop in worst-group accuracy (int8 vs fp32) on the validation split.",
+        description="Max drop in binary worst-group accuracy (gold toxic vs blocked, at the "
+        "operating point; int8 vs fp32) on the validation split.",
     )
     fp16_min_agreement: float = Field(
         0.98, ge=0, le=1, description="Share of argmax decisions fp16 must share with fp32."

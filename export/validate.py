@@ -7,9 +7,16 @@ Checks (limits in ``export.spec.Tolerances``):
 - fp32: max |logit| difference to PyTorch on probe texts of varied lengths (one
   character, a few words, sentences, a text truncated at max length), each alone and
   in padded batches, and on raw token sequences of length 1 and ``max_length``;
-- int8 / fp16: argmax agreement with fp32 on the validation texts (or the probe texts
-  when no validation split is given), and for int8 the worst-group accuracy drop on the
-  validation split when it has gold labels and groups.
+- int8: the DECISION the guard makes (blocked or allowed, at its operating point:
+  ``Validator.decide``), each text scored alone as the guard serves int8, must agree
+  with fp32's on >= 99% of the validation texts, and the binary worst-group accuracy
+  (gold toxic = gold class not safe, against blocked) may drop at most 1 point when the
+  split has gold labels and groups. 15-class argmax agreement and max |logit diff| are
+  recorded, not gated: a flip between two toxic classes changes no decision, while a
+  quantized model that keeps every argmax can still move scores across the threshold.
+  Without a validation split the gate runs on the probe texts only: the report says so
+  (``ParityReport.gates``, a note), since 16 texts cannot show a 1% flip rate;
+- fp16: argmax agreement with fp32 on the validation (or probe) texts.
 
 Failures never stop at the first: ``ParityReport.raise_for_mismatches`` raises one
 ``ExportParityError`` listing each.
@@ -24,19 +31,31 @@ from typing import Any
 
 import numpy as np
 
+from export.gate import (
+    GATE_PROBES,
+    GATE_VALIDATION,
+    WEAK_GATE_NOTE,
+    Decide,
+    decisions,
+    int8_gate,
+    toxic_decision,
+)
 from export.probes import N_BUILTIN, encode, onnx_logits, probe_texts, torch_logits
 from export.spec import Tolerances
 from guardrail_dro.errors import UNCHECKED, ExportParityError, Mismatch
 
 __all__ = [
     "UNCHECKED",
+    "Decide",
     "ExportParityError",
     "Mismatch",
     "ParityReport",
     "Validator",
     "merge",
+    "toxic_decision",
     "validate_export",
 ]
+
 
 @dataclass
 class ParityReport:
@@ -46,6 +65,7 @@ class ParityReport:
     mismatches: list[Mismatch] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unchecked: dict[str, str] = field(default_factory=dict)  # variant -> why not checked
+    gates: dict[str, str] = field(default_factory=dict)  # variant -> GATE_VALIDATION / _PROBES
 
     def require_checked(self, allowed: Iterable[str] = ()) -> None:
         """Record a mismatch for every variant whose parity was not measured, except
@@ -178,45 +198,17 @@ def _agreement(report, variant, fp32_logits, logits, limit, n_what: str) -> None
         )
 
 
-def _worst_group(report, variant, valid, fp32_logits, logits, limit) -> None:
-    from guardrail_dro.train.metrics import compute_metrics
-
-    if not (valid.has_gold and valid.has_groups):
-        report.notes.append("validation split lacks gold or groups: worst-group drop not checked")
-        return
-    y, groups, names = valid.gold_array(), valid.group_array(), list(valid.groups)
-    k = valid.schema.num_classes
-    m32 = compute_metrics(y, fp32_logits.argmax(1), num_classes=k, groups=groups, group_names=names)
-    mv = compute_metrics(y, logits.argmax(1), num_classes=k, groups=groups, group_names=names)
-    worst, fp32_worst = mv.worst_group_accuracy, m32.worst_group_accuracy
-    if worst is None or fp32_worst is None:  # no group with an item: nothing to compare
-        report.notes.append("no validation group has items: worst-group drop not checked")
-        return
-    drop = float(fp32_worst - worst)
-    report.stats.setdefault(variant, {}).update(
-        worst_group_accuracy=float(worst),
-        fp32_worst_group_accuracy=float(fp32_worst),
-        worst_group_accuracy_drop=drop,
-    )
-    if drop > limit:
-        report.mismatches.append(
-            Mismatch(
-                variant,
-                "worst-group accuracy drop vs fp32",
-                drop,
-                limit,
-                f"{m32.worst_group_accuracy:.4f} -> {mv.worst_group_accuracy:.4f} "
-                f"(worst group {mv.worst_group!r})",
-            )
-        )
-
-
 class Validator:
     """Checks variants against one fp32 reference, computed once.
 
     ``check_fp32`` compares the fp32 graph to PyTorch; ``check_variant`` compares an
     int8 / fp16 graph to the fp32 graph on the agreement texts. Each returns its own
     ParityReport, so a caller may try several quantization recipes and keep one.
+
+    ``decide`` is the guard's decision at its operating point, logits (N, C) -> blocked
+    (N,) bool; the int8 gate compares decisions through it. None means the toxic score
+    1 - P(safe classes) >= 0.5. The exporter sets it from the calibrated operating point
+    before quantizing, so int8 is gated where the guard will actually decide.
     """
 
     def __init__(
@@ -227,9 +219,11 @@ class Validator:
         valid=None,
         tolerances: Tolerances | None = None,
         intra_op_threads: int | None = None,
+        decide: Decide | None = None,
     ) -> None:
         from guardrail_dro.serve.runtime import create_session
 
+        self.decide: Decide | None = decide
         self.trained = trained
         self.valid = valid
         self.tol = tolerances or Tolerances()
@@ -241,9 +235,7 @@ class Validator:
         self.what = "validation texts" if valid_texts else "probe texts"
         self.fp32 = create_session(fp32_path, provider="cpu", intra_op_threads=self.threads)
         self._ref: np.ndarray | None = None
-        # logits (N, C) -> blocked (N,): the guard's decision at its operating point, set
-        # by export_onnx after calibration for the int8 gate; None: toxic score >= 0.5.
-        self.decide: Callable[[np.ndarray], np.ndarray] | None = None
+        self._ref_rows: np.ndarray | None = None
 
     @property
     def reference(self) -> np.ndarray:
@@ -253,6 +245,25 @@ class Validator:
             ref = onnx_logits(self.fp32, self.trained.tokenizer, self.texts, self.max_length)
             self._ref = ref
         return ref
+
+    @property
+    def reference_per_row(self) -> np.ndarray:
+        """fp32 ONNX logits on the agreement texts, each text run alone (as int8 is
+        served), so the int8 gate compares like with like."""
+        ref = self._ref_rows
+        if ref is None:
+            ref = self._logits(self.fp32, per_row=True)
+            self._ref_rows = ref
+        return ref
+
+    def _logits(self, session, *, per_row: bool) -> np.ndarray:
+        bs = 1 if per_row else 32
+        return onnx_logits(session, self.trained.tokenizer, self.texts, self.max_length, bs)
+
+    def blocked(self, logits: np.ndarray) -> np.ndarray:
+        """The guard's decisions for ``logits`` (``decide``, or toxic score >= 0.5)."""
+        decide = self.decide or toxic_decision(self.trained.schema.safe_mask())
+        return decisions(decide, logits)
 
     def check_tokenizer(self, artifact_dir: str | Path, pad_token: str) -> ParityReport:
         report = ParityReport()
@@ -283,9 +294,10 @@ class Validator:
         from guardrail_dro.serve.runtime import create_session
 
         report = ParityReport()
+        per_row = variant == "int8"  # the guard runs int8 one text at a time
         try:
             sess = create_session(path, provider="cpu", intra_op_threads=self.threads)
-            logits = onnx_logits(sess, self.trained.tokenizer, self.texts, self.max_length)
+            logits = self._logits(sess, per_row=per_row)
         except Exception as exc:
             # fp16 graphs may use kernels that ONNX Runtime's CPU provider lacks.
             if variant != "fp16":
@@ -294,17 +306,23 @@ class Validator:
             report.notes.append(f"fp16 not checked on CPU (check it on a GPU): {exc}")
             report.unchecked[variant] = why
             return report
-        limit = self.tol.int8_min_agreement if variant == "int8" else self.tol.fp16_min_agreement
-        _agreement(report, variant, self.reference, logits, limit, self.what)
-        if variant == "int8" and self.valid is not None:
-            _worst_group(
-                report,
-                variant,
-                self.valid,
-                self.reference,
-                logits,
-                self.tol.int8_max_worst_group_drop,
+        if variant != "int8":
+            _agreement(
+                report, variant, self.reference, logits, self.tol.fp16_min_agreement, self.what
             )
+            return report
+        report.gates["int8"] = GATE_VALIDATION if self.valid is not None else GATE_PROBES
+        if self.valid is None:
+            report.notes.append(WEAK_GATE_NOTE.format(n=len(self.texts)))
+        int8_gate(
+            report,
+            self.valid,
+            self.reference_per_row,
+            logits,
+            self.blocked,
+            self.tol,
+            self.what,
+        )
         return report
 
 
@@ -317,6 +335,7 @@ def merge(*reports: ParityReport) -> ParityReport:
         out.mismatches += r.mismatches
         out.notes += r.notes
         out.unchecked.update(r.unchecked)
+        out.gates.update(r.gates)
     return out
 
 
@@ -368,4 +387,5 @@ def summary(report: ParityReport) -> dict[str, Any]:
         "mismatches": [str(m) for m in report.mismatches],
         "notes": report.notes,
         "unchecked": report.unchecked,
+        "gates": report.gates,
     }

@@ -19,14 +19,16 @@ __all__ = ["export_command", "register"]
 _HELP = (
     "Export a trained model directory to a guard artifact directory (ONNX).\n\n"
     "Writes GUARD_DIR/model.onnx (fp32: encoder + pooling + head as one graph, dynamic "
-    "batch and sequence), model.int8.onnx (--int8, the default: dynamic per-channel "
-    "quantization, the fast CPU choice), model.fp16.onnx (--fp16: for CUDA / TensorRT), "
+    "batch and sequence), model.int8.onnx (--int8, the default: 8-bit weights, the "
+    "first gated recipe that passes), model.fp16.onnx (--fp16: for CUDA / TensorRT), "
     "tokenizer.json and guard.json (labels, safe classes, thresholds, max length, sha256 "
     "of every file).\n\n"
     "Every export is checked: fp32 logits within 1e-4 of PyTorch on texts from one "
-    "character to the maximum length; int8 must agree with fp32 on >= 98% of decisions "
-    "and, with --valid, lose at most 1 point of worst-group accuracy. A failed check "
-    "writes nothing and lists every mismatch.\n\n"
+    "character to the maximum length; int8, each --valid text scored alone, must make "
+    "the same decision (blocked or not, at the guard's threshold) as fp32 on >= 99% of "
+    "texts and lose at most 1 point of binary worst-group accuracy. Without --valid the "
+    "int8 gate runs on 16 probe texts only and the export says it was weak. A failed "
+    "check writes nothing and lists every mismatch.\n\n"
     "Operating point: with --valid (gold labels, groups) the toxic threshold is chosen on "
     "it, scored by the fp32 ONNX model: by default the best worst-group binary accuracy; "
     "--target-recall R: the lowest false-positive rate with recall >= R; --target-fpr F: "
@@ -93,7 +95,7 @@ def export_command(
             "--valid",
             help="Validation split (CSV / JSONL with gold and groups, or a bundled split "
             "such as toxic-questions:valid): the operating point is chosen on it, and int8 "
-            "is gated on it (agreement, worst-group accuracy).",
+            "is gated on it (decision agreement, binary worst-group accuracy).",
         ),
     ] = None,
     threshold: Annotated[
@@ -189,6 +191,12 @@ def export_command(
         size = (guard / v.file).stat().st_size / 1e6
         numbers = ", ".join(f"{k}={val:.4g}" for k, val in v.parity.items())
         typer.echo(f"{name:5s} {v.file:18s} {size:7.1f} MB  {numbers}")
+        if v.gate == "probes":
+            err.print(
+                f"warning: the {name} gate was WEAK: checked on built-in probe texts only, "
+                "not on validation data; export with --valid to gate it on real data.",
+                highlight=False,
+            )
     typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
     # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
     typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")

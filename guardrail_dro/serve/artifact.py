@@ -134,6 +134,11 @@ class ModelVariant(BaseModel):
         description="Export check numbers: max_abs_diff (fp32), agreement, "
         "worst_group_accuracy_drop (int8)...",
     )
+    gate: Literal["validation", "probes"] | None = Field(
+        None,
+        description="What the export's parity gate ran on (int8): the validation split, or "
+        "only the built-in probe texts (a weak gate: no --valid at export).",
+    )
 
 
 class GuardManifest(BaseModel):

@@ -50,9 +50,10 @@ def test_minilm_export_meets_parity_and_serves(minilm_model_dir, synthetic, tmp_
     # lengths actually compared: the two ends of the sequence axis and real texts between
     assert (fp32["min_tokens"], fp32["max_tokens"]) == (1, art.manifest.max_length)
     assert fp32["distinct_lengths"] >= 10 and fp32["text_max_tokens"] > 20
-    assert int8["agreement"] >= 0.98 and int8["worst_group_accuracy_drop"] <= 0.01
+    assert int8["decision_agreement"] >= 0.99 and int8["binary_worst_group_accuracy_drop"] <= 0.01
     assert art.manifest.train["fused_operators"].get("Attention") == 6  # optimizer ran
-    assert (guard / "model.int8.onnx").stat().st_size < (guard / "model.onnx").stat().st_size / 3
+    # blockwise int8 rewrites the MatMuls only (attention, embeddings and head stay fp32)
+    assert (guard / "model.int8.onnx").stat().st_size < (guard / "model.onnx").stat().st_size * 0.8
 
     texts = synthetic["test"].texts[:64]
     tok = art.load_tokenizer()
