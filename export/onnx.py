@@ -189,6 +189,7 @@ def export_onnx(
     threshold: float | None = None,
     target_recall: float | None = None,
     target_fpr: float | None = None,
+    objective: str | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Path:
@@ -216,7 +217,10 @@ def export_onnx(
             None: chosen on ``valid`` (0.5 without it).
         target_recall: choose the lowest validation FPR with recall >= this.
         target_fpr: choose the highest validation recall with FPR <= this. Without
-            ``threshold`` or a target: the best worst-group binary accuracy.
+            ``threshold`` or a target: ``objective``.
+        objective: without a target or threshold, ``worst_group_balanced_accuracy``
+            (default: the best mean of recall and 1 - FPR in the worst group, independent
+            of the validation split's class mix) or ``worst_group_accuracy``.
         overwrite: replace a non-empty ``out_dir``.
         progress: called with a short message before each slow step.
 
@@ -318,6 +322,7 @@ def export_onnx(
                 target_recall=target_recall,
                 target_fpr=target_fpr,
                 threshold=threshold,
+                objective=objective,
             )
         else:
             thresholds, calibration = uncalibrated(trained.schema, threshold)

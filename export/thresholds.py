@@ -6,13 +6,13 @@ reference), then ``calibrate``:
 1. per-class thresholds: a class triggering on its own probability only matters when it
    blocks a text the toxic score let through. One shared threshold for every non-safe
    class is tried on a grid (``PER_CLASS_GRID``), the toxic threshold re-chosen for each;
-   it is kept only when it raises the best worst-group binary accuracy on valid, else
+   it is kept only when it raises the default objective's best value on valid, else
    dropped (``per_class`` empty: no per-class trigger). The measurement is written to
    ``guard.json`` (``calibration.per_class``).
 2. the toxic threshold: the point of the validation operating curve
    (``guardrail_dro.serve.calibration``) the objective picks: ``target_recall``,
-   ``target_fpr``, a ``fixed`` threshold the user gave, or the default
-   (``worst_group_accuracy``);
+   ``target_fpr``, a ``fixed`` threshold the user gave, ``worst_group_accuracy``, or the
+   default (``worst_group_balanced_accuracy``: why in ``serve.calibration``);
 3. ``decision_function``: the guard's own decision (``DecisionRule``) at that point, for
    the int8 gate (``Validator.decide``), so the gate checks the decisions a user gets.
 
@@ -29,7 +29,13 @@ import numpy as np
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.artifact import Thresholds
-from guardrail_dro.serve.calibration import Calibration, binary_metrics, operating_curve
+from guardrail_dro.serve.calibration import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVES,
+    Calibration,
+    binary_metrics,
+    operating_curve,
+)
 from guardrail_dro.serve.policy import Action, DecisionRule, Policy
 
 __all__ = [
@@ -98,13 +104,14 @@ def _scores(probs: np.ndarray, safe: np.ndarray, per_class: float | None) -> np.
 def _per_class(probs, safe, positive, groups, names) -> tuple[float | None, str]:
     def best(tau: float | None) -> tuple[float, float]:
         curve = operating_curve(_scores(probs, safe, tau), positive, groups, names)
-        p = curve.choose()
-        return (p.worst_group_accuracy or p.accuracy), p.accuracy
+        p = curve.choose(DEFAULT_OBJECTIVE)
+        value = p.worst_group_balanced_accuracy
+        return (p.balanced_accuracy if value is None else value), p.accuracy
 
     base = best(None)
     scored = [(best(t), t) for t in PER_CLASS_GRID]
     (top, tau) = max(scored, key=lambda st: (st[0], -st[1]))
-    what = "worst-group" if groups is not None else "overall"
+    what = "worst-group balanced" if groups is not None else "balanced"
     if top <= base:
         return None, (
             f"dropped: a shared per-class threshold ({PER_CLASS_GRID[0]}-{PER_CLASS_GRID[-1]}) "
@@ -124,6 +131,7 @@ def calibrate(
     target_recall: float | None = None,
     target_fpr: float | None = None,
     threshold: float | None = None,
+    objective: str | None = None,
 ) -> tuple[Thresholds, Calibration]:
     """Thresholds and their record for ``guard.json``, chosen on ``valid``.
 
@@ -132,7 +140,8 @@ def calibrate(
         valid: the validation ``AnnotatedDataset`` (gold labels; groups if it has them).
         schema: the model's label schema (its safe classes).
         target_recall, target_fpr, threshold: at most one (``check_objective``); none:
-            the best worst-group binary accuracy.
+            ``objective``.
+        objective: ``worst_group_balanced_accuracy`` (default) or ``worst_group_accuracy``.
 
     Raises:
         ConfigError: as ``check_objective``; a target on a split without gold, a split
@@ -154,7 +163,14 @@ def calibrate(
     tau, per_class_note = _per_class(probs, safe, positive, groups, names)
     scores = _scores(probs, safe, tau)
     full = operating_curve(scores, positive, groups, names)
-    objective, target = "worst_group_accuracy", None
+    if objective is None:
+        objective = DEFAULT_OBJECTIVE
+    if objective not in OBJECTIVES or objective.startswith("target_"):
+        raise ConfigError(
+            f"objective must be worst_group_balanced_accuracy or worst_group_accuracy, "
+            f"not {objective!r} (targets: target_recall= / target_fpr=)"
+        )
+    target: float | None = None
     if target_recall is not None:
         objective, target = "target_recall", target_recall
     elif target_fpr is not None:
@@ -230,10 +246,12 @@ def describe(calibration: Calibration) -> str:
         return calibration.note
     target = f" {calibration.target}" if calibration.target is not None else ""
     worst = (
-        f", worst group {p.worst_group_accuracy:.3f} ({p.worst_group})"
+        f", worst-group accuracy {p.worst_group_accuracy:.3f} ({p.worst_group})"
         if p.worst_group_accuracy is not None
         else ""
     )
+    if p.worst_group_balanced_accuracy is not None:
+        worst += f", worst-group balanced accuracy {p.worst_group_balanced_accuracy:.3f}"
     return (
         f"toxic threshold {p.threshold:.4f} ({calibration.objective}{target}) on valid: "
         f"recall {p.recall:.3f}, FPR {p.fpr:.3f}, precision {p.precision:.3f}, "

@@ -24,7 +24,7 @@ Failures never stop at the first: ``ParityReport.raise_for_mismatches`` raises o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

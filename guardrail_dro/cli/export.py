@@ -30,7 +30,8 @@ _HELP = (
     "int8 gate runs on 16 probe texts only and the export says it was weak. A failed "
     "check writes nothing and lists every mismatch.\n\n"
     "Operating point: with --valid (gold labels, groups) the toxic threshold is chosen on "
-    "it, scored by the fp32 ONNX model: by default the best worst-group binary accuracy; "
+    "it, scored by the fp32 ONNX model: by default the best worst-group balanced accuracy "
+    "(--objective); "
     "--target-recall R: the lowest false-positive rate with recall >= R; --target-fpr F: "
     "the highest recall with false-positive rate <= F. guard.json records the objective, "
     "the validation precision / recall / FPR / accuracy (overall and worst group) there, "
@@ -131,6 +132,17 @@ def export_command(
             rich_help_panel="Operating point",
         ),
     ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="Without a target or --threshold: balanced (default: the best worst-group "
+            "mean of recall and 1 - FPR, whatever the validation split's toxic share) or "
+            "accuracy (the best worst-group binary accuracy; follows the split's class "
+            "mix: a mostly-toxic red-team split then blocks most safe texts).",
+            rich_help_panel="Operating point",
+        ),
+    ] = "balanced",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,
@@ -172,6 +184,7 @@ def export_command(
             threshold=threshold,
             target_recall=target_recall,
             target_fpr=target_fpr,
+            objective=_OBJECTIVES.get(objective) or _bad_objective(objective),
             overwrite=overwrite,
             progress=progress,
         )
@@ -200,6 +213,18 @@ def export_command(
     typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
     # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
     typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")
+
+
+_OBJECTIVES = {
+    "balanced": "worst_group_balanced_accuracy",
+    "accuracy": "worst_group_accuracy",
+}
+
+
+def _bad_objective(name: str) -> str:
+    raise typer.BadParameter(
+        f"--objective must be one of {sorted(_OBJECTIVES)}, not {name!r}", param_hint="--objective"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -45,17 +45,26 @@ def evaluate_guard_dir(
     with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
         result = evaluate_guard(g, data)
     how = result.objective if result.calibrated else "uncalibrated"
-    t = Table(
-        title=f"{guard_dir} ({result.precision_variant}, {how}), toxic ROC AUC "
+    console = Console()
+    # The title on its own line: a long guard path must not squeeze the table.
+    console.print(
+        f"[bold]{guard_dir}[/] ({result.precision_variant}, {how}): toxic ROC AUC "
         f"{result.roc_auc:.3f} on {result.split}",
-        header_style="bold",
+        soft_wrap=True,
+        highlight=False,
     )
-    for col in ("split", "threshold", "precision", "recall", "FPR", "binary acc", "worst group"):
+    t = Table(header_style="bold")
+    cols = (
+        "split", "threshold", "precision", "recall", "FPR", "binary acc", "worst group",
+        "worst-group balanced",
+    )  # fmt: skip
+    for col in cols:
         t.add_column(col, justify="left" if col == "split" else "right")
     for name, p in result.rows():
         worst = "-" if p.worst_group_accuracy is None else f"{p.worst_group_accuracy:.3f}"
         worst += f" ({p.worst_group})" if p.worst_group is not None else ""
+        bal = p.worst_group_balanced_accuracy
         nums = (p.threshold, p.precision, p.recall, p.fpr, p.accuracy)
-        t.add_row(name, *(f"{v:.3f}" for v in nums), worst)
-    Console().print(t)
+        t.add_row(name, *(f"{v:.3f}" for v in nums), worst, "-" if bal is None else f"{bal:.3f}")
+    console.print(t)
     return result

@@ -9,14 +9,22 @@ Which threshold is a choice between recall (toxic texts blocked) and false posit
   there (scikit-learn's ``roc_curve`` counts the hits; per group, sorted searches);
 - ``OperatingCurve.choose(objective, target)``: the point an objective picks:
   ``target_recall`` (the lowest FPR with recall >= target), ``target_fpr`` (the highest
-  recall with FPR <= target) or ``worst_group_accuracy`` (the default: the best binary
-  accuracy of the worst group, ties to the better overall accuracy, then to the lower
-  FPR);
+  recall with FPR <= target), ``worst_group_balanced_accuracy`` (the default: the best
+  balanced accuracy, the mean of recall and 1 - FPR, of the worst group) or
+  ``worst_group_accuracy`` (the best plain binary accuracy of the worst group); ties go
+  to the better overall accuracy, then to the lower FPR;
 - ``OperatingCurve.compact()``: about 150-300 points kept so that every target on a 0.01
   grid still picks exactly the point the full curve picks; ``guard.json`` stores this,
   so ``Policy(target_recall=...)`` moves the guard along it at load time without data;
 - ``binary_metrics(blocked, positive, groups)``: the same numbers for decisions made
   elsewhere (``guardrail-dro evaluate --guard``).
+
+Why balanced accuracy by default: plain accuracy weighs toxic and safe texts by their
+share in the validation split, and a red-team validation split is mostly toxic
+(toxic-questions valid: 84%), so its accuracy-best point blocks most safe texts (59% of
+the safe test questions there) while deployed traffic is mostly safe. Balanced accuracy
+does not depend on the split's class mix: on toxic-questions the default point has test
+recall 0.78 at FPR 0.27 instead of 0.94 at 0.59.
 
 Thresholds sit halfway between consecutive distinct scores, so a decision never hangs
 on the last bit of a float that another runtime may round the other way.
@@ -36,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from guardrail_dro.errors import ConfigError, require
 
 __all__ = [
+    "DEFAULT_OBJECTIVE",
     "OBJECTIVES",
     "Calibration",
     "Objective",
@@ -47,8 +56,18 @@ __all__ = [
     "toxic_scores",
 ]
 
-Objective = Literal["worst_group_accuracy", "target_recall", "target_fpr", "fixed"]
-OBJECTIVES: tuple[str, ...] = ("worst_group_accuracy", "target_recall", "target_fpr")
+Objective = Literal[
+    "worst_group_balanced_accuracy", "worst_group_accuracy", "target_recall", "target_fpr", "fixed"
+]
+OBJECTIVES: tuple[str, ...] = (
+    "worst_group_balanced_accuracy",
+    "worst_group_accuracy",
+    "target_recall",
+    "target_fpr",
+)
+#: The objective when the user names none (see the module docstring for why).
+DEFAULT_OBJECTIVE = "worst_group_balanced_accuracy"
+_UNTARGETED = ("worst_group_balanced_accuracy", "worst_group_accuracy")
 
 
 def toxic_scores(logits: np.ndarray, safe: np.ndarray) -> np.ndarray:
@@ -71,6 +90,14 @@ class OperatingPoint(BaseModel):
     accuracy: float = Field(description="Binary accuracy (toxic blocked, safe allowed).")
     worst_group_accuracy: float | None = Field(None, description="Lowest per-group accuracy.")
     worst_group: str | None = None
+    worst_group_balanced_accuracy: float | None = Field(
+        None, description="Lowest per-group mean of recall and 1 - FPR (of the terms a group has)."
+    )
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """The mean of recall and 1 - FPR: accuracy as if toxic and safe were equally common."""
+        return (self.recall + 1.0 - self.fpr) / 2
 
 
 class OperatingCurve(BaseModel):
@@ -86,6 +113,7 @@ class OperatingCurve(BaseModel):
     accuracy: tuple[float, ...]
     worst_group_accuracy: tuple[float, ...] = ()
     worst_group: tuple[str, ...] = ()
+    worst_group_balanced_accuracy: tuple[float, ...] = ()  # absent in older guard.json files
     positives: int = Field(ge=1, description="Toxic texts in the split.")
     negatives: int = Field(ge=1, description="Safe texts in the split.")
 
@@ -93,7 +121,7 @@ class OperatingCurve(BaseModel):
     def _check(self) -> OperatingCurve:
         n = len(self.threshold)
         cols = (self.precision, self.recall, self.fpr, self.accuracy)
-        grouped = (self.worst_group_accuracy, self.worst_group)
+        grouped = (self.worst_group_accuracy, self.worst_group, self.worst_group_balanced_accuracy)
         if n == 0 or any(len(c) != n for c in cols) or any(len(c) not in (0, n) for c in grouped):
             raise ValueError("an operating curve needs >= 1 point and columns of equal length")
         if any(a < b for a, b in zip(self.threshold, self.threshold[1:], strict=False)):
@@ -113,9 +141,12 @@ class OperatingCurve(BaseModel):
             accuracy=self.accuracy[i],
             worst_group_accuracy=self.worst_group_accuracy[i] if grouped else None,
             worst_group=self.worst_group[i] if grouped else None,
+            worst_group_balanced_accuracy=self.worst_group_balanced_accuracy[i]
+            if self.worst_group_balanced_accuracy
+            else None,
         )
 
-    def index(self, objective: str = "worst_group_accuracy", target: float | None = None) -> int:
+    def index(self, objective: str = DEFAULT_OBJECTIVE, target: float | None = None) -> int:
         """The index of the point ``objective`` picks (see the module docstring).
 
         Raises:
@@ -124,12 +155,17 @@ class OperatingCurve(BaseModel):
         """
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective must be one of {list(OBJECTIVES)}, not {objective!r}")
-        if objective == "worst_group_accuracy":
+        if objective in _UNTARGETED:
             if target is not None:
-                raise ConfigError("the worst_group_accuracy objective takes no target")
+                raise ConfigError(f"the {objective} objective takes no target")
             # Without groups the whole split is the one group.
-            worst = self.worst_group_accuracy or self.accuracy
-            return _best_worst_group(np.asarray(worst), np.asarray(self.accuracy))
+            if objective == "worst_group_accuracy":
+                worst = np.asarray(self.worst_group_accuracy or self.accuracy)
+            elif self.worst_group_balanced_accuracy:
+                worst = np.asarray(self.worst_group_balanced_accuracy)
+            else:
+                worst = (np.asarray(self.recall) + 1.0 - np.asarray(self.fpr)) / 2
+            return _best_worst_group(worst, np.asarray(self.accuracy))
         if target is None or isinstance(target, bool) or not 0 < target <= 1:
             raise ConfigError(f"{objective} needs a target in (0, 1], not {target!r}")
         recall, fpr = np.asarray(self.recall), np.asarray(self.fpr)
@@ -149,7 +185,7 @@ class OperatingCurve(BaseModel):
         return int(np.flatnonzero(recall == recall[ok[-1]])[0])
 
     def choose(
-        self, objective: str = "worst_group_accuracy", target: float | None = None
+        self, objective: str = DEFAULT_OBJECTIVE, target: float | None = None
     ) -> OperatingPoint:
         """The point ``objective`` picks; raises as ``index``."""
         return self.point(self.index(objective, target))
@@ -174,6 +210,7 @@ class OperatingCurve(BaseModel):
                 "accuracy",
                 "worst_group_accuracy",
                 "worst_group",
+                "worst_group_balanced_accuracy",
             )
         }
         return OperatingCurve(**cols, positives=self.positives, negatives=self.negatives)
@@ -270,6 +307,7 @@ def operating_curve(
     accuracy = (tp + n_neg - fp) / (n_pos + n_neg)
     worst_acc: tuple[float, ...] = ()
     worst_name: tuple[str, ...] = ()
+    worst_bal: tuple[float, ...] = ()
     if g is not None and (g >= 0).any():
         ids = np.unique(g[g >= 0])
         names = [str(group_names[k]) if group_names else str(k) for k in ids]
@@ -277,6 +315,8 @@ def operating_curve(
         which = accs.argmin(axis=0)
         worst_acc = tuple(accs.min(axis=0).tolist())
         worst_name = tuple(names[k] for k in which)
+        bals = np.stack([_group_balanced(s[g == k], y[g == k], thr) for k in ids])
+        worst_bal = tuple(bals.min(axis=0).tolist())
     return OperatingCurve(
         threshold=tuple(np.clip(thr, 0.0, 1.0).tolist()),
         precision=tuple(precision.tolist()),
@@ -285,6 +325,7 @@ def operating_curve(
         accuracy=tuple(accuracy.tolist()),
         worst_group_accuracy=worst_acc,
         worst_group=worst_name,
+        worst_group_balanced_accuracy=worst_bal,
         positives=n_pos,
         negatives=n_neg,
     )
@@ -296,6 +337,18 @@ def _group_accuracy(s: np.ndarray, y: np.ndarray, thr: np.ndarray) -> np.ndarray
     tp = len(pos) - np.searchsorted(pos, thr, side="left")
     tn = np.searchsorted(neg, thr, side="left")
     return (tp + tn) / len(s)
+
+
+def _group_balanced(s: np.ndarray, y: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of one group at every threshold: the mean of its recall and its
+    1 - FPR, or the one of the two it has (a group with only toxic texts: its recall)."""
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    terms = []
+    if len(pos):
+        terms.append((len(pos) - np.searchsorted(pos, thr, side="left")) / len(pos))
+    if len(neg):
+        terms.append(np.searchsorted(neg, thr, side="left") / len(neg))
+    return np.mean(terms, axis=0)
 
 
 def binary_metrics(
@@ -323,11 +376,17 @@ def binary_metrics(
             f"binary metrics need toxic and safe texts with gold labels; this split has "
             f"{tp + fn} toxic and {tn + fp} safe"
         )
-    worst, worst_name = None, None
+    worst, worst_name, worst_bal = None, None, None
     if g is not None and (g >= 0).any():
-        accs = {int(k): float(accuracy_score(y[g == k], b[g == k])) for k in np.unique(g[g >= 0])}
+        ks = np.unique(g[g >= 0])
+        accs = {int(k): float(accuracy_score(y[g == k], b[g == k])) for k in ks}
         k = min(accs, key=accs.__getitem__)
         worst, worst_name = accs[k], str(group_names[k]) if group_names else str(k)
+        # per group: the mean of the recall and 1 - FPR it has (one score as threshold)
+        worst_bal = min(
+            float(_group_balanced(b[g == k].astype(float), y[g == k], np.array([0.5]))[0])
+            for k in ks
+        )
     return OperatingPoint(
         threshold=threshold,
         precision=tp / (tp + fp) if tp + fp else 1.0,
@@ -336,6 +395,7 @@ def binary_metrics(
         accuracy=(tp + tn) / len(y),
         worst_group_accuracy=worst,
         worst_group=worst_name,
+        worst_group_balanced_accuracy=worst_bal,
     )
 
 

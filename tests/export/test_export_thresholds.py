@@ -36,7 +36,7 @@ def test_export_writes_the_calibration(tiny_export) -> None:
     man = load_artifact(tiny_export["guard"]).manifest
     cal = man.calibration
     assert cal is not None and cal.calibrated
-    assert cal.objective == "worst_group_accuracy" and cal.target is None
+    assert cal.objective == "worst_group_balanced_accuracy" and cal.target is None
     assert cal.items == 400 and cal.split == "valid"
     assert cal.point is not None and cal.curve is not None
     assert man.thresholds.toxic == cal.point.threshold

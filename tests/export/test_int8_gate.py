@@ -205,8 +205,11 @@ def test_recipe_list_holds_the_measured_passing_recipes() -> None:
 
     assert INT8_RECIPES and set(INT8_RECIPES) <= set(CANDIDATE_RECIPES)
     assert len({r.name for r in CANDIDATE_RECIPES}) == len(CANDIDATE_RECIPES)
-    # today's dynamic recipes were measured and failed the gate on toxic-questions
-    assert all(r.method == "blockwise" and r.int8_compute for r in INT8_RECIPES)
+    # the fast dynamic recipe first (it passes where margins allow), then the blockwise
+    # ones that passed the gate on toxic-questions where every dynamic recipe failed
+    assert INT8_RECIPES[0].method == "dynamic" and INT8_RECIPES[0].per_channel
+    assert [r.method for r in INT8_RECIPES[1:]] == ["blockwise", "blockwise"]
+    assert all(r.int8_compute for r in INT8_RECIPES[1:])
 
 
 @pytest.mark.parametrize("recipe", _recipes(), ids=lambda r: r.name)
@@ -219,6 +222,11 @@ def test_each_recipe_quantizes_and_is_batch_invariant(tiny_export, tmp_path, rec
     fp32 = tiny_export["guard"] / "model.onnx"
     dst = quantize_int8(fp32, tmp_path / "int8.onnx", recipe)
     ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
+    if recipe.method == "dynamic":
+        # activations quantized per run with one scale: not batch invariant by itself,
+        # which is why OnnxScorer scores int8 one row at a time
+        assert ops & {"MatMulInteger", "DynamicQuantizeMatMul"} and "MatMulNBits" not in ops
+        return
     assert "MatMulNBits" in ops and "MatMul" not in ops
     sess = create_session(dst, provider="cpu", intra_op_threads=1)
     rng = np.random.default_rng(0)

@@ -48,6 +48,28 @@ def test_curve_by_hand(curve: OperatingCurve) -> None:
     assert (curve.positives, curve.negatives) == (3, 3)
 
 
+def test_worst_group_balanced_accuracy_by_hand(curve: OperatingCurve) -> None:
+    # a: recall 0, 1/2, 1, 1, ...; 1 - FPR 1, 1, 1, 0, ... -> 0.5, 0.75, 1, 0.5, 0.5, 0.5, 0.5
+    # b: recall 0 until 0.35, then 1; 1 - FPR 1 ... 1, 0.5, 0 -> 0.5, 0.5, 0.5, 0.5, 1, 0.75, 0.5
+    assert curve.worst_group_balanced_accuracy == pytest.approx([0.5] * 7)
+    # all tied: the better overall accuracy (5/6 at 0.75 and 0.35), then the lower FPR
+    assert curve.choose().threshold == pytest.approx(0.75)
+
+
+def test_balanced_default_does_not_follow_the_class_mix() -> None:
+    """Four toxic texts and one safe, the safe one scored second: plain accuracy blocks
+    everything (4/5 right, FPR 1); balanced accuracy blocks the top text only."""
+    c = operating_curve(np.array([0.9, 0.8, 0.7, 0.6, 0.5]), np.array([1, 0, 1, 1, 1], bool))
+    # balanced: 0.5, 0.625, 0.125, 0.25, 0.375, 0.5
+    assert c.choose("worst_group_accuracy").fpr == 1.0
+    best = c.choose()
+    assert (best.threshold, best.recall, best.fpr) == pytest.approx((0.85, 0.25, 0.0))
+    assert best.balanced_accuracy == pytest.approx(0.625)
+    # a stored curve without the column (older guard.json) falls back to overall balanced
+    old = c.model_copy(update={"worst_group_balanced_accuracy": ()})
+    assert old.choose().threshold == pytest.approx(0.85)
+
+
 @pytest.mark.parametrize(
     ("objective", "target", "threshold"),
     [
@@ -104,6 +126,8 @@ def test_binary_metrics_by_hand() -> None:
     # tp 2 (0.9, 0.4), fn 1 (0.8), fp 1 (0.7), tn 2
     assert (p.recall, p.fpr, p.precision, p.accuracy) == pytest.approx((2 / 3, 1 / 3, 2 / 3, 4 / 6))
     assert p.worst_group_accuracy == pytest.approx(1 / 3) and p.worst_group == "a"
+    # a: recall 1/2, 1 - FPR 0 -> 0.25; b: recall 1, 1 - FPR 1 -> 1
+    assert p.worst_group_balanced_accuracy == pytest.approx(0.25)
     assert p.threshold == 0.3
 
 
