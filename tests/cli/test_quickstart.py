@@ -61,14 +61,16 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
 
     out = io.StringIO()
     console = Console(file=out, width=200)
-    kw = dict(backbone=str(tiny_backbone), sizes=(120, 60, 40), console=console)
+    kw = dict(backbone=str(tiny_backbone), sizes=(120, 60, 40), console=console, synthetic=True)
     first = run_quickstart(tmp_path, **kw)
     text = out.getvalue()
     assert "train: 120 call(s) made" in text
     assert set(first["report"].results) >= {"ours", "mv", "soft", "ds"}
     assert (first["guard_dir"] / "model.int8.onnx").is_file()
     assert len(first["results"]) == len(CHAT_TURNS)
-    assert all(r.latency_ms > 0 and not r.degraded for _, _, r in first["results"])
+    assert all(r.latency_ms > 0 and not r.degraded for *_, r in first["results"])
+    assert first["background"] is None  # the synthetic demonstration trains without
+    assert "benign turns allowed" in text and "should be" in text
     for name in ("group_accuracy.png", "results.json"):
         assert (tmp_path / "report" / name).is_file()
 
@@ -87,3 +89,33 @@ def test_quickstart_reads_a_bundled_dataset_by_name() -> None:
     assert splits["test"].schema.safe == ("14",)
     with pytest.raises(DataError, match=r"bundled dataset \(toxic-questions\)"):
         _read_real(Path("no-such-folder"), None)
+
+
+def test_the_default_is_the_real_dataset_with_background_and_replayed_gpt4_turbo() -> None:
+    """What `make quickstart` runs, read from the command's own defaults."""
+    import inspect
+
+    from guardrail_dro.cli.quickstart import (
+        BACKGROUND,
+        CHAT_TURNS,
+        REPLAYED_REAL,
+        quickstart,
+        run_quickstart,
+    )
+    from guardrail_dro.data.background import load_background
+    from guardrail_dro.data.bundled import BUNDLED
+
+    params = inspect.signature(run_quickstart).parameters
+    assert params["data"].default is None and params["synthetic"].default is False
+    assert inspect.signature(quickstart).parameters["synthetic"].default is False
+    assert BUNDLED["toxic-questions"].annotators[REPLAYED_REAL] == ("GPT-4 Turbo", "gpt-4-turbo")
+    assert load_background(BACKGROUND)  # the bundled background loads
+    assert {benign for *_, benign in CHAT_TURNS} == {True, False}
+
+
+def test_synthetic_and_data_exclude_each_other(tmp_path: Path) -> None:
+    from guardrail_dro.cli.quickstart import run_quickstart
+    from guardrail_dro.errors import DataError
+
+    with pytest.raises(DataError, match="--synthetic and --data"):
+        run_quickstart(tmp_path, synthetic=True, data="toxic-questions")
