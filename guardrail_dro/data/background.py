@@ -113,7 +113,8 @@ def split_by_hash(texts: Iterable[str]) -> tuple[list[str], list[str]]:
         key = normalise_text(t)
         if key:
             seen.setdefault(key, t)
-    train, heldout = [], []
+    train: list[str] = []
+    heldout: list[str] = []
     for key, t in seen.items():
         h = int(hashlib.sha256(key.encode()).hexdigest(), 16)
         (heldout if h % HELDOUT_EVERY == 0 else train).append(t)

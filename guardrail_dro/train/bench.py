@@ -101,9 +101,11 @@ class BenchReport(BaseModel):
                 "n/a" if not u else f"{acc:.3f} / " + ("n/a" if worst is None else f"{worst:.3f}")
             )
             if bg:
-                b, c = r.background_block_rate, r.background_block_rate_valid_threshold
+                bl, cal = r.background_block_rate, r.background_block_rate_valid_threshold
                 cells.append(
-                    "n/a" if b is None else f"{b:.3f} / " + ("n/a" if c is None else f"{c:.3f}")
+                    "n/a"
+                    if bl is None
+                    else f"{bl:.3f} / " + ("n/a" if cal is None else f"{cal:.3f}")
                 )
             cells.append(f"{r.seconds:.1f}")
             lines.append("| " + " | ".join(cells) + " |")
