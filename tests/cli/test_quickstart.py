@@ -35,6 +35,23 @@ def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path:
     assert [it.annotations for it in again["train"]] == [it.annotations for it in first["train"]]
 
 
+def test_the_batch_replay_returns_the_same_labels_and_resumes(tmp_path: Path) -> None:
+    # What the real-data quickstart uses: one Batch API upload per split, not a call per text.
+    from guardrail_dro.cli.quickstart import REPLAYED, _annotate
+
+    data = {"train": make_synthetic(n_train=30, n_valid=10, n_test=10, seed=2)["train"]}
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    first = _annotate(data, tmp_path, live=False, specs=(), console=console, batch=True)
+    assert "train: 30 call(s) made, 0 answer(s) from the cache" in out.getvalue()
+    name = next(a for a in first["train"].annotators if a.startswith("openai:"))
+    for before, after in zip(data["train"], first["train"], strict=True):
+        assert after.label_of(name) == before.label_of(REPLAYED)
+    out.truncate(0)
+    _annotate(data, tmp_path, live=False, specs=(), console=console, batch=True)
+    assert "train: 0 call(s) made, 30 answer(s) from the cache" in out.getvalue()
+
+
 def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) -> None:
     from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
     from guardrail_dro.train.model import GuardClassifier, load_backbone
