@@ -30,7 +30,7 @@ from rich.console import Console
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
 from guardrail_dro.data.items import AnnotatedDataset
-from guardrail_dro.errors import DataError
+from guardrail_dro.errors import DataError, ExportParityError
 
 if TYPE_CHECKING:
     from guardrail_dro.train.result import TrainResult
@@ -306,9 +306,17 @@ def run_quickstart(
         console.print(f"  {result.background.summary()}", highlight=False)
     hashes = {k: v.content_hash() for k, v in splits.items() if k != "test"}
     TrainedModel.from_result(result, hashes).save(out / "model")
-    guard_dir = export_onnx(
-        out / "model", out / "guard", int8=True, valid=splits["valid"], overwrite=True
-    )
+    try:
+        guard_dir = export_onnx(
+            out / "model", out / "guard", int8=True, valid=splits["valid"], overwrite=True
+        )
+    except ExportParityError as exc:
+        # The int8 gate on real validation data is strict (issue 10, item 4); until an
+        # int8 recipe passes it, ship the fp32 guard rather than no guard, and say so.
+        console.print(f"  [yellow]int8 not shipped:[/] {exc}", highlight=False)
+        guard_dir = export_onnx(
+            out / "model", out / "guard", int8=False, valid=splits["valid"], overwrite=True
+        )
     console.print(f"  model -> {out / 'model'}, guard artifact -> {guard_dir}")
 
     # 4. guard a few chat turns ---------------------------------------------------------------
