@@ -69,6 +69,36 @@ KeepOverlap = Annotated[
         rich_help_panel=_T,
     ),
 ]
+BackgroundSafe = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--background-safe",
+        help="Ordinary text that is safe by construction, trained as the safe class: a "
+        "bundled set (convabuse-background: non-abusive chat turns; everyday-requests: "
+        "ordinary questions to an assistant) or a file (.txt one text per line, .csv with "
+        "a 'text' column, .jsonl). Repeatable. 1 text in 5 is held out to choose the "
+        "weight and amount and to measure how much ordinary text the guard blocks.",
+        rich_help_panel=_T,
+    ),
+]
+BackgroundWeight = Annotated[
+    float | None,
+    typer.Option(
+        "--background-weight",
+        help="Loss weight of a background text (default: chosen on valid and held-out "
+        "background among 1, 2, 4).",
+        rich_help_panel=_T,
+    ),
+]
+BackgroundFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--background-fraction",
+        help="Share of the background used, in (0, 1] (default: chosen with the weight "
+        "among 0.5, 1).",
+        rich_help_panel=_T,
+    ),
+]
 Device = Annotated[
     str | None,
     typer.Option(
@@ -87,6 +117,9 @@ class TrainingOptions(OptionGroup):
     cache_dir: CacheDir = None
     keep_overlap: KeepOverlap = False
     device: Device = None
+    background_safe: BackgroundSafe = None
+    background_weight: BackgroundWeight = None
+    background_fraction: BackgroundFraction = None
 
     def config(self, **run: Any) -> TrainConfig:
         """The ``TrainConfig`` of these options and the command's own fields (``run``:
@@ -94,10 +127,18 @@ class TrainingOptions(OptionGroup):
 
         Raises:
             pydantic.ValidationError: a value out of range (``main`` names the field).
+            DataError: a --background-safe source that cannot be read (checked here,
+                before any data is read or model loaded).
         """
+        from guardrail_dro.data.background import load_background
         from guardrail_dro.train.trainer import TrainConfig
 
+        if self.background_safe:
+            load_background(self.background_safe)
         return TrainConfig(
+            background_safe=list(self.background_safe or []),
+            background_weight=self.background_weight,
+            background_fraction=self.background_fraction,
             mode=self.mode,
             backbone=self.backbone,
             epochs=self.epochs,
@@ -189,8 +230,8 @@ def train(
     from guardrail_dro.train.modeldir import TrainedModel
     from guardrail_dro.train.trainer import BiLevelTrainer
 
-    splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
     cfg = training.config(method=method, seed=seed)
+    splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
     result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
     if not result.is_main_process:  # other ranks of `accelerate launch` / `torchrun`
         return
@@ -204,6 +245,8 @@ def train(
     for n in result.notes:
         err.print(f"note: {n}", highlight=False)
     _metrics_table(f"valid (epoch {result.best_epoch})", result.valid_metrics)
+    if result.background is not None:
+        Console().print(result.background.summary(), highlight=False)
     Console().print(f"model written to [bold]{out}[/] ({result.seconds:.1f} s)")
 
 

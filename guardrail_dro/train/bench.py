@@ -31,6 +31,7 @@ from guardrail_dro.train.metrics import (
     Metrics,
     score_split,
 )
+from guardrail_dro.train.result import TrainResult
 from guardrail_dro.train.trainer import BiLevelTrainer
 
 __all__ = ["BenchReport", "MethodResult", "default_methods", "run_bench"]
@@ -53,6 +54,11 @@ class MethodResult(BaseModel):
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
     notes: list[str] = []
+    background_block_rate: float | None = None
+    """Share of held-out background-safe text blocked at the guard's default threshold
+    (mean over seeds); None when trained without background text."""
+    background_block_rate_valid_threshold: float | None = None
+    """The same at the threshold of best valid worst-group binary accuracy."""
 
 
 class BenchReport(BaseModel):
@@ -77,7 +83,14 @@ class BenchReport(BaseModel):
     def table(self) -> str:
         """A markdown table of mean ± std over seeds, best worst-group first."""
         cols = TABLE_COLUMNS
-        head = ("method", *(HEADLINE_LABELS[c] for c in cols), "acc / worst, unseen test", "s/run")
+        bg = any(r.background_block_rate is not None for r in self.results.values())
+        head = (
+            "method",
+            *(HEADLINE_LABELS[c] for c in cols),
+            "acc / worst, unseen test",
+            *(("held-out background blocked (0.5 / valid thr.)",) if bg else ()),
+            "s/run",
+        )
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         order = sorted(
             self.results.values(), key=lambda r: -(r.mean.get(WORST_GROUP_ACCURACY) or 0.0)
@@ -92,6 +105,13 @@ class BenchReport(BaseModel):
             cells.append(
                 "n/a" if not u else f"{acc:.3f} / " + ("n/a" if worst is None else f"{worst:.3f}")
             )
+            if bg:
+                bl, cal = r.background_block_rate, r.background_block_rate_valid_threshold
+                cells.append(
+                    "n/a"
+                    if bl is None
+                    else f"{bl:.3f} / " + ("n/a" if cal is None else f"{cal:.3f}")
+                )
             cells.append(f"{r.seconds:.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -122,6 +142,7 @@ def run_bench(
     config: TrainConfig | None = None,
     out_dir: str | Path | None = None,
     on_run: Callable[[str, int, Metrics], None] | None = None,
+    on_fit: Callable[[str, int, TrainResult], None] | None = None,
     score_annotators: bool = True,
     annotator_info: Mapping[str, JudgeInfo] | None = None,
 ) -> BenchReport:
@@ -133,6 +154,8 @@ def run_bench(
         config: the shared training config; ``method`` and ``seed`` are overridden.
         out_dir: when given, writes results.json, results.md and the plots there.
         on_run: called after each (method, seed) with its test metrics (progress display).
+        on_fit: called after each (method, seed) with its trained model, for a caller
+            that ships one of them (the quickstart) instead of training it again.
         score_annotators: also score each annotator's own test labels as a judge
             (``BenchReport.judges``); the methods' numbers do not depend on it.
         annotator_info: names, model ids and costs per 1,000 texts of the annotators
@@ -168,6 +191,8 @@ def run_bench(
         notes: list[str] = []
         gw: list[dict[str, float]] = []
         aw: list[dict[str, dict[str, float]]] = []
+        block: list[float] = []
+        block_cal: list[float | None] = []
         for seed in seed_list:
             cfg = base.model_copy(update={"method": method, "seed": seed, "progress": False})
             t0 = time.perf_counter()
@@ -183,8 +208,13 @@ def run_bench(
                 gw.append(res.group_weights)
             if res.annotator_weight_by_group:
                 aw.append(res.annotator_weight_by_group)
+            if res.background is not None:
+                block.append(res.background.heldout_block_rate)
+                block_cal.append(res.background.heldout_block_rate_at_valid_threshold)
             if on_run:
                 on_run(method, seed, m)
+            if on_fit:
+                on_fit(method, seed, res)
             bar.set_postfix(method=method, worst=f"{m.worst_group_accuracy or 0:.3f}")
             bar.update(1)
         mean: dict[str, float | None] = {}
@@ -208,6 +238,8 @@ def run_bench(
             if aw
             else None,
             notes=notes,
+            background_block_rate=_agg(block)[0],
+            background_block_rate_valid_threshold=_agg(block_cal)[0],
         )
     bar.close()
     judges = score_judges(test, annotator_info) if score_annotators else {}
@@ -245,9 +277,14 @@ def _warm_cache(cfg: TrainConfig, *splits: AnnotatedDataset) -> float:
     """
     if cfg.mode != "frozen":
         return 0.0
+    from guardrail_dro.data.background import background_dataset, load_background
     from guardrail_dro.train.features import build_features
 
     t0 = time.perf_counter()
+    if cfg.background_safe and splits[0].schema.safe:
+        bg = load_background(cfg.background_safe)
+        texts = [*bg.train, *bg.heldout]
+        splits = (*splits, background_dataset(texts, splits[0].schema))
     build_features(cfg, {f"split{i}": ds for i, ds in enumerate(splits)})
     return time.perf_counter() - t0
 

@@ -54,6 +54,20 @@ class TrainConfig(BaseModel):
     drop_overlap: bool = Field(
         True, description="Drop train items whose normalised text is also in valid."
     )
+    background_safe: list[str] = Field(
+        default_factory=list,
+        description="Background-safe text: bundled set names (convabuse-background, "
+        "everyday-requests) or files (.txt / .csv / .jsonl); every text trains as the "
+        "schema's safe class (train/background.py).",
+    )
+    background_weight: float | None = Field(
+        None, gt=0, description="Loss weight of a background item; None = chosen on valid "
+        "and held-out background (train/background.py RULE).",
+    )
+    background_fraction: float | None = Field(
+        None, gt=0, le=1, description="Share of the background's train part used; None = "
+        "chosen with the weight.",
+    )
     seed: int = 0
     embed_batch_size: int = Field(64, ge=1)
     cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")

@@ -41,6 +41,7 @@ from pydantic import BaseModel, Field
 from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError
+from guardrail_dro.train.background import BackgroundChoice
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
 from guardrail_dro.train.model import (
@@ -106,6 +107,8 @@ class TrainManifest(BaseModel):
     best_epoch: int
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
+    background: BackgroundChoice | None = None
+    """Background-safe text: sources, chosen weight and amount, grid, held-out block rate."""
     notes: list[str] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     machine: str = Field(default_factory=platform.platform)
@@ -162,6 +165,7 @@ class TrainedModel:
             best_epoch=result.best_epoch,
             group_weights=result.group_weights,
             annotator_weight_by_group=result.annotator_weight_by_group,
+            background=result.background,
             notes=result.notes,
             versions=package_versions(),
         )

@@ -10,6 +10,7 @@ import torch
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.train.background import BackgroundChoice
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
 from guardrail_dro.train.features import FeatureSource, default_cache_dir
@@ -38,6 +39,8 @@ class TrainResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    background: BackgroundChoice | None = None
+    """The background-safe text's weight, amount and held-out block rate, if any."""
 
     @property
     def is_main_process(self) -> bool:

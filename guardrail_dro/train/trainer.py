@@ -25,8 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from guardrail_dro.data.background import BackgroundText, background_dataset, load_background
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
+from guardrail_dro.train import background as BG
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.baselines import SINGLE_MIN_ITEMS, single_candidates
 from guardrail_dro.train.config import TrainConfig
@@ -104,6 +106,9 @@ class BiLevelTrainer:
         """
         cfg = self.config
         self._check(train, valid)
+        background = load_background(cfg.background_safe) if cfg.background_safe else None
+        if background and (cfg.background_weight is None or cfg.background_fraction is None):
+            return self._choose_background(train, valid)
         if self.method.best_of is not None:
             return self._best_of_annotators(train, valid, self.method.best_of)
         targets, loss = self.method.build(self._argument)
@@ -113,13 +118,71 @@ class BiLevelTrainer:
         notes: list[str] = []
         annotators = train.annotators
         train, select = targets.split(train, valid, cfg, rng, notes)
-        src = build_features(cfg, {"train": train, "valid": valid, "select": select})
+        splits = {"train": train, "valid": valid, "select": select}
+        if background:
+            splits.update(self._background_splits(background, valid))
+        src = build_features(cfg, splits)
         cut = truncation_note(src.tokenizer, {"train": train, "valid": valid}, cfg.max_length)
         if cut is not None:
             notes.append(cut)
         run = Run(cfg, train, valid, select, src, annotators, notes, src.accelerator)
         with _one_thread(cfg.mode == "frozen" and src.device.type == "cpu"):
-            return self._train(run, src, targets, loss, t0)
+            result = self._train(run, src, targets, loss, t0, splits.get("background"))
+        if background:
+            result.background = BG.measure(
+                result.head,
+                src,
+                run.valid,
+                run.groups,
+                sources=background.sources,
+                weight=float(cfg.background_weight or 1.0),
+                fraction=float(cfg.background_fraction or 1.0),
+            )
+        return result
+
+    def _background_splits(
+        self, background: BackgroundText, valid: AnnotatedDataset
+    ) -> dict[str, AnnotatedDataset]:
+        """The background's train part (the configured share of a fixed permutation, so a
+        smaller amount is part of every larger one) and its held-out part, as items with
+        the safe class as gold."""
+        frac = self.config.background_fraction or 1.0
+        order = np.random.default_rng(0).permutation(len(background.train))
+        used = [background.train[i] for i in order[: max(1, round(frac * len(order)))]]
+        return {
+            "background": background_dataset(used, valid.schema, "background"),
+            "background_heldout": background_dataset(
+                background.heldout, valid.schema, "background-heldout"
+            ),
+        }
+
+    def _choose_background(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> TrainResult:
+        """Train once per grid setting (weight x amount) left unset; keep the one
+        ``background.RULE`` picks from valid and the held-out background."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        weights = [cfg.background_weight] if cfg.background_weight else BG.WEIGHTS
+        fractions = [cfg.background_fraction] if cfg.background_fraction else BG.FRACTIONS
+        runs, points = [], []
+        for w in weights:
+            for f in fractions:
+                sub = cfg.model_copy(update={"background_weight": w, "background_fraction": f})
+                r = BiLevelTrainer(sub).fit(train, valid)
+                assert r.background is not None, "a fit with background measures it"
+                runs.append(r)
+                points.append(BG.GridPoint.of(r.background, r.valid_metrics))
+        best = BG.choose(points)
+        r = runs[best]
+        assert r.background is not None
+        r.background = r.background.model_copy(update={"chosen_by": BG.RULE, "grid": points})
+        return dataclasses.replace(
+            r,
+            config=cfg.model_copy(
+                update={"background_weight": points[best].weight,
+                        "background_fraction": points[best].fraction}
+            ),
+            seconds=time.perf_counter() - t0,
+        )
 
     def _train(
         self,
@@ -128,6 +191,7 @@ class BiLevelTrainer:
         targets: TargetSource,
         loss_of: ClassifierLoss,
         t0: float,
+        background: AnnotatedDataset | None = None,
     ) -> TrainResult:
         """Set the parts up around a fresh head, run the loop, assemble the result."""
         cfg = self.config
@@ -151,7 +215,20 @@ class BiLevelTrainer:
             # DDP under `accelerate launch` / `torchrun`; plain modules in one process.
             src.embedder.encoder, model, opt = acc.prepare(src.embedder.encoder, head, opt)
             targets.distribute(acc)
-        best, history = self._loop(run, src, targets, loss_of, head, model, opt, keep)
+        term = None
+        if background is not None:
+            schema = run.valid.schema
+            term = BG.BackgroundTerm(
+                len(background),
+                train_items=len(keep),
+                batch_size=int(cfg.resolved("batch_size")),
+                safe=schema.index(schema.safe[0]),
+                num_classes=run.num_classes,
+                weight=float(cfg.background_weight or 1.0),
+                seed=cfg.seed,
+                device=run.device,
+            )
+        best, history = self._loop(run, src, targets, loss_of, head, model, opt, keep, term)
         src.embedder.encoder = unwrap(src.embedder.encoder)
         head.load_state_dict(best.head)
         head.eval()
@@ -189,6 +266,7 @@ class BiLevelTrainer:
         model: torch.nn.Module,
         opt: torch.optim.Optimizer,
         keep: np.ndarray,
+        background: BG.BackgroundTerm | None = None,
     ) -> tuple[_Best, list[dict[str, Any]]]:
         """The alternating loop: per batch, the targets (the target source may take its
         own upper-level steps first), then one classifier step on the loss of the
@@ -219,7 +297,15 @@ class BiLevelTrainer:
                 idx = order[i : i + bs].to(run.device)
                 feats = src.features("train", idx)
                 target = targets.batch(head, feats, idx)
-                loss = loss_of(O.soft_cross_entropy(model(feats), target), idx)
+                if background is None:
+                    loss = loss_of(O.soft_cross_entropy(model(feats), target), idx)
+                else:  # one forward pass over the joined batch (one DDP call)
+                    extra = src.features("background", background.next_index().to(run.device))
+                    logits = model(torch.cat([feats, extra]))
+                    n = len(idx)
+                    loss = background.join(
+                        loss_of(O.soft_cross_entropy(logits[:n], target), idx), n, logits[n:]
+                    )
                 opt.zero_grad()
                 run.backward(loss)
                 opt.step()

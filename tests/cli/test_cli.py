@@ -170,3 +170,25 @@ def test_an_unknown_bundled_name_lists_the_known_ones(tmp_path: Path) -> None:
     stderr = " ".join(r.stderr.split())  # rich wraps long lines
     assert "toxic:train: no such file" in stderr and "Traceback" not in stderr
     assert "(known: toxic-questions;" in stderr
+
+
+def test_background_safe_on_a_bad_file_fails_before_any_training(tmp_path: Path) -> None:
+    (tmp_path / "bg.csv").write_text("a,b\nhello,there\n")
+    for source, message in (
+        (str(tmp_path / "nope.txt"), "no such file, and not a bundled background set"),
+        (str(tmp_path / "bg.csv"), "needs a 'text' column"),
+    ):
+        r = run(
+            "train", "--train", "toxic-questions:train", "--valid", "toxic-questions:valid",
+            "--out", str(tmp_path / "m"), "--background-safe", source,
+        )
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        stderr = " ".join(r.stderr.split())
+        assert message in stderr and "Traceback" not in stderr
+        assert not (tmp_path / "m").exists()
+
+
+def test_train_help_teaches_background_safe() -> None:
+    r = run("train", "--help")
+    text = " ".join(r.stdout.split())
+    assert "--background-safe" in text and "convabuse-background" in text

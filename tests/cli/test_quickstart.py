@@ -35,6 +35,23 @@ def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path:
     assert [it.annotations for it in again["train"]] == [it.annotations for it in first["train"]]
 
 
+def test_the_batch_replay_returns_the_same_labels_and_resumes(tmp_path: Path) -> None:
+    # What the real-data quickstart uses: one Batch API upload per split, not a call per text.
+    from guardrail_dro.cli.quickstart import REPLAYED, _annotate
+
+    data = {"train": make_synthetic(n_train=30, n_valid=10, n_test=10, seed=2)["train"]}
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    first = _annotate(data, tmp_path, live=False, specs=(), console=console, batch=True)
+    assert "train: 30 call(s) made, 0 answer(s) from the cache" in out.getvalue()
+    name = next(a for a in first["train"].annotators if a.startswith("openai:"))
+    for before, after in zip(data["train"], first["train"], strict=True):
+        assert after.label_of(name) == before.label_of(REPLAYED)
+    out.truncate(0)
+    _annotate(data, tmp_path, live=False, specs=(), console=console, batch=True)
+    assert "train: 0 call(s) made, 30 answer(s) from the cache" in out.getvalue()
+
+
 def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) -> None:
     from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
     from guardrail_dro.train.model import GuardClassifier, load_backbone
@@ -61,14 +78,16 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
 
     out = io.StringIO()
     console = Console(file=out, width=200)
-    kw = dict(backbone=str(tiny_backbone), sizes=(120, 60, 40), console=console)
+    kw = dict(backbone=str(tiny_backbone), sizes=(120, 60, 40), console=console, synthetic=True)
     first = run_quickstart(tmp_path, **kw)
     text = out.getvalue()
     assert "train: 120 call(s) made" in text
     assert set(first["report"].results) >= {"ours", "mv", "soft", "ds"}
     assert (first["guard_dir"] / "model.int8.onnx").is_file()
     assert len(first["results"]) == len(CHAT_TURNS)
-    assert all(r.latency_ms > 0 and not r.degraded for _, _, r in first["results"])
+    assert all(r.latency_ms > 0 and not r.degraded for *_, r in first["results"])
+    assert first["background"] is None  # the synthetic demonstration trains without
+    assert "benign turns allowed" in text and "should be" in text
     for name in ("group_accuracy.png", "results.json"):
         assert (tmp_path / "report" / name).is_file()
 
@@ -87,3 +106,33 @@ def test_quickstart_reads_a_bundled_dataset_by_name() -> None:
     assert splits["test"].schema.safe == ("14",)
     with pytest.raises(DataError, match=r"bundled dataset \(toxic-questions\)"):
         _read_real(Path("no-such-folder"), None)
+
+
+def test_the_default_is_the_real_dataset_with_background_and_replayed_gpt4_turbo() -> None:
+    """What `make quickstart` runs, read from the command's own defaults."""
+    import inspect
+
+    from guardrail_dro.cli.quickstart import (
+        BACKGROUND,
+        CHAT_TURNS,
+        REPLAYED_REAL,
+        quickstart,
+        run_quickstart,
+    )
+    from guardrail_dro.data.background import load_background
+    from guardrail_dro.data.bundled import BUNDLED
+
+    params = inspect.signature(run_quickstart).parameters
+    assert params["data"].default is None and params["synthetic"].default is False
+    assert inspect.signature(quickstart).parameters["synthetic"].default is False
+    assert BUNDLED["toxic-questions"].annotators[REPLAYED_REAL] == ("GPT-4 Turbo", "gpt-4-turbo")
+    assert load_background(BACKGROUND)  # the bundled background loads
+    assert {benign for *_, benign in CHAT_TURNS} == {True, False}
+
+
+def test_synthetic_and_data_exclude_each_other(tmp_path: Path) -> None:
+    from guardrail_dro.cli.quickstart import run_quickstart
+    from guardrail_dro.errors import DataError
+
+    with pytest.raises(DataError, match="--synthetic and --data"):
+        run_quickstart(tmp_path, synthetic=True, data="toxic-questions")

@@ -1,0 +1,253 @@
+"""Background-safe text: ordinary text that is safe by construction, no labels needed.
+
+toxic-questions' safe class is made of borderline red-team questions, so a guard
+trained on it alone has never seen ordinary chat and blocks "How do I bake bread?".
+Background text fills that gap: every text is taken as the schema's safe class with a
+hard target and no annotators (``train.background``). It is read from
+
+- a bundled set, by name: ``convabuse-background`` (the non-abusive user turns of
+  ConvAbuse, CC BY 4.0) and ``everyday-requests`` (ordinary requests to an assistant
+  written for this project); ``NAME:train`` / ``NAME:heldout`` for one part;
+- a file: ``.txt`` (one text per line), ``.csv`` (a ``text`` column, or the only
+  column), ``.jsonl`` (objects with ``text``, or JSON strings), optionally ``.xz`` /
+  ``.gz`` compressed.
+
+Every source comes as a train part and a held-out part: the bundled sets are shipped
+split; a user's file is split here by a hash of each normalised text (1 in 5 held out,
+the rule the bundled sets were built with), so the split is deterministic and no text
+is on both sides. The held-out part never trains: it chooses the background's weight
+and amount and measures the guard's block rate on ordinary text.
+
+Example:
+    >>> bg = load_background(["convabuse-background", "everyday-requests"])
+    >>> len(bg.train), len(bg.heldout)
+    (1523, 375)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from guardrail_dro.data.items import AnnotatedDataset, Item, normalise_text
+from guardrail_dro.data.rows import data_suffix, open_text
+from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.errors import DataError
+
+__all__ = [
+    "BACKGROUND",
+    "BackgroundSet",
+    "BackgroundText",
+    "background_dataset",
+    "load_background",
+    "read_background_file",
+    "split_by_hash",
+]
+
+_HERE = Path(__file__).resolve().parent / "bundled"
+PARTS = ("train", "heldout")
+HELDOUT_EVERY = 5
+"""1 text in ``HELDOUT_EVERY`` (by hash) is held out."""
+
+
+@dataclass(frozen=True)
+class BackgroundSet:
+    """A bundled background set: ``train.csv.xz`` and ``heldout.csv.xz`` (column ``text``)."""
+
+    name: str
+    license: str
+    source: str
+
+    @property
+    def folder(self) -> Path:
+        return _HERE / self.name
+
+    def path(self, part: str) -> Path:
+        if part not in PARTS:
+            raise DataError(
+                f"bundled background {self.name!r} has no part {part!r}; "
+                f"its parts are {', '.join(PARTS)}"
+            )
+        return self.folder / f"{part}.csv.xz"
+
+
+BACKGROUND: dict[str, BackgroundSet] = {
+    s.name: s
+    for s in (
+        BackgroundSet(
+            "convabuse-background",
+            license="CC BY 4.0, Cercas Curry, Abercrombie and Rieser (EMNLP 2021)",
+            source="github.com/amandacurry/convabuse 2_splits @ "
+            "c0a9469f48956e868276c605d499010ea3c7c0d0",
+        ),
+        BackgroundSet(
+            "everyday-requests",
+            license="Apache-2.0 (this project)",
+            source="written for guardrail-dro (scripts/data/everyday_requests.txt)",
+        ),
+    )
+}
+"""Every bundled background set by name."""
+
+
+@dataclass(frozen=True)
+class BackgroundText:
+    """Background texts from one or more sources, split into train and held-out parts."""
+
+    train: tuple[str, ...]
+    heldout: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.train)
+
+
+def split_by_hash(texts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(train, held-out): de-duplicated by normalised text, 1 in 5 held out by its hash."""
+    seen: dict[str, str] = {}
+    for t in texts:
+        key = normalise_text(t)
+        if key:
+            seen.setdefault(key, t)
+    train: list[str] = []
+    heldout: list[str] = []
+    for key, t in seen.items():
+        h = int(hashlib.sha256(key.encode()).hexdigest(), 16)
+        (heldout if h % HELDOUT_EVERY == 0 else train).append(t)
+    if not heldout and len(train) > 1:  # a short file: still one text to measure on
+        heldout.append(train.pop())
+    return train, heldout
+
+
+def _csv_texts(path: Path) -> list[str]:
+    with open_text(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        if "text" in header:
+            col = "text"
+        elif len(header) == 1:
+            col = header[0]
+        else:
+            raise DataError(
+                f"{path}: a background CSV needs a 'text' column (or a single column); "
+                f"its columns are {header}"
+            )
+        return [row[col] or "" for row in reader]
+
+
+def _jsonl_texts(path: Path) -> list[str]:
+    out = []
+    with open_text(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            if isinstance(obj, dict) and isinstance(obj.get("text"), str):
+                out.append(obj["text"])
+            elif isinstance(obj, str):
+                out.append(obj)
+            else:
+                raise DataError(
+                    f"{path}:{n}: a background JSONL line must be a string or an object "
+                    "with a 'text' string"
+                )
+    return out
+
+
+def read_background_file(path: str | Path) -> list[str]:
+    """The texts of a background file (.txt, .csv, .jsonl; optionally .xz / .gz).
+
+    Raises:
+        DataError: a missing file, an unknown suffix, no text column, a bad line, or
+            no text at all; the message names the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(
+            f"background text {str(path)!r}: no such file, and not a bundled background "
+            f"set ({', '.join(sorted(BACKGROUND))})"
+        )
+    suffix = data_suffix(p)
+    try:
+        if suffix == ".txt":
+            with open_text(p) as f:
+                texts = f.read().splitlines()
+        elif suffix == ".csv":
+            texts = _csv_texts(p)
+        elif suffix == ".jsonl":
+            texts = _jsonl_texts(p)
+        else:
+            raise DataError(
+                f"{p}: background text must be .txt (one per line), .csv (a 'text' column) "
+                f"or .jsonl, optionally .xz / .gz; got {suffix or 'no suffix'!r}"
+            )
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    texts = [t.strip() for t in texts if t.strip()]
+    if not texts:
+        raise DataError(f"{p}: no background text in it")
+    return texts
+
+
+def _one(spec: str | Path) -> tuple[list[str], list[str]]:
+    text = str(spec)
+    name, colon, part = text.partition(":")
+    if not Path(text).exists() and name in BACKGROUND:
+        bundled = BACKGROUND[name]
+        parts = [part] if colon else list(PARTS)
+        got = {p: _csv_texts(bundled.path(p)) for p in parts}
+        return got.get("train", []), got.get("heldout", [])
+    return split_by_hash(read_background_file(spec))
+
+
+def load_background(specs: Sequence[str | Path], *, require_both: bool = True) -> BackgroundText:
+    """Read and split every source (bundled name or file); texts in several sources once.
+
+    Args:
+        require_both: fail unless there is text to train on and text held out (what
+            training needs); False to read one part alone (``NAME:heldout``).
+
+    Raises:
+        DataError: a source that is neither a bundled set nor a readable file.
+    """
+    train: dict[str, str] = {}
+    heldout: dict[str, str] = {}
+    for spec in specs:
+        tr, ho = _one(spec)
+        for t in ho:
+            heldout.setdefault(normalise_text(t), t)
+        for t in tr:
+            train.setdefault(normalise_text(t), t)
+    for key in heldout:  # a held-out text trains nowhere
+        train.pop(key, None)
+    if require_both and (not train or not heldout):
+        raise DataError(
+            f"background text {', '.join(map(str, specs))}: needs at least 2 distinct texts "
+            f"(one to train, one held out); got {len(train)} + {len(heldout)}"
+        )
+    return BackgroundText(tuple(train.values()), tuple(heldout.values()), tuple(map(str, specs)))
+
+
+def background_dataset(
+    texts: Sequence[str], schema: LabelSchema, name: str = "background"
+) -> AnnotatedDataset:
+    """Items with gold = the schema's first safe class and no annotations.
+
+    Raises:
+        DataError: the schema names no safe class (background text needs one).
+    """
+    if not schema.safe:
+        raise DataError(
+            "background-safe text needs a schema with a safe class ('safe' in the schema "
+            "file, or --safe)"
+        )
+    safe = schema.safe[0]
+    items = [Item(item_id=f"{name}-{i}", text=t, gold=safe) for i, t in enumerate(texts)]
+    return AnnotatedDataset(items, schema, name=name)

@@ -1,0 +1,163 @@
+"""Background-safe text in training: its items join each step with the safe class as a
+hard target at their weight; the weight and amount are chosen by the stated rule; the
+manifest records the choice and the held-out block rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from guardrail_dro.train.background import (
+    RULE,
+    BackgroundTerm,
+    GridPoint,
+    block_rate,
+    choose,
+    valid_threshold,
+)
+from guardrail_dro.train.modeldir import TrainedModel
+from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
+
+
+def test_join_is_the_weighted_mean_over_the_joined_batch() -> None:
+    term = BackgroundTerm(
+        10,
+        train_items=100,
+        batch_size=20,
+        safe=2,
+        num_classes=3,
+        weight=3.0,
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    assert term.per_step == 2  # one pass through the background per epoch of train
+    assert term.target.tolist() == [0.0, 0.0, 1.0]  # the safe class, hard
+    logits = torch.randn(2, 3)
+    got = term.join(torch.tensor(1.5), 20, logits)
+    ce = -torch.log_softmax(logits, -1)[:, 2]
+    assert torch.allclose(got, (20 * 1.5 + 3.0 * ce.sum()) / 22)
+    one = BackgroundTerm(
+        10,
+        train_items=100,
+        batch_size=20,
+        safe=2,
+        num_classes=3,
+        weight=1.0,
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    # weight 1: exactly the plain mean over the joined batch
+    per_item = torch.tensor([0.5, 1.0, 2.0])
+    joined = one.join(per_item.mean(), 3, logits)
+    assert torch.allclose(joined, torch.cat([per_item, ce]).mean())
+
+
+def test_every_background_item_is_served_once_per_pass() -> None:
+    term = BackgroundTerm(
+        9,
+        train_items=30,
+        batch_size=10,
+        safe=0,
+        num_classes=2,
+        weight=1.0,
+        seed=4,
+        device=torch.device("cpu"),
+    )
+    assert term.per_step == 3
+    first = torch.cat([term.next_index() for _ in range(3)]).tolist()
+    assert sorted(first) == list(range(9))
+
+
+def _point(w: float, f: float, worst: float, block: float) -> GridPoint:
+    return GridPoint(
+        weight=w,
+        fraction=f,
+        items=10,
+        valid_worst_group_accuracy=worst,
+        valid_accuracy=worst,
+        heldout_block_rate=block,
+    )
+
+
+def test_rule_best_valid_among_low_block_rates_else_lowest_block_rate() -> None:
+    points = [_point(1, 1, 0.60, 0.05), _point(2, 1, 0.55, 0.01), _point(4, 1, 0.50, 0.0)]
+    assert choose(points, bound=0.02) == 1  # best valid of those under the bound
+    assert choose(points, bound=0.10) == 0
+    assert choose(points, bound=0.001) == 2  # the only one under a tight bound
+    assert choose([_point(1, 1, 0.6, 0.3), _point(2, 1, 0.5, 0.2)], bound=0.02) == 1
+    # ties on valid: the smaller weight
+    assert choose([_point(2, 1, 0.6, 0.0), _point(1, 1, 0.6, 0.0)]) == 1
+
+
+def test_valid_threshold_maximises_worst_group_binary_accuracy() -> None:
+    toxic = np.array([0.1, 0.2, 0.3, 0.8, 0.9, 0.35])
+    is_toxic = np.array([False, False, True, True, True, False])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    thr = valid_threshold(toxic, is_toxic, groups)
+    assert thr == pytest.approx(0.3)  # 0.3 and 0.8+ blocked, 0.35 too: group 1 at 2/3
+    assert block_rate(np.array([0.1, 0.5, 0.7]), 0.5) == pytest.approx(2 / 3)
+
+
+@pytest.fixture(scope="module")
+def background_file(synthetic, tmp_path_factory) -> Path:
+    # Texts the data itself calls toxic: without the background the head learns them as
+    # toxic, so how safe it finds them shows how much the background item trained.
+    toxic = [it.text for it in synthetic["test"] if it.gold != "safe"][:60]
+    path = tmp_path_factory.mktemp("bg") / "background.txt"
+    path.write_text("\n".join(toxic) + "\n")
+    return path
+
+
+def _fit(synthetic, backbone: Path, cache: Path, **kw):
+    kw = {"epochs": 4, **kw}
+    cfg = TrainConfig(method="mv", backbone=str(backbone), cache_dir=cache, progress=False, **kw)
+    return BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
+
+
+def test_background_items_train_as_safe_at_their_weight(
+    synthetic, tiny_backbone: Path, background_file: Path, tmp_path: Path
+) -> None:
+    from guardrail_dro.data.background import load_background
+
+    texts = list(load_background([str(background_file)]).train)
+    safe = synthetic["train"].schema.index("safe")
+    p_safe = {}
+    for w in (0.01, 50.0):
+        r = _fit(
+            synthetic,
+            tiny_backbone,
+            tmp_path / "c",
+            background_safe=[str(background_file)],
+            background_weight=w,
+            background_fraction=1.0,
+        )
+        assert r.background is not None and r.background.weight == w
+        assert r.background.items == len(texts) and r.background.chosen_by == "set"
+        p_safe[w] = float(r.predict_proba(texts)[:, safe].mean())
+    assert p_safe[50.0] > p_safe[0.01] + 0.2, p_safe
+
+
+def test_the_manifest_records_the_choice_and_the_grid(
+    synthetic, tiny_backbone: Path, background_file: Path, tmp_path: Path
+) -> None:
+    r = _fit(
+        synthetic,
+        tiny_backbone,
+        tmp_path / "c",
+        background_safe=[str(background_file)],
+        background_fraction=1.0,
+        epochs=1,
+    )
+    TrainedModel.from_result(r, {"train": "x", "valid": "y"}).save(tmp_path / "m")
+    m = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    bg = m["background"]
+    assert bg["chosen_by"] == RULE and len(bg["grid"]) == 3  # the weights, one amount
+    assert bg["weight"] in {p["weight"] for p in bg["grid"]}
+    assert m["config"]["background_weight"] == bg["weight"]  # the config it trained with
+    assert 0.0 <= bg["heldout_block_rate"] <= 1.0 and bg["heldout_items"] >= 1
+    assert bg["sources"] == [str(background_file)]
+    assert TrainedModel.load(tmp_path / "m").manifest.background is not None
