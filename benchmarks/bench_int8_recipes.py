@@ -104,6 +104,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--latency-texts", type=int, default=40, help="texts timed per repeat")
     ap.add_argument("--reps", type=int, default=5, help="interleaved timing repeats")
     ap.add_argument("--no-static", action="store_true", help="skip the static QDQ recipes")
+    ap.add_argument(
+        "--threshold",
+        type=float,
+        help="toxic threshold of the operating point (default: the best fp32 binary "
+        "worst-group accuracy on valid; give the guard's calibrated one to gate there)",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/int8_recipes.json"))
     args = ap.parse_args(argv)
     if (args.model_dir is None) == (args.guard_dir is None):
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     ref = per_row(fp32)
     e = np.exp(ref - ref.max(1, keepdims=True))
     scores = 1 - (e[:, safe].sum(1) / e.sum(1))
-    threshold = _operating_point(scores, worst_group)
+    threshold = _operating_point(scores, worst_group) if args.threshold is None else args.threshold
     decide = toxic_decision(schema.safe_mask(), threshold)
     print(
         f"operating point: toxic >= {threshold:.4f} (fp32 binary worst-group accuracy "

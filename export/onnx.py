@@ -218,9 +218,9 @@ def export_onnx(
         target_recall: choose the lowest validation FPR with recall >= this.
         target_fpr: choose the highest validation recall with FPR <= this. Without
             ``threshold`` or a target: ``objective``.
-        objective: without a target or threshold, ``worst_group_balanced_accuracy``
-            (default: the best mean of recall and 1 - FPR in the worst group, independent
-            of the validation split's class mix) or ``worst_group_accuracy``.
+        objective: without a target or threshold, ``worst_group_accuracy`` (default)
+            or ``worst_group_balanced_accuracy`` (the best mean of recall and 1 - FPR in
+            the worst group, independent of the validation split's class mix).
         overwrite: replace a non-empty ``out_dir``.
         progress: called with a short message before each slow step.
 

@@ -11,8 +11,8 @@ reference), then ``calibrate``:
    ``guard.json`` (``calibration.per_class``).
 2. the toxic threshold: the point of the validation operating curve
    (``guardrail_dro.serve.calibration``) the objective picks: ``target_recall``,
-   ``target_fpr``, a ``fixed`` threshold the user gave, ``worst_group_accuracy``, or the
-   default (``worst_group_balanced_accuracy``: why in ``serve.calibration``);
+   ``target_fpr``, a ``fixed`` threshold the user gave, ``worst_group_balanced_accuracy``,
+   or the default (``worst_group_accuracy``: why in ``serve.calibration``);
 3. ``decision_function``: the guard's own decision (``DecisionRule``) at that point, for
    the int8 gate (``Validator.decide``), so the gate checks the decisions a user gets.
 
@@ -101,17 +101,22 @@ def _scores(probs: np.ndarray, safe: np.ndarray, per_class: float | None) -> np.
     return np.where(probs[:, ~safe].max(axis=1) >= per_class, 1.0, toxic)
 
 
-def _per_class(probs, safe, positive, groups, names) -> tuple[float | None, str]:
+def _per_class(
+    probs, safe, positive, groups, names, objective: str = DEFAULT_OBJECTIVE
+) -> tuple[float | None, str]:
     def best(tau: float | None) -> tuple[float, float]:
         curve = operating_curve(_scores(probs, safe, tau), positive, groups, names)
-        p = curve.choose(DEFAULT_OBJECTIVE)
+        p = curve.choose(objective)
+        if objective == "worst_group_accuracy":
+            return (p.worst_group_accuracy or p.accuracy), p.accuracy
         value = p.worst_group_balanced_accuracy
         return (p.balanced_accuracy if value is None else value), p.accuracy
 
     base = best(None)
     scored = [(best(t), t) for t in PER_CLASS_GRID]
     (top, tau) = max(scored, key=lambda st: (st[0], -st[1]))
-    what = "worst-group balanced" if groups is not None else "balanced"
+    kind = "balanced" if objective == "worst_group_balanced_accuracy" else ""
+    what = " ".join(x for x in ("worst-group" if groups is not None else "overall", kind) if x)
     if top <= base:
         return None, (
             f"dropped: a shared per-class threshold ({PER_CLASS_GRID[0]}-{PER_CLASS_GRID[-1]}) "
@@ -141,7 +146,7 @@ def calibrate(
         schema: the model's label schema (its safe classes).
         target_recall, target_fpr, threshold: at most one (``check_objective``); none:
             ``objective``.
-        objective: ``worst_group_balanced_accuracy`` (default) or ``worst_group_accuracy``.
+        objective: ``worst_group_accuracy`` (default) or ``worst_group_balanced_accuracy``.
 
     Raises:
         ConfigError: as ``check_objective``; a target on a split without gold, a split
@@ -160,9 +165,6 @@ def calibrate(
     positive = ~safe[valid.gold_array()]
     groups, names = (valid.group_array(), list(valid.groups)) if valid.has_groups else (None, None)
     probs = _probs(logits)
-    tau, per_class_note = _per_class(probs, safe, positive, groups, names)
-    scores = _scores(probs, safe, tau)
-    full = operating_curve(scores, positive, groups, names)
     if objective is None:
         objective = DEFAULT_OBJECTIVE
     if objective not in OBJECTIVES or objective.startswith("target_"):
@@ -170,6 +172,9 @@ def calibrate(
             f"objective must be worst_group_balanced_accuracy or worst_group_accuracy, "
             f"not {objective!r} (targets: target_recall= / target_fpr=)"
         )
+    tau, per_class_note = _per_class(probs, safe, positive, groups, names, objective)
+    scores = _scores(probs, safe, tau)
+    full = operating_curve(scores, positive, groups, names)
     target: float | None = None
     if target_recall is not None:
         objective, target = "target_recall", target_recall

@@ -30,8 +30,8 @@ _HELP = (
     "int8 gate runs on 16 probe texts only and the export says it was weak. A failed "
     "check writes nothing and lists every mismatch.\n\n"
     "Operating point: with --valid (gold labels, groups) the toxic threshold is chosen on "
-    "it, scored by the fp32 ONNX model: by default the best worst-group balanced accuracy "
-    "(--objective); "
+    "it, scored by the fp32 ONNX model: by default the best worst-group binary accuracy "
+    "(--objective balanced: the best worst-group mean of recall and 1 - FPR); "
     "--target-recall R: the lowest false-positive rate with recall >= R; --target-fpr F: "
     "the highest recall with false-positive rate <= F. guard.json records the objective, "
     "the validation precision / recall / FPR / accuracy (overall and worst group) there, "
@@ -136,13 +136,13 @@ def export_command(
         str,
         typer.Option(
             "--objective",
-            help="Without a target or --threshold: balanced (default: the best worst-group "
-            "mean of recall and 1 - FPR, whatever the validation split's toxic share) or "
-            "accuracy (the best worst-group binary accuracy; follows the split's class "
-            "mix: a mostly-toxic red-team split then blocks most safe texts).",
+            help="Without a target or --threshold: accuracy (default: the best worst-group "
+            "binary accuracy; follows the split's class mix, so a mostly-toxic red-team "
+            "split blocks many safe texts) or balanced (the best worst-group mean of recall "
+            "and 1 - FPR, whatever the split's toxic share: for mostly-safe traffic).",
             rich_help_panel="Operating point",
         ),
-    ] = "balanced",
+    ] = "accuracy",
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,

@@ -31,10 +31,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -43,6 +42,7 @@ from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
 from guardrail_dro.serve.calibration import Calibration
+from guardrail_dro.serve.paths import escaping_links, unsafe_path
 
 __all__ = [
     "ALLOWED_UNLISTED",
@@ -81,19 +81,6 @@ def manifest_digest(raw: dict[str, Any]) -> str:
     body = {k: v for k, v in raw.items() if k != _DIGEST_FIELD}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _unsafe_path(rel: str) -> bool:
-    """A path that is absolute, has a drive, or climbs out with ``..``."""
-    posix, win = PurePosixPath(rel), PureWindowsPath(rel)
-    return (
-        not rel
-        or posix.is_absolute()
-        or win.is_absolute()
-        or bool(win.drive)
-        or ".." in posix.parts
-        or ".." in win.parts
-    )
 
 
 class Thresholds(BaseModel):
@@ -203,7 +190,7 @@ class GuardManifest(BaseModel):
                 f"thresholds.per_class has {stray}; its keys must be non-safe classes {toxic}"
             )
         paths = [*self.files, *(v.file for v in self.variants.values()), *self.tokenizer_files]
-        unsafe = sorted({p for p in paths if _unsafe_path(p)})
+        unsafe = sorted({p for p in paths if unsafe_path(p)})
         if unsafe:
             raise ValueError(f"paths must be relative and inside the directory, not {unsafe}")
         return self
@@ -297,23 +284,8 @@ class GuardArtifact:
         return tok
 
 
-def _escaping_links(d: Path, listed: Iterable[str]) -> list[str]:
-    """Paths in ``d`` (present, or listed in the manifest) that resolve outside it: a
-    symlinked model would load bytes from elsewhere, and ``rglob`` never enters a
-    symlinked folder, hiding its files from the unlisted-file check. The walk does not
-    follow links, so nothing outside is ever read."""
-    root = d.resolve()
-    present = [Path(p) / n for p, ds, fs in os.walk(d) for n in (*ds, *fs)]
-    bad = set()
-    for p in (*present, *(d / rel for rel in listed)):
-        target = p.resolve()
-        if (p.is_symlink() or p.exists()) and target != root and root not in target.parents:
-            bad.add(f"{p.relative_to(d).as_posix()} -> {target}")
-    return sorted(bad)
-
-
 def _verify_files(d: Path, files: dict[str, str], required: Iterable[str], verify: bool) -> None:
-    escaping = _escaping_links(d, [*files, *required])
+    escaping = escaping_links(d, [*files, *required])
     if escaping:
         raise ArtifactError(
             f"{d}: guard artifact is not intact: paths that lead outside the directory "

@@ -9,22 +9,20 @@ Which threshold is a choice between recall (toxic texts blocked) and false posit
   there (scikit-learn's ``roc_curve`` counts the hits; per group, sorted searches);
 - ``OperatingCurve.choose(objective, target)``: the point an objective picks:
   ``target_recall`` (the lowest FPR with recall >= target), ``target_fpr`` (the highest
-  recall with FPR <= target), ``worst_group_balanced_accuracy`` (the default: the best
-  balanced accuracy, the mean of recall and 1 - FPR, of the worst group) or
-  ``worst_group_accuracy`` (the best plain binary accuracy of the worst group); ties go
-  to the better overall accuracy, then to the lower FPR;
+  recall with FPR <= target), ``worst_group_accuracy`` (the default: the best binary
+  accuracy of the worst group) or ``worst_group_balanced_accuracy`` (the best balanced
+  accuracy, the mean of recall and 1 - FPR, of the worst group); ties go to the better
+  overall accuracy, then to the lower FPR;
 - ``OperatingCurve.compact()``: about 150-300 points kept so that every target on a 0.01
   grid still picks exactly the point the full curve picks; ``guard.json`` stores this,
   so ``Policy(target_recall=...)`` moves the guard along it at load time without data;
 - ``binary_metrics(blocked, positive, groups)``: the same numbers for decisions made
   elsewhere (``guardrail-dro evaluate --guard``).
 
-Why balanced accuracy by default: plain accuracy weighs toxic and safe texts by their
-share in the validation split, and a red-team validation split is mostly toxic
-(toxic-questions valid: 84%), so its accuracy-best point blocks most safe texts (59% of
-the safe test questions there) while deployed traffic is mostly safe. Balanced accuracy
-does not depend on the split's class mix: on toxic-questions the default point has test
-recall 0.78 at FPR 0.27 instead of 0.94 at 0.59.
+Plain accuracy weighs toxic and safe texts by their share in the validation split; a
+red-team split is mostly toxic (toxic-questions valid: 84%), so its accuracy-best point
+blocked 59% of the safe test questions there. Balanced accuracy ignores the class mix
+(test recall 0.78 at FPR 0.27 there): the choice for mostly-safe traffic.
 
 Thresholds sit halfway between consecutive distinct scores, so a decision never hangs
 on the last bit of a float that another runtime may round the other way.
@@ -52,7 +50,6 @@ __all__ = [
     "OperatingPoint",
     "binary_metrics",
     "operating_curve",
-    "threshold_for_target",
     "toxic_scores",
 ]
 
@@ -65,8 +62,10 @@ OBJECTIVES: tuple[str, ...] = (
     "target_recall",
     "target_fpr",
 )
-#: The objective when the user names none (see the module docstring for why).
-DEFAULT_OBJECTIVE = "worst_group_balanced_accuracy"
+#: The objective when the user names none: the issue's measure, and the one whose int8
+#: gate passes on toxic-questions (at the balanced point every int8 recipe moved one
+#: text of a 74-text worst group: 1.35 points, over the 1-point gate).
+DEFAULT_OBJECTIVE = "worst_group_accuracy"
 _UNTARGETED = ("worst_group_balanced_accuracy", "worst_group_accuracy")
 
 
@@ -214,29 +213,6 @@ class OperatingCurve(BaseModel):
             )
         }
         return OperatingCurve(**cols, positives=self.positives, negatives=self.negatives)
-
-
-def threshold_for_target(
-    curve: OperatingCurve | None, target_recall: float | None, target_fpr: float | None
-) -> float:
-    """The threshold of a guard's stored curve for ``Policy(target_recall=...)`` or
-    ``Policy(target_fpr=...)`` (exactly one given).
-
-    Raises:
-        ConfigError: no curve (a guard exported without validation data, or by a version
-            before calibration), both or neither target, a target out of range.
-    """
-    if (target_recall is None) == (target_fpr is None):
-        raise ConfigError("give exactly one of target_recall and target_fpr")
-    if curve is None:
-        raise ConfigError(
-            "target_recall / target_fpr need the guard's validation operating curve, which "
-            "its guard.json lacks (exported without --valid, or by an older version): "
-            "re-export with --valid, or give toxic_threshold"
-        )
-    if target_recall is not None:
-        return curve.choose("target_recall", target_recall).threshold
-    return curve.choose("target_fpr", target_fpr).threshold
 
 
 def _best_worst_group(worst: np.ndarray, overall: np.ndarray) -> int:

@@ -36,12 +36,12 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 
 from guardrail_dro.errors import ConfigError, GuardViolation
-from guardrail_dro.serve.calibration import OperatingCurve, threshold_for_target
+from guardrail_dro.serve.calibration import OperatingCurve
+from guardrail_dro.serve.result import GuardResult
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
@@ -53,6 +53,7 @@ __all__ = [
     "GuardViolation",
     "OnError",
     "Policy",
+    "threshold_for_target",
 ]
 
 DEFAULT_REFUSAL = "I can't help with that."
@@ -169,88 +170,27 @@ def _check_unit(name: str, value: object, *, zero: bool = True) -> None:
         raise ConfigError(f"Policy.{name} must be in (0, 1], not 0")
 
 
-@dataclass(frozen=True, slots=True)
-class GuardResult:
-    """The answer of every check, whatever happened (compare two with ``==``: the
-    latency is left out of the comparison).
+def threshold_for_target(
+    curve: OperatingCurve | None, target_recall: float | None, target_fpr: float | None
+) -> float:
+    """The threshold of a guard's stored curve for ``Policy(target_recall=...)`` or
+    ``Policy(target_fpr=...)`` (exactly one given).
 
-    Attributes:
-        allowed: False when the content must not pass (violation under block / replace,
-            or fail-closed degraded).
-        label: the class the decision is about, in the deciding window: on a violation
-            (``action`` is not ``allow``) the most probable class that is not safe, never
-            a safe one; otherwise the most probable class ("" when nothing was scored).
-        label_name: ``label``'s readable name: its description in the label schema
-            (``guard.json``), or ``label`` itself when the schema has none.
-        scores: class -> probability in the deciding (worst) window.
-        triggered: categories over their threshold in any window, in schema order.
-        toxic_score: 1 - P(safe classes) in the deciding window.
-        action: ``allow``, ``flag``, ``block`` or ``replace``: what the hooks do.
-        replacement: text the hooks put in place of the content: the refusal (replace),
-            "" (block), None (allow, flag).
-        degraded: the decision came from ``Policy.on_error``, not from the model.
-        error: why it is degraded (None otherwise).
-        windows: windows scored (0 for an empty or whitespace-only text).
-        worst_window: index of the deciding window.
-        provider: the ONNX Runtime provider that ran the model (cpu, cuda, tensorrt).
-        latency_ms: wall time of the call, tokenization included.
-        categories: the guard's classes that are not safe, in schema order (the keys of
-            ``to_openai_moderation``).
+    Raises:
+        ConfigError: no curve (a guard exported without validation data, or by a version
+            before calibration), both or neither target, a target out of range.
     """
-
-    allowed: bool
-    label: str
-    scores: Mapping[str, float]
-    triggered: tuple[str, ...]
-    toxic_score: float
-    action: str
-    replacement: str | None = None
-    degraded: bool = False
-    error: str | None = None
-    windows: int = 1
-    worst_window: int = 0
-    provider: str = "cpu"
-    latency_ms: float = field(default=0.0, compare=False)
-    label_name: str = ""
-    categories: tuple[str, ...] = ()
-
-    @property
-    def violation(self) -> bool:
-        """The model (or the error policy) found something: any action but ``allow``."""
-        return self.action != "allow"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (the CLI prints this)."""
-        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        d["scores"] = dict(self.scores)
-        d["triggered"] = list(self.triggered)
-        d["categories"] = list(self.categories)
-        return d
-
-    def to_openai_moderation(self) -> dict[str, Any]:
-        """The result in the shape of one OpenAI moderation result, for code that
-        already reads it.
-
-        ``flagged`` is ``violation`` (the same as ``not allowed`` under block and
-        replace; under ``flag`` the content passes but is still flagged). A category is
-        true when it triggered, and the result's ``label`` is true whenever the result
-        is flagged, so a violation of the summed toxic threshold alone still names a
-        category. Only classes that are not safe appear; a class not scored (an empty
-        text, a model error) scores 0.
-
-        Example:
-            >>> guard.check("how do I hurt someone with a knife").to_openai_moderation()
-            {'flagged': True, 'categories': {'violence': True, 'hate': False},
-             'category_scores': {'violence': 0.9, 'hate': 1e-12}}
-        """
-        flagged = self.violation
-        return {
-            "flagged": flagged,
-            "categories": {
-                c: c in self.triggered or (flagged and c == self.label) for c in self.categories
-            },
-            "category_scores": {c: float(self.scores.get(c, 0.0)) for c in self.categories},
-        }
+    if (target_recall is None) == (target_fpr is None):
+        raise ConfigError("give exactly one of target_recall and target_fpr")
+    if curve is None:
+        raise ConfigError(
+            "target_recall / target_fpr need the guard's validation operating curve, which "
+            "its guard.json lacks (exported without --valid, or by an older version): "
+            "re-export with --valid, or give toxic_threshold"
+        )
+    if target_recall is not None:
+        return curve.choose("target_recall", target_recall).threshold
+    return curve.choose("target_fpr", target_fpr).threshold
 
 
 _EMPTY: Mapping[str, float] = MappingProxyType({})

@@ -36,7 +36,7 @@ def test_export_writes_the_calibration(tiny_export) -> None:
     man = load_artifact(tiny_export["guard"]).manifest
     cal = man.calibration
     assert cal is not None and cal.calibrated
-    assert cal.objective == "worst_group_balanced_accuracy" and cal.target is None
+    assert cal.objective == "worst_group_accuracy" and cal.target is None
     assert cal.items == 400 and cal.split == "valid"
     assert cal.point is not None and cal.curve is not None
     assert man.thresholds.toxic == cal.point.threshold
@@ -137,6 +137,29 @@ def test_export_refuses_conflicting_objectives(
     assert isinstance(result.exception, ConfigError)
     assert re.search(match, str(result.exception))
     assert not out.exists()  # refused before any work
+
+
+def test_export_objective_option(tiny_model_dir: Path, synthetic, tmp_path) -> None:
+    """--objective balanced records the balanced objective and its point; a misspelt
+    objective is refused before any work."""
+    bad = _cli("--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--objective", "f1")
+    assert bad.exit_code != 0 and not (tmp_path / "x").exists()
+    assert "--objective" in bad.output and "f1" in bad.output
+    from export.onnx import export_onnx
+
+    out = export_onnx(
+        tiny_model_dir,
+        tmp_path / "g",
+        int8=False,
+        valid=synthetic["valid"],
+        objective="worst_group_balanced_accuracy",
+    )
+    cal = load_artifact(out).manifest.calibration
+    assert cal is not None and cal.objective == "worst_group_balanced_accuracy"
+    assert cal.point is not None and cal.point.worst_group_balanced_accuracy is not None
+    assert cal.curve is not None and cal.curve.worst_group_balanced_accuracy
+    best = max(cal.curve.worst_group_balanced_accuracy)
+    assert cal.point.worst_group_balanced_accuracy == pytest.approx(best)
 
 
 # ---- export.thresholds on hand-made logits ----------------------------------------------

@@ -12,11 +12,10 @@ from guardrail_dro.serve.calibration import (
     OperatingCurve,
     binary_metrics,
     operating_curve,
-    threshold_for_target,
     toxic_scores,
 )
 from guardrail_dro.serve.guard import Guard
-from guardrail_dro.serve.policy import Policy
+from guardrail_dro.serve.policy import Policy, threshold_for_target
 from guardrail_dro.serve.scorer import FakeScorer
 
 pytest.importorskip("sklearn")
@@ -53,21 +52,21 @@ def test_worst_group_balanced_accuracy_by_hand(curve: OperatingCurve) -> None:
     # b: recall 0 until 0.35, then 1; 1 - FPR 1 ... 1, 0.5, 0 -> 0.5, 0.5, 0.5, 0.5, 1, 0.75, 0.5
     assert curve.worst_group_balanced_accuracy == pytest.approx([0.5] * 7)
     # all tied: the better overall accuracy (5/6 at 0.75 and 0.35), then the lower FPR
-    assert curve.choose().threshold == pytest.approx(0.75)
+    assert curve.choose("worst_group_balanced_accuracy").threshold == pytest.approx(0.75)
 
 
-def test_balanced_default_does_not_follow_the_class_mix() -> None:
+def test_balanced_objective_does_not_follow_the_class_mix() -> None:
     """Four toxic texts and one safe, the safe one scored second: plain accuracy blocks
     everything (4/5 right, FPR 1); balanced accuracy blocks the top text only."""
     c = operating_curve(np.array([0.9, 0.8, 0.7, 0.6, 0.5]), np.array([1, 0, 1, 1, 1], bool))
     # balanced: 0.5, 0.625, 0.125, 0.25, 0.375, 0.5
-    assert c.choose("worst_group_accuracy").fpr == 1.0
-    best = c.choose()
+    assert c.choose().fpr == 1.0  # the default: plain (worst-group) accuracy
+    best = c.choose("worst_group_balanced_accuracy")
     assert (best.threshold, best.recall, best.fpr) == pytest.approx((0.85, 0.25, 0.0))
     assert best.balanced_accuracy == pytest.approx(0.625)
     # a stored curve without the column (older guard.json) falls back to overall balanced
     old = c.model_copy(update={"worst_group_balanced_accuracy": ()})
-    assert old.choose().threshold == pytest.approx(0.85)
+    assert old.choose("worst_group_balanced_accuracy").threshold == pytest.approx(0.85)
 
 
 @pytest.mark.parametrize(
