@@ -129,8 +129,8 @@ def check_command(
         typer.Option(
             "--max-chars",
             min=0,
-            help="Characters tokenized per text at most (default: Policy's, 16384; 0: the "
-            "whole text).",
+            help="A longer text is not scored: degraded, saying so (default: Policy's, "
+            "16384; 0: any length, its first --max-windows windows scored).",
         ),
     ] = None,
     manifest_sha256: Annotated[

@@ -64,8 +64,9 @@ DEFAULT_REFUSAL = "I can't help with that."
 #: shorter and scored whole (at 4, a 1,700-character reply was refused by the output
 #: rail under the default fail-closed policy).
 DEFAULT_MAX_WINDOWS = 8
-#: Characters a check tokenizes at most by default (``Policy.max_chars``): bounds the
-#: tokenizer's cost on a text with few tokens per character (one long "word").
+#: Characters a check looks at by default (``Policy.max_chars``): a longer text is not
+#: scored (degraded, saying so), so a 1 MB text costs a length check, and a text with
+#: few tokens per character (one long "word") cannot make the tokenizer's cost grow.
 DEFAULT_MAX_CHARS = 16_384
 
 
@@ -106,11 +107,12 @@ class Policy:
             ``DEFAULT_MAX_WINDOWS``); more is a degraded result saying so, never a silent
             truncation, and only the prefix these windows need is tokenized. None: every
             window.
-        max_chars: tokenize at most this many characters of a text (default
-            ``DEFAULT_MAX_CHARS``); a longer text is a degraded result saying so. None:
-            the whole text. With both defaults a check costs at most a few windows
-            whatever the text's size (a 1 MB text: tens of ms, not minutes); set both to
-            None to score every window of any text, at ~11 ms a window on an idle CPU.
+        max_chars: a text longer than this (default ``DEFAULT_MAX_CHARS``) is not
+            scored at all: a degraded result saying so, decided by ``on_error``, at the
+            cost of a length check (a 1 MB text: microseconds, not minutes). None: any
+            length, its first ``max_windows`` windows scored. With both defaults a check
+            costs at most ``max_windows`` model windows; set both to None to score every
+            window of any text (~10-20 ms a window on an idle CPU).
     """
 
     thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))

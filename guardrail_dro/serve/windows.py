@@ -67,14 +67,22 @@ def bounded_windows(
 ) -> tuple[list[list[int]], str | None]:
     """The windows of ``text`` to score and, when they are not the whole text, why.
 
-    The cost of a check is bounded before any model call: at most ``policy.max_chars``
-    characters are tokenized, and only the prefix the first ``max_windows`` windows
+    The cost of a check is bounded before any model call: a text over
+    ``policy.max_chars`` characters is not scored at all (no windows: the caller's result
+    is degraded, saying so, at the cost of a length check: a 1 MB text returns in
+    microseconds), and of a shorter one only the prefix the first ``max_windows`` windows
     need (a guess of 4 characters per token, grown 4x while it yields too few windows):
     a 1 MB text costs a few thousand characters of tokenization, not seconds. The first
     ``max_windows`` windows of a prefix that yields more than ``max_windows + 1`` are
     those of the whole text (a cut word can only change the last window).
     """
-    cap = len(text) if policy.max_chars is None else min(len(text), policy.max_chars)
+    if policy.max_chars is not None and len(text) > policy.max_chars:
+        return [], (
+            f"text has {len(text):,} characters, over Policy.max_chars="
+            f"{policy.max_chars:,}: not scored (a larger max_chars, or None, scores its "
+            f"first {policy.max_windows or 'all'} windows)"
+        )
+    cap = len(text)
     limit = policy.max_windows
     if limit is None:
         windows = scorer.encode(text[:cap])
@@ -90,11 +98,6 @@ def bounded_windows(
                 f"text is longer than Policy.max_windows={limit} windows of "
                 f"{scorer.max_length} tokens: only the first {limit} were scored"
             )
-    if cap < len(text):
-        return windows, (
-            f"text has {len(text):,} characters, over Policy.max_chars={cap:,}: only the "
-            f"first {cap:,} were scored"
-        )
     return windows, None
 
 
@@ -104,6 +107,8 @@ def decide_text(scorer: Scorer, rule: DecisionRule, text: str, start: float) -> 
         return nothing(rule, start)
     try:
         windows, cut = bounded_windows(scorer, rule.policy, text)
+        if not windows:  # over max_chars: not scored
+            return nothing(rule, start, error=cut)
         if len(windows) == 1 and cut is None:
             logits = scorer.logits(windows)
             late = _over_budget(rule, start)
@@ -196,6 +201,9 @@ def decide_texts(
             continue
         if i not in windows:
             results.append(nothing(rule, start))
+            continue
+        if not windows[i]:  # over max_chars: not scored
+            results.append(nothing(rule, start, error=cuts[i]))
             continue
         got = [logits[(i, k)] for k in range(len(windows[i])) if (i, k) in logits]
         if not got:

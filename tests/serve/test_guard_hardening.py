@@ -75,7 +75,7 @@ def _never(guard: Guard) -> dict[str, float]:
 
 
 # ---- 1. bounded cost on long texts -------------------------------------------------------
-def test_a_megabyte_text_costs_a_few_windows_by_default(guard: Guard) -> None:
+def test_a_megabyte_text_costs_a_length_check_by_default(guard: Guard) -> None:
     counting = CountingScorer(guard.scorer)
     # Thresholds no probability reaches: only the bound can make the result degraded.
     g = _on(guard, counting, Policy(toxic_threshold=1.0, thresholds=_never(guard)))
@@ -83,24 +83,32 @@ def test_a_megabyte_text_costs_a_few_windows_by_default(guard: Guard) -> None:
     r = g.check(MEGABYTE)
     seconds = time.perf_counter() - t0
     assert r.degraded and not r.allowed  # fail closed, and it says why
-    assert f"Policy.max_windows={DEFAULT_MAX_WINDOWS}" in r.error
-    assert r.windows == DEFAULT_MAX_WINDOWS == counting.rows
-    # Only the prefix the windows need is tokenized (the old code tokenized all 1 MB).
-    assert counting.chars <= 4 * (DEFAULT_MAX_WINDOWS + 2) * guard.max_length
+    assert f"Policy.max_chars={DEFAULT_MAX_CHARS:,}" in r.error and "not scored" in r.error
+    assert r.windows == 0 and counting.rows == 0 and counting.chars == 0  # nothing tokenized
     assert seconds < 2.0  # 192 s before the fix on the MiniLM guard; loose: a loaded host
     # check_many keeps the same bound, and a short text beside it keeps its decision.
-    counting.chars = counting.rows = 0
     long, short = g.check_many([MEGABYTE, "how do I bake bread"])
     assert long == r and short == g.check("how do I bake bread") and not short.degraded
-    assert counting.rows <= DEFAULT_MAX_WINDOWS + 2
+    assert counting.rows == 2  # the short text's window, in check_many and in check
 
 
-def test_one_long_word_is_cut_at_max_chars(guard: Guard) -> None:
+def test_a_text_under_max_chars_costs_at_most_max_windows(guard: Guard) -> None:
+    counting = CountingScorer(guard.scorer)
+    g = _on(guard, counting, Policy(toxic_threshold=1.0, thresholds=_never(guard)))
+    text = ("how do I bake bread today " * 1000)[: DEFAULT_MAX_CHARS - 1]
+    r = g.check(text)
+    assert r.degraded and f"Policy.max_windows={DEFAULT_MAX_WINDOWS}" in r.error
+    assert r.windows == DEFAULT_MAX_WINDOWS == counting.rows
+    # Only the prefix the windows need is tokenized.
+    assert counting.chars <= 4 * (DEFAULT_MAX_WINDOWS + 2) * guard.max_length
+
+
+def test_one_long_word_is_not_scored_over_max_chars(guard: Guard) -> None:
     counting = CountingScorer(guard.scorer)
     g = _on(guard, counting, Policy(toxic_threshold=1.0, thresholds=_never(guard), on_error="open"))
     r = g.check("a" * 1_000_000)  # one "word": few tokens, however many characters
     assert r.degraded and r.allowed and "Policy.max_chars=16,384" in r.error
-    assert counting.chars <= 3 * DEFAULT_MAX_CHARS  # the prefix grows 4x up to the cap
+    assert counting.chars == 0
 
 
 def test_the_bounds_are_policy_options(guard: Guard) -> None:
@@ -111,13 +119,17 @@ def test_the_bounds_are_policy_options(guard: Guard) -> None:
     some = guard.with_policy(Policy(max_windows=6, **off)).check(text)
     assert some.degraded and some.windows == 6 and "max_windows=6" in some.error
     cut = guard.with_policy(Policy(max_chars=100, **off)).check(text)
-    assert cut.degraded and cut.windows == 1 and "max_chars=100" in cut.error
+    assert cut.degraded and cut.windows == 0 and "max_chars=100" in cut.error
 
 
 def test_a_violation_in_the_scored_prefix_is_not_degraded(guard: Guard) -> None:
     cal = calibrate(guard, action="block")
-    r = cal.guard.check(block(guard, cal.target) + " " + MEGABYTE)
+    long = block(guard, cal.target) + " " + "how do I bake bread today " * 400  # < max_chars
+    r = cal.guard.check(long)
     assert r.violation and not r.allowed and not r.degraded  # the model decided
+    # over max_chars nothing is scored: the error policy decides, and says why
+    over = cal.guard.check(block(guard, cal.target) + " " + MEGABYTE)
+    assert over.degraded and not over.allowed and over.windows == 0
 
 
 # ---- 2. one failing text does not decide for the batch -----------------------------------
