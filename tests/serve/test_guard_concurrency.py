@@ -76,6 +76,9 @@ async def test_acheck_does_not_block_the_loop(guard: Guard) -> None:
 
 @pytest.mark.asyncio
 async def test_acheck_latency_budget(guard: Guard) -> None:
-    g = guard.with_policy(Policy(latency_budget_ms=1.0, on_error="open"))
+    # No length bounds: the budget, not max_chars / max_windows, must stop the scoring.
+    g = guard.with_policy(
+        Policy(latency_budget_ms=1.0, on_error="open", max_chars=None, max_windows=None)
+    )
     r = await g.acheck("bread and butter. " * 20_000)
     assert r.degraded and r.allowed and "budget" in r.error
