@@ -22,6 +22,7 @@ import numpy as np
 
 from export.spec import Tolerances
 from guardrail_dro.errors import ConfigError, Mismatch
+from guardrail_dro.serve.calibration import softmax
 
 __all__ = [
     "GATE_PROBES",
@@ -47,9 +48,7 @@ def toxic_decision(safe_mask: Sequence[bool], threshold: float = 0.5) -> Decide:
     safe = np.asarray(safe_mask, dtype=bool)
 
     def decide(logits: np.ndarray) -> np.ndarray:
-        z = np.asarray(logits, dtype=np.float64)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(logits)
         if not safe.any():
             return np.asarray(p.max(axis=1) >= threshold)
         return np.asarray((1.0 - p[:, safe].sum(axis=1)) >= threshold)

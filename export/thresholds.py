@@ -35,6 +35,7 @@ from guardrail_dro.serve.calibration import (
     Calibration,
     binary_metrics,
     operating_curve,
+    softmax,
 )
 from guardrail_dro.serve.policy import Action, DecisionRule, Policy
 
@@ -84,12 +85,6 @@ def check_objective(
             "target_recall / target_fpr are reached on validation data: give the validation "
             "split (--valid) with gold labels"
         )
-
-
-def _probs(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def _scores(probs: np.ndarray, safe: np.ndarray, per_class: float | None) -> np.ndarray:
@@ -164,7 +159,7 @@ def calibrate(
     safe = np.array([c in schema.safe for c in schema.classes])
     positive = ~safe[valid.gold_array()]
     groups, names = (valid.group_array(), list(valid.groups)) if valid.has_groups else (None, None)
-    probs = _probs(logits)
+    probs = softmax(logits)
     if objective is None:
         objective = DEFAULT_OBJECTIVE
     if objective not in OBJECTIVES or objective.startswith("target_"):

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from guardrail_dro.cli.options import GuardDir
+
 __all__ = ["check_command", "register"]
 
 _HELP = (
@@ -88,15 +90,7 @@ def _one_source(text: str | None, file: Path | None) -> str | Path:
 
 
 def check_command(
-    guard_dir: Annotated[
-        Path,
-        typer.Option(
-            "--guard",
-            help="Guard artifact directory (from `export`).",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
+    guard_dir: GuardDir,
     text: Annotated[str | None, typer.Argument(help="The text to check.")] = None,
     file: Annotated[
         Path | None,

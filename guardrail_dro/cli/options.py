@@ -39,6 +39,7 @@ __all__ = [
     "Format",
     "GoldCol",
     "GroupCol",
+    "GuardDir",
     "IdCol",
     "Labels",
     "LlmAnnotators",
@@ -240,6 +241,15 @@ Safe = Annotated[
         "--safe",
         help="Comma-separated safe (non-toxic) classes, with --labels.",
         rich_help_panel=_S,
+    ),
+]
+GuardDir = Annotated[
+    Path,
+    typer.Option(
+        "--guard",
+        help="Guard artifact directory (from `export`).",
+        exists=True,
+        file_okay=False,
     ),
 ]
 SchemaPath = Annotated[

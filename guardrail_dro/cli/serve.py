@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from guardrail_dro.cli.options import GuardDir
+
 __all__ = ["register", "serve_command"]
 
 _HELP = (
@@ -35,15 +37,7 @@ _LIMITS = "Limits and batching"
 
 
 def serve_command(
-    guard_dir: Annotated[
-        Path,
-        typer.Option(
-            "--guard",
-            help="Guard artifact directory (from `export`).",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
+    guard_dir: GuardDir,
     host: Annotated[
         str, typer.Option("--host", help="Interface to listen on (0.0.0.0: every one).")
     ] = "127.0.0.1",

@@ -50,6 +50,7 @@ __all__ = [
     "OperatingPoint",
     "binary_metrics",
     "operating_curve",
+    "softmax",
     "toxic_scores",
 ]
 
@@ -69,12 +70,18 @@ DEFAULT_OBJECTIVE = "worst_group_accuracy"
 _UNTARGETED = ("worst_group_balanced_accuracy", "worst_group_accuracy")
 
 
-def toxic_scores(logits: np.ndarray, safe: np.ndarray) -> np.ndarray:
-    """1 - P(safe classes) per row of (N, C) logits, computed as ``DecisionRule`` does."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise probabilities of (N, C) logits in float64: the one softmax the guard's
+    decision (``DecisionRule``), calibration and the int8 gate all use, so a threshold
+    chosen on one is the threshold applied by the others."""
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
-    probs = z / z.sum(axis=1, keepdims=True)
-    return 1.0 - probs[:, np.asarray(safe, dtype=bool)].sum(axis=1)
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def toxic_scores(logits: np.ndarray, safe: np.ndarray) -> np.ndarray:
+    """1 - P(safe classes) per row of (N, C) logits, computed as ``DecisionRule`` does."""
+    return 1.0 - softmax(logits)[:, np.asarray(safe, dtype=bool)].sum(axis=1)
 
 
 class OperatingPoint(BaseModel):

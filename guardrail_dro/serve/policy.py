@@ -40,7 +40,7 @@ from types import MappingProxyType
 import numpy as np
 
 from guardrail_dro.errors import ConfigError, GuardViolation
-from guardrail_dro.serve.calibration import OperatingCurve
+from guardrail_dro.serve.calibration import OperatingCurve, softmax
 from guardrail_dro.serve.result import GuardResult
 
 __all__ = [
@@ -284,9 +284,7 @@ class DecisionRule:
         """The result for one text from the (windows, classes) logits of the windows
         scored; ``complete=False`` when some were not (then, without a violation among
         those scored, the error policy decides and the result is degraded)."""
-        z = np.asarray(logits, dtype=np.float64)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        probs = z / z.sum(axis=1, keepdims=True)
+        probs = softmax(logits)
         hits = probs >= self.thresholds
         # Severity: how far past its threshold each window is; the worst window decides.
         sev = (probs * self.inv_thresholds).max(axis=1)
@@ -317,7 +315,9 @@ class DecisionRule:
             label_name=self.names[top],
             categories=self.categories,
             scores=MappingProxyType(dict(zip(self.labels, p.tolist(), strict=True))),
-            triggered=tuple(c for c, h in zip(self.labels, hits.any(axis=0), strict=True) if h),
+            triggered=tuple(
+                c for c, h in zip(self.labels, np.asarray(hits.any(axis=0)), strict=True) if h
+            ),
             toxic_score=float(toxic[w]),
             action=action,
             replacement=_replacement(action, pol),
