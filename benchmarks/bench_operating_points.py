@@ -14,7 +14,9 @@ One run:
    1 - P(safe) of the 15-class head vs a binary logistic head on the same frozen
    embeddings, trained on the soft labels' P(toxic) (the model's own learned soft
    labels, and uniform annotator votes), C chosen on valid; and their average; with a
-   paired bootstrap of each valid AUC difference (an interval holding 0 is a tie);
+   paired bootstrap of each valid AUC difference (an interval holding 0 is a tie). Every
+   trained model now makes this choice itself (train/toxic_score.py, manifest
+   ``toxic_score``); this step re-measures it with C chosen on valid, for the record;
 4. plots the test operating curve (recall vs FPR, overall and per group) with the
    chosen points marked.
 

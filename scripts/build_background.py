@@ -6,8 +6,10 @@
   dropped.
 - ``everyday-requests``: ``scripts/data/everyday_requests.txt``, ordinary requests to
   a chat assistant written by hand for this project (see its README).
+- ``assistant-replies``: ``scripts/data/assistant_replies.txt``, ordinary replies of a
+  chat assistant written for this project (the output rail's side; see its README).
 
-Both are de-duplicated by normalised text and split by a hash of that text (1 in 5
+All are de-duplicated by normalised text and split by a hash of that text (1 in 5
 held out), so the split is deterministic and no text is on both sides. Run from the
 repository root::
 
@@ -83,12 +85,14 @@ def convabuse(src: Path) -> None:
     _write("convabuse-background", ["text", "example_id", "convabuse_split", "bot"], seen)
 
 
-def everyday(src: Path) -> None:
+def written(src: Path, name: str) -> None:
+    """A text file written for the project, one text per line."""
     lines = [_clean(t) for t in src.read_text(encoding="utf-8").splitlines()]
     seen = {_norm(t): [t] for t in lines if t}
-    _write("everyday-requests", ["text"], seen)
+    _write(name, ["text"], seen)
 
 
 if __name__ == "__main__":
     convabuse(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets/convabuse"))
-    everyday(Path("scripts/data/everyday_requests.txt"))
+    written(Path("scripts/data/everyday_requests.txt"), "everyday-requests")
+    written(Path("scripts/data/assistant_replies.txt"), "assistant-replies")

@@ -75,7 +75,8 @@ BackgroundSafe = Annotated[
         "--background-safe",
         help="Ordinary text that is safe by construction, trained as the safe class: a "
         "bundled set (convabuse-background: non-abusive chat turns; everyday-requests: "
-        "ordinary questions to an assistant) or a file (.txt one text per line, .csv with "
+        "ordinary questions to an assistant; assistant-replies: ordinary assistant "
+        "replies) or a file (.txt one text per line, .csv with "
         "a 'text' column, .jsonl). Repeatable. 1 text in 5 is held out to choose the "
         "weight and amount and to measure how much ordinary text the guard blocks.",
         rich_help_panel=_T,

@@ -89,6 +89,11 @@ BACKGROUND: dict[str, BackgroundSet] = {
             license="Apache-2.0 (this project)",
             source="written for guardrail-dro (scripts/data/everyday_requests.txt)",
         ),
+        BackgroundSet(
+            "assistant-replies",
+            license="Apache-2.0 (this project)",
+            source="written for guardrail-dro (scripts/data/assistant_replies.txt)",
+        ),
     )
 }
 """Every bundled background set by name."""

@@ -57,8 +57,8 @@ class TrainConfig(BaseModel):
     background_safe: list[str] = Field(
         default_factory=list,
         description="Background-safe text: bundled set names (convabuse-background, "
-        "everyday-requests) or files (.txt / .csv / .jsonl); every text trains as the "
-        "schema's safe class (train/background.py).",
+        "everyday-requests, assistant-replies) or files (.txt / .csv / .jsonl); every "
+        "text trains as the schema's safe class (train/background.py).",
     )
     background_weight: float | None = Field(
         None, gt=0, description="Loss weight of a background item; None = chosen on valid "

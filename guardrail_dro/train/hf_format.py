@@ -21,6 +21,7 @@ Layout written here (the rest of the directory is ``TrainedModel``'s)::
     config.json               GuardrailDroConfig: encoder config, id2label / label2id,
                               safe labels, normalize, head_hidden, auto_map
     model.safetensors         encoder.* (the encoder's state dict) + classifier.* head
+                              (+ toxic_classifier.* when a binary toxic head was chosen)
     modeling_guardrail_dro.py the model code (a copy of hf_modeling.py)
     tokenizer.json, tokenizer_config.json, ...   the encoder's tokenizer
 
@@ -45,7 +46,7 @@ from guardrail_dro.train.hf_modeling import (
     GuardrailDroConfig,
     GuardrailDroForSequenceClassification,
 )
-from guardrail_dro.train.model import ClassifierHead, GuardClassifier
+from guardrail_dro.train.model import ClassifierHead, GuardClassifier, ToxicMix
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -66,6 +67,8 @@ __all__ = [
 MODELING_FILE = "modeling_guardrail_dro.py"
 HF_FILES = ("config.json", "model.safetensors", MODELING_FILE)
 _MODULE = MODELING_FILE.removesuffix(".py")
+TOXIC_PREFIX = "toxic_classifier."
+"""Key prefix of the binary toxic head (``ToxicMix.binary``) in model.safetensors."""
 
 
 def register_auto_classes() -> None:
@@ -140,6 +143,7 @@ def hf_config(
         max_seq_length=max_length,
         safe_labels=list(schema.safe),
         label_descriptions=dict(schema.descriptions),
+        toxic_score_weight=model.toxic.weight if model.toxic is not None else 0.0,
         id2label=dict(enumerate(classes)),
         label2id={c: i for i, c in enumerate(classes)},
         problem_type="single_label_classification",
@@ -175,6 +179,10 @@ def write_hf_layout(
     cfg.save_pretrained(out)
     state = {f"encoder.{k}": v.contiguous() for k, v in model.encoder.state_dict().items()}
     state |= head_state_to_hf(model.head)
+    if model.toxic is not None:
+        state |= {
+            f"{TOXIC_PREFIX}{k}": v.contiguous() for k, v in model.toxic.binary.state_dict().items()
+        }
     save_file(state, out / "model.safetensors", metadata={"format": "pt"})
     shutil.copyfile(Path(hf_modeling.__file__), out / MODELING_FILE)
     previous = tokenizer.model_max_length
@@ -186,7 +194,12 @@ def write_hf_layout(
 
 
 def read_hf_layout(
-    d: Path, *, num_classes: int, head_hidden: int, normalize: bool
+    d: Path,
+    *,
+    num_classes: int,
+    head_hidden: int,
+    normalize: bool,
+    safe: list[bool] | None = None,
 ) -> tuple[PreTrainedTokenizerBase, GuardClassifier]:
     """Load a version-2 model directory into our ``GuardClassifier`` (eval mode).
 
@@ -211,13 +224,36 @@ def read_hf_layout(
     prefix = "encoder."
     enc_state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     head = ClassifierHead(cfg.encoder.hidden_size, num_classes, head_hidden)
-    extra = [k for k in state if not k.startswith(prefix) and k not in _hf_head_keys(head)]
+    weight = float(getattr(cfg, "toxic_score_weight", 0.0) or 0.0)
+    toxic = None
+    if weight > 0:
+        if safe is None:
+            names: dict[int, str] = dict(cfg.id2label or {})  # type: ignore[assignment]
+            safe = [names[i] in cfg.safe_labels for i in range(num_classes)]
+        toxic = ToxicMix(cfg.encoder.hidden_size, safe, weight)
+    toxic_state = {
+        k[len(TOXIC_PREFIX) :]: v for k, v in state.items() if k.startswith(TOXIC_PREFIX)
+    }
+    extra = [
+        k
+        for k in state
+        if not k.startswith(prefix)
+        and k not in _hf_head_keys(head)
+        and not (toxic is not None and k.startswith(TOXIC_PREFIX))
+    ]
     try:
         if extra:
             raise RuntimeError(f"unexpected tensors {extra}")
         encoder.load_state_dict(enc_state, strict=True)
         head_state_from_hf(state, head)
+        if toxic is not None:
+            toxic.binary.load_state_dict(toxic_state, strict=True)
     except (RuntimeError, KeyError) as exc:
         raise ArtifactError(f"{d}/model.safetensors does not fit config.json: {exc}") from None
     tokenizer = AutoTokenizer.from_pretrained(d)
-    return tokenizer, GuardClassifier(encoder.eval(), head.eval(), normalize=normalize)
+    return tokenizer, GuardClassifier(
+        encoder.eval(),
+        head.eval(),
+        normalize=normalize,
+        toxic=toxic.eval() if toxic is not None else None,
+    )

@@ -56,6 +56,8 @@ class GuardrailDroConfig(PretrainedConfig):
             ``truncation=True`` to the tokenizer or pipeline to cut longer texts the same way.
         safe_labels: the labels that are safe (allowed); every other label is harmful.
         label_descriptions: label -> human-readable name.
+        toxic_score_weight: the binary toxic head's share of the toxic score (0: no
+            binary head; the score is 1 - P(safe labels)); see ``_mix_toxic``.
     """
 
     model_type = MODEL_TYPE
@@ -70,6 +72,7 @@ class GuardrailDroConfig(PretrainedConfig):
         max_seq_length: int = 512,
         safe_labels: list[str] | None = None,
         label_descriptions: dict[str, str] | None = None,
+        toxic_score_weight: float = 0.0,
         **kwargs,
     ) -> None:
         if isinstance(encoder, dict):
@@ -82,7 +85,23 @@ class GuardrailDroConfig(PretrainedConfig):
         self.max_seq_length = max_seq_length
         self.safe_labels = list(safe_labels or [])
         self.label_descriptions = dict(label_descriptions or {})
+        self.toxic_score_weight = float(toxic_score_weight)
         super().__init__(**kwargs)
+
+
+def _mix_toxic(
+    logits: torch.Tensor, binary: torch.Tensor, safe: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Class log-probabilities whose harmful mass is (1 - weight) * (1 - P(safe)) +
+    weight * sigmoid(binary); a copy of ``guardrail_dro.train.model.mix_toxic`` (this
+    file is copied into model folders and imports nothing of guardrail_dro)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    neg = torch.finfo(logp.dtype).min
+    log_safe = torch.logsumexp(logp.masked_fill(~safe, neg), dim=-1, keepdim=True)
+    log_toxic = torch.logsumexp(logp.masked_fill(safe, neg), dim=-1, keepdim=True)
+    t = (1.0 - weight) * torch.exp(log_toxic) + weight * torch.sigmoid(binary)
+    t = t.clamp(1e-7, 1.0 - 1e-7)
+    return torch.where(safe, logp - log_safe + torch.log1p(-t), logp - log_toxic + torch.log(t))
 
 
 class GuardrailDroForSequenceClassification(PreTrainedModel):
@@ -108,6 +127,13 @@ class GuardrailDroForSequenceClassification(PreTrainedModel):
             self.pre_classifier = nn.Linear(dim, config.head_hidden)
             dim = config.head_hidden
         self.classifier = nn.Linear(dim, num_labels)
+        self.toxic_classifier: nn.Linear | None = None
+        if config.toxic_score_weight > 0:
+            self.toxic_classifier = nn.Linear(config.encoder.hidden_size, 1)
+            # A plain list, not a buffer: from_pretrained builds models on the meta device,
+            # where a non-persistent buffer would never get its values.
+            names: dict[int, str] = dict(config.id2label or {})  # type: ignore[assignment]
+            self._safe = [names[i] in config.safe_labels for i in range(num_labels)]
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -149,6 +175,14 @@ class GuardrailDroForSequenceClassification(PreTrainedModel):
         if self.pre_classifier is not None:
             x = self.dropout(nn.functional.gelu(self.pre_classifier(x)))
         logits = self.classifier(x)
+        if self.toxic_classifier is not None:
+            # Log-probabilities whose 1 - P(safe) is the guard's toxic score.
+            logits = _mix_toxic(
+                logits,
+                self.toxic_classifier(pooled),
+                torch.tensor(self._safe, device=logits.device),
+                self.config.toxic_score_weight,
+            )
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits, labels.view(-1))

@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 __all__ = [
     "ClassifierHead",
     "GuardClassifier",
+    "ToxicMix",
     "WeightEstimator",
     "default_backbone",
     "load_backbone",
     "mean_pool",
+    "mix_toxic",
 ]
 
 
@@ -99,16 +101,66 @@ class ClassifierHead(nn.Module):
         return self.net(features)
 
 
+def mix_toxic(
+    logits: torch.Tensor, binary: torch.Tensor, safe: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Class log-probabilities whose toxic mass is the chosen toxic score.
+
+    The toxic score t = (1 - weight) * (1 - P(safe)) + weight * sigmoid(binary). The
+    output keeps the class head's distribution within the safe classes and within the
+    harmful ones, rescaled so that the harmful classes hold t: everything downstream
+    (ONNX graph, calibration, the int8 gate, ``Guard``) reads the toxic score as
+    1 - P(safe) of these outputs and the label of a blocked text stays the most likely
+    harmful class. ``hf_modeling.py`` repeats this function (it is copied into model
+    folders and must not import guardrail_dro).
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    neg = torch.finfo(logp.dtype).min
+    log_safe = torch.logsumexp(logp.masked_fill(~safe, neg), dim=-1, keepdim=True)
+    log_toxic = torch.logsumexp(logp.masked_fill(safe, neg), dim=-1, keepdim=True)
+    t = (1.0 - weight) * torch.exp(log_toxic) + weight * torch.sigmoid(binary)
+    t = t.clamp(1e-7, 1.0 - 1e-7)
+    return torch.where(safe, logp - log_safe + torch.log1p(-t), logp - log_toxic + torch.log(t))
+
+
+class ToxicMix(nn.Module):
+    """A binary toxic-vs-safe head beside the class head (``train/toxic_score.py`` fits
+    it and chooses ``weight`` on valid); see ``mix_toxic``."""
+
+    def __init__(self, dim: int, safe: list[bool], weight: float) -> None:
+        super().__init__()
+        if not 0 < weight <= 1:
+            raise ConfigError(
+                f"a binary head's share of the toxic score is in (0, 1], not {weight}"
+            )
+        self.binary = nn.Linear(dim, 1)
+        self.weight = float(weight)
+        self.register_buffer("safe", torch.tensor(safe, dtype=torch.bool), persistent=False)
+
+    def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return mix_toxic(logits, self.binary(features), self.get_buffer("safe"), self.weight)
+
+
 class GuardClassifier(nn.Module):
-    """Encoder + pooling + head: token ids in, class logits out (the exported graph)."""
+    """Encoder + pooling + head: token ids in, class logits out (the exported graph).
+
+    With ``toxic`` (a binary head chosen on valid, ``train/toxic_score.py``) the outputs
+    are the class log-probabilities of ``mix_toxic``, whose 1 - P(safe) is that score.
+    """
 
     def __init__(
-        self, encoder: PreTrainedModel, head: ClassifierHead, *, normalize: bool = True
+        self,
+        encoder: PreTrainedModel,
+        head: ClassifierHead,
+        *,
+        normalize: bool = True,
+        toxic: ToxicMix | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.normalize = normalize
+        self.toxic = toxic
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -118,7 +170,9 @@ class GuardClassifier(nn.Module):
         return pooled
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(input_ids, attention_mask))
+        pooled = self.embed(input_ids, attention_mask)
+        logits = self.head(pooled)
+        return logits if self.toxic is None else self.toxic(pooled, logits)
 
 
 class WeightEstimator(nn.Module):

@@ -228,6 +228,12 @@ def model_card(
             "- GroupDRO weight at the end, highest groups: "
             + ", ".join(f"{g}: {w:.2f}" for g, w in top)
         )
+    if man.toxic_score is not None:
+        aucs = ", ".join(f"{k} {v:.3f}" for k, v in man.toxic_score.valid_auc.items())
+        lines.append(
+            f"- toxic score (what the guard blocks on): {man.toxic_score.kind}, chosen on "
+            f"valid ROC AUC ({aucs}; rule: {man.toxic_score.rule})"
+        )
     lines += ["", "## Evaluation", "", "| split | metric | value |", "| --- | --- | --- |"]
     lines += _metrics_rows("valid", man.valid_metrics)
     if man.test_metrics is not None:

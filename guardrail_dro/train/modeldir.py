@@ -50,6 +50,7 @@ from guardrail_dro.train.model import (
     WeightEstimator,
     load_backbone,
 )
+from guardrail_dro.train.toxic_score import ToxicScoreChoice
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -109,6 +110,8 @@ class TrainManifest(BaseModel):
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
     background: BackgroundChoice | None = None
     """Background-safe text: sources, chosen weight and amount, grid, held-out block rate."""
+    toxic_score: ToxicScoreChoice | None = None
+    """The guard's toxic score, chosen on valid (train/toxic_score.py); None: 1 - P(safe)."""
     notes: list[str] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     machine: str = Field(default_factory=platform.platform)
@@ -145,7 +148,10 @@ class TrainedModel:
         the manifest and the model card."""
         src = result.source
         emb = clone_embedder(src)
-        model = GuardClassifier(emb.encoder, result.head.to("cpu").eval(), normalize=emb.normalize)
+        mix = result.toxic_mix.to("cpu").eval() if result.toxic_mix is not None else None
+        model = GuardClassifier(
+            emb.encoder, result.head.to("cpu").eval(), normalize=emb.normalize, toxic=mix
+        )
         cfg = result.config
         manifest = TrainManifest(
             created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -166,6 +172,7 @@ class TrainedModel:
             group_weights=result.group_weights,
             annotator_weight_by_group=result.annotator_weight_by_group,
             background=result.background,
+            toxic_score=result.toxic_score,
             notes=result.notes,
             versions=package_versions(),
         )
@@ -282,6 +289,7 @@ class TrainedModel:
                 num_classes=manifest.num_classes,
                 head_hidden=manifest.head_hidden,
                 normalize=manifest.normalize,
+                safe=schema.safe_mask(),
             )
         dim = model.encoder.config.hidden_size
         estimator = None

@@ -15,7 +15,8 @@ from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
 from guardrail_dro.train.features import FeatureSource, default_cache_dir
 from guardrail_dro.train.metrics import Metrics, score_split
-from guardrail_dro.train.model import ClassifierHead, WeightEstimator
+from guardrail_dro.train.model import ClassifierHead, ToxicMix, WeightEstimator
+from guardrail_dro.train.toxic_score import ToxicScoreChoice
 
 __all__ = ["TrainResult"]
 
@@ -40,6 +41,10 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     background: BackgroundChoice | None = None
+    toxic_score: ToxicScoreChoice | None = None
+    """How the guard's toxic score was chosen on valid (``toxic_score.py``)."""
+    toxic_mix: ToxicMix | None = None
+    """The binary head in the guard's score; None when 1 - P(safe) was kept."""
     """The background-safe text's weight, amount and held-out block rate, if any."""
 
     @property

@@ -40,6 +40,7 @@ from guardrail_dro.train.model import ClassifierHead
 from guardrail_dro.train.result import TrainResult
 from guardrail_dro.train.run import Run
 from guardrail_dro.train.targets import TargetSource
+from guardrail_dro.train.toxic_score import choose_toxic_score
 
 __all__ = ["METHODS", "BiLevelTrainer", "TrainConfig", "TrainResult"]
 
@@ -178,8 +179,10 @@ class BiLevelTrainer:
         return dataclasses.replace(
             r,
             config=cfg.model_copy(
-                update={"background_weight": points[best].weight,
-                        "background_fraction": points[best].fraction}
+                update={
+                    "background_weight": points[best].weight,
+                    "background_fraction": points[best].fraction,
+                }
             ),
             seconds=time.perf_counter() - t0,
         )
@@ -195,7 +198,8 @@ class BiLevelTrainer:
     ) -> TrainResult:
         """Set the parts up around a fresh head, run the loop, assemble the result."""
         cfg = self.config
-        keep = np.nonzero(targets.item_targets(run).sum(1) > 0)[0]
+        fixed = targets.item_targets(run)
+        keep = np.nonzero(fixed.sum(1) > 0)[0]
         if len(keep) < len(run.train):
             run.notes.append(
                 f"{len(run.train) - len(keep)} train item(s) without usable labels skipped"
@@ -236,6 +240,18 @@ class BiLevelTrainer:
         targets.restore_best()
         loss_of.restore_best()
         q = targets.group_weights if targets.group_weights is not None else loss_of.group_weights
+        choice, mix = choose_toxic_score(
+            head,
+            targets.estimator,
+            src,
+            run,
+            fixed,
+            background=background,
+            background_weight=float(cfg.background_weight or 1.0),
+            seed=cfg.seed,
+        )
+        if choice is not None:
+            run.notes.append(choice.summary())
         return TrainResult(
             config=cfg,
             schema=run.valid.schema,
@@ -254,6 +270,8 @@ class BiLevelTrainer:
             seconds=time.perf_counter() - t0,
             history=history,
             notes=run.notes,
+            toxic_score=choice,
+            toxic_mix=mix,
         )
 
     def _loop(

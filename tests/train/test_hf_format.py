@@ -60,6 +60,7 @@ def _write_v1(trained: TrainedModel, out: Path) -> Path:
     trained.schema.save(out / "schema.json")
     man = trained.manifest.model_copy(deep=True)
     man.manifest_version = 1
+    man.toxic_score = None  # version 1 predates the binary toxic head
     files = sorted(p for p in out.rglob("*") if p.is_file())
     man.files = {str(p.relative_to(out)): file_sha256(p) for p in files}
     (out / "manifest.json").write_text(man.model_dump_json(indent=2))
@@ -80,7 +81,10 @@ def test_the_folder_is_a_sequence_classification_model(tiny_model_dir: Path) -> 
     with safe_open(tiny_model_dir / "model.safetensors", "pt") as f:
         keys = set(f.keys())
     assert {"classifier.weight", "classifier.bias"} <= keys
-    assert all(k.startswith(("encoder.", "classifier.")) for k in keys)
+    # toxic_classifier.*: the binary toxic head, when valid chose it (train/toxic_score.py)
+    assert all(k.startswith(("encoder.", "classifier.", "toxic_classifier.")) for k in keys)
+    weight = cfg.get("toxic_score_weight", 0.0)
+    assert (weight > 0) == any(k.startswith("toxic_classifier.") for k in keys)
     assert not (tiny_model_dir / "head.safetensors").exists()
     assert not (tiny_model_dir / "encoder").exists()
 
@@ -179,6 +183,7 @@ def test_an_old_layout_folder_still_loads_and_upgrades(
     from transformers import pipeline
 
     new = TrainedModel.load(tiny_model_dir)
+    new.model.toxic = None  # version 1 predates the binary toxic head: its class scores
     old_dir = _write_v1(new, tmp_path / "v1")
     old = TrainedModel.load(old_dir)
     assert old.manifest.manifest_version == 1

@@ -1,0 +1,185 @@
+"""The guard's toxic score, chosen per model on valid: 1 - P(safe) of the class head, a
+binary toxic-vs-safe head trained on the same soft labels, or the mean of both.
+
+Why: the guard blocks on one number, and the class head was trained for 15-way accuracy,
+not to rank toxic above safe. A logistic head on the same features and the same soft
+labels (collapsed to P(toxic)) may separate the two better, or its mean with the class
+head may. Which one does is a property of the data, so every trained model measures the
+three on its validation split and keeps the winner (``RULE``); the choice, each
+candidate's valid ROC AUC and the bootstrap interval go to the manifest.
+
+The rule keeps the class head unless an alternative's valid AUC is higher with the 95%
+paired-bootstrap interval of the difference above zero. Selecting the binary head's
+regularisation and the score on the same valid split favours the alternatives, and
+on toxic-questions (1,000 valid texts) a +0.002 AUC "win" of the mean came with a test
+AUC 0.01 lower: differences inside the noise are not evidence. The binary head's C is
+fixed (1.0) for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from guardrail_dro.train.model import ToxicMix
+
+if TYPE_CHECKING:
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.train.features import FeatureSource
+    from guardrail_dro.train.model import ClassifierHead, WeightEstimator
+    from guardrail_dro.train.run import Run
+
+__all__ = ["CANDIDATES", "RULE", "ToxicScoreChoice", "choose_toxic_score", "select"]
+
+CANDIDATES: dict[str, float] = {
+    "1 - P(safe)": 0.0,
+    "mean of both": 0.5,
+    "binary head": 1.0,
+}
+"""Candidate name -> the binary head's share of the toxic score."""
+RULE = (
+    "highest valid ROC AUC; an alternative to 1 - P(safe) only when the 95% paired-"
+    "bootstrap interval (1,000 draws) of its AUC gain is above 0"
+)
+C = 1.0
+"""Inverse L2 strength of the binary logistic head (scikit-learn's default)."""
+DRAWS = 1000
+
+
+class ToxicScoreChoice(BaseModel):
+    """What the toxic score is and why (manifest ``toxic_score``)."""
+
+    kind: str = Field(description="One of CANDIDATES.")
+    binary_weight: float = Field(description="The binary head's share of the score (0: none).")
+    valid_auc: dict[str, float] = Field(description="Valid ROC AUC per candidate.")
+    gain_ci95: dict[str, list[float]] = Field(
+        default_factory=dict, description="95% bootstrap interval of each alternative's AUC gain."
+    )
+    rule: str = RULE
+
+    def summary(self) -> str:
+        aucs = ", ".join(f"{k} {v:.4f}" for k, v in self.valid_auc.items())
+        return f"toxic score: {self.kind} (valid ROC AUC {aucs})"
+
+
+def _soft_targets(
+    run: Run,
+    src: FeatureSource,
+    estimator: WeightEstimator | None,
+    fixed: np.ndarray,
+) -> np.ndarray:
+    """(N, C) soft labels of ``run.train``: the learned ones (estimator) or the fixed ones."""
+    if estimator is None:
+        return fixed
+    labels = run.train.label_matrix(run.annotators)
+    present = torch.as_tensor(labels >= 0, device=run.device)
+    with torch.no_grad():
+        w = estimator(src.features("train", None), present).cpu().numpy()
+    out = np.zeros((len(labels), run.num_classes))
+    rows, cols = np.nonzero(labels >= 0)
+    np.add.at(out, (rows, labels[rows, cols]), w[rows, cols])
+    return out
+
+
+def _aucs(y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of (D, N) labels and scores (Mann-Whitney, ties averaged):
+    every bootstrap draw at once, where 1,000 ``roc_auc_score`` calls per trained model
+    would cost seconds."""
+    from scipy.stats import rankdata
+
+    r = rankdata(s, axis=1)
+    pos = y.sum(1)
+    neg = y.shape[1] - pos
+    return ((r * y).sum(1) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def _bootstrap_aucs(y: np.ndarray, scores: dict[str, np.ndarray], seed: int) -> dict:
+    """AUC of every score on the same paired bootstrap draws of valid (draws holding
+    only one kind of text are left out)."""
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, len(y), (DRAWS, len(y)))
+    yi = y[i]
+    ok = (yi.sum(1) > 0) & (yi.sum(1) < len(y))
+    return {k: _aucs(yi[ok], s[i][ok]) for k, s in scores.items()}
+
+
+def select(
+    positive: np.ndarray, class_score: np.ndarray, binary_score: np.ndarray, *, seed: int = 0
+) -> ToxicScoreChoice:
+    """Apply ``RULE`` to valid: ``positive`` (N,) bool toxic, ``class_score`` 1 - P(safe)
+    of the class head, ``binary_score`` the binary head's P(toxic)."""
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(positive, dtype=bool)
+    scores = {k: (1 - v) * class_score + v * binary_score for k, v in CANDIDATES.items()}
+    auc = {k: float(roc_auc_score(y, s)) for k, s in scores.items()}
+    base = "1 - P(safe)"
+    boot = _bootstrap_aucs(y, scores, seed)
+    ci = {
+        k: [float(v) for v in np.percentile(boot[k] - boot[base], [2.5, 97.5])]
+        for k in scores
+        if k != base
+    }
+    better = [k for k in ci if ci[k][0] > 0]
+    kind = max(better, key=auc.__getitem__) if better else base
+    return ToxicScoreChoice(kind=kind, binary_weight=CANDIDATES[kind], valid_auc=auc, gain_ci95=ci)
+
+
+def choose_toxic_score(
+    head: ClassifierHead,
+    estimator: WeightEstimator | None,
+    src: FeatureSource,
+    run: Run,
+    fixed_targets: np.ndarray,
+    *,
+    background: AnnotatedDataset | None = None,
+    background_weight: float = 1.0,
+    seed: int = 0,
+) -> tuple[ToxicScoreChoice | None, ToxicMix | None]:
+    """Fit the binary head on the train features and soft labels, compare the three
+    candidates on valid, and return the choice with the ``ToxicMix`` to put in the
+    model (None when 1 - P(safe) is kept).
+
+    Background-safe text, when the run has it, trains the binary head as safe too (with
+    its loss weight), as it trains the class head. Returns (None, None) where there is
+    no toxic score to choose (no safe class, or valid without both kinds of text).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    schema = run.valid.schema
+    safe = np.asarray(schema.safe_mask(), dtype=bool)
+    y = ~safe[run.valid.gold_array()]
+    if safe.all() or not safe.any() or y.all() or not y.any():
+        return None, None
+    head.eval()
+    src.eval()
+    with torch.no_grad():
+        x_train = src.features("train", None).cpu().numpy()
+        x_valid = src.features("valid", None)
+        p_safe = torch.softmax(head(x_valid), -1).cpu().numpy()[:, safe].sum(1)
+        x_valid_np = x_valid.cpu().numpy()
+        x_bg = src.features("background", None).cpu().numpy() if background is not None else None
+    soft = _soft_targets(run, src, estimator, fixed_targets)
+    keep = soft.sum(1) > 0
+    p = 1.0 - soft[keep][:, safe].sum(1) / soft[keep].sum(1)
+    x, w = x_train[keep], np.ones(int(keep.sum()))
+    if x_bg is not None:
+        x, p = np.concatenate([x, x_bg]), np.r_[p, np.zeros(len(x_bg))]
+        w = np.r_[w, np.full(len(x_bg), background_weight)]
+    # Soft targets as two weighted copies of every row (toxic with weight p, safe 1 - p).
+    lr = LogisticRegression(C=C, max_iter=3000).fit(
+        np.concatenate([x, x]),
+        np.r_[np.ones(len(p)), np.zeros(len(p))],
+        sample_weight=np.r_[w * p, w * (1 - p)],
+    )
+    choice = select(y, 1 - p_safe, lr.predict_proba(x_valid_np)[:, 1], seed=seed)
+    if choice.binary_weight == 0:
+        return choice, None
+    mix = ToxicMix(x.shape[1], safe.tolist(), choice.binary_weight)
+    with torch.no_grad():
+        mix.binary.weight.copy_(torch.as_tensor(lr.coef_, dtype=torch.float32))
+        mix.binary.bias.copy_(torch.as_tensor(lr.intercept_, dtype=torch.float32))
+    return choice, mix.to(run.device).eval()
