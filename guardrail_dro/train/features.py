@@ -106,6 +106,9 @@ class FeatureSource:
         self.backbone = backbone
         self.namespace = namespace
         self.accelerator = accelerator
+        self.pretrained: dict[str, torch.Tensor] = {}
+        """Embeddings of the encoder before fine-tuning, per split, for the linear probe
+        of LP-FT (full mode: ``build_features`` fills them from the embedding cache)."""
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -290,14 +293,30 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
         namespace=namespace,
     )
     if cfg.mode == "full":
-        embedder.train()
-        return FullFeatures(
+        full = FullFeatures(
             splits,
             cfg.max_length,
             int(cfg.resolved("batch_size")),
             accelerator=accelerator,
             **common,
         )
+        if cfg.probe_epochs:  # LP-FT's probe reads the pre-trained encoder's embeddings
+            probe = _cached_embeddings(cfg, embedder, tok, namespace, {"train": splits["train"]})
+            full.pretrained = {k: torch.as_tensor(v, device=device) for k, v in probe.items()}
+        embedder.train()
+        return full
+    return FrozenFeatures(_cached_embeddings(cfg, embedder, tok, namespace, splits), **common)
+
+
+def _cached_embeddings(
+    cfg: TrainConfig,
+    embedder: GuardClassifier,
+    tok: PreTrainedTokenizerBase,
+    namespace: str,
+    splits: dict[str, AnnotatedDataset],
+) -> dict[str, np.ndarray]:
+    """Pooled embeddings of each split through the embedding cache (one pass per split
+    object: "valid" and "select" are often the same)."""
     cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
     try:
         arrays = {}
@@ -318,7 +337,7 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             arrays[name] = done[id(ds)]
     finally:
         cache.close()
-    return FrozenFeatures(arrays, **common)
+    return arrays
 
 
 def clone_embedder(src: FeatureSource) -> GuardClassifier:

@@ -195,7 +195,8 @@ class BiLevelTrainer:
     ) -> TrainResult:
         """Set the parts up around a fresh head, run the loop, assemble the result."""
         cfg = self.config
-        keep = np.nonzero(targets.item_targets(run).sum(1) > 0)[0]
+        item_targets = targets.item_targets(run)
+        keep = np.nonzero(item_targets.sum(1) > 0)[0]
         if len(keep) < len(run.train):
             run.notes.append(
                 f"{len(run.train) - len(keep)} train item(s) without usable labels skipped"
@@ -206,6 +207,8 @@ class BiLevelTrainer:
         # The head draws its initial weights first, then the parts (rank selection).
         head = ClassifierHead(src.dim, run.num_classes, cfg.head_hidden, cfg.dropout)
         head = head.to(run.device)
+        if "train" in src.pretrained and cfg.probe_epochs:
+            self._probe(head, src.pretrained["train"], item_targets, keep, run)
         opt = self._optimizer(head, src)
         targets.prepare(run)
         model: torch.nn.Module = head
@@ -256,6 +259,39 @@ class BiLevelTrainer:
             seconds=time.perf_counter() - t0,
             history=history,
             notes=run.notes,
+        )
+
+    def _probe(
+        self,
+        head: ClassifierHead,
+        features: torch.Tensor,
+        item_targets: np.ndarray,
+        keep: np.ndarray,
+        run: Run,
+    ) -> None:
+        """LP-FT's linear probe: fit the fresh head on the pre-trained encoder's
+        embeddings (cached: seconds) with frozen mode's recipe before fine-tuning, so
+        fine-tuning starts from a head that already separates the classes instead of
+        pulling the encoder toward a random one. The targets are the method's fixed
+        targets (the uniform soft label for learned ones: their estimator trains later,
+        with the classifier). ``probe_epochs`` of them, the last one kept."""
+        cfg = self.config
+        x = features[torch.as_tensor(keep, device=features.device)]
+        t = torch.as_tensor(item_targets[keep], device=features.device)
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        head.train()
+        with _one_thread(features.device.type == "cpu"):
+            for _ in range(cfg.probe_epochs):
+                for b in torch.randperm(len(x), generator=gen).split(128):
+                    b = b.to(x.device)
+                    loss = O.soft_cross_entropy(head(x[b]), t[b]).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        run.notes.append(
+            f"full mode: the head was first fit for {cfg.probe_epochs} epochs on the "
+            "pre-trained encoder's embeddings (LP-FT)"
         )
 
     def _optimizer(self, head: ClassifierHead, src: FeatureSource) -> torch.optim.Optimizer:

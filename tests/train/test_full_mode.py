@@ -86,6 +86,42 @@ def test_full_mode_gives_the_fresh_head_its_own_learning_rate(
     assert frozen._schedule(opt, items=64, nproc=1) is None  # frozen keeps a constant LR
 
 
+def test_lp_ft_probe_fits_the_head_on_pretrained_embeddings_first(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """LP-FT: the head is fit on the pre-trained encoder's (cached) embeddings before
+    fine-tuning; with probe_epochs=0 fine-tuning starts from a fresh head."""
+    from guardrail_dro.train import baselines as B
+    from guardrail_dro.train.model import ClassifierHead
+    from guardrail_dro.train.run import Run
+
+    small = {k: v.subset(range(64)) for k, v in synthetic.items()}
+    cfg = TrainConfig(method="mv", backbone=str(tiny_backbone), mode="full", device="cpu",
+                      epochs=1, batch_size=16, probe_epochs=30, progress=False,
+                      cache_dir=tmp_path)
+    src = build_features(cfg, {"train": small["train"], "valid": small["valid"]})
+    x = src.pretrained["train"]
+    assert x.shape == (64, src.dim)
+    C = small["valid"].schema.num_classes
+    targets = B.majority_vote_targets(small["train"].label_matrix(), C)
+    keep = np.nonzero(targets.sum(1) > 0)[0]
+    gold = torch.as_tensor(targets[keep].argmax(1))
+    torch.manual_seed(0)
+    head = ClassifierHead(src.dim, C, 0, 0.0)
+    before = float((head(x[keep]).argmax(1) == gold).float().mean())
+    run = Run(cfg, small["train"], small["valid"], small["valid"], src, (), [])
+    BiLevelTrainer(cfg)._probe(head, x, targets, keep, run)
+    head.eval()
+    after = float((head(x[keep]).argmax(1) == gold).float().mean())
+    assert after > before + 0.2, (before, after)
+    assert any("LP-FT" in n for n in run.notes)
+    fresh = BiLevelTrainer(cfg.model_copy(update={"probe_epochs": 0}))
+    res = fresh.fit(small["train"], small["valid"])
+    assert not any("LP-FT" in n for n in res.notes)
+    assert build_features(cfg.model_copy(update={"probe_epochs": 0}),
+                          {"train": small["train"]}).pretrained == {}
+
+
 @pytest.mark.slow
 def test_full_mode_beats_frozen_mode_on_a_real_slice(tmp_path: Path) -> None:
     """Real MiniLM, a few hundred bundled toxic-questions items, 2 epochs on the CPU.
