@@ -36,7 +36,8 @@ Mode = Annotated[
     typer.Option(
         "--mode",
         help="frozen: heads on cached embeddings (CPU, "
-        "seconds); full: fine-tune the encoder (GPU).",
+        "seconds); full: fit the head on them, then fine-tune head + encoder (LP-FT; "
+        "minutes per run on a CPU, faster on a GPU).",
         rich_help_panel=_T,
     ),
 ]

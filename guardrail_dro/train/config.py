@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     mode: Literal["frozen", "full"] = Field(
         "frozen",
         description="frozen: heads on cached embeddings (CPU, seconds); "
-        "full: fine-tune the encoder (GPU).",
+        "full: linear probe, then fine-tune head + encoder (LP-FT; minutes on a CPU).",
     )
     backbone: str | None = Field(None, description="HF folder or name; None = all-MiniLM-L6-v2.")
     max_length: int = Field(128, ge=8, description="Tokens per text for the encoder.")
