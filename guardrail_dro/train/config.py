@@ -54,11 +54,11 @@ class TrainConfig(BaseModel):
         "to 0 (both parameter groups). Frozen mode keeps a constant LR.",
     )
     probe_epochs: int = Field(
-        20,
+        40,
         ge=0,
         description="Full mode: epochs of a linear probe first (the head alone on the "
-        "pre-trained encoder's cached embeddings, at frozen mode's LR), then both fine-tune "
-        "(LP-FT); 0 = fine-tune from a fresh head.",
+        "pre-trained encoder's cached embeddings, at frozen mode's LR and epochs), then "
+        "both fine-tune (LP-FT); 0 = fine-tune from a fresh head.",
     )
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="Full mode: clip the gradient norm of head + encoder; None = off."
