@@ -36,7 +36,8 @@ Mode = Annotated[
     typer.Option(
         "--mode",
         help="frozen: heads on cached embeddings (CPU, "
-        "seconds); full: fine-tune the encoder (GPU).",
+        "seconds); full: fit the head on them, then fine-tune head + encoder (LP-FT; "
+        "minutes per run on a CPU, faster on a GPU).",
         rich_help_panel=_T,
     ),
 ]
@@ -374,13 +375,25 @@ def bench(
             "--methods", help="Comma-separated; default: all built-in + each single annotator."
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--fresh",
+            help="Each finished (method, seed) run is kept in OUT/runs/ as it ends; "
+            "--resume (default) reuses those trained with the same settings and data, so "
+            "a restarted bench only trains what is missing; --fresh trains everything.",
+        ),
+    ] = True,
     *,
     training: TrainingOptions,
     columns: ColumnOptions,
     schema_options: SchemaOptions,
 ) -> None:
     """Train every method for every seed with the same backbone and budget, score each on
-    test, and write a JSON report, a markdown table and per-group plots."""
+    test, and write a JSON report, a markdown table and per-group plots.
+
+    Resumable: an interrupted bench (a full-mode run takes minutes) started again with
+    the same options loses at most the run that was in progress."""
     from guardrail_dro.train.bench import run_bench
     from guardrail_dro.train.judges import judge_table
 
@@ -394,6 +407,7 @@ def bench(
         config=training.config(),
         out_dir=out,
         annotator_info=annotator_info(test, splits["test"]),
+        resume=resume,
     )
     Console().print(report.table())
     for line in report.note_lines():  # e.g. the annotators best-single skipped

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.train.bench_runs import FinishedRun, load_run, run_file, run_key, save_run
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.judges import JudgeInfo, JudgeResult, judge_table, score_judges
 from guardrail_dro.train.methods import METHODS
@@ -145,6 +146,7 @@ def run_bench(
     on_fit: Callable[[str, int, TrainResult], None] | None = None,
     score_annotators: bool = True,
     annotator_info: Mapping[str, JudgeInfo] | None = None,
+    resume: bool = False,
 ) -> BenchReport:
     """Train every method for every seed, score on test, aggregate, write reports.
 
@@ -160,6 +162,9 @@ def run_bench(
             (``BenchReport.judges``); the methods' numbers do not depend on it.
         annotator_info: names, model ids and costs per 1,000 texts of the annotators
             (``JudgeInfo``), for the judge rows.
+        resume: reuse the runs a previous bench with the same config and data left in
+            ``out_dir/runs/`` (each run is written there as it finishes, resume or not);
+            neither ``on_run`` nor ``on_fit`` is called for a reused run (no model).
     """
     from tqdm.auto import tqdm
 
@@ -179,6 +184,8 @@ def run_bench(
         # The trainer drops train items seen in valid; the bench also keeps test unseen.
         train, _ = train.without_overlap(test)
     results: dict[str, MethodResult] = {}
+    runs_dir = Path(out_dir) / "runs" if out_dir is not None else None
+    key = run_key(base, train, valid, test)
     embed_seconds = _warm_cache(base, train, valid, test)
     bar = tqdm(
         total=len(methods) * len(seed_list), desc="bench", unit="run", disable=not base.progress
@@ -194,27 +201,51 @@ def run_bench(
         block: list[float] = []
         block_cal: list[float | None] = []
         for seed in seed_list:
-            cfg = base.model_copy(update={"method": method, "seed": seed, "progress": False})
-            t0 = time.perf_counter()
-            res = BiLevelTrainer(cfg).fit(train, valid)
-            secs.append(time.perf_counter() - t0)
-            pred = res.predict_proba(test.texts).argmax(1)  # once, scored twice
-            m = score_split(test, pred)
+            path = runs_dir / run_file(method, seed) if runs_dir is not None else None
+            done = load_run(path, key) if resume and path is not None else None
+            if done is None:
+                cfg = base.model_copy(update={"method": method, "seed": seed, "progress": False})
+                t0 = time.perf_counter()
+                res = BiLevelTrainer(cfg).fit(train, valid)
+                seconds = time.perf_counter() - t0
+                pred = res.predict_proba(test.texts).argmax(1)  # once, scored twice
+                bg = res.background
+                done = FinishedRun(
+                    key=key,
+                    method=method,
+                    seed=seed,
+                    seconds=seconds,
+                    test=score_split(test, pred),
+                    valid=res.valid_metrics,
+                    unseen=score_split(unseen, pred[~seen]),
+                    notes=res.notes,
+                    group_weights=res.group_weights,
+                    annotator_weight_by_group=res.annotator_weight_by_group,
+                    background_block_rate=bg.heldout_block_rate if bg else None,
+                    background_block_rate_valid_threshold=bg.heldout_block_rate_at_valid_threshold
+                    if bg
+                    else None,
+                )
+                if path is not None:
+                    save_run(path, done)
+                if on_run:
+                    on_run(method, seed, done.test)
+                if on_fit:
+                    on_fit(method, seed, res)
+                del res
+            m = done.test
+            secs.append(done.seconds)
             runs.append(m)
-            vals.append(res.valid_metrics)
-            fresh.append(score_split(unseen, pred[~seen]))
-            notes.extend(n for n in res.notes if n not in notes)
-            if res.group_weights:
-                gw.append(res.group_weights)
-            if res.annotator_weight_by_group:
-                aw.append(res.annotator_weight_by_group)
-            if res.background is not None:
-                block.append(res.background.heldout_block_rate)
-                block_cal.append(res.background.heldout_block_rate_at_valid_threshold)
-            if on_run:
-                on_run(method, seed, m)
-            if on_fit:
-                on_fit(method, seed, res)
+            vals.append(done.valid)
+            fresh.append(done.unseen)
+            notes.extend(n for n in done.notes if n not in notes)
+            if done.group_weights:
+                gw.append(done.group_weights)
+            if done.annotator_weight_by_group:
+                aw.append(done.annotator_weight_by_group)
+            if done.background_block_rate is not None:
+                block.append(done.background_block_rate)
+                block_cal.append(done.background_block_rate_valid_threshold)
             bar.set_postfix(method=method, worst=f"{m.worst_group_accuracy or 0:.3f}")
             bar.update(1)
         mean: dict[str, float | None] = {}

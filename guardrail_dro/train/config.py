@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guardrail_dro.train.methods import lookup
 
-__all__ = ["TrainConfig"]
+__all__ = ["HEAD_LR_FULL", "TrainConfig"]
+
+HEAD_LR_FULL = 1e-3
+"""The head's LR in full mode. The head is fresh and its inputs are unit-norm pooled
+embeddings: at the encoder's 3e-5 (the old single LR) its logits stayed near zero for a
+whole run and every method predicted a handful of classes (valid worst-group 0.000);
+see CHANGELOG for the measurements that chose this value."""
 
 
 class TrainConfig(BaseModel):
@@ -26,14 +32,36 @@ class TrainConfig(BaseModel):
     mode: Literal["frozen", "full"] = Field(
         "frozen",
         description="frozen: heads on cached embeddings (CPU, seconds); "
-        "full: fine-tune the encoder (GPU).",
+        "full: linear probe, then fine-tune head + encoder (LP-FT; minutes on a CPU).",
     )
     backbone: str | None = Field(None, description="HF folder or name; None = all-MiniLM-L6-v2.")
     max_length: int = Field(128, ge=8, description="Tokens per text for the encoder.")
     epochs: int | None = Field(None, ge=1, description="Default: 40 frozen, 3 full.")
     batch_size: int | None = Field(None, ge=1, description="Default: 128 frozen, 32 full.")
     lr: float | None = Field(
-        None, gt=0, description="Classifier LR; default 1e-2 frozen (chosen on valid), 3e-5 full."
+        None,
+        gt=0,
+        description="Classifier head LR; default 1e-2 frozen (chosen on valid), HEAD_LR_FULL full.",
+    )
+    encoder_lr: float = Field(
+        3e-5, gt=0, description="Encoder LR in full mode (its own AdamW parameter group)."
+    )
+    warmup: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="Full mode: share of the steps with a linear LR warmup, then linear decay "
+        "to 0 (both parameter groups). Frozen mode keeps a constant LR.",
+    )
+    probe_epochs: int = Field(
+        40,
+        ge=0,
+        description="Full mode: epochs of a linear probe first (the head alone on the "
+        "pre-trained encoder's cached embeddings, at frozen mode's LR and epochs), then "
+        "both fine-tune (LP-FT); 0 = fine-tune from a fresh head.",
+    )
+    max_grad_norm: float | None = Field(
+        1.0, gt=0, description="Full mode: clip the gradient norm of head + encoder; None = off."
     )
     weight_decay: float = Field(1e-4, ge=0)
     head_hidden: int = Field(0, ge=0, description="0 = linear head (logistic regression).")
@@ -82,7 +110,7 @@ class TrainConfig(BaseModel):
 
     def resolved(self, name: str) -> int | float:
         """``epochs``, ``batch_size`` or ``lr`` as set, else the default of the mode."""
-        defaults = {"epochs": (40, 3), "batch_size": (128, 32), "lr": (1e-2, 3e-5)}
+        defaults = {"epochs": (40, 3), "batch_size": (128, 32), "lr": (1e-2, HEAD_LR_FULL)}
         v = getattr(self, name)
         return defaults[name][self.mode == "full"] if v is None else v
 

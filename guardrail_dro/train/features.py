@@ -106,9 +106,19 @@ class FeatureSource:
         self.backbone = backbone
         self.namespace = namespace
         self.accelerator = accelerator
+        self.pretrained: dict[str, torch.Tensor] = {}
+        """Embeddings of the encoder before fine-tuning, per split, for the linear probe
+        of LP-FT (full mode: ``build_features`` fills them from the embedding cache)."""
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    def batches(
+        self, split: str, order: torch.Tensor, batch_size: int, generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        """One epoch's batches of ``split`` items, from a shuffled ``order``: plain
+        consecutive chunks (cached features cost the same whatever their text length)."""
+        return list(order.split(batch_size))
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return []
@@ -134,14 +144,30 @@ class FrozenFeatures(FeatureSource):
 
 
 class FullFeatures(FeatureSource):
-    """Runs the encoder per batch. Whole-split features (for the estimator's valid step
-    and for evaluation) are computed without gradient and reused until the next epoch,
-    so the upper level sees the encoder as of the epoch start."""
+    """Runs the encoder per batch.
+
+    What makes it affordable on a CPU (measured on toxic-questions, 2 loaded cores):
+    the encoder's cost grows with the padded width of a batch, and texts are short
+    (median 15 tokens, longest 165), so a random batch of 32 pads to its one long text.
+    ``batches`` groups texts of similar length (shuffled within buckets of
+    ``BUCKET_BATCHES`` batches, buckets and batches in random order), and whole-split
+    features are encoded in length order. Whole-split features (the estimator's valid
+    step, evaluation) are computed in eval mode (no dropout) without gradient, once per
+    split object (``valid`` and ``select`` are often the same one), and kept until the
+    next ``eval()``: the upper level of an epoch sees the encoder as of the epoch start,
+    which is what the previous epoch's evaluation just encoded.
+    """
+
+    BUCKET_BATCHES = 50
+    """Batches per length bucket: large enough that a bucket's texts are of similar
+    length, small enough that an epoch still mixes every part of the split."""
 
     def __init__(
         self, splits: dict[str, AnnotatedDataset], max_length: int, batch_size: int, **kw: Any
     ) -> None:
         super().__init__(**kw)
+        first: dict[int, str] = {}
+        self._alias = {k: first.setdefault(id(ds), k) for k, ds in splits.items()}
         self._tok = {
             k: self.tokenizer(
                 ds.texts,
@@ -151,41 +177,55 @@ class FullFeatures(FeatureSource):
                 return_tensors="pt",
             )
             for k, ds in splits.items()
+            if self._alias[k] == k
         }
-        self._batch = batch_size
+        self._len = {k: enc["attention_mask"].sum(1) for k, enc in self._tok.items()}
+        self._batch = max(batch_size, 64)  # no gradient: a larger batch costs no memory
         self._whole: dict[str, torch.Tensor] = {}
 
     def _run(self, split: str, idx: torch.Tensor) -> torch.Tensor:
-        enc = self._tok[split]
+        enc = self._tok[self._alias[split]]
         idx = idx.cpu()
         ids = enc["input_ids"][idx]
         mask = enc["attention_mask"][idx]
         width = int(mask.sum(1).max())  # trim padding beyond the longest text of the batch
         return self.embedder.embed(ids[:, :width].to(self.device), mask[:, :width].to(self.device))
 
+    def batches(
+        self, split: str, order: torch.Tensor, batch_size: int, generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        lengths = self._len[self._alias[split]]
+        out: list[torch.Tensor] = []
+        for bucket in order.split(batch_size * self.BUCKET_BATCHES):
+            by_length = bucket[torch.argsort(lengths[bucket.cpu()], stable=True)]
+            out.extend(by_length.split(batch_size))
+        return [out[i] for i in torch.randperm(len(out), generator=generator).tolist()]
+
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         if idx is not None:
             return self._run(split, idx)
-        if split not in self._whole:
-            n = self._tok[split]["input_ids"].shape[0]
-            with torch.no_grad():
-                self._whole[split] = torch.cat(
-                    [
-                        self._run(split, torch.arange(i, min(i + self._batch, n)))
-                        for i in range(0, n, self._batch)
-                    ]
-                )
-        return self._whole[split]
+        key = self._alias[split]
+        if key not in self._whole:
+            order = torch.argsort(self._len[key], stable=True)
+            training = self.embedder.training
+            self.embedder.eval()
+            try:
+                with torch.no_grad():
+                    x = torch.cat([self._run(key, chunk) for chunk in order.split(self._batch)])
+            finally:
+                self.embedder.train(training)
+            self._whole[key] = torch.empty_like(x)
+            self._whole[key][order.to(x.device)] = x
+        return self._whole[key]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.embedder.encoder.parameters())
 
     def train(self) -> None:
-        self._whole.clear()
         self.embedder.train()
 
     def eval(self) -> None:
-        self._whole.clear()
+        self._whole.clear()  # the encoder trained since they were computed
         self.embedder.eval()
 
     def snapshot(self) -> dict[str, torch.Tensor]:
@@ -253,14 +293,30 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
         namespace=namespace,
     )
     if cfg.mode == "full":
-        embedder.train()
-        return FullFeatures(
+        full = FullFeatures(
             splits,
             cfg.max_length,
             int(cfg.resolved("batch_size")),
             accelerator=accelerator,
             **common,
         )
+        if cfg.probe_epochs:  # LP-FT's probe reads the pre-trained encoder's embeddings
+            probe = _cached_embeddings(cfg, embedder, tok, namespace, {"train": splits["train"]})
+            full.pretrained = {k: torch.as_tensor(v, device=device) for k, v in probe.items()}
+        embedder.train()
+        return full
+    return FrozenFeatures(_cached_embeddings(cfg, embedder, tok, namespace, splits), **common)
+
+
+def _cached_embeddings(
+    cfg: TrainConfig,
+    embedder: GuardClassifier,
+    tok: PreTrainedTokenizerBase,
+    namespace: str,
+    splits: dict[str, AnnotatedDataset],
+) -> dict[str, np.ndarray]:
+    """Pooled embeddings of each split through the embedding cache (one pass per split
+    object: "valid" and "select" are often the same)."""
     cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
     try:
         arrays = {}
@@ -281,7 +337,7 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             arrays[name] = done[id(ds)]
     finally:
         cache.close()
-    return FrozenFeatures(arrays, **common)
+    return arrays
 
 
 def clone_embedder(src: FeatureSource) -> GuardClassifier:

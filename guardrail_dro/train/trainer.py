@@ -198,8 +198,8 @@ class BiLevelTrainer:
     ) -> TrainResult:
         """Set the parts up around a fresh head, run the loop, assemble the result."""
         cfg = self.config
-        fixed = targets.item_targets(run)
-        keep = np.nonzero(fixed.sum(1) > 0)[0]
+        item_targets = targets.item_targets(run)
+        keep = np.nonzero(item_targets.sum(1) > 0)[0]
         if len(keep) < len(run.train):
             run.notes.append(
                 f"{len(run.train) - len(keep)} train item(s) without usable labels skipped"
@@ -210,8 +210,9 @@ class BiLevelTrainer:
         # The head draws its initial weights first, then the parts (rank selection).
         head = ClassifierHead(src.dim, run.num_classes, cfg.head_hidden, cfg.dropout)
         head = head.to(run.device)
-        params = list(head.parameters()) + src.trainable_parameters()
-        opt = torch.optim.AdamW(params, lr=cfg.resolved("lr"), weight_decay=cfg.weight_decay)
+        if "train" in src.pretrained and cfg.probe_epochs:
+            self._probe(head, src.pretrained["train"], item_targets, keep, run)
+        opt = self._optimizer(head, src)
         targets.prepare(run)
         model: torch.nn.Module = head
         acc = run.accelerator
@@ -232,7 +233,10 @@ class BiLevelTrainer:
                 seed=cfg.seed,
                 device=run.device,
             )
-        best, history = self._loop(run, src, targets, loss_of, head, model, opt, keep, term)
+        sched = self._schedule(opt, len(keep), acc.num_processes if acc is not None else 1)
+        best, history = self._loop(
+            run, src, targets, loss_of, head, model, opt, sched, keep, term
+        )
         src.embedder.encoder = unwrap(src.embedder.encoder)
         head.load_state_dict(best.head)
         head.eval()
@@ -245,7 +249,7 @@ class BiLevelTrainer:
             targets.estimator,
             src,
             run,
-            fixed,
+            item_targets,
             background=background,
             background_weight=float(cfg.background_weight or 1.0),
             seed=cfg.seed,
@@ -274,6 +278,66 @@ class BiLevelTrainer:
             toxic_mix=mix,
         )
 
+    def _probe(
+        self,
+        head: ClassifierHead,
+        features: torch.Tensor,
+        item_targets: np.ndarray,
+        keep: np.ndarray,
+        run: Run,
+    ) -> None:
+        """LP-FT's linear probe: fit the fresh head on the pre-trained encoder's
+        embeddings (cached: seconds) with frozen mode's recipe before fine-tuning, so
+        fine-tuning starts from a head that already separates the classes instead of
+        pulling the encoder toward a random one. The targets are the method's fixed
+        targets (the uniform soft label for learned ones: their estimator trains later,
+        with the classifier). ``probe_epochs`` of them, the last one kept."""
+        cfg = self.config
+        x = features[torch.as_tensor(keep, device=features.device)]
+        t = torch.as_tensor(item_targets[keep], device=features.device)
+        opt = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=cfg.weight_decay)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        head.train()
+        with _one_thread(features.device.type == "cpu"):
+            for _ in range(cfg.probe_epochs):
+                for b in torch.randperm(len(x), generator=gen).split(128):
+                    b = b.to(x.device)
+                    loss = O.soft_cross_entropy(head(x[b]), t[b]).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        run.notes.append(
+            f"full mode: the head was first fit for {cfg.probe_epochs} epochs on the "
+            "pre-trained encoder's embeddings (LP-FT)"
+        )
+
+    def _optimizer(self, head: ClassifierHead, src: FeatureSource) -> torch.optim.Optimizer:
+        """AdamW with one parameter group for the head and, in full mode, one for the
+        encoder: a fresh head needs a far larger LR than pre-trained weights (one shared
+        3e-5 left the head near its initial zero logits: the full-mode collapse)."""
+        cfg = self.config
+        head_lr = cfg.resolved("lr")
+        groups: list[dict[str, Any]] = [{"params": list(head.parameters()), "lr": head_lr}]
+        encoder = src.trainable_parameters()
+        if encoder:
+            groups.append({"params": encoder, "lr": cfg.encoder_lr})
+        return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+    def _schedule(
+        self, opt: torch.optim.Optimizer, items: int, nproc: int
+    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """Full mode: linear warmup over ``cfg.warmup`` of the steps, then linear decay
+        to 0 (the usual fine-tuning schedule); frozen mode: constant LR (None)."""
+        cfg = self.config
+        if cfg.mode != "full":
+            return None
+        from transformers import get_linear_schedule_with_warmup
+
+        bs, epochs = int(cfg.resolved("batch_size")), int(cfg.resolved("epochs"))
+        share = (items + nproc - 1) // nproc
+        total = epochs * ((share + bs - 1) // bs)
+        return get_linear_schedule_with_warmup(opt, round(cfg.warmup * total), total)
+
     def _loop(
         self,
         run: Run,
@@ -283,6 +347,7 @@ class BiLevelTrainer:
         head: ClassifierHead,
         model: torch.nn.Module,
         opt: torch.optim.Optimizer,
+        sched: torch.optim.lr_scheduler.LRScheduler | None,
         keep: np.ndarray,
         background: BG.BackgroundTerm | None = None,
     ) -> tuple[_Best, list[dict[str, Any]]]:
@@ -303,6 +368,11 @@ class BiLevelTrainer:
         )
         gen = torch.Generator().manual_seed(cfg.seed)
         keep_t = torch.as_tensor(keep)
+        clip = (
+            [p for g in opt.param_groups for p in g["params"]]
+            if cfg.mode == "full" and cfg.max_grad_norm is not None
+            else None
+        )
         best: _Best | None = None
         history: list[dict[str, Any]] = []
         for epoch in range(epochs):
@@ -311,8 +381,8 @@ class BiLevelTrainer:
             order = keep_t[torch.randperm(len(keep_t), generator=gen)]
             if acc is not None and nproc > 1:
                 order = order[acc.process_index :: nproc]  # this process's share
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs].to(run.device)
+            for batch in src.batches("train", order, bs, gen):
+                idx = batch.to(run.device)
                 feats = src.features("train", idx)
                 target = targets.batch(head, feats, idx)
                 if background is None:
@@ -326,7 +396,11 @@ class BiLevelTrainer:
                     )
                 opt.zero_grad()
                 run.backward(loss)
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(clip, cfg.max_grad_norm or 0.0)
                 opt.step()
+                if sched is not None:
+                    sched.step()
                 bar.update(1)
             m = self._evaluate(model, src, run)
             history.append({"epoch": epoch, "loss": float(loss.detach()), **m.headline()})

@@ -78,3 +78,51 @@ def test_judge_rows_are_extra_and_leave_the_methods_untouched(
     assert "Annotators as judges" in md and "| `llm_a` (LLM A) |" in md
     assert "Annotators as judges" not in (tmp_path / "c0" / "results.md").read_text()
     assert load_report(tmp_path / "c1" / "results.json").judges == judges
+
+
+def test_bench_resumes_from_the_runs_a_crash_left(synthetic, tiny_backbone: Path, tmp_path):
+    """Each finished (method, seed) run is on disk as it ends; a restarted bench reuses
+    those with its config and data, retrains a half-written one and the missing ones,
+    and retrains everything when the settings differ."""
+    from guardrail_dro.train.bench_runs import FinishedRun
+
+    small = {k: v.subset(range(80)) for k, v in synthetic.items()}
+    cfg = TrainConfig(
+        backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=2, progress=False
+    )
+    out = tmp_path / "out"
+
+    def bench(config: TrainConfig, resume: bool = True):
+        trained: list[tuple[str, int]] = []
+        report = run_bench(
+            small["train"], small["valid"], small["test"], methods=["mv", "soft"], seeds=2,
+            config=config, out_dir=out, score_annotators=False, resume=resume,
+            on_run=lambda m, s, _: trained.append((m, s)),
+        )
+        return report, trained
+
+    first, trained = bench(cfg)
+    assert len(trained) == 4
+    runs = out / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "mv.seed0.json", "mv.seed1.json", "soft.seed0.json", "soft.seed1.json"
+    ]
+    # The crash: mv seed 0 finished (marked, to see it reused), mv seed 1 was being
+    # written, soft never ran.
+    mv0 = FinishedRun.model_validate_json((runs / "mv.seed0.json").read_text())
+    marked = mv0.test.model_copy(update={"accuracy": 0.123})
+    (runs / "mv.seed0.json").write_text(mv0.model_copy(update={"test": marked}).model_dump_json())
+    (runs / "mv.seed1.json").write_text((runs / "mv.seed1.json").read_text()[:100])
+    for p in runs.glob("soft.*"):
+        p.unlink()
+    again, trained = bench(cfg)
+    assert trained == [("mv", 1), ("soft", 0), ("soft", 1)]
+    assert again.results["mv"].per_seed[0].accuracy == 0.123
+    assert again.results["mv"].per_seed[1] == first.results["mv"].per_seed[1]  # same seed
+    assert again.results["soft"].mean == first.results["soft"].mean
+    _, trained = bench(cfg)
+    assert trained == []  # everything on disk now
+    _, trained = bench(cfg, resume=False)
+    assert len(trained) == 4
+    _, trained = bench(cfg.model_copy(update={"epochs": 1}))  # other settings: a new key
+    assert len(trained) == 4
