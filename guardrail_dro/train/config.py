@@ -78,7 +78,8 @@ class TrainConfig(BaseModel):
         ge=0,
         description="Prior precision, in valid items' worth, pulling each annotator's own "
         "weight toward the shared model (model.WeightEstimator); None = chosen with the "
-        "rank by 2-fold cross-validation inside valid among 2 and 20.",
+        "rank by 2-fold cross-validation inside valid among 2 and 20 (20 when "
+        "estimator_rank is set, which skips the cross-validation).",
     )
     estimator_reliability: bool = Field(
         True,

@@ -113,12 +113,14 @@ class EstimatorTargets(TargetSource):
 
     def _capacity(self, run: Run, reliability: torch.Tensor | None) -> tuple[int, float]:
         """(rank, shrinkage) as configured, or as 2-fold CV inside valid prefers
-        (rank_selection); a setting given in the config is not searched."""
+        (rank_selection). A configured rank skips the CV, as it always did (full-mode
+        runs rely on that), with the stronger prior unless a shrinkage is given too."""
         s = run.settings
-        ranks = (s.estimator_rank,) if s.estimator_rank is not None else (0, 4, 32)
+        if s.estimator_rank is not None:
+            shrink = s.estimator_shrinkage
+            return s.estimator_rank, max(SHRINKAGES) if shrink is None else shrink
+        ranks = (0, 4, 32)
         shrinks = (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
-        if len(ranks) == 1 and len(shrinks) == 1:
-            return ranks[0], shrinks[0]
         if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
             run.notes.append(
                 f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g}: valid has no "
