@@ -54,7 +54,7 @@ class EstimatorTargets(TargetSource):
     _optimizer: torch.optim.Optimizer
     _q: torch.Tensor
     _best: tuple[dict[str, torch.Tensor], torch.Tensor]
-    _penalty: Callable[[], torch.Tensor]
+    _penalty: Callable[[], None]
 
     @abstractmethod
     def risks(

@@ -201,6 +201,22 @@ class WeightEstimator(nn.Module):
         """sum_k |b_k|^2 + |v_k|^2: the prior's cost of per-annotator deviations."""
         return self.bias.square().sum() + self.annotators.square().sum()
 
+    @torch.no_grad()
+    def add_penalty_grad(self, scale: float) -> None:
+        """Add the gradient of ``scale * penalty()`` to the parameters' ``.grad``.
+
+        Outside autograd on purpose: in a distributed run the estimator is wrapped in
+        DDP, whose hooks allow each parameter one gradient per backward pass, and the
+        penalty's would be a second one. Parameters are identical on every process, so
+        adding it after the all-reduce keeps the processes in step.
+        """
+        for p in (self.bias, self.annotators):
+            g = p.detach() * (2.0 * scale)
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.add_(g)
+
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(B, D) features, (B, K) labels (-1 = absent) -> (B, K) weights summing to 1.
 

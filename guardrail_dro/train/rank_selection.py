@@ -31,15 +31,15 @@ __all__ = ["SHRINKAGES", "choose_estimator_rank", "held_out_agreement", "penalty
 SHRINKAGES = (2.0, 20.0)
 
 
-def penalty_of(est: WeightEstimator, shrinkage: float, items: int) -> Callable[[], torch.Tensor]:
-    """The prior's cost on the scale of a per-item mean risk over ``items`` items.
+def penalty_of(est: WeightEstimator, shrinkage: float, items: int) -> Callable[[], None]:
+    """Adds the prior's gradient on the scale of a per-item mean risk over ``items`` items.
 
     The group risks average over items, so an annotator seen on n of them carries about
     n / items of the data term against ``shrinkage / items`` of prior: its weight moves
     off the shared model in proportion to n / (n + shrinkage).
     """
     scale = shrinkage / max(items, 1)
-    return lambda: scale * est.penalty()
+    return lambda: est.add_penalty_grad(scale)
 
 
 def _fit(

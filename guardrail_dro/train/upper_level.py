@@ -39,7 +39,7 @@ def upper_step(
     *,
     sync: Callable[[torch.Tensor], torch.Tensor] = _alone,
     backward: Callable[[torch.Tensor], None] = _backward,
-    penalty: Callable[[], torch.Tensor] | None = None,
+    penalty: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """One GroupDRO step of the estimator; returns the new group weights.
 
@@ -51,14 +51,15 @@ def upper_step(
         sync: averages a tensor over the processes of a distributed run, so every rank
             moves q the same way; identity when alone.
         backward: ``loss.backward()`` or accelerate's.
-        penalty: a prior's cost added to the robust risk (the estimator's shrinkage
-            of per-annotator deviations, already scaled), or None.
+        penalty: adds a prior's gradient (the estimator's shrinkage of per-annotator
+            deviations) to ``.grad`` after the backward pass, or None.
     """
     optimizer.zero_grad()
     R, n = risks()
     q = O.update_group_weights(q, sync(R), group_step, sync(n) > 0)
-    loss = (q * R).sum()
-    backward(loss if penalty is None else loss + penalty())
+    backward((q * R).sum())
+    if penalty is not None:
+        penalty()
     optimizer.step()
     return q
 

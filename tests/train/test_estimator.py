@@ -122,3 +122,19 @@ def test_estimators_saved_before_the_label_terms_still_load() -> None:
     assert est.num_classes == 0
     new = WeightEstimator(4, 3, rank=2, num_classes=5).state_dict()
     assert _load_estimator(new, 4, manifest).num_classes == 5  # type: ignore[arg-type]
+
+
+def test_penalty_gradient_is_the_gradient_of_the_penalty() -> None:
+    """Added outside autograd (DDP allows one gradient per parameter and pass), it must
+    still be exactly d(scale * penalty)/d(parameters)."""
+    torch.manual_seed(0)
+    est = WeightEstimator(4, 3, rank=2, num_classes=2)
+    with torch.no_grad():
+        est.bias.normal_()
+        est.annotators.normal_()
+    (0.3 * est.penalty()).backward()
+    want = (est.bias.grad.clone(), est.annotators.grad.clone())
+    est.zero_grad()
+    est.add_penalty_grad(0.3)
+    torch.testing.assert_close(est.bias.grad, want[0])
+    torch.testing.assert_close(est.annotators.grad, want[1])
