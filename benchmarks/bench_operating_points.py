@@ -89,7 +89,7 @@ def toxic_score_auc(model_dir: Path, splits) -> dict:
     soft = {"uniform votes": onehot.sum(1) / np.maximum(onehot.sum((1, 2))[:, None], 1)}
     if trained.estimator is not None:
         with torch.no_grad():
-            w = trained.estimator(torch.from_numpy(x["train"]), torch.from_numpy(labels >= 0))
+            w = trained.estimator(torch.from_numpy(x["train"]), torch.from_numpy(labels))
         soft["learned soft labels (ours)"] = (w.numpy()[:, :, None] * onehot).sum(1)
     base = "1 - P(safe), 15-class head"
     out: dict = {base: {k: float(roc_auc_score(y[k], head[k])) for k in ("valid", "test")}}

@@ -16,6 +16,15 @@ validation split (trust the humans when the phrase is present) should not.
 ``crowd_size > 0`` replaces the two humans by a crowd of that many sparse workers
 (each item gets ``crowd_per_item`` of them, each worker with its own accuracy), to
 exercise datasets with hundreds of annotators.
+
+``make_sparse_crowd`` builds the other hard case, a crowd and nothing else: hundreds of
+workers, a few per item, no LLM and no shortcut phrase, and reliabilities that differ
+by group. Every worker has an overall accuracy, and on each topic a worker may be
+*lenient*: blind to that topic's harm, calling most of its toxic questions safe. How
+many workers are lenient depends on the topic (``lenient_share``); on the shifted topic
+most are, so the majority of three is often wrong there, and with ~6 valid items per
+worker no per-worker weight learned on valid can find the careful ones. What is
+learnable is shared: on questions like these, a "safe" vote is worth less.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import numpy as np
 from guardrail_dro.data.items import AnnotatedDataset, Annotation, Item
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["SPURIOUS_PHRASE", "SYNTHETIC_SCHEMA", "make_synthetic"]
+__all__ = ["SPURIOUS_PHRASE", "SYNTHETIC_SCHEMA", "make_sparse_crowd", "make_synthetic"]
 
 SPURIOUS_PHRASE = "I must remind you that"
 SHIFTED_GROUP = "computers"
@@ -281,5 +290,74 @@ def make_synthetic(
                     group=topic,
                 )
             )
+        out[kind] = AnnotatedDataset(items, schema, name=kind)
+    return out
+
+
+#: Share of lenient workers per topic in ``make_sparse_crowd``: most on the shifted topic.
+LENIENT_SHARE = {t: (0.65 if t == SHIFTED_GROUP else 0.1) for t in _TOPICS}
+
+
+def make_sparse_crowd(
+    *,
+    n_train: int = 1500,
+    n_valid: int = 400,
+    n_test: int = 800,
+    seed: int = 0,
+    crowd_seed: int | None = None,
+    workers: int = 200,
+    per_item: int = 3,
+    accuracy: tuple[float, float] = (0.6, 0.95),
+    lenient_share: dict[str, float] | None = None,
+    lenient_says_safe: float = 0.85,
+) -> dict[str, AnnotatedDataset]:
+    """A sparse crowd only (see the module): ``{"train", "valid", "test"}``.
+
+    Args:
+        seed: draws the items (texts, topics, gold).
+        crowd_seed: draws the crowd and its labels; default ``seed``. Another crowd on
+            the same items reuses their cached embeddings.
+        workers: crowd size; each item is labelled by ``per_item`` of them, drawn
+            uniformly, so a worker labels ``per_item * n / workers`` items of a split.
+        accuracy: range of the workers' overall accuracies (uniform); a wrong label is a
+            uniformly drawn class.
+        lenient_share: topic -> share of the workers lenient on it (default
+            ``LENIENT_SHARE``); drawn per worker and topic, independently.
+        lenient_says_safe: how often a lenient worker calls a toxic question of that
+            topic safe.
+    """
+    if per_item > workers:
+        raise ValueError(f"per_item ({per_item}) exceeds the crowd ({workers} workers)")
+    share = LENIENT_SHARE if lenient_share is None else lenient_share
+    unknown = set(share) - set(_TOPICS)
+    if unknown:
+        raise ValueError(f"lenient_share names unknown topics {sorted(unknown)}; "
+                         f"topics are {list(_TOPICS)}")
+    rng = np.random.default_rng(seed)
+    crowd = np.random.default_rng(seed if crowd_seed is None else crowd_seed)
+    schema = SYNTHETIC_SCHEMA
+    topics = list(_TOPICS)
+    pools = {(t, tox): list(rng.permutation(_texts(t, tox, False))) for t in topics
+             for tox in (False, True)}
+    acc = crowd.uniform(*accuracy, size=workers)
+    lenient = {t: crowd.random(workers) < share.get(t, 0.0) for t in topics}
+    out = {}
+    for kind, n in (("train", n_train), ("valid", n_valid), ("test", n_test)):
+        items = []
+        for i in range(n):
+            topic = topics[rng.integers(len(topics))]
+            toxic = bool(rng.random() < 0.5)
+            gold = _TOPICS[topic][0] if toxic else "safe"
+            anns = []
+            for w in crowd.choice(workers, size=per_item, replace=False):
+                if toxic and lenient[topic][w] and crowd.random() < lenient_says_safe:
+                    label = "safe"
+                elif crowd.random() < acc[w]:
+                    label = gold
+                else:
+                    label = schema.classes[crowd.integers(schema.num_classes)]
+                anns.append(Annotation(annotator=f"worker_{w:03d}", label=label))
+            items.append(Item(item_id=f"{kind}-{i}", text=pools[(topic, toxic)].pop(),
+                              annotations=tuple(anns), gold=gold, group=topic))
         out[kind] = AnnotatedDataset(items, schema, name=kind)
     return out

@@ -101,6 +101,19 @@ class TrainConfig(BaseModel):
     cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")
     device: str | None = Field(None, description="cpu, cuda, cuda:1...; default: best available.")
     progress: bool = True
+    estimator_shrinkage: float | None = Field(
+        None,
+        ge=0,
+        description="Prior precision, in valid items' worth, pulling each annotator's own "
+        "weight toward the shared model (model.WeightEstimator); None = chosen with the "
+        "rank by 2-fold cross-validation inside valid among 2 and 20 (20 when "
+        "estimator_rank is set, which skips the cross-validation).",
+    )
+    estimator_reliability: bool = Field(
+        True,
+        description="Give the estimator each annotator's label-only trust (a Dawid-Skene "
+        "confusion shrunk toward the crowd's, train/reliability.py) and per-label terms.",
+    )
 
     @field_validator("method")
     @classmethod

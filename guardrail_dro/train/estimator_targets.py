@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,8 @@ from guardrail_dro.errors import DataError
 from guardrail_dro.train import baselines as B
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.model import WeightEstimator
-from guardrail_dro.train.rank_selection import choose_estimator_rank
+from guardrail_dro.train.rank_selection import SHRINKAGES, choose_estimator_rank, penalty_of
+from guardrail_dro.train.reliability import annotator_reliability
 from guardrail_dro.train.run import Run
 from guardrail_dro.train.targets import TargetSource
 from guardrail_dro.train.upper_level import AgreementItems, upper_step
@@ -52,6 +54,7 @@ class EstimatorTargets(TargetSource):
     _optimizer: torch.optim.Optimizer
     _q: torch.Tensor
     _best: tuple[dict[str, torch.Tensor], torch.Tensor]
+    _penalty: Callable[[], None]
 
     @abstractmethod
     def risks(
@@ -85,38 +88,65 @@ class EstimatorTargets(TargetSource):
         )
         if not groups:
             run.notes.append("valid has no groups: the upper level treats it as one group")
-        rank = self._rank(run)
-        self._estimator = WeightEstimator(run.source.dim, len(run.annotators), rank).to(device)
+        reliability = self._reliability(run)
+        rank, shrinkage = self._capacity(run, reliability)
+        self._estimator = WeightEstimator(
+            run.source.dim,
+            len(run.annotators),
+            rank,
+            run.num_classes if reliability is not None else 0,
+            reliability,
+        ).to(device)
+        self._penalty = penalty_of(self._estimator, shrinkage, len(run.valid))
         self._module = self._estimator
         self._optimizer = torch.optim.AdamW(
             self._estimator.parameters(), lr=s.estimator_lr, weight_decay=s.estimator_weight_decay
         )
 
-    def _rank(self, run: Run) -> int:
-        """The configured rank, or the one 2-fold CV inside valid prefers (rank_selection)."""
+    def _reliability(self, run: Run) -> torch.Tensor | None:
+        """The (K, C) label-only trust table from the training labels, or None when
+        ``estimator_reliability`` is off."""
+        if not run.settings.estimator_reliability:
+            return None
+        table = annotator_reliability(self.train_labels.cpu().numpy(), run.num_classes)
+        return torch.as_tensor(table, device=run.device)
+
+    def _capacity(self, run: Run, reliability: torch.Tensor | None) -> tuple[int, float]:
+        """(rank, shrinkage) as configured, or as 2-fold CV inside valid prefers
+        (rank_selection). A configured rank skips the CV, as it always did (full-mode
+        runs rely on that), with the stronger prior unless a shrinkage is given too."""
         s = run.settings
         if s.estimator_rank is not None:
-            return s.estimator_rank
+            shrink = s.estimator_shrinkage
+            return s.estimator_rank, max(SHRINKAGES) if shrink is None else shrink
+        ranks = (0, 4, 32)
+        shrinks = (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
         if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
-            run.notes.append("estimator rank 0: valid has no annotator labels to cross-validate on")
-            return 0
+            run.notes.append(
+                f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g}: valid has no "
+                "annotator labels to cross-validate on"
+            )
+            return ranks[0], max(shrinks)
         with torch.enable_grad():
-            rank, scores = choose_estimator_rank(
+            (rank, shrinkage), scores = choose_estimator_rank(
                 run.source.features("valid", None).detach(),
                 self.valid_labels,
                 self.valid_gold,
                 self.valid_groups,
                 num_groups=run.num_groups,
                 num_classes=run.num_classes,
+                reliability=reliability,
+                candidates=ranks,
+                shrinkages=shrinks,
                 group_step=s.group_step,
                 seed=s.seed,
             )
-        shown = ", ".join(f"{r}: {v:.3f}" for r, v in scores.items())
+        shown = ", ".join(f"{r}/{lam:g}: {v:.3f}" for (r, lam), v in scores.items())
         run.notes.append(
-            f"estimator rank {rank} chosen by 2-fold CV inside valid (held-out "
-            f"soft-label group-mean accuracy {shown})"
+            f"estimator rank {rank}, shrinkage {shrinkage:g} chosen by 2-fold CV inside "
+            f"valid (held-out soft-label group-mean accuracy per rank/shrinkage {shown})"
         )
-        return rank
+        return rank, shrinkage
 
     def distribute(self, accelerator: Accelerator) -> None:
         self._module, self._optimizer = accelerator.prepare(self._module, self._optimizer)
@@ -134,9 +164,10 @@ class EstimatorTargets(TargetSource):
                 s.group_step,
                 sync=run.sync,
                 backward=run.backward,
+                penalty=self._penalty,
             )
         with torch.no_grad():
-            w = self._module(feats.detach(), O.annotator_mask(labels))
+            w = self._module(feats.detach(), labels)
             return O.soft_labels(w, labels, run.num_classes)
 
     def keep_best(self) -> None:
@@ -159,7 +190,7 @@ class EstimatorTargets(TargetSource):
     def annotator_weights(self, run: Run) -> dict[str, dict[str, float]]:
         valid, groups = run.valid, run.groups
         L = torch.as_tensor(valid.label_matrix(run.annotators), device=run.device)
-        w = self._estimator(run.source.features("valid", None), O.annotator_mask(L)).cpu().numpy()
+        w = self._estimator(run.source.features("valid", None), L).cpu().numpy()
         present = (L >= 0).cpu().numpy()
         g = valid.group_array(groups)
         out = {}
@@ -208,7 +239,7 @@ class UnrolledRisk(EstimatorTargets):
         self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
-        w = self._module(feats, O.annotator_mask(labels))
+        w = self._module(feats, labels)
         return O.unrolled_group_risks(
             head,
             w,

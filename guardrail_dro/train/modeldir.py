@@ -365,7 +365,8 @@ def _load_estimator(
     """The soft-label weight estimator saved beside the head, in eval mode.
 
     Its rank is read from the saved annotator table (K, rank) rather than from the
-    config, where ``estimator_rank`` is None when cross-validation chose it.
+    config, where ``estimator_rank`` is None when cross-validation chose it; its class
+    count from the saved label terms, absent in models saved before them.
 
     Raises:
         ArtifactError: a state that does not fit the manifest's annotators.
@@ -376,7 +377,11 @@ def _load_estimator(
             f"estimator.safetensors does not hold a weight estimator for the "
             f"{len(manifest.annotators)} annotators of the manifest"
         )
-    est = WeightEstimator(dim, len(manifest.annotators), int(table.shape[1]))
+    # The shared label terms (and their class count) exist only in models saved since
+    # they were added; older estimators load without them.
+    label_bias = state.get("label_bias")
+    classes = int(label_bias.shape[0]) if label_bias is not None else 0
+    est = WeightEstimator(dim, len(manifest.annotators), int(table.shape[1]), classes)
     try:
         est.load_state_dict(state)
     except RuntimeError as exc:

@@ -5,11 +5,18 @@ says nothing about how well they generalise: on toxic-questions a rank-32 estima
 put the gold class on top for 95% of valid items and 65% of test items (uniform
 weights: 76% and 81%). Two-fold cross-validation inside valid measures generalisation
 without touching test: fit on one half, score the held-out half, swap, average.
+
+Capacity has two knobs, chosen together on the same folds: the rank of the
+text-conditioned part, and the shrinkage of each annotator's own weight toward the
+shared model (``WeightEstimator.penalty``, a prior worth ``shrinkage`` valid items).
+A dense panel of six annotators with thousands of valid items each barely feels the
+prior; a crowd of 200 with six valid items each is held to the shared model unless
+the held-out half says it can afford more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import torch
@@ -18,7 +25,21 @@ from guardrail_dro.train import objectives as O
 from guardrail_dro.train.model import WeightEstimator
 from guardrail_dro.train.upper_level import AgreementItems, upper_step
 
-__all__ = ["choose_estimator_rank", "held_out_agreement"]
+__all__ = ["SHRINKAGES", "choose_estimator_rank", "held_out_agreement", "penalty_of"]
+
+#: Candidate prior strengths (valid items' worth) of per-annotator deviations.
+SHRINKAGES = (2.0, 20.0)
+
+
+def penalty_of(est: WeightEstimator, shrinkage: float, items: int) -> Callable[[], None]:
+    """Adds the prior's gradient on the scale of a per-item mean risk over ``items`` items.
+
+    The group risks average over items, so an annotator seen on n of them carries about
+    n / items of the data term against ``shrinkage / items`` of prior: its weight moves
+    off the shared model in proportion to n / (n + shrinkage).
+    """
+    scale = shrinkage / max(items, 1)
+    return lambda: est.add_penalty_grad(scale)
 
 
 def _fit(
@@ -29,19 +50,32 @@ def _fit(
     num_groups: int,
     num_classes: int,
     rank: int,
+    shrinkage: float,
+    reliability: torch.Tensor | None,
     *,
     steps: int,
     lr: float,
     group_step: float,
 ) -> WeightEstimator:
     """An estimator of ``rank`` fit by the training loop's own agreement-risk step."""
-    est = WeightEstimator(feats.shape[1], labels.shape[1], rank).to(feats.device)
+    est = WeightEstimator(
+        feats.shape[1],
+        labels.shape[1],
+        rank,
+        num_classes if reliability is not None else 0,
+        reliability,
+    ).to(feats.device)
     opt = torch.optim.Adam(est.parameters(), lr=lr)
     items = AgreementItems.select(labels, gold, groups)
+    penalty = penalty_of(est, shrinkage, int(items.index.sum()))
     q = torch.full((num_groups,), 1.0 / num_groups, device=feats.device)
     for _ in range(steps):
         q = upper_step(
-            opt, q, partial(items.risks, est, feats, num_groups, num_classes), group_step
+            opt,
+            q,
+            partial(items.risks, est, feats, num_groups, num_classes),
+            group_step,
+            penalty=penalty,
         )
     return est.eval()
 
@@ -61,7 +95,7 @@ def held_out_agreement(
     Group-mean rather than worst-group: with half of a small split per fold, the worst
     group holds a handful of items and its accuracy is mostly noise.
     """
-    s = O.soft_labels(est(feats, O.annotator_mask(labels)), labels, num_classes)
+    s = O.soft_labels(est(feats, labels), labels, num_classes)
     labelled = O.annotator_mask(labels).any(1)
     hit = (s.argmax(1) == gold).float()
     acc, n = O.group_mean(hit[labelled], groups[labelled], num_groups)
@@ -76,28 +110,37 @@ def choose_estimator_rank(
     *,
     num_groups: int,
     num_classes: int,
+    reliability: torch.Tensor | None = None,
     candidates: Sequence[int] = (0, 4, 32),
+    shrinkages: Sequence[float] = SHRINKAGES,
     steps: int = 200,
     lr: float = 1e-2,
     group_step: float = 0.05,
     seed: int = 0,
     tolerance: float = 0.005,
-) -> tuple[int, dict[int, float]]:
-    """The smallest rank whose 2-fold held-out agreement is within ``tolerance`` of the best.
+) -> tuple[tuple[int, float], dict[tuple[int, float], float]]:
+    """The least capacity whose 2-fold held-out agreement is within ``tolerance`` of the best.
+
+    Capacity grows with the rank and falls with the shrinkage: candidates are ordered by
+    (rank, -shrinkage) and the first one within ``tolerance`` of the best score wins.
 
     Args:
         feats, labels, gold, groups: the validation split (features, (N, K) annotator
             labels with -1 for absent, gold class, group index).
+        reliability: (K, C) label-only trust table (reliability.py), or None for an
+            estimator without the shared label terms.
 
     Returns:
-        (chosen rank, held-out score per candidate)
+        ((chosen rank, chosen shrinkage), held-out score per candidate)
     """
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(feats.shape[0], generator=gen).to(feats.device)
     halves = (perm[: len(perm) // 2], perm[len(perm) // 2 :])
-    scores: dict[int, float] = {}
+    grid = sorted(((r, float(lam)) for r in candidates for lam in shrinkages),
+                  key=lambda c: (c[0], -c[1]))
+    scores: dict[tuple[int, float], float] = {}
     torch.manual_seed(seed)
-    for rank in sorted(candidates):
+    for rank, shrinkage in grid:
         total = 0.0
         for fit_idx, score_idx in (halves, halves[::-1]):
             est = _fit(
@@ -108,6 +151,8 @@ def choose_estimator_rank(
                 num_groups,
                 num_classes,
                 rank,
+                shrinkage,
+                reliability,
                 steps=steps,
                 lr=lr,
                 group_step=group_step,
@@ -121,10 +166,10 @@ def choose_estimator_rank(
                 num_groups,
                 num_classes,
             )
-        scores[rank] = total / 2
+        scores[(rank, shrinkage)] = total / 2
     if all(v != v for v in scores.values()):  # every score NaN: nothing to tell them apart
-        return min(scores), scores
-    scores = {r: (v if v == v else float("-inf")) for r, v in scores.items()}
+        return grid[0], scores
+    scores = {c: (v if v == v else float("-inf")) for c, v in scores.items()}
     best = max(scores.values())
-    chosen = next(r for r in sorted(scores) if scores[r] >= best - tolerance)
+    chosen = next(c for c in grid if scores[c] >= best - tolerance)
     return chosen, scores

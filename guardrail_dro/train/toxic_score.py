@@ -75,9 +75,12 @@ def _soft_targets(
     if estimator is None:
         return fixed
     labels = run.train.label_matrix(run.annotators)
-    present = torch.as_tensor(labels >= 0, device=run.device)
     with torch.no_grad():
-        w = estimator(src.features("train", None), present).cpu().numpy()
+        w = (
+            estimator(src.features("train", None), torch.as_tensor(labels, device=run.device))
+            .cpu()
+            .numpy()
+        )
     out = np.zeros((len(labels), run.num_classes))
     rows, cols = np.nonzero(labels >= 0)
     np.add.at(out, (rows, labels[rows, cols]), w[rows, cols])

@@ -3,7 +3,8 @@
 One step = group risks of the current estimator -> GroupDRO's exponentiated-gradient
 update of the group weights q -> one optimizer step on sum_g q_g R_g. The training
 loop takes it once per classifier step (agreement or unrolled risk); rank selection
-takes it ``steps`` times on half of valid (agreement risk) to score a candidate rank.
+takes it ``steps`` times on half of valid (agreement risk) to score a candidate
+(rank, shrinkage).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def upper_step(
     *,
     sync: Callable[[torch.Tensor], torch.Tensor] = _alone,
     backward: Callable[[torch.Tensor], None] = _backward,
+    penalty: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """One GroupDRO step of the estimator; returns the new group weights.
 
@@ -49,11 +51,15 @@ def upper_step(
         sync: averages a tensor over the processes of a distributed run, so every rank
             moves q the same way; identity when alone.
         backward: ``loss.backward()`` or accelerate's.
+        penalty: adds a prior's gradient (the estimator's shrinkage of per-annotator
+            deviations) to ``.grad`` after the backward pass, or None.
     """
     optimizer.zero_grad()
     R, n = risks()
     q = O.update_group_weights(q, sync(R), group_step, sync(n) > 0)
     backward((q * R).sum())
+    if penalty is not None:
+        penalty()
     optimizer.step()
     return q
 
@@ -88,7 +94,7 @@ class AgreementItems:
         self, estimator: nn.Module, feats: torch.Tensor, num_groups: int, num_classes: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Agreement group risks of ``estimator`` given the (N, D) features of the split."""
-        w = estimator(feats[self.index], self.present)
+        w = estimator(feats[self.index], self.labels)
         return O.agreement_group_risks(
             w, self.labels, self.gold, self.groups, num_groups, num_classes
         )

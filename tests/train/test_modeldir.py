@@ -51,8 +51,8 @@ def test_the_estimator_is_loaded_back(tiny_model_dir: Path, synthetic) -> None:
     for k, v in saved.items():
         torch.testing.assert_close(state[k], v, rtol=0, atol=0)
     assert m.estimator.annotators.shape[0] == len(m.manifest.annotators)
-    present = torch.ones(2, len(m.manifest.annotators), dtype=torch.bool)
-    w = m.estimator(torch.zeros(2, m.model.encoder.config.hidden_size), present)
+    labels = torch.zeros(2, len(m.manifest.annotators), dtype=torch.long)
+    w = m.estimator(torch.zeros(2, m.model.encoder.config.hidden_size), labels)
     torch.testing.assert_close(w.sum(1), torch.ones(2))
 
 
