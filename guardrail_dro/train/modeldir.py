@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MANIFEST_VERSION",
     "READABLE_VERSIONS",
+    "DistillRecord",
     "TrainManifest",
     "TrainedModel",
     "package_versions",
@@ -79,6 +80,21 @@ def package_versions(
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+class DistillRecord(BaseModel):
+    """``manifest.json`` ``distilled_from``: where a student came from and how."""
+
+    teacher_dir: str
+    teacher_manifest_sha256: str
+    teacher_layers: int
+    teacher_valid_metrics: dict
+    layers: list[int] = Field(description="Teacher layer indices the student started from.")
+    config: dict
+    texts: dict[str, int] = Field(description="Distillation texts per source.")
+    epoch_valid: list[dict] = Field(default_factory=list, description="Per epoch, on valid.")
+    best_epoch: int
+    seconds: float
 
 
 class TrainManifest(BaseModel):
@@ -109,6 +125,8 @@ class TrainManifest(BaseModel):
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
     background: BackgroundChoice | None = None
     """Background-safe text: sources, chosen weight and amount, grid, held-out block rate."""
+    distilled_from: DistillRecord | None = None
+    """A distilled student's teacher and how it was taught (``train/distill.py``)."""
     notes: list[str] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     machine: str = Field(default_factory=platform.platform)
