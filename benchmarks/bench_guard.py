@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     from guardrail_dro.data.bundled import load_bundled
     from guardrail_dro.serve.guard import Guard
 
+    load0 = os.getloadavg()[0]
     splits, _ = load_bundled("toxic-questions")
     test = splits["test"]
     args.work.mkdir(parents=True, exist_ok=True)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="minutes"),
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average_1m_start_end": None,
+        "load_average_1m_start": load0,
         "ort_intra_op_threads": args.threads or "guard default",
         "teacher_model": str(args.teacher_model),
         "guards": {k: str(g) for k, g in guards.items()},
@@ -300,8 +301,10 @@ def print_table(res: dict) -> None:
         print("check breakdown (us, median): " + ", ".join(
             f"{k.removesuffix('_us')} {v:.0f}" for k, v in res["breakdown"].items()))  # fmt: skip
         o = res["overhead"]
-        print(f"overhead over bare tokenize + run: paired {o['paired_median_pct']:+.1f}% "
-              f"({o['paired_median_us']:+.0f} us), p50 ratio {o['p50_ratio_pct']:+.1f}%")  # fmt: skip
+        print(
+            f"overhead over bare tokenize + run: paired {o['paired_median_pct']:+.1f}% "
+            f"({o['paired_median_us']:+.0f} us), p50 ratio {o['p50_ratio_pct']:+.1f}%"
+        )
         for k, ok in res["targets_met"].items():
             print(f"target {k} {res['targets'][k]}: {res['measured'][k]:.4g} "
                   f"{'met' if ok else 'MISSED'}")  # fmt: skip

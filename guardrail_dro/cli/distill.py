@@ -42,7 +42,7 @@ _HELP = (
     "pooled embedding (--loss both) on the teacher's training texts plus unlabelled "
     "texts (--texts; default: the background-safe text the teacher trained with). No "
     "labels are needed; validation texts are never distilled on, they pick the epoch "
-    "(best worst-group accuracy). OUT is a normal model directory whose manifest records "
+    "(best ROC AUC of the toxic score). OUT is a normal model directory whose manifest records "
     "the teacher: `guardrail-dro export --model OUT --valid ...` calibrates and gates it "
     "like any model.\n\n"
     "A 2-layer MiniLM student checks a text in about a third of the teacher's time on "
@@ -251,7 +251,7 @@ def distill_command(
     from guardrail_dro.train.distill import DistillConfig
 
     cfg = DistillConfig(
-        layers=layers, layer_choice=layer_choice, loss=loss, epochs=epochs, lr=lr,  # type: ignore[arg-type]
+        layers=layers, layer_choice=layer_choice, loss=loss, epochs=epochs, lr=lr,
         batch_size=batch_size, seed=seed, cache_dir=cache_dir, threads=threads,
     )  # fmt: skip
     distill_model_dir(

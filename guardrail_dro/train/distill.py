@@ -18,8 +18,8 @@ The student:
 - **texts**: the teacher's training texts minus those in the validation split (which
   selects the epoch), plus any unlabelled texts (e.g. the teacher's background-safe
   text): every text the guard will see teaches it something, label or not;
-- **selection**: the epoch with the best validation worst-group accuracy (ties: the
-  later), as the trainer selects its own.
+- **selection**: the epoch with the best validation ROC AUC of the toxic score (ties:
+  the later; accuracy without safe classes): what the guard's decisions follow.
 
 ``distill(teacher_dir, train, valid, config)`` returns a ``TrainedModel`` in the usual
 format (manifest version 2, same schema), whose manifest records the teacher in
@@ -34,7 +34,7 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -229,7 +229,7 @@ def _batches(lengths: np.ndarray, batch: int, rng: np.random.Generator) -> list[
         part = order[i : i + chunk]
         part = part[np.argsort(lengths[part], kind="stable")]
         out += [part[j : j + batch] for j in range(0, len(part), batch)]
-    rng.shuffle(out)  # type: ignore[arg-type]
+    rng.shuffle(out)
     return out
 
 
@@ -249,10 +249,10 @@ def _pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torc
 
 
 @torch.no_grad()
-def _probs(model: GuardClassifier, rows: list[list[int]], pad_id: int) -> np.ndarray:
+def _probs(model: GuardClassifier, rows: list[list[int]], pad_id: int, classes: int) -> np.ndarray:
     model.eval()
     order = np.argsort([len(r) for r in rows], kind="stable")
-    out = np.zeros((len(rows), model.head.net[-1].out_features), dtype=np.float32)
+    out = np.zeros((len(rows), classes), dtype=np.float32)
     for i in range(0, len(order), 128):
         idx = order[i : i + 128]
         ids, mask = _pad([rows[j] for j in idx], pad_id)
@@ -278,7 +278,7 @@ def distill(
     valid: AnnotatedDataset,
     config: DistillConfig | None = None,
     *,
-    extra_texts: dict[str, Sequence[str]] | None = None,
+    extra_texts: Mapping[str, Sequence[str]] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> TrainedModel:
     """Distil the model in ``teacher_dir`` into a ``config.layers``-layer student.
@@ -385,7 +385,7 @@ def _distill(
             sched.step()
             total_loss += float(loss.detach())
             bar.update(1)
-        probs = _probs(student, v_rows, pad_id)
+        probs = _probs(student, v_rows, pad_id, valid.schema.num_classes)
         m = score_split(valid, probs.argmax(1))
         row = {
             "epoch": epoch,
@@ -397,14 +397,19 @@ def _distill(
         history.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        score = m.worst_group_accuracy if m.worst_group_accuracy is not None else m.accuracy
+        # The guard's decisions follow its toxic score, so the epoch is chosen by the
+        # score's validation ROC AUC (all 1,000 toxic-questions valid texts); the
+        # 15-class worst-group accuracy swung by one text of a 31-text group between
+        # epochs (0.600 at epoch 1, 0.581 at epoch 3, when the AUC rose 0.876 -> 0.885).
+        score = row["toxic_auc"] if row["toxic_auc"] is not None else m.accuracy
         if best is None or score >= best[0]:
             best = (score, epoch, copy.deepcopy(student.state_dict()))
     bar.close()
     assert best is not None  # epochs >= 1
     student.load_state_dict(best[2])
     student.eval()
-    metrics = score_split(valid, _probs(student, v_rows, pad_id).argmax(1))
+    best_probs = _probs(student, v_rows, pad_id, valid.schema.num_classes)
+    metrics = score_split(valid, best_probs.argmax(1))
     record = DistillRecord(
         teacher_dir=str(Path(teacher_dir).resolve()),
         teacher_manifest_sha256=file_sha256(Path(teacher_dir) / "manifest.json"),

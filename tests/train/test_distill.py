@@ -114,6 +114,9 @@ def test_tiny_teacher_into_one_layer_student_end_to_end(
     # No validation text is distilled on: it selects the epoch.
     assert rec.texts["train"] == len(set(train_texts) - set(synthetic["valid"].texts))
     assert student.manifest.valid_metrics.n == len(synthetic["valid"])
+    # The epoch kept is the one with the best validation ROC AUC (ties: the later).
+    aucs = [e["toxic_auc"] for e in rec.epoch_valid]
+    assert rec.best_epoch == max(range(len(aucs)), key=lambda i: (aucs[i], i)) + 1
 
     # Distilling moved the student towards the teacher (from its copied initial layers).
     start = student_from_teacher(teacher.model, [0])
