@@ -180,13 +180,8 @@ class SessionConfig:
         max_batch: largest batch in the TensorRT optimisation profile.
         max_length: longest sequence in the TensorRT optimisation profile.
         graph_optimization: ORT graph optimisation level: disable, basic, extended, all.
-        allow_spinning: whether idle intra-op threads spin waiting for work (ORT's own
-            default is on; None keeps it). Off by default here: spinning saves
-            microseconds on an idle machine and burns the cores the other threads and
-            processes need on a busy one. Measured on the int8 MiniLM guard, 300
-            toxic-questions test texts, 2 cores at load 9-11
-            (``benchmarks/bench_session_options.py``): check p50 52 ms without spinning
-            against 68 ms with it, ``check_many`` batch 32: 33 against 14 texts/s.
+        allow_spinning: idle intra-op threads spin (None: ORT's default, on). Off here:
+            on a busy 2-core host spinning cost p50 68 vs 52 ms (bench_session_options).
         cpu_arena: ONNX Runtime's CPU memory arena (ORT's default, on).
     """
 
@@ -262,17 +257,12 @@ def _session_options(ort, config: SessionConfig, quiet: bool):
     if config.inter_op_threads is not None:
         so.inter_op_num_threads = config.inter_op_threads
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if config.allow_spinning is not None:
-        so.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if config.allow_spinning else "0"
-        )
+    if config.allow_spinning is not None:  # ORT reads "0" / "1"
+        so.add_session_config_entry("session.intra_op.allow_spinning", str(+config.allow_spinning))
     so.enable_cpu_mem_arena = config.cpu_arena
-    so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[config.graph_optimization]
+    level = {"disable": "DISABLE_ALL", "basic": "ENABLE_BASIC", "extended": "ENABLE_EXTENDED"}
+    name = level.get(config.graph_optimization, "ENABLE_ALL")
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_{name}")
     return so
 
 
