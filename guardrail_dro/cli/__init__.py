@@ -7,7 +7,7 @@ logic of its own. Heavy imports (torch, SDKs, onnxruntime) happen inside the com
 - ``options``: option groups shared by commands (data columns, label schema);
 - ``train``: train, evaluate, bench;
 - ``quickstart``: quickstart (and its orchestrator, ``run_quickstart``);
-- ``annotate``, ``export``, ``check``: one command each.
+- ``annotate``, ``distill``, ``export``, ``check``: one command each.
 """
 
 from guardrail_dro.cli.app import app, main

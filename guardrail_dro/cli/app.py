@@ -12,7 +12,16 @@ import sys
 import typer
 from rich.console import Console
 
-from guardrail_dro.cli import agreement, annotate, check, export, quickstart, serve, train
+from guardrail_dro.cli import (
+    agreement,
+    annotate,
+    check,
+    distill,
+    export,
+    quickstart,
+    serve,
+    train,
+)
 from guardrail_dro.errors import GuardrailError
 
 __all__ = ["app", "main"]
@@ -29,6 +38,7 @@ train.register(app)  # train, evaluate, bench
 quickstart.register(app)
 annotate.register(app)
 agreement.register(app)
+distill.register(app)
 export.register(app)
 check.register(app)
 serve.register(app)

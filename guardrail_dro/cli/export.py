@@ -146,6 +146,16 @@ def export_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace a non-empty --out directory.")
     ] = False,
+    distill: Annotated[
+        int | None,
+        typer.Option(
+            "--distill",
+            min=1,
+            help="Distil the model into a student with this many layers first (as "
+            "`guardrail-dro distill --layers K`; 2 is the recommended MiniLM student, about "
+            "3x faster) and export the student; its model directory goes to OUT-model.",
+        ),
+    ] = None,
     *,
     columns: ColumnOptions,
 ) -> None:
@@ -163,6 +173,16 @@ def export_command(
         )
         for n in valid_ds.notes:
             err.print(f"note: {n}", highlight=False)
+
+    if distill is not None:
+        from guardrail_dro.cli.distill import distill_model_dir
+        from guardrail_dro.train.distill import DistillConfig
+
+        student = out.with_name(out.name + "-model")
+        model = distill_model_dir(
+            model, student, DistillConfig(layers=distill), valid=valid,
+            reader=columns.reader_options(), console=err,
+        )  # fmt: skip
 
     from export.onnx import export_onnx
 

@@ -190,6 +190,7 @@ def run_quickstart(
     choose_background: bool = False,
     backbone: str | None = None,
     sizes: tuple[int, int, int] | None = None,
+    student_layers: int | None = None,
     console: Console | None = None,
 ) -> dict:
     """Run the four stages; returns what a caller (or a test) may want to check.
@@ -204,6 +205,8 @@ def run_quickstart(
             grid (slow) instead of ``BACKGROUND_SETTING``.
         backbone: encoder folder (default: the embedded MiniLM).
         sizes: (train, valid, test) items of the synthetic dataset (default: its own).
+        student_layers: ship a distilled student with this many layers instead of the
+            trained model (``guardrail-dro distill``; written to ``out/student-model``).
 
     Returns:
         ``{"report": BenchReport, "guard_dir": Path, "results": [(role, text, benign,
@@ -311,12 +314,20 @@ def run_quickstart(
         data_names={k: v.name for k, v in splits.items() if k != "test" and v.name},
         data_sizes={k: len(v) for k, v in splits.items() if k != "test"},
     ).save(out / "model")
+    model_dir = out / "model"
+    if student_layers:
+        from guardrail_dro.cli.distill import distill_splits
+
+        model_dir = distill_splits(
+            model_dir, out / "student-model", splits["train"], splits["valid"], bg,
+            student_layers, console,
+        )  # fmt: skip
     # A chat guard sees mostly safe traffic: choose the point by balanced accuracy, not
     # by accuracy on a mostly-toxic red-team split (README, "Operating points").
     objective = "worst_group_balanced_accuracy"
     try:
         guard_dir = export_onnx(
-            out / "model", out / "guard", int8=True, valid=splits["valid"], overwrite=True,
+            model_dir, out / "guard", int8=True, valid=splits["valid"], overwrite=True,
             objective=objective,
         )  # fmt: skip
     except ExportParityError as exc:
@@ -324,10 +335,10 @@ def run_quickstart(
         # guard rather than no guard, and say so.
         console.print(f"  [yellow]int8 not shipped:[/] {exc}", highlight=False)
         guard_dir = export_onnx(
-            out / "model", out / "guard", int8=False, valid=splits["valid"], overwrite=True,
+            model_dir, out / "guard", int8=False, valid=splits["valid"], overwrite=True,
             objective=objective,
         )  # fmt: skip
-    console.print(f"  model -> {out / 'model'}, guard artifact -> {guard_dir}")
+    console.print(f"  model -> {model_dir}, guard artifact -> {guard_dir}")
 
     # 4. guard a few chat turns ---------------------------------------------------------------
     console.rule("[bold]4/4 guard.check on chat turns[/]")
@@ -397,6 +408,15 @@ def quickstart(
         ),
     ] = False,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per method.")] = 1,
+    student: Annotated[
+        int | None,
+        typer.Option(
+            "--student",
+            min=1,
+            help="Ship a distilled student with this many layers (2: the recommended "
+            "MiniLM student, ~3x faster checks; a few more minutes) instead of the model.",
+        ),
+    ] = None,
 ) -> None:
     """See the whole product work, offline, in a few minutes on a CPU.
 
@@ -417,6 +437,7 @@ def quickstart(
         seeds=seeds,
         background=() if no_background else background_safe,
         choose_background=choose_background,
+        student_layers=student,
     )
 
 

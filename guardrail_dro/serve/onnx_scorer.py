@@ -90,6 +90,7 @@ class OnnxScorer(ScorerBase):
         tokenizer: the ``tokenizers.Tokenizer``, truncating with ``stride`` overlap.
         stride: tokens shared by consecutive windows.
         precision: the variant running: fp32, int8 or fp16.
+        session_config: the ``SessionConfig`` the session was built with.
         per_row: run the model one row at a time (default: for int8 only; see the
             module docstring), so a row's scores never depend on the others in a batch.
     """
@@ -103,8 +104,10 @@ class OnnxScorer(ScorerBase):
         stride: int,
         batch_size: int,
         precision: str = "fp32",
+        session_config: SessionConfig | None = None,
     ) -> None:
         self.artifact = artifact
+        self.session_config = session_config
         self.session = session
         self.tokenizer = tokenizer
         self.stride = stride
@@ -182,6 +185,7 @@ class OnnxScorer(ScorerBase):
             stride=stride,
             batch_size=batch_size,
             precision=precision,
+            session_config=config,
         )
         scorer._warm_up()
         return scorer

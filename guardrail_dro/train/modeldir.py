@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MANIFEST_VERSION",
     "READABLE_VERSIONS",
+    "DistillRecord",
     "TrainManifest",
     "TrainedModel",
     "package_versions",
@@ -80,6 +81,21 @@ def package_versions(
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+class DistillRecord(BaseModel):
+    """``manifest.json`` ``distilled_from``: where a student came from and how."""
+
+    teacher_dir: str
+    teacher_manifest_sha256: str
+    teacher_layers: int
+    teacher_valid_metrics: dict
+    layers: list[int] = Field(description="Teacher layer indices the student started from.")
+    config: dict
+    texts: dict[str, int] = Field(description="Distillation texts per source.")
+    epoch_valid: list[dict] = Field(default_factory=list, description="Per epoch, on valid.")
+    best_epoch: int
+    seconds: float
 
 
 class TrainManifest(BaseModel):
@@ -112,6 +128,8 @@ class TrainManifest(BaseModel):
     """Background-safe text: sources, chosen weight and amount, grid, held-out block rate."""
     toxic_score: ToxicScoreChoice | None = None
     """The guard's toxic score, chosen on valid (train/toxic_score.py); None: 1 - P(safe)."""
+    distilled_from: DistillRecord | None = None
+    """A distilled student's teacher and how it was taught (``train/distill.py``)."""
     notes: list[str] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     machine: str = Field(default_factory=platform.platform)

@@ -1,0 +1,51 @@
+"""``guardrail-dro distill`` as a user runs it: a real subprocess, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "guardrail_dro"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_distill_help_teaches() -> None:
+    r = run("distill", "--help")
+    assert r.returncode == 0
+    out = " ".join(r.stdout.split())
+    for word in ("--layers", "--texts", "teacher", "export"):
+        assert word in out, word
+
+
+def test_distill_without_data_names_what_to_pass(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # The fixture's manifest names no data files: the command must say which option.
+    r = run("distill", "--model", str(tiny_model_dir), "--out", str(tmp_path / "s"))
+    assert r.returncode == 2
+    assert "--train" in r.stderr and "names no train data" in " ".join(r.stderr.split())
+    assert not (tmp_path / "s").exists()
+
+
+def test_distill_writes_a_student_model_dir(
+    tiny_model_dir: Path, synthetic, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    for split in ("train", "valid"):
+        synthetic[split].save_jsonl(tmp_path / f"{split}.jsonl")
+    out = tmp_path / "student"
+    r = run(
+        "distill", "--model", str(tiny_model_dir), "--out", str(out), "--layers", "1",
+        "--epochs", "1", "--train", str(tmp_path / "train.jsonl"),
+        "--valid", str(tmp_path / "valid.jsonl"), "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["distilled_from"]["layers"] == [0]
+    assert json.loads((out / "config.json").read_text())["encoder"]["num_hidden_layers"] == 1
+    assert "epoch 1" in r.stderr and "guardrail-dro export --model" in r.stdout
