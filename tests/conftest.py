@@ -52,7 +52,12 @@ def cache_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_backbone: Path, synthetic, tmp_path_factory) -> Path:
-    """A trained model directory (method ours, tiny backbone, frozen) on synthetic data."""
+    """A trained model directory (method ours, tiny backbone, frozen) on synthetic data.
+
+    Its toxic score is the class head's 1 - P(safe) (``toxic_score="class-head"``): on
+    this random 64-wide encoder a binary head squeezes the scores together, which the
+    int8 gate and the examples' thresholds cannot work with; tests/train/test_toxic_score.py
+    exports and serves a model with a binary head on its own."""
     from guardrail_dro.train.modeldir import TrainedModel
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
@@ -62,6 +67,7 @@ def tiny_model_dir(tiny_backbone: Path, synthetic, tmp_path_factory) -> Path:
         epochs=3,
         progress=False,
         cache_dir=tmp_path_factory.mktemp("cache"),
+        toxic_score="class-head",
     )
     result = BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
     out = tmp_path_factory.mktemp("model")

@@ -96,6 +96,12 @@ class TrainConfig(BaseModel):
         None, gt=0, le=1, description="Share of the background's train part used; None = "
         "chosen with the weight.",
     )
+    toxic_score: Literal["choose", "class-head"] = Field(
+        "choose",
+        description="choose: the guard's toxic score is 1 - P(safe), a binary head or their "
+        "mean, by valid ROC AUC (train/toxic_score.py); class-head: always 1 - P(safe) "
+        "(the candidates are still measured and recorded).",
+    )
     seed: int = 0
     embed_batch_size: int = Field(64, ge=1)
     cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")

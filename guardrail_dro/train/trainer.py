@@ -254,6 +254,11 @@ class BiLevelTrainer:
             background_weight=float(cfg.background_weight or 1.0),
             seed=cfg.seed,
         )
+        if choice is not None and cfg.toxic_score == "class-head":
+            mix = None
+            choice = choice.model_copy(
+                update={"kind": "1 - P(safe)", "binary_weight": 0.0, "rule": "set (class-head)"}
+            )
         if choice is not None:
             run.notes.append(choice.summary())
         return TrainResult(

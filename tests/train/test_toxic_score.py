@@ -64,10 +64,14 @@ def test_the_bootstrap_auc_is_sklearns() -> None:
 
 
 def test_every_trained_model_records_its_toxic_score_choice(tiny_model_dir: Path) -> None:
-    man = TrainedModel.load(tiny_model_dir).manifest
+    trained = TrainedModel.load(tiny_model_dir)
+    man = trained.manifest
     assert man.toxic_score is not None
     assert set(man.toxic_score.valid_auc) == {"1 - P(safe)", "mean of both", "binary head"}
     assert any(n.startswith("toxic score:") for n in man.notes)
+    # the fixture asks for the class head's score: measured and recorded, not applied
+    assert man.toxic_score.kind == "1 - P(safe)" and man.toxic_score.rule == "set (class-head)"
+    assert trained.model.toxic is None
 
 
 @pytest.fixture()
