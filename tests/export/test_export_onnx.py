@@ -70,7 +70,7 @@ def test_serving_path_matches_pytorch(tiny_export, tiny_model_dir: Path, variant
         assert (probs.argmax(1) == ref.argmax(1)).all()
 
 
-def _constant_model(path: Path, num_classes: int, label: int) -> Path:
+def _constant_model(path: Path, num_classes: int, label: int, height: float = 5.0) -> Path:
     """A graph that ignores its input and always says ``label``: a broken variant."""
     import onnx
     from onnx import TensorProto, helper
@@ -79,7 +79,10 @@ def _constant_model(path: Path, num_classes: int, label: int) -> Path:
     mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"])
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", num_classes])
     row = helper.make_tensor(
-        "row", TensorProto.FLOAT, [1, num_classes], [5.0 * (k == label) for k in range(num_classes)]
+        "row",
+        TensorProto.FLOAT,
+        [1, num_classes],
+        [height * (k == label) for k in range(num_classes)],
     )
     nodes = [
         helper.make_node("Cast", ["attention_mask"], ["m"], to=TensorProto.FLOAT),
@@ -95,24 +98,37 @@ def _constant_model(path: Path, num_classes: int, label: int) -> Path:
 def test_parity_failure_lists_every_mismatch(
     tiny_export, tiny_model_dir, synthetic, tmp_path
 ) -> None:
+    from export.gate import toxic_decision
     from export.spec import Tolerances
-    from export.validate import ExportParityError, validate_export
+    from export.validate import ExportParityError, Validator, merge
     from guardrail_dro.errors import ArtifactError
     from guardrail_dro.train.modeldir import TrainedModel
 
     trained = TrainedModel.load(tiny_model_dir)
-    counts = np.bincount(
-        trained.predict_proba(synthetic["valid"].texts).argmax(1),
-        minlength=trained.schema.num_classes,
-    )
-    broken = _constant_model(tmp_path / "int8.onnx", len(counts), int(counts.argmin()))
-    report = validate_export(
+    valid = synthetic["valid"]
+    safe = np.asarray(trained.schema.safe_mask())
+    toxic = ~safe[valid.gold_array()]
+    groups = valid.group_array(tuple(trained.manifest.groups))
+    threshold = json.loads((tiny_export["guard"] / "guard.json").read_text())["thresholds"]
+    threshold = float(threshold["toxic"])
+
+    def worst(blocked: bool) -> float:
+        return min(((toxic == blocked)[groups == k]).mean() for k in set(groups) if k >= 0)
+
+    # A constant model (always block, or always allow: whichever has the lower worst
+    # group) differs from fp32 on many decisions and costs binary worst-group accuracy
+    # at the guard's calibrated threshold (height 40: a toxic score of ~1 or ~0).
+    block = worst(True) < worst(False)
+    const = int(np.nonzero(~safe if block else safe)[0][0])
+    broken = _constant_model(tmp_path / "int8.onnx", trained.schema.num_classes, const, 40.0)
+    v = Validator(
         trained,
-        tiny_export["guard"],
-        {"fp32": tiny_export["guard"] / "model.onnx", "int8": broken},
-        valid=synthetic["valid"],
+        tiny_export["guard"] / "model.onnx",
+        valid=valid,
         tolerances=Tolerances(fp32_max_abs_diff=1e-12),
+        decide=toxic_decision(trained.schema.safe_mask(), threshold),
     )
+    report = merge(v.check_fp32(), v.check_variant("int8", broken))
     checks = sorted((m.variant, m.check) for m in report.mismatches)
     assert checks == [
         ("fp32", "max abs logit diff vs PyTorch"),
