@@ -89,12 +89,16 @@ class TrainConfig(BaseModel):
         "text trains as the schema's safe class (train/background.py).",
     )
     background_weight: float | None = Field(
-        None, gt=0, description="Loss weight of a background item; None = chosen on valid "
+        None,
+        gt=0,
+        description="Loss weight of a background item; None = chosen on valid "
         "and held-out background (train/background.py RULE).",
     )
     background_fraction: float | None = Field(
-        None, gt=0, le=1, description="Share of the background's train part used; None = "
-        "chosen with the weight.",
+        None,
+        gt=0,
+        le=1,
+        description="Share of the background's train part used; None = chosen with the weight.",
     )
     toxic_score: Literal["choose", "class-head"] = Field(
         "choose",

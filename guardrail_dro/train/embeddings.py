@@ -10,7 +10,9 @@ committed as it finishes).
 from __future__ import annotations
 
 import hashlib
+import random
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,12 +47,29 @@ def model_fingerprint(model_dir: str | Path) -> str:
 class EmbeddingCache:
     """A persistent map (key, text) -> float32 vector in one SQLite file."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, timeout: float = 120.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+        # Several processes may share one cache (torchrun ranks, parallel runs). The
+        # connection waits `timeout` for a writer's lock; SQLite still answers "locked" at
+        # once where waiting could deadlock (two connections promoting their locks, or a
+        # switch to WAL racing a first write), so opening retries until the deadline. WAL
+        # (readers never block the writer) is set only when the file is not WAL yet.
+        self._db = sqlite3.connect(self.path, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                (mode,) = self._db.execute("PRAGMA journal_mode").fetchone()
+                if str(mode).lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                with self._db:
+                    self._db.execute("CREATE TABLE IF NOT EXISTS emb (k TEXT PRIMARY KEY, v BLOB)")
+                break
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    self._db.close()
+                    raise
+                time.sleep(0.05 + random.random() * 0.1)
 
     @staticmethod
     def key(namespace: str, text: str) -> str:

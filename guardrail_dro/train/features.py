@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -249,8 +250,7 @@ def truncation_note(
     for name, ds in splits.items():
         # Special tokens count: the encoder's window holds [CLS] text [SEP].
         lengths = [
-            len(ids)
-            for ids in tokenizer(ds.texts, truncation=False, verbose=False)["input_ids"]
+            len(ids) for ids in tokenizer(ds.texts, truncation=False, verbose=False)["input_ids"]
         ]
         over = [n - max_length for n in lengths if n > max_length]
         if over:
@@ -301,7 +301,13 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             **common,
         )
         if cfg.probe_epochs:  # LP-FT's probe reads the pre-trained encoder's embeddings
-            probe = _cached_embeddings(cfg, embedder, tok, namespace, {"train": splits["train"]})
+            # The main process embeds and fills the cache; the other ranks then read its
+            # rows instead of all writing the same rows at once to one SQLite file.
+            first = accelerator.main_process_first() if accelerator else nullcontext()
+            with first:
+                probe = _cached_embeddings(
+                    cfg, embedder, tok, namespace, {"train": splits["train"]}
+                )
             full.pretrained = {k: torch.as_tensor(v, device=device) for k, v in probe.items()}
         embedder.train()
         return full

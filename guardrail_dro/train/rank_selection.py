@@ -136,8 +136,9 @@ def choose_estimator_rank(
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(feats.shape[0], generator=gen).to(feats.device)
     halves = (perm[: len(perm) // 2], perm[len(perm) // 2 :])
-    grid = sorted(((r, float(lam)) for r in candidates for lam in shrinkages),
-                  key=lambda c: (c[0], -c[1]))
+    grid = sorted(
+        ((r, float(lam)) for r in candidates for lam in shrinkages), key=lambda c: (c[0], -c[1])
+    )
     scores: dict[tuple[int, float], float] = {}
     torch.manual_seed(seed)
     for rank, shrinkage in grid:

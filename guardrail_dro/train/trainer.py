@@ -234,9 +234,7 @@ class BiLevelTrainer:
                 device=run.device,
             )
         sched = self._schedule(opt, len(keep), acc.num_processes if acc is not None else 1)
-        best, history = self._loop(
-            run, src, targets, loss_of, head, model, opt, sched, keep, term
-        )
+        best, history = self._loop(run, src, targets, loss_of, head, model, opt, sched, keep, term)
         src.embedder.encoder = unwrap(src.embedder.encoder)
         head.load_state_dict(best.head)
         head.eval()
