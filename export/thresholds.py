@@ -37,7 +37,8 @@ from guardrail_dro.serve.calibration import (
     operating_curve,
     softmax,
 )
-from guardrail_dro.serve.policy import Action, DecisionRule, Policy
+from guardrail_dro.serve.decision import DecisionRule
+from guardrail_dro.serve.policy import Action, Policy
 
 __all__ = [
     "PER_CLASS_GRID",

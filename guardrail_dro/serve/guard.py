@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve import rails
+from guardrail_dro.serve.decision import DecisionRule
 from guardrail_dro.serve.inputs import check_text, text_list
-from guardrail_dro.serve.policy import DecisionRule, GuardResult, GuardViolation, Policy
+from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
 from guardrail_dro.serve.rails.messages import content_text, last_user_text
 from guardrail_dro.serve.runtime import SessionConfig
 from guardrail_dro.serve.scorer import Scorer

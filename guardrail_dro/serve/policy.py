@@ -33,14 +33,12 @@ out before every window was scored, or the text is longer than ``max_windows`` /
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import numpy as np
-
 from guardrail_dro.errors import ConfigError, GuardViolation
-from guardrail_dro.serve.calibration import OperatingCurve, softmax
+from guardrail_dro.serve.calibration import OperatingCurve
 from guardrail_dro.serve.result import GuardResult
 
 __all__ = [
@@ -48,7 +46,6 @@ __all__ = [
     "DEFAULT_MAX_WINDOWS",
     "DEFAULT_REFUSAL",
     "Action",
-    "DecisionRule",
     "GuardResult",
     "GuardViolation",
     "OnError",
@@ -193,169 +190,3 @@ def threshold_for_target(
     if target_recall is not None:
         return curve.choose("target_recall", target_recall).threshold
     return curve.choose("target_fpr", target_fpr).threshold
-
-
-_EMPTY: Mapping[str, float] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class DecisionRule:
-    """Thresholds as arrays in class order, and the policy: logits -> GuardResult.
-
-    Pure numpy, no model: ``decide`` takes the logits of every window of one text.
-    """
-
-    labels: tuple[str, ...]
-    thresholds: np.ndarray  # per class; inf where a class has none
-    safe: np.ndarray  # bool per class
-    toxic_threshold: float
-    policy: Policy
-    provider: str = "cpu"
-    names: tuple[str, ...] = ()  # readable name per class; () reads as the labels
-    # 1 / threshold, floored: severity is probs * this on every check, so computed once.
-    inv_thresholds: np.ndarray = field(init=False, repr=False, compare=False)
-
-    # -inf on safe classes: argmax(log p + this) is the most probable class not safe.
-    unsafe_bias: np.ndarray = field(init=False, repr=False, compare=False)
-    categories: tuple[str, ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "inv_thresholds", 1.0 / np.maximum(self.thresholds, 1e-9))
-        object.__setattr__(self, "unsafe_bias", np.where(self.safe, -np.inf, 0.0))
-        cats = tuple(c for c, s in zip(self.labels, self.safe, strict=True) if not s)
-        object.__setattr__(self, "categories", cats)
-        if not self.names:
-            object.__setattr__(self, "names", self.labels)
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        labels: Sequence[str],
-        safe: Sequence[str],
-        toxic: float,
-        per_class: Mapping[str, float],
-        policy: Policy,
-        provider: str = "cpu",
-        descriptions: Mapping[str, str] | None = None,
-        curve: OperatingCurve | None = None,
-    ) -> DecisionRule:
-        """Defaults (``guard.json``) overridden by ``policy``; ``descriptions`` gives
-        classes their readable names (``GuardResult.label_name``; a class without one
-        is named by its label); ``curve``: the validation operating curve that a
-        policy's ``target_recall`` / ``target_fpr`` picks its threshold from.
-
-        Raises:
-            ConfigError: the policy names a class the guard does not have, or a target
-                the guard has no curve for.
-        """
-        if not isinstance(policy, Policy):
-            raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
-        labels = tuple(labels)
-        unknown = sorted(set(policy.thresholds) - set(labels))
-        if unknown:
-            raise ConfigError(
-                f"Policy.thresholds names classes this guard does not have: {unknown} "
-                f"(classes: {list(labels)})"
-            )
-        merged = {**per_class, **policy.thresholds}
-        if policy.target_recall is not None or policy.target_fpr is not None:
-            toxic = threshold_for_target(curve, policy.target_recall, policy.target_fpr)
-        elif policy.toxic_threshold is not None:
-            toxic = policy.toxic_threshold
-        return cls(
-            labels=labels,
-            thresholds=np.array([merged.get(c, np.inf) for c in labels], dtype=np.float64),
-            safe=np.array([c in safe for c in labels], dtype=bool),
-            toxic_threshold=toxic,
-            policy=policy,
-            provider=provider,
-            names=tuple((descriptions or {}).get(c) or c for c in labels),
-        )
-
-    def decide(
-        self,
-        logits: np.ndarray,
-        *,
-        complete: bool = True,
-        error: str | None = None,
-        latency_ms: float = 0.0,
-    ) -> GuardResult:
-        """The result for one text from the (windows, classes) logits of the windows
-        scored; ``complete=False`` when some were not (then, without a violation among
-        those scored, the error policy decides and the result is degraded)."""
-        probs = softmax(logits)
-        hits = probs >= self.thresholds
-        # Severity: how far past its threshold each window is; the worst window decides.
-        sev = (probs * self.inv_thresholds).max(axis=1)
-        if self.safe.any():
-            toxic = 1.0 - probs[:, self.safe].sum(axis=1)
-            bad = hits.any(axis=1) | (toxic >= self.toxic_threshold)
-            sev = np.maximum(sev, toxic / max(self.toxic_threshold, 1e-9))
-        else:  # no class known safe: 1 - P(safe) would always be 1
-            toxic = np.zeros(len(probs))
-            bad = hits.any(axis=1)
-        w = int(np.argmax(sev)) if len(sev) > 1 else 0
-        p = probs[w]
-        pol = self.policy
-        violation = bool(bad.any())
-        degraded = not violation and not complete
-        if violation:
-            action = pol.action.value
-        elif degraded:
-            action = _error_action(pol)
-        else:
-            action = "allow"
-        # A result that is not "allow" is about harm: name the likeliest harmful class,
-        # not "safe" (which may still be the argmax when only the summed score crossed).
-        top = int(np.argmax(p if action == "allow" else p + self.unsafe_bias))
-        return GuardResult(
-            allowed=action in ("allow", "flag"),
-            label=self.labels[top],
-            label_name=self.names[top],
-            categories=self.categories,
-            scores=MappingProxyType(dict(zip(self.labels, p.tolist(), strict=True))),
-            triggered=tuple(
-                c for c, h in zip(self.labels, np.asarray(hits.any(axis=0)), strict=True) if h
-            ),
-            toxic_score=float(toxic[w]),
-            action=action,
-            replacement=_replacement(action, pol),
-            degraded=degraded,
-            error=error if degraded else None,
-            windows=len(probs),
-            worst_window=w,
-            provider=self.provider,
-            latency_ms=latency_ms,
-        )
-
-    def nothing(self, *, error: str | None = None, latency_ms: float = 0.0) -> GuardResult:
-        """Nothing scored: an empty text (allowed), or an error (the error policy)."""
-        action = "allow" if error is None else _error_action(self.policy)
-        return GuardResult(
-            allowed=action == "allow",
-            label="",
-            categories=self.categories,
-            scores=_EMPTY,
-            triggered=(),
-            toxic_score=0.0,
-            action=action,
-            replacement=_replacement(action, self.policy),
-            degraded=error is not None,
-            error=error,
-            windows=0,
-            provider=self.provider,
-            latency_ms=latency_ms,
-        )
-
-
-def _error_action(policy: Policy) -> str:
-    if policy.on_error is OnError.OPEN:
-        return "allow"
-    return "replace" if policy.action is Action.REPLACE else "block"
-
-
-def _replacement(action: str, policy: Policy) -> str | None:
-    if action == "replace":
-        return policy.refusal
-    return "" if action == "block" else None

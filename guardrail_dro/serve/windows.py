@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from guardrail_dro.serve.policy import DecisionRule, GuardResult, Policy
+from guardrail_dro.serve.decision import DecisionRule
+from guardrail_dro.serve.policy import GuardResult, Policy
 from guardrail_dro.serve.scorer import Scorer
 
 __all__ = ["bounded_windows", "decide_text", "decide_texts", "nothing"]
