@@ -4,9 +4,10 @@ topic (data.synthetic.make_sparse_crowd), frozen MiniLM.
 Issue 11: on a real 200-worker crowd the estimator's free weight per annotator, fit on
 a handful of valid items each, was noise and ours trailed majority vote. This is the
 acceptance test of the fix (shared label terms, a Dawid-Skene prior, shrinkage), means
-over three crowds on the same items (one embedding pass). Measured when it was written
-(loaded 2-core machine): ours 0.977, ds 0.932, soft 0.618, mv 0.583; the method before
-the fix scored 0.638 here, so this test failed on it.
+over two crowds on the same items (one embedding pass). Measured when it was written,
+over three crowds (loaded 2-core machine): ours 0.977, ds 0.932, soft 0.618, mv 0.583;
+the method before the fix scored 0.638 here, so this test failed on it. Two crowds
+since 2026-12-02 (CI time), measured then (idle): ours 0.971, ds 0.927, soft 0.602, mv 0.573.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from guardrail_dro.data.synthetic import SHIFTED_GROUP, make_sparse_crowd
 from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
 METHODS = ("ours", "mv", "soft", "ds")
-CROWDS = (0, 1, 2)
+CROWDS = (0, 1)
 SIZES = {"n_train": 1200, "n_valid": 300, "n_test": 500}
 
 
@@ -63,5 +64,6 @@ def worst(tmp_path_factory) -> dict[str, float]:
 
 
 def test_ours_beats_mv_soft_and_ds_on_test_worst_group(worst) -> None:
+    print("test worst-group accuracy, mean over crowds:", worst)
     for baseline in ("mv", "soft", "ds"):
         assert worst["ours"] >= worst[baseline] + 0.03, worst
