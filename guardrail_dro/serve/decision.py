@@ -45,7 +45,7 @@ class DecisionRule:
     unsafe_bias: np.ndarray = field(init=False, repr=False, compare=False)
     categories: tuple[str, ...] = field(init=False, repr=False, compare=False)
     # The same thresholds as Python floats and index tuples, for the one-window path.
-    _fast: tuple[list[float], list[float], tuple[int, ...], tuple[int, ...]] = field(
+    _fast: tuple[list[float], tuple[int, ...], tuple[int, ...]] = field(
         init=False, repr=False, compare=False
     )
 
@@ -54,7 +54,7 @@ class DecisionRule:
         object.__setattr__(self, "unsafe_bias", np.where(self.safe, -np.inf, 0.0))
         safe_idx = tuple(i for i, s in enumerate(self.safe) if s)
         unsafe_idx = tuple(i for i, s in enumerate(self.safe) if not s)
-        fast = (self.thresholds.tolist(), self.inv_thresholds.tolist(), safe_idx, unsafe_idx)
+        fast = (self.thresholds.tolist(), safe_idx, unsafe_idx)
         object.__setattr__(self, "_fast", fast)
         cats = tuple(c for c, s in zip(self.labels, self.safe, strict=True) if not s)
         object.__setattr__(self, "categories", cats)
@@ -180,19 +180,19 @@ class DecisionRule:
         same float64 arithmetic as the numpy path, without its ~25 calls on 15-element
         arrays, which cost more than the rest of a check's Python together (measured:
         ~80 us a decision in a warm loop, several times that right after a model run)."""
-        thr, inv, safe_idx, unsafe_idx = self._fast
+        thr, safe_idx, unsafe_idx = self._fast
         m = max(z)
         e = [math.exp(v - m) for v in z]
         total = math.fsum(e)
         p = [v / total for v in e]
-        hits = [a >= b for a, b in zip(p, thr, strict=True)]
-        sev = max(a * b for a, b in zip(p, inv, strict=True))
+        labels = self.labels
+        # (No severity: it only picks the deciding window among several.)
+        triggered = tuple([c for c, a, b in zip(labels, p, thr, strict=True) if a >= b])
         if safe_idx:
-            toxic = 1.0 - sum(p[i] for i in safe_idx)
-            bad = any(hits) or toxic >= self.toxic_threshold
-            sev = max(sev, toxic / max(self.toxic_threshold, 1e-9))
+            toxic = 1.0 - sum([p[i] for i in safe_idx])
+            bad = bool(triggered) or toxic >= self.toxic_threshold
         else:  # no class known safe: 1 - P(safe) would always be 1
-            toxic, bad = 0.0, any(hits)
+            toxic, bad = 0.0, bool(triggered)
         pol = self.policy
         degraded = not bad and not complete
         if bad:
@@ -206,14 +206,13 @@ class DecisionRule:
             top = max(range(len(p)), key=p.__getitem__)
         else:  # (numpy's argmax over all -inf, where no class is unsafe, is 0)
             top = max(unsafe_idx, key=p.__getitem__) if unsafe_idx else 0
-        labels = self.labels
         return GuardResult(
             allowed=action in ("allow", "flag"),
             label=labels[top],
             label_name=self.names[top],
             categories=self.categories,
             scores=MappingProxyType(dict(zip(labels, p, strict=True))),
-            triggered=tuple(c for c, h in zip(labels, hits, strict=True) if h),
+            triggered=triggered,
             toxic_score=toxic,
             action=action,
             replacement=_replacement(action, pol),
