@@ -14,7 +14,9 @@ runtime in turn, so load drift on a shared machine hits all of them alike):
 - where the time of a student check goes (tokenization, input building + session run,
   session run alone, decision and result) and ``Guard.check``'s overhead over a bare
   tokenize + ``InferenceSession.run`` (paired: each check against the bare call made
-  right after it).
+  right after it);
+- the recommended student's short-text p50 / p99 timed alone, as a deployment runs
+  one guard (interleaved, each check starts with caches full of another model).
 
 Usage::
 
@@ -27,7 +29,7 @@ is exported first, calibrated on toxic-questions valid. Writes
 
 Acceptance (issue 15): the recommended student's real-text p50 at least 2x faster than
 the int8 L6 guard; its worst-group binary accuracy within 1.5 points of the teacher's
-and ROC AUC within 0.01; overhead < 10%; short-text p50 <= 1.5 ms, p99 <= 4 ms.
+and ROC AUC within 0.01; overhead < 10%; short-text p50 <= 1.5 ms, p99 <= 4 ms (alone).
 """
 
 from __future__ import annotations
@@ -261,6 +263,11 @@ def main(argv: list[str] | None = None) -> dict:
         print("breakdown and overhead of the recommended student", flush=True)
         result["breakdown"] = breakdown(g, real[:600])
         result["overhead"] = overhead(g, real[:600])
+        # Interleaving runtimes text by text makes the ratios fair under load, but every
+        # check then starts with caches full of another model. A deployment runs one
+        # guard: its absolute latency is timed alone too, and the ms targets read that.
+        alone = interleaved({rec: g.check}, [SHORT] * args.short_iters)[rec]
+        result["short_alone"] = {"p50_ms": pct(alone, 50), "p99_ms": pct(alone, 99)}
         r, i8 = rows[rec], rows["ORT int8 L6"]
         measured = {
             "speedup_vs_int8_l6": i8["real_p50_ms"] / r["real_p50_ms"],
@@ -268,8 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
             * (i8["worst_group_binary_accuracy"] - r["worst_group_binary_accuracy"]),
             "auc_drop": i8["roc_auc"] - r["roc_auc"],
             "overhead_pct": result["overhead"]["paired_median_pct"],
-            "short_p50_ms": r["short_p50_ms"],
-            "short_p99_ms": r["short_p99_ms"],
+            "short_p50_ms": result["short_alone"]["p50_ms"],
+            "short_p99_ms": result["short_alone"]["p99_ms"],
         }
         result["recommended"] = rec
         result["measured"] = measured
@@ -300,7 +307,9 @@ def print_table(res: dict) -> None:
     if "breakdown" in res:
         print("check breakdown (us, median): " + ", ".join(
             f"{k.removesuffix('_us')} {v:.0f}" for k, v in res["breakdown"].items()))  # fmt: skip
-        o = res["overhead"]
+        o, a = res["overhead"], res["short_alone"]
+        print(f"{res['recommended']} alone, short text: p50 {a['p50_ms']:.3g} ms, "
+              f"p99 {a['p99_ms']:.3g} ms")  # fmt: skip
         print(
             f"overhead over bare tokenize + run: paired {o['paired_median_pct']:+.1f}% "
             f"({o['paired_median_us']:+.0f} us), p50 ratio {o['p50_ratio_pct']:+.1f}%"
