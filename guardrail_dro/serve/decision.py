@@ -28,7 +28,8 @@ _EMPTY: Mapping[str, float] = MappingProxyType({})
 class DecisionRule:
     """Thresholds as arrays in class order, and the policy: logits -> GuardResult.
 
-    Pure numpy, no model: ``decide`` takes the logits of every window of one text.
+    No model: ``decide`` takes the logits of every window of one text (numpy for
+    several windows, plain Python floats for the usual one).
     """
 
     labels: tuple[str, ...]
