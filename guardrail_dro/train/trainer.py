@@ -30,7 +30,7 @@ from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import background as BG
 from guardrail_dro.train import objectives as O
-from guardrail_dro.train.baselines import SINGLE_MIN_ITEMS, single_candidates
+from guardrail_dro.train.best_single import best_of_annotators, select_key
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
@@ -43,13 +43,6 @@ from guardrail_dro.train.targets import TargetSource
 from guardrail_dro.train.toxic_score import choose_toxic_score
 
 __all__ = ["METHODS", "BiLevelTrainer", "TrainConfig", "TrainResult"]
-
-
-def _select_key(m: Metrics) -> tuple[float, float]:
-    """Model selection on valid: worst-group accuracy (accuracy without groups), then
-    accuracy; rounded so that float noise cannot decide between equal models."""
-    worst = m.worst_group_accuracy if m.worst_group_accuracy is not None else m.accuracy
-    return (round(worst, 6), round(m.accuracy, 6))
 
 
 @contextmanager
@@ -111,7 +104,7 @@ class BiLevelTrainer:
         if background and (cfg.background_weight is None or cfg.background_fraction is None):
             return self._choose_background(train, valid)
         if self.method.best_of is not None:
-            return self._best_of_annotators(train, valid, self.method.best_of)
+            return best_of_annotators(self, train, valid, self.method.best_of)
         targets, loss = self.method.build(self._argument)
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
@@ -408,53 +401,14 @@ class BiLevelTrainer:
             m = self._evaluate(model, src, run)
             history.append({"epoch": epoch, "loss": float(loss.detach()), **m.headline()})
             bar.set_postfix(acc=f"{m.accuracy:.3f}", worst=f"{m.worst_group_accuracy or 0:.3f}")
-            if best is None or _select_key(m) > best.key:
+            if best is None or select_key(m) > best.key:
                 head_state = copy.deepcopy(head.state_dict())
                 targets.keep_best()
                 loss_of.keep_best()
-                best = _Best(_select_key(m), epoch, m, head_state, src.snapshot())
+                best = _Best(select_key(m), epoch, m, head_state, src.snapshot())
         bar.close()
         assert best is not None, "epochs >= 1 (TrainConfig)"
         return best, history
-
-    def _best_of_annotators(
-        self, train: AnnotatedDataset, valid: AnnotatedDataset, base: str
-    ) -> TrainResult:
-        """Train ``<base>:<a>`` on each candidate annotator alone; keep the classifier best
-        on valid (worst group).
-
-        Chosen like every other model here, by the classifier's validation worst-group
-        accuracy, not by the annotator's raw label accuracy: a consistent annotator can
-        teach a better classifier than a more accurate but noisier one. Memory stays flat
-        in the number of annotators: only the best run so far is kept (a run holds its
-        features and classifier), and a large crowd is cut to ``SINGLE_CANDIDATES``
-        candidates first (``baselines.single_candidates``; the notes say who was skipped).
-        """
-        t0 = time.perf_counter()
-        names = train.annotators
-        cols, skipped = single_candidates(train.label_matrix(), train.schema.num_classes)
-        if not cols:
-            raise DataError(
-                f"{self.config.method}: no annotator of {train.name or 'train'} labels "
-                f"{SINGLE_MIN_ITEMS} or more items; train single:<annotator> instead"
-            )
-        best: TrainResult | None = None
-        best_name, scores = "", {}
-        for a in (names[c] for c in cols):
-            sub = self.config.model_copy(update={"method": f"{base}:{a}", "progress": False})
-            run = BiLevelTrainer(sub).fit(train, valid)
-            m = run.valid_metrics
-            scores[a] = m.worst_group_accuracy if m.worst_group_accuracy is not None else m.accuracy
-            if best is None or _select_key(m) > _select_key(best.valid_metrics):
-                best, best_name = run, a
-            del run  # only the best run so far stays alive
-        assert best is not None
-        shown = ", ".join(f"{a} {v:.3f}" for a, v in scores.items())
-        note = f"{self.config.method} chose {best_name!r} by valid worst-group accuracy ({shown})"
-        notes = [*best.notes, *([f"{self.config.method} {skipped}"] if skipped else []), note]
-        return dataclasses.replace(
-            best, config=self.config, notes=notes, seconds=time.perf_counter() - t0
-        )
 
     @torch.no_grad()
     def _evaluate(self, model: torch.nn.Module, src: FeatureSource, run: Run) -> Metrics:
