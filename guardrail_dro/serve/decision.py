@@ -41,9 +41,6 @@ class DecisionRule:
     names: tuple[str, ...] = ()  # readable name per class; () reads as the labels
     # 1 / threshold, floored: severity is probs * this on every check, so computed once.
     inv_thresholds: np.ndarray = field(init=False, repr=False, compare=False)
-
-    # -inf on safe classes: argmax(log p + this) is the most probable class not safe.
-    unsafe_bias: np.ndarray = field(init=False, repr=False, compare=False)
     categories: tuple[str, ...] = field(init=False, repr=False, compare=False)
     # The same thresholds as Python floats and index tuples, for the one-window path.
     _fast: tuple[list[float], tuple[int, ...], tuple[int, ...]] = field(
@@ -52,7 +49,6 @@ class DecisionRule:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inv_thresholds", 1.0 / np.maximum(self.thresholds, 1e-9))
-        object.__setattr__(self, "unsafe_bias", np.where(self.safe, -np.inf, 0.0))
         safe_idx = tuple(i for i, s in enumerate(self.safe) if s)
         unsafe_idx = tuple(i for i, s in enumerate(self.safe) if not s)
         fast = (self.thresholds.tolist(), safe_idx, unsafe_idx)
@@ -141,38 +137,13 @@ class DecisionRule:
             toxic = np.zeros(len(probs))
             bad = hits.any(axis=1)
         w = int(np.argmax(sev)) if len(sev) > 1 else 0
-        p = probs[w]
-        pol = self.policy
-        violation = bool(bad.any())
-        degraded = not violation and not complete
-        if violation:
-            action = pol.action.value
-        elif degraded:
-            action = _error_action(pol)
-        else:
-            action = "allow"
-        # A result that is not "allow" is about harm: name the likeliest harmful class,
-        # not "safe" (which may still be the argmax when only the summed score crossed).
-        top = int(np.argmax(p if action == "allow" else p + self.unsafe_bias))
-        return GuardResult(
-            allowed=action in ("allow", "flag"),
-            label=self.labels[top],
-            label_name=self.names[top],
-            categories=self.categories,
-            scores=MappingProxyType(dict(zip(self.labels, p.tolist(), strict=True))),
-            triggered=tuple(
-                c for c, h in zip(self.labels, np.asarray(hits.any(axis=0)), strict=True) if h
-            ),
-            toxic_score=float(toxic[w]),
-            action=action,
-            replacement=_replacement(action, pol),
-            degraded=degraded,
-            error=error if degraded else None,
-            windows=len(probs),
-            worst_window=w,
-            provider=self.provider,
-            latency_ms=latency_ms,
+        triggered = tuple(
+            c for c, h in zip(self.labels, np.asarray(hits.any(axis=0)), strict=True) if h
         )
+        return self._result(
+            probs[w].tolist(), triggered, float(toxic[w]), bool(bad.any()), complete, error,
+            latency_ms, windows=len(probs), worst=w,
+        )  # fmt: skip
 
     def _decide_one(
         self, z: list[float], *, complete: bool, error: str | None, latency_ms: float
@@ -181,7 +152,7 @@ class DecisionRule:
         same float64 arithmetic as the numpy path, without its ~25 calls on 15-element
         arrays, which cost more than the rest of a check's Python together (measured:
         ~80 us a decision in a warm loop, several times that right after a model run)."""
-        thr, safe_idx, unsafe_idx = self._fast
+        thr, safe_idx, _ = self._fast
         m = max(z)
         e = [math.exp(v - m) for v in z]
         total = math.fsum(e)
@@ -194,6 +165,22 @@ class DecisionRule:
             bad = bool(triggered) or toxic >= self.toxic_threshold
         else:  # no class known safe: 1 - P(safe) would always be 1
             toxic, bad = 0.0, bool(triggered)
+        return self._result(p, triggered, toxic, bad, complete, error, latency_ms)
+
+    def _result(
+        self,
+        p: list[float],
+        triggered: tuple[str, ...],
+        toxic: float,
+        bad: bool,
+        complete: bool,
+        error: str | None,
+        latency_ms: float,
+        *,
+        windows: int = 1,
+        worst: int = 0,
+    ) -> GuardResult:
+        """The result from the deciding window's probabilities ``p`` (both paths)."""
         pol = self.policy
         degraded = not bad and not complete
         if bad:
@@ -202,25 +189,28 @@ class DecisionRule:
             action = _error_action(pol)
         else:
             action = "allow"
-        # Not "allow": the likeliest class that is not safe (first on ties, as argmax).
+        # A result that is not "allow" is about harm: name the likeliest harmful class,
+        # not "safe" (which may still be the argmax when only the summed score crossed).
+        # First on ties, as argmax; 0 where no class is unsafe.
+        _, _, unsafe_idx = self._fast
         if action == "allow":
             top = max(range(len(p)), key=p.__getitem__)
-        else:  # (numpy's argmax over all -inf, where no class is unsafe, is 0)
+        else:
             top = max(unsafe_idx, key=p.__getitem__) if unsafe_idx else 0
         return GuardResult(
             allowed=action in ("allow", "flag"),
-            label=labels[top],
+            label=self.labels[top],
             label_name=self.names[top],
             categories=self.categories,
-            scores=MappingProxyType(dict(zip(labels, p, strict=True))),
+            scores=MappingProxyType(dict(zip(self.labels, p, strict=True))),
             triggered=triggered,
             toxic_score=toxic,
             action=action,
             replacement=_replacement(action, pol),
             degraded=degraded,
             error=error if degraded else None,
-            windows=1,
-            worst_window=0,
+            windows=windows,
+            worst_window=worst,
             provider=self.provider,
             latency_ms=latency_ms,
         )
