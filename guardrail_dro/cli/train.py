@@ -18,11 +18,10 @@ from guardrail_dro.cli.options import ColumnOptions, OptionGroup, SchemaOptions,
 
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
-    from guardrail_dro.train.judges import JudgeInfo
     from guardrail_dro.train.metrics import Metrics
     from guardrail_dro.train.trainer import TrainConfig
 
-__all__ = ["TrainingOptions", "annotator_info", "bench", "evaluate", "register", "train"]
+__all__ = ["TrainingOptions", "bench", "evaluate", "register", "train"]
 
 err = Console(stderr=True)
 
@@ -394,6 +393,7 @@ def bench(
 
     Resumable: an interrupted bench (a full-mode run takes minutes) started again with
     the same options loses at most the run that was in progress."""
+    from guardrail_dro.cli.annotator_info import annotator_info
     from guardrail_dro.train.bench import run_bench
     from guardrail_dro.train.judges import judge_table
 
@@ -414,49 +414,6 @@ def bench(
         Console().print(f"note: {line}", highlight=False, markup=False)
     Console().print(judge_table(report.judges))
     Console().print(f"report and plots in [bold]{out}[/]")
-
-
-def annotator_info(test_path: str | Path, test: AnnotatedDataset) -> dict[str, JudgeInfo]:
-    """Who each annotator of ``test`` is and what 1,000 texts would cost with its model.
-
-    Names and models come from the bundled dataset's annotator table when ``test_path``
-    names a bundled split, else from the ``model`` the annotations carry. The cost is our
-    annotation prompt for the test texts at ``annotators.pricing`` list prices (None for
-    people, for unpriced models, and without the ``annotate`` extra).
-    """
-    from guardrail_dro.data.bundled import parse_spec
-    from guardrail_dro.train.judges import JudgeInfo
-
-    spec = parse_spec(test_path)
-    table = spec[0].annotators if spec else {}
-    out = {}
-    for a in test.annotators:
-        who, model = table.get(a, (None, None))
-        if model is None and not spec:
-            model = next(
-                (x.model for it in test for x in it.annotations if x.annotator == a and x.model),
-                None,
-            )
-        out[a] = JudgeInfo(who=who, model=model, usd_per_1k=_usd_per_1k(model, test))
-    return out
-
-
-def _usd_per_1k(model: str | None, test: AnnotatedDataset) -> float | None:
-    if model is None:
-        return None
-    try:
-        from annotators.base import Usage
-        from annotators.pricing import EXPECTED_OUTPUT_TOKENS, cost_of, estimate_tokens
-        from annotators.prompts import build_prompt
-    except ImportError:  # no annotate extra: the cost stays unknown
-        return None
-    prompts = [build_prompt(t, test.schema) for t in test.texts]
-    tokens = sum(
-        estimate_tokens(p.system + "".join(m["content"] for m in p.messages)) for p in prompts
-    )
-    usage = Usage(input_tokens=tokens, output_tokens=EXPECTED_OUTPUT_TOKENS * len(prompts))
-    usd = cost_of(model, usage)
-    return None if usd is None else usd * 1000 / len(prompts)
 
 
 def register(app: typer.Typer) -> None:

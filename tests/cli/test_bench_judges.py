@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from guardrail_dro.cli.train import annotator_info
+from guardrail_dro.cli.annotator_info import annotator_info
 from guardrail_dro.data.bundled import load_bundled
 from guardrail_dro.data.items import AnnotatedDataset, Annotation, Item
 
