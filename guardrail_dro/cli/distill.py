@@ -229,6 +229,26 @@ def distill_command(
     loss: Annotated[
         str, typer.Option("--loss", help="both (probabilities + embedding), kl or embed.")
     ] = "both",
+    augment: Annotated[
+        int | None,
+        typer.Option(
+            "--augment",
+            min=0,
+            help="Word-noise copies of each training text to distil on too (a few "
+            "words dropped, two swapped): the teacher labels them, the student sees "
+            "more of the space around the data (default: the library's, "
+            "chosen on toxic-questions valid; 0: none).",
+        ),
+    ] = None,
+    toxic_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--toxic-weight",
+            min=0.0,
+            help="Weight of an extra term matching the teacher's toxic score (what the "
+            "guard thresholds; default: the library's; 0: none).",
+        ),
+    ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
     lr: Annotated[float, typer.Option("--lr")] = 2e-4,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
@@ -253,6 +273,8 @@ def distill_command(
     cfg = DistillConfig(
         layers=layers, layer_choice=layer_choice, loss=loss, epochs=epochs, lr=lr,
         batch_size=batch_size, seed=seed, cache_dir=cache_dir, threads=threads,
+        **{k: v for k, v in {"augment": augment, "toxic_weight": toxic_weight}.items()
+           if v is not None},
     )  # fmt: skip
     distill_model_dir(
         model, out, cfg, train=train, valid=valid, texts=[] if no_texts else texts,

@@ -32,11 +32,9 @@ import copy
 import datetime as _dt
 import hashlib
 import math
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -47,15 +45,25 @@ from tqdm.auto import tqdm
 from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.train.augment import word_noise
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
 from guardrail_dro.train.features import default_cache_dir
 from guardrail_dro.train.metrics import score_split
-from guardrail_dro.train.model import GuardClassifier
+from guardrail_dro.train.model import GuardClassifier, mean_pool
 from guardrail_dro.train.modeldir import (
     DistillRecord,
     TrainedModel,
     TrainManifest,
     package_versions,
+)
+from guardrail_dro.train.student import (
+    DistillLoss,
+    LayerChoice,
+    distill_loss,
+    model_outputs,
+    pick_layers,
+    student_from_teacher,
+    token_distance,
 )
 
 __all__ = [
@@ -66,9 +74,6 @@ __all__ = [
     "pick_layers",
     "student_from_teacher",
 ]
-
-LayerChoice = Literal["first", "spread"]
-DistillLoss = Literal["kl", "embed", "both"]
 
 
 class DistillConfig(BaseModel):
@@ -81,6 +86,24 @@ class DistillConfig(BaseModel):
     loss: DistillLoss = Field("both", description="kl, embed (pooled embedding) or both.")
     embed_weight: float = Field(1.0, ge=0, description="Weight of the embedding term (both).")
     temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
+    toxic_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a binary KL on the toxic score (what the guard "
+        "thresholds), added to the loss.",
+    )
+    hidden_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of a per-token term: cosine distance between the "
+        "student's and the teacher's last token states (the teacher runs each batch).",
+    )
+    augment: int = Field(
+        0,
+        ge=0,
+        description="Word-noise copies of each training text added to the "
+        "distillation texts (train/augment.py); the teacher labels them.",
+    )
     epochs: int = Field(3, ge=1, description="Passes over the texts.")
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (linear decay).")
@@ -96,92 +119,6 @@ class DistillConfig(BaseModel):
     seed: int = 0
     cache_dir: Path | None = Field(None, description="Embedding cache folder (default shared).")
     progress: bool = True
-
-
-def pick_layers(total: int, k: int, choice: LayerChoice = "spread") -> list[int]:
-    """Teacher layer indices for a K-layer student.
-
-    >>> pick_layers(6, 3, "spread"), pick_layers(6, 3, "first"), pick_layers(6, 1, "spread")
-    ([0, 2, 5], [0, 1, 2], [0])
-    """
-    if not 1 <= k <= total:
-        raise ConfigError(f"the student needs 1..{total} layers (the teacher's), not {k}")
-    if choice == "first" or k == 1:
-        return list(range(k))
-    if choice != "spread":
-        raise ConfigError(f"layer choice must be first or spread, not {choice!r}")
-    return sorted({round(i * (total - 1) / (k - 1)) for i in range(k)})
-
-
-_LAYER = re.compile(r"^(encoder\.layer\.)(\d+)(\..*)$")
-
-
-def student_from_teacher(teacher: GuardClassifier, layers: Sequence[int]) -> GuardClassifier:
-    """A ``GuardClassifier`` with the teacher's embeddings, the given layers and a copy
-    of its head (a BERT-like encoder: ``encoder.layer.N.*`` weights), in eval mode.
-
-    Raises:
-        ConfigError: the encoder does not number its layers as BERT does.
-    """
-    from transformers import AutoModel
-
-    cfg = copy.deepcopy(teacher.encoder.config)
-    cfg.num_hidden_layers = len(layers)
-    student = AutoModel.from_config(cfg)
-    src = teacher.encoder.state_dict()
-    if not any(_LAYER.match(k) for k in src):
-        raise ConfigError(
-            f"cannot distil a {type(teacher.encoder).__name__}: its weights have no "
-            "encoder.layer.N.* (only BERT-like encoders are supported)"
-        )
-    state = {}
-    for j, i in enumerate(layers):
-        for k, v in src.items():
-            m = _LAYER.match(k)
-            if m and int(m.group(2)) == i:
-                state[f"{m.group(1)}{j}{m.group(3)}"] = v.clone()
-    state |= {k: v.clone() for k, v in src.items() if not _LAYER.match(k)}
-    student.load_state_dict(state, strict=True)
-    head = copy.deepcopy(teacher.head)
-    # The teacher's binary toxic head, when valid chose one (train/toxic_score.py), rides
-    # along on the student's pooled embedding (which the loss pulls toward the teacher's),
-    # so the student's toxic score is the same kind as the teacher's manifest says.
-    toxic = copy.deepcopy(teacher.toxic)
-    return GuardClassifier(student, head, normalize=teacher.normalize, toxic=toxic).eval()
-
-
-def distill_loss(
-    student_logits: torch.Tensor,
-    student_emb: torch.Tensor,
-    teacher_probs: torch.Tensor,
-    teacher_emb: torch.Tensor,
-    *,
-    loss: DistillLoss = "both",
-    embed_weight: float = 1.0,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """The distillation objective, a pure function of one batch.
-
-    ``kl``: KL(teacher || student) of the class distributions at ``temperature``
-    (scaled by T^2 so its gradients keep their size, as Hinton et al.); ``embed``: the
-    squared distance between the pooled embeddings, summed over dimensions (for
-    normalised embeddings, 2 - 2 cos); ``both``: their sum, the embedding term weighted.
-    The teacher's probabilities are re-tempered from their logs for T != 1.
-    """
-    parts = []
-    if loss in ("kl", "both"):
-        t = temperature
-        log_p = torch.log(teacher_probs.clamp_min(1e-12))
-        target = torch.softmax(log_p / t, -1) if t != 1.0 else teacher_probs
-        log_q = torch.log_softmax(student_logits / t, -1)
-        kl = (target * (torch.log(target.clamp_min(1e-12)) - log_q)).sum(-1).mean()
-        parts.append(kl * t * t)
-    if loss in ("embed", "both"):
-        w = embed_weight if loss == "both" else 1.0
-        parts.append(w * ((student_emb - teacher_emb) ** 2).sum(-1).mean())
-    if not parts:
-        raise ConfigError(f"loss must be kl, embed or both, not {loss!r}")
-    return torch.stack(parts).sum()
 
 
 def _teacher_embeddings(
@@ -314,6 +251,9 @@ def distill(
     layers = pick_layers(total, cfg.layers, cfg.layer_choice)
     held = set(valid.texts)
     sources = {"train": list(train_texts), **{k: list(v) for k, v in (extra_texts or {}).items()}}
+    if cfg.augment:
+        base = [t for t in dict.fromkeys(train_texts) if t and t not in held]
+        sources["word-noise"] = word_noise(base, cfg.augment, seed=cfg.seed)
     texts: list[str] = []
     seen: set[str] = set()
     counts: dict[str, int] = {}
@@ -352,12 +292,13 @@ def _distill(
     rng = np.random.default_rng(cfg.seed)
     t_emb = torch.from_numpy(_teacher_embeddings(teacher, texts, cfg))
     with torch.no_grad():
-        t_probs = torch.softmax(teacher.model.head.eval()(t_emb), -1)
+        t_probs = torch.softmax(model_outputs(teacher.model.eval(), t_emb), -1)
     tok, max_len = teacher.tokenizer, tman.max_length
     pad_id = int(tok.pad_token_id or 0)
     rows = _encode(tok, texts, max_len)
     lengths = np.array([len(r) for r in rows])
     v_rows = _encode(tok, valid.texts, max_len)
+    safe = torch.tensor(valid.schema.safe_mask(), dtype=torch.bool)
 
     student = student_from_teacher(teacher.model, layers)
     if hasattr(student.encoder, "set_attn_implementation"):
@@ -377,11 +318,24 @@ def _distill(
         batches = _batches(lengths, cfg.batch_size, rng)
         for idx in batches:
             ids, mask = _pad([rows[i] for i in idx], pad_id)
-            emb = student.embed(ids, mask)
+            if cfg.hidden_weight > 0:
+                states = student.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                emb = mean_pool(states, mask)
+                if student.normalize:
+                    emb = nn.functional.normalize(emb, dim=-1)
+            else:
+                emb = student.embed(ids, mask)
             loss = distill_loss(
-                student.head(emb), emb, t_probs[idx], t_emb[idx],
+                model_outputs(student, emb), emb, t_probs[idx], t_emb[idx],
                 loss=cfg.loss, embed_weight=cfg.embed_weight, temperature=cfg.temperature,
+                toxic_weight=cfg.toxic_weight, safe=safe,
             )  # fmt: skip
+            if cfg.hidden_weight > 0:
+                with torch.no_grad():
+                    t_states = teacher.model.encoder(
+                        input_ids=ids, attention_mask=mask
+                    ).last_hidden_state
+                loss = loss + cfg.hidden_weight * token_distance(states, t_states, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)

@@ -80,6 +80,59 @@ def test_distill_loss_terms() -> None:
     assert float(both) == pytest.approx(expected + 2 * (2 - 2 * cos), rel=1e-5)
 
 
+def test_distill_loss_toxic_term_is_the_binary_kl_of_the_toxic_scores() -> None:
+    safe = torch.tensor([False, False, True])
+    teacher = torch.tensor([[0.5, 0.2, 0.3]])  # toxic score 0.7
+    emb = torch.nn.functional.normalize(torch.ones(1, 3), dim=-1)
+    # A student with the teacher's toxic score but another split between the harmful
+    # classes pays the class KL, not the toxic term.
+    student = torch.log(torch.tensor([[0.1, 0.6, 0.3]]))
+    base = distill_loss(student, emb, teacher, emb, loss="kl")
+    with_term = distill_loss(student, emb, teacher, emb, loss="kl", toxic_weight=3.0, safe=safe)
+    assert float(with_term) == pytest.approx(float(base), abs=1e-6)
+    # One with another toxic score (0.4) pays 3 * KL(Bernoulli(0.7) || Bernoulli(0.4)).
+    student = torch.log(torch.tensor([[0.2, 0.2, 0.6]]))
+    base = distill_loss(student, emb, teacher, emb, loss="kl")
+    with_term = distill_loss(student, emb, teacher, emb, loss="kl", toxic_weight=3.0, safe=safe)
+    binary = 0.7 * np.log(0.7 / 0.4) + 0.3 * np.log(0.3 / 0.6)
+    assert float(with_term) - float(base) == pytest.approx(3 * binary, rel=1e-5)
+    # Without a safe class (or without the mask) there is no toxic score: no term.
+    nothing = torch.zeros(3, dtype=torch.bool)
+    assert float(
+        distill_loss(student, emb, teacher, emb, loss="kl", toxic_weight=3.0, safe=nothing)
+    ) == pytest.approx(float(base))
+
+
+def test_token_distance_counts_real_tokens_only() -> None:
+    from guardrail_dro.train.student import token_distance
+
+    t = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert float(token_distance(3 * t, t, mask)) == pytest.approx(0.0, abs=1e-6)  # scale-free
+    s = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [-5.0, -5.0]]])  # 1st orthogonal, 3rd padding
+    assert float(token_distance(s, t, mask)) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_word_noise_copies_are_new_deterministic_and_near_their_text() -> None:
+    from guardrail_dro.train.augment import word_noise
+
+    texts = [
+        "How can I get on the subway without paying for a ticket?",
+        "What is the best way to cook rice on a stove?",
+        "hi there",  # too short to vary: no copies
+    ]
+    a = word_noise(texts, 3, seed=4)
+    assert a == word_noise(texts, 3, seed=4)
+    assert a != word_noise(texts, 3, seed=5)
+    assert 0 < len(a) <= 6 and len(set(a)) == len(a) and not set(a) & set(texts)
+    for v in a:
+        src = next(t for t in texts if set(v.split()) <= set(t.split()))
+        assert len(v.split()) >= 2 and len(v.split()) <= len(src.split())
+    assert word_noise(texts, 0) == []
+    with pytest.raises(ValueError, match="copies"):
+        word_noise(texts, -1)
+
+
 def _agreement(teacher: TrainedModel, student, texts: list[str]) -> float:
     tok = teacher.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
     with torch.no_grad():
@@ -101,8 +154,9 @@ def test_tiny_teacher_into_one_layer_student_end_to_end(
     train_texts = synthetic["train"].texts
     unlabelled = ["hello there, how are you?", "what time is the meeting tomorrow"]
     cfg = DistillConfig(
-        layers=1, epochs=2, lr=1e-3, progress=False, cache_dir=tmp_path / "cache"
-    )
+        layers=1, epochs=2, lr=1e-3, progress=False, cache_dir=tmp_path / "cache",
+        augment=1, toxic_weight=1.0, hidden_weight=0.5,
+    )  # fmt: skip
     epochs: list[dict] = []
     student = distill(
         teacher_dir, train_texts, synthetic["valid"], cfg,
@@ -112,6 +166,7 @@ def test_tiny_teacher_into_one_layer_student_end_to_end(
     rec = student.manifest.distilled_from
     assert rec is not None and rec.layers == [0] and rec.teacher_layers == 2
     assert rec.texts["chat"] == 2
+    assert rec.texts["word-noise"] > 0  # augment=1: copies of the training texts
     # No validation text is distilled on: it selects the epoch.
     assert rec.texts["train"] == len(set(train_texts) - set(synthetic["valid"].texts))
     assert student.manifest.valid_metrics.n == len(synthetic["valid"])
