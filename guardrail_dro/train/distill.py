@@ -49,7 +49,7 @@ from guardrail_dro.train.augment import word_noise
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
 from guardrail_dro.train.features import default_cache_dir
 from guardrail_dro.train.metrics import score_split
-from guardrail_dro.train.model import GuardClassifier, mean_pool
+from guardrail_dro.train.model import GuardClassifier
 from guardrail_dro.train.modeldir import (
     DistillRecord,
     TrainedModel,
@@ -63,7 +63,6 @@ from guardrail_dro.train.student import (
     model_outputs,
     pick_layers,
     student_from_teacher,
-    token_distance,
 )
 
 __all__ = [
@@ -91,12 +90,6 @@ class DistillConfig(BaseModel):
         ge=0,
         description="Weight of a binary KL on the toxic score (what the guard "
         "thresholds), added to the loss.",
-    )
-    hidden_weight: float = Field(
-        0.0,
-        ge=0,
-        description="Weight of a per-token term: cosine distance between the "
-        "student's and the teacher's last token states (the teacher runs each batch).",
     )
     augment: int = Field(
         0,
@@ -318,24 +311,12 @@ def _distill(
         batches = _batches(lengths, cfg.batch_size, rng)
         for idx in batches:
             ids, mask = _pad([rows[i] for i in idx], pad_id)
-            if cfg.hidden_weight > 0:
-                states = student.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-                emb = mean_pool(states, mask)
-                if student.normalize:
-                    emb = nn.functional.normalize(emb, dim=-1)
-            else:
-                emb = student.embed(ids, mask)
+            emb = student.embed(ids, mask)
             loss = distill_loss(
                 model_outputs(student, emb), emb, t_probs[idx], t_emb[idx],
                 loss=cfg.loss, embed_weight=cfg.embed_weight, temperature=cfg.temperature,
                 toxic_weight=cfg.toxic_weight, safe=safe,
             )  # fmt: skip
-            if cfg.hidden_weight > 0:
-                with torch.no_grad():
-                    t_states = teacher.model.encoder(
-                        input_ids=ids, attention_mask=mask
-                    ).last_hidden_state
-                loss = loss + cfg.hidden_weight * token_distance(states, t_states, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, 1.0)

@@ -23,7 +23,6 @@ __all__ = [
     "model_outputs",
     "pick_layers",
     "student_from_teacher",
-    "token_distance",
 ]
 
 LayerChoice = Literal["first", "spread"]
@@ -135,13 +134,3 @@ def model_outputs(model: GuardClassifier, emb: torch.Tensor) -> torch.Tensor:
     pooled embedding: what the exported guard outputs."""
     logits = model.head(emb)
     return logits if model.toxic is None else model.toxic(emb, logits)
-
-
-def token_distance(
-    student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """Mean over real tokens of 1 - cos(student state, teacher state): (B, T, D) twice,
-    (B, T) mask. Scale-free, so the teacher's token norms need no matching constant."""
-    cos = torch.nn.functional.cosine_similarity(student, teacher, dim=-1)
-    m = mask.to(cos.dtype)
-    return ((1.0 - cos) * m).sum() / m.sum().clamp_min(1.0)

@@ -103,16 +103,6 @@ def test_distill_loss_toxic_term_is_the_binary_kl_of_the_toxic_scores() -> None:
     ) == pytest.approx(float(base))
 
 
-def test_token_distance_counts_real_tokens_only() -> None:
-    from guardrail_dro.train.student import token_distance
-
-    t = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [5.0, 5.0]]])
-    mask = torch.tensor([[1, 1, 0]])
-    assert float(token_distance(3 * t, t, mask)) == pytest.approx(0.0, abs=1e-6)  # scale-free
-    s = torch.tensor([[[0.0, 1.0], [0.0, 1.0], [-5.0, -5.0]]])  # 1st orthogonal, 3rd padding
-    assert float(token_distance(s, t, mask)) == pytest.approx(0.5, rel=1e-6)
-
-
 def test_word_noise_copies_are_new_deterministic_and_near_their_text() -> None:
     from guardrail_dro.train.augment import word_noise
 
@@ -155,7 +145,7 @@ def test_tiny_teacher_into_one_layer_student_end_to_end(
     unlabelled = ["hello there, how are you?", "what time is the meeting tomorrow"]
     cfg = DistillConfig(
         layers=1, epochs=2, lr=1e-3, progress=False, cache_dir=tmp_path / "cache",
-        augment=1, toxic_weight=1.0, hidden_weight=0.5,
+        augment=1, toxic_weight=1.0,
     )  # fmt: skip
     epochs: list[dict] = []
     student = distill(
