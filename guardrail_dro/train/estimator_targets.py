@@ -187,9 +187,7 @@ class EstimatorTargets(TargetSource):
             shrinks: tuple[float, ...] = (fixed.shrinkage,)
         else:
             ranks = (0, 4, 32)
-            shrinks = (
-                (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
-            )
+            shrinks = (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
         if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
             run.notes.append(
                 f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g}: valid has no "
@@ -214,7 +212,9 @@ class EstimatorTargets(TargetSource):
                 use_confidence=uses,
             )
         if len(uses) == 1:
-            shown = ", ".join(f"{c.rank}/{c.shrinkage:g}: {v:.3f}" for c, v in scores.items())
+            shown = ", ".join(
+                f"{c.rank}/{c.shrinkage:g}: {v.accuracy:.3f}" for c, v in scores.items()
+            )
             run.notes.append(
                 f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g} chosen by "
                 "2-fold CV inside valid (held-out soft-label group-mean accuracy per "
@@ -223,14 +223,15 @@ class EstimatorTargets(TargetSource):
             )
         else:
             shown = ", ".join(
-                f"{c.rank}/{c.shrinkage:g}/{'on' if c.confidence else 'off'}: {v:.3f}"
+                f"{c.rank}/{c.shrinkage:g}/{'on' if c.confidence else 'off'}: "
+                f"{v.accuracy:.3f}/{v.mass:.3f}"
                 for c, v in scores.items()
             )
             run.notes.append(
                 f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}, confidence "
                 f"{'on' if chosen.confidence else 'off'} chosen by 2-fold CV inside valid "
-                "(held-out soft-label group-mean accuracy per rank/shrinkage/confidence "
-                f"{shown})"
+                "(held-out soft-label group-mean accuracy / mass on gold per "
+                f"rank/shrinkage/confidence {shown})"
             )
         return chosen
 
