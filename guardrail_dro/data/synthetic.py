@@ -241,9 +241,7 @@ def make_synthetic(
     0.9, or ``LLM_CONFIDENCE``'s draws (see the module).
     """
     if llm_confidence not in ("constant", "informative"):
-        raise ValueError(
-            f"llm_confidence is 'constant' or 'informative', not {llm_confidence!r}"
-        )
+        raise ValueError(f"llm_confidence is 'constant' or 'informative', not {llm_confidence!r}")
     rng = np.random.default_rng(seed)
     conf_rng = np.random.default_rng([seed, 1])  # its own stream: labels do not move
 

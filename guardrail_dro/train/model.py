@@ -182,13 +182,17 @@ class GuardClassifier(nn.Module):
 MIN_CONFIDENCE_SPREAD = 0.05
 
 
-def confidence_stats(confidence: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def confidence_stats(
+    confidence: np.ndarray | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(K,) mean and spread of each annotator's confidences (NaN = none), from train.
 
     The estimator's confidence feature is z = (c - mean) / spread: how much surer than
     usual the annotator was on this item. Computed in float64, so the mean of a constant
     is that constant exactly and its z exactly 0. Annotators without any: mean 0.
     """
+    if isinstance(confidence, torch.Tensor):
+        confidence = confidence.detach().cpu().numpy()
     c = np.asarray(confidence, dtype=np.float64)
     seen = ~np.isnan(c)
     n = seen.sum(0)

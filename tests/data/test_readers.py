@@ -62,14 +62,13 @@ def test_confidence_matrix_is_nan_where_absent_or_not_given(tmp_path: Path) -> N
     ds = read_dataset(p)
     m = ds.confidence_matrix(["gpt", "h1", "h2", "nobody"])
     assert m.dtype == np.float32 and m.shape == (2, 4)
-    np.testing.assert_array_equal(
-        m, [[0.25, np.nan, np.nan, np.nan], [0.75, np.nan, 1.0, np.nan]]
-    )
+    np.testing.assert_array_equal(m, [[0.25, np.nan, np.nan, np.nan], [0.75, np.nan, 1.0, np.nan]])
     assert ds.has_confidence
     # Default column order is ds.annotators, as for label_matrix.
     assert ds.confidence_matrix().shape == ds.label_matrix().shape
-    assert not read_dataset(write(tmp_path / "n.csv", "item_id,text,annotator,label\n"
-                                  "a,t,h,safe\nb,u,h,toxic\n")).has_confidence
+    assert not read_dataset(
+        write(tmp_path / "n.csv", "item_id,text,annotator,label\na,t,h,safe\nb,u,h,toxic\n")
+    ).has_confidence
 
 
 def test_our_jsonl_round_trip_keeps_rationales_and_schema(tmp_path: Path) -> None:
