@@ -236,9 +236,9 @@ def choose_estimator_rank(
                 num_classes,
                 conf[score_idx] if conf is not None else None,
             )
-            acc += got.accuracy / 2
+            acc += got.accuracy  # summed, then halved: the same float as before
             masses.append(got.mass)
-        return Score(acc, sum(masses) / 2, tuple(masses))
+        return Score(acc / 2, sum(masses) / 2, tuple(masses))
 
     scores: dict[Capacity, Score] = {}
     torch.manual_seed(seed)
