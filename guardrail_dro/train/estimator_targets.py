@@ -182,6 +182,8 @@ class EstimatorTargets(TargetSource):
             shrink = s.estimator_shrinkage
             fixed = Capacity(s.estimator_rank, max(SHRINKAGES) if shrink is None else shrink)
             if len(uses) == 1:
+                if uses[0]:
+                    run.notes.append("estimator with its confidence term (use_confidence on)")
                 return fixed._replace(confidence=uses[0])
             ranks: tuple[int, ...] = (fixed.rank,)
             shrinks: tuple[float, ...] = (fixed.shrinkage,)

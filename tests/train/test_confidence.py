@@ -201,6 +201,9 @@ def test_trainer_without_informative_confidence_trains_exactly_as_without_any(
         assert res.valid_metrics == base.valid_metrics
     on = _trained(info, tiny_backbone, tmp_path, use_confidence="on")
     assert on.estimator.has_confidence and not _same(on, base)
+    fixed = _trained(info, tiny_backbone, tmp_path, use_confidence="on", estimator_rank=0)
+    assert fixed.estimator.has_confidence
+    assert "estimator with its confidence term (use_confidence on)" in fixed.notes
     auto = _trained(info, tiny_backbone, tmp_path)
     assert any("confidence on chosen by 2-fold CV" in n or "confidence off chosen by 2-fold CV"
                in n for n in auto.notes), auto.notes  # fmt: skip
