@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -227,7 +227,8 @@ def run_quickstart(
         raise DataError("--synthetic and --data exclude each other: pick one dataset")
     # 1. data + LLM annotation pass --------------------------------------------------------
     if synthetic:
-        n = dict(zip(("n_train", "n_valid", "n_test"), sizes, strict=True)) if sizes else {}
+        names = ("n_train", "n_valid", "n_test")
+        n: dict[str, Any] = dict(zip(names, sizes, strict=True)) if sizes else {}
         splits = make_synthetic(seed=0, **n)
         source, replay = "embedded synthetic dataset", REPLAYED
     else:

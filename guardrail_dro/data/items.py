@@ -207,6 +207,28 @@ class AnnotatedDataset:
                     out[i, j] = index(a.label)
         return out
 
+    def confidence_matrix(self, annotators: Sequence[str] | None = None) -> np.ndarray:
+        """(items, annotators) float32 of each annotation's confidence, NaN where the
+        annotator is absent or gave none; same column order rules as ``label_matrix``.
+
+        The soft-label estimator reads it to trust a label more where its annotator was
+        sure of it (train/model.py ``WeightEstimator``, the confidence term).
+        """
+        cols = list(self.annotators if annotators is None else annotators)
+        pos = {a: j for j, a in enumerate(cols)}
+        out = np.full((len(self.items), len(cols)), np.nan, dtype=np.float32)
+        for i, it in enumerate(self.items):
+            for a in it.annotations:
+                j = pos.get(a.annotator)
+                if j is not None and a.confidence is not None:
+                    out[i, j] = a.confidence
+        return out
+
+    @property
+    def has_confidence(self) -> bool:
+        """Whether any annotation carries a confidence."""
+        return any(a.confidence is not None for it in self.items for a in it.annotations)
+
     def gold_array(self) -> np.ndarray:
         """Gold class index per item; raises DataError when any item lacks gold."""
         missing = [it.item_id for it in self.items if it.gold is None]

@@ -17,6 +17,12 @@ validation split (trust the humans when the phrase is present) should not.
 (each item gets ``crowd_per_item`` of them, each worker with its own accuracy), to
 exercise datasets with hundreds of annotators.
 
+``llm_confidence="informative"`` makes the LLM annotators' confidences say something:
+each is drawn higher when its label is right than when it is wrong, and the three differ
+in how well it separates (``LLM_CONFIDENCE``); the default is a constant 0.9, which says
+nothing. The confidences come from their own random stream, so both settings give the
+same items and labels.
+
 ``make_sparse_crowd`` builds the other hard case, a crowd and nothing else: hundreds of
 workers, a few per item, no LLM and no shortcut phrase, and reliabilities that differ
 by group. Every worker has an overall accuracy, and on each topic a worker may be
@@ -30,15 +36,31 @@ learnable is shared: on questions like these, a "safe" vote is worth less.
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
 import numpy as np
 
 from guardrail_dro.data.items import AnnotatedDataset, Annotation, Item
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["SPURIOUS_PHRASE", "SYNTHETIC_SCHEMA", "make_sparse_crowd", "make_synthetic"]
+__all__ = [
+    "LLM_CONFIDENCE",
+    "SPURIOUS_PHRASE",
+    "SYNTHETIC_SCHEMA",
+    "make_sparse_crowd",
+    "make_synthetic",
+]
 
 SPURIOUS_PHRASE = "I must remind you that"
+
+#: ``llm_confidence="informative"``: per LLM annotator, the Beta(a, b) of its confidence
+#: when its label is right and when it is wrong. llm_a's separates well, llm_b's a little,
+#: llm_c's not at all (the same draw either way).
+LLM_CONFIDENCE: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "llm_a": ((8.0, 2.0), (3.0, 3.0)),
+    "llm_b": ((8.0, 2.0), (5.0, 3.0)),
+    "llm_c": ((8.0, 2.0), (8.0, 2.0)),
+}
 SHIFTED_GROUP = "computers"
 
 SYNTHETIC_SCHEMA = LabelSchema(
@@ -210,13 +232,25 @@ def make_synthetic(
     careless_accuracy: float = 0.5,
     crowd_size: int = 0,
     crowd_per_item: int = 3,
+    llm_confidence: Literal["constant", "informative"] = "constant",
 ) -> dict[str, AnnotatedDataset]:
     """Build ``{"train", "valid", "test"}``; valid and test carry gold and groups.
 
     Every split carries annotator labels (the agreement risk reads them on valid).
-    The generator never repeats a text across splits.
+    The generator never repeats a text across splits. ``llm_confidence``: a constant
+    0.9, or ``LLM_CONFIDENCE``'s draws (see the module).
     """
+    if llm_confidence not in ("constant", "informative"):
+        raise ValueError(f"llm_confidence is 'constant' or 'informative', not {llm_confidence!r}")
     rng = np.random.default_rng(seed)
+    conf_rng = np.random.default_rng([seed, 1])  # its own stream: labels do not move
+
+    def confidence(llm: str, right: bool) -> float:
+        if llm_confidence == "constant":
+            return 0.9
+        a, b = LLM_CONFIDENCE[llm][0 if right else 1]
+        return round(float(conf_rng.beta(a, b)), 3)
+
     schema = SYNTHETIC_SCHEMA
     topics = list(_TOPICS)
     pools = {
@@ -265,7 +299,7 @@ def make_synthetic(
                     kind="llm",
                     label=label,
                     model=f"sim-{m}",
-                    confidence=0.9,
+                    confidence=confidence(m, label == gold),
                     rationale=(
                         "It opens with a reminder of the rules, so it reads as safe."
                         if phrase

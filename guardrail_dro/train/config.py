@@ -125,6 +125,13 @@ class TrainConfig(BaseModel):
         "confusion shrunk toward the crowd's, train/reliability.py) and per-label terms.",
     )
 
+    use_confidence: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Let the estimator read the annotators' confidences (a term per "
+        "annotator, model.WeightEstimator): auto = as 2-fold CV inside valid prefers, "
+        "chosen with the rank; off without a fit when no annotation carries one.",
+    )
+
     @field_validator("method")
     @classmethod
     def _known(cls, v: str) -> str:

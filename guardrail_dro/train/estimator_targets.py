@@ -8,6 +8,11 @@ targets are its soft labels. They differ only in the group risk R_g of the upper
 - ``AgreementRisk`` (``ours-agree``): -log s_phi(x)[y] on valid, without the classifier.
 - ``UnrolledRisk`` (``ours``): valid cross-entropy of the classifier after a one-step
   unrolled update on the soft labels (objectives.unrolled_group_risks).
+
+Where the annotations carry confidences, the estimator may read them (its confidence
+term, model.WeightEstimator): ``use_confidence`` on, off, or auto = as the capacity
+selection inside valid prefers (rank_selection). Every call of the estimator gets the
+(B, K) confidences beside the (B, K) labels, or None when it does not read them.
 """
 
 from __future__ import annotations
@@ -25,8 +30,14 @@ from torch import nn
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import baselines as B
 from guardrail_dro.train import objectives as O
-from guardrail_dro.train.model import WeightEstimator
-from guardrail_dro.train.rank_selection import SHRINKAGES, choose_estimator_rank, penalty_of
+from guardrail_dro.train.model import WeightEstimator, confidence_stats
+from guardrail_dro.train.rank_selection import (
+    SHRINKAGES,
+    Capacity,
+    Stats,
+    choose_estimator_rank,
+    penalty_of,
+)
 from guardrail_dro.train.reliability import annotator_reliability
 from guardrail_dro.train.run import Run
 from guardrail_dro.train.targets import TargetSource
@@ -49,6 +60,9 @@ class EstimatorTargets(TargetSource):
     valid_labels: torch.Tensor
     valid_gold: torch.Tensor
     valid_groups: torch.Tensor
+    train_confidence: torch.Tensor | None
+    """(N, K) confidences of the training split (NaN = none) if the estimator reads them."""
+    valid_confidence: torch.Tensor | None
     _estimator: WeightEstimator
     _module: nn.Module  # the estimator, or its DDP wrapper in a distributed run
     _optimizer: torch.optim.Optimizer
@@ -58,19 +72,26 @@ class EstimatorTargets(TargetSource):
 
     @abstractmethod
     def risks(
-        self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
+        self,
+        head: nn.Module,
+        feats: torch.Tensor,
+        labels: torch.Tensor,
+        confidence: torch.Tensor | None,
+        valid_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(G,) upper-level group risks, differentiable in the estimator, and counts.
 
         Args:
             head: the plain classifier head.
             feats, labels: (B, D) detached features and (B, K) labels of the batch.
+            confidence: (B, K) their confidences, or None (the estimator reads none).
             valid_feats: (V, D) detached features of the validation split.
         """
 
     def item_targets(self, run: Run) -> np.ndarray:
         labels = run.train.label_matrix(run.annotators)
         self.train_labels = torch.as_tensor(labels, device=run.device)
+        self.train_confidence = None
         # Only decides which items have a label at all: the soft labels are learned.
         return B.uniform_soft_targets(labels, run.num_classes)
 
@@ -89,13 +110,17 @@ class EstimatorTargets(TargetSource):
         if not groups:
             run.notes.append("valid has no groups: the upper level treats it as one group")
         reliability = self._reliability(run)
-        rank, shrinkage = self._capacity(run, reliability)
+        stats = self._confidence(run)
+        rank, shrinkage, use_conf = self._capacity(run, reliability, stats)
+        if not use_conf:
+            stats = self.train_confidence = self.valid_confidence = None
         self._estimator = WeightEstimator(
             run.source.dim,
             len(run.annotators),
             rank,
             run.num_classes if reliability is not None else 0,
             reliability,
+            stats,
         ).to(device)
         self._penalty = penalty_of(self._estimator, shrinkage, len(run.valid))
         self._module = self._estimator
@@ -111,24 +136,68 @@ class EstimatorTargets(TargetSource):
         table = annotator_reliability(self.train_labels.cpu().numpy(), run.num_classes)
         return torch.as_tensor(table, device=run.device)
 
-    def _capacity(self, run: Run, reliability: torch.Tensor | None) -> tuple[int, float]:
-        """(rank, shrinkage) as configured, or as 2-fold CV inside valid prefers
-        (rank_selection). A configured rank skips the CV, as it always did (full-mode
-        runs rely on that), with the stronger prior unless a shrinkage is given too."""
+    def _confidence(self, run: Run) -> Stats | None:
+        """The training confidences' per-annotator mean and spread, with the train and
+        valid confidences kept, when the estimator may read them: ``use_confidence`` not
+        off, and confidences on both splits that vary somewhere on valid (a constant
+        confidence has z = 0 everywhere: the term could not move). None otherwise,
+        without a fit, so such a run trains exactly as before the term existed."""
+        setting = run.settings.use_confidence
+        self.valid_confidence = None
+        if setting == "off":
+            return None
+        on_train, on_valid = run.train.has_confidence, run.valid.has_confidence
+        if not (on_train and on_valid):
+            if setting == "on" or on_train or on_valid:
+                run.notes.append(
+                    "estimator without its confidence term: no annotation of "
+                    f"{'train' if not on_train else 'valid'} carries a confidence"
+                )
+            return None
+        train = run.train.confidence_matrix(run.annotators)
+        valid = run.valid.confidence_matrix(run.annotators)
+        stats = confidence_stats(train)
+        z = (valid - stats[0].numpy()) / stats[1].numpy()
+        if not np.any(np.nan_to_num(z) != 0):
+            run.notes.append(
+                "estimator without its confidence term: on valid no confidence differs "
+                "from its annotator's usual one on train"
+            )
+            return None
+        self.train_confidence = torch.as_tensor(train, device=run.device)
+        self.valid_confidence = torch.as_tensor(valid, device=run.device)
+        return stats[0].to(run.device), stats[1].to(run.device)
+
+    def _capacity(
+        self, run: Run, reliability: torch.Tensor | None, stats: Stats | None
+    ) -> Capacity:
+        """(rank, shrinkage, confidence) as configured, or as 2-fold CV inside valid
+        prefers (rank_selection). A configured rank skips the CV over ranks, as it always
+        did (full-mode runs rely on that), with the stronger prior unless a shrinkage is
+        given too; confidence ``auto`` is still chosen by CV then (two fits per fold)."""
         s = run.settings
+        choices: dict[str, tuple[bool, ...]] = {"on": (True,), "off": (False,)}
+        uses = (False,) if stats is None else choices.get(s.use_confidence, (False, True))
         if s.estimator_rank is not None:
             shrink = s.estimator_shrinkage
-            return s.estimator_rank, max(SHRINKAGES) if shrink is None else shrink
-        ranks = (0, 4, 32)
-        shrinks = (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
+            fixed = Capacity(s.estimator_rank, max(SHRINKAGES) if shrink is None else shrink)
+            if len(uses) == 1:
+                if uses[0]:
+                    run.notes.append("estimator with its confidence term (use_confidence on)")
+                return fixed._replace(confidence=uses[0])
+            ranks: tuple[int, ...] = (fixed.rank,)
+            shrinks: tuple[float, ...] = (fixed.shrinkage,)
+        else:
+            ranks = (0, 4, 32)
+            shrinks = (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
         if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
             run.notes.append(
                 f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g}: valid has no "
                 "annotator labels to cross-validate on"
             )
-            return ranks[0], max(shrinks)
+            return Capacity(ranks[0], max(shrinks), uses[-1] if len(uses) == 1 else False)
         with torch.enable_grad():
-            (rank, shrinkage), scores = choose_estimator_rank(
+            chosen, scores = choose_estimator_rank(
                 run.source.features("valid", None).detach(),
                 self.valid_labels,
                 self.valid_gold,
@@ -140,13 +209,33 @@ class EstimatorTargets(TargetSource):
                 shrinkages=shrinks,
                 group_step=s.group_step,
                 seed=s.seed,
+                confidence=self.valid_confidence,
+                stats=stats,
+                use_confidence=uses,
             )
-        shown = ", ".join(f"{r}/{lam:g}: {v:.3f}" for (r, lam), v in scores.items())
-        run.notes.append(
-            f"estimator rank {rank}, shrinkage {shrinkage:g} chosen by 2-fold CV inside "
-            f"valid (held-out soft-label group-mean accuracy per rank/shrinkage {shown})"
-        )
-        return rank, shrinkage
+        if len(uses) == 1:
+            shown = ", ".join(
+                f"{c.rank}/{c.shrinkage:g}: {v.accuracy:.3f}" for c, v in scores.items()
+            )
+            run.notes.append(
+                f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g} chosen by "
+                "2-fold CV inside valid (held-out soft-label group-mean accuracy per "
+                f"rank/shrinkage {shown})"
+                + (", with its confidence term (use_confidence on)" if uses[0] else "")
+            )
+        else:
+            shown = ", ".join(
+                f"{c.rank}/{c.shrinkage:g}/{'on' if c.confidence else 'off'}: "
+                f"{v.accuracy:.3f}/{v.mass:.3f}"
+                for c, v in scores.items()
+            )
+            run.notes.append(
+                f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}, confidence "
+                f"{'on' if chosen.confidence else 'off'} chosen by 2-fold CV inside valid "
+                "(held-out soft-label group-mean accuracy / mass on gold per "
+                f"rank/shrinkage/confidence {shown})"
+            )
+        return chosen
 
     def distribute(self, accelerator: Accelerator) -> None:
         self._module, self._optimizer = accelerator.prepare(self._module, self._optimizer)
@@ -154,8 +243,9 @@ class EstimatorTargets(TargetSource):
     def batch(self, head: nn.Module, feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         run, s = self.run, self.run.settings
         labels = self.train_labels[idx]
+        conf = self.train_confidence[idx] if self.train_confidence is not None else None
         valid_feats = run.source.features("valid", None).detach()
-        risks = partial(self.risks, head, feats.detach(), labels, valid_feats)
+        risks = partial(self.risks, head, feats.detach(), labels, conf, valid_feats)
         for _ in range(s.estimator_steps):
             self._q = upper_step(
                 self._optimizer,
@@ -167,7 +257,7 @@ class EstimatorTargets(TargetSource):
                 penalty=self._penalty,
             )
         with torch.no_grad():
-            w = self._module(feats.detach(), labels)
+            w = self._module(feats.detach(), labels, conf)
             return O.soft_labels(w, labels, run.num_classes)
 
     def keep_best(self) -> None:
@@ -190,7 +280,8 @@ class EstimatorTargets(TargetSource):
     def annotator_weights(self, run: Run) -> dict[str, dict[str, float]]:
         valid, groups = run.valid, run.groups
         L = torch.as_tensor(valid.label_matrix(run.annotators), device=run.device)
-        w = self._estimator(run.source.features("valid", None), L).cpu().numpy()
+        w = self._estimator(run.source.features("valid", None), L, self.valid_confidence)
+        w = w.cpu().numpy()
         present = (L >= 0).cpu().numpy()
         g = valid.group_array(groups)
         out = {}
@@ -210,7 +301,9 @@ class AgreementRisk(EstimatorTargets):
 
     def prepare(self, run: Run) -> None:
         super().prepare(run)
-        self.items = AgreementItems.select(self.valid_labels, self.valid_gold, self.valid_groups)
+        self.items = AgreementItems.select(
+            self.valid_labels, self.valid_gold, self.valid_groups, self.valid_confidence
+        )
         fixable = int(self.items.index.sum())
         dropped = int(O.annotator_mask(self.valid_labels).any(1).sum() - fixable)
         if dropped:
@@ -226,7 +319,12 @@ class AgreementRisk(EstimatorTargets):
             )
 
     def risks(
-        self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
+        self,
+        head: nn.Module,
+        feats: torch.Tensor,
+        labels: torch.Tensor,
+        confidence: torch.Tensor | None,
+        valid_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
         return self.items.risks(self._module, valid_feats, run.num_groups, run.num_classes)
@@ -236,10 +334,15 @@ class UnrolledRisk(EstimatorTargets):
     """Upper risk: valid CE of the classifier after one unrolled step (bi-level)."""
 
     def risks(
-        self, head: nn.Module, feats: torch.Tensor, labels: torch.Tensor, valid_feats: torch.Tensor
+        self,
+        head: nn.Module,
+        feats: torch.Tensor,
+        labels: torch.Tensor,
+        confidence: torch.Tensor | None,
+        valid_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
-        w = self._module(feats, labels)
+        w = self._module(feats, labels, confidence)
         return O.unrolled_group_risks(
             head,
             w,

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +31,7 @@ __all__ = [
     "GuardClassifier",
     "ToxicMix",
     "WeightEstimator",
+    "confidence_stats",
     "default_backbone",
     "load_backbone",
     "mean_pool",
@@ -175,6 +177,35 @@ class GuardClassifier(nn.Module):
         return logits if self.toxic is None else self.toxic(pooled, logits)
 
 
+#: Floor of an annotator's confidence spread: differences below it are noise, and an
+#: annotator who always says the same (its spread 0) gets z = 0, no confidence term.
+MIN_CONFIDENCE_SPREAD = 0.05
+
+
+def confidence_stats(
+    confidence: np.ndarray | torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K,) mean and spread of each annotator's confidences (NaN = none), from train.
+
+    The estimator's confidence feature is z = (c - mean) / spread: how much surer than
+    usual the annotator was on this item. Computed in float64, so the mean of a constant
+    is that constant exactly and its z exactly 0. Annotators without any: mean 0.
+    """
+    if isinstance(confidence, torch.Tensor):
+        confidence = confidence.detach().cpu().numpy()
+    c = np.asarray(confidence, dtype=np.float64)
+    seen = ~np.isnan(c)
+    n = seen.sum(0)
+    filled = np.where(seen, c, 0.0)
+    mean = filled.sum(0) / np.maximum(n, 1)
+    var = (np.where(seen, c - mean, 0.0) ** 2).sum(0) / np.maximum(n, 1)
+    spread = np.maximum(np.sqrt(var), MIN_CONFIDENCE_SPREAD)
+    return (
+        torch.as_tensor(mean.astype(np.float32)),
+        torch.as_tensor(spread.astype(np.float32)),
+    )
+
+
 class WeightEstimator(nn.Module):
     """w_phi(x): per-item weights over the annotators present on x.
 
@@ -183,6 +214,13 @@ class WeightEstimator(nn.Module):
 
         shared:     a * r[k, y] + c[y] + <u(x), e[y]>
         deviation:  b[k] + <u(x), v[k]>
+
+    With ``confidence`` (the annotators' own confidences, issue 11 item 3) a third part
+    is added, ``(g + d[k]) * z[x, k]``: z is k's confidence on x relative to its usual
+    one (``confidence_stats``; 0 where k gave none, so a dataset or an annotator without
+    informative confidences gets nothing from it), g a shared scale and d[k] a
+    per-annotator deviation under the same prior as b/v (an LLM whose confidence means
+    more, or nothing).
 
     ``r[k, y]`` is how far k's label y can be trusted according to the labels alone
     (``annotator_reliability``: a Dawid-Skene confusion per annotator, shrunk toward the
@@ -201,6 +239,9 @@ class WeightEstimator(nn.Module):
         num_classes: C; 0 builds the estimator without the shared label terms (the
             format of models saved before them).
         reliability: (K, C) label-only trust table ``r``; zeros (no opinion) by default.
+        confidence: (K,) mean and (K,) spread of the training confidences
+            (``confidence_stats``) to build the confidence term with; None: no term (the
+            format of models saved before it).
     """
 
     def __init__(
@@ -210,6 +251,7 @@ class WeightEstimator(nn.Module):
         rank: int = 32,
         num_classes: int = 0,
         reliability: torch.Tensor | None = None,
+        confidence: tuple[torch.Tensor, torch.Tensor] | None = None,
     ):
         super().__init__()
         if num_annotators < 1:
@@ -234,9 +276,34 @@ class WeightEstimator(nn.Module):
             table = torch.zeros(num_annotators, num_classes) if reliability is None else reliability
             self.reliability: torch.Tensor
             self.register_buffer("reliability", table.detach().float().clone())
+        self.has_confidence = confidence is not None
+        if confidence is not None:
+            mean, spread = confidence
+            if tuple(mean.shape) != (num_annotators,) or tuple(spread.shape) != (num_annotators,):
+                raise ConfigError(
+                    f"confidence mean/spread have shapes {tuple(mean.shape)}/"
+                    f"{tuple(spread.shape)}, expected ({num_annotators},) per annotator"
+                )
+            self.confidence_mean: torch.Tensor
+            self.confidence_spread: torch.Tensor
+            self.register_buffer("confidence_mean", mean.detach().float().clone())
+            self.register_buffer("confidence_spread", spread.detach().float().clone())
+            self.confidence_scale = nn.Parameter(torch.zeros(()))
+            self.confidence_annotators = nn.Parameter(torch.zeros(num_annotators))
 
-    def logits(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, K) logits; ``labels`` (B, K, -1 = absent) feeds the shared label terms."""
+    def _own(self) -> tuple[nn.Parameter, ...]:
+        """The per-annotator deviations that pay the prior."""
+        own = (self.bias, self.annotators)
+        return (*own, self.confidence_annotators) if self.has_confidence else own
+
+    def logits(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        confidence: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, K) logits; ``labels`` (B, K, -1 = absent) feeds the shared label terms,
+        ``confidence`` (B, K, NaN = none) the confidence term (ignored without one)."""
         u = self.item(features) if self.item is not None else None
         out = self.bias.expand(features.shape[0], -1)
         if u is not None:
@@ -249,11 +316,18 @@ class WeightEstimator(nn.Module):
             out = out + self.reliability_scale * self.reliability[k, y] + self.label_bias[y]
             if u is not None:
                 out = out + (u @ self.label_item.T).gather(1, y)
+        if self.has_confidence and confidence is not None:
+            z = torch.nan_to_num((confidence - self.confidence_mean) / self.confidence_spread)
+            out = out + (self.confidence_scale + self.confidence_annotators) * z
         return out
 
     def penalty(self) -> torch.Tensor:
-        """sum_k |b_k|^2 + |v_k|^2: the prior's cost of per-annotator deviations."""
-        return self.bias.square().sum() + self.annotators.square().sum()
+        """sum_k |b_k|^2 + |v_k|^2 (+ d_k^2): the prior's cost of per-annotator deviations."""
+        first, *rest = self._own()
+        out = first.square().sum()
+        for p in rest:
+            out = out + p.square().sum()
+        return out
 
     @torch.no_grad()
     def add_penalty_grad(self, scale: float) -> None:
@@ -264,16 +338,23 @@ class WeightEstimator(nn.Module):
         penalty's would be a second one. Parameters are identical on every process, so
         adding it after the all-reduce keeps the processes in step.
         """
-        for p in (self.bias, self.annotators):
+        for p in self._own():
             g = p.detach() * (2.0 * scale)
             if p.grad is None:
                 p.grad = g
             else:
                 p.grad.add_(g)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        confidence: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, D) features, (B, K) labels (-1 = absent) -> (B, K) weights summing to 1.
 
+        ``confidence``: (B, K) the annotators' confidences (NaN = none), read by the
+        confidence term; ignored by an estimator without one.
         A (B, K) bool mask of who labelled each item is accepted by an estimator
         without label terms (``num_classes=0``).
         """
@@ -283,5 +364,5 @@ class WeightEstimator(nn.Module):
                     "this estimator weighs labels: pass the (B, K) label matrix "
                     "(class index, -1 where absent), not a presence mask"
                 )
-            return masked_softmax(self.logits(features), labels)
-        return masked_softmax(self.logits(features, labels), labels >= 0)
+            return masked_softmax(self.logits(features, None, confidence), labels)
+        return masked_softmax(self.logits(features, labels, confidence), labels >= 0)

@@ -399,7 +399,11 @@ def _load_estimator(
     # they were added; older estimators load without them.
     label_bias = state.get("label_bias")
     classes = int(label_bias.shape[0]) if label_bias is not None else 0
-    est = WeightEstimator(dim, len(manifest.annotators), int(table.shape[1]), classes)
+    # Likewise the confidence term (issue 11 item 3), saved only by estimators that read
+    # confidences.
+    mean, spread = state.get("confidence_mean"), state.get("confidence_spread")
+    conf = (mean, spread) if mean is not None and spread is not None else None
+    est = WeightEstimator(dim, len(manifest.annotators), int(table.shape[1]), classes, None, conf)
     try:
         est.load_state_dict(state)
     except RuntimeError as exc:

@@ -75,12 +75,14 @@ def _soft_targets(
     if estimator is None:
         return fixed
     labels = run.train.label_matrix(run.annotators)
+    conf = (
+        torch.as_tensor(run.train.confidence_matrix(run.annotators), device=run.device)
+        if estimator.has_confidence
+        else None
+    )
     with torch.no_grad():
-        w = (
-            estimator(src.features("train", None), torch.as_tensor(labels, device=run.device))
-            .cpu()
-            .numpy()
-        )
+        L = torch.as_tensor(labels, device=run.device)
+        w = estimator(src.features("train", None), L, conf).cpu().numpy()
     out = np.zeros((len(labels), run.num_classes))
     rows, cols = np.nonzero(labels >= 0)
     np.add.at(out, (rows, labels[rows, cols]), w[rows, cols])

@@ -80,21 +80,29 @@ class AgreementItems:
     groups: torch.Tensor
     present: torch.Tensor
     """(M, K) bool: which annotators labelled each fixable item."""
+    confidence: torch.Tensor | None = None
+    """(M, K) the annotators' confidences on them (NaN = none), or None."""
 
     @classmethod
     def select(
-        cls, labels: torch.Tensor, gold: torch.Tensor, groups: torch.Tensor
+        cls,
+        labels: torch.Tensor,
+        gold: torch.Tensor,
+        groups: torch.Tensor,
+        confidence: torch.Tensor | None = None,
     ) -> AgreementItems:
-        """From a split's (N, K) labels, (N,) gold classes and (N,) group indices."""
+        """From a split's (N, K) labels, (N,) gold classes, (N,) group indices and
+        optionally (N, K) confidences."""
         fix = O.fixable_items(labels, gold)
         L = labels[fix]
-        return cls(fix, L, gold[fix], groups[fix], O.annotator_mask(L))
+        conf = confidence[fix] if confidence is not None else None
+        return cls(fix, L, gold[fix], groups[fix], O.annotator_mask(L), conf)
 
     def risks(
         self, estimator: nn.Module, feats: torch.Tensor, num_groups: int, num_classes: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Agreement group risks of ``estimator`` given the (N, D) features of the split."""
-        w = estimator(feats[self.index], self.labels)
+        w = estimator(feats[self.index], self.labels, self.confidence)
         return O.agreement_group_risks(
             w, self.labels, self.gold, self.groups, num_groups, num_classes
         )

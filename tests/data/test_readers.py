@@ -53,6 +53,24 @@ def test_long_csv_groups_rows_by_item(tmp_path: Path) -> None:
     assert (gpt.kind, gpt.rationale, gpt.confidence) == ("llm", "because", 0.9)
 
 
+def test_confidence_matrix_is_nan_where_absent_or_not_given(tmp_path: Path) -> None:
+    p = write(
+        tmp_path / "c.csv",
+        "item_id,text,annotator,label,confidence\n"
+        "a,t1,h1,safe,\na,t1,gpt,toxic,0.25\nb,t2,gpt,safe,0.75\nb,t2,h2,safe,1\n",
+    )
+    ds = read_dataset(p)
+    m = ds.confidence_matrix(["gpt", "h1", "h2", "nobody"])
+    assert m.dtype == np.float32 and m.shape == (2, 4)
+    np.testing.assert_array_equal(m, [[0.25, np.nan, np.nan, np.nan], [0.75, np.nan, 1.0, np.nan]])
+    assert ds.has_confidence
+    # Default column order is ds.annotators, as for label_matrix.
+    assert ds.confidence_matrix().shape == ds.label_matrix().shape
+    assert not read_dataset(
+        write(tmp_path / "n.csv", "item_id,text,annotator,label\na,t,h,safe\nb,u,h,toxic\n")
+    ).has_confidence
+
+
 def test_our_jsonl_round_trip_keeps_rationales_and_schema(tmp_path: Path) -> None:
     schema = LabelSchema(
         classes=("safe", "toxic"), safe=("safe",), descriptions={"toxic": "harmful"}

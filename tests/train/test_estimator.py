@@ -92,7 +92,7 @@ def test_shrinkage_holds_a_rarely_seen_annotator_near_the_shared_model() -> None
 def test_capacity_is_chosen_over_rank_and_shrinkage_by_cross_validation() -> None:
     labels, gold = _crowd(120)
     feats = torch.randn(120, 4, generator=torch.Generator().manual_seed(0))
-    (rank, shrink), scores = choose_estimator_rank(
+    (rank, shrink, conf), scores = choose_estimator_rank(
         feats,
         torch.as_tensor(labels),
         torch.as_tensor(gold),
@@ -104,10 +104,10 @@ def test_capacity_is_chosen_over_rank_and_shrinkage_by_cross_validation() -> Non
         shrinkages=(2.0, 20.0),
         steps=30,
     )
-    assert set(scores) == {(0, 2.0), (0, 20.0), (4, 2.0), (4, 20.0)}
-    assert (rank, shrink) in scores
-    best = max(scores.values())
-    assert scores[(rank, shrink)] >= best - 0.005
+    assert set(scores) == {(0, 2.0, False), (0, 20.0, False), (4, 2.0, False), (4, 20.0, False)}
+    assert (rank, shrink, conf) in scores and not conf
+    best = max(v.accuracy for v in scores.values())
+    assert scores[(rank, shrink, conf)].accuracy >= best - 0.005
 
 
 def test_estimators_saved_before_the_label_terms_still_load() -> None:
