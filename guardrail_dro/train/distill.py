@@ -14,10 +14,14 @@ The student:
 - **targets** (no labels needed): the teacher's class probabilities (KL divergence) and
   its pooled, normalised embedding (squared distance, ``embed``), computed once by the
   teacher and cached with the trainer's embedding cache. ``loss`` picks ``kl``,
-  ``embed`` or ``both`` (the default, measured in ``benchmarks/bench_distill.py``);
+  ``embed`` or ``both`` (the default); ``toxic_weight`` adds a binary KL on the toxic
+  score, the one number the guard thresholds (README "Distilled student" has the runs
+  behind the defaults);
 - **texts**: the teacher's training texts minus those in the validation split (which
-  selects the epoch), plus any unlabelled texts (e.g. the teacher's background-safe
-  text): every text the guard will see teaches it something, label or not;
+  selects the epoch), ``augment`` word-noise copies of each (``train/augment.py``: a few
+  words dropped, two neighbours swapped), plus any unlabelled texts (e.g. the teacher's
+  background-safe text): every text the guard will see teaches it something, label or
+  not; the copies fill the space between the training texts, where test texts fall;
 - **selection**: the epoch with the best validation ROC AUC of the toxic score (ties:
   the later; accuracy without safe classes): what the guard's decisions follow.
 
@@ -86,13 +90,13 @@ class DistillConfig(BaseModel):
     embed_weight: float = Field(1.0, ge=0, description="Weight of the embedding term (both).")
     temperature: float = Field(1.0, gt=0, description="Softmax temperature of the KL term.")
     toxic_weight: float = Field(
-        0.0,
+        1.0,
         ge=0,
         description="Weight of a binary KL on the toxic score (what the guard "
         "thresholds), added to the loss.",
     )
     augment: int = Field(
-        0,
+        3,
         ge=0,
         description="Word-noise copies of each training text added to the "
         "distillation texts (train/augment.py); the teacher labels them.",

@@ -41,11 +41,15 @@ def test_distill_writes_a_student_model_dir(
     out = tmp_path / "student"
     r = run(
         "distill", "--model", str(tiny_model_dir), "--out", str(out), "--layers", "1",
-        "--epochs", "1", "--train", str(tmp_path / "train.jsonl"),
+        "--epochs", "1", "--augment", "1", "--toxic-weight", "0.5",
+        "--train", str(tmp_path / "train.jsonl"),
         "--valid", str(tmp_path / "valid.jsonl"), "--cache-dir", str(tmp_path / "cache"),
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     man = json.loads((out / "manifest.json").read_text())
     assert man["distilled_from"]["layers"] == [0]
+    rec = man["distilled_from"]
+    assert rec["config"]["augment"] == 1 and rec["config"]["toxic_weight"] == 0.5
+    assert rec["texts"]["word-noise"] > 0
     assert json.loads((out / "config.json").read_text())["encoder"]["num_hidden_layers"] == 1
     assert "epoch 1" in r.stderr and "guardrail-dro export --model" in r.stdout
