@@ -250,6 +250,16 @@ def distill_command(
         ),
     ] = None,
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 3,
+    quant_aware_epochs: Annotated[
+        int,
+        typer.Option(
+            "--quant-aware-epochs",
+            min=0,
+            help="Train the last N epochs through int8 rounding (inputs per tensor, "
+            "weights per channel, as the export's fast int8) and keep the best of them: "
+            "fewer decision flips when the int8 is gated. 0: none.",
+        ),
+    ] = 0,
     lr: Annotated[float, typer.Option("--lr")] = 2e-4,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
     threads: Annotated[
@@ -273,6 +283,7 @@ def distill_command(
     cfg = DistillConfig(
         layers=layers, layer_choice=layer_choice, loss=loss, epochs=epochs, lr=lr,
         batch_size=batch_size, seed=seed, cache_dir=cache_dir, threads=threads,
+        quant_aware_epochs=quant_aware_epochs,
         **{k: v for k, v in {"augment": augment, "toxic_weight": toxic_weight}.items()
            if v is not None},
     )  # fmt: skip

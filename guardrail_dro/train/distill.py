@@ -32,6 +32,7 @@ format (manifest version 2, same schema), whose manifest records the teacher in
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import hashlib
@@ -64,6 +65,7 @@ from guardrail_dro.train.student import (
     DistillLoss,
     LayerChoice,
     distill_loss,
+    fake_int8,
     model_outputs,
     pick_layers,
     student_from_teacher,
@@ -102,6 +104,12 @@ class DistillConfig(BaseModel):
         "distillation texts (train/augment.py); the teacher labels them.",
     )
     epochs: int = Field(3, ge=1, description="Passes over the texts.")
+    quant_aware_epochs: int = Field(
+        0,
+        ge=0,
+        description="The last N epochs train through int8 rounding (train/"
+        "student.py fake_int8); the epoch is then chosen among them only.",
+    )
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate (linear decay).")
     freeze_embeddings: bool = Field(
@@ -313,21 +321,23 @@ def _distill(
         student.train()
         total_loss = 0.0
         batches = _batches(lengths, cfg.batch_size, rng)
-        for idx in batches:
-            ids, mask = _pad([rows[i] for i in idx], pad_id)
-            emb = student.embed(ids, mask)
-            loss = distill_loss(
-                model_outputs(student, emb), emb, t_probs[idx], t_emb[idx],
-                loss=cfg.loss, embed_weight=cfg.embed_weight, temperature=cfg.temperature,
-                toxic_weight=cfg.toxic_weight, safe=safe,
-            )  # fmt: skip
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            total_loss += float(loss.detach())
-            bar.update(1)
+        quant = epoch > cfg.epochs - cfg.quant_aware_epochs
+        with fake_int8(student) if quant else contextlib.nullcontext():
+            for idx in batches:
+                ids, mask = _pad([rows[i] for i in idx], pad_id)
+                emb = student.embed(ids, mask)
+                loss = distill_loss(
+                    model_outputs(student, emb), emb, t_probs[idx], t_emb[idx],
+                    loss=cfg.loss, embed_weight=cfg.embed_weight,
+                    temperature=cfg.temperature, toxic_weight=cfg.toxic_weight, safe=safe,
+                )  # fmt: skip
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                total_loss += float(loss.detach())
+                bar.update(1)
         probs = _probs(student, v_rows, pad_id, valid.schema.num_classes)
         m = score_split(valid, probs.argmax(1))
         row = {
@@ -345,6 +355,9 @@ def _distill(
         # 15-class worst-group accuracy swung by one text of a 31-text group between
         # epochs (0.600 at epoch 1, 0.581 at epoch 3, when the AUC rose 0.876 -> 0.885).
         score = row["toxic_auc"] if row["toxic_auc"] is not None else m.accuracy
+        # Quantisation-aware epochs are there to make the fast int8 pass: choose among them.
+        if quant != bool(cfg.quant_aware_epochs):
+            continue
         if best is None or score >= best[0]:
             best = (score, epoch, copy.deepcopy(student.state_dict()))
     bar.close()

@@ -42,6 +42,7 @@ def test_distill_writes_a_student_model_dir(
     r = run(
         "distill", "--model", str(tiny_model_dir), "--out", str(out), "--layers", "1",
         "--epochs", "1", "--augment", "1", "--toxic-weight", "0.5",
+        "--quant-aware-epochs", "1",
         "--train", str(tmp_path / "train.jsonl"),
         "--valid", str(tmp_path / "valid.jsonl"), "--cache-dir", str(tmp_path / "cache"),
     )  # fmt: skip
@@ -50,6 +51,7 @@ def test_distill_writes_a_student_model_dir(
     assert man["distilled_from"]["layers"] == [0]
     rec = man["distilled_from"]
     assert rec["config"]["augment"] == 1 and rec["config"]["toxic_weight"] == 0.5
+    assert rec["config"]["quant_aware_epochs"] == 1 and rec["best_epoch"] == 1
     assert rec["texts"]["word-noise"] > 0
     assert json.loads((out / "config.json").read_text())["encoder"]["num_hidden_layers"] == 1
     assert "epoch 1" in r.stderr and "guardrail-dro export --model" in r.stdout

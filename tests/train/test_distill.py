@@ -103,6 +103,23 @@ def test_distill_loss_toxic_term_is_the_binary_kl_of_the_toxic_scores() -> None:
     ) == pytest.approx(float(base))
 
 
+def test_fake_int8_rounds_inside_and_restores_after() -> None:
+    from guardrail_dro.train.student import fake_int8
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 3))
+    x = torch.randn(5, 8)
+    exact = net(x)
+    with fake_int8(net) as n:
+        assert n == 2
+        rounded = net(x)
+        rounded.sum().backward()  # straight-through: gradients reach the weights
+    assert net[0].weight.grad is not None and net[0].weight.grad.abs().sum() > 0
+    diff = float((rounded - exact).detach().abs().max())
+    assert 0 < diff < 0.05  # int8 rounding: small, not nothing
+    assert torch.equal(net(x), exact)  # the plain forward is back
+
+
 def test_word_noise_copies_are_new_deterministic_and_near_their_text() -> None:
     from guardrail_dro.train.augment import word_noise
 
@@ -144,15 +161,15 @@ def test_tiny_teacher_into_one_layer_student_end_to_end(
     train_texts = synthetic["train"].texts
     unlabelled = ["hello there, how are you?", "what time is the meeting tomorrow"]
     cfg = DistillConfig(
-        layers=1, epochs=2, lr=1e-3, progress=False, cache_dir=tmp_path / "cache",
-        augment=1, toxic_weight=1.0,
+        layers=1, epochs=3, lr=1e-3, progress=False, cache_dir=tmp_path / "cache",
+        augment=1, toxic_weight=1.0, quant_aware_epochs=2,
     )  # fmt: skip
     epochs: list[dict] = []
     student = distill(
         teacher_dir, train_texts, synthetic["valid"], cfg,
         extra_texts={"chat": unlabelled}, on_epoch=epochs.append,
     )  # fmt: skip
-    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
     rec = student.manifest.distilled_from
     assert rec is not None and rec.layers == [0] and rec.teacher_layers == 2
     assert rec.texts["chat"] == 2
@@ -160,9 +177,10 @@ def test_tiny_teacher_into_one_layer_student_end_to_end(
     # No validation text is distilled on: it selects the epoch.
     assert rec.texts["train"] == len(set(train_texts) - set(synthetic["valid"].texts))
     assert student.manifest.valid_metrics.n == len(synthetic["valid"])
-    # The epoch kept is the one with the best validation ROC AUC (ties: the later).
-    aucs = [e["toxic_auc"] for e in rec.epoch_valid]
-    assert rec.best_epoch == max(range(len(aucs)), key=lambda i: (aucs[i], i)) + 1
+    # The epoch kept is the one with the best validation ROC AUC (ties: the later) among
+    # the quantisation-aware ones (the last two of three).
+    aucs = {e["epoch"]: e["toxic_auc"] for e in rec.epoch_valid}
+    assert rec.best_epoch == max((2, 3), key=lambda e: (aucs[e], e))
 
     # The loop trained (the weights moved from the copied layers), and the student
     # makes the teacher's decisions (a tiny random encoder's single layer already does,
