@@ -23,7 +23,9 @@ The student:
   background-safe text): every text the guard will see teaches it something, label or
   not; the copies fill the space between the training texts, where test texts fall;
 - **selection**: the epoch with the best validation ROC AUC of the toxic score (ties:
-  the later; accuracy without safe classes): what the guard's decisions follow.
+  the later; accuracy without safe classes): what the guard's decisions follow. With
+  ``quant_aware_epochs`` the last epochs train through the fast int8's rounding
+  (``student.fake_int8``) and the choice is made among them.
 
 ``distill(teacher_dir, train, valid, config)`` returns a ``TrainedModel`` in the usual
 format (manifest version 2, same schema), whose manifest records the teacher in
