@@ -36,6 +36,7 @@ __all__ = [
     "load_backbone",
     "mean_pool",
     "mix_toxic",
+    "safe_toxic_log_mass",
 ]
 
 
@@ -103,6 +104,17 @@ class ClassifierHead(nn.Module):
         return self.net(features)
 
 
+def safe_toxic_log_mass(
+    logp: torch.Tensor, safe: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1) log P(safe classes) and log P(harmful classes) of (B, C) class
+    log-probabilities: the toxic score's two sides, in log space (no 1 - p cancellation)."""
+    neg = torch.finfo(logp.dtype).min
+    log_safe = torch.logsumexp(logp.masked_fill(~safe, neg), dim=-1, keepdim=True)
+    log_toxic = torch.logsumexp(logp.masked_fill(safe, neg), dim=-1, keepdim=True)
+    return log_safe, log_toxic
+
+
 def mix_toxic(
     logits: torch.Tensor, binary: torch.Tensor, safe: torch.Tensor, weight: float
 ) -> torch.Tensor:
@@ -117,9 +129,7 @@ def mix_toxic(
     folders and must not import guardrail_dro).
     """
     logp = torch.log_softmax(logits, dim=-1)
-    neg = torch.finfo(logp.dtype).min
-    log_safe = torch.logsumexp(logp.masked_fill(~safe, neg), dim=-1, keepdim=True)
-    log_toxic = torch.logsumexp(logp.masked_fill(safe, neg), dim=-1, keepdim=True)
+    log_safe, log_toxic = safe_toxic_log_mass(logp, safe)
     t = (1.0 - weight) * torch.exp(log_toxic) + weight * torch.sigmoid(binary)
     t = t.clamp(1e-7, 1.0 - 1e-7)
     return torch.where(safe, logp - log_safe + torch.log1p(-t), logp - log_toxic + torch.log(t))

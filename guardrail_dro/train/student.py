@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 from guardrail_dro.errors import ConfigError
-from guardrail_dro.train.model import GuardClassifier
+from guardrail_dro.train.model import GuardClassifier, safe_toxic_log_mass
 
 __all__ = [
     "DistillLoss",
@@ -119,12 +119,7 @@ def distill_loss(
     if not parts:
         raise ConfigError(f"loss must be kl, embed or both, not {loss!r}")
     if toxic_weight > 0 and safe is not None and safe.any() and not safe.all():
-        logq = torch.log_softmax(student_logits, -1)
-        neg = torch.finfo(logq.dtype).min
-        q = torch.stack(
-            [torch.logsumexp(logq.masked_fill(~safe, neg), -1),
-             torch.logsumexp(logq.masked_fill(safe, neg), -1)], -1
-        )  # fmt: skip
+        q = torch.cat(safe_toxic_log_mass(torch.log_softmax(student_logits, -1), safe), -1)
         p_safe = teacher_probs[:, safe].sum(-1).clamp(1e-7, 1 - 1e-7)
         p = torch.stack([p_safe, 1 - p_safe], -1)
         parts.append(toxic_weight * (p * (torch.log(p) - q)).sum(-1).mean())
