@@ -22,7 +22,7 @@ quickstart: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 bench: install
 	$(BIN)/guardrail-dro bench --train toxic-questions:train --valid toxic-questions:valid \

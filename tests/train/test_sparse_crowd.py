@@ -17,6 +17,8 @@ import pytest
 from guardrail_dro.data.synthetic import SHIFTED_GROUP, make_sparse_crowd
 from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
+pytestmark = pytest.mark.slow  # the real MiniLM: eight trainings on 2,000 texts
+
 METHODS = ("ours", "mv", "soft", "ds")
 CROWDS = (0, 1)
 SIZES = {"n_train": 1200, "n_valid": 300, "n_test": 500}

@@ -42,6 +42,7 @@ def minilm_runs(synthetic, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_ours_beats_majority_vote_and_uniform_soft_labels_on_worst_group(minilm_runs) -> None:
     """The acceptance test of the method: fixed seed, frozen MiniLM, under a minute."""
     worst = {m: metrics.worst_group_accuracy for m, (_, metrics) in minilm_runs.items()}
@@ -51,6 +52,7 @@ def test_ours_beats_majority_vote_and_uniform_soft_labels_on_worst_group(minilm_
     assert acc["ours"] >= acc["mv"], acc
 
 
+@pytest.mark.slow
 def test_ours_learns_to_distrust_llms_on_phrased_items(minilm_runs) -> None:
     res = minilm_runs["ours"][0]
     w = res.annotator_weight_by_group[SHIFTED_GROUP]
