@@ -56,7 +56,11 @@ RULE = (
     "differences under 1 point counting as ties, broken by the higher valid ROC AUC; the "
     "baseline stays unless another variant wins"
 )
-"""Why: valid measures the toxic-questions task the guard must keep doing (separation and
+"""Applied to seed 0 first; then, because one seed of ``ours`` moves its chosen epoch (and
+so these numbers) by more than the differences seen, to the mean over seeds 0, 1, 2 of
+each variant (decided after seed 0, before any other seed was measured).
+
+Why: valid measures the toxic-questions task the guard must keep doing (separation and
 the decisions at the shipped point), the held-out background measures ordinary text,
 which valid does not contain. The probes judge, they do not choose."""
 
@@ -123,7 +127,11 @@ def _binary(toxic: np.ndarray, positive: np.ndarray, groups: np.ndarray, thr: fl
 
 
 def measure_one(folder: Path) -> dict:
-    """Score one variant's guard at its exported threshold."""
+    """Score one variant's guard at its exported threshold (kept in ``measured.json``, so
+    a second ``measure`` scores only the variants trained since)."""
+    done = folder / "measured.json"
+    if done.is_file() and done.stat().st_mtime > (folder / "variant.json").stat().st_mtime:
+        return json.loads(done.read_text())
     from guardrail_dro import Guard
     from guardrail_dro.data.background import load_background
     from guardrail_dro.data.bundled import load_bundled
@@ -156,6 +164,7 @@ def measure_one(folder: Path) -> dict:
             "harmful_blocked": int((harm >= thr).sum()),
             "harmful": len(harm),
         }
+    done.write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -183,7 +192,7 @@ def measure(args: argparse.Namespace) -> None:
                 for p in r["probes"].values()
             ),
         )
-    Console().print(table)
+    Console(width=200).print(table)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=2) + "\n")
