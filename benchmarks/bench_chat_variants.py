@@ -168,6 +168,38 @@ def measure_one(folder: Path) -> dict:
     return record
 
 
+def _summary(r: dict) -> dict[str, float]:
+    """The numbers ``RULE`` reads, and the probes', of one measured variant."""
+    v, h = r["valid_binary"], r["heldout_blocked"]
+    bg = [h[n] for n in BACKGROUND]
+    out = {
+        "valid_auc": v["roc_auc"],
+        "valid_wg_binary_accuracy": v["worst_group_accuracy"],
+        "valid_recall": v["recall"],
+        "heldout_block_rate": sum(b["blocked"] for b in bg) / sum(b["texts"] for b in bg),
+    }
+    for name, p in r["probes"].items():
+        out[f"{name} everyday allowed"] = p["everyday_allowed"]
+        out[f"{name} harmful blocked"] = p["harmful_blocked"]
+    return out
+
+
+def choose(rows: dict[str, dict[str, float]], baseline: str) -> str:
+    """The variant ``RULE`` picks among ``rows`` (name -> ``_summary``)."""
+    base = rows[baseline]
+    ok = [
+        n
+        for n, r in rows.items()
+        if r["valid_auc"] >= base["valid_auc"] - 0.01
+        and r["valid_wg_binary_accuracy"] >= base["valid_wg_binary_accuracy"] - 0.02
+    ]
+    best = min(rows[n]["heldout_block_rate"] for n in ok)
+    tied = [n for n in ok if rows[n]["heldout_block_rate"] < best + 0.01]
+    if baseline in tied:
+        return baseline
+    return max(tied, key=lambda n: rows[n]["valid_auc"])
+
+
 def measure(args: argparse.Namespace) -> None:
     """One row per variant under ``OUT``: valid, held-out background, both probes."""
     records = [measure_one(f) for f in sorted(args.out.iterdir()) if (f / "variant.json").is_file()]
@@ -192,10 +224,30 @@ def measure(args: argparse.Namespace) -> None:
                 for p in r["probes"].values()
             ),
         )
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    rows = {r["name"]: _summary(r) for r in records}
+    if "a" in rows:
+        first = {n: r for n, r in rows.items() if "-s" not in n}
+        console.print(f"seed 0: the rule picks [bold]{choose(first, 'a')}[/]")
+    seeds: dict[str, list[dict[str, float]]] = {}
+    for name, row in rows.items():
+        seeds.setdefault(name.split("-s")[0], []).append(row)
+    means = {n: {k: float(np.mean([x[k] for x in rs])) for k in rs[0]} for n, rs in seeds.items()}
+    mt = Table("variant", "seeds", *next(iter(means.values())).keys(), title="mean over seeds")
+    for n, m in means.items():
+        mt.add_row(
+            n, str(len(seeds[n])), *(f"{x:.4f}" if x < 1 else f"{x:.2f}" for x in m.values())
+        )
+    console.print(mt)
+    if "a" in means:
+        console.print(f"mean over seeds: the rule picks [bold]{choose(means, 'a')}[/]")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(records, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps({"rule": RULE, "variants": records, "mean_over_seeds": means}, indent=2)
+            + "\n"
+        )
         Console().print(f"written to {args.json}")
 
 
