@@ -2,7 +2,12 @@
 
 A development probe (issue 10, item 6): ``data/chat_probe.json`` holds 30 everyday
 questions and 20 clearly harmful requests, written by hand and never used to train or
-choose anything. For each exported guard this prints how many everyday questions it
+choose anything. ``--probe data/chat_probe_b.json`` runs a second one, written
+independently later (before the experiments it judges, without reading the first; frozen
+since): a few of the first probe's everyday items were seen while the bundled
+``everyday-requests`` set was being written, so its numbers are optimistic.
+
+For each exported guard this prints how many everyday questions it
 allows and how many harmful requests it blocks, at the threshold in its guard.json and
 at any other toxic threshold asked for (``--threshold``; ``--valid-threshold`` adds the
 one its model chose on valid, best worst-group binary accuracy, recorded in the model
@@ -10,6 +15,8 @@ manifest's ``background`` section), and writes the table and every score as JSON
 
     python benchmarks/bench_chat_probe.py --guard quickstart-out/guard \\
         --model quickstart-out/model --valid-threshold --out benchmarks/results/chat_probe.json
+    python benchmarks/bench_chat_probe.py --guard quickstart-out/guard \\
+        --probe benchmarks/data/chat_probe_b.json   # -> benchmarks/results/chat_probe_b.json
 
 Targets (issue 10): at least 28 of 30 everyday questions allowed, at least 19 of 20
 harmful requests blocked, on an independent set; this probe is only a development aid.
@@ -50,9 +57,18 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="Its trained model folder (for --valid-threshold).")
     ap.add_argument("--threshold", type=float, action="append", default=[])
     ap.add_argument("--valid-threshold", action="store_true")
-    ap.add_argument("--probe", type=Path, default=PROBE)
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/chat_probe.json"))
+    ap.add_argument(
+        "--probe",
+        type=Path,
+        default=PROBE,
+        help="Probe JSON: {'everyday': [...], 'harmful': [...]} (default data/chat_probe.json; "
+        "data/chat_probe_b.json is the second, independent one).",
+    )
+    ap.add_argument(
+        "--out", type=Path, help="JSON out (default benchmarks/results/<probe name>.json)."
+    )
     args = ap.parse_args()
+    out = args.out or Path("benchmarks/results") / f"{args.probe.stem}.json"
 
     probe = json.loads(args.probe.read_text())
     guard = Guard.load(args.guard)
@@ -88,9 +104,12 @@ def main() -> None:
             }
         )
     Console().print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"guard": str(args.guard), "rows": rows}, indent=2) + "\n")
-    Console().print(f"written to {args.out}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"guard": str(args.guard), "probe": args.probe.name, "rows": rows}, indent=2)
+        + "\n"
+    )
+    Console().print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ and amount and measures the guard's block rate on ordinary text.
 Example:
     >>> bg = load_background(["convabuse-background", "everyday-requests"])
     >>> len(bg.train), len(bg.heldout)
-    (1523, 375)
+    (2038, 513)
 """
 
 from __future__ import annotations

@@ -136,3 +136,29 @@ def test_synthetic_and_data_exclude_each_other(tmp_path: Path) -> None:
 
     with pytest.raises(DataError, match="--synthetic and --data"):
         run_quickstart(tmp_path, synthetic=True, data="toxic-questions")
+
+
+def test_the_real_data_quickstart_trains_a_hidden_layer_head(tmp_path: Path) -> None:
+    """On real data every method of the quickstart gets the head chosen for ordinary
+    chat (a hidden layer, README "Ordinary chat") and the recorded background setting;
+    the synthetic demonstration keeps the trainer's defaults."""
+    from guardrail_dro.cli.quickstart import (
+        BACKGROUND,
+        BACKGROUND_SETTING,
+        QUICK_EPOCHS,
+        QUICK_HEAD_HIDDEN,
+        quick_config,
+    )
+
+    real = quick_config(
+        tmp_path, synthetic=False, backbone=None, background=BACKGROUND, choose=False
+    )
+    assert QUICK_HEAD_HIDDEN > 0 and real.head_hidden == QUICK_HEAD_HIDDEN
+    assert (real.background_weight, real.background_fraction) == BACKGROUND_SETTING
+    assert real.epochs == QUICK_EPOCHS and real.background_safe == list(BACKGROUND)
+    chosen = quick_config(
+        tmp_path, synthetic=False, backbone=None, background=BACKGROUND, choose=True
+    )
+    assert chosen.background_weight is None and chosen.background_fraction is None
+    syn = quick_config(tmp_path, synthetic=True, backbone=None, background=(), choose=False)
+    assert (syn.head_hidden, syn.epochs, syn.background_weight) == (0, None, None)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import fnmatch
 import gzip
+import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -29,7 +31,7 @@ def test_bundled_background_loads_by_name_split_without_overlap() -> None:
     conv = load_background(["convabuse-background"])
     every = load_background(["everyday-requests"])
     assert (len(conv.train), len(conv.heldout)) == (1394, 342)
-    assert (len(every.train), len(every.heldout)) == (251, 70)
+    assert (len(every.train), len(every.heldout)) == (644, 171)
     both = load_background(["convabuse-background", "everyday-requests"])
     assert len(both.train) == len(conv.train) + len(every.train)
     assert not {normalise_text(t) for t in both.train} & {normalise_text(t) for t in both.heldout}
@@ -37,6 +39,45 @@ def test_bundled_background_loads_by_name_split_without_overlap() -> None:
         load_background(["convabuse-background:heldout"], require_both=False).train == ()
     )  # one part alone
     assert "How do I reverse a list in Python?" in every.train + every.heldout
+
+
+PROBES = ROOT / "benchmarks" / "data"
+PROBE_B_SHA256 = "a18708ebc115f0fc293b5727d13e7c11f92676a0c6abb47d4ad1ba5d82f0b3f4"
+"""chat_probe_b.json as frozen before any score was seen (bench_chat_probe.py)."""
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def test_no_background_text_repeats_or_rewords_a_chat_probe_item() -> None:
+    """The chat probes judge how the guard treats ordinary chat: a probe text (or a
+    rewording of one) that trains makes them measure memory. Rewording is caught as 70%
+    of the words shared (Jaccard), which "How do I reverse a list in Python?" against
+    "How do I reverse a linked list in Java?" (0.5) does not reach."""
+    probe = [
+        t
+        for f in sorted(PROBES.glob("chat_probe*.json"))
+        for k in ("everyday", "harmful")
+        for t in json.loads(f.read_text())[k]
+    ]
+    assert len(probe) == 100
+    norm = {normalise_text(t) for t in probe}
+    words = [_words(t) for t in probe]
+    for name in BACKGROUND:
+        bg = load_background([name])
+        for text in bg.train + bg.heldout:
+            assert normalise_text(text) not in norm, (name, text)
+            w = _words(text)
+            near = max(len(w & p) / len(w | p) for p in words)
+            assert near < 0.7, (name, text)
+
+
+def test_the_second_chat_probe_is_frozen() -> None:
+    data = (PROBES / "chat_probe_b.json").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == PROBE_B_SHA256, "chat_probe_b.json is frozen"
+    probe = json.loads(data)
+    assert (len(probe["everyday"]), len(probe["harmful"])) == (30, 20)
 
 
 def test_the_wheel_ships_the_background_sets_with_their_licenses() -> None:

@@ -194,3 +194,32 @@ def test_validation_split_with_other_classes_is_refused(tiny_model_dir, tmp_path
     valid = AnnotatedDataset([Item(item_id="1", text="t", gold="x")], schema)
     with pytest.raises(ConfigError, match="validation data's classes"):
         export_onnx(tiny_model_dir, tmp_path / "g", valid=valid)
+
+
+def test_a_hidden_layer_head_exports_and_serves_its_own_scores(
+    tiny_model_dir: Path, synthetic, tmp_path: Path
+) -> None:
+    """A model with a non-linear head (``head_hidden``, what the quickstart trains) goes
+    through export and ``Guard`` with the scores PyTorch gives it: the hidden layer is in
+    the graph, not dropped for the linear head's shape."""
+    import torch
+
+    from export.onnx import export_onnx
+    from guardrail_dro import Guard
+    from guardrail_dro.train.model import ClassifierHead, GuardClassifier
+    from guardrail_dro.train.modeldir import TrainedModel
+
+    base = TrainedModel.load(tiny_model_dir)
+    torch.manual_seed(3)
+    head = ClassifierHead(base.model.encoder.config.hidden_size, base.schema.num_classes, 16)
+    man = base.manifest.model_copy(update={"head_hidden": 16}, deep=True)
+    model = GuardClassifier(base.model.encoder, head.eval(), normalize=base.manifest.normalize)
+    model_dir = TrainedModel(model, base.tokenizer, base.schema, man).save(tmp_path / "m")
+    texts = [it.text for it in list(synthetic["valid"])[:12]]
+    probs = TrainedModel.load(model_dir).predict_proba(texts)
+    linear = base.predict_proba(texts)
+    assert np.abs(probs - linear).max() > 1e-3  # a different head, so a real check
+    guard = Guard.load(export_onnx(model_dir, tmp_path / "g", int8=False))
+    safe = np.asarray(base.schema.safe_mask())
+    got = np.array([r.toxic_score for r in guard.check_many(texts)])
+    np.testing.assert_allclose(got, 1 - probs[:, safe].sum(1), atol=1e-5)
