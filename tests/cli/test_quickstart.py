@@ -14,12 +14,14 @@ pytest.importorskip("openai")
 
 
 def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path: Path) -> None:
-    from guardrail_dro.cli.quickstart import REPLAYED, _annotate
+    from guardrail_dro.cli.annotation_pass import annotation_pass
+    from guardrail_dro.cli.quickstart import REPLAYED
 
     data = make_synthetic(n_train=40, n_valid=20, n_test=10, seed=1)
     out = io.StringIO()
     console = Console(file=out, width=200)
-    first = _annotate(data, tmp_path, live=False, specs=(), console=console)
+    first = annotation_pass(data, tmp_path, live=False, specs=(), console=console,
+                            replay=REPLAYED)
     assert "train: 40 call(s) made, 0 answer(s) from the cache" in out.getvalue()
     name = next(a for a in first["train"].annotators if a.startswith("openai:"))
     for before, after in zip(data["train"], first["train"], strict=True):
@@ -29,7 +31,8 @@ def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path:
         assert REPLAYED not in {a.annotator for a in after.annotations}
 
     out.truncate(0)
-    again = _annotate(data, tmp_path, live=False, specs=(), console=console)
+    again = annotation_pass(data, tmp_path, live=False, specs=(), console=console,
+                            replay=REPLAYED)
     assert "train: 0 call(s) made, 40 answer(s) from the cache" in out.getvalue()
     assert "valid: 0 call(s) made, 20 answer(s) from the cache" in out.getvalue()
     assert [it.annotations for it in again["train"]] == [it.annotations for it in first["train"]]
@@ -37,18 +40,21 @@ def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path:
 
 def test_the_batch_replay_returns_the_same_labels_and_resumes(tmp_path: Path) -> None:
     # What the real-data quickstart uses: one Batch API upload per split, not a call per text.
-    from guardrail_dro.cli.quickstart import REPLAYED, _annotate
+    from guardrail_dro.cli.annotation_pass import annotation_pass
+    from guardrail_dro.cli.quickstart import REPLAYED
 
     data = {"train": make_synthetic(n_train=30, n_valid=10, n_test=10, seed=2)["train"]}
     out = io.StringIO()
     console = Console(file=out, width=200)
-    first = _annotate(data, tmp_path, live=False, specs=(), console=console, batch=True)
+    first = annotation_pass(data, tmp_path, live=False, specs=(), console=console,
+                            replay=REPLAYED, batch=True)
     assert "train: 30 call(s) made, 0 answer(s) from the cache" in out.getvalue()
     name = next(a for a in first["train"].annotators if a.startswith("openai:"))
     for before, after in zip(data["train"], first["train"], strict=True):
         assert after.label_of(name) == before.label_of(REPLAYED)
     out.truncate(0)
-    _annotate(data, tmp_path, live=False, specs=(), console=console, batch=True)
+    annotation_pass(data, tmp_path, live=False, specs=(), console=console, replay=REPLAYED,
+                    batch=True)
     assert "train: 0 call(s) made, 30 answer(s) from the cache" in out.getvalue()
 
 
