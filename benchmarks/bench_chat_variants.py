@@ -111,18 +111,20 @@ def train(args: argparse.Namespace) -> None:
 
 
 def _binary(toxic: np.ndarray, positive: np.ndarray, groups: np.ndarray, thr: float) -> dict:
-    """Binary metrics of the decisions ``toxic >= thr`` against ``positive``."""
+    """ROC AUC of the score, and the binary metrics of the decisions ``toxic >= thr``
+    (serve.calibration's, what export and evaluate report)."""
     from sklearn.metrics import roc_auc_score
 
-    pred = toxic >= thr
-    correct = pred == positive
-    per_group = {g: float(correct[groups == g].mean()) for g in np.unique(groups)}
+    from guardrail_dro.serve.calibration import binary_metrics
+
+    names, codes = np.unique(groups, return_inverse=True)
+    op = binary_metrics(toxic >= thr, positive, codes, list(names), threshold=thr)
     return {
         "roc_auc": float(roc_auc_score(positive, toxic)),
-        "accuracy": float(correct.mean()),
-        "recall": float(pred[positive].mean()),
-        "fpr": float(pred[~positive].mean()),
-        "worst_group_accuracy": min(per_group.values()),
+        "accuracy": op.accuracy,
+        "recall": op.recall,
+        "fpr": op.fpr,
+        "worst_group_accuracy": op.worst_group_accuracy,
     }
 
 
