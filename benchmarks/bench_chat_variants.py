@@ -46,6 +46,8 @@ PROBES = {
 BACKGROUND = ("convabuse-background", "everyday-requests")
 """The quickstart's background sets (guardrail_dro/cli/quickstart.py BACKGROUND)."""
 HELDOUT = ("convabuse-background", "everyday-requests", "assistant-replies")
+HARMFUL = "harmful-requests"
+"""The bundled harmful background set; its held-out part is measured for every variant."""
 OBJECTIVE = "worst_group_balanced_accuracy"
 """The quickstart's export objective (``--objective balanced``)."""
 RULE = (
@@ -65,6 +67,38 @@ the decisions at the shipped point), the held-out background measures ordinary t
 which valid does not contain. The probes judge, they do not choose."""
 
 
+RULE_HARMFUL = (
+    "harmful background round (written before any variant with harmful text was trained): "
+    "baseline a = the quickstart's recipe (128-wide head, all the background, no harmful "
+    "text); eligible: valid toxic ROC AUC at most 0.01 below a's, valid worst-group binary "
+    "accuracy at the exported threshold at most 0.02 below a's, and held-out background "
+    "block rate at most 1 point above a's; among the eligible, the highest held-out "
+    "harmful-requests block rate, differences under 2 points counting as ties broken by "
+    "the lower held-out background block rate; on the mean of seeds 0, 1, 2; a stays "
+    "unless another variant wins"
+)
+"""Why the harmful round needs its own rule: ``RULE`` cannot see harmful text (valid's
+toxic items are toxic-questions' kinds), and a harmful term can only cost ordinary text
+and valid; so the costs are bounded and the gain is what is maximised. The probes judge."""
+
+
+def choose_harmful(rows: dict[str, dict[str, float]], baseline: str = "a") -> str:
+    """The variant ``RULE_HARMFUL`` picks among ``rows`` (name -> ``_summary``)."""
+    base = rows[baseline]
+    ok = [
+        n
+        for n, r in rows.items()
+        if r["valid_auc"] >= base["valid_auc"] - 0.01
+        and r["valid_wg_binary_accuracy"] >= base["valid_wg_binary_accuracy"] - 0.02
+        and r["heldout_block_rate"] <= base["heldout_block_rate"] + 0.01
+    ]
+    top = max(rows[n].get("heldout_harmful_block_rate", 0.0) for n in ok)
+    tied = [n for n in ok if rows[n].get("heldout_harmful_block_rate", 0.0) > top - 0.02]
+    if baseline in tied:
+        return baseline
+    return min(tied, key=lambda n: rows[n]["heldout_block_rate"])
+
+
 def train(args: argparse.Namespace) -> None:
     """Train and export one variant into ``OUT/NAME``."""
     from export.onnx import export_onnx
@@ -79,6 +113,8 @@ def train(args: argparse.Namespace) -> None:
         method="ours",
         epochs=args.epochs,
         background_safe=list(args.background or BACKGROUND),
+        background_harmful=list(args.harmful or []),
+        harmful_weight=args.harmful_weight,
         background_weight=args.weight,
         background_fraction=args.fraction,
         head_hidden=args.head_hidden,
@@ -152,8 +188,8 @@ def measure_one(folder: Path) -> dict:
     record["threshold"] = thr
     record["valid_binary"] = _binary(scores(it.text for it in valid), positive, groups, thr)
     record["heldout_blocked"] = {}
-    for name in HELDOUT:
-        texts = load_background([f"{name}:heldout"], require_both=False).heldout
+    for name in (*HELDOUT, HARMFUL):
+        texts = load_background([f"{name}:heldout"], require_both=False, harmful=None).heldout
         s = scores(texts)
         record["heldout_blocked"][name] = {"blocked": int((s >= thr).sum()), "texts": len(s)}
     record["probes"] = {}
@@ -180,6 +216,8 @@ def _summary(r: dict) -> dict[str, float]:
         "valid_recall": v["recall"],
         "heldout_block_rate": sum(b["blocked"] for b in bg) / sum(b["texts"] for b in bg),
     }
+    if HARMFUL in h:
+        out["heldout_harmful_block_rate"] = h[HARMFUL]["blocked"] / h[HARMFUL]["texts"]
     for name, p in r["probes"].items():
         out[f"{name} everyday allowed"] = p["everyday_allowed"]
         out[f"{name} harmful blocked"] = p["harmful_blocked"]
@@ -207,7 +245,8 @@ def measure(args: argparse.Namespace) -> None:
     records = [measure_one(f) for f in sorted(args.out.iterdir()) if (f / "variant.json").is_file()]
     table = Table(
         "variant", "thr", "valid AUC", "valid wg bin. acc.", "valid recall / FPR",
-        "held-out bg blocked (convabuse / everyday)", "replies", "probe A", "probe B",
+        "held-out bg blocked (convabuse / everyday)", "replies", "harmful", "probe A",
+        "probe B",
     )  # fmt: skip
     for r in records:
         v, h = r["valid_binary"], r["heldout_blocked"]
@@ -221,6 +260,7 @@ def measure(args: argparse.Namespace) -> None:
             f"{sum(b['blocked'] for b in bg) / sum(b['texts'] for b in bg):.3f} "
             + " / ".join(f"{b['blocked']}/{b['texts']}" for b in bg),
             f"{h['assistant-replies']['blocked']}/{h['assistant-replies']['texts']}",
+            f"{h[HARMFUL]['blocked']}/{h[HARMFUL]['texts']}" if HARMFUL in h else "-",
             *(
                 f"{p['everyday_allowed']}/{p['everyday']}, {p['harmful_blocked']}/{p['harmful']}"
                 for p in r["probes"].values()
@@ -244,10 +284,21 @@ def measure(args: argparse.Namespace) -> None:
     console.print(mt)
     if "a" in means:
         console.print(f"mean over seeds: the rule picks [bold]{choose(means, 'a')}[/]")
+        if any("heldout_harmful_block_rate" in m for m in means.values()):
+            pick = choose_harmful(means, "a")
+            console.print(f"mean over seeds, harmful round: RULE_HARMFUL picks [bold]{pick}[/]")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
-            json.dumps({"rule": RULE, "variants": records, "mean_over_seeds": means}, indent=2)
+            json.dumps(
+                {
+                    "rule": RULE,
+                    "rule_harmful": RULE_HARMFUL,
+                    "variants": records,
+                    "mean_over_seeds": means,
+                },
+                indent=2,
+            )
             + "\n"
         )
         Console().print(f"written to {args.json}")
@@ -263,6 +314,8 @@ def main() -> None:
     t.add_argument("--weight", type=float, default=1.0)
     t.add_argument("--fraction", type=float, default=0.5)
     t.add_argument("--head-hidden", type=int, default=0)
+    t.add_argument("--harmful", action="append", help="Harmful background sets (default none).")
+    t.add_argument("--harmful-weight", type=float, default=1.0)
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--note", default="")

@@ -8,6 +8,9 @@
   a chat assistant written by hand for this project (see its README).
 - ``assistant-replies``: ``scripts/data/assistant_replies.txt``, ordinary replies of a
   chat assistant written for this project (the output rail's side; see its README).
+- ``harmful-requests``: ``scripts/data/harmful_requests.txt``, requests to an assistant
+  that are harmful by construction, across a standard hazard taxonomy (trained as
+  'not safe' with ``--background-harmful``; see its README).
 
 All are de-duplicated by normalised text and split by a hash of that text (1 in 5
 held out), so the split is deterministic and no text is on both sides. Run from the
@@ -96,3 +99,4 @@ if __name__ == "__main__":
     convabuse(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/datasets/convabuse"))
     written(Path("scripts/data/everyday_requests.txt"), "everyday-requests")
     written(Path("scripts/data/assistant_replies.txt"), "assistant-replies")
+    written(Path("scripts/data/harmful_requests.txt"), "harmful-requests")

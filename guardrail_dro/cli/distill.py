@@ -40,7 +40,7 @@ _HELP = (
     "(--layer-choice spread: evenly spaced, first and last kept; first: the first K) and "
     "a copy of its head, then learns to match the teacher's class probabilities and "
     "pooled embedding (--loss both) on the teacher's training texts plus unlabelled "
-    "texts (--texts; default: the background-safe text the teacher trained with). No "
+    "texts (--texts; default: the background text, safe and harmful, the teacher trained with). No "
     "labels are needed; validation texts are never distilled on, they pick the epoch "
     "(best ROC AUC of the toxic score). OUT is a normal model directory whose manifest records "
     "the teacher: `guardrail-dro export --model OUT --valid ...` calibrates and gates it "
@@ -103,12 +103,11 @@ def distill_model_dir(
             )
     train_ds = _read(str(paths["train"]), reader, schema)
     valid_ds = _read(str(paths["valid"]), reader, schema)
-    specs = (
-        list(texts) if texts is not None else list(man.background.sources if man.background else [])
-    )
+    bg = man.background
+    specs = list(texts) if texts is not None else ([*bg.sources, *bg.harmful_sources] if bg else [])
     extra = {}
-    for spec in specs:
-        extra[spec] = list(load_background([spec], require_both=False).train)
+    for spec in specs:  # unlabelled texts: the teacher's scores are the targets, any kind
+        extra[spec] = list(load_background([spec], require_both=False, harmful=None).train)
     say.print(
         f"distilling {teacher} into {config.layers} layer(s) on {paths['train']} "
         f"({len(train_ds)} texts)"
@@ -155,7 +154,9 @@ def distill_splits(
     from guardrail_dro.data.background import load_background
     from guardrail_dro.train.distill import DistillConfig, distill
 
-    extra = {s: list(load_background([s], require_both=False).train) for s in background}
+    extra = {
+        s: list(load_background([s], require_both=False, harmful=None).train) for s in background
+    }
     console.print(f"  distilling the guard into a {layers}-layer student", highlight=False)
     student = distill(teacher, train.texts, valid, DistillConfig(layers=layers),
                       extra_texts=extra)  # fmt: skip

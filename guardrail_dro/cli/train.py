@@ -100,6 +100,22 @@ BackgroundFraction = Annotated[
         rich_help_panel=_T,
     ),
 ]
+BackgroundHarmful = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--background-harmful",
+        help="Text that is harmful by construction, trained as 'not safe' (its mass moved "
+        "off the safe classes, no unsafe class claimed): the bundled harmful-requests "
+        "(requests across a standard hazard taxonomy) or a file, read like "
+        "--background-safe. Repeatable. Needs --background-safe too. 1 text in 5 is held "
+        "out to measure how much of it the guard blocks.",
+        rich_help_panel=_T,
+    ),
+]
+HarmfulWeight = Annotated[
+    float,
+    typer.Option("--harmful-weight", help="Loss weight of a harmful text.", rich_help_panel=_T),
+]
 Device = Annotated[
     str | None,
     typer.Option(
@@ -121,6 +137,8 @@ class TrainingOptions(OptionGroup):
     background_safe: BackgroundSafe = None
     background_weight: BackgroundWeight = None
     background_fraction: BackgroundFraction = None
+    background_harmful: BackgroundHarmful = None
+    harmful_weight: HarmfulWeight = 1.0
 
     def config(self, **run: Any) -> TrainConfig:
         """The ``TrainConfig`` of these options and the command's own fields (``run``:
@@ -134,9 +152,12 @@ class TrainingOptions(OptionGroup):
         from guardrail_dro.data.background import load_background
         from guardrail_dro.train.trainer import TrainConfig
 
-        if self.background_safe:
-            load_background(self.background_safe)
+        for sources, bad in ((self.background_safe, False), (self.background_harmful, True)):
+            if sources:
+                load_background(sources, harmful=bad)
         return TrainConfig(
+            background_harmful=list(self.background_harmful or []),
+            harmful_weight=self.harmful_weight,
             background_safe=list(self.background_safe or []),
             background_weight=self.background_weight,
             background_fraction=self.background_fraction,

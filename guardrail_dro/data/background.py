@@ -6,8 +6,10 @@ Background text fills that gap: every text is taken as the schema's safe class w
 hard target and no annotators (``train.background``). It is read from
 
 - a bundled set, by name: ``convabuse-background`` (the non-abusive user turns of
-  ConvAbuse, CC BY 4.0) and ``everyday-requests`` (ordinary requests to an assistant
-  written for this project); ``NAME:train`` / ``NAME:heldout`` for one part;
+  ConvAbuse, CC BY 4.0), ``everyday-requests`` (ordinary requests to an assistant
+  written for this project), ``assistant-replies``, and the harmful-by-construction
+  ``harmful-requests`` (read with ``harmful=True``: it trains as 'not safe');
+  ``NAME:train`` / ``NAME:heldout`` for one part;
 - a file: ``.txt`` (one text per line), ``.csv`` (a ``text`` column, or the only
   column), ``.jsonl`` (objects with ``text``, or JSON strings), optionally ``.xz`` /
   ``.gz`` compressed.
@@ -61,6 +63,8 @@ class BackgroundSet:
     name: str
     license: str
     source: str
+    harmful: bool = False
+    """Harmful by construction (trains as 'not safe': ``--background-harmful``)."""
 
     @property
     def folder(self) -> Path:
@@ -93,6 +97,12 @@ BACKGROUND: dict[str, BackgroundSet] = {
             "assistant-replies",
             license="Apache-2.0 (this project)",
             source="written for guardrail-dro (scripts/data/assistant_replies.txt)",
+        ),
+        BackgroundSet(
+            "harmful-requests",
+            license="Apache-2.0 (this project)",
+            source="written for guardrail-dro (scripts/data/harmful_requests.txt)",
+            harmful=True,
         ),
     )
 }
@@ -201,31 +211,45 @@ def read_background_file(path: str | Path) -> list[str]:
     return texts
 
 
-def _one(spec: str | Path) -> tuple[list[str], list[str]]:
+def _one(spec: str | Path, harmful: bool | None) -> tuple[list[str], list[str]]:
     text = str(spec)
     name, colon, part = text.partition(":")
     if not Path(text).exists() and name in BACKGROUND:
         bundled = BACKGROUND[name]
+        if harmful is not None and bundled.harmful != harmful:
+            raise DataError(
+                f"{name} is harmful text: pass it with --background-harmful "
+                "(background_harmful), never as background-safe text"
+                if bundled.harmful
+                else f"{name} is safe text: pass it with --background-safe "
+                "(background_safe), never as harmful text"
+            )
         parts = [part] if colon else list(PARTS)
         got = {p: _csv_texts(bundled.path(p)) for p in parts}
         return got.get("train", []), got.get("heldout", [])
     return split_by_hash(read_background_file(spec))
 
 
-def load_background(specs: Sequence[str | Path], *, require_both: bool = True) -> BackgroundText:
+def load_background(
+    specs: Sequence[str | Path], *, require_both: bool = True, harmful: bool | None = False
+) -> BackgroundText:
     """Read and split every source (bundled name or file); texts in several sources once.
 
     Args:
         require_both: fail unless there is text to train on and text held out (what
             training needs); False to read one part alone (``NAME:heldout``).
+        harmful: what the sources are read as: safe text (False), harmful text (True),
+            or either (None); a bundled set of the other kind is refused (harmful text
+            trained as safe would teach the guard to let it through).
 
     Raises:
-        DataError: a source that is neither a bundled set nor a readable file.
+        DataError: a source that is neither a bundled set nor a readable file, or a
+            bundled set of the other kind.
     """
     train: dict[str, str] = {}
     heldout: dict[str, str] = {}
     for spec in specs:
-        tr, ho = _one(spec)
+        tr, ho = _one(spec, harmful)
         for t in ho:
             heldout.setdefault(normalise_text(t), t)
         for t in tr:
@@ -241,18 +265,20 @@ def load_background(specs: Sequence[str | Path], *, require_both: bool = True) -
 
 
 def background_dataset(
-    texts: Sequence[str], schema: LabelSchema, name: str = "background"
+    texts: Sequence[str], schema: LabelSchema, name: str = "background", *, harmful: bool = False
 ) -> AnnotatedDataset:
-    """Items with gold = the schema's first safe class and no annotations.
+    """Items with gold = the schema's first safe class and no annotations; with
+    ``harmful``, items with no gold (harmful text's class is unknown: it trains as 'not
+    safe', ``train.background``).
 
     Raises:
         DataError: the schema names no safe class (background text needs one).
     """
     if not schema.safe:
         raise DataError(
-            "background-safe text needs a schema with a safe class ('safe' in the schema "
+            "background text needs a schema with a safe class ('safe' in the schema "
             "file, or --safe)"
         )
-    safe = schema.safe[0]
-    items = [Item(item_id=f"{name}-{i}", text=t, gold=safe) for i, t in enumerate(texts)]
+    gold = None if harmful else schema.safe[0]
+    items = [Item(item_id=f"{name}-{i}", text=t, gold=gold) for i, t in enumerate(texts)]
     return AnnotatedDataset(items, schema, name=name)

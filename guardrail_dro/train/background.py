@@ -15,8 +15,20 @@ which is the plain mean over the joined batch when the method's loss is a mean a
 ``w = 1``. Background items do not enter the upper level of ``ours`` (they have no
 annotators to weigh; their target does not depend on the estimator).
 
+Harmful-by-construction text (``background_harmful``) is the mirror: it joins each
+step as ``-log(1 - P(safe))`` at ``harmful_weight``. Why: the annotated data covers the
+harm kinds its authors collected (toxic-questions has little on weapon modification,
+grooming or eating disorders), and safe background alone only teaches the guard what
+to let through; harmful text of other kinds teaches it that those are not safe, without
+claiming which unsafe class each one is (the annotated items keep teaching the classes,
+so a blocked result's label is still the most likely unsafe class). It needs safe
+background beside it (``TrainConfig``): harmful text alone would push everything the
+dataset lacks toward unsafe.
+
 Weight and amount are chosen by ``choose_background`` (see ``RULE``); the choice, the
-grid and the held-out block rate go into the model manifest.
+grid and the held-out block rates go into the model manifest. The harmful weight is
+fixed (``harmful_weight``, 1 by default): the held-out harmful block rate is reported,
+not selected on.
 """
 
 from __future__ import annotations
@@ -28,7 +40,6 @@ import torch
 from pydantic import BaseModel, Field
 
 from guardrail_dro.data.items import AnnotatedDataset
-from guardrail_dro.train import objectives as O
 from guardrail_dro.train.metrics import Metrics
 from guardrail_dro.train.run import Features
 
@@ -43,6 +54,7 @@ __all__ = [
     "GridPoint",
     "block_rate",
     "choose",
+    "join",
     "measure",
     "valid_threshold",
 ]
@@ -114,6 +126,14 @@ class BackgroundChoice(BaseModel):
     heldout_block_rate_at_valid_threshold: float | None = None
     chosen_by: str = Field(description="the rule, or 'set' when both values were given")
     grid: list[GridPoint] = Field(default_factory=list)
+    harmful_sources: list[str] = Field(default_factory=list)
+    harmful_weight: float | None = None
+    harmful_items: int = Field(0, description="harmful background texts that trained")
+    harmful_heldout_items: int = 0
+    harmful_heldout_block_rate: float | None = Field(
+        None, description="share of held-out harmful text blocked at ``threshold``"
+    )
+    harmful_heldout_block_rate_at_valid_threshold: float | None = None
 
     def summary(self) -> str:
         """One line for the console."""
@@ -129,20 +149,33 @@ class BackgroundChoice(BaseModel):
             if self.chosen_by == "set"
             else f"chosen among {len(self.grid)} settings on valid and held-out background"
         )
-        return (
+        line = (
             f"background-safe text: weight {self.weight:g}, amount {self.fraction:.0%} "
             f"({self.items} texts; {how}); held-out background blocked "
             f"{self.heldout_block_rate:.1%} of {self.heldout_items} at threshold "
             f"{self.threshold:g}{cal}"
         )
+        if self.harmful_heldout_block_rate is not None:
+            at_valid = self.harmful_heldout_block_rate_at_valid_threshold
+            cal_bad = f" ({at_valid:.1%} at the valid-chosen threshold)" if at_valid else ""
+            line += (
+                f"; harmful text: weight {self.harmful_weight:g} ({self.harmful_items} "
+                f"texts), held-out harmful blocked {self.harmful_heldout_block_rate:.1%} "
+                f"of {self.harmful_heldout_items}{cal_bad}"
+            )
+        return line
 
 
 class BackgroundTerm:
-    """Serves the background items of each classifier step and joins their loss.
+    """Serves the background items of each classifier step and scores their loss.
 
     Each step takes the next ``per_step`` items of a seeded permutation of the background
     (a new permutation once it is used up), sized so that an epoch of the training split
-    goes once through the background.
+    goes once through the background. A safe term's loss is the hard-target
+    cross-entropy to the safe class; a harmful term's (``harmful=True``) is
+    ``-log(1 - P(safe))``: it moves mass off the safe classes without choosing which
+    unsafe class a harmful text belongs to (its kind is unknown; the annotated items
+    teach the classes).
     """
 
     def __init__(
@@ -151,20 +184,23 @@ class BackgroundTerm:
         *,
         train_items: int,
         batch_size: int,
-        safe: int,
-        num_classes: int,
+        safe_mask: list[bool],
         weight: float,
         seed: int,
         device: torch.device,
+        harmful: bool = False,
     ) -> None:
         if n < 1:
             raise ValueError("a background term needs at least one background item")
         self.n = n
         self.per_step = max(1, math.ceil(n * batch_size / max(train_items, 1)))
         self.weight = weight
-        self.target = torch.zeros(num_classes, device=device)
-        self.target[safe] = 1.0
-        self._gen = torch.Generator().manual_seed(seed + 1)
+        self.harmful = harmful
+        mask = torch.as_tensor(safe_mask, dtype=torch.bool, device=device)
+        if not mask.any() or mask.all():
+            raise ValueError("a background term needs both safe and unsafe classes")
+        self.safe = mask
+        self._gen = torch.Generator().manual_seed(seed + (2 if harmful else 1))
         self._order = torch.randperm(n, generator=self._gen)
         self._at = 0
 
@@ -177,12 +213,29 @@ class BackgroundTerm:
         self._at += self.per_step
         return idx
 
-    def join(self, method_loss: torch.Tensor, batch: int, logits: torch.Tensor) -> torch.Tensor:
-        """The step's loss: the method's loss over ``batch`` items joined with the
-        background items' (``logits`` (b, C)) hard-target cross-entropy at ``weight``."""
-        ce = O.soft_cross_entropy(logits, self.target.expand_as(logits))
-        b = logits.shape[0]
-        return (batch * method_loss + self.weight * ce.sum()) / (batch + b)
+    def losses(self, logits: torch.Tensor) -> torch.Tensor:
+        """(b,) per-item loss of this term's items' ``logits`` (b, C)."""
+        total = torch.logsumexp(logits, -1)
+        kept = self.safe if not self.harmful else ~self.safe
+        # -log P(kept classes): the safe class(es), or every unsafe class together
+        return total - torch.logsumexp(logits[:, kept], -1)
+
+
+def join(
+    method_loss: torch.Tensor,
+    batch: int,
+    terms: list[BackgroundTerm],
+    logits: list[torch.Tensor],
+) -> torch.Tensor:
+    """A step's loss: the method's loss over ``batch`` annotated items joined with each
+    term's items (``logits[k]`` (b_k, C) for ``terms[k]``) at the term's weight:
+    ``(B * L + sum_k w_k * sum_j loss_kj) / (B + sum_k b_k)``."""
+    num = batch * method_loss
+    den = batch
+    for term, lg in zip(terms, logits, strict=True):
+        num = num + term.weight * term.losses(lg).sum()
+        den += lg.shape[0]
+    return num / den
 
 
 def toxic_scores(probs: np.ndarray, safe_mask: np.ndarray) -> np.ndarray:
@@ -242,11 +295,15 @@ def measure(
     sources: tuple[str, ...],
     weight: float,
     fraction: float,
+    harmful: tuple[str, ...] | None = None,
+    harmful_weight: float = 1.0,
 ) -> BackgroundChoice:
     """Held-out background block rates of a trained head at the guard's default
-    threshold and at the threshold chosen on valid (best worst-group binary accuracy).
+    threshold and at the threshold chosen on valid (best worst-group binary accuracy);
+    with ``harmful`` (its sources), the held-out harmful text's too.
 
-    ``src`` serves the ``valid``, ``background`` and ``background_heldout`` splits.
+    ``src`` serves the ``valid``, ``background`` and ``background_heldout`` splits, and
+    ``harmful`` / ``harmful_heldout`` with harmful text.
     """
     safe = np.asarray(valid.schema.safe_mask())
     head.eval()
@@ -257,6 +314,17 @@ def measure(
 
     heldout = toxic("background_heldout")
     thr = valid_threshold(toxic("valid"), ~safe[valid.gold_array()], valid.group_array(groups))
+    extra = {}
+    if harmful:
+        bad = toxic("harmful_heldout")
+        extra = {
+            "harmful_sources": list(harmful),
+            "harmful_weight": harmful_weight,
+            "harmful_items": len(src.features("harmful", None)),
+            "harmful_heldout_items": len(bad),
+            "harmful_heldout_block_rate": block_rate(bad, GUARD_THRESHOLD),
+            "harmful_heldout_block_rate_at_valid_threshold": block_rate(bad, thr),
+        }
     return BackgroundChoice(
         sources=list(sources),
         weight=weight,
@@ -268,4 +336,5 @@ def measure(
         valid_threshold=thr,
         heldout_block_rate_at_valid_threshold=block_rate(heldout, thr),
         chosen_by="set",
+        **extra,
     )

@@ -313,9 +313,11 @@ def _warm_cache(cfg: TrainConfig, *splits: AnnotatedDataset) -> float:
 
     t0 = time.perf_counter()
     if cfg.background_safe and splits[0].schema.safe:
-        bg = load_background(cfg.background_safe)
-        texts = [*bg.train, *bg.heldout]
-        splits = (*splits, background_dataset(texts, splits[0].schema))
+        for sources, bad in ((cfg.background_safe, False), (cfg.background_harmful, True)):
+            if sources:
+                bg = load_background(sources, harmful=bad)
+                texts = [*bg.train, *bg.heldout]
+                splits = (*splits, background_dataset(texts, splits[0].schema))
     build_features(cfg, {f"split{i}": ds for i, ds in enumerate(splits)})
     return time.perf_counter() - t0
 

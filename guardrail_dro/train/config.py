@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from guardrail_dro.train.methods import lookup
 
@@ -100,6 +100,16 @@ class TrainConfig(BaseModel):
         le=1,
         description="Share of the background's train part used; None = chosen with the weight.",
     )
+    background_harmful: list[str] = Field(
+        default_factory=list,
+        description="Harmful-by-construction text: bundled set names (harmful-requests) or "
+        "files, read like background_safe; every text trains as 'not safe' (loss "
+        "-log(1 - P(safe)): mass off the safe classes, no unsafe class chosen). Needs "
+        "background_safe too (train/background.py).",
+    )
+    harmful_weight: float = Field(
+        1.0, gt=0, description="Loss weight of a harmful background text (fixed, not chosen)."
+    )
     toxic_score: Literal["choose", "class-head"] = Field(
         "choose",
         description="choose: the guard's toxic score is 1 - P(safe), a binary head or their "
@@ -137,6 +147,16 @@ class TrainConfig(BaseModel):
     def _known(cls, v: str) -> str:
         lookup(v)  # raises ConfigError (a ValueError: pydantic names the field) listing them
         return v
+
+    @model_validator(mode="after")
+    def _harmful_needs_safe(self) -> TrainConfig:
+        if self.background_harmful and not self.background_safe:
+            raise ValueError(
+                "background_harmful needs background_safe too: harmful text alone teaches "
+                "the guard that whatever the dataset lacks is harmful, so it blocks "
+                "ordinary chat (add e.g. --background-safe everyday-requests)"
+            )
+        return self
 
     def resolved(self, name: str) -> int | float:
         """``epochs``, ``batch_size`` or ``lr`` as set, else the default of the mode."""

@@ -142,6 +142,8 @@ def choose_toxic_score(
     *,
     background: AnnotatedDataset | None = None,
     background_weight: float = 1.0,
+    harmful: AnnotatedDataset | None = None,
+    harmful_weight: float = 1.0,
     seed: int = 0,
 ) -> tuple[ToxicScoreChoice | None, ToxicMix | None]:
     """Fit the binary head on the train features and soft labels, compare the three
@@ -149,8 +151,9 @@ def choose_toxic_score(
     model (None when 1 - P(safe) is kept).
 
     Background-safe text, when the run has it, trains the binary head as safe too (with
-    its loss weight), as it trains the class head. Returns (None, None) where there is
-    no toxic score to choose (no safe class, or valid without both kinds of text).
+    its loss weight), as it trains the class head; harmful background text as toxic.
+    Returns (None, None) where there is no toxic score to choose (no safe class, or
+    valid without both kinds of text).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -167,6 +170,7 @@ def choose_toxic_score(
         p_safe = torch.softmax(head(x_valid), -1).cpu().numpy()[:, safe].sum(1)
         x_valid_np = x_valid.cpu().numpy()
         x_bg = src.features("background", None).cpu().numpy() if background is not None else None
+        x_bad = src.features("harmful", None).cpu().numpy() if harmful is not None else None
     soft = _soft_targets(run, src, estimator, fixed_targets)
     keep = soft.sum(1) > 0
     p = 1.0 - soft[keep][:, safe].sum(1) / soft[keep].sum(1)
@@ -174,6 +178,9 @@ def choose_toxic_score(
     if x_bg is not None:
         x, p = np.concatenate([x, x_bg]), np.r_[p, np.zeros(len(x_bg))]
         w = np.r_[w, np.full(len(x_bg), background_weight)]
+    if x_bad is not None:
+        x, p = np.concatenate([x, x_bad]), np.r_[p, np.ones(len(x_bad))]
+        w = np.r_[w, np.full(len(x_bad), harmful_weight)]
     # Soft targets as two weighted copies of every row (toxic with weight p, safe 1 - p).
     lr = LogisticRegression(C=C, max_iter=3000).fit(
         np.concatenate([x, x]),

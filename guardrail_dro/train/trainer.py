@@ -101,6 +101,11 @@ class BiLevelTrainer:
         cfg = self.config
         self._check(train, valid)
         background = load_background(cfg.background_safe) if cfg.background_safe else None
+        harmful = (
+            load_background(cfg.background_harmful, harmful=True)
+            if cfg.background_harmful
+            else None
+        )
         if background and (cfg.background_weight is None or cfg.background_fraction is None):
             return self._choose_background(train, valid)
         if self.method.best_of is not None:
@@ -115,13 +120,22 @@ class BiLevelTrainer:
         splits = {"train": train, "valid": valid, "select": select}
         if background:
             splits.update(self._background_splits(background, valid))
+        if harmful:
+            splits["harmful"] = background_dataset(
+                harmful.train, valid.schema, "harmful", harmful=True
+            )
+            splits["harmful_heldout"] = background_dataset(
+                harmful.heldout, valid.schema, "harmful-heldout", harmful=True
+            )
         src = build_features(cfg, splits)
         cut = truncation_note(src.tokenizer, {"train": train, "valid": valid}, cfg.max_length)
         if cut is not None:
             notes.append(cut)
         run = Run(cfg, train, valid, select, src, annotators, notes, src.accelerator)
         with _one_thread(cfg.mode == "frozen" and src.device.type == "cpu"):
-            result = self._train(run, src, targets, loss, t0, splits.get("background"))
+            result = self._train(
+                run, src, targets, loss, t0, splits.get("background"), splits.get("harmful")
+            )
         if background:
             result.background = BG.measure(
                 result.head,
@@ -131,6 +145,8 @@ class BiLevelTrainer:
                 sources=background.sources,
                 weight=float(cfg.background_weight or 1.0),
                 fraction=float(cfg.background_fraction or 1.0),
+                harmful=harmful.sources if harmful else None,
+                harmful_weight=cfg.harmful_weight,
             )
         return result
 
@@ -188,6 +204,7 @@ class BiLevelTrainer:
         loss_of: ClassifierLoss,
         t0: float,
         background: AnnotatedDataset | None = None,
+        harmful: AnnotatedDataset | None = None,
     ) -> TrainResult:
         """Set the parts up around a fresh head, run the loop, assemble the result."""
         cfg = self.config
@@ -213,21 +230,22 @@ class BiLevelTrainer:
             # DDP under `accelerate launch` / `torchrun`; plain modules in one process.
             src.embedder.encoder, model, opt = acc.prepare(src.embedder.encoder, head, opt)
             targets.distribute(acc)
-        term = None
-        if background is not None:
-            schema = run.valid.schema
-            term = BG.BackgroundTerm(
-                len(background),
-                train_items=len(keep),
-                batch_size=int(cfg.resolved("batch_size")),
-                safe=schema.index(schema.safe[0]),
-                num_classes=run.num_classes,
-                weight=float(cfg.background_weight or 1.0),
-                seed=cfg.seed,
-                device=run.device,
-            )
+        terms: dict[str, BG.BackgroundTerm] = {}
+        weights = {"background": float(cfg.background_weight or 1.0), "harmful": cfg.harmful_weight}
+        for split, data in (("background", background), ("harmful", harmful)):
+            if data is not None:
+                terms[split] = BG.BackgroundTerm(
+                    len(data),
+                    train_items=len(keep),
+                    batch_size=int(cfg.resolved("batch_size")),
+                    safe_mask=run.valid.schema.safe_mask(),
+                    weight=weights[split],
+                    seed=cfg.seed,
+                    device=run.device,
+                    harmful=split == "harmful",
+                )
         sched = self._schedule(opt, len(keep), acc.num_processes if acc is not None else 1)
-        best, history = self._loop(run, src, targets, loss_of, head, model, opt, sched, keep, term)
+        best, history = self._loop(run, src, targets, loss_of, head, model, opt, sched, keep, terms)
         src.embedder.encoder = unwrap(src.embedder.encoder)
         head.load_state_dict(best.head)
         head.eval()
@@ -242,7 +260,9 @@ class BiLevelTrainer:
             run,
             item_targets,
             background=background,
-            background_weight=float(cfg.background_weight or 1.0),
+            background_weight=weights["background"],
+            harmful=harmful,
+            harmful_weight=weights["harmful"],
             seed=cfg.seed,
         )
         if choice is not None and cfg.toxic_score == "class-head":
@@ -345,7 +365,7 @@ class BiLevelTrainer:
         opt: torch.optim.Optimizer,
         sched: torch.optim.lr_scheduler.LRScheduler | None,
         keep: np.ndarray,
-        background: BG.BackgroundTerm | None = None,
+        terms: dict[str, BG.BackgroundTerm] | None = None,
     ) -> tuple[_Best, list[dict[str, Any]]]:
         """The alternating loop: per batch, the targets (the target source may take its
         own upper-level steps first), then one classifier step on the loss of the
@@ -381,14 +401,21 @@ class BiLevelTrainer:
                 idx = batch.to(run.device)
                 feats = src.features("train", idx)
                 target = targets.batch(head, feats, idx)
-                if background is None:
+                if not terms:
                     loss = loss_of(O.soft_cross_entropy(model(feats), target), idx)
                 else:  # one forward pass over the joined batch (one DDP call)
-                    extra = src.features("background", background.next_index().to(run.device))
-                    logits = model(torch.cat([feats, extra]))
+                    extra = [
+                        src.features(split, t.next_index().to(run.device))
+                        for split, t in terms.items()
+                    ]
+                    logits = model(torch.cat([feats, *extra]))
                     n = len(idx)
-                    loss = background.join(
-                        loss_of(O.soft_cross_entropy(logits[:n], target), idx), n, logits[n:]
+                    parts = list(torch.split(logits[n:], [len(e) for e in extra]))
+                    loss = BG.join(
+                        loss_of(O.soft_cross_entropy(logits[:n], target), idx),
+                        n,
+                        list(terms.values()),
+                        parts,
                     )
                 opt.zero_grad()
                 run.backward(loss)

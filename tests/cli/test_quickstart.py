@@ -20,8 +20,7 @@ def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path:
     data = make_synthetic(n_train=40, n_valid=20, n_test=10, seed=1)
     out = io.StringIO()
     console = Console(file=out, width=200)
-    first = annotation_pass(data, tmp_path, live=False, specs=(), console=console,
-                            replay=REPLAYED)
+    first = annotation_pass(data, tmp_path, live=False, specs=(), console=console, replay=REPLAYED)
     assert "train: 40 call(s) made, 0 answer(s) from the cache" in out.getvalue()
     name = next(a for a in first["train"].annotators if a.startswith("openai:"))
     for before, after in zip(data["train"], first["train"], strict=True):
@@ -31,8 +30,7 @@ def test_annotation_pass_replays_the_hidden_llm_and_resumes_from_cache(tmp_path:
         assert REPLAYED not in {a.annotator for a in after.annotations}
 
     out.truncate(0)
-    again = annotation_pass(data, tmp_path, live=False, specs=(), console=console,
-                            replay=REPLAYED)
+    again = annotation_pass(data, tmp_path, live=False, specs=(), console=console, replay=REPLAYED)
     assert "train: 0 call(s) made, 40 answer(s) from the cache" in out.getvalue()
     assert "valid: 0 call(s) made, 20 answer(s) from the cache" in out.getvalue()
     assert [it.annotations for it in again["train"]] == [it.annotations for it in first["train"]]
@@ -46,15 +44,17 @@ def test_the_batch_replay_returns_the_same_labels_and_resumes(tmp_path: Path) ->
     data = {"train": make_synthetic(n_train=30, n_valid=10, n_test=10, seed=2)["train"]}
     out = io.StringIO()
     console = Console(file=out, width=200)
-    first = annotation_pass(data, tmp_path, live=False, specs=(), console=console,
-                            replay=REPLAYED, batch=True)
+    first = annotation_pass(
+        data, tmp_path, live=False, specs=(), console=console, replay=REPLAYED, batch=True
+    )
     assert "train: 30 call(s) made, 0 answer(s) from the cache" in out.getvalue()
     name = next(a for a in first["train"].annotators if a.startswith("openai:"))
     for before, after in zip(data["train"], first["train"], strict=True):
         assert after.label_of(name) == before.label_of(REPLAYED)
     out.truncate(0)
-    annotation_pass(data, tmp_path, live=False, specs=(), console=console, replay=REPLAYED,
-                    batch=True)
+    annotation_pass(
+        data, tmp_path, live=False, specs=(), console=console, replay=REPLAYED, batch=True
+    )
     assert "train: 0 call(s) made, 30 answer(s) from the cache" in out.getvalue()
 
 
@@ -168,3 +168,25 @@ def test_the_real_data_quickstart_trains_a_hidden_layer_head(tmp_path: Path) -> 
     assert chosen.background_weight is None and chosen.background_fraction is None
     syn = quick_config(tmp_path, synthetic=True, backbone=None, background=(), choose=False)
     assert (syn.head_hidden, syn.epochs, syn.background_weight) == (0, None, None)
+
+
+def test_the_real_data_quickstart_trains_harmful_text_beside_the_safe(tmp_path: Path) -> None:
+    """Real data: harmful-requests as 'not safe' at the recorded weight, by default and
+    only beside safe text; the synthetic set and --no-background train neither."""
+    from guardrail_dro.cli.quickstart import (
+        BACKGROUND,
+        HARMFUL,
+        HARMFUL_WEIGHT,
+        background_sources,
+        quick_config,
+    )
+
+    assert background_sources(False, None, None) == (list(BACKGROUND), list(HARMFUL))
+    assert background_sources(True, None, None) == ([], [])
+    assert background_sources(False, (), None) == ([], [])  # --no-background
+    assert background_sources(False, None, ()) == (list(BACKGROUND), [])  # --no-harmful
+    bg, bad = background_sources(False, None, None)
+    cfg = quick_config(
+        tmp_path, synthetic=False, backbone=None, background=bg, choose=False, harmful=bad
+    )
+    assert cfg.background_harmful == list(HARMFUL) and cfg.harmful_weight == HARMFUL_WEIGHT

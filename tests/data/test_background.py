@@ -65,7 +65,7 @@ def test_no_background_text_repeats_or_rewords_a_chat_probe_item() -> None:
     norm = {normalise_text(t) for t in probe}
     words = [_words(t) for t in probe]
     for name in BACKGROUND:
-        bg = load_background([name])
+        bg = load_background([name], harmful=None)
         for text in bg.train + bg.heldout:
             assert normalise_text(text) not in norm, (name, text)
             w = _words(text)
@@ -137,3 +137,15 @@ def test_background_items_carry_the_safe_class_and_no_annotators() -> None:
     assert [it.gold for it in ds] == ["ok", "ok"] and not ds.annotators
     with pytest.raises(DataError, match="safe class"):
         background_dataset(["hi"], LabelSchema(classes=("a", "b")))
+
+
+def test_a_bundled_set_of_the_other_kind_is_refused() -> None:
+    with pytest.raises(DataError, match="harmful-requests is harmful text: pass it with"):
+        load_background(["everyday-requests", "harmful-requests"])
+    with pytest.raises(DataError, match="everyday-requests is safe text"):
+        load_background(["everyday-requests"], harmful=True)
+    bad = load_background(["harmful-requests"], harmful=True)
+    assert len(bad.train) > 400 and len(bad.heldout) > 80
+    either = load_background(["harmful-requests:train", "everyday-requests:train"],
+                             require_both=False, harmful=None)  # fmt: skip
+    assert len(either.train) == len(bad.train) + 644

@@ -17,6 +17,7 @@ from guardrail_dro.train.background import (
     GridPoint,
     block_rate,
     choose,
+    join,
     valid_threshold,
 )
 from guardrail_dro.train.modeldir import TrainedModel
@@ -28,31 +29,28 @@ def test_join_is_the_weighted_mean_over_the_joined_batch() -> None:
         10,
         train_items=100,
         batch_size=20,
-        safe=2,
-        num_classes=3,
+        safe_mask=[False, False, True],
         weight=3.0,
         seed=0,
         device=torch.device("cpu"),
     )
     assert term.per_step == 2  # one pass through the background per epoch of train
-    assert term.target.tolist() == [0.0, 0.0, 1.0]  # the safe class, hard
     logits = torch.randn(2, 3)
-    got = term.join(torch.tensor(1.5), 20, logits)
+    got = join(torch.tensor(1.5), 20, [term], [logits])
     ce = -torch.log_softmax(logits, -1)[:, 2]
     assert torch.allclose(got, (20 * 1.5 + 3.0 * ce.sum()) / 22)
     one = BackgroundTerm(
         10,
         train_items=100,
         batch_size=20,
-        safe=2,
-        num_classes=3,
+        safe_mask=[False, False, True],
         weight=1.0,
         seed=0,
         device=torch.device("cpu"),
     )
     # weight 1: exactly the plain mean over the joined batch
     per_item = torch.tensor([0.5, 1.0, 2.0])
-    joined = one.join(per_item.mean(), 3, logits)
+    joined = join(per_item.mean(), 3, [one], [logits])
     assert torch.allclose(joined, torch.cat([per_item, ce]).mean())
 
 
@@ -61,8 +59,7 @@ def test_every_background_item_is_served_once_per_pass() -> None:
         9,
         train_items=30,
         batch_size=10,
-        safe=0,
-        num_classes=2,
+        safe_mask=[True, False],
         weight=1.0,
         seed=4,
         device=torch.device("cpu"),
@@ -161,3 +158,70 @@ def test_the_manifest_records_the_choice_and_the_grid(
     assert 0.0 <= bg["heldout_block_rate"] <= 1.0 and bg["heldout_items"] >= 1
     assert bg["sources"] == [str(background_file)]
     assert TrainedModel.load(tmp_path / "m").manifest.background is not None
+
+
+def test_a_harmful_term_is_minus_log_of_the_unsafe_mass() -> None:
+    term = BackgroundTerm(
+        4,
+        train_items=8,
+        batch_size=4,
+        safe_mask=[True, False, False],
+        weight=2.0,
+        seed=0,
+        device=torch.device("cpu"),
+        harmful=True,
+    )
+    logits = torch.randn(2, 3, requires_grad=True)
+    p = torch.softmax(logits, -1)
+    assert torch.allclose(term.losses(logits), -torch.log(1 - p[:, 0]))
+    got = join(torch.tensor(0.7), 6, [term], [logits])
+    assert torch.allclose(got, (6 * 0.7 + 2.0 * -torch.log(1 - p[:, 0]).sum()) / 8)
+    got.backward()
+    assert logits.grad is not None and (logits.grad[:, 0] > 0).all()  # the safe logit falls
+    # the unsafe classes are not told apart: each one's gradient follows its own mass
+    assert torch.allclose(logits.grad[:, 1] / logits.grad[:, 2], p[:, 1] / p[:, 2])
+
+
+def test_harmful_text_needs_safe_background_beside_it() -> None:
+    with pytest.raises(ValueError, match="background_harmful needs background_safe"):
+        TrainConfig(background_harmful=["harmful-requests"])
+
+
+@pytest.fixture(scope="module")
+def harmful_file(synthetic, tmp_path_factory) -> Path:
+    # Texts the data calls safe: how unsafe the head finds them shows the harmful term.
+    safe = [it.text for it in synthetic["test"] if it.gold == "safe"][:60]
+    path = tmp_path_factory.mktemp("bad") / "harmful.txt"
+    path.write_text("\n".join(safe) + "\n")
+    return path
+
+
+def test_harmful_items_train_as_not_safe_at_their_weight(
+    synthetic,
+    tiny_backbone: Path,
+    background_file: Path,
+    harmful_file: Path,
+    tmp_path: Path,
+) -> None:
+    from guardrail_dro.data.background import load_background
+
+    bad = load_background([str(harmful_file)])
+    safe = np.asarray(synthetic["train"].schema.safe_mask())
+    p_safe = {}
+    for w in (0.01, 50.0):
+        r = _fit(
+            synthetic,
+            tiny_backbone,
+            tmp_path / "c",
+            background_safe=[str(background_file)],
+            background_weight=1.0,
+            background_fraction=1.0,
+            background_harmful=[str(harmful_file)],
+            harmful_weight=w,
+        )
+        b = r.background
+        assert b is not None and b.harmful_weight == w and b.harmful_sources == [str(harmful_file)]
+        assert b.harmful_items == len(bad.train) and b.harmful_heldout_items == len(bad.heldout)
+        assert b.harmful_heldout_block_rate is not None and "harmful" in b.summary()
+        p_safe[w] = float(r.predict_proba(list(bad.train))[:, safe].sum(1).mean())
+    assert p_safe[0.01] > p_safe[50.0] + 0.2, p_safe
