@@ -82,6 +82,18 @@ toxic items are toxic-questions' kinds), and a harmful term can only cost ordina
 and valid; so the costs are bounded and the gain is what is maximised. The probes judge."""
 
 
+RULE_REPLIES = (
+    "replies round (written before the variant was trained): r3 = the chosen harmful "
+    "recipe h3 with assistant-replies added to the safe background; kept over h3 only if "
+    "it passes RULE_HARMFUL's bounds against a, its held-out harmful-requests block rate is "
+    "at most 2 points below h3's, and its held-out assistant-replies block rate is lower "
+    "than h3's; on the mean of seeds 0, 1, 2"
+)
+"""Why: the quickstart's output rail blocks an ordinary assistant reply (backup advice);
+assistant-replies was left out of the background before (valid AUC fell, 0.886 -> 0.866,
+on one seed without harmful text). Its held-out part is still never trained."""
+
+
 def choose_harmful(rows: dict[str, dict[str, float]], baseline: str = "a") -> str:
     """The variant ``RULE_HARMFUL`` picks among ``rows`` (name -> ``_summary``)."""
     base = rows[baseline]
