@@ -208,6 +208,20 @@ def model_card(
         size = man.data_sizes.get(split) or (man.valid_metrics.n if split == "valid" else None)
         what = f"`{name}`, " if name else ""
         lines.append(f"- {split}: {what}{size or '?'} items, sha256 `{digest[:16]}…`")
+    bg = man.background
+    if bg is not None:  # unlabelled text that trained with a fixed target
+        lines.append(
+            f"- background-safe text (trained as safe, weight {bg.weight:g}): "
+            f"{', '.join(bg.sources)}; {bg.items} texts, held-out "
+            f"{bg.heldout_items} blocked {bg.heldout_block_rate:.1%} at {bg.threshold:g}"
+        )
+        if bg.harmful_sources and bg.harmful_heldout_block_rate is not None:
+            lines.append(
+                f"- harmful text (trained as not safe, weight {bg.harmful_weight:g}): "
+                f"{', '.join(bg.harmful_sources)}; {bg.harmful_items} texts, held-out "
+                f"{bg.harmful_heldout_items} blocked {bg.harmful_heldout_block_rate:.1%} "
+                f"at {bg.threshold:g}"
+            )
     lines += [
         f"- annotators ({len(man.annotators)}): {', '.join(man.annotators)}",
         f"- groups ({len(man.groups)}): {', '.join(man.groups)}",

@@ -225,3 +225,7 @@ def test_harmful_items_train_as_not_safe_at_their_weight(
         assert b.harmful_heldout_block_rate is not None and "harmful" in b.summary()
         p_safe[w] = float(r.predict_proba(list(bad.train))[:, safe].sum(1).mean())
     assert p_safe[0.01] > p_safe[50.0] + 0.2, p_safe
+    TrainedModel.from_result(r, {"train": "x", "valid": "y"}).save(tmp_path / "m")
+    card = " ".join((tmp_path / "m" / "README.md").read_text().split())
+    assert f"harmful text (trained as not safe, weight 50): {harmful_file}" in card
+    assert f"background-safe text (trained as safe, weight 1): {background_file}" in card
