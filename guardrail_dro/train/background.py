@@ -3,13 +3,15 @@ choice of their weight and amount on valid and on held-out background.
 
 Why: toxic-questions' safe class is borderline red-team questions, so a guard trained on
 it alone blocks ordinary chat. Background texts (``data.background``) are safe by
-construction, so each joins the classifier's batches with the schema's safe class as
-a hard target and no annotators, for every method: a method's targets and loss are
-untouched (the method table and the trainer loop stay free of method names), the
-background only adds items to each classifier step. With ``B`` annotated items, ``b``
+construction, so each joins the classifier's batches with "safe" as its target (the
+loss ``-log P(safe classes)``: the cross-entropy to the safe class when the schema has
+one, as toxic-questions does; with several, any of them) and no annotators, for every
+method: a method's targets and loss are untouched (the method table and the trainer
+loop stay free of method names), the background only adds items to each classifier
+step. With ``B`` annotated items, ``b``
 background items and weight ``w`` a step's loss is
 
-    (B * L_method + w * sum_j CE(f(x_j), safe)) / (B + b)
+    (B * L_method + w * sum_j -log P_safe(x_j)) / (B + b)
 
 which is the plain mean over the joined batch when the method's loss is a mean and
 ``w = 1``. Background items do not enter the upper level of ``ours`` (they have no
@@ -157,7 +159,9 @@ class BackgroundChoice(BaseModel):
         )
         if self.harmful_heldout_block_rate is not None:
             at_valid = self.harmful_heldout_block_rate_at_valid_threshold
-            cal_bad = f" ({at_valid:.1%} at the valid-chosen threshold)" if at_valid else ""
+            cal_bad = (
+                f" ({at_valid:.1%} at the valid-chosen threshold)" if at_valid is not None else ""
+            )
             line += (
                 f"; harmful text: weight {self.harmful_weight:g} ({self.harmful_items} "
                 f"texts), held-out harmful blocked {self.harmful_heldout_block_rate:.1%} "
@@ -171,11 +175,11 @@ class BackgroundTerm:
 
     Each step takes the next ``per_step`` items of a seeded permutation of the background
     (a new permutation once it is used up), sized so that an epoch of the training split
-    goes once through the background. A safe term's loss is the hard-target
-    cross-entropy to the safe class; a harmful term's (``harmful=True``) is
-    ``-log(1 - P(safe))``: it moves mass off the safe classes without choosing which
-    unsafe class a harmful text belongs to (its kind is unknown; the annotated items
-    teach the classes).
+    goes once through the background. A safe term's loss is ``-log P(safe classes)``
+    (the hard-target cross-entropy when the schema has one safe class); a harmful
+    term's (``harmful=True``) is ``-log(1 - P(safe))``: it moves mass off the safe
+    classes without choosing which unsafe class a harmful text belongs to (its kind is
+    unknown; the annotated items teach the classes).
     """
 
     def __init__(

@@ -229,3 +229,18 @@ def test_harmful_items_train_as_not_safe_at_their_weight(
     card = " ".join((tmp_path / "m" / "README.md").read_text().split())
     assert f"harmful text (trained as not safe, weight 50): {harmful_file}" in card
     assert f"background-safe text (trained as safe, weight 1): {background_file}" in card
+
+
+def test_a_safe_term_with_several_safe_classes_is_minus_log_of_their_mass() -> None:
+    term = BackgroundTerm(
+        3,
+        train_items=6,
+        batch_size=2,
+        safe_mask=[True, True, False],
+        weight=1.0,
+        seed=0,
+        device=torch.device("cpu"),
+    )
+    logits = torch.randn(3, 3)
+    p = torch.softmax(logits, -1)
+    assert torch.allclose(term.losses(logits), -torch.log(p[:, 0] + p[:, 1]))
