@@ -279,6 +279,11 @@ def run_quickstart(
     console.print(
         f"  {metric.replace('_', ' ')} on test: ours {ours:.3f}, majority vote {mv:.3f}: "
         f"ours is {verdict} majority vote by {ours - mv:+.3f}"
+        + (
+            " (one seed, and seeds move this by several points: --seeds 3 for a mean)"
+            if seeds == 1
+            else f" (mean of {seeds} seeds)"
+        )
     )
     console.print(
         f"  plots: {out / 'report' / 'group_accuracy.png'}, "
