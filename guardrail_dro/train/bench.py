@@ -60,6 +60,9 @@ class MethodResult(BaseModel):
     (mean over seeds); None when trained without background text."""
     background_block_rate_valid_threshold: float | None = None
     """The same at the threshold of best valid worst-group binary accuracy."""
+    harmful_block_rate: float | None = None
+    """Share of held-out harmful text blocked at the guard's default threshold (mean over
+    seeds); None when trained without harmful text."""
 
 
 class BenchReport(BaseModel):
@@ -85,11 +88,13 @@ class BenchReport(BaseModel):
         """A markdown table of mean ± std over seeds, best worst-group first."""
         cols = TABLE_COLUMNS
         bg = any(r.background_block_rate is not None for r in self.results.values())
+        bad = any(r.harmful_block_rate is not None for r in self.results.values())
         head = (
             "method",
             *(HEADLINE_LABELS[c] for c in cols),
             "acc / worst, unseen test",
             *(("held-out background blocked (0.5 / valid thr.)",) if bg else ()),
+            *(("held-out harmful blocked (0.5)",) if bad else ()),
             "s/run",
         )
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -113,6 +118,9 @@ class BenchReport(BaseModel):
                     if bl is None
                     else f"{bl:.3f} / " + ("n/a" if cal is None else f"{cal:.3f}")
                 )
+            if bad:
+                h = r.harmful_block_rate
+                cells.append("n/a" if h is None else f"{h:.3f}")
             cells.append(f"{r.seconds:.1f}")
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
@@ -200,6 +208,7 @@ def run_bench(
         aw: list[dict[str, dict[str, float]]] = []
         block: list[float] = []
         block_cal: list[float | None] = []
+        block_bad: list[float] = []
         for seed in seed_list:
             path = runs_dir / run_file(method, seed) if runs_dir is not None else None
             done = load_run(path, key) if resume and path is not None else None
@@ -225,6 +234,7 @@ def run_bench(
                     background_block_rate_valid_threshold=bg.heldout_block_rate_at_valid_threshold
                     if bg
                     else None,
+                    harmful_block_rate=bg.harmful_heldout_block_rate if bg else None,
                 )
                 if path is not None:
                     save_run(path, done)
@@ -246,6 +256,8 @@ def run_bench(
             if done.background_block_rate is not None:
                 block.append(done.background_block_rate)
                 block_cal.append(done.background_block_rate_valid_threshold)
+            if done.harmful_block_rate is not None:
+                block_bad.append(done.harmful_block_rate)
             bar.set_postfix(method=method, worst=f"{m.worst_group_accuracy or 0:.3f}")
             bar.update(1)
         mean: dict[str, float | None] = {}
@@ -271,6 +283,7 @@ def run_bench(
             notes=notes,
             background_block_rate=_agg(block)[0],
             background_block_rate_valid_threshold=_agg(block_cal)[0],
+            harmful_block_rate=_agg(block_bad)[0],
         )
     bar.close()
     judges = score_judges(test, annotator_info) if score_annotators else {}

@@ -41,6 +41,7 @@ class FinishedRun(BaseModel):
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
     background_block_rate: float | None = None
     background_block_rate_valid_threshold: float | None = None
+    harmful_block_rate: float | None = None
 
 
 def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:

@@ -126,3 +126,30 @@ def test_bench_resumes_from_the_runs_a_crash_left(synthetic, tiny_backbone: Path
     assert len(trained) == 4
     _, trained = bench(cfg.model_copy(update={"epochs": 1}))  # other settings: a new key
     assert len(trained) == 4
+
+
+def test_the_table_reports_held_out_background_and_harmful_block_rates(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """Trained with background and harmful text, each run's held-out block rates reach
+    the report (mean over seeds) and the table's last columns."""
+    small = {k: v.subset(range(120)) for k, v in synthetic.items()}
+    safe = [it.text for it in small["test"] if it.gold == "safe"][:20]
+    bad = [it.text for it in small["test"] if it.gold != "safe"][:20]
+    (tmp_path / "safe.txt").write_text("\n".join(safe) + "\n")
+    (tmp_path / "bad.txt").write_text("\n".join(bad) + "\n")
+    cfg = TrainConfig(
+        backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=1, progress=False,
+        background_safe=[str(tmp_path / "safe.txt")], background_weight=1.0,
+        background_fraction=1.0, background_harmful=[str(tmp_path / "bad.txt")],
+    )  # fmt: skip
+    report = run_bench(
+        small["train"], small["valid"], small["test"], methods=["mv"], seeds=2, config=cfg,
+        out_dir=tmp_path / "out", score_annotators=False,
+    )  # fmt: skip
+    mv = report.results["mv"]
+    assert mv.harmful_block_rate is not None and 0.0 <= mv.harmful_block_rate <= 1.0
+    assert mv.background_block_rate is not None
+    head, _, row = report.table().splitlines()[:3]
+    assert head.split(" | ")[-2:] == ["held-out harmful blocked (0.5)", "s/run |"]
+    assert row.split(" | ")[-2] == f"{mv.harmful_block_rate:.3f}"
