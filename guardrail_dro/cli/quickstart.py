@@ -9,8 +9,10 @@ from theirs (no re-embedding).
 
 By default it runs on the real toxic-questions dataset shipped in the package, with
 the bundled background-safe text (ordinary chat turns and everyday requests) so that
-the guard it ships lets ordinary chat through. ``synthetic=True`` (``--synthetic``)
-runs the small embedded synthetic demonstration instead (what the tests use: seconds).
+the guard it ships lets ordinary chat through, and the bundled harmful requests (as
+"not safe") so that it also stops harm kinds the dataset has few examples of.
+``synthetic=True`` (``--synthetic``) runs the small embedded synthetic demonstration
+instead (what the tests use: seconds).
 
 Offline by default: the LLM annotation pass runs the real runner and the real OpenAI
 SDK against a local replay endpoint (``annotators.testing.FakeLLMServer``) that answers
@@ -425,8 +427,9 @@ def quickstart(
     On the real toxic-questions dataset shipped in the package: an LLM annotation pass
     (GPT-4 Turbo's labels replayed through the real runner and SDK against a local
     endpoint; cached), our method against majority vote on frozen MiniLM with ordinary
-    chat as background-safe text (table and plots), the int8 ONNX guard with its parity
-    check, and guard.check on benign and harmful chat turns. Run it again: it resumes
+    chat as background-safe text and harmful requests as not-safe text (table and
+    plots), the int8 ONNX guard with its parity check (fp32 when no int8 recipe passes),
+    and guard.check on benign and harmful chat turns. Run it again: it resumes
     from its caches.
     """
     run_quickstart(
