@@ -111,6 +111,17 @@ def choose_harmful(rows: dict[str, dict[str, float]], baseline: str = "a") -> st
     return min(tied, key=lambda n: rows[n]["heldout_block_rate"])
 
 
+def keep_replies(rows: dict[str, dict[str, float]], replies: dict[str, float]) -> bool:
+    """Whether ``RULE_REPLIES`` keeps r3 over h3 (``replies``: held-out assistant-replies
+    block rate per variant, mean over seeds)."""
+    r3, h3 = rows["r3"], rows["h3"]
+    return (
+        choose_harmful({"a": rows["a"], "r3": r3}, "a") == "r3"
+        and r3["heldout_harmful_block_rate"] >= h3["heldout_harmful_block_rate"] - 0.02
+        and replies["r3"] < replies["h3"]
+    )
+
+
 def train(args: argparse.Namespace) -> None:
     """Train and export one variant into ``OUT/NAME``."""
     from export.onnx import export_onnx
@@ -299,6 +310,17 @@ def measure(args: argparse.Namespace) -> None:
         if any("heldout_harmful_block_rate" in m for m in means.values()):
             pick = choose_harmful(means, "a")
             console.print(f"mean over seeds, harmful round: RULE_HARMFUL picks [bold]{pick}[/]")
+        if {"r3", "h3"} <= means.keys():
+            replies = {
+                n: float(np.mean([
+                    r["heldout_blocked"]["assistant-replies"]["blocked"]
+                    / r["heldout_blocked"]["assistant-replies"]["texts"]
+                    for r in records if r["name"].split("-s")[0] == n
+                ]))
+                for n in ("r3", "h3")
+            }  # fmt: skip
+            kept = "keeps r3" if keep_replies(means, replies) else "keeps h3"
+            console.print(f"replies round: RULE_REPLIES {kept} (replies blocked {replies})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -306,6 +328,7 @@ def measure(args: argparse.Namespace) -> None:
                 {
                     "rule": RULE,
                     "rule_harmful": RULE_HARMFUL,
+                    "rule_replies": RULE_REPLIES,
                     "variants": records,
                     "mean_over_seeds": means,
                 },
