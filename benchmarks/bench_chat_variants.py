@@ -44,7 +44,7 @@ PROBES = {
     "probe B": Path(__file__).resolve().parent / "data" / "chat_probe_b.json",
 }
 BACKGROUND = ("convabuse-background", "everyday-requests")
-"""The quickstart's background sets (guardrail_dro/cli/quickstart.py BACKGROUND)."""
+"""The quickstart's background sets (guardrail_dro/cli/quick_recipe.py BACKGROUND)."""
 HELDOUT = ("convabuse-background", "everyday-requests", "assistant-replies")
 HARMFUL = "harmful-requests"
 """The bundled harmful background set; its held-out part is measured for every variant."""

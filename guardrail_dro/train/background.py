@@ -41,7 +41,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
+from guardrail_dro.data.background import BackgroundText, background_dataset
 from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.train.metrics import Metrics
 from guardrail_dro.train.run import Features
 
@@ -58,6 +60,7 @@ __all__ = [
     "choose",
     "join",
     "measure",
+    "splits",
     "valid_threshold",
 ]
 
@@ -240,6 +243,32 @@ def join(
         num = num + term.weight * term.losses(lg).sum()
         den += lg.shape[0]
     return num / den
+
+
+def splits(
+    background: BackgroundText | None,
+    harmful: BackgroundText | None,
+    schema: LabelSchema,
+    fraction: float = 1.0,
+) -> dict[str, AnnotatedDataset]:
+    """The feature splits of a run's background text: ``background`` (the configured
+    share of a fixed permutation of the safe train part, so a smaller amount is part of
+    every larger one) and ``background_heldout``, gold the safe class; ``harmful`` and
+    ``harmful_heldout``, no gold. Only the sources given."""
+    out: dict[str, AnnotatedDataset] = {}
+    if background:
+        order = np.random.default_rng(0).permutation(len(background.train))
+        used = [background.train[i] for i in order[: max(1, round(fraction * len(order)))]]
+        out["background"] = background_dataset(used, schema, "background")
+        out["background_heldout"] = background_dataset(
+            background.heldout, schema, "background-heldout"
+        )
+    if harmful:
+        out["harmful"] = background_dataset(harmful.train, schema, "harmful", harmful=True)
+        out["harmful_heldout"] = background_dataset(
+            harmful.heldout, schema, "harmful-heldout", harmful=True
+        )
+    return out
 
 
 def toxic_scores(probs: np.ndarray, safe_mask: np.ndarray) -> np.ndarray:

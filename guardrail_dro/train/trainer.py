@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from guardrail_dro.data.background import BackgroundText, background_dataset, load_background
+from guardrail_dro.data.background import load_background
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import background as BG
@@ -118,15 +118,7 @@ class BiLevelTrainer:
         annotators = train.annotators
         train, select = targets.split(train, valid, cfg, rng, notes)
         splits = {"train": train, "valid": valid, "select": select}
-        if background:
-            splits.update(self._background_splits(background, valid))
-        if harmful:
-            splits["harmful"] = background_dataset(
-                harmful.train, valid.schema, "harmful", harmful=True
-            )
-            splits["harmful_heldout"] = background_dataset(
-                harmful.heldout, valid.schema, "harmful-heldout", harmful=True
-            )
+        splits.update(BG.splits(background, harmful, valid.schema, cfg.background_fraction or 1.0))
         src = build_features(cfg, splits)
         cut = truncation_note(src.tokenizer, {"train": train, "valid": valid}, cfg.max_length)
         if cut is not None:
@@ -149,22 +141,6 @@ class BiLevelTrainer:
                 harmful_weight=cfg.harmful_weight,
             )
         return result
-
-    def _background_splits(
-        self, background: BackgroundText, valid: AnnotatedDataset
-    ) -> dict[str, AnnotatedDataset]:
-        """The background's train part (the configured share of a fixed permutation, so a
-        smaller amount is part of every larger one) and its held-out part, as items with
-        the safe class as gold."""
-        frac = self.config.background_fraction or 1.0
-        order = np.random.default_rng(0).permutation(len(background.train))
-        used = [background.train[i] for i in order[: max(1, round(frac * len(order)))]]
-        return {
-            "background": background_dataset(used, valid.schema, "background"),
-            "background_heldout": background_dataset(
-                background.heldout, valid.schema, "background-heldout"
-            ),
-        }
 
     def _choose_background(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> TrainResult:
         """Train once per grid setting (weight x amount) left unset; keep the one

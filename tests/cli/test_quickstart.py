@@ -118,8 +118,8 @@ def test_the_default_is_the_real_dataset_with_background_and_replayed_gpt4_turbo
     """What `make quickstart` runs, read from the command's own defaults."""
     import inspect
 
+    from guardrail_dro.cli.quick_recipe import BACKGROUND
     from guardrail_dro.cli.quickstart import (
-        BACKGROUND,
         CHAT_TURNS,
         REPLAYED_REAL,
         quickstart,
@@ -148,7 +148,7 @@ def test_the_real_data_quickstart_trains_a_hidden_layer_head(tmp_path: Path) -> 
     """On real data every method of the quickstart gets the head chosen for ordinary
     chat (a hidden layer, README "Ordinary chat") and the recorded background setting;
     the synthetic demonstration keeps the trainer's defaults."""
-    from guardrail_dro.cli.quickstart import (
+    from guardrail_dro.cli.quick_recipe import (
         BACKGROUND,
         BACKGROUND_SETTING,
         QUICK_EPOCHS,
@@ -173,7 +173,7 @@ def test_the_real_data_quickstart_trains_a_hidden_layer_head(tmp_path: Path) -> 
 def test_the_real_data_quickstart_trains_harmful_text_beside_the_safe(tmp_path: Path) -> None:
     """Real data: harmful-requests as 'not safe' at the recorded weight, by default and
     only beside safe text; the synthetic set and --no-background train neither."""
-    from guardrail_dro.cli.quickstart import (
+    from guardrail_dro.cli.quick_recipe import (
         BACKGROUND,
         HARMFUL,
         HARMFUL_WEIGHT,
