@@ -24,29 +24,22 @@ from guardrail_dro.train.modeldir import TrainedModel
 from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
 
+def _term(n: int, **kw) -> BackgroundTerm:
+    """A background term on the CPU (``kw``: BackgroundTerm's keywords)."""
+    return BackgroundTerm(n, device=torch.device("cpu"), **kw)
+
+
 def test_join_is_the_weighted_mean_over_the_joined_batch() -> None:
-    term = BackgroundTerm(
-        10,
-        train_items=100,
-        batch_size=20,
-        safe_mask=[False, False, True],
-        weight=3.0,
-        seed=0,
-        device=torch.device("cpu"),
+    term = _term(
+        10, train_items=100, batch_size=20, safe_mask=[False, False, True], weight=3.0, seed=0
     )
     assert term.per_step == 2  # one pass through the background per epoch of train
     logits = torch.randn(2, 3)
     got = join(torch.tensor(1.5), 20, [term], [logits])
     ce = -torch.log_softmax(logits, -1)[:, 2]
     assert torch.allclose(got, (20 * 1.5 + 3.0 * ce.sum()) / 22)
-    one = BackgroundTerm(
-        10,
-        train_items=100,
-        batch_size=20,
-        safe_mask=[False, False, True],
-        weight=1.0,
-        seed=0,
-        device=torch.device("cpu"),
+    one = _term(
+        10, train_items=100, batch_size=20, safe_mask=[False, False, True], weight=1.0, seed=0
     )
     # weight 1: exactly the plain mean over the joined batch
     per_item = torch.tensor([0.5, 1.0, 2.0])
@@ -55,15 +48,7 @@ def test_join_is_the_weighted_mean_over_the_joined_batch() -> None:
 
 
 def test_every_background_item_is_served_once_per_pass() -> None:
-    term = BackgroundTerm(
-        9,
-        train_items=30,
-        batch_size=10,
-        safe_mask=[True, False],
-        weight=1.0,
-        seed=4,
-        device=torch.device("cpu"),
-    )
+    term = _term(9, train_items=30, batch_size=10, safe_mask=[True, False], weight=1.0, seed=4)
     assert term.per_step == 3
     first = torch.cat([term.next_index() for _ in range(3)]).tolist()
     assert sorted(first) == list(range(9))
@@ -161,14 +146,13 @@ def test_the_manifest_records_the_choice_and_the_grid(
 
 
 def test_a_harmful_term_is_minus_log_of_the_unsafe_mass() -> None:
-    term = BackgroundTerm(
+    term = _term(
         4,
         train_items=8,
         batch_size=4,
         safe_mask=[True, False, False],
         weight=2.0,
         seed=0,
-        device=torch.device("cpu"),
         harmful=True,
     )
     logits = torch.randn(2, 3, requires_grad=True)
@@ -232,15 +216,7 @@ def test_harmful_items_train_as_not_safe_at_their_weight(
 
 
 def test_a_safe_term_with_several_safe_classes_is_minus_log_of_their_mass() -> None:
-    term = BackgroundTerm(
-        3,
-        train_items=6,
-        batch_size=2,
-        safe_mask=[True, True, False],
-        weight=1.0,
-        seed=0,
-        device=torch.device("cpu"),
-    )
+    term = _term(3, train_items=6, batch_size=2, safe_mask=[True, True, False], weight=1.0, seed=0)
     logits = torch.randn(3, 3)
     p = torch.softmax(logits, -1)
     assert torch.allclose(term.losses(logits), -torch.log(p[:, 0] + p[:, 1]))
