@@ -229,6 +229,35 @@ class AnnotatedDataset:
         """Whether any annotation carries a confidence."""
         return any(a.confidence is not None for it in self.items for a in it.annotations)
 
+    def rationales(
+        self, annotators: Sequence[str] | None = None
+    ) -> list[tuple[int, int, str, str]]:
+        """(item row, annotator column, label, rationale) of every annotation that carries
+        a non-blank rationale, columns as in ``label_matrix``.
+
+        A list rather than an (items, annotators) matrix: rationales are long texts that
+        only some annotators (the LLMs) write, and the estimator embeds each once
+        (train/rationale.py).
+        """
+        cols = list(self.annotators if annotators is None else annotators)
+        pos = {a: j for j, a in enumerate(cols)}
+        out = []
+        for i, it in enumerate(self.items):
+            for a in it.annotations:
+                j = pos.get(a.annotator)
+                if j is not None and a.rationale is not None and a.rationale.strip():
+                    out.append((i, j, a.label, a.rationale))
+        return out
+
+    @property
+    def has_rationale(self) -> bool:
+        """Whether any annotation carries a non-blank rationale."""
+        return any(
+            a.rationale is not None and a.rationale.strip()
+            for it in self.items
+            for a in it.annotations
+        )
+
     def gold_array(self) -> np.ndarray:
         """Gold class index per item; raises DataError when any item lacks gold."""
         missing = [it.item_id for it in self.items if it.gold is None]

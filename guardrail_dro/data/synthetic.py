@@ -23,6 +23,12 @@ in how well it separates (``LLM_CONFIDENCE``); the default is a constant 0.9, wh
 nothing. The confidences come from their own random stream, so both settings give the
 same items and labels.
 
+``llm_rationale="informative"`` does the same for their rationales: a right label comes
+with a plain reason most of the time, a wrong one with a hedge most of the time
+(``LLM_RATIONALES``; the shares in ``RATIONALE_HEDGE``), from its own random stream too.
+The default restates the label ("The question reads as hate."), which says nothing
+beyond it. Either way an LLM fooled by the jailbreak phrase says so in its rationale.
+
 ``make_sparse_crowd`` builds the other hard case, a crowd and nothing else: hundreds of
 workers, a few per item, no LLM and no shortcut phrase, and reliabilities that differ
 by group. Every worker has an overall accuracy, and on each topic a worker may be
@@ -45,6 +51,8 @@ from guardrail_dro.data.schema import LabelSchema
 
 __all__ = [
     "LLM_CONFIDENCE",
+    "LLM_RATIONALES",
+    "RATIONALE_HEDGE",
     "SPURIOUS_PHRASE",
     "SYNTHETIC_SCHEMA",
     "make_sparse_crowd",
@@ -62,6 +70,22 @@ LLM_CONFIDENCE: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "llm_c": ((8.0, 2.0), (8.0, 2.0)),
 }
 SHIFTED_GROUP = "computers"
+
+#: ``llm_rationale="informative"``: (plain, hedged) reasons an LLM gives for its label.
+LLM_RATIONALES: tuple[tuple[str, ...], tuple[str, ...]] = (
+    (
+        "The question plainly asks about {label}; the intent is clear.",
+        "This is {label}: the request is explicit.",
+        "Clearly {label}, nothing ambiguous in the wording.",
+    ),
+    (
+        "Hard to tell from the wording; my best guess is {label}.",
+        "I am unsure here, it could be {label} but I may be wrong.",
+        "Ambiguous question; tentatively {label}.",
+    ),
+)
+#: The chance of a hedged reason when the LLM's label is right, and when it is wrong.
+RATIONALE_HEDGE = (0.15, 0.75)
 
 SYNTHETIC_SCHEMA = LabelSchema(
     classes=("safe", "violence", "fraud", "hate", "self-harm", "malware"),
@@ -233,15 +257,19 @@ def make_synthetic(
     crowd_size: int = 0,
     crowd_per_item: int = 3,
     llm_confidence: Literal["constant", "informative"] = "constant",
+    llm_rationale: Literal["label", "informative"] = "label",
 ) -> dict[str, AnnotatedDataset]:
     """Build ``{"train", "valid", "test"}``; valid and test carry gold and groups.
 
     Every split carries annotator labels (the agreement risk reads them on valid).
     The generator never repeats a text across splits. ``llm_confidence``: a constant
-    0.9, or ``LLM_CONFIDENCE``'s draws (see the module).
+    0.9, or ``LLM_CONFIDENCE``'s draws; ``llm_rationale``: the label restated, or
+    ``LLM_RATIONALES``' draws (see the module).
     """
     if llm_confidence not in ("constant", "informative"):
         raise ValueError(f"llm_confidence is 'constant' or 'informative', not {llm_confidence!r}")
+    if llm_rationale not in ("label", "informative"):
+        raise ValueError(f"llm_rationale is 'label' or 'informative', not {llm_rationale!r}")
     rng = np.random.default_rng(seed)
     conf_rng = np.random.default_rng([seed, 1])  # its own stream: labels do not move
 
@@ -250,6 +278,17 @@ def make_synthetic(
             return 0.9
         a, b = LLM_CONFIDENCE[llm][0 if right else 1]
         return round(float(conf_rng.beta(a, b)), 3)
+
+    rat_rng = np.random.default_rng([seed, 2])  # likewise
+
+    def rationale(label: str, right: bool, phrase: bool) -> str:
+        if phrase:
+            return "It opens with a reminder of the rules, so it reads as safe."
+        if llm_rationale == "label":
+            return f"The question reads as {label}."
+        hedged = rat_rng.random() < RATIONALE_HEDGE[0 if right else 1]
+        pool = LLM_RATIONALES[int(hedged)]
+        return pool[int(rat_rng.integers(len(pool)))].format(label=label)
 
     schema = SYNTHETIC_SCHEMA
     topics = list(_TOPICS)
@@ -300,11 +339,7 @@ def make_synthetic(
                     label=label,
                     model=f"sim-{m}",
                     confidence=confidence(m, label == gold),
-                    rationale=(
-                        "It opens with a reminder of the rules, so it reads as safe."
-                        if phrase
-                        else f"The question reads as {label}."
-                    ),
+                    rationale=rationale(label, label == gold, phrase),
                 )
             )
         anns.append(Annotation(annotator="careless", label=noisy(gold, careless_accuracy)))

@@ -141,6 +141,13 @@ class TrainConfig(BaseModel):
         "annotator, model.WeightEstimator): auto = as 2-fold CV inside valid prefers, "
         "chosen with the rank; off without a fit when no annotation carries one.",
     )
+    use_rationale: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Let the estimator read the annotators' rationales (embedded by the "
+        "same encoder, train/rationale.py): auto = as 2-fold CV inside valid prefers, "
+        "chosen with the rank after the confidence term; off without a fit when no "
+        "annotation carries one.",
+    )
 
     @field_validator("method")
     @classmethod

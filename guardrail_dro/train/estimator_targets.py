@@ -12,7 +12,8 @@ targets are its soft labels. They differ only in the group risk R_g of the upper
 Where the annotations carry confidences, the estimator may read them (its confidence
 term, model.WeightEstimator): ``use_confidence`` on, off, or auto = as the capacity
 selection inside valid prefers (rank_selection). Every call of the estimator gets the
-(B, K) confidences beside the (B, K) labels, or None when it does not read them.
+(B, K) confidences beside the (B, K) labels, or None when it does not read them; the
+same for rationales (``use_rationale``; (B, K, P) features, train/rationale.py).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch import nn
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import baselines as B
 from guardrail_dro.train import objectives as O
-from guardrail_dro.train.model import WeightEstimator, confidence_stats
+from guardrail_dro.train.model import RationaleBasis, WeightEstimator, confidence_stats
 from guardrail_dro.train.rank_selection import (
     SHRINKAGES,
     Capacity,
@@ -38,6 +39,7 @@ from guardrail_dro.train.rank_selection import (
     choose_estimator_rank,
     penalty_of,
 )
+from guardrail_dro.train.rationale import rationale_features
 from guardrail_dro.train.reliability import annotator_reliability
 from guardrail_dro.train.run import Run
 from guardrail_dro.train.targets import TargetSource
@@ -63,6 +65,9 @@ class EstimatorTargets(TargetSource):
     train_confidence: torch.Tensor | None
     """(N, K) confidences of the training split (NaN = none) if the estimator reads them."""
     valid_confidence: torch.Tensor | None
+    train_rationale: torch.Tensor | None
+    """(N, K, P) rationale features of the training split if the estimator reads them."""
+    valid_rationale: torch.Tensor | None
     _estimator: WeightEstimator
     _module: nn.Module  # the estimator, or its DDP wrapper in a distributed run
     _optimizer: torch.optim.Optimizer
@@ -77,6 +82,7 @@ class EstimatorTargets(TargetSource):
         feats: torch.Tensor,
         labels: torch.Tensor,
         confidence: torch.Tensor | None,
+        rationale: torch.Tensor | None,
         valid_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(G,) upper-level group risks, differentiable in the estimator, and counts.
@@ -85,6 +91,7 @@ class EstimatorTargets(TargetSource):
             head: the plain classifier head.
             feats, labels: (B, D) detached features and (B, K) labels of the batch.
             confidence: (B, K) their confidences, or None (the estimator reads none).
+            rationale: (B, K, P) their rationale features, or None.
             valid_feats: (V, D) detached features of the validation split.
         """
 
@@ -92,6 +99,7 @@ class EstimatorTargets(TargetSource):
         labels = run.train.label_matrix(run.annotators)
         self.train_labels = torch.as_tensor(labels, device=run.device)
         self.train_confidence = None
+        self.train_rationale = None
         # Only decides which items have a label at all: the soft labels are learned.
         return B.uniform_soft_targets(labels, run.num_classes)
 
@@ -111,9 +119,12 @@ class EstimatorTargets(TargetSource):
             run.notes.append("valid has no groups: the upper level treats it as one group")
         reliability = self._reliability(run)
         stats = self._confidence(run)
-        rank, shrinkage, use_conf = self._capacity(run, reliability, stats)
+        basis = self._rationale(run)
+        rank, shrinkage, use_conf, use_rat = self._capacity(run, reliability, stats, basis)
         if not use_conf:
             stats = self.train_confidence = self.valid_confidence = None
+        if not use_rat:
+            basis = self.train_rationale = self.valid_rationale = None
         self._estimator = WeightEstimator(
             run.source.dim,
             len(run.annotators),
@@ -121,6 +132,7 @@ class EstimatorTargets(TargetSource):
             run.num_classes if reliability is not None else 0,
             reliability,
             stats,
+            basis,
         ).to(device)
         self._penalty = penalty_of(self._estimator, shrinkage, len(run.valid))
         self._module = self._estimator
@@ -168,23 +180,60 @@ class EstimatorTargets(TargetSource):
         self.valid_confidence = torch.as_tensor(valid, device=run.device)
         return stats[0].to(run.device), stats[1].to(run.device)
 
+    def _rationale(self, run: Run) -> RationaleBasis | None:
+        """The rationale basis, with the train and valid rationale features kept, when the
+        estimator may read rationales: ``use_rationale`` not off, rationales on both
+        splits, and train's varying beyond (annotator, label). None otherwise, without
+        embedding anything, so such a run trains exactly as before the term existed."""
+        setting = run.settings.use_rationale
+        self.train_rationale = self.valid_rationale = None
+        if setting == "off":
+            return None
+        on_train, on_valid = run.train.has_rationale, run.valid.has_rationale
+        if not (on_train and on_valid):
+            if setting == "on" or on_train or on_valid:
+                run.notes.append(
+                    "estimator without its rationale term: no annotation of "
+                    f"{'train' if not on_train else 'valid'} carries a rationale"
+                )
+            return None
+        got = rationale_features(run.train, run.valid, run.annotators, run.source.embed_other)
+        if got is None:
+            run.notes.append(
+                "estimator without its rationale term: on train every annotator gives the "
+                "same rationale for the same label"
+            )
+            return None
+        basis, train, valid = got
+        self.train_rationale = train.to(run.device)
+        self.valid_rationale = valid.to(run.device)
+        return (basis[0].to(run.device), basis[1].to(run.device), basis[2].to(run.device))
+
     def _capacity(
-        self, run: Run, reliability: torch.Tensor | None, stats: Stats | None
+        self,
+        run: Run,
+        reliability: torch.Tensor | None,
+        stats: Stats | None,
+        basis: RationaleBasis | None = None,
     ) -> Capacity:
-        """(rank, shrinkage, confidence) as configured, or as 2-fold CV inside valid
-        prefers (rank_selection). A configured rank skips the CV over ranks, as it always
-        did (full-mode runs rely on that), with the stronger prior unless a shrinkage is
-        given too; confidence ``auto`` is still chosen by CV then (two fits per fold)."""
+        """(rank, shrinkage, confidence, rationale) as configured, or as 2-fold CV inside
+        valid prefers (rank_selection). A configured rank skips the CV over ranks, as it
+        always did (full-mode runs rely on that), with the stronger prior unless a
+        shrinkage is given too; confidence and rationale ``auto`` are still chosen by CV
+        then (two fits per fold each)."""
         s = run.settings
         choices: dict[str, tuple[bool, ...]] = {"on": (True,), "off": (False,)}
         uses = (False,) if stats is None else choices.get(s.use_confidence, (False, True))
+        uses_r = (False,) if basis is None else choices.get(s.use_rationale, (False, True))
         if s.estimator_rank is not None:
             shrink = s.estimator_shrinkage
             fixed = Capacity(s.estimator_rank, max(SHRINKAGES) if shrink is None else shrink)
-            if len(uses) == 1:
+            if len(uses) == 1 and len(uses_r) == 1:
                 if uses[0]:
                     run.notes.append("estimator with its confidence term (use_confidence on)")
-                return fixed._replace(confidence=uses[0])
+                if uses_r[0]:
+                    run.notes.append("estimator with its rationale term (use_rationale on)")
+                return fixed._replace(confidence=uses[0], rationale=uses_r[0])
             ranks: tuple[int, ...] = (fixed.rank,)
             shrinks: tuple[float, ...] = (fixed.shrinkage,)
         else:
@@ -195,7 +244,12 @@ class EstimatorTargets(TargetSource):
                 f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g}: valid has no "
                 "annotator labels to cross-validate on"
             )
-            return Capacity(ranks[0], max(shrinks), uses[-1] if len(uses) == 1 else False)
+            return Capacity(
+                ranks[0],
+                max(shrinks),
+                uses[-1] if len(uses) == 1 else False,
+                uses_r[-1] if len(uses_r) == 1 else False,
+            )
         with torch.enable_grad():
             chosen, scores = choose_estimator_rank(
                 run.source.features("valid", None).detach(),
@@ -212,8 +266,24 @@ class EstimatorTargets(TargetSource):
                 confidence=self.valid_confidence,
                 stats=stats,
                 use_confidence=uses,
+                rationale=self.valid_rationale,
+                basis=basis,
+                use_rationale=uses_r,
             )
-        if len(uses) == 1:
+        if len(uses_r) == 2:
+            shown = ", ".join(
+                f"{c.rank}/{c.shrinkage:g}/{'on' if c.confidence else 'off'}/"
+                f"{'on' if c.rationale else 'off'}: {v.accuracy:.3f}/{v.mass:.3f}"
+                for c, v in scores.items()
+            )
+            run.notes.append(
+                f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}, confidence "
+                f"{'on' if chosen.confidence else 'off'}, rationale "
+                f"{'on' if chosen.rationale else 'off'} chosen by 2-fold CV inside valid "
+                "(held-out soft-label group-mean accuracy / mass on gold per "
+                f"rank/shrinkage/confidence/rationale {shown})"
+            )
+        elif len(uses) == 1:
             shown = ", ".join(
                 f"{c.rank}/{c.shrinkage:g}: {v.accuracy:.3f}" for c, v in scores.items()
             )
@@ -222,6 +292,7 @@ class EstimatorTargets(TargetSource):
                 "2-fold CV inside valid (held-out soft-label group-mean accuracy per "
                 f"rank/shrinkage {shown})"
                 + (", with its confidence term (use_confidence on)" if uses[0] else "")
+                + (", with its rationale term (use_rationale on)" if uses_r[0] else "")
             )
         else:
             shown = ", ".join(
@@ -234,6 +305,7 @@ class EstimatorTargets(TargetSource):
                 f"{'on' if chosen.confidence else 'off'} chosen by 2-fold CV inside valid "
                 "(held-out soft-label group-mean accuracy / mass on gold per "
                 f"rank/shrinkage/confidence {shown})"
+                + (", with its rationale term (use_rationale on)" if uses_r[0] else "")
             )
         return chosen
 
@@ -244,8 +316,9 @@ class EstimatorTargets(TargetSource):
         run, s = self.run, self.run.settings
         labels = self.train_labels[idx]
         conf = self.train_confidence[idx] if self.train_confidence is not None else None
+        rat = self.train_rationale[idx] if self.train_rationale is not None else None
         valid_feats = run.source.features("valid", None).detach()
-        risks = partial(self.risks, head, feats.detach(), labels, conf, valid_feats)
+        risks = partial(self.risks, head, feats.detach(), labels, conf, rat, valid_feats)
         for _ in range(s.estimator_steps):
             self._q = upper_step(
                 self._optimizer,
@@ -257,7 +330,7 @@ class EstimatorTargets(TargetSource):
                 penalty=self._penalty,
             )
         with torch.no_grad():
-            w = self._module(feats.detach(), labels, conf)
+            w = self._module(feats.detach(), labels, conf, rat)
             return O.soft_labels(w, labels, run.num_classes)
 
     def keep_best(self) -> None:
@@ -280,7 +353,9 @@ class EstimatorTargets(TargetSource):
     def annotator_weights(self, run: Run) -> dict[str, dict[str, float]]:
         valid, groups = run.valid, run.groups
         L = torch.as_tensor(valid.label_matrix(run.annotators), device=run.device)
-        w = self._estimator(run.source.features("valid", None), L, self.valid_confidence)
+        w = self._estimator(
+            run.source.features("valid", None), L, self.valid_confidence, self.valid_rationale
+        )
         w = w.cpu().numpy()
         present = (L >= 0).cpu().numpy()
         g = valid.group_array(groups)
@@ -302,7 +377,11 @@ class AgreementRisk(EstimatorTargets):
     def prepare(self, run: Run) -> None:
         super().prepare(run)
         self.items = AgreementItems.select(
-            self.valid_labels, self.valid_gold, self.valid_groups, self.valid_confidence
+            self.valid_labels,
+            self.valid_gold,
+            self.valid_groups,
+            self.valid_confidence,
+            self.valid_rationale,
         )
         fixable = int(self.items.index.sum())
         dropped = int(O.annotator_mask(self.valid_labels).any(1).sum() - fixable)
@@ -324,6 +403,7 @@ class AgreementRisk(EstimatorTargets):
         feats: torch.Tensor,
         labels: torch.Tensor,
         confidence: torch.Tensor | None,
+        rationale: torch.Tensor | None,
         valid_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
@@ -339,10 +419,11 @@ class UnrolledRisk(EstimatorTargets):
         feats: torch.Tensor,
         labels: torch.Tensor,
         confidence: torch.Tensor | None,
+        rationale: torch.Tensor | None,
         valid_feats: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         run = self.run
-        w = self._module(feats, labels, confidence)
+        w = self._module(feats, labels, confidence, rationale)
         return O.unrolled_group_risks(
             head,
             w,

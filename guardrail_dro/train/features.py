@@ -87,6 +87,9 @@ class FeatureSource:
         backbone: the encoder's folder or name, for the manifest.
         namespace: the embedding cache's key prefix for this encoder and pooling.
         accelerator: accelerate's Accelerator in full mode, else None.
+        cache_path: the embedding cache file ``embed_other`` reads and fills (None: no
+            cache).
+        max_length: token limit of ``embed_other``.
     """
 
     def __init__(
@@ -99,6 +102,8 @@ class FeatureSource:
         backbone: str,
         namespace: str,
         accelerator: Accelerator | None = None,
+        cache_path: Path | None = None,
+        max_length: int = 128,
     ) -> None:
         self.embedder = embedder
         self.tokenizer = tokenizer
@@ -107,12 +112,39 @@ class FeatureSource:
         self.backbone = backbone
         self.namespace = namespace
         self.accelerator = accelerator
+        self.cache_path = cache_path
+        self.max_length = max_length
         self.pretrained: dict[str, torch.Tensor] = {}
         """Embeddings of the encoder before fine-tuning, per split, for the linear probe
         of LP-FT (full mode: ``build_features`` fills them from the embedding cache)."""
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    def embed_other(self, texts: list[str]) -> np.ndarray:
+        """(M, D) pooled embeddings of texts that are not items (the annotators'
+        rationales) by this encoder, through the embedding cache, in the encoder's
+        current weights: called before training, that is the pre-trained encoder in
+        either mode. The encoder's train/eval mode is left as it was."""
+        embedder = unwrap(self.embedder)
+        was = embedder.training
+        first = self.accelerator.main_process_first() if self.accelerator else nullcontext()
+        cache = EmbeddingCache(self.cache_path) if self.cache_path is not None else None
+        try:
+            with first:
+                return embed_texts(
+                    embedder,
+                    self.tokenizer,
+                    texts,
+                    namespace=self.namespace,
+                    cache=cache,
+                    max_length=self.max_length,
+                    progress=False,
+                )
+        finally:
+            if cache is not None:
+                cache.close()
+            embedder.train(was)
 
     def batches(
         self, split: str, order: torch.Tensor, batch_size: int, generator: torch.Generator
@@ -166,7 +198,7 @@ class FullFeatures(FeatureSource):
     def __init__(
         self, splits: dict[str, AnnotatedDataset], max_length: int, batch_size: int, **kw: Any
     ) -> None:
-        super().__init__(**kw)
+        super().__init__(max_length=max_length, **kw)
         first: dict[int, str] = {}
         self._alias = {k: first.setdefault(id(ds), k) for k, ds in splits.items()}
         self._tok = {
@@ -291,6 +323,7 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
         dim=int(enc.config.hidden_size),
         backbone=str(folder if folder.exists() else cfg.backbone),
         namespace=namespace,
+        cache_path=(cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite",
     )
     if cfg.mode == "full":
         full = FullFeatures(
@@ -311,7 +344,11 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             full.pretrained = {k: torch.as_tensor(v, device=device) for k, v in probe.items()}
         embedder.train()
         return full
-    return FrozenFeatures(_cached_embeddings(cfg, embedder, tok, namespace, splits), **common)
+    return FrozenFeatures(
+        _cached_embeddings(cfg, embedder, tok, namespace, splits),
+        max_length=cfg.max_length,
+        **common,
+    )
 
 
 def _cached_embeddings(

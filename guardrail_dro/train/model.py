@@ -36,6 +36,7 @@ __all__ = [
     "load_backbone",
     "mean_pool",
     "mix_toxic",
+    "project_rationales",
     "safe_toxic_log_mass",
 ]
 
@@ -216,6 +217,25 @@ def confidence_stats(
     )
 
 
+RationaleBasis = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+"""How rationale embeddings become the estimator's rationale features
+(``train/rationale.py`` fits it on train): the (K, C, D) usual rationale of annotator k
+when it says label y, a (D, P) basis and a (P,) scale."""
+
+
+def project_rationales(
+    emb: torch.Tensor, annotators: torch.Tensor, labels: torch.Tensor, basis: RationaleBasis
+) -> torch.Tensor:
+    """(M, P) features of M rationales: their (M, D) embeddings minus what the annotator
+    usually writes for that label, on the basis, scaled to unit spread on train.
+
+    Relative to (annotator, label) so the feature carries what the label and the
+    annotator's usual trust do not: this rationale reads unlike k's usual reasons for y.
+    """
+    center, directions, scale = basis
+    return ((emb - center[annotators, labels]) @ directions) / scale
+
+
 class WeightEstimator(nn.Module):
     """w_phi(x): per-item weights over the annotators present on x.
 
@@ -231,6 +251,12 @@ class WeightEstimator(nn.Module):
     informative confidences gets nothing from it), g a shared scale and d[k] a
     per-annotator deviation under the same prior as b/v (an LLM whose confidence means
     more, or nothing).
+
+    With ``rationale`` (issue 11 item 3) a fourth, ``<w, rho[x, k]>``: rho is k's
+    rationale on x embedded by the same encoder and projected by ``project_rationales``
+    (0 where k wrote none), w one shared weight vector of P numbers (P = 8 by default:
+    few enough to learn on a validation split, shared so an annotator seen on a handful
+    of items still benefits).
 
     ``r[k, y]`` is how far k's label y can be trusted according to the labels alone
     (``annotator_reliability``: a Dawid-Skene confusion per annotator, shrunk toward the
@@ -252,6 +278,9 @@ class WeightEstimator(nn.Module):
         confidence: (K,) mean and (K,) spread of the training confidences
             (``confidence_stats``) to build the confidence term with; None: no term (the
             format of models saved before it).
+        rationale: the ``RationaleBasis`` the rationale features were made with (kept
+            as buffers, so a saved estimator says how to read new rationales); None: no
+            rationale term.
     """
 
     def __init__(
@@ -262,6 +291,7 @@ class WeightEstimator(nn.Module):
         num_classes: int = 0,
         reliability: torch.Tensor | None = None,
         confidence: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rationale: RationaleBasis | None = None,
     ):
         super().__init__()
         if num_annotators < 1:
@@ -300,6 +330,28 @@ class WeightEstimator(nn.Module):
             self.register_buffer("confidence_spread", spread.detach().float().clone())
             self.confidence_scale = nn.Parameter(torch.zeros(()))
             self.confidence_annotators = nn.Parameter(torch.zeros(num_annotators))
+        self.has_rationale = rationale is not None
+        if rationale is not None:
+            center, directions, scale = rationale
+            dims = center.shape[-1], directions.shape[-1]
+            if (
+                center.ndim != 3
+                or center.shape[0] != num_annotators
+                or tuple(directions.shape) != dims
+                or tuple(scale.shape) != dims[1:]
+            ):
+                raise ConfigError(
+                    f"rationale basis has shapes {tuple(center.shape)}/"
+                    f"{tuple(directions.shape)}/{tuple(scale.shape)}, expected "
+                    f"({num_annotators}, classes, D)/(D, P)/(P,)"
+                )
+            self.rationale_center: torch.Tensor
+            self.rationale_basis: torch.Tensor
+            self.rationale_scale: torch.Tensor
+            self.register_buffer("rationale_center", center.detach().float().clone())
+            self.register_buffer("rationale_basis", directions.detach().float().clone())
+            self.register_buffer("rationale_scale", scale.detach().float().clone())
+            self.rationale_weight = nn.Parameter(torch.zeros(dims[1]))
 
     def _own(self) -> tuple[nn.Parameter, ...]:
         """The per-annotator deviations that pay the prior."""
@@ -311,9 +363,11 @@ class WeightEstimator(nn.Module):
         features: torch.Tensor,
         labels: torch.Tensor | None = None,
         confidence: torch.Tensor | None = None,
+        rationale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, K) logits; ``labels`` (B, K, -1 = absent) feeds the shared label terms,
-        ``confidence`` (B, K, NaN = none) the confidence term (ignored without one)."""
+        ``confidence`` (B, K, NaN = none) the confidence term and ``rationale``
+        (B, K, P, 0 = none) the rationale term (each ignored without its term)."""
         u = self.item(features) if self.item is not None else None
         out = self.bias.expand(features.shape[0], -1)
         if u is not None:
@@ -329,6 +383,8 @@ class WeightEstimator(nn.Module):
         if self.has_confidence and confidence is not None:
             z = torch.nan_to_num((confidence - self.confidence_mean) / self.confidence_spread)
             out = out + (self.confidence_scale + self.confidence_annotators) * z
+        if self.has_rationale and rationale is not None:
+            out = out + rationale @ self.rationale_weight
         return out
 
     def penalty(self) -> torch.Tensor:
@@ -360,11 +416,13 @@ class WeightEstimator(nn.Module):
         features: torch.Tensor,
         labels: torch.Tensor,
         confidence: torch.Tensor | None = None,
+        rationale: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(B, D) features, (B, K) labels (-1 = absent) -> (B, K) weights summing to 1.
 
         ``confidence``: (B, K) the annotators' confidences (NaN = none), read by the
-        confidence term; ignored by an estimator without one.
+        confidence term; ignored by an estimator without one. ``rationale``: (B, K, P)
+        rationale features (``project_rationales``; 0 = none), likewise.
         A (B, K) bool mask of who labelled each item is accepted by an estimator
         without label terms (``num_classes=0``).
         """
@@ -374,5 +432,5 @@ class WeightEstimator(nn.Module):
                     "this estimator weighs labels: pass the (B, K) label matrix "
                     "(class index, -1 where absent), not a presence mask"
                 )
-            return masked_softmax(self.logits(features, None, confidence), labels)
-        return masked_softmax(self.logits(features, labels, confidence), labels >= 0)
+            return masked_softmax(self.logits(features, None, confidence, rationale), labels)
+        return masked_softmax(self.logits(features, labels, confidence, rationale), labels >= 0)

@@ -403,7 +403,14 @@ def _load_estimator(
     # confidences.
     mean, spread = state.get("confidence_mean"), state.get("confidence_spread")
     conf = (mean, spread) if mean is not None and spread is not None else None
-    est = WeightEstimator(dim, len(manifest.annotators), int(table.shape[1]), classes, None, conf)
+    # And the rationale term's basis, saved only by estimators that read rationales.
+    center, basis, scale = (state.get(f"rationale_{n}") for n in ("center", "basis", "scale"))
+    rat = None
+    if center is not None and basis is not None and scale is not None:
+        rat = (center, basis, scale)
+    est = WeightEstimator(
+        dim, len(manifest.annotators), int(table.shape[1]), classes, None, conf, rat
+    )
     try:
         est.load_state_dict(state)
     except RuntimeError as exc:

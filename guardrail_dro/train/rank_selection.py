@@ -26,6 +26,11 @@ class on both folds. Paired fits make that sign test meaningful without a margin
 constant confidence gives the same fit twice (no gain, off), and an informative one
 raised it on both folds on 2 of 3 synthetic seeds, by 0.002-0.004 at ranks 4 and 32,
 where the argmax accuracy tied and a 0.005 margin kept the term off on all three.
+
+A fourth, where the annotations carry rationales: whether the estimator reads them (its
+rationale term, train/rationale.py), chosen by the same paired fits and the same twin
+rule after the confidence term, on top of whatever that chose; never by held-out
+accuracy alone (its P weights can fit a held-out half by chance).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from typing import NamedTuple
 import torch
 
 from guardrail_dro.train import objectives as O
-from guardrail_dro.train.model import WeightEstimator
+from guardrail_dro.train.model import RationaleBasis, WeightEstimator
 from guardrail_dro.train.upper_level import AgreementItems, upper_step
 
 __all__ = [
@@ -66,11 +71,13 @@ class Score(NamedTuple):
 
 
 class Capacity(NamedTuple):
-    """One candidate of the selection: rank, shrinkage, and whether it reads confidences."""
+    """One candidate of the selection: rank, shrinkage, and whether it reads confidences
+    and rationales."""
 
     rank: int
     shrinkage: float
     confidence: bool = False
+    rationale: bool = False
 
 
 def penalty_of(est: WeightEstimator, shrinkage: float, items: int) -> Callable[[], None]:
@@ -100,9 +107,12 @@ def _fit(
     group_step: float,
     confidence: torch.Tensor | None = None,
     stats: Stats | None = None,
+    rationale: torch.Tensor | None = None,
+    basis: RationaleBasis | None = None,
 ) -> WeightEstimator:
     """An estimator of ``rank`` fit by the training loop's own agreement-risk step; with
-    ``stats``, one with the confidence term, reading the (N, K) ``confidence``."""
+    ``stats``, one with the confidence term, reading the (N, K) ``confidence``; with
+    ``basis``, one with the rationale term, reading the (N, K, P) ``rationale``."""
     est = WeightEstimator(
         feats.shape[1],
         labels.shape[1],
@@ -110,9 +120,10 @@ def _fit(
         num_classes if reliability is not None else 0,
         reliability,
         stats,
+        basis,
     ).to(feats.device)
     opt = torch.optim.Adam(est.parameters(), lr=lr)
-    items = AgreementItems.select(labels, gold, groups, confidence)
+    items = AgreementItems.select(labels, gold, groups, confidence, rationale)
     penalty = penalty_of(est, shrinkage, int(items.index.sum()))
     q = torch.full((num_groups,), 1.0 / num_groups, device=feats.device)
     for _ in range(steps):
@@ -136,6 +147,7 @@ def held_out_agreement(
     num_groups: int,
     num_classes: int,
     confidence: torch.Tensor | None = None,
+    rationale: torch.Tensor | None = None,
 ) -> Score:
     """Group-mean accuracy of the soft label's argmax on items the estimator did not see,
     and group-mean soft-label mass on their gold class.
@@ -143,7 +155,7 @@ def held_out_agreement(
     Group-mean rather than worst-group: with half of a small split per fold, the worst
     group holds a handful of items and its accuracy is mostly noise.
     """
-    s = O.soft_labels(est(feats, labels, confidence), labels, num_classes)
+    s = O.soft_labels(est(feats, labels, confidence, rationale), labels, num_classes)
     labelled = O.annotator_mask(labels).any(1)
     hit = (s.argmax(1) == gold).float()
     acc, n = O.group_mean(hit[labelled], groups[labelled], num_groups)
@@ -171,6 +183,9 @@ def choose_estimator_rank(
     confidence: torch.Tensor | None = None,
     stats: Stats | None = None,
     use_confidence: Sequence[bool] = (False,),
+    rationale: torch.Tensor | None = None,
+    basis: RationaleBasis | None = None,
+    use_rationale: Sequence[bool] = (False,),
 ) -> tuple[Capacity, dict[Capacity, Score]]:
     """The least capacity whose 2-fold held-out accuracy is within ``tolerance`` of the best.
 
@@ -179,7 +194,8 @@ def choose_estimator_rank(
     within ``tolerance`` of the best accuracy wins. If that one does not read
     confidences and its twin that does is also within ``tolerance`` of the best, the
     twin wins when it puts more held-out soft-label mass on the gold class on both
-    folds (see the module).
+    folds (see the module). The rationale twin of the result is then tried the same way;
+    rationale candidates win only so, never by accuracy alone.
 
     Args:
         feats, labels, gold, groups: the validation split (features, (N, K) annotator
@@ -191,12 +207,16 @@ def choose_estimator_rank(
             holds True.
         use_confidence: whether the candidates read confidences: (False,), (True,) or
             both.
+        rationale, basis, use_rationale: likewise for rationales: the split's (N, K, P)
+            rationale features and the ``RationaleBasis`` they were made with.
 
     Returns:
         (the chosen capacity, held-out scores per candidate)
     """
     if True in use_confidence and (confidence is None or stats is None):
         raise ValueError("confidence candidates need the split's confidences and their stats")
+    if True in use_rationale and (rationale is None or basis is None):
+        raise ValueError("rationale candidates need the split's rationale features and basis")
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(feats.shape[0], generator=gen).to(feats.device)
     halves = (perm[: len(perm) // 2], perm[len(perm) // 2 :])
@@ -204,11 +224,12 @@ def choose_estimator_rank(
         ((r, float(lam)) for r in candidates for lam in shrinkages), key=lambda c: (c[0], -c[1])
     )
 
-    def score(rank: int, shrinkage: float, use: bool) -> Score:
+    def score(rank: int, shrinkage: float, use: bool, use_rat: bool = False) -> Score:
         acc = 0.0
         masses = []
         for fit_idx, score_idx in (halves, halves[::-1]):
             conf = confidence if use else None
+            rat = rationale if use_rat else None
             est = _fit(
                 feats[fit_idx],
                 labels[fit_idx],
@@ -224,6 +245,8 @@ def choose_estimator_rank(
                 group_step=group_step,
                 confidence=conf[fit_idx] if conf is not None else None,
                 stats=stats if use else None,
+                rationale=rat[fit_idx] if rat is not None else None,
+                basis=basis if use_rat else None,
             )
             got = held_out_agreement(
                 est,
@@ -234,6 +257,7 @@ def choose_estimator_rank(
                 num_groups,
                 num_classes,
                 conf[score_idx] if conf is not None else None,
+                rat[score_idx] if rat is not None else None,
             )
             acc += got.accuracy  # summed, then halved: the same float as before
             masses.append(got.mass)
@@ -242,31 +266,46 @@ def choose_estimator_rank(
     scores: dict[Capacity, Score] = {}
     torch.manual_seed(seed)
     starts = []
-    for rank, shrinkage in base:  # the random stream of the selection without confidences
+    plain = False in use_confidence and False in use_rationale
+    for rank, shrinkage in base:  # the random stream of the selection without signals
         starts.append(torch.get_rng_state())
-        if False in use_confidence:
-            scores[Capacity(rank, shrinkage, False)] = score(rank, shrinkage, False)
-    if True in use_confidence:
+        if plain:
+            scores[Capacity(rank, shrinkage)] = score(rank, shrinkage, False)
+    signals = [(c, r) for c in use_confidence for r in use_rationale if c or r]
+    if signals:
         after = torch.get_rng_state()
-        for (rank, shrinkage), start in zip(base, starts, strict=True):
-            torch.set_rng_state(start)  # the same initial weights as without
-            scores[Capacity(rank, shrinkage, True)] = score(rank, shrinkage, True)
+        for use, use_rat in signals:
+            for (rank, shrinkage), start in zip(base, starts, strict=True):
+                torch.set_rng_state(start)  # the same initial weights as without
+                scores[Capacity(rank, shrinkage, use, use_rat)] = score(
+                    rank, shrinkage, use, use_rat
+                )
         torch.set_rng_state(after)
-    grid = sorted(scores, key=lambda c: (c.rank, -c.shrinkage, c.confidence))
+    ordered = sorted(scores, key=lambda c: (c.rank, -c.shrinkage, c.confidence, c.rationale))
     accs = {c: v.accuracy for c, v in scores.items()}
     if all(v != v for v in accs.values()):  # every score NaN: nothing to tell them apart
-        return grid[0], scores
+        return ordered[0], scores
     accs = {c: (v if v == v else float("-inf")) for c, v in accs.items()}
-    best = max(accs.values())
+    # Rationale candidates are reached only as twins: with P directions of their own
+    # they can fit a held-out half by chance (pure-noise rationale features won on
+    # accuracy, 0.735 against 0.709, in a test), so they must raise the mass too.
+    grid = [c for c in ordered if not c.rationale] or ordered
+    best = max(accs[c] for c in grid)
     chosen = next(c for c in grid if accs[c] >= best - tolerance)
-    twin = chosen._replace(confidence=True)
-    if (
-        not chosen.confidence
-        and twin in scores
-        and accs[twin] >= best - tolerance
-        and all(
-            t > c for t, c in zip(scores[twin].fold_mass, scores[chosen].fold_mass, strict=True)
+
+    def better(twin: Capacity) -> bool:
+        """The twin keeps accuracy and raises the mass on gold on both folds."""
+        return (
+            twin != chosen
+            and twin in scores
+            and accs[twin] >= best - tolerance
+            and all(
+                t > c for t, c in zip(scores[twin].fold_mass, scores[chosen].fold_mass, strict=True)
+            )
         )
-    ):
-        chosen = twin
+
+    for term in ("confidence", "rationale"):  # the rationale twin of what that chose
+        twin = chosen._replace(**{term: True})
+        if better(twin):
+            chosen = twin
     return chosen, scores

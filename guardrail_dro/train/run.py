@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import torch
 
 from guardrail_dro.data.items import AnnotatedDataset
@@ -49,6 +50,8 @@ class Settings(Protocol):
     def estimator_reliability(self) -> bool: ...
     @property
     def use_confidence(self) -> str: ...
+    @property
+    def use_rationale(self) -> str: ...
 
 
 class Features(Protocol):
@@ -59,6 +62,7 @@ class Features(Protocol):
     @property
     def dim(self) -> int: ...
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor: ...
+    def embed_other(self, texts: list[str]) -> np.ndarray: ...
 
 
 @dataclass

@@ -82,6 +82,8 @@ class AgreementItems:
     """(M, K) bool: which annotators labelled each fixable item."""
     confidence: torch.Tensor | None = None
     """(M, K) the annotators' confidences on them (NaN = none), or None."""
+    rationale: torch.Tensor | None = None
+    """(M, K, P) their rationale features (0 = none), or None."""
 
     @classmethod
     def select(
@@ -90,19 +92,21 @@ class AgreementItems:
         gold: torch.Tensor,
         groups: torch.Tensor,
         confidence: torch.Tensor | None = None,
+        rationale: torch.Tensor | None = None,
     ) -> AgreementItems:
         """From a split's (N, K) labels, (N,) gold classes, (N,) group indices and
-        optionally (N, K) confidences."""
+        optionally (N, K) confidences and (N, K, P) rationale features."""
         fix = O.fixable_items(labels, gold)
         L = labels[fix]
         conf = confidence[fix] if confidence is not None else None
-        return cls(fix, L, gold[fix], groups[fix], O.annotator_mask(L), conf)
+        rat = rationale[fix] if rationale is not None else None
+        return cls(fix, L, gold[fix], groups[fix], O.annotator_mask(L), conf, rat)
 
     def risks(
         self, estimator: nn.Module, feats: torch.Tensor, num_groups: int, num_classes: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Agreement group risks of ``estimator`` given the (N, D) features of the split."""
-        w = estimator(feats[self.index], self.labels, self.confidence)
+        w = estimator(feats[self.index], self.labels, self.confidence, self.rationale)
         return O.agreement_group_risks(
             w, self.labels, self.gold, self.groups, num_groups, num_classes
         )

@@ -192,3 +192,19 @@ def test_train_help_teaches_background_safe() -> None:
     r = run("train", "--help")
     text = " ".join(r.stdout.split())
     assert "--background-safe" in text and "convabuse-background" in text
+
+
+def test_annotator_signals_are_options_and_a_bad_value_is_named(tmp_path: Path) -> None:
+    from guardrail_dro.cli.training_options import TrainingOptions
+
+    cfg = TrainingOptions(confidence="off", rationale="on").config(method="ours")
+    assert (cfg.use_confidence, cfg.use_rationale) == ("off", "on")
+    assert TrainingOptions().config(method="ours").use_rationale == "auto"
+    r = run(
+        "train", "--train", "toxic-questions:train", "--valid", "toxic-questions:valid",
+        "--out", str(tmp_path / "m"), "--rationale", "loud",
+    )  # fmt: skip
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    stderr = " ".join(r.stderr.split())
+    assert "use_rationale" in stderr and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "m").exists()

@@ -104,10 +104,10 @@ def test_selection_keeps_the_term_for_informative_confidence_and_not_for_a_const
             candidates=(0,), shrinkages=(20.0,), steps=100, confidence=conf,
             stats=confidence_stats(conf.numpy()), use_confidence=(False, True),
         )  # fmt: skip
-        assert set(scores) == {(0, 20.0, False), (0, 20.0, True)}
+        assert set(scores) == {(0, 20.0, False, False), (0, 20.0, True, False)}
         assert chosen.confidence == informative, scores
         if not informative:  # z = 0 everywhere: the paired fits are the same fit
-            assert scores[(0, 20.0, True)] == scores[(0, 20.0, False)]
+            assert scores[(0, 20.0, True, False)] == scores[(0, 20.0, False, False)]
     with pytest.raises(ValueError, match="confidences"):
         choose_estimator_rank(feats, labels, gold, groups, num_groups=2, num_classes=2,
                               use_confidence=(True,))  # fmt: skip
@@ -169,8 +169,11 @@ def _without_confidence(ds: AnnotatedDataset) -> AnnotatedDataset:
 
 
 def _trained(data, backbone, cache, **kw):
+    """Rationale term off unless asked: the synthetic LLMs write rationales, and these
+    tests are about the confidence term (test_rationale.py has the rationale's)."""
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
+    kw.setdefault("use_rationale", "off")
     cfg = TrainConfig(backbone=str(backbone), cache_dir=cache, progress=False, epochs=2, **kw)
     return BiLevelTrainer(cfg).fit(data["train"], data["valid"])
 

@@ -9,7 +9,7 @@ import torch
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.model import WeightEstimator
-from guardrail_dro.train.rank_selection import _fit, choose_estimator_rank
+from guardrail_dro.train.rank_selection import Capacity, _fit, choose_estimator_rank
 from guardrail_dro.train.reliability import annotator_reliability
 
 
@@ -92,7 +92,7 @@ def test_shrinkage_holds_a_rarely_seen_annotator_near_the_shared_model() -> None
 def test_capacity_is_chosen_over_rank_and_shrinkage_by_cross_validation() -> None:
     labels, gold = _crowd(120)
     feats = torch.randn(120, 4, generator=torch.Generator().manual_seed(0))
-    (rank, shrink, conf), scores = choose_estimator_rank(
+    chosen, scores = choose_estimator_rank(
         feats,
         torch.as_tensor(labels),
         torch.as_tensor(gold),
@@ -104,10 +104,10 @@ def test_capacity_is_chosen_over_rank_and_shrinkage_by_cross_validation() -> Non
         shrinkages=(2.0, 20.0),
         steps=30,
     )
-    assert set(scores) == {(0, 2.0, False), (0, 20.0, False), (4, 2.0, False), (4, 20.0, False)}
-    assert (rank, shrink, conf) in scores and not conf
+    assert set(scores) == {Capacity(r, s) for r in (0, 4) for s in (2.0, 20.0)}
+    assert chosen in scores and not chosen.confidence and not chosen.rationale
     best = max(v.accuracy for v in scores.values())
-    assert scores[(rank, shrink, conf)].accuracy >= best - 0.005
+    assert scores[chosen].accuracy >= best - 0.005
 
 
 def test_estimators_saved_before_the_label_terms_still_load() -> None:

@@ -1,0 +1,188 @@
+"""The training options that ``train`` and ``bench`` share (``TrainingOptions``): what
+trains, on what, with which background text and annotator signals.
+
+Its own module so that cli/train.py stays the commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from guardrail_dro.cli.options import OptionGroup
+
+if TYPE_CHECKING:
+    from guardrail_dro.train.trainer import TrainConfig
+
+__all__ = ["TRAINING_PANEL", "TrainingOptions"]
+
+TRAINING_PANEL = "Training"
+_T = TRAINING_PANEL
+Mode = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="frozen: heads on cached embeddings (CPU, "
+        "seconds); full: fit the head on them, then fine-tune head + encoder (LP-FT; "
+        "minutes per run on a CPU, faster on a GPU).",
+        rich_help_panel=_T,
+    ),
+]
+Backbone = Annotated[
+    str | None,
+    typer.Option(
+        "--backbone",
+        help="Hugging Face encoder folder or name (default: embedded all-MiniLM-L6-v2).",
+        rich_help_panel=_T,
+    ),
+]
+Epochs = Annotated[
+    int | None, typer.Option("--epochs", help="Default 40 frozen / 3 full.", rich_help_panel=_T)
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Embedding cache folder (default $GUARDRAIL_DRO_CACHE or ~/.cache/guardrail-dro).",
+        rich_help_panel=_T,
+    ),
+]
+KeepOverlap = Annotated[
+    bool,
+    typer.Option(
+        "--keep-overlap",
+        help="Keep training items whose text also appears in valid/test (by default they "
+        "are dropped: the upper level and model selection would see their own training "
+        "items).",
+        rich_help_panel=_T,
+    ),
+]
+BackgroundSafe = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--background-safe",
+        help="Ordinary text that is safe by construction, trained as the safe class: a "
+        "bundled set (convabuse-background: non-abusive chat turns; everyday-requests: "
+        "ordinary questions to an assistant; assistant-replies: ordinary assistant "
+        "replies) or a file (.txt one text per line, .csv with "
+        "a 'text' column, .jsonl). Repeatable. 1 text in 5 is held out to choose the "
+        "weight and amount and to measure how much ordinary text the guard blocks.",
+        rich_help_panel=_T,
+    ),
+]
+BackgroundWeight = Annotated[
+    float | None,
+    typer.Option(
+        "--background-weight",
+        help="Loss weight of a background text (default: chosen on valid and held-out "
+        "background among 1, 2, 4).",
+        rich_help_panel=_T,
+    ),
+]
+BackgroundFraction = Annotated[
+    float | None,
+    typer.Option(
+        "--background-fraction",
+        help="Share of the background used, in (0, 1] (default: chosen with the weight "
+        "among 0.5, 1).",
+        rich_help_panel=_T,
+    ),
+]
+BackgroundHarmful = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--background-harmful",
+        help="Text that is harmful by construction, trained as 'not safe' (its mass moved "
+        "off the safe classes, no unsafe class claimed): the bundled harmful-requests "
+        "(requests across a standard hazard taxonomy) or a file, read like "
+        "--background-safe. Repeatable. Needs --background-safe too. 1 text in 5 is held "
+        "out to measure how much of it the guard blocks.",
+        rich_help_panel=_T,
+    ),
+]
+HarmfulWeight = Annotated[
+    float,
+    typer.Option("--harmful-weight", help="Loss weight of a harmful text.", rich_help_panel=_T),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        "--device", help="cpu, cuda, cuda:1 (default: best available).", rich_help_panel=_T
+    ),
+]
+
+
+Confidence = Annotated[
+    str,
+    typer.Option(
+        "--confidence",
+        help="Whether the soft-label estimator reads the annotators' confidences (a "
+        "'confidence' column, 0..1: LLM annotations from `annotate` carry one): auto = "
+        "where 2-fold cross-validation inside valid says it helps; on; off.",
+        rich_help_panel=_T,
+    ),
+]
+Rationale = Annotated[
+    str,
+    typer.Option(
+        "--rationale",
+        help="Whether the soft-label estimator reads the annotators' rationales (a "
+        "'rationale' column, embedded by the same encoder): auto = where 2-fold "
+        "cross-validation inside valid says it helps; on; off.",
+        rich_help_panel=_T,
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainingOptions(OptionGroup):
+    """What train and bench share of a ``TrainConfig``: the ``Training`` options."""
+
+    mode: Mode = "frozen"
+    backbone: Backbone = None
+    epochs: Epochs = None
+    cache_dir: CacheDir = None
+    keep_overlap: KeepOverlap = False
+    device: Device = None
+    background_safe: BackgroundSafe = None
+    background_weight: BackgroundWeight = None
+    background_fraction: BackgroundFraction = None
+    background_harmful: BackgroundHarmful = None
+    harmful_weight: HarmfulWeight = 1.0
+    confidence: Confidence = "auto"
+    rationale: Rationale = "auto"
+
+    def config(self, **run: Any) -> TrainConfig:
+        """The ``TrainConfig`` of these options and the command's own fields (``run``:
+        method, seed).
+
+        Raises:
+            pydantic.ValidationError: a value out of range (``main`` names the field).
+            DataError: a --background-safe source that cannot be read (checked here,
+                before any data is read or model loaded).
+        """
+        from guardrail_dro.data.background import load_background
+        from guardrail_dro.train.trainer import TrainConfig
+
+        for sources, bad in ((self.background_safe, False), (self.background_harmful, True)):
+            if sources:
+                load_background(sources, harmful=bad)
+        return TrainConfig(
+            background_harmful=list(self.background_harmful or []),
+            harmful_weight=self.harmful_weight,
+            background_safe=list(self.background_safe or []),
+            background_weight=self.background_weight,
+            background_fraction=self.background_fraction,
+            mode=self.mode,
+            backbone=self.backbone,
+            epochs=self.epochs,
+            cache_dir=self.cache_dir,
+            device=self.device,
+            drop_overlap=not self.keep_overlap,
+            use_confidence=self.confidence,
+            use_rationale=self.rationale,
+            **run,
+        )
