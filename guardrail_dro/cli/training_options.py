@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = ["TRAINING_PANEL", "TrainingOptions"]
 
 TRAINING_PANEL = "Training"
+Signal = Literal["auto", "on", "off"]
+"""Whether the estimator reads an annotator signal (confidence, rationale)."""
 _T = TRAINING_PANEL
 Mode = Annotated[
     str,
@@ -116,7 +118,7 @@ Device = Annotated[
 
 
 Confidence = Annotated[
-    str,
+    Signal,
     typer.Option(
         "--confidence",
         help="Whether the soft-label estimator reads the annotators' confidences (a "
@@ -126,7 +128,7 @@ Confidence = Annotated[
     ),
 ]
 Rationale = Annotated[
-    str,
+    Signal,
     typer.Option(
         "--rationale",
         help="Whether the soft-label estimator reads the annotators' rationales (a "

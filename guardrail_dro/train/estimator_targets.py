@@ -197,14 +197,13 @@ class EstimatorTargets(TargetSource):
                     f"{'train' if not on_train else 'valid'} carries a rationale"
                 )
             return None
-        got = rationale_features(run.train, run.valid, run.annotators, run.source.embed_other)
-        if got is None:
-            run.notes.append(
-                "estimator without its rationale term: on train every annotator gives the "
-                "same rationale for the same label"
+        try:
+            basis, train, valid = rationale_features(
+                run.train, run.valid, run.annotators, run.source.embed_other
             )
+        except ValueError as why:
+            run.notes.append(f"estimator without its rationale term: {why}")
             return None
-        basis, train, valid = got
         self.train_rationale = train.to(run.device)
         self.valid_rationale = valid.to(run.device)
         return (basis[0].to(run.device), basis[1].to(run.device), basis[2].to(run.device))
@@ -332,6 +331,19 @@ class EstimatorTargets(TargetSource):
         with torch.no_grad():
             w = self._module(feats.detach(), labels, conf, rat)
             return O.soft_labels(w, labels, run.num_classes)
+
+    @torch.no_grad()
+    def train_soft_labels(self, run: Run, item_targets: np.ndarray) -> np.ndarray:
+        """The estimator's soft labels of every training item, reading the same
+        confidences and rationale features as in training (the toxic score's binary head
+        fits on them)."""
+        w = self._estimator(
+            run.source.features("train", None),
+            self.train_labels,
+            self.train_confidence,
+            self.train_rationale,
+        )
+        return O.soft_labels(w, self.train_labels, run.num_classes).cpu().numpy()
 
     def keep_best(self) -> None:
         self._best = copy.deepcopy(self._estimator.state_dict()), self._q.clone()

@@ -126,12 +126,14 @@ class FeatureSource:
         rationales) by this encoder, through the embedding cache, in the encoder's
         current weights: called before training, that is the pre-trained encoder in
         either mode. The encoder's train/eval mode is left as it was."""
-        embedder = unwrap(self.embedder)
+        # The cache keys say "pre-trained encoder" (``namespace``): call this before any
+        # training step, never after fine-tuning has moved the weights.
+        embedder = self.embedder
         was = embedder.training
         first = self.accelerator.main_process_first() if self.accelerator else nullcontext()
-        cache = EmbeddingCache(self.cache_path) if self.cache_path is not None else None
-        try:
-            with first:
+        with first:  # the main process fills the cache, the other ranks read its rows
+            cache = EmbeddingCache(self.cache_path) if self.cache_path is not None else None
+            try:
                 return embed_texts(
                     embedder,
                     self.tokenizer,
@@ -141,10 +143,10 @@ class FeatureSource:
                     max_length=self.max_length,
                     progress=False,
                 )
-        finally:
-            if cache is not None:
-                cache.close()
-            embedder.train(was)
+            finally:
+                if cache is not None:
+                    cache.close()
+                embedder.train(was)
 
     def batches(
         self, split: str, order: torch.Tensor, batch_size: int, generator: torch.Generator

@@ -231,9 +231,10 @@ def project_rationales(
 
     Relative to (annotator, label) so the feature carries what the label and the
     annotator's usual trust do not: this rationale reads unlike k's usual reasons for y.
+    A cell with no rationale on train (NaN centre) gives 0.
     """
     center, directions, scale = basis
-    return ((emb - center[annotators, labels]) @ directions) / scale
+    return torch.nan_to_num(((emb - center[annotators, labels]) @ directions) / scale)
 
 
 class WeightEstimator(nn.Module):
@@ -279,8 +280,8 @@ class WeightEstimator(nn.Module):
             (``confidence_stats``) to build the confidence term with; None: no term (the
             format of models saved before it).
         rationale: the ``RationaleBasis`` the rationale features were made with (kept
-            as buffers, so a saved estimator says how to read new rationales); None: no
-            rationale term.
+            as buffers, so a saved estimator records how its features were read: by the
+            pre-trained encoder, also in full mode); None: no rationale term.
     """
 
     def __init__(

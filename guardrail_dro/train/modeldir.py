@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 
 from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
-from guardrail_dro.errors import ArtifactError
+from guardrail_dro.errors import ArtifactError, ConfigError
 from guardrail_dro.train.background import BackgroundChoice
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
@@ -408,12 +408,12 @@ def _load_estimator(
     rat = None
     if center is not None and basis is not None and scale is not None:
         rat = (center, basis, scale)
-    est = WeightEstimator(
-        dim, len(manifest.annotators), int(table.shape[1]), classes, None, conf, rat
-    )
     try:
+        est = WeightEstimator(
+            dim, len(manifest.annotators), int(table.shape[1]), classes, None, conf, rat
+        )
         est.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, ConfigError) as exc:
         raise ArtifactError(
             f"estimator.safetensors does not fit a weight estimator: {exc}"
         ) from None

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
 
 __all__ = [
-    "MIN_CELL",
     "RATIONALE_DIM",
     "fit_rationale_basis",
     "rationale_features",
@@ -40,10 +39,6 @@ __all__ = [
 
 RATIONALE_DIM = 8
 """Directions of the rationale feature (P)."""
-
-MIN_CELL = 5
-"""Rationales an (annotator, label) cell needs on train for its own usual rationale;
-smaller cells fall back to the annotator's usual rationale over all its labels."""
 
 MIN_VARIANCE = 1e-6
 """Below this total variance of the centred train rationales there is nothing to read
@@ -63,20 +58,19 @@ def fit_rationale_basis(
 ) -> RationaleBasis | None:
     """The ``RationaleBasis`` of M training rationales ((M, D) embeddings, their
     annotator and label indices), or None when they do not vary beyond (annotator, label).
+
+    Each (annotator, label) cell is centred on its own mean, however few its rationales
+    (a shared fallback would make merely naming a rare label read as unusual); a cell
+    with none on train has a NaN centre, so its rationales elsewhere read as 0: nothing
+    on train says what is usual there.
     """
     if emb.shape[0] < 2:
         return None
     d = emb.shape[1]
     emb64 = emb.astype(np.float64)
-    overall = emb64.mean(0)
-    center = np.tile(overall, (num_annotators, num_classes, 1))
-    for k in np.unique(annotators):
-        mine = annotators == k
-        center[k, :] = emb64[mine].mean(0)
-        for y in np.unique(labels[mine]):
-            cell = mine & (labels == y)
-            if cell.sum() >= MIN_CELL:
-                center[k, y] = emb64[cell].mean(0)
+    center = np.full((num_annotators, num_classes, d), np.nan)
+    for k, y in set(zip(annotators.tolist(), labels.tolist(), strict=True)):
+        center[k, y] = emb64[(annotators == k) & (labels == y)].mean(0)
     resid = emb64 - center[annotators, labels]
     if float((resid**2).sum(1).mean()) < MIN_VARIANCE:
         return None
@@ -117,12 +111,16 @@ def rationale_features(
     annotators: Sequence[str],
     embed: Embed,
     dim: int = RATIONALE_DIM,
-) -> tuple[RationaleBasis, torch.Tensor, torch.Tensor] | None:
-    """(basis fit on train, (N, K, P) train features, (V, K, P) valid features), or None
-    when train's rationales do not vary beyond (annotator, label).
+) -> tuple[RationaleBasis, torch.Tensor, torch.Tensor]:
+    """(basis fit on train, (N, K, P) train features, (V, K, P) valid features).
 
     Args:
         embed: texts -> (M, D) embeddings by the encoder the estimator's features use.
+
+    Raises:
+        ValueError: with the reason (fewer than 2 rationales on train, none varying
+            beyond (annotator, label), none on valid from a cell seen on train): the
+            term would have nothing to learn from.
     """
     schema = train.schema
     rows_t, rows_v = train.rationales(annotators), valid.rationales(annotators)
@@ -140,8 +138,17 @@ def rationale_features(
         dim,
     )
     if basis is None:
-        return None
+        raise ValueError(
+            "fewer than 2 rationales on train"
+            if len(rows_t) < 2
+            else "on train every annotator gives the same rationale for the same label"
+        )
     k = len(annotators)
     feats_t = _features(rows_t, emb_t, len(train), k, schema.index, basis)
     feats_v = _features(rows_v, emb_v, len(valid), k, schema.index, basis)
+    if not bool(feats_v.any()):
+        raise ValueError(
+            "no rationale on valid differs from its annotator's usual one for that label "
+            "on train (or none comes from an annotator and label seen there)"
+        )
     return basis, feats_t, feats_v

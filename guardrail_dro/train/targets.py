@@ -114,6 +114,11 @@ class TargetSource(ABC):
         """(G,) GroupDRO weights of the source's upper level, if it has one."""
         return None
 
+    def train_soft_labels(self, run: Run, item_targets: np.ndarray) -> np.ndarray:
+        """(N, C) targets of the training split as the head last trained on them: the
+        fixed ``item_targets`` here; learned sources give their current soft labels."""
+        return item_targets
+
     def annotator_weights(self, run: Run) -> dict[str, dict[str, float]] | None:
         """Mean learned weight of each annotator over the valid items of each group."""
         return None

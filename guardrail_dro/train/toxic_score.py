@@ -29,7 +29,7 @@ from guardrail_dro.train.model import ToxicMix
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.train.features import FeatureSource
-    from guardrail_dro.train.model import ClassifierHead, WeightEstimator
+    from guardrail_dro.train.model import ClassifierHead
     from guardrail_dro.train.run import Run
 
 __all__ = ["CANDIDATES", "RULE", "ToxicScoreChoice", "choose_toxic_score", "select"]
@@ -63,30 +63,6 @@ class ToxicScoreChoice(BaseModel):
     def summary(self) -> str:
         aucs = ", ".join(f"{k} {v:.4f}" for k, v in self.valid_auc.items())
         return f"toxic score: {self.kind} (valid ROC AUC {aucs})"
-
-
-def _soft_targets(
-    run: Run,
-    src: FeatureSource,
-    estimator: WeightEstimator | None,
-    fixed: np.ndarray,
-) -> np.ndarray:
-    """(N, C) soft labels of ``run.train``: the learned ones (estimator) or the fixed ones."""
-    if estimator is None:
-        return fixed
-    labels = run.train.label_matrix(run.annotators)
-    conf = (
-        torch.as_tensor(run.train.confidence_matrix(run.annotators), device=run.device)
-        if estimator.has_confidence
-        else None
-    )
-    with torch.no_grad():
-        L = torch.as_tensor(labels, device=run.device)
-        w = estimator(src.features("train", None), L, conf).cpu().numpy()
-    out = np.zeros((len(labels), run.num_classes))
-    rows, cols = np.nonzero(labels >= 0)
-    np.add.at(out, (rows, labels[rows, cols]), w[rows, cols])
-    return out
 
 
 def _aucs(y: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -135,10 +111,9 @@ def select(
 
 def choose_toxic_score(
     head: ClassifierHead,
-    estimator: WeightEstimator | None,
     src: FeatureSource,
     run: Run,
-    fixed_targets: np.ndarray,
+    soft: np.ndarray,
     *,
     background: AnnotatedDataset | None = None,
     background_weight: float = 1.0,
@@ -146,7 +121,8 @@ def choose_toxic_score(
     harmful_weight: float = 1.0,
     seed: int = 0,
 ) -> tuple[ToxicScoreChoice | None, ToxicMix | None]:
-    """Fit the binary head on the train features and soft labels, compare the three
+    """Fit the binary head on the train features and ``soft`` labels (the (N, C) targets
+    the head trained on: ``TargetSource.train_soft_labels``), compare the three
     candidates on valid, and return the choice with the ``ToxicMix`` to put in the
     model (None when 1 - P(safe) is kept).
 
@@ -171,7 +147,6 @@ def choose_toxic_score(
         x_valid_np = x_valid.cpu().numpy()
         x_bg = src.features("background", None).cpu().numpy() if background is not None else None
         x_bad = src.features("harmful", None).cpu().numpy() if harmful is not None else None
-    soft = _soft_targets(run, src, estimator, fixed_targets)
     keep = soft.sum(1) > 0
     p = 1.0 - soft[keep][:, safe].sum(1) / soft[keep].sum(1)
     x, w = x_train[keep], np.ones(int(keep.sum()))

@@ -231,10 +231,9 @@ class BiLevelTrainer:
         q = targets.group_weights if targets.group_weights is not None else loss_of.group_weights
         choice, mix = choose_toxic_score(
             head,
-            targets.estimator,
             src,
             run,
-            item_targets,
+            targets.train_soft_labels(run, item_targets),
             background=background,
             background_weight=weights["background"],
             harmful=harmful,

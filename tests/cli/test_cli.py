@@ -206,5 +206,6 @@ def test_annotator_signals_are_options_and_a_bad_value_is_named(tmp_path: Path) 
     )  # fmt: skip
     assert r.returncode == 2, (r.stdout, r.stderr)
     stderr = " ".join(r.stderr.split())
-    assert "use_rationale" in stderr and "Traceback" not in stderr, stderr
+    assert "--rationale" in stderr and "'loud' is not one of 'auto'," in stderr, stderr
+    assert "Traceback" not in stderr
     assert not (tmp_path / "m").exists()

@@ -49,7 +49,7 @@ def test_the_estimator_is_loaded_back(tiny_model_dir: Path, synthetic) -> None:
     state = m.estimator.state_dict()
     assert state.keys() == saved.keys()
     for k, v in saved.items():
-        torch.testing.assert_close(state[k], v, rtol=0, atol=0)
+        torch.testing.assert_close(state[k], v, rtol=0, atol=0, equal_nan=True)  # NaN centres
     assert m.estimator.annotators.shape[0] == len(m.manifest.annotators)
     labels = torch.zeros(2, len(m.manifest.annotators), dtype=torch.long)
     w = m.estimator(torch.zeros(2, m.model.encoder.config.hidden_size), labels)
