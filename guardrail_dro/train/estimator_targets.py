@@ -154,17 +154,8 @@ class EstimatorTargets(TargetSource):
         off, and confidences on both splits that vary somewhere on valid (a constant
         confidence has z = 0 everywhere: the term could not move). None otherwise,
         without a fit, so such a run trains exactly as before the term existed."""
-        setting = run.settings.use_confidence
         self.valid_confidence = None
-        if setting == "off":
-            return None
-        on_train, on_valid = run.train.has_confidence, run.valid.has_confidence
-        if not (on_train and on_valid):
-            if setting == "on" or on_train or on_valid:
-                run.notes.append(
-                    "estimator without its confidence term: no annotation of "
-                    f"{'train' if not on_train else 'valid'} carries a confidence"
-                )
+        if not _may_read(run, "confidence", run.settings.use_confidence):
             return None
         train = run.train.confidence_matrix(run.annotators)
         valid = run.valid.confidence_matrix(run.annotators)
@@ -185,17 +176,8 @@ class EstimatorTargets(TargetSource):
         estimator may read rationales: ``use_rationale`` not off, rationales on both
         splits, and train's varying beyond (annotator, label). None otherwise, without
         embedding anything, so such a run trains exactly as before the term existed."""
-        setting = run.settings.use_rationale
         self.train_rationale = self.valid_rationale = None
-        if setting == "off":
-            return None
-        on_train, on_valid = run.train.has_rationale, run.valid.has_rationale
-        if not (on_train and on_valid):
-            if setting == "on" or on_train or on_valid:
-                run.notes.append(
-                    "estimator without its rationale term: no annotation of "
-                    f"{'train' if not on_train else 'valid'} carries a rationale"
-                )
+        if not _may_read(run, "rationale", run.settings.use_rationale):
             return None
         try:
             basis, train, valid = rationale_features(
@@ -379,6 +361,24 @@ class EstimatorTargets(TargetSource):
                 a: float(w[m][:, j].sum() / denom[j]) for j, a in enumerate(run.annotators)
             }
         return out
+
+
+def _may_read(run: Run, signal: str, setting: str) -> bool:
+    """Whether the estimator may read the annotators' ``signal`` (confidence or
+    rationale): not turned off, and carried by some annotation of both train and valid.
+    Says why not in the notes where the user asked for it or one split has it."""
+    if setting == "off":
+        return False
+    on_train = getattr(run.train, f"has_{signal}")
+    on_valid = getattr(run.valid, f"has_{signal}")
+    if on_train and on_valid:
+        return True
+    if setting == "on" or on_train or on_valid:
+        run.notes.append(
+            f"estimator without its {signal} term: no annotation of "
+            f"{'train' if not on_train else 'valid'} carries a {signal}"
+        )
+    return False
 
 
 class AgreementRisk(EstimatorTargets):
