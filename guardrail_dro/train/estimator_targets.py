@@ -35,6 +35,7 @@ from guardrail_dro.train.model import RationaleBasis, WeightEstimator, confidenc
 from guardrail_dro.train.rank_selection import (
     SHRINKAGES,
     Capacity,
+    Score,
     Stats,
     choose_estimator_rank,
     penalty_of,
@@ -251,43 +252,7 @@ class EstimatorTargets(TargetSource):
                 basis=basis,
                 use_rationale=uses_r,
             )
-        if len(uses_r) == 2:
-            shown = ", ".join(
-                f"{c.rank}/{c.shrinkage:g}/{'on' if c.confidence else 'off'}/"
-                f"{'on' if c.rationale else 'off'}: {v.accuracy:.3f}/{v.mass:.3f}"
-                for c, v in scores.items()
-            )
-            run.notes.append(
-                f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}, confidence "
-                f"{'on' if chosen.confidence else 'off'}, rationale "
-                f"{'on' if chosen.rationale else 'off'} chosen by 2-fold CV inside valid "
-                "(held-out soft-label group-mean accuracy / mass on gold per "
-                f"rank/shrinkage/confidence/rationale {shown})"
-            )
-        elif len(uses) == 1:
-            shown = ", ".join(
-                f"{c.rank}/{c.shrinkage:g}: {v.accuracy:.3f}" for c, v in scores.items()
-            )
-            run.notes.append(
-                f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g} chosen by "
-                "2-fold CV inside valid (held-out soft-label group-mean accuracy per "
-                f"rank/shrinkage {shown})"
-                + (", with its confidence term (use_confidence on)" if uses[0] else "")
-                + (", with its rationale term (use_rationale on)" if uses_r[0] else "")
-            )
-        else:
-            shown = ", ".join(
-                f"{c.rank}/{c.shrinkage:g}/{'on' if c.confidence else 'off'}: "
-                f"{v.accuracy:.3f}/{v.mass:.3f}"
-                for c, v in scores.items()
-            )
-            run.notes.append(
-                f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}, confidence "
-                f"{'on' if chosen.confidence else 'off'} chosen by 2-fold CV inside valid "
-                "(held-out soft-label group-mean accuracy / mass on gold per "
-                f"rank/shrinkage/confidence {shown})"
-                + (", with its rationale term (use_rationale on)" if uses_r[0] else "")
-            )
+        run.notes.append(_cv_note(chosen, scores, uses, uses_r))
         return chosen
 
     def distribute(self, accelerator: Accelerator) -> None:
@@ -361,6 +326,36 @@ class EstimatorTargets(TargetSource):
                 a: float(w[m][:, j].sum() / denom[j]) for j, a in enumerate(run.annotators)
             }
         return out
+
+
+def _cv_note(
+    chosen: Capacity,
+    scores: dict[Capacity, Score],
+    uses: tuple[bool, ...],
+    uses_r: tuple[bool, ...],
+) -> str:
+    """The manifest note of the CV inside valid: what it chose, every candidate's held-out
+    score, and the signal terms the settings turned on without asking it."""
+    knobs = [n for n, u in (("confidence", uses), ("rationale", uses_r)) if len(u) == 2]
+    forced = [n for n, u in (("confidence", uses), ("rationale", uses_r)) if u == (True,)]
+
+    def onoff(c: Capacity, name: str) -> str:
+        return "on" if getattr(c, name) else "off"
+
+    shown = ", ".join(
+        "/".join([str(c.rank), f"{c.shrinkage:g}", *(onoff(c, n) for n in knobs)])
+        + f": {v.accuracy:.3f}"
+        + (f"/{v.mass:.3f}" if knobs else "")
+        for c, v in scores.items()
+    )
+    return (
+        f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}"
+        + "".join(f", {n} {onoff(chosen, n)}" for n in knobs)
+        + " chosen by 2-fold CV inside valid (held-out soft-label group-mean "
+        + ("accuracy / mass on gold" if knobs else "accuracy")
+        + f" per {'/'.join(['rank', 'shrinkage', *knobs])} {shown})"
+        + "".join(f", with its {n} term (use_{n} on)" for n in forced)
+    )
 
 
 def _may_read(run: Run, signal: str, setting: str) -> bool:
