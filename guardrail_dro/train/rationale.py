@@ -68,9 +68,12 @@ def fit_rationale_basis(
         return None
     d = emb.shape[1]
     emb64 = emb.astype(np.float64)
-    center = np.full((num_annotators, num_classes, d), np.nan)
-    for k, y in set(zip(annotators.tolist(), labels.tolist(), strict=True)):
-        center[k, y] = emb64[(annotators == k) & (labels == y)].mean(0)
+    sums = np.zeros((num_annotators, num_classes, d))
+    counts = np.zeros((num_annotators, num_classes, 1))
+    np.add.at(sums, (annotators, labels), emb64)
+    np.add.at(counts, (annotators, labels), 1.0)
+    with np.errstate(invalid="ignore"):  # 0 / 0 = NaN: the cells unseen on train
+        center = sums / counts
     resid = emb64 - center[annotators, labels]
     if float((resid**2).sum(1).mean()) < MIN_VARIANCE:
         return None
