@@ -41,11 +41,11 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     background: BackgroundChoice | None = None
+    """The background-safe text's weight, amount and held-out block rate, if any."""
     toxic_score: ToxicScoreChoice | None = None
     """How the guard's toxic score was chosen on valid (``toxic_score.py``)."""
     toxic_mix: ToxicMix | None = None
     """The binary head in the guard's score; None when 1 - P(safe) was kept."""
-    """The background-safe text's weight, amount and held-out block rate, if any."""
 
     @property
     def is_main_process(self) -> bool:

@@ -190,3 +190,29 @@ def test_the_real_data_quickstart_trains_harmful_text_beside_the_safe(tmp_path: 
         tmp_path, synthetic=False, backbone=None, background=bg, choose=False, harmful=bad
     )
     assert cfg.background_harmful == list(HARMFUL) and cfg.harmful_weight == HARMFUL_WEIGHT
+
+
+def test_the_guard_ships_the_seed_valid_prefers_never_test() -> None:
+    """The quickstart trains 3 seeds of ours and ships the best on valid (the lowest
+    seed on a tie), printing every seed's valid score; test numbers never choose."""
+    from types import SimpleNamespace
+
+    from guardrail_dro.cli.quickstart import _valid_best
+    from guardrail_dro.train.metrics import Metrics
+
+    def run(valid: float, test: float) -> SimpleNamespace:
+        m = Metrics(n=10, accuracy=0.7, macro_f1=0.5, worst_group_accuracy=valid)
+        return SimpleNamespace(valid_metrics=m, test=test)
+
+    out = io.StringIO()
+    console = Console(file=out, width=200)
+    runs = {0: run(0.61, 0.9), 1: run(0.66, 0.1), 2: run(0.66, 0.2)}
+    assert _valid_best(runs, "worst_group_accuracy", console) is runs[1]  # type: ignore[arg-type]
+    assert "shipping ours seed 1" in out.getvalue()
+    assert "seed 0 0.610, seed 1 0.660, seed 2 0.660" in out.getvalue()
+    assert _valid_best({}, "worst_group_accuracy", console) is None
+    out.truncate(0)
+    out.seek(0)
+    one = {0: run(0.5, 0.5)}
+    assert _valid_best(one, "worst_group_accuracy", console) is one[0]  # type: ignore[arg-type]
+    assert out.getvalue() == ""  # one seed: nothing to choose, nothing printed
