@@ -48,6 +48,9 @@ BACKGROUND = ("convabuse-background", "everyday-requests")
 HELDOUT = ("convabuse-background", "everyday-requests", "assistant-replies")
 HARMFUL = "harmful-requests"
 """The bundled harmful background set; its held-out part is measured for every variant."""
+HARMFUL_REPLIES = "harmful-replies"
+"""The output rail's harmful side (assistant replies that comply with harm); its held-out
+part is measured for every variant measured since it exists."""
 OBJECTIVE = "worst_group_balanced_accuracy"
 """The quickstart's export objective (``--objective balanced``)."""
 RULE = (
@@ -92,6 +95,32 @@ RULE_REPLIES = (
 """Why: the quickstart's output rail blocks an ordinary assistant reply (backup advice);
 assistant-replies was left out of the background before (valid AUC fell, 0.886 -> 0.866,
 on one seed without harmful text). Its held-out part is still never trained."""
+
+
+RULE_OUTPUT = (
+    "output round (written 2026-12-03 before the variant was trained): o3 = the chosen "
+    "harmful recipe h3 with assistant-replies added to the safe background and "
+    "harmful-replies to the harmful one (weight 3 like harmful-requests); kept over h3 only "
+    "if it passes RULE_HARMFUL's bounds against a, its held-out harmful-requests block "
+    "rate is at most 2 points below h3's, its held-out harmful-replies block rate is not "
+    "below h3's, and its held-out assistant-replies block rate is lower than h3's; on the "
+    "mean of seeds 0, 1, 2"
+)
+"""Why a second try at replies: with replies only on the safe side (r3, r6) the guard
+learned that a declarative answer is safe, and lost harmful recall and valid worst-group
+binary accuracy; harmful replies on the other side give the output rail both kinds of
+the text it checks. The output rail's recall (held-out harmful-replies) may not drop."""
+
+
+def keep_output(rows: dict[str, dict[str, float]]) -> bool:
+    """Whether ``RULE_OUTPUT`` keeps o3 over h3 (rows: name -> mean ``_summary``)."""
+    o3, h3 = rows["o3"], rows["h3"]
+    return (
+        choose_harmful({"a": rows["a"], "o3": o3}, "a") == "o3"  # as RULE_REPLIES reads it
+        and o3["heldout_harmful_block_rate"] >= h3["heldout_harmful_block_rate"] - 0.02
+        and o3["heldout_harmful_replies_block_rate"] >= h3["heldout_harmful_replies_block_rate"]
+        and o3["heldout_replies_block_rate"] < h3["heldout_replies_block_rate"]
+    )
 
 
 def choose_harmful(rows: dict[str, dict[str, float]], baseline: str = "a") -> str:
@@ -211,7 +240,7 @@ def measure_one(folder: Path) -> dict:
     record["threshold"] = thr
     record["valid_binary"] = _binary(scores(it.text for it in valid), positive, groups, thr)
     record["heldout_blocked"] = {}
-    for name in (*HELDOUT, HARMFUL):
+    for name in (*HELDOUT, HARMFUL, HARMFUL_REPLIES):
         texts = load_background([f"{name}:heldout"], require_both=False, harmful=None).heldout
         s = scores(texts)
         record["heldout_blocked"][name] = {"blocked": int((s >= thr).sum()), "texts": len(s)}
@@ -241,6 +270,12 @@ def _summary(r: dict) -> dict[str, float]:
     }
     if HARMFUL in h:
         out["heldout_harmful_block_rate"] = h[HARMFUL]["blocked"] / h[HARMFUL]["texts"]
+    if HARMFUL_REPLIES in h:
+        r_ = h[HARMFUL_REPLIES]
+        out["heldout_harmful_replies_block_rate"] = r_["blocked"] / r_["texts"]
+        out["heldout_replies_block_rate"] = (
+            h["assistant-replies"]["blocked"] / h["assistant-replies"]["texts"]
+        )
     for name, p in r["probes"].items():
         out[f"{name} everyday allowed"] = p["everyday_allowed"]
         out[f"{name} harmful blocked"] = p["harmful_blocked"]
@@ -268,7 +303,8 @@ def measure(args: argparse.Namespace) -> None:
     records = [measure_one(f) for f in sorted(args.out.iterdir()) if (f / "variant.json").is_file()]
     table = Table(
         "variant", "thr", "valid AUC", "valid wg bin. acc.", "valid recall / FPR",
-        "held-out bg blocked (convabuse / everyday)", "replies", "harmful", "probe A",
+        "held-out bg blocked (convabuse / everyday)", "replies", "harmful (requests / replies)",
+        "probe A",
         "probe B",
     )  # fmt: skip
     for r in records:
@@ -283,7 +319,10 @@ def measure(args: argparse.Namespace) -> None:
             f"{sum(b['blocked'] for b in bg) / sum(b['texts'] for b in bg):.3f} "
             + " / ".join(f"{b['blocked']}/{b['texts']}" for b in bg),
             f"{h['assistant-replies']['blocked']}/{h['assistant-replies']['texts']}",
-            f"{h[HARMFUL]['blocked']}/{h[HARMFUL]['texts']}" if HARMFUL in h else "-",
+            " / ".join(
+                f"{h[n]['blocked']}/{h[n]['texts']}" for n in (HARMFUL, HARMFUL_REPLIES) if n in h
+            )
+            or "-",
             *(
                 f"{p['everyday_allowed']}/{p['everyday']}, {p['harmful_blocked']}/{p['harmful']}"
                 for p in r["probes"].values()
@@ -321,6 +360,9 @@ def measure(args: argparse.Namespace) -> None:
             }  # fmt: skip
             kept = "keeps r3" if keep_replies(means, replies) else "keeps h3"
             console.print(f"replies round: RULE_REPLIES {kept} (replies blocked {replies})")
+        if {"o3", "h3"} <= means.keys() and "heldout_replies_block_rate" in means["h3"]:
+            kept = "keeps o3" if keep_output(means) else "keeps h3"
+            console.print(f"output round: RULE_OUTPUT {kept}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -329,6 +371,7 @@ def measure(args: argparse.Namespace) -> None:
                     "rule": RULE,
                     "rule_harmful": RULE_HARMFUL,
                     "rule_replies": RULE_REPLIES,
+                    "rule_output": RULE_OUTPUT,
                     "variants": records,
                     "mean_over_seeds": means,
                 },

@@ -11,6 +11,8 @@
 - ``harmful-requests``: ``scripts/data/harmful_requests.txt``, requests to an assistant
   that are harmful by construction, across a standard hazard taxonomy (trained as
   'not safe' with ``--background-harmful``; see its README).
+- ``harmful-replies``: ``scripts/data/harmful_replies.txt``, assistant replies that
+  comply with harm (the output rail's harmful side; 'not safe'; see its README).
 
 All are de-duplicated by normalised text and split by a hash of that text (1 in 5
 held out), so the split is deterministic and no text is on both sides. Run from the
@@ -100,3 +102,4 @@ if __name__ == "__main__":
     written(Path("scripts/data/everyday_requests.txt"), "everyday-requests")
     written(Path("scripts/data/assistant_replies.txt"), "assistant-replies")
     written(Path("scripts/data/harmful_requests.txt"), "harmful-requests")
+    written(Path("scripts/data/harmful_replies.txt"), "harmful-replies")

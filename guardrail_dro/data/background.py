@@ -8,7 +8,8 @@ hard target and no annotators (``train.background``). It is read from
 - a bundled set, by name: ``convabuse-background`` (the non-abusive user turns of
   ConvAbuse, CC BY 4.0), ``everyday-requests`` (ordinary requests to an assistant
   written for this project), ``assistant-replies``, and the harmful-by-construction
-  ``harmful-requests`` (read with ``harmful=True``: it trains as 'not safe');
+  ``harmful-requests`` and ``harmful-replies`` (read with ``harmful=True``: they train
+  as 'not safe');
   ``NAME:train`` / ``NAME:heldout`` for one part;
 - a file: ``.txt`` (one text per line), ``.csv`` (a ``text`` column, or the only
   column), ``.jsonl`` (objects with ``text``, or JSON strings), optionally ``.xz`` /
@@ -102,6 +103,12 @@ BACKGROUND: dict[str, BackgroundSet] = {
             "harmful-requests",
             license="Apache-2.0 (this project)",
             source="written for guardrail-dro (scripts/data/harmful_requests.txt)",
+            harmful=True,
+        ),
+        BackgroundSet(
+            "harmful-replies",
+            license="Apache-2.0 (this project)",
+            source="written for guardrail-dro (scripts/data/harmful_replies.txt)",
             harmful=True,
         ),
     )

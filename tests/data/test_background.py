@@ -73,6 +73,22 @@ def test_no_background_text_repeats_or_rewords_a_chat_probe_item() -> None:
             assert near < 0.7, (name, text)
 
 
+def test_no_background_text_repeats_or_rewords_a_quickstart_chat_turn() -> None:
+    """The quickstart's last table judges the guard it ships on a few chat turns
+    (cli/chat_turns.py), which says none of them trains: held to it here, the same way."""
+    from guardrail_dro.cli.chat_turns import CHAT_TURNS
+
+    turns = [text for _, text, _ in CHAT_TURNS]
+    norm = {normalise_text(t) for t in turns}
+    words = [_words(t) for t in turns]
+    for name in BACKGROUND:
+        bg = load_background([name], harmful=None)
+        for text in bg.train + bg.heldout:
+            assert normalise_text(text) not in norm, (name, text)
+            w = _words(text)
+            assert max(len(w & p) / len(w | p) for p in words) < 0.7, (name, text)
+
+
 def test_the_second_chat_probe_is_frozen() -> None:
     data = (PROBES / "chat_probe_b.json").read_bytes()
     assert hashlib.sha256(data).hexdigest() == PROBE_B_SHA256, "chat_probe_b.json is frozen"
@@ -146,6 +162,10 @@ def test_a_bundled_set_of_the_other_kind_is_refused() -> None:
         load_background(["everyday-requests"], harmful=True)
     bad = load_background(["harmful-requests"], harmful=True)
     assert len(bad.train) > 400 and len(bad.heldout) > 80
+    with pytest.raises(DataError, match="harmful-replies is harmful text: pass it with"):
+        load_background(["assistant-replies", "harmful-replies"])
+    replies = load_background(["harmful-replies"], harmful=True)
+    assert (len(replies.train), len(replies.heldout)) == (330, 70)
     either = load_background(["harmful-requests:train", "everyday-requests:train"],
                              require_both=False, harmful=None)  # fmt: skip
     assert len(either.train) == len(bad.train) + 644
