@@ -4,8 +4,8 @@ Every setting opens its own ``Guard`` on the same guard directory; the settings 
 timed interleaved, text by text, on the bundled toxic-questions test questions (one
 check at a time) and on batches of 32 (``check_many``), so load drift on a shared
 machine hits every setting alike. Settings: ORT's defaults (one intra-op thread per
-core, spinning), one intra-op thread, two without spinning, graph optimisation
-``extended`` instead of ``all``, and no CPU memory arena.
+core, spinning), one intra-op thread, two or one without spinning, graph optimisation
+``extended`` instead of ``all``, no CPU memory arena, and one thread without either.
 
 Usage::
 
@@ -30,8 +30,14 @@ SETTINGS: dict[str, dict] = {
     "ORT default (threads per core, spinning)": {},
     "intra_op 1": {"intra_op_threads": 1},
     "intra_op 2, no spinning": {"intra_op_threads": 2, "allow_spinning": False},
+    "intra_op 1, no spinning": {"intra_op_threads": 1, "allow_spinning": False},
     "intra_op 1, graph extended": {"intra_op_threads": 1, "graph_optimization": "extended"},
     "intra_op 1, no CPU arena": {"intra_op_threads": 1, "cpu_arena": False},
+    "intra_op 1, no spinning, no CPU arena": {
+        "intra_op_threads": 1,
+        "allow_spinning": False,
+        "cpu_arena": False,
+    },
 }
 
 

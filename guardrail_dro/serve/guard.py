@@ -174,7 +174,9 @@ class Guard:
             precision: auto (the variant for the provider that actually runs: int8 on
                 CPU, fp16 on CUDA / TensorRT when exported and checked, else fp32), int8,
                 fp32 or fp16.
-            intra_op_threads: ONNX Runtime threads per call (None: one per core).
+            intra_op_threads: ONNX Runtime threads per call (None: 1 for int8, ORT's
+                choice for fp32 / fp16, the faster on this CPU; 0: ORT's choice, one per
+                core).
             stride: tokens shared by consecutive windows of a long text (default a
                 quarter of the maximum length).
             batch_size: windows / texts per ONNX Runtime call.

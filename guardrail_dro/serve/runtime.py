@@ -172,7 +172,8 @@ class SessionConfig:
     Attributes:
         provider: auto, tensorrt, cuda or cpu.
         device_id: GPU index for CUDA / TensorRT.
-        intra_op_threads: threads inside one operator (None: ORT's choice, one per core).
+        intra_op_threads: threads inside one operator (None: a guard picks, 1 for int8
+            and ORT's for fp32, the faster here, README "Guard"; 0: ORT's, one per core).
         inter_op_threads: threads across operators (None: ORT's choice).
         trt_fp16: let TensorRT build fp16 kernels.
         trt_engine_cache_dir: where TensorRT keeps built engines (None: no cache; the
@@ -181,7 +182,7 @@ class SessionConfig:
         max_length: longest sequence in the TensorRT optimisation profile.
         graph_optimization: ORT graph optimisation level: disable, basic, extended, all.
         allow_spinning: idle intra-op threads spin (None: ORT's default, on). Off here:
-            on a busy 2-core host spinning cost p50 68 vs 52 ms (bench_session_options).
+            spinning cost p50 68 vs 52 ms on a busy 2-core host (README "Guard").
         cpu_arena: ONNX Runtime's CPU memory arena (ORT's default, on).
     """
 
@@ -199,10 +200,9 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "provider", resolve_provider(self.provider))
-        for name in ("intra_op_threads", "inter_op_threads"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name} must be >= 1 (or None for automatic), not {v}")
+        for name, lo in (("intra_op_threads", 0), ("inter_op_threads", 1)):
+            if (v := getattr(self, name)) is not None and v < lo:
+                raise ConfigError(f"{name} must be >= 1 (or {lo or None}: ORT's choice), not {v}")
         if self.graph_optimization not in ("disable", "basic", "extended", "all"):
             raise ConfigError(
                 "graph_optimization must be disable, basic, extended or all, "
@@ -252,7 +252,7 @@ class GuardSession:
 def _session_options(ort, config: SessionConfig, quiet: bool):
     so = ort.SessionOptions()
     so.log_severity_level = _QUIET_SEVERITY if quiet else 3
-    if config.intra_op_threads is not None:
+    if config.intra_op_threads:  # 0 / None: ORT's choice
         so.intra_op_num_threads = config.intra_op_threads
     if config.inter_op_threads is not None:
         so.inter_op_num_threads = config.inter_op_threads

@@ -48,7 +48,9 @@ def test_provider_names_are_normalised(given: str, expected: str) -> None:
 
 def test_bad_thread_setting() -> None:
     with pytest.raises(ConfigError, match="intra_op_threads must be >= 1"):
-        SessionConfig(intra_op_threads=0)
+        SessionConfig(intra_op_threads=-1)
+    with pytest.raises(ConfigError, match="inter_op_threads must be >= 1"):
+        SessionConfig(inter_op_threads=0)
 
 
 def test_auto_reports_the_provider_that_runs(tiny_export) -> None:
