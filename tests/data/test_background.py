@@ -50,6 +50,19 @@ def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z0-9']+", text.lower()))
 
 
+def _assert_no_background_text_near(texts: list[str]) -> None:
+    """No bundled background text equals one of ``texts`` (normalised) or shares 70% of
+    its words with one (Jaccard)."""
+    norm = {normalise_text(t) for t in texts}
+    words = [_words(t) for t in texts]
+    for name in BACKGROUND:
+        bg = load_background([name], harmful=None)
+        for text in bg.train + bg.heldout:
+            assert normalise_text(text) not in norm, (name, text)
+            w = _words(text)
+            assert max(len(w & p) / len(w | p) for p in words) < 0.7, (name, text)
+
+
 def test_no_background_text_repeats_or_rewords_a_chat_probe_item() -> None:
     """The chat probes judge how the guard treats ordinary chat: a probe text (or a
     rewording of one) that trains makes them measure memory. Rewording is caught as 70%
@@ -62,15 +75,7 @@ def test_no_background_text_repeats_or_rewords_a_chat_probe_item() -> None:
         for t in json.loads(f.read_text())[k]
     ]
     assert len(probe) == 100
-    norm = {normalise_text(t) for t in probe}
-    words = [_words(t) for t in probe]
-    for name in BACKGROUND:
-        bg = load_background([name], harmful=None)
-        for text in bg.train + bg.heldout:
-            assert normalise_text(text) not in norm, (name, text)
-            w = _words(text)
-            near = max(len(w & p) / len(w | p) for p in words)
-            assert near < 0.7, (name, text)
+    _assert_no_background_text_near(probe)
 
 
 def test_no_background_text_repeats_or_rewords_a_quickstart_chat_turn() -> None:
@@ -78,15 +83,7 @@ def test_no_background_text_repeats_or_rewords_a_quickstart_chat_turn() -> None:
     (cli/chat_turns.py), which says none of them trains: held to it here, the same way."""
     from guardrail_dro.cli.chat_turns import CHAT_TURNS
 
-    turns = [text for _, text, _ in CHAT_TURNS]
-    norm = {normalise_text(t) for t in turns}
-    words = [_words(t) for t in turns]
-    for name in BACKGROUND:
-        bg = load_background([name], harmful=None)
-        for text in bg.train + bg.heldout:
-            assert normalise_text(text) not in norm, (name, text)
-            w = _words(text)
-            assert max(len(w & p) / len(w | p) for p in words) < 0.7, (name, text)
+    _assert_no_background_text_near([text for _, text, _ in CHAT_TURNS])
 
 
 def test_the_second_chat_probe_is_frozen() -> None:
