@@ -20,11 +20,14 @@ __all__ = [
     "BACKGROUND_SETTING",
     "HARMFUL",
     "HARMFUL_WEIGHT",
+    "OUTPUT_BACKGROUND",
+    "OUTPUT_HARMFUL",
     "QUICK_EPOCHS",
     "QUICK_HEAD_HIDDEN",
     "QUICK_METHODS",
     "QUICK_SEEDS",
     "background_sources",
+    "output_sources",
     "quick_config",
 ]
 
@@ -41,6 +44,17 @@ HARMFUL_WEIGHT = 3.0
 "Ordinary chat"): held-out harmful-requests blocked 82.0% -> 93.4%, valid ROC AUC of the
 toxic score 0.884 -> 0.888, valid worst-group binary accuracy 0.700 -> 0.686, held-out
 background blocked 0.8% -> 1.1%."""
+
+OUTPUT_BACKGROUND = ("assistant-replies",)
+OUTPUT_HARMFUL = ("harmful-replies",)
+"""What the output rail's guard trains with on top of the input guard's text: ordinary
+assistant replies as safe, replies that go along with a harmful request as not safe (at
+``HARMFUL_WEIGHT``). The output rail checks replies, which the input guard never saw:
+with this recipe (``bench_chat_variants.py``'s variant o3; seeds 0-2, 2026-12-03) the
+held-out ordinary replies blocked fall from 4-5 of 71 to 0 of 71 on every seed and the
+held-out harmful replies blocked rise from 52-58 to 57-62 of 70, while its own harmful
+*requests* recall falls (82.5% against 93.4% held-out), which is why it is a second
+guard for the output rail and not the one guard for both."""
 
 BACKGROUND_SETTING = (1.0, 1.0)
 """(weight, share) of the background in the quickstart: weight 1 and all of it, chosen
@@ -83,6 +97,14 @@ def background_sources(
     safe text (the trainer refuses it alone)."""
     bg = list(background if background is not None else (() if synthetic else BACKGROUND))
     bad = list(harmful if harmful is not None else (HARMFUL if bg and not synthetic else ()))
+    return bg, bad
+
+
+def output_sources(safe: Sequence[str], harmful: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(safe, harmful) background sources of the output rail's guard: the input guard's
+    plus ``OUTPUT_BACKGROUND`` and ``OUTPUT_HARMFUL`` (each once)."""
+    bg = [*safe, *(s for s in OUTPUT_BACKGROUND if s not in safe)]
+    bad = [*harmful, *(s for s in OUTPUT_HARMFUL if s not in harmful)]
     return bg, bad
 
 

@@ -33,6 +33,7 @@ from rich.console import Console
 from guardrail_dro.cli.annotation_pass import annotation_pass
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
+from guardrail_dro.cli.quick_guards import export_guard, train_output_guard
 from guardrail_dro.cli.quick_recipe import (
     QUICK_METHODS,
     QUICK_SEEDS,
@@ -40,7 +41,7 @@ from guardrail_dro.cli.quick_recipe import (
     quick_config,
 )
 from guardrail_dro.data.items import AnnotatedDataset
-from guardrail_dro.errors import DataError, ExportParityError
+from guardrail_dro.errors import DataError
 
 if TYPE_CHECKING:
     from guardrail_dro.train.result import TrainResult
@@ -122,6 +123,7 @@ def run_quickstart(
     backbone: str | None = None,
     sizes: tuple[int, int, int] | None = None,
     student_layers: int | None = None,
+    output_guard: bool | None = None,
     console: Console | None = None,
 ) -> dict:
     """Run the four stages; returns what a caller (or a test) may want to check.
@@ -140,12 +142,16 @@ def run_quickstart(
         sizes: (train, valid, test) items of the synthetic dataset (default: its own).
         student_layers: ship a distilled student with this many layers instead of the
             trained model (``guardrail-dro distill``; written to ``out/student-model``).
+            The output rail's guard is not distilled.
+        output_guard: also train and export a guard for the output rail (``out/guard-output``:
+            the same recipe plus assistant replies, ``quick_recipe.OUTPUT_BACKGROUND``) and
+            check the assistant turns with it (default: on real data with background text).
 
     Returns:
-        ``{"report": BenchReport, "guard_dir": Path, "results": [(role, text, benign,
-        GuardResult)], "background": BackgroundChoice | None}``
+        ``{"report": BenchReport, "guard_dir": Path, "output_guard_dir": Path | None,
+        "results": [(role, text, benign, GuardResult)], "background": BackgroundChoice |
+        None}``
     """
-    from export.onnx import export_onnx
     from guardrail_dro.data.synthetic import make_synthetic
     from guardrail_dro.serve.guard import Guard
     from guardrail_dro.train.bench import run_bench
@@ -265,31 +271,24 @@ def run_quickstart(
             model_dir, out / "student-model", splits["train"], splits["valid"], [*bg, *bad],
             student_layers, console,
         )  # fmt: skip
-    # A chat guard sees mostly safe traffic: choose the point by balanced accuracy, not
-    # by accuracy on a mostly-toxic red-team split (README, "Operating points").
-    objective = "worst_group_balanced_accuracy"
-    try:
-        guard_dir = export_onnx(
-            model_dir, out / "guard", int8=True, valid=splits["valid"], overwrite=True,
-            objective=objective,
-        )  # fmt: skip
-    except ExportParityError as exc:
-        # No int8 recipe passed the gate on this model's validation split: ship the fp32
-        # guard rather than no guard, and say so.
-        console.print(f"  [yellow]int8 not shipped:[/] {exc}", highlight=False)
-        guard_dir = export_onnx(
-            model_dir, out / "guard", int8=False, valid=splits["valid"], overwrite=True,
-            objective=objective,
-        )  # fmt: skip
+    guard_dir = export_guard(model_dir, out / "guard", splits["valid"], console)
     console.print(f"  model -> {model_dir}, guard artifact -> {guard_dir}")
+    if output_guard is None:
+        output_guard = not synthetic and bool(bg)
+    output_dir = None
+    if output_guard:
+        output_dir = train_output_guard(cfg, splits, out, console)
 
     # 4. guard a few chat turns ---------------------------------------------------------------
     console.rule("[bold]4/4 guard.check on chat turns[/]")
-    results = check_turns(Guard.load(guard_dir), console)
+    results = check_turns(
+        Guard.load(guard_dir), console, Guard.load(output_dir) if output_dir else None
+    )
     console.print(f'  try: guardrail-dro check --guard {guard_dir} "some text"', highlight=False)
     return {
         "report": report,
         "guard_dir": guard_dir,
+        "output_guard_dir": output_dir,
         "results": results,
         "background": result.background,
     }
@@ -381,6 +380,15 @@ def quickstart(
             "MiniLM student, ~3x faster checks; a few more minutes) instead of the model.",
         ),
     ] = None,
+    output_guard: Annotated[
+        bool | None,
+        typer.Option(
+            "--output-guard/--no-output-guard",
+            help="Also train a guard for the output rail on assistant replies (ordinary and "
+            "harmful) and check the assistant turns with it (default: on with real data; "
+            "one more training, about a minute).",
+        ),
+    ] = None,
 ) -> None:
     """See the whole product work, offline, in a few minutes on a CPU.
 
@@ -389,8 +397,9 @@ def quickstart(
     endpoint; cached), our method against majority vote on frozen MiniLM with ordinary
     chat as background-safe text and harmful requests as not-safe text (table and
     plots), the int8 ONNX guard with its parity check (fp32 when no int8 recipe passes),
-    and guard.check on benign and harmful chat turns. Run it again: it resumes
-    from its caches.
+    a second guard for the output rail trained on assistant replies too, and
+    guard.check on benign and harmful chat turns (assistant turns through the output
+    rail's guard). Run it again: it resumes from its caches.
     """
     run_quickstart(
         out,
@@ -404,6 +413,7 @@ def quickstart(
         harmful=() if no_background or no_harmful else background_harmful,
         choose_background=choose_background,
         student_layers=student,
+        output_guard=output_guard,
     )
 
 

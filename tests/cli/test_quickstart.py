@@ -93,6 +93,7 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
     assert len(first["results"]) == len(CHAT_TURNS)
     assert all(r.latency_ms > 0 and not r.degraded for *_, r in first["results"])
     assert first["background"] is None  # the synthetic demonstration trains without
+    assert first["output_guard_dir"] is None  # and has no replies' guard by default
     assert "benign turns allowed" in text and "should be" in text
     for name in ("group_accuracy.png", "results.json"):
         assert (tmp_path / "report" / name).is_file()
@@ -216,3 +217,47 @@ def test_the_guard_ships_the_seed_valid_prefers_never_test() -> None:
     one = {0: run(0.5, 0.5)}
     assert _valid_best(one, "worst_group_accuracy", console) is one[0]  # type: ignore[arg-type]
     assert out.getvalue() == ""  # one seed: nothing to choose, nothing printed
+
+
+def test_the_output_rail_trains_on_the_replies_as_well() -> None:
+    """The output rail's guard: the input guard's text plus ordinary replies as safe and
+    harmful replies as not safe, each set once, whatever the input guard had."""
+    from guardrail_dro.cli.quick_recipe import (
+        BACKGROUND,
+        HARMFUL,
+        OUTPUT_BACKGROUND,
+        OUTPUT_HARMFUL,
+        output_sources,
+    )
+    from guardrail_dro.data.background import load_background
+
+    bg, bad = output_sources(BACKGROUND, HARMFUL)
+    assert bg == [*BACKGROUND, *OUTPUT_BACKGROUND] and bad == [*HARMFUL, *OUTPUT_HARMFUL]
+    assert output_sources(bg, bad) == (bg, bad)  # given twice, trained once
+    assert load_background(bg) and load_background(bad, harmful=True)  # each as its kind
+
+
+def test_assistant_turns_go_through_the_output_guard_when_there_is_one() -> None:
+    """User turns are checked by the input guard, assistant turns by the output rail's
+    guard where the quickstart trained one, else by the input guard."""
+    from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.scorer import FakeScorer
+
+    # The input guard flags every text; the output guard only the one harmful reply.
+    everything = Guard.from_scorer(FakeScorer.from_keywords({"": "toxic"}))
+    replies = Guard.from_scorer(FakeScorer.from_keywords({"smash": "toxic"}))
+    console = Console(file=io.StringIO(), width=200)
+    both = check_turns(everything, console, replies)
+    assert len(both) == len(CHAT_TURNS)
+    for role, text, benign, r in both:
+        if role == "user":
+            assert not r.allowed, text
+        else:
+            assert r.allowed == benign == ("smash" not in text), text
+    assert {benign for role, _, benign, _ in both if role == "assistant"} == {True, False}
+    alone = check_turns(everything, console)
+    assert not any(r.allowed for *_, r in alone)
+    out = io.StringIO()
+    check_turns(everything, Console(file=out, width=200), replies)
+    assert "assistant (output guard)" in out.getvalue()

@@ -1,0 +1,77 @@
+"""The quickstart's export stage: the input guard, and the output rail's own guard.
+
+Its own module so that ``cli/quickstart.py`` stays the orchestrator. The output rail
+checks assistant replies, which the input guard's training text never contains: a
+second guard trained with ordinary and harmful replies on top of the same recipe
+(``quick_recipe.OUTPUT_BACKGROUND``, measured there) serves that rail, through the
+rails' per-rail guard (``guard.protect(output=Guard.load(...))``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from guardrail_dro.cli.quick_recipe import output_sources
+from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.errors import ExportParityError
+
+if TYPE_CHECKING:
+    from guardrail_dro.train.config import TrainConfig
+
+__all__ = ["export_guard", "train_output_guard"]
+
+
+def export_guard(
+    model_dir: Path, guard_dir: Path, valid: AnnotatedDataset, console: Console
+) -> Path:
+    """Export int8 (fp32 when no int8 recipe passes the gate, said plainly) at the
+    balanced point: a chat guard sees mostly safe traffic, so the point is chosen by
+    balanced accuracy, not by accuracy on a mostly-toxic red-team split (README,
+    "Operating points")."""
+    from export.onnx import export_onnx
+
+    objective = "worst_group_balanced_accuracy"
+    try:
+        return export_onnx(
+            model_dir, guard_dir, int8=True, valid=valid, overwrite=True, objective=objective
+        )
+    except ExportParityError as exc:
+        # No int8 recipe passed the gate on this model's validation split: ship the fp32
+        # guard rather than no guard, and say so.
+        console.print(f"  [yellow]int8 not shipped:[/] {exc}", highlight=False)
+        return export_onnx(
+            model_dir, guard_dir, int8=False, valid=valid, overwrite=True, objective=objective
+        )
+
+
+def train_output_guard(
+    cfg: TrainConfig, splits: dict[str, AnnotatedDataset], out: Path, console: Console
+) -> Path:
+    """Train (``ours``, the trainer's default seed) and export the output rail's guard: the
+    quickstart's recipe plus ordinary and harmful assistant replies (``output_sources``)."""
+    from guardrail_dro.train.modeldir import TrainedModel
+    from guardrail_dro.train.trainer import BiLevelTrainer
+
+    bg, bad = output_sources(cfg.background_safe, cfg.background_harmful)
+    console.print(
+        f"  output rail: training a second guard on the replies too ({', '.join(bg + bad)})",
+        highlight=False,
+    )
+    train, _ = splits["train"].without_overlap(splits["test"])  # as the bench trains
+    ocfg = cfg.model_copy(
+        update={
+            "method": "ours",
+            "progress": False,
+            "background_safe": bg,
+            "background_harmful": bad,
+        }
+    )
+    result = BiLevelTrainer(ocfg).fit(train, splits["valid"])
+    hashes = {"train": train.content_hash(), "valid": splits["valid"].content_hash()}
+    TrainedModel.from_result(result, hashes).save(out / "output-model")
+    guard_dir = export_guard(out / "output-model", out / "guard-output", splits["valid"], console)
+    console.print(f"  output rail guard -> {guard_dir}")
+    return guard_dir
