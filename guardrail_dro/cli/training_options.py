@@ -44,6 +44,16 @@ Backbone = Annotated[
 Epochs = Annotated[
     int | None, typer.Option("--epochs", help="Default 40 frozen / 3 full.", rich_help_panel=_T)
 ]
+TrainLayers = Annotated[
+    int | None,
+    typer.Option(
+        "--train-layers",
+        min=1,
+        help="Full mode: fine-tune only the top N encoder layers (the rest stay "
+        "pre-trained; a shorter backward pass). Default: every layer.",
+        rich_help_panel=_T,
+    ),
+]
 CacheDir = Annotated[
     Path | None,
     typer.Option(
@@ -146,6 +156,7 @@ class TrainingOptions(OptionGroup):
     mode: Mode = "frozen"
     backbone: Backbone = None
     epochs: Epochs = None
+    train_layers: TrainLayers = None
     cache_dir: CacheDir = None
     keep_overlap: KeepOverlap = False
     device: Device = None
@@ -181,6 +192,7 @@ class TrainingOptions(OptionGroup):
             mode=self.mode,
             backbone=self.backbone,
             epochs=self.epochs,
+            train_layers=self.train_layers,
             cache_dir=self.cache_dir,
             device=self.device,
             drop_overlap=not self.keep_overlap,

@@ -148,6 +148,13 @@ class TrainConfig(BaseModel):
         "chosen with the rank after the confidence term; off without a fit when no "
         "annotation carries one.",
     )
+    train_layers: int | None = Field(
+        None,
+        ge=1,
+        description="Full mode: fine-tune only the top N transformer layers; the word "
+        "embeddings and the layers below stay as pre-trained and get no gradient, which "
+        "cuts a step's backward pass (None = every layer).",
+    )
 
     @field_validator("method")
     @classmethod

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
 from guardrail_dro.train.model import GuardClassifier, default_backbone, load_backbone
@@ -198,9 +199,16 @@ class FullFeatures(FeatureSource):
     length, small enough that an epoch still mixes every part of the split."""
 
     def __init__(
-        self, splits: dict[str, AnnotatedDataset], max_length: int, batch_size: int, **kw: Any
+        self,
+        splits: dict[str, AnnotatedDataset],
+        max_length: int,
+        batch_size: int,
+        train_layers: int | None = None,
+        **kw: Any,
     ) -> None:
         super().__init__(max_length=max_length, **kw)
+        if train_layers is not None:
+            freeze_below(self.embedder.encoder, train_layers)
         first: dict[int, str] = {}
         self._alias = {k: first.setdefault(id(ds), k) for k, ds in splits.items()}
         self._tok = {
@@ -254,7 +262,7 @@ class FullFeatures(FeatureSource):
         return self._whole[key]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return list(self.embedder.encoder.parameters())
+        return [p for p in self.embedder.encoder.parameters() if p.requires_grad]
 
     def train(self) -> None:
         self.embedder.train()
@@ -271,6 +279,30 @@ class FullFeatures(FeatureSource):
         if state is not None:
             unwrap(self.embedder.encoder).load_state_dict(state)
         self._whole.clear()
+
+
+def freeze_below(encoder: nn.Module, top: int) -> None:
+    """Leave only the top ``top`` transformer layers of ``encoder`` trainable: the rest
+    (word embeddings, lower layers, an unused pooler) get ``requires_grad=False``, so
+    the backward pass stops at the lowest trainable layer.
+
+    Raises:
+        ConfigError: the encoder has no ``encoder.layer`` list (a BERT-style backbone)
+            or fewer than ``top`` layers.
+    """
+    layers = getattr(getattr(unwrap(encoder), "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ConfigError(
+            "train_layers needs a BERT-style encoder (encoder.layer); this backbone has "
+            "none: leave train_layers unset to fine-tune every parameter"
+        )
+    if top > len(layers):
+        raise ConfigError(f"train_layers={top}, but the encoder has {len(layers)} layers")
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    for layer in layers[len(layers) - top :]:
+        for p in layer.parameters():
+            p.requires_grad_(True)
 
 
 def truncation_note(
@@ -332,6 +364,7 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             splits,
             cfg.max_length,
             int(cfg.resolved("batch_size")),
+            train_layers=cfg.train_layers,
             accelerator=accelerator,
             **common,
         )

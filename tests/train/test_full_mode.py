@@ -86,6 +86,35 @@ def test_full_mode_gives_the_fresh_head_its_own_learning_rate(
     assert frozen._schedule(opt, items=64, nproc=1) is None  # frozen keeps a constant LR
 
 
+def test_train_layers_fine_tunes_only_the_top_layers(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """--train-layers N: the top N encoder layers train, everything below (word
+    embeddings, lower layers) keeps its pre-trained weights and gets no gradient."""
+    from guardrail_dro.errors import ConfigError
+    from guardrail_dro.train.features import freeze_below
+
+    small = {k: v.subset(range(48)) for k, v in synthetic.items()}
+    cfg = TrainConfig(method="mv", backbone=str(tiny_backbone), mode="full", device="cpu",
+                      epochs=1, batch_size=16, probe_epochs=0, train_layers=1,
+                      progress=False, cache_dir=tmp_path)
+    fresh = build_features(cfg.model_copy(update={"train_layers": None}), small)
+    before = {k: v.clone() for k, v in fresh.embedder.encoder.state_dict().items()}
+    res = BiLevelTrainer(cfg).fit(small["train"], small["valid"])
+    enc = res.source.embedder.encoder
+    layers = enc.encoder.layer
+    top = {id(p) for p in layers[-1].parameters()}
+    assert {id(p) for p in res.source.trainable_parameters()} == top
+    after = enc.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    last = f"encoder.layer.{len(layers) - 1}."
+    assert moved and all(k.startswith(last) for k in moved), sorted(moved)
+    with pytest.raises(ConfigError, match="has 2 layers"):
+        freeze_below(enc, len(layers) + 1)
+    with pytest.raises(ConfigError, match="BERT-style"):
+        freeze_below(torch.nn.Linear(2, 2), 1)
+
+
 def test_lp_ft_probe_fits_the_head_on_pretrained_embeddings_first(
     synthetic, tiny_backbone: Path, tmp_path: Path
 ) -> None:
