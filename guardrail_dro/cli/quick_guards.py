@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from guardrail_dro.cli.quick_recipe import output_sources
+from guardrail_dro.cli.quick_recipe import BACKGROUND_SETTING, output_sources
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ExportParityError
 
@@ -51,7 +51,9 @@ def train_output_guard(
     cfg: TrainConfig, splits: dict[str, AnnotatedDataset], out: Path, console: Console
 ) -> Path:
     """Train (``ours``, the trainer's default seed) and export the output rail's guard: the
-    quickstart's recipe plus ordinary and harmful assistant replies (``output_sources``)."""
+    quickstart's recipe plus ordinary and harmful assistant replies (``output_sources``),
+    the background at ``BACKGROUND_SETTING`` (the measured recipe: one training, never
+    the six of ``--choose-background``'s grid). Not distilled by ``--student``."""
     from guardrail_dro.train.modeldir import TrainedModel
     from guardrail_dro.train.trainer import BiLevelTrainer
 
@@ -67,11 +69,18 @@ def train_output_guard(
             "progress": False,
             "background_safe": bg,
             "background_harmful": bad,
+            "background_weight": BACKGROUND_SETTING[0],
+            "background_fraction": BACKGROUND_SETTING[1],
         }
     )
     result = BiLevelTrainer(ocfg).fit(train, splits["valid"])
-    hashes = {"train": train.content_hash(), "valid": splits["valid"].content_hash()}
-    TrainedModel.from_result(result, hashes).save(out / "output-model")
+    fit = {k: v for k, v in splits.items() if k != "test"}  # recorded as the input model's
+    TrainedModel.from_result(
+        result,
+        {k: v.content_hash() for k, v in fit.items()},
+        data_names={k: v.name for k, v in fit.items() if v.name},
+        data_sizes={k: len(v) for k, v in fit.items()},
+    ).save(out / "output-model")
     guard_dir = export_guard(out / "output-model", out / "guard-output", splits["valid"], console)
     console.print(f"  output rail guard -> {guard_dir}")
     return guard_dir

@@ -377,16 +377,18 @@ def quickstart(
             "--student",
             min=1,
             help="Ship a distilled student with this many layers (2: the recommended "
-            "MiniLM student, ~3x faster checks; a few more minutes) instead of the model.",
+            "MiniLM student, ~3x faster checks; a few more minutes) instead of the model "
+            "(the input guard; the output rail's guard stays the full model).",
         ),
     ] = None,
     output_guard: Annotated[
         bool | None,
         typer.Option(
             "--output-guard/--no-output-guard",
-            help="Also train a guard for the output rail on assistant replies (ordinary and "
-            "harmful) and check the assistant turns with it (default: on with real data; "
-            "one more training, about a minute).",
+            help="Also train a guard for the output rail: the input guard's text plus the "
+            "bundled assistant-replies (safe) and harmful-replies (not safe), and check the "
+            "assistant turns with it (default: on with real data and background text; one "
+            "more training and export, about a minute; --student does not distil it).",
         ),
     ] = None,
 ) -> None:

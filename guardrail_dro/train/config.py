@@ -163,6 +163,15 @@ class TrainConfig(BaseModel):
         return v
 
     @model_validator(mode="after")
+    def _train_layers_in_full_mode(self) -> TrainConfig:
+        if self.train_layers is not None and self.mode != "full":
+            raise ValueError(
+                "train_layers (--train-layers) chooses the encoder layers full mode "
+                "fine-tunes; frozen mode trains no encoder layer: add --mode full or drop it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _harmful_needs_safe(self) -> TrainConfig:
         if self.background_harmful and not self.background_safe:
             raise ValueError(

@@ -100,8 +100,13 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
 
     out.truncate(0)
     out.seek(0)
-    run_quickstart(tmp_path, **kw)
-    assert "train: 0 call(s) made, 120 answer(s) from the cache" in out.getvalue()
+    again = run_quickstart(tmp_path, output_guard=True, **kw)  # and a guard per rail
+    text = out.getvalue()
+    assert "train: 0 call(s) made, 120 answer(s) from the cache" in text
+    assert (again["output_guard_dir"] / "guard.json").is_file()
+    assert "assistant (output guard)" in text
+    manifest = (tmp_path / "output-model" / "manifest.json").read_text()
+    assert "assistant-replies" in manifest and "harmful-replies" in manifest
 
 
 def test_quickstart_reads_a_bundled_dataset_by_name() -> None:

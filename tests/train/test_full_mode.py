@@ -105,6 +105,8 @@ def test_train_layers_fine_tunes_only_the_top_layers(
     layers = enc.encoder.layer
     top = {id(p) for p in layers[-1].parameters()}
     assert {id(p) for p in res.source.trainable_parameters()} == top
+    below = [*enc.embeddings.parameters(), *layers[0].parameters()]
+    assert not any(p.requires_grad or p.grad is not None for p in below)  # no backward there
     after = enc.state_dict()
     moved = {k for k in before if not torch.equal(before[k], after[k])}
     last = f"encoder.layer.{len(layers) - 1}."
@@ -113,6 +115,8 @@ def test_train_layers_fine_tunes_only_the_top_layers(
         freeze_below(enc, len(layers) + 1)
     with pytest.raises(ConfigError, match="BERT-style"):
         freeze_below(torch.nn.Linear(2, 2), 1)
+    with pytest.raises(ValueError, match="frozen mode trains no encoder layer"):
+        TrainConfig(train_layers=2)  # frozen mode: refused, not silently ignored
 
 
 def test_lp_ft_probe_fits_the_head_on_pretrained_embeddings_first(
