@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
-from guardrail_dro.train.bench_runs import FinishedRun, load_run, run_file, run_key, save_run
+from guardrail_dro.train.bench_runs import FinishedRun, RunStore, run_key
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.judges import JudgeInfo, JudgeResult, judge_table, score_judges
 from guardrail_dro.train.methods import METHODS
@@ -30,10 +30,8 @@ from guardrail_dro.train.metrics import (
     HEADLINE_LABELS,
     WORST_GROUP_ACCURACY,
     Metrics,
-    score_split,
 )
 from guardrail_dro.train.result import TrainResult
-from guardrail_dro.train.trainer import BiLevelTrainer
 
 __all__ = ["BenchReport", "MethodResult", "default_methods", "run_bench"]
 
@@ -163,9 +161,11 @@ def run_bench(
         seeds: a count (0..n-1) or explicit seeds.
         config: the shared training config; ``method`` and ``seed`` are overridden.
         out_dir: when given, writes results.json, results.md and the plots there.
-        on_run: called after each (method, seed) with its test metrics (progress display).
-        on_fit: called after each (method, seed) with its trained model, for a caller
-            that ships one of them (the quickstart) instead of training it again.
+        on_run: called after each (method, seed) trained with its test metrics (progress
+            display); ``best-single``'s candidates are reported as ``single:<a>``
+            (best-single itself is derived from them: ``bench_runs.RunStore``).
+        on_fit: called after each (method, seed) trained with its trained model, for a
+            caller that ships one of them (the quickstart) instead of training it again.
         score_annotators: also score each annotator's own test labels as a judge
             (``BenchReport.judges``); the methods' numbers do not depend on it.
         annotator_info: names, model ids and costs per 1,000 texts of the annotators
@@ -198,6 +198,14 @@ def run_bench(
     bar = tqdm(
         total=len(methods) * len(seed_list), desc="bench", unit="run", disable=not base.progress
     )
+
+    def fitted(method: str, seed: int, res: TrainResult, done: FinishedRun) -> None:
+        if on_run:
+            on_run(method, seed, done.test)
+        if on_fit:
+            on_fit(method, seed, res)
+
+    store = RunStore(base, key, (train, valid, test), ~seen, runs_dir, resume=resume, on_fit=fitted)
     for method in methods:
         runs: list[Metrics] = []
         vals: list[Metrics] = []
@@ -210,39 +218,7 @@ def run_bench(
         block_cal: list[float | None] = []
         block_bad: list[float] = []
         for seed in seed_list:
-            path = runs_dir / run_file(method, seed) if runs_dir is not None else None
-            done = load_run(path, key) if resume and path is not None else None
-            if done is None:
-                cfg = base.model_copy(update={"method": method, "seed": seed, "progress": False})
-                t0 = time.perf_counter()
-                res = BiLevelTrainer(cfg).fit(train, valid)
-                seconds = time.perf_counter() - t0
-                pred = res.predict_proba(test.texts).argmax(1)  # once, scored twice
-                bg = res.background
-                done = FinishedRun(
-                    key=key,
-                    method=method,
-                    seed=seed,
-                    seconds=seconds,
-                    test=score_split(test, pred),
-                    valid=res.valid_metrics,
-                    unseen=score_split(unseen, pred[~seen]),
-                    notes=res.notes,
-                    group_weights=res.group_weights,
-                    annotator_weight_by_group=res.annotator_weight_by_group,
-                    background_block_rate=bg.heldout_block_rate if bg else None,
-                    background_block_rate_valid_threshold=bg.heldout_block_rate_at_valid_threshold
-                    if bg
-                    else None,
-                    harmful_block_rate=bg.harmful_heldout_block_rate if bg else None,
-                )
-                if path is not None:
-                    save_run(path, done)
-                if on_run:
-                    on_run(method, seed, done.test)
-                if on_fit:
-                    on_fit(method, seed, res)
-                del res
+            done = store.get(method, seed)
             m = done.test
             secs.append(done.seconds)
             runs.append(m)

@@ -153,3 +153,38 @@ def test_the_table_reports_held_out_background_and_harmful_block_rates(
     head, _, row = report.table().splitlines()[:3]
     assert head.split(" | ")[-2:] == ["held-out harmful blocked (0.5)", "s/run |"]
     assert row.split(" | ")[-2] == f"{mv.harmful_block_rate:.3f}"
+
+
+def test_best_single_is_derived_from_the_single_runs_of_the_same_bench(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """best-single is the single:<a> run best on valid: the bench fetches its candidates
+    like any run, so a single:<a> the bench also asks for trains once, and the choice,
+    numbers and note are those of the trainer's own best-single fit."""
+    from guardrail_dro.train.trainer import BiLevelTrainer
+
+    small = {k: v.subset(range(100)) for k, v in synthetic.items()}
+    cfg = TrainConfig(
+        backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=2, progress=False
+    )
+    names = small["train"].annotators
+    trained: list[str] = []
+    report = run_bench(
+        small["train"], small["valid"], small["test"],
+        methods=[f"single:{names[0]}", "best-single"], seeds=1, config=cfg,
+        out_dir=tmp_path / "out", score_annotators=False,
+        on_run=lambda m, s, _: trained.append(m),
+    )
+    assert sorted(trained) == sorted(f"single:{a}" for a in names)  # each once, no rerun
+    assert (tmp_path / "out" / "runs" / "best-single.seed0.json").exists()
+    best = report.results["best-single"]
+    singles = [report.results[f"single:{names[0]}"]]
+    assert best.seconds >= singles[0].seconds  # the candidates' sum
+    # The trainer's own best-single fit on the same data makes the same choice.
+    train, _ = small["train"].without_overlap(small["test"])
+    direct = BiLevelTrainer(cfg.model_copy(update={"method": "best-single"})).fit(
+        train, small["valid"]
+    )
+    chose = [n for n in direct.notes if "chose" in n]
+    assert chose and chose[0] in best.notes, (chose, best.notes)
+    assert best.per_seed[0] == direct.evaluate(small["test"])
