@@ -31,6 +31,13 @@ from guardrail_dro.train.trainer import BiLevelTrainer
 __all__ = ["FinishedRun", "RunStore", "load_run", "run_file", "run_key", "save_run"]
 
 
+RUNS_VERSION = 2
+"""Part of every run key: raised when the code changed what a stored run means, so that
+no bench reuses those runs. 2 (2026-12-04): full-mode test scores read the fine-tuned
+encoder (before, the pre-trained one's cached embeddings) and full mode starts from the
+method's frozen fit."""
+
+
 class FinishedRun(BaseModel):
     """One finished (method, seed) run as the bench keeps it on disk (``runs/`` under
     the output folder), so that a restarted bench skips it: a crash loses at most the
@@ -59,7 +66,8 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
     the splits' contents."""
     shared = cfg.model_dump(mode="json", exclude={"method", "seed", "progress", "cache_dir"})
     blob = json.dumps(
-        {"config": shared, "data": [d.content_hash() for d in splits]}, sort_keys=True
+        {"config": shared, "data": [d.content_hash() for d in splits], "runs": RUNS_VERSION},
+        sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 

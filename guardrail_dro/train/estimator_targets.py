@@ -35,9 +35,9 @@ from guardrail_dro.train.model import RationaleBasis, WeightEstimator, confidenc
 from guardrail_dro.train.rank_selection import (
     SHRINKAGES,
     Capacity,
-    Score,
     Stats,
     choose_estimator_rank,
+    cv_note,
     penalty_of,
 )
 from guardrail_dro.train.rationale import rationale_features
@@ -48,6 +48,8 @@ from guardrail_dro.train.upper_level import AgreementItems, upper_step
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
+
+    from guardrail_dro.train.result import TrainResult
 
 __all__ = ["AgreementRisk", "EstimatorTargets", "UnrolledRisk"]
 
@@ -252,8 +254,22 @@ class EstimatorTargets(TargetSource):
                 basis=basis,
                 use_rationale=uses_r,
             )
-        run.notes.append(_cv_note(chosen, scores, uses, uses_r))
+        run.notes.append(cv_note(chosen, scores, uses, uses_r))
         return chosen
+
+    def warm_start(self, lp: TrainResult, run: Run) -> None:
+        """The LP stage's estimator and GroupDRO weights. It chose its capacity by the
+        same CV on the same pre-trained embeddings, so the shapes match; if they do not
+        (another capacity), the estimator starts fresh and the notes say so."""
+        mine = self._estimator.state_dict()
+        theirs = lp.estimator.state_dict() if lp.estimator is not None else {}
+        if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in mine.items()}:
+            run.notes.append("full mode: the LP stage's estimator differs in shape; fresh one")
+            return
+        self._estimator.load_state_dict(theirs)
+        if lp.group_weights and run.groups:
+            q = [lp.group_weights[g] for g in run.groups]
+            self._q = torch.tensor(q, dtype=self._q.dtype, device=self._q.device)
 
     def distribute(self, accelerator: Accelerator) -> None:
         self._module, self._optimizer = accelerator.prepare(self._module, self._optimizer)
@@ -326,36 +342,6 @@ class EstimatorTargets(TargetSource):
                 a: float(w[m][:, j].sum() / denom[j]) for j, a in enumerate(run.annotators)
             }
         return out
-
-
-def _cv_note(
-    chosen: Capacity,
-    scores: dict[Capacity, Score],
-    uses: tuple[bool, ...],
-    uses_r: tuple[bool, ...],
-) -> str:
-    """The manifest note of the CV inside valid: what it chose, every candidate's held-out
-    score, and the signal terms the settings turned on without asking it."""
-    knobs = [n for n, u in (("confidence", uses), ("rationale", uses_r)) if len(u) == 2]
-    forced = [n for n, u in (("confidence", uses), ("rationale", uses_r)) if u == (True,)]
-
-    def onoff(c: Capacity, name: str) -> str:
-        return "on" if getattr(c, name) else "off"
-
-    shown = ", ".join(
-        "/".join([str(c.rank), f"{c.shrinkage:g}", *(onoff(c, n) for n in knobs)])
-        + f": {v.accuracy:.3f}"
-        + (f"/{v.mass:.3f}" if knobs else "")
-        for c, v in scores.items()
-    )
-    return (
-        f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}"
-        + "".join(f", {n} {onoff(chosen, n)}" for n in knobs)
-        + " chosen by 2-fold CV inside valid (held-out soft-label group-mean "
-        + ("accuracy / mass on gold" if knobs else "accuracy")
-        + f" per {'/'.join(['rank', 'shrinkage', *knobs])} {shown})"
-        + "".join(f", with its {n} term (use_{n} on)" for n in forced)
-    )
 
 
 def _may_read(run: Run, signal: str, setting: str) -> bool:

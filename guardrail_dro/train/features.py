@@ -115,9 +115,6 @@ class FeatureSource:
         self.accelerator = accelerator
         self.cache_path = cache_path
         self.max_length = max_length
-        self.pretrained: dict[str, torch.Tensor] = {}
-        """Embeddings of the encoder before fine-tuning, per split, for the linear probe
-        of LP-FT (full mode: ``build_features`` fills them from the embedding cache)."""
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -368,15 +365,12 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             accelerator=accelerator,
             **common,
         )
-        if cfg.probe_epochs:  # LP-FT's probe reads the pre-trained encoder's embeddings
+        if cfg.probe_epochs:  # the LP stage, a frozen-mode fit, reads these from the cache
             # The main process embeds and fills the cache; the other ranks then read its
             # rows instead of all writing the same rows at once to one SQLite file.
             first = accelerator.main_process_first() if accelerator else nullcontext()
             with first:
-                probe = _cached_embeddings(
-                    cfg, embedder, tok, namespace, {"train": splits["train"]}
-                )
-            full.pretrained = {k: torch.as_tensor(v, device=device) for k, v in probe.items()}
+                _cached_embeddings(cfg, embedder, tok, namespace, splits)
         embedder.train()
         return full
     return FrozenFeatures(

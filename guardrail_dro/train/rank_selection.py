@@ -50,6 +50,7 @@ __all__ = [
     "Capacity",
     "Score",
     "choose_estimator_rank",
+    "cv_note",
     "held_out_agreement",
     "penalty_of",
 ]
@@ -320,3 +321,33 @@ def choose_estimator_rank(
         if better(twin):
             chosen = twin
     return chosen, scores
+
+
+def cv_note(
+    chosen: Capacity,
+    scores: dict[Capacity, Score],
+    uses: tuple[bool, ...],
+    uses_r: tuple[bool, ...],
+) -> str:
+    """The manifest note of the CV inside valid: what it chose, every candidate's held-out
+    score, and the signal terms the settings turned on without asking it."""
+    knobs = [n for n, u in (("confidence", uses), ("rationale", uses_r)) if len(u) == 2]
+    forced = [n for n, u in (("confidence", uses), ("rationale", uses_r)) if u == (True,)]
+
+    def onoff(c: Capacity, name: str) -> str:
+        return "on" if getattr(c, name) else "off"
+
+    shown = ", ".join(
+        "/".join([str(c.rank), f"{c.shrinkage:g}", *(onoff(c, n) for n in knobs)])
+        + f": {v.accuracy:.3f}"
+        + (f"/{v.mass:.3f}" if knobs else "")
+        for c, v in scores.items()
+    )
+    return (
+        f"estimator rank {chosen.rank}, shrinkage {chosen.shrinkage:g}"
+        + "".join(f", {n} {onoff(chosen, n)}" for n in knobs)
+        + " chosen by 2-fold CV inside valid (held-out soft-label group-mean "
+        + ("accuracy / mass on gold" if knobs else "accuracy")
+        + f" per {'/'.join(['rank', 'shrinkage', *knobs])} {shown})"
+        + "".join(f", with its {n} term (use_{n} on)" for n in forced)
+    )

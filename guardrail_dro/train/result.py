@@ -55,9 +55,19 @@ class TrainResult:
 
     @torch.no_grad()
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities (N, C) for new texts, through the embedding cache."""
+        """Class probabilities (N, C) for new texts; in frozen mode through the
+        embedding cache.
+
+        Not in full mode: the cache's keys name the pre-trained encoder, so a fine-tuned
+        one read its rows back (every test score of a full-mode bench before 2026-12-04
+        was the fine-tuned head on pre-trained embeddings) and would have written its
+        own rows under that name for the texts it had not seen."""
         cfg = self.config
-        cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
+        cache = (
+            EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
+            if cfg.mode == "frozen"
+            else None
+        )
         try:
             self.source.eval()
             x = embed_texts(
@@ -72,7 +82,8 @@ class TrainResult:
                 desc="embed",
             )
         finally:
-            cache.close()
+            if cache is not None:
+                cache.close()
         self.head.eval()
         logits = self.head(torch.as_tensor(x, device=self.source.device))
         return torch.softmax(logits, -1).cpu().numpy()

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from guardrail_dro.train.model import WeightEstimator
+    from guardrail_dro.train.result import TrainResult
 
 __all__ = [
     "DawidSkene",
@@ -43,8 +44,9 @@ class TargetSource(ABC):
     The trainer calls, in this order: ``split`` (which items train, which select),
     ``item_targets`` (before the classifier head exists), ``prepare`` (after the head
     drew its initial weights, so a source that draws random numbers draws them after
-    it), ``distribute`` (distributed runs only), then ``batch`` once per classifier
-    step, ``keep_best`` at each new best epoch and ``restore_best`` once at the end.
+    it), ``warm_start`` (full mode's LP stage), ``distribute`` (distributed runs only),
+    then ``batch`` once per classifier step, ``keep_best`` at each new best epoch and
+    ``restore_best`` once at the end.
     """
 
     needs_annotators: ClassVar[bool] = True
@@ -82,6 +84,11 @@ class TargetSource(ABC):
 
     def prepare(self, run: Run) -> None:
         """Build what the source learns; called once the classifier head exists."""
+        return  # a hook: nothing by default
+
+    def warm_start(self, lp: TrainResult, run: Run) -> None:
+        """Start from what full mode's LP stage (the same method's frozen-mode fit)
+        learned; called after ``prepare``. Fixed targets have nothing to learn."""
         return  # a hook: nothing by default
 
     def distribute(self, accelerator: Accelerator) -> None:

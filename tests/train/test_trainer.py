@@ -85,6 +85,7 @@ def test_full_mode_fine_tunes_the_encoder(synthetic, tiny_backbone: Path, tmp_pa
         epochs=1,
         batch_size=16,
         estimator_rank=0,
+        probe_epochs=0,  # no LP stage, which valid may keep over the fine-tuned epoch
     )
     before = _fit("soft", small, tiny_backbone, tmp_path, epochs=1).source.embedder
     after = res.source.embedder
