@@ -28,8 +28,9 @@ Mode = Annotated[
     typer.Option(
         "--mode",
         help="frozen: heads on cached embeddings (CPU, "
-        "seconds); full: fit the head on them, then fine-tune head + encoder (LP-FT; "
-        "minutes per run on a CPU, faster on a GPU).",
+        "seconds); full: the frozen fit first, then fine-tune head + encoder from it, "
+        "keeping whichever is best on valid (LP-FT; minutes per run on a CPU, faster on "
+        "a GPU).",
         rich_help_panel=_T,
     ),
 ]

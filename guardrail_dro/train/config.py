@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     mode: Literal["frozen", "full"] = Field(
         "frozen",
         description="frozen: heads on cached embeddings (CPU, seconds); "
-        "full: linear probe, then fine-tune head + encoder (LP-FT; minutes on a CPU).",
+        "full: the frozen fit, then fine-tune head + encoder from it (LP-FT; minutes on a CPU).",
     )
     backbone: str | None = Field(None, description="HF folder or name; None = all-MiniLM-L6-v2.")
     max_length: int = Field(128, ge=8, description="Tokens per text for the encoder.")
@@ -56,9 +56,10 @@ class TrainConfig(BaseModel):
     probe_epochs: int = Field(
         40,
         ge=0,
-        description="Full mode: epochs of a linear probe first (the head alone on the "
-        "pre-trained encoder's cached embeddings, at frozen mode's LR and epochs), then "
-        "both fine-tune (LP-FT); 0 = fine-tune from a fresh head.",
+        description="Full mode: epochs of the LP stage, the same method's frozen-mode fit "
+        "on the pre-trained encoder's cached embeddings (head, and for ours its estimator), "
+        "which fine-tuning starts from and keeps if no tuned epoch beats it on valid "
+        "(LP-FT); 0 = fine-tune from a fresh head.",
     )
     max_grad_norm: float | None = Field(
         1.0, gt=0, description="Full mode: clip the gradient norm of head + encoder; None = off."

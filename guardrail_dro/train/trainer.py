@@ -290,12 +290,14 @@ class BiLevelTrainer:
         learned method, its estimator and group weights (``TargetSource.warm_start``),
         and keeps it if no fine-tuned epoch beats it on valid (``_loop``).
 
-        Why the whole fit and not a head alone: with a probe on uniform soft labels,
-        ``ours`` fine-tuned from an untrained estimator, which three epochs left near
-        uniform (test toxic recall 0.83, as ``soft``; frozen ``ours`` 0.93), and a fresh
-        estimator against a moving encoder swung between epochs (toxic-questions, seed
-        0: valid toxic recall 0.85 / 0.99 / 0.65). None in frozen mode or without
-        ``probe_epochs``."""
+        Why the whole fit and not a head alone: a head probed on uniform soft labels
+        sent ``ours`` into fine-tuning with ``soft``'s head and an untrained estimator,
+        and valid was never asked whether fine-tuning helped. On toxic-questions it did
+        not, for ``ours``: valid worst-group 0.613 / 0.600 for the frozen fit (seeds 0,
+        1), 0.600 / 0.597 for the old LP-FT, at best 0.556 / 0.582 for tuning from the
+        frozen fit (its estimator, still learning against a moving encoder, swung: valid
+        toxic recall 0.85 / 0.99 / 0.65 over three epochs). None in frozen mode or
+        without ``probe_epochs``."""
         cfg = self.config
         if cfg.mode != "full" or not cfg.probe_epochs:
             return None
