@@ -139,7 +139,8 @@ def test_lp_stage_is_the_methods_frozen_fit_and_the_first_candidate(
     assert full.best_epoch == -1, full.history
     assert any("valid kept the LP stage" in n for n in full.notes)
     assert full.valid_metrics == frozen.valid_metrics
-    for a, b in zip(full.head.state_dict().values(), frozen.head.state_dict().values()):
+    heads = (full.head.state_dict().values(), frozen.head.state_dict().values())
+    for a, b in zip(*heads, strict=True):
         assert torch.equal(a, b)
     assert full.estimator is not None and frozen.estimator is not None
     mine = full.estimator.state_dict()
