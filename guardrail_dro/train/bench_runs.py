@@ -28,7 +28,16 @@ from guardrail_dro.train.metrics import Metrics, score_split
 from guardrail_dro.train.result import TrainResult
 from guardrail_dro.train.trainer import BiLevelTrainer
 
-__all__ = ["FinishedRun", "RunStore", "load_run", "run_file", "run_key", "save_run"]
+__all__ = [
+    "TARGETS_VERSION",
+    "FinishedRun",
+    "RunStore",
+    "load_run",
+    "method_key",
+    "run_file",
+    "run_key",
+    "save_run",
+]
 
 
 RUNS_VERSION = 2
@@ -36,6 +45,18 @@ RUNS_VERSION = 2
 no bench reuses those runs. 2 (2026-12-04): full-mode test scores read the fine-tuned
 encoder (before, the pre-trained one's cached embeddings) and full mode starts from the
 method's frozen fit."""
+
+TARGETS_VERSION: dict[str, int] = {"mv": 2, "dro-mv": 2}
+"""Per method, raised when its targets changed, so that only that method's stored runs
+are trained again. mv 2 (2026-12-04): majority-vote ties share their mass (before,
+crowd-kit broke them by label order)."""
+
+
+def method_key(key: str, method: str) -> str:
+    """A stored run's key: the bench's shared key, plus the method's targets version
+    where it has one."""
+    version = TARGETS_VERSION.get(method)
+    return key if version is None else f"{key}:{method}.v{version}"
 
 
 class FinishedRun(BaseModel):
@@ -131,7 +152,8 @@ class RunStore:
         if (method, seed) in self._done:
             return self._done[(method, seed)]
         path = self.runs_dir / run_file(method, seed) if self.runs_dir is not None else None
-        done = load_run(path, self.key) if self.resume and path is not None else None
+        key = method_key(self.key, method)
+        done = load_run(path, key) if self.resume and path is not None else None
         if done is None:
             best_of = lookup(method)[0].best_of
             derive = best_of is not None and not (
@@ -153,7 +175,7 @@ class RunStore:
         pred = res.predict_proba(test.texts).argmax(1)  # once, scored twice
         bg = res.background
         done = FinishedRun(
-            key=self.key,
+            key=method_key(self.key, method),
             method=method,
             seed=seed,
             seconds=seconds,
@@ -195,6 +217,7 @@ class RunStore:
         ]
         return best.model_copy(
             update={
+                "key": method_key(self.key, method),
                 "method": method,
                 "notes": notes,
                 "seconds": float(sum(r.seconds for r in runs.values())),

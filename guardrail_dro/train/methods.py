@@ -14,7 +14,7 @@ ours           UnrolledRisk: s_phi(x); upper risk = classifier  MeanLoss
 ours-agree     AgreementRisk: s_phi(x); upper risk = -log       MeanLoss
                s(x)[y] on valid
 soft           UniformSoft: uniform over the annotators        MeanLoss
-mv             MajorityVote (crowd-kit)                         MeanLoss
+mv             MajorityVote (plurality, ties shared)            MeanLoss
 ds             DawidSkene posteriors (crowd-kit)                MeanLoss
 dro-mv         MajorityVote                                     GroupDROLoss
 best-single    SingleAnnotator, once per annotator; keeps the   MeanLoss

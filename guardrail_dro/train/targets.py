@@ -161,7 +161,7 @@ class UniformSoft(FixedTargets):
 
 
 class MajorityVote(FixedTargets):
-    """One-hot majority vote (crowd-kit)."""
+    """Majority vote: one-hot on the plurality class, a tie's mass shared by the tied."""
 
     def compute(self, run: Run) -> np.ndarray:
         return B.majority_vote_targets(_labels(run), run.num_classes)

@@ -194,9 +194,13 @@ def test_real_dataset_reads_with_its_quirks() -> None:
     # README: majority vote of the six labels scores 0.727 on test.
     from guardrail_dro.train.baselines import majority_vote_targets
 
-    mv = majority_vote_targets(t.label_matrix(cols), 15).argmax(1)
-    # Ties (6 voters, 15 classes) are broken differently by crowd-kit: 0.73 here.
-    assert (mv == t.gold_array()).mean() == pytest.approx(0.727, abs=0.01)
+    mv = majority_vote_targets(t.label_matrix(cols), 15)
+    gold = t.gold_array()
+    untied = (mv > 0).sum(1) == 1
+    # 17 % of test items tie (6 voters, 15 classes); the README's 0.727 breaks them by
+    # label order. Ties shared: 0.771 expected accuracy, 0.836 on the untied items.
+    assert mv[np.arange(len(t)), gold].mean() == pytest.approx(0.771, abs=0.005)
+    assert (mv.argmax(1) == gold)[untied].mean() == pytest.approx(0.836, abs=0.005)
     leak = find_leakage(splits).pairs
     # README counts case-insensitive exact matches (154, 9); we also fold whitespace and
     # Unicode forms, so we find at least as many.

@@ -126,6 +126,13 @@ def test_bench_resumes_from_the_runs_a_crash_left(synthetic, tiny_backbone: Path
     assert len(trained) == 4
     _, trained = bench(cfg.model_copy(update={"epochs": 1}))  # other settings: a new key
     assert len(trained) == 4
+    # A method whose targets changed since its runs were stored (TARGETS_VERSION) is
+    # trained again; the other methods' runs stay.
+    for p in runs.glob("mv.*"):
+        stale = FinishedRun.model_validate_json(p.read_text())
+        p.write_text(stale.model_copy(update={"key": stale.key.split(":")[0]}).model_dump_json())
+    _, trained = bench(cfg.model_copy(update={"epochs": 1}))
+    assert trained == [("mv", 0), ("mv", 1)]
 
 
 def test_the_table_reports_held_out_background_and_harmful_block_rates(
