@@ -65,8 +65,9 @@ class FinishedRun(BaseModel):
     run in progress, which matters when one full-mode run takes minutes."""
 
     key: str
-    """sha256 of what decides the run: the shared config and the three splits' contents.
-    A stored run whose key differs (other data, other settings) is trained again."""
+    """sha256 of what decides the run (the shared config and the three splits' contents),
+    plus ``:<method>.v<n>`` for a method listed in ``TARGETS_VERSION``. A stored run whose
+    key differs (other data, other settings, changed targets) is trained again."""
     method: str
     seed: int
     seconds: float
