@@ -29,7 +29,6 @@ from guardrail_dro.train.result import TrainResult
 from guardrail_dro.train.trainer import BiLevelTrainer
 
 __all__ = [
-    "TARGETS_VERSION",
     "FinishedRun",
     "RunStore",
     "load_run",
@@ -46,17 +45,12 @@ no bench reuses those runs. 2 (2026-12-04): full-mode test scores read the fine-
 encoder (before, the pre-trained one's cached embeddings) and full mode starts from the
 method's frozen fit."""
 
-TARGETS_VERSION: dict[str, int] = {"mv": 2, "dro-mv": 2}
-"""Per method, raised when its targets changed, so that only that method's stored runs
-are trained again. mv 2 (2026-12-04): majority-vote ties share their mass (before,
-crowd-kit broke them by label order)."""
-
 
 def method_key(key: str, method: str) -> str:
-    """A stored run's key: the bench's shared key, plus the method's targets version
-    where it has one."""
-    version = TARGETS_VERSION.get(method)
-    return key if version is None else f"{key}:{method}.v{version}"
+    """A stored run's key: the bench's shared key, plus the version of the method's
+    target source where it was raised (``TargetSource.version``)."""
+    version = lookup(method)[0].targets.version
+    return key if version == 1 else f"{key}:{method}.v{version}"
 
 
 class FinishedRun(BaseModel):
@@ -66,7 +60,7 @@ class FinishedRun(BaseModel):
 
     key: str
     """sha256 of what decides the run (the shared config and the three splits' contents),
-    plus ``:<method>.v<n>`` for a method listed in ``TARGETS_VERSION``. A stored run whose
+    plus ``:<method>.v<n>`` where its target source's version was raised. A stored run whose
     key differs (other data, other settings, changed targets) is trained again."""
     method: str
     seed: int

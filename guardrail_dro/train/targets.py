@@ -53,6 +53,9 @@ class TargetSource(ABC):
     """Whether the training split must carry annotator labels."""
     learned: ClassVar[bool] = False
     """Whether the targets come from a learned soft-label weight estimator."""
+    version: ClassVar[int] = 1
+    """Raised when what the source computes changes, so that the bench retrains its
+    methods' stored runs (``bench_runs.method_key``) and no other method's."""
 
     @classmethod
     def from_argument(cls, argument: str | None) -> Self:
@@ -162,6 +165,10 @@ class UniformSoft(FixedTargets):
 
 class MajorityVote(FixedTargets):
     """Majority vote: one-hot on the plurality class, a tie's mass shared by the tied."""
+
+    version = 2
+    """2 (2026-12-04): ties share their mass (before, crowd-kit broke them by label
+    order)."""
 
     def compute(self, run: Run) -> np.ndarray:
         return B.majority_vote_targets(_labels(run), run.num_classes)

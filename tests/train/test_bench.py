@@ -126,7 +126,7 @@ def test_bench_resumes_from_the_runs_a_crash_left(synthetic, tiny_backbone: Path
     assert len(trained) == 4
     _, trained = bench(cfg.model_copy(update={"epochs": 1}))  # other settings: a new key
     assert len(trained) == 4
-    # A method whose targets changed since its runs were stored (TARGETS_VERSION) is
+    # A method whose targets changed since its runs were stored (TargetSource.version) is
     # trained again; the other methods' runs stay.
     for p in runs.glob("mv.*"):
         stale = FinishedRun.model_validate_json(p.read_text())
