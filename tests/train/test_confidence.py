@@ -174,6 +174,9 @@ def _trained(data, backbone, cache, **kw):
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
     kw.setdefault("use_rationale", "off")
+    # Bit-for-bit comparisons hold on the CPU; on CUDA the group sums' index_add uses
+    # atomic adds whose order varies from run to run (seen failing on an H200).
+    kw.setdefault("device", "cpu")
     cfg = TrainConfig(backbone=str(backbone), cache_dir=cache, progress=False, epochs=2, **kw)
     return BiLevelTrainer(cfg).fit(data["train"], data["valid"])
 

@@ -237,8 +237,10 @@ def _strip(ds: AnnotatedDataset) -> AnnotatedDataset:
 def _trained(data, backbone, cache, **kw):
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
+    # device cpu: the bit-for-bit comparisons below do not hold on CUDA, whose index_add
+    # (the group sums) adds atomically in a varying order.
     cfg = TrainConfig(backbone=str(backbone), cache_dir=cache, progress=False, epochs=2,
-                      estimator_rank=0, use_confidence="off", **kw)  # fmt: skip
+                      estimator_rank=0, use_confidence="off", device="cpu", **kw)  # fmt: skip
     return BiLevelTrainer(cfg).fit(data["train"], data["valid"])
 
 
