@@ -114,7 +114,8 @@ def single_candidates(
     not grow with the crowd (670 sparse annotators once took a bench past 27 GB): only
     annotators with ``min_items`` labelled items, ranked by a cheap proxy computed from
     the labels alone, agreement with the other annotators' majority on the items they
-    share (leave-one-out; ties: more items first), and the first ``limit`` of them.
+    share (leave-one-out; a tie in that majority credits its share; ties in the ranking:
+    more items first), and the first ``limit`` of them.
 
     Returns:
         (column indices, a note saying what was skipped and why, or None)
@@ -134,7 +135,10 @@ def single_candidates(
         others = votes[r].copy()
         others[np.arange(len(r)), mine] -= 1
         shared = others.sum(1) > 0
-        agree = others[shared].argmax(1) == mine[shared]
+        # A tie among the others' top classes credits its share (as majority_vote_targets
+        # shares a tie's mass), not the class that comes first in the schema.
+        top = others[shared] == others[shared].max(1, keepdims=True)
+        agree = top[np.arange(int(shared.sum())), mine[shared]] / top.sum(1)
         score[a] = float(agree.mean()) if shared.any() else 0.0
     eligible = [int(a) for a in np.nonzero(counts >= min_items)[0]]
     eligible.sort(key=lambda a: (-score[a], -counts[a], a))

@@ -85,3 +85,21 @@ def test_candidates_are_capped_and_ranked_by_agreement() -> None:
     assert "18 more ranked below" in note
     few, none = single_candidates(labels[:, :5], 3, limit=12)
     assert few == [0, 1, 2, 3, 4] and none is None  # a small crowd: everyone, as before
+
+
+def test_candidate_ranking_does_not_depend_on_the_order_of_the_classes() -> None:
+    """A tie in the others' majority credits its share: renaming the classes (the
+    schema's order) must not change who is shortlisted. With ties broken toward the
+    lowest class index, three of the annotators who always say class 0 ranked first."""
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 3, size=300)
+    labels = np.full((300, 30), -1)
+    for i in range(300):  # 3 labels an item: the other two often disagree, a 1-1 tie
+        for a in rng.choice(30, size=3, replace=False):
+            biased = a < 6  # these say 0 whatever the item
+            labels[i, a] = 0 if biased else (gold[i] if rng.random() < 0.6 else rng.integers(3))
+    perm = np.array([2, 0, 1])  # class c is called perm[c]
+    renamed = np.where(labels >= 0, perm[np.maximum(labels, 0)], -1)
+    cols, _ = single_candidates(labels, 3, limit=12, min_items=5)
+    cols_renamed, _ = single_candidates(renamed, 3, limit=12, min_items=5)
+    assert cols == cols_renamed
