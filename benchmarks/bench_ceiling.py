@@ -133,6 +133,17 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+    print("\nBest over C, chosen on test (README's table):\n")
+    print("| training labels | acc | worst-group acc | toxic ROC AUC | FPR at recall 0.90 |")
+    print("|---|---|---|---|---|")
+    for source in dict.fromkeys(name.rsplit(", C=", 1)[0] for name in results):
+        by_c = {n.rsplit("=", 1)[1]: r for n, r in results.items() if n.startswith(source + ",")}
+        cells = []
+        for col in cols:
+            pick = min if col.startswith("fpr") else max
+            best = pick(by_c, key=lambda c, col=col: by_c[c][col])
+            cells.append(f"{by_c[best][col]:.3f} (C={best})")
+        print(f"| {source} | " + " | ".join(cells) + " |")
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
