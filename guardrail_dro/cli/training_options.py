@@ -55,6 +55,17 @@ TrainLayers = Annotated[
         rich_help_panel=_T,
     ),
 ]
+FtEstimator = Annotated[
+    Literal["freeze", "learn"],
+    typer.Option(
+        "--ft-estimator",
+        help="Full mode, learned methods (ours, ours-agree): freeze = the LP stage's soft "
+        "labels are the fine-tuning's targets, so valid only selects the epoch; learn = "
+        "the estimator keeps fitting valid while the encoder tunes (the bi-level upper "
+        "step on the tuned features; valid's choice of epoch is then in-sample).",
+        rich_help_panel=_T,
+    ),
+]
 CacheDir = Annotated[
     Path | None,
     typer.Option(
@@ -158,6 +169,7 @@ class TrainingOptions(OptionGroup):
     backbone: Backbone = None
     epochs: Epochs = None
     train_layers: TrainLayers = None
+    ft_estimator: FtEstimator = "freeze"
     cache_dir: CacheDir = None
     keep_overlap: KeepOverlap = False
     device: Device = None
@@ -194,6 +206,7 @@ class TrainingOptions(OptionGroup):
             backbone=self.backbone,
             epochs=self.epochs,
             train_layers=self.train_layers,
+            ft_estimator=self.ft_estimator,
             cache_dir=self.cache_dir,
             device=self.device,
             drop_overlap=not self.keep_overlap,

@@ -46,6 +46,12 @@ encoder (before, the pre-trained one's cached embeddings) and full mode starts f
 method's frozen fit."""
 
 
+ADDED_FIELDS: dict[str, object] = {"ft_estimator": "freeze"}
+"""Config fields added after runs were stored, with the default they enter no key at:
+a stored run of a method the field does not touch stays valid (a method it does touch
+raised its target source's version instead)."""
+
+
 def method_key(key: str, method: str) -> str:
     """A stored run's key: the bench's shared key, plus the version of the method's
     target source where it was raised (``TargetSource.version``)."""
@@ -81,6 +87,9 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
     seed, which vary per run, and progress and cache_dir, which change no number) and
     the splits' contents."""
     shared = cfg.model_dump(mode="json", exclude={"method", "seed", "progress", "cache_dir"})
+    for name, default in ADDED_FIELDS.items():
+        if shared.get(name) == default:
+            del shared[name]  # a run stored before the field existed ran as its default
     blob = json.dumps(
         {"config": shared, "data": [d.content_hash() for d in splits], "runs": RUNS_VERSION},
         sort_keys=True,

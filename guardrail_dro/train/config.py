@@ -149,6 +149,16 @@ class TrainConfig(BaseModel):
         "chosen with the rank after the confidence term; off without a fit when no "
         "annotation carries one.",
     )
+    ft_estimator: Literal["freeze", "learn"] = Field(
+        "freeze",
+        description="Full mode, learned methods: whether the soft-label estimator keeps "
+        "taking upper-level steps on valid while the encoder fine-tunes (learn) or the LP "
+        "stage's soft labels stay the targets (freeze). Why freeze: valid also chooses "
+        "between the LP stage and the tuned epochs, and an estimator that keeps fitting "
+        "valid makes that choice in-sample (it kept tuned epochs whose test worst group "
+        "fell; README, Modes). Without an LP stage (probe_epochs=0) there is no fit to "
+        "freeze: the estimator learns.",
+    )
     train_layers: int | None = Field(
         None,
         ge=1,

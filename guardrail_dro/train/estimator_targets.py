@@ -2,7 +2,9 @@
 
 Both alternate with the classifier: before each classifier step the estimator takes
 ``estimator_steps`` GroupDRO steps on valid (upper_level.upper_step), then the batch's
-targets are its soft labels. They differ only in the group risk R_g of the upper level
+targets are its soft labels. In full mode's tuned epochs the estimator stays at the LP
+stage's fit by default (``ft_estimator="freeze"``, ``warm_start``): its soft labels are
+then fixed targets and valid only selects. They differ only in the group risk R_g of the upper level
 (see the shared METHOD.md):
 
 - ``AgreementRisk`` (``ours-agree``): -log s_phi(x)[y] on valid, without the classifier.
@@ -58,6 +60,9 @@ class EstimatorTargets(TargetSource):
     """Soft labels of a ``WeightEstimator`` trained by GroupDRO on valid; see the module."""
 
     learned = True
+    version = 2
+    """2 (2026-12-04): full mode freezes the estimator at the LP stage's fit by default
+    (``ft_estimator``); before, it kept learning on valid while the encoder tuned."""
 
     run: Run
     train_labels: torch.Tensor
@@ -77,6 +82,9 @@ class EstimatorTargets(TargetSource):
     _q: torch.Tensor
     _best: tuple[dict[str, torch.Tensor], torch.Tensor]
     _penalty: Callable[[], None]
+    _fixed: torch.Tensor | None = None
+    """(N, C) soft labels of every training item while the estimator is frozen (full
+    mode after the LP stage, ``ft_estimator="freeze"``); None while it learns."""
 
     @abstractmethod
     def risks(
@@ -264,17 +272,34 @@ class EstimatorTargets(TargetSource):
         mine = self._estimator.state_dict()
         theirs = lp.estimator.state_dict() if lp.estimator is not None else {}
         if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in mine.items()}:
-            run.notes.append("full mode: the LP stage's estimator differs in shape; fresh one")
+            run.notes.append(
+                "full mode: the LP stage's estimator differs in shape; a fresh one, which "
+                "learns while the encoder tunes (ft_estimator=freeze needs the LP fit)"
+            )
             return
         self._estimator.load_state_dict(theirs)
         if lp.group_weights and run.groups:
             q = [lp.group_weights[g] for g in run.groups]
             self._q = torch.tensor(q, dtype=self._q.dtype, device=self._q.device)
+        if run.settings.ft_estimator == "freeze":
+            # The LP stage's soft labels, on the pre-trained encoder's features it was fit
+            # on (the encoder has not moved yet): the fine-tuning's fixed targets, so valid
+            # only selects among the tuned epochs and the LP stage, as for every fixed
+            # target. A text-conditioned estimator (rank > 0) reads here the features it
+            # was fit on; the annotator-weight report and the saved estimator of a kept
+            # tuned epoch pair it with the tuned encoder (no difference at rank 0).
+            self._fixed = self.train_soft_labels_tensor(run)
+            run.notes.append(
+                "full mode: the estimator stays at the LP stage's fit (ft_estimator=freeze); "
+                "its soft labels are the fine-tuning's targets"
+            )
 
     def distribute(self, accelerator: Accelerator) -> None:
         self._module, self._optimizer = accelerator.prepare(self._module, self._optimizer)
 
     def batch(self, head: nn.Module, feats: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if self._fixed is not None:
+            return self._fixed[idx]
         run, s = self.run, self.run.settings
         labels = self.train_labels[idx]
         conf = self.train_confidence[idx] if self.train_confidence is not None else None
@@ -295,18 +320,24 @@ class EstimatorTargets(TargetSource):
             w = self._module(feats.detach(), labels, conf, rat)
             return O.soft_labels(w, labels, run.num_classes)
 
-    @torch.no_grad()
     def train_soft_labels(self, run: Run, item_targets: np.ndarray) -> np.ndarray:
         """The estimator's soft labels of every training item, reading the same
         confidences and rationale features as in training (the toxic score's binary head
-        fits on them)."""
+        fits on them); the fixed targets where the estimator was frozen."""
+        if self._fixed is not None:
+            return self._fixed.cpu().numpy()
+        return self.train_soft_labels_tensor(run).cpu().numpy()
+
+    @torch.no_grad()
+    def train_soft_labels_tensor(self, run: Run) -> torch.Tensor:
+        """(N, C) soft labels of every training item from the estimator as it stands."""
         w = self._estimator(
             run.source.features("train", None),
             self.train_labels,
             self.train_confidence,
             self.train_rationale,
         )
-        return O.soft_labels(w, self.train_labels, run.num_classes).cpu().numpy()
+        return O.soft_labels(w, self.train_labels, run.num_classes)
 
     def keep_best(self) -> None:
         self._best = copy.deepcopy(self._estimator.state_dict()), self._q.clone()

@@ -207,6 +207,11 @@ class BiLevelTrainer:
         targets.prepare(run)
         if lp is not None:
             targets.warm_start(lp, run)
+        elif cfg.mode == "full" and targets.learned and cfg.ft_estimator == "freeze":
+            run.notes.append(
+                "full mode without an LP stage (probe_epochs=0): no fit to freeze, the "
+                "estimator learns while the encoder tunes"
+            )
         model: torch.nn.Module = head
         acc = run.accelerator
         if acc is not None:

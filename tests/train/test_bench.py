@@ -195,3 +195,26 @@ def test_best_single_is_derived_from_the_single_runs_of_the_same_bench(
     chose = [n for n in direct.notes if "chose" in n]
     assert chose and chose[0] in best.notes, (chose, best.notes)
     assert best.per_seed[0] == direct.evaluate(small["test"])
+
+
+def test_a_field_added_later_keys_runs_only_away_from_its_default(synthetic) -> None:
+    """ft_estimator was added after runs were stored: at its default it enters no run
+    key (a stored run of a method it does not touch stays valid; ours raised its target
+    version instead), set away from it the key changes like any other setting."""
+    import hashlib
+    import json
+
+    from guardrail_dro.train.bench_runs import ADDED_FIELDS, RUNS_VERSION, run_key
+
+    data = (synthetic["train"], synthetic["valid"], synthetic["test"])
+    cfg = TrainConfig(progress=False)
+    shared = cfg.model_dump(mode="json", exclude={"method", "seed", "progress", "cache_dir"})
+    for name in ADDED_FIELDS:
+        del shared[name]
+    before = json.dumps(
+        {"config": shared, "data": [d.content_hash() for d in data], "runs": RUNS_VERSION},
+        sort_keys=True,
+    )
+    assert run_key(cfg, *data) == hashlib.sha256(before.encode()).hexdigest()
+    learn = cfg.model_copy(update={"ft_estimator": "learn"})
+    assert run_key(learn, *data) != run_key(cfg, *data)

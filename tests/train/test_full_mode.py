@@ -152,6 +152,45 @@ def test_lp_stage_is_the_methods_frozen_fit_and_the_first_candidate(
     fresh = BiLevelTrainer(cfg.model_copy(update={"probe_epochs": 0, "encoder_lr": 3e-5}))
     res = fresh.fit(small["train"], small["valid"])
     assert [h["epoch"] for h in res.history] == [0] and res.best_epoch == 0
+    assert any("no fit to freeze, the estimator learns" in n for n in res.notes)
+
+
+def test_ft_estimator_freeze_stops_the_upper_level_after_the_lp_stage(
+    synthetic, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ft_estimator="freeze" (the default): the estimator takes its upper-level steps in
+    the LP stage only, so the fine-tuning trains on the LP stage's soft labels and ends
+    with its estimator; "learn" keeps stepping on valid through the tuned epochs."""
+    import guardrail_dro.train.estimator_targets as ET
+
+    calls = {"n": 0}
+    real = ET.upper_step
+
+    def counted(*args, **kw):
+        calls["n"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(ET, "upper_step", counted)
+    small = {k: v.subset(range(64)) for k, v in synthetic.items()}
+    base = dict(method="ours", backbone=str(tiny_backbone), device="cpu", progress=False,
+                cache_dir=tmp_path, seed=0)
+    frozen = BiLevelTrainer(TrainConfig(**base, epochs=4)).fit(small["train"], small["valid"])
+    lp_steps, calls["n"] = calls["n"], 0
+    assert lp_steps > 0
+    cfg = TrainConfig(**base, mode="full", epochs=2, batch_size=16, probe_epochs=4)
+    assert cfg.ft_estimator == "freeze"
+    full = BiLevelTrainer(cfg).fit(small["train"], small["valid"])
+    assert calls["n"] == lp_steps  # the LP stage's steps, none while the encoder tunes
+    assert any("ft_estimator=freeze" in n for n in full.notes)
+    assert full.estimator is not None and frozen.estimator is not None
+    mine = full.estimator.state_dict()
+    for k, v in frozen.estimator.state_dict().items():
+        torch.testing.assert_close(mine[k], v, rtol=0, atol=0, equal_nan=True, msg=k)
+    calls["n"] = 0
+    learn = BiLevelTrainer(cfg.model_copy(update={"ft_estimator": "learn"}))
+    res = learn.fit(small["train"], small["valid"])
+    assert calls["n"] == lp_steps + 2 * 4  # and one per classifier step: 2 epochs x 4
+    assert not any("ft_estimator=freeze" in n for n in res.notes)
 
 
 def test_full_mode_predictions_read_the_fine_tuned_encoder_not_the_cache(
