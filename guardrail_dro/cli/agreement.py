@@ -40,15 +40,18 @@ def _names(pairs: list[str] | None) -> dict[str, str]:
     for p in pairs or []:
         key, sep, value = p.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"--name {p!r}: expected ANNOTATOR=DISPLAY NAME, e.g. "
-                              "label_4=GPT-4")
+            raise ConfigError(f"--name {p!r}: expected ANNOTATOR=DISPLAY NAME, e.g. label_4=GPT-4")
         out[key.strip()] = value.strip()
     return out
 
 
-def print_agreement(dataset: object, failures: list[dict[str, Any]] | None,
-                    names: dict[str, str], heatmap: Path | None = None,
-                    json_out: Path | None = None) -> None:
+def print_agreement(
+    dataset: object,
+    failures: list[dict[str, Any]] | None,
+    names: dict[str, str],
+    heatmap: Path | None = None,
+    json_out: Path | None = None,
+) -> None:
     """Compute the report and print its tables to stderr (shared with ``annotate``).
 
     ``failures``: the failures of the run (None: not known, no rates shown).
@@ -74,8 +77,11 @@ def print_agreement(dataset: object, failures: list[dict[str, Any]] | None,
     if recall is not None:
         console.print(recall)
     if rows is None:
-        console.print("refusal / invalid rates: not known (no failures file; an annotate "
-                      "run writes OUT.failures.jsonl)", highlight=False)
+        console.print(
+            "refusal / invalid rates: not known (no failures file; an annotate "
+            "run writes OUT.failures.jsonl)",
+            highlight=False,
+        )
     if heatmap is not None:
         schema = dataset.schema  # type: ignore[attr-defined]
         save_heatmap(report, heatmap, class_names=dict(schema.descriptions))
@@ -87,36 +93,59 @@ def print_agreement(dataset: object, failures: list[dict[str, Any]] | None,
 
 @takes_option_groups
 def agreement_command(
-    data: Annotated[Path, typer.Option(
-        "--data", help="Annotated dataset (JSONL from `annotate`, CSV with annotator "
-        "columns, or a bundled split such as toxic-questions:valid).")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Annotated dataset (JSONL from `annotate`, CSV with annotator "
+            "columns, or a bundled split such as toxic-questions:valid).",
+        ),
+    ],
     *,
-    failures: Annotated[Path | None, typer.Option(
-        "--failures", help="Failures file of the annotate run, for refusal / invalid "
-        "rates (default: DATA.failures.jsonl when it exists).", dir_okay=False)] = None,
-    name: Annotated[list[str] | None, typer.Option(
-        "--name", help="ANNOTATOR=DISPLAY NAME, repeatable (e.g. label_4=GPT-4).")] = None,
-    heatmap: Annotated[Path | None, typer.Option(
-        "--heatmap", help="Write the kappa and per-class recall heatmaps to this PNG.",
-        dir_okay=False)] = None,
-    json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Write every number (kappa, agreement, confusion matrices) as "
-        "JSON.", dir_okay=False)] = None,
+    failures: Annotated[
+        Path | None,
+        typer.Option(
+            "--failures",
+            help="Failures file of the annotate run, for refusal / invalid "
+            "rates (default: DATA.failures.jsonl when it exists).",
+            dir_okay=False,
+        ),
+    ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option("--name", help="ANNOTATOR=DISPLAY NAME, repeatable (e.g. label_4=GPT-4)."),
+    ] = None,
+    heatmap: Annotated[
+        Path | None,
+        typer.Option(
+            "--heatmap",
+            help="Write the kappa and per-class recall heatmaps to this PNG.",
+            dir_okay=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json",
+            help="Write every number (kappa, agreement, confusion matrices) as JSON.",
+            dir_okay=False,
+        ),
+    ] = None,
     schema_options: SchemaOptions,
     columns: ColumnOptions,
 ) -> None:
     from guardrail_dro.data.readers import read_dataset
 
-    dataset = read_dataset(data, columns.reader_options(),
-                           schema=schema_options.label_schema())
+    dataset = read_dataset(data, columns.reader_options(), schema=schema_options.label_schema())
     for n in dataset.notes:
         typer.echo(f"note: {n}", err=True)
     from annotators.agreement import read_failures
 
     beside = data.with_name(data.name + ".failures.jsonl")
     path = failures or (beside if beside.exists() else None)
-    print_agreement(dataset, read_failures(path) if path is not None else None,
-                    _names(name), heatmap, json_out)
+    print_agreement(
+        dataset, read_failures(path) if path is not None else None, _names(name), heatmap, json_out
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -83,83 +83,198 @@ def _print_config(value: bool) -> None:
 
 @takes_option_groups
 def annotate_command(
-    data: Annotated[Path, typer.Option("--data", help="Input dataset (CSV or JSONL, or a "
-                                       "bundled split such as toxic-questions:test).")],
-    out: Annotated[Path, typer.Option("--out", help="Output JSONL (the label schema is "
-                                      "written beside it).")],
-    annotator: Annotated[list[str] | None, typer.Option(
-        "--annotator", help="PROVIDER:MODEL, repeatable: openai:gpt-4o-mini, "
-        "anthropic:claude-haiku-4-5 (replaces the config's [[annotators]]).")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            help="Input dataset (CSV or JSONL, or a bundled split such as toxic-questions:test).",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Output JSONL (the label schema is written beside it).")
+    ],
+    annotator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotator",
+            help="PROVIDER:MODEL, repeatable: openai:gpt-4o-mini, "
+            "anthropic:claude-haiku-4-5 (replaces the config's [[annotators]]).",
+        ),
+    ] = None,
     *,
-    config: Annotated[Path | None, typer.Option(
-        "--config", help="Labeling config (TOML): guidelines, labels, prompt template, "
-        "few-shot examples, annotators, run settings.", exists=True, dir_okay=False)] = None,
-    print_config: Annotated[bool, typer.Option(
-        "--print-config", is_eager=True, callback=_print_config, expose_value=False,
-        help="Print the built-in labeling config (the default prompt, commented) to copy, "
-        "and exit.")] = False,
-    limit: Annotated[int | None, typer.Option(
-        "--limit", min=1, help="Pilot: label only the first N items (a later run without "
-        "it reuses their answers).", rich_help_panel=_R)] = None,
-    sample: Annotated[int | None, typer.Option(
-        "--sample", min=1, help="Pilot: label N items drawn at random with --seed.",
-        rich_help_panel=_R)] = None,
-    seed: Annotated[int, typer.Option(
-        "--seed", help="Seed of --sample.", rich_help_panel=_R)] = 0,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Labeling config (TOML): guidelines, labels, prompt template, "
+            "few-shot examples, annotators, run settings.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            is_eager=True,
+            callback=_print_config,
+            expose_value=False,
+            help="Print the built-in labeling config (the default prompt, commented) to copy, "
+            "and exit.",
+        ),
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Pilot: label only the first N items (a later run without "
+            "it reuses their answers).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample",
+            min=1,
+            help="Pilot: label N items drawn at random with --seed.",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --sample.", rich_help_panel=_R)] = 0,
     schema_options: SchemaOptions,
-    base_url: Annotated[str | None, typer.Option(
-        "--base-url", help="OpenAI-compatible server for openai: annotators (ends in /v1; "
-        "vLLM, Ollama, Azure). Default: OPENAI_BASE_URL or api.openai.com.",
-        rich_help_panel=_R)] = None,
-    anthropic_base_url: Annotated[str | None, typer.Option(
-        "--anthropic-base-url", help="API root for anthropic: annotators (no /v1). "
-        "Default: ANTHROPIC_BASE_URL or api.anthropic.com.", rich_help_panel=_R)] = None,
-    cache: Annotated[Path | None, typer.Option(
-        "--cache", help="SQLite cache of answers and batch jobs (default: OUT.cache.sqlite).",
-        rich_help_panel=_R)] = None,
-    concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", min=1, help="Requests in flight at once (default 8).",
-        rich_help_panel=_R)] = None,
-    rpm: Annotated[float | None, typer.Option(
-        "--rpm", help="Requests per minute not to exceed.", rich_help_panel=_R)] = None,
-    tpm: Annotated[float | None, typer.Option(
-        "--tpm", help="Tokens per minute not to exceed.", rich_help_panel=_R)] = None,
-    batch: Annotated[bool, typer.Option(
-        "--batch", help="Use the providers' batch APIs (half price, up to 24 h); "
-        "interrupted runs resume the same jobs.", rich_help_panel=_R)] = False,
-    poll_interval: Annotated[float, typer.Option(
-        "--poll-interval", help="Seconds between batch polls.", rich_help_panel=_R)] = 30.0,
-    max_wait: Annotated[float | None, typer.Option(
-        "--max-wait", help="Stop waiting for batch jobs after this many seconds (run "
-        "again to resume).", rich_help_panel=_R)] = None,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Make no call and write nothing; print one fully rendered "
-        "request per provider (stdout), and to stderr how many answers are already cached, "
-        "how many requests are left to make, their estimated tokens (in / out: the "
-        "provider's tokenizer where one works offline, else an estimate, labelled) and "
-        "estimated cost per annotator and in total (at batch prices with --batch).",
-        rich_help_panel=_R)] = False,
-    prices: Annotated[Path | None, typer.Option(
-        "--prices", help='JSON {"model": \\[usd_per_mtok_in, usd_per_mtok_out]} over the '
-        "built-in price table.", exists=True, dir_okay=False, rich_help_panel=_R)] = None,
-    failures: Annotated[Path | None, typer.Option(
-        "--failures", help="Where to list refused / invalid / failed items "
-        "(default: OUT.failures.jsonl; empty when every item was labelled).",
-        rich_help_panel=_R)] = None,
-    timeout: Annotated[float | None, typer.Option(
-        "--timeout", help="Seconds per request before it is retried (default 60).",
-        rich_help_panel=_R)] = None,
-    max_attempts: Annotated[int | None, typer.Option(
-        "--max-attempts", min=1, help="Attempts per request on transient errors "
-        "(429, 5xx, timeouts; default 6).", rich_help_panel=_R)] = None,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--no-progress", help="Progress bar with rate, ETA, tokens and cost "
-        "(with --batch: each job's status and counts while polling).",
-        rich_help_panel=_R)] = True,
-    agreement: Annotated[bool, typer.Option(
-        "--agreement/--no-agreement", help="After the run, print how the annotators agree "
-        "with each other and with gold (see `guardrail-dro agreement`).",
-        rich_help_panel=_R)] = True,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="OpenAI-compatible server for openai: annotators (ends in /v1; "
+            "vLLM, Ollama, Azure). Default: OPENAI_BASE_URL or api.openai.com.",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    anthropic_base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--anthropic-base-url",
+            help="API root for anthropic: annotators (no /v1). "
+            "Default: ANTHROPIC_BASE_URL or api.anthropic.com.",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            help="SQLite cache of answers and batch jobs (default: OUT.cache.sqlite).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Requests in flight at once (default 8).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    rpm: Annotated[
+        float | None,
+        typer.Option("--rpm", help="Requests per minute not to exceed.", rich_help_panel=_R),
+    ] = None,
+    tpm: Annotated[
+        float | None,
+        typer.Option("--tpm", help="Tokens per minute not to exceed.", rich_help_panel=_R),
+    ] = None,
+    batch: Annotated[
+        bool,
+        typer.Option(
+            "--batch",
+            help="Use the providers' batch APIs (half price, up to 24 h); "
+            "interrupted runs resume the same jobs.",
+            rich_help_panel=_R,
+        ),
+    ] = False,
+    poll_interval: Annotated[
+        float,
+        typer.Option("--poll-interval", help="Seconds between batch polls.", rich_help_panel=_R),
+    ] = 30.0,
+    max_wait: Annotated[
+        float | None,
+        typer.Option(
+            "--max-wait",
+            help="Stop waiting for batch jobs after this many seconds (run again to resume).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Make no call and write nothing; print one fully rendered "
+            "request per provider (stdout), and to stderr how many answers are already cached, "
+            "how many requests are left to make, their estimated tokens (in / out: the "
+            "provider's tokenizer where one works offline, else an estimate, labelled) and "
+            "estimated cost per annotator and in total (at batch prices with --batch).",
+            rich_help_panel=_R,
+        ),
+    ] = False,
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            "--prices",
+            help='JSON {"model": \\[usd_per_mtok_in, usd_per_mtok_out]} over the '
+            "built-in price table.",
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    failures: Annotated[
+        Path | None,
+        typer.Option(
+            "--failures",
+            help="Where to list refused / invalid / failed items "
+            "(default: OUT.failures.jsonl; empty when every item was labelled).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="Seconds per request before it is retried (default 60).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    max_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--max-attempts",
+            min=1,
+            help="Attempts per request on transient errors (429, 5xx, timeouts; default 6).",
+            rich_help_panel=_R,
+        ),
+    ] = None,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bar with rate, ETA, tokens and cost "
+            "(with --batch: each job's status and counts while polling).",
+            rich_help_panel=_R,
+        ),
+    ] = True,
+    agreement: Annotated[
+        bool,
+        typer.Option(
+            "--agreement/--no-agreement",
+            help="After the run, print how the annotators agree "
+            "with each other and with gold (see `guardrail-dro agreement`).",
+            rich_help_panel=_R,
+        ),
+    ] = True,
     columns: ColumnOptions,
 ) -> None:
     from annotators.batch import batch_annotate_with_report
@@ -182,23 +297,37 @@ def annotate_command(
     examples = None
     if cfg.few_shot.draw:
         if not cfg.few_shot.draw_from:
-            raise ConfigError("few_shot.draw needs few_shot.draw_from: a labelled dataset "
-                              "other than the one being labelled")
+            raise ConfigError(
+                "few_shot.draw needs few_shot.draw_from: a labelled dataset "
+                "other than the one being labelled"
+            )
         source = read_dataset(cfg.few_shot.draw_from, schema=full.schema)
-        examples = draw_examples(source, cfg.few_shot.draw, cfg.few_shot.seed,
-                                 exclude=set(full.texts))
+        examples = draw_examples(
+            source, cfg.few_shot.draw, cfg.few_shot.seed, exclude=set(full.texts)
+        )
     template = cfg.template(examples)
     run_cfg = cfg.run
     timeout = timeout or run_cfg.timeout or 60.0
-    entries = [(spec, None, None) for spec in annotator] if annotator else \
-        [(a.spec, a.temperature, a.max_tokens) for a in cfg.annotators]
+    entries = (
+        [(spec, None, None) for spec in annotator]
+        if annotator
+        else [(a.spec, a.temperature, a.max_tokens) for a in cfg.annotators]
+    )
     if not entries:
-        raise ConfigError("no annotator: pass --annotator PROVIDER:MODEL or list "
-                          "[[annotators]] in the --config file")
+        raise ConfigError(
+            "no annotator: pass --annotator PROVIDER:MODEL or list "
+            "[[annotators]] in the --config file"
+        )
     annotators = [
-        make_annotator(spec, base_url=base_url, anthropic_base_url=anthropic_base_url,
-                       timeout=timeout, need_key=not dry_run, temperature=temp,
-                       max_tokens=budget)
+        make_annotator(
+            spec,
+            base_url=base_url,
+            anthropic_base_url=anthropic_base_url,
+            timeout=timeout,
+            need_key=not dry_run,
+            temperature=temp,
+            max_tokens=budget,
+        )
         for spec, temp, budget in entries
     ]
     cache_path = cache or out.with_name(out.name + ".cache.sqlite")
@@ -206,16 +335,30 @@ def annotate_command(
     policy = RetryPolicy(max_attempts=max_attempts or run_cfg.max_attempts or 6)
     if batch:
         run = batch_annotate_with_report(
-            dataset, annotators, cache=cache_path, poll_interval=poll_interval,
-            max_wait=max_wait, policy=policy, prices=price_table, dry_run=dry_run,
-            progress=progress, template=template,
+            dataset,
+            annotators,
+            cache=cache_path,
+            poll_interval=poll_interval,
+            max_wait=max_wait,
+            policy=policy,
+            prices=price_table,
+            dry_run=dry_run,
+            progress=progress,
+            template=template,
         )
     else:
         run = annotate_with_report(
-            dataset, annotators, cache=cache_path,
+            dataset,
+            annotators,
+            cache=cache_path,
             concurrency=concurrency or run_cfg.concurrency or 8,
-            rpm=rpm or run_cfg.rpm, tpm=tpm or run_cfg.tpm, dry_run=dry_run, policy=policy,
-            prices=price_table, progress=progress, template=template,
+            rpm=rpm or run_cfg.rpm,
+            tpm=tpm or run_cfg.tpm,
+            dry_run=dry_run,
+            policy=policy,
+            prices=price_table,
+            progress=progress,
+            template=template,
         )
     for provider, body in run.report.sample_requests.items():
         typer.echo(f"# one {provider} request, as it would be sent:")
@@ -231,8 +374,11 @@ def annotate_command(
     # nothing was refused (rather than that refusals are not known).
     run.report.write_failures(fail_path)
     if run.report.failures:
-        typer.echo(f"{run.report.failed} item(s) not labelled (refused / invalid / error): "
-                   f"listed in {fail_path}", err=True)
+        typer.echo(
+            f"{run.report.failed} item(s) not labelled (refused / invalid / error): "
+            f"listed in {fail_path}",
+            err=True,
+        )
     if agreement and run.dataset.annotators:  # nothing labelled: nothing to compare
         from guardrail_dro.cli.agreement import print_agreement
 

@@ -30,6 +30,7 @@ _SPLIT = (
     "toxic-questions:train, :valid, :test (its label schema comes with it)."
 )
 
+
 def _read_splits(
     paths: dict[str, str | Path | None], columns: ColumnOptions, schema: SchemaOptions
 ) -> dict[str, AnnotatedDataset]:

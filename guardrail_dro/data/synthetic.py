@@ -400,14 +400,18 @@ def make_sparse_crowd(
     share = LENIENT_SHARE if lenient_share is None else lenient_share
     unknown = set(share) - set(_TOPICS)
     if unknown:
-        raise ValueError(f"lenient_share names unknown topics {sorted(unknown)}; "
-                         f"topics are {list(_TOPICS)}")
+        raise ValueError(
+            f"lenient_share names unknown topics {sorted(unknown)}; topics are {list(_TOPICS)}"
+        )
     rng = np.random.default_rng(seed)
     crowd = np.random.default_rng(seed if crowd_seed is None else crowd_seed)
     schema = SYNTHETIC_SCHEMA
     topics = list(_TOPICS)
-    pools = {(t, tox): list(rng.permutation(_texts(t, tox, False))) for t in topics
-             for tox in (False, True)}
+    pools = {
+        (t, tox): list(rng.permutation(_texts(t, tox, False)))
+        for t in topics
+        for tox in (False, True)
+    }
     acc = crowd.uniform(*accuracy, size=workers)
     lenient = {t: crowd.random(workers) < share.get(t, 0.0) for t in topics}
     out = {}
@@ -426,7 +430,14 @@ def make_sparse_crowd(
                 else:
                     label = schema.classes[crowd.integers(schema.num_classes)]
                 anns.append(Annotation(annotator=f"worker_{w:03d}", label=label))
-            items.append(Item(item_id=f"{kind}-{i}", text=pools[(topic, toxic)].pop(),
-                              annotations=tuple(anns), gold=gold, group=topic))
+            items.append(
+                Item(
+                    item_id=f"{kind}-{i}",
+                    text=pools[(topic, toxic)].pop(),
+                    annotations=tuple(anns),
+                    gold=gold,
+                    group=topic,
+                )
+            )
         out[kind] = AnnotatedDataset(items, schema, name=kind)
     return out

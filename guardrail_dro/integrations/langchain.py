@@ -190,9 +190,7 @@ class GuardRail(Runnable[Any, Any]):
         may_replace = self._checker.rail == "output"
         return self._result(input, self._checker.check(input, may_replace=may_replace))
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         may_replace = self._checker.rail == "output"
         return self._result(input, await self._checker.acheck(input, may_replace=may_replace))
 
@@ -247,9 +245,7 @@ class GuardedRunnable(Runnable[Any, Any]):
         out = None if self._output is None else self._output.check(reply, may_replace=True)
         return self._replied(reply, out)
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         if self._input is not None:
             r = await self._input.acheck(input, may_replace=True)
             if not r.allowed:

@@ -61,6 +61,7 @@ __all__ = [
     "join",
     "measure",
     "splits",
+    "terms",
     "valid_threshold",
 ]
 
@@ -226,6 +227,34 @@ class BackgroundTerm:
         kept = self.safe if not self.harmful else ~self.safe
         # -log P(kept classes): the safe class(es), or every unsafe class together
         return total - torch.logsumexp(logits[:, kept], -1)
+
+
+def terms(
+    data: dict[str, AnnotatedDataset | None],
+    weights: dict[str, float],
+    *,
+    train_items: int,
+    batch_size: int,
+    safe_mask: list[bool],
+    seed: int,
+    device: torch.device,
+) -> dict[str, BackgroundTerm]:
+    """The loop's background terms: one per split of ``data`` ("background" safe,
+    "harmful" harmful) that is present, at its weight in ``weights``."""
+    return {
+        split: BackgroundTerm(
+            len(items),
+            train_items=train_items,
+            batch_size=batch_size,
+            safe_mask=safe_mask,
+            weight=weights[split],
+            seed=seed,
+            device=device,
+            harmful=split == "harmful",
+        )
+        for split, items in data.items()
+        if items is not None
+    }
 
 
 def join(

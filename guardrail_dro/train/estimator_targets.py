@@ -4,8 +4,8 @@ Both alternate with the classifier: before each classifier step the estimator ta
 ``estimator_steps`` GroupDRO steps on valid (upper_level.upper_step), then the batch's
 targets are its soft labels. In full mode's tuned epochs the estimator stays at the LP
 stage's fit by default (``ft_estimator="freeze"``, ``warm_start``): its soft labels are
-then fixed targets and valid only selects. They differ only in the group risk R_g of the upper level
-(see the shared METHOD.md):
+then fixed targets and valid only selects. The two sources (upper_risks.py) differ only
+in the group risk R_g of the upper level (see the shared METHOD.md):
 
 - ``AgreementRisk`` (``ours-agree``): -log s_phi(x)[y] on valid, without the classifier.
 - ``UnrolledRisk`` (``ours``): valid cross-entropy of the classifier after a one-step
@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from guardrail_dro.errors import DataError
 from guardrail_dro.train import baselines as B
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.model import RationaleBasis, WeightEstimator, confidence_stats
@@ -46,14 +45,14 @@ from guardrail_dro.train.rationale import rationale_features
 from guardrail_dro.train.reliability import annotator_reliability
 from guardrail_dro.train.run import Run
 from guardrail_dro.train.targets import TargetSource
-from guardrail_dro.train.upper_level import AgreementItems, upper_step
+from guardrail_dro.train.upper_level import upper_step
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from guardrail_dro.train.result import TrainResult
 
-__all__ = ["AgreementRisk", "EstimatorTargets", "UnrolledRisk"]
+__all__ = ["EstimatorTargets"]
 
 
 class EstimatorTargets(TargetSource):
@@ -265,10 +264,18 @@ class EstimatorTargets(TargetSource):
         run.notes.append(cv_note(chosen, scores, uses, uses_r))
         return chosen
 
-    def warm_start(self, lp: TrainResult, run: Run) -> None:
+    def warm_start(self, lp: TrainResult | None, run: Run) -> None:
         """The LP stage's estimator and GroupDRO weights. It chose its capacity by the
         same CV on the same pre-trained embeddings, so the shapes match; if they do not
-        (another capacity), the estimator starts fresh and the notes say so."""
+        (another capacity), the estimator starts fresh and the notes say so. Without an
+        LP stage in full mode there is no fit to freeze: the estimator learns."""
+        if lp is None:
+            if run.settings.mode == "full" and run.settings.ft_estimator == "freeze":
+                run.notes.append(
+                    "full mode without an LP stage (probe_epochs=0): no fit to freeze, "
+                    "the estimator learns while the encoder tunes"
+                )
+            return
         mine = self._estimator.state_dict()
         theirs = lp.estimator.state_dict() if lp.estimator is not None else {}
         if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in mine.items()}:
@@ -391,72 +398,3 @@ def _may_read(run: Run, signal: str, setting: str) -> bool:
             f"{'train' if not on_train else 'valid'} carries a {signal}"
         )
     return False
-
-
-class AgreementRisk(EstimatorTargets):
-    """Upper risk: -log s_phi(x)[y] on the valid items some annotator got right."""
-
-    items: AgreementItems
-
-    def prepare(self, run: Run) -> None:
-        super().prepare(run)
-        self.items = AgreementItems.select(
-            self.valid_labels,
-            self.valid_gold,
-            self.valid_groups,
-            self.valid_confidence,
-            self.valid_rationale,
-        )
-        fixable = int(self.items.index.sum())
-        dropped = int(O.annotator_mask(self.valid_labels).any(1).sum() - fixable)
-        if dropped:
-            run.notes.append(
-                f"agreement risk: {dropped} valid item(s) where no annotator gave "
-                "the gold label are left out of the upper level"
-            )
-        if not fixable:
-            raise DataError(
-                f"method {run.settings.method!r} (agreement risk) needs annotator labels on "
-                "the validation split that agree with its gold; use 'ours' (classifier risk) "
-                "when valid has only gold labels"
-            )
-
-    def risks(
-        self,
-        head: nn.Module,
-        feats: torch.Tensor,
-        labels: torch.Tensor,
-        confidence: torch.Tensor | None,
-        rationale: torch.Tensor | None,
-        valid_feats: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        run = self.run
-        return self.items.risks(self._module, valid_feats, run.num_groups, run.num_classes)
-
-
-class UnrolledRisk(EstimatorTargets):
-    """Upper risk: valid CE of the classifier after one unrolled step (bi-level)."""
-
-    def risks(
-        self,
-        head: nn.Module,
-        feats: torch.Tensor,
-        labels: torch.Tensor,
-        confidence: torch.Tensor | None,
-        rationale: torch.Tensor | None,
-        valid_feats: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        run = self.run
-        w = self._module(feats, labels, confidence, rationale)
-        return O.unrolled_group_risks(
-            head,
-            w,
-            labels,
-            feats,
-            valid_feats,
-            self.valid_gold,
-            self.valid_groups,
-            num_groups=run.num_groups,
-            num_classes=run.num_classes,
-            inner_lr=run.settings.inner_lr,
-        )

@@ -2,7 +2,7 @@
 
 The trainer looks a method up here once, when it is built, and its loop only
 sequences the two parts; adding a method is adding a row (and, for a new kind of
-target or loss, one small class in targets.py, estimator_targets.py or losses.py).
+target or loss, one small class in targets.py, upper_risks.py or losses.py).
 The drawing below is for readers; TABLE is the table (tests/train/test_methods.py
 checks that each drawn row names its row's classes).
 
@@ -33,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guardrail_dro.errors import ConfigError
-from guardrail_dro.train.estimator_targets import AgreementRisk, UnrolledRisk
 from guardrail_dro.train.losses import ClassifierLoss, GroupDROLoss, MeanLoss
 from guardrail_dro.train.targets import (
     DawidSkene,
@@ -43,6 +42,7 @@ from guardrail_dro.train.targets import (
     UniformSoft,
     ValidGold,
 )
+from guardrail_dro.train.upper_risks import AgreementRisk, UnrolledRisk
 
 __all__ = ["METHODS", "TABLE", "WITH_ARGUMENT", "Method", "lookup"]
 

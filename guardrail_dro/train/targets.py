@@ -4,7 +4,7 @@ A ``TargetSource`` is one half of a method (methods.py pairs it with a classifie
 loss). This module holds the interface and the fixed sources, whose targets are
 computed once before training from the annotator labels (or the validation gold); the
 learned sources, whose targets come from the soft-label weight estimator, are in
-estimator_targets.py.
+estimator_targets.py (shared part) and upper_risks.py (their two upper-level risks).
 """
 
 from __future__ import annotations
@@ -89,9 +89,11 @@ class TargetSource(ABC):
         """Build what the source learns; called once the classifier head exists."""
         return  # a hook: nothing by default
 
-    def warm_start(self, lp: TrainResult, run: Run) -> None:
+    def warm_start(self, lp: TrainResult | None, run: Run) -> None:
         """Start from what full mode's LP stage (the same method's frozen-mode fit)
-        learned; called after ``prepare``. Fixed targets have nothing to learn."""
+        learned, or from scratch where there is none (``lp`` None: frozen mode, or full
+        mode with ``probe_epochs=0``); called after ``prepare``. Fixed targets have
+        nothing to learn."""
         return  # a hook: nothing by default
 
     def distribute(self, accelerator: Accelerator) -> None:

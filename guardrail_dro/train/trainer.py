@@ -205,33 +205,23 @@ class BiLevelTrainer:
             head.load_state_dict(lp.head.state_dict())
         opt = self._optimizer(head, src)
         targets.prepare(run)
-        if lp is not None:
-            targets.warm_start(lp, run)
-        elif cfg.mode == "full" and targets.learned and cfg.ft_estimator == "freeze":
-            run.notes.append(
-                "full mode without an LP stage (probe_epochs=0): no fit to freeze, the "
-                "estimator learns while the encoder tunes"
-            )
+        targets.warm_start(lp, run)
         model: torch.nn.Module = head
         acc = run.accelerator
         if acc is not None:
             # DDP under `accelerate launch` / `torchrun`; plain modules in one process.
             src.embedder.encoder, model, opt = acc.prepare(src.embedder.encoder, head, opt)
             targets.distribute(acc)
-        terms: dict[str, BG.BackgroundTerm] = {}
         weights = {"background": float(cfg.background_weight or 1.0), "harmful": cfg.harmful_weight}
-        for split, data in (("background", background), ("harmful", harmful)):
-            if data is not None:
-                terms[split] = BG.BackgroundTerm(
-                    len(data),
-                    train_items=len(keep),
-                    batch_size=int(cfg.resolved("batch_size")),
-                    safe_mask=run.valid.schema.safe_mask(),
-                    weight=weights[split],
-                    seed=cfg.seed,
-                    device=run.device,
-                    harmful=split == "harmful",
-                )
+        terms = BG.terms(
+            {"background": background, "harmful": harmful},
+            weights,
+            train_items=len(keep),
+            batch_size=int(cfg.resolved("batch_size")),
+            safe_mask=run.valid.schema.safe_mask(),
+            seed=cfg.seed,
+            device=run.device,
+        )
         sched = self._schedule(opt, len(keep), acc.num_processes if acc is not None else 1)
         best, history = self._loop(
             run, src, targets, loss_of, head, model, opt, sched, keep, terms, lp is not None
