@@ -23,6 +23,7 @@ of both), a worst-group objective (GroupDRO), a fine-tuned encoder.
 Usage::
 
     python benchmarks/bench_ceiling.py
+    python benchmarks/bench_ceiling.py --backbone PATH   # another local encoder
 
 Prints a markdown table; writes ``benchmarks/results/ceiling.json``.
 """
@@ -77,7 +78,13 @@ def _score(proba: np.ndarray, test, safe: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=RESULTS / "ceiling.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/ceiling.json")
+    ap.add_argument(
+        "--backbone",
+        default=None,
+        help="another encoder to probe: a local sentence-transformers folder (default: "
+        "the shipped all-MiniLM-L6-v2); the JSON is then ceiling-<folder name>.json",
+    )
     args = ap.parse_args(argv)
 
     from sklearn.model_selection import KFold
@@ -91,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict:
     valid, test = splits["valid"], splits["test"]
     train, _ = splits["train"].without_overlap(valid)
     train, _ = train.without_overlap(test)
-    feats = build_features(TrainConfig(progress=True), {**splits, "train": train})
+    extra = {"backbone": args.backbone} if args.backbone else {}
+    feats = build_features(TrainConfig(progress=True, **extra), {**splits, "train": train})
     x = {s: feats.features(s, None).cpu().numpy() for s in ("train", "valid", "test")}
     k = schema.num_classes
     safe = np.array(schema.safe_mask())
@@ -147,13 +155,17 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "data": "toxic-questions (bundled), scored on test (1710); frozen all-MiniLM-L6-v2",
+        "data": "toxic-questions (bundled), scored on test (1710); frozen "
+        + (Path(args.backbone).name if args.backbone else "all-MiniLM-L6-v2"),
         "seconds": round(time.perf_counter() - t0, 1),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    out = args.out or RESULTS / (
+        f"ceiling-{Path(args.backbone).name}.json" if args.backbone else "ceiling.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
     return report
 
 
