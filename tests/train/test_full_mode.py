@@ -153,6 +153,11 @@ def test_lp_stage_is_the_methods_frozen_fit_and_the_first_candidate(
     res = fresh.fit(small["train"], small["valid"])
     assert [h["epoch"] for h in res.history] == [0] and res.best_epoch == 0
     assert any("no fit to freeze, the estimator learns" in n for n in res.notes)
+    # ... and only there: not when it was asked to learn, nor for fixed targets.
+    for update in ({"ft_estimator": "learn"}, {"method": "mv"}):
+        other = BiLevelTrainer(fresh.config.model_copy(update=update))
+        notes = other.fit(small["train"], small["valid"]).notes
+        assert not any("no fit to freeze" in n for n in notes), (update, notes)
 
 
 def test_ft_estimator_freeze_stops_the_upper_level_after_the_lp_stage(
