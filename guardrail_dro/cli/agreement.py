@@ -16,8 +16,7 @@ from guardrail_dro.errors import ConfigError
 
 __all__ = ["agreement_command", "print_agreement", "register"]
 
-_HELP = """Quality before training: agreement of every annotator with the others
-and with the gold labels.
+_HELP = """Quality before training: each annotator's agreement with the others and with gold.
 
 Per annotator: Cohen's kappa and accuracy against gold (where items have
 gold), per-class recall and confusion against gold, Cohen's kappa with

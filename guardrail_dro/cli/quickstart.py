@@ -394,14 +394,15 @@ def quickstart(
 ) -> None:
     """See the whole product work, offline, in a few minutes on a CPU.
 
-    On the real toxic-questions dataset shipped in the package: an LLM annotation pass
-    (GPT-4 Turbo's labels replayed through the real runner and SDK against a local
-    endpoint; cached), our method against majority vote on frozen MiniLM with ordinary
-    chat as background-safe text and harmful requests as not-safe text (table and
-    plots), the int8 ONNX guard with its parity check (fp32 when no int8 recipe passes),
-    a second guard for the output rail trained on assistant replies too, and
-    guard.check on benign and harmful chat turns (assistant turns through the output
-    rail's guard). Run it again: it resumes from its caches.
+    On the real toxic-questions dataset shipped in the package: an LLM
+    annotation pass (GPT-4 Turbo's labels replayed through the real runner and
+    SDK against a local endpoint; cached), our method against majority vote on
+    frozen MiniLM with ordinary chat as background-safe text and harmful
+    requests as not-safe text (table and plots), the int8 ONNX guard with its
+    parity check (fp32 when no int8 recipe passes), a second guard for the
+    output rail trained on assistant replies too, and guard.check on benign and
+    harmful chat turns (assistant turns through the output rail's guard). Run it
+    again: it resumes from its caches.
     """
     run_quickstart(
         out,

@@ -102,9 +102,10 @@ def train(
 ) -> None:
     """Train a guard classifier from annotator labels, robust on its worst group.
 
-    The default method (ours) learns, per item, how much to trust each annotator, so
-    that the soft labels agree with the validation gold on every group, the worst one
-    included (GroupDRO). Epochs and checkpoints are chosen on --valid, never on test.
+    The default method (ours) learns, per item, how much to trust each
+    annotator, so that the soft labels agree with the validation gold on every
+    group, the worst one included (GroupDRO). Epochs and checkpoints are chosen
+    on --valid, never on test.
 
     Example: guardrail-dro train --train train.csv --valid valid.csv --out model/
     --schema examples/toxic_questions_schema.json --method ours
@@ -191,12 +192,12 @@ def evaluate(
     *,
     columns: ColumnOptions,
 ) -> None:
-    """Score a trained model (--model) or an exported guard (--guard) on a labelled split.
+    """Score a trained model (--model) or an exported guard (--guard) on a split.
 
-    --model: accuracy, group-mean and worst-group accuracy, macro-F1, toxic precision /
-    recall / FPR of the 15-class argmax. --guard: the guard's block / allow decisions
-    as binary metrics (precision, recall, FPR, binary accuracy, worst group, ROC AUC of
-    the toxic score) at its operating point.
+    --model: accuracy, group-mean and worst-group accuracy, macro-F1, toxic
+    precision / recall / FPR of the 15-class argmax. --guard: the guard's block
+    / allow decisions as binary metrics (precision, recall, FPR, binary
+    accuracy, worst group, ROC AUC of the toxic score) at its operating point.
 
     Example: guardrail-dro evaluate --guard runs/guard --test toxic-questions:test
     """
@@ -269,11 +270,14 @@ def bench(
     columns: ColumnOptions,
     schema_options: SchemaOptions,
 ) -> None:
-    """Train every method for every seed with the same backbone and budget, score each on
-    test, and write a JSON report, a markdown table and per-group plots.
+    """Train every method for every seed with the same backbone and budget.
 
-    Resumable: an interrupted bench (a full-mode run takes minutes) started again with
-    the same options loses at most the run that was in progress."""
+    Each run is scored on test; the bench writes a JSON report, a markdown table
+    and per-group plots.
+
+    Resumable: an interrupted bench (a full-mode run takes minutes) started
+    again with the same options loses at most the run that was in progress.
+    """
     from guardrail_dro.cli.annotator_info import annotator_info
     from guardrail_dro.train.bench import run_bench
     from guardrail_dro.train.judges import judge_table

@@ -134,3 +134,22 @@ def test_import_stays_light() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_paragraphs_fit_an_80_column_terminal() -> None:
+    """Typer's rich help keeps a docstring's line breaks, so a hard-wrapped prose line
+    longer than the 78 columns an 80-column terminal leaves wraps again and strands its
+    last word on a line of its own. One-line paragraphs are rewrapped by rich, and
+    indented lines (example commands) are left to the terminal."""
+    command = typer.main.get_command(app)
+    too_long: list[str] = []
+    for name, cmd in command.commands.items():  # type: ignore[attr-defined]
+        summary = (cmd.help or "").split("\n\n")[0]
+        if "\n" in summary:  # the command list would break it where the source does
+            too_long.append(f"{name}: a summary over two lines: {summary!r}")
+        for para in (cmd.help or "").split("\n\n"):
+            lines = para.splitlines()
+            if len(lines) < 2:
+                continue
+            too_long += [f"{name}: {ln}" for ln in lines if len(ln) > 78 and ln[:1] != " "]
+    assert not too_long, "\n".join(too_long)
