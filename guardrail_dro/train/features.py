@@ -23,6 +23,7 @@ from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
+from guardrail_dro.train.lower_layers import MAX_BYTES, LowerStates
 from guardrail_dro.train.model import GuardClassifier, default_backbone, load_backbone
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class FeatureSource:
         self.accelerator = accelerator
         self.cache_path = cache_path
         self.max_length = max_length
+        self.notes: list[str] = []
+        """What the user should know about how features are made (the trainer reports
+        them with the run's notes)."""
 
     def features(self, split: str, idx: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -189,6 +193,10 @@ class FullFeatures(FeatureSource):
     split object (``valid`` and ``select`` are often the same one), and kept until the
     next ``eval()``: the upper level of an epoch sees the encoder as of the epoch start,
     which is what the previous epoch's evaluation just encoded.
+
+    With ``train_layers`` the frozen layers below the trained ones run once per split
+    (``lower_layers.LowerStates``), not on every step, unless several processes train
+    (DDP wraps the encoder) or the states would not fit ``lower_layers.MAX_BYTES``.
     """
 
     BUCKET_BATCHES = 50
@@ -222,6 +230,33 @@ class FullFeatures(FeatureSource):
         self._len = {k: enc["attention_mask"].sum(1) for k, enc in self._tok.items()}
         self._batch = max(batch_size, 64)  # no gradient: a larger batch costs no memory
         self._whole: dict[str, torch.Tensor] = {}
+        self._lower = self._lower_states(train_layers)
+
+    def _lower_states(self, train_layers: int | None) -> LowerStates | None:
+        """The cache of the frozen layers' output, or None (and a note saying why)."""
+        if train_layers is None:
+            return None
+        encoder = self.embedder.encoder
+        start = len(encoder.encoder.layer) - train_layers  # type: ignore[union-attr,arg-type]
+        if self.accelerator is not None and self.accelerator.num_processes > 1:
+            self.notes.append(
+                "train_layers: the frozen layers run on every step (several processes "
+                "train; their output is cached in a single process only)"
+            )
+            return None
+        need = LowerStates.nbytes(list(self._len.values()), self.dim)
+        if need > MAX_BYTES:
+            self.notes.append(
+                f"train_layers: the frozen layers run on every step (their output for "
+                f"these splits would take {need / 1024**3:.1f} GiB, over the "
+                f"{MAX_BYTES / 1024**3:.0f} GiB cache limit)"
+            )
+            return None
+        self.notes.append(
+            f"train_layers: the {start} frozen layer(s) below the trained ones run once per "
+            "split, in eval mode (no dropout); each step runs only the trained layers"
+        )
+        return LowerStates(encoder, start)
 
     def _run(self, split: str, idx: torch.Tensor) -> torch.Tensor:
         enc = self._tok[self._alias[split]]
@@ -229,7 +264,15 @@ class FullFeatures(FeatureSource):
         ids = enc["input_ids"][idx]
         mask = enc["attention_mask"][idx]
         width = int(mask.sum(1).max())  # trim padding beyond the longest text of the batch
-        return self.embedder.embed(ids[:, :width].to(self.device), mask[:, :width].to(self.device))
+        ids, mask = ids[:, :width].to(self.device), mask[:, :width].to(self.device)
+        if self._lower is None:
+            return self.embedder.embed(ids, mask)
+        key = self._alias[split]
+        if not self._lower.has(key):
+            self._lower.build(
+                key, enc["input_ids"], enc["attention_mask"], self._batch, self.device
+            )
+        return self._lower.embed(self.embedder, key, idx, ids, mask)
 
     def batches(
         self, split: str, order: torch.Tensor, batch_size: int, generator: torch.Generator

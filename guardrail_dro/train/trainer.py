@@ -126,6 +126,7 @@ class BiLevelTrainer:
         cut = truncation_note(src.tokenizer, {"train": train, "valid": valid}, cfg.max_length)
         if cut is not None:
             notes.append(cut)
+        notes.extend(src.notes)
         run = Run(cfg, train, valid, select, src, annotators, notes, src.accelerator)
         with _one_thread(cfg.mode == "frozen" and src.device.type == "cpu"):
             result = self._train(
