@@ -90,6 +90,10 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
     for name, default in ADDED_FIELDS.items():
         if shared.get(name) == default:
             del shared[name]  # a run stored before the field existed ran as its default
+    if shared.get("train_layers") is not None:
+        # Since 2026-12-04 the frozen layers below them run once, without dropout
+        # (train/lower_layers.py): a run stored before ran them in train mode.
+        shared["frozen_layers"] = "cached, eval mode"
     blob = json.dumps(
         {"config": shared, "data": [d.content_hash() for d in splits], "runs": RUNS_VERSION},
         sort_keys=True,

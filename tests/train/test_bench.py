@@ -95,8 +95,15 @@ def test_bench_resumes_from_the_runs_a_crash_left(synthetic, tiny_backbone: Path
     def bench(config: TrainConfig, resume: bool = True):
         trained: list[tuple[str, int]] = []
         report = run_bench(
-            small["train"], small["valid"], small["test"], methods=["mv", "soft"], seeds=2,
-            config=config, out_dir=out, score_annotators=False, resume=resume,
+            small["train"],
+            small["valid"],
+            small["test"],
+            methods=["mv", "soft"],
+            seeds=2,
+            config=config,
+            out_dir=out,
+            score_annotators=False,
+            resume=resume,
             on_run=lambda m, s, _: trained.append((m, s)),
         )
         return report, trained
@@ -105,7 +112,10 @@ def test_bench_resumes_from_the_runs_a_crash_left(synthetic, tiny_backbone: Path
     assert len(trained) == 4
     runs = out / "runs"
     assert sorted(p.name for p in runs.iterdir()) == [
-        "mv.seed0.json", "mv.seed1.json", "soft.seed0.json", "soft.seed1.json"
+        "mv.seed0.json",
+        "mv.seed1.json",
+        "soft.seed0.json",
+        "soft.seed1.json",
     ]
     # The crash: mv seed 0 finished (marked, to see it reused), mv seed 1 was being
     # written, soft never ran.
@@ -177,9 +187,14 @@ def test_best_single_is_derived_from_the_single_runs_of_the_same_bench(
     names = small["train"].annotators
     trained: list[str] = []
     report = run_bench(
-        small["train"], small["valid"], small["test"],
-        methods=[f"single:{names[0]}", "best-single"], seeds=1, config=cfg,
-        out_dir=tmp_path / "out", score_annotators=False,
+        small["train"],
+        small["valid"],
+        small["test"],
+        methods=[f"single:{names[0]}", "best-single"],
+        seeds=1,
+        config=cfg,
+        out_dir=tmp_path / "out",
+        score_annotators=False,
         on_run=lambda m, s, _: trained.append(m),
     )
     assert sorted(trained) == sorted(f"single:{a}" for a in names)  # each once, no rerun
@@ -218,3 +233,29 @@ def test_a_field_added_later_keys_runs_only_away_from_its_default(synthetic) -> 
     assert run_key(cfg, *data) == hashlib.sha256(before.encode()).hexdigest()
     learn = cfg.model_copy(update={"ft_estimator": "learn"})
     assert run_key(learn, *data) != run_key(cfg, *data)
+
+
+def test_runs_with_train_layers_stored_before_the_frozen_layer_cache_are_not_reused(
+    synthetic,
+) -> None:
+    """Since the frozen layers below --train-layers run once without dropout, a full-mode
+    run stored before (its frozen layers in train mode) must train again; runs without
+    train_layers keep their keys."""
+    import hashlib
+    import json
+
+    from guardrail_dro.train.bench_runs import ADDED_FIELDS, RUNS_VERSION, run_key
+
+    data = (synthetic["train"], synthetic["valid"], synthetic["test"])
+
+    def old_key(cfg: TrainConfig) -> str:
+        shared = cfg.model_dump(mode="json", exclude={"method", "seed", "progress", "cache_dir"})
+        for name in ADDED_FIELDS:
+            del shared[name]
+        blob = {"config": shared, "data": [d.content_hash() for d in data], "runs": RUNS_VERSION}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    full = TrainConfig(mode="full", progress=False)
+    assert run_key(full, *data) == old_key(full)
+    top = full.model_copy(update={"train_layers": 2})
+    assert run_key(top, *data) != old_key(top)
