@@ -91,8 +91,9 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
         if shared.get(name) == default:
             del shared[name]  # a run stored before the field existed ran as its default
     if shared.get("train_layers") is not None:
-        # Since 2026-12-04 the frozen layers below them run once, without dropout
-        # (train/lower_layers.py): a run stored before ran them in train mode.
+        # Since 2026-12-04 the embeddings and the frozen layers below them run in eval
+        # mode (no dropout), once per split where they can (train/lower_layers.py): a
+        # run stored before ran them in train mode. The value is a fixed key part.
         shared["frozen_layers"] = "cached, eval mode"
     blob = json.dumps(
         {"config": shared, "data": [d.content_hash() for d in splits], "runs": RUNS_VERSION},

@@ -23,7 +23,7 @@ from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
-from guardrail_dro.train.lower_layers import MAX_BYTES, LowerStates
+from guardrail_dro.train.lower_layers import MAX_BYTES, LowerStates, eval_mode
 from guardrail_dro.train.model import GuardClassifier, default_backbone, load_backbone
 
 if TYPE_CHECKING:
@@ -169,6 +169,9 @@ class FeatureSource:
 
     def restore(self, state: dict[str, torch.Tensor] | None) -> None: ...
 
+    def release(self) -> None:
+        """Free what only training needed (a result keeps its source for predictions)."""
+
 
 class FrozenFeatures(FeatureSource):
     def __init__(self, splits: dict[str, np.ndarray], **kw: Any) -> None:
@@ -230,6 +233,7 @@ class FullFeatures(FeatureSource):
         self._len = {k: enc["attention_mask"].sum(1) for k, enc in self._tok.items()}
         self._batch = max(batch_size, 64)  # no gradient: a larger batch costs no memory
         self._whole: dict[str, torch.Tensor] = {}
+        self._frozen_below: int | None = None
         self._lower = self._lower_states(train_layers)
 
     def _lower_states(self, train_layers: int | None) -> LowerStates | None:
@@ -238,25 +242,37 @@ class FullFeatures(FeatureSource):
             return None
         encoder = self.embedder.encoder
         start = len(encoder.encoder.layer) - train_layers  # type: ignore[union-attr,arg-type]
+        self._frozen_below = start
+        below = f"the embeddings and the {start} frozen layer(s) below the trained ones"
+        every_step = f"train_layers: {below} run on every step, in eval mode (no dropout)"
         if self.accelerator is not None and self.accelerator.num_processes > 1:
             self.notes.append(
-                "train_layers: the frozen layers run on every step (several processes "
-                "train; their output is cached in a single process only)"
+                f"{every_step}: several processes train, and their output is cached in a "
+                "single process only"
             )
             return None
         need = LowerStates.nbytes(list(self._len.values()), self.dim)
         if need > MAX_BYTES:
             self.notes.append(
-                f"train_layers: the frozen layers run on every step (their output for "
-                f"these splits would take {need / 1024**3:.1f} GiB, over the "
-                f"{MAX_BYTES / 1024**3:.0f} GiB cache limit)"
+                f"{every_step}: their output for these splits would take "
+                f"{need / 1024**3:.1f} GiB, over the {MAX_BYTES / 1024**3:.0f} GiB cache limit"
+            )
+            return None
+        states = LowerStates(encoder, start)
+        first = next(iter(self._tok.values()))
+        if not states.agrees(
+            self.embedder, first["input_ids"][:8], first["attention_mask"][:8], self.device
+        ):
+            self.notes.append(
+                f"{every_step}: this {type(encoder).__name__} does not run its top layers "
+                "alone on cached states the way BERT-style encoders do"
             )
             return None
         self.notes.append(
-            f"train_layers: the {start} frozen layer(s) below the trained ones run once per "
-            "split, in eval mode (no dropout); each step runs only the trained layers"
+            f"train_layers: {below} run once per split, in eval mode (no dropout); each "
+            "step runs only the trained layers"
         )
-        return LowerStates(encoder, start)
+        return states
 
     def _run(self, split: str, idx: torch.Tensor) -> torch.Tensor:
         enc = self._tok[self._alias[split]]
@@ -290,13 +306,8 @@ class FullFeatures(FeatureSource):
         key = self._alias[split]
         if key not in self._whole:
             order = torch.argsort(self._len[key], stable=True)
-            training = self.embedder.training
-            self.embedder.eval()
-            try:
-                with torch.no_grad():
-                    x = torch.cat([self._run(key, chunk) for chunk in order.split(self._batch)])
-            finally:
-                self.embedder.train(training)
+            with eval_mode(self.embedder), torch.no_grad():
+                x = torch.cat([self._run(key, chunk) for chunk in order.split(self._batch)])
             self._whole[key] = torch.empty_like(x)
             self._whole[key][order.to(x.device)] = x
         return self._whole[key]
@@ -305,11 +316,23 @@ class FullFeatures(FeatureSource):
         return [p for p in self.embedder.encoder.parameters() if p.requires_grad]
 
     def train(self) -> None:
+        """Train mode, but for the frozen part under ``train_layers``: the embeddings and
+        the layers below the trained ones stay in eval mode (no dropout), whether their
+        output is cached or not, so that a run means the same either way."""
         self.embedder.train()
+        if self._frozen_below is not None:
+            enc = unwrap(self.embedder.encoder)
+            enc.embeddings.eval()  # type: ignore[union-attr]
+            for layer in enc.encoder.layer[: self._frozen_below]:  # type: ignore[union-attr,index]
+                layer.eval()
 
     def eval(self) -> None:
         self._whole.clear()  # the encoder trained since they were computed
         self.embedder.eval()
+
+    def release(self) -> None:
+        if self._lower is not None:
+            self._lower.clear()
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         enc = unwrap(self.embedder.encoder)
@@ -414,7 +437,7 @@ def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> Fea
             first = accelerator.main_process_first() if accelerator else nullcontext()
             with first:
                 _cached_embeddings(cfg, embedder, tok, namespace, splits)
-        embedder.train()
+        full.train()
         return full
     return FrozenFeatures(
         _cached_embeddings(cfg, embedder, tok, namespace, splits),

@@ -11,12 +11,15 @@ and hands a batch of them to the top layers.
 How the top layers run on given states without one code path per architecture:
 ``layer_range`` lets the model's own ``forward`` run with its ``embeddings`` returning
 the cached states and ``encoder.layer`` holding only the trained layers. That is the
-layout of BERT-style encoders (BERT, MiniLM, MPNet, RoBERTa), the ones ``freeze_below``
-accepts; the model builds its attention mask (and MPNet its relative position bias)
-from the mask and the states' shape as usual. Padding positions get zeros instead of
-whatever the lower layers made of pad tokens: attention never reads them and mean
-pooling skips them, so a text's pooled features are the same (tested against the
-uncached model).
+layout of BERT-style encoders (BERT, MiniLM, MPNet, RoBERTa); the model builds its
+attention mask (and MPNet its relative position bias) from the mask and the states'
+shape as usual. Padding positions get zeros instead of whatever the lower layers made
+of pad tokens: attention never reads them and mean pooling skips them, so a text's
+pooled features are the same. Some models with an ``encoder.layer`` list do more
+between the embeddings and the layers, or after the last layer (ELECTRA's embedding
+projection, a final LayerNorm in the encoder, DeBERTa's convolution tied to layer 0):
+``LowerStates.agrees`` compares both paths on a few texts first, and the caller falls
+back to the plain model where they differ.
 """
 
 from __future__ import annotations
@@ -30,12 +33,26 @@ from torch import nn
 
 from guardrail_dro.train.model import GuardClassifier
 
-__all__ = ["MAX_BYTES", "LowerStates", "layer_range"]
+__all__ = ["MAX_BYTES", "LowerStates", "eval_mode", "layer_range"]
 
 MAX_BYTES = 4 * 1024**3
 """Largest cache kept in memory (4 GiB, float32 on the CPU). Toxic-questions' three
 splits take about 0.3 GB on MiniLM (384 wide) and 0.6 GB on MPNet (768 wide); past the
 limit full mode runs the frozen layers on every step as before, and says so."""
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block; on leaving, every submodule gets back its own mode
+    (``module.train(was)`` would put frozen submodules kept in eval mode back in train
+    mode)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, was in modes:
+            m.training = was
 
 
 @contextmanager
@@ -53,6 +70,7 @@ def layer_range(
     stack = encoder.encoder
     layers = stack.layer
     embeddings = encoder.embeddings
+    own = vars(embeddings).get("forward")  # an instance-level forward (a hook) to keep
     stack.layer = nn.ModuleList(list(layers)[start:stop])
     if states is not None:
         embeddings.forward = lambda *args, **kwargs: states
@@ -62,6 +80,8 @@ def layer_range(
         stack.layer = layers
         if states is not None:
             del embeddings.forward
+            if own is not None:
+                embeddings.forward = own
 
 
 class LowerStates:
@@ -87,6 +107,35 @@ class LowerStates:
     def has(self, split: str) -> bool:
         return split in self._flat
 
+    def clear(self) -> None:
+        """Drop every split's states (built again if asked for)."""
+        self._flat.clear()
+        self._offsets.clear()
+        self._lengths.clear()
+
+    @torch.no_grad()
+    def agrees(
+        self,
+        embedder: GuardClassifier,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        device: torch.device,
+    ) -> bool:
+        """Whether the cached path gives the plain model's pooled features on these
+        texts (a handful: the check costs two forward passes of them), in eval mode.
+        False also where the sliced model fails to run. Modules' modes are kept."""
+        width = int(attention_mask.sum(1).max())
+        ids, mask = input_ids[:, :width].to(device), attention_mask[:, :width].to(device)
+        probe = LowerStates(self.encoder, self.start)
+        with eval_mode(self.encoder):
+            try:
+                want = embedder.embed(ids, mask)
+                probe.build("probe", input_ids, attention_mask, len(ids), device)
+                got = probe.embed(embedder, "probe", torch.arange(len(ids)), ids, mask)
+            except (RuntimeError, ValueError, TypeError, AttributeError):
+                return False
+        return bool(torch.allclose(got, want, atol=1e-4, rtol=1e-3))
+
     @torch.no_grad()
     def build(
         self,
@@ -97,16 +146,14 @@ class LowerStates:
         device: torch.device,
     ) -> None:
         """Run the frozen part over every text of ``split`` once, in length order and
-        eval mode, keeping each text's real tokens. The encoder's train/eval mode is
+        eval mode, keeping each text's real tokens. Every module's train/eval mode is
         left as it was."""
         lengths = attention_mask.sum(1)
         offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(lengths, 0)
         width = int(self.encoder.config.hidden_size)
         flat = torch.empty(int(offsets[-1]), width)
-        was = self.encoder.training
-        self.encoder.eval()
-        try:
+        with eval_mode(self.encoder):
             for chunk in torch.argsort(lengths, stable=True).split(batch_size):
                 w = int(lengths[chunk].max())
                 ids = input_ids[chunk, :w].to(device)
@@ -116,8 +163,6 @@ class LowerStates:
                 hidden = hidden.float().cpu()
                 for row, i in enumerate(chunk.tolist()):
                     flat[offsets[i] : offsets[i + 1]] = hidden[row, : int(lengths[i])]
-        finally:
-            self.encoder.train(was)
         self._flat[split], self._offsets[split], self._lengths[split] = flat, offsets, lengths
 
     def batch(self, split: str, idx: torch.Tensor, device: torch.device) -> torch.Tensor:

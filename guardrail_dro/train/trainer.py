@@ -144,6 +144,7 @@ class BiLevelTrainer:
                 harmful=harmful.sources if harmful else None,
                 harmful_weight=cfg.harmful_weight,
             )
+        src.release()  # the result keeps its source: not the frozen layers' states
         return result
 
     def _choose_background(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> TrainResult:
