@@ -26,7 +26,9 @@ from guardrail_dro.train.model import GuardClassifier
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["EmbeddingCache", "embed_texts", "model_fingerprint"]
+    from guardrail_dro.data.items import AnnotatedDataset
+
+__all__ = ["EmbeddingCache", "embed_texts", "model_fingerprint", "truncation_note"]
 
 
 def model_fingerprint(model_dir: str | Path) -> str:
@@ -141,3 +143,27 @@ def embed_texts(
         bar.update(len(chunk))
     bar.close()
     return np.stack([found[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
+
+
+def truncation_note(
+    tokenizer: PreTrainedTokenizerBase, splits: dict[str, AnnotatedDataset], max_length: int
+) -> str | None:
+    """Say how many texts the encoder sees cut to ``max_length`` tokens, and how much.
+
+    Returns None when every text fits. Training itself is unchanged: this only tells.
+    """
+    parts = []
+    for name, ds in splits.items():
+        # Special tokens count: the encoder's window holds [CLS] text [SEP].
+        lengths = [
+            len(ids) for ids in tokenizer(ds.texts, truncation=False, verbose=False)["input_ids"]
+        ]
+        over = [n - max_length for n in lengths if n > max_length]
+        if over:
+            parts.append(
+                f"{len(over)} of {len(lengths)} {name} text(s) "
+                f"(longest {max(over) + max_length} tokens, {sum(over)} tokens cut in all)"
+            )
+    if not parts:
+        return None
+    return f"truncated to {max_length} tokens: " + "; ".join(parts)

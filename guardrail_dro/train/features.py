@@ -20,10 +20,14 @@ import torch
 from torch import nn
 
 from guardrail_dro.data.items import AnnotatedDataset
-from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
-from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
-from guardrail_dro.train.lower_layers import MAX_BYTES, LowerStates, eval_mode
+from guardrail_dro.train.embeddings import (
+    EmbeddingCache,
+    embed_texts,
+    model_fingerprint,
+    truncation_note,
+)
+from guardrail_dro.train.lower_layers import MAX_BYTES, LowerStates, eval_mode, freeze_below
 from guardrail_dro.train.model import GuardClassifier, default_backbone, load_backbone
 
 if TYPE_CHECKING:
@@ -38,7 +42,9 @@ __all__ = [
     "FullFeatures",
     "build_features",
     "default_cache_dir",
+    "freeze_below",
     "pick_device",
+    "truncation_note",
     "unwrap",
 ]
 
@@ -342,54 +348,6 @@ class FullFeatures(FeatureSource):
         if state is not None:
             unwrap(self.embedder.encoder).load_state_dict(state)
         self._whole.clear()
-
-
-def freeze_below(encoder: nn.Module, top: int) -> None:
-    """Leave only the top ``top`` transformer layers of ``encoder`` trainable: the rest
-    (word embeddings, lower layers, an unused pooler) get ``requires_grad=False``, so
-    the backward pass stops at the lowest trainable layer.
-
-    Raises:
-        ConfigError: the encoder has no ``encoder.layer`` list (a BERT-style backbone)
-            or fewer than ``top`` layers.
-    """
-    layers = getattr(getattr(unwrap(encoder), "encoder", None), "layer", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise ConfigError(
-            "train_layers needs a BERT-style encoder (encoder.layer); this backbone has "
-            "none: leave train_layers unset to fine-tune every parameter"
-        )
-    if top > len(layers):
-        raise ConfigError(f"train_layers={top}, but the encoder has {len(layers)} layers")
-    for p in encoder.parameters():
-        p.requires_grad_(False)
-    for layer in layers[len(layers) - top :]:
-        for p in layer.parameters():
-            p.requires_grad_(True)
-
-
-def truncation_note(
-    tokenizer: PreTrainedTokenizerBase, splits: dict[str, AnnotatedDataset], max_length: int
-) -> str | None:
-    """Say how many texts the encoder sees cut to ``max_length`` tokens, and how much.
-
-    Returns None when every text fits. Training itself is unchanged: this only tells.
-    """
-    parts = []
-    for name, ds in splits.items():
-        # Special tokens count: the encoder's window holds [CLS] text [SEP].
-        lengths = [
-            len(ids) for ids in tokenizer(ds.texts, truncation=False, verbose=False)["input_ids"]
-        ]
-        over = [n - max_length for n in lengths if n > max_length]
-        if over:
-            parts.append(
-                f"{len(over)} of {len(lengths)} {name} text(s) "
-                f"(longest {max(over) + max_length} tokens, {sum(over)} tokens cut in all)"
-            )
-    if not parts:
-        return None
-    return f"truncated to {max_length} tokens: " + "; ".join(parts)
 
 
 def build_features(cfg: TrainConfig, splits: dict[str, AnnotatedDataset]) -> FeatureSource:

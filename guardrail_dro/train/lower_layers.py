@@ -31,9 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.model import GuardClassifier
 
-__all__ = ["MAX_BYTES", "LowerStates", "eval_mode", "layer_range"]
+__all__ = ["MAX_BYTES", "LowerStates", "eval_mode", "freeze_below", "layer_range"]
 
 MAX_BYTES = 4 * 1024**3
 """Largest cache kept in memory (4 GiB, float32 on the CPU). Toxic-questions' train and
@@ -189,3 +190,27 @@ class LowerStates:
         with layer_range(self.encoder, self.start, stop, states):
             out: torch.Tensor = embedder.embed(input_ids, attention_mask)
         return out
+
+
+def freeze_below(encoder: nn.Module, top: int) -> None:
+    """Leave only the top ``top`` transformer layers of ``encoder`` trainable: the rest
+    (word embeddings, lower layers, an unused pooler) get ``requires_grad=False``, so
+    the backward pass stops at the lowest trainable layer.
+
+    Raises:
+        ConfigError: the encoder has no ``encoder.layer`` list (a BERT-style backbone)
+            or fewer than ``top`` layers.
+    """
+    layers = getattr(getattr(getattr(encoder, "module", encoder), "encoder", None), "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ConfigError(
+            "train_layers needs a BERT-style encoder (encoder.layer); this backbone has "
+            "none: leave train_layers unset to fine-tune every parameter"
+        )
+    if top > len(layers):
+        raise ConfigError(f"train_layers={top}, but the encoder has {len(layers)} layers")
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    for layer in layers[len(layers) - top :]:
+        for p in layer.parameters():
+            p.requires_grad_(True)
