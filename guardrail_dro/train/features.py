@@ -133,13 +133,14 @@ class FeatureSource:
         """(M, D) pooled embeddings of texts that are not items (the annotators'
         rationales) by this encoder, through the embedding cache, in the encoder's
         current weights: called before training, that is the pre-trained encoder in
-        either mode. The encoder's train/eval mode is left as it was."""
+        either mode. Every module's train/eval mode is left as it was."""
         # The cache keys say "pre-trained encoder" (``namespace``): call this before any
         # training step, never after fine-tuning has moved the weights.
         embedder = self.embedder
-        was = embedder.training
         first = self.accelerator.main_process_first() if self.accelerator else nullcontext()
-        with first:  # the main process fills the cache, the other ranks read its rows
+        # eval_mode gives each module its own mode back (the frozen part under
+        # train_layers stays in eval mode).
+        with first, eval_mode(embedder):  # the main process fills the cache first
             cache = EmbeddingCache(self.cache_path) if self.cache_path is not None else None
             try:
                 return embed_texts(
@@ -154,7 +155,6 @@ class FeatureSource:
             finally:
                 if cache is not None:
                     cache.close()
-                embedder.train(was)
 
     def batches(
         self, split: str, order: torch.Tensor, batch_size: int, generator: torch.Generator
