@@ -43,17 +43,7 @@ Backbone = Annotated[
     ),
 ]
 Epochs = Annotated[
-    int | None, typer.Option("--epochs", help="Default 40 frozen / 6 full.", rich_help_panel=_T)
-]
-EncoderLr = Annotated[
-    float | None,
-    typer.Option(
-        "--encoder-lr",
-        help="Full mode: the encoder's learning rate (its own AdamW group; the head "
-        "has 1e-3). Default 1e-4, chosen on valid for all-MiniLM-L6-v2 with 6 epochs; "
-        "a larger encoder may want less.",
-        rich_help_panel=_T,
-    ),
+    int | None, typer.Option("--epochs", help="Default 40 frozen / 3 full.", rich_help_panel=_T)
 ]
 TrainLayers = Annotated[
     int | None,
@@ -178,7 +168,6 @@ class TrainingOptions(OptionGroup):
     mode: Mode = "frozen"
     backbone: Backbone = None
     epochs: Epochs = None
-    encoder_lr: EncoderLr = None
     train_layers: TrainLayers = None
     ft_estimator: FtEstimator = "freeze"
     cache_dir: CacheDir = None
@@ -207,8 +196,6 @@ class TrainingOptions(OptionGroup):
         for sources, bad in ((self.background_safe, False), (self.background_harmful, True)):
             if sources:
                 load_background(sources, harmful=bad)
-        if self.encoder_lr is not None:
-            run = {"encoder_lr": self.encoder_lr, **run}
         return TrainConfig(
             background_harmful=list(self.background_harmful or []),
             harmful_weight=self.harmful_weight,

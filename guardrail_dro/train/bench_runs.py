@@ -90,10 +90,6 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
     for name, default in ADDED_FIELDS.items():
         if shared.get(name) == default:
             del shared[name]  # a run stored before the field existed ran as its default
-    for name in ("epochs", "batch_size", "lr"):
-        # None means "the mode's default": key the value it resolves to, so a stored run
-        # is retrained when a default changes (full mode's went from 3 epochs to 6).
-        shared[name] = cfg.resolved(name)
     if shared.get("train_layers") is not None:
         # Since 2026-12-04 the embeddings and the frozen layers below them run in eval
         # mode (no dropout), once per split where they can (train/lower_layers.py): a

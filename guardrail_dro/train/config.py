@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     )
     backbone: str | None = Field(None, description="HF folder or name; None = all-MiniLM-L6-v2.")
     max_length: int = Field(128, ge=8, description="Tokens per text for the encoder.")
-    epochs: int | None = Field(None, ge=1, description="Default: 40 frozen, 6 full.")
+    epochs: int | None = Field(None, ge=1, description="Default: 40 frozen, 3 full.")
     batch_size: int | None = Field(None, ge=1, description="Default: 128 frozen, 32 full.")
     lr: float | None = Field(
         None,
@@ -44,11 +44,7 @@ class TrainConfig(BaseModel):
         description="Classifier head LR; default 1e-2 frozen (chosen on valid), HEAD_LR_FULL full.",
     )
     encoder_lr: float = Field(
-        1e-4,
-        gt=0,
-        description="Encoder LR in full mode (its own AdamW parameter group). 1e-4 with "
-        "6 epochs was chosen on valid for all-MiniLM-L6-v2 (2026-12-05; 3e-5 and 3 epochs "
-        "before, under which valid mostly kept the LP stage; README, Modes).",
+        3e-5, gt=0, description="Encoder LR in full mode (its own AdamW parameter group)."
     )
     warmup: float = Field(
         0.1,
@@ -197,9 +193,8 @@ class TrainConfig(BaseModel):
         return self
 
     def resolved(self, name: str) -> int | float:
-        """``epochs``, ``batch_size`` or ``lr`` as set, else the default of the mode
-        (each pair is frozen, full)."""
-        defaults = {"epochs": (40, 6), "batch_size": (128, 32), "lr": (1e-2, HEAD_LR_FULL)}
+        """``epochs``, ``batch_size`` or ``lr`` as set, else the default of the mode."""
+        defaults = {"epochs": (40, 3), "batch_size": (128, 32), "lr": (1e-2, HEAD_LR_FULL)}
         v = getattr(self, name)
         return defaults[name][self.mode == "full"] if v is None else v
 
