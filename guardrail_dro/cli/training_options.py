@@ -45,6 +45,16 @@ Backbone = Annotated[
 Epochs = Annotated[
     int | None, typer.Option("--epochs", help="Default 40 frozen / 3 full.", rich_help_panel=_T)
 ]
+EncoderLr = Annotated[
+    float | None,
+    typer.Option(
+        "--encoder-lr",
+        help="Full mode: the encoder's learning rate (its own AdamW group; the head has "
+        "1e-3). Default 3e-5, the usual rate for fine-tuning a pre-trained encoder; a "
+        "longer --epochs may want more (README, Modes: what valid preferred).",
+        rich_help_panel=_T,
+    ),
+]
 TrainLayers = Annotated[
     int | None,
     typer.Option(
@@ -168,6 +178,7 @@ class TrainingOptions(OptionGroup):
     mode: Mode = "frozen"
     backbone: Backbone = None
     epochs: Epochs = None
+    encoder_lr: EncoderLr = None
     train_layers: TrainLayers = None
     ft_estimator: FtEstimator = "freeze"
     cache_dir: CacheDir = None
@@ -196,6 +207,8 @@ class TrainingOptions(OptionGroup):
         for sources, bad in ((self.background_safe, False), (self.background_harmful, True)):
             if sources:
                 load_background(sources, harmful=bad)
+        if self.encoder_lr is not None:  # unset: TrainConfig's default (one place for it)
+            run = {"encoder_lr": self.encoder_lr, **run}
         return TrainConfig(
             background_harmful=list(self.background_harmful or []),
             harmful_weight=self.harmful_weight,

@@ -209,3 +209,25 @@ def test_annotator_signals_are_options_and_a_bad_value_is_named(tmp_path: Path) 
     assert "--rationale" in stderr and "'loud' is not one of 'auto'," in stderr, stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_encoder_lr_reaches_the_config_and_a_non_positive_one_is_refused(tmp_path: Path) -> None:
+    """--encoder-lr sets full mode's encoder group; unset keeps TrainConfig's default
+    (one place for it), and 0 is named as the bad value before any data is read."""
+    from guardrail_dro.cli.training_options import TrainingOptions
+    from guardrail_dro.train.config import TrainConfig
+
+    cfg = TrainingOptions(mode="full", encoder_lr=1e-4).config(method="ours")
+    assert cfg.encoder_lr == 1e-4
+    unset = TrainingOptions(mode="full").config(method="ours").encoder_lr
+    assert unset == TrainConfig.model_fields["encoder_lr"].default
+    r = run(
+        "train", "--train", "toxic-questions:train", "--valid", "toxic-questions:valid",
+        "--out", str(tmp_path / "m"), "--mode", "full", "--encoder-lr", "0",
+    )  # fmt: skip
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    stderr = " ".join(r.stderr.split())
+    assert "encoder_lr: Input should be greater than 0" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "m").exists()
+    assert "--encoder-lr" in " ".join(run("bench", "--help").stdout.split())
