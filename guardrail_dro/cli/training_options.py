@@ -76,6 +76,16 @@ FtEstimator = Annotated[
         rich_help_panel=_T,
     ),
 ]
+LpSelect = Annotated[
+    Literal["tuned", "compete"],
+    typer.Option(
+        "--lp-select",
+        help="Full mode: tuned = keep the best fine-tuned epoch on valid, the LP stage only "
+        "if they collapsed (far below it on valid); compete = the LP stage competes on the "
+        "same key, though its valid score is in-sample (its epoch was chosen on valid).",
+        rich_help_panel=_T,
+    ),
+]
 CacheDir = Annotated[
     Path | None,
     typer.Option(
@@ -181,6 +191,7 @@ class TrainingOptions(OptionGroup):
     encoder_lr: EncoderLr = None
     train_layers: TrainLayers = None
     ft_estimator: FtEstimator = "freeze"
+    lp_select: LpSelect = "tuned"
     cache_dir: CacheDir = None
     keep_overlap: KeepOverlap = False
     device: Device = None
@@ -220,6 +231,7 @@ class TrainingOptions(OptionGroup):
             epochs=self.epochs,
             train_layers=self.train_layers,
             ft_estimator=self.ft_estimator,
+            lp_select=self.lp_select,
             cache_dir=self.cache_dir,
             device=self.device,
             drop_overlap=not self.keep_overlap,

@@ -46,7 +46,7 @@ encoder (before, the pre-trained one's cached embeddings) and full mode starts f
 method's frozen fit."""
 
 
-ADDED_FIELDS: dict[str, object] = {"ft_estimator": "freeze"}
+ADDED_FIELDS: dict[str, object] = {"ft_estimator": "freeze", "lp_select": "compete"}
 """Config fields added after runs were stored, with the default they enter no key at:
 a stored run of a method the field does not touch stays valid (a method it does touch
 raised its target source's version instead)."""
@@ -90,6 +90,8 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
     for name, default in ADDED_FIELDS.items():
         if shared.get(name) == default:
             del shared[name]  # a run stored before the field existed ran as its default
+    if shared.get("mode") != "full":
+        shared.pop("lp_select", None)  # no LP stage: frozen runs stored before stay valid
     if shared.get("train_layers") is not None:
         # Since 2026-12-04 the embeddings and the frozen layers below them run in eval
         # mode (no dropout), once per split where they can (train/lower_layers.py): a

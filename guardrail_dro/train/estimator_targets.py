@@ -79,7 +79,7 @@ class EstimatorTargets(TargetSource):
     _module: nn.Module  # the estimator, or its DDP wrapper in a distributed run
     _optimizer: torch.optim.Optimizer
     _q: torch.Tensor
-    _best: tuple[dict[str, torch.Tensor], torch.Tensor]
+    _kept: dict[str, tuple[dict[str, torch.Tensor], torch.Tensor]]
     _penalty: Callable[[], None]
     _fixed: torch.Tensor | None = None
     """(N, C) soft labels of every training item while the estimator is frozen (full
@@ -117,6 +117,7 @@ class EstimatorTargets(TargetSource):
         self.run = run
         s, device, groups = run.settings, run.device, run.groups
         self._q = torch.full((run.num_groups,), 1.0 / run.num_groups, device=device)
+        self._kept = {}
         self.valid_labels = torch.as_tensor(run.valid.label_matrix(run.annotators), device=device)
         self.valid_gold = torch.as_tensor(run.valid.gold_array(), device=device)
         # Without groups on valid the upper level is plain risk minimisation: every item
@@ -346,11 +347,11 @@ class EstimatorTargets(TargetSource):
         )
         return O.soft_labels(w, self.train_labels, run.num_classes)
 
-    def keep_best(self) -> None:
-        self._best = copy.deepcopy(self._estimator.state_dict()), self._q.clone()
+    def keep_best(self, slot: str = "best") -> None:
+        self._kept[slot] = copy.deepcopy(self._estimator.state_dict()), self._q.clone()
 
-    def restore_best(self) -> None:
-        state, self._q = self._best
+    def restore_best(self, slot: str = "best") -> None:
+        state, self._q = self._kept[slot]
         self._estimator.load_state_dict(state)
         self._estimator.eval()
 

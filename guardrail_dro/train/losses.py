@@ -34,12 +34,13 @@ class ClassifierLoss(ABC):
     def __call__(self, per_item: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The loss of a batch: ``per_item`` (B,) losses of the training items ``idx``."""
 
-    def keep_best(self) -> None:
-        """Copy the loss's state: this epoch is the best one yet."""
+    def keep_best(self, slot: str = "best") -> None:
+        """Copy the loss's state: this epoch is the best one yet (``slot`` "lp": the LP
+        stage, full mode's collapse fallback)."""
         return  # a hook: nothing by default
 
-    def restore_best(self) -> None:
-        """Load the last ``keep_best`` copy back, once training is over."""
+    def restore_best(self, slot: str = "best") -> None:
+        """Load the last ``keep_best`` copy of ``slot`` back, once training is over."""
         return  # a hook: nothing by default
 
     @property
@@ -67,12 +68,13 @@ class GroupDROLoss(ClassifierLoss):
     item_groups: torch.Tensor
     """(N,) group index of each training item."""
     _q: torch.Tensor
-    _best: torch.Tensor
+    _kept: dict[str, torch.Tensor]
 
     def prepare(self, run: Run) -> None:
         self.run = run
         self.item_groups = self._train_groups(run)
         self._q = torch.full((run.num_groups,), 1.0 / run.num_groups, device=run.device)
+        self._kept = {}
 
     @staticmethod
     @torch.no_grad()
@@ -101,11 +103,11 @@ class GroupDROLoss(ClassifierLoss):
         )
         return (self._q * R).sum()
 
-    def keep_best(self) -> None:
-        self._best = self._q.clone()
+    def keep_best(self, slot: str = "best") -> None:
+        self._kept[slot] = self._q.clone()
 
-    def restore_best(self) -> None:
-        self._q = self._best
+    def restore_best(self, slot: str = "best") -> None:
+        self._q = self._kept[slot]
 
     @property
     def group_weights(self) -> torch.Tensor:

@@ -108,12 +108,13 @@ class TargetSource(ABC):
         upper level looks through the classifier.
         """
 
-    def keep_best(self) -> None:
-        """Copy what the source learned so far: this epoch is the best one yet."""
+    def keep_best(self, slot: str = "best") -> None:
+        """Copy what the source learned so far: this epoch is the best one yet
+        (``slot`` "lp": the LP stage, full mode's collapse fallback)."""
         return  # a hook: nothing by default
 
-    def restore_best(self) -> None:
-        """Load the last ``keep_best`` copy back, once training is over."""
+    def restore_best(self, slot: str = "best") -> None:
+        """Load the last ``keep_best`` copy of ``slot`` back, once training is over."""
         return  # a hook: nothing by default
 
     @property

@@ -31,7 +31,7 @@ from guardrail_dro.errors import DataError
 from guardrail_dro.train import background as BG
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.best_single import best_of_annotators, select_key
-from guardrail_dro.train.config import TrainConfig
+from guardrail_dro.train.config import LP_COLLAPSE, TrainConfig
 from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
 from guardrail_dro.train.methods import METHODS, lookup
@@ -58,6 +58,16 @@ def _one_thread(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def _collapsed(tuned: Metrics, lp: Metrics) -> bool:
+    """Whether the chosen tuned epoch fell below the LP stage on valid by more than
+    ``LP_COLLAPSE`` in accuracy or worst-group accuracy (full mode, ``lp_select="tuned"``)."""
+    for name, margin in LP_COLLAPSE.items():
+        t, p = getattr(tuned, name), getattr(lp, name)
+        if t is not None and p is not None and p - t > margin:
+            return True
+    return False
 
 
 @dataclass
@@ -228,7 +238,7 @@ class BiLevelTrainer:
         best, history = self._loop(
             run, src, targets, loss_of, head, model, opt, sched, keep, terms, lp is not None
         )
-        if best.epoch < 0:
+        if best.epoch < 0 and self.config.lp_select == "compete":
             run.notes.append(
                 "full mode: valid kept the LP stage (no fine-tuned epoch beat its "
                 f"worst-group accuracy {best.key[0]:.3f}): the encoder is the pre-trained one"
@@ -285,7 +295,7 @@ class BiLevelTrainer:
         pre-trained encoder's cached embeddings, ``probe_epochs`` epochs, its epoch
         chosen on valid like any frozen fit. Fine-tuning starts from its head and, for a
         learned method, its estimator and group weights (``TargetSource.warm_start``),
-        and keeps it if no fine-tuned epoch beats it on valid (``_loop``).
+        and falls back to it where the tuned epochs collapse (``lp_select``, ``_loop``).
 
         Why the whole fit and not a head alone: a head probed on uniform soft labels
         sent ``ours`` into fine-tuning with ``soft``'s head and an untrained estimator,
@@ -374,13 +384,17 @@ class BiLevelTrainer:
             else None
         )
         best: _Best | None = None
+        lp: _Best | None = None
         history: list[dict[str, Any]] = []
-        if from_lp:  # the LP stage is the first candidate (epoch -1): its own valid score
+        if from_lp:  # the LP stage (epoch -1): a candidate, or the collapse fallback
             m = self._evaluate(model, src, run)
             history.append({"epoch": -1, "stage": "LP", **m.headline()})
-            targets.keep_best()
-            loss_of.keep_best()
-            best = _Best(select_key(m), -1, m, copy.deepcopy(head.state_dict()), src.snapshot())
+            for part in (targets, loss_of):
+                part.keep_best()  # the best so far where it competes
+                part.keep_best("lp")
+            lp = _Best(select_key(m), -1, m, copy.deepcopy(head.state_dict()), src.snapshot())
+            if cfg.lp_select == "compete":
+                best = lp
         for epoch in range(epochs):
             model.train()
             src.train()
@@ -425,6 +439,20 @@ class BiLevelTrainer:
                 best = _Best(select_key(m), epoch, m, head_state, src.snapshot())
         bar.close()
         assert best is not None, "epochs >= 1 (TrainConfig)"
+        if (
+            lp is not None
+            and cfg.lp_select == "tuned"
+            and _collapsed(best.metrics, lp.metrics)
+        ):
+            for part in (targets, loss_of):
+                part.restore_best("lp")
+                part.keep_best()  # what the trainer restores once the loop is over
+            run.notes.append(
+                f"full mode: the best tuned epoch ({best.epoch}) fell below the LP stage on "
+                f"valid by more than {LP_COLLAPSE} (a collapse): kept the LP stage, whose "
+                "encoder is the pre-trained one"
+            )
+            best = lp
         return best, history
 
     @torch.no_grad()

@@ -255,7 +255,25 @@ def test_runs_with_train_layers_stored_before_the_frozen_layer_cache_are_not_reu
         blob = {"config": shared, "data": [d.content_hash() for d in data], "runs": RUNS_VERSION}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
-    full = TrainConfig(mode="full", progress=False)
+    full = TrainConfig(mode="full", progress=False, lp_select="compete")  # as stored then
     assert run_key(full, *data) == old_key(full)
     top = full.model_copy(update={"train_layers": 2})
     assert run_key(top, *data) != old_key(top)
+
+
+def test_full_mode_runs_stored_under_lp_select_compete_train_again_and_frozen_ones_do_not(
+    synthetic,
+) -> None:
+    """Full-mode runs stored before ``lp_select`` kept the LP stage by competing: under the
+    new default (``tuned``) they may keep another checkpoint, so they train again;
+    frozen-mode runs have no LP stage and keep their keys whatever the field says."""
+    from guardrail_dro.train.bench_runs import run_key
+
+    data = (synthetic["train"], synthetic["valid"], synthetic["test"])
+    full = TrainConfig(mode="full", progress=False)
+    assert full.lp_select == "tuned"
+    assert run_key(full, *data) != run_key(full.model_copy(update={"lp_select": "compete"}), *data)
+    frozen = TrainConfig(progress=False)
+    assert run_key(frozen, *data) == run_key(
+        frozen.model_copy(update={"lp_select": "compete"}), *data
+    )

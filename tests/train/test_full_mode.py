@@ -119,25 +119,30 @@ def test_train_layers_fine_tunes_only_the_top_layers(
         TrainConfig(train_layers=2)  # frozen mode: refused, not silently ignored
 
 
-def test_lp_stage_is_the_methods_frozen_fit_and_the_first_candidate(
-    synthetic, tiny_backbone: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("lp_select", "note"), [("tuned", "(a collapse): kept the LP stage"),
+                            ("compete", "valid kept the LP stage")]
+)
+def test_lp_stage_is_the_methods_frozen_fit_and_the_fallback(
+    synthetic, tiny_backbone: Path, tmp_path: Path, lp_select: str, note: str
 ) -> None:
     """LP-FT: fine-tuning starts from the same method's frozen-mode fit (head and, for
-    ours, estimator), which is also the first candidate on valid. Fine-tuning made
-    destructive on purpose (encoder LR 1.0) cannot beat it: the result is the frozen
-    fit, weights and estimator included, and the encoder the pre-trained one."""
+    ours, estimator), which a collapsed fine-tuning falls back to (``tuned``) or which
+    competes on valid (``compete``). Fine-tuning made destructive on purpose (encoder
+    and head LR 1.0) ends with the frozen fit either way, weights and estimator
+    included, and the encoder the pre-trained one."""
     small = {k: v.subset(range(64)) for k, v in synthetic.items()}
     base = dict(method="ours", backbone=str(tiny_backbone), device="cpu", progress=False,
                 cache_dir=tmp_path, seed=0)
     frozen = BiLevelTrainer(TrainConfig(**base, epochs=6)).fit(small["train"], small["valid"])
     cfg = TrainConfig(**base, mode="full", epochs=1, batch_size=16, probe_epochs=6,
-                      encoder_lr=1.0, lr=1.0)
+                      encoder_lr=1.0, lr=1.0, lp_select=lp_select)
     before = build_features(cfg.model_copy(update={"probe_epochs": 0}), small)
     pre = {k: v.clone() for k, v in before.embedder.encoder.state_dict().items()}
     full = BiLevelTrainer(cfg).fit(small["train"], small["valid"])
     assert full.history[0]["stage"] == "LP" and full.history[0]["epoch"] == -1
     assert full.best_epoch == -1, full.history
-    assert any("valid kept the LP stage" in n for n in full.notes)
+    assert any(note in n for n in full.notes), full.notes
     assert full.valid_metrics == frozen.valid_metrics
     heads = (full.head.state_dict().values(), frozen.head.state_dict().values())
     for a, b in zip(*heads, strict=True):
@@ -148,6 +153,8 @@ def test_lp_stage_is_the_methods_frozen_fit_and_the_first_candidate(
         torch.testing.assert_close(mine[k], v, rtol=0, atol=0, equal_nan=True, msg=k)
     after = full.source.embedder.encoder.state_dict()
     assert all(torch.equal(pre[k], after[k]) for k in pre)
+    if lp_select == "compete":
+        return  # what follows does not depend on lp_select
     # Without probe_epochs there is no LP stage: a fresh head, fine-tuned epochs only.
     fresh = BiLevelTrainer(cfg.model_copy(update={"probe_epochs": 0, "encoder_lr": 3e-5}))
     res = fresh.fit(small["train"], small["valid"])
@@ -158,6 +165,57 @@ def test_lp_stage_is_the_methods_frozen_fit_and_the_first_candidate(
         other = BiLevelTrainer(fresh.config.model_copy(update=update))
         notes = other.fit(small["train"], small["valid"]).notes
         assert not any("no fit to freeze" in n for n in notes), (update, notes)
+
+
+@pytest.mark.parametrize(
+    ("lp_select", "tuned", "kept"),
+    [
+        ("tuned", (0.57, 0.72), 1),  # below the LP stage, within LP_COLLAPSE: tuned kept
+        ("compete", (0.57, 0.72), -1),  # the LP stage's higher worst group wins
+        ("tuned", (0.45, 0.72), -1),  # worst group 0.15 below: a collapse
+        ("tuned", (0.61, 0.64), -1),  # accuracy 0.06 below: a collapse
+        ("compete", (0.62, 0.64), 1),  # a higher worst group wins whatever the accuracy
+    ],
+)
+def test_lp_select_keeps_the_best_tuned_epoch_unless_it_collapsed(
+    synthetic, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    lp_select: str, tuned: tuple[float, float], kept: int,
+) -> None:
+    """The loop as it runs, with full mode's valid scores scripted: LP stage worst group
+    0.60 / accuracy 0.70, tuned epoch 0 worst 0.30 / 0.50, epoch 1 ``tuned``. The LP
+    stage's valid score is in-sample, so under ``tuned`` it is kept only on a collapse
+    (LP_COLLAPSE), and its GroupDRO weights come back with it."""
+    from guardrail_dro.train import trainer as T
+    from guardrail_dro.train.metrics import Metrics
+
+    scripted = iter([(0.60, 0.70), (0.30, 0.50), tuned])
+    real = T.BiLevelTrainer._evaluate
+
+    def evaluate(self, model, src, run):  # type: ignore[no-untyped-def]
+        m = real(self, model, src, run)
+        if self.config.mode == "frozen":
+            return m  # the LP stage's own fit selects its epoch as usual
+        worst, acc = next(scripted)
+        return Metrics(n=m.n, accuracy=acc, worst_group_accuracy=worst, macro_f1=m.macro_f1)
+
+    monkeypatch.setattr(T.BiLevelTrainer, "_evaluate", evaluate)
+    small = {k: v.subset(range(64)) for k, v in synthetic.items()}
+    cfg = TrainConfig(method="ours", backbone=str(tiny_backbone), device="cpu",
+                      progress=False, cache_dir=tmp_path, seed=0, mode="full", epochs=2,
+                      batch_size=32, probe_epochs=3, lp_select=lp_select)
+    res = BiLevelTrainer(cfg).fit(small["train"], small["valid"])
+    assert [h["epoch"] for h in res.history] == [-1, 0, 1]
+    assert res.best_epoch == kept, res.history
+    assert (res.valid_metrics.worst_group_accuracy, res.valid_metrics.accuracy) == (
+        (0.60, 0.70) if kept == -1 else tuned
+    )
+    collapse = any("(a collapse)" in n for n in res.notes)
+    assert collapse == (lp_select == "tuned" and kept == -1), res.notes
+    if kept == -1 and res.group_weights is not None:
+        lp = BiLevelTrainer(cfg.model_copy(update={"mode": "frozen", "epochs": 3,
+                                                   "batch_size": None, "lr": None}))
+        want = lp.fit(small["train"], small["valid"]).group_weights
+        assert res.group_weights == pytest.approx(want, abs=1e-6)
 
 
 def test_ft_estimator_freeze_stops_the_upper_level_after_the_lp_stage(
