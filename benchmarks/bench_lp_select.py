@@ -55,11 +55,11 @@ def _key(m: dict[str, Any]) -> tuple[float, float]:
 
 
 def _tuned(cands: list[Candidate]) -> Candidate:
+    from guardrail_dro.train.checkpoint import collapsed
     from guardrail_dro.train.metrics import Metrics
-    from guardrail_dro.train.trainer import _collapsed
 
     lp, tuned = cands[0], max(cands[1:], key=lambda c: _key(c["A"]))
-    collapsed = _collapsed(Metrics.model_validate(tuned["A"]), Metrics.model_validate(lp["A"]))
+    collapsed = collapsed(Metrics.model_validate(tuned["A"]), Metrics.model_validate(lp["A"]))
     return lp if collapsed else tuned
 
 

@@ -18,7 +18,6 @@ import dataclasses
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,7 @@ from guardrail_dro.errors import DataError
 from guardrail_dro.train import background as BG
 from guardrail_dro.train import objectives as O
 from guardrail_dro.train.best_single import best_of_annotators, select_key
+from guardrail_dro.train.checkpoint import Checkpoint, collapsed
 from guardrail_dro.train.config import LP_COLLAPSE, TrainConfig
 from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
@@ -58,27 +58,6 @@ def _one_thread(enabled: bool) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _collapsed(tuned: Metrics, lp: Metrics) -> bool:
-    """Whether the chosen tuned epoch fell below the LP stage on valid by more than
-    ``LP_COLLAPSE`` in accuracy or worst-group accuracy (full mode, ``lp_select="tuned"``)."""
-    for name, margin in LP_COLLAPSE.items():
-        t, p = getattr(tuned, name), getattr(lp, name)
-        if t is not None and p is not None and p - t > margin:
-            return True
-    return False
-
-
-@dataclass
-class _Best:
-    """The best epoch so far (the parts keep their own copies: ``keep_best``)."""
-
-    key: tuple[float, float]
-    epoch: int
-    metrics: Metrics
-    head: dict[str, torch.Tensor]
-    source: dict[str, torch.Tensor] | None
 
 
 class BiLevelTrainer:
@@ -360,7 +339,7 @@ class BiLevelTrainer:
         keep: np.ndarray,
         terms: dict[str, BG.BackgroundTerm] | None = None,
         from_lp: bool = False,
-    ) -> tuple[_Best, list[dict[str, Any]]]:
+    ) -> tuple[Checkpoint, list[dict[str, Any]]]:
         """The alternating loop: per batch, the targets (the target source may take its
         own upper-level steps first), then one classifier step on the loss of the
         soft cross-entropy; per epoch, selection on ``run.select``. ``model`` is the
@@ -383,8 +362,8 @@ class BiLevelTrainer:
             if cfg.mode == "full" and cfg.max_grad_norm is not None
             else None
         )
-        best: _Best | None = None
-        lp: _Best | None = None
+        best: Checkpoint | None = None
+        lp: Checkpoint | None = None
         history: list[dict[str, Any]] = []
         if from_lp:  # the LP stage (epoch -1): a candidate, or the collapse fallback
             m = self._evaluate(model, src, run)
@@ -392,7 +371,7 @@ class BiLevelTrainer:
             for part in (targets, loss_of):
                 part.keep_best()  # the best so far where it competes
                 part.keep_best("lp")
-            lp = _Best(select_key(m), -1, m, copy.deepcopy(head.state_dict()), src.snapshot())
+            lp = Checkpoint(select_key(m), -1, m, copy.deepcopy(head.state_dict()), src.snapshot())
             if cfg.lp_select == "compete":
                 best = lp
         for epoch in range(epochs):
@@ -436,14 +415,10 @@ class BiLevelTrainer:
                 head_state = copy.deepcopy(head.state_dict())
                 targets.keep_best()
                 loss_of.keep_best()
-                best = _Best(select_key(m), epoch, m, head_state, src.snapshot())
+                best = Checkpoint(select_key(m), epoch, m, head_state, src.snapshot())
         bar.close()
         assert best is not None, "epochs >= 1 (TrainConfig)"
-        if (
-            lp is not None
-            and cfg.lp_select == "tuned"
-            and _collapsed(best.metrics, lp.metrics)
-        ):
+        if lp is not None and cfg.lp_select == "tuned" and collapsed(best.metrics, lp.metrics):
             for part in (targets, loss_of):
                 part.restore_best("lp")
                 part.keep_best()  # what the trainer restores once the loop is over
