@@ -59,8 +59,8 @@ def _tuned(cands: list[Candidate]) -> Candidate:
     from guardrail_dro.train.metrics import Metrics
 
     lp, tuned = cands[0], max(cands[1:], key=lambda c: _key(c["A"]))
-    collapsed = collapsed(Metrics.model_validate(tuned["A"]), Metrics.model_validate(lp["A"]))
-    return lp if collapsed else tuned
+    fell = collapsed(Metrics.model_validate(tuned["A"]), Metrics.model_validate(lp["A"]))
+    return lp if fell else tuned
 
 
 RULES: dict[str, Callable[[list[Candidate]], Candidate]] = {
