@@ -14,7 +14,12 @@ feature path and embedding cache) feed scikit-learn's logistic regression, score
 - **gold, valid only**: the validation gold alone (what the `gold` method trains on);
 - **train votes**: each training item once per class its annotators voted for, weighted
   by that class's share of the votes (uniform soft labels), train items repeated in
-  valid or test left out as the bench does: the crowd's information, no estimator.
+  valid or test left out as the bench does: the crowd's information, no estimator;
+- **test's own votes, no model**: no training at all: each test item's class
+  probabilities are the shares of its own annotators' votes (the toxic score is the
+  share voting toxic; accuracy is the plurality vote, ties to the lower class id). It
+  reads the test labels no deployed guard has: what the six annotators' judgement itself
+  gives on the guard's ROC AUC and FPR targets.
 
 C is shown for every value of a grid instead of being chosen, since test decides
 nothing here. FPR at recall 0.90 puts the threshold on test itself (the oracle point).
@@ -118,6 +123,10 @@ def main(argv: list[str] | None = None) -> dict:
             ws.append(float(np.mean(votes == c)))
     x_votes, y_votes, w_votes = x["train"][rows], np.array(ys), np.array(ws)
 
+    test_votes = test.label_matrix()
+    shares = np.stack([(test_votes == c).sum(1) for c in range(k)], 1)
+    own = shares / np.maximum((test_votes >= 0).sum(1, keepdims=True), 1)
+
     folds = list(KFold(FOLDS, shuffle=True, random_state=0).split(x["test"]))
     results: dict[str, dict] = {}
     for c in GRID:
@@ -137,6 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
             _proba(model, x["test"], k), test, safe
         )
         print(f"C={c:g} done ({time.perf_counter() - t0:.0f} s)", flush=True)
+    results["test's own votes, no model"] = _score(own, test, safe)
 
     cols = ("accuracy", "worst_group_accuracy", "toxic_roc_auc", f"fpr_at_recall_{RECALL}")
     print("\n| training labels | acc | worst-group acc | toxic ROC AUC | FPR at recall 0.90 |")
@@ -147,6 +157,9 @@ def main(argv: list[str] | None = None) -> dict:
     print("| training labels | acc | worst-group acc | toxic ROC AUC | FPR at recall 0.90 |")
     print("|---|---|---|---|---|")
     for source in dict.fromkeys(name.rsplit(", C=", 1)[0] for name in results):
+        if source in results:  # no C to choose
+            print(f"| {source} | " + " | ".join(f"{results[source][c]:.3f}" for c in cols) + " |")
+            continue
         by_c = {n.rsplit("=", 1)[1]: r for n, r in results.items() if n.startswith(source + ",")}
         cells = []
         for col in cols:
