@@ -243,9 +243,18 @@ def run_quickstart(
             else f" (mean of {seeds} seeds)"
         )
     )
+    pair = report.paired.get("mv")
+    if pair is not None:  # test has groups: the paired interval on the same items
+        iv = getattr(pair, metric)
+        console.print(
+            f"  on the same test items: {iv.diff:+.3f}, {pair.level:.0%} interval "
+            f"[{iv.low:+.3f}, {iv.high:+.3f}] over {pair.draws:,} resamples within groups; "
+            f"ours ahead in {iv.ahead:.0%} of them"
+        )
     console.print(
         f"  plots: {out / 'report' / 'group_accuracy.png'}, "
-        f"{out / 'report' / 'annotator_weights.png'}"
+        f"{out / 'report' / 'annotator_weights.png'}, "
+        f"{out / 'report' / 'paired_differences.png'}"
     )
 
     # 3. the model to ship (the bench's ours, the seed valid prefers) and its export --------

@@ -298,6 +298,14 @@ def bench(
     for line in report.note_lines():  # e.g. the annotators best-single skipped
         Console().print(f"note: {line}", highlight=False, markup=False)
     Console().print(judge_table(report.judges))
+    if report.paired:
+        from guardrail_dro.train.paired import paired_table
+
+        Console().print(
+            "paired test differences (95 % group-stratified bootstrap; an interval "
+            "spanning 0 is a lead the test split cannot tell from noise):"
+        )
+        Console().print(paired_table(report.paired), highlight=False, markup=False)
     Console().print(f"report and plots in [bold]{out}[/]")
 
 

@@ -31,6 +31,7 @@ from guardrail_dro.train.metrics import (
     WORST_GROUP_ACCURACY,
     Metrics,
 )
+from guardrail_dro.train.paired import PairedComparison, paired_bootstrap, paired_table
 from guardrail_dro.train.result import TrainResult
 
 __all__ = ["BenchReport", "MethodResult", "default_methods", "run_bench"]
@@ -76,6 +77,10 @@ class BenchReport(BaseModel):
     results: dict[str, MethodResult]
     judges: dict[str, JudgeResult] = {}
     """Each annotator's own test labels scored as a judge (no training), by annotator."""
+    paired: dict[str, PairedComparison] = {}
+    """The reference method (``ours``) against every other method, and against each
+    annotator whose own labels cover every test item (``judge:<a>``): the paired,
+    group-stratified bootstrap interval of the test difference (``train/paired.py``)."""
 
     def note_lines(self) -> list[str]:
         """What each method said about its runs (e.g. which annotators ``best-single``
@@ -153,6 +158,7 @@ def run_bench(
     score_annotators: bool = True,
     annotator_info: Mapping[str, JudgeInfo] | None = None,
     resume: bool = False,
+    reference: str | None = "ours",
 ) -> BenchReport:
     """Train every method for every seed, score on test, aggregate, write reports.
 
@@ -173,6 +179,9 @@ def run_bench(
         resume: reuse the runs a previous bench with the same config and data left in
             ``out_dir/runs/`` (each run is written there as it finishes, resume or not);
             neither ``on_run`` nor ``on_fit`` is called for a reused run (no model).
+        reference: the method the paired intervals compare every other with
+            (``BenchReport.paired``); none when it is not among ``methods`` or the test
+            split has no groups.
     """
     from tqdm.auto import tqdm
 
@@ -206,6 +215,7 @@ def run_bench(
             on_fit(method, seed, res)
 
     store = RunStore(base, key, (train, valid, test), ~seen, runs_dir, resume=resume, on_fit=fitted)
+    preds: dict[str, np.ndarray] = {}
     for method in methods:
         runs: list[Metrics] = []
         vals: list[Metrics] = []
@@ -217,8 +227,10 @@ def run_bench(
         block: list[float] = []
         block_cal: list[float | None] = []
         block_bad: list[float] = []
+        kept: list[list[int] | None] = []
         for seed in seed_list:
             done = store.get(method, seed)
+            kept.append(done.test_pred)
             m = done.test
             secs.append(done.seconds)
             runs.append(m)
@@ -236,6 +248,8 @@ def run_bench(
                 block_bad.append(done.harmful_block_rate)
             bar.set_postfix(method=method, worst=f"{m.worst_group_accuracy or 0:.3f}")
             bar.update(1)
+        if all(p is not None for p in kept):
+            preds[method] = np.asarray(kept)
         mean: dict[str, float | None] = {}
         std: dict[str, float | None] = {}
         for k in HEADLINE:
@@ -284,10 +298,30 @@ def run_bench(
         total_seconds=time.perf_counter() - started,
         results=results,
         judges=judges,
+        paired=_paired(test, preds, reference, judges=score_annotators),
     )
     if out_dir is not None:
         write_report(report, Path(out_dir))
     return report
+
+
+def _paired(
+    test: AnnotatedDataset, preds: dict[str, np.ndarray], reference: str | None, *, judges: bool
+) -> dict[str, PairedComparison]:
+    """``reference`` against every other method, and, with ``judges``, against each
+    annotator whose own labels cover every test item (``judge:<a>``, one "seed")."""
+    groups = test.group_array()
+    if reference not in preds or not np.any(groups >= 0):
+        return {}
+    rivals = dict(preds)
+    if judges:
+        labels = test.label_matrix()
+        for j, a in enumerate(test.annotators):
+            if np.all(labels[:, j] >= 0):
+                rivals[f"judge:{a}"] = labels[:, j]
+    if len(rivals) < 2:
+        return {}
+    return paired_bootstrap(test.gold_array(), groups, rivals, reference)
 
 
 def _warm_cache(cfg: TrainConfig, *splits: AnnotatedDataset) -> float:
@@ -333,6 +367,19 @@ def write_report(report: BenchReport, out: Path) -> None:
         report.table(),
         "",
     ]
+    if report.paired:
+        some = next(iter(report.paired.values()))
+        md += [
+            f"Paired test differences, `{some.reference}` minus each rival: the table's "
+            f"means on the same test items, with the {some.level:.0%} interval over "
+            f"{some.draws:,} resamples of the test items within each group (seeds fixed; "
+            "`judge:<a>` is an annotator's own labels, where they cover every test item). "
+            "'Ahead' is the share of resamples in which it scores higher; an interval "
+            "that spans 0 is a lead the test split cannot tell from noise.",
+            "",
+            paired_table(report.paired),
+            "",
+        ]
     if report.note_lines():
         md += ["Notes of the runs:", ""] + [f"- {line}" for line in report.note_lines()] + [""]
     if report.judges:
@@ -350,6 +397,7 @@ def write_report(report: BenchReport, out: Path) -> None:
     (out / "results.md").write_text("\n".join(md))
     plot_group_accuracy(report, out / "group_accuracy.png")
     plot_annotator_weights(report, out / "annotator_weights.png")
+    plot_paired(report, out / "paired_differences.png")
 
 
 def plot_group_accuracy(report: BenchReport, path: Path) -> Path | None:
@@ -408,6 +456,43 @@ def plot_annotator_weights(report: BenchReport, path: Path) -> Path | None:
         ax.set_yticks(range(len(groups)), groups, fontsize=7)
         ax.set_title(f"{method}: learned annotator weight by group")
         fig.colorbar(im, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_paired(report: BenchReport, path: Path) -> Path | None:
+    """The paired intervals as a forest plot: worst-group and accuracy differences,
+    reference minus rival, one row per rival, the zero line drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(report.paired.values(), key=lambda c: c.worst_group_accuracy.diff)
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, 2, sharey=True, figsize=(10, 1.2 + 0.35 * len(rows)))
+    y = np.arange(len(rows))
+    for ax, key, title in (
+        (axes[0], "worst_group_accuracy", "worst-group accuracy"),
+        (axes[1], "accuracy", "accuracy"),
+    ):
+        ivs = [getattr(c, key) for c in rows]
+        d = np.array([i.diff for i in ivs])
+        err = np.array([[i.diff - i.low for i in ivs], [i.high - i.diff for i in ivs]])
+        ax.errorbar(d, y, xerr=np.clip(err, 0, None), fmt="o", color="tab:blue", capsize=3)
+        ax.axvline(0.0, color="black", lw=1)
+        ax.set_title(f"{title}: {rows[0].reference} − rival")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [c.rival for c in rows], fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(
+        f"Test differences with {rows[0].level:.0%} paired bootstrap intervals "
+        f"({rows[0].draws:,} group-stratified resamples)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

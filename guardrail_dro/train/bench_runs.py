@@ -39,11 +39,12 @@ __all__ = [
 ]
 
 
-RUNS_VERSION = 2
+RUNS_VERSION = 3
 """Part of every run key: raised when the code changed what a stored run means, so that
 no bench reuses those runs. 2 (2026-12-04): full-mode test scores read the fine-tuned
 encoder (before, the pre-trained one's cached embeddings) and full mode starts from the
-method's frozen fit."""
+method's frozen fit. 3 (2026-12-06): a run keeps its test predictions (``test_pred``),
+which the report's paired intervals need; a run stored before has none to give."""
 
 
 ADDED_FIELDS: dict[str, object] = {"ft_estimator": "freeze", "lp_select": "compete"}
@@ -80,6 +81,9 @@ class FinishedRun(BaseModel):
     background_block_rate: float | None = None
     background_block_rate_valid_threshold: float | None = None
     harmful_block_rate: float | None = None
+    test_pred: list[int] | None = None
+    """The predicted class of every test item, in the split's order: what the paired
+    intervals between methods are computed from (``train/paired.py``)."""
 
 
 def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
@@ -201,6 +205,7 @@ class RunStore:
             if bg
             else None,
             harmful_block_rate=bg.harmful_heldout_block_rate if bg else None,
+            test_pred=[int(p) for p in pred],
         )
         if self.on_fit:
             self.on_fit(method, seed, res, done)

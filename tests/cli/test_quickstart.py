@@ -95,8 +95,9 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
     assert first["background"] is None  # the synthetic demonstration trains without
     assert first["output_guard_dir"] is None  # and has no replies' guard by default
     assert "benign turns allowed" in text and "should be" in text
-    for name in ("group_accuracy.png", "results.json"):
+    for name in ("group_accuracy.png", "results.json", "paired_differences.png"):
         assert (tmp_path / "report" / name).is_file()
+    assert "mv" in first["report"].paired and "interval [" in text
 
     out.truncate(0)
     out.seek(0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from guardrail_dro.train.bench import load_report, run_bench
 from guardrail_dro.train.trainer import TrainConfig
 
@@ -36,6 +39,27 @@ def test_bench_writes_json_table_and_plots(synthetic, tiny_backbone: Path, tmp_p
     assert back.results["ours"].mean == ours.mean
     assert "| `ours` |" in (tmp_path / "out" / "results.md").read_text()
     assert json.loads((tmp_path / "out" / "results.json").read_text())["seeds"] == [0, 1]
+    # Each stored run keeps its test predictions, and they are what the table scored.
+    from guardrail_dro.train.bench_runs import FinishedRun
+    from guardrail_dro.train.metrics import score_split
+
+    run = FinishedRun.model_validate_json((tmp_path / "out" / "runs" / "mv.seed1.json").read_text())
+    assert run.test_pred is not None
+    assert score_split(small["test"], np.asarray(run.test_pred)) == report.results["mv"].per_seed[1]
+    # Paired intervals: ours against mv and against each annotator covering every item.
+    labels = small["test"].label_matrix()
+    full = {
+        f"judge:{a}" for j, a in enumerate(small["test"].annotators) if (labels[:, j] >= 0).all()
+    }
+    assert full and set(report.paired) == {"mv", *full}
+    pm = report.paired["mv"].worst_group_accuracy
+    assert pm.diff == pytest.approx(
+        ours.mean["worst_group_accuracy"] - report.results["mv"].mean["worst_group_accuracy"]
+    )
+    assert pm.low <= pm.high and 0.0 <= pm.ahead <= 1.0
+    assert back.paired == report.paired
+    assert "Paired test differences" in (tmp_path / "out" / "results.md").read_text()
+    assert (tmp_path / "out" / "paired_differences.png").stat().st_size > 0
 
 
 def test_judge_rows_are_extra_and_leave_the_methods_untouched(
