@@ -273,7 +273,9 @@ def bench(
     """Train every method for every seed with the same backbone and budget.
 
     Each run is scored on test; the bench writes a JSON report, a markdown table
-    and per-group plots.
+    and per-group plots. It compares ours with each rival on the same test
+    items: the difference, with a 95 % interval over resamples of the test
+    items within each group (spanning 0: a lead the test cannot tell from noise).
 
     Resumable: an interrupted bench (a full-mode run takes minutes) started
     again with the same options loses at most the run that was in progress.
