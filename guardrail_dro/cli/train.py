@@ -303,8 +303,9 @@ def bench(
     if report.paired:
         from guardrail_dro.train.paired import paired_table
 
+        level = next(iter(report.paired.values())).level
         Console().print(
-            "paired test differences (95 % group-stratified bootstrap; an interval "
+            f"paired test differences ({level:.0%} group-stratified bootstrap; an interval "
             "spanning 0 is a lead the test split cannot tell from noise):"
         )
         Console().print(paired_table(report.paired), highlight=False, markup=False)

@@ -373,7 +373,9 @@ def write_report(report: BenchReport, out: Path) -> None:
             f"Paired test differences, `{some.reference}` minus each rival: the table's "
             f"means on the same test items, with the {some.level:.0%} interval over "
             f"{some.draws:,} resamples of the test items within each group (seeds fixed; "
-            "`judge:<a>` is an annotator's own labels, where they cover every test item). "
+            "`judge:<a>` is an annotator's own labels, where they cover every test item, "
+            "scored like the methods: all classes, so its worst group is not the judge "
+            "table's binary one). "
             "'Ahead' is the share of resamples in which it scores higher; an interval "
             "that spans 0 is a lead the test split cannot tell from noise.",
             "",
@@ -480,9 +482,10 @@ def plot_paired(report: BenchReport, path: Path) -> Path | None:
         (axes[1], "accuracy", "accuracy"),
     ):
         ivs = [getattr(c, key) for c in rows]
-        d = np.array([i.diff for i in ivs])
-        err = np.array([[i.diff - i.low for i in ivs], [i.high - i.diff for i in ivs]])
-        ax.errorbar(d, y, xerr=np.clip(err, 0, None), fmt="o", color="tab:blue", capsize=3)
+        # The interval as a line and the point apart: a worst-group point may sit outside
+        # its percentile interval (the minimum's resampling bias), which error bars hide.
+        ax.hlines(y, [i.low for i in ivs], [i.high for i in ivs], color="tab:blue", lw=2)
+        ax.plot([i.diff for i in ivs], y, "o", color="tab:blue")
         ax.axvline(0.0, color="black", lw=1)
         ax.set_title(f"{title}: {rows[0].reference} − rival")
         ax.grid(axis="x", alpha=0.3)

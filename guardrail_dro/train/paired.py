@@ -97,9 +97,7 @@ def paired_bootstrap(
     rng = np.random.default_rng(seed)
     members = {int(s): np.nonzero(groups == s)[0] for s in strata}
     # One resample per stratum and draw, shared by every method: the pairing.
-    picks = {
-        s: m[rng.integers(0, len(m), (draws, len(m)))] for s, m in members.items()
-    }
+    picks = {s: m[rng.integers(0, len(m), (draws, len(m)))] for s, m in members.items()}
 
     def scores(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(draws + 1,) worst-group and accuracy, mean over seeds; index 0 is the data
@@ -130,7 +128,8 @@ def paired_bootstrap(
             d = a - b
             sampled = d[1:]
             lo, hi = np.quantile(sampled, [tail, 1.0 - tail])
-            ahead = float(np.mean(sampled > 0) + 0.5 * np.mean(sampled == 0))
+            tie = np.isclose(sampled, 0.0, rtol=0.0, atol=1e-12)  # a 1-seed judge vs a mean
+            ahead = float(np.mean((sampled > 0) & ~tie) + 0.5 * np.mean(tie))
             intervals.append(Interval(diff=float(d[0]), low=float(lo), high=float(hi), ahead=ahead))
         out[name] = PairedComparison(
             reference=reference,
@@ -165,7 +164,5 @@ def paired_table(comparisons: Mapping[str, PairedComparison]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in rows:
         w, a = c.worst_group_accuracy, c.accuracy
-        lines.append(
-            f"| `{c.rival}` | {cell(w)} | {w.ahead:.0%} | {cell(a)} | {a.ahead:.0%} |"
-        )
+        lines.append(f"| `{c.rival}` | {cell(w)} | {w.ahead:.0%} | {cell(a)} | {a.ahead:.0%} |")
     return "\n".join(lines)
