@@ -5,7 +5,7 @@ runner and its tables stay one concept; matplotlib is imported only when a plot 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,10 +19,7 @@ __all__ = ["plot_annotator_weights", "plot_group_accuracy", "plot_paired"]
 
 def plot_group_accuracy(report: BenchReport, path: Path) -> Path | None:
     """Heatmap: test accuracy per group (columns) and method (rows), worst group marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     res = sorted(report.results.values(), key=lambda r: -(r.mean.get(WORST_GROUP_ACCURACY) or 0.0))
     if not res or not res[0].group_accuracy:
@@ -43,18 +40,12 @@ def plot_group_accuracy(report: BenchReport, path: Path) -> Path | None:
     ax.set_xlabel("group")
     ax.set_title("Test accuracy per group (box = worst group)")
     fig.colorbar(im, ax=ax, fraction=0.03)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_annotator_weights(report: BenchReport, path: Path) -> Path | None:
     """Heatmap per learned method: mean annotator weight on the valid items of each group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     learned = [
         (r.method, r.annotator_weight_by_group)
@@ -73,19 +64,13 @@ def plot_annotator_weights(report: BenchReport, path: Path) -> Path | None:
         ax.set_yticks(range(len(groups)), groups, fontsize=7)
         ax.set_title(f"{method}: learned annotator weight by group")
         fig.colorbar(im, ax=ax, fraction=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_paired(report: BenchReport, path: Path) -> Path | None:
     """The paired intervals as a forest plot: worst-group and accuracy differences,
     reference minus rival, one row per rival, the zero line drawn."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = sorted(report.paired.values(), key=lambda c: c.worst_group_accuracy.diff)
     if not rows:
@@ -111,6 +96,22 @@ def plot_paired(report: BenchReport, path: Path) -> Path | None:
         f"({rows[0].draws:,} group-stratified resamples)",
         fontsize=10,
     )
+    return _save(fig, path)
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (no display on a server)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
