@@ -90,7 +90,8 @@ def train(
         typer.Option(
             "--method",
             help="ours (default) | ours-agree | soft | mv | ds | dro-mv | best-single | gold "
-            "| single:<annotator>",
+            "| single:<annotator> | teacher:<model dir> (a trained model's probabilities, "
+            "e.g. a larger encoder's, taught to this backbone)",
             rich_help_panel=_T,
         ),
     ] = "ours",

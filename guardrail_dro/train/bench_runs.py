@@ -55,9 +55,13 @@ raised its target source's version instead)."""
 
 def method_key(key: str, method: str) -> str:
     """A stored run's key: the bench's shared key, plus the version of the method's
-    target source where it was raised (``TargetSource.version``)."""
-    version = lookup(method)[0].targets.version
-    return key if version == 1 else f"{key}:{method}.v{version}"
+    target source where it was raised (``TargetSource.version``) and what else decides
+    its targets (``TargetSource.key_part``: a teacher's manifest)."""
+    row, argument = lookup(method)
+    version = row.targets.version
+    key = key if version == 1 else f"{key}:{method}.v{version}"
+    part = row.targets.from_argument(argument).key_part() if row.argument else None
+    return key if part is None else f"{key}:{part}"
 
 
 class FinishedRun(BaseModel):
@@ -67,8 +71,9 @@ class FinishedRun(BaseModel):
 
     key: str
     """sha256 of what decides the run (the shared config and the three splits' contents),
-    plus ``:<method>.v<n>`` where its target source's version was raised. A stored run whose
-    key differs (other data, other settings, changed targets) is trained again."""
+    plus ``:<method>.v<n>`` where its target source's version was raised and
+    ``:teacher=<sha256>`` for a teacher's manifest. A stored run whose key differs (other
+    data, other settings, changed targets) is trained again."""
     method: str
     seed: int
     seconds: float

@@ -80,6 +80,7 @@ __all__ = [
     "distill_loss",
     "pick_layers",
     "student_from_teacher",
+    "teacher_embeddings",
 ]
 
 
@@ -128,8 +129,12 @@ class DistillConfig(BaseModel):
     progress: bool = True
 
 
-def _teacher_embeddings(
-    teacher: TrainedModel, texts: Sequence[str], cfg: DistillConfig
+def teacher_embeddings(
+    teacher: TrainedModel,
+    texts: Sequence[str],
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
 ) -> np.ndarray:
     """The teacher's pooled embeddings, through the trainer's embedding cache.
 
@@ -143,7 +148,7 @@ def _teacher_embeddings(
     folder = Path(man.backbone)
     if man.config.get("mode", "frozen") == "frozen" and folder.is_dir():
         namespace = model_fingerprint(folder) + suffix
-    cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
+    cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings.sqlite")
     try:
         if namespace is not None:
             probe = list(texts[:8])
@@ -161,7 +166,7 @@ def _teacher_embeddings(
             namespace = f"distill-teacher|{digest}" + suffix
         return embed_texts(
             model, tok, list(texts), namespace=namespace, cache=cache,
-            max_length=man.max_length, progress=cfg.progress, desc="teacher",
+            max_length=man.max_length, progress=progress, desc="teacher",
         )  # fmt: skip
     finally:
         cache.close()
@@ -297,7 +302,8 @@ def _distill(
     total = int(teacher.model.encoder.config.num_hidden_layers)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    t_emb = torch.from_numpy(_teacher_embeddings(teacher, texts, cfg))
+    pooled = teacher_embeddings(teacher, texts, cache_dir=cfg.cache_dir, progress=cfg.progress)
+    t_emb = torch.from_numpy(pooled)
     with torch.no_grad():
         t_probs = torch.softmax(model_outputs(teacher.model.eval(), t_emb), -1)
     tok, max_len = teacher.tokenizer, tman.max_length

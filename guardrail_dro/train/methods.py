@@ -21,6 +21,9 @@ best-single    SingleAnnotator, once per annotator; keeps the   MeanLoss
                classifier best on valid (worst group)
 gold           ValidGold: 80 % of valid, selected on the rest   MeanLoss
 single:<a>     SingleAnnotator: annotator <a>'s labels          MeanLoss
+teacher:<a>    TeacherTargets: the probabilities of the trained  MeanLoss
+               model in folder <a> on train and on word-noise
+               copies of it (teacher.py)
 =============  ==============================================  ====================
 
 ``ours`` is the classifier-risk variant because it won on the validation split of
@@ -42,6 +45,7 @@ from guardrail_dro.train.targets import (
     UniformSoft,
     ValidGold,
 )
+from guardrail_dro.train.teacher import TeacherTargets
 from guardrail_dro.train.upper_risks import AgreementRisk, UnrolledRisk
 
 __all__ = ["METHODS", "TABLE", "WITH_ARGUMENT", "Method", "lookup"]
@@ -78,6 +82,7 @@ TABLE: dict[str, Method] = {
 
 WITH_ARGUMENT: dict[str, Method] = {
     "single": Method(SingleAnnotator, MeanLoss, argument="annotator"),
+    "teacher": Method(TeacherTargets, MeanLoss, argument="model dir"),
 }
 """Methods written ``name:<argument>``, e.g. ``single:gpt-4``."""
 

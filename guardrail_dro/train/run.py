@@ -18,6 +18,8 @@ import torch
 from guardrail_dro.data.items import AnnotatedDataset
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from accelerate import Accelerator
 
 __all__ = ["Features", "Run", "Settings"]
@@ -56,6 +58,10 @@ class Settings(Protocol):
     def use_rationale(self) -> str: ...
     @property
     def ft_estimator(self) -> str: ...
+    @property
+    def cache_dir(self) -> Path | None: ...
+    @property
+    def progress(self) -> bool: ...
 
 
 class Features(Protocol):

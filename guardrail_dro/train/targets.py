@@ -80,6 +80,11 @@ class TargetSource(ABC):
                 notes.append(f"{dropped} train item(s) also in valid were left out (drop_overlap)")
         return train, valid
 
+    def key_part(self) -> str | None:
+        """What decides this source's targets beyond the method's name and the shared
+        config (a file it reads), for the bench's stored runs to match; None for most."""
+        return None
+
     @abstractmethod
     def item_targets(self, run: Run) -> np.ndarray:
         """(N, C) targets of ``run.train``; an all-zero row marks an item without a usable
