@@ -52,8 +52,18 @@ def test_probabilities_are_the_teachers_own(tiny_model_dir: Path, synthetic, tmp
     assert got.shape == (40, teacher.schema.num_classes) and got.dtype == np.float32
     assert np.allclose(got, teacher.predict_proba(texts), atol=1e-5)
     assert np.allclose(got.sum(1), 1.0, atol=1e-5)
-    # The second call reads the cache and gives the same numbers.
+    rows = _cache_rows(tmp_path)
+    assert rows >= 40
+    # The second call reads the cache (it writes nothing) and gives the same numbers.
     assert np.array_equal(got, teacher_probabilities(teacher, texts, cache_dir=tmp_path))
+    assert _cache_rows(tmp_path) == rows
+
+
+def _cache_rows(folder: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(folder / "embeddings.sqlite") as db:
+        return int(db.execute("SELECT count(*) FROM emb").fetchone()[0])
 
 
 def test_split_adds_copies_that_are_new_and_never_a_validation_text(
@@ -103,6 +113,19 @@ def test_a_student_on_another_encoder_trains_on_the_teacher(
     assert result.head.net[-1].in_features == 32  # the student's own width
 
 
+def test_a_full_mode_student_trains_its_top_layer_on_the_teacher(
+    tiny_model_dir: Path, other_backbone: Path, synthetic, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(
+        method=f"teacher:{tiny_model_dir}", backbone=str(other_backbone), mode="full",
+        train_layers=1, epochs=1, probe_epochs=2, cache_dir=tmp_path, progress=False,
+    )  # fmt: skip
+    result = BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
+    base, _ = synthetic["train"].without_overlap(synthetic["valid"])
+    assert result.train_items_used > len(base)
+    assert result.valid_metrics.n == len(synthetic["valid"])
+
+
 def test_bad_teachers_are_named(tiny_model_dir: Path, synthetic, tmp_path: Path) -> None:
     from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.data.schema import LabelSchema
@@ -127,7 +150,9 @@ def test_a_stored_bench_run_names_its_teacher(tiny_model_dir: Path, tmp_path: Pa
 
     from guardrail_dro.train.bench_runs import method_key
 
-    assert method_key("k", "single:a") == "k" and "teacher" not in method_key("k", "mv")
+    for other in ("ours", "mv", "best-single", "single:a"):
+        version = lookup(other)[0].targets.version
+        assert method_key("k", other) == ("k" if version == 1 else f"k:{other}.v{version}")
     folder = tmp_path / "teacher"
     shutil.copytree(tiny_model_dir, folder)
     first = method_key("k", f"teacher:{folder}")
