@@ -83,7 +83,8 @@ class TeacherTargets(FixedTargets):
         return cls(argument)
 
     def teacher(self, schema_classes: tuple[str, ...] | None = None) -> TrainedModel:
-        """The teacher, loaded once (files checked against its manifest)."""
+        """The teacher, loaded where it is not held (its files checked against its
+        manifest); ``split`` lets it go after checking its classes."""
         from guardrail_dro.train.modeldir import TrainedModel
 
         if self._teacher is None:
