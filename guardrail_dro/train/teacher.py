@@ -74,7 +74,7 @@ class TeacherTargets(FixedTargets):
 
     def __init__(self, model_dir: str) -> None:
         self.model_dir = model_dir
-        self._teacher: TrainedModel | None = None
+        self.folder = Path(model_dir).expanduser()
 
     @classmethod
     def from_argument(cls, argument: str | None) -> Self:
@@ -82,33 +82,29 @@ class TeacherTargets(FixedTargets):
             raise ConfigError("a teacher method needs a model directory: teacher:<model dir>")
         return cls(argument)
 
-    def teacher(self, schema_classes: tuple[str, ...] | None = None) -> TrainedModel:
-        """The teacher, loaded where it is not held (its files checked against its
-        manifest); ``split`` lets it go after checking its classes."""
-        from guardrail_dro.train.modeldir import TrainedModel
+    def check(self, classes: tuple[str, ...]) -> None:
+        """A trained model with the data's classes is there (its schema only: the
+        weights are loaded once, by ``compute``, and checked against the manifest)."""
+        from guardrail_dro.data.schema import LabelSchema
 
-        if self._teacher is None:
-            folder = Path(self.model_dir).expanduser()
-            if not (folder / "manifest.json").is_file():
-                raise ConfigError(
-                    f"teacher:{self.model_dir}: no trained model there (no manifest.json); "
-                    "train one first with guardrail-dro train --out DIR"
-                )
-            self._teacher = TrainedModel.load(folder)
-        classes = tuple(self._teacher.schema.classes)
-        if schema_classes is not None and classes != tuple(schema_classes):
+        if not (self.folder / "manifest.json").is_file():
             raise ConfigError(
-                f"teacher:{self.model_dir}: the teacher's classes {list(classes)} are not "
-                f"the data's {list(schema_classes)}"
+                f"teacher:{self.model_dir}: no trained model there (no manifest.json); "
+                "train one first with guardrail-dro train --out DIR"
             )
-        return self._teacher
+        theirs = tuple(LabelSchema.load(self.folder / "schema.json").classes)
+        if theirs != tuple(classes):
+            raise ConfigError(
+                f"teacher:{self.model_dir}: the teacher's classes {list(theirs)} are not "
+                f"the data's {list(classes)}"
+            )
 
     def key_part(self) -> str:
         """The teacher's manifest sha256 (it lists every file's): a bench run stored
         with another model in the same folder is trained again."""
         from guardrail_dro.checksums import file_sha256
 
-        manifest = Path(self.model_dir).expanduser() / "manifest.json"
+        manifest = self.folder / "manifest.json"
         return f"teacher={file_sha256(manifest) if manifest.is_file() else 'missing'}"
 
     def split(
@@ -121,8 +117,7 @@ class TeacherTargets(FixedTargets):
     ) -> tuple[AnnotatedDataset, AnnotatedDataset]:
         """The training items plus ``AUGMENT`` word-noise copies of each (no annotator
         labels; the teacher labels them), none of them a validation text."""
-        self.teacher(tuple(train.schema.classes))
-        self._teacher = None  # loaded again in compute: not held through the LP stage
+        self.check(tuple(train.schema.classes))
         train, select = super().split(train, valid, settings, rng, notes)
         held = {normalise_text(t) for t in valid.texts}
         seen = set(train.texts)
@@ -150,9 +145,10 @@ class TeacherTargets(FixedTargets):
         return AnnotatedDataset([*train.items, *copies], train.schema, name=name), select
 
     def compute(self, run: Run) -> np.ndarray:
+        from guardrail_dro.train.modeldir import TrainedModel
+
         cfg = run.settings
-        probs = teacher_probabilities(
-            self.teacher(), run.train.texts, cache_dir=cfg.cache_dir, progress=cfg.progress
+        teacher = TrainedModel.load(self.folder)  # dropped on return: not held in training
+        return teacher_probabilities(
+            teacher, run.train.texts, cache_dir=cfg.cache_dir, progress=cfg.progress
         )
-        self._teacher = None  # its encoder (0.4 GB for mpnet) is not needed while training
-        return probs
