@@ -17,6 +17,7 @@ from guardrail_dro.cli import (
     annotate,
     check,
     distill,
+    escalate,
     export,
     quickstart,
     serve,
@@ -41,6 +42,7 @@ agreement.register(app)
 distill.register(app)
 export.register(app)
 check.register(app)
+escalate.register(app)
 serve.register(app)
 
 

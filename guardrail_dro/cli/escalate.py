@@ -1,0 +1,120 @@
+"""``guardrail-dro escalation``: choose where a guard asks an LLM judge, on validation.
+
+A thin shell over ``serve.escalation.calibrate_escalation``: the guard's own toxic
+scores on the split, its gold labels and the judge's labels (the annotator column named
+by ``--judge``, e.g. the ``openai:gpt-4o`` column ``guardrail-dro annotate`` wrote)
+choose the band; a table shows what other budgets would give, and ``--out`` keeps the
+chosen band for ``guardrail-dro check --escalate``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from guardrail_dro.cli.options import ColumnOptions, GuardDir, takes_option_groups
+
+__all__ = ["escalation", "register"]
+
+err = Console(stderr=True)
+
+BUDGETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+"""Judge budgets the table shows beside the one asked for."""
+
+
+@takes_option_groups
+def escalation(
+    guard_dir: GuardDir,
+    valid: Annotated[
+        Path,
+        typer.Option(
+            "--valid",
+            help="Validation data with gold labels and the judge's labels (a split "
+            "shipped with the package, e.g. toxic-questions:valid, or a file).",
+        ),
+    ],
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="The annotator column holding the judge's labels on --valid (what "
+            "`guardrail-dro annotate --annotator openai:MODEL` names openai:MODEL).",
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the chosen band here (JSON).")
+    ] = None,
+    target_recall: Annotated[
+        float,
+        typer.Option("--target-recall", min=0.0, max=1.0, help="Recall the band must keep."),
+    ] = 0.90,
+    max_defer: Annotated[
+        float,
+        typer.Option(
+            "--max-defer",
+            min=0.0,
+            max=1.0,
+            help="The most of the texts the guard may send to the judge (its cost).",
+        ),
+    ] = 0.20,
+    precision: Annotated[
+        str, typer.Option("--precision", help="auto (int8 on CPU when exported), int8, fp32.")
+    ] = "auto",
+    *,
+    columns: ColumnOptions,
+) -> None:
+    """Choose the band of toxic scores in which the guard asks an LLM judge.
+
+    Scores below the band are allowed and above it blocked by the guard alone (a
+    millisecond); inside it the judge's label decides. The band is the one with
+    the lowest validation false-positive rate at recall >= --target-recall that
+    sends at most --max-defer of the texts to the judge; budget 0 is the guard
+    alone at its best threshold for that recall.
+
+    Example: guardrail-dro escalation --guard runs/guard --valid
+    toxic-questions:valid --judge label_5 --max-defer 0.2 --out runs/band.json
+    """
+    from rich.table import Table
+
+    from guardrail_dro.data.readers import read_splits
+    from guardrail_dro.serve.artifact import load_artifact
+    from guardrail_dro.serve.escalation import calibration_arrays, choose_band
+    from guardrail_dro.serve.guard import Guard
+
+    schema = load_artifact(guard_dir, verify=False).schema
+    data = read_splits({"valid": valid}, columns.reader_options(), schema=schema)[0]["valid"]
+    for n in data.notes:
+        err.print(f"note: {n}", highlight=False)
+    guard = Guard.load(guard_dir, provider="cpu", precision=precision)
+    budgets = sorted({*BUDGETS, max_defer})
+    with err.status(f"scoring {len(data)} texts with the {guard.precision} guard"):
+        arrays = calibration_arrays(guard, data, judge)
+    bands = {
+        b: choose_band(*arrays, target_recall=target_recall, max_defer=b, judge=judge)
+        for b in budgets
+    }
+    t = Table(title=f"{valid}: judge {judge}, recall >= {target_recall}", header_style="bold")
+    for col in ("judge budget", "band (toxic score)", "recall", "FPR", "sent to judge"):
+        t.add_column(col, justify="right")
+    for b, band in bands.items():
+        chosen = " (chosen)" if b == max_defer else ""
+        high = "none" if band.high > 1 else f"{band.high:.3f}"
+        t.add_row(
+            f"{b:.0%}{chosen}",
+            "empty: guard alone" if band.low == band.high else f"[{band.low:.3f}, {high})",
+            f"{band.valid.recall:.3f}",
+            f"{band.valid.fpr:.3f}",
+            f"{band.valid.deferred:.1%}",
+        )
+    Console().print(t)
+    if out is not None:
+        bands[max_defer].save(out)
+        err.print(f"band written to {out}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``escalation`` command to the ``guardrail-dro`` app."""
+    app.command("escalation", no_args_is_help=True)(escalation)

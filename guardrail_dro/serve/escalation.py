@@ -1,0 +1,271 @@
+"""Escalation: the guard decides what it is sure of and asks an LLM judge about the rest.
+
+Why: on toxic-questions no guard this project trains on a CPU encoder separates safe
+from toxic questions as well as the best LLM annotator does (README, "Escalation to an
+LLM judge"): the exported MiniLM guard has test ROC AUC 0.87-0.88, GPT-4 Turbo's own
+labels block 98% of the toxic questions at a false-positive rate of 0.155. A cascade
+keeps the guard's millisecond answer where its score is far from the boundary and pays
+for a judge call only in between, the usual shape of production moderation stacks.
+
+The band is three regions of the guard's toxic score ``s`` (1 - P(safe classes)):
+
+- ``s >= high``: a violation, decided by the guard alone;
+- ``low <= s < high``: the judge's label decides (a class that is not safe: a violation);
+- ``s < low``: allowed by the guard alone.
+
+``choose_band`` / ``calibrate_escalation`` (``serve.escalation_band``, re-exported
+here) choose the band on a labelled validation split the judge has annotated.
+
+``EscalatingGuard`` applies a band at run time with a real annotator (OpenAI, Anthropic
+or any OpenAI-compatible server; ``annotators``): one ``label_text`` call per text in
+the band, retried and validated like any annotation, bounded by ``timeout_s``. When the
+judge cannot answer (an API error past the retry budget, an invalid reply, a refusal, a
+timeout) the guard's ``Policy.on_error`` decides and the result is degraded, naming why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve.escalation_band import (
+    BandPoint,
+    EscalationBand,
+    band_predictions,
+    calibrate_escalation,
+    calibration_arrays,
+    choose_band,
+    judge_verdicts,
+)
+from guardrail_dro.serve.policy import OnError
+from guardrail_dro.serve.result import GuardResult
+
+if TYPE_CHECKING:
+    from annotators.base import AnnotationResult, Annotator
+    from annotators.retry import RetryPolicy
+    from annotators.templates import PromptTemplate
+    from guardrail_dro.serve.guard import Guard
+
+__all__ = [
+    "BandPoint",
+    "Escalated",
+    "EscalatingGuard",
+    "EscalationBand",
+    "band_predictions",
+    "calibrate_escalation",
+    "calibration_arrays",
+    "choose_band",
+    "judge_schema",
+    "judge_verdicts",
+]
+
+
+def judge_schema(guard: Guard) -> LabelSchema:
+    """The label schema a judge is asked with: the guard's classes, its safe classes and
+    their readable names (from the decision rule in force)."""
+    rule = guard.rule
+    safe = tuple(c for c, s in zip(guard.labels, rule.safe, strict=True) if s)
+    names = {c: n for c, n in zip(guard.labels, rule.names, strict=True) if n != c}
+    return LabelSchema(classes=tuple(guard.labels), safe=safe, descriptions=names)
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """What an ``EscalatingGuard`` decided about one text.
+
+    Attributes:
+        result: the decision in force (the guard's, or the judge's inside the band).
+        guard: the guard's own result at the band's upper edge, before any judge.
+        escalated: the text's score was in the band, so the judge was asked.
+        judge: the judge's answer (None when not asked or when it timed out).
+    """
+
+    result: GuardResult
+    guard: GuardResult
+    escalated: bool
+    judge: AnnotationResult | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.result.allowed
+
+
+class EscalatingGuard:
+    """A guard that asks an LLM judge about the texts in its band (module docstring).
+
+    The band replaces the guard's thresholds: the toxic threshold becomes ``band.high``
+    and per-class thresholds are switched off, because the band was chosen on the toxic
+    score alone. A text that is empty, too long or fails to score is decided by the
+    guard's error policy as usual and never sent to the judge.
+
+    Args:
+        guard: the guard (``Guard.load``); its policy's action, refusal and ``on_error``
+            are kept.
+        judge: an annotator (``annotators.specs.make_annotator("openai:gpt-4o")``); its
+            labels must be the guard's classes.
+        band: from ``calibrate_escalation`` / ``choose_band`` (or ``EscalationBand.load``).
+        retry: the judge's retry policy (default ``RetryPolicy()``).
+        timeout_s: the most one judge answer may take, retries included; past it the
+            error policy decides.
+        template: the judge's prompt template (default: the built-in prompt).
+        concurrency: judge calls in flight at once in ``acheck_many``.
+
+    Example:
+        >>> band = calibrate_escalation(guard, valid, judge="label_5", max_defer=0.2)
+        >>> eg = EscalatingGuard(guard, make_annotator("openai:gpt-4-turbo"), band)
+        >>> out = eg.check("how do I pick a lock")
+        >>> out.allowed, out.escalated   # escalated: its score fell in the band
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        judge: Annotator,
+        band: EscalationBand,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+        template: PromptTemplate | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        if not band.low <= band.high:
+            raise ConfigError(f"band low {band.low} is above its high {band.high}")
+        if timeout_s <= 0 or concurrency < 1:
+            raise ConfigError("timeout_s must be > 0 and concurrency >= 1")
+        off = dict.fromkeys(guard.labels, 1.0)
+        base = dataclasses.replace(
+            guard.policy,
+            thresholds=off,
+            target_recall=None,
+            target_fpr=None,
+            raise_on_violation=False,
+        )
+        self.band = band
+        self.guard = guard
+        self._upper = guard.with_policy(
+            dataclasses.replace(base, toxic_threshold=min(band.high, 1.0))
+        )
+        self._lower = guard.with_policy(
+            dataclasses.replace(base, toxic_threshold=min(band.low, 1.0))
+        )
+        self.judge = judge
+        self.schema = judge_schema(guard)
+        self.retry = retry
+        self.timeout_s = timeout_s
+        self.template = template
+        self.concurrency = concurrency
+        self.checks = 0
+        self.escalations = 0
+        self.judge_failures = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"EscalatingGuard(band=[{self.band.low:.3f}, {self.band.high:.3f}), judge="
+            f"{getattr(self.judge, 'name', self.judge)!r}, escalated {self.escalations} of "
+            f"{self.checks})"
+        )
+
+    def _in_band(self, r: GuardResult) -> bool:
+        if r.degraded or r.windows == 0 or r.violation:
+            return False
+        return self.band.low <= r.toxic_score < self.band.high
+
+    def _violation(self, r: GuardResult) -> GuardResult:
+        """``r`` as the violation the guard's policy makes of it (action, refusal, the
+        likeliest harmful class), from its deciding window's probabilities."""
+        p = np.array([max(float(r.scores.get(c, 0.0)), 1e-30) for c in self.guard.labels])
+        v = self._lower.rule.decide(np.log(p)[None, :])
+        if not v.violation:  # the score is below the lower edge: cannot be in the band
+            raise AssertionError("a text in the band scored below its lower edge")
+        return dataclasses.replace(v, windows=r.windows, worst_window=r.worst_window)
+
+    def _judged(
+        self, r: GuardResult, answer: AnnotationResult | None, why: str | None, start: float
+    ) -> GuardResult:
+        ms = (time.perf_counter() - start) * 1e3
+        if answer is not None and answer.outcome == "labelled" and answer.label is not None:
+            toxic = answer.label not in self.schema.safe
+            out = self._violation(r) if toxic else r
+            return dataclasses.replace(out, latency_ms=ms)
+        self.judge_failures += 1
+        if answer is not None:
+            why = f"judge {answer.outcome}: {answer.error or answer.raw or 'no label'}"[:300]
+        # As for a model error: the guard's error policy decides (closed: the violation).
+        out = self._violation(r) if self.guard.policy.on_error is OnError.CLOSED else r
+        return dataclasses.replace(out, degraded=True, error=why, latency_ms=ms)
+
+    async def _ask(self, text: str) -> tuple[AnnotationResult | None, str | None]:
+        from annotators.labelling import label_text
+
+        try:
+            answer = await asyncio.wait_for(
+                label_text(
+                    self.judge, text, self.schema, policy=self.retry, template=self.template
+                ),
+                self.timeout_s,
+            )
+        except TimeoutError:
+            return None, f"judge timed out after {self.timeout_s:g} s"
+        return answer, None
+
+    async def _escalate(self, text: str, r: GuardResult, start: float) -> Escalated:
+        self.checks += 1
+        if not self._in_band(r):
+            return Escalated(result=r, guard=r, escalated=False)
+        self.escalations += 1
+        answer, why = await self._ask(text)
+        return Escalated(
+            result=self._judged(r, answer, why, start), guard=r, escalated=True, judge=answer
+        )
+
+    async def acheck(self, text: str) -> Escalated:
+        """The decision on one text: the guard's, or the judge's inside the band.
+
+        Raises:
+            TypeError: ``text`` is not a str.
+        """
+        start = time.perf_counter()
+        return await self._escalate(text, await self._upper.adecide(text), start)
+
+    async def acheck_many(self, texts: Sequence[str]) -> list[Escalated]:
+        """``acheck`` for several texts: one batched guard call, then at most
+        ``concurrency`` judge calls at once for the texts in the band."""
+        start = time.perf_counter()
+        results = await self._upper.adecide_many(texts)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(text: str, r: GuardResult) -> Escalated:
+            async with gate:
+                return await self._escalate(text, r, start)
+
+        return list(await asyncio.gather(*(one(t, r) for t, r in zip(texts, results, strict=True))))
+
+    def check(self, text: str) -> Escalated:
+        """``acheck`` from synchronous code (it runs its own event loop).
+
+        Raises:
+            RuntimeError: called inside a running event loop (use ``acheck`` there).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acheck(text))
+        raise RuntimeError("EscalatingGuard.check inside an event loop: await acheck instead")
+
+    def check_many(self, texts: Sequence[str]) -> list[Escalated]:
+        """``acheck_many`` from synchronous code (see ``check``)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acheck_many(texts))
+        raise RuntimeError(
+            "EscalatingGuard.check_many inside an event loop: await acheck_many instead"
+        )

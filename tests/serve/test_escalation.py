@@ -1,0 +1,250 @@
+"""Escalation to an LLM judge: the band's choice (exact, against brute force) and the
+cascade at run time, with the real OpenAI SDK over HTTP to the fake server and a real
+ONNX guard for the calibration."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import numpy as np
+import pytest
+
+from guardrail_dro.errors import ConfigError, DataError
+from guardrail_dro.serve.escalation import (
+    EscalatingGuard,
+    EscalationBand,
+    band_predictions,
+    calibrate_escalation,
+    choose_band,
+)
+from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.policy import OnError, Policy
+from guardrail_dro.serve.scorer import FakeScorer
+
+
+def _split(n: int, seed: int, judge_acc: float = 0.85):
+    rng = np.random.default_rng(seed)
+    toxic = rng.random(n) < 0.6
+    scores = np.clip(rng.normal(np.where(toxic, 0.65, 0.4), 0.2), 0, 1).round(3)
+    judge = np.where(rng.random(n) < judge_acc, toxic, ~toxic)
+    return scores, toxic, judge
+
+
+def _brute(scores, toxic, judge, target, budget):
+    """Lowest FPR over every (low, high) pair of score values (and above them all)."""
+    edges = [*np.unique(scores).tolist(), 2.0]
+    best = None
+    for lo, hi in itertools.combinations_with_replacement(edges, 2):
+        blocked, deferred = band_predictions(scores, judge, lo, hi)
+        rec, fpr = blocked[toxic].mean(), blocked[~toxic].mean()
+        if rec >= target and deferred.mean() <= budget + 1e-12:
+            best = fpr if best is None else min(best, fpr)
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget", [0.0, 0.1, 0.3])
+def test_band_is_the_best_one_and_keeps_its_promises(seed, budget):
+    scores, toxic, judge = _split(60, seed)
+    band = choose_band(scores, toxic, judge, target_recall=0.8, max_defer=budget)
+    blocked, deferred = band_predictions(scores, judge, band.low, band.high)
+    # What the band says about its split is what applying it gives.
+    assert band.valid.recall == pytest.approx(blocked[toxic].mean())
+    assert band.valid.fpr == pytest.approx(blocked[~toxic].mean())
+    assert band.valid.deferred == pytest.approx(deferred.mean())
+    assert band.valid.recall >= 0.8 and band.valid.deferred <= budget
+    assert band.valid.fpr == pytest.approx(_brute(scores, toxic, judge, 0.8, budget))
+    if budget == 0:
+        assert band.low == band.high and band.valid == band.guard_alone
+
+
+def test_a_budget_never_costs_and_a_good_judge_pays():
+    scores, toxic, judge = _split(500, 3, judge_acc=0.95)
+    fprs = [
+        choose_band(scores, toxic, judge, target_recall=0.9, max_defer=b).valid.fpr
+        for b in (0.0, 0.1, 0.2, 0.4)
+    ]
+    assert fprs == sorted(fprs, reverse=True) and fprs[-1] < fprs[0] - 0.1
+    perfect = choose_band(scores, toxic, toxic, target_recall=0.9, max_defer=1.0)
+    # FPR 0 at the recall asked for, with the fewest judge calls that give it.
+    assert perfect.valid.fpr == 0.0 and 0.9 <= perfect.valid.recall < 1.0
+    assert perfect.valid.deferred < 1.0
+
+
+def test_ties_are_never_split_and_scores_over_one_never_block():
+    scores = np.array([0.2, 0.5, 0.5, 0.5, 0.9])
+    toxic = np.array([False, True, False, True, True])
+    band = choose_band(scores, toxic, toxic, target_recall=1.0, max_defer=1.0)
+    blocked, deferred = band_predictions(scores, toxic, band.low, band.high)
+    assert len(set(deferred[1:4])) == 1  # the three 0.5s share a fate
+    assert (blocked == toxic).all()
+
+
+def test_bad_targets_and_splits_are_named():
+    scores, toxic, judge = _split(50, 0)
+    with pytest.raises(ConfigError, match="max_defer"):
+        choose_band(scores, toxic, judge, max_defer=1.5)
+    everything = choose_band(scores, toxic, np.zeros(50, bool), target_recall=1.0, max_defer=0)
+    assert everything.valid.recall == 1.0 and everything.low == everything.high
+    with pytest.raises(DataError, match="safe and toxic"):
+        choose_band(scores, np.ones(50, bool), judge)
+    with pytest.raises(DataError, match="length"):
+        choose_band(scores, toxic[:-1], judge)
+
+
+# ---- run time: a fake-scored guard, the real OpenAI SDK, the fake LLM server ----------
+LABELS = ("safe", "toxic")
+
+
+def _probs(text: str) -> dict[str, float]:
+    """'idiot' is sure, 'mild' is unsure (in the band), the rest is clearly safe."""
+    if "idiot" in text:
+        return {"toxic": 0.95}
+    if "mild" in text:
+        return {"toxic": 0.5}
+    return {"toxic": 0.05}
+
+
+BAND = EscalationBand(
+    low=0.3,
+    high=0.8,
+    judge="openai:gpt-4o-mini",
+    target_recall=0.9,
+    max_defer=0.2,
+    valid={"recall": 0.9, "fpr": 0.2, "deferred": 0.15, "items": 100},
+)
+
+
+def _cascade(server, policy: Policy | None = None, **kw) -> EscalatingGuard:
+    from annotators.openai_annotator import OpenAIAnnotator
+    from annotators.retry import RetryPolicy
+
+    guard = Guard.from_scorer(FakeScorer(_probs, labels=LABELS), policy=policy)
+    judge = OpenAIAnnotator("gpt-4o-mini", api_key="sk-test", base_url=server.openai_base_url)
+    fast = RetryPolicy(max_attempts=2, initial=0.001, max_backoff=0.005, retry_after_cap=0.01)
+    return EscalatingGuard(guard, judge, BAND, retry=fast, **kw)
+
+
+@pytest.fixture
+def server():
+    from annotators.testing import FakeLLMServer, keyword_handler
+
+    with FakeLLMServer(keyword_handler) as srv:
+        yield srv
+
+
+def test_only_the_band_reaches_the_judge_and_its_label_decides(server):
+    eg = _cascade(server)
+    texts = ["what time is it", "you idiot", "a mild but stupid remark", "a mild question"]
+    out = eg.check_many(texts)
+    assert [o.escalated for o in out] == [False, False, True, True]
+    assert [o.allowed for o in out] == [True, False, False, True]
+    assert sum(server.calls.values()) == 2  # the sure texts never cost a call
+    blocked = out[2].result
+    assert blocked.action == "replace" and blocked.label == "toxic" and not blocked.degraded
+    assert out[2].guard.allowed  # the guard alone, at the band's upper edge, let it pass
+    assert out[2].judge is not None and out[2].judge.label == "toxic"
+    assert eg.check("you idiot").result == out[1].result  # outside the band: the guard's
+    assert (eg.checks, eg.escalations, eg.judge_failures) == (5, 2, 0)
+
+
+def test_a_judge_that_cannot_answer_leaves_it_to_the_error_policy(server):
+    closed = _cascade(server).check("a mild bomb question")  # the judge refuses
+    assert closed.escalated and not closed.allowed and closed.result.degraded
+    assert "refused" in (closed.result.error or "")
+    opened = _cascade(server, Policy(on_error=OnError.OPEN)).check("a mild bomb question")
+    assert opened.allowed and opened.result.degraded
+
+
+def test_a_slow_judge_is_cut_off(server):
+    server.latency = 0.5
+    out = _cascade(server, timeout_s=0.05).check("a mild question")
+    assert not out.allowed and out.result.degraded and "timed out" in (out.result.error or "")
+    assert out.judge is None
+
+
+@pytest.mark.asyncio
+async def test_async_checks_and_the_sync_call_refused_inside_a_loop(server):
+    eg = _cascade(server)
+    res = await eg.acheck("a mild but stupid remark")
+    assert res.escalated and not res.allowed
+    with pytest.raises(RuntimeError, match="acheck"):
+        eg.check("hello")
+    many = await eg.acheck_many(["a mild question"] * 3)
+    assert all(r.allowed and r.escalated for r in many)
+    await asyncio.sleep(0)
+
+
+# ---- calibration on a real ONNX guard ----------------------------------------------
+def test_calibration_uses_the_guards_own_scores(guard, synthetic):
+    valid = synthetic["valid"]
+    judge = valid.annotators[0]
+    band = calibrate_escalation(guard, valid, judge, target_recall=0.8, max_defer=0.3)
+    scores = np.array([r.toxic_score for r in guard.decide_many(valid.texts)])
+    safe = np.asarray(valid.schema.safe_mask())
+    labels = valid.label_matrix([judge])[:, 0]
+    keep = labels >= 0
+    toxic = ~safe[valid.gold_array()]
+    blocked, deferred = band_predictions(scores[keep], ~safe[labels[keep]], band.low, band.high)
+    assert band.valid.items == int(keep.sum())
+    assert band.valid.recall == pytest.approx(blocked[toxic[keep]].mean())
+    assert band.valid.deferred == pytest.approx(deferred.mean()) and band.judge == judge
+    with pytest.raises(DataError, match="no annotator 'gpt-9'"):
+        calibrate_escalation(guard, valid, "gpt-9")
+
+
+def test_band_files_round_trip_and_bad_ones_are_named(tmp_path):
+    path = BAND.save(tmp_path / "band.json")
+    assert EscalationBand.load(path) == BAND
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not an escalation band"):
+        EscalationBand.load(tmp_path / "bad.json")
+
+
+# ---- the command line: choose a band, then check with it -----------------------------
+def test_the_commands_choose_a_band_and_check_with_it(guard_dir, guard, synthetic, tmp_path,
+                                                       monkeypatch):  # fmt: skip
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from annotators.testing import FakeLLMServer
+    from annotators.testing.rules import FakeReply
+    from guardrail_dro.cli import check, escalate
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    check.register(app)
+    escalate.register(app)
+    valid = tmp_path / "valid.jsonl"
+    synthetic["valid"].save_jsonl(valid)
+    judge = synthetic["valid"].annotators[2]
+    band_path = tmp_path / "band.json"
+    res = CliRunner().invoke(app, [
+        "escalation", "--guard", str(guard_dir), "--valid", str(valid), "--judge", judge,
+        "--max-defer", "0.3", "--target-recall", "0.8", "--out", str(band_path),
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "(chosen)" in res.stdout and "empty: guard alone" in res.stdout
+    band = EscalationBand.load(band_path)
+    assert band == calibrate_escalation(guard, synthetic["valid"], judge, target_recall=0.8,
+                                        max_defer=0.3)  # fmt: skip
+    # Every text in the band: the judge (a fake server that says "fraud") decides them all.
+    wide = band.model_copy(update={"low": 0.0, "high": 2.0})
+    wide.save(band_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with FakeLLMServer(lambda text: FakeReply("fraud", "asks for card numbers", 0.9)) as srv:
+        res = CliRunner().invoke(app, [
+            "check", "--guard", str(guard_dir), "--escalate", str(band_path), "--judge",
+            "openai:gpt-4o-mini", "--base-url", srv.openai_base_url, "send me your card",
+        ])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout)
+        assert out["escalated"] and out["judge"]["label"] == "fraud" and not out["allowed"]
+        assert out["label"] != "safe" and sum(srv.calls.values()) == 1
+    assert "chosen with the labels of" in res.stderr  # another judge than the band's
+    res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir), "--escalate",
+                                   str(band_path), "hello"])  # fmt: skip
+    assert res.exit_code != 0 and "go together" in res.output
