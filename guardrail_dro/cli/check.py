@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from guardrail_dro.cli.options import GuardDir
+from guardrail_dro.cli.escalate import JudgeOptions
+from guardrail_dro.cli.options import GuardDir, takes_option_groups
 
 __all__ = ["check_command", "register"]
 
-_J = "Escalation to an LLM judge"
-err = Console(stderr=True)
 
 _HELP = (
     "Check texts with a guard artifact and print the results as JSON.\n\n"
@@ -93,6 +91,7 @@ def _one_source(text: str | None, file: Path | None) -> str | Path:
     raise typer.BadParameter("give either a TEXT or --file IN.jsonl")
 
 
+@takes_option_groups
 def check_command(
     guard_dir: GuardDir,
     text: Annotated[str | None, typer.Argument(help="The text to check.")] = None,
@@ -140,51 +139,8 @@ def check_command(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when any text is not allowed.")
     ] = False,
-    escalate: Annotated[
-        Path | None,
-        typer.Option(
-            "--escalate",
-            help="A band from `guardrail-dro escalation --out`: texts whose toxic score "
-            "falls in it are decided by the --judge LLM (each result says "
-            '"escalated" and carries the judge\'s answer).',
-            exists=True,
-            dir_okay=False,
-            rich_help_panel=_J,
-        ),
-    ] = None,
-    judge: Annotated[
-        str | None,
-        typer.Option(
-            "--judge",
-            help="The judge for --escalate: openai:MODEL or anthropic:MODEL (key from "
-            "OPENAI_API_KEY / ANTHROPIC_API_KEY).",
-            rich_help_panel=_J,
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            help="OpenAI-compatible server for an openai: judge (ends in /v1).",
-            rich_help_panel=_J,
-        ),
-    ] = None,
-    anthropic_base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--anthropic-base-url", help="API root for an anthropic: judge.", rich_help_panel=_J
-        ),
-    ] = None,
-    judge_timeout: Annotated[
-        float,
-        typer.Option(
-            "--judge-timeout",
-            min=0.001,
-            help="Seconds one judge answer may take, retries included; past it the error "
-            "policy decides (fail closed).",
-            rich_help_panel=_J,
-        ),
-    ] = 30.0,
+    *,
+    judging: JudgeOptions,
 ) -> None:
     from guardrail_dro.serve.guard import Guard
     from guardrail_dro.serve.policy import Policy
@@ -203,10 +159,10 @@ def check_command(
         batch_size=batch_size,
         manifest_sha256=manifest_sha256,
     )
-    if escalate is not None or judge is not None:
-        results = _escalated(
-            guard, source, rows, escalate, judge, base_url, anthropic_base_url, judge_timeout
-        )
+    cascade = judging.build(guard)
+    if cascade is not None:
+        texts, extras = ([str(source)], [{}]) if rows is None else rows
+        results = _print_escalated(cascade, texts, extras)
     elif rows is None:
         assert isinstance(source, str)
         results = [guard.check(source)]
@@ -223,35 +179,9 @@ def check_command(
         raise typer.Exit(1)
 
 
-def _escalated(
-    guard: Any,
-    source: str | Path,
-    rows: tuple[list[str], list[dict]] | None,
-    band_path: Path | None,
-    spec: str | None,
-    base_url: str | None,
-    anthropic_base_url: str | None,
-    timeout_s: float,
-) -> list[Any]:
-    """``check`` with ``--escalate``: the texts in the band go to the judge; prints one
-    JSON object per text (the decision in force, ``escalated``, the judge's answer)."""
-    from annotators.specs import make_annotator
-    from guardrail_dro.serve.escalation import EscalatingGuard, EscalationBand
-
-    if band_path is None or spec is None:
-        raise typer.BadParameter("--escalate BAND.json and --judge SPEC go together")
-    band = EscalationBand.load(band_path)
-    if band.judge != spec:
-        err.print(
-            f"note: the band was chosen with the labels of {band.judge!r}; the judge now "
-            f"is {spec!r}, whose mistakes may fall elsewhere",
-            highlight=False,
-        )
-    judge = make_annotator(
-        spec, base_url=base_url, anthropic_base_url=anthropic_base_url, timeout=timeout_s
-    )
-    cascade = EscalatingGuard(guard, judge, band, timeout_s=timeout_s)
-    texts, extras = ([str(source)], [{}]) if rows is None else rows
+def _print_escalated(cascade: Any, texts: list[str], extras: list[dict]) -> list[Any]:
+    """``check`` with ``--escalate``: one JSON object per text (the decision in force,
+    ``escalated``, the judge's answer)."""
     out = cascade.check_many(texts)
     for extra, e in zip(extras, out, strict=True):
         answer = None

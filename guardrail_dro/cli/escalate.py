@@ -9,15 +9,22 @@ chosen band for ``guardrail-dro check --escalate``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from guardrail_dro.cli.options import ColumnOptions, GuardDir, takes_option_groups
+from guardrail_dro.cli.options import ColumnOptions, GuardDir, OptionGroup, takes_option_groups
 
-__all__ = ["escalation", "register"]
+if TYPE_CHECKING:
+    from guardrail_dro.serve.escalation import EscalatingGuard
+    from guardrail_dro.serve.guard import Guard
+
+__all__ = ["JudgeOptions", "escalation", "register"]
+
+_J = "Escalation to an LLM judge"
 
 err = Console(stderr=True)
 
@@ -113,6 +120,86 @@ def escalation(
     if out is not None:
         bands[max_defer].save(out)
         err.print(f"band written to {out}", highlight=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JudgeOptions(OptionGroup):
+    """``--escalate BAND --judge SPEC``: the texts in the band are decided by an LLM judge
+    (``check`` and ``serve``)."""
+
+    escalate: Annotated[
+        Path | None,
+        typer.Option(
+            "--escalate",
+            help="A band from `guardrail-dro escalation --out`: texts whose toxic score "
+            "falls in it are decided by the --judge LLM.",
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_J,
+        ),
+    ] = None
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            help="The judge for --escalate: openai:MODEL or anthropic:MODEL (key from "
+            "OPENAI_API_KEY / ANTHROPIC_API_KEY).",
+            rich_help_panel=_J,
+        ),
+    ] = None
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--base-url",
+            help="OpenAI-compatible server for an openai: judge (ends in /v1).",
+            rich_help_panel=_J,
+        ),
+    ] = None
+    anthropic_base_url: Annotated[
+        str | None,
+        typer.Option(
+            "--anthropic-base-url", help="API root for an anthropic: judge.", rich_help_panel=_J
+        ),
+    ] = None
+    judge_timeout: Annotated[
+        float,
+        typer.Option(
+            "--judge-timeout",
+            min=0.001,
+            help="Seconds one judge answer may take, retries included; past it the error "
+            "policy decides (fail closed by default).",
+            rich_help_panel=_J,
+        ),
+    ] = 30.0
+
+    def build(self, guard: Guard) -> EscalatingGuard | None:
+        """The escalating guard around ``guard``, or None without ``--escalate``.
+
+        Raises:
+            typer.BadParameter: one of ``--escalate`` / ``--judge`` without the other.
+            ConfigError: a bad band file or judge spec, the judge's key unset.
+        """
+        if self.escalate is None and self.judge is None:
+            return None
+        if self.escalate is None or self.judge is None:
+            raise typer.BadParameter("--escalate BAND.json and --judge SPEC go together")
+        from annotators.specs import make_annotator
+        from guardrail_dro.serve.escalation import EscalatingGuard, EscalationBand
+
+        band = EscalationBand.load(self.escalate)
+        if band.judge != self.judge:
+            err.print(
+                f"note: the band was chosen with the labels of {band.judge!r}; the judge "
+                f"now is {self.judge!r}, whose mistakes may fall elsewhere",
+                highlight=False,
+            )
+        judge = make_annotator(
+            self.judge,
+            base_url=self.base_url,
+            anthropic_base_url=self.anthropic_base_url,
+            timeout=self.judge_timeout,
+        )
+        return EscalatingGuard(guard, judge, band, timeout_s=self.judge_timeout)
 
 
 def register(app: typer.Typer) -> None:

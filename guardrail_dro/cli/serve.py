@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from guardrail_dro.cli.options import GuardDir
+from guardrail_dro.cli.escalate import JudgeOptions
+from guardrail_dro.cli.options import GuardDir, takes_option_groups
 
 __all__ = ["register", "serve_command"]
 
@@ -30,12 +31,15 @@ _HELP = (
     "Examples:\n\n"
     "guardrail-dro serve --guard guard --port 8000\n\n"
     "GUARD_KEY=s3cret guardrail-dro serve --guard guard --host 0.0.0.0 --api-key-env GUARD_KEY"
+    "\n\nguardrail-dro serve --guard guard --escalate band.json --judge openai:gpt-4o   "
+    "(texts in the band are decided by the judge; see `guardrail-dro escalation`)"
     "\n\nThen: OpenAI(base_url='http://127.0.0.1:8000/v1', api_key=...).moderations"
     '.create(input="text")'
 )
 _LIMITS = "Limits and batching"
 
 
+@takes_option_groups
 def serve_command(
     guard_dir: GuardDir,
     host: Annotated[
@@ -118,6 +122,8 @@ def serve_command(
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn's: warning | info | debug.")
     ] = "info",
+    *,
+    judging: JudgeOptions,
 ) -> None:
     from pydantic import SecretStr
 
@@ -145,12 +151,14 @@ def serve_command(
         max_queue_texts=max_queue_texts,
     )
     guard = Guard.load(guard_dir, provider=provider, precision=precision, policy=policy)
+    cascade = judging.build(guard)
     auth = f"{len(keys)} API key(s)" if keys else "no auth"
+    served = guard if cascade is None else cascade
     print(
-        f"serving {guard!r} on http://{host}:{port}/v1/moderations ({auth})",
+        f"serving {served!r} on http://{host}:{port}/v1/moderations ({auth})",
         file=sys.stderr,
     )
-    serve(create_app(guard, config), host=host, port=port, log_level=log_level)
+    serve(create_app(guard, config, cascade), host=host, port=port, log_level=log_level)
 
 
 def register(app: typer.Typer) -> None:

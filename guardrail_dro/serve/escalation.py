@@ -202,7 +202,7 @@ class EscalatingGuard:
         out = self._violation(r) if self.guard.policy.on_error is OnError.CLOSED else r
         return dataclasses.replace(out, degraded=True, error=why, latency_ms=ms)
 
-    async def _ask(self, text: str) -> tuple[AnnotationResult | None, str | None]:
+    async def _ask(self, text: str, timeout: float) -> tuple[AnnotationResult | None, str | None]:
         from annotators.labelling import label_text
 
         try:
@@ -210,21 +210,61 @@ class EscalatingGuard:
                 label_text(
                     self.judge, text, self.schema, policy=self.retry, template=self.template
                 ),
-                self.timeout_s,
+                timeout,
             )
         except TimeoutError:
-            return None, f"judge timed out after {self.timeout_s:g} s"
+            return None, f"judge timed out after {timeout:g} s"
         return answer, None
 
-    async def _escalate(self, text: str, r: GuardResult, start: float) -> Escalated:
+    async def _escalate(
+        self, text: str, r: GuardResult, start: float, deadline: float | None
+    ) -> Escalated:
         self.checks += 1
         if not self._in_band(r):
             return Escalated(result=r, guard=r, escalated=False)
         self.escalations += 1
-        answer, why = await self._ask(text)
+        left = self.timeout_s if deadline is None else deadline - time.perf_counter()
+        answer: AnnotationResult | None = None
+        why: str | None = "no time left for the judge before the deadline"
+        if left > 0:
+            answer, why = await self._ask(text, min(left, self.timeout_s))
         return Escalated(
             result=self._judged(r, answer, why, start), guard=r, escalated=True, judge=answer
         )
+
+    @property
+    def upper(self) -> Guard:
+        """The guard as it decides outside the band (toxic threshold ``band.high``,
+        per-class thresholds off): what a server batches texts through before
+        ``resolve``."""
+        return self._upper
+
+    async def resolve(
+        self,
+        texts: Sequence[str],
+        results: Sequence[GuardResult],
+        *,
+        start: float | None = None,
+        deadline: float | None = None,
+    ) -> list[Escalated]:
+        """The decisions on ``texts``, given ``upper``'s ``results`` on them: the judge
+        asked about those in the band, at most ``concurrency`` at once.
+
+        Args:
+            start: a ``time.perf_counter()`` reading the judged results' latency counts
+                from (default: now).
+            deadline: a ``time.perf_counter()`` reading by which every judge call is cut
+                off (the error policy then decides), e.g. a server's request timeout.
+        """
+        start = time.perf_counter() if start is None else start
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(text: str, r: GuardResult) -> Escalated:
+            async with gate:
+                return await self._escalate(text, r, start, deadline)
+
+        pairs = zip(texts, results, strict=True)
+        return list(await asyncio.gather(*(one(t, r) for t, r in pairs)))
 
     async def acheck(self, text: str) -> Escalated:
         """The decision on one text: the guard's, or the judge's inside the band.
@@ -233,20 +273,14 @@ class EscalatingGuard:
             TypeError: ``text`` is not a str.
         """
         start = time.perf_counter()
-        return await self._escalate(text, await self._upper.adecide(text), start)
+        return await self._escalate(text, await self._upper.adecide(text), start, None)
 
     async def acheck_many(self, texts: Sequence[str]) -> list[Escalated]:
         """``acheck`` for several texts: one batched guard call, then at most
         ``concurrency`` judge calls at once for the texts in the band."""
         start = time.perf_counter()
         results = await self._upper.adecide_many(texts)
-        gate = asyncio.Semaphore(self.concurrency)
-
-        async def one(text: str, r: GuardResult) -> Escalated:
-            async with gate:
-                return await self._escalate(text, r, start)
-
-        return list(await asyncio.gather(*(one(t, r) for t, r in zip(texts, results, strict=True))))
+        return await self.resolve(texts, results, start=start)
 
     def check(self, text: str) -> Escalated:
         """``acheck`` from synchronous code (it runs its own event loop).

@@ -37,6 +37,7 @@ def test_every_command_is_registered_in_help_order() -> None:
         "distill",
         "export",
         "check",
+        "escalation",
         "serve",
     ]
 

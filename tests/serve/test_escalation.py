@@ -248,3 +248,28 @@ def test_the_commands_choose_a_band_and_check_with_it(guard_dir, guard, syntheti
     res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir), "--escalate",
                                    str(band_path), "hello"])  # fmt: skip
     assert res.exit_code != 0 and "go together" in res.output
+
+
+# ---- the moderation server: the judge behind /v1/moderations ------------------------
+def test_the_moderation_server_asks_the_judge_inside_the_band(server):
+    import httpx2
+    import openai
+
+    from guardrail_dro.serve.http import BackgroundServer, ServeConfig, create_app
+
+    eg = _cascade(server)
+    app = create_app(eg.guard, ServeConfig(timeout_ms=2_000), eg)
+    with BackgroundServer(app) as url:
+        api = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        texts = ["what time is it", "you idiot", "a mild but stupid remark", "a mild question"]
+        got = api.moderations.create(input=texts).results
+        assert [r.flagged for r in got] == [False, True, True, False]
+        assert sum(server.calls.values()) == 2
+        assert dict(got[2].guardrail)["label"] == "toxic"
+        server.latency = 3.0  # slower than the request's 2 s: cut off, fail closed
+        slow = api.moderations.create(input="a mild question").results[0]
+        assert slow.flagged and dict(slow.guardrail)["degraded"]
+        assert "judge timed out" in dict(slow.guardrail)["error"]
+        metrics = httpx2.get(f"{url}/metrics").text
+    assert 'guardrail_escalated_total{outcome="judged"} 2.0' in metrics
+    assert 'guardrail_escalated_total{outcome="failed"} 1.0' in metrics

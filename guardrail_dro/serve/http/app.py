@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guardrail_dro.serve.escalation import EscalatingGuard
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
 from guardrail_dro.serve.http.config import ServeConfig
@@ -113,8 +114,14 @@ async def _body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(guard: Guard, config: ServeConfig | None = None) -> Starlette:
+def create_app(
+    guard: Guard, config: ServeConfig | None = None, escalation: EscalatingGuard | None = None
+) -> Starlette:
     """The ASGI app serving ``guard`` under ``config`` (default ``ServeConfig()``).
+
+    With ``escalation`` (an ``EscalatingGuard`` around ``guard``), texts are batched
+    through its ``upper`` guard and those whose score falls in its band are decided by
+    its LLM judge, every judge call cut off by the request's ``timeout_ms``.
 
     Example:
         >>> import uvicorn
@@ -124,7 +131,7 @@ def create_app(guard: Guard, config: ServeConfig | None = None) -> Starlette:
     config = config or ServeConfig()
     metrics = ServerMetrics()
     batcher = MicroBatcher(
-        guard,
+        guard if escalation is None else escalation.upper,
         max_batch_texts=config.max_batch_texts,
         max_wait_ms=config.max_wait_ms,
         max_queue_texts=config.max_queue_texts,
@@ -152,6 +159,12 @@ def create_app(guard: Guard, config: ServeConfig | None = None) -> Starlette:
                     code="overloaded",
                     headers={"Retry-After": "1"},
                 ) from None
+            if escalation is not None:
+                done = await escalation.resolve(
+                    texts, results, start=start, deadline=start + timeout
+                )
+                metrics.observe_escalations([not e.result.degraded for e in done if e.escalated])
+                results = [e.result for e in done]
         except ApiError as err:
             return _error(err)
         metrics.observe_results(results)

@@ -57,6 +57,12 @@ class ServerMetrics:
             "guardrail_batch_texts", "Texts per model call", buckets=_BATCH_BUCKETS, registry=reg
         )
         self.queued = Gauge("guardrail_queued_texts", "Texts waiting for the model", registry=reg)
+        self.escalated = Counter(
+            "guardrail_escalated",
+            "Texts sent to the LLM judge (outcome: judged, or failed and left to on_error)",
+            ["outcome"],
+            registry=reg,
+        )
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path=path, status=str(status)).inc()
@@ -69,6 +75,11 @@ class ServerMetrics:
                 self.texts.labels(outcome="degraded").inc()
             else:
                 self.texts.labels(outcome="flagged" if r.violation else "allowed").inc()
+
+    def observe_escalations(self, judged: Sequence[bool]) -> None:
+        """One entry per text sent to the judge: True when its answer decided."""
+        for ok in judged:
+            self.escalated.labels(outcome="judged" if ok else "failed").inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""
