@@ -184,6 +184,7 @@ class JudgeOptions(OptionGroup):
         if self.escalate is None or self.judge is None:
             raise typer.BadParameter("--escalate BAND.json and --judge SPEC go together")
         from annotators.specs import make_annotator
+        from guardrail_dro.errors import ConfigError
         from guardrail_dro.serve.escalation import EscalatingGuard, EscalationBand
 
         band = EscalationBand.load(self.escalate)
@@ -193,12 +194,15 @@ class JudgeOptions(OptionGroup):
                 f"now is {self.judge!r}, whose mistakes may fall elsewhere",
                 highlight=False,
             )
-        judge = make_annotator(
-            self.judge,
-            base_url=self.base_url,
-            anthropic_base_url=self.anthropic_base_url,
-            timeout=self.judge_timeout,
-        )
+        try:
+            judge = make_annotator(
+                self.judge,
+                base_url=self.base_url,
+                anthropic_base_url=self.anthropic_base_url,
+                timeout=self.judge_timeout,
+            )
+        except ConfigError as exc:  # its messages name --annotator, the annotate option
+            raise ConfigError(str(exc).replace("--annotator", "--judge")) from None
         return EscalatingGuard(guard, judge, band, timeout_s=self.judge_timeout)
 
 

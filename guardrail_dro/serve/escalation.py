@@ -2,7 +2,7 @@
 
 Why: on toxic-questions no guard this project trains on a CPU encoder separates safe
 from toxic questions as well as the best LLM annotator does (README, "Escalation to an
-LLM judge"): the exported MiniLM guard has test ROC AUC 0.87-0.88, GPT-4 Turbo's own
+LLM judge"): the exported MiniLM guard has test ROC AUC 0.85-0.87, GPT-4 Turbo's own
 labels block 98% of the toxic questions at a false-positive rate of 0.155. A cascade
 keeps the guard's millisecond answer where its score is far from the boundary and pays
 for a judge call only in between, the usual shape of production moderation stacks.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,13 +40,14 @@ from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.escalation_band import (
     BandPoint,
     EscalationBand,
+    band_guard,
     band_predictions,
     calibrate_escalation,
     calibration_arrays,
     choose_band,
+    guard_safe_classes,
     judge_verdicts,
 )
-from guardrail_dro.serve.policy import OnError
 from guardrail_dro.serve.result import GuardResult
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ __all__ = [
     "Escalated",
     "EscalatingGuard",
     "EscalationBand",
+    "band_guard",
     "band_predictions",
     "calibrate_escalation",
     "calibration_arrays",
@@ -70,11 +73,15 @@ __all__ = [
 
 def judge_schema(guard: Guard) -> LabelSchema:
     """The label schema a judge is asked with: the guard's classes, its safe classes and
-    their readable names (from the decision rule in force)."""
-    rule = guard.rule
-    safe = tuple(c for c, s in zip(guard.labels, rule.safe, strict=True) if s)
-    names = {c: n for c, n in zip(guard.labels, rule.names, strict=True) if n != c}
-    return LabelSchema(classes=tuple(guard.labels), safe=safe, descriptions=names)
+    their readable names (from the decision rule in force).
+
+    Raises:
+        ConfigError: the guard has no safe class.
+    """
+    names = {c: n for c, n in zip(guard.labels, guard.rule.names, strict=True) if n != c}
+    return LabelSchema(
+        classes=tuple(guard.labels), safe=guard_safe_classes(guard), descriptions=names
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +109,10 @@ class EscalatingGuard:
     """A guard that asks an LLM judge about the texts in its band (module docstring).
 
     The band replaces the guard's thresholds: the toxic threshold becomes ``band.high``
-    and per-class thresholds are switched off, because the band was chosen on the toxic
-    score alone. A text that is empty, too long or fails to score is decided by the
-    guard's error policy as usual and never sent to the judge.
+    and the harmful classes' per-class thresholds are switched off, because the band was
+    chosen on the toxic score alone (``band_guard``); ``Policy.raise_on_violation`` does
+    not apply (read ``Escalated.allowed``). A text that is empty, too long or fails to
+    score is decided by the guard's error policy as usual and never sent to the judge.
 
     Args:
         guard: the guard (``Guard.load``); its policy's action, refusal and ``on_error``
@@ -116,7 +124,8 @@ class EscalatingGuard:
         timeout_s: the most one judge answer may take, retries included; past it the
             error policy decides.
         template: the judge's prompt template (default: the built-in prompt).
-        concurrency: judge calls in flight at once in ``acheck_many``.
+        concurrency: judge calls in flight at once, per event loop (a server's requests
+            share the limit).
 
     Example:
         >>> band = calibrate_escalation(guard, valid, judge="label_5", max_defer=0.2)
@@ -136,32 +145,24 @@ class EscalatingGuard:
         template: PromptTemplate | None = None,
         concurrency: int = 8,
     ) -> None:
-        if not band.low <= band.high:
-            raise ConfigError(f"band low {band.low} is above its high {band.high}")
         if timeout_s <= 0 or concurrency < 1:
             raise ConfigError("timeout_s must be > 0 and concurrency >= 1")
-        off = dict.fromkeys(guard.labels, 1.0)
-        base = dataclasses.replace(
-            guard.policy,
-            thresholds=off,
-            target_recall=None,
-            target_fpr=None,
-            raise_on_violation=False,
-        )
         self.band = band
         self.guard = guard
-        self._upper = guard.with_policy(
-            dataclasses.replace(base, toxic_threshold=min(band.high, 1.0))
-        )
-        self._lower = guard.with_policy(
-            dataclasses.replace(base, toxic_threshold=min(band.low, 1.0))
-        )
+        self.schema = judge_schema(guard)  # ConfigError when the guard has no safe class
+        # Outside the band: the guard at the band's upper edge. A band whose upper edge is
+        # above every score (> 1) never blocks without the judge; 1.0 is the nearest a
+        # policy threshold gets, so a score of exactly 1.0 is checked against the band
+        # itself (_in_band) rather than through the policy.
+        self._upper = band_guard(guard, min(band.high, 1.0))
+        self._blocking = band_guard(guard, 0.0)  # every scored text a violation
         self.judge = judge
-        self.schema = judge_schema(guard)
         self.retry = retry
         self.timeout_s = timeout_s
         self.template = template
         self.concurrency = concurrency
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._gates = weakref.WeakKeyDictionary()
         self.checks = 0
         self.escalations = 0
         self.judge_failures = 0
@@ -174,18 +175,36 @@ class EscalatingGuard:
         )
 
     def _in_band(self, r: GuardResult) -> bool:
-        if r.degraded or r.windows == 0 or r.violation:
+        if r.degraded or r.windows == 0:
             return False
         return self.band.low <= r.toxic_score < self.band.high
 
     def _violation(self, r: GuardResult) -> GuardResult:
         """``r`` as the violation the guard's policy makes of it (action, refusal, the
         likeliest harmful class), from its deciding window's probabilities."""
-        p = np.array([max(float(r.scores.get(c, 0.0)), 1e-30) for c in self.guard.labels])
-        v = self._lower.rule.decide(np.log(p)[None, :])
-        if not v.violation:  # the score is below the lower edge: cannot be in the band
-            raise AssertionError("a text in the band scored below its lower edge")
-        return dataclasses.replace(v, windows=r.windows, worst_window=r.worst_window)
+        if r.violation:
+            return r
+        p = np.array([max(float(r.scores.get(c, 0.0)), 1e-300) for c in self.guard.labels])
+        v = self._blocking.rule.decide(np.log(p)[None, :])
+        return dataclasses.replace(
+            v, windows=r.windows, worst_window=r.worst_window, provider=r.provider
+        )
+
+    def _allowed(self, r: GuardResult) -> GuardResult:
+        """``r`` allowed: its most probable class as the label. (Only a score of exactly
+        1.0 under a band reaching above 1 comes out of the upper guard as a violation
+        and still belongs to the judge.)"""
+        if not r.violation:
+            return r
+        top = max(range(len(self.guard.labels)), key=lambda i: r.scores[self.guard.labels[i]])
+        return dataclasses.replace(
+            r,
+            allowed=True,
+            action="allow",
+            replacement=None,
+            label=self.guard.labels[top],
+            label_name=self._upper.rule.names[top],
+        )
 
     def _judged(
         self, r: GuardResult, answer: AnnotationResult | None, why: str | None, start: float
@@ -193,14 +212,24 @@ class EscalatingGuard:
         ms = (time.perf_counter() - start) * 1e3
         if answer is not None and answer.outcome == "labelled" and answer.label is not None:
             toxic = answer.label not in self.schema.safe
-            out = self._violation(r) if toxic else r
+            out = self._violation(r) if toxic else self._allowed(r)
             return dataclasses.replace(out, latency_ms=ms)
         self.judge_failures += 1
         if answer is not None:
             why = f"judge {answer.outcome}: {answer.error or answer.raw or 'no label'}"[:300]
-        # As for a model error: the guard's error policy decides (closed: the violation).
-        out = self._violation(r) if self.guard.policy.on_error is OnError.CLOSED else r
-        return dataclasses.replace(out, degraded=True, error=why, latency_ms=ms)
+        # As for a model error: the guard's error policy decides, with its action (fail
+        # closed blocks or replaces, even under Policy(action=flag)).
+        fallback = self._upper.rule.nothing(error=why)
+        out = self._allowed(r) if fallback.allowed else self._violation(r)
+        return dataclasses.replace(
+            out,
+            allowed=fallback.allowed,
+            action=fallback.action,
+            replacement=fallback.replacement,
+            degraded=True,
+            error=why,
+            latency_ms=ms,
+        )
 
     async def _ask(self, text: str, timeout: float) -> tuple[AnnotationResult | None, str | None]:
         from annotators.labelling import label_text
@@ -257,7 +286,10 @@ class EscalatingGuard:
                 off (the error policy then decides), e.g. a server's request timeout.
         """
         start = time.perf_counter() if start is None else start
-        gate = asyncio.Semaphore(self.concurrency)
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:  # one per event loop: a semaphore is bound to its loop
+            gate = self._gates[loop] = asyncio.Semaphore(self.concurrency)
 
         async def one(text: str, r: GuardResult) -> Escalated:
             async with gate:

@@ -4,11 +4,12 @@ LLM judge (``serve.escalation`` applies it at run time; its docstring says why).
 ``choose_band`` picks ``low`` and ``high`` on a labelled validation split on which the
 judge's own labels are known (the judge annotated it, e.g. with ``guardrail-dro
 annotate``): the lowest validation FPR at recall >= ``target_recall`` with at most
-``max_defer`` of the texts sent to the judge. Every pair of candidate edges is scored at
-once from prefix counts over the texts sorted by score (exact, not a grid search over
-thresholds). An empty band (``low == high``) is the guard alone at threshold ``high``;
-it is what a budget of 0 gives, so a band is never worse on validation than the guard's
-own best threshold for the same recall target.
+``max_defer`` of the texts sent to the judge. The search is exact over every pair of
+edges between distinct scores: for each upper edge the best lower edge is found by a
+binary search over prefix counts of the texts sorted by score (O(n log n)). An empty
+band (``low == high``) is the guard alone at threshold ``high``; it is what a budget of
+0 gives, so on validation a band is never worse than the guard's own best threshold for
+the same recall target.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from guardrail_dro.errors import ConfigError, DataError
 
@@ -29,16 +30,13 @@ if TYPE_CHECKING:
 __all__ = [
     "BandPoint",
     "EscalationBand",
+    "band_guard",
     "band_predictions",
     "calibrate_escalation",
     "calibration_arrays",
     "choose_band",
     "judge_verdicts",
 ]
-
-MAX_CUTS = 400
-"""Candidate band edges ``choose_band`` tries (evenly spaced over the distinct scores):
-400 x 400 pairs are scored at once in numpy, milliseconds for any validation size."""
 
 
 class BandPoint(BaseModel):
@@ -57,15 +55,27 @@ class EscalationBand(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    low: float = Field(description="Toxic scores from here up to high go to the judge.")
-    high: float = Field(description="Toxic scores from here up are violations (> 1: none).")
+    low: float = Field(
+        ge=0, allow_inf_nan=False, description="Toxic scores from here up to high go to the judge."
+    )
+    high: float = Field(
+        ge=0,
+        allow_inf_nan=False,
+        description="Toxic scores from here up are violations (> 1: none).",
+    )
     judge: str = Field(description="The annotator whose validation labels chose the band.")
-    target_recall: float
-    max_defer: float
+    target_recall: float = Field(ge=0, le=1)
+    max_defer: float = Field(ge=0, le=1)
     valid: BandPoint
     guard_alone: BandPoint | None = Field(
         None, description="The guard's own best threshold for the same recall target."
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EscalationBand:
+        if self.low > self.high:
+            raise ValueError(f"low {self.low} is above high {self.high}")
+        return self
 
     def save(self, path: str | Path) -> Path:
         p = Path(path)
@@ -78,6 +88,13 @@ class EscalationBand(BaseModel):
         p = Path(path)
         try:
             return cls.model_validate_json(p.read_text())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "the file"
+            raise ConfigError(
+                f"{p}: not an escalation band ({exc.error_count()} problem(s); first: "
+                f"{where}: {first['msg']}); write one with guardrail-dro escalation --out"
+            ) from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{p}: not an escalation band ({exc})") from exc
 
@@ -138,41 +155,56 @@ def choose_band(
             f"choosing a band needs safe and toxic texts; this split has {n_pos} toxic "
             f"and {n_neg} safe"
         )
+    if not np.isfinite(s).all():
+        raise DataError(f"{int((~np.isfinite(s)).sum())} toxic scores are not finite numbers")
     order = np.argsort(s, kind="stable")
     s, y, j = s[order], y[order], j[order]
     n = len(s)
     # Cut k: the first k texts (the lowest scores) on one side. Only between distinct
     # scores, so texts with equal scores always fall in the same region.
     cuts = np.flatnonzero(np.r_[True, s[1:] > s[:-1], True])
-    if len(cuts) > MAX_CUTS:
-        cuts = np.unique(cuts[np.linspace(0, len(cuts) - 1, MAX_CUTS).round().astype(int)])
 
     def prefix(mask: np.ndarray) -> np.ndarray:
         return np.r_[0, np.cumsum(mask)][cuts]
 
     pos, neg = prefix(y), prefix(~y)
     jpos, jneg = prefix(y & j), prefix(~y & j)
-    lo, hi = np.meshgrid(np.arange(len(cuts)), np.arange(len(cuts)), indexing="ij")
-    tp = (n_pos - pos[hi]) + (jpos[hi] - jpos[lo])
-    fp = (n_neg - neg[hi]) + (jneg[hi] - jneg[lo])
-    recall, fpr = tp / n_pos, fp / n_neg
-    deferred = (cuts[hi] - cuts[lo]) / n
-    ok = (lo <= hi) & (recall >= target_recall - 1e-12) & (deferred <= max_defer + 1e-12)
+    need = math.ceil(target_recall * n_pos - 1e-9)  # toxic texts a band must block
+    budget = math.floor(max_defer * n + 1e-9)  # texts it may send to the judge
+    # For an upper edge hi, every lower edge lo <= hi in reach of the budget with enough
+    # recall qualifies, and the largest of them has the fewest false positives (the
+    # judge's and the guard's false positives only grow as lo moves down) and the
+    # fewest judge calls: so one lo per hi, found by binary search (exact for any
+    # number of distinct scores, O(n log n)).
+    hi = np.arange(len(cuts))
+    # Recall: (n_pos - pos[hi]) + jpos[hi] - jpos[lo] >= need, i.e. jpos[lo] <= limit[hi].
+    limit = (n_pos - pos + jpos) - need
+    lo_recall = np.searchsorted(jpos, limit, side="right") - 1
+    lo = np.minimum(lo_recall, hi)
+    lo_budget = np.searchsorted(cuts, cuts - budget, side="left")
+    ok = (lo >= lo_budget) & (lo >= 0)
     # Never empty: both edges at the lowest score block everything (recall 1, no judge).
-    key = np.lexsort((-recall[ok], deferred[ok], fpr[ok]))[0]
-    a, b = lo[ok][key], hi[ok][key]
+    lo_c = np.maximum(lo, 0)
+    tp = (n_pos - pos) + (jpos - jpos[lo_c])
+    fp = (n_neg - neg) + (jneg - jneg[lo_c])
+    calls = cuts - cuts[lo_c]
+    key = np.lexsort((-tp[ok], calls[ok], fp[ok]))[0]
+    b = int(hi[ok][key])
+    a = int(lo_c[b])
     top = _above(s)
 
     def edge(c: int) -> float:
         return float(s[cuts[c]]) if cuts[c] < n else top
 
-    alone = (lo == hi) & (recall >= target_recall - 1e-12)
-    guard_alone = None
-    if alone.any():
-        k = np.lexsort((-recall[alone], fpr[alone]))[0]
-        guard_alone = BandPoint(
-            recall=float(recall[alone][k]), fpr=float(fpr[alone][k]), deferred=0.0, items=n
-        )
+    alone_tp, alone_fp = n_pos - pos, n_neg - neg
+    alone = alone_tp >= need
+    k = np.lexsort((-alone_tp[alone], alone_fp[alone]))[0]
+    guard_alone = BandPoint(
+        recall=float(alone_tp[alone][k] / n_pos),
+        fpr=float(alone_fp[alone][k] / n_neg),
+        deferred=0.0,
+        items=n,
+    )
     return EscalationBand(
         low=edge(a),
         high=edge(b),
@@ -180,13 +212,46 @@ def choose_band(
         target_recall=target_recall,
         max_defer=max_defer,
         valid=BandPoint(
-            recall=float(recall[a, b]),
-            fpr=float(fpr[a, b]),
-            deferred=float(deferred[a, b]),
+            recall=float(tp[b] / n_pos),
+            fpr=float(fp[b] / n_neg),
+            deferred=float(calls[b] / n),
             items=n,
         ),
         guard_alone=guard_alone,
     )
+
+
+def band_guard(guard: Guard, threshold: float) -> Guard:
+    """``guard`` deciding on its toxic score alone, at ``threshold``: per-class thresholds
+    of the harmful classes off (1.0), no operating-point target, no raising. With the
+    per-class triggers off, a long text's deciding window is its most toxic one, so the
+    score a band is chosen on (``calibration_arrays``) is the score it is applied to
+    (``EscalatingGuard``)."""
+    import dataclasses
+
+    safe = set(guard_safe_classes(guard))
+    off = {c: 1.0 for c in guard.labels if c not in safe}
+    policy = dataclasses.replace(
+        guard.policy,
+        thresholds=off,
+        toxic_threshold=threshold,
+        target_recall=None,
+        target_fpr=None,
+        raise_on_violation=False,
+    )
+    return guard.with_policy(policy)
+
+
+def guard_safe_classes(guard: Guard) -> tuple[str, ...]:
+    """The guard's safe classes (from its decision rule).
+
+    Raises:
+        ConfigError: the guard has none: its toxic score is always 0, nothing to escalate.
+    """
+    safe = tuple(c for c, f in zip(guard.labels, guard.rule.safe, strict=True) if f)
+    if not safe:
+        raise ConfigError("the guard has no safe class: it has no toxic score to escalate on")
+    return safe
 
 
 def judge_verdicts(dataset: AnnotatedDataset, judge: str) -> np.ndarray:
@@ -211,10 +276,10 @@ def calibration_arrays(
     guard: Guard, valid: AnnotatedDataset, judge: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What ``choose_band`` reads, from a labelled split: the guard's own toxic scores
-    (its decisions on the texts, windows and all), the gold (True: not safe) and the
-    judge's verdicts (True: the annotator column ``judge`` gave a class that is not
-    safe). Texts the judge did not label, or the guard could not score (degraded), are
-    left out.
+    (``band_guard``'s, windows and all: load the guard with the precision you will
+    serve), the gold (True: not safe) and the judge's verdicts (True: the annotator
+    column ``judge`` gave a class that is not safe). Texts the judge did not label, or
+    the guard could not score (degraded), are left out.
 
     Raises:
         DataError: no gold, no such annotator, fewer than 2 texts left.
@@ -227,7 +292,7 @@ def calibration_arrays(
         )
     gold = valid.gold_array()
     verdict = judge_verdicts(valid, judge)
-    results = guard.decide_many(valid.texts)
+    results = band_guard(guard, 1.0).decide_many(valid.texts)
     scores = np.array([r.toxic_score for r in results])
     keep = (verdict >= 0) & np.array([not r.degraded and r.windows > 0 for r in results])
     if keep.sum() < 2:

@@ -72,13 +72,45 @@ def test_a_budget_never_costs_and_a_good_judge_pays():
     assert perfect.valid.deferred < 1.0
 
 
-def test_ties_are_never_split_and_scores_over_one_never_block():
+def test_ties_are_never_split():
     scores = np.array([0.2, 0.5, 0.5, 0.5, 0.9])
     toxic = np.array([False, True, False, True, True])
     band = choose_band(scores, toxic, toxic, target_recall=1.0, max_defer=1.0)
     blocked, deferred = band_predictions(scores, toxic, band.low, band.high)
     assert len(set(deferred[1:4])) == 1  # the three 0.5s share a fate
     assert (blocked == toxic).all()
+
+
+def _pairwise(scores, toxic, judge, target, budget):
+    """(FPR, deferred, recall) of the best band over every pair of cut points at once
+    (quadratic memory: the reference for the binary search)."""
+    o = np.argsort(scores, kind="stable")
+    s, y, j = scores[o], toxic[o], judge[o]
+    cuts = np.flatnonzero(np.r_[True, s[1:] > s[:-1], True])
+
+    def prefix(m):
+        return np.r_[0, np.cumsum(m)][cuts]
+
+    pos, neg, jp, jn = prefix(y), prefix(~y), prefix(y & j), prefix(~y & j)
+    lo, hi = np.meshgrid(np.arange(len(cuts)), np.arange(len(cuts)), indexing="ij")
+    tp = y.sum() - pos[hi] + jp[hi] - jp[lo]
+    fp = (~y).sum() - neg[hi] + jn[hi] - jn[lo]
+    d = cuts[hi] - cuts[lo]
+    ok = (lo <= hi) & (tp >= np.ceil(target * y.sum() - 1e-9))
+    ok &= d <= np.floor(budget * len(s) + 1e-9)
+    k = np.lexsort((-tp[ok], d[ok], fp[ok]))[0]
+    return fp[ok][k] / (~y).sum(), d[ok][k] / len(s), tp[ok][k] / y.sum()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_search_is_exact_on_many_distinct_scores(seed):
+    scores, toxic, judge = _split(1500, seed, judge_acc=0.8)
+    scores = scores + np.random.default_rng(seed).random(1500) * 1e-3  # ~1500 distinct
+    band = choose_band(scores, toxic, judge, target_recall=0.9, max_defer=0.25)
+    got = (band.valid.fpr, band.valid.deferred, band.valid.recall)
+    assert got == pytest.approx(_pairwise(scores, toxic, judge, 0.9, 0.25))
+    alone = _pairwise(scores, toxic, judge, 0.9, 0.0)
+    assert band.guard_alone is not None and band.guard_alone.fpr == pytest.approx(alone[0])
 
 
 def test_bad_targets_and_splits_are_named():
@@ -91,6 +123,8 @@ def test_bad_targets_and_splits_are_named():
         choose_band(scores, np.ones(50, bool), judge)
     with pytest.raises(DataError, match="length"):
         choose_band(scores, toxic[:-1], judge)
+    with pytest.raises(DataError, match="1 toxic scores are not finite"):
+        choose_band(np.r_[scores[:-1], np.nan], toxic, judge)
 
 
 # ---- run time: a fake-scored guard, the real OpenAI SDK, the fake LLM server ----------
@@ -98,11 +132,14 @@ LABELS = ("safe", "toxic")
 
 
 def _probs(text: str) -> dict[str, float]:
-    """'idiot' is sure, 'mild' is unsure (in the band), the rest is clearly safe."""
+    """'idiot' is sure, 'mild' is unsure (in the band), 'edge' sits on the band's lower
+    edge (0.3), the rest is clearly safe."""
     if "idiot" in text:
         return {"toxic": 0.95}
     if "mild" in text:
         return {"toxic": 0.5}
+    if "edge" in text:
+        return {"toxic": 0.3}
     return {"toxic": 0.05}
 
 
@@ -116,14 +153,15 @@ BAND = EscalationBand(
 )
 
 
-def _cascade(server, policy: Policy | None = None, **kw) -> EscalatingGuard:
+def _cascade(server, policy: Policy | None = None, band=BAND, scorer=None, **kw):
     from annotators.openai_annotator import OpenAIAnnotator
     from annotators.retry import RetryPolicy
 
-    guard = Guard.from_scorer(FakeScorer(_probs, labels=LABELS), policy=policy)
+    scorer = scorer or FakeScorer(_probs, labels=LABELS)
+    guard = Guard.from_scorer(scorer, policy=policy)
     judge = OpenAIAnnotator("gpt-4o-mini", api_key="sk-test", base_url=server.openai_base_url)
     fast = RetryPolicy(max_attempts=2, initial=0.001, max_backoff=0.005, retry_after_cap=0.01)
-    return EscalatingGuard(guard, judge, BAND, retry=fast, **kw)
+    return EscalatingGuard(guard, judge, band, retry=fast, **kw)
 
 
 @pytest.fixture
@@ -155,6 +193,45 @@ def test_a_judge_that_cannot_answer_leaves_it_to_the_error_policy(server):
     assert "refused" in (closed.result.error or "")
     opened = _cascade(server, Policy(on_error=OnError.OPEN)).check("a mild bomb question")
     assert opened.allowed and opened.result.degraded
+
+
+def test_the_edges_belong_where_the_band_says(server):
+    eg = _cascade(server)
+    edge = eg.upper.decide("an edge case, stupid").toxic_score
+    on_edge = _cascade(server, band=BAND.model_copy(update={"low": edge}))
+    out = on_edge.check("an edge case, stupid")  # exactly the lower edge: the judge's
+    assert out.escalated and not out.allowed and not out.result.degraded
+    top = _cascade(server, band=BAND.model_copy(update={"high": eg.upper.decide("you idiot")
+                                                        .toxic_score}))  # fmt: skip
+    assert not top.check("you idiot").escalated  # exactly the upper edge: the guard's
+
+
+def test_a_long_texts_most_toxic_window_decides(server):
+    scorer = FakeScorer(_probs, labels=LABELS, max_length=24, stride=4)
+    text = "what a calm afternoon " * 3 + "a mild but stupid remark " + "so calm " * 3
+    eg = _cascade(server, scorer=scorer)
+    assert eg.upper.decide(text).windows > 2
+    out = eg.check(text)
+    assert out.escalated and out.result.toxic_score == pytest.approx(0.5)
+    assert not out.allowed  # the judge saw the whole text ("stupid")
+
+
+def test_a_failed_judge_fails_closed_even_when_violations_are_only_flagged(server):
+    out = _cascade(server, Policy(action="flag")).check("a mild bomb question")
+    assert out.result.degraded and not out.allowed and out.result.action == "block"
+    flagged = _cascade(server, Policy(action="flag")).check("a mild but stupid remark")
+    assert flagged.allowed and flagged.result.action == "flag"  # judged: the policy's action
+
+
+@pytest.mark.asyncio
+async def test_no_time_left_means_no_call(server):
+    import time
+
+    eg = _cascade(server)
+    r = eg.upper.decide("a mild question")
+    (out,) = await eg.resolve(["a mild question"], [r], deadline=time.perf_counter() - 1)
+    assert out.escalated and not out.allowed and "no time left" in (out.result.error or "")
+    assert sum(server.calls.values()) == 0
 
 
 def test_a_slow_judge_is_cut_off(server):
@@ -198,8 +275,11 @@ def test_band_files_round_trip_and_bad_ones_are_named(tmp_path):
     path = BAND.save(tmp_path / "band.json")
     assert EscalationBand.load(path) == BAND
     (tmp_path / "bad.json").write_text("{}")
-    with pytest.raises(ConfigError, match="not an escalation band"):
+    with pytest.raises(ConfigError, match="not an escalation band .* first: low: Field required"):
         EscalationBand.load(tmp_path / "bad.json")
+    (tmp_path / "upside.json").write_text(BAND.model_dump_json().replace('"low":0.3', '"low":0.9'))
+    with pytest.raises(ConfigError, match="above high"):
+        EscalationBand.load(tmp_path / "upside.json")
 
 
 # ---- the command line: choose a band, then check with it -----------------------------
