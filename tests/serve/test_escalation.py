@@ -346,6 +346,7 @@ def test_the_moderation_server_asks_the_judge_inside_the_band(server):
         assert [r.flagged for r in got] == [False, True, True, False]
         assert sum(server.calls.values()) == 2
         assert dict(got[2].guardrail)["label"] == "toxic"
+        assert [dict(r.guardrail)["escalated"] for r in got] == [False, False, True, True]
         server.latency = 3.0  # slower than the request's 2 s: cut off, fail closed
         slow = api.moderations.create(input="a mild question").results[0]
         assert slow.flagged and dict(slow.guardrail)["degraded"]

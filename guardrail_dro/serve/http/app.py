@@ -159,16 +159,18 @@ def create_app(
                     code="overloaded",
                     headers={"Retry-After": "1"},
                 ) from None
+            escalated = None
             if escalation is not None:
                 done = await escalation.resolve(
                     texts, results, start=start, deadline=start + timeout
                 )
                 metrics.observe_escalations([not e.result.degraded for e in done if e.escalated])
                 results = [e.result for e in done]
+                escalated = [e.escalated for e in done]
         except ApiError as err:
             return _error(err)
         metrics.observe_results(results)
-        return JSONResponse(moderation_body(req.model or config.model_name, results))
+        return JSONResponse(moderation_body(req.model or config.model_name, results, escalated))
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -126,12 +126,18 @@ def parse_request(raw: bytes, config: ServeConfig) -> ModerationRequest:
     return req
 
 
-def moderation_body(model: str, results: Sequence[GuardResult]) -> dict[str, Any]:
-    """The response body for ``results`` (one per input, in order)."""
+def moderation_body(
+    model: str, results: Sequence[GuardResult], escalated: Sequence[bool] | None = None
+) -> dict[str, Any]:
+    """The response body for ``results`` (one per input, in order); with ``escalated``
+    (a server with an LLM judge), each ``guardrail`` object also says whether the judge
+    was asked."""
     out = []
-    for r in results:
+    for i, r in enumerate(results):
         item = r.to_openai_moderation()
         item["category_applied_input_types"] = {c: ["text"] for c in r.categories}
         item["guardrail"] = r.to_dict()
+        if escalated is not None:
+            item["guardrail"]["escalated"] = escalated[i]
         out.append(item)
     return {"id": f"modr-{uuid.uuid4().hex}", "model": model, "results": out}
