@@ -48,6 +48,7 @@ from guardrail_dro.serve.escalation_band import (
     guard_safe_classes,
     judge_verdicts,
 )
+from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.result import GuardResult
 
 if TYPE_CHECKING:
@@ -111,8 +112,9 @@ class EscalatingGuard:
     The band replaces the guard's thresholds: the toxic threshold becomes ``band.high``
     and the harmful classes' per-class thresholds are switched off, because the band was
     chosen on the toxic score alone (``band_guard``); ``Policy.raise_on_violation`` does
-    not apply (read ``Escalated.allowed``). A text that is empty, too long or fails to
-    score is decided by the guard's error policy as usual and never sent to the judge.
+    not apply to ``check`` (read ``Escalated.allowed``); the rails honour it. A text that
+    is empty, too long or fails to score is decided by the guard's error policy as usual
+    and never sent to the judge.
 
     Args:
         guard: the guard (``Guard.load``); its policy's action, refusal and ``on_error``
@@ -313,6 +315,34 @@ class EscalatingGuard:
         start = time.perf_counter()
         results = await self._upper.adecide_many(texts)
         return await self.resolve(texts, results, start=start)
+
+    # ---- the rails' interface (``rails.decide.RailGuard``) --------------------------------
+    # ``guard.wrap(client, input=cascade)``, ``guard.protect(input=cascade)`` or
+    # ``rails.wrap(client, cascade)``: the rails decide through the band and the judge, and
+    # raise under the guard's own ``Policy(raise_on_violation=True)``.
+
+    @property
+    def policy(self) -> Policy:
+        """The guard's policy (the rails read ``raise_on_violation`` from it)."""
+        return self.guard.policy
+
+    def decide(self, text: str) -> GuardResult:
+        """``check(text).result``: the decision in force, never raising a violation."""
+        return self.check(text).result
+
+    def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        return [e.result for e in self.check_many(texts)]
+
+    async def adecide(self, text: str) -> GuardResult:
+        return (await self.acheck(text)).result
+
+    async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        return [e.result for e in await self.acheck_many(texts)]
+
+    def last_window(self, text: str) -> str:
+        """The guard's rolling window for a streamed reply: each check of a stream whose
+        window scores in the band asks the judge again."""
+        return self.guard.last_window(text)
 
     def check(self, text: str) -> Escalated:
         """``acheck`` from synchronous code (it runs its own event loop).

@@ -354,3 +354,32 @@ def test_the_moderation_server_asks_the_judge_inside_the_band(server):
         metrics = httpx2.get(f"{url}/metrics").text
     assert 'guardrail_escalated_total{outcome="judged"} 2.0' in metrics
     assert 'guardrail_escalated_total{outcome="failed"} 1.0' in metrics
+
+
+# ---- the chat rails: a wrapped OpenAI client whose input rail asks the judge --------
+def test_a_wrapped_client_asks_the_judge_at_its_input_rail(server):
+    import openai
+
+    from guardrail_dro.serve.policy import GuardViolation
+    from guardrail_dro.serve.rails import wrap
+
+    eg = _cascade(server, Policy(refusal="Not here."))
+    client = wrap(openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0), eg)
+    blocked = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "a mild but stupid remark"}]
+    )
+    assert blocked.choices[0].message.content == "Not here."
+    assert sum(server.calls.values()) == 1  # the judge only: the model was never asked
+    fine = client.chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "what time is it"}]
+    )
+    assert fine.choices[0].message.content != "Not here."
+    assert sum(server.calls.values()) == 2  # the model, not the judge (score 0.05)
+    raising = wrap(
+        openai.OpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0),
+        _cascade(server, Policy(raise_on_violation=True)),
+    )
+    with pytest.raises(GuardViolation, match="input"):
+        raising.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "a mild but stupid remark"}]
+        )
