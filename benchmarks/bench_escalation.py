@@ -58,7 +58,8 @@ def end_to_end(guard, band, test, judge: str, toxic: np.ndarray, groups: np.ndar
 
     with FakeLLMServer(replay) as srv:
         ann = OpenAIAnnotator(judge, api_key="local-replay", base_url=srv.openai_base_url)
-        out = EscalatingGuard(guard, ann, band).check_many(test.texts)
+        with EscalatingGuard(guard, ann, band) as cascade:
+            out = cascade.check_many(test.texts)
         calls = sum(srv.calls.values())
     blocked = np.array([not e.allowed for e in out])
     return binary_metrics(blocked, toxic, groups) | {

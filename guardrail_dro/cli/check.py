@@ -182,7 +182,8 @@ def check_command(
 def _print_escalated(cascade: Any, texts: list[str], extras: list[dict]) -> list[Any]:
     """``check`` with ``--escalate``: one JSON object per text (the decision in force,
     ``escalated``, the judge's answer)."""
-    out = cascade.check_many(texts)
+    with cascade:  # closes the judge's connections when done
+        out = cascade.check_many(texts)
     for extra, e in zip(extras, out, strict=True):
         answer = None
         if e.judge is not None:

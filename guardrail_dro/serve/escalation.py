@@ -26,16 +26,16 @@ timeout) the guard's ``Policy.on_error`` decides and the result is degraded, nam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
 import time
-import weakref
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.escalation_band import (
     BandPoint,
@@ -45,7 +45,7 @@ from guardrail_dro.serve.escalation_band import (
     calibrate_escalation,
     calibration_arrays,
     choose_band,
-    guard_safe_classes,
+    judge_schema,
     judge_verdicts,
 )
 from guardrail_dro.serve.policy import Policy
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     from annotators.retry import RetryPolicy
     from annotators.templates import PromptTemplate
     from guardrail_dro.serve.guard import Guard
+
+_T = TypeVar("_T")
 
 __all__ = [
     "BandPoint",
@@ -70,19 +72,6 @@ __all__ = [
     "judge_schema",
     "judge_verdicts",
 ]
-
-
-def judge_schema(guard: Guard) -> LabelSchema:
-    """The label schema a judge is asked with: the guard's classes, its safe classes and
-    their readable names (from the decision rule in force).
-
-    Raises:
-        ConfigError: the guard has no safe class.
-    """
-    names = {c: n for c, n in zip(guard.labels, guard.rule.names, strict=True) if n != c}
-    return LabelSchema(
-        classes=tuple(guard.labels), safe=guard_safe_classes(guard), descriptions=names
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +152,10 @@ class EscalatingGuard:
         self.timeout_s = timeout_s
         self.template = template
         self.concurrency = concurrency
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
-        self._gates = weakref.WeakKeyDictionary()
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.checks = 0
         self.escalations = 0
         self.judge_failures = 0
@@ -188,8 +179,16 @@ class EscalatingGuard:
             return r
         p = np.array([max(float(r.scores.get(c, 0.0)), 1e-300) for c in self.guard.labels])
         v = self._blocking.rule.decide(np.log(p)[None, :])
+        # The action, refusal and harmful label are the rule's; the scores stay r's own
+        # (no round trip through log and softmax).
         return dataclasses.replace(
-            v, windows=r.windows, worst_window=r.worst_window, provider=r.provider
+            v,
+            scores=r.scores,
+            toxic_score=r.toxic_score,
+            triggered=r.triggered,
+            windows=r.windows,
+            worst_window=r.worst_window,
+            provider=r.provider,
         )
 
     def _allowed(self, r: GuardResult) -> GuardResult:
@@ -204,6 +203,7 @@ class EscalatingGuard:
             allowed=True,
             action="allow",
             replacement=None,
+            triggered=(),
             label=self.guard.labels[top],
             label_name=self._upper.rule.names[top],
         )
@@ -245,6 +245,8 @@ class EscalatingGuard:
             )
         except TimeoutError:
             return None, f"judge timed out after {timeout:g} s"
+        except Exception as exc:  # e.g. a missing SDK: the error policy decides, no crash
+            return None, f"judge failed: {type(exc).__name__}: {exc}"[:300]
         return answer, None
 
     async def _escalate(
@@ -289,9 +291,12 @@ class EscalatingGuard:
         """
         start = time.perf_counter() if start is None else start
         loop = asyncio.get_running_loop()
-        gate = self._gates.get(loop)
-        if gate is None:  # one per event loop: a semaphore is bound to its loop
-            gate = self._gates[loop] = asyncio.Semaphore(self.concurrency)
+        with self._lock:
+            for done in [lp for lp in self._gates if lp.is_closed()]:
+                del self._gates[done]  # a waiting semaphore holds its loop: drop it here
+            gate = self._gates.get(loop)
+            if gate is None:  # one per event loop: a semaphore is bound to its loop
+                gate = self._gates[loop] = asyncio.Semaphore(self.concurrency)
 
         async def one(text: str, r: GuardResult) -> Escalated:
             async with gate:
@@ -344,24 +349,48 @@ class EscalatingGuard:
         window scores in the band asks the judge again."""
         return self.guard.last_window(text)
 
-    def check(self, text: str) -> Escalated:
-        """``acheck`` from synchronous code (it runs its own event loop).
+    def _sync(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on this guard's own event loop, in its own daemon thread, and wait.
 
-        Raises:
-            RuntimeError: called inside a running event loop (use ``acheck`` there).
-        """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.acheck(text))
-        raise RuntimeError("EscalatingGuard.check inside an event loop: await acheck instead")
+        One loop for every synchronous caller, whatever their thread and whether or not
+        they run a loop of their own: the judge's HTTP client (bound to a loop) is built
+        once and shared, and a sync rail works inside async code as a plain ``Guard``'s
+        does (it blocks its caller for the judge's answer)."""
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="escalation-judge", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def close(self) -> None:
+        """Close the judge's connections and stop the sync API's event loop (a later
+        sync call starts another). Also ``with EscalatingGuard(...) as cascade:``."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):  # closing is best effort
+            asyncio.run_coroutine_threadsafe(self.judge.aclose(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    def __enter__(self) -> EscalatingGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def check(self, text: str) -> Escalated:
+        """``acheck`` from synchronous code, in any thread, inside a running event loop or
+        not (see ``_sync``)."""
+        return self._sync(self.acheck(text))
 
     def check_many(self, texts: Sequence[str]) -> list[Escalated]:
         """``acheck_many`` from synchronous code (see ``check``)."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.acheck_many(texts))
-        raise RuntimeError(
-            "EscalatingGuard.check_many inside an event loop: await acheck_many instead"
-        )
+        return self._sync(self.acheck_many(texts))

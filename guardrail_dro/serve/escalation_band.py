@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ __all__ = [
     "calibrate_escalation",
     "calibration_arrays",
     "choose_band",
+    "guard_safe_classes",
+    "judge_schema",
     "judge_verdicts",
 ]
 
@@ -252,6 +255,19 @@ def guard_safe_classes(guard: Guard) -> tuple[str, ...]:
     if not safe:
         raise ConfigError("the guard has no safe class: it has no toxic score to escalate on")
     return safe
+
+
+def judge_schema(guard: Guard) -> LabelSchema:
+    """The label schema a judge is asked with: the guard's classes, its safe classes and
+    their readable names (from the decision rule in force).
+
+    Raises:
+        ConfigError: the guard has no safe class.
+    """
+    names = {c: n for c, n in zip(guard.labels, guard.rule.names, strict=True) if n != c}
+    return LabelSchema(
+        classes=tuple(guard.labels), safe=guard_safe_classes(guard), descriptions=names
+    )
 
 
 def judge_verdicts(dataset: AnnotatedDataset, judge: str) -> np.ndarray:

@@ -4,7 +4,6 @@ ONNX guard for the calibration."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 
 import numpy as np
@@ -161,7 +160,20 @@ def _cascade(server, policy: Policy | None = None, band=BAND, scorer=None, **kw)
     guard = Guard.from_scorer(scorer, policy=policy)
     judge = OpenAIAnnotator("gpt-4o-mini", api_key="sk-test", base_url=server.openai_base_url)
     fast = RetryPolicy(max_attempts=2, initial=0.001, max_backoff=0.005, retry_after_cap=0.01)
-    return EscalatingGuard(guard, judge, band, retry=fast, **kw)
+    made = EscalatingGuard(guard, judge, band, retry=fast, **kw)
+    _MADE.append(made)
+    return made
+
+
+_MADE: list[EscalatingGuard] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_cascades():
+    """Close every cascade a test made: their sync loops and the judge's connections."""
+    yield
+    while _MADE:
+        _MADE.pop().close()
 
 
 @pytest.fixture
@@ -242,15 +254,72 @@ def test_a_slow_judge_is_cut_off(server):
 
 
 @pytest.mark.asyncio
-async def test_async_checks_and_the_sync_call_refused_inside_a_loop(server):
+async def test_async_checks_and_sync_checks_inside_a_running_loop(server):
     eg = _cascade(server)
     res = await eg.acheck("a mild but stupid remark")
     assert res.escalated and not res.allowed
-    with pytest.raises(RuntimeError, match="acheck"):
-        eg.check("hello")
+    inside = eg.check("a mild but stupid remark")  # a sync rail in async code: it blocks
+    assert inside.escalated and not inside.allowed
     many = await eg.acheck_many(["a mild question"] * 3)
     assert all(r.allowed and r.escalated for r in many)
-    await asyncio.sleep(0)
+
+
+def test_sync_checks_from_many_threads_share_one_judge_client(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    server.latency = 0.02
+    eg = _cascade(server)
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(eg.check, ["a mild but stupid remark", "a mild question"] * 12))
+    assert all(o.escalated and not o.result.degraded for o in out)
+    assert [o.allowed for o in out] == [False, True] * 12
+
+
+def test_a_judge_that_raises_is_left_to_the_error_policy(server):
+    class Broken:
+        name, model = "broken", "none"
+
+        def cache_params(self):
+            return {}
+
+        async def call(self, prompt, schema):
+            raise RuntimeError("no SDK here")
+
+        async def aclose(self):
+            return None
+
+    eg = _cascade(server)
+    broken = EscalatingGuard(eg.guard, Broken(), BAND)
+    _MADE.append(broken)
+    out = broken.check("a mild question")
+    assert out.escalated and not out.allowed and out.result.degraded
+    assert "no SDK here" in (out.result.error or "")
+
+
+def test_a_score_of_exactly_one_under_an_open_top_band_goes_to_the_judge(server):
+    class Certain(FakeScorer):
+        def logits(self, rows):  # P(safe) = exp(-60): 1 - P(safe) is exactly 1.0
+            return np.array([[-60.0, 0.0]] * len(rows))
+
+    open_top = BAND.model_copy(update={"high": 2.0})
+    eg = _cascade(server, band=open_top, scorer=Certain(_probs, labels=LABELS))
+    out = eg.check("a harmless question")  # the judge (keyword rule) says safe
+    assert out.result.toxic_score == 1.0 and out.escalated and out.allowed
+    assert out.result.triggered == () and out.result.to_openai_moderation()["flagged"] is False
+
+
+def test_a_three_class_text_on_the_lower_edge_keeps_its_own_scores(server):
+    def probs(text):
+        return {"a": 0.32, "b": 0.2}
+
+    scorer = FakeScorer(probs, labels=("safe", "a", "b"))
+    probe = Guard.from_scorer(scorer)
+    edge = probe.decide("x").toxic_score
+    band = BAND.model_copy(update={"low": edge})
+    eg = _cascade(server, band=band, scorer=scorer)  # the judge's "safe"/"toxic": "toxic" is
+    out = eg.check("a stupid question")  # not a class here: invalid, fail closed
+    assert out.escalated and not out.allowed and out.result.degraded
+    assert out.result.toxic_score == edge and out.result.label == "a"
 
 
 # ---- calibration on a real ONNX guard ----------------------------------------------
@@ -383,3 +452,28 @@ def test_a_wrapped_client_asks_the_judge_at_its_input_rail(server):
         raising.chat.completions.create(
             model="m", messages=[{"role": "user", "content": "a mild but stupid remark"}]
         )
+
+
+def test_calibration_scores_a_long_text_as_the_runtime_will():
+    """The guard's own per-class thresholds would make the 'a' window decide (0.25);
+    the band is applied with them off, where the most toxic window ('b', 0.6) decides,
+    and calibration must score it the same way."""
+    from guardrail_dro.data.items import AnnotatedDataset, Annotation, Item
+    from guardrail_dro.data.schema import LabelSchema
+    from guardrail_dro.serve.escalation import band_guard, calibration_arrays
+
+    def probs(window):
+        return {"a": 0.25} if "AAA" in window else {"b": 0.6} if "BBB" in window else {}
+
+    scorer = FakeScorer(probs, labels=("safe", "a", "b"), max_length=16, stride=4)
+    guard = Guard.from_scorer(scorer, thresholds={"a": 0.2, "b": 0.9}, toxic_threshold=0.5)
+    text = "AAA" + " " * 30 + "BBB"
+    assert guard.decide(text).toxic_score == pytest.approx(0.25)
+    schema = LabelSchema(classes=("safe", "a", "b"), safe=("safe",))
+    items = [
+        Item(item_id=i, text=t, gold=g, annotations=(Annotation(annotator="j", label=g),))
+        for i, t, g in (("1", text, "b"), ("2", "hi", "safe"))
+    ]
+    scores, toxic, judge = calibration_arrays(guard, AnnotatedDataset(items, schema), "j")
+    assert scores[0] == pytest.approx(0.6) == band_guard(guard, 1.0).decide(text).toxic_score
+    assert toxic.tolist() == judge.tolist() == [True, False]
