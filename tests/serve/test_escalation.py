@@ -377,6 +377,7 @@ def test_the_commands_choose_a_band_and_check_with_it(guard_dir, guard, syntheti
     ])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "(chosen)" in res.stdout and "empty: guard alone" in res.stdout
+    assert "judge alone" in res.stdout
     band = EscalationBand.load(band_path)
     assert band == calibrate_escalation(guard, synthetic["valid"], judge, target_recall=0.8,
                                         max_defer=0.3)  # fmt: skip
