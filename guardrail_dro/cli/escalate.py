@@ -116,7 +116,7 @@ def escalation(
             f"{band.valid.fpr:.3f}",
             f"{band.valid.deferred:.1%}",
         )
-    _, toxic, verdict = arrays  # what the band can reach at most: the judge on every text
+    _, toxic, verdict = arrays  # for reference: the judge on every text
     t.add_row("judge alone", "", f"{verdict[toxic].mean():.3f}", f"{verdict[~toxic].mean():.3f}",
               "100%", style="dim")  # fmt: skip
     Console().print(t)
