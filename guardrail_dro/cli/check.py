@@ -18,7 +18,6 @@ from guardrail_dro.cli.options import GuardDir, takes_option_groups
 
 __all__ = ["check_command", "register"]
 
-
 _HELP = (
     "Check texts with a guard artifact and print the results as JSON.\n\n"
     "One TEXT: prints one JSON object (allowed, label, scores, triggered, toxic_score, "

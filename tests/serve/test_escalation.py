@@ -424,6 +424,9 @@ def test_the_moderation_server_asks_the_judge_inside_the_band(server):
         metrics = httpx2.get(f"{url}/metrics").text
     assert 'guardrail_escalated_total{outcome="judged"} 2.0' in metrics
     assert 'guardrail_escalated_total{outcome="failed"} 1.0' in metrics
+    other = Guard.from_scorer(FakeScorer(_probs, labels=LABELS))
+    with pytest.raises(ConfigError, match="must wrap the guard served"):
+        create_app(other, ServeConfig(), eg)
 
 
 # ---- the chat rails: a wrapped OpenAI client whose input rail asks the judge --------

@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.escalation import EscalatingGuard
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
@@ -129,6 +130,8 @@ def create_app(
         >>> uvicorn.run(app, port=8000)
     """
     config = config or ServeConfig()
+    if escalation is not None and escalation.guard is not guard:
+        raise ConfigError("the escalating guard must wrap the guard served (escalation.guard)")
     metrics = ServerMetrics()
     batcher = MicroBatcher(
         guard if escalation is None else escalation.upper,
