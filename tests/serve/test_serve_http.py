@@ -158,6 +158,10 @@ def test_oversized_body_without_length_is_refused(served: str) -> None:
 
 
 def test_health_ready_metrics_and_unknown_paths(served: str) -> None:
+    # its own accepted and refused requests, so that it holds alone or in any order
+    ok = httpx2.post(f"{served}/v1/moderations", json={"input": "hi"}, headers=auth())
+    refused = httpx2.post(f"{served}/v1/moderations", json={"input": "hi"}, headers=auth("x"))
+    assert (ok.status_code, refused.status_code) == (200, 401)
     assert httpx2.get(f"{served}/healthz").json() == {"status": "ok"}
     ready = httpx2.get(f"{served}/readyz")
     assert ready.status_code == 200 and ready.json()["labels"]
