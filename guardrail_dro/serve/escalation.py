@@ -21,6 +21,9 @@ or any OpenAI-compatible server; ``annotators``): one ``label_text`` call per te
 the band, retried and validated like any annotation, bounded by ``timeout_s``. When the
 judge cannot answer (an API error past the retry budget, an invalid reply, a refusal, a
 timeout) the guard's ``Policy.on_error`` decides and the result is degraded, naming why.
+The judge's answers are remembered (``serve.judging``: bounded, keyed by the text,
+never a failure) and identical texts in flight share one call, so a text asked again (a
+retried request, a common prompt) does not pay twice.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import dataclasses
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -48,6 +50,7 @@ from guardrail_dro.serve.escalation_band import (
     judge_schema,
     judge_verdicts,
 )
+from guardrail_dro.serve.judging import Escalated, JudgeMemo
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.result import GuardResult
 
@@ -74,27 +77,6 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Escalated:
-    """What an ``EscalatingGuard`` decided about one text.
-
-    Attributes:
-        result: the decision in force (the guard's, or the judge's inside the band).
-        guard: the guard's own result at the band's upper edge, before any judge.
-        escalated: the text's score was in the band, so the judge was asked.
-        judge: the judge's answer (None when not asked or when it timed out).
-    """
-
-    result: GuardResult
-    guard: GuardResult
-    escalated: bool
-    judge: AnnotationResult | None = None
-
-    @property
-    def allowed(self) -> bool:
-        return self.result.allowed
-
-
 class EscalatingGuard:
     """A guard that asks an LLM judge about the texts in its band (module docstring).
 
@@ -115,8 +97,11 @@ class EscalatingGuard:
         timeout_s: the most one judge answer may take, retries included; past it the
             error policy decides.
         template: the judge's prompt template (default: the built-in prompt).
-        concurrency: judge calls in flight at once, per event loop (a server's requests
-            share the limit).
+        concurrency: texts waiting on the judge at once, per event loop (a server's
+            requests share the limit; a call whose waiter gave up at a deadline runs on
+            outside it, up to ``timeout_s``, and its answer is remembered).
+        memo: the judge answers kept, most recently used first, keyed by the text (0:
+            none); a text in the band asked again reuses its answer instead of a call.
 
     Example:
         >>> band = calibrate_escalation(guard, valid, judge="label_5", max_defer=0.2)
@@ -135,9 +120,10 @@ class EscalatingGuard:
         timeout_s: float = 30.0,
         template: PromptTemplate | None = None,
         concurrency: int = 8,
+        memo: int = 4096,
     ) -> None:
-        if timeout_s <= 0 or concurrency < 1:
-            raise ConfigError("timeout_s must be > 0 and concurrency >= 1")
+        if timeout_s <= 0 or concurrency < 1 or memo < 0:
+            raise ConfigError("timeout_s must be > 0, concurrency >= 1 and memo >= 0")
         self.band = band
         self.guard = guard
         self.schema = judge_schema(guard)  # ConfigError when the guard has no safe class
@@ -153,18 +139,20 @@ class EscalatingGuard:
         self.template = template
         self.concurrency = concurrency
         self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self.memo = JudgeMemo(memo)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self.checks = 0
         self.escalations = 0
         self.judge_failures = 0
+        self.remembered = 0
 
     def __repr__(self) -> str:
         return (
             f"EscalatingGuard(band=[{self.band.low:.3f}, {self.band.high:.3f}), judge="
             f"{getattr(self.judge, 'name', self.judge)!r}, escalated {self.escalations} of "
-            f"{self.checks})"
+            f"{self.checks}, {self.remembered} from the memo)"
         )
 
     def _in_band(self, r: GuardResult) -> bool:
@@ -233,9 +221,10 @@ class EscalatingGuard:
             latency_ms=ms,
         )
 
-    async def _ask(self, text: str, timeout: float) -> tuple[AnnotationResult | None, str | None]:
+    async def _ask(self, text: str) -> tuple[AnnotationResult | None, str | None]:
         from annotators.labelling import label_text
 
+        timeout = self.timeout_s
         try:
             answer = await asyncio.wait_for(
                 label_text(
@@ -256,11 +245,21 @@ class EscalatingGuard:
         if not self._in_band(r):
             return Escalated(result=r, guard=r, escalated=False)
         self.escalations += 1
+        known = self.memo.recall(text)
+        if known is not None:
+            self.remembered += 1
+            return Escalated(
+                result=self._judged(r, known, None, start),
+                guard=r,
+                escalated=True,
+                judge=known,
+                remembered=True,
+            )
         left = self.timeout_s if deadline is None else deadline - time.perf_counter()
         answer: AnnotationResult | None = None
         why: str | None = "no time left for the judge before the deadline"
         if left > 0:
-            answer, why = await self._ask(text, min(left, self.timeout_s))
+            answer, why = await self.memo.ask(text, min(left, self.timeout_s), self._ask)
         return Escalated(
             result=self._judged(r, answer, why, start), guard=r, escalated=True, judge=answer
         )
@@ -374,6 +373,7 @@ class EscalatingGuard:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
             return
+        loop.call_soon_threadsafe(self.memo.cancel, loop)  # calls still in flight on it
         with contextlib.suppress(Exception):  # closing is best effort
             asyncio.run_coroutine_threadsafe(self.judge.aclose(), loop).result(timeout=10)
         loop.call_soon_threadsafe(loop.stop)

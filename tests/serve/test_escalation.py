@@ -235,6 +235,54 @@ def test_a_failed_judge_fails_closed_even_when_violations_are_only_flagged(serve
     assert flagged.allowed and flagged.result.action == "flag"  # judged: the policy's action
 
 
+def test_a_text_asked_again_reuses_the_judges_answer(server):
+    eg = _cascade(server)
+    first = eg.check("a mild but stupid remark")
+    again = eg.check_many(["a mild but stupid remark", "a mild question", "a mild question"])
+    assert sum(server.calls.values()) == 2  # one call per distinct text in the band
+    assert again[0].remembered and not first.remembered and again[0].judge == first.judge
+    assert again[0].result.allowed is first.result.allowed is False
+    assert [o.allowed for o in again[1:]] == [True, True]  # duplicates in flight: one call
+    assert (eg.escalations, eg.remembered) == (4, 1) and len(eg.memo) == 2
+    forgetful = _cascade(server, memo=0)
+    forgetful.check("a mild but stupid remark")
+    forgetful.check("a mild but stupid remark")
+    assert sum(server.calls.values()) == 4 and len(forgetful.memo) == 0
+
+
+def test_the_memo_keeps_answers_only_and_forgets_the_least_recent(server):
+    eg = _cascade(server, memo=2)
+    refused = eg.check("a mild bomb question")  # the keyword judge refuses it
+    assert refused.result.degraded
+    eg.check("a mild bomb question")  # a failure is asked again, never remembered
+    assert sum(server.calls.values()) == 2 and len(eg.memo) == 0
+    for text in ("a mild one", "a mild two", "a mild one", "a mild three"):
+        eg.check(text)
+    assert sum(server.calls.values()) == 5  # "one" was remembered, then used again
+    assert eg.memo.recall("a mild two") is None  # the least recently used went first
+    assert eg.memo.recall("a mild one") is not None
+    with pytest.raises(ConfigError, match="memo"):
+        _cascade(server, memo=-1)
+
+
+@pytest.mark.asyncio
+async def test_a_slow_call_shared_in_flight_keeps_each_waiters_time_limit(server):
+    import asyncio
+    import time
+
+    server.latency = 0.4
+    eg = _cascade(server)
+    r = eg.upper.decide("a mild question")
+    near = time.perf_counter() + 0.1
+    hurried, patient = await asyncio.gather(
+        eg.resolve(["a mild question"], [r], deadline=near),
+        eg.resolve(["a mild question"], [r]),
+    )
+    assert hurried[0].result.degraded and "timed out" in (hurried[0].result.error or "")
+    assert patient[0].allowed and not patient[0].result.degraded
+    assert sum(server.calls.values()) == 1 and eg.memo.recall("a mild question") is not None
+
+
 @pytest.mark.asyncio
 async def test_no_time_left_means_no_call(server):
     import time
@@ -417,13 +465,16 @@ def test_the_moderation_server_asks_the_judge_inside_the_band(server):
         assert sum(server.calls.values()) == 2
         assert dict(got[2].guardrail)["label"] == "toxic"
         assert [dict(r.guardrail)["escalated"] for r in got] == [False, False, True, True]
+        again = api.moderations.create(input="a mild but stupid remark").results[0]
+        assert again.flagged and sum(server.calls.values()) == 2  # from the memo
         server.latency = 3.0  # slower than the request's 2 s: cut off, fail closed
-        slow = api.moderations.create(input="a mild question").results[0]
+        slow = api.moderations.create(input="another mild question").results[0]
         assert slow.flagged and dict(slow.guardrail)["degraded"]
         assert "judge timed out" in dict(slow.guardrail)["error"]
         metrics = httpx2.get(f"{url}/metrics").text
     assert 'guardrail_escalated_total{outcome="judged"} 2.0' in metrics
     assert 'guardrail_escalated_total{outcome="failed"} 1.0' in metrics
+    assert 'guardrail_escalated_total{outcome="remembered"} 1.0' in metrics
     other = Guard.from_scorer(FakeScorer(_probs, labels=LABELS))
     with pytest.raises(ConfigError, match="must wrap the guard served"):
         create_app(other, ServeConfig(), eg)

@@ -167,7 +167,7 @@ def create_app(
                 done = await escalation.resolve(
                     texts, results, start=start, deadline=start + timeout
                 )
-                metrics.observe_escalations([not e.result.degraded for e in done if e.escalated])
+                metrics.observe_escalations([e.outcome for e in done if e.escalated])
                 results = [e.result for e in done]
                 escalated = [e.escalated for e in done]
         except ApiError as err:

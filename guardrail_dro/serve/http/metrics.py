@@ -59,7 +59,8 @@ class ServerMetrics:
         self.queued = Gauge("guardrail_queued_texts", "Texts waiting for the model", registry=reg)
         self.escalated = Counter(
             "guardrail_escalated",
-            "Texts sent to the LLM judge (outcome: judged, or failed and left to on_error)",
+            "Texts in the LLM judge's band (outcome: judged by a call, remembered from an "
+            "earlier call on the same text, or failed and left to on_error)",
             ["outcome"],
             registry=reg,
         )
@@ -76,10 +77,10 @@ class ServerMetrics:
             else:
                 self.texts.labels(outcome="flagged" if r.violation else "allowed").inc()
 
-    def observe_escalations(self, judged: Sequence[bool]) -> None:
-        """One entry per text sent to the judge: True when its answer decided."""
-        for ok in judged:
-            self.escalated.labels(outcome="judged" if ok else "failed").inc()
+    def observe_escalations(self, outcomes: Sequence[str]) -> None:
+        """One entry per text in the band: "judged", "remembered" or "failed"."""
+        for outcome in outcomes:
+            self.escalated.labels(outcome=outcome).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""
