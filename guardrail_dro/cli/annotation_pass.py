@@ -12,7 +12,7 @@ from rich.console import Console
 
 from guardrail_dro.data.items import AnnotatedDataset
 
-__all__ = ["annotation_pass"]
+__all__ = ["annotation_pass", "replay_handler"]
 
 
 def _strip(ds: AnnotatedDataset, annotator: str) -> AnnotatedDataset:
@@ -25,7 +25,7 @@ def _strip(ds: AnnotatedDataset, annotator: str) -> AnnotatedDataset:
     return AnnotatedDataset(items, ds.schema, name=ds.name)
 
 
-def _replay_handler(splits: Sequence[AnnotatedDataset], annotator: str):
+def replay_handler(splits: Sequence[AnnotatedDataset], annotator: str):
     """A handler answering each text with the label, rationale and confidence that
     ``annotator`` gave it: a deterministic, offline stand-in for an LLM."""
     from annotators.testing import FakeReply
@@ -79,7 +79,7 @@ def annotation_pass(
             def cache_params(self) -> dict:
                 return {**super().cache_params(), "base_url": "local-replay"}
 
-        server = FakeLLMServer(_replay_handler(list(splits.values()), replay)).start()
+        server = FakeLLMServer(replay_handler(list(splits.values()), replay)).start()
         annotators = [
             ReplayAnnotator(
                 f"sim-{replay}", base_url=server.openai_base_url, api_key="local-replay"

@@ -1,4 +1,5 @@
-"""``guardrail-dro quickstart``: the main job end to end, annotate -> train -> export -> guard.
+"""``guardrail-dro quickstart``: the main job end to end, annotate -> train -> export ->
+escalate -> guard.
 
 The command calls ``run_quickstart``, the orchestrator below: with its annotation pass
 (``cli/annotation_pass.py``) it is the one place in ``guardrail_dro`` that drives
@@ -33,6 +34,7 @@ from rich.console import Console
 from guardrail_dro.cli.annotation_pass import annotation_pass
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
+from guardrail_dro.cli.quick_escalation import TARGET_RECALL, escalation_stage
 from guardrail_dro.cli.quick_guards import export_guard, train_output_guard
 from guardrail_dro.cli.quick_recipe import (
     QUICK_METHODS,
@@ -126,7 +128,7 @@ def run_quickstart(
     output_guard: bool | None = None,
     console: Console | None = None,
 ) -> dict:
-    """Run the four stages; returns what a caller (or a test) may want to check.
+    """Run the five stages; returns what a caller (or a test) may want to check.
 
     Args:
         data: a bundled dataset name or a folder with train/valid/test CSVs (default:
@@ -150,7 +152,7 @@ def run_quickstart(
     Returns:
         ``{"report": BenchReport, "guard_dir": Path, "output_guard_dir": Path | None,
         "results": [(role, text, benign, GuardResult)], "background": BackgroundChoice |
-        None}``
+        None, "escalation": quick_escalation.escalation_stage's dict | None}``
     """
     from guardrail_dro.data.synthetic import make_synthetic
     from guardrail_dro.serve.guard import Guard
@@ -175,7 +177,8 @@ def run_quickstart(
         splits = _read_real(Path(data), Path(schema) if schema else None)
         source = f"{data}, shipped in the package" if str(data) == "toxic-questions" else str(data)
         replay = REPLAYED_REAL if REPLAYED_REAL in splits["train"].annotators else ""
-    console.rule(f"[bold]1/4 data and LLM annotations[/] ({source})")
+    console.rule(f"[bold]1/5 data and LLM annotations[/] ({source})")
+    before = set(splits["valid"].annotators)
     if live or replay:
         splits = annotation_pass(
             splits,
@@ -206,7 +209,7 @@ def run_quickstart(
     methods = list(METHODS) if synthetic else list(QUICK_METHODS)
     seeds = seeds or (1 if synthetic else QUICK_SEEDS)
     console.rule(
-        f"[bold]2/4 train our method and the baselines[/] (frozen MiniLM; {', '.join(methods)}"
+        f"[bold]2/5 train our method and the baselines[/] (frozen MiniLM; {', '.join(methods)}"
         + (f"; background-safe text: {', '.join(bg)}" if bg else "")
         + (f"; harmful text: {', '.join(bad)})" if bad else ")")
     )
@@ -258,7 +261,7 @@ def run_quickstart(
     )
 
     # 3. the model to ship (the bench's ours, the seed valid prefers) and its export --------
-    console.rule("[bold]3/4 export the guard[/] (ONNX fp32 + int8, parity checked)")
+    console.rule("[bold]3/5 export the guard[/] (ONNX fp32 + int8, parity checked)")
     result = _valid_best(shipped, metric, console) or BiLevelTrainer(
         cfg.model_copy(update={"method": "ours", "progress": False})
     ).fit(splits["train"], splits["valid"])
@@ -288,8 +291,26 @@ def run_quickstart(
     if output_guard:
         output_dir = train_output_guard(cfg, splits, out, console)
 
-    # 4. guard a few chat turns ---------------------------------------------------------------
-    console.rule("[bold]4/4 guard.check on chat turns[/]")
+    # 4. the guard's unsure band to the LLM judge ---------------------------------------------
+    escalation = None
+    judged = [a for a in splits["valid"].annotators if a not in before]
+    if replay and not live and judged and replay in splits["test"].annotators:
+        console.rule(
+            f"[bold]4/5 escalate the unsure band to the LLM judge[/] (replayed {replay}, "
+            f"recall >= {TARGET_RECALL:.2f})"
+        )
+        escalation = escalation_stage(guard_dir, splits, judged[0], replay, out, console)
+    elif live and judged:
+        console.rule("[bold]4/5 escalate the unsure band to the LLM judge[/] (skipped: --live)")
+        console.print(
+            f"  the judge would be paid for the test texts in the band; choose one with: "
+            f"guardrail-dro escalation --guard {guard_dir} --valid {out / 'data' / 'valid.jsonl'}"
+            f" --judge {judged[0]} --out {out / 'escalation-band.json'}",
+            highlight=False,
+        )
+
+    # 5. guard a few chat turns ---------------------------------------------------------------
+    console.rule("[bold]5/5 guard.check on chat turns[/]")
     results = check_turns(
         Guard.load(guard_dir), console, Guard.load(output_dir) if output_dir else None
     )
@@ -300,6 +321,7 @@ def run_quickstart(
         "output_guard_dir": output_dir,
         "results": results,
         "background": result.background,
+        "escalation": escalation,
     }
 
 

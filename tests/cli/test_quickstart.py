@@ -78,9 +78,10 @@ def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) 
 
 @pytest.mark.slow
 def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path) -> None:
-    """The main job as a function: all four stages, then again from the caches."""
+    """The main job as a function: all five stages, then again from the caches."""
     pytest.importorskip("onnxruntime")
-    from guardrail_dro.cli.quickstart import CHAT_TURNS, run_quickstart
+    from guardrail_dro.cli.quickstart import CHAT_TURNS, REPLAYED, run_quickstart
+    from guardrail_dro.serve.escalation import EscalationBand, band_predictions, judge_verdicts
 
     out = io.StringIO()
     console = Console(file=out, width=200)
@@ -98,6 +99,17 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
     for name in ("group_accuracy.png", "results.json", "paired_differences.png"):
         assert (tmp_path / "report" / name).is_file()
     assert "mv" in first["report"].paired and "interval [" in text
+    # the escalation stage: the cascade's test decisions are the band's, the replayed
+    # judge's recorded labels deciding inside it, and only those texts cost a call
+    esc = first["escalation"]
+    band = EscalationBand.load(tmp_path / "escalation-band.json")
+    assert band == esc["band"] and band.judge.startswith("openai:")
+    test = make_synthetic(n_train=120, n_valid=60, n_test=40, seed=0)["test"]
+    verdict = judge_verdicts(test, REPLAYED) == 1
+    blocked, deferred = band_predictions(esc["scores"], verdict, band.low, band.high)
+    assert (esc["blocked"] == blocked).all()
+    assert esc["judge_calls"] == deferred.sum() and esc["sent"] == deferred.mean()
+    assert esc["degraded"] == 0 and "guard + judge" in text and "judge call(s)" in text
 
     out.truncate(0)
     out.seek(0)
