@@ -50,9 +50,10 @@ def escalation_stage(
     the cascade with a judge replaying column ``replay`` of test, and print the table.
 
     Returns:
-        ``{"band": EscalationBand, "shipped", "guard_alone", "cascade": OperatingPoint,
-        "judge_alone": OperatingPoint | None, "sent": float, "judge_calls":
-        int, "degraded": int, "blocked": ndarray, "scores": ndarray}`` (test).
+        ``{"band", "alone_band": EscalationBand, "shipped", "guard_alone", "cascade":
+        OperatingPoint, "judge_alone": OperatingPoint | None, "sent": float,
+        "judge_calls": int, "degraded": int, "blocked": ndarray, "scores": ndarray}``
+        (on test; the bands are chosen on valid).
     """
     from annotators.openai_annotator import OpenAIAnnotator
     from annotators.testing import FakeLLMServer
@@ -86,9 +87,9 @@ def escalation_stage(
             checked = cascade.check_many(test.texts)
         calls = sum(srv.calls.values())
     scores = np.array([e.guard.toxic_score for e in checked])
-    blocked = np.array([not e.allowed for e in checked])
+    blocked = np.array([e.result.violation for e in checked])  # flagged counts, as blocked
     sent = float(np.mean([e.escalated for e in checked]))
-    shipped = np.array([not r.allowed for r in guard.decide_many(test.texts)])
+    shipped = np.array([r.violation for r in guard.decide_many(test.texts)])
     rows: dict[str, tuple[OperatingPoint, float]] = {
         "guard as shipped": (binary_metrics(shipped, toxic, groups, names), 0.0),
         f"guard at recall {TARGET_RECALL:.2f}": (
@@ -135,6 +136,7 @@ def escalation_stage(
     )
     return {
         "band": band,
+        "alone_band": alone,
         "shipped": rows["guard as shipped"][0],
         "guard_alone": rows[f"guard at recall {TARGET_RECALL:.2f}"][0],
         "cascade": rows["guard + judge"][0],

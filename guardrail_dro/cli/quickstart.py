@@ -300,12 +300,15 @@ def run_quickstart(
             f"recall >= {TARGET_RECALL:.2f})"
         )
         escalation = escalation_stage(guard_dir, splits, judged[0], replay, out, console)
-    elif live and judged:
-        console.rule("[bold]4/5 escalate the unsure band to the LLM judge[/] (skipped: --live)")
+    else:
+        why = "--live" if live else "no LLM annotator's labels on valid and test to replay"
+        console.rule(f"[bold]4/5 escalate the unsure band to the LLM judge[/] (skipped: {why})")
+        column = judged[0] if judged else "COLUMN"
         console.print(
-            f"  the judge would be paid for the test texts in the band; choose one with: "
-            f"guardrail-dro escalation --guard {guard_dir} --valid {out / 'data' / 'valid.jsonl'}"
-            f" --judge {judged[0]} --out {out / 'escalation-band.json'}",
+            ("  the judge would be paid for the test texts in the band; " if live else "  ")
+            + f"choose a band with: guardrail-dro escalation --guard {guard_dir} --valid "
+            f"{out / 'data' / 'valid.jsonl'} --judge {column} --out {out / 'escalation-band.json'}"
+            + ("" if judged else " (COLUMN: an LLM annotator's column of valid)"),
             highlight=False,
         )
 

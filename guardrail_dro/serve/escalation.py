@@ -29,7 +29,6 @@ retried request, a common prompt) does not pay twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import threading
 import time
@@ -50,7 +49,7 @@ from guardrail_dro.serve.escalation_band import (
     judge_schema,
     judge_verdicts,
 )
-from guardrail_dro.serve.judging import Escalated, JudgeMemo
+from guardrail_dro.serve.judging import Escalated, JudgeMemo, LoopThread
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.result import GuardResult
 
@@ -97,9 +96,8 @@ class EscalatingGuard:
         timeout_s: the most one judge answer may take, retries included; past it the
             error policy decides.
         template: the judge's prompt template (default: the built-in prompt).
-        concurrency: texts waiting on the judge at once, per event loop (a server's
-            requests share the limit; a call whose waiter gave up at a deadline runs on
-            outside it, up to ``timeout_s``, and its answer is remembered).
+        concurrency: judge calls in flight at once, per event loop (a server's requests
+            share the limit).
         memo: the judge answers kept, most recently used first, keyed by the text (0:
             none); a text in the band asked again reuses its answer instead of a call.
 
@@ -141,8 +139,7 @@ class EscalatingGuard:
         self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self.memo = JudgeMemo(memo)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._runner = LoopThread("escalation-judge")
         self.checks = 0
         self.escalations = 0
         self.judge_failures = 0
@@ -355,30 +352,13 @@ class EscalatingGuard:
         they run a loop of their own: the judge's HTTP client (bound to a loop) is built
         once and shared, and a sync rail works inside async code as a plain ``Guard``'s
         does (it blocks its caller for the judge's answer)."""
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="escalation-judge", daemon=True
-                )
-                thread.start()
-                self._loop, self._thread = loop, thread
-            loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return self._runner.run(coro)
 
     def close(self) -> None:
-        """Close the judge's connections and stop the sync API's event loop (a later
-        sync call starts another). Also ``with EscalatingGuard(...) as cascade:``."""
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(self.memo.cancel, loop)  # calls still in flight on it
-        with contextlib.suppress(Exception):  # closing is best effort
-            asyncio.run_coroutine_threadsafe(self.judge.aclose(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.close()
+        """Close the judge's connections and stop the sync API's event loop (checks still
+        waiting on it raise; a later sync call starts another loop). Also ``with
+        EscalatingGuard(...) as cascade:``."""
+        self._runner.close(self.judge.aclose)
 
     def __enter__(self) -> EscalatingGuard:
         return self

@@ -6,23 +6,28 @@ band. In use the same text comes back (a retried request, a common prompt, a bat
 duplicates), and each call costs money and a second or so. ``JudgeMemo`` keeps the
 labelled answers, most recently used first, up to ``size`` texts (never a failure: an
 error, a refusal or a timeout is asked again next time), and lets identical texts in
-flight at once on one event loop share one call.
+flight at once on one event loop share one call (cancelled when no one waits for it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from annotators.base import AnnotationResult
     from guardrail_dro.serve.result import GuardResult
 
-__all__ = ["Answer", "Escalated", "JudgeMemo"]
+__all__ = ["Answer", "Escalated", "JudgeMemo", "LoopThread"]
+
+_T = TypeVar("_T")
 
 Answer = tuple["AnnotationResult | None", "str | None"]
 """(the judge's answer or None, why there is none)."""
@@ -76,10 +81,15 @@ class JudgeMemo:
         self.size = size
         self._answers: OrderedDict[str, AnnotationResult] = OrderedDict()
         self._lock = threading.Lock()  # a server's loop and the sync loop share it
-        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future[Answer]] = {}
+        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], _Shared] = {}
 
     def __len__(self) -> int:
         return len(self._answers)
+
+    @property
+    def in_flight(self) -> int:
+        """Judge calls running now, on every loop."""
+        return len(self._inflight)
 
     def recall(self, text: str) -> AnnotationResult | None:
         """The answer kept for ``text``, or None."""
@@ -105,24 +115,91 @@ class JudgeMemo:
         self, text: str, timeout: float, call: Callable[[str], Awaitable[Answer]]
     ) -> Answer:
         """``call(text)``, shared with identical texts in flight on this loop. Each waiter
-        gives up after its own ``timeout``; the call itself runs on to the limit ``call``
-        sets (the judge's own timeout), for the other waiters and for the memo, so a text
-        cut off by a request's deadline is answered from the memo next time."""
+        gives up after its own ``timeout``; the call runs while anyone waits on it (at
+        most to the limit ``call`` sets, the judge's own timeout) and is cancelled when
+        the last waiter gives up, so its cost stays bounded by the callers' deadlines.
+        A labelled answer is remembered."""
         key = (asyncio.get_running_loop(), text)
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(call(text))
-            self._inflight[key] = pending
-            pending.add_done_callback(lambda _f: self._inflight.pop(key, None))
+        with self._lock:
+            shared = self._inflight.get(key)
+            if shared is None:
+                shared = self._inflight[key] = _Shared(asyncio.ensure_future(call(text)))
+                shared.future.add_done_callback(functools.partial(self._settle, key, text))
+            shared.waiters += 1
         try:
-            answer, why = await asyncio.wait_for(asyncio.shield(pending), timeout)
+            return await asyncio.wait_for(asyncio.shield(shared.future), timeout)
         except TimeoutError:
             return None, f"judge timed out after {timeout:g} s"
-        self.remember(text, answer)
-        return answer, why
+        finally:
+            shared.waiters -= 1
+            if shared.waiters == 0 and not shared.future.done():
+                shared.future.cancel()  # nobody waits for it any more
 
-    def cancel(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Cancel the calls in flight on ``loop`` (call it on that loop, before closing it)."""
-        for (lp, _), pending in list(self._inflight.items()):
-            if lp is loop:
-                pending.cancel()
+    def _settle(self, key: tuple[asyncio.AbstractEventLoop, str], text: str, done: Any) -> None:
+        with self._lock:
+            shared = self._inflight.get(key)
+            if shared is not None and shared.future is done:
+                del self._inflight[key]
+        if not done.cancelled() and done.exception() is None:
+            self.remember(text, done.result()[0])
+
+
+class _Shared:
+    """One judge call in flight and how many texts wait on it."""
+
+    __slots__ = ("future", "waiters")
+
+    def __init__(self, future: asyncio.Future[Answer]) -> None:
+        self.future = future
+        self.waiters = 0
+
+
+class LoopThread:
+    """An event loop of its own in a daemon thread, started on first use: where an
+    escalating guard's sync calls run (``EscalatingGuard._sync`` says why)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coro`` on the loop and wait for it.
+
+        Raises:
+            RuntimeError: ``close`` cancelled it.
+        """
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            loop = self._loop
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        except concurrent.futures.CancelledError:
+            raise RuntimeError(f"{self.name}: closed during the call") from None
+
+    def close(self, last: Callable[[], Awaitable[object]]) -> None:
+        """Cancel and await every task still on the loop (a waiting ``run`` then raises
+        instead of hanging), await ``last()`` there (e.g. closing an HTTP client bound to
+        the loop), then stop the loop and its thread. A later ``run`` starts another."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return
+
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await last()
+
+        with contextlib.suppress(Exception):  # closing is best effort
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -81,7 +82,9 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
     """The main job as a function: all five stages, then again from the caches."""
     pytest.importorskip("onnxruntime")
     from guardrail_dro.cli.quickstart import CHAT_TURNS, REPLAYED, run_quickstart
+    from guardrail_dro.serve.calibration import binary_metrics
     from guardrail_dro.serve.escalation import EscalationBand, band_predictions, judge_verdicts
+    from guardrail_dro.serve.guard import Guard
 
     out = io.StringIO()
     console = Console(file=out, width=200)
@@ -106,10 +109,19 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
     assert band == esc["band"] and band.judge.startswith("openai:")
     test = make_synthetic(n_train=120, n_valid=60, n_test=40, seed=0)["test"]
     verdict = judge_verdicts(test, REPLAYED) == 1
+    safe = np.asarray(test.schema.safe_mask(), dtype=bool)
+    truth = (~safe[test.gold_array()], test.group_array(), list(test.groups))
     blocked, deferred = band_predictions(esc["scores"], verdict, band.low, band.high)
     assert (esc["blocked"] == blocked).all()
     assert esc["judge_calls"] == deferred.sum() and esc["sent"] == deferred.mean()
     assert esc["degraded"] == 0 and "guard + judge" in text and "judge call(s)" in text
+    assert esc["cascade"] == binary_metrics(blocked, *truth)
+    guard = Guard.load(first["guard_dir"])
+    shipped = [r.violation for r in guard.decide_many(test.texts)]
+    assert esc["shipped"] == binary_metrics(np.array(shipped), *truth)
+    alone = esc["alone_band"]
+    assert alone.low == alone.high and alone.max_defer == 0  # the guard alone, chosen on valid
+    assert esc["guard_alone"] == binary_metrics(esc["scores"] >= alone.high, *truth)
 
     out.truncate(0)
     out.seek(0)

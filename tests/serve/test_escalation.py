@@ -284,6 +284,51 @@ async def test_a_slow_call_shared_in_flight_keeps_each_waiters_time_limit(server
 
 
 @pytest.mark.asyncio
+async def test_a_call_no_one_waits_for_is_cancelled(server):
+    import asyncio
+    import time
+
+    server.latency = 0.5
+    eg = _cascade(server)
+    r = eg.upper.decide("a mild question")
+    first = await eg.resolve(["a mild question"], [r], deadline=time.perf_counter() + 0.1)
+    assert first[0].result.degraded
+    await asyncio.sleep(0.05)  # the cancellation reaches the call in a few loop turns
+    assert eg.memo.in_flight == 0  # cut off with its caller, not run on for 0.5 s
+    await asyncio.sleep(0.6)  # had it run on, it would have answered by now
+    assert len(eg.memo) == 0
+    again = await eg.resolve(["a mild question"], [r])
+    assert not again[0].remembered and again[0].allowed and sum(server.calls.values()) == 2
+
+
+def test_closing_while_a_sync_check_waits_raises_instead_of_hanging(server):
+    import threading
+    import time
+
+    server.latency = 2.0
+    eg = _cascade(server)
+    got: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            eg.check("a mild question")
+        except RuntimeError as exc:
+            got.append(exc)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    deadline = time.monotonic() + 5
+    while eg.memo.in_flight == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    eg.close()
+    t.join(timeout=5)
+    assert not t.is_alive() and len(got) == 1 and "closed" in str(got[0])
+    assert eg.memo.in_flight == 0
+    server.latency = 0.0
+    assert eg.check("a mild question").allowed  # a later check starts a new loop
+
+
+@pytest.mark.asyncio
 async def test_no_time_left_means_no_call(server):
     import time
 
