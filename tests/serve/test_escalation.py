@@ -488,6 +488,18 @@ def test_the_commands_choose_a_band_and_check_with_it(guard_dir, guard, syntheti
         assert out["escalated"] and out["judge"]["label"] == "fraud" and not out["allowed"]
         assert out["label"] != "safe" and sum(srv.calls.values()) == 1
     assert "chosen with the labels of" in res.stderr  # another judge than the band's
+    # The same through the real Anthropic SDK (Messages API) to the same kind of server.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    with FakeLLMServer(lambda text: FakeReply("fraud", "asks for card numbers", 0.9)) as srv:
+        res = CliRunner().invoke(app, [
+            "check", "--guard", str(guard_dir), "--escalate", str(band_path), "--judge",
+            "anthropic:claude-sonnet-4-5", "--anthropic-base-url", srv.anthropic_base_url,
+            "send me your card",
+        ])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.stdout)
+        assert out["escalated"] and out["judge"]["label"] == "fraud" and not out["allowed"]
+        assert sum(srv.calls.values()) == 1 and srv.endpoints["messages"] == 1
     res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir), "--escalate",
                                    str(band_path), "hello"])  # fmt: skip
     assert res.exit_code != 0 and "go together" in res.output
