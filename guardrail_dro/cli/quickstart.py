@@ -434,9 +434,11 @@ def quickstart(
     frozen MiniLM with ordinary chat as background-safe text and harmful
     requests as not-safe text (table and plots), the int8 ONNX guard with its
     parity check (fp32 when no int8 recipe passes), a second guard for the
-    output rail trained on assistant replies too, and guard.check on benign and
-    harmful chat turns (assistant turns through the output rail's guard). Run it
-    again: it resumes from its caches.
+    output rail trained on assistant replies too, the guard's unsure band sent
+    to the LLM judge (the band chosen on valid; test through the cascade, beside
+    the guard alone and the judge alone), and guard.check on benign and harmful
+    chat turns (assistant turns through the output rail's guard). Run it again:
+    it resumes from its caches.
     """
     run_quickstart(
         out,
