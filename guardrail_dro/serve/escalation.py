@@ -21,8 +21,8 @@ or any OpenAI-compatible server; ``annotators``): one ``label_text`` call per te
 the band, retried and validated like any annotation, bounded by ``timeout_s``. When the
 judge cannot answer (an API error past the retry budget, an invalid reply, a refusal, a
 timeout) the guard's ``Policy.on_error`` decides and the result is degraded, naming why.
-The judge's answers are remembered (``serve.judging``: bounded, keyed by the text,
-never a failure) and identical texts in flight share one call, so a text asked again (a
+The judge's answers are remembered (``serve.judging``: bounded, keyed by the text's
+digest, never a failure) and identical texts in flight share one call, so a text asked again (a
 retried request, a common prompt) does not pay twice.
 """
 

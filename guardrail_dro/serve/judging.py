@@ -4,9 +4,10 @@
 An escalating guard (``serve.escalation``) asks an LLM judge about the texts in its
 band. In use the same text comes back (a retried request, a common prompt, a batch with
 duplicates), and each call costs money and a second or so. ``JudgeMemo`` keeps the
-labelled answers, most recently used first, up to ``size`` texts (never a failure: an
-error, a refusal or a timeout is asked again next time), and lets identical texts in
-flight at once on one event loop share one call (cancelled when no one waits for it).
+labelled answers by the text's SHA-256, most recently used first, up to ``size`` texts
+(never a failure: an error, a refusal or a timeout is asked again next time), and lets
+identical texts in flight at once on one event loop share one call (cancelled when no
+one waits for it).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -79,9 +81,9 @@ class JudgeMemo:
         if size < 0:
             raise ValueError(f"memo size must be >= 0, got {size}")
         self.size = size
-        self._answers: OrderedDict[str, AnnotationResult] = OrderedDict()
+        self._answers: OrderedDict[bytes, AnnotationResult] = OrderedDict()  # by digest
         self._lock = threading.Lock()  # a server's loop and the sync loop share it
-        self._inflight: dict[tuple[asyncio.AbstractEventLoop, str], _Shared] = {}
+        self._inflight: dict[tuple[asyncio.AbstractEventLoop, bytes], _Shared] = {}
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -93,10 +95,11 @@ class JudgeMemo:
 
     def recall(self, text: str) -> AnnotationResult | None:
         """The answer kept for ``text``, or None."""
+        key = _digest(text)
         with self._lock:
-            answer = self._answers.get(text)
+            answer = self._answers.get(key)
             if answer is not None:
-                self._answers.move_to_end(text)
+                self._answers.move_to_end(key)
             return answer
 
     def remember(self, text: str, answer: AnnotationResult | None) -> None:
@@ -105,9 +108,10 @@ class JudgeMemo:
             return
         if answer.label is None:
             return
+        key = _digest(text)
         with self._lock:
-            self._answers[text] = answer
-            self._answers.move_to_end(text)
+            self._answers[key] = answer
+            self._answers.move_to_end(key)
             while len(self._answers) > self.size:
                 self._answers.popitem(last=False)
 
@@ -119,7 +123,7 @@ class JudgeMemo:
         most to the limit ``call`` sets, the judge's own timeout) and is cancelled when
         the last waiter gives up, so its cost stays bounded by the callers' deadlines.
         A labelled answer is remembered."""
-        key = (asyncio.get_running_loop(), text)
+        key = (asyncio.get_running_loop(), _digest(text))
         with self._lock:
             shared = self._inflight.get(key)
             if shared is None:
@@ -135,13 +139,21 @@ class JudgeMemo:
             if shared.waiters == 0 and not shared.future.done():
                 shared.future.cancel()  # nobody waits for it any more
 
-    def _settle(self, key: tuple[asyncio.AbstractEventLoop, str], text: str, done: Any) -> None:
+    def _settle(
+        self, key: tuple[asyncio.AbstractEventLoop, bytes], text: str, done: Any
+    ) -> None:
         with self._lock:
             shared = self._inflight.get(key)
             if shared is not None and shared.future is done:
                 del self._inflight[key]
         if not done.cancelled() and done.exception() is None:
             self.remember(text, done.result()[0])
+
+
+def _digest(text: str) -> bytes:
+    """The memo's key: a text's SHA-256, so the memo holds no text (and 4,096 keys of
+    32 bytes, whatever the texts' length)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 class _Shared:
