@@ -140,6 +140,7 @@ class EscalatingGuard:
         self.memo = JudgeMemo(memo)
         self._lock = threading.Lock()
         self._runner = LoopThread("escalation-judge")
+        self._closing: asyncio.Task[None] | None = None
         self.checks = 0
         self.escalations = 0
         self.judge_failures = 0
@@ -357,8 +358,20 @@ class EscalatingGuard:
     def close(self) -> None:
         """Close the judge's connections and stop the sync API's event loop (checks still
         waiting on it raise; a later sync call starts another loop). Also ``with
-        EscalatingGuard(...) as cascade:``."""
-        self._runner.close(self.judge.aclose)
+        EscalatingGuard(...) as cascade:``. From async code use ``aclose``."""
+        if not self._runner.close(self.judge.aclose):  # the sync API never ran
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop here: close the async callers' client now
+                asyncio.run(self.judge.aclose())
+            else:  # inside async code: on its loop, soon (``aclose`` waits for it)
+                self._closing = loop.create_task(self.judge.aclose())
+
+    async def aclose(self) -> None:
+        """``close`` from async code (a server's shutdown): the judge's client of this
+        loop, then the sync API's loop, if it ran."""
+        await self.judge.aclose()
+        await asyncio.to_thread(self._runner.close, self.judge.aclose)
 
     def __enter__(self) -> EscalatingGuard:
         return self

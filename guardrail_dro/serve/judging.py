@@ -126,7 +126,7 @@ class JudgeMemo:
         key = (asyncio.get_running_loop(), _digest(text))
         with self._lock:
             shared = self._inflight.get(key)
-            if shared is None:
+            if shared is None or shared.future.cancelled():
                 shared = self._inflight[key] = _Shared(asyncio.ensure_future(call(text)))
                 shared.future.add_done_callback(functools.partial(self._settle, key, text))
             shared.waiters += 1
@@ -137,7 +137,13 @@ class JudgeMemo:
         finally:
             shared.waiters -= 1
             if shared.waiters == 0 and not shared.future.done():
-                shared.future.cancel()  # nobody waits for it any more
+                # Nobody waits for it any more. Out of the table now, not when the
+                # cancellation has unwound (a few loop turns): a text arriving meanwhile
+                # must start its own call, not join one that ends cancelled.
+                with self._lock:
+                    if self._inflight.get(key) is shared:
+                        del self._inflight[key]
+                shared.future.cancel()
 
     def _settle(
         self, key: tuple[asyncio.AbstractEventLoop, bytes], text: str, done: Any
@@ -188,20 +194,30 @@ class LoopThread:
                 thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
-            loop = self._loop
+            # Submitted under the lock: a close() after this sees the task and cancels it.
+            done = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            return done.result()
         except concurrent.futures.CancelledError:
             raise RuntimeError(f"{self.name}: closed during the call") from None
 
-    def close(self, last: Callable[[], Awaitable[object]]) -> None:
+    def close(self, last: Callable[[], Awaitable[object]]) -> bool:
         """Cancel and await every task still on the loop (a waiting ``run`` then raises
         instead of hanging), await ``last()`` there (e.g. closing an HTTP client bound to
-        the loop), then stop the loop and its thread. A later ``run`` starts another."""
+        the loop), then stop the loop and its thread. A later ``run`` starts another.
+
+        Returns:
+            False when no loop was running (``last`` not called).
+
+        Raises:
+            RuntimeError: called from the loop's own thread (it would wait on itself).
+        """
+        if self._thread is not None and threading.current_thread() is self._thread:
+            raise RuntimeError(f"{self.name}: close() from inside a call on its own loop")
         with self._lock:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
-            return
+            return False
 
         async def drain() -> None:
             tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -215,3 +231,4 @@ class LoopThread:
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+        return True

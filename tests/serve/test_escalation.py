@@ -301,6 +301,51 @@ async def test_a_call_no_one_waits_for_is_cancelled(server):
     assert not again[0].remembered and again[0].allowed and sum(server.calls.values()) == 2
 
 
+@pytest.mark.asyncio
+async def test_a_text_arriving_as_a_shared_call_is_cancelled_gets_its_own_call(server):
+    import time
+
+    server.latency = 0.5
+    eg = _cascade(server, concurrency=1, timeout_s=0.2)
+    r = eg.upper.decide("a mild question")
+    # the second copy waits for the gate while the first gives up and cancels the call
+    both = await eg.resolve(["a mild question"] * 2, [r, r])
+    assert all(o.result.degraded and "timed out" in (o.result.error or "") for o in both)
+    patient = _cascade(server)
+    cut = await patient.resolve(["a mild remark"], [r], deadline=time.perf_counter() + 0.1)
+    retried = await patient.acheck("a mild remark")  # at once: a call of its own
+    assert cut[0].result.degraded and retried.allowed and not retried.result.degraded
+
+
+@pytest.mark.asyncio
+async def test_aclose_closes_the_judge_of_an_async_only_cascade(server):
+    eg = _cascade(server)
+    assert (await eg.acheck("a mild question")).escalated
+    assert eg.judge._clients._client is not None  # the SDK client of this loop
+    await eg.aclose()
+    assert eg.judge._clients._client is None
+
+
+def test_a_loop_thread_refuses_to_close_from_inside_its_own_loop():
+    from guardrail_dro.serve.judging import LoopThread
+
+    lt = LoopThread("t")
+
+    async def closes_itself() -> None:
+        lt.close(asyncio_sleep0)
+
+    with pytest.raises(RuntimeError, match="from inside a call on its own loop"):
+        lt.run(closes_itself())
+    assert lt.run(asyncio_sleep0()) is None and lt.close(asyncio_sleep0)
+    assert not lt.close(asyncio_sleep0)  # nothing running any more
+
+
+async def asyncio_sleep0() -> None:
+    import asyncio
+
+    await asyncio.sleep(0)
+
+
 def test_closing_while_a_sync_check_waits_raises_instead_of_hanging(server):
     import threading
     import time

@@ -204,6 +204,8 @@ def create_app(
             yield {}
         finally:
             await batcher.stop()
+            if escalation is not None:  # the judge's connections, opened on this loop
+                await escalation.aclose()
 
     app = Starlette(
         routes=[
