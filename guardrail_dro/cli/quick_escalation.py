@@ -28,13 +28,41 @@ if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.serve.calibration import OperatingPoint
 
-__all__ = ["BUDGET", "TARGET_RECALL", "escalation_stage"]
+__all__ = ["BUDGET", "TARGET_RECALL", "escalation_stage", "escalation_step"]
 
 TARGET_RECALL = 0.90
 """Recall the guard alone and the band must keep on valid."""
 
 BUDGET = 0.20
 """The most of valid's texts the band may send to the judge (its cost)."""
+
+
+def escalation_step(
+    guard_dir: Path,
+    splits: dict[str, AnnotatedDataset],
+    judged: list[str],
+    replay: str,
+    live: bool,
+    out: Path,
+    console: Console,
+) -> dict | None:
+    """The stage, where the annotation pass replayed an LLM whose test labels are known
+    (``judged``: the columns the pass wrote); else the command that does it, and None."""
+    title = "[bold]4/5 escalate the unsure band to the LLM judge[/]"
+    if replay and not live and judged and replay in splits["test"].annotators:
+        console.rule(f"{title} (replayed {replay}, recall >= {TARGET_RECALL:.2f})")
+        return escalation_stage(guard_dir, splits, judged[0], replay, out, console)
+    why = "--live" if live else "no LLM annotator's labels on valid and test to replay"
+    console.rule(f"{title} (skipped: {why})")
+    column = judged[0] if judged else "COLUMN"
+    console.print(
+        ("  the judge would be paid for the test texts in the band; " if live else "  ")
+        + f"choose a band with: guardrail-dro escalation --guard {guard_dir} --valid "
+        f"{out / 'data' / 'valid.jsonl'} --judge {column} --out {out / 'escalation-band.json'}"
+        + ("" if judged else " (COLUMN: an LLM annotator's column of valid)"),
+        highlight=False,
+    )
+    return None
 
 
 def escalation_stage(

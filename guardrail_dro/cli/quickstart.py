@@ -34,7 +34,7 @@ from rich.console import Console
 from guardrail_dro.cli.annotation_pass import annotation_pass
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
-from guardrail_dro.cli.quick_escalation import TARGET_RECALL, escalation_stage
+from guardrail_dro.cli.quick_escalation import escalation_step
 from guardrail_dro.cli.quick_guards import export_guard, train_output_guard
 from guardrail_dro.cli.quick_recipe import (
     QUICK_METHODS,
@@ -292,25 +292,8 @@ def run_quickstart(
         output_dir = train_output_guard(cfg, splits, out, console)
 
     # 4. the guard's unsure band to the LLM judge ---------------------------------------------
-    escalation = None
     judged = [a for a in splits["valid"].annotators if a not in before]
-    if replay and not live and judged and replay in splits["test"].annotators:
-        console.rule(
-            f"[bold]4/5 escalate the unsure band to the LLM judge[/] (replayed {replay}, "
-            f"recall >= {TARGET_RECALL:.2f})"
-        )
-        escalation = escalation_stage(guard_dir, splits, judged[0], replay, out, console)
-    else:
-        why = "--live" if live else "no LLM annotator's labels on valid and test to replay"
-        console.rule(f"[bold]4/5 escalate the unsure band to the LLM judge[/] (skipped: {why})")
-        column = judged[0] if judged else "COLUMN"
-        console.print(
-            ("  the judge would be paid for the test texts in the band; " if live else "  ")
-            + f"choose a band with: guardrail-dro escalation --guard {guard_dir} --valid "
-            f"{out / 'data' / 'valid.jsonl'} --judge {column} --out {out / 'escalation-band.json'}"
-            + ("" if judged else " (COLUMN: an LLM annotator's column of valid)"),
-            highlight=False,
-        )
+    escalation = escalation_step(guard_dir, splits, judged, replay, live, out, console)
 
     # 5. guard a few chat turns ---------------------------------------------------------------
     console.rule("[bold]5/5 guard.check on chat turns[/]")

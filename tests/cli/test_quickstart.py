@@ -59,6 +59,19 @@ def test_the_batch_replay_returns_the_same_labels_and_resumes(tmp_path: Path) ->
     assert "train: 0 call(s) made, 30 answer(s) from the cache" in out.getvalue()
 
 
+def test_the_escalation_stage_says_why_it_is_skipped(tmp_path: Path) -> None:
+    from guardrail_dro.cli.quick_escalation import escalation_step
+
+    data = make_synthetic(n_train=10, n_valid=10, n_test=10, seed=3)
+    out = io.StringIO()
+    console = Console(file=out, width=300)
+    assert escalation_step(tmp_path / "g", data, [], "", False, tmp_path, console) is None
+    assert "skipped: no LLM annotator's labels" in out.getvalue() and "COLUMN" in out.getvalue()
+    live = escalation_step(tmp_path / "g", data, ["openai:m"], "", True, tmp_path, console)
+    assert live is None and "skipped: --live" in out.getvalue()
+    assert "would be paid" in out.getvalue() and "--judge openai:m" in out.getvalue()
+
+
 def test_embeddings_are_not_computed_twice(tiny_backbone: Path, tmp_path: Path) -> None:
     from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
     from guardrail_dro.train.model import GuardClassifier, load_backbone
