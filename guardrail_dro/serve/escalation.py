@@ -22,8 +22,8 @@ the band, retried and validated like any annotation, bounded by ``timeout_s``. W
 judge cannot answer (an API error past the retry budget, an invalid reply, a refusal, a
 timeout) the guard's ``Policy.on_error`` decides and the result is degraded, naming why.
 The judge's answers are remembered (``serve.judging``: bounded, keyed by the text's
-digest, never a failure) and identical texts in flight share one call, so a text asked again (a
-retried request, a common prompt) does not pay twice.
+digest, never a failure) and identical texts in flight share one call, so a text asked
+again (a retried request, a common prompt) does not pay twice.
 """
 
 from __future__ import annotations
@@ -364,7 +364,7 @@ class EscalatingGuard:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no loop here: close the async callers' client now
                 asyncio.run(self.judge.aclose())
-            else:  # inside async code: on its loop, soon (``aclose`` waits for it)
+            else:  # inside async code: soon, on its loop (the task kept so it is not lost)
                 self._closing = loop.create_task(self.judge.aclose())
 
     async def aclose(self) -> None:
