@@ -1,0 +1,100 @@
+"""The simulated crowd of ``benchmarks/bench_crowd_on_real_text.py`` is what its
+docstring promises: real items untouched, a sparse crowd in place of the annotators,
+leniency by class, errors that follow the real annotators' disagreement."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from guardrail_dro.data.readers import read_splits
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_crowd_on_real_text.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_crowd_on_real_text", SCRIPT)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def real():
+    splits, _ = read_splits({s: f"toxic-questions:{s}" for s in ("train", "valid", "test")})
+    return splits
+
+
+def _error_rate(items, bench, which) -> float:
+    errs = [
+        a.label != bench.real_truth(it)
+        for it in items
+        if which(it)
+        for a in it.annotations
+    ]
+    return sum(errs) / len(errs)
+
+
+def test_the_crowd_replaces_the_annotators_and_keeps_the_items(bench, real) -> None:
+    sim = bench.simulate(real, "lenient", 0, workers=200, per_item=3, accuracy=(0.6, 0.95))
+    for name in real:
+        before, after = real[name].items, sim[name].items
+        assert [(i.item_id, i.text, i.gold, i.group) for i in before] == [
+            (i.item_id, i.text, i.gold, i.group) for i in after
+        ]
+        assert {len(i.annotations) for i in after} == {3}
+        assert all(len({a.annotator for a in i.annotations}) == 3 for i in after)
+    assert len(sim["train"].annotators) == 200
+    again = bench.simulate(real, "lenient", 0, workers=200, per_item=3, accuracy=(0.6, 0.95))
+    assert [i.annotations for i in again["valid"].items] == [
+        i.annotations for i in sim["valid"].items
+    ]
+
+
+def test_lenient_workers_call_some_toxic_classes_safe(bench, real) -> None:
+    sim = bench.simulate(real, "lenient", 1, workers=200, per_item=3, accuracy=(0.6, 0.95))
+    safe = sim["train"].schema.safe[0]
+    # Train has no gold: the crowd was drawn around the real annotators' majority.
+    truth_of = {it.item_id: bench.real_truth(it) for it in real["train"].items}
+    share = {}
+    for it in sim["train"].items:
+        truth = truth_of[it.item_id]
+        if truth != safe:
+            n, s = share.get(truth, (0, 0))
+            share[truth] = (n + 3, s + sum(a.label == safe for a in it.annotations))
+    rates = sorted(s / n for n, s in share.values() if n >= 60)
+    # Three classes drawn lenient: their toxic items are called safe far more often.
+    assert rates[-1] > rates[0] + 0.3, rates
+
+
+def test_hard_items_draw_more_errors_where_the_real_annotators_disagreed(bench, real) -> None:
+    sim = bench.simulate(real, "hard-items", 0, workers=200, per_item=3, accuracy=(0.6, 0.95))
+    by_id = {it.item_id: it for it in real["test"].items}
+
+    def disagree(it) -> float:
+        orig = by_id[it.item_id]
+        return sum(a.label != orig.gold for a in orig.annotations) / len(orig.annotations)
+
+    items = sim["test"].items
+    easy = _error_rate(items, bench, lambda it: disagree(it) == 0)
+    hard = _error_rate(items, bench, lambda it: disagree(it) >= 0.5)
+    assert hard > easy + 0.15, (easy, hard)
+
+
+def test_real_truth_breaks_ties_by_the_tiebreak_annotator(bench, real) -> None:
+    from guardrail_dro.data.items import Annotation, Item
+
+    def item(labels: dict[str, str]) -> Item:
+        anns = tuple(Annotation(annotator=k, label=v) for k, v in labels.items())
+        return Item(item_id="x", text="t", annotations=anns)
+
+    assert bench.real_truth(item({"label_1": "3", "label_2": "3", "label_5": "4"})) == "3"
+    assert bench.real_truth(item({"label_1": "3", "label_2": "4", "label_5": "4"})) == "4"
+    assert bench.real_truth(item({"label_1": "3", "label_5": "4"})) == "4"
+    assert bench.real_truth(item({"label_1": "3", "label_2": "4", "label_5": "7"})) == "7"
+    two_ties = {"label_1": "4", "label_2": "4", "label_3": "3", "label_4": "3", "label_5": "7"}
+    assert bench.real_truth(item(two_ties)) == "3"  # label_5 not among the tied: label order
