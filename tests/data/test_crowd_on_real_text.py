@@ -1,10 +1,12 @@
 """The simulated crowd of ``benchmarks/bench_crowd_on_real_text.py`` is what its
 docstring promises: real items untouched, a sparse crowd in place of the annotators,
-leniency by class, errors that follow the real annotators' disagreement."""
+leniency by class, errors that follow the real annotators' disagreement, spammers, and
+a long tail of worker activity."""
 
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -30,12 +32,7 @@ def real():
 
 
 def _error_rate(items, bench, which) -> float:
-    errs = [
-        a.label != bench.real_truth(it)
-        for it in items
-        if which(it)
-        for a in it.annotations
-    ]
+    errs = [a.label != bench.real_truth(it) for it in items if which(it) for a in it.annotations]
     return sum(errs) / len(errs)
 
 
@@ -83,6 +80,49 @@ def test_hard_items_draw_more_errors_where_the_real_annotators_disagreed(bench, 
     easy = _error_rate(items, bench, lambda it: disagree(it) == 0)
     hard = _error_rate(items, bench, lambda it: disagree(it) >= 0.5)
     assert hard > easy + 0.15, (easy, hard)
+
+
+def _labels_by_worker(sim) -> dict[str, list[str]]:
+    out = defaultdict(list)
+    for ds in sim.values():
+        for it in ds.items:
+            for a in it.annotations:
+                out[a.annotator].append(a.label)
+    return out
+
+
+def test_spammers_include_workers_who_call_everything_safe(bench, real) -> None:
+    kw = {"workers": 200, "per_item": 3, "accuracy": (0.6, 0.95)}
+    safe = real["train"].schema.safe[0]
+
+    def all_safe_share(regime: str) -> float:
+        by_worker = _labels_by_worker(bench.simulate(real, regime, 0, **kw))
+        return sum(set(v) == {safe} for v in by_worker.values()) / len(by_worker)
+
+    # Half the 30 % spammers always answer safe; no honest worker does, over ~130 labels.
+    assert 0.08 < all_safe_share("spammers") < 0.25
+    assert all_safe_share("hard-items") == 0.0
+
+
+def test_long_tail_has_busy_and_rare_workers_with_their_own_confusions(bench, real) -> None:
+    kw = {"workers": 200, "per_item": 3, "accuracy": (0.6, 0.95)}
+    sim = bench.simulate(real, "long-tail", 0, **kw)
+    counts = sorted((len(v) for v in _labels_by_worker(sim).values()), reverse=True)
+    assert sum(counts[:20]) > 0.5 * sum(counts)  # the busiest 10 % give most labels
+    assert counts[len(counts) // 2] < 60  # the median worker: a handful per split
+    # A busy worker's errors lean to one wrong class (uniform errors: ~1/14 each).
+    wrong = defaultdict(list)
+    for name, ds in sim.items():  # item ids repeat across splits: pair the items
+        for orig, it in zip(real[name].items, ds.items, strict=True):
+            truth = bench.real_truth(orig)
+            wrong_labels = (a for a in it.annotations if a.label != truth)
+            for a in wrong_labels:
+                wrong[a.annotator].append(a.label)
+    busiest = sorted(wrong, key=lambda w: len(wrong[w]), reverse=True)[:5]
+    shares = [Counter(wrong[w]).most_common(1)[0][1] / len(wrong[w]) for w in busiest]
+    assert min(shares) > 0.3, shares
+    uniform = _labels_by_worker(bench.simulate(real, "spammers", 0, **kw))
+    assert len(uniform) == 200 and max(len(v) for v in uniform.values()) < 250
 
 
 def test_real_truth_breaks_ties_by_the_tiebreak_annotator(bench, real) -> None:
