@@ -3,14 +3,25 @@ the synthetic dataset, each built once per session."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TOXIC_QUESTIONS = SHARED / "datasets" / "toxic-questions"
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a script of ``benchmarks/`` or ``examples/`` (not a package) by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

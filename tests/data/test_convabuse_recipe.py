@@ -3,12 +3,11 @@ the data) and its clear skip where it does not."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.conftest import SHARED, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 CONVABUSE = SHARED / "datasets" / "convabuse"
@@ -16,13 +15,7 @@ CONVABUSE = SHARED / "datasets" / "convabuse"
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location(
-        "convabuse_recipe", ROOT / "examples" / "convabuse_recipe.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "examples" / "convabuse_recipe.py")
 
 
 def _row(**ratings: str) -> dict[str, str]:

@@ -5,24 +5,20 @@ a long tail of worker activity."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
 from guardrail_dro.data.readers import read_splits
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "bench_crowd_on_real_text.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_crowd_on_real_text", SCRIPT)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ with the real layout; the download itself needs the registry and is not run here
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import zipfile
 from pathlib import Path
@@ -12,16 +11,14 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "fetch_mpnet.py"
 WEIGHTS = b"not really safetensors, but bytes with a known hash" * 100
 
 
 def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fetch_mpnet", SCRIPT)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT)
 
 
 def _wheels(

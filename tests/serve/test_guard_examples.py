@@ -7,7 +7,6 @@ for the streaming example)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from guardrail_dro.serve.guard import Guard
+from tests.conftest import load_script
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -32,11 +32,7 @@ def run(name: str, guard_dir: Path, *args: str) -> tuple[str, str]:
 
 
 def example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), EXAMPLES / name)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(EXAMPLES / name)
 
 
 def between(scores: list[float]) -> float:
