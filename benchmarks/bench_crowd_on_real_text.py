@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -187,6 +188,15 @@ def run(
             for method in METHODS:
                 if (regime, seed, method) in have:
                     continue
+                same = [r for r in rows if r["method"] == "truth" and r["crowd"] == seed]
+                if method == "truth" and same:
+                    # Neither its training labels nor its selection (valid gold) depend
+                    # on the crowd: the regime's row is the first regime's fit.
+                    rows.append({**same[0], "regime": regime, "same_as": same[0]["regime"]})
+                    have.add((regime, seed, method))
+                    if save:
+                        save(rows)
+                    continue
                 train = data["train"] if method != "truth" else truth_only(real["train"])
                 cfg = TrainConfig(
                     method=method if method != "truth" else "mv",
@@ -205,6 +215,7 @@ def run(
                     "test_accuracy": m.accuracy,
                     "seconds": round(time.perf_counter() - t0, 1),
                 })  # fmt: skip
+                have.add((regime, seed, method))
                 if save:
                     save(rows)
                 Console().print(
@@ -234,8 +245,11 @@ def table(rows: list[dict]) -> Table:
         gap = means["ours"] - max(means[k] for k in RIVALS)
         worst = {(r["crowd"], r["method"]): r["test_worst_group_accuracy"] for r in mine}
         crowds = sorted({c for c, _ in worst})
-        ahead = sum(worst[c, "ours"] > max(worst[c, k] for k in RIVALS) for c in crowds)
-        t.add_row(regime, *cells, f"{gap:+.3f}", f"{ahead} of {len(crowds)} crowds")
+        best = {c: max(worst[c, k] for k in RIVALS) for c in crowds}
+        ahead = sum(worst[c, "ours"] > best[c] for c in crowds)
+        ties = sum(worst[c, "ours"] == best[c] for c in crowds)
+        tied = f" ({ties} tied)" if ties else ""
+        t.add_row(regime, *cells, f"{gap:+.3f}", f"{ahead} of {len(crowds)} crowds{tied}")
     return t
 
 
@@ -253,7 +267,7 @@ def main() -> None:
         help="write every run here after each fit; runs already in it are kept, not refitted",
     )
     args = ap.parse_args()
-    regimes = [r for r in args.regimes.split(",") if r]
+    regimes = list(dict.fromkeys(r for r in args.regimes.split(",") if r))
     unknown = set(regimes) - set(REGIMES)
     if unknown:
         ap.error(f"unknown regimes {sorted(unknown)}; choose from {list(REGIMES)}")
@@ -272,7 +286,9 @@ def main() -> None:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             payload = {"options": options, "runs": rows}
-            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+            tmp = args.json.with_suffix(".tmp")  # a kill mid-write keeps the old file
+            tmp.write_text(json.dumps(payload, indent=2) + "\n")
+            os.replace(tmp, args.json)
 
     rows = run(
         regimes, args.crowds, args.workers, args.per_item, accuracy, args.cache_dir, done, save

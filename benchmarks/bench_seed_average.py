@@ -9,9 +9,9 @@ where each seed's estimator and epoch were chosen (in-sample), so this bench spl
 valid in two halves: every seed is fitted and selected on one half and scored on the
 other half (held out) and on test, and then the roles swap.
 
-For each method it prints and writes, per half: the seeds' mean and the average of the
-k seeds' probabilities, as worst-group accuracy, accuracy and toxic-vs-safe ROC AUC
-(1 - P(safe)), on the held-out half and on test::
+For each method it prints and writes, per half: the seeds' mean and the normalised
+geometric mean of the k seeds' probabilities, as worst-group accuracy, accuracy and
+toxic-vs-safe ROC AUC (1 - P(safe)), on the held-out half and on test::
 
     python benchmarks/bench_seed_average.py --methods ours,mv --seeds 4 \\
         --json benchmarks/results/seed_average.json
@@ -122,7 +122,7 @@ def table(rows: list[dict]) -> Table:
             avg = r["average"][key]
             known = [v for v in vals if v is not None]
             cells.append(
-                f"{_mean(vals):.3f} [{min(known):.3f}, {max(known):.3f}] -> {avg:.3f}"
+                f"{_mean(vals):.3f} ({min(known):.3f}, {max(known):.3f}) -> {avg:.3f}"
                 if known and avg is not None
                 else "-"
             )

@@ -5,6 +5,7 @@ a long tail of worker activity."""
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -121,6 +122,33 @@ def test_long_tail_has_busy_and_rare_workers_with_their_own_confusions(bench, re
     assert len(uniform) == 200 and max(len(v) for v in uniform.values()) < 250
 
 
+# The crowds behind the published runs of the first two regimes (README,
+# benchmarks/results/crowd_on_real_text.json): a regime added later draws apart.
+PUBLISHED = {
+    "lenient": "e27c1d7d122416d5d86a69eefc5234d0d72e4baf52108ef175130d50dd114d20",
+    "hard-items": "2ccea942f4805f1351c9eb5aa7b278927c915458624a1bd59d46147421dd2727",
+}
+
+
+@pytest.mark.parametrize("regime", sorted(PUBLISHED))
+def test_the_published_regimes_draw_the_same_crowds(bench, real, regime: str) -> None:
+    sim = bench.simulate(real, regime, 0, workers=200, per_item=3, accuracy=(0.6, 0.95))
+    text = "\n".join(
+        ",".join(f"{a.annotator}={a.label}" for a in it.annotations) for it in sim["valid"].items
+    )
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    assert digest == PUBLISHED[regime], "the crowd changed: the stored runs no longer match it"
+
+
+def test_truth_only_labels_every_item_once_with_the_truth(bench, real) -> None:
+    ds = bench.truth_only(real["train"])
+    assert [it.item_id for it in ds.items] == [it.item_id for it in real["train"].items]
+    for orig, it in zip(real["train"].items, ds.items, strict=True):
+        assert [(a.annotator, a.label) for a in it.annotations] == [
+            ("truth", bench.real_truth(orig))
+        ]
+
+
 def test_real_truth_breaks_ties_by_the_tiebreak_annotator(bench, real) -> None:
     from guardrail_dro.data.items import Annotation, Item
 
@@ -134,3 +162,44 @@ def test_real_truth_breaks_ties_by_the_tiebreak_annotator(bench, real) -> None:
     assert bench.real_truth(item({"label_1": "3", "label_2": "4", "label_5": "7"})) == "7"
     two_ties = {"label_1": "4", "label_2": "4", "label_3": "3", "label_4": "3", "label_5": "7"}
     assert bench.real_truth(item(two_ties)) == "3"  # label_5 not among the tied: label order
+
+
+def test_a_stopped_bench_resumes_without_refitting(bench, monkeypatch) -> None:
+    import guardrail_dro.train.trainer as trainer_module
+
+    fits: list[tuple[str, int]] = []
+
+    class Fitted:
+        def evaluate(self, _test):
+            return type("M", (), {"worst_group_accuracy": 0.5, "accuracy": 0.6})()
+
+    class Trainer:
+        def __init__(self, cfg) -> None:
+            self.cfg = cfg
+
+        def fit(self, train, _valid):
+            fits.append((self.cfg.method, len(train.annotators)))
+            return Fitted()
+
+    monkeypatch.setattr(trainer_module, "BiLevelTrainer", Trainer)
+    row = {"test_worst_group_accuracy": 0.4, "test_accuracy": 0.5, "seconds": 1.0}
+    done = [{"regime": "lenient", "crowd": 0, "method": m, **row} for m in bench.METHODS[:3]]
+    saved: list[int] = []
+    kw = {"workers": 50, "per_item": 3, "accuracy": (0.6, 0.95), "cache": None}
+    rows = bench.run(
+        ["lenient", "spammers"], 1, **kw, done=done, save=lambda r: saved.append(len(r))
+    )
+    # lenient: the three stored runs kept; the other three fitted; spammers: five fitted,
+    # its truth row copied from lenient's (it does not depend on the crowd).
+    assert [m for m, _ in fits] == ["ds", "dro-mv", "mv", "ours", "mv", "soft", "ds", "dro-mv"]
+    assert fits[2][1] == 1  # truth trains on one annotator, the truth
+    assert len(rows) == 12 and saved == list(range(4, 13))  # saved after every row
+    assert {(r["regime"], r["method"]) for r in rows} == {
+        (g, m) for g in ("lenient", "spammers") for m in bench.METHODS
+    }
+    copied = next(r for r in rows if r["regime"] == "spammers" and r["method"] == "truth")
+    assert copied["same_as"] == "lenient"
+    # Run again with everything stored: nothing is fitted.
+    fits.clear()
+    bench.run(["lenient", "spammers"], 1, **kw, done=rows)
+    assert fits == []
