@@ -110,6 +110,16 @@ class EstimatorTargets(TargetSource):
         self.train_labels = torch.as_tensor(labels, device=run.device)
         self.train_confidence = None
         self.train_rationale = None
+        per_item = (labels >= 0).sum(1)
+        single, labelled = int((per_item == 1).sum()), int((per_item > 0).sum())
+        if single * 2 > labelled:
+            # The soft label mixes the labels an item has: one label, nothing to weigh.
+            run.notes.append(
+                f"{run.settings.method}: {single} of {labelled} train items carry one label, "
+                "and there the soft label is that label (the estimator weighs an item's "
+                "annotators against each other), so on them it trains as majority vote; "
+                "'ds' corrects single labels by each annotator's confusion"
+            )
         # Only decides which items have a label at all: the soft labels are learned.
         return B.uniform_soft_targets(labels, run.num_classes)
 

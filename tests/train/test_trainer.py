@@ -222,3 +222,20 @@ def test_valid_without_groups_still_trains_the_estimator(synthetic, tiny_backbon
         assert any("no groups" in n for n in res.notes)
         assert res.estimator.bias.detach().abs().max() > 1e-3, method
         assert res.valid_metrics.worst_group_accuracy is None
+
+
+def test_one_label_per_item_is_named_in_the_notes(synthetic, tiny_backbone, tmp_path):
+    """With one label per item the soft label is that label: the user is told, and told
+    which method can still correct it."""
+    train = synthetic["train"]
+    one = type(train)(
+        [it.model_copy(update={"annotations": it.annotations[:1]}) for it in train],
+        train.schema,
+        name="train",
+    )
+    data = {"train": one, "valid": synthetic["valid"]}
+    res = _fit("ours", data, tiny_backbone, tmp_path, epochs=1)
+    note = [n for n in res.notes if "carry one label" in n]
+    assert note and note[0].startswith(f"ours: {len(one)} of {len(one)} train items"), res.notes
+    full = _fit("ours", synthetic, tiny_backbone, tmp_path, epochs=1)
+    assert not any("carry one label" in n for n in full.notes)
