@@ -1,8 +1,9 @@
 """Averaging seeds: is k seeds' mean better than one seed, on items nothing was chosen on?
 
-The frozen-mode classifiers of different seeds differ, most for ``ours``, whose soft
-labels come from an estimator fitted on valid. Averaging the seeds' log-probabilities (the
-normalised geometric mean of their probabilities) is, for linear heads on one frozen
+The frozen-mode classifiers of different seeds differ; for ``ours`` each seed also
+learns its own soft labels, from an estimator fitted on valid. Averaging the seeds'
+log-probabilities (the normalised geometric mean of their probabilities) is, for linear
+heads on one frozen
 encoder, one linear head with the averaged weights (log-softmax differs from the logits
 by a constant per text): free at inference. Whether it helps cannot be read on valid,
 where each seed's estimator and epoch were chosen (in-sample), so this bench splits
