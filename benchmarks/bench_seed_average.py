@@ -3,12 +3,11 @@
 The frozen-mode classifiers of different seeds differ; for ``ours`` each seed also
 learns its own soft labels, from an estimator fitted on valid. Averaging the seeds'
 log-probabilities (the normalised geometric mean of their probabilities) is, for linear
-heads on one frozen
-encoder, one linear head with the averaged weights (log-softmax differs from the logits
-by a constant per text): free at inference. Whether it helps cannot be read on valid,
-where each seed's estimator and epoch were chosen (in-sample), so this bench splits
-valid in two halves: every seed is fitted and selected on one half and scored on the
-other half (held out) and on test, and then the roles swap.
+heads on one frozen encoder, one linear head with the averaged weights (log-softmax
+differs from the logits by a constant per text): free at inference. Whether it helps
+cannot be read on valid, where each seed's estimator and epoch were chosen (in-sample),
+so this bench splits valid in two halves: every seed is fitted and selected on one half
+and scored on the other half (held out) and on test, and then the roles swap.
 
 For each method it prints and writes, per half: the seeds' mean and the normalised
 geometric mean of the k seeds' probabilities, as worst-group accuracy, accuracy and
