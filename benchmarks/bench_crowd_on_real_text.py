@@ -120,22 +120,14 @@ def simulate(
             wrong_real = [lab for lab in real if lab != truth]
             anns = []
             for w in rng.choice(workers, size=per_item, replace=False, p=activity):
-                if regime == "spammers" and spam[w]:
-                    label = safe if spam[w] == 2 else classes[rng.integers(len(classes))]
-                elif regime in ("spammers", "long-tail") and rng.random() < acc[w]:
-                    label = truth
-                elif regime == "long-tail" and classes[pet[w]] != truth and rng.random() < 0.5:
-                    label = classes[pet[w]]
-                elif regime in ("spammers", "long-tail"):
-                    label = classes[rng.integers(len(classes))]
-                elif regime == "lenient":
+                if regime == "lenient":
                     if truth != safe and lenient[truth][w] and rng.random() < 0.85:
                         label = safe
                     elif rng.random() < acc[w]:
                         label = truth
                     else:
                         label = classes[rng.integers(len(classes))]
-                else:
+                elif regime == "hard-items":
                     err = min(0.95, (1 - acc[w]) * (1 + 2 * disagree))
                     if rng.random() >= err:
                         label = truth
@@ -143,6 +135,14 @@ def simulate(
                         label = wrong_real[rng.integers(len(wrong_real))]
                     else:
                         label = classes[rng.integers(len(classes))]
+                elif regime == "spammers" and spam[w]:
+                    label = safe if spam[w] == 2 else classes[rng.integers(len(classes))]
+                elif rng.random() < acc[w]:  # an honest worker of spammers / long-tail
+                    label = truth
+                elif regime == "long-tail" and classes[pet[w]] != truth and rng.random() < 0.5:
+                    label = classes[pet[w]]
+                else:
+                    label = classes[rng.integers(len(classes))]
                 anns.append(Annotation(annotator=f"worker_{w:03d}", label=label))
             items.append(it.model_copy(update={"annotations": tuple(anns)}))
         out[name] = AnnotatedDataset(items, schema, name=name)
@@ -188,11 +188,12 @@ def run(
             for method in METHODS:
                 if (regime, seed, method) in have:
                     continue
-                same = [r for r in rows if r["method"] == "truth" and r["crowd"] == seed]
-                if method == "truth" and same:
-                    # Neither its training labels nor its selection (valid gold) depend
-                    # on the crowd: the regime's row is the first regime's fit.
-                    rows.append({**same[0], "regime": regime, "same_as": same[0]["regime"]})
+                # Neither truth's training labels nor its selection (valid gold) depend
+                # on the crowd: a regime's row is the first regime's fit for that seed.
+                truths = (r for r in rows if r["method"] == "truth" and r["crowd"] == seed)
+                same = next(truths, None) if method == "truth" else None
+                if same is not None:
+                    rows.append({**same, "regime": regime, "same_as": same["regime"]})
                     have.add((regime, seed, method))
                     if save:
                         save(rows)

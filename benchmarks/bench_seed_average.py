@@ -30,20 +30,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from sklearn.metrics import roc_auc_score
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.readers import read_splits
-from guardrail_dro.train.metrics import score_split
-
-
-def toxic_auc(ds: AnnotatedDataset, proba: np.ndarray) -> float | None:
-    """ROC AUC of 1 - P(safe) for toxic against safe gold; None without both kinds."""
-    safe = np.asarray(ds.schema.safe_mask(), dtype=bool)
-    y = ~safe[ds.gold_array()]
-    if y.all() or not y.any():
-        return None
-    return float(roc_auc_score(y, 1.0 - proba[:, safe].sum(1)))
+from guardrail_dro.train.metrics import score_split, toxic_auc
 
 
 def geometric_mean(probas: list[np.ndarray]) -> np.ndarray:

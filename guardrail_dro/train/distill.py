@@ -55,7 +55,7 @@ from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.augment import word_noise
 from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts, model_fingerprint
 from guardrail_dro.train.features import default_cache_dir
-from guardrail_dro.train.metrics import score_split
+from guardrail_dro.train.metrics import score_split, toxic_auc
 from guardrail_dro.train.model import GuardClassifier
 from guardrail_dro.train.modeldir import (
     DistillRecord,
@@ -213,18 +213,6 @@ def _probs(model: GuardClassifier, rows: list[list[int]], pad_id: int, classes: 
     return out
 
 
-def _toxic_auc(valid: AnnotatedDataset, probs: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    safe = np.asarray(valid.schema.safe_mask(), dtype=bool)
-    gold = valid.gold_array()
-    keep = gold >= 0
-    y = ~safe[gold[keep]]
-    if not safe.any() or y.all() or not y.any():
-        return None
-    return float(roc_auc_score(y, 1.0 - probs[keep][:, safe].sum(1)))
-
-
 def distill(
     teacher_dir: str | Path,
     train_texts: Sequence[str],
@@ -353,7 +341,7 @@ def _distill(
             "loss": total_loss / len(batches),
             "worst_group_accuracy": m.worst_group_accuracy,
             "accuracy": m.accuracy,
-            "toxic_auc": _toxic_auc(valid, probs),
+            "toxic_auc": toxic_auc(valid, probs),
         }
         history.append(row)
         if on_epoch is not None:

@@ -26,6 +26,7 @@ __all__ = [
     "compute_metrics",
     "macro_f1",
     "score_split",
+    "toxic_auc",
 ]
 
 ACCURACY = "accuracy"
@@ -155,3 +156,16 @@ def score_split(data: AnnotatedDataset, pred: np.ndarray) -> Metrics:
         group_names=data.groups,
         safe_mask=data.schema.safe_mask(),
     )
+
+
+def toxic_auc(data: AnnotatedDataset, proba: np.ndarray) -> float | None:
+    """ROC AUC of the toxic score 1 - P(safe) of (N, C) class probabilities, toxic
+    against safe gold; None without gold of both kinds (or without a safe class). Every
+    item needs gold (``gold_array`` raises a DataError naming the first without)."""
+    from sklearn.metrics import roc_auc_score
+
+    safe = np.asarray(data.schema.safe_mask(), dtype=bool)
+    y = ~safe[data.gold_array()]
+    if not safe.any() or y.all() or not y.any():
+        return None
+    return float(roc_auc_score(y, 1.0 - proba[:, safe].sum(1)))

@@ -44,3 +44,21 @@ def test_headline_names_metrics_fields_in_table_order() -> None:
     assert set(HEADLINE) <= set(Metrics.model_fields) and WORST_GROUP_ACCURACY in HEADLINE
     m = compute_metrics(np.array([0, 1]), np.array([0, 1]), num_classes=2)
     assert tuple(m.headline()) == HEADLINE
+
+
+def test_toxic_auc_ranks_one_minus_p_safe_of_toxic_against_safe_gold() -> None:
+    from guardrail_dro.data.items import AnnotatedDataset, Item
+    from guardrail_dro.data.schema import LabelSchema
+    from guardrail_dro.train.metrics import toxic_auc
+
+    schema = LabelSchema(classes=("toxic-a", "toxic-b", "safe"), safe=("safe",))
+    golds = ["toxic-a", "safe", "toxic-b", "safe"]
+    data = AnnotatedDataset(
+        [Item(item_id=str(i), text=f"t{i}", gold=g) for i, g in enumerate(golds)], schema
+    )
+    # P(safe) per item: the two toxic items lowest, except that item 2 ties item 3.
+    proba = np.array([[0.9, 0, 0.1], [0, 0.2, 0.8], [0.3, 0.3, 0.4], [0.6, 0, 0.4]])
+    # toxic {0, 2} vs safe {1, 3}: pairs (0,1) (0,3) (2,1) won, (2,3) tied: 3.5 / 4.
+    assert toxic_auc(data, proba) == pytest.approx(3.5 / 4)
+    only_safe = data.subset([1, 3])
+    assert toxic_auc(only_safe, proba[[1, 3]]) is None
