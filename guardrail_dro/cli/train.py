@@ -96,6 +96,20 @@ def train(
         ),
     ] = "ours",
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
+    average_seeds: Annotated[
+        int,
+        typer.Option(
+            "--average-seeds",
+            min=1,
+            max=32,
+            help="Frozen mode: train seeds --seed, --seed+1, ... and keep one head, their "
+            "average (the mean of their logits). Costs k trainings and nothing at "
+            "inference with a linear head. On toxic-questions the average of 4 seeds of "
+            "ours beat the seeds' mean test worst-group accuracy by +0.010 / +0.029 "
+            "(README, Averaging seeds, measured).",
+            rich_help_panel=_T,
+        ),
+    ] = 1,
     *,
     training: TrainingOptions,
     columns: ColumnOptions,
@@ -114,7 +128,7 @@ def train(
     from guardrail_dro.train.modeldir import TrainedModel
     from guardrail_dro.train.trainer import BiLevelTrainer
 
-    cfg = training.config(method=method, seed=seed)
+    cfg = training.config(method=method, seed=seed, average_seeds=average_seeds)
     splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
     result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
     if not result.is_main_process:  # other ranks of `accelerate launch` / `torchrun`
@@ -128,7 +142,9 @@ def train(
     ).save(out)
     for n in result.notes:
         err.print(f"note: {n}", highlight=False)
-    _metrics_table(f"valid (epoch {result.best_epoch})", result.valid_metrics)
+    avg = result.averaged_seeds
+    shown = f"{len(avg)} seeds averaged" if avg else f"epoch {result.best_epoch}"
+    _metrics_table(f"valid ({shown})", result.valid_metrics)
     if result.background is not None:
         Console().print(result.background.summary(), highlight=False)
     Console().print(f"model written to [bold]{out}[/] ({result.seconds:.1f} s)")

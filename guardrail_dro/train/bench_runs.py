@@ -47,7 +47,11 @@ method's frozen fit. 3 (2026-12-06): a run keeps its test predictions (``test_pr
 which the report's paired intervals need; a run stored before has none to give."""
 
 
-ADDED_FIELDS: dict[str, object] = {"ft_estimator": "freeze", "lp_select": "compete"}
+ADDED_FIELDS: dict[str, object] = {
+    "ft_estimator": "freeze",
+    "lp_select": "compete",
+    "average_seeds": 1,
+}
 """Config fields added after runs were stored, with the default they enter no key at:
 a stored run of a method the field does not touch stays valid (a method it does touch
 raised its target source's version instead)."""

@@ -138,6 +138,14 @@ class TrainConfig(BaseModel):
         "(the candidates are still measured and recorded).",
     )
     seed: int = 0
+    average_seeds: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Frozen mode: train this many seeds (seed, seed+1, ...) and keep one head, "
+        "their average (the mean of their logits; train/seed_average.py). Costs k trainings, "
+        "nothing at inference for a linear head (a k-times wider hidden layer otherwise).",
+    )
     embed_batch_size: int = Field(64, ge=1)
     cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")
     device: str | None = Field(None, description="cpu, cuda, cuda:1...; default: best available.")

@@ -90,6 +90,8 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, hidden: int = 0, dropout: float = 0.0):
         super().__init__()
+        self.hidden = hidden
+        """Width of the hidden layer; 0 for a linear head."""
         if hidden:
             self.net = nn.Sequential(
                 nn.Dropout(dropout),

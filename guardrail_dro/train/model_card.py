@@ -54,6 +54,17 @@ def _base_model(backbone: str) -> str | None:
     return backbone if looks_like_hub_id else None
 
 
+def _epochs(man: TrainManifest) -> str:
+    """How the head's epoch was chosen: one epoch, or each averaged seed's."""
+    if not man.averaged_seeds:
+        return f"epoch {man.best_epoch} chosen on valid (worst-group accuracy)"
+    per = ", ".join(f"seed {s.seed}: epoch {s.best_epoch}" for s in man.averaged_seeds)
+    return (
+        f"the head is the average of {len(man.averaged_seeds)} seeds' heads (the mean of "
+        f"their logits), each seed's epoch chosen on valid ({per})"
+    )
+
+
 def _method_text(method: str) -> str:
     base = method.partition(":")[0]
     if base == "single":
@@ -233,8 +244,7 @@ def model_card(
         f"({man.config.get('mode', 'frozen')} mode), mean pooling"
         + (", L2-normalised" if man.normalize else "")
         + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
-        f"- max length: {man.max_length} tokens; epoch {man.best_epoch} chosen on valid "
-        "(worst-group accuracy)",
+        f"- max length: {man.max_length} tokens; " + _epochs(man),
     ]
     if man.group_weights:
         top = sorted(man.group_weights.items(), key=lambda kv: -kv[1])[:3]

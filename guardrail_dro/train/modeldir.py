@@ -50,6 +50,7 @@ from guardrail_dro.train.model import (
     WeightEstimator,
     load_backbone,
 )
+from guardrail_dro.train.result import SeedRun
 from guardrail_dro.train.toxic_score import ToxicScoreChoice
 
 if TYPE_CHECKING:
@@ -128,6 +129,8 @@ class TrainManifest(BaseModel):
     """Background-safe text: sources, chosen weight and amount, grid, held-out block rate."""
     toxic_score: ToxicScoreChoice | None = None
     """The guard's toxic score, chosen on valid (train/toxic_score.py); None: 1 - P(safe)."""
+    averaged_seeds: list[SeedRun] | None = None
+    """The seeds whose heads the model's head averages (``train/seed_average.py``)."""
     distilled_from: DistillRecord | None = None
     """A distilled student's teacher and how it was taught (``train/distill.py``)."""
     notes: list[str] = Field(default_factory=list)
@@ -179,7 +182,7 @@ class TrainedModel:
             normalize=emb.normalize,
             max_length=cfg.max_length,
             num_classes=result.schema.num_classes,
-            head_hidden=cfg.head_hidden,
+            head_hidden=result.head.hidden,  # an average of k seeds: k x cfg's
             annotators=list(result.annotators),
             groups=list(result.groups),
             data_hashes=data_hashes,
@@ -191,6 +194,7 @@ class TrainedModel:
             annotator_weight_by_group=result.annotator_weight_by_group,
             background=result.background,
             toxic_score=result.toxic_score,
+            averaged_seeds=result.averaged_seeds,
             notes=result.notes,
             versions=package_versions(),
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, Field
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.schema import LabelSchema
@@ -18,7 +19,17 @@ from guardrail_dro.train.metrics import Metrics, score_split
 from guardrail_dro.train.model import ClassifierHead, ToxicMix, WeightEstimator
 from guardrail_dro.train.toxic_score import ToxicScoreChoice
 
-__all__ = ["TrainResult"]
+__all__ = ["SeedRun", "TrainResult"]
+
+
+class SeedRun(BaseModel):
+    """One seed of an averaged model (manifest ``averaged_seeds``)."""
+
+    seed: int
+    best_epoch: int
+    valid_worst_group_accuracy: float | None = None
+    valid_accuracy: float
+    toxic_score: str | None = Field(None, description="The seed's own toxic-score choice.")
 
 
 @dataclass
@@ -46,6 +57,11 @@ class TrainResult:
     """How the guard's toxic score was chosen on valid (``toxic_score.py``)."""
     toxic_mix: ToxicMix | None = None
     """The binary head in the guard's score; None when 1 - P(safe) was kept."""
+    toxic_binary: torch.nn.Linear | None = None
+    """The binary toxic-vs-safe head fitted for the choice, kept when unused too
+    (averaging seeds averages it)."""
+    averaged_seeds: list[SeedRun] | None = None
+    """The seeds whose heads this result averages (``train/seed_average.py``)."""
 
     @property
     def is_main_process(self) -> bool:

@@ -32,7 +32,14 @@ if TYPE_CHECKING:
     from guardrail_dro.train.model import ClassifierHead
     from guardrail_dro.train.run import Run
 
-__all__ = ["CANDIDATES", "RULE", "ToxicScoreChoice", "choose_toxic_score", "select"]
+__all__ = [
+    "CANDIDATES",
+    "RULE",
+    "ToxicScoreChoice",
+    "choose_toxic_score",
+    "choose_with",
+    "select",
+]
 
 CANDIDATES: dict[str, float] = {
     "1 - P(safe)": 0.0,
@@ -120,31 +127,29 @@ def choose_toxic_score(
     harmful: AnnotatedDataset | None = None,
     harmful_weight: float = 1.0,
     seed: int = 0,
-) -> tuple[ToxicScoreChoice | None, ToxicMix | None]:
+    class_head_only: bool = False,
+) -> tuple[ToxicScoreChoice | None, ToxicMix | None, torch.nn.Linear | None]:
     """Fit the binary head on the train features and ``soft`` labels (the (N, C) targets
     the head trained on: ``TargetSource.train_soft_labels``), compare the three
-    candidates on valid, and return the choice with the ``ToxicMix`` to put in the
-    model (None when 1 - P(safe) is kept).
+    candidates on valid, and return the choice, the ``ToxicMix`` to put in the model
+    (None when 1 - P(safe) is kept) and the fitted binary head (kept even when unused:
+    averaging seeds averages it, ``train/seed_average.py``).
 
     Background-safe text, when the run has it, trains the binary head as safe too (with
     its loss weight), as it trains the class head; harmful background text as toxic.
-    Returns (None, None) where there is no toxic score to choose (no safe class, or
-    valid without both kinds of text).
+    Returns Nones where there is no toxic score to choose (no safe class, or valid
+    without both kinds of text). ``class_head_only`` (``toxic_score="class-head"``)
+    measures and records the candidates but keeps 1 - P(safe).
     """
     from sklearn.linear_model import LogisticRegression
 
-    schema = run.valid.schema
-    safe = np.asarray(schema.safe_mask(), dtype=bool)
+    safe = np.asarray(run.valid.schema.safe_mask(), dtype=bool)
     y = ~safe[run.valid.gold_array()]
     if safe.all() or not safe.any() or y.all() or not y.any():
-        return None, None
-    head.eval()
+        return None, None, None
     src.eval()
     with torch.no_grad():
         x_train = src.features("train", None).cpu().numpy()
-        x_valid = src.features("valid", None)
-        p_safe = torch.softmax(head(x_valid), -1).cpu().numpy()[:, safe].sum(1)
-        x_valid_np = x_valid.cpu().numpy()
         x_bg = src.features("background", None).cpu().numpy() if background is not None else None
         x_bad = src.features("harmful", None).cpu().numpy() if harmful is not None else None
     keep = soft.sum(1) > 0
@@ -162,11 +167,42 @@ def choose_toxic_score(
         np.r_[np.ones(len(p)), np.zeros(len(p))],
         sample_weight=np.r_[w * p, w * (1 - p)],
     )
-    choice = select(y, 1 - p_safe, lr.predict_proba(x_valid_np)[:, 1], seed=seed)
+    binary = torch.nn.Linear(x.shape[1], 1)
+    with torch.no_grad():
+        binary.weight.copy_(torch.as_tensor(lr.coef_, dtype=torch.float32))
+        binary.bias.copy_(torch.as_tensor(lr.intercept_, dtype=torch.float32))
+    binary = binary.to(run.device).eval()
+    choice, mix = choose_with(
+        head, binary, src, y, safe, seed=seed, class_head_only=class_head_only
+    )
+    return choice, mix, binary
+
+
+def choose_with(
+    head: torch.nn.Module,
+    binary: torch.nn.Linear,
+    src: FeatureSource,
+    positive: np.ndarray,
+    safe: np.ndarray,
+    *,
+    seed: int = 0,
+    class_head_only: bool = False,
+) -> tuple[ToxicScoreChoice, ToxicMix | None]:
+    """``select`` on ``src``'s valid features for a class head and a fitted binary head;
+    the ``ToxicMix`` carries a copy of ``binary`` (None when 1 - P(safe) is kept)."""
+    head.eval()
+    src.eval()
+    with torch.no_grad():
+        x_valid = src.features("valid", None)
+        p_safe = torch.softmax(head(x_valid), -1).cpu().numpy()[:, safe].sum(1)
+        p_binary = torch.sigmoid(binary(x_valid)).cpu().numpy()[:, 0]
+    choice = select(positive, 1 - p_safe, p_binary, seed=seed)
+    if class_head_only:
+        choice = choice.model_copy(
+            update={"kind": "1 - P(safe)", "binary_weight": 0.0, "rule": "set (class-head)"}
+        )
     if choice.binary_weight == 0:
         return choice, None
-    mix = ToxicMix(x.shape[1], safe.tolist(), choice.binary_weight)
-    with torch.no_grad():
-        mix.binary.weight.copy_(torch.as_tensor(lr.coef_, dtype=torch.float32))
-        mix.binary.bias.copy_(torch.as_tensor(lr.intercept_, dtype=torch.float32))
-    return choice, mix.to(run.device).eval()
+    mix = ToxicMix(binary.in_features, safe.tolist(), choice.binary_weight)
+    mix.binary.load_state_dict(binary.state_dict())
+    return choice, mix.to(x_valid.device).eval()

@@ -39,6 +39,7 @@ from guardrail_dro.train.metrics import Metrics, compute_metrics
 from guardrail_dro.train.model import ClassifierHead
 from guardrail_dro.train.result import TrainResult
 from guardrail_dro.train.run import Run
+from guardrail_dro.train.seed_average import fit_seeds
 from guardrail_dro.train.targets import TargetSource
 from guardrail_dro.train.toxic_score import choose_toxic_score
 
@@ -89,6 +90,8 @@ class BiLevelTrainer:
         """
         cfg = self.config
         self._check(train, valid)
+        if cfg.average_seeds > 1:
+            return fit_seeds(cfg, lambda c: BiLevelTrainer(c).fit(train, valid), valid)
         background = load_background(cfg.background_safe) if cfg.background_safe else None
         harmful = (
             load_background(cfg.background_harmful, harmful=True)
@@ -229,7 +232,7 @@ class BiLevelTrainer:
         targets.restore_best()
         loss_of.restore_best()
         q = targets.group_weights if targets.group_weights is not None else loss_of.group_weights
-        choice, mix = choose_toxic_score(
+        choice, mix, binary = choose_toxic_score(
             head,
             src,
             run,
@@ -239,12 +242,8 @@ class BiLevelTrainer:
             harmful=harmful,
             harmful_weight=weights["harmful"],
             seed=cfg.seed,
+            class_head_only=cfg.toxic_score == "class-head",
         )
-        if choice is not None and cfg.toxic_score == "class-head":
-            mix = None
-            choice = choice.model_copy(
-                update={"kind": "1 - P(safe)", "binary_weight": 0.0, "rule": "set (class-head)"}
-            )
         if choice is not None:
             run.notes.append(choice.summary())
         return TrainResult(
@@ -267,6 +266,7 @@ class BiLevelTrainer:
             notes=run.notes,
             toxic_score=choice,
             toxic_mix=mix,
+            toxic_binary=binary,
         )
 
     def _lp_stage(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> TrainResult | None:

@@ -86,6 +86,25 @@ def test_train_then_evaluate(data_dir: Path, tiny_backbone: Path, tmp_path: Path
     TrainedModel.load(out)  # still verifies: the card's new sha256 is in the manifest
 
 
+def test_train_averages_seeds_and_refuses_it_in_full_mode(
+    data_dir: Path, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    common = [
+        "train", "--train", str(data_dir / "train.jsonl"), "--valid",
+        str(data_dir / "valid.jsonl"), "--backbone", str(tiny_backbone), "--epochs", "2",
+        "--cache-dir", str(tmp_path / "c"), "--average-seeds", "2",
+    ]  # fmt: skip
+    r = run(*common, "--out", str(tmp_path / "model"))
+    assert r.returncode == 0, r.stderr
+    assert "seeds" in r.stdout  # the valid row names them (wrapped in a narrow terminal)
+    assert "averaged the heads of 2 seeds (0, 1)" in " ".join(r.stderr.split())
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert [s["seed"] for s in manifest["averaged_seeds"]] == [0, 1]
+    r = run(*common, "--mode", "full", "--out", str(tmp_path / "full"))
+    assert r.returncode != 0 and "frozen encoder" in " ".join(r.stderr.split())
+    assert not (tmp_path / "full").exists()
+
+
 @pytest.mark.parametrize(
     ("files", "extra", "message"),
     [
