@@ -33,7 +33,23 @@ from rich.table import Table
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.readers import read_splits
+from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.metrics import score_split, toxic_auc
+
+
+def quick_base() -> TrainConfig:
+    """The real-data quickstart's recipe (``cli/quick_recipe.py``): a 128-wide hidden
+    head, 20 epochs, the bundled background-safe and harmful text at its fixed setting."""
+    from guardrail_dro.cli.quick_recipe import BACKGROUND, HARMFUL, quick_config
+
+    return quick_config(
+        Path("."),
+        synthetic=False,
+        backbone=None,
+        background=BACKGROUND,
+        choose=False,
+        harmful=HARMFUL,
+    ).model_copy(update={"cache_dir": None})
 
 
 def geometric_mean(probas: list[np.ndarray]) -> np.ndarray:
@@ -58,9 +74,15 @@ def halves(n: int, seed: int = 0) -> tuple[list[int], list[int]]:
 
 
 def run(
-    splits: dict[str, AnnotatedDataset], methods: list[str], seeds: int, cache: Path | None
+    splits: dict[str, AnnotatedDataset],
+    methods: list[str],
+    seeds: int,
+    cache: Path | None,
+    base: TrainConfig | None = None,
 ) -> list[dict]:
-    from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
+    """``base``: the shared config (default: the trainer's; ``quick_base`` for the
+    quickstart's recipe)."""
+    from guardrail_dro.train.trainer import BiLevelTrainer
 
     valid, test = splits["valid"], splits["test"]
     a, b = halves(len(valid))
@@ -70,7 +92,9 @@ def run(
             sel, held = valid.subset(fit_on), valid.subset(held_on)
             probas: dict[str, list[np.ndarray]] = {"held": [], "test": []}
             for seed in range(seeds):
-                cfg = TrainConfig(method=method, seed=seed, cache_dir=cache, progress=False)
+                cfg = (base or TrainConfig()).model_copy(
+                    update={"method": method, "seed": seed, "cache_dir": cache, "progress": False}
+                )
                 t0 = time.perf_counter()
                 res = BiLevelTrainer(cfg).fit(splits["train"], sel)
                 probas["held"].append(res.predict_proba(held.texts))
@@ -132,6 +156,12 @@ def main() -> None:
         help="train / valid / test as `train` reads them (default: bundled toxic-questions)",
     )
     ap.add_argument("--cache-dir", type=Path)
+    ap.add_argument(
+        "--recipe",
+        choices=["default", "quick"],
+        default="default",
+        help="default: the trainer's defaults (linear head); quick: the quickstart's recipe",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.seeds < 2:
@@ -146,7 +176,8 @@ def main() -> None:
         paths[split] = path
     splits, _ = read_splits(paths)
     methods = [m for m in args.methods.split(",") if m]
-    rows = run(splits, methods, args.seeds, args.cache_dir)
+    base = quick_base() if args.recipe == "quick" else None
+    rows = run(splits, methods, args.seeds, args.cache_dir, base)
     Console(width=200).print(table(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
