@@ -31,25 +31,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from guardrail_dro.cli.quick_recipe import real_data_config
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.readers import read_splits
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.metrics import score_split, toxic_auc
-
-
-def quick_base() -> TrainConfig:
-    """The real-data quickstart's recipe (``cli/quick_recipe.py``): a 128-wide hidden
-    head, 20 epochs, the bundled background-safe and harmful text at its fixed setting."""
-    from guardrail_dro.cli.quick_recipe import BACKGROUND, HARMFUL, quick_config
-
-    return quick_config(
-        Path("."),
-        synthetic=False,
-        backbone=None,
-        background=BACKGROUND,
-        choose=False,
-        harmful=HARMFUL,
-    ).model_copy(update={"cache_dir": None})
 
 
 def geometric_mean(probas: list[np.ndarray]) -> np.ndarray:
@@ -80,7 +66,7 @@ def run(
     cache: Path | None,
     base: TrainConfig | None = None,
 ) -> list[dict]:
-    """``base``: the shared config (default: the trainer's; ``quick_base`` for the
+    """``base``: the shared config (default: the trainer's; ``real_data_config`` for the
     quickstart's recipe)."""
     from guardrail_dro.train.trainer import BiLevelTrainer
 
@@ -176,7 +162,7 @@ def main() -> None:
         paths[split] = path
     splits, _ = read_splits(paths)
     methods = [m for m in args.methods.split(",") if m]
-    base = quick_base() if args.recipe == "quick" else None
+    base = real_data_config() if args.recipe == "quick" else None
     rows = run(splits, methods, args.seeds, args.cache_dir, base)
     Console(width=200).print(table(rows))
     if args.json:

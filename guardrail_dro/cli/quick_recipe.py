@@ -29,6 +29,7 @@ __all__ = [
     "background_sources",
     "output_sources",
     "quick_config",
+    "real_data_config",
 ]
 
 BACKGROUND = ("convabuse-background", "everyday-requests")
@@ -135,3 +136,13 @@ def quick_config(
         background_harmful=list(harmful),
         harmful_weight=HARMFUL_WEIGHT,
     )
+
+
+def real_data_config(cache_dir: Path | None = None) -> TrainConfig:
+    """``quick_config`` as the real-data quickstart runs by default (its background-safe
+    and harmful text, the fixed background setting), for benchmarks that measure what
+    the quickstart ships; the embedding cache in ``cache_dir`` (None: the default)."""
+    return quick_config(
+        Path("."), synthetic=False, backbone=None, background=BACKGROUND, choose=False,
+        harmful=HARMFUL,
+    ).model_copy(update={"cache_dir": cache_dir})  # fmt: skip

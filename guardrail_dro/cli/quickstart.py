@@ -98,10 +98,10 @@ def _averaged(
 
     Why not the seed valid ranks first (what it shipped before 2026-12-06): over four
     triplets of seeds of the quick recipe on toxic-questions, the valid-best seed's test
-    worst-group accuracy was no better than the seeds' mean (0.552 against 0.555), and
+    worst-group accuracy was no better than the seeds' mean (0.551 against 0.555), and
     the average kept it (0.553) while its guard ranked and blocked better on test every
     time (toxic ROC AUC 0.855 against 0.851, accuracy 0.698 against 0.690, FPR at the
-    valid-chosen 90 % recall 0.426 against 0.453; README, Averaging seeds).
+    valid-chosen 90 % recall 0.427 against 0.453; README, Averaging seeds).
     """
     from guardrail_dro.train.seed_average import average_results
 

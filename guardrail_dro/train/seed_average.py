@@ -149,8 +149,12 @@ def average_results(results: Sequence[TrainResult], valid: AnnotatedDataset) -> 
     notes = [
         f"averaged the heads of {len(results)} seeds ({', '.join(str(s.seed) for s in seeds)}): "
         f"valid {'worst-group ' if metrics.worst_group_accuracy is not None else ''}"
-        f"accuracy {per_seed} per seed, {mine:.3f} averaged; the estimator saved is seed "
-        f"{first.config.seed}'s"
+        f"accuracy {per_seed} per seed, {mine:.3f} averaged"
+        + (
+            f"; the estimator saved is seed {first.config.seed}'s"
+            if first.estimator is not None
+            else ""
+        )
     ]
     for r in results:
         notes += [n for n in r.notes if n not in notes and not n.startswith("toxic score:")]
