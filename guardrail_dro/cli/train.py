@@ -64,6 +64,22 @@ def _metrics_table(split: str, metrics: Metrics) -> None:
     Console().print(t)
 
 
+AverageSeeds = Annotated[
+    int,
+    typer.Option(
+        "--average-seeds",
+        min=1,
+        max=32,
+        help="Frozen mode: train k seeds (k x --seed to k x --seed + k - 1) and keep one "
+        "head, their average (the mean of their logits). Costs k trainings and nothing at "
+        "inference with a linear head. On toxic-questions the average of 4 seeds of ours "
+        "beat the seeds' mean test worst-group accuracy by +0.010 / +0.029 (README, "
+        "Averaging seeds, measured).",
+        rich_help_panel=_T,
+    ),
+]
+
+
 @takes_option_groups
 def train(
     train: Annotated[
@@ -96,20 +112,7 @@ def train(
         ),
     ] = "ours",
     seed: Annotated[int, typer.Option("--seed", rich_help_panel=_T)] = 0,
-    average_seeds: Annotated[
-        int,
-        typer.Option(
-            "--average-seeds",
-            min=1,
-            max=32,
-            help="Frozen mode: train seeds --seed, --seed+1, ... and keep one head, their "
-            "average (the mean of their logits). Costs k trainings and nothing at "
-            "inference with a linear head. On toxic-questions the average of 4 seeds of "
-            "ours beat the seeds' mean test worst-group accuracy by +0.010 / +0.029 "
-            "(README, Averaging seeds, measured).",
-            rich_help_panel=_T,
-        ),
-    ] = 1,
+    average_seeds: AverageSeeds = 1,
     *,
     training: TrainingOptions,
     columns: ColumnOptions,
@@ -273,6 +276,7 @@ def bench(
             "--methods", help="Comma-separated; default: all built-in + each single annotator."
         ),
     ] = None,
+    average_seeds: AverageSeeds = 1,
     resume: Annotated[
         bool,
         typer.Option(
@@ -308,7 +312,7 @@ def bench(
         splits["test"],
         methods=methods.split(",") if methods else None,
         seeds=seeds,
-        config=training.config(),
+        config=training.config(average_seeds=average_seeds),
         out_dir=out,
         annotator_info=annotator_info(test, splits["test"]),
         resume=resume,

@@ -142,9 +142,10 @@ class TrainConfig(BaseModel):
         1,
         ge=1,
         le=32,
-        description="Frozen mode: train this many seeds (seed, seed+1, ...) and keep one head, "
-        "their average (the mean of their logits; train/seed_average.py). Costs k trainings, "
-        "nothing at inference for a linear head (a k-times wider hidden layer otherwise).",
+        description="Frozen mode: train k = this many seeds (k x seed ... k x seed + k - 1, "
+        "so different seeds never share one) and keep one head, their average (the mean of "
+        "their logits; train/seed_average.py). Costs k trainings, nothing at inference for "
+        "a linear head (a k-times wider hidden layer otherwise).",
     )
     embed_batch_size: int = Field(64, ge=1)
     cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")

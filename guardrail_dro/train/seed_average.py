@@ -214,7 +214,9 @@ def average_results(results: Sequence[TrainResult], valid: AnnotatedDataset) -> 
 def fit_seeds(
     config: TrainConfig, fit: Callable[[TrainConfig], TrainResult], valid: AnnotatedDataset
 ) -> TrainResult:
-    """Fit ``config.average_seeds`` seeds (``config.seed``, +1, ...) and average them.
+    """Fit k = ``config.average_seeds`` seeds and average them: seeds ``k x config.seed``
+    to ``k x config.seed + k - 1``, so that different seeds of an averaged model (a
+    bench's) never share a seed (seed 0: 0..k-1, seed 1: k..2k-1).
 
     The first seed makes every choice left to valid that the others then reuse (the
     background weight and amount): the seeds then differ only by their seed.
@@ -224,10 +226,11 @@ def fit_seeds(
             f"average_seeds={config.average_seeds} averages heads on one frozen encoder; in "
             "full mode every seed fine-tunes its own: use --average-seeds 1 in full mode"
         )
-    first = fit(config.model_copy(update={"average_seeds": 1}))
+    k = config.average_seeds
+    first = fit(config.model_copy(update={"seed": k * config.seed, "average_seeds": 1}))
     results = [first]
-    for k in range(1, config.average_seeds):
-        results.append(fit(first.config.model_copy(update={"seed": config.seed + k})))
+    for j in range(1, k):
+        results.append(fit(first.config.model_copy(update={"seed": k * config.seed + j})))
     out = average_results(results, valid)
-    update = {"seed": config.seed, "average_seeds": config.average_seeds}
+    update = {"seed": config.seed, "average_seeds": k}
     return dataclasses.replace(out, config=out.config.model_copy(update=update))

@@ -142,3 +142,32 @@ def test_full_mode_refuses_to_average_seeds(tiny_backbone, synthetic, tmp_path) 
     cfg = _cfg(tiny_backbone, tmp_path, mode="full", average_seeds=2)
     with pytest.raises(ConfigError, match="frozen encoder"):
         BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
+
+
+def test_averaged_models_of_different_seeds_share_no_seed(synthetic, monkeypatch) -> None:
+    """Seed s of a k-seed average trains seeds k*s .. k*s+k-1 (a bench's seeds 0, 1, 2
+    are three disjoint triplets); the first seed's returned config (its choices) is the
+    others' config."""
+    import dataclasses
+
+    from guardrail_dro.train import seed_average
+
+    @dataclasses.dataclass
+    class Fitted:
+        config: TrainConfig
+
+    seen: list[tuple[int, int, float | None]] = []
+
+    def fit(cfg: TrainConfig) -> Fitted:
+        seen.append((cfg.seed, cfg.average_seeds, cfg.background_weight))
+        return Fitted(cfg.model_copy(update={"background_weight": 2.0}))  # "chosen"
+
+    monkeypatch.setattr(seed_average, "average_results", lambda rs, valid: Fitted(rs[0].config))
+    for seed in (0, 2):
+        out = seed_average.fit_seeds(
+            TrainConfig(seed=seed, average_seeds=3), fit, synthetic["valid"]
+        )
+        assert (out.config.seed, out.config.average_seeds) == (seed, 3)
+    assert seen == [
+        (0, 1, None), (1, 1, 2.0), (2, 1, 2.0), (6, 1, None), (7, 1, 2.0), (8, 1, 2.0)
+    ]  # fmt: skip
