@@ -92,16 +92,11 @@ def _read_real(data: Path, schema_path: Path | None) -> dict[str, AnnotatedDatas
 def _averaged(
     results: dict[int, TrainResult], valid: AnnotatedDataset, metric: str, console: Console
 ) -> TrainResult | None:
-    """The model the quickstart ships: the average of the bench's seeds of ``ours``
-    (``train/seed_average.py``; one seed as it is). None when the bench trained nothing
-    (all runs reused).
-
-    Why not the seed valid ranks first (what it shipped before 2026-12-06): over four
-    triplets of seeds of the quick recipe on toxic-questions, the valid-best seed's test
-    worst-group accuracy was no better than the seeds' mean (0.551 against 0.555), and
-    the average kept it (0.553) while its guard ranked and blocked better on test every
-    time (toxic ROC AUC 0.855 against 0.851, accuracy 0.698 against 0.690, FPR at the
-    valid-chosen 90 % recall 0.427 against 0.453; README, Averaging seeds).
+    """The model the quickstart ships: the average of the bench's seeds of ``ours``, one
+    head (``train/seed_average.py``; one seed as it is); None when the bench trained
+    nothing (all runs reused). Not the seed valid ranks first, as before 2026-12-06: over
+    four triplets of seeds its test worst group was no better than the seeds' mean, and
+    the average's guard ranked and blocked better every time (README, Averaging seeds).
     """
     from guardrail_dro.train.seed_average import average_results
 
@@ -109,10 +104,8 @@ def _averaged(
         return None
     result = average_results([r for _, r in sorted(results.items())], valid)
     if len(results) > 1:
-        per = ", ".join(
-            f"seed {s} {getattr(r.valid_metrics, metric) or 0.0:.3f}"
-            for s, r in sorted(results.items())
-        )
+        score = {s: getattr(r.valid_metrics, metric) or 0.0 for s, r in sorted(results.items())}
+        per = ", ".join(f"seed {s} {v:.3f}" for s, v in score.items())
         console.print(
             f"  shipping ours: the average of its {len(results)} seeds' heads (valid "
             f"{metric.replace('_', ' ')} {per}; averaged "
