@@ -94,13 +94,12 @@ def _check(results: Sequence[TrainResult], valid: AnnotatedDataset) -> None:
         raise ConfigError(f"valid has {len(valid)} items, the results were selected on {n}")
 
 
-def _mean_weights(
-    maps: Sequence[dict[str, float] | None],
-) -> dict[str, float] | None:
+def _mean_weights(maps: Sequence[dict[str, float] | None]) -> dict[str, float] | None:
+    """Each key's mean over the seeds that report it; None if a seed reports none."""
     if any(m is None for m in maps):
         return None
-    keys = maps[0] or {}
-    return {k: float(np.mean([(m or {}).get(k, np.nan) for m in maps])) for k in keys}
+    keys = dict.fromkeys(k for m in maps for k in m or {})
+    return {k: float(np.mean([m[k] for m in maps if m and k in m])) for k in keys}
 
 
 def average_results(results: Sequence[TrainResult], valid: AnnotatedDataset) -> TrainResult:
@@ -190,9 +189,7 @@ def average_results(results: Sequence[TrainResult], valid: AnnotatedDataset) -> 
     by_group = None
     if all(r.annotator_weight_by_group is not None for r in results):
         maps = [r.annotator_weight_by_group or {} for r in results]
-        by_group = {
-            g: _mean_weights([m.get(g) for m in maps]) or {} for g in maps[0]
-        }  # fmt: skip
+        by_group = {g: _mean_weights([m.get(g, {}) for m in maps]) or {} for g in maps[0]}
     return dataclasses.replace(
         first,
         config=cfg.model_copy(update={"average_seeds": len(results)}),

@@ -113,6 +113,15 @@ def test_average_seeds_is_the_average_of_the_seeds_trained_one_by_one(seed_fits,
         seed_fits["seed1"].best_epoch,
     ]
     assert avg.notes[0].startswith("averaged the heads of 2 seeds (0, 1)")
+    # What the seeds learned about annotators and groups is reported as their mean.
+    g, a = synthetic["valid"].groups[0], synthetic["train"].annotators[0]
+    by_seed = [seed_fits[s].annotator_weight_by_group for s in ("seed0", "seed1")]
+    want_a = np.mean([m[g][a] for m in by_seed if m is not None])
+    assert avg.annotator_weight_by_group is not None
+    assert avg.annotator_weight_by_group[g][a] == pytest.approx(want_a)
+    assert avg.group_weights is not None and avg.group_weights[g] == pytest.approx(
+        np.mean([seed_fits[s].group_weights[g] for s in ("seed0", "seed1")])
+    )
     # The toxic score is chosen again, for the averaged head, from the averaged binary head.
     assert avg.toxic_score is not None and avg.toxic_binary is not None
     assert sum(n.startswith("toxic score:") for n in avg.notes) == 1
