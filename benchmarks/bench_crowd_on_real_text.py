@@ -169,10 +169,12 @@ def run(
     cache: Path | None,
     done: list[dict] | None = None,
     save: Callable[[list[dict]], None] | None = None,
+    average_seeds: int = 1,
 ) -> list[dict]:
     """Fit every method on every crowd; runs in ``done`` (same regime, crowd and
     method) are kept, not refitted, and ``save`` gets every row after each fit, so a
-    stopped bench resumes where it stopped."""
+    stopped bench resumes where it stopped. ``average_seeds`` > 1: every fit is the
+    average of that many seeds (``train --average-seeds``)."""
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
     real, _ = read_splits(
@@ -204,6 +206,7 @@ def run(
                     seed=seed,
                     cache_dir=cache,
                     progress=False,
+                    average_seeds=average_seeds,
                 )
                 t0 = time.perf_counter()
                 res = BiLevelTrainer(cfg).fit(train, data["valid"])
@@ -263,6 +266,12 @@ def main() -> None:
     ap.add_argument("--accuracy", type=float, nargs=2, default=(0.6, 0.95), metavar=("LO", "HI"))
     ap.add_argument("--cache-dir", type=Path)
     ap.add_argument(
+        "--average-seeds",
+        type=int,
+        default=1,
+        help="every fit averages this many seeds (frozen mode; train --average-seeds)",
+    )
+    ap.add_argument(
         "--json",
         type=Path,
         help="write every run here after each fit; runs already in it are kept, not refitted",
@@ -274,11 +283,17 @@ def main() -> None:
         ap.error(f"unknown regimes {sorted(unknown)}; choose from {list(REGIMES)}")
     accuracy = (args.accuracy[0], args.accuracy[1])
     # What the crowds and fits depend on; runs stored under other values are not reused.
-    options = {"workers": args.workers, "per_item": args.per_item, "accuracy": list(accuracy)}
+    options = {
+        "workers": args.workers,
+        "per_item": args.per_item,
+        "accuracy": list(accuracy),
+        "average_seeds": args.average_seeds,
+    }
     done: list[dict] = []
     if args.json and args.json.exists():
         stored: dict[str, Any] = json.loads(args.json.read_text())
-        if {k: stored.get("options", {}).get(k) for k in options} != options:
+        had = {"average_seeds": 1, **stored.get("options", {})}  # stored before it existed
+        if {k: had.get(k) for k in options} != options:
             ap.error(f"{args.json} holds runs made with other options; pass another --json")
         done = stored["runs"]
         Console().print(f"{len(done)} runs kept from {args.json}", highlight=False)
@@ -292,8 +307,9 @@ def main() -> None:
             os.replace(tmp, args.json)
 
     rows = run(
-        regimes, args.crowds, args.workers, args.per_item, accuracy, args.cache_dir, done, save
-    )
+        regimes, args.crowds, args.workers, args.per_item, accuracy, args.cache_dir, done, save,
+        args.average_seeds,
+    )  # fmt: skip
     shown = [r for r in rows if r["regime"] in regimes and r["crowd"] < args.crowds]
     Console(width=200).print(table(shown))  # wide enough unwrapped, as under nohup
 
