@@ -388,9 +388,9 @@ def quickstart(
         typer.Option(
             "--seeds",
             min=1,
-            help="Seeds per method; the verdict is their mean (default: 3 on real data, "
-            "where one seed moves worst-group accuracy by several points; 1 with "
-            "--synthetic).",
+            help="Seeds per method; the verdict is their mean and the guard ships the "
+            "average of ours' seeds, one head (default: 3 on real data, where one seed "
+            "moves worst-group accuracy by several points; 1 with --synthetic).",
         ),
     ] = None,
     student: Annotated[
