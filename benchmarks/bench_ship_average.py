@@ -23,7 +23,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import roc_auc_score
@@ -31,8 +30,6 @@ from sklearn.metrics import roc_auc_score
 from guardrail_dro.cli.quick_recipe import real_data_config
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.readers import read_splits
-from guardrail_dro.train.embeddings import EmbeddingCache, embed_texts
-from guardrail_dro.train.features import default_cache_dir
 from guardrail_dro.train.metrics import score_split
 from guardrail_dro.train.result import TrainResult
 
@@ -43,27 +40,7 @@ RECALL = 0.90
 def guard_scores(result: TrainResult, ds: AnnotatedDataset) -> tuple[np.ndarray, np.ndarray]:
     """(class probabilities, toxic score) of ``result`` as the exported guard computes
     them: the class head, mixed with the binary head where the model chose one."""
-    cfg, src = result.config, result.source
-    cache = EmbeddingCache((cfg.cache_dir or default_cache_dir()) / "embeddings.sqlite")
-    try:
-        x = embed_texts(
-            src.embedder,
-            src.tokenizer,
-            ds.texts,
-            namespace=src.namespace,
-            cache=cache,
-            batch_size=cfg.embed_batch_size,
-            max_length=cfg.max_length,
-            progress=False,
-        )
-    finally:
-        cache.close()
-    feats = torch.as_tensor(x, device=src.device)
-    with torch.no_grad():
-        logits = result.head.eval()(feats)
-        mix = result.toxic_mix
-        logp = mix(feats, logits) if mix is not None else torch.log_softmax(logits, -1)
-    p = logp.exp().cpu().numpy()
+    p = result.predict_proba(ds.texts, guard=True)
     safe = np.asarray(ds.schema.safe_mask(), dtype=bool)
     return p, 1.0 - p[:, safe].sum(1)
 

@@ -70,9 +70,9 @@ class TrainResult:
         return acc is None or bool(acc.is_main_process)
 
     @torch.no_grad()
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """Class probabilities (N, C) for new texts; in frozen mode through the
-        embedding cache.
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """The head's input (N, D) for new texts, on the source's device; in frozen mode
+        through the embedding cache.
 
         Not in full mode: the cache's keys name the pre-trained encoder, so a fine-tuned
         one read its rows back (every test score of a full-mode bench before 2026-12-04
@@ -100,8 +100,18 @@ class TrainResult:
         finally:
             if cache is not None:
                 cache.close()
+        return torch.as_tensor(x, device=self.source.device)
+
+    @torch.no_grad()
+    def predict_proba(self, texts: list[str], *, guard: bool = False) -> np.ndarray:
+        """Class probabilities (N, C) for new texts: the class head's, or with ``guard``
+        the exported model's, whose toxic mass 1 - P(safe) is the chosen toxic score
+        (``toxic_mix``; the same as the class head's where 1 - P(safe) was kept)."""
+        x = self.embed(texts)
         self.head.eval()
-        logits = self.head(torch.as_tensor(x, device=self.source.device))
+        logits = self.head(x)
+        if guard and self.toxic_mix is not None:
+            return self.toxic_mix(x, logits).exp().cpu().numpy()
         return torch.softmax(logits, -1).cpu().numpy()
 
     def evaluate(self, data: AnnotatedDataset) -> Metrics:

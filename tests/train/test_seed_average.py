@@ -145,6 +145,12 @@ def test_an_averaged_model_saves_loads_and_says_so(seed_fits, synthetic, tmp_pat
     texts = synthetic["test"].texts[:20]
     fresh = TrainedModel.from_result(avg, {"train": "x", "valid": "y"})
     np.testing.assert_allclose(loaded.predict_proba(texts), fresh.predict_proba(texts), atol=1e-5)
+    # The result's guard=True probabilities are the saved model's (toxic score included).
+    assert avg.toxic_mix is not None  # this tiny model keeps a binary head in its score
+    np.testing.assert_allclose(
+        avg.predict_proba(texts, guard=True), loaded.predict_proba(texts), atol=1e-5
+    )
+    assert not np.allclose(avg.predict_proba(texts), loaded.predict_proba(texts), atol=1e-3)
 
 
 def test_full_mode_refuses_to_average_seeds(tiny_backbone, synthetic, tmp_path) -> None:
