@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from sklearn.metrics import roc_auc_score
 
 from guardrail_dro.cli.quick_recipe import real_data_config
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.readers import read_splits
-from guardrail_dro.train.metrics import score_split
+from guardrail_dro.train.metrics import score_split, toxic_auc
 from guardrail_dro.train.result import TrainResult
 
 KEYS = ("worst_group", "accuracy", "toxic_auc", "fpr_at_valid_recall_90", "background_blocked")
@@ -46,20 +45,23 @@ def guard_scores(result: TrainResult, ds: AnnotatedDataset) -> tuple[np.ndarray,
 
 
 def read_outs(result: TrainResult, valid: AnnotatedDataset, test: AnnotatedDataset) -> dict:
+    """Test read-outs; the recall-0.90 threshold is the guard's own ``target_recall``
+    operating point on valid (``serve/calibration.py``)."""
+    from guardrail_dro.serve.calibration import binary_metrics, operating_curve
+
     safe = np.asarray(test.schema.safe_mask(), dtype=bool)
     _, tv = guard_scores(result, valid)
-    yv = ~safe[valid.gold_array()]
-    thr = float(np.sort(tv[yv])[int(np.floor((1 - RECALL) * yv.sum()))])
+    thr = operating_curve(tv, ~safe[valid.gold_array()]).choose("target_recall", RECALL).threshold
     p, tt = guard_scores(result, test)
-    yt = ~safe[test.gold_array()]
+    at_thr = binary_metrics(tt >= thr, ~safe[test.gold_array()], threshold=thr)
     m = score_split(test, p.argmax(1))
     bg = result.background
     return {
         "worst_group": m.worst_group_accuracy,
         "accuracy": m.accuracy,
-        "toxic_auc": float(roc_auc_score(yt, tt)),
-        "fpr_at_valid_recall_90": float((tt[~yt] >= thr).mean()),
-        "recall_at_valid_recall_90": float((tt[yt] >= thr).mean()),
+        "toxic_auc": toxic_auc(test, p),
+        "fpr_at_valid_recall_90": at_thr.fpr,
+        "recall_at_valid_recall_90": at_thr.recall,
         "background_blocked": bg.heldout_block_rate if bg is not None else None,
         "valid_worst_group": result.valid_metrics.worst_group_accuracy,
     }
