@@ -35,7 +35,7 @@ from guardrail_dro.cli.annotation_pass import annotation_pass
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
 from guardrail_dro.cli.quick_escalation import escalation_step
-from guardrail_dro.cli.quick_guards import export_guard, train_output_guard
+from guardrail_dro.cli.quick_guards import export_guard, ship_average, train_output_guard
 from guardrail_dro.cli.quick_recipe import (
     QUICK_METHODS,
     QUICK_SEEDS,
@@ -89,32 +89,6 @@ def _read_real(data: Path, schema_path: Path | None) -> dict[str, AnnotatedDatas
     return splits
 
 
-def _averaged(
-    results: dict[int, TrainResult], valid: AnnotatedDataset, metric: str, console: Console
-) -> TrainResult | None:
-    """The model the quickstart ships: the average of the bench's seeds of ``ours``, one
-    head (``train/seed_average.py``; one seed as it is); None when the bench trained
-    nothing (all runs reused). Not the seed valid ranks first, as before 2026-12-06: over
-    four triplets of seeds its test worst group was no better than the seeds' mean, and
-    the average's guard ranked and blocked better every time (README, Averaging seeds).
-    """
-    from guardrail_dro.train.seed_average import average_results
-
-    if not results:
-        return None
-    result = average_results([r for _, r in sorted(results.items())], valid)
-    if len(results) > 1:
-        score = {s: getattr(r.valid_metrics, metric) or 0.0 for s, r in sorted(results.items())}
-        per = ", ".join(f"seed {s} {v:.3f}" for s, v in score.items())
-        console.print(
-            f"  shipping ours: the average of its {len(results)} seeds' heads (valid "
-            f"{metric.replace('_', ' ')} {per}; averaged "
-            f"{getattr(result.valid_metrics, metric) or 0.0:.3f})",
-            highlight=False,
-        )
-    return result
-
-
 def run_quickstart(
     out: str | Path = "quickstart-out",
     *,
@@ -165,7 +139,6 @@ def run_quickstart(
     from guardrail_dro.train.methods import METHODS
     from guardrail_dro.train.metrics import ACCURACY, WORST_GROUP_ACCURACY
     from guardrail_dro.train.modeldir import TrainedModel
-    from guardrail_dro.train.trainer import BiLevelTrainer
 
     console = console or Console()
     out = Path(out)
@@ -267,9 +240,7 @@ def run_quickstart(
 
     # 3. the model to ship (the average of the bench's seeds of ours) and its export ------
     console.rule("[bold]3/5 export the guard[/] (ONNX fp32 + int8, parity checked)")
-    result = _averaged(shipped, splits["valid"], metric, console) or BiLevelTrainer(
-        cfg.model_copy(update={"method": "ours", "progress": False, "average_seeds": seeds})
-    ).fit(splits["train"], splits["valid"])
+    result = ship_average(shipped, seeds, cfg, splits, metric, console)
     shipped.clear()
     if result.background is not None:
         console.print(f"  {result.background.summary()}", highlight=False)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from rich.console import Console
 
 from guardrail_dro.data.synthetic import make_synthetic
@@ -243,37 +244,41 @@ def test_the_real_data_quickstart_trains_harmful_text_beside_the_safe(tmp_path: 
 def test_the_guard_ships_the_average_of_the_seeds_of_ours(
     tiny_backbone: Path, synthetic, tmp_path: Path
 ) -> None:
-    """The quickstart trains 3 seeds of ours and ships one head, their average, printing
-    every seed's valid score beside the average's; one seed ships as it is, silently;
-    nothing trained (all runs reused) ships nothing here (the caller trains)."""
-    from guardrail_dro.cli.quickstart import _averaged
+    """The quickstart ships one head, the average of the bench's seeds of ours, printing
+    every seed's valid score beside the average's; one seed ships as it is, silently.
+    A seed the bench did not train (read back from its run store on resume) is trained
+    again as the bench trains it: the same average as an uninterrupted run."""
+    from guardrail_dro.cli.quick_guards import ship_average
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
+    cfg = TrainConfig(backbone=str(tiny_backbone), epochs=2, cache_dir=tmp_path, progress=False)
+    train, _ = synthetic["train"].without_overlap(synthetic["test"])
     runs = {
-        seed: BiLevelTrainer(
-            TrainConfig(
-                backbone=str(tiny_backbone),
-                epochs=2,
-                seed=seed,
-                cache_dir=tmp_path,
-                progress=False,
-            )
-        ).fit(synthetic["train"], synthetic["valid"])
+        seed: BiLevelTrainer(cfg.model_copy(update={"seed": seed})).fit(train, synthetic["valid"])
         for seed in (0, 1)
     }
     out = io.StringIO()
     console = Console(file=out, width=200)
-    shipped = _averaged(runs, synthetic["valid"], "worst_group_accuracy", console)
-    assert shipped is not None and [s.seed for s in shipped.averaged_seeds or []] == [0, 1]
+    metric = "worst_group_accuracy"
+    shipped = ship_average(dict(runs), 2, cfg, synthetic, metric, console)
+    assert [s.seed for s in shipped.averaged_seeds or []] == [0, 1]
     per = [f"seed {s} {r.valid_metrics.worst_group_accuracy:.3f}" for s, r in runs.items()]
     assert "shipping ours: the average of its 2 seeds' heads" in out.getvalue()
     assert ", ".join(per) in out.getvalue()
     assert f"averaged {shipped.valid_metrics.worst_group_accuracy:.3f}" in out.getvalue()
-    assert _averaged({}, synthetic["valid"], "worst_group_accuracy", console) is None
+    assert "training ours again" not in out.getvalue()
+
     out.truncate(0)
     out.seek(0)
-    one = {0: runs[0]}
-    assert _averaged(one, synthetic["valid"], "worst_group_accuracy", console) is runs[0]
+    resumed = ship_average({0: runs[0]}, 2, cfg, synthetic, metric, console)
+    assert "training ours again for seed(s) 1" in out.getvalue()
+    assert [s.seed for s in resumed.averaged_seeds or []] == [0, 1]
+    for a, b in zip(resumed.head.parameters(), shipped.head.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # seed 1 retrained exactly as the bench did
+
+    out.truncate(0)
+    out.seek(0)
+    assert ship_average({0: runs[0]}, 1, cfg, synthetic, metric, console) is runs[0]
     assert out.getvalue() == ""  # one seed: nothing to average, nothing printed
 
 
