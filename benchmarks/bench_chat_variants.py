@@ -171,6 +171,7 @@ def train(args: argparse.Namespace) -> None:
         background_fraction=args.fraction,
         head_hidden=args.head_hidden,
         seed=args.seed,
+        average_seeds=args.average_seeds,
         progress=False,
     )
     t0 = time.perf_counter()
@@ -396,6 +397,13 @@ def main() -> None:
     t.add_argument("--harmful-weight", type=float, default=1.0)
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--average-seeds",
+        type=int,
+        default=1,
+        help="ship the average of this many seeds' heads (train --average-seeds): seeds "
+        "K*seed .. K*seed+K-1",
+    )
     t.add_argument("--note", default="")
     m = sub.add_parser("measure", help="Measure every variant under --out.")
     m.add_argument("--out", type=Path, required=True)

@@ -36,11 +36,11 @@ def ship_average(
     """The model the quickstart ships: the average of seeds 0 .. ``seeds`` - 1 of
     ``ours``, one head (``train/seed_average.py``; one seed as it is).
 
-    ``results`` holds the fits the bench just made. A resumed bench reads its finished
-    runs back from its run store, which keeps scores, not models: the seeds it did not
-    train here are trained again, each as the bench trains it (its config with that
-    seed, on train without the items also in test), so a resumed quickstart ships the
-    same average as an uninterrupted one, never an average of fewer seeds.
+    ``results`` holds the fits the bench just made: every seed, since the quickstart's
+    bench trains every run (no ``resume``). A seed missing there (a bench resumed from
+    its run store, which keeps scores, not models) is trained here as the bench trains
+    it (its config with that seed, on train without the items also in test), so the
+    guard is never an average of fewer seeds than the verdict's.
 
     Why the average and not the seed valid ranks first (as before 2026-12-06): over four
     triplets of seeds the latter's test worst group was no better than the seeds' mean,
@@ -52,9 +52,8 @@ def ship_average(
     missing = [s for s in range(seeds) if s not in results]
     if missing:
         console.print(
-            f"  training ours again for seed(s) {', '.join(map(str, missing))}: the bench read "
-            "them from its run store, which keeps no model, and the guard ships every "
-            "seed's average",
+            f"  training ours again for seed(s) {', '.join(map(str, missing))}: the bench "
+            "kept no model of them, and the guard ships every seed's average",
             highlight=False,
         )
     train = splits["train"]
@@ -102,18 +101,31 @@ def export_guard(
 
 
 def train_output_guard(
-    cfg: TrainConfig, splits: dict[str, AnnotatedDataset], out: Path, console: Console
+    cfg: TrainConfig,
+    splits: dict[str, AnnotatedDataset],
+    out: Path,
+    console: Console,
+    *,
+    seeds: int = 1,
 ) -> Path:
-    """Train (``ours``, the trainer's default seed) and export the output rail's guard: the
-    quickstart's recipe plus ordinary and harmful assistant replies (``output_sources``),
-    the background at ``BACKGROUND_SETTING`` (the measured recipe: one training, never
-    the six of ``--choose-background``'s grid). Not distilled by ``--student``."""
+    """Train (``ours``) and export the output rail's guard: the quickstart's recipe plus
+    ordinary and harmful assistant replies (``output_sources``), the background at
+    ``BACKGROUND_SETTING`` (the measured recipe: one training, never the six of
+    ``--choose-background``'s grid). Not distilled by ``--student``.
+
+    Like the input guard it ships one head, the average of ``seeds`` seeds (0 ..
+    ``seeds`` - 1; ``train --average-seeds``). Measured on this recipe (variant o3 of
+    ``bench_chat_variants.py``, 2026-12-06): the average of seeds 0-2 blocked 63 of 70
+    held-out harmful replies and 113 of 126 harmful requests against 57-62 and 99-108 for
+    the seeds alone, 0 of 71 ordinary replies as each seed, for about a minute more of
+    training (README, "Harmful text")."""
     from guardrail_dro.train.modeldir import TrainedModel
     from guardrail_dro.train.trainer import BiLevelTrainer
 
     bg, bad = output_sources(cfg.background_safe, cfg.background_harmful)
     console.print(
-        f"  output rail: training a second guard on the replies too ({', '.join(bg + bad)})",
+        f"  output rail: training a second guard on the replies too ({', '.join(bg + bad)}"
+        + (f"; the average of {seeds} seeds)" if seeds > 1 else ")"),
         highlight=False,
     )
     train, _ = splits["train"].without_overlap(splits["test"])  # as the bench trains
@@ -125,6 +137,7 @@ def train_output_guard(
             "background_harmful": bad,
             "background_weight": BACKGROUND_SETTING[0],
             "background_fraction": BACKGROUND_SETTING[1],
+            "average_seeds": seeds,
         }
     )
     result = BiLevelTrainer(ocfg).fit(train, splits["valid"])

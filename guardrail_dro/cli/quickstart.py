@@ -265,7 +265,7 @@ def run_quickstart(
         output_guard = not synthetic and bool(bg)
     output_dir = None
     if output_guard:
-        output_dir = train_output_guard(cfg, splits, out, console)
+        output_dir = train_output_guard(cfg, splits, out, console, seeds=seeds)
 
     # 4. the guard's unsure band to the LLM judge ---------------------------------------------
     judged = [a for a in splits["valid"].annotators if a not in before]

@@ -143,13 +143,15 @@ def test_quickstart_end_to_end_then_resumes(tiny_backbone: Path, tmp_path: Path)
 
     out.truncate(0)
     out.seek(0)
-    again = run_quickstart(tmp_path, output_guard=True, **kw)  # and a guard per rail
+    again = run_quickstart(tmp_path, seeds=2, output_guard=True, **kw)  # a guard per rail
     text = out.getvalue()
     assert "train: 0 call(s) made, 120 answer(s) from the cache" in text
+    assert "training ours again" not in text  # the bench trains every seed, every time
     assert (again["output_guard_dir"] / "guard.json").is_file()
-    assert "assistant (output guard)" in text
-    manifest = (tmp_path / "output-model" / "manifest.json").read_text()
-    assert "assistant-replies" in manifest and "harmful-replies" in manifest
+    assert "assistant (output guard)" in text and "the average of 2 seeds" in text
+    output = json.loads((tmp_path / "output-model" / "manifest.json").read_text())
+    assert [s["seed"] for s in output["averaged_seeds"]] == [0, 1]
+    assert "assistant-replies" in json.dumps(output) and "harmful-replies" in json.dumps(output)
 
 
 def test_quickstart_reads_a_bundled_dataset_by_name() -> None:
@@ -246,8 +248,8 @@ def test_the_guard_ships_the_average_of_the_seeds_of_ours(
 ) -> None:
     """The quickstart ships one head, the average of the bench's seeds of ours, printing
     every seed's valid score beside the average's; one seed ships as it is, silently.
-    A seed the bench did not train (read back from its run store on resume) is trained
-    again as the bench trains it: the same average as an uninterrupted run."""
+    A seed missing from the bench's fits is trained as the bench trains it: the same
+    average."""
     from guardrail_dro.cli.quick_guards import ship_average
     from guardrail_dro.train.trainer import BiLevelTrainer, TrainConfig
 
