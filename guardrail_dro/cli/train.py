@@ -243,7 +243,8 @@ def evaluate(
         m = TrainedModel.load(model)
         data = read_splits({"test": test}, columns.reader_options(), schema=m.schema)[0]["test"]
         print_read_notes([data])
-        result = score_split(data, m.predict_proba(data.texts).argmax(1))
+        proba = m.predict_proba(data.texts)  # the exported model's: its toxic score's AUC
+        result = score_split(data, proba.argmax(1), proba=proba)
         _metrics_table("test", result)
         if result.worst_group is not None:
             Console().print(f"worst group: {result.worst_group!r}")

@@ -39,12 +39,14 @@ __all__ = [
 ]
 
 
-RUNS_VERSION = 3
+RUNS_VERSION = 4
 """Part of every run key: raised when the code changed what a stored run means, so that
 no bench reuses those runs. 2 (2026-12-04): full-mode test scores read the fine-tuned
 encoder (before, the pre-trained one's cached embeddings) and full mode starts from the
 method's frozen fit. 3 (2026-12-06): a run keeps its test predictions (``test_pred``),
-which the report's paired intervals need; a run stored before has none to give."""
+which the report's paired intervals need; a run stored before has none to give. 4
+(2026-12-06): a run's test metrics carry the guard's toxic ROC AUC, which a run stored
+before lacks (a mean over some seeds' AUC would pass for all of them)."""
 
 
 ADDED_FIELDS: dict[str, object] = {
@@ -196,16 +198,21 @@ class RunStore:
         t0 = time.perf_counter()
         res = BiLevelTrainer(cfg).fit(train, valid)
         seconds = time.perf_counter() - t0
-        pred = res.predict_proba(test.texts).argmax(1)  # once, scored twice
+        proba, guard = res.probabilities(test.texts)  # once, scored twice
+        pred = proba.argmax(1)
         bg = res.background
         done = FinishedRun(
             key=method_key(self.key, method),
             method=method,
             seed=seed,
             seconds=seconds,
-            test=score_split(test, pred),
+            test=score_split(test, pred, proba=guard),
             valid=res.valid_metrics,
-            unseen=score_split(test.subset(np.nonzero(self.unseen)[0]), pred[self.unseen]),
+            unseen=score_split(
+                test.subset(np.nonzero(self.unseen)[0]),
+                pred[self.unseen],
+                proba=guard[self.unseen],
+            ),
             notes=res.notes,
             group_weights=res.group_weights,
             annotator_weight_by_group=res.annotator_weight_by_group,

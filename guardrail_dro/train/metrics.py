@@ -41,6 +41,7 @@ HEADLINE_LABELS: dict[str, str] = {
     "toxic_precision": "toxic precision",
     "toxic_recall": "toxic recall",
     "toxic_fpr": "toxic FPR",
+    "toxic_roc_auc": "toxic ROC AUC",
 }
 """The headline metrics (``Metrics`` fields), in table order, with their column labels."""
 
@@ -60,6 +61,11 @@ class Metrics(BaseModel):
     toxic_precision: float | None = None
     toxic_recall: float | None = None
     toxic_fpr: float | None = None
+    toxic_roc_auc: float | None = None
+    """ROC AUC of the guard's toxic score (the exported model's 1 - P(safe)), toxic
+    against safe gold: how well the guard ranks, whatever its threshold. Set where the
+    probabilities are known (``score_split(..., proba=)``: bench runs, ``evaluate``);
+    None from class predictions alone."""
     group_accuracy: dict[str, float] = {}
     group_size: dict[str, int] = {}
 
@@ -146,9 +152,13 @@ def compute_metrics(
     return Metrics(**out)
 
 
-def score_split(data: AnnotatedDataset, pred: np.ndarray) -> Metrics:
-    """Predicted class indices against a split's own gold labels, groups and schema."""
-    return compute_metrics(
+def score_split(
+    data: AnnotatedDataset, pred: np.ndarray, *, proba: np.ndarray | None = None
+) -> Metrics:
+    """Predicted class indices against a split's own gold labels, groups and schema;
+    with ``proba`` (N, C), the guard's probabilities (``TrainResult.probabilities``),
+    also the ROC AUC of its toxic score (``toxic_roc_auc``)."""
+    m = compute_metrics(
         data.gold_array(),
         pred,
         num_classes=data.schema.num_classes,
@@ -156,6 +166,9 @@ def score_split(data: AnnotatedDataset, pred: np.ndarray) -> Metrics:
         group_names=data.groups,
         safe_mask=data.schema.safe_mask(),
     )
+    if proba is None:
+        return m
+    return m.model_copy(update={"toxic_roc_auc": toxic_auc(data, proba)})
 
 
 def toxic_auc(data: AnnotatedDataset, proba: np.ndarray) -> float | None:

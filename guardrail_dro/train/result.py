@@ -103,18 +103,26 @@ class TrainResult:
         return torch.as_tensor(x, device=self.source.device)
 
     @torch.no_grad()
-    def predict_proba(self, texts: list[str], *, guard: bool = False) -> np.ndarray:
-        """Class probabilities (N, C) for new texts: the class head's, or with ``guard``
-        the exported model's, whose toxic mass 1 - P(safe) is the chosen toxic score
-        (``toxic_mix``; the same as the class head's where 1 - P(safe) was kept)."""
+    def probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(class head's, exported model's) class probabilities (N, C) for new texts, from
+        one embedding pass: the first decides the class, the second's toxic mass 1 -
+        P(safe) is the guard's toxic score (``toxic_mix``; the same as the first where
+        1 - P(safe) was kept)."""
         x = self.embed(texts)
         self.head.eval()
         logits = self.head(x)
-        if guard and self.toxic_mix is not None:
-            return self.toxic_mix(x, logits).exp().cpu().numpy()
-        return torch.softmax(logits, -1).cpu().numpy()
+        proba = torch.softmax(logits, -1).cpu().numpy()
+        if self.toxic_mix is None:
+            return proba, proba
+        return proba, self.toxic_mix(x, logits).exp().cpu().numpy()
+
+    def predict_proba(self, texts: list[str], *, guard: bool = False) -> np.ndarray:
+        """Class probabilities (N, C) for new texts: the class head's, or with ``guard``
+        the exported model's (``probabilities``)."""
+        return self.probabilities(texts)[int(guard)]
 
     def evaluate(self, data: AnnotatedDataset) -> Metrics:
-        """Metrics on a split with gold labels (and groups, for the group metrics)."""
-        pred = self.predict_proba(data.texts).argmax(1)
-        return score_split(data, pred)
+        """Metrics on a split with gold labels (and groups, for the group metrics), the
+        guard's toxic ROC AUC included."""
+        proba, guard = self.probabilities(data.texts)
+        return score_split(data, proba.argmax(1), proba=guard)

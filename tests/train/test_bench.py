@@ -45,7 +45,13 @@ def test_bench_writes_json_table_and_plots(synthetic, tiny_backbone: Path, tmp_p
 
     run = FinishedRun.model_validate_json((tmp_path / "out" / "runs" / "mv.seed1.json").read_text())
     assert run.test_pred is not None
-    assert score_split(small["test"], np.asarray(run.test_pred)) == report.results["mv"].per_seed[1]
+    scored = report.results["mv"].per_seed[1]
+    assert score_split(small["test"], np.asarray(run.test_pred)) == scored.model_copy(
+        update={"toxic_roc_auc": None}  # which predictions alone cannot give
+    )
+    # ... and the guard's toxic ROC AUC, a column of the table
+    assert all(0 < m.toxic_roc_auc <= 1 for r in report.results.values() for m in r.per_seed)
+    assert "toxic ROC AUC" in report.table() and ours.mean["toxic_roc_auc"] is not None
     # Paired intervals: ours against mv and against each annotator covering every item.
     labels = small["test"].label_matrix()
     full = {

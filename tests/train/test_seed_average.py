@@ -151,6 +151,13 @@ def test_an_averaged_model_saves_loads_and_says_so(seed_fits, synthetic, tmp_pat
         avg.predict_proba(texts, guard=True), loaded.predict_proba(texts), atol=1e-5
     )
     assert not np.allclose(avg.predict_proba(texts), loaded.predict_proba(texts), atol=1e-3)
+    # evaluate's toxic ROC AUC is the guard's score's (the saved model's), not the class
+    # head's 1 - P(safe)
+    from guardrail_dro.train.metrics import toxic_auc
+
+    test = synthetic["test"]
+    want = toxic_auc(test, loaded.predict_proba(test.texts))
+    assert want is not None and avg.evaluate(test).toxic_roc_auc == pytest.approx(want, abs=1e-3)
 
 
 def test_full_mode_refuses_to_average_seeds(tiny_backbone, synthetic, tmp_path) -> None:
