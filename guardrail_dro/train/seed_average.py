@@ -194,7 +194,7 @@ def average_results(results: Sequence[TrainResult], valid: AnnotatedDataset) -> 
         first,
         config=cfg.model_copy(update={"average_seeds": len(results)}),
         head=head,
-        valid_metrics=metrics,
+        valid_metrics=metrics if choice is None else choice.scored(metrics),
         group_weights=_mean_weights([r.group_weights for r in results]),
         annotator_weight_by_group=by_group,
         seconds=float(sum(r.seconds for r in results)),

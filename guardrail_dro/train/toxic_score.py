@@ -29,6 +29,7 @@ from guardrail_dro.train.model import ToxicMix
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.train.features import FeatureSource
+    from guardrail_dro.train.metrics import Metrics
     from guardrail_dro.train.model import ClassifierHead
     from guardrail_dro.train.run import Run
 
@@ -66,6 +67,11 @@ class ToxicScoreChoice(BaseModel):
         default_factory=dict, description="95% bootstrap interval of each alternative's AUC gain."
     )
     rule: str = RULE
+
+    def scored(self, metrics: Metrics) -> Metrics:
+        """``metrics`` (valid's) with the shipped score's valid ROC AUC as its
+        ``toxic_roc_auc``: the guard's ranking on valid, beside its decisions."""
+        return metrics.model_copy(update={"toxic_roc_auc": self.valid_auc[self.kind]})
 
     def summary(self) -> str:
         aucs = ", ".join(f"{k} {v:.4f}" for k, v in self.valid_auc.items())

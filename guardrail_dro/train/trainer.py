@@ -255,7 +255,7 @@ class BiLevelTrainer:
             annotators=run.annotators,
             groups=run.groups,
             best_epoch=best.epoch,
-            valid_metrics=best.metrics,
+            valid_metrics=best.metrics if choice is None else choice.scored(best.metrics),
             group_weights=dict(zip(run.groups, q.tolist(), strict=True))
             if q is not None and run.groups
             else None,
