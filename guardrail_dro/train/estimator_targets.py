@@ -117,8 +117,9 @@ class EstimatorTargets(TargetSource):
             run.notes.append(
                 f"{run.settings.method}: {single} of {labelled} train items carry one label, "
                 "and there the soft label is that label (the estimator weighs an item's "
-                "annotators against each other), so on them it trains as majority vote; "
-                "'ds' corrects single labels by each annotator's confusion"
+                "annotators against each other), so on them it trains as majority vote "
+                "('ds' cannot tell an annotator's confusion from items labelled once either: "
+                "it keeps the lone label, smoothed)"
             )
         # Only decides which items have a label at all: the soft labels are learned.
         return B.uniform_soft_targets(labels, run.num_classes)
