@@ -152,11 +152,23 @@ def calibrate(
         target_recall=target_recall, target_fpr=target_fpr, threshold=threshold, valid=True
     )
     if not schema.safe:
-        return uncalibrated(schema, threshold, "the label schema names no safe class")
+        return uncalibrated(
+            schema,
+            threshold,
+            "the label schema names no safe class",
+            "every class counts as harmful, so a text is blocked whenever one class's "
+            "probability crosses the threshold; retrain with the safe classes named "
+            "(--safe or --schema) for a guard with a toxic score",
+        )
     if not valid.has_gold:
         if target_recall is not None or target_fpr is not None:
             raise ConfigError("target_recall / target_fpr need gold labels in the validation split")
-        return uncalibrated(schema, threshold, "the validation split has no gold labels")
+        return uncalibrated(
+            schema,
+            threshold,
+            "the validation split has no gold labels",
+            "give --valid a split with gold labels (--gold-col) to calibrate it",
+        )
     safe = np.array([c in schema.safe for c in schema.classes])
     positive = ~safe[valid.gold_array()]
     groups, names = (valid.group_array(), list(valid.groups)) if valid.has_groups else (None, None)
@@ -207,16 +219,19 @@ def calibrate(
 
 
 def uncalibrated(
-    schema: LabelSchema, threshold: float | None = None, why: str = "no validation split"
+    schema: LabelSchema,
+    threshold: float | None = None,
+    why: str = "no validation split",
+    fix: str = "export with --valid to calibrate it",
 ) -> tuple[Thresholds, Calibration]:
     """The flat default (0.5, or ``threshold``) for the toxic score and every class,
-    recorded as not chosen on data."""
+    recorded as not chosen on data; ``fix`` says what would calibrate it (a user who
+    gave --valid must not be told to give --valid)."""
     value = 0.5 if threshold is None else float(threshold)
     return Thresholds.default_for(schema, value), Calibration(
         calibrated=False,
         objective="fixed",
-        note=f"uncalibrated: {why}; threshold {value} was not chosen on data "
-        "(export with --valid to calibrate it)",
+        note=f"uncalibrated: {why}; threshold {value} was not chosen on data ({fix})",
     )
 
 

@@ -316,3 +316,21 @@ def test_evaluate_refuses_unclear_requests(args: list[str], message: str) -> Non
     r = _run("evaluate", "--test", "toxic-questions:valid", *args)
     assert r.returncode != 0
     assert message in r.stderr
+
+
+def test_uncalibrated_note_says_what_would_calibrate(three_class) -> None:
+    """Given --valid, the note must not ask for --valid: it names what is missing."""
+    from export.thresholds import calibrate
+    from guardrail_dro.data.items import AnnotatedDataset, Item
+    from guardrail_dro.data.schema import LabelSchema
+
+    _, data, logits = three_class
+    no_safe = LabelSchema(classes=("safe", "a", "b"))
+    items = [it.model_copy() for it in data.items]
+    _, cal = calibrate(logits, AnnotatedDataset(items=items, schema=no_safe, name="x"), no_safe)
+    assert not cal.calibrated and "no safe class" in cal.note
+    assert "--safe" in cal.note and "--valid" not in cal.note
+    unlabelled = [Item(item_id=it.item_id, text=it.text, group=it.group) for it in data.items]
+    schema = data.schema
+    _, cal = calibrate(logits, AnnotatedDataset(items=unlabelled, schema=schema, name="y"), schema)
+    assert "no gold labels" in cal.note and "--gold-col" in cal.note
