@@ -34,7 +34,7 @@ from guardrail_dro.train.metrics import (
 from guardrail_dro.train.paired import PairedComparison, paired_bootstrap, paired_table
 from guardrail_dro.train.result import TrainResult
 
-__all__ = ["BenchReport", "MethodResult", "default_methods", "run_bench"]
+__all__ = ["BenchReport", "MethodResult", "bench_methods", "default_methods", "run_bench"]
 
 TABLE_COLUMNS = tuple(k for k in HEADLINE if k != "toxic_precision")
 """The markdown table's metric columns: the headline but precision, which results.json
@@ -81,11 +81,15 @@ class BenchReport(BaseModel):
     """The reference method (``ours``) against every other method, and against each
     annotator whose own labels cover every test item (``judge:<a>``): the paired,
     group-stratified bootstrap interval of the test difference (``train/paired.py``)."""
+    notes: list[str] = []
+    """What the bench itself decided (a default method left out, and why)."""
 
     def note_lines(self) -> list[str]:
-        """What each method said about its runs (e.g. which annotators ``best-single``
-        skipped on a large crowd), one ``method: note`` line each."""
-        return [f"{r.method}: {n}" for r in self.results.values() for n in r.notes]
+        """The bench's own notes, then what each method said about its runs (e.g. which
+        annotators ``best-single`` skipped on a large crowd), one ``method: note`` line
+        each."""
+        own = [f"bench: {n}" for n in self.notes]
+        return own + [f"{r.method}: {n}" for r in self.results.values() for n in r.notes]
 
     def table(self) -> str:
         """A markdown table of mean ± std over seeds, best worst-group first."""
@@ -129,12 +133,40 @@ class BenchReport(BaseModel):
         return "\n".join(lines)
 
 
+#: The method that cannot run without groups on valid (GroupDRO over them).
+GROUP_METHOD = "dro-mv"
+
+
 def default_methods(train: AnnotatedDataset, *, singles: bool = True) -> list[str]:
     """Every built-in method, plus one single-annotator run per annotator when few."""
     out = list(METHODS)
     if singles and len(train.annotators) <= 12:
         out += [f"single:{a}" for a in train.annotators]
     return out
+
+
+def bench_methods(
+    methods: Sequence[str] | None, train: AnnotatedDataset, valid: AnnotatedDataset
+) -> tuple[list[str], list[str]]:
+    """The methods a bench runs (``methods``, or ``default_methods``) and its notes.
+
+    Checked before any training: ``dro-mv`` without groups on valid used to fail after
+    the methods before it had trained, and the bench wrote no report. Asked for by name,
+    it is refused; among the defaults, left out with a note.
+
+    Raises:
+        ConfigError: ``dro-mv`` named in ``methods`` and valid has no groups.
+    """
+    out = list(methods or default_methods(train))
+    if valid.groups or GROUP_METHOD not in out:
+        return out, []
+    if methods:
+        raise ConfigError(
+            f"{GROUP_METHOD} needs groups on the validation split (--group-col): give valid "
+            f"a group column or leave {GROUP_METHOD} out of --methods"
+        )
+    out.remove(GROUP_METHOD)
+    return out, [f"{GROUP_METHOD} left out: the validation split has no groups"]
 
 
 def _agg(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -191,7 +223,7 @@ def run_bench(
     if not seed_list:
         raise ConfigError("the benchmark needs at least one seed")
     test.gold_array()  # fail now, naming the split, not after the first method trained
-    methods = list(methods or default_methods(train))
+    methods, bench_notes = bench_methods(methods, train, valid)
     leak = find_leakage({"train": train, "valid": valid, "test": test}).lines()
     # Test items whose text is in neither train nor valid: the score no method could have
     # fit (toxic-questions repeats 158 test questions in valid, where `ours` fits).
@@ -299,6 +331,7 @@ def run_bench(
         results=results,
         judges=judges,
         paired=_paired(test, preds, reference, judges=score_annotators),
+        notes=bench_notes,
     )
     if out_dir is not None:
         write_report(report, Path(out_dir))

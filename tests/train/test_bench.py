@@ -307,3 +307,47 @@ def test_full_mode_runs_stored_under_lp_select_compete_train_again_and_frozen_on
     assert run_key(frozen, *data) == run_key(
         frozen.model_copy(update={"lp_select": "compete"}), *data
     )
+
+
+def test_dro_mv_without_valid_groups_is_left_out_or_refused_before_training(
+    synthetic, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GroupDRO on majority vote needs valid's groups: among the default methods it is
+    left out with a note; named, it is refused before any run trains (it used to fail
+    after the methods before it, and the bench wrote no report)."""
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.errors import ConfigError
+    from guardrail_dro.train.bench import bench_methods, default_methods
+
+    small = {k: v.subset(range(60)) for k, v in synthetic.items()}
+    valid = small["valid"]
+    ungrouped = AnnotatedDataset(
+        [it.model_copy(update={"group": None}) for it in valid.items], valid.schema, name="valid"
+    )
+    train = small["train"]
+    methods, notes = bench_methods(None, train, ungrouped)
+    assert "dro-mv" not in methods and methods == [
+        m for m in default_methods(train) if m != "dro-mv"
+    ]
+    assert notes == ["dro-mv left out: the validation split has no groups"]
+    assert bench_methods(None, train, valid) == (default_methods(train), [])
+    cfg = TrainConfig(
+        backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=1, progress=False
+    )
+    with pytest.raises(ConfigError, match="dro-mv needs groups"):
+        run_bench(
+            train, ungrouped, small["test"], methods=["mv", "dro-mv"], seeds=1, config=cfg,
+            out_dir=tmp_path / "out",
+        )  # fmt: skip
+    assert not (tmp_path / "out" / "runs").exists()  # refused before mv trained
+    # Among the defaults (here two of them, to stay fast): the bench runs without it and
+    # its report, JSON and markdown say why.
+    monkeypatch.setattr("guardrail_dro.train.bench.default_methods", lambda _t: ["mv", "dro-mv"])
+    report = run_bench(
+        train, ungrouped, small["test"], seeds=1, config=cfg, out_dir=tmp_path / "out2",
+        score_annotators=False,
+    )  # fmt: skip
+    assert list(report.results) == ["mv"]
+    assert report.note_lines()[0] == "bench: dro-mv left out: the validation split has no groups"
+    assert load_report(tmp_path / "out2" / "results.json").notes == report.notes
+    assert "dro-mv left out" in (tmp_path / "out2" / "results.md").read_text()
