@@ -163,7 +163,7 @@ def evaluate(
     ],
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="A trained model directory: its 15-class metrics."),
+        typer.Option("--model", help="A trained model directory: its class-level metrics."),
     ] = None,
     guard: Annotated[
         Path | None,
@@ -214,8 +214,9 @@ def evaluate(
 ) -> None:
     """Score a trained model (--model) or an exported guard (--guard) on a split.
 
-    --model: accuracy, group-mean and worst-group accuracy, macro-F1, toxic
-    precision / recall / FPR of the 15-class argmax. --guard: the guard's block
+    --model: accuracy, group-mean and worst-group accuracy, macro-F1 of the
+    argmax over the schema's classes, and toxic (any class not marked safe)
+    precision / recall / FPR and ROC AUC of its toxic score. --guard: the guard's block
     / allow decisions as binary metrics (precision, recall, FPR, binary
     accuracy, worst group, ROC AUC of the toxic score) at its operating point.
 
@@ -248,6 +249,12 @@ def evaluate(
         _metrics_table("test", result)
         if result.worst_group is not None:
             Console().print(f"worst group: {result.worst_group!r}")
+        elif not data.groups:
+            Console().print(
+                "note: the test split has no groups (--group-col): no group or worst-group "
+                "accuracy",
+                highlight=False,
+            )
         if record:
             TrainedModel.record_test_metrics(
                 model, result, data_name=str(test), data_hash=data.content_hash()

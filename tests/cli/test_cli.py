@@ -84,6 +84,15 @@ def test_train_then_evaluate(data_dir: Path, tiny_backbone: Path, tmp_path: Path
     from guardrail_dro.train.modeldir import TrainedModel
 
     TrainedModel.load(out)  # still verifies: the card's new sha256 is in the manifest
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.data.readers import read_dataset
+
+    test = read_dataset(data_dir / "test.jsonl")
+    items = [it.model_copy(update={"group": None}) for it in test.items]
+    AnnotatedDataset(items, test.schema, name="test").save_jsonl(tmp_path / "nogroups.jsonl")
+    r = run("evaluate", "--model", str(out), "--test", str(tmp_path / "nogroups.jsonl"))
+    assert r.returncode == 0, r.stderr
+    assert "the test split has no groups" in " ".join(r.stdout.split())
 
 
 def test_train_averages_seeds_and_refuses_it_in_full_mode(
