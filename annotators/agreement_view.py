@@ -14,7 +14,7 @@ from rich.table import Table
 from annotators.agreement import GOLD, AgreementReport
 from guardrail_dro.errors import require
 
-__all__ = ["pairwise_table", "quality_table", "recall_table", "save_heatmap"]
+__all__ = ["MATRIX_MAX", "pairwise_table", "quality_table", "recall_table", "save_heatmap"]
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -38,8 +38,39 @@ def quality_table(report: AgreementReport) -> Table:
     return t
 
 
+#: More annotators than this (a crowd) and a matrix no longer fits a terminal: the
+#: pairwise table becomes one row per annotator, the recall table keeps this many.
+MATRIX_MAX = 12
+
+
+def _crowd_table(report: AgreementReport) -> Table:
+    """Per annotator of a crowd: with how many others it shares items, and its kappa
+    with them (their mean, weighted by the items shared)."""
+    others = [n for n in report.names if n != GOLD]
+    t = Table(
+        title=f"Cohen's kappa, {len(others)} annotators: one row each, not a matrix "
+        "(every pair in --json; --heatmap draws the matrix)"
+    )
+    for col in ("annotator", "partners", "shared items", "mean kappa with partners"):
+        t.add_column(col, justify="left" if col == "annotator" else "right")
+    for a in others:
+        partners = [b for b in others if b != a and report.overlap[a][b]]
+        # kappa is undefined (None) for a pair whose labels never vary: no weight there.
+        pairs = [
+            (report.overlap[a][b], k) for b in partners if (k := report.kappa[a][b]) is not None
+        ]
+        weight = sum(n for n, _ in pairs)
+        mean = sum(n * k for n, k in pairs) / weight if weight else None
+        shared = sum(report.overlap[a][b] for b in partners)
+        t.add_row(a, str(len(partners)), str(shared), _f(mean))
+    return t
+
+
 def pairwise_table(report: AgreementReport) -> Table:
-    """Cohen's kappa between every two annotators (and gold), on the items both labelled."""
+    """Cohen's kappa between every two annotators (and gold), on the items both labelled;
+    for a crowd of more than ``MATRIX_MAX``, a row per annotator instead."""
+    if len([n for n in report.names if n != GOLD]) > MATRIX_MAX:
+        return _crowd_table(report)
     t = Table(title="Cohen's kappa (row vs column; raw agreement in the JSON)")
     t.add_column("")
     for n in report.names:
@@ -54,7 +85,11 @@ def recall_table(report: AgreementReport) -> Table | None:
     rows = [q for q in report.annotators if q.recall_per_class]
     if not rows:
         return None
-    t = Table(title="Per-class recall vs gold (confusion matrices in the JSON)")
+    title = "Per-class recall vs gold (confusion matrices in the JSON)"
+    if len(rows) > MATRIX_MAX:
+        title += f"; the {MATRIX_MAX} annotators of {len(rows)} with the most gold items"
+        rows = sorted(rows, key=lambda q: -q.n_gold)[:MATRIX_MAX]
+    t = Table(title=title)
     t.add_column("class")
     for q in rows:
         t.add_column(q.name, justify="right")

@@ -69,6 +69,38 @@ def test_without_gold_right_and_wrong_are_judged_by_the_others_majority() -> Non
         agreement_report(AnnotatedDataset([Item(item_id="x", text="t")], SCHEMA, name="e"))
 
 
+def test_a_crowd_gets_a_row_per_annotator_not_a_matrix() -> None:
+    """Beyond MATRIX_MAX annotators a kappa matrix no longer fits a terminal (150 columns
+    were printed as empty cells): a row each, with the partners' overlap-weighted kappa."""
+    from rich.console import Console
+
+    from annotators.agreement_view import MATRIX_MAX, pairwise_table, recall_table
+
+    n = MATRIX_MAX + 3
+    # worker w labels items w and w + 1; worker 0 is always right, the others say toxic.
+    items = [
+        _item(i, "safe", **{f"w{w}": ("safe" if w == 0 else "toxic", None)
+                            for w in (i - 1, i) if 0 <= w < n})
+        for i in range(n + 1)
+    ]  # fmt: skip
+    r = agreement_report(AnnotatedDataset(items, SCHEMA, name="crowd"))
+    table = pairwise_table(r)
+    assert len(table.columns) == 4 and table.row_count == n
+    console = Console(width=120, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "one row each" in " ".join(text.split())
+    # w0 shares item 1 with w1; w1 item 2 with w2 (both always toxic: kappa undefined).
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines()]
+    rows = {c[0]: tuple(c[1:]) for c in cells if len(c) == 4}
+    assert rows["w0"] == ("1", "1", "0.000") and rows["w1"] == ("2", "2", "0.000")
+    assert rows["w2"] == ("2", "2", "-") and rows[f"w{n - 1}"] == ("1", "1", "-")
+    recall = recall_table(r)
+    assert recall is not None and len(recall.columns) == MATRIX_MAX + 1  # class + annotators
+    small = agreement_report(AnnotatedDataset(items[:3], SCHEMA, name="few"))
+    assert len(pairwise_table(small).columns) == len(small.names) + 1  # still a matrix
+
+
 def test_heatmap_is_a_png(tmp_path: Path) -> None:
     items = [_item(i, "safe" if i % 2 else "toxic", a=("safe", None), b=("toxic", None))
              for i in range(6)]
