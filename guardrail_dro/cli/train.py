@@ -216,9 +216,10 @@ def evaluate(
 
     --model: accuracy, group-mean and worst-group accuracy, macro-F1 of the
     argmax over the schema's classes, and toxic (any class not marked safe)
-    precision / recall / FPR and ROC AUC of its toxic score. --guard: the guard's block
-    / allow decisions as binary metrics (precision, recall, FPR, binary
-    accuracy, worst group, ROC AUC of the toxic score) at its operating point.
+    precision / recall / FPR and ROC AUC of its toxic score. --guard: the
+    guard's block / allow decisions as binary metrics (precision, recall, FPR,
+    binary accuracy, worst group, ROC AUC of the toxic score) at its operating
+    point.
 
     Example: guardrail-dro evaluate --guard runs/guard --test toxic-questions:test
     """
