@@ -13,7 +13,8 @@ Detected from the file's columns when ``format="auto"``:
 Byte-order marks and unnamed index columns (pandas' ``Unnamed: 0`` or an empty header)
 are tolerated, and so are xz- or gzip-compressed files (``train.csv.xz``, ``x.jsonl.gz``).
 Every problem raises ``ReaderError`` naming file, line and column.
-``guardrail_dro.data.rows`` iterates the rows and says which cells are missing;
+``guardrail_dro.data.rows`` iterates the rows, ``guardrail_dro.data.cells`` says what a
+label, gold or group cell reads as (knowing the schema's classes when given);
 ``guardrail_dro.data.readers`` holds the entry points (``read_dataset``, ``read_splits``)
 that pick a layout, check the encoding and build datasets.
 """
@@ -29,15 +30,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from guardrail_dro.data.items import Annotation, Item
-from guardrail_dro.data.rows import (
+from guardrail_dro.data.cells import (
     MISSING_SPELLINGS,
-    data_suffix,
-    drop_missing_labels,
+    cell,
+    clean_our_item,
+    confidence_cell,
+    group_cell,
     is_missing,
-    iter_csv,
-    iter_jsonl,
+    label_cell,
+    missing_spellings_note,
 )
+from guardrail_dro.data.items import Annotation, Item
+from guardrail_dro.data.rows import data_suffix, iter_csv, iter_jsonl
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
@@ -100,8 +104,12 @@ class ReaderOptions(BaseModel):
     text_col: str | None = Field(None, description="Text column (wide).")
     id_col: str | None = Field(None, description="Item id column (wide); default: index/row.")
     annotator_cols: tuple[str, ...] | None = Field(None, description="Annotator columns (wide).")
-    gold_col: str | None = Field(None, description="Gold label column.")
-    group_col: str | None = Field(None, description="Group column.")
+    gold_col: str | None = Field(
+        None, description="Gold label column; a file without it has no gold (noted)."
+    )
+    group_col: str | None = Field(
+        None, description="Group column; a file without it has no groups (noted)."
+    )
     llm_annotators: tuple[str, ...] = Field(
         (), description="Annotator ids whose kind is 'llm' (wide and long without a kind column)."
     )
@@ -110,6 +118,12 @@ class ReaderOptions(BaseModel):
         description="error: stop at a bad row (an empty text, an annotator giving one item "
         "two different labels, an item id twice); skip: drop it and report how many were "
         "skipped and on which lines.",
+    )
+    classes: tuple[str, ...] | None = Field(
+        None,
+        description="The label schema's classes when known before reading: a label or gold "
+        "cell naming one is that label, even when spelt like a missing value ('None', 'NA') "
+        "or an integral float ('1.0').",
     )
 
 
@@ -122,12 +136,14 @@ class ReadLog:
         lines: each item id's first line in the file (errors found later name it).
         skipped: (line, reason) of every row skipped under ``on_bad_rows="skip"``.
         merged: how many identical duplicate annotations were merged into one.
+        dropped: non-blank label/gold cells read as missing, by spelling (``'None'``...).
     """
 
     notes: list[str] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[int, str]] = field(default_factory=list)
     merged: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
 
     def bad_row(self, opts: ReaderOptions, error: ReaderError) -> None:
         """Raise ``error``, or record its row as skipped under ``on_bad_rows="skip"``."""
@@ -148,6 +164,15 @@ class ReadLog:
             shown = ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")
             why = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
             self.notes.append(f"{path}: skipped {len(lines)} bad row(s) on lines {shown} ({why})")
+        if (note := missing_spellings_note(path, self.dropped)) is not None:
+            self.notes.append(note)
+
+    def no_column(self, what: str, name: str, path: Path) -> None:
+        """Note that a gold or group column named explicitly is not in ``path``: a train
+        split has neither, so its absence means none, not an error."""
+        self.notes.append(
+            f"no {what} column {name!r} (--{what}-col) in {path}: its items carry no {what}"
+        )
 
 
 def _is_index_col(name: str) -> bool:
@@ -171,28 +196,22 @@ def _pick(
     path: Path,
     *,
     exclude: Iterable[str] = (),
+    optional: ReadLog | None = None,
 ) -> str | None:
+    """The column for ``what``: ``given`` (required, or noted as absent into ``optional``),
+    else the first of ``candidates`` in the header."""
     if given is not None:
-        if given not in header:
+        if given in header:
+            return given
+        if optional is None:
             raise _no_column(what, given, header, path)
-        return given
+        optional.no_column(what, given, path)
+        return None
     excl = set(exclude)
     for c in candidates:
         if c in header and c not in excl:
             return c
     return None
-
-
-def _cell(value: object) -> str | None:
-    if value is None:
-        return None
-    s = str(value).strip()
-    return s or None
-
-
-def _value(value: object) -> str | None:
-    """A label, gold or group cell: None when missing (see ``MISSING_SPELLINGS``)."""
-    return None if is_missing(value) else _cell(value)
 
 
 # ---- the three layouts --------------------------------------------------------------
@@ -215,11 +234,14 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
                 raise _no_column("annotator", c, header, path)
     else:
         ann_cols = [h for h in header if ANNOTATOR_PATTERN.match(h)]
-    gold_col = _pick(header, opts.gold_col, GOLD_CANDIDATES, "gold", path, exclude=ann_cols)
-    group_col = _pick(header, opts.group_col, GROUP_CANDIDATES, "group", path)
+    gold_col = _pick(
+        header, opts.gold_col, GOLD_CANDIDATES, "gold", path, exclude=ann_cols, optional=log
+    )
+    group_col = _pick(header, opts.group_col, GROUP_CANDIDATES, "group", path, optional=log)
     id_col = _pick(header, opts.id_col, ID_CANDIDATES, "id", path)
     index_col = next((h for h in header if _is_index_col(h)), None) if id_col is None else None
     llm = set(opts.llm_annotators)
+    classes, dropped = opts.classes, log.dropped
 
     items: list[Item] = []
     for line, row in rows:
@@ -228,9 +250,9 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
             log.bad_row(opts, ReaderError("empty text", path=path, line=line, column=text_col))
             continue
         item_id = (
-            _cell(row[id_col])
+            cell(row[id_col])
             if id_col
-            else (_cell(row[index_col]) if index_col is not None else None)
+            else (cell(row[index_col]) if index_col is not None else None)
         ) or str(line - 1)
         if item_id in log.lines:
             log.bad_row(
@@ -247,18 +269,29 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
         anns = tuple(
             Annotation(annotator=c, label=lab, kind="llm" if c in llm else "human")
             for c in ann_cols
-            if (lab := _value(row[c])) is not None
+            if (lab := label_cell(row[c], classes, dropped)) is not None
         )
         items.append(
             Item(
                 item_id=item_id,
                 text=text,
                 annotations=anns,
-                gold=_value(row[gold_col]) if gold_col else None,
-                group=_value(row[group_col]) if group_col else None,
+                gold=label_cell(row[gold_col], classes, dropped) if gold_col else None,
+                group=group_cell(row[group_col]) if group_col else None,
             )
         )
     return items
+
+
+def _missing(path: Path, line: int, column: str, raw: object) -> ReaderError:
+    """A long row without the item id, text, annotator or label it needs (a bad row)."""
+    if column == "text":
+        return ReaderError("empty text", path=path, line=line, column=column)
+    spelt = cell(raw)
+    why = f" ({spelt!r} reads as a missing value)" if spelt is not None else ""
+    return ReaderError(
+        f"missing {column.replace('_', ' ')}{why}", path=path, line=line, column=column
+    )
 
 
 def read_long_rows(
@@ -268,15 +301,19 @@ def read_long_rows(
     llm = set(opts.llm_annotators)
     gold_key = opts.gold_col or "gold"
     group_key = opts.group_col or "group"
+    seen: set[str] = set()  # of gold_key, group_key: the columns some row has
     by_id: dict[str, dict] = {}
     for line, raw_row in rows:
         row = _unalias(raw_row)
-        missing = [c for c in ("item_id", "text") if _cell(row.get(c)) is None]
-        if missing == ["text"]:
-            log.bad_row(opts, ReaderError("empty text", path=path, line=line, column="text"))
-            continue
+        seen.update(k for k in (gold_key, group_key) if k in row)
+        annotator = cell(row.get("annotator"))
+        label = label_cell(row.get("label"), opts.classes, log.dropped)
+        missing = [c for c in ("item_id", "text") if cell(row.get(c)) is None]
+        if (annotator is None) != (label is None):
+            missing.append("annotator" if annotator is None else "label")
         if missing:
-            raise ReaderError("missing value", path=path, line=line, column=missing[0])
+            log.bad_row(opts, _missing(path, line, missing[0], row.get(missing[0])))
+            continue
         iid = str(row["item_id"]).strip()
         log.lines.setdefault(iid, line)
         rec = by_id.setdefault(iid, {"text": row["text"], "anns": {}, "gold": None, "group": None})
@@ -287,8 +324,11 @@ def read_long_rows(
                 line=line,
                 column="text",
             )
-        for key, col in (("gold", gold_key), ("group", group_key)):
-            v = _value(row.get(col))
+        gold = label_cell(row.get(gold_key), opts.classes, log.dropped)
+        for key, col, v in (
+            ("gold", gold_key, gold),
+            ("group", group_key, group_cell(row.get(group_key))),
+        ):
             if v is not None:
                 if rec[key] is not None and rec[key] != v:
                     raise ReaderError(
@@ -298,30 +338,16 @@ def read_long_rows(
                         column=col,
                     )
                 rec[key] = v
-        annotator, label = _cell(row.get("annotator")), _value(row.get("label"))
-        if annotator is None and label is None:
-            continue  # an item row with no annotation yet
         if annotator is None or label is None:
-            col = "annotator" if annotator is None else "label"
-            raise ReaderError("missing value", path=path, line=line, column=col)
-        conf_raw = _cell(row.get("confidence"))
-        try:
-            conf = float(conf_raw) if conf_raw is not None else None
-        except ValueError:
-            raise ReaderError(
-                f"confidence {conf_raw!r} is not a number",
-                path=path,
-                line=line,
-                column="confidence",
-            ) from None
+            continue  # an item row with no annotation yet
         try:
             ann = Annotation(
                 annotator=annotator,
                 label=label,
-                kind=_cell(row.get("kind")) or ("llm" if annotator in llm else "human"),
-                rationale=_cell(row.get("rationale")),
-                confidence=conf,
-                model=_cell(row.get("model")),
+                kind=cell(row.get("kind")) or ("llm" if annotator in llm else "human"),
+                rationale=cell(row.get("rationale")),
+                confidence=confidence_cell(row.get("confidence"), path, line),
+                model=cell(row.get("model")),
             )
         except ValidationError as exc:
             err = exc.errors()[0]
@@ -343,7 +369,7 @@ def read_long_rows(
             )
             continue
         rec["anns"][annotator] = ann
-    return [
+    items = [
         Item(
             item_id=iid,
             text=r["text"],
@@ -353,6 +379,10 @@ def read_long_rows(
         )
         for iid, r in by_id.items()
     ]
+    for what, given in (("gold", opts.gold_col), ("group", opts.group_col)):
+        if given is not None and given not in seen:
+            log.no_column(what, given, path)
+    return items
 
 
 def read_our_jsonl(
@@ -365,13 +395,16 @@ def read_our_jsonl(
     log = log if log is not None else ReadLog()
     items = []
     for line, obj in rows:
-        obj = drop_missing_labels(obj)
+        obj = clean_our_item(obj, opts.classes, log.dropped)
         try:
             item = Item.model_validate(obj)
         except ValidationError as exc:
             err = exc.errors()[0]
             col = ".".join(str(p) for p in err["loc"])
-            raise ReaderError(err["msg"], path=path, line=line, column=col) from None
+            msg = err["msg"]
+            if err["loc"][-1] == "confidence":
+                msg = f"confidence {err['input']!r} is not a number in [0, 1]"
+            raise ReaderError(msg, path=path, line=line, column=col) from None
         if not item.text.strip():
             log.bad_row(opts, ReaderError("empty text", path=path, line=line, column="text"))
             continue

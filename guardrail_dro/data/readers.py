@@ -148,6 +148,42 @@ def _check_labels(
             )
 
 
+def _known_schema(paths: dict[str, str | Path | None]) -> LabelSchema | None:
+    """The schema known before reading, when none is given: a bundled split's, else the
+    first JSONL's ``.schema.json`` sidecar; None when it must be inferred."""
+    given = [p for p in paths.values() if p is not None]
+    bundled = [b[0] for p in given if (b := parse_spec(p))]
+    if bundled:
+        return bundled[0].schema()
+    for p in map(Path, given):
+        side = schema_sidecar(p)
+        if p.suffix == ".jsonl" and side.is_file():
+            return LabelSchema.load(side)
+    return None
+
+
+def _inferred_note(schema: LabelSchema, splits: Iterable[str]) -> str:
+    """Say the schema was inferred (so no class is known safe), and which of its classes
+    look like one class spelt two ways ('Spam' and 'spam')."""
+    names = ",".join(schema.classes)
+    note = (
+        f"label schema inferred from {', '.join(splits)}: classes {list(schema.classes)}; "
+        f"no class is known to be safe (declare --labels {names} --safe CLASS, or --schema, "
+        "for a guard's safe/toxic decision)"
+    )
+    spellings: dict[str, list[str]] = {}
+    for c in schema.classes:
+        spellings.setdefault(c.strip().casefold(), []).append(c)
+    alike = [v for v in spellings.values() if len(v) > 1]
+    if alike:
+        pairs = "; ".join(" and ".join(repr(c) for c in v) for v in alike)
+        note += (
+            f". {pairs} differ only by case or surrounding whitespace: if each pair is one "
+            "class, make the files spell it one way"
+        )
+    return note
+
+
 def read_splits(
     paths: dict[str, str | Path | None],
     options: ReaderOptions | None = None,
@@ -159,26 +195,25 @@ def read_splits(
     When ``schema`` is None it is the bundled dataset's schema when a path names a bundled
     split, else read from a JSONL's ``.schema.json`` sidecar if one exists, else inferred
     as the sorted set of labels seen in every split but one named ``test`` (and no class
-    is then assumed safe); a test split is checked against it.
+    is then assumed safe, which the first split's notes say); a test split is checked
+    against it. A schema known before reading (given, bundled or sidecar) is passed to the
+    readers as ``ReaderOptions.classes``: a cell naming a declared class is that label,
+    even one spelt like a missing value (``None``, ``NA``) or a float (``1.0``).
     ``None`` paths are skipped. Each dataset's ``notes`` say what reading its file
-    noticed (merged duplicate annotations, rows skipped under ``on_bad_rows="skip"``).
+    noticed (merged duplicate annotations, rows skipped under ``on_bad_rows="skip"``,
+    labels read as missing for their spelling, a named gold/group column it lacks).
     """
+    if schema is None:
+        schema = _known_schema(paths)
+    opts = options or ReaderOptions()
+    if schema is not None:
+        opts = opts.model_copy(update={"classes": schema.classes})
     logs = {name: ReadLog() for name in paths}
     raw = {
-        name: (Path(p), read_items(p, options, log=logs[name]))
+        name: (Path(p), read_items(p, opts, log=logs[name]))
         for name, p in paths.items()
         if p is not None
     }
-    if schema is None:
-        bundled = [b[0] for p in paths.values() if p is not None and (b := parse_spec(p))]
-        if bundled:
-            schema = bundled[0].schema()
-    if schema is None:
-        for _name, (p, _items) in raw.items():
-            side = schema_sidecar(p)
-            if p.suffix == ".jsonl" and side.is_file():
-                schema = LabelSchema.load(side)
-                break
     if schema is None:
         # Classes come from what a model learns from; a test split is then checked
         # against them (its labels must not widen the schema a model is scored on).
@@ -187,6 +222,8 @@ def read_splits(
         if not labels:
             raise SchemaError("no labels in the data to infer a label schema from: pass --labels")
         schema = LabelSchema.from_labels(labels)
+        # Once, on the first split: every command prints each split's notes.
+        logs[next(iter(learn))].notes.insert(0, _inferred_note(schema, learn))
     out = {}
     for name, (p, items) in raw.items():
         _check_labels(p, items, schema, logs[name].lines)

@@ -3,8 +3,8 @@
 ``iter_csv`` / ``iter_jsonl`` yield (line number, row) pairs and raise ``ReaderError``
 naming file and line. They read xz- or gzip-compressed files (``train.csv.xz``) as plain
 ones; ``data_suffix`` names the layout by the suffix before the compression one.
-``is_missing`` says which cells are missing values, spelt as pandas spells them.
-``guardrail_dro.data.layouts`` builds items from these rows.
+``guardrail_dro.data.cells`` says what a cell reads as (``is_missing`` is re-exported
+here); ``guardrail_dro.data.layouts`` builds items from these rows.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import gzip
 import json
 import lzma
 import sys
+from collections import Counter
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO
 
+from guardrail_dro.data.cells import MISSING_SPELLINGS, is_missing
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
@@ -25,7 +27,6 @@ __all__ = [
     "CSV_FIELD_LIMIT",
     "MISSING_SPELLINGS",
     "data_suffix",
-    "drop_missing_labels",
     "is_missing",
     "iter_csv",
     "iter_jsonl",
@@ -75,6 +76,31 @@ def open_text(path: Path, *, newline: str | None = None) -> IO[str]:
     return path.open("r", encoding="utf-8-sig", newline=newline)
 
 
+def _check_header(header: list[str], path: Path) -> None:
+    """Refuse a header a row cannot be mapped by: a file split on another separator, or
+    a column name twice (a row would silently keep only the last one's cell)."""
+    if len(header) == 1:
+        for sep, name in ((";", "semicolon"), ("\t", "tab")):
+            if sep in header[0]:
+                raise ReaderError(
+                    f"the file looks {name}-separated (its header {header[0][:80]!r} is one "
+                    "column): save it as comma-separated CSV",
+                    path=path,
+                    line=1,
+                )
+    # Unnamed index columns (empty, pandas' ``Unnamed: 0``) are never read by name.
+    counts = Counter(h for h in header if h and not h.startswith("Unnamed:"))
+    dup = [h for h, n in counts.items() if n > 1]
+    if dup:
+        raise ReaderError(
+            f"the header names column(s) {dup} more than once; rename them so each "
+            f"column has its own name (columns are {header})",
+            path=path,
+            line=1,
+            column=dup[0],
+        )
+
+
 def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
@@ -86,6 +112,11 @@ def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]
         f.close()
         raise ReaderError("the file is empty (no header row)", path=path) from None
     header = [h.strip() for h in header]
+    try:
+        _check_header(header, path)
+    except ReaderError:
+        f.close()
+        raise
 
     def rows() -> Generator[tuple[int, dict[str, str]]]:
         with f:
@@ -120,36 +151,3 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             if not isinstance(obj, dict):
                 raise ReaderError("each line must be a JSON object", path=path, line=n)
             yield n, obj
-
-
-# The spellings pandas reads as a missing value (``pandas.read_csv``'s default
-# ``na_values``): a label, gold or group spelt so is missing, never a class.
-MISSING_SPELLINGS = frozenset(
-    {
-        "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-    }
-)  # fmt: skip
-
-
-def is_missing(value: object) -> bool:
-    """True for None, a float NaN, or a string pandas reads as missing (``NaN``, ``N/A``...)."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return value != value  # NaN
-    return isinstance(value, str) and value.strip() in MISSING_SPELLINGS
-
-
-def drop_missing_labels(obj: dict) -> dict:
-    """Our JSONL with missing labels (``NaN``, ``null``...) dropped and gold/group unset."""
-    out = dict(obj)
-    for key in ("gold", "group"):
-        if key in out and is_missing(out[key]):
-            out[key] = None
-    anns = out.get("annotations")
-    if isinstance(anns, list):
-        out["annotations"] = [
-            a for a in anns if not (isinstance(a, dict) and "label" in a and is_missing(a["label"]))
-        ]
-    return out

@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from guardrail_dro.errors import SchemaError
 
@@ -43,6 +51,23 @@ class LabelSchema(BaseModel):
     descriptions: dict[str, str] = Field(
         default_factory=dict, description="Optional meaning of each class, used in LLM prompts."
     )
+
+    @field_validator("classes", "safe", mode="before")
+    @classmethod
+    def _names_to_str(cls, v: object, info: ValidationInfo) -> object:
+        # A schema JSON may name classes by number ({"classes": [0, 1, 2]}); labels are
+        # strings everywhere, so 0 is the class "0". Anything else is refused by name.
+        if not isinstance(v, list | tuple):
+            return v
+        out = []
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, str | int):
+                raise SchemaError(
+                    f"label schema field {info.field_name!r}: class names are strings (or "
+                    f"integers), not {x!r} ({type(x).__name__})"
+                )
+            out.append(str(x))
+        return tuple(out)
 
     @model_validator(mode="after")
     def _check(self) -> LabelSchema:

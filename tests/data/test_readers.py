@@ -144,8 +144,8 @@ def test_named_column_missing(tmp_path: Path) -> None:
 
 
 def test_label_outside_schema_is_rejected_not_coerced(tmp_path: Path) -> None:
-    p = write(tmp_path / "w.csv", "question,label_1\nx,1.0\ny,0\n")
-    with pytest.raises(SchemaError, match=r"label '1.0' is not in the label schema"):
+    p = write(tmp_path / "w.csv", "question,label_1\nx,1.5\ny,0\n")
+    with pytest.raises(SchemaError, match=r"label '1.5' is not in the label schema"):
         read_dataset(p, schema=LabelSchema(classes=("0", "1")))
 
 
@@ -231,3 +231,196 @@ def test_schema_is_inferred_without_the_test_split(tmp_path: Path) -> None:
         {"train": train, "test": write(tmp_path / "t2.csv", "text,label\nc,1\n")}
     )
     assert schema.classes == ("0", "1") and splits["test"].has_gold
+
+
+# ---- the audit of user-supplied datasets ----------------------------------------------
+
+
+def test_named_gold_and_group_columns_a_file_lacks_mean_none_with_a_note(
+    tmp_path: Path,
+) -> None:
+    # The README's wide example names --gold-col/--group-col for train files that lack both.
+    train = write(tmp_path / "train.csv", "question,label_1\nx,safe\ny,hate\n")
+    valid = write(tmp_path / "valid.csv", "question,label_1,label,topic\nz,safe,hate,g1\n")
+    opts = ReaderOptions(text_col="question", gold_col="label", group_col="topic")
+    splits, _ = read_splits({"train": train, "valid": valid}, opts)
+    assert not splits["train"].has_gold and splits["train"].groups == ()
+    assert splits["valid"].items[0].gold == "hate" and splits["valid"].groups == ("g1",)
+    notes = splits["train"].notes
+    assert f"no gold column 'label' (--gold-col) in {train}: its items carry no gold" in notes
+    assert f"no group column 'topic' (--group-col) in {train}: its items carry no group" in notes
+    assert not any("column" in n for n in splits["valid"].notes)
+    # The same in the long layout.
+    long = write(tmp_path / "l.csv", "item_id,text,annotator,label\n1,a,w,safe\n2,b,w,hate\n")
+    ds = read_dataset(long, ReaderOptions(gold_col="truth"))
+    assert not ds.has_gold and any("no gold column 'truth'" in n for n in ds.notes)
+    # Text and annotator columns given explicitly are still required.
+    with pytest.raises(ReaderError, match="text column 'comment' not found"):
+        read_dataset(train, ReaderOptions(text_col="comment"))
+
+
+def test_a_declared_class_spelt_like_a_missing_value_is_that_class(tmp_path: Path) -> None:
+    p = write(
+        tmp_path / "w.csv",
+        "text,label_1,label_2,gold\na,None,mild,None\nb,NA,None,mild\nc,mild,,mild\n",
+    )
+    schema = LabelSchema(classes=("None", "mild"))
+    ds = read_dataset(p, schema=schema)
+    assert [it.label_of("label_1") for it in ds] == ["None", None, "mild"]
+    assert [it.label_of("label_2") for it in ds] == ["mild", "None", None]
+    assert [it.gold for it in ds] == ["None", "mild", "mild"]
+    # 'NA' is not declared: read as missing, and said so (the blank cell is not counted).
+    assert [n for n in ds.notes if "read as missing" in n] == [
+        f"{p}: 1 label/gold cell(s) read as missing for their spelling ('NA' x 1); if that "
+        "is a class name, declare it (--labels or --schema) to keep them"
+    ]
+    # Inferred, 'None' is pandas' missing value: the note counts what was lost.
+    inferred = write(tmp_path / "i.csv", "text,label_1,label_2\na,None,mild\nb,severe,None\n")
+    ds = read_dataset(inferred)
+    assert ds.schema.classes == ("mild", "severe")
+    assert any("2 label/gold cell(s) read as missing" in n and "'None' x 2" in n for n in ds.notes)
+    # A JSONL's sidecar schema is known before reading too (our layout and the long one).
+    item = Item(
+        item_id="1",
+        text="x",
+        gold="None",
+        annotations=(Annotation(annotator="a", label="None"),),
+    )
+    AnnotatedDataset([item], schema).save_jsonl(tmp_path / "d.jsonl")
+    assert read_dataset(tmp_path / "d.jsonl").items[0] == item
+    write(
+        tmp_path / "long.jsonl",
+        '{"item_id": "1", "text": "x", "annotator": "a", "label": "None", "gold": "None"}\n',
+    )
+    schema.save(tmp_path / "long.schema.json")
+    back = read_dataset(tmp_path / "long.jsonl").items[0]
+    assert back.gold == "None" and back.label_of("a") == "None"
+
+
+def test_group_na_is_a_group_name_only_float_and_null_spellings_are_missing(
+    tmp_path: Path,
+) -> None:
+    rows = ["NA", "nan", "N/A", "", "n/a", "None", "<NA>", "EU", "#N/A"]
+    body = "".join(f"t{i},safe,{g}\n" for i, g in enumerate(rows))
+    ds = read_dataset(write(tmp_path / "g.csv", "text,label_1,group\n" + body + "x,hate,EU\n"))
+    assert [it.group for it in ds][: len(rows)] == [
+        "NA", None, "N/A", None, "n/a", None, None, "EU", None
+    ]  # fmt: skip
+    # The long layout and our JSONL read groups the same way.
+    long = write(
+        tmp_path / "l.csv", "item_id,text,annotator,label,group\n1,a,w,safe,NA\n2,b,w,hate,nan\n"
+    )
+    assert [it.group for it in read_dataset(long)] == ["NA", None]
+    write(
+        tmp_path / "o.jsonl",
+        '{"item_id": "1", "text": "a", "group": "NA", "gold": "safe"}\n'
+        '{"item_id": "2", "text": "b", "group": "null", "gold": "hate"}\n',
+    )
+    assert [it.group for it in read_dataset(tmp_path / "o.jsonl")] == ["NA", None]
+
+
+def test_integral_float_labels_read_as_integers_unless_the_schema_spells_them(
+    tmp_path: Path,
+) -> None:
+    # pandas writes an int column with a blank cell as floats: 1.0 is the class 1.
+    p = write(
+        tmp_path / "w.csv", "text,label_1,label_2,label\na,0.0,1,1.0\nb,2.0,,2\nc,0,-0.00,0\n"
+    )
+    ds = read_dataset(p)
+    assert ds.schema.classes == ("0", "1", "2")
+    assert [it.label_of("label_1") for it in ds] == ["0", "2", "0"]
+    assert [it.gold for it in ds] == ["1", "2", "0"]
+    # A given schema that names a float spelling keeps it; other floats still become ints.
+    g = write(tmp_path / "g.csv", "text,label_1,label\na,0.0,1.0\nb,2.0,0.0\n")
+    ds = read_dataset(g, schema=LabelSchema(classes=("0.0", "1", "2")))
+    assert [it.label_of("label_1") for it in ds] == ["0.0", "2"]
+    assert [it.gold for it in ds] == ["1", "0.0"]
+    # JSON numbers: 2.0 in a long JSONL is the class 2.
+    j = write(
+        tmp_path / "f.jsonl",
+        '{"item_id": "1", "text": "x", "annotator": "a", "label": 2.0}\n'
+        '{"item_id": "2", "text": "y", "annotator": "a", "label": 1}\n',
+    )
+    assert read_dataset(j).schema.classes == ("1", "2")
+
+
+def test_an_inferred_schema_is_noted_once_with_classes_spelt_two_ways(tmp_path: Path) -> None:
+    train = write(tmp_path / "train.csv", "text,label_1,label_2\na,Spam,ham\nb,spam,ham\n")
+    valid = write(tmp_path / "valid.csv", "text,label_1,label\nc,ham,ham\n")
+    splits, schema = read_splits({"train": train, "valid": valid})
+    assert schema.classes == ("Spam", "ham", "spam") and not schema.safe
+    (note,) = [n for n in splits["train"].notes if "inferred" in n]
+    assert note.startswith(
+        "label schema inferred from train, valid: classes ['Spam', 'ham', 'spam']; no class "
+        "is known to be safe (declare --labels Spam,ham,spam --safe CLASS"
+    )
+    assert "'Spam' and 'spam' differ only by case or surrounding whitespace" in note
+    assert not any("inferred" in n for n in splits["valid"].notes)
+    given = LabelSchema(classes=("Spam", "ham", "spam"), safe=("ham",))
+    splits, _ = read_splits({"train": train, "valid": valid}, schema=given)
+    assert not any("inferred" in n for ds in splits.values() for n in ds.notes)
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path: Path) -> None:
+    p = write(tmp_path / "d.csv", "text,label_1,label_2,label_2\na,x,y,z\nb,y,x,x\n")
+    with pytest.raises(
+        ReaderError, match=r"d.csv, line 1, column 'label_2'.*\['label_2'\] more than once"
+    ):
+        read_dataset(p)
+    # Unnamed index columns may repeat: they are never read by name.
+    ok = write(tmp_path / "ok.csv", ",,text,label_1\n0,0,a,x\n1,1,b,y\n")
+    assert read_dataset(ok).texts == ["a", "b"]
+
+
+def test_integer_class_names_in_a_schema_file_are_strings(tmp_path: Path) -> None:
+    p = tmp_path / "s.json"
+    p.write_text('{"classes": [0, 1, 2], "safe": [0]}')
+    assert LabelSchema.load(p) == LabelSchema(classes=("0", "1", "2"), safe=("0",))
+    p.write_text('{"classes": [0.5, 1]}')
+    with pytest.raises(SchemaError, match=r"class names are strings \(or integers\), not 0.5"):
+        LabelSchema.load(p)
+    with pytest.raises(SchemaError, match=r"field 'safe'.*not True \(bool\)"):
+        LabelSchema.build(classes=("a", "b"), safe=(True,))
+
+
+@pytest.mark.parametrize("value", ["nan", "1.5", "-0.1", "high", "96.5"])
+def test_a_bad_confidence_is_named_with_the_allowed_range(tmp_path: Path, value: str) -> None:
+    p = write(tmp_path / "c.csv", f"item_id,text,annotator,label,confidence\n1,x,a,0,{value}\n")
+    with pytest.raises(
+        ReaderError,
+        match=rf"line 2, column 'confidence': confidence '{value}' is not a number in \[0, 1\]",
+    ):
+        read_dataset(p, schema=LabelSchema(classes=("0", "1")))
+    row = f'"item_id": "1", "text": "x", "annotator": "a", "label": "0", "confidence": "{value}"'
+    j = write(tmp_path / "c.jsonl", "{" + row + "}\n")
+    with pytest.raises(ReaderError, match=rf"confidence '{value}' is not a number in \[0, 1\]"):
+        read_dataset(j, schema=LabelSchema(classes=("0", "1")))
+
+
+def test_skip_drops_long_rows_without_a_label_or_annotator(tmp_path: Path) -> None:
+    p = write(
+        tmp_path / "l.csv",
+        "item_id,text,annotator,label\n1,a,w1,\n1,a,w2,hate\n2,b,,safe\n2,b,w1,safe\n"
+        "3,c,w1,None\n3,c,w2,hate\n",
+    )
+    with pytest.raises(ReaderError, match=r"line 2, column 'label': missing label"):
+        read_dataset(p)
+    # A label spelt as a missing value is a missing label, and the error says so.
+    n = write(tmp_path / "n.csv", "item_id,text,annotator,label\n3,c,w1,hate\n3,c,w2,None\n")
+    with pytest.raises(ReaderError, match=r"line 3, column 'label'.*'None' reads as a missing"):
+        read_dataset(n, schema=LabelSchema(classes=("safe", "hate")))
+    ds = read_dataset(p, ReaderOptions(on_bad_rows="skip"))
+    assert [[a.annotator for a in it.annotations] for it in ds] == [["w2"], ["w1"], ["w2"]]
+    assert any(
+        "skipped 3 bad row(s) on lines 2, 4, 6" in n and "1 x missing annotator" in n
+        for n in ds.notes
+    )
+
+
+@pytest.mark.parametrize(("sep", "name"), [(";", "semicolon"), ("\t", "tab")])
+def test_a_file_split_on_another_separator_is_named(tmp_path: Path, sep: str, name: str) -> None:
+    p = write(tmp_path / "s.csv", sep.join(["text", "label_1", "label_2"]) + "\na" + sep + "x\n")
+    with pytest.raises(ReaderError, match=rf"s.csv, line 1: the file looks {name}-separated"):
+        read_dataset(p)
+    with pytest.raises(ReaderError, match="comma-separated CSV"):
+        read_dataset(p, ReaderOptions(text_col="text"))
