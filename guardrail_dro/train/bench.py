@@ -278,7 +278,7 @@ def run_bench(
                 block_cal.append(done.background_block_rate_valid_threshold)
             if done.harmful_block_rate is not None:
                 block_bad.append(done.harmful_block_rate)
-            bar.set_postfix(method=method, worst=f"{m.worst_group_accuracy or 0:.3f}")
+            bar.set_postfix(method=method, **m.progress())
             bar.update(1)
         if all(p is not None for p in kept):
             preds[method] = np.asarray(kept)

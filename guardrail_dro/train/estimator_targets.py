@@ -40,6 +40,7 @@ from guardrail_dro.train.rank_selection import (
     choose_estimator_rank,
     cv_note,
     penalty_of,
+    unusable_fold,
 )
 from guardrail_dro.train.rationale import rationale_features
 from guardrail_dro.train.reliability import annotator_reliability
@@ -242,10 +243,11 @@ class EstimatorTargets(TargetSource):
         else:
             ranks = (0, 4, 32)
             shrinks = (s.estimator_shrinkage,) if s.estimator_shrinkage is not None else SHRINKAGES
-        if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
+        why = self._no_cv(run)
+        if why is not None:
             run.notes.append(
-                f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g}: valid has no "
-                "annotator labels to cross-validate on"
+                f"estimator rank {ranks[0]}, shrinkage {max(shrinks):g} (not cross-validated): "
+                f"{why}"
             )
             return Capacity(
                 ranks[0],
@@ -275,6 +277,21 @@ class EstimatorTargets(TargetSource):
             )
         run.notes.append(cv_note(chosen, scores, uses, uses_r))
         return chosen
+
+    def _no_cv(self, run: Run) -> str | None:
+        """Why the capacity cannot be cross-validated inside valid, or None: valid's
+        labels, in train's annotator columns, must give some item its gold class, and
+        each fold must have an item to fit on and one to score (``unusable_fold``)."""
+        if not bool(O.fixable_items(self.valid_labels, self.valid_gold).any()):
+            if not run.valid.annotators:
+                return "valid has no annotator labels to cross-validate on"
+            if not set(run.valid.annotators) & set(run.annotators):
+                return (
+                    "valid's annotators label no train item (the estimator weighs train's "
+                    "annotators), so valid has no labels of theirs to cross-validate on"
+                )
+            return "no train annotator gives any valid item its gold class: nothing to fit"
+        return unusable_fold(self.valid_labels, self.valid_gold, run.settings.seed)
 
     def warm_start(self, lp: TrainResult | None, run: Run) -> None:
         """The LP stage's estimator and GroupDRO weights. It chose its capacity by the

@@ -61,7 +61,8 @@ class GroupDROLoss(ClassifierLoss):
     gradient towards the groups with the highest loss.
 
     Train splits often have no groups: then each training item takes the group of the
-    nearest valid-group centroid in feature space (pseudo-groups, with a note).
+    nearest valid-group centroid in feature space (pseudo-groups, with a note); so does
+    each item whose group valid does not have (``_train_groups``).
     """
 
     run: Run
@@ -79,21 +80,44 @@ class GroupDROLoss(ClassifierLoss):
     @staticmethod
     @torch.no_grad()
     def _train_groups(run: Run) -> torch.Tensor:
+        """(N,) group index of each training item among valid's groups: its own group
+        where valid knows it; else (no group, or one valid lacks) the group of the
+        nearest valid-group centroid in feature space, with a note saying how many items
+        that was and which groups valid lacks. Items of a known group keep it: one
+        unknown group does not turn the whole split into pseudo-groups."""
         train, valid, groups, src = run.train, run.valid, run.groups, run.source
-        if train.has_groups and set(train.groups) <= set(groups):
-            return torch.as_tensor(train.group_array(groups), device=src.device)
         if not groups:
             raise DataError(
                 f"{run.settings.method} needs groups on the validation split (--group-col)"
             )
+        own = torch.as_tensor(train.group_array(groups), device=src.device)
+        guess = own < 0
+        if not bool(guess.any()):
+            return own
         fv, ft = src.features("valid", None), src.features("train", None)
         gv = torch.as_tensor(valid.group_array(groups), device=src.device)
         cent = torch.stack([fv[gv == k].mean(0) for k in range(len(groups))])
+        own[guess] = torch.cdist(ft[guess], cent).argmin(1)
+        method, guessed = run.settings.method, int(guess.sum())
+        if not train.groups:
+            run.notes.append(
+                f"{method}: train has no groups; each item takes its nearest "
+                "valid-group centroid (pseudo-groups)"
+            )
+            return own
+        unknown = [g for g in train.groups if g not in set(groups)]
+        blank = sum(it.group is None for it in train)
+        why = [f"{blank} without a group"] if blank else []
+        if unknown:
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            shown = ", ".join(repr(g) for g in unknown[:5]) + more
+            why.append(f"{guessed - blank} in group(s) valid does not have: {shown}")
         run.notes.append(
-            f"{run.settings.method}: train has no groups; each item takes its nearest "
-            "valid-group centroid (pseudo-groups)"
+            f"{method}: {guessed} of {len(train)} train items ({'; '.join(why)}) take the "
+            "group of their nearest valid-group centroid (pseudo-groups); the other "
+            f"{len(train) - guessed} keep their own group"
         )
-        return torch.cdist(ft, cent).argmin(1)
+        return own
 
     def __call__(self, per_item: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         run = self.run

@@ -73,6 +73,14 @@ class Metrics(BaseModel):
         """The numbers a comparison table shows (``HEADLINE``)."""
         return {k: getattr(self, k) for k in HEADLINE}
 
+    def progress(self) -> dict[str, str]:
+        """A progress bar's postfix: accuracy, and the worst group's where there are
+        groups. Without groups there is no worst group: a 0 there read as a collapse."""
+        shown = {"acc": f"{self.accuracy:.3f}"}
+        if self.worst_group_accuracy is not None:
+            shown["worst"] = f"{self.worst_group_accuracy:.3f}"
+        return shown
+
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
     """Mean F1 over the classes present in ``y_true`` or ``y_pred``."""

@@ -50,9 +50,11 @@ __all__ = [
     "Capacity",
     "Score",
     "choose_estimator_rank",
+    "cv_folds",
     "cv_note",
     "held_out_agreement",
     "penalty_of",
+    "unusable_fold",
 ]
 
 #: Candidate prior strengths (valid items' worth) of per-annotator deviations.
@@ -165,6 +167,37 @@ def held_out_agreement(
     return Score(float(acc[n > 0].mean()), float(mass[n > 0].mean()))
 
 
+def cv_folds(
+    n: int, seed: int, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two halves of the CV inside valid: one seeded permutation (its own generator,
+    so the global random stream is untouched), cut in the middle."""
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen).to(device)
+    return perm[: n // 2], perm[n // 2 :]
+
+
+def unusable_fold(labels: torch.Tensor, gold: torch.Tensor, seed: int) -> str | None:
+    """Why the 2-fold CV cannot compare candidates, or None when it can.
+
+    A fold needs an item to fit on (some annotator gave its gold class) and a labelled
+    item to score. Without one the fit stays at its initial weights or the score is a
+    mean over nothing (NaN): on a 1-item valid every candidate scored NaN and the CV
+    "chose" anyway. The caller falls back to the default capacity instead.
+    """
+    fix = O.fixable_items(labels, gold).cpu()
+    labelled = O.annotator_mask(labels).any(1).cpu()
+    halves = cv_folds(labels.shape[0], seed)
+    for fit_idx, score_idx in (halves, halves[::-1]):
+        if not bool(fix[fit_idx].any()) or not bool(labelled[score_idx].any()):
+            return (
+                "a fold of the 2-fold CV inside valid has no item to fit on or to score "
+                f"(valid has {labels.shape[0]} item(s), {int(fix.sum())} where a train "
+                "annotator gave the gold class)"
+            )
+    return None
+
+
 def choose_estimator_rank(
     feats: torch.Tensor,
     labels: torch.Tensor,
@@ -218,9 +251,7 @@ def choose_estimator_rank(
         raise ValueError("confidence candidates need the split's confidences and their stats")
     if True in use_rationale and (rationale is None or basis is None):
         raise ValueError("rationale candidates need the split's rationale features and basis")
-    gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(feats.shape[0], generator=gen).to(feats.device)
-    halves = (perm[: len(perm) // 2], perm[len(perm) // 2 :])
+    halves = cv_folds(feats.shape[0], seed, feats.device)
     base = sorted(
         ((r, float(lam)) for r in candidates for lam in shrinkages), key=lambda c: (c[0], -c[1])
     )

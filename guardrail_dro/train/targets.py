@@ -19,6 +19,7 @@ from torch import nn
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train import baselines as B
+from guardrail_dro.train.data_checks import check_gold_split, check_train_left
 from guardrail_dro.train.run import Run, Settings
 
 if TYPE_CHECKING:
@@ -73,9 +74,14 @@ class TargetSource(ABC):
         notes: list[str],
     ) -> tuple[AnnotatedDataset, AnnotatedDataset]:
         """(training split, selection split): by default train without the items whose
-        text is also in valid (``drop_overlap``), selected on the whole of valid."""
+        text is also in valid (``drop_overlap``), selected on the whole of valid.
+
+        Raises:
+            DataError: no train item is left once those are dropped.
+        """
         if settings.drop_overlap:
             train, dropped = train.without_overlap(valid)
+            check_train_left(train, dropped)
             if dropped:
                 notes.append(f"{dropped} train item(s) also in valid were left out (drop_overlap)")
         return train, valid
@@ -227,6 +233,7 @@ class ValidGold(FixedTargets):
         rng: np.random.Generator,
         notes: list[str],
     ) -> tuple[AnnotatedDataset, AnnotatedDataset]:
+        check_gold_split(valid)  # raises: too few items for both parts
         perm = rng.permutation(len(valid))
         cut = max(1, int(0.8 * len(valid)))
         notes.append("gold: trained on 80% of valid, selected on the other 20%")

@@ -32,6 +32,7 @@ from guardrail_dro.train import objectives as O
 from guardrail_dro.train.best_single import best_of_annotators, select_key
 from guardrail_dro.train.checkpoint import Checkpoint, collapsed
 from guardrail_dro.train.config import LP_COLLAPSE, TrainConfig
+from guardrail_dro.train.data_checks import setup_notes
 from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
 from guardrail_dro.train.methods import METHODS, lookup
@@ -109,6 +110,7 @@ class BiLevelTrainer:
         notes: list[str] = []
         annotators, train_all = train.annotators, train
         train, select = targets.split(train, valid, cfg, rng, notes)
+        notes.extend(setup_notes(train, valid, annotators, targets))
         splits = {"train": train, "valid": valid, "select": select}
         splits.update(BG.splits(background, harmful, valid.schema, cfg.background_fraction or 1.0))
         src = build_features(cfg, splits)
@@ -410,7 +412,7 @@ class BiLevelTrainer:
                 bar.update(1)
             m = self._evaluate(model, src, run)
             history.append({"epoch": epoch, "loss": float(loss.detach()), **m.headline()})
-            bar.set_postfix(acc=f"{m.accuracy:.3f}", worst=f"{m.worst_group_accuracy or 0:.3f}")
+            bar.set_postfix(m.progress())
             if best is None or select_key(m) > best.key:
                 head_state = copy.deepcopy(head.state_dict())
                 targets.keep_best()

@@ -1,0 +1,197 @@
+"""Checks of the splits a run trains and selects on, made once the method has split them.
+
+User-supplied splits can be legal and still unable to support what a run does with
+them: a train split that is all overlap with valid, a valid split too small to select
+on, classes or annotators one split has and the other does not. Reading the files
+cannot tell (each split is fine alone); the trainer can, once it knows the method. The
+functions here are pure: they read datasets and return notes for the run's manifest,
+or raise a ``DataError`` that names what was wrong and what to do, before anything is
+embedded or trained.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from guardrail_dro.errors import DataError
+
+if TYPE_CHECKING:
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.train.targets import TargetSource
+
+__all__ = [
+    "GOLD_MIN_VALID",
+    "MIN_GROUP_ITEMS",
+    "MIN_VALID_ITEMS",
+    "check_gold_split",
+    "check_train_left",
+    "class_notes",
+    "setup_notes",
+    "ungrouped_note",
+    "valid_annotator_notes",
+    "valid_size_notes",
+]
+
+MIN_VALID_ITEMS = 100
+"""Below this many gold items valid's numbers are too noisy to select on: the standard
+error of an accuracy near 0.5 is 0.5 / sqrt(n), 0.05 at 100 items, so two epochs (or
+estimator capacities) a few points apart on fewer items cannot be told apart."""
+
+MIN_GROUP_ITEMS = 10
+"""Below this many items one item moves a group's accuracy by more than 10 points, and
+selection by worst-group accuracy follows whichever item of the smallest group flips."""
+
+GOLD_MIN_VALID = 5
+"""``gold`` trains on 80% of valid and selects on the other 20%: the smallest valid in
+which the 20% is one whole item. With fewer the selection part is empty (1 item) or
+the split is not the 80/20 the notes report."""
+
+
+def _names(values: Iterable[str], most: int = 5) -> str:
+    """Quoted, comma-separated, the first ``most`` then how many more: a note stays one
+    readable line even for a crowd of hundreds."""
+    values = list(values)
+    shown = ", ".join(repr(v) for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
+def check_train_left(train: AnnotatedDataset, dropped: int) -> None:
+    """Raise when dropping the train items that are also in valid left none: every
+    later step (tokenising, embedding, the loop) would fail on an empty split with an
+    error that names none of this."""
+    if len(train) == 0 and dropped:
+        raise DataError(
+            f"no training items left after dropping the {dropped} train item(s) that are "
+            "also in valid (same text once normalised): they are dropped so that the upper "
+            "level and model selection do not judge the model on its own training items. "
+            "Give train items that valid does not have, or keep them with --keep-overlap "
+            "(drop_overlap=False)"
+        )
+
+
+def check_gold_split(valid: AnnotatedDataset) -> None:
+    """Raise when valid is too small for ``gold``'s 80/20 split (``GOLD_MIN_VALID``);
+    with one item the selection part was empty and the head failed on a 0x0 matrix."""
+    if len(valid) < GOLD_MIN_VALID:
+        raise DataError(
+            f"gold trains on 80% of valid and selects on the other 20%: that needs at "
+            f"least {GOLD_MIN_VALID} valid items (one to select on), "
+            f"{valid.name or 'valid'} has {len(valid)}; add gold items to valid or use "
+            "another method"
+        )
+
+
+def valid_size_notes(valid: AnnotatedDataset) -> list[str]:
+    """Notes when valid is too small to select on (``MIN_VALID_ITEMS``), or any of its
+    groups is (``MIN_GROUP_ITEMS``), smallest first: such a run trains, but its epoch,
+    checkpoint and estimator capacity are chosen by noise."""
+    notes = []
+    if len(valid) < MIN_VALID_ITEMS:
+        notes.append(
+            f"valid has {len(valid)} gold item(s): selection (epoch, estimator capacity) on "
+            f"fewer than {MIN_VALID_ITEMS} items is mostly noise (an accuracy's standard error is "
+            "about 0.5/sqrt(n)); add gold items to valid if you can"
+        )
+    sizes = Counter(it.group for it in valid if it.group is not None)
+    small = sorted((n, g) for g, n in sizes.items() if n < MIN_GROUP_ITEMS)
+    if small:
+        shown = ", ".join(f"{g!r} ({n})" for n, g in small[:5])
+        more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+        least = small[0][0]
+        notes.append(
+            f"valid group(s) with fewer than {MIN_GROUP_ITEMS} items: {shown}{more}: "
+            f"worst-group selection on a group of {least} item{'s' if least > 1 else ''} "
+            "is noise; merge small groups or add valid items to them"
+        )
+    return notes
+
+
+def ungrouped_note(valid: AnnotatedDataset) -> str | None:
+    """A note when valid has groups but some items have none (blank group cells): the
+    group index of those is -1, which every group risk and metric skips."""
+    if not valid.groups:
+        return None
+    missing = sum(it.group is None for it in valid)
+    if not missing:
+        return None
+    return (
+        f"valid: {missing} of {len(valid)} items have no group: they count in accuracy and "
+        "in no group (GroupDRO and the worst group ignore them)"
+    )
+
+
+def valid_annotator_notes(train_annotators: Sequence[str], valid: AnnotatedDataset) -> list[str]:
+    """Notes on valid's annotators that label no train item: the estimator weighs
+    train's annotators (its columns), so their valid labels cannot be used."""
+    known = set(train_annotators)
+    only = [a for a in valid.annotators if a not in known]
+    if not only:
+        return []
+    if len(only) == len(valid.annotators):
+        return [
+            f"valid's annotators ({_names(only)}) label no train item: the estimator weighs "
+            f"train's annotators ({_names(train_annotators)}), so valid's labels cannot be "
+            "used (valid selects by its gold alone)"
+        ]
+    return [
+        f"valid: annotator(s) {_names(only)} label no train item: their valid labels "
+        "cannot be used (the estimator weighs train's annotators)"
+    ]
+
+
+def class_notes(
+    classes: Sequence[str], train_labels: np.ndarray | None, valid_gold: np.ndarray
+) -> list[str]:
+    """Notes on schema classes that train never labels (the classifier cannot learn
+    them) or that valid's gold never has (valid cannot score them).
+
+    Args:
+        classes: the schema's classes, in index order.
+        train_labels: class indices of every training label (any shape), -1 = none;
+            None where the targets are not labels (a teacher's probabilities).
+        valid_gold: (V,) gold class index of each valid item.
+    """
+    gold = np.bincount(valid_gold, minlength=len(classes))
+    notes = []
+    if train_labels is not None:
+        seen = np.bincount(train_labels[train_labels >= 0].ravel(), minlength=len(classes))
+        notes += [
+            f"class {c!r} has no training label: the classifier cannot learn it "
+            f"({int(gold[k])} valid gold item(s) are {c!r})"
+            for k, c in enumerate(classes)
+            if seen[k] == 0
+        ]
+    absent = [c for k, c in enumerate(classes) if gold[k] == 0]
+    if absent:
+        notes.append(
+            f"class(es) {_names(absent)} have no valid gold item: valid cannot score them "
+            "(no recall for them, and selection never rewards learning them)"
+        )
+    return notes
+
+
+def setup_notes(
+    train: AnnotatedDataset,
+    valid: AnnotatedDataset,
+    annotators: Sequence[str],
+    targets: TargetSource,
+) -> list[str]:
+    """Every note above for the splits as the method split them: ``train`` the items it
+    trains on, ``annotators`` train's annotators (the run's columns). The training
+    labels are the annotators' or, for ``gold``, valid's gold; a teacher's targets are
+    probabilities over every class, not labels to count."""
+    learned_from: np.ndarray | None = None
+    if targets.needs_annotators:
+        learned_from = train.label_matrix(annotators)
+    elif train.has_gold:
+        learned_from = train.gold_array()
+    notes = valid_size_notes(valid)
+    notes += [n for n in (ungrouped_note(valid),) if n is not None]
+    if targets.learned:  # only a learned source reads valid's annotator labels
+        notes += valid_annotator_notes(annotators, valid)
+    notes += class_notes(valid.schema.classes, learned_from, valid.gold_array())
+    return notes
