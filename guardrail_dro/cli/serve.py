@@ -15,6 +15,7 @@ import typer
 
 from guardrail_dro.cli.escalate import JudgeOptions
 from guardrail_dro.cli.options import GuardDir, takes_option_groups
+from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS
 
 __all__ = ["register", "serve_command"]
 
@@ -84,9 +85,12 @@ def serve_command(
     max_chars: Annotated[
         int,
         typer.Option(
-            "--max-chars", help="Characters per text (400 beyond).", rich_help_panel=_LIMITS
+            "--max-chars",
+            help="Characters per text (400 beyond); the guard scores texts up to this "
+            "length (its Policy.max_chars).",
+            rich_help_panel=_LIMITS,
         ),
-    ] = 20_000,
+    ] = DEFAULT_MAX_CHARS,
     timeout_ms: Annotated[
         float,
         typer.Option(
@@ -136,7 +140,7 @@ def serve_command(
     from guardrail_dro.serve.policy import OnError, Policy
 
     try:
-        policy = Policy(on_error=OnError(on_error))
+        policy = Policy(on_error=OnError(on_error), max_chars=max_chars)
     except ValueError:
         raise typer.BadParameter("closed or open", param_hint="--on-error") from None
     keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)

@@ -56,3 +56,26 @@ def test_the_example_serves_and_matches_in_process(guard_dir: Path) -> None:
     lines = proc.stdout.splitlines()
     assert sum("same_as_in_process=True" in ln for ln in lines) == 3, proc.stdout
     assert 'guardrail_requests_total{path="/v1/moderations",status="200"} 1.0' in proc.stdout
+
+
+def test_max_chars_is_the_guards_limit_too(guard_dir: Path, monkeypatch) -> None:
+    """--max-chars sets the HTTP limit and the guard's Policy.max_chars: the server's
+    20,000 against the guard's 16,384 admitted texts it answered degraded, unscored."""
+    import guardrail_dro.serve.http as http
+    from guardrail_dro.errors import ConfigError
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.http import ServeConfig, create_app
+    from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS, Policy
+
+    served: list = []
+    monkeypatch.setattr(http, "serve", lambda app, **kw: served.append(app))
+    res = CliRunner().invoke(app, ["serve", "--guard", str(guard_dir), "--max-chars", "30000"])
+    assert res.exit_code == 0, res.output
+    assert len(served) == 1
+    assert ServeConfig().max_chars == DEFAULT_MAX_CHARS == Policy().max_chars
+    guard = Guard.load(guard_dir, provider="cpu", precision="fp32")
+    with pytest.raises(ConfigError, match="admits texts the guard never scores"):
+        create_app(guard, ServeConfig(max_chars=DEFAULT_MAX_CHARS + 1))
+    long = "how do I bake bread? " * 1_000  # 21,000 characters
+    wide = Guard.load(guard_dir, provider="cpu", precision="fp32", policy=Policy(max_chars=30_000))
+    assert "max_chars" not in (wide.check(long).error or "")

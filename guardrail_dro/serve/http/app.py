@@ -130,6 +130,13 @@ def create_app(
         >>> uvicorn.run(app, port=8000)
     """
     config = config or ServeConfig()
+    scored = guard.policy.max_chars
+    if scored is not None and config.max_chars > scored:
+        raise ConfigError(
+            f"ServeConfig.max_chars={config.max_chars} admits texts the guard never scores "
+            f"(its Policy.max_chars={scored}): a text between the two would be answered "
+            "degraded; give both the same limit (guardrail-dro serve --max-chars sets both)"
+        )
     if escalation is not None and escalation.guard is not guard:
         raise ConfigError("the escalating guard must wrap the guard served (escalation.guard)")
     metrics = ServerMetrics()

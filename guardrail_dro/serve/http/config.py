@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS
 
 __all__ = ["ServeConfig", "read_api_keys"]
 
@@ -25,7 +26,9 @@ class ServeConfig(BaseModel):
         max_body_bytes: a larger request body is refused (413) before it is parsed.
         max_inputs: texts per request (400 beyond).
         max_chars: characters per text (400 beyond); a long text is scored window by
-            window, so its cost grows with its length.
+            window, so its cost grows with its length. At most the guard's own
+            ``Policy.max_chars`` (the same default): a text between the two was admitted
+            and answered degraded, never scored (``create_app`` refuses the pair).
         max_batch_texts: texts per model call when concurrent requests are batched
             together (1: no micro-batching). A request is never split.
         max_wait_ms: how long the batcher waits for more requests after the first
@@ -42,7 +45,7 @@ class ServeConfig(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_inputs: int = Field(256, gt=0)
-    max_chars: int = Field(20_000, gt=0)
+    max_chars: int = Field(DEFAULT_MAX_CHARS, gt=0)
     max_batch_texts: int = Field(64, gt=0)
     max_wait_ms: float = Field(1.0, ge=0)
     max_queue_texts: int = Field(4096, gt=0)
