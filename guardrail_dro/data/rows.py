@@ -122,7 +122,11 @@ def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]
         with f:
             try:
                 for row in reader:
-                    if not row or all(not c.strip() for c in row):
+                    # A blank line (or one of spaces in a file of several columns) is no
+                    # row; a whitespace-only cell of a one-column file is an empty text,
+                    # which the layout reports (it was skipped here, silently).
+                    blank_line = len(header) > 1 and len(row) == 1 and not row[0].strip()
+                    if not row or all(c == "" for c in row) or blank_line:
                         continue
                     if len(row) != len(header):
                         raise ReaderError(

@@ -105,6 +105,7 @@ def test_our_jsonl_round_trip_keeps_rationales_and_schema(tmp_path: Path) -> Non
         ("foo,label_1\nx,1\n", "no-text.csv", "no text column"),
         ("text,label_1\nx,1,2\n", "ragged.csv", "line 2.*fields"),
         ("text,label_1\n  ,1\n", "empty-text.csv", "line 2, column 'text'.*empty text"),
+        ('text\nhello\n"   "\nbye\n', "spaces.csv", "line 3, column 'text'.*empty text"),
         ('{"item_id": 1, "text": "x"}\n{bad\n', "bad.jsonl", "line 2.*not valid JSON"),
         (
             '{"item_id": "1", "text": "x", "annotations": [{"annotator": "a"}]}\n',
@@ -123,6 +124,7 @@ def test_our_jsonl_round_trip_keeps_rationales_and_schema(tmp_path: Path) -> Non
         "no-text-column",
         "ragged-row",
         "empty-text",
+        "whitespace-text-one-column",
         "bad-json",
         "annotation-without-label",
         "non-numeric-confidence",
