@@ -10,8 +10,9 @@ Nothing is dropped silently: refusals, invalid replies and errors are counted in
 ``RunReport`` and listed, with their raw text, in its ``failures`` (``write_failures``
 saves them as JSONL). One thing does stop a run: ``max_repeated_errors`` identical
 non-transient errors in a row from one annotator (a bad key, a wrong model name, a
-base URL with a typo) raise ``RepeatedAPIError`` instead of failing 10,000 items one
-call at a time; what finished before is in the cache.
+base URL with a typo), or calls that got no answer at all after their retries (a server
+not listening), raise ``RepeatedAPIError`` instead of failing 10,000 items one call at a
+time; what finished before is in the cache.
 
 A dry run reads the cache without writing to it (a missing cache file is not created).
 
@@ -177,7 +178,11 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
     streak: dict[int, tuple[tuple[int | None, str | None], int]] = {}
 
     def note_error(j: int, res: AnnotationResult) -> None:
-        if res.outcome != "error" or not _non_transient(res.status):
+        # A call that got no HTTP answer at all (refused connection, timeout) after its
+        # retries counts too: a wrong --base-url or a server down is as hopeless as a bad
+        # key, and each item would spend the whole retry schedule (~26 s) on it.
+        unanswered = res.outcome == "error" and res.status is None
+        if res.outcome != "error" or not (_non_transient(res.status) or unanswered):
             streak.pop(j, None)
             return
         sig = (res.status, res.error)
@@ -186,7 +191,8 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
         streak[j] = (sig, n)
         if max_repeated_errors and n >= max_repeated_errors:
             raise RepeatedAPIError(annotator=annotators[j].name, status=res.status or 0,
-                                   message=res.error or "", count=n)
+                                   message=res.error or "", count=n,
+                                   where=repr(annotators[j]) if unanswered else None)
 
     async def worker() -> None:
         while True:

@@ -155,17 +155,26 @@ class RepeatedAPIError(AnnotatorError):
 
     Attributes:
         annotator: whose calls failed.
-        status: the HTTP status (401, 400, 404...).
+        status: the HTTP status (401, 400, 404...); 0 when no answer came at all.
         message: the error as the last call reported it.
         count: how many calls in a row failed with it.
     """
 
-    def __init__(self, *, annotator: str, status: int, message: str, count: int) -> None:
+    def __init__(
+        self, *, annotator: str, status: int, message: str, count: int, where: str | None = None
+    ) -> None:
         self.annotator, self.status, self.message, self.count = annotator, status, message, count
-        super().__init__(
-            f"{annotator}: stopped after {count} calls in a row failed with HTTP {status} "
-            f"(not transient, so retrying cannot help): {message}"
-        )
+        if where is None:
+            super().__init__(
+                f"{annotator}: stopped after {count} calls in a row failed with HTTP {status} "
+                f"(not transient, so retrying cannot help): {message}"
+            )
+        else:  # no HTTP answer at all: say where the calls went
+            super().__init__(
+                f"{annotator}: stopped after {count} calls in a row got no answer from "
+                f"{where}, each after its retries: {message}. Is the server running, and "
+                "is --base-url right? What finished is cached; run again to resume"
+            )
 
 
 class BatchPendingError(AnnotatorError):

@@ -346,3 +346,25 @@ def test_identical_non_transient_errors_stop_the_run(schema: LabelSchema,
         run = annotate_with_report(make_dataset(["a", "b", "c", "d", "e", "f"], schema), ann,
                                    policy=fast, progress=False, max_repeated_errors=None)
     assert run.report.outcomes[ann[0].name]["error"] == 6
+
+
+def test_a_server_that_never_answers_stops_the_run_naming_the_url(
+    schema: LabelSchema, fast: RetryPolicy
+) -> None:
+    """Connection refused is transient, so each item spent its retries on it (26 s an
+    item by default) and a 10,000-item run against a wrong --base-url went on for
+    hours, silently. Five unanswered items in a row stop it, naming where they went."""
+    import socket
+
+    from annotators import RepeatedAPIError
+
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=url)]
+    ds = make_dataset([f"text {i}" for i in range(200)], schema)
+    with pytest.raises(RepeatedAPIError) as exc:
+        annotate(ds, ann, policy=fast, concurrency=2, progress=False)
+    assert exc.value.status == 0 and exc.value.count == 5
+    assert url in str(exc.value) and "no answer" in str(exc.value)
