@@ -110,7 +110,7 @@ def check_command(
     toxic_threshold: Annotated[
         float | None, typer.Option("--toxic-threshold", help="Override guard.json's.")
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Texts per batch.")] = 32,
     max_windows: Annotated[
         int | None,
         typer.Option(

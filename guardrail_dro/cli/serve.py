@@ -73,19 +73,23 @@ def serve_command(
     max_body_bytes: Annotated[
         int,
         typer.Option(
-            "--max-body-bytes", help="Largest request body (413 beyond).", rich_help_panel=_LIMITS
+            "--max-body-bytes",
+            min=1,
+            help="Largest request body (413 beyond).",
+            rich_help_panel=_LIMITS,
         ),
     ] = 1_000_000,
     max_inputs: Annotated[
         int,
         typer.Option(
-            "--max-inputs", help="Texts per request (400 beyond).", rich_help_panel=_LIMITS
+            "--max-inputs", min=1, help="Texts per request (400 beyond).", rich_help_panel=_LIMITS
         ),
     ] = 256,
     max_chars: Annotated[
         int,
         typer.Option(
             "--max-chars",
+            min=1,
             help="Characters per text (400 beyond); the guard scores texts up to this "
             "length (its Policy.max_chars).",
             rich_help_panel=_LIMITS,
@@ -103,6 +107,7 @@ def serve_command(
         int,
         typer.Option(
             "--max-batch-texts",
+            min=1,
             help="Texts per model call across concurrent requests (1: no micro-batching).",
             rich_help_panel=_LIMITS,
         ),
@@ -119,6 +124,7 @@ def serve_command(
         int,
         typer.Option(
             "--max-queue-texts",
+            min=1,
             help="Texts waiting for the model (503 beyond).",
             rich_help_panel=_LIMITS,
         ),

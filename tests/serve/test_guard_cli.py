@@ -67,6 +67,11 @@ def test_text_or_file(app: typer.Typer, guard_dir: Path) -> None:
     assert res.exit_code != 0
 
 
+def test_batch_size_zero_names_the_flag(app: typer.Typer, guard_dir: Path) -> None:
+    res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir), "--batch-size", "0", "x"])
+    assert res.exit_code == 2 and "'--batch-size'" in res.output
+
+
 def test_manifest_pin(app: typer.Typer, guard_dir: Path, guard: Guard) -> None:
     digest = guard.artifact.manifest.manifest_sha256
     args = ["check", "--guard", str(guard_dir), "hello"]

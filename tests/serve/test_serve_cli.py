@@ -29,8 +29,10 @@ def test_help_teaches() -> None:
         (["--api-key-env", "GUARDRAIL_TEST_UNSET_VAR"], "unset or empty"),
         (["--api-key-file", "{empty}"], "holds no key"),
         (["--on-error", "sideways"], "closed or open"),
+        (["--max-inputs", "0"], "'--max-inputs'"),
+        (["--max-chars", "0"], "'--max-chars'"),
     ],
-    ids=["env", "file", "on-error"],
+    ids=["env", "file", "on-error", "max-inputs", "max-chars"],
 )
 def test_bad_options_are_named(
     guard_dir: Path, tmp_path: Path, args: list[str], match: str
