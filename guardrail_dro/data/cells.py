@@ -26,7 +26,6 @@ __all__ = [
     "clean_our_item",
     "confidence_cell",
     "group_cell",
-    "is_missing",
     "label_cell",
     "missing_spellings_note",
 ]
@@ -53,15 +52,6 @@ GROUP_MISSING_SPELLINGS = frozenset(
 
 # How pandas writes an integer of a column that also has a blank cell: ``1.0``.
 _INTEGRAL_FLOAT = re.compile(r"[+-]?\d+\.0+")
-
-
-def is_missing(value: object) -> bool:
-    """True for None, a float NaN, or a string pandas reads as missing (``NaN``, ``N/A``...)."""
-    if value is None:
-        return True
-    if isinstance(value, float):
-        return value != value  # NaN
-    return isinstance(value, str) and value.strip() in MISSING_SPELLINGS
 
 
 def cell(value: object) -> str | None:

@@ -36,7 +36,6 @@ from guardrail_dro.data.cells import (
     clean_our_item,
     confidence_cell,
     group_cell,
-    is_missing,
     label_cell,
     missing_spellings_note,
 )
@@ -53,7 +52,6 @@ __all__ = [
     "ReadLog",
     "ReaderOptions",
     "detect_format",
-    "is_missing",
     "iter_csv",
     "iter_jsonl",
     "long_columns",

@@ -1,10 +1,10 @@
-"""Rows of a data file and the cells in them that mean "missing".
+"""Rows of a data file.
 
 ``iter_csv`` / ``iter_jsonl`` yield (line number, row) pairs and raise ``ReaderError``
 naming file and line. They read xz- or gzip-compressed files (``train.csv.xz``) as plain
 ones; ``data_suffix`` names the layout by the suffix before the compression one.
-``guardrail_dro.data.cells`` says what a cell reads as (``is_missing`` is re-exported
-here); ``guardrail_dro.data.layouts`` builds items from these rows.
+``guardrail_dro.data.cells`` says what a cell reads as; ``guardrail_dro.data.layouts``
+builds items from these rows.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO
 
-from guardrail_dro.data.cells import MISSING_SPELLINGS, is_missing
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
     "CSV_FIELD_LIMIT",
-    "MISSING_SPELLINGS",
     "data_suffix",
-    "is_missing",
     "iter_csv",
     "iter_jsonl",
     "open_text",

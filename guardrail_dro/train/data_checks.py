@@ -30,6 +30,7 @@ __all__ = [
     "check_gold_split",
     "check_train_left",
     "class_notes",
+    "quoted_names",
     "setup_notes",
     "ungrouped_note",
     "valid_annotator_notes",
@@ -51,7 +52,7 @@ which the 20% is one whole item. With fewer the selection part is empty (1 item)
 the split is not the 80/20 the notes report."""
 
 
-def _names(values: Iterable[str], most: int = 5) -> str:
+def quoted_names(values: Iterable[str], most: int = 5) -> str:
     """Quoted, comma-separated, the first ``most`` then how many more: a note stays one
     readable line even for a crowd of hundreds."""
     values = list(values)
@@ -133,12 +134,12 @@ def valid_annotator_notes(train_annotators: Sequence[str], valid: AnnotatedDatas
         return []
     if len(only) == len(valid.annotators):
         return [
-            f"valid's annotators ({_names(only)}) label no train item: the estimator weighs "
-            f"train's annotators ({_names(train_annotators)}), so valid's labels cannot be "
+            f"valid's annotators ({quoted_names(only)}) label no train item: the estimator weighs "
+            f"train's annotators ({quoted_names(train_annotators)}), so valid's labels cannot be "
             "used (valid selects by its gold alone)"
         ]
     return [
-        f"valid: annotator(s) {_names(only)} label no train item: their valid labels "
+        f"valid: annotator(s) {quoted_names(only)} label no train item: their valid labels "
         "cannot be used (the estimator weighs train's annotators)"
     ]
 
@@ -168,7 +169,7 @@ def class_notes(
     absent = [c for k, c in enumerate(classes) if gold[k] == 0]
     if absent:
         notes.append(
-            f"class(es) {_names(absent)} have no valid gold item: valid cannot score them "
+            f"class(es) {quoted_names(absent)} have no valid gold item: valid cannot score them "
             "(no recall for them, and selection never rewards learning them)"
         )
     return notes

@@ -13,6 +13,7 @@ import torch
 
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import objectives as O
+from guardrail_dro.train.data_checks import quoted_names
 from guardrail_dro.train.run import Run
 
 __all__ = ["ClassifierLoss", "GroupDROLoss", "MeanLoss"]
@@ -105,12 +106,12 @@ class GroupDROLoss(ClassifierLoss):
                 "valid-group centroid (pseudo-groups)"
             )
             return own
-        unknown = [g for g in train.groups if g not in set(groups)]
+        known = set(groups)
+        unknown = [g for g in train.groups if g not in known]
         blank = sum(it.group is None for it in train)
         why = [f"{blank} without a group"] if blank else []
         if unknown:
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            shown = ", ".join(repr(g) for g in unknown[:5]) + more
+            shown = quoted_names(unknown)
             why.append(f"{guessed - blank} in group(s) valid does not have: {shown}")
         run.notes.append(
             f"{method}: {guessed} of {len(train)} train items ({'; '.join(why)}) take the "
