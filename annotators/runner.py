@@ -16,6 +16,11 @@ time; what finished before is in the cache.
 
 A dry run reads the cache without writing to it (a missing cache file is not created).
 
+Ctrl-C during a run started by the sync entry points (the CLI's) stops asking new items
+and waits for the calls in flight, so what they cost is cached too; a second Ctrl-C
+cancels them at once (paid, not cached: a resume asks them again). Either way the run
+ends in ``KeyboardInterrupt`` and the same call resumes from the cache.
+
 The report types (``RunReport``, ``AnnotationRun``, ``Failure``) live in
 ``annotators.report`` and the cache helpers (``key_for``, ``open_cache``) in
 ``annotators.cache``; they are re-exported here, where they were first published.
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -99,6 +106,51 @@ async def run_session(cache: AnnotationCache | str | Path | None,
             db.close()
 
 
+class _DrainOnInterrupt:
+    """SIGINT on this loop while the workers run: the first press sets ``requested`` (the
+    workers take no new item), the second cancels the task that awaits them.
+
+    Installed only where asyncio can take the signal (the main thread, a Unix loop) and
+    only when asked (the sync entry points own their loop; a library caller's loop and
+    its SIGINT are left alone). The previous handler is put back on the way out.
+    """
+
+    def __init__(self, enabled: bool, note: str) -> None:
+        self.enabled = enabled
+        self.note = note
+        self.requested = False
+        self.aborted = False
+        self._task: asyncio.Task | None = None
+        self._previous: object = None
+        self._installed = False
+
+    def __enter__(self) -> _DrainOnInterrupt:
+        if not self.enabled or threading.current_thread() is not threading.main_thread():
+            return self
+        self._task = asyncio.current_task()
+        self._previous = signal.getsignal(signal.SIGINT)
+        try:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd loops
+            return self
+        self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+
+    def _on_sigint(self) -> None:
+        if self.requested:
+            self.aborted = True
+            if self._task is not None:
+                self._task.cancel()
+            return
+        self.requested = True
+        print(self.note, file=sys.stderr, flush=True)
+
+
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled or total == 0:
         return None
@@ -122,8 +174,14 @@ async def aannotate_with_report(
     limiter: RateLimiter | None = None,
     max_repeated_errors: int | None = 5,
     template: PromptTemplate | None = None,
+    drain_on_interrupt: bool = False,
 ) -> AnnotationRun:
-    """The async runner; see ``annotate`` for the arguments."""
+    """The async runner; see ``annotate`` for the arguments.
+
+    ``drain_on_interrupt``: take SIGINT on this loop (main thread only) to stop asking
+    and let the calls in flight finish and be cached before ``KeyboardInterrupt``; the
+    sync entry points set it, an async caller that owns its loop's SIGINT may.
+    """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, not {concurrency}")
     names = [a.name for a in annotators]
@@ -153,7 +211,8 @@ async def aannotate_with_report(
         await _ask_all(annotators, dataset, todo, wanted, results, db, report,
                        concurrency=concurrency, limiter=limiter or RateLimiter(rpm, tpm),
                        policy=policy, prices=prices, progress=progress,
-                       max_repeated_errors=max_repeated_errors, template=template)
+                       max_repeated_errors=max_repeated_errors, template=template,
+                       drain_on_interrupt=drain_on_interrupt)
         annotated = results_to_annotations(dataset, annotators, results, report, template)
         return AnnotationRun(annotated, report)
 
@@ -168,7 +227,7 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
                    report: RunReport, *, concurrency: int, limiter: RateLimiter,
                    policy: RetryPolicy, prices: Mapping[str, Price] | None,
                    progress: bool, max_repeated_errors: int | None,
-                   template: PromptTemplate | None) -> None:
+                   template: PromptTemplate | None, drain_on_interrupt: bool) -> None:
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for jk in todo:
         queue.put_nowait(jk)
@@ -194,8 +253,14 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
                                    message=res.error or "", count=n,
                                    where=repr(annotators[j]) if unanswered else None)
 
+    interrupt = _DrainOnInterrupt(
+        drain_on_interrupt,
+        f"\nInterrupted: asking no new item; waiting for the calls in flight (at most "
+        f"{concurrency}, paid already) to finish and be cached. Ctrl-C again to stop now "
+        "(a resume asks those again).")
+
     async def worker() -> None:
-        while True:
+        while not interrupt.requested:
             try:
                 j, key = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -216,10 +281,17 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             note_error(j, res)
 
     try:
-        await gather_or_cancel(*(worker() for _ in range(min(concurrency, len(todo)))))
+        with interrupt:
+            await gather_or_cancel(*(worker() for _ in range(min(concurrency, len(todo)))))
+    except asyncio.CancelledError:
+        if interrupt.aborted:  # the second Ctrl-C
+            raise KeyboardInterrupt from None
+        raise
     finally:
         if bar is not None:
             bar.close()
+    if interrupt.requested:
+        raise KeyboardInterrupt
 
 
 async def aannotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
@@ -230,7 +302,12 @@ async def aannotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
 
 def annotate_with_report(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
                          **kwargs: object) -> AnnotationRun:
-    """Sync entry point returning the dataset and the ``RunReport``; see ``annotate``."""
+    """Sync entry point returning the dataset and the ``RunReport``; see ``annotate``.
+
+    It owns its event loop, so Ctrl-C drains the calls in flight into the cache first
+    (``drain_on_interrupt``, on unless given).
+    """
+    kwargs.setdefault("drain_on_interrupt", True)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -284,6 +361,7 @@ def annotate(
 
     Raises:
         RepeatedAPIError: ``max_repeated_errors`` identical 4xx errors in a row.
+        KeyboardInterrupt: Ctrl-C, once the calls in flight are cached (see above).
 
     Example:
         >>> from annotators import OpenAIAnnotator, annotate

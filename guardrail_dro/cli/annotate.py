@@ -333,33 +333,41 @@ def annotate_command(
     cache_path = cache or out.with_name(out.name + ".cache.sqlite")
     price_table = load_prices(prices) if prices else None
     policy = RetryPolicy(max_attempts=max_attempts or run_cfg.max_attempts or 6)
-    if batch:
-        run = batch_annotate_with_report(
-            dataset,
-            annotators,
-            cache=cache_path,
-            poll_interval=poll_interval,
-            max_wait=max_wait,
-            policy=policy,
-            prices=price_table,
-            dry_run=dry_run,
-            progress=progress,
-            template=template,
+    try:
+        if batch:
+            run = batch_annotate_with_report(
+                dataset,
+                annotators,
+                cache=cache_path,
+                poll_interval=poll_interval,
+                max_wait=max_wait,
+                policy=policy,
+                prices=price_table,
+                dry_run=dry_run,
+                progress=progress,
+                template=template,
+            )
+        else:
+            run = annotate_with_report(
+                dataset,
+                annotators,
+                cache=cache_path,
+                concurrency=concurrency or run_cfg.concurrency or 8,
+                rpm=rpm or run_cfg.rpm,
+                tpm=tpm or run_cfg.tpm,
+                dry_run=dry_run,
+                policy=policy,
+                prices=price_table,
+                progress=progress,
+                template=template,
+            )
+    except KeyboardInterrupt:
+        typer.echo(
+            f"stopped (Ctrl-C): every answer received is in {cache_path}; "
+            "the same command resumes, asking only what is missing",
+            err=True,
         )
-    else:
-        run = annotate_with_report(
-            dataset,
-            annotators,
-            cache=cache_path,
-            concurrency=concurrency or run_cfg.concurrency or 8,
-            rpm=rpm or run_cfg.rpm,
-            tpm=tpm or run_cfg.tpm,
-            dry_run=dry_run,
-            policy=policy,
-            prices=price_table,
-            progress=progress,
-            template=template,
-        )
+        raise typer.Exit(130) from None
     for provider, body in run.report.sample_requests.items():
         typer.echo(f"# one {provider} request, as it would be sent:")
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))

@@ -160,6 +160,62 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
     assert f"{len(finished)} answer(s) from the cache" in r.stderr
 
 
+def test_ctrl_c_waits_for_the_calls_in_flight_so_none_is_paid_twice(tmp_path: Path) -> None:
+    texts = [f"item number {i} is {'stupid' if i % 3 == 0 else 'fine'}" for i in range(40)]
+    data = _csv(tmp_path / "in.csv", texts)
+    out, cache = tmp_path / "out.jsonl", tmp_path / "cache.sqlite"
+    args = ["--data", str(data), "--out", str(out), "--labels", "safe,toxic",
+            "--annotator", "openai:gpt-fake", "--cache", str(cache), "--concurrency", "4",
+            "--no-progress"]
+    with FakeLLMServer(keyword_handler, latency=0.3) as srv:
+        args += ["--base-url", srv.openai_base_url]
+        env = _env(OPENAI_API_KEY=KEY)
+        proc = subprocess.Popen([CLI, "annotate", *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while srv.paid.total() < 8 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGINT)  # four calls are in flight: they are paid
+        _, stderr = proc.communicate(timeout=20)
+        assert proc.returncode == 130 and not out.exists()
+        assert "Interrupted: asking no new item" in stderr
+        assert f"stopped (Ctrl-C): every answer received is in {cache}" in stderr
+        time.sleep(0.5)  # a call cut off would still be paid by now (latency 0.3 s)
+        paid = {t for t in texts if srv.paid[t]}
+        assert 8 <= len(paid) < len(texts), "the interrupt did not land halfway"
+
+        probe = OpenAIAnnotator("gpt-fake", api_key="x", base_url=srv.openai_base_url)
+        schema = LabelSchema(classes=("safe", "toxic"))
+        with sqlite3.connect(cache) as db:
+            cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
+        assert {t for t in texts if key_for(probe, t, schema) in cached_keys} == paid
+
+        r = _run(args, env)
+        assert r.returncode == 0, r.stderr
+    assert all(srv.paid[t] == 1 for t in texts), "a call was paid twice"
+    assert len(_lines(out)) == len(texts)
+
+
+def test_a_second_ctrl_c_stops_without_waiting(tmp_path: Path) -> None:
+    data = _csv(tmp_path / "in.csv", [f"item {i}" for i in range(8)])
+    args = ["--data", str(data), "--out", str(tmp_path / "out.jsonl"), "--labels",
+            "safe,toxic", "--annotator", "openai:gpt-fake", "--concurrency", "2",
+            "--no-progress"]
+    with FakeLLMServer(keyword_handler, latency=30) as srv:  # the calls never finish here
+        args += ["--base-url", srv.openai_base_url]
+        proc = subprocess.Popen([CLI, "annotate", *args], env=_env(OPENAI_API_KEY=KEY),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while srv.calls.total() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the first Ctrl-C should wait for the calls in flight"
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+
+
 def test_import_loads_no_sdk() -> None:
     code = ("import sys, annotators, guardrail_dro.cli.annotate, annotators.testing; "
             "bad = [m for m in ('openai', 'anthropic', 'tenacity') if m in sys.modules]; "
