@@ -116,6 +116,30 @@ def test_two_providers_end_to_end_with_failures_listed(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out.schema.json").read_text())["safe"] == ["safe"]
 
 
+def _halfway(srv: FakeLLMServer, args: list[str], paid: int, sig: int) -> str:
+    """Start ``annotate`` against ``srv``, send ``sig`` once ``paid`` calls are billed,
+    and return its stderr once it has exited."""
+    proc = subprocess.Popen([CLI, "annotate", *args, "--base-url", srv.openai_base_url],
+                            env=_env(OPENAI_API_KEY=KEY), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while srv.paid.total() < paid and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == (-sig if sig == signal.SIGKILL else 130), stderr
+    return stderr
+
+
+def _cached_texts(cache: Path, texts: list[str], srv: FakeLLMServer) -> set[str]:
+    """The texts whose answer is in ``cache``, keyed as the CLI's defaults key them."""
+    with sqlite3.connect(cache) as db:
+        cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
+    probe = OpenAIAnnotator("gpt-fake", api_key="x", base_url=srv.openai_base_url)
+    schema = LabelSchema(classes=("safe", "toxic"))
+    return {t for t in texts if key_for(probe, t, schema) in cached_keys}
+
+
 def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
     texts = [f"item number {i} is {'stupid' if i % 3 == 0 else 'fine'}" for i in range(40)]
     data = _csv(tmp_path / "in.csv", texts)
@@ -124,27 +148,13 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
             "--annotator", "openai:gpt-fake", "--cache", str(cache), "--concurrency", "2",
             "--no-progress"]
     with FakeLLMServer(keyword_handler, latency=0.05) as srv:
-        args += ["--base-url", srv.openai_base_url]
-        env = _env(OPENAI_API_KEY=KEY)
-        proc = subprocess.Popen([CLI, "annotate", *args], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 30
-        while srv.paid.total() < 15 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        assert proc.returncode == -signal.SIGKILL
+        _halfway(srv, args, 15, signal.SIGKILL)
         assert not out.exists()
 
-        with sqlite3.connect(cache) as db:
-            cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
-        # same defaults as the CLI
-        probe = OpenAIAnnotator("gpt-fake", api_key="x", base_url=srv.openai_base_url)
-        schema = LabelSchema(classes=("safe", "toxic"))
-        finished = {t for t in texts if key_for(probe, t, schema) in cached_keys}
+        finished = _cached_texts(cache, texts, srv)
         assert 10 <= len(finished) < len(texts), "the kill did not land halfway"
 
-        r = _run(args, env)
+        r = _run([*args, "--base-url", srv.openai_base_url], _env(OPENAI_API_KEY=KEY))
         assert r.returncode == 0, r.stderr
 
     rows = _lines(out)
@@ -168,29 +178,16 @@ def test_ctrl_c_waits_for_the_calls_in_flight_so_none_is_paid_twice(tmp_path: Pa
             "--annotator", "openai:gpt-fake", "--cache", str(cache), "--concurrency", "4",
             "--no-progress"]
     with FakeLLMServer(keyword_handler, latency=0.3) as srv:
-        args += ["--base-url", srv.openai_base_url]
-        env = _env(OPENAI_API_KEY=KEY)
-        proc = subprocess.Popen([CLI, "annotate", *args], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 30
-        while srv.paid.total() < 8 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGINT)  # four calls are in flight: they are paid
-        _, stderr = proc.communicate(timeout=20)
-        assert proc.returncode == 130 and not out.exists()
+        stderr = _halfway(srv, args, 8, signal.SIGINT)  # four in flight then: paid
+        assert not out.exists()
         assert "Interrupted: asking no new item" in stderr
         assert f"stopped (Ctrl-C): every answer received is in {cache}" in stderr
         time.sleep(0.5)  # a call cut off would still be paid by now (latency 0.3 s)
         paid = {t for t in texts if srv.paid[t]}
         assert 8 <= len(paid) < len(texts), "the interrupt did not land halfway"
+        assert _cached_texts(cache, texts, srv) == paid
 
-        probe = OpenAIAnnotator("gpt-fake", api_key="x", base_url=srv.openai_base_url)
-        schema = LabelSchema(classes=("safe", "toxic"))
-        with sqlite3.connect(cache) as db:
-            cached_keys = {row[0] for row in db.execute("SELECT key FROM results")}
-        assert {t for t in texts if key_for(probe, t, schema) in cached_keys} == paid
-
-        r = _run(args, env)
+        r = _run([*args, "--base-url", srv.openai_base_url], _env(OPENAI_API_KEY=KEY))
         assert r.returncode == 0, r.stderr
     assert all(srv.paid[t] == 1 for t in texts), "a call was paid twice"
     assert len(_lines(out)) == len(texts)
