@@ -146,6 +146,19 @@ def test_bad_requests_get_openai_errors(served: str, body: bytes, status: int, m
     assert re.search(match, err["message"]), err["message"]
 
 
+def test_a_lone_surrogate_escape_is_scored_not_refused(served: str) -> None:
+    # JSON.stringify of a reply cut mid-emoji; pydantic's parser refuses it, json reads it
+    body = b'{"input": ["cut at the limit \\ud83d", "fine"]}'
+    headers = {**auth(), "content-type": "application/json"}
+    r = httpx2.post(f"{served}/v1/moderations", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    first, second = (res["guardrail"] for res in r.json()["results"])
+    assert first["error"] is None and second["error"] is None
+    assert not first["degraded"] and 0.0 <= first["toxic_score"] <= 1.0
+    bad = httpx2.post(f"{served}/v1/moderations", content=b'{"input": NaN}', headers=headers)
+    assert bad.status_code == 400 and "input must be a string" in bad.text
+
+
 def test_oversized_body_without_length_is_refused(served: str) -> None:
     def chunks() -> Iterator[bytes]:  # chunked transfer: no Content-Length to trust
         yield b'{"input": "'

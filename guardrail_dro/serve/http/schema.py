@@ -13,6 +13,7 @@ windows, latency_ms...).
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -81,6 +82,28 @@ class ModerationRequest(BaseModel):
         return [p if isinstance(p, str) else p.text for p in self.input]
 
 
+def _validate(raw: bytes) -> ModerationRequest:
+    """pydantic's fast JSON parser, or, where it refuses the body, the standard library's.
+
+    The one JSON the fast parser refuses and the standard library reads is a string
+    escaping a lone UTF-16 surrogate (``"\\ud83d"``): JavaScript's ``JSON.stringify``
+    writes one for a string cut in the middle of an emoji, as an LLM reply cut at its
+    token limit can be. The guard scores such a text like any other, so an output rail
+    must not answer it 400. Anything else the standard library reads that is not a
+    request still fails validation below.
+    """
+    try:
+        return ModerationRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise
+        try:
+            parsed = json.loads(raw)
+        except ValueError:  # not JSON for either parser: the fast parser's message
+            raise exc from None
+        return ModerationRequest.model_validate(parsed, strict=True)
+
+
 def parse_request(raw: bytes, config: ServeConfig) -> ModerationRequest:
     """The validated request, within ``config``'s limits.
 
@@ -89,7 +112,7 @@ def parse_request(raw: bytes, config: ServeConfig) -> ModerationRequest:
             unknown field, an empty list, too many inputs, a text over ``max_chars``.
     """
     try:
-        req = ModerationRequest.model_validate_json(raw)
+        req = _validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
