@@ -383,11 +383,14 @@ class Guard:
         input: bool | Guard = True,
         output: bool | Guard = True,
         on_check: rails.OnCheck | None = None,
+        blocked: Callable[[GuardResult], Any] | None = None,
     ) -> Any:
         """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (sync or
         async; see ``guardrail_dro.serve.rails.protect``): ``@guard.protect`` or
-        ``@guard.protect(output=False, ...)``."""
-        return rails.protect(self, fn, input=input, output=output, on_check=on_check)
+        ``@guard.protect(output=False, blocked=rails.openai_refusal, ...)``."""
+        return rails.protect(
+            self, fn, input=input, output=output, on_check=on_check, blocked=blocked
+        )
 
     def wrap(self, client: Any, **options: Any) -> Any:
         """An OpenAI / Anthropic client whose create calls are guarded

@@ -145,7 +145,7 @@ async def test_async_callables(cal: Calibrated) -> None:
 
 
 def test_stream_rail_checks_whole_sentences() -> None:
-    rail = StreamRail(max_chars=50)
+    rail = StreamRail(max_chars=50, min_chars=0)
     assert not rail.feed("Hello there")  # no sentence end yet
     assert rail.feed(" friend. How ar")
     assert rail.segment() == "Hello there friend. How ar"
@@ -156,6 +156,16 @@ def test_stream_rail_checks_whole_sentences() -> None:
     assert rail.feed("x" * 50) and rail.segment() == " Fine" + "x" * 50  # max_chars
 
 
+def test_stream_rail_waits_for_min_chars_at_sentence_ends() -> None:
+    # code and lists end a "sentence" every few characters: one check per 40 at least
+    rail = StreamRail()
+    assert not rail.feed("a = 1;\n") and not rail.feed("b = 2;\n")
+    assert not rail.feed("c" * 30)  # 44 characters wait, but no sentence end in them
+    assert rail.feed(";") and rail.segment() == "a = 1;\nb = 2;\n" + "c" * 30 + ";"
+    rail.passed()
+    assert rail.feed("x" * 199) is False and rail.feed("x")  # max_chars, no sentence end
+
+
 def _split_statement() -> tuple[Guard, str, str, float, float]:
     """A statement cut in two that the fake scorer flags only whole (a window holding
     both "hurt" and "knife"): ``(guard, first, second, worst half score, whole score)``."""
@@ -163,7 +173,8 @@ def _split_statement() -> tuple[Guard, str, str, float, float]:
         lambda t: {"violence": 0.9} if "hurt" in t and "knife" in t else {}, labels=LABELS
     )
     guard = Guard.from_scorer(both)
-    x, y = "how do I hurt someone", "with a knife"
+    # each sentence over StreamRail's min_chars (40), so each is checked at its end
+    x, y = "how do I hurt someone who lives next door", "with a sharp knife from the kitchen drawer"
     halves = guard.check_many([x + ".", " " + y + "."])
     whole = guard.check_many([f"{x}. {y}."])[0].toxic_score
     low = max(r.toxic_score for r in halves)

@@ -3,7 +3,8 @@
 One concept a module, arrows downward only (none of them imports ``Guard``)::
 
     protect   the decorator for chat callables
-    sdk       the OpenAI / Anthropic client wrappers; everything that knows SDK shapes
+    sdk       the OpenAI / Anthropic client wrappers
+    replies   everything that knows SDK shapes: events, refusals, rebuilt replies
     coverage  which SDK paths are guarded, passed or refused, and the view enforcing it
     streams   StreamRail, the event protocol, guarded stream iteration
     decide    one rail's decision: RailGuard, on_check, GuardViolation naming the rail
@@ -16,7 +17,13 @@ from guardrail_dro.serve.rails.coverage import Verdict
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard
 from guardrail_dro.serve.rails.messages import content_text, last_user_text
 from guardrail_dro.serve.rails.protect import protect
-from guardrail_dro.serve.rails.sdk import wrap, wrap_anthropic, wrap_openai
+from guardrail_dro.serve.rails.sdk import (
+    anthropic_refusal,
+    openai_refusal,
+    wrap,
+    wrap_anthropic,
+    wrap_openai,
+)
 from guardrail_dro.serve.rails.streams import AsyncGuardedStream, GuardedStream, StreamRail
 
 __all__ = [
@@ -26,8 +33,10 @@ __all__ = [
     "RailGuard",
     "StreamRail",
     "Verdict",
+    "anthropic_refusal",
     "content_text",
     "last_user_text",
+    "openai_refusal",
     "protect",
     "wrap",
     "wrap_anthropic",

@@ -18,6 +18,10 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
+def _has(obj: Any, key: str) -> bool:
+    return key in obj if isinstance(obj, Mapping) else hasattr(obj, key)
+
+
 def content_text(content: Any) -> str:
     """The text of a message content: a string, or a list of content blocks (``text``
     blocks, and the nested content of Anthropic ``tool_result`` blocks); images skipped.
@@ -46,19 +50,56 @@ def content_text(content: Any) -> str:
     raise TypeError(f"message content must be a str or a list of blocks, not {type(content)}")
 
 
-def last_user_text(messages: Iterable[Any]) -> str:
-    """The text of the last ``user`` turn ("" when there is none).
+#: Roles of a user turn: OpenAI / Anthropic ``user``, LangChain's ``human``.
+_USER_ROLES = frozenset({"user", "human"})
+
+
+def _role_and_content(i: int, m: Any) -> tuple[str, Any]:
+    """A message's role (lower case) and content, in the shapes chat code passes:
+    OpenAI / Anthropic dicts or SDK objects, LangChain messages (``type``) and
+    ``(role, content)`` tuples, Gemini-style ``parts``, Cohere-style ``message``.
 
     Raises:
-        TypeError: ``messages`` is a str, bytes or not iterable.
+        TypeError: no role can be read, or a user turn has no content to read: the input
+            rail would otherwise score "" and let the turn through unchecked.
+    """
+    if isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str):
+        return m[0].lower(), m[1]
+    role = _get(m, "role")
+    if not isinstance(role, str):
+        role = _get(m, "type")  # LangChain's HumanMessage / AIMessage
+    if not isinstance(role, str):
+        raise TypeError(
+            f"cannot read chat message {i}: {type(m).__name__} with no role; give dicts "
+            "with 'role' and 'content' (or LangChain messages, or (role, text) tuples)"
+        )
+    # Gemini's {"parts": [{"text": ...}]}, Cohere v1's {"role": "USER", "message": ...};
+    # a "content" given as None is an empty turn, a turn with none of them unreadable
+    key = next((k for k in ("content", "parts", "message") if _has(m, k)), None)
+    content = None if key is None else _get(m, key)
+    if key is None and role.lower() in _USER_ROLES:
+        raise TypeError(
+            f"cannot read chat message {i}: a {role!r} turn with no 'content' (nor "
+            "'parts' or 'message'); the input rail will not check it as empty"
+        )
+    return role.lower(), content
+
+
+def last_user_text(messages: Iterable[Any]) -> str:
+    """The text of the last user turn ("" when there is none); roles in any case.
+
+    Raises:
+        TypeError: ``messages`` is a str, bytes or not iterable, or a message has no
+            role this can read (fail closed rather than check "").
     """
     if isinstance(messages, str | bytes) or not isinstance(messages, Iterable):
         raise TypeError(f"messages must be a list of chat messages, not {type(messages).__name__}")
     last = None
-    for m in messages:
-        if _get(m, "role") == "user":
-            last = m
-    return "" if last is None else content_text(_get(last, "content"))
+    for i, m in enumerate(messages):
+        role, content = _role_and_content(i, m)
+        if role in _USER_ROLES:
+            last = content
+    return "" if last is None else content_text(last)
 
 
 def reply_text(reply: Any) -> str:

@@ -9,11 +9,12 @@ rails raise ``GuardViolation`` instead. ``on_check(rail, result)`` sees every re
 (``rail`` is ``input`` or ``output``): the place to log flags.
 
 Streams are checked as they arrive (``guardrail_dro.serve.rails.streams``); SDK replies
-and streams are recognised and rebuilt by ``guardrail_dro.serve.rails.sdk``.
+and streams are recognised and rebuilt by ``guardrail_dro.serve.rails.replies``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,7 +23,7 @@ from typing import Any
 from guardrail_dro.serve.policy import GuardResult
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
 from guardrail_dro.serve.rails.messages import last_user_text, reply_text
-from guardrail_dro.serve.rails.sdk import replaced_reply, stream_events
+from guardrail_dro.serve.rails.replies import replaced_reply, stream_events
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
     GuardedStream,
@@ -35,12 +36,33 @@ from guardrail_dro.serve.rails.streams import (
 __all__ = ["protect"]
 
 
-def _messages(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _messages_at(fn: Callable[..., Any]) -> int:
+    """Where the messages are among ``fn``'s positional arguments: after ``self`` /
+    ``cls`` when ``fn`` is a method decorated in its class body, else first."""
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin or a C callable: no signature to read
+        return 0
+    return 1 if params[:1] in (["self"], ["cls"]) else 0
+
+
+def _with_messages(
+    at: int, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The messages, and the call's arguments with them as a list: an iterator (which
+    the SDKs accept) would otherwise be used up by the input rail and reach the model
+    empty."""
     if "messages" in kwargs:
-        return kwargs["messages"]
-    if not args:
+        kwargs = {**kwargs, "messages": _listed(kwargs["messages"])}
+        return kwargs["messages"], args, kwargs
+    if len(args) <= at:
         raise TypeError("a protected chat callable takes the messages first or as messages=")
-    return args[0]
+    messages = _listed(args[at])
+    return messages, (*args[:at], messages, *args[at + 1 :]), kwargs
+
+
+def _listed(messages: Any) -> Any:
+    return list(messages) if isinstance(messages, Iterator) else messages
 
 
 def protect(
@@ -50,20 +72,27 @@ def protect(
     input: bool | RailGuard = True,
     output: bool | RailGuard = True,
     on_check: OnCheck | None = None,
+    blocked: Callable[[GuardResult], Any] | None = None,
 ) -> Any:
     """Guard a chat callable ``fn(messages, ...) -> reply`` (also ``guard.protect``).
 
     Given ``fn`` (``@guard.protect``, no parentheses) it returns the guarded callable;
     without it (``@guard.protect(...)``) the decorator.
 
-    The input rail checks the last user turn before ``fn`` runs (a blocked input returns
-    the replacement without calling ``fn``); the output rail checks the reply (a str, a
-    message dict, an OpenAI ChatCompletion, an Anthropic Message, an iterator / async
-    iterator of str chunks, or an OpenAI / Anthropic SDK ``Stream`` / ``AsyncStream``,
-    checked as it streams; a stream yielding anything else raises TypeError).
-    ``input`` / ``output`` turn a rail off (False) or give it its own guard (a ``Guard``,
-    e.g. ``guard.with_policy(Policy(toxic_threshold=0.3))``). An async
-    generator function stays one: its input rail is awaited off the event loop.
+    The input rail checks the last user turn before ``fn`` runs; a blocked input does
+    not call ``fn`` and returns ``blocked(result)``: by default the replacement str (a
+    generator function yields it once). A function whose caller reads an SDK object
+    passes ``blocked=openai_refusal`` / ``anthropic_refusal`` (``rails.replies``; with
+    ``functools.partial(..., stream=True)`` for a stream) to get one. The output rail
+    checks the reply (a str, a message dict, an OpenAI ChatCompletion, an Anthropic
+    Message, an iterator / async iterator of str chunks, or an OpenAI / Anthropic SDK
+    ``Stream`` / ``AsyncStream``, checked as it streams; a stream yielding anything else
+    raises TypeError). ``input`` / ``output`` turn a rail off (False) or give it its own
+    guard (a ``Guard``, e.g. ``guard.with_policy(Policy(toxic_threshold=0.3))``). A
+    generator function stays one (its rails run as it is iterated); an async one's input
+    rail is awaited off the event loop. The messages are found first or as
+    ``messages=`` (after ``self`` / ``cls`` for a method); an iterator of them is listed
+    once, so the rail and ``fn`` both see them.
 
     Raises:
         TypeError: ``input`` / ``output`` is neither a bool nor a guard, or ``fn`` is
@@ -81,7 +110,12 @@ def protect(
 
     gin, gout = rail_guard(guard, input), rail_guard(guard, output)
 
+    def refused(r: GuardResult) -> Any:
+        return r.replacement if blocked is None else blocked(r)
+
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        at = _messages_at(fn)
+
         def _astream(out: RailGuard, reply: Any) -> AsyncGuardedStream:
             gen = aguard_stream(out, reply, stream_events(reply), on_check, acloser(reply))
             return AsyncGuardedStream(gen, reply)
@@ -100,22 +134,26 @@ def protect(
             r = await adecide(gout, "output", reply_text(reply), on_check)
             return reply if r.allowed else replaced_reply(reply, r.replacement or "")
 
-        async def _ainput(args: tuple[Any, ...], kwargs: dict[str, Any]) -> GuardResult | None:
+        async def _ainput(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[GuardResult | None, tuple[Any, ...], dict[str, Any]]:
+            messages, args, kwargs = _with_messages(at, args, kwargs)
             if gin is None:
-                return None
-            text = last_user_text(_messages(args, kwargs))
-            r = await adecide(gin, "input", text, on_check)
-            return None if r.allowed else r
+                return None, args, kwargs
+            r = await adecide(gin, "input", last_user_text(messages), on_check)
+            return (None if r.allowed else r), args, kwargs
 
         if inspect.isasyncgenfunction(fn):
             # An async generator: the input rail runs off the loop before the first item.
 
             @functools.wraps(fn)
             async def agen_guarded(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                blocked = await _ainput(args, kwargs)
-                if blocked is not None:
-                    if blocked.replacement:
-                        yield blocked.replacement
+                stop, args, kwargs = await _ainput(args, kwargs)
+                if stop is not None:
+                    if blocked is not None:
+                        yield blocked(stop)
+                    elif stop.replacement:
+                        yield stop.replacement
                     return
                 reply = fn(*args, **kwargs)
                 stream = _astream(gout, reply) if gout is not None else reply
@@ -131,20 +169,43 @@ def protect(
 
             @functools.wraps(fn)
             async def aguarded(*args: Any, **kwargs: Any) -> Any:
-                blocked = await _ainput(args, kwargs)
-                if blocked is not None:
-                    return blocked.replacement
+                stop, args, kwargs = await _ainput(args, kwargs)
+                if stop is not None:
+                    return refused(stop)
                 reply = await fn(*args, **kwargs)
                 return await _aoutput(reply)
 
             return aguarded
 
+        if inspect.isgeneratorfunction(fn):
+            # A generator: its caller iterates what it returns, so a blocked input yields
+            # the refusal once (a str returned would be iterated character by character).
+
+            @functools.wraps(fn)
+            def gen_guarded(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                messages, args, kwargs = _with_messages(at, args, kwargs)
+                if gin is not None:
+                    r = decide(gin, "input", last_user_text(messages), on_check)
+                    if not r.allowed:
+                        if blocked is not None:
+                            yield blocked(r)
+                        elif r.replacement:
+                            yield r.replacement
+                        return
+                reply = fn(*args, **kwargs)
+                stream = _stream(gout, reply) if gout is not None else reply
+                with contextlib.closing(stream):
+                    yield from stream
+
+            return gen_guarded
+
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
+            messages, args, kwargs = _with_messages(at, args, kwargs)
             if gin is not None:
-                r = decide(gin, "input", last_user_text(_messages(args, kwargs)), on_check)
+                r = decide(gin, "input", last_user_text(messages), on_check)
                 if not r.allowed:
-                    return r.replacement
+                    return refused(r)
             reply = fn(*args, **kwargs)
             if gout is None:
                 return reply

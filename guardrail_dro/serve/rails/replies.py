@@ -1,0 +1,282 @@
+"""The OpenAI and Anthropic SDKs' shapes, for the rails: their stream events
+(``Events`` for ``guard_stream``, one channel per OpenAI choice), rebuilding a reply
+around a refusal (``replaced_reply``: the text replaced, tool calls dropped), the reply
+a blocked input gets (``openai_refusal`` / ``anthropic_refusal``), and telling an SDK
+stream from a plain one (``stream_events``).
+
+The SDKs are imported only when a response is built, so importing this module imports
+neither; ``sys.modules`` tells whether a reply can be one of theirs.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
+from typing import Any
+
+from guardrail_dro.serve.policy import GuardResult
+from guardrail_dro.serve.rails.messages import content_text, reply_text
+from guardrail_dro.serve.rails.streams import Events, GuardedStream
+
+__all__ = [
+    "AnthropicAdapter",
+    "OpenAIAdapter",
+    "aiter_items",
+    "anthropic_refusal",
+    "iter_items",
+    "openai_refusal",
+    "replaced_reply",
+    "stream_events",
+]
+
+
+#: What a refused reply loses besides its text: the tool calls an agent loop would run.
+_OPENAI_DROPPED = {"tool_calls": None, "function_call": None}
+
+
+def _openai_replaced(resp: Any, text: str) -> Any:
+    choices = [
+        c.model_copy(
+            update={
+                "message": c.message.model_copy(update={"content": text, **_OPENAI_DROPPED}),
+                "finish_reason": "content_filter",
+            }
+        )
+        for c in resp.choices
+    ]
+    return resp.model_copy(update={"choices": choices})
+
+
+def _anthropic_replaced(msg: Any, text: str) -> Any:
+    from anthropic.types import TextBlock
+
+    content = [TextBlock(type="text", text=text)] if text else []
+    return msg.model_copy(update={"content": content, "stop_reason": "refusal"})
+
+
+class _OpenAIEvents(Events):
+    def __init__(self, model: str = "guard") -> None:
+        self.first: Any = None
+        self.model = model
+        self.indices: dict[int, None] = {0: None}  # the choices seen, in order
+
+    def texts(self, chunk: Any) -> list[tuple[Any, str]]:
+        if self.first is None:
+            self.first = chunk
+        out = []
+        for c in chunk.choices:
+            self.indices.setdefault(c.index)
+            if c.delta is not None:
+                out.append((c.index, c.delta.content or ""))
+        return out
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        from openai.types.chat import ChatCompletionChunk
+
+        base = self.first
+        delta = {"content": result.replacement} if result.replacement else {}
+        return [
+            ChatCompletionChunk.model_validate(
+                {
+                    "id": getattr(base, "id", "guard-refusal"),
+                    "object": "chat.completion.chunk",
+                    "created": getattr(base, "created", int(time.time())),
+                    "model": getattr(base, "model", self.model),
+                    "choices": [
+                        {"index": i, "delta": delta, "finish_reason": "content_filter"}
+                        for i in self.indices
+                    ],
+                }
+            )
+        ]
+
+
+class _AnthropicEvents(Events):
+    def __init__(self) -> None:
+        self.index = 0
+
+    def text(self, event: Any) -> str:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_start":
+            self.index = event.index
+        elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+            return event.delta.text
+        return ""
+
+    def stop(self, result: GuardResult) -> list[Any]:
+        from anthropic.types import (
+            RawContentBlockDeltaEvent,
+            RawContentBlockStopEvent,
+            RawMessageDeltaEvent,
+            RawMessageStopEvent,
+        )
+
+        out: list[Any] = []
+        if result.replacement:
+            out.append(
+                RawContentBlockDeltaEvent.model_validate(
+                    {
+                        "type": "content_block_delta",
+                        "index": self.index,
+                        "delta": {"type": "text_delta", "text": result.replacement},
+                    }
+                )
+            )
+        out.append(RawContentBlockStopEvent(type="content_block_stop", index=self.index))
+        out.append(
+            RawMessageDeltaEvent.model_validate(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "refusal", "stop_sequence": None},
+                    "usage": {"output_tokens": 0},
+                }
+            )
+        )
+        out.append(RawMessageStopEvent(type="message_stop"))
+        return out
+
+
+class OpenAIAdapter:
+    """What the guarded ``create`` needs to know of OpenAI's replies and streams."""
+
+    events = _OpenAIEvents
+
+    @staticmethod
+    def reply_text(resp: Any) -> str:
+        return reply_text(resp)
+
+    replaced = staticmethod(_openai_replaced)
+
+    @staticmethod
+    def blocked(kwargs: dict, result: GuardResult) -> Any:
+        from openai.types.chat import ChatCompletion
+
+        return ChatCompletion.model_validate(
+            {
+                "id": "guard-refusal",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(kwargs.get("model", "guard")),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "content_filter",
+                        "message": {"role": "assistant", "content": result.replacement},
+                    }
+                ],
+            }
+        )
+
+    @staticmethod
+    def blocked_stream(kwargs: dict, result: GuardResult) -> list[Any]:
+        return _OpenAIEvents(str(kwargs.get("model", "guard"))).stop(result)
+
+
+class AnthropicAdapter:
+    """What the guarded ``create`` needs to know of Anthropic's replies and streams."""
+
+    events = _AnthropicEvents
+
+    @staticmethod
+    def reply_text(msg: Any) -> str:
+        return content_text(msg.content)
+
+    replaced = staticmethod(_anthropic_replaced)
+
+    @staticmethod
+    def _message(kwargs: dict, text: str, stop: str | None) -> Any:
+        from anthropic.types import Message
+
+        return Message.model_validate(
+            {
+                "id": "msg_guard_refusal",
+                "type": "message",
+                "role": "assistant",
+                "model": str(kwargs.get("model", "guard")),
+                "content": [{"type": "text", "text": text}] if text else [],
+                "stop_reason": stop,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }
+        )
+
+    @classmethod
+    def blocked(cls, kwargs: dict, result: GuardResult) -> Any:
+        return cls._message(kwargs, result.replacement or "", "refusal")
+
+    @classmethod
+    def blocked_stream(cls, kwargs: dict, result: GuardResult) -> list[Any]:
+        from anthropic.types import RawContentBlockStartEvent, RawMessageStartEvent
+
+        start = RawMessageStartEvent(type="message_start", message=cls._message(kwargs, "", None))
+        block = RawContentBlockStartEvent.model_validate(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            }
+        )
+        return [start, block, *_AnthropicEvents().stop(result)]
+
+
+def openai_refusal(result: GuardResult, *, model: str = "guard", stream: bool = False) -> Any:
+    """What a guarded OpenAI client answers for a blocked input: a ``ChatCompletion``
+    with the refusal (``finish_reason="content_filter"``), or with ``stream=True`` a
+    stream of its chunks. For ``protect(blocked=...)`` around code that returns the
+    SDK's objects."""
+    kwargs = {"model": model}
+    if stream:
+        return GuardedStream(iter_items(OpenAIAdapter.blocked_stream(kwargs, result)))
+    return OpenAIAdapter.blocked(kwargs, result)
+
+
+def anthropic_refusal(result: GuardResult, *, model: str = "guard", stream: bool = False) -> Any:
+    """``openai_refusal`` for Anthropic: a ``Message`` (``stop_reason="refusal"``) or its
+    stream of events."""
+    kwargs = {"model": model}
+    if stream:
+        return GuardedStream(iter_items(AnthropicAdapter.blocked_stream(kwargs, result)))
+    return AnthropicAdapter.blocked(kwargs, result)
+
+
+def replaced_reply(reply: Any, text: str) -> Any:
+    """``reply`` with its text replaced by ``text``, keeping its shape: a str, an OpenAI
+    ``ChatCompletion`` (``finish_reason="content_filter"``), an Anthropic ``Message``
+    (``stop_reason="refusal"``), a message dict; anything else becomes the str."""
+    if isinstance(reply, str):
+        return text
+    if getattr(reply, "choices", None) is not None:
+        return _openai_replaced(reply, text)
+    if getattr(reply, "type", None) == "message":
+        return _anthropic_replaced(reply, text)
+    if isinstance(reply, Mapping):  # a message dict: its tool calls go with its text
+        kept = {k: v for k, v in reply.items() if k not in _OPENAI_DROPPED}
+        return {**kept, "content": text}
+    return text
+
+
+def stream_events(reply: Any) -> Events:
+    """The events reader for a streamed reply: the SDK's own for an OpenAI / Anthropic
+    ``Stream`` / ``AsyncStream`` (found in ``sys.modules``, so the SDKs are never
+    imported here), str chunks otherwise."""
+    readers: tuple[tuple[str, type[Events]], ...] = (
+        ("openai", _OpenAIEvents),
+        ("anthropic", _AnthropicEvents),
+    )
+    for package, events in readers:
+        sdk = sys.modules.get(package)
+        if sdk is not None and isinstance(reply, sdk.Stream | sdk.AsyncStream):
+            return events()
+    return Events()
+
+
+def iter_items(items: Iterable[Any]) -> Generator[Any, None, None]:
+    """``items`` as a generator: it has ``close()``, like a guarded stream."""
+    yield from items
+
+
+async def aiter_items(items: Iterable[Any]) -> AsyncGenerator[Any, None]:
+    """``items`` as an async generator (a blocked async stream's refusal events)."""
+    for item in items:
+        yield item
