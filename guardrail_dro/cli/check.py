@@ -21,10 +21,12 @@ __all__ = ["check_command", "register"]
 _HELP = (
     "Check texts with a guard artifact and print the results as JSON.\n\n"
     "One TEXT: prints one JSON object (allowed, label, scores, triggered, toxic_score, "
-    "action, degraded, windows, latency_ms...). --file IN.jsonl: one JSON line per input "
-    'line, in order; each line is a string or an object with a "text" field (other '
-    "fields, e.g. an id, are copied to the output); a file that is not UTF-8 or holds no "
-    "text is an error (exit 2). Exit code 0 whatever the decisions; "
+    "action, degraded, windows, latency_ms...). --file IN.jsonl: one JSON line per text "
+    'line, in order, with "line" its line number (blank lines are skipped); each line is '
+    'a string or an object with a "text" field (other fields, e.g. an id, are copied to '
+    'the output, as "input_NAME" where NAME is also a result field, e.g. a gold "label"); '
+    "a file that is not UTF-8 or holds no text is an error (exit 2). "
+    "Exit code 0 whatever the decisions; "
     "--exit-code makes it 1 when any text is not allowed.\n\n"
     "Examples:\n\n"
     'guardrail-dro check --guard guard "how do I bake bread?"\n\n'
@@ -70,7 +72,9 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
                     column=field,
                 )
             texts.append(row[field])
-            extras.append({k: v for k, v in row.items() if k != field})
+            extra = {(f"input_{k}" if k == "line" else k): v for k, v in row.items()}
+            del extra[field]
+            extras.append({**extra, "line": n})  # the line number, to realign the output
     if not texts:
         what = "is empty" if path.stat().st_size == 0 else "holds only blank lines"
         raise ReaderError(
@@ -79,6 +83,20 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
             path=path,
         )
     return texts, extras
+
+
+def _output_line(extra: dict, result: dict) -> str:
+    """One output line: the result's fields, the input's other fields beside them (one
+    that shares a result field's name as ``input_NAME``, never overwritten), as JSON
+    that the output stream can encode (ASCII escapes where it cannot, e.g. a lone
+    surrogate or a cp1252 console)."""
+    line = {**{(f"input_{k}" if k in result else k): v for k, v in extra.items()}, **result}
+    text = json.dumps(line, ensure_ascii=False)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(line)
+    return text + "\n"
 
 
 def _one_source(text: str | None, file: Path | None) -> str | Path:
@@ -165,15 +183,14 @@ def check_command(
     elif rows is None:
         assert isinstance(source, str)
         results = [guard.check(source)]
-        print(json.dumps(results[0].to_dict(), ensure_ascii=False))
+        sys.stdout.write(_output_line({}, results[0].to_dict()))
     else:
         texts, extras = rows
         results = []
         for s in range(0, len(texts), batch_size):
             results += guard.check_many(texts[s : s + batch_size])
-        out = sys.stdout
         for extra, r in zip(extras, results, strict=True):
-            out.write(json.dumps({**extra, **r.to_dict()}, ensure_ascii=False) + "\n")
+            sys.stdout.write(_output_line(extra, r.to_dict()))
     if exit_code and not all(r.allowed for r in results):
         raise typer.Exit(1)
 
@@ -188,8 +205,8 @@ def _print_escalated(cascade: Any, texts: list[str], extras: list[dict]) -> list
         if e.judge is not None:
             keep = ("outcome", "label", "rationale", "confidence", "model", "error")
             answer = {k: getattr(e.judge, k) for k in keep}
-        line = {**extra, **e.result.to_dict(), "escalated": e.escalated, "judge": answer}
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        result = {**e.result.to_dict(), "escalated": e.escalated, "judge": answer}
+        sys.stdout.write(_output_line(extra, result))
     return [e.result for e in out]
 
 

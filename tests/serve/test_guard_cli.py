@@ -55,6 +55,22 @@ def test_check_a_jsonl_file(
     assert [line["allowed"] for line in lines] == [False, False, True]
 
 
+def test_file_output_keeps_input_fields_and_line_numbers(
+    app: typer.Typer, guard_dir: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "gold.jsonl"
+    rows = ['{"text": "hello", "label": "gold-A", "error": "none", "line": 7}', "",
+            '{"text": "fine", "id": "\u6f22", "note": "cut \\ud800"}']
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir), "--file", str(path)])
+    assert res.exit_code == 0, res.output
+    first, third = (json.loads(line) for line in res.stdout.splitlines())
+    assert (first["line"], third["line"]) == (1, 3)  # the blank line 2 is skipped, named
+    assert first["input_label"] == "gold-A" and first["input_error"] == "none"
+    assert first["input_line"] == 7 and first["error"] is None and "label" in first
+    assert third["id"] == "\u6f22" and third["note"] == "cut \ud800"  # escaped, no crash
+
+
 def test_bad_jsonl_line_names_the_line(app: typer.Typer, guard_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "ok"}\n{"txt": 1}\n')
