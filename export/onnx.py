@@ -35,6 +35,7 @@ from guardrail_dro.checksums import file_sha256
 from guardrail_dro.errors import ArtifactError, ConfigError, require
 
 __all__ = [
+    "check_out",
     "convert",
     "export_onnx",
     "optimize_graph",
@@ -128,7 +129,9 @@ def optimize_graph(
     return {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
 
 
-def _check_out(out_dir: Path, overwrite: bool) -> None:
+def check_out(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``out_dir`` unless ``overwrite``: checked first, and by the CLI
+    before a long step (``export --distill``) that would be wasted on a refusal."""
     nonempty = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
     if nonempty and not overwrite:
         raise ConfigError(
@@ -137,7 +140,7 @@ def _check_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
-    _check_out(out_dir, overwrite)
+    check_out(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
 
@@ -268,7 +271,7 @@ def export_onnx(
         threshold=threshold,
         valid=valid is not None,
     )
-    _check_out(out, overwrite)
+    check_out(out, overwrite)
     say(f"loading {model_dir}")
     trained = TrainedModel.load(model_dir)
     if valid is not None and tuple(valid.schema.classes) != tuple(trained.schema.classes):

@@ -19,13 +19,20 @@ The config is checked by parsing it with Triton's own protobuf definitions
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from pathlib import Path
 
 from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
 from guardrail_dro.serve.artifact import GuardArtifact, load_artifact
 
-__all__ = ["model_config_pb2", "parse_config", "render_config", "write_triton_repository"]
+__all__ = [
+    "check_model_name",
+    "model_config_pb2",
+    "parse_config",
+    "render_config",
+    "write_triton_repository",
+]
 
 
 def model_config_pb2():
@@ -121,6 +128,25 @@ def parse_config(text: str):
         raise ArtifactError(f"config.pbtxt is not a valid Triton ModelConfig: {exc}") from None
 
 
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_model_name(name: str) -> str:
+    """``name`` when Triton can serve a model of that name from a folder of that name in
+    the repository; checked before anything is exported (``--triton-name``).
+
+    Raises:
+        ConfigError: a name with a quote, a slash, a space... (``../x`` would put the
+            model outside the repository, ``my"guard`` break config.pbtxt).
+    """
+    if not _MODEL_NAME.fullmatch(name):
+        raise ConfigError(
+            f"Triton model name {name!r}: use letters, digits, '_', '.' and '-' (not "
+            "first), no slash, quote or space: it names the model's folder in the repository"
+        )
+    return name
+
+
 def write_triton_repository(
     guard_dir: str | Path,
     repo_dir: str | Path,
@@ -146,6 +172,7 @@ def write_triton_repository(
     Returns:
         The model's directory, ``repo_dir/name``.
     """
+    check_model_name(name)
     if kind not in ("KIND_GPU", "KIND_CPU"):
         raise ConfigError(f"kind must be KIND_GPU or KIND_CPU, not {kind!r}")
     if max_batch_size < 1:

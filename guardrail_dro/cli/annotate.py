@@ -91,7 +91,10 @@ def annotate_command(
         ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Output JSONL (the label schema is written beside it).")
+        Path,
+        typer.Option(
+            "--out", dir_okay=False, help="Output JSONL (the label schema is written beside it)."
+        ),
     ],
     annotator: Annotated[
         list[str] | None,

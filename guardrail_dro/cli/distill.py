@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -61,6 +61,30 @@ def _read(path: str, opts: ReaderOptions | None, schema) -> AnnotatedDataset:
     return read_dataset(path, opts, schema=schema)
 
 
+def _teacher_manifest(teacher: Path) -> Any:
+    """The teacher's ``TrainManifest``, or an error saying what ``teacher`` is instead.
+
+    Raises:
+        ArtifactError: no manifest (a guard artifact is named as one) or a broken one.
+    """
+    from guardrail_dro.errors import ArtifactError
+    from guardrail_dro.train.modeldir import TrainManifest
+
+    mpath = teacher / "manifest.json"
+    if not mpath.is_file():
+        hint = (
+            ": it is a guard artifact (export's output); distill the model directory it "
+            "was exported from"
+            if (teacher / "guard.json").is_file()
+            else " (train's --out folder has one)"
+        )
+        raise ArtifactError(f"{teacher} is not a trained model directory: no manifest.json{hint}")
+    try:
+        return TrainManifest.model_validate_json(mpath.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{mpath}: not a valid manifest: {exc}") from None
+
+
 def distill_model_dir(
     teacher: str | Path,
     out: str | Path,
@@ -84,11 +108,17 @@ def distill_model_dir(
     from guardrail_dro.data.background import load_background
     from guardrail_dro.data.schema import LabelSchema
     from guardrail_dro.train.distill import distill
-    from guardrail_dro.train.modeldir import TrainManifest
+    from guardrail_dro.train.modeldir import check_save_target
 
     say = console or Console(stderr=True)
     teacher = Path(teacher)
-    man = TrainManifest.model_validate_json((teacher / "manifest.json").read_text())
+    man = _teacher_manifest(teacher)
+    if Path(out).resolve() == teacher.resolve():
+        raise ConfigError(
+            f"--out {out} is the teacher's own directory: the student would replace it; "
+            "pass a new folder"
+        )
+    check_save_target(out)  # before minutes of distilling, not after
     schema = LabelSchema.load(teacher / "schema.json")
     named = dict(man.data_names)
     if man.data_hashes.get("train") and "train" not in named and man.groups:

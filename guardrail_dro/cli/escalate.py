@@ -52,7 +52,8 @@ def escalation(
         ),
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the chosen band here (JSON).")
+        Path | None,
+        typer.Option("--out", dir_okay=False, help="Write the chosen band here (JSON)."),
     ] = None,
     target_recall: Annotated[
         float,

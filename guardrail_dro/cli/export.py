@@ -164,6 +164,16 @@ def export_command(
     from guardrail_dro.data.schema import LabelSchema
 
     err = Console(stderr=True)
+    # Everything a refusal can be known from comes first: a distillation of minutes, or
+    # an export, is never spent on a typo in --objective, an --out in use or a bad name.
+    from export.onnx import check_out
+
+    chosen = _OBJECTIVES.get(objective) or _bad_objective(objective)
+    check_out(out, overwrite)
+    if triton is not None:
+        from export.triton import check_model_name
+
+        check_model_name(triton_name)
     valid_ds = None
     if valid is not None:
         from guardrail_dro.data.readers import read_dataset
@@ -204,7 +214,7 @@ def export_command(
             threshold=threshold,
             target_recall=target_recall,
             target_fpr=target_fpr,
-            objective=_OBJECTIVES.get(objective) or _bad_objective(objective),
+            objective=chosen,
             overwrite=overwrite,
             progress=progress,
         )

@@ -128,9 +128,10 @@ def train(
     Example: guardrail-dro train --train train.csv --valid valid.csv --out model/
     --schema examples/toxic_questions_schema.json --method ours
     """
-    from guardrail_dro.train.modeldir import TrainedModel
+    from guardrail_dro.train.modeldir import TrainedModel, check_save_target
     from guardrail_dro.train.trainer import BiLevelTrainer
 
+    check_save_target(out)  # refused now, not after the training
     cfg = training.config(method=method, seed=seed, average_seeds=average_seeds)
     splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
     result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
@@ -200,7 +201,9 @@ def evaluate(
             rich_help_panel=_G,
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write metrics JSON here.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", dir_okay=False, help="Write metrics JSON here.")
+    ] = None,
     record: Annotated[
         bool,
         typer.Option(

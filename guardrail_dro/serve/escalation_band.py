@@ -81,7 +81,9 @@ class EscalationBand(BaseModel):
         return self
 
     def save(self, path: str | Path) -> Path:
+        """Write the band as JSON to ``path`` (its folder made if need be)."""
         p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(self.model_dump_json(indent=2) + "\n")
         return p
 

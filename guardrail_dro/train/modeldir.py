@@ -64,6 +64,7 @@ __all__ = [
     "DistillRecord",
     "TrainManifest",
     "TrainedModel",
+    "check_save_target",
     "package_versions",
 ]
 
@@ -213,14 +214,7 @@ class TrainedModel:
             ArtifactError: ``out_dir`` is a file, or a non-empty folder that is not a
                 model directory (no ``manifest.json``): it is never replaced.
         """
-        out = Path(out_dir).resolve()
-        if out.exists() and not out.is_dir():
-            raise ArtifactError(f"{out} is a file, not a model directory")
-        if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
-            raise ArtifactError(
-                f"{out} is a non-empty folder that is not a model directory (no "
-                "manifest.json): refusing to replace it; pass an empty or new folder"
-            )
+        out = check_save_target(out_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
         try:
@@ -372,6 +366,25 @@ class TrainedModel:
             logits = self.model(enc["input_ids"], enc["attention_mask"])
             out[idx] = torch.softmax(logits, -1).numpy()
         return out
+
+
+def check_save_target(out_dir: str | Path) -> Path:
+    """``out_dir`` resolved, when ``TrainedModel.save`` may write there: new, empty, or
+    an earlier model directory it replaces whole; checked again by ``save`` and first by
+    the commands that train or distill for minutes before saving.
+
+    Raises:
+        ArtifactError: a file, or a non-empty folder that is not a model directory.
+    """
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out} is a file, not a model directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise ArtifactError(
+            f"{out} is a non-empty folder that is not a model directory (no "
+            "manifest.json): refusing to replace it; pass an empty or new folder"
+        )
+    return out
 
 
 def _replace_text(path: Path, text: str) -> None:

@@ -216,6 +216,23 @@ def test_background_safe_on_a_bad_file_fails_before_any_training(tmp_path: Path)
         assert not (tmp_path / "m").exists()
 
 
+def test_an_out_that_cannot_be_written_is_refused_before_any_work(tmp_path: Path) -> None:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    r = run("train", "--train", "toxic-questions:train", "--valid", "toxic-questions:valid",
+            "--out", str(used))  # fmt: skip
+    assert r.returncode == 2 and "not a model directory" in " ".join(r.stderr.split())
+    assert "epoch" not in r.stderr and (used / "notes.txt").read_text() == "mine"
+    for command in (["evaluate", "--model", str(used), "--test", "toxic-questions:test"],
+                    ["escalation", "--guard", str(used), "--valid", "toxic-questions:valid",
+                     "--judge", "label_5"],
+                    ["annotate", "--data", "toxic-questions:valid", "--annotator", "openai:x"]):
+        r = run(*command, "--out", str(tmp_path))  # a folder, where a file is written
+        said = " ".join(r.stderr.replace("│", " ").split())
+        assert r.returncode == 2 and "is a directory" in said, r.stderr
+
+
 def test_train_help_teaches_background_safe() -> None:
     r = run("train", "--help")
     text = " ".join(r.stdout.split())

@@ -32,6 +32,55 @@ def test_distill_without_data_names_what_to_pass(tiny_model_dir: Path, tmp_path:
     assert not (tmp_path / "s").exists()
 
 
+def test_refusals_come_before_any_distilling(tiny_model_dir: Path, tmp_path: Path) -> None:
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "guard.json").write_text("{}")
+    r = run("distill", "--model", str(guard), "--out", str(tmp_path / "s"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "not a trained model directory" in r.stderr and "guard artifact" in r.stderr
+
+    before = {p.name: p.read_bytes() for p in tiny_model_dir.iterdir() if p.is_file()}
+    r = run("distill", "--model", str(tiny_model_dir), "--out", str(tiny_model_dir))
+    assert r.returncode == 2 and "the teacher's own directory" in " ".join(r.stderr.split())
+    assert {p.name: p.read_bytes() for p in tiny_model_dir.iterdir() if p.is_file()} == before
+
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    r = run("distill", "--model", str(tiny_model_dir), "--out", str(used))
+    assert r.returncode == 2 and "not a model directory" in " ".join(r.stderr.split())
+
+    for extra in (["--objective", "balancedd"], ["--triton", str(tmp_path / "repo"),
+                                                "--triton-name", "../escape"]):
+        out = tmp_path / "g"
+        r = run("export", "--model", str(tiny_model_dir), "--out", str(out), "--distill", "1",
+                *extra)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert "distilling" not in r.stderr and not (tmp_path / "g-model").exists()
+        assert not out.exists() and not (tmp_path / "escape").exists()
+
+
+def test_sigterm_mid_export_leaves_no_temporary_folder(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "g"
+    proc = subprocess.Popen([*CLI, "export", "--model", str(tiny_model_dir), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".g.tmp-*")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGTERM)  # the export has started writing
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert not list(tmp_path.glob(".g.tmp-*")) and not out.exists()
+
+
 def test_distill_writes_a_student_model_dir(
     tiny_model_dir: Path, synthetic, tmp_path: Path
 ) -> None:
