@@ -27,6 +27,8 @@ from guardrail_dro.serve.calibration import softmax
 __all__ = [
     "GATE_PROBES",
     "GATE_VALIDATION",
+    "MIN_GATE_TEXTS",
+    "SMALL_GATE_NOTE",
     "WEAK_GATE_NOTE",
     "Decide",
     "decisions",
@@ -130,6 +132,15 @@ def int8_gate(report, valid, fp32_logits, logits, decide: Decide, tol: Tolerance
             )
         )
 
+
+#: Below this many validation texts an int8 gate is noted as weak too: a 1% flip rate
+#: is under one text, and the worst group holds a handful (a 6-text --valid passed a
+#: recipe that flipped 10 of 400 other valid texts).
+MIN_GATE_TEXTS = 100
+SMALL_GATE_NOTE = (
+    "int8 gate was WEAK: {n} validation texts only (under {min}), too few to show a 1% "
+    "flip rate or a worst-group drop; export with a larger --valid to gate int8 on it."
+)
 
 WEAK_GATE_NOTE = (
     "int8 gate was WEAK: no validation split, so its decisions were compared with fp32 on "

@@ -34,6 +34,8 @@ import numpy as np
 from export.gate import (
     GATE_PROBES,
     GATE_VALIDATION,
+    MIN_GATE_TEXTS,
+    SMALL_GATE_NOTE,
     WEAK_GATE_NOTE,
     Decide,
     decisions,
@@ -314,6 +316,8 @@ class Validator:
         report.gates["int8"] = GATE_VALIDATION if self.valid is not None else GATE_PROBES
         if self.valid is None:
             report.notes.append(WEAK_GATE_NOTE.format(n=len(self.texts)))
+        elif len(self.texts) < MIN_GATE_TEXTS:
+            report.notes.append(SMALL_GATE_NOTE.format(n=len(self.texts), min=MIN_GATE_TEXTS))
         int8_gate(
             report,
             self.valid,

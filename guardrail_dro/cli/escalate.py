@@ -90,6 +90,7 @@ def escalation(
     from guardrail_dro.data.readers import read_splits
     from guardrail_dro.serve.artifact import load_artifact
     from guardrail_dro.serve.escalation import calibration_arrays, choose_band
+    from guardrail_dro.serve.escalation_band import band_notes, judge_verdicts
     from guardrail_dro.serve.guard import Guard
 
     schema = load_artifact(guard_dir, verify=False).schema
@@ -121,6 +122,9 @@ def escalation(
     t.add_row("judge alone", "", f"{verdict[toxic].mean():.3f}", f"{verdict[~toxic].mean():.3f}",
               "100%", style="dim")  # fmt: skip
     Console().print(t)
+    unlabelled = int((judge_verdicts(data, judge) < 0).sum())
+    for n in band_notes(len(data), toxic, bands[max_defer], unlabelled=unlabelled):
+        err.print(f"note: {n}", highlight=False)
     if out is not None:
         bands[max_defer].save(out)
         err.print(f"band written to {out}", highlight=False)

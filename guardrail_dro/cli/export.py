@@ -240,6 +240,9 @@ def export_command(
                 "not on validation data; export with --valid to gate it on real data.",
                 highlight=False,
             )
+    for note in art.manifest.train.get("parity_notes") or []:
+        if "no validation split" not in note:  # that one is the warning above
+            err.print(f"note: {note}", highlight=False)
     typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
     # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
     typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")

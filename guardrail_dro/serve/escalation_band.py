@@ -32,6 +32,7 @@ __all__ = [
     "BandPoint",
     "EscalationBand",
     "band_guard",
+    "band_notes",
     "band_predictions",
     "calibrate_escalation",
     "calibration_arrays",
@@ -320,6 +321,38 @@ def calibration_arrays(
         )
     safe = np.asarray(valid.schema.safe_mask(), dtype=bool)
     return scores[keep], ~safe[gold[keep]], verdict[keep] == 1
+
+
+#: Below these a band's recall and FPR are rough (as ``train``'s note on a small valid).
+MIN_BAND_TEXTS, MIN_BAND_CLASS = 100, 10
+
+
+def band_notes(
+    total: int, gold: np.ndarray, band: EscalationBand, *, unlabelled: int = 0
+) -> list[str]:
+    """What a user should know about a band chosen on ``gold`` (True: not safe; the
+    texts ``calibration_arrays`` kept of ``total``): texts left out, too few texts or of
+    one kind to measure recall / FPR, a band that blocks most safe texts."""
+    notes = []
+    kept = len(gold)
+    if kept < total:
+        why = f"{unlabelled} not labelled by the judge" if unlabelled else ""
+        rest = total - kept - unlabelled
+        why += (", " if why and rest else "") + (f"{rest} not scored by the guard" if rest else "")
+        notes.append(f"the band is chosen on {kept} of {total} texts ({why})")
+    toxic = int(gold.sum())
+    if kept < MIN_BAND_TEXTS or min(toxic, kept - toxic) < MIN_BAND_CLASS:
+        notes.append(
+            f"{kept} texts ({kept - toxic} safe, {toxic} toxic) are too few to measure a "
+            f"band's recall and FPR (under {MIN_BAND_TEXTS} texts or {MIN_BAND_CLASS} of a "
+            "kind): give a larger --valid labelled by the judge"
+        )
+    if band.valid.fpr > 0.5:
+        notes.append(
+            f"the band blocks {band.valid.fpr:.0%} of the safe texts to reach recall "
+            f"{band.target_recall}: lower --target-recall or raise --max-defer"
+        )
+    return notes
 
 
 def calibrate_escalation(

@@ -161,6 +161,20 @@ def test_without_validation_data_the_gate_says_it_was_weak(trained, tiny_export)
     assert "binary_worst_group_accuracy_drop" not in report.stats["int8"]
 
 
+def test_a_small_validation_split_makes_a_weak_gate_too(trained, tiny_export, synthetic) -> None:
+    from export.gate import MIN_GATE_TEXTS
+    from export.validate import Validator
+
+    guard = tiny_export["guard"]
+    for n, weak in ((12, True), (MIN_GATE_TEXTS, False)):
+        valid = synthetic["valid"].subset(range(n))
+        check = Validator(trained, guard / "model.onnx", valid=valid)
+        report = check.check_variant("int8", guard / "model.int8.onnx")
+        assert report.gates == {"int8": GATE_VALIDATION}
+        said = [x for x in report.notes if f"{n} validation texts only" in x]
+        assert bool(said) is weak and (not weak or "larger --valid" in said[0])
+
+
 def test_cli_export_without_valid_marks_the_gate_weak(tiny_model_dir, tmp_path) -> None:
     import typer
     from typer.testing import CliRunner

@@ -71,6 +71,22 @@ def test_a_budget_never_costs_and_a_good_judge_pays():
     assert perfect.valid.deferred < 1.0
 
 
+def test_band_notes_say_what_the_band_was_chosen_on():
+    from guardrail_dro.serve.escalation_band import band_notes
+
+    scores, toxic, judge = _split(500, 3, judge_acc=0.95)
+    band = choose_band(scores, toxic, judge, target_recall=0.9, max_defer=0.2)
+    assert band_notes(500, toxic, band) == []  # enough texts of both kinds, all kept
+    dropped = band_notes(560, toxic, band, unlabelled=54)
+    assert dropped == ["the band is chosen on 500 of 560 texts (54 not labelled by the "
+                       "judge, 6 not scored by the guard)"]  # fmt: skip
+    few = band_notes(6, toxic[:6], choose_band(scores[:6], toxic[:6], judge[:6]))
+    assert any("6 texts" in n and "too few" in n for n in few)
+    greedy = choose_band(scores, toxic, judge, target_recall=1.0, max_defer=0.0)
+    assert greedy.valid.fpr > 0.5
+    assert any("lower --target-recall" in n for n in band_notes(500, toxic, greedy))
+
+
 def test_ties_are_never_split():
     scores = np.array([0.2, 0.5, 0.5, 0.5, 0.9])
     toxic = np.array([False, True, False, True, True])
