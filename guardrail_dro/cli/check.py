@@ -135,7 +135,7 @@ def check_command(
             "--max-windows",
             min=0,
             help="Windows scored per text at most; a longer text is degraded, saying so "
-            "(default: Policy's, 8; 0: every window).",
+            "(default: Policy's, 24; 0: every window).",
         ),
     ] = None,
     max_chars: Annotated[

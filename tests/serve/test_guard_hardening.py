@@ -112,7 +112,7 @@ def test_one_long_word_is_not_scored_over_max_chars(guard: Guard) -> None:
 
 
 def test_the_bounds_are_policy_options(guard: Guard) -> None:
-    text = "a fairly long text about bread. " * 200  # ~1,600 tokens: ~17 windows
+    text = "a fairly long text about bread. " * 400  # ~3,200 tokens: ~33 windows
     off = {"toxic_threshold": 1.0, "thresholds": _never(guard)}
     whole = guard.with_policy(Policy(max_windows=None, max_chars=None, **off)).check(text)
     assert not whole.degraded and whole.windows > DEFAULT_MAX_WINDOWS
@@ -268,7 +268,7 @@ def test_check_cli_bounds_are_options(guard_dir: Path) -> None:
 
     from guardrail_dro.cli.app import app
 
-    text = "a fairly long text about bread. " * 200  # ~16 windows
+    text = "a fairly long text about bread. " * 400  # ~33 windows
     args = ["check", "--guard", str(guard_dir), "--provider", "cpu", text]
     runner = CliRunner()
     default = json.loads(runner.invoke(app, args).stdout)
