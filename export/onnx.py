@@ -29,6 +29,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from export.probes import served_logits
 from export.quantize import Progress, convert_fp16, quantize_gated, quiet_logging
 from export.spec import ExportSpec, Tolerances
 from guardrail_dro.checksums import file_sha256
@@ -318,8 +321,12 @@ def export_onnx(
         reports = [check.check_tokenizer(tmp, pad_token), check.check_fp32()]
         if valid is not None:
             say("choosing the operating point on the validation split")
+            served = served_logits(
+                check.fp32, trained.tokenizer, valid.texts, trained.manifest.max_length,
+                check.reference, np.asarray(trained.schema.safe_mask(), dtype=bool),
+            )  # fmt: skip
             thresholds, calibration = calibrate(
-                check.reference,
+                served,
                 valid,
                 trained.schema,
                 target_recall=target_recall,

@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["N_BUILTIN", "encode", "onnx_logits", "probe_texts", "torch_logits"]
+__all__ = [
+    "N_BUILTIN",
+    "encode",
+    "onnx_logits",
+    "probe_texts",
+    "served_logits",
+    "torch_logits",
+]
 
 _SENTENCES = (
     "Hello!",
@@ -76,3 +83,38 @@ def onnx_logits(session, tokenizer, texts: Sequence[str], max_length: int, batch
     return out
 
 
+def served_logits(
+    session, tokenizer, texts: Sequence[str], max_length: int, reference: np.ndarray,
+    safe: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Per text, the scores the guard decides on: ``reference`` (``onnx_logits``: the
+    first ``max_length`` tokens) where a text fits one window, else the log-probabilities
+    of its window with the highest toxic score (1 - P(safe classes)), the windows
+    overlapping as the guard's do (``default_stride``).
+
+    Why: the guard scores every window of a long text and the worst decides; an
+    operating point chosen on first windows alone missed what came later (a split of
+    long texts with a benign opening got threshold 0.0006, blocking every safe text).
+    """
+    from guardrail_dro.serve.onnx_scorer import default_stride
+
+    out = np.array(reference, dtype=np.float32, copy=True)
+    if not safe.any():  # no toxic score to find the worst window by
+        return out
+    enc = tokenizer(
+        list(texts), truncation=True, max_length=max_length, stride=default_stride(max_length),
+        return_overflowing_tokens=True,
+    )  # fmt: skip
+    rows_of: dict[int, list[list[int]]] = {}
+    for row, text_index in zip(enc["input_ids"], enc["overflow_to_sample_mapping"], strict=True):
+        rows_of.setdefault(int(text_index), []).append(row)
+    for i, rows in rows_of.items():
+        if len(rows) < 2:
+            continue
+        lg = np.concatenate([
+            session.run(np.asarray([r], np.int64), np.ones((1, len(r)), np.int64)) for r in rows
+        ])  # fmt: skip
+        logp = lg - np.logaddexp.reduce(lg, axis=1, keepdims=True)
+        toxic = 1.0 - np.exp(logp[:, safe]).sum(axis=1)
+        out[i] = logp[int(np.argmax(toxic))]
+    return out

@@ -50,7 +50,7 @@ from guardrail_dro.serve.scorer import ScorerBase
 if TYPE_CHECKING:
     from guardrail_dro.serve.artifact import GuardArtifact
 
-__all__ = ["OnnxScorer"]
+__all__ = ["OnnxScorer", "default_stride"]
 
 
 def _threads_for(config: SessionConfig, precision: str) -> SessionConfig:
@@ -87,6 +87,12 @@ def _open_auto(art: GuardArtifact, config: SessionConfig) -> tuple[GuardSession,
     pinned = dataclasses.replace(config, provider=session.provider)
     again = create_session(art.model_path(want), _threads_for(pinned, want))
     return dataclasses.replace(again, requested="auto", skipped=session.skipped), want
+
+
+def default_stride(max_length: int) -> int:
+    """Tokens consecutive windows of a long text share (a quarter of a window): the
+    guard's, and what export's calibration windows long validation texts with."""
+    return max_length // 4
 
 
 class OnnxScorer(ScorerBase):
@@ -160,7 +166,7 @@ class OnnxScorer(ScorerBase):
             DependencyError: onnxruntime or tokenizers missing (names the extra).
         """
         max_len = art.manifest.max_length
-        stride = max_len // 4 if stride is None else stride
+        stride = default_stride(max_len) if stride is None else stride
         if not isinstance(stride, int) or not 0 <= stride < max_len - 2:
             raise ConfigError(f"stride must be an int in [0, {max_len - 2}), not {stride!r}")
         if session_config is None:

@@ -175,6 +175,36 @@ def test_a_small_validation_split_makes_a_weak_gate_too(trained, tiny_export, sy
         assert bool(said) is weak and (not weak or "larger --valid" in said[0])
 
 
+def test_calibration_scores_long_texts_as_the_guard_does(trained, tiny_export) -> None:
+    from export.probes import onnx_logits, served_logits
+    from export.validate import Validator
+    from guardrail_dro.serve.guard import Guard
+    from guardrail_dro.serve.policy import Policy
+
+    guard_dir = tiny_export["guard"]
+    filler = "the weather was mild and the bread was fresh " * 60
+    texts = ["short one", filler + "now something else entirely", "a" + filler]
+    check = Validator(trained, guard_dir / "model.onnx")
+    reference = onnx_logits(check.fp32, trained.tokenizer, texts, trained.manifest.max_length)
+    safe = np.asarray(trained.schema.safe_mask(), dtype=bool)
+    served = served_logits(check.fp32, trained.tokenizer, texts, trained.manifest.max_length,
+                           reference, safe)  # fmt: skip
+    off = {c: 1.0 for c in trained.schema.classes}  # only the toxic score decides
+    guard = Guard.load(guard_dir, provider="cpu", precision="fp32",
+                       policy=Policy(thresholds=off, max_windows=None, max_chars=None))  # fmt: skip
+    results = guard.check_many(texts)
+    assert results[0].windows == 1 and np.array_equal(served[0], reference[0])
+    def toxic(row: np.ndarray) -> float:
+        return float(1 - np.exp(row - np.logaddexp.reduce(row))[safe].sum())
+
+    for r, row in zip(results[1:], served[1:], strict=True):
+        assert r.windows > 1  # long: the guard's worst window is what calibration reads
+        assert r.toxic_score == pytest.approx(toxic(row), abs=1e-4)
+    # the first window alone (what calibration read before) is not what the guard decides
+    assert any(abs(r.toxic_score - toxic(row)) > 1e-3
+               for r, row in zip(results[1:], reference[1:], strict=True))  # fmt: skip
+
+
 def test_cli_export_without_valid_marks_the_gate_weak(tiny_model_dir, tmp_path) -> None:
     import typer
     from typer.testing import CliRunner
