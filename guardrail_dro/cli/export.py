@@ -183,6 +183,14 @@ def export_command(
         )
         for n in valid_ds.notes:
             err.print(f"note: {n}", highlight=False)
+        from export.gate import MIN_GATE_TEXTS
+
+        if len(valid_ds) < MIN_GATE_TEXTS:
+            err.print(
+                f"note: {valid} has {len(valid_ds)} texts (under {MIN_GATE_TEXTS}): the "
+                "operating point chosen on it, and its recall and FPR, are rough",
+                highlight=False,
+            )
 
     if distill is not None:
         from guardrail_dro.cli.distill import distill_model_dir

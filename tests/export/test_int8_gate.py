@@ -225,6 +225,25 @@ def test_cli_export_without_valid_marks_the_gate_weak(tiny_model_dir, tmp_path) 
     assert any("WEAK" in n for n in manifest["train"]["parity_notes"])
 
 
+def test_cli_export_notes_a_small_valid(tiny_model_dir, synthetic, tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from guardrail_dro.cli.export import register
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    register(app)
+    small = tmp_path / "small.jsonl"
+    synthetic["valid"].subset(range(40)).save_jsonl(small)
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_model_dir), "--out",
+                                      str(tmp_path / "g"), "--valid", str(small)])  # fmt: skip
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    said = " ".join(result.output.split())
+    assert "has 40 texts (under 100): the operating point chosen on it" in said
+    assert "int8 gate was WEAK: 40 validation texts only" in said  # printed, not only stored
+
+
 def test_export_with_valid_records_the_validation_gate(tiny_export) -> None:
     manifest = json.loads((tiny_export["guard"] / "guard.json").read_text())
     int8 = manifest["variants"]["int8"]
