@@ -15,6 +15,9 @@ worker that shares it, not only for the one that was told.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+
 from pydantic import ValidationError
 
 from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse_reply
@@ -26,7 +29,15 @@ from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
 from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["judge", "label_text"]
+__all__ = ["Stopped", "judge", "label_text"]
+
+#: Set once the run should send no new request (the first Ctrl-C).
+StopCheck = asyncio.Event
+
+
+class Stopped(Exception):
+    """Raised by ``label_text`` when ``stop`` was set before its first request was
+    sent: nothing was paid for the item, so nothing is recorded."""
 
 
 def _short_error(exc: ValidationError) -> str:
@@ -50,16 +61,41 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+async def _unless_stopped(wait: Awaitable[None], stop: StopCheck | None) -> None:
+    """Await ``wait`` (a rate-limit turn) unless ``stop`` is set first: then cancel it
+    and raise ``Stopped``, so a worker waiting ~20 s for its turn sends nothing."""
+    if stop is None:
+        await wait
+        return
+    turn = asyncio.ensure_future(wait)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({turn, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (turn, stopped):
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(turn, stopped, return_exceptions=True)
+    if not turn.done() or turn.cancelled() or stop.is_set():
+        raise Stopped
+    turn.result()
+
+
 async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, policy: RetryPolicy,
-                counter: list[int], limiter: RateLimiter | None = None) -> RawReply:
+                counter: list[int], limiter: RateLimiter | None = None,
+                stop: StopCheck | None = None) -> RawReply:
     # The input estimate goes first; the reply's tokens are settled when it is known.
     est = estimate_request_tokens(prompt) - EXPECTED_OUTPUT_TOKENS if limiter is not None else 0
 
     async def once() -> RawReply:
-        counter[0] += 1
+        if stop is not None and stop.is_set():  # a retry after a wait is a request too
+            raise Stopped
         if limiter is None:
+            counter[0] += 1
             return await annotator.call(prompt, schema)
-        await limiter.acquire(est)  # inside the attempt: a retry is a request too
+        # inside the attempt: a retry is a request too; a stop ends the wait for a turn
+        await _unless_stopped(limiter.acquire(est), stop)
+        counter[0] += 1
         try:
             reply = await annotator.call(prompt, schema)
         except BaseException as exc:
@@ -76,7 +112,8 @@ async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, polic
 async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, reply: RawReply,
                 *, policy: RetryPolicy, calls: int = 1,
                 limiter: RateLimiter | None = None,
-                template: PromptTemplate | None = None) -> AnnotationResult:
+                template: PromptTemplate | None = None,
+                stop: StopCheck | None = None) -> AnnotationResult:
     """Turn a first reply into a result, making at most one repair call.
 
     Args:
@@ -90,6 +127,8 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
         calls: HTTP calls already spent on ``reply``.
         limiter: rate limiter the repair call takes its turn from.
         template: the prompt template the first call was built with (None: built-in).
+        stop: once set, no repair call is sent: the reply is recorded as invalid (it
+            was paid for), saying the run was stopped.
     """
     usage = reply.usage
     counter = [calls]
@@ -116,7 +155,14 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
                 )
             try:
                 reply = await _call(annotator, repair_prompt(prompt, reply.text, error), schema,
-                                    policy, counter, limiter)
+                                    policy, counter, limiter, stop)
+            except Stopped:
+                return AnnotationResult(
+                    outcome="invalid", annotator=annotator.name, model=reply.model,
+                    raw=reply.text, error=f"{error}; not repaired (the run was stopped)",
+                    input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                    calls=counter[0],
+                )
             except api_error_types() as api_exc:
                 return AnnotationResult(
                     outcome="invalid", annotator=annotator.name, raw=reply.text,
@@ -138,7 +184,8 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
 async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
                      policy: RetryPolicy | None = None,
                      limiter: RateLimiter | None = None,
-                     template: PromptTemplate | None = None) -> AnnotationResult:
+                     template: PromptTemplate | None = None,
+                     stop: StopCheck | None = None) -> AnnotationResult:
     """Ask ``annotator`` for the label of ``text`` and judge the answer.
 
     Never raises for API trouble: exhausted retries and non-transient errors come back
@@ -147,16 +194,27 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
     Args:
         limiter: the run's rate limits, taken by every attempt (None: no limits).
         template: the prompt template (None: the built-in prompt).
+        stop: once set, no new request goes out: checked before every attempt, and it
+            ends a wait for a rate-limit turn (a retry's backoff wait runs out first).
+
+    Raises:
+        Stopped: ``stop`` was set before any request of this item was sent.
     """
     policy = policy or RetryPolicy()
     counter = [0]
     prompt = template.build(text, schema) if template is not None else build_prompt(text, schema)
     try:
-        reply = await _call(annotator, prompt, schema, policy, counter, limiter)
+        reply = await _call(annotator, prompt, schema, policy, counter, limiter, stop)
+    except Stopped:
+        if counter[0]:  # stopped between retries: the failed attempts are the result
+            return AnnotationResult(outcome="error", annotator=annotator.name,
+                                    error="the run was stopped before a retry",
+                                    calls=counter[0])
+        raise
     except api_error_types() as exc:
         return AnnotationResult(outcome="error", annotator=annotator.name,
                                 error=_api_error(exc, annotator), status=_status(exc),
                                 calls=counter[0])
     return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0],
-                       limiter=limiter, template=template)
+                       limiter=limiter, template=template, stop=stop)
 

@@ -40,7 +40,7 @@ from typing import TypeVar
 
 from annotators.base import AnnotationResult, Annotator, RepeatedAPIError
 from annotators.cache import AnnotationCache, key_for, open_cache
-from annotators.labelling import label_text
+from annotators.labelling import Stopped, label_text
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of
 from annotators.ratelimit import RateLimiter
 from annotators.report import (
@@ -111,14 +111,17 @@ class _DrainOnInterrupt:
     workers take no new item), the second cancels the task that awaits them.
 
     Installed only where asyncio can take the signal (the main thread, a Unix loop) and
-    only when asked (the sync entry points own their loop; a library caller's loop and
-    its SIGINT are left alone). The previous handler is put back on the way out.
+    only when asked: the sync entry points ask when SIGINT has Python's default handler
+    (the rule ``asyncio.run`` follows), so a caller's own handler, or ``SIG_IGN``, is
+    left alone. The previous handler is put back on the way out. Workers check ``stop``
+    before every request is sent (``label_text(stop=...)``), and it ends a wait for a
+    rate-limit turn, so a worker waiting sends nothing more.
     """
 
     def __init__(self, enabled: bool, note: str) -> None:
         self.enabled = enabled
         self.note = note
-        self.requested = False
+        self.stop = asyncio.Event()  # set by the first Ctrl-C: the workers send no more
         self.aborted = False
         self._task: asyncio.Task | None = None
         self._previous: object = None
@@ -127,8 +130,8 @@ class _DrainOnInterrupt:
     def __enter__(self) -> _DrainOnInterrupt:
         if not self.enabled or threading.current_thread() is not threading.main_thread():
             return self
-        self._task = asyncio.current_task()
         self._previous = signal.getsignal(signal.SIGINT)
+        self._task = asyncio.current_task()
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
         except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd loops
@@ -139,7 +142,13 @@ class _DrainOnInterrupt:
     def __exit__(self, *exc: object) -> None:
         if self._installed:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            previous = self._previous  # None: a handler set from C, not restorable
+            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None
+                          else previous)  # type: ignore[arg-type]
+
+    @property
+    def requested(self) -> bool:
+        return self.stop.is_set()
 
     def _on_sigint(self) -> None:
         if self.requested:
@@ -147,7 +156,7 @@ class _DrainOnInterrupt:
             if self._task is not None:
                 self._task.cancel()
             return
-        self.requested = True
+        self.stop.set()
         print(self.note, file=sys.stderr, flush=True)
 
 
@@ -266,8 +275,11 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             except asyncio.QueueEmpty:
                 return
             ann, text = annotators[j], wanted[(j, key)]
-            res = await label_text(ann, text, schema, policy=policy, limiter=limiter,
-                                   template=template)
+            try:
+                res = await label_text(ann, text, schema, policy=policy, limiter=limiter,
+                                       template=template, stop=interrupt.stop)
+            except Stopped:  # Ctrl-C came before its request was sent: nothing paid
+                return
             db.put(key, ann.provider, ann.model, res)  # committed now: kill -9 safe
             results[(j, key)] = res
             report.calls += res.calls
@@ -305,9 +317,14 @@ def annotate_with_report(dataset: AnnotatedDataset, annotators: Sequence[Annotat
     """Sync entry point returning the dataset and the ``RunReport``; see ``annotate``.
 
     It owns its event loop, so Ctrl-C drains the calls in flight into the cache first
-    (``drain_on_interrupt``, on unless given).
+    (``drain_on_interrupt``; unless given, on when SIGINT has Python's default handler:
+    a program's own SIGINT handling is left alone).
     """
-    kwargs.setdefault("drain_on_interrupt", True)
+    kwargs.setdefault(
+        "drain_on_interrupt",
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -72,8 +72,9 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
                     column=field,
                 )
             texts.append(row[field])
-            extra = {(f"input_{k}" if k == "line" else k): v for k, v in row.items()}
-            del extra[field]
+            extra = {k: v for k, v in row.items() if k != field}
+            if "line" in extra:  # the line number below is the output's own
+                extra = {(f"input_{k}" if k == "line" else k): v for k, v in extra.items()}
             extras.append({**extra, "line": n})  # the line number, to realign the output
     if not texts:
         what = "is empty" if path.stat().st_size == 0 else "holds only blank lines"
@@ -87,10 +88,15 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
 
 def _output_line(extra: dict, result: dict) -> str:
     """One output line: the result's fields, the input's other fields beside them (one
-    that shares a result field's name as ``input_NAME``, never overwritten), as JSON
-    that the output stream can encode (ASCII escapes where it cannot, e.g. a lone
-    surrogate or a cp1252 console)."""
-    line = {**{(f"input_{k}" if k in result else k): v for k, v in extra.items()}, **result}
+    that shares a result field's name as ``input_NAME``, or ``input_input_NAME`` if the
+    input has that too, never overwritten), as JSON that the output stream can encode
+    (ASCII escapes where it cannot, e.g. a lone surrogate or a cp1252 console)."""
+    line: dict = {}
+    for k, v in extra.items():
+        while k in result or k in line:
+            k = f"input_{k}"
+        line[k] = v
+    line.update(result)
     text = json.dumps(line, ensure_ascii=False)
     try:
         text.encode(sys.stdout.encoding or "utf-8")

@@ -193,6 +193,21 @@ def test_ctrl_c_waits_for_the_calls_in_flight_so_none_is_paid_twice(tmp_path: Pa
     assert len(_lines(out)) == len(texts)
 
 
+def test_ctrl_c_sends_nothing_more_from_workers_waiting_for_their_rate_limit_turn(
+    tmp_path: Path,
+) -> None:
+    texts = [f"item {i}" for i in range(10)]
+    cache = tmp_path / "cache.sqlite"
+    args = ["--data", str(_csv(tmp_path / "in.csv", texts)), "--out", str(tmp_path / "o.jsonl"),
+            "--labels", "safe,toxic", "--annotator", "openai:gpt-fake", "--cache", str(cache),
+            "--concurrency", "4", "--rpm", "3", "--no-progress"]  # fmt: skip
+    with FakeLLMServer(keyword_handler, latency=0.3) as srv:
+        # three requests go at once (a minute's burst); the fourth waits ~20 s for its turn
+        _halfway(srv, args, 3, signal.SIGINT)
+        time.sleep(0.5)
+        assert srv.paid.total() == 3 and len(_cached_texts(cache, texts, srv)) == 3
+
+
 def test_a_second_ctrl_c_stops_without_waiting(tmp_path: Path) -> None:
     data = _csv(tmp_path / "in.csv", [f"item {i}" for i in range(8)])
     args = ["--data", str(data), "--out", str(tmp_path / "out.jsonl"), "--labels",

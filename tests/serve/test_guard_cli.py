@@ -69,6 +69,13 @@ def test_file_output_keeps_input_fields_and_line_numbers(
     assert first["input_label"] == "gold-A" and first["input_error"] == "none"
     assert first["input_line"] == 7 and first["error"] is None and "label" in first
     assert third["id"] == "\u6f22" and third["note"] == "cut \ud800"  # escaped, no crash
+    path.write_text('{"line": "hello", "label": "a", "input_label": "b"}\n', encoding="utf-8")
+    res = CliRunner().invoke(
+        app, ["check", "--guard", str(guard_dir), "--file", str(path), "--text-field", "line"]
+    )
+    assert res.exit_code == 0, res.output
+    (out,) = (json.loads(line) for line in res.stdout.splitlines())
+    assert out["line"] == 1 and out["input_label"] == "a" and out["input_input_label"] == "b"
 
 
 def test_bad_jsonl_line_names_the_line(app: typer.Typer, guard_dir: Path, tmp_path: Path) -> None:

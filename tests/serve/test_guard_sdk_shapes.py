@@ -219,3 +219,34 @@ def test_a_blocked_stream_says_why_it_has_no_response(
     with pytest.raises(AttributeError, match="the input rail refused the request"):
         stream.response  # noqa: B018
     assert _texts(stream) == {0: "REFUSED"}
+
+
+def test_an_output_only_rail_leaves_the_call_as_it_is(guard: Guard) -> None:
+    @guard.protect(input=False)
+    def generate(prompt: str = "", *, style: str = "plain") -> str:
+        return f"{style}: {prompt}"
+
+    assert generate(prompt="bread") == "plain: bread" and generate() == "plain: "
+    lines = iter(["a", "b"])
+
+    @guard.protect(input=False)
+    def first(items: Iterator[str]) -> str:
+        return type(items).__name__
+
+    assert first(lines) == "list_iterator"  # not listed: no rail reads it
+
+
+def test_a_generator_function_returns_a_guarded_stream(guard: Guard) -> None:
+    seen = []
+
+    @guard.protect(on_check=lambda rail, r: seen.append(rail))
+    def words(messages: list[dict]) -> Iterator[str]:
+        yield from ["Bread ", "needs flour."]
+
+    stream = words(USER)
+    assert seen == ["input"]  # the input rail ran at call time, as before
+    with stream as chunks:
+        assert "".join(chunks) == "Bread needs flour."
+    with words([{"role": "user", "content": "a knife"}]) as chunks:
+        assert list(chunks) == ["REFUSED"]
+

@@ -133,8 +133,9 @@ def test_auth_through_the_sdk(served: str) -> None:
         (b'{"input": ["a", "b", "c", "d", "e", "f", "g", "h", "i"]}', 400, "9 texts, more than"),
         (b'{"input": "' + b"a" * 5_001 + b'"}', 400, r"input\[0\]: 5001 characters"),
         (b'{"input": "' + b"a" * 25_000 + b'"}', 413, "over this server's limit of 20000 bytes"),
+        (b'{"input": ' + b"[" * 9_000 + b"]" * 9_000 + b"}", 400, "not valid JSON"),
     ],
-    ids=["json", "missing", "type", "image", "extra", "empty", "count", "chars", "bytes"],
+    ids=["json", "missing", "type", "image", "extra", "empty", "count", "chars", "bytes", "deep"],
 )
 def test_bad_requests_get_openai_errors(served: str, body: bytes, status: int, match: str) -> None:
     headers = {**auth(), "content-type": "application/json"}

@@ -99,8 +99,8 @@ def _validate(raw: bytes) -> ModerationRequest:
             raise
         try:
             parsed = json.loads(raw)
-        except ValueError:  # not JSON for either parser: the fast parser's message
-            raise exc from None
+        except (ValueError, RecursionError):  # not JSON for either (or nested too deep
+            raise exc from None  # for the standard library's recursion): pydantic's words
         return ModerationRequest.model_validate(parsed, strict=True)
 
 

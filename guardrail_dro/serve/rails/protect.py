@@ -14,7 +14,6 @@ and streams are recognised and rebuilt by ``guardrail_dro.serve.rails.replies``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,7 +22,7 @@ from typing import Any
 from guardrail_dro.serve.policy import GuardResult
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
 from guardrail_dro.serve.rails.messages import last_user_text, reply_text
-from guardrail_dro.serve.rails.replies import replaced_reply, stream_events
+from guardrail_dro.serve.rails.replies import iter_items, replaced_reply, stream_events
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
     GuardedStream,
@@ -88,11 +87,11 @@ def protect(
     Message, an iterator / async iterator of str chunks, or an OpenAI / Anthropic SDK
     ``Stream`` / ``AsyncStream``, checked as it streams; a stream yielding anything else
     raises TypeError). ``input`` / ``output`` turn a rail off (False) or give it its own
-    guard (a ``Guard``, e.g. ``guard.with_policy(Policy(toxic_threshold=0.3))``). A
-    generator function stays one (its rails run as it is iterated); an async one's input
-    rail is awaited off the event loop. The messages are found first or as
-    ``messages=`` (after ``self`` / ``cls`` for a method); an iterator of them is listed
-    once, so the rail and ``fn`` both see them.
+    guard (a ``Guard``, e.g. ``guard.with_policy(Policy(toxic_threshold=0.3))``). An
+    async generator function stays one: its input rail is awaited off the event loop.
+    The input rail finds the messages first or as ``messages=`` (after ``self`` / ``cls``
+    for a method); an iterator of them is listed once, so the rail and ``fn`` both see
+    them (without an input rail the call is passed as it is).
 
     Raises:
         TypeError: ``input`` / ``output`` is neither a bool nor a guard, or ``fn`` is
@@ -137,9 +136,9 @@ def protect(
         async def _ainput(
             args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> tuple[GuardResult | None, tuple[Any, ...], dict[str, Any]]:
-            messages, args, kwargs = _with_messages(at, args, kwargs)
-            if gin is None:
+            if gin is None:  # no rail reads the messages: the call is left as it is
                 return None, args, kwargs
+            messages, args, kwargs = _with_messages(at, args, kwargs)
             r = await adecide(gin, "input", last_user_text(messages), on_check)
             return (None if r.allowed else r), args, kwargs
 
@@ -177,33 +176,18 @@ def protect(
 
             return aguarded
 
-        if inspect.isgeneratorfunction(fn):
-            # A generator: its caller iterates what it returns, so a blocked input yields
-            # the refusal once (a str returned would be iterated character by character).
-
-            @functools.wraps(fn)
-            def gen_guarded(*args: Any, **kwargs: Any) -> Iterator[Any]:
-                messages, args, kwargs = _with_messages(at, args, kwargs)
-                if gin is not None:
-                    r = decide(gin, "input", last_user_text(messages), on_check)
-                    if not r.allowed:
-                        if blocked is not None:
-                            yield blocked(r)
-                        elif r.replacement:
-                            yield r.replacement
-                        return
-                reply = fn(*args, **kwargs)
-                stream = _stream(gout, reply) if gout is not None else reply
-                with contextlib.closing(stream):
-                    yield from stream
-
-            return gen_guarded
+        generator = inspect.isgeneratorfunction(fn)
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            messages, args, kwargs = _with_messages(at, args, kwargs)
             if gin is not None:
+                messages, args, kwargs = _with_messages(at, args, kwargs)
                 r = decide(gin, "input", last_user_text(messages), on_check)
+                if not r.allowed and generator:
+                    # its caller iterates what it returns: the refusal is yielded once (a
+                    # str returned would be iterated character by character)
+                    once = [blocked(r)] if blocked is not None else [r.replacement]
+                    return GuardedStream(iter_items(x for x in once if x))
                 if not r.allowed:
                     return refused(r)
             reply = fn(*args, **kwargs)
