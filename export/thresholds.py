@@ -209,6 +209,7 @@ def calibrate(
         objective=objective,
         target=target,
         split=valid.name or None,
+        split_hash=valid.content_hash(),
         items=len(valid),
         point=point,
         curve=full.compact(keep=[i]),

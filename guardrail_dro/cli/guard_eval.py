@@ -42,6 +42,13 @@ def evaluate_guard_dir(
         err.print(f"note: {n}", highlight=False)
     policy = Policy(target_recall=target_recall, target_fpr=target_fpr)
     g = Guard.load(guard_dir, provider="cpu", precision=precision, policy=policy)
+    cal = g.artifact.manifest.calibration if g.artifact is not None else None
+    if cal is not None and cal.split_hash is not None and cal.split_hash == data.content_hash():
+        err.print(
+            f"note: {test} is the split this guard's operating point was chosen on "
+            f"({cal.split}): these numbers are a validation score, not a test",
+            highlight=False,
+        )
     with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
         result = evaluate_guard(g, data)
     how = result.objective if result.calibrated else "uncalibrated"

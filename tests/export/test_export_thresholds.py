@@ -283,6 +283,8 @@ def test_evaluate_guard_prints_the_binary_metrics(tiny_export, valid_jsonl: Path
     for column in ("threshold", "precision", "recall", "FPR", "binary acc", "worst group"):
         assert column in r.stdout
     assert "valid (guard.json)" in r.stdout and "ROC AUC" in r.stdout
+    said = " ".join(r.stderr.split())
+    assert "is the split this guard's operating point was chosen on" in said
     got = json.loads(out.read_text())
     stored = load_artifact(guard).manifest.calibration.point
     assert got["point"]["threshold"] == stored.threshold
@@ -299,6 +301,10 @@ def test_evaluate_guard_prints_the_binary_metrics(tiny_export, valid_jsonl: Path
     assert r.returncode == 0, r.stderr
     got = json.loads(out.read_text())
     curve = load_artifact(guard).manifest.calibration.curve
+    other = tmp_path / "other.jsonl"  # another split: no such note
+    other.write_text("".join(valid_jsonl.read_text().splitlines(keepends=True)[:50]))
+    r = _run("evaluate", "--guard", guard, "--test", str(other), "--precision", "fp32")
+    assert r.returncode == 0 and "operating point was chosen on" not in r.stderr, r.stderr
     assert got["point"]["threshold"] == curve.choose("target_recall", 1.0).threshold
     assert got["point"]["recall"] == pytest.approx(1.0, abs=0.01)
 
