@@ -42,7 +42,7 @@ from export.gate import (
     int8_gate,
     toxic_decision,
 )
-from export.probes import N_BUILTIN, encode, onnx_logits, probe_texts, torch_logits
+from export.probes import N_BUILTIN, encode, onnx_logits, probe_texts, served_logits, torch_logits
 from export.spec import Tolerances
 from guardrail_dro.errors import UNCHECKED, ExportParityError, Mismatch
 
@@ -260,7 +260,14 @@ class Validator:
 
     def _logits(self, session, *, per_row: bool) -> np.ndarray:
         bs = 1 if per_row else 32
-        return onnx_logits(session, self.trained.tokenizer, self.texts, self.max_length, bs)
+        first = onnx_logits(session, self.trained.tokenizer, self.texts, self.max_length, bs)
+        if not per_row:
+            return first
+        # The int8 gate compares the guard's real decisions: a long text is decided by
+        # its most toxic window, each window run alone as the int8 guard runs it.
+        safe = np.asarray(self.trained.schema.safe_mask(), dtype=bool)
+        tok = self.trained.tokenizer
+        return served_logits(session, tok, self.texts, self.max_length, first, safe)
 
     def blocked(self, logits: np.ndarray) -> np.ndarray:
         """The guard's decisions for ``logits`` (``decide``, or toxic score >= 0.5)."""

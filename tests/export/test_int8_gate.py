@@ -203,6 +203,19 @@ def test_calibration_scores_long_texts_as_the_guard_does(trained, tiny_export) -
     # the first window alone (what calibration read before) is not what the guard decides
     assert any(abs(r.toxic_score - toxic(row)) > 1e-3
                for r, row in zip(results[1:], reference[1:], strict=True))  # fmt: skip
+    # The int8 gate's fp32 side decides each text as the guard at its thresholds does.
+    from export.thresholds import decision_function
+    from guardrail_dro.serve.artifact import load_artifact
+
+    check.texts = texts
+    check.decide = decision_function(trained.schema, load_artifact(guard_dir).manifest.thresholds)
+    served_guard = Guard.load(guard_dir, provider="cpu", precision="fp32")
+    per_row = check.reference_per_row
+    assert check.blocked(per_row).tolist() == [
+        not r.allowed for r in served_guard.check_many(texts)
+    ]
+    for r, row in zip(results, per_row, strict=True):
+        assert r.toxic_score == pytest.approx(toxic(row), abs=1e-4)
 
 
 def test_cli_export_without_valid_marks_the_gate_weak(tiny_model_dir, tmp_path) -> None:
