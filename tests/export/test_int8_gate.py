@@ -255,6 +255,15 @@ def test_cli_export_notes_a_small_valid(tiny_model_dir, synthetic, tmp_path) -> 
     said = " ".join(result.output.split())
     assert "has 40 texts (under 100): the operating point chosen on it" in said
     assert "int8 gate was WEAK: 40 validation texts only" in said  # printed, not only stored
+    valid = synthetic["valid"]
+    safe = [i for i, g in enumerate(valid.gold_array()) if valid.schema.classes[g] in
+            valid.schema.safe]  # fmt: skip
+    valid.subset(safe).save_jsonl(small)  # a split of safe texts only: refused up front
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_model_dir), "--out",
+                                      str(tmp_path / "g2"), "--valid", str(small)])  # fmt: skip
+    said = " ".join(result.output.split()) + repr(result.exception)
+    assert result.exit_code != 0 and "needs toxic and safe texts" in said
+    assert "converting" not in said and not (tmp_path / "g2").exists()
 
 
 def test_export_with_valid_records_the_validation_gate(tiny_export) -> None:
