@@ -16,10 +16,11 @@ time; what finished before is in the cache.
 
 A dry run reads the cache without writing to it (a missing cache file is not created).
 
-Ctrl-C during a run started by the sync entry points (the CLI's) stops asking new items
-and waits for the calls in flight, so what they cost is cached too; a second Ctrl-C
-cancels them at once (paid, not cached: a resume asks them again). Either way the run
-ends in ``KeyboardInterrupt`` and the same call resumes from the cache.
+Ctrl-C during a run started by the sync entry points (the CLI's; when SIGINT has
+Python's default handler) sends no new request, a worker waiting for its rate-limit
+turn included, and waits for the calls in flight, so what they cost is cached too; a
+second Ctrl-C cancels them at once (paid, not cached: a resume asks them again). Either
+way the run ends in ``KeyboardInterrupt`` and the same call resumes from the cache.
 
 The report types (``RunReport``, ``AnnotationRun``, ``Failure``) live in
 ``annotators.report`` and the cache helpers (``key_for``, ``open_cache``) in
