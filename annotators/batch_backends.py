@@ -18,6 +18,7 @@ closest in time.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -74,6 +75,8 @@ class OpenAIBatches:
 
     def __init__(self, annotator: Any) -> None:
         self.client = annotator.batch_client()
+        #: job id -> what a failed job said (``errors``), for the missing items' reason
+        self.job_errors: dict[str, list[str]] = {}
 
     async def upload(self, requests: list[tuple[str, dict]]) -> str | None:
         lines = "".join(
@@ -107,6 +110,10 @@ class OpenAIBatches:
         b = await self.client.batches.retrieve(job_id)
         c = b.request_counts
         counts = "" if c is None else f"{c.completed}/{c.total} done, {c.failed} failed"
+        errors = [f"{e.code}: {e.message}" for e in ((b.errors and b.errors.data) or [])]
+        if errors:  # a whole job failed (a bad input file): say why, not only "missing"
+            self.job_errors[job_id] = errors
+            counts = "; ".join([*([counts] if counts else []), *errors])
         return JobState(b.status in ("completed", "expired", "failed", "cancelled"),
                         b.status, counts)
 
@@ -118,16 +125,30 @@ class OpenAIBatches:
                 continue
             content = await self.client.files.content(file_id)
             for line in content.text.splitlines():
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                resp, err = rec.get("response"), rec.get("error")
-                if resp and resp.get("status_code") == 200 and not err:
-                    out.append((rec["custom_id"], parse_chat_completion(resp["body"]), None))
-                else:
-                    why = (err or {}).get("code") or f"HTTP {(resp or {}).get('status_code')}"
-                    out.append((rec["custom_id"], None, f"batch request {why}"))
+                if line.strip():
+                    out.extend(_openai_result(line))
         return out
+
+
+_CUSTOM_ID = re.compile(r'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _openai_result(line: str) -> Collected:
+    """One line of an OpenAI batch's output or error file. A line that cannot be read
+    (cut, not JSON, no custom_id) is that request's error when its custom_id can be
+    found in it (asked again, like any failed request), else skipped: its request is
+    then missing and resubmitted. One bad line never costs the job's other results."""
+    try:
+        rec = json.loads(line)
+        cid = rec["custom_id"]
+        resp, err = rec.get("response"), rec.get("error")
+        if resp and resp.get("status_code") == 200 and not err:
+            return [(cid, parse_chat_completion(resp["body"]), None)]
+        why = (err or {}).get("code") or f"HTTP {(resp or {}).get('status_code')}"
+        return [(cid, None, f"batch request {why}")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        found = _CUSTOM_ID.search(line)
+        return [(found.group(1), None, "batch result line not readable")] if found else []
 
 
 class AnthropicBatches:
@@ -172,13 +193,19 @@ class AnthropicBatches:
 
     async def collect(self, job_id: str) -> Collected:
         out: Collected = []
-        async for r in await self.client.messages.batches.results(job_id):
-            kind = r.result.type
-            if kind == "succeeded":
-                body = json.loads(r.result.message.model_dump_json())
-                out.append((r.custom_id, parse_message(body), None))
-            else:
-                out.append((r.custom_id, None, f"batch request {kind}"))
+        try:
+            async for r in await self.client.messages.batches.results(job_id):
+                kind = r.result.type
+                if kind == "succeeded":
+                    body = json.loads(r.result.message.model_dump_json())
+                    out.append((r.custom_id, parse_message(body), None))
+                else:
+                    out.append((r.custom_id, None, f"batch request {kind}"))
+        except ValueError:
+            # A results line the SDK cannot read ends its stream: the results before it
+            # are kept, the requests after it are missing and resubmitted, and the job
+            # is still collected (it crashed every run before, the job never done).
+            pass
         return out
 
 

@@ -149,9 +149,11 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
         report.add_cost(cost_of(ann.model, reply.usage, ctx.prices, batch=True))
         if res.calls > 1:  # the repair call was a live one, billed at the live price
             report.add_cost(cost_of(ann.model, repair, ctx.prices))
+    said = getattr(ctx.backend, "job_errors", {}).get(job.job_id)
+    why = "missing from the batch results" + (f" (the job: {'; '.join(said)})" if said else "")
     for k in job.keys:
         if k not in seen and k not in results and k in ctx.texts:
-            requeue.setdefault(k, "missing from the batch results")
+            requeue.setdefault(k, why)
 
 
 async def run_jobs(

@@ -229,3 +229,53 @@ def test_batch_requests_use_the_template_and_key_by_it(
     assert server.endpoints.total() == 0 and again.report.from_cache == len(TEXTS)
     _run(provider, server, schema, fast, cache=cache)  # the built-in prompt: other keys
     assert server.endpoints[CREATE[provider]] == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_result_line_that_cannot_be_read_costs_only_itself(
+        provider: str, server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import annotators.testing.batch as fake
+
+    cut = b'{"custom_id": "cut-off\n'  # a truncated line after the good ones
+    finish = fake.BatchAPI.finish
+
+    def finish_then_cut(self, b) -> None:
+        finish(self, b)
+        if b.provider == "openai":
+            self._files[b.output_file_id] += cut
+
+    results = fake.anthropic_results
+    monkeypatch.setattr(fake.BatchAPI, "finish", finish_then_cut)
+    monkeypatch.setattr(fake, "anthropic_results", lambda b: results(b) + cut)
+    run = _run(provider, server, schema, fast, cache=tmp_path / "c.sqlite")
+    name = run.report.annotators[0]
+    got = {it.text: it.label_of(name) for it in run.dataset}
+    assert {t: got[t] for t in EXPECTED} == EXPECTED  # every good line kept, no traceback
+    assert server.endpoints[CREATE[provider]] == 1 and all(
+        server.batch_paid[t] == 1 for t in TEXTS)  # fmt: skip
+
+
+def test_a_failed_openai_job_says_why_its_items_are_missing(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import annotators.testing.batch as fake
+
+    def fail(self, b) -> None:
+        b.done = True  # no output file, no error file: the whole job failed
+
+    shape = fake.openai_batch_object
+
+    def failed(b) -> dict:
+        out = shape(b)
+        if b.done:
+            out["status"] = "failed"
+            out["errors"] = {"data": [{"code": "invalid_request", "message": "bad file"}]}
+        return out
+
+    monkeypatch.setattr(fake.BatchAPI, "finish", fail)
+    monkeypatch.setattr(fake, "openai_batch_object", failed)
+    run = _run("openai", server, schema, fast, cache=tmp_path / "c.sqlite")
+    errors = {f.error for f in run.report.failures}
+    assert errors and all("(the job: invalid_request: bad file)" in e for e in errors)
+
