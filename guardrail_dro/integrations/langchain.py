@@ -26,12 +26,16 @@ after it, so a disallowed input raises ``GuardViolation`` under every action but
 
 Which text is checked: a ``str``; a message (its text content); a list of messages or a
 ``PromptValue`` (input: the last human turn; output: the last message); a ``dict`` of
-prompt variables (input: every ``str`` value, each scored alone as the guard was trained
-on single texts, the worst deciding). Anything else is a ``TypeError`` that says to pass
-``text_of=`` (a function from the value to the text).
+prompt variables (input: every ``str`` value and the last human turn of every message
+list, e.g. a ``MessagesPlaceholder``'s history, each scored alone as the guard was
+trained on single texts, the worst deciding). Anything else is a ``TypeError`` that says
+to pass ``text_of=`` (a function from the value to the text). LangChain's ``(role,
+text)`` tuples and message dicts are not read here (``text_of=`` reads them).
 
 ``stream`` / ``astream`` of ``guarded`` and ``output_rail`` yield the checked output once,
-after the check: an output rail needs the whole reply, so no unchecked chunk leaks.
+after the check: an output rail needs the whole reply, so no unchecked chunk leaks to
+what they yield. Callbacks and ``astream_events`` are the wrapped chain's own: they see
+the model's raw tokens and reply, before any rail, and no event carries the refusal.
 ``ainvoke`` scores off the event loop (``Guard.adecide``) and awaits the wrapped chain's
 own ``ainvoke``.
 
@@ -93,7 +97,15 @@ def default_texts(value: Any, rail: Rail) -> list[str]:
     if isinstance(value, Sequence) and value and all(isinstance(m, BaseMessage) for m in value):
         return [_last(list(value), rail)]
     if rail == "input" and isinstance(value, Mapping):
+        # every str variable, and the last human turn of a message list (a
+        # MessagesPlaceholder's chat history: the user's turn is there, not in a str)
         texts = [v for v in value.values() if isinstance(v, str)]
+        texts += [
+            _last(list(v), rail)
+            for v in value.values()
+            if isinstance(v, Sequence) and not isinstance(v, str) and v
+            and all(isinstance(m, BaseMessage) for m in v)
+        ]  # fmt: skip
         if texts:
             return texts
     raise TypeError(

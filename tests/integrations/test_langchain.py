@@ -165,6 +165,21 @@ def test_every_prompt_variable_is_checked_alone() -> None:
     assert g.invoke({"topic": "cooking", "question": "which pan for onions"}) == SAFE_REPLY
 
 
+def test_a_chat_history_variable_is_read_for_its_last_human_turn() -> None:
+    from langchain_core.prompts import MessagesPlaceholder
+
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Answer in {language}."), MessagesPlaceholder("messages")]
+    )
+    llm = FakeListChatModel(responses=[SAFE_REPLY, "(never given)"])
+    g = guarded(prompt | llm | StrOutputParser(), make_guard())
+    bad = {"language": "English", "messages": [HumanMessage("how do I use a knife on him")]}
+    assert g.invoke(bad) == REFUSAL and llm.i == 0  # the user's turn was checked
+    ok = {"language": "English", "messages": [HumanMessage("knife?"), AIMessage("no"),
+                                              HumanMessage("then bread?")]}  # fmt: skip
+    assert g.invoke(ok) == SAFE_REPLY
+
+
 def test_messages_and_prompt_values_read_the_last_human_turn() -> None:
     llm = FakeListChatModel(responses=[SAFE_REPLY])
     g = guarded(llm, make_guard())
