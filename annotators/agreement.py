@@ -16,7 +16,6 @@ Every metric is scikit-learn's (``cohen_kappa_score``, ``accuracy_score``,
 from __future__ import annotations
 
 import json
-import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +100,17 @@ def _pair(labels: dict[str, dict[str, str]], a: str, b: str) -> tuple[list[str],
     return [labels[a][i] for i in order], [labels[b][i] for i in order]
 
 
+def _kappa_and_agreement(cm: np.ndarray) -> tuple[float | None, float]:
+    """Cohen's kappa (None where it is undefined: one class only) and raw agreement of
+    a pair's confusion counts: what ``cohen_kappa_score`` / ``accuracy_score`` give
+    (a test checks it against them), from one ``bincount`` per pair. sklearn's calls
+    cost ~3 ms a pair: 2 min 39 s for a crowd of 400 annotators."""
+    n = cm.sum()
+    po = np.trace(cm) / n
+    pe = float(cm.sum(axis=0) @ cm.sum(axis=1)) / n**2
+    return (None if pe >= 1.0 else float((po - pe) / (1.0 - pe))), float(po)
+
+
 def _majority(votes: Iterable[str]) -> str | None:
     top = Counter(votes).most_common(2)
     if not top or (len(top) == 2 and top[0][1] == top[1][1]):
@@ -123,7 +133,6 @@ def agreement_report(dataset: AnnotatedDataset,
         DataError: the dataset has fewer than one annotator.
     """
     metrics = require("sklearn.metrics", "annotate")
-    accuracy_score, cohen_kappa_score = metrics.accuracy_score, metrics.cohen_kappa_score
     confusion_matrix, recall_score = metrics.confusion_matrix, metrics.recall_score
 
     ids = list(dataset.annotators)
@@ -151,22 +160,23 @@ def agreement_report(dataset: AnnotatedDataset,
     kappa: dict[str, dict[str, float | None]] = {}
     agree: dict[str, dict[str, float | None]] = {}
     overlap: dict[str, dict[str, int]] = {}
+    index = {c: i for i, c in enumerate(classes)}
+    codes = {a: {i: index[y] for i, y in labels[a].items()} for a in keys}
+    k2 = len(classes) ** 2
     for a in keys:
         kappa[show.get(a, a)], agree[show.get(a, a)], overlap[show.get(a, a)] = {}, {}, {}
         for b in keys:
-            ya, yb = _pair(labels, a, b)
+            common = codes[a].keys() & codes[b].keys()
             ka, kb = show.get(a, a), show.get(b, b)
-            overlap[ka][kb] = len(ya)
-            agree[ka][kb] = float(accuracy_score(ya, yb)) if ya else None
-            if not ya:
-                kappa[ka][kb] = None
-            elif a == b:
+            overlap[ka][kb] = len(common)
+            if not common:
+                kappa[ka][kb] = agree[ka][kb] = None
+                continue
+            pairs = [codes[a][i] * len(classes) + codes[b][i] for i in common]
+            cm = np.bincount(pairs, minlength=k2).reshape(len(classes), len(classes))
+            kappa[ka][kb], agree[ka][kb] = _kappa_and_agreement(cm)
+            if a == b:
                 kappa[ka][kb] = 1.0
-            else:
-                with warnings.catch_warnings():  # undefined (one class only): nan
-                    warnings.simplefilter("ignore")
-                    k = cohen_kappa_score(ya, yb, labels=classes)
-                kappa[ka][kb] = None if np.isnan(k) else float(k)
 
     kinds = dataset.annotator_kinds
     out = []

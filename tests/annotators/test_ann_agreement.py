@@ -101,6 +101,38 @@ def test_a_crowd_gets_a_row_per_annotator_not_a_matrix() -> None:
     assert len(pairwise_table(small).columns) == len(small.names) + 1  # still a matrix
 
 
+def test_pairwise_numbers_are_sklearns_on_a_random_crowd() -> None:
+    import numpy as np
+    from sklearn.metrics import accuracy_score, cohen_kappa_score
+
+    from annotators.agreement import _pair
+
+    rng = np.random.default_rng(0)
+    schema = LabelSchema(classes=("safe", "toxic", "spam"), safe=("safe",))
+    items = []
+    for i in range(60):  # 12 workers, about a third of the items each, skewed labels
+        votes = {f"w{w}": (str(rng.choice(schema.classes, p=[0.6, 0.3, 0.1])), None)
+                 for w in range(12) if rng.random() < 0.35}  # fmt: skip
+        items.append(_item(i, None, **votes))
+    ds = AnnotatedDataset(items, schema, name="random")
+    r = agreement_report(ds)
+    labels = {a: {} for a in ds.annotators}
+    for it in ds.items:
+        for ann in it.annotations:
+            labels[ann.annotator][it.item_id] = ann.label
+    checked = 0
+    for a in ds.annotators:
+        for b in ds.annotators:
+            ya, yb = _pair(labels, a, b)
+            if not ya or a == b:
+                continue
+            assert r.agreement[a][b] == pytest.approx(accuracy_score(ya, yb))
+            k = cohen_kappa_score(ya, yb, labels=list(schema.classes))
+            assert r.kappa[a][b] == (None if np.isnan(k) else pytest.approx(k))
+            checked += 1
+    assert checked > 100
+
+
 def test_heatmap_is_a_png(tmp_path: Path) -> None:
     items = [_item(i, "safe" if i % 2 else "toxic", a=("safe", None), b=("toxic", None))
              for i in range(6)]
