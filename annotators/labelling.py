@@ -31,13 +31,10 @@ from guardrail_dro.data.schema import LabelSchema
 
 __all__ = ["Stopped", "judge", "label_text"]
 
-#: Set once the run should send no new request (the first Ctrl-C).
-StopCheck = asyncio.Event
-
 
 class Stopped(Exception):
-    """Raised by ``label_text`` when ``stop`` was set before its first request was
-    sent: nothing was paid for the item, so nothing is recorded."""
+    """Raised by ``label_text`` when ``stop`` was set before a request of the item was
+    sent (its first, or a retry after failed ones): no answer to keep, nothing recorded."""
 
 
 def _short_error(exc: ValidationError) -> str:
@@ -61,7 +58,7 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
-async def _unless_stopped(wait: Awaitable[None], stop: StopCheck | None) -> None:
+async def _unless_stopped(wait: Awaitable[None], stop: asyncio.Event | None) -> None:
     """Await ``wait`` (a rate-limit turn) unless ``stop`` is set first: then cancel it
     and raise ``Stopped``, so a worker waiting ~20 s for its turn sends nothing."""
     if stop is None:
@@ -83,7 +80,7 @@ async def _unless_stopped(wait: Awaitable[None], stop: StopCheck | None) -> None
 
 async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, policy: RetryPolicy,
                 counter: list[int], limiter: RateLimiter | None = None,
-                stop: StopCheck | None = None) -> RawReply:
+                stop: asyncio.Event | None = None) -> RawReply:
     # The input estimate goes first; the reply's tokens are settled when it is known.
     est = estimate_request_tokens(prompt) - EXPECTED_OUTPUT_TOKENS if limiter is not None else 0
 
@@ -113,7 +110,7 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
                 *, policy: RetryPolicy, calls: int = 1,
                 limiter: RateLimiter | None = None,
                 template: PromptTemplate | None = None,
-                stop: StopCheck | None = None) -> AnnotationResult:
+                stop: asyncio.Event | None = None) -> AnnotationResult:
     """Turn a first reply into a result, making at most one repair call.
 
     Args:
@@ -185,7 +182,7 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
                      policy: RetryPolicy | None = None,
                      limiter: RateLimiter | None = None,
                      template: PromptTemplate | None = None,
-                     stop: StopCheck | None = None) -> AnnotationResult:
+                     stop: asyncio.Event | None = None) -> AnnotationResult:
     """Ask ``annotator`` for the label of ``text`` and judge the answer.
 
     Never raises for API trouble: exhausted retries and non-transient errors come back
@@ -198,19 +195,14 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
             ends a wait for a rate-limit turn (a retry's backoff wait runs out first).
 
     Raises:
-        Stopped: ``stop`` was set before any request of this item was sent.
+        Stopped: ``stop`` was set before a first request, or a retry, was sent: the
+            item is left for a resume (failed attempts are not answers to keep).
     """
     policy = policy or RetryPolicy()
     counter = [0]
     prompt = template.build(text, schema) if template is not None else build_prompt(text, schema)
     try:
         reply = await _call(annotator, prompt, schema, policy, counter, limiter, stop)
-    except Stopped:
-        if counter[0]:  # stopped between retries: the failed attempts are the result
-            return AnnotationResult(outcome="error", annotator=annotator.name,
-                                    error="the run was stopped before a retry",
-                                    calls=counter[0])
-        raise
     except api_error_types() as exc:
         return AnnotationResult(outcome="error", annotator=annotator.name,
                                 error=_api_error(exc, annotator), status=_status(exc),

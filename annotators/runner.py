@@ -108,8 +108,8 @@ async def run_session(cache: AnnotationCache | str | Path | None,
 
 
 class _DrainOnInterrupt:
-    """SIGINT on this loop while the workers run: the first press sets ``requested`` (the
-    workers take no new item), the second cancels the task that awaits them.
+    """SIGINT on this loop while the workers run: the first press sets ``stop`` (the
+    workers send no new request), the second cancels the task that awaits them.
 
     Installed only where asyncio can take the signal (the main thread, a Unix loop) and
     only when asked: the sync entry points ask when SIGINT has Python's default handler
@@ -279,7 +279,7 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             try:
                 res = await label_text(ann, text, schema, policy=policy, limiter=limiter,
                                        template=template, stop=interrupt.stop)
-            except Stopped:  # Ctrl-C came before its request was sent: nothing paid
+            except Stopped:  # Ctrl-C came before a request was sent: no answer to keep
                 return
             db.put(key, ann.provider, ann.model, res)  # committed now: kill -9 safe
             results[(j, key)] = res

@@ -391,9 +391,7 @@ class Calibration(BaseModel):
     objective: Objective | None = None
     target: float | None = Field(None, description="The target recall or FPR, if any.")
     split: str | None = Field(None, description="The validation data it was chosen on.")
-    split_hash: str | None = Field(
-        None, description="That split's content hash (evaluate --guard notes a test on it)."
-    )
+    split_hash: str | None = Field(None, description="That split's content hash.")
     items: int = Field(0, ge=0, description="Texts in that split.")
     point: OperatingPoint | None = Field(None, description="Validation metrics at the threshold.")
     curve: OperatingCurve | None = Field(None, description="The compact validation curve.")

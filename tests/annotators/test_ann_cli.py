@@ -140,13 +140,19 @@ def _cached_texts(cache: Path, texts: list[str], srv: FakeLLMServer) -> set[str]
     return {t for t in texts if key_for(probe, t, schema) in cached_keys}
 
 
-def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
+def _forty(tmp_path: Path, concurrency: int) -> tuple[list[str], Path, Path, list[str]]:
+    """Forty texts (every third toxic) and the annotate arguments for them: (texts, out,
+    cache, args)."""
     texts = [f"item number {i} is {'stupid' if i % 3 == 0 else 'fine'}" for i in range(40)]
-    data = _csv(tmp_path / "in.csv", texts)
     out, cache = tmp_path / "out.jsonl", tmp_path / "cache.sqlite"
-    args = ["--data", str(data), "--out", str(out), "--labels", "safe,toxic",
-            "--annotator", "openai:gpt-fake", "--cache", str(cache), "--concurrency", "2",
-            "--no-progress"]
+    args = ["--data", str(_csv(tmp_path / "in.csv", texts)), "--out", str(out), "--labels",
+            "safe,toxic", "--annotator", "openai:gpt-fake", "--cache", str(cache),
+            "--concurrency", str(concurrency), "--no-progress"]  # fmt: skip
+    return texts, out, cache, args
+
+
+def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
+    texts, out, cache, args = _forty(tmp_path, 2)
     with FakeLLMServer(keyword_handler, latency=0.05) as srv:
         _halfway(srv, args, 15, signal.SIGKILL)
         assert not out.exists()
@@ -171,12 +177,7 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_waits_for_the_calls_in_flight_so_none_is_paid_twice(tmp_path: Path) -> None:
-    texts = [f"item number {i} is {'stupid' if i % 3 == 0 else 'fine'}" for i in range(40)]
-    data = _csv(tmp_path / "in.csv", texts)
-    out, cache = tmp_path / "out.jsonl", tmp_path / "cache.sqlite"
-    args = ["--data", str(data), "--out", str(out), "--labels", "safe,toxic",
-            "--annotator", "openai:gpt-fake", "--cache", str(cache), "--concurrency", "4",
-            "--no-progress"]
+    texts, out, cache, args = _forty(tmp_path, 4)
     with FakeLLMServer(keyword_handler, latency=0.3) as srv:
         stderr = _halfway(srv, args, 8, signal.SIGINT)  # four in flight then: paid
         assert not out.exists()

@@ -8,14 +8,20 @@ neither has to import the other to read a message.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["content_text", "last_user_text", "reply_text"]
+__all__ = ["content_text", "last_user_text", "listed", "reply_text"]
 
 
 def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def listed(messages: Any) -> Any:
+    """``messages`` as a list when they are an iterator (the SDKs accept any iterable):
+    read once by an input rail, an iterator would reach the model empty."""
+    return list(messages) if isinstance(messages, Iterator) else messages
 
 
 def _has(obj: Any, key: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
-from guardrail_dro.serve.rails.messages import last_user_text, reply_text
+from guardrail_dro.serve.rails.messages import last_user_text, listed, reply_text
 from guardrail_dro.serve.rails.replies import iter_items, replaced_reply, stream_events
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
@@ -52,16 +52,12 @@ def _with_messages(
     the SDKs accept) would otherwise be used up by the input rail and reach the model
     empty."""
     if "messages" in kwargs:
-        kwargs = {**kwargs, "messages": _listed(kwargs["messages"])}
+        kwargs = {**kwargs, "messages": listed(kwargs["messages"])}
         return kwargs["messages"], args, kwargs
     if len(args) <= at:
         raise TypeError("a protected chat callable takes the messages first or as messages=")
-    messages = _listed(args[at])
+    messages = listed(args[at])
     return messages, (*args[:at], messages, *args[at + 1 :]), kwargs
-
-
-def _listed(messages: Any) -> Any:
-    return list(messages) if isinstance(messages, Iterator) else messages
 
 
 def protect(

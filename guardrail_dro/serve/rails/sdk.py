@@ -17,7 +17,7 @@ from typing import Any
 
 from guardrail_dro.serve.rails.coverage import ANTHROPIC, OPENAI, guarded_view
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
-from guardrail_dro.serve.rails.messages import last_user_text
+from guardrail_dro.serve.rails.messages import last_user_text, listed
 from guardrail_dro.serve.rails.replies import (
     AnthropicAdapter,
     OpenAIAdapter,
@@ -52,12 +52,7 @@ _Adapter = type[OpenAIAdapter] | type[AnthropicAdapter]
 
 
 def _listed_messages(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``messages`` as a list: the SDKs take any iterable, and an iterator read by the
-    input rail would reach the model empty."""
-    messages = kwargs.get("messages")
-    if messages is not None and not isinstance(messages, list | tuple):
-        kwargs = {**kwargs, "messages": list(messages)}
-    return kwargs
+    return {**kwargs, "messages": listed(kwargs["messages"])} if "messages" in kwargs else kwargs
 
 
 def _guarded_create(
