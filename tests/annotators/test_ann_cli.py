@@ -116,12 +116,19 @@ def test_two_providers_end_to_end_with_failures_listed(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out.schema.json").read_text())["safe"] == ["safe"]
 
 
+def _as_in_a_terminal() -> None:
+    """SIGINT's default disposition in the child, as a terminal gives it: a test run in
+    the background (CI, nohup) hands its children SIGINT ignored, and Python then keeps
+    it ignored, so Ctrl-C (and this test's SIGINT) would never reach the CLI."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _halfway(srv: FakeLLMServer, args: list[str], paid: int, sig: int) -> str:
     """Start ``annotate`` against ``srv``, send ``sig`` once ``paid`` calls are billed,
     and return its stderr once it has exited."""
     proc = subprocess.Popen([CLI, "annotate", *args, "--base-url", srv.openai_base_url],
                             env=_env(OPENAI_API_KEY=KEY), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 30
     while srv.paid.total() < paid and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -217,7 +224,8 @@ def test_a_second_ctrl_c_stops_without_waiting(tmp_path: Path) -> None:
     with FakeLLMServer(keyword_handler, latency=30) as srv:  # the calls never finish here
         args += ["--base-url", srv.openai_base_url]
         proc = subprocess.Popen([CLI, "annotate", *args], env=_env(OPENAI_API_KEY=KEY),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_as_in_a_terminal)  # fmt: skip
         deadline = time.monotonic() + 30
         while srv.calls.total() < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
