@@ -43,6 +43,7 @@ from guardrail_dro.serve.policy import Action, Policy
 __all__ = [
     "PER_CLASS_GRID",
     "calibrate",
+    "check_both_kinds",
     "check_objective",
     "decision_function",
     "describe",
@@ -124,6 +125,27 @@ def _per_class(
     )
 
 
+def check_both_kinds(valid) -> None:
+    """Refuse a gold-labelled split without both toxic and safe texts: an operating point
+    needs both. ``calibrate`` checks it, and ``export``'s command first of all, so the
+    ONNX conversion is not spent on a split that cannot calibrate it.
+
+    Raises:
+        ConfigError: naming the split and its counts.
+    """
+    schema = valid.schema
+    if not (valid.has_gold and schema.safe):
+        return
+    gold = valid.gold_array()
+    safe = np.array([c in schema.safe for c in schema.classes])[gold[gold >= 0]]
+    if safe.any() and not safe.all():
+        return
+    raise ConfigError(
+        f"{valid.name or 'the validation split'}: calibration needs toxic and safe texts "
+        f"with gold labels; this split has {int((~safe).sum())} toxic and {int(safe.sum())} safe"
+    )
+
+
 def calibrate(
     logits: np.ndarray,
     valid,
@@ -169,6 +191,7 @@ def calibrate(
             "the validation split has no gold labels",
             "give --valid a split with gold labels (--gold-col) to calibrate it",
         )
+    check_both_kinds(valid)
     safe = np.array([c in schema.safe for c in schema.classes])
     positive = ~safe[valid.gold_array()]
     groups, names = (valid.group_array(), list(valid.groups)) if valid.has_groups else (None, None)

@@ -34,8 +34,12 @@ _HELP = (
 )
 
 
-def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
-    """The texts of a JSONL file and the other fields of each line.
+#: (input line number or None, the input's other fields) of each text
+Extra = tuple[int | None, dict[str, Any]]
+
+
+def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[Extra]]:
+    """The texts of a JSONL file and, for each, its line number and other fields.
 
     Read as bytes and decoded line by line, so that a file that is not UTF-8 is a
     ``ReaderError`` naming the line (the CLI prints one line and exits 2), not a
@@ -44,7 +48,8 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
     """
     from guardrail_dro.errors import ReaderError
 
-    texts, extras = [], []
+    texts: list[str] = []
+    extras: list[Extra] = []
     with path.open("rb") as f:
         for n, raw in enumerate(f, 1):
             try:
@@ -72,10 +77,8 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
                     column=field,
                 )
             texts.append(row[field])
-            extra = {k: v for k, v in row.items() if k != field}
-            if "line" in extra:  # the line number below is the output's own
-                extra = {(f"input_{k}" if k == "line" else k): v for k, v in extra.items()}
-            extras.append({**extra, "line": n})  # the line number, to realign the output
+            # the line number goes out with the result, to realign the output
+            extras.append((n, {k: v for k, v in row.items() if k != field}))
     if not texts:
         what = "is empty" if path.stat().st_size == 0 else "holds only blank lines"
         raise ReaderError(
@@ -86,13 +89,16 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[dict]]:
     return texts, extras
 
 
-def _output_line(extra: dict, result: dict) -> str:
+def _output_line(extra: Extra, result: dict) -> str:
     """One output line: the result's fields, the input's other fields beside them (one
     that shares a result field's name as ``input_NAME``, or ``input_input_NAME`` if the
     input has that too, never overwritten), as JSON that the output stream can encode
     (ASCII escapes where it cannot, e.g. a lone surrogate or a cp1252 console)."""
+    n, fields = extra
+    if n is not None:
+        result = {"line": n, **result}
     line: dict = {}
-    for k, v in extra.items():
+    for k, v in fields.items():
         while k in result or k in line:
             k = f"input_{k}"
         line[k] = v
@@ -184,12 +190,12 @@ def check_command(
     )
     cascade = judging.build(guard)
     if cascade is not None:
-        texts, extras = ([str(source)], [{}]) if rows is None else rows
+        texts, extras = ([str(source)], [(None, {})]) if rows is None else rows
         results = _print_escalated(cascade, texts, extras)
     elif rows is None:
         assert isinstance(source, str)
         results = [guard.check(source)]
-        sys.stdout.write(_output_line({}, results[0].to_dict()))
+        sys.stdout.write(_output_line((None, {}), results[0].to_dict()))
     else:
         texts, extras = rows
         results = []
@@ -201,7 +207,7 @@ def check_command(
         raise typer.Exit(1)
 
 
-def _print_escalated(cascade: Any, texts: list[str], extras: list[dict]) -> list[Any]:
+def _print_escalated(cascade: Any, texts: list[str], extras: list[Extra]) -> list[Any]:
     """``check`` with ``--escalate``: one JSON object per text (the decision in force,
     ``escalated``, the judge's answer)."""
     with cascade:  # closes the judge's connections when done

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -183,8 +183,10 @@ def export_command(
         )
         for n in valid_ds.notes:
             err.print(f"note: {n}", highlight=False)
-        _two_kinds(valid, valid_ds)
         from export.gate import MIN_GATE_TEXTS
+        from export.thresholds import check_both_kinds
+
+        check_both_kinds(valid_ds)  # before the conversion, not after it
 
         if len(valid_ds) < MIN_GATE_TEXTS:
             err.print(
@@ -255,26 +257,6 @@ def export_command(
     typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
     # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
     typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")
-
-
-def _two_kinds(name: Path, valid: Any) -> None:
-    """Refuse, before the ONNX conversion, a gold-labelled --valid without both toxic
-    and safe texts: calibration needs both (it failed after the conversion before)."""
-    import numpy as np
-
-    from guardrail_dro.errors import ConfigError
-
-    schema = valid.schema
-    if not (valid.has_gold and schema.safe):
-        return
-    gold = valid.gold_array()
-    safe = np.array([c in schema.safe for c in schema.classes])[gold[gold >= 0]]
-    if not safe.all() and safe.any():
-        return
-    raise ConfigError(
-        f"{name}: calibration needs toxic and safe texts with gold labels; this split has "
-        f"{int((~safe).sum())} toxic and {int(safe.sum())} safe"
-    )
 
 
 _OBJECTIVES = {

@@ -108,6 +108,11 @@ def protect(
     def refused(r: GuardResult) -> Any:
         return r.replacement if blocked is None else blocked(r)
 
+    def refused_items(r: GuardResult) -> list[Any]:
+        """What a generator yields for a blocked input: the refusal once (none when the
+        policy's replacement is empty, as with ``block``)."""
+        return [blocked(r)] if blocked is not None else [r.replacement] if r.replacement else []
+
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         at = _messages_at(fn)
 
@@ -145,10 +150,8 @@ def protect(
             async def agen_guarded(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
                 stop, args, kwargs = await _ainput(args, kwargs)
                 if stop is not None:
-                    if blocked is not None:
-                        yield blocked(stop)
-                    elif stop.replacement:
-                        yield stop.replacement
+                    for item in refused_items(stop):
+                        yield item
                     return
                 reply = fn(*args, **kwargs)
                 stream = _astream(gout, reply) if gout is not None else reply
@@ -182,8 +185,7 @@ def protect(
                 if not r.allowed and generator:
                     # its caller iterates what it returns: the refusal is yielded once (a
                     # str returned would be iterated character by character)
-                    once = [blocked(r)] if blocked is not None else [r.replacement]
-                    return GuardedStream(iter_items(x for x in once if x))
+                    return GuardedStream(iter_items(refused_items(r)))
                 if not r.allowed:
                     return refused(r)
             reply = fn(*args, **kwargs)
