@@ -274,14 +274,15 @@ class Guard:
         check_text(text)
         return decide_text(self.scorer, self.rule, text, start)
 
-    def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
-        """``check_many`` without raising (see ``decide``).
-
-        Raises:
-            TypeError: ``texts`` is not a sequence of str (see ``check_many``).
-        """
+    def decide_many(
+        self, texts: Sequence[str], stop: Callable[[], bool] | None = None
+    ) -> list[GuardResult]:
+        """``check_many`` without raising (see ``decide``); ``stop``, asked between model
+        calls, ends the work early: texts not scored in full then come back degraded.
+        Raises TypeError when ``texts`` is not a sequence of str (see ``check_many``)."""
         start = time.perf_counter()
-        return decide_texts(self.scorer, self.rule, text_list(texts, "check_many"), start)
+        texts = text_list(texts, "check_many")
+        return decide_texts(self.scorer, self.rule, texts, start, stop)
 
     async def adecide(self, text: str) -> GuardResult:
         """``decide`` in a worker thread; with a latency budget, degraded once it is spent."""

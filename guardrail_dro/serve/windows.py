@@ -17,7 +17,7 @@ so the guard's sync and async paths share them and tests can call them directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -165,10 +165,16 @@ def _score_rows(
 
 
 def decide_texts(
-    scorer: Scorer, rule: DecisionRule, texts: Sequence[str], start: float
+    scorer: Scorer,
+    rule: DecisionRule,
+    texts: Sequence[str],
+    start: float,
+    stop: Callable[[], bool] | None = None,
 ) -> list[GuardResult]:
     """The results for several strs, windows of similar length batched together (fewer
-    pad tokens); each result's latency is the whole call's.
+    pad tokens); each result's latency is the whole call's. ``stop`` is asked between
+    model calls: once it answers True, the texts not yet scored in full come back
+    degraded (a server stops a batch whose callers have all timed out).
 
     A failure is confined to the texts it belongs to: a text that does not tokenize, or
     whose window makes the model call fail (the batch is then retried row by row), gets
@@ -186,9 +192,12 @@ def decide_texts(
     flat = [(i, k) for i in windows for k in range(len(windows[i]))]
     flat.sort(key=lambda ik: len(windows[ik[0]][ik[1]]))
     logits: dict[tuple[int, int], np.ndarray] = {}
-    deadline = _deadline(rule, start)
+    deadline, spent = _deadline(rule, start), "latency budget spent"
     for s in range(0, len(flat), scorer.batch_size):
         if deadline is not None and s and time.perf_counter() > deadline:
+            break
+        if stop is not None and s and stop():
+            spent = "stopped before every window was scored"
             break
         chunk = [ik for ik in flat[s : s + scorer.batch_size] if ik[0] not in failed]
         if chunk:
@@ -208,9 +217,9 @@ def decide_texts(
             continue
         got = [logits[(i, k)] for k in range(len(windows[i])) if (i, k) in logits]
         if not got:
-            results.append(nothing(rule, start, error="latency budget spent"))
+            results.append(nothing(rule, start, error=spent))
             continue
         complete = len(got) == len(windows[i])
-        error = cuts[i] if complete else "latency budget spent"
+        error = cuts[i] if complete else spent
         results.append(_decided(rule, np.stack(got), start, complete=error is None, error=error))
     return results

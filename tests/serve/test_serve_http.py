@@ -245,9 +245,33 @@ def test_timeout_gives_degraded_results_by_policy(on_error: str) -> None:
     assert _metric(text, "guardrail_degraded_total") == 1
 
 
+def test_a_timed_out_request_stops_holding_the_model() -> None:
+    """A request given up on (its timeout) stops its model work at the next model call:
+    before, all its windows were scored for nobody while every request behind it timed
+    out too (the audit's 60 x 16,000-character request: 80 s of flagged answers)."""
+    fast, calls = keyword_scorer(), []
+
+    def handler(text: str) -> Any:
+        calls.append(text)
+        time.sleep(0.05)
+        return fast.handler(text)
+
+    scorer = FakeScorer(handler, labels=LABELS, max_length=64, batch_size=1)
+    guard = Guard.from_scorer(scorer, policy=Policy(max_windows=None))
+    long = "bread " * 600  # ~75 windows of 64 characters: ~4 s of model time
+    with BackgroundServer(create_app(guard, ServeConfig(timeout_ms=300))) as url:
+        r = client(url).moderations.create(input=long).results[0]
+        assert r.guardrail["degraded"] is True
+        start = time.perf_counter()
+        after = client(url).moderations.create(input="a knife").results[0]
+        waited = time.perf_counter() - start
+    assert after.guardrail["degraded"] is False and after.flagged, after.guardrail
+    assert waited < 2.0 and len(calls) < 30, (waited, len(calls))
+
+
 def test_full_queue_answers_503() -> None:
     guard = slow_guard(3.0)
-    app = create_app(guard, ServeConfig(max_queue_texts=1))
+    app = create_app(guard, ServeConfig(max_queue_texts=1, max_inputs=1))
     with BackgroundServer(app) as url:
         first = threading.Thread(target=lambda: client(url).moderations.create(input="bread"))
         first.start()
@@ -264,7 +288,7 @@ def test_full_queue_answers_503() -> None:
 class BrokenGuard(Guard):
     """A guard whose batch call fails outside the scorer (which would degrade instead)."""
 
-    def decide_many(self, texts: Any) -> Any:
+    def decide_many(self, texts: Any, stop: Any = None) -> Any:
         raise RuntimeError("secret detail from the request")
 
 

@@ -65,6 +65,7 @@ class MicroBatcher:
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._carry: _Job | None = None
+        self._live: list[_Job] = []  # the jobs of the model call in progress
 
     @property
     def running(self) -> bool:
@@ -78,13 +79,16 @@ class MicroBatcher:
 
     async def stop(self) -> None:
         """Stop the worker; requests still waiting get ``CancelledError``."""
+        # The model call in progress stops at its next window batch once its jobs are
+        # cancelled (its thread would otherwise hold the interpreter's exit).
+        pending = list(self._live)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        pending = [self._carry] if self._carry else []
+        pending += [self._carry] if self._carry else []
         while self._queue is not None and not self._queue.empty():
             pending.append(self._queue.get_nowait())
         for job in pending:
@@ -156,8 +160,19 @@ class MicroBatcher:
             texts = [t for j in live for t in j.texts]
             if self.on_batch is not None:
                 self.on_batch(len(texts))
+            self._live = live
+
+            # Every caller of the batch gone (timed out, or the server stopping): stop
+            # at the next model call rather than score the rest, which would hold the
+            # model, and every request queued behind it, for nobody. (A future's
+            # done() is a plain read of its state.)
+            def gone(live: list[_Job] = live) -> bool:
+                return all(j.future.done() for j in live)
+
             try:
-                results = await loop.run_in_executor(self._executor, self.guard.decide_many, texts)
+                results = await loop.run_in_executor(
+                    self._executor, self.guard.decide_many, texts, gone
+                )
             except Exception as exc:  # a model failure fails these requests, not the server
                 for j in live:
                     if not j.future.done():
@@ -170,3 +185,4 @@ class MicroBatcher:
                     start += len(j.texts)
             finally:
                 self.queued -= len(texts)
+                self._live = []
