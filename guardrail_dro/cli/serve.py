@@ -15,7 +15,7 @@ import typer
 
 from guardrail_dro.cli.escalate import JudgeOptions
 from guardrail_dro.cli.options import GuardDir, takes_option_groups
-from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS
+from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS, DEFAULT_MAX_WINDOWS
 
 __all__ = ["register", "serve_command"]
 
@@ -95,14 +95,34 @@ def serve_command(
             rich_help_panel=_LIMITS,
         ),
     ] = DEFAULT_MAX_CHARS,
+    max_windows: Annotated[
+        int,
+        typer.Option(
+            "--max-windows",
+            min=0,
+            help="Windows of a long text scored (each ~350 characters of English); a text "
+            "needing more is answered degraded (decided by --on-error) after its first "
+            "windows. 0: every window (cost then bounded by --max-chars alone).",
+            rich_help_panel=_LIMITS,
+        ),
+    ] = DEFAULT_MAX_WINDOWS,
     timeout_ms: Annotated[
         float,
         typer.Option(
             "--timeout-ms",
-            help="Results not ready by then are degraded (decided by --on-error).",
+            help="Results not ready by then are degraded (decided by --on-error); the "
+            "model stops scoring a batch once all its requests have timed out.",
             rich_help_panel=_LIMITS,
         ),
     ] = 10_000.0,
+    read_timeout_ms: Annotated[
+        float,
+        typer.Option(
+            "--read-timeout-ms",
+            help="A request body not received whole by then is refused (408).",
+            rich_help_panel=_LIMITS,
+        ),
+    ] = 30_000.0,
     max_batch_texts: Annotated[
         int,
         typer.Option(
@@ -146,9 +166,10 @@ def serve_command(
     from guardrail_dro.serve.policy import OnError, Policy
 
     try:
-        policy = Policy(on_error=OnError(on_error), max_chars=max_chars)
+        fail = OnError(on_error)
     except ValueError:
         raise typer.BadParameter("closed or open", param_hint="--on-error") from None
+    policy = Policy(on_error=fail, max_chars=max_chars, max_windows=max_windows or None)
     keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)
     config = ServeConfig(
         api_keys=tuple(SecretStr(k) for k in keys),
@@ -156,6 +177,7 @@ def serve_command(
         max_inputs=max_inputs,
         max_chars=max_chars,
         timeout_ms=timeout_ms,
+        read_timeout_ms=read_timeout_ms,
         max_batch_texts=max_batch_texts,
         max_wait_ms=max_wait_ms,
         max_queue_texts=max_queue_texts,
@@ -168,7 +190,15 @@ def serve_command(
         f"serving {served!r} on http://{host}:{port}/v1/moderations ({auth})",
         file=sys.stderr,
     )
-    serve(create_app(guard, config, cascade), host=host, port=port, log_level=log_level)
+    # A backstop: requests already end within their read and model timeouts.
+    grace = (read_timeout_ms + timeout_ms) / 1e3 + 5
+    serve(
+        create_app(guard, config, cascade),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=grace,
+    )
 
 
 def register(app: typer.Typer) -> None:

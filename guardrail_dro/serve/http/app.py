@@ -32,7 +32,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -99,7 +99,7 @@ def _authorize(request: Request, config: ServeConfig) -> None:
         )
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def _body(request: Request, limit: int, timeout_ms: float) -> bytes:
     declared = request.headers.get("content-length")
     too_large = ApiError(
         413, f"the request body is over this server's limit of {limit} bytes", code="too_large"
@@ -107,11 +107,21 @@ async def _body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
+    try:
+        # A stalled upload is dropped rather than held open forever (it also held a
+        # graceful shutdown, which waits for every request).
+        async with asyncio.timeout(timeout_ms / 1e3):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408, f"the request body did not arrive within {timeout_ms:g} ms", code="timeout"
+        ) from None
+    except ClientDisconnect:  # nginx's 499: not a server error, no traceback in the log
+        raise ApiError(499, "the client closed the connection", code="client_closed") from None
     return b"".join(chunks)
 
 
@@ -137,6 +147,13 @@ def create_app(
             f"(its Policy.max_chars={scored}): a text between the two would be answered "
             "degraded; give both the same limit (guardrail-dro serve --max-chars sets both)"
         )
+    if config.max_queue_texts < config.max_inputs:
+        raise ConfigError(
+            f"ServeConfig.max_queue_texts={config.max_queue_texts} is below max_inputs="
+            f"{config.max_inputs}: a request of {config.max_queue_texts + 1} texts would be "
+            "admitted and then answered 503 (retry) for ever; raise the queue or lower "
+            "the inputs (guardrail-dro serve --max-queue-texts / --max-inputs)"
+        )
     if escalation is not None and escalation.guard is not guard:
         raise ConfigError("the escalating guard must wrap the guard served (escalation.guard)")
     metrics = ServerMetrics()
@@ -153,7 +170,8 @@ def create_app(
     async def moderations(request: Request) -> Response:
         try:
             _authorize(request, config)
-            req = parse_request(await _body(request, config.max_body_bytes), config)
+            body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
+            req = parse_request(body, config)
             texts = req.texts()
             start = time.perf_counter()
             try:

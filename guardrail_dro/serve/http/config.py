@@ -36,7 +36,10 @@ class ServeConfig(BaseModel):
         max_queue_texts: texts waiting for the model; a request beyond is refused with
             503 and ``Retry-After`` rather than queued without end.
         timeout_ms: a request's results not ready by then are degraded results
-            (``Policy.on_error`` decides: fail closed by default, ``flagged`` true).
+            (``Policy.on_error`` decides: fail closed by default, ``flagged`` true); the
+            model stops working on a batch once all of its requests have timed out.
+        read_timeout_ms: a request body not received whole by then is refused (408), so
+            a stalled upload holds no connection (nor a graceful shutdown) for ever.
         model_name: the ``model`` answered when the request names none.
     """
 
@@ -50,6 +53,7 @@ class ServeConfig(BaseModel):
     max_wait_ms: float = Field(1.0, ge=0)
     max_queue_texts: int = Field(4096, gt=0)
     timeout_ms: float = Field(10_000.0, gt=0)
+    read_timeout_ms: float = Field(30_000.0, gt=0)
     model_name: str = "guardrail-dro"
 
 

@@ -127,6 +127,12 @@ def parse_request(raw: bytes, config: ServeConfig) -> ModerationRequest:
             ) from None
         where = ".".join(loc) or "body"
         raise ApiError(400, f"{where}: {first['msg']}", param=loc[0] if loc else None) from None
+    if req.model is not None and not req.model.isascii():
+        try:  # echoed in the response, which cannot carry a lone surrogate
+            req.model.encode()
+        except UnicodeEncodeError:
+            msg = "model: not valid Unicode (a lone surrogate)"
+            raise ApiError(400, msg, param="model") from None
     texts = req.texts()
     if not texts:
         raise ApiError(400, "input: give at least one text", param="input")
