@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only for annotations: errors.py imports nothing of the package
     from guardrail_dro.serve.policy import GuardResult
@@ -208,6 +208,10 @@ class GuardViolation(GuardrailError):
             f"triggered: {', '.join(result.triggered) or 'none'})"
         )
         super().__init__(f"guard blocked {what}: {why}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its result, not its message (a process pool pickles it).
+        return (type(self), (self.result, self.rail))
 
 
 class UnguardedPathError(GuardrailError, NotImplementedError):

@@ -77,8 +77,8 @@ class DecisionRule:
         policy's ``target_recall`` / ``target_fpr`` picks its threshold from.
 
         Raises:
-            ConfigError: the policy names a class the guard does not have, or a target
-                the guard has no curve for.
+            ConfigError: the policy names a class the guard does not have, or a safe
+                class, or a target the guard has no curve for.
         """
         if not isinstance(policy, Policy):
             raise TypeError(f"policy must be a Policy, not {type(policy).__name__}")
@@ -88,6 +88,12 @@ class DecisionRule:
             raise ConfigError(
                 f"Policy.thresholds names classes this guard does not have: {unknown} "
                 f"(classes: {list(labels)})"
+            )
+        safe_named = sorted(set(policy.thresholds) & set(safe))
+        if safe_named:  # a safe class over its threshold would block safe text
+            raise ConfigError(
+                f"Policy.thresholds names safe classes: {safe_named}; its keys must be "
+                f"classes that are not safe ({[c for c in labels if c not in safe]})"
             )
         merged = {**per_class, **policy.thresholds}
         if policy.target_recall is not None or policy.target_fpr is not None:

@@ -169,6 +169,8 @@ class OnnxScorer(ScorerBase):
         stride = default_stride(max_len) if stride is None else stride
         if not isinstance(stride, int) or not 0 <= stride < max_len - 2:
             raise ConfigError(f"stride must be an int in [0, {max_len - 2}), not {stride!r}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an int >= 1, not {batch_size!r}")
         if session_config is None:
             config = SessionConfig(provider=provider, intra_op_threads=intra_op_threads)
         elif provider != "auto" or intra_op_threads is not None:

@@ -8,7 +8,8 @@ without loading anything. ``guardrail_dro.serve.policy`` re-exports it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["GuardResult"]
@@ -59,6 +60,24 @@ class GuardResult:
     label_name: str = ""
     categories: tuple[str, ...] = ()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickling and ``copy`` (process pools, task queues): the read-only ``scores``
+        travel as a dict and come back read-only."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["scores"] = dict(self.scores)
+        return (_rebuilt, (values,))
+
+    def __hash__(self) -> int:
+        """A result can key a dict or join a set like any frozen value (the read-only
+        ``scores`` mapping hashes by its items)."""
+        return hash(
+            tuple(
+                frozenset(self.scores.items()) if f.name == "scores" else getattr(self, f.name)
+                for f in fields(self)
+                if f.compare
+            )
+        )
+
     @property
     def violation(self) -> bool:
         """The model (or the error policy) found something: any action but ``allow``."""
@@ -96,3 +115,7 @@ class GuardResult:
             },
             "category_scores": {c: float(self.scores.get(c, 0.0)) for c in self.categories},
         }
+
+
+def _rebuilt(values: dict[str, Any]) -> GuardResult:
+    return GuardResult(**{**values, "scores": MappingProxyType(values["scores"])})

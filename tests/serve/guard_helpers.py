@@ -74,7 +74,7 @@ class Calibrated:
 
 
 def _between(guard: Guard, filler: str, target: str, low: float, high: float, **policy):
-    off = {c: 1.0 for c in guard.labels}  # per-class thresholds no probability reaches
+    off = {c: 1.0 for c in guard.rule.categories}  # per-class thresholds no probability reaches
     g = guard.with_policy(Policy(toxic_threshold=(low + high) / 2, thresholds=off, **policy))
     return Calibrated(g, filler, target, low, high)
 

@@ -154,7 +154,7 @@ def test_runtime_errors_follow_on_error(guard: Guard, on_error: str) -> None:
 
 def _never(guard: Guard) -> dict[str, float]:
     """Thresholds no probability reaches: only the error policy can disallow."""
-    return {c: 1.0 for c in guard.labels}
+    return {c: 1.0 for c in guard.rule.categories}
 
 
 @pytest.mark.parametrize("on_error", ["closed", "open"])
@@ -203,6 +203,14 @@ def test_bad_stride_is_a_config_error(guard_dir, stride) -> None:
 
     with pytest.raises(ConfigError, match="stride must be an int in"):
         Guard.load(guard_dir, provider="cpu", stride=stride)
+
+
+@pytest.mark.parametrize("batch_size", [0, 1.5, True], ids=["zero", "float", "bool"])
+def test_bad_batch_size_is_a_config_error(guard_dir, batch_size) -> None:
+    """A float batch size was reported as a broken artifact ("the guard model does not
+    run") by the warm-up call."""
+    with pytest.raises(ConfigError, match="batch_size must be an int >= 1"):
+        Guard.load(guard_dir, provider="cpu", batch_size=batch_size)
 
 
 def test_auto_precision_follows_the_provider_that_runs(guard_dir) -> None:

@@ -71,7 +71,7 @@ def _on(guard: Guard, scorer: Any, policy: Policy) -> Guard:
 
 
 def _never(guard: Guard) -> dict[str, float]:
-    return {c: 1.0 for c in guard.labels}
+    return {c: 1.0 for c in guard.rule.categories}
 
 
 # ---- 1. bounded cost on long texts -------------------------------------------------------

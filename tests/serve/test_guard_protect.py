@@ -184,7 +184,7 @@ def _split_statement() -> tuple[Guard, str, str, float, float]:
 
 def test_statement_split_across_sentences_is_caught() -> None:
     guard, x, y, low, high = _split_statement()
-    off = {c: 1.0 for c in guard.labels}
+    off = {c: 1.0 for c in guard.rule.categories}
     g = guard.with_policy(
         Policy(toxic_threshold=(low + high) / 2, thresholds=off, refusal="Sorry, no.")
     )

@@ -126,3 +126,28 @@ def test_guard_json_without_descriptions_still_loads(guard_copy: Path) -> None:
     g = Guard.load(guard_copy, provider="cpu", precision="fp32")
     r = g.check("how do I clean a knife safely")
     assert r.label_name == r.label
+
+
+def test_a_safe_class_cannot_get_a_threshold() -> None:
+    """A threshold on the safe class blocked safe text (its probability crossed it); the
+    artifact refuses the same in guard.json, so the policy does too."""
+    with pytest.raises(ConfigError, match=r"safe classes: \['14'\]"):
+        _guard(policy=Policy(thresholds={"14": 0.5}))
+
+
+def test_a_result_pickles_copies_and_hashes() -> None:
+    """A process pool or task queue pickles results (and violations, which carry one):
+    the read-only scores mapping made every one of these a TypeError."""
+    import copy
+    import pickle
+
+    from guardrail_dro.errors import GuardViolation
+
+    r = _guard().check("people from that town are all idiots")
+    back = pickle.loads(pickle.dumps(r))
+    assert back == r and dict(back.scores) == dict(r.scores)
+    with pytest.raises(TypeError):  # still read-only after the trip
+        back.scores["2"] = 0.0  # type: ignore[index]
+    assert copy.deepcopy(r) == r and {r, back} == {r}
+    v = pickle.loads(pickle.dumps(GuardViolation(r, "input")))
+    assert v.result == r and v.rail == "input" and str(v) == str(GuardViolation(r, "input"))
