@@ -231,7 +231,10 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
             if c not in header:
                 raise _no_column("annotator", c, header, path)
     else:
-        ann_cols = [h for h in header if ANNOTATOR_PATTERN.match(h)]
+        # A column named for another role (--gold-col label_gold) is that role only: it
+        # was also trained on as an annotator, one that always agreed with gold.
+        named = {text_col, opts.id_col, opts.gold_col, opts.group_col}
+        ann_cols = [h for h in header if ANNOTATOR_PATTERN.match(h) and h not in named]
     gold_col = _pick(
         header, opts.gold_col, GOLD_CANDIDATES, "gold", path, exclude=ann_cols, optional=log
     )

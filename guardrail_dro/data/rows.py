@@ -24,6 +24,7 @@ from guardrail_dro.errors import ReaderError
 __all__ = [
     "COMPRESSED_SUFFIXES",
     "CSV_FIELD_LIMIT",
+    "csv_header",
     "data_suffix",
     "iter_csv",
     "iter_jsonl",
@@ -33,7 +34,8 @@ __all__ = [
 
 
 # A CSV field may hold a long text (the csv module's default limit is 131,072
-# characters); the bound stays finite so a runaway quote still fails, at 1 GiB.
+# characters); the bound stays finite, at 1 GiB. A runaway quote fails at the end of
+# the file whatever its size: ``iter_csv`` reads strictly.
 CSV_FIELD_LIMIT = min(sys.maxsize, 2**30)
 
 
@@ -98,16 +100,43 @@ def _check_header(header: list[str], path: Path) -> None:
         )
 
 
+def _csv_error(exc: csv.Error, path: Path, start: int, line: int) -> ReaderError:
+    """A ``csv.Error`` of the strict reader as one line naming where to look: a quote
+    never closed names the line its field began on (the reader only stops at the end of
+    the file, which says nothing about where to look)."""
+    if "unexpected end of data" in str(exc):
+        return ReaderError(
+            "a quoted field that begins on this line is never closed, so the rest of the "
+            "file would read as one cell: close the quote (a quote inside a quoted field "
+            'is written "")',
+            path=path,
+            line=start,
+        )
+    return ReaderError(f"malformed CSV: {exc}", path=path, line=line)
+
+
+def csv_header(path: Path) -> list[str]:
+    """The header row of a CSV file as ``iter_csv`` reads it (names stripped); empty for
+    an empty file. For messages that list a file's columns."""
+    with open_text(path, newline="") as f:
+        return [h.strip() for h in next(csv.reader(f), [])]
+
+
 def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]]]]:
     if csv.field_size_limit() < CSV_FIELD_LIMIT:
         csv.field_size_limit(CSV_FIELD_LIMIT)
     f = open_text(path, newline="")
-    reader = csv.reader(f)
+    # strict: a quote opened and never closed is an error; the lenient reader took the
+    # rest of the file as one cell, silently (or failed past the field size limit).
+    reader = csv.reader(f, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         f.close()
         raise ReaderError("the file is empty (no header row)", path=path) from None
+    except csv.Error as exc:
+        f.close()
+        raise _csv_error(exc, path, 1, reader.line_num) from None
     header = [h.strip() for h in header]
     try:
         _check_header(header, path)
@@ -117,8 +146,10 @@ def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]
 
     def rows() -> Generator[tuple[int, dict[str, str]]]:
         with f:
+            start = reader.line_num + 1  # the line the next row begins on
             try:
                 for row in reader:
+                    start = reader.line_num + 1  # where the row after this begins
                     # A blank line (or one of spaces in a file of several columns) is no
                     # row; a whitespace-only cell of a one-column file is an empty text,
                     # which the layout reports (it was skipped here, silently).
@@ -133,9 +164,7 @@ def iter_csv(path: Path) -> tuple[list[str], Generator[tuple[int, dict[str, str]
                         )
                     yield reader.line_num, dict(zip(header, row, strict=True))
             except csv.Error as exc:
-                raise ReaderError(
-                    f"malformed CSV: {exc}", path=path, line=reader.line_num
-                ) from None
+                raise _csv_error(exc, path, start, reader.line_num) from None
 
     return header, rows()
 

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from guardrail_dro.errors import SchemaError
 
@@ -42,7 +43,8 @@ class LabelSchema(BaseModel):
         (1, 2, True)
     """
 
-    model_config = ConfigDict(frozen=True)
+    # forbid: a misspelt key ("safe_classes") was ignored, leaving no class safe.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     classes: tuple[str, ...] = Field(min_length=2, description="Class names, in index order.")
     safe: tuple[str, ...] = Field(
@@ -130,13 +132,12 @@ class LabelSchema(BaseModel):
 
     @classmethod
     def build(cls, **fields: object) -> LabelSchema:
-        """Construct, raising SchemaError (not pydantic's ValidationError) with the reason."""
+        """Construct, raising SchemaError (not pydantic's ValidationError) with the reason
+        and the field it is about (``safe: Input should be a valid list``)."""
         try:
             return cls.model_validate(fields)
         except ValidationError as exc:
-            raise SchemaError(
-                "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-            ) from None
+            raise SchemaError("; ".join(map(_reason, exc.errors()))) from None
 
     @classmethod
     def parse_list(cls, text: str, *, safe: str | None = None) -> LabelSchema:
@@ -150,9 +151,17 @@ class LabelSchema(BaseModel):
         """Read a schema JSON file: ``{"classes": [...], "safe": [...], "descriptions": {...}}``."""
         path = Path(path)
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            # utf-8-sig: a byte-order mark (Windows editors write one) is skipped.
+            raw = json.loads(path.read_bytes().decode("utf-8-sig"))
         except FileNotFoundError:
             raise SchemaError(f"label schema file not found: {path}") from None
+        except OSError as exc:
+            raise SchemaError(f"{path}: cannot read the label schema: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise SchemaError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{exc.start}); save the label schema as UTF-8"
+            ) from None
         except json.JSONDecodeError as exc:
             raise SchemaError(f"{path}: not valid JSON: {exc}") from None
         if not isinstance(raw, dict):
@@ -164,3 +173,18 @@ class LabelSchema(BaseModel):
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+
+
+def _reason(error: ErrorDetails) -> str:
+    """One pydantic error as ``field: what was wrong``; our own validators' messages
+    already name their field and are kept as they are."""
+    if error["type"] == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    where = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(LabelSchema.model_fields)
+        return f"{where}: not a label schema field (the fields are {known})"
+    msg = error["msg"]
+    if error["type"] == "tuple_type":  # a JSON array, whatever pydantic calls it
+        msg = f"Input should be a valid list, not {error['input']!r}"
+    return f"{where}: {msg}" if where else msg

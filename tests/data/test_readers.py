@@ -426,3 +426,77 @@ def test_a_file_split_on_another_separator_is_named(tmp_path: Path, sep: str, na
         read_dataset(p)
     with pytest.raises(ReaderError, match="comma-separated CSV"):
         read_dataset(p, ReaderOptions(text_col="text"))
+
+
+@pytest.mark.parametrize("on_bad_rows", ["error", "skip"])
+def test_a_quote_never_closed_names_the_line_it_opened_on(tmp_path: Path, on_bad_rows: str) -> None:
+    """A quote opened in a row's last cell and never closed took the rest of the file as
+    that one cell, silently (the lenient csv reader only fails past its field size
+    limit). It is an error naming the line the quoted field began on; skipping cannot
+    help, as no row after it can be told apart."""
+    body = 'text,label_1\na,safe\nb,hate\nc,"safe\nd,hate\ne,safe\n'
+    p = write(tmp_path / "v.csv", body)
+    opts = ReaderOptions(on_bad_rows=on_bad_rows)
+    with pytest.raises(ReaderError, match=r"v.csv, line 4: a quoted field .* never closed"):
+        read_dataset(p, opts)
+    # A quoted cell spanning lines, or with doubled quotes, still reads.
+    ok = write(tmp_path / "ok.csv", 'text,label_1\n"two\nlines ""q""",safe\nb,hate\n')
+    assert read_dataset(ok).texts == ['two\nlines "q"', "b"]
+    head = write(tmp_path / "h.csv", 'text,"label_1\na,safe\n')
+    with pytest.raises(ReaderError, match=r"h.csv, line 1: a quoted field"):
+        read_dataset(head)
+
+
+def test_columns_named_for_another_role_are_not_detected_as_annotators(tmp_path: Path) -> None:
+    """``--gold-col label_gold`` matches the ``label_*`` annotator pattern: the gold
+    column was also read as an annotator (one that always agreed with gold). A column
+    named as gold, group, text or id is that role only."""
+    p = write(
+        tmp_path / "w.csv",
+        "label_id,label_text,label_1,label_2,label_gold,label_topic\n"
+        "a,x,safe,hate,hate,g1\nb,y,hate,hate,safe,g2\n",
+    )
+    opts = ReaderOptions(
+        id_col="label_id", text_col="label_text", gold_col="label_gold", group_col="label_topic"
+    )
+    ds = read_dataset(p, opts)
+    assert ds.annotators == ("label_1", "label_2")
+    assert [it.gold for it in ds] == ["hate", "safe"] and ds.groups == ("g1", "g2")
+    assert [it.item_id for it in ds] == ["a", "b"] and ds.texts == ["x", "y"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (
+            b'{"classes": ["safe", "hate"], "safe_classes": ["safe"]}',
+            r"s.json: not a valid label schema: safe_classes: not a label schema field "
+            r"\(the fields are classes, safe, descriptions\)",
+        ),
+        (
+            b'{"classes": ["safe", "hate"], "safe": "safe"}',
+            r"s.json: not a valid label schema: safe: Input should be a valid list, not 'safe'",
+        ),
+        (b'{"labels": ["safe", "hate"]}', r"classes: Field required; labels: not a label"),
+        (
+            '{"classes": ["sûr", "hate"]}'.encode("latin-1"),
+            r"s.json: not UTF-8 text \(byte 0xfb at offset 15\); save the label schema as UTF-8",
+        ),
+    ],
+    ids=["misspelt-key", "string-for-list", "wrong-key", "latin-1"],
+)
+def test_a_bad_schema_file_is_one_error_naming_file_and_field(
+    tmp_path: Path, raw: bytes, match: str
+) -> None:
+    """A misspelt key was ignored (``safe_classes``: no class safe, silently), a wrong
+    type did not say which field, and a latin-1 file was a UnicodeDecodeError."""
+    p = tmp_path / "s.json"
+    p.write_bytes(raw)
+    with pytest.raises(SchemaError, match=match):
+        LabelSchema.load(p)
+
+
+def test_a_schema_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    p = tmp_path / "s.json"
+    p.write_bytes(b"\xef\xbb\xbf" + '{"classes": ["sûr", "hate"], "safe": ["sûr"]}'.encode())
+    assert LabelSchema.load(p) == LabelSchema(classes=("sûr", "hate"), safe=("sûr",))
