@@ -128,12 +128,14 @@ def train(
     Example: guardrail-dro train --train train.csv --valid valid.csv --out model/
     --schema examples/toxic_questions_schema.json --method ours
     """
+    from guardrail_dro.train.data_checks import check_train_annotators
     from guardrail_dro.train.modeldir import TrainedModel, check_save_target
     from guardrail_dro.train.trainer import BiLevelTrainer
 
     check_save_target(out)  # refused now, not after the training
     cfg = training.config(method=method, seed=seed, average_seeds=average_seeds)
     splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
+    check_train_annotators(splits["train"], [method], train)
     result = BiLevelTrainer(cfg).fit(splits["train"], splits["valid"])
     if not result.is_main_process:  # other ranks of `accelerate launch` / `torchrun`
         return
@@ -314,15 +316,23 @@ def bench(
     again with the same options loses at most the run that was in progress.
     """
     from guardrail_dro.cli.annotator_info import annotator_info
-    from guardrail_dro.train.bench import run_bench
+    from guardrail_dro.train.bench import check_out_dir, default_methods, run_bench
+    from guardrail_dro.train.data_checks import check_train_annotators
     from guardrail_dro.train.judges import judge_table
 
+    check_out_dir(out)  # refused now, not after the first run trained
+    names = None
+    if methods is not None:  # "mv, soft": the space is no part of the name
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        if not names:
+            raise typer.BadParameter(f"--methods names no method: {methods!r}")
     splits = _read_splits({"train": train, "valid": valid, "test": test}, columns, schema_options)
+    check_train_annotators(splits["train"], names or default_methods(splits["train"]), train)
     report = run_bench(
         splits["train"],
         splits["valid"],
         splits["test"],
-        methods=methods.split(",") if methods else None,
+        methods=names,
         seeds=seeds,
         config=training.config(average_seeds=average_seeds),
         out_dir=out,

@@ -211,10 +211,14 @@ class TrainingOptions(OptionGroup):
             pydantic.ValidationError: a value out of range (``main`` names the field).
             DataError: a --background-safe source that cannot be read (checked here,
                 before any data is read or model loaded).
+            ConfigError: a --device this machine does not have (checked here too).
         """
         from guardrail_dro.data.background import load_background
+        from guardrail_dro.train.features import pick_device
         from guardrail_dro.train.trainer import TrainConfig
 
+        if self.device is not None:
+            pick_device(self.device)
         for sources, bad in ((self.background_safe, False), (self.background_harmful, True)):
             if sources:
                 load_background(sources, harmful=bad)

@@ -22,8 +22,9 @@ from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.bench_runs import FinishedRun, RunStore, run_key
 from guardrail_dro.train.config import TrainConfig
+from guardrail_dro.train.data_checks import check_train_left
 from guardrail_dro.train.judges import JudgeInfo, JudgeResult, judge_table, score_judges
-from guardrail_dro.train.methods import METHODS
+from guardrail_dro.train.methods import METHODS, lookup
 from guardrail_dro.train.metrics import (
     ACCURACY,
     HEADLINE,
@@ -34,7 +35,14 @@ from guardrail_dro.train.metrics import (
 from guardrail_dro.train.paired import PairedComparison, paired_bootstrap, paired_table
 from guardrail_dro.train.result import TrainResult
 
-__all__ = ["BenchReport", "MethodResult", "bench_methods", "default_methods", "run_bench"]
+__all__ = [
+    "BenchReport",
+    "MethodResult",
+    "bench_methods",
+    "check_out_dir",
+    "default_methods",
+    "run_bench",
+]
 
 TABLE_COLUMNS = tuple(k for k in HEADLINE if k != "toxic_precision")
 """The markdown table's metric columns: the headline but precision, which results.json
@@ -150,14 +158,21 @@ def bench_methods(
 ) -> tuple[list[str], list[str]]:
     """The methods a bench runs (``methods``, or ``default_methods``) and its notes.
 
-    Checked before any training: ``dro-mv`` without groups on valid used to fail after
-    the methods before it had trained, and the bench wrote no report. Asked for by name,
-    it is refused; among the defaults, left out with a note.
+    Checked before any training: an unknown method, a ``single:<a>`` whose annotator
+    train lacks, or ``dro-mv`` without groups on valid used to fail after the methods
+    before it had trained, and the bench wrote no report. ``dro-mv`` asked for by name
+    is refused; among the defaults, left out with a note.
 
     Raises:
-        ConfigError: ``dro-mv`` named in ``methods`` and valid has no groups.
+        ConfigError: an unknown method, one that cannot work on ``train``
+            (``TargetSource.check_data``), or ``dro-mv`` named in ``methods`` and valid
+            has no groups.
     """
     out = list(methods or default_methods(train))
+    for method in out:
+        row, argument = lookup(method)
+        if row.argument:
+            row.targets.from_argument(argument).check_data(train)
     if valid.groups or GROUP_METHOD not in out:
         return out, []
     if methods:
@@ -167,6 +182,27 @@ def bench_methods(
         )
     out.remove(GROUP_METHOD)
     return out, [f"{GROUP_METHOD} left out: the validation split has no groups"]
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` when the bench can write its folder there (it may exist: a bench
+    resumes from its ``runs/``), checked before any training: an existing file there
+    failed only once the first run had trained and was being saved.
+
+    Raises:
+        ConfigError: ``out_dir``, or the nearest of its parents that exists, is a file.
+    """
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == out else f" (its parent {p} is a file)"
+                raise ConfigError(
+                    f"{out}: the bench's output must be a folder (results, plots and runs/ "
+                    f"go there), not a file{where}; pass a new or existing folder"
+                )
+            break
+    return out
 
 
 def _agg(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -224,6 +260,8 @@ def run_bench(
         raise ConfigError("the benchmark needs at least one seed")
     test.gold_array()  # fail now, naming the split, not after the first method trained
     methods, bench_notes = bench_methods(methods, train, valid)
+    if out_dir is not None:
+        check_out_dir(out_dir)
     leak = find_leakage({"train": train, "valid": valid, "test": test}).lines()
     # Test items whose text is in neither train nor valid: the score no method could have
     # fit (toxic-questions repeats 158 test questions in valid, where `ours` fits).
@@ -231,7 +269,8 @@ def run_bench(
     unseen = test.subset(np.nonzero(~seen)[0])
     if base.drop_overlap:
         # The trainer drops train items seen in valid; the bench also keeps test unseen.
-        train, _ = train.without_overlap(test)
+        train, dropped = train.without_overlap(test)
+        check_train_left(train, dropped, "test")
     results: dict[str, MethodResult] = {}
     runs_dir = Path(out_dir) / "runs" if out_dir is not None else None
     key = run_key(base, train, valid, test)

@@ -1,9 +1,10 @@
 """The bench's finished runs on disk: what makes ``bench`` resumable per run.
 
-Each finished (method, seed) run is written to ``<out>/runs/<method>.seed<k>.json`` as
-it ends; a bench restarted with ``resume`` reuses the ones whose key (config + data)
-matches and trains only the rest. A full-mode run takes minutes on a CPU, so a crash
-or an interrupted session must not cost the runs already done.
+Each finished (method, seed) run is written to ``<out>/runs/<method>.seed<k>.json``
+(``run_file``) as it ends; a bench restarted with ``resume`` reuses the ones whose key
+(config + data) and method match and trains only the rest. A full-mode run takes
+minutes on a CPU, so a crash or an interrupted session must not cost the runs already
+done.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from guardrail_dro.train.trainer import BiLevelTrainer
 __all__ = [
     "FinishedRun",
     "RunStore",
+    "legacy_run_file",
     "load_run",
     "method_key",
     "run_file",
@@ -120,20 +122,35 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
 
 
 def run_file(method: str, seed: int) -> str:
-    """``<method>.seed<k>.json``, the method name made safe for a file name
-    (``single:gpt-4`` -> ``single_gpt-4``)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", method)
+    """``<method>.seed<k>.json``, the method name made safe for a file name. A name that
+    had to change (``single:gpt-4`` -> ``single_gpt-4-<hash>``) also gets a short hash of
+    itself: the slug alone maps every non-ASCII character to ``_``, so ``single:label_张三``
+    and ``single:label_李四`` would share one file."""
+    safe = _slug(method)
+    if safe != method:
+        safe += "-" + hashlib.sha256(method.encode()).hexdigest()[:8]
     return f"{safe}.seed{seed}.json"
 
 
-def load_run(path: Path, key: str) -> FinishedRun | None:
-    """The stored run at ``path`` if it exists, parses and has ``key``; else None (a
-    run cut off while being written, or one from other settings, is trained again)."""
+def _slug(method: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", method)
+
+
+def legacy_run_file(method: str, seed: int) -> str:
+    """The file name before the hash was added: where runs stored until 2026-12 are,
+    still read (``load_run`` checks their method, so a name it mapped twice is safe)."""
+    return f"{_slug(method)}.seed{seed}.json"
+
+
+def load_run(path: Path, key: str, method: str) -> FinishedRun | None:
+    """The stored run at ``path`` if it exists, parses and is ``method``'s with ``key``;
+    else None (a run cut off while being written, one from other settings, or another
+    method's that shares the file name, is trained again)."""
     try:
         run = FinishedRun.model_validate_json(path.read_text())
     except (OSError, ValueError):
         return None
-    return run if run.key == key else None
+    return run if run.key == key and run.method == method else None
 
 
 def save_run(path: Path, run: FinishedRun) -> None:
@@ -179,7 +196,12 @@ class RunStore:
             return self._done[(method, seed)]
         path = self.runs_dir / run_file(method, seed) if self.runs_dir is not None else None
         key = method_key(self.key, method)
-        done = load_run(path, key) if self.resume and path is not None else None
+        done = None
+        if self.resume and self.runs_dir is not None and path is not None:
+            done = load_run(path, key, method)
+            legacy = self.runs_dir / legacy_run_file(method, seed)
+            if done is None and legacy != path:
+                done = load_run(legacy, key, method)
         if done is None:
             best_of = lookup(method)[0].best_of
             derive = best_of is not None and not (

@@ -137,7 +137,7 @@ class TrainConfig(BaseModel):
         "mean, by valid ROC AUC (train/toxic_score.py); class-head: always 1 - P(safe) "
         "(the candidates are still measured and recorded).",
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="numpy's generators take no negative seed.")
     average_seeds: int = Field(
         1,
         ge=1,
@@ -200,6 +200,22 @@ class TrainConfig(BaseModel):
     @classmethod
     def _known(cls, v: str) -> str:
         lookup(v)  # raises ConfigError (a ValueError: pydantic names the field) listing them
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _a_device(cls, v: str | None) -> str | None:
+        # Spelling only: whether the device is present is checked where it is used
+        # (features.pick_device), since a config may be written for another machine.
+        if v is not None:
+            import torch
+
+            try:
+                torch.device(v)
+            except RuntimeError:
+                raise ValueError(
+                    f"{v!r} is not a device (--device): use cpu, cuda, cuda:<index> or mps"
+                ) from None
         return v
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,6 +29,7 @@ __all__ = [
     "MIN_GROUP_ITEMS",
     "MIN_VALID_ITEMS",
     "check_gold_split",
+    "check_train_annotators",
     "check_train_left",
     "class_notes",
     "quoted_names",
@@ -60,18 +62,48 @@ def quoted_names(values: Iterable[str], most: int = 5) -> str:
     return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
-def check_train_left(train: AnnotatedDataset, dropped: int) -> None:
-    """Raise when dropping the train items that are also in valid left none: every
-    later step (tokenising, embedding, the loop) would fail on an empty split with an
-    error that names none of this."""
+def check_train_left(train: AnnotatedDataset, dropped: int, split: str = "valid") -> None:
+    """Raise when dropping the train items that are also in ``split`` (valid for the
+    trainer, test for the bench) left none: every later step would fail on an empty
+    split with an error that names none of this (the bench's said train had no
+    annotator labels)."""
+    why = {
+        "valid": "the upper level and model selection do not judge the model on its own "
+        "training items",
+        "test": "the bench scores every method on test items it did not train on",
+    }.get(split, f"no {split} item is trained on")
     if len(train) == 0 and dropped:
         raise DataError(
             f"no training items left after dropping the {dropped} train item(s) that are "
-            "also in valid (same text once normalised): they are dropped so that the upper "
-            "level and model selection do not judge the model on its own training items. "
-            "Give train items that valid does not have, or keep them with --keep-overlap "
+            f"also in {split} (same text once normalised): they are dropped so that {why}. "
+            f"Give train items that {split} does not have, or keep them with --keep-overlap "
             "(drop_overlap=False)"
         )
+
+
+def check_train_annotators(
+    train: AnnotatedDataset, methods: Sequence[str], path: str | Path | None = None
+) -> None:
+    """Raise when no column of train was read as an annotator's and one of ``methods``
+    learns from annotators, naming the file ``path`` and its columns: the trainer's own
+    check knows neither (a file of ``text,label``, or of ``rater_*`` columns, which no
+    name rule matches). Called by the commands, before any model is loaded."""
+    from guardrail_dro.data.rows import csv_header, data_suffix
+    from guardrail_dro.train.methods import lookup
+
+    if train.annotators or not any(lookup(m)[0].targets.needs_annotators for m in methods):
+        return
+    where, columns = train.name or "train", ""
+    if path is not None:
+        where = str(path)
+        if Path(path).is_file() and data_suffix(Path(path)) == ".csv":
+            columns = f" (its columns are {[h for h in csv_header(Path(path)) if h]})"
+    raise DataError(
+        f"{where}: no annotator labels to learn from: no column was read as an "
+        f"annotator's{columns}; annotator columns are found by name (label_*, "
+        "annotator_*, annotation_*): name yours with --annotator-cols, or train the "
+        "gold method on valid's gold"
+    )
 
 
 def check_gold_split(valid: AnnotatedDataset) -> None:
@@ -112,10 +144,15 @@ def valid_size_notes(valid: AnnotatedDataset) -> list[str]:
 
 
 def ungrouped_note(valid: AnnotatedDataset) -> str | None:
-    """A note when valid has groups but some items have none (blank group cells): the
-    group index of those is -1, which every group risk and metric skips."""
+    """A note when valid items have no group: all of them (no group column, or one left
+    blank; the worst-group columns then show '-' with nothing saying why), or some
+    (blank cells: their group index is -1, which every group risk and metric skips)."""
     if not valid.groups:
-        return None
+        return (
+            f"valid has no groups (--group-col): none of its {len(valid)} items has a "
+            "group, so there is no group or worst-group accuracy, and the epoch and "
+            "checkpoint are chosen by accuracy, not by the worst group"
+        )
     missing = sum(it.group is None for it in valid)
     if not missing:
         return None

@@ -86,6 +86,11 @@ class TargetSource(ABC):
                 notes.append(f"{dropped} train item(s) also in valid were left out (drop_overlap)")
         return train, valid
 
+    def check_data(self, train: AnnotatedDataset) -> None:
+        """Raise ConfigError now if the source cannot work on ``train`` (an annotator it
+        names is not there): the bench checks every method before the first trains."""
+        return  # a hook: most sources work on any training split
+
     def key_part(self) -> str | None:
         """What decides this source's targets beyond the method's name and the shared
         config (a file it reads), for the bench's stored runs to match; None for most."""
@@ -206,6 +211,13 @@ class SingleAnnotator(FixedTargets):
         if not argument:
             raise ConfigError("a single-annotator method needs an annotator: single:<annotator>")
         return cls(argument)
+
+    def check_data(self, train: AnnotatedDataset) -> None:
+        if self.annotator not in train.annotators:
+            raise ConfigError(
+                f"single:{self.annotator}: no annotator {self.annotator!r} in "
+                f"{train.name or 'train'}; annotators are {list(train.annotators)}"
+            )
 
     def compute(self, run: Run) -> np.ndarray:
         if self.annotator not in run.annotators:

@@ -99,6 +99,9 @@ class TeacherTargets(FixedTargets):
                 f"the data's {list(classes)}"
             )
 
+    def check_data(self, train: AnnotatedDataset) -> None:
+        self.check(tuple(train.schema.classes))
+
     def key_part(self) -> str:
         """The teacher's manifest sha256 (it lists every file's): a bench run stored
         with another model in the same folder is trained again."""

@@ -80,7 +80,12 @@ class BiLevelTrainer:
         if not valid.has_gold:
             valid.gold_array()  # raises naming the missing items
         if self.method.targets.needs_annotators and not train.annotators:
-            raise DataError(f"{train.name or 'train'} has no annotator labels to learn from")
+            raise DataError(
+                f"{train.name or 'train'} has no annotator labels to learn from: no column "
+                "of it was read as an annotator's (found by name: label_*, annotator_* or "
+                "annotation_* in a wide file); name them with --annotator-cols "
+                "(annotator_cols), or train the gold method on valid's gold"
+            )
 
     def fit(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> TrainResult:
         """Train on ``train``'s annotator labels; select on ``valid``'s gold and groups.

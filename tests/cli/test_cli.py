@@ -139,8 +139,25 @@ def test_train_averages_seeds_and_refuses_it_in_full_mode(
             "label '7' is not in the label schema",
         ),
         ({"train.csv": "", "valid.csv": "question,label_1,label\nq,0,1\n"}, [], "empty"),
+        (
+            {
+                "train.csv": "question,rater_1,rater_2\nq,0,1\n",
+                "valid.csv": "question,label_1,label\nr,0,1\n",
+            },
+            ["--labels", "0,1"],
+            "train.csv: no annotator labels to learn from: no column was read as an "
+            "annotator's (its columns are ['question', 'rater_1', 'rater_2']); annotator "
+            "columns are found by name (label_*, annotator_*, annotation_*): name yours "
+            "with --annotator-cols",
+        ),
     ],
-    ids=["gold-missing-on-valid", "missing-column", "label-out-of-schema", "empty-file"],
+    ids=[
+        "gold-missing-on-valid",
+        "missing-column",
+        "label-out-of-schema",
+        "empty-file",
+        "no-annotator-column",
+    ],
 )
 def test_bad_input_exits_non_zero_naming_the_problem(
     tmp_path: Path, files: dict, extra: list, message: str
@@ -158,7 +175,8 @@ def test_bad_input_exits_non_zero_naming_the_problem(
         *extra,
     )
     assert r.returncode == 2, (r.stdout, r.stderr)
-    assert message in r.stderr
+    # rich wraps long lines, a long file name even mid-word
+    assert "".join(message.split()) in "".join(r.stderr.split()), r.stderr
     assert "Traceback" not in r.stderr
 
 
@@ -276,3 +294,50 @@ def test_encoder_lr_reaches_the_config_and_a_non_positive_one_is_refused(tmp_pat
     assert "Traceback" not in stderr
     assert not (tmp_path / "m").exists()
     assert "--encoder-lr" in " ".join(run("bench", "--help").stdout.split())
+
+
+def test_bench_checks_its_methods_and_out_before_any_training(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """``--methods "mv, single:nobody"`` trained mv, then failed on ' single:nobody' (the
+    space kept, the annotator never checked); an --out that is a file failed with
+    NotADirectoryError once the first run had trained. Both are one line, up front."""
+    splits = [f"--{s}={data_dir / f'{s}.jsonl'}" for s in ("train", "valid", "test")]
+    cache = f"--cache-dir={tmp_path / 'c'}"
+    r = run("bench", *splits, cache, "--out", str(tmp_path / "b"), "--methods", "mv, single:nobody")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "error: single:nobody: no annotator 'nobody' in" in said, said
+    assert "Traceback" not in said and not (tmp_path / "b").exists()
+    assert not (tmp_path / "c").exists()  # nothing embedded, nothing trained
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    r = run("bench", *splits, cache, "--out", str(afile), "--methods", "mv")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    want = f"error: {afile}: the bench's output must be a folder"
+    assert "".join(want.split()) in "".join(said.split()), said  # a long path wraps mid-word
+    assert "Traceback" not in said and afile.read_text() == "mine"
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--seed", "-1"], "error: seed: Input should be greater than or equal to 0"),
+        (["--device", "bogus"], "error: 'bogus' is not a device (--device): use cpu, cuda,"),
+        (["--device", "cuda:99"], "error: device 'cuda:99' (--device) is not available:"),
+    ],
+    ids=["negative-seed", "unknown-device", "absent-device"],
+)
+def test_a_bad_seed_or_device_is_one_line_before_any_work(
+    tmp_path: Path, option: list[str], message: str
+) -> None:
+    """These were tracebacks from numpy and torch, the device ones after the backbone
+    had loaded (a ValueError, a RuntimeError, an AssertionError)."""
+    r = run("train", "--train", "toxic-questions:train", "--valid", "toxic-questions:valid",
+            "--out", str(tmp_path / "m"), *option)  # fmt: skip
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert message in said and "Traceback" not in said, said
+    assert not (tmp_path / "m").exists()

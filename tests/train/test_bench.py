@@ -351,3 +351,110 @@ def test_dro_mv_without_valid_groups_is_left_out_or_refused_before_training(
     assert report.note_lines()[0] == "bench: dro-mv left out: the validation split has no groups"
     assert load_report(tmp_path / "out2" / "results.json").notes == report.notes
     assert "dro-mv left out" in (tmp_path / "out2" / "results.md").read_text()
+
+
+def test_methods_whose_names_differ_only_in_non_ascii_keep_their_own_runs(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """The run file's slug maps every non-ASCII character to ``_``: two annotators named
+    ``label_张三`` and ``label_李四`` once shared one file, and the second was reported
+    with the first one's numbers. Each now has its own file, and a stored run of another
+    method is never taken for this one's."""
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.train.bench_runs import FinishedRun, legacy_run_file, run_file
+
+    small = {k: v.subset(range(60)) for k, v in synthetic.items()}
+    first, second = small["train"].annotators[:2]
+    names = {first: "label_张三", second: "label_李四"}
+    train = small["train"]
+    renamed = AnnotatedDataset(
+        [
+            it.model_copy(
+                update={
+                    "annotations": tuple(
+                        a.model_copy(update={"annotator": names.get(a.annotator, a.annotator)})
+                        for a in it.annotations
+                    )
+                }
+            )
+            for it in train.items
+        ],
+        train.schema,
+        name="train",
+    )
+    methods = ["single:label_张三", "single:label_李四"]
+    assert run_file(methods[0], 0) != run_file(methods[1], 0)
+    assert run_file("mv", 0) == "mv.seed0.json"  # a safe name keeps its file
+    cfg = TrainConfig(
+        backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=1, progress=False
+    )
+    out = tmp_path / "out"
+
+    def bench(methods: list[str]) -> list[str]:
+        trained: list[str] = []
+        run_bench(
+            renamed, small["valid"], small["test"], methods=methods, seeds=1, config=cfg,
+            out_dir=out, score_annotators=False, resume=True,
+            on_run=lambda m, s, _: trained.append(m),
+        )  # fmt: skip
+        return trained
+
+    assert bench(methods) == methods
+    runs = sorted((out / "runs").iterdir())
+    assert len(runs) == 2
+    assert {FinishedRun.model_validate_json(p.read_text()).method for p in runs} == set(methods)
+    assert bench(methods) == []  # each resumes from its own file
+    # A run stored under the old name (slug only) is still reused, but only by its method.
+    ascii_name = f"single:{small['train'].annotators[2]}"
+    theirs = out / "runs" / run_file(methods[0], 0)
+    legacy = out / "runs" / legacy_run_file(ascii_name, 0)
+    stored = FinishedRun.model_validate_json(theirs.read_text())
+    legacy.write_text(stored.model_copy(update={"method": ascii_name}).model_dump_json())
+    (out / "runs" / legacy_run_file(methods[1], 0)).write_text(theirs.read_text())
+    (out / "runs" / run_file(methods[1], 0)).unlink()
+    assert bench([ascii_name, methods[1]]) == [methods[1]]
+
+
+@pytest.mark.parametrize(
+    ("methods", "match"),
+    [
+        (["mv", "ourz"], "unknown method 'ourz': choose one of ours,"),
+        (["mv", "single:nobody"], r"single:nobody: no annotator 'nobody' in train; annotators"),
+        (["mv", "teacher:nowhere"], r"teacher:nowhere: no trained model there"),
+    ],
+    ids=["unknown", "unknown-annotator", "missing-teacher"],
+)
+def test_every_method_is_checked_before_the_first_trains(
+    synthetic, tmp_path: Path, methods: list[str], match: str
+) -> None:
+    """An unknown method or a single:<a> naming no annotator of train failed only when
+    its turn came, after the methods before it had trained (minutes each in full mode)."""
+    from guardrail_dro.errors import ConfigError
+
+    small = {k: v.subset(range(40)) for k, v in synthetic.items()}
+    with pytest.raises(ConfigError, match=match):
+        run_bench(
+            small["train"], small["valid"], small["test"], methods=methods, seeds=1,
+            config=TrainConfig(progress=False, cache_dir=tmp_path / "c"),
+            out_dir=tmp_path / "out",
+        )  # fmt: skip
+    assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_test_split_that_repeats_train_says_the_overlap_left_nothing(
+    synthetic, tmp_path: Path
+) -> None:
+    """The bench drops train items also in test; with test = train that left none, and
+    the trainer said train had no annotator labels. It names the overlap and the option
+    that keeps them, before any run."""
+    from guardrail_dro.errors import DataError
+
+    small = {k: v.subset(range(40)) for k, v in synthetic.items()}
+    with pytest.raises(
+        DataError, match=r"dropping the 40 train item\(s\) that are also in test.*--keep-overlap"
+    ):
+        run_bench(
+            small["train"], small["valid"], small["train"], methods=["mv"], seeds=1,
+            config=TrainConfig(progress=False, cache_dir=tmp_path / "c"), out_dir=tmp_path / "o",
+        )  # fmt: skip
+    assert not (tmp_path / "c").exists()

@@ -13,7 +13,7 @@ import torch
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import DataError
-from guardrail_dro.train.data_checks import class_notes, valid_size_notes
+from guardrail_dro.train.data_checks import class_notes, ungrouped_note, valid_size_notes
 from guardrail_dro.train.losses import GroupDROLoss
 from guardrail_dro.train.metrics import compute_metrics
 from guardrail_dro.train.rank_selection import unusable_fold
@@ -108,6 +108,21 @@ def test_valid_items_without_a_group_are_noted(small, tiny_backbone, tmp_path) -
     assert any(n.startswith(want) for n in res.notes), res.notes
     full = _fit("mv", train, valid, tiny_backbone, tmp_path)
     assert not any("have no group" in n for n in full.notes)
+
+
+def test_a_valid_split_without_any_group_is_noted(small, tiny_backbone, tmp_path) -> None:
+    """Before: only a valid with some blank groups got a note; one with none at all
+    (no group column) got nothing, and its worst-group columns showed '-' unexplained."""
+    train, valid = small
+    flat = _edit(valid, group=None)
+    assert ungrouped_note(flat) == (
+        f"valid has no groups (--group-col): none of its {len(valid)} items has a group, "
+        "so there is no group or worst-group accuracy, and the epoch and checkpoint are "
+        "chosen by accuracy, not by the worst group"
+    )
+    assert ungrouped_note(valid) is None
+    res = _fit("mv", train, flat, tiny_backbone, tmp_path)
+    assert ungrouped_note(flat) in res.notes, res.notes
 
 
 class _Features:
@@ -224,3 +239,26 @@ def test_progress_shows_no_worst_group_without_groups(small, tiny_backbone, tmp_
     BiLevelTrainer(cfg).fit(train, flat)
     err = capsys.readouterr().err
     assert "acc=" in err and "worst=" not in err
+
+
+def test_a_train_file_without_annotator_columns_names_itself_and_its_columns(
+    small, tmp_path
+) -> None:
+    """Before: "train has no annotator labels to learn from", naming neither the file
+    nor its columns (``rater_*`` matches no name rule) nor --annotator-cols."""
+    from guardrail_dro.data.readers import read_dataset
+    from guardrail_dro.train.data_checks import check_train_annotators
+
+    p = tmp_path / "raters.csv"
+    p.write_text("text,rater_1,rater_2\na,safe,hate\nb,hate,hate\n")
+    train = read_dataset(p, schema=small[0].schema)
+    assert train.annotators == ()
+    with pytest.raises(DataError, match=r"raters.csv: no annotator labels to learn from: no "
+                       r"column was read as an annotator's \(its columns are \['text', "
+                       r"'rater_1', 'rater_2'\]\).*--annotator-cols"):  # fmt: skip
+        check_train_annotators(train, ["mv"], p)
+    check_train_annotators(train, ["gold"], p)  # gold learns from valid's gold
+    check_train_annotators(small[0], ["mv"], p)
+    # The trainer's own check (no file to name) says where annotators come from too.
+    with pytest.raises(DataError, match=r"raters has no annotator labels.*--annotator-cols"):
+        BiLevelTrainer(TrainConfig(method="mv", progress=False)).fit(train, small[1])

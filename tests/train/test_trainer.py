@@ -239,3 +239,23 @@ def test_one_label_per_item_is_named_in_the_notes(synthetic, tiny_backbone, tmp_
     assert note and note[0].startswith(f"ours: {len(one)} of {len(one)} train items"), res.notes
     full = _fit("ours", synthetic, tiny_backbone, tmp_path, epochs=1)
     assert not any("carry one label" in n for n in full.notes)
+
+
+def test_a_negative_seed_or_a_device_not_there_is_refused_by_name(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """numpy refuses a negative seed and torch an unknown or absent device, each with a
+    traceback from deep inside a fit; the config and ``pick_device`` name them first."""
+    from pydantic import ValidationError
+
+    from guardrail_dro.train.features import pick_device
+
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        TrainConfig(seed=-1)
+    with pytest.raises(ValidationError, match=r"'bogus' is not a device \(--device\)"):
+        TrainConfig(device="bogus")
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(ConfigError, match=r"device 'cuda:99' \(--device\) is not available"):
+        pick_device("cuda:99")
+    with pytest.raises(ConfigError, match=r"device 'cuda:99' \(--device\) is not available"):
+        _fit("mv", synthetic, tiny_backbone, tmp_path, epochs=1, device="cuda:99")
