@@ -234,6 +234,8 @@ def evaluate(
         raise typer.BadParameter("give exactly one of --model and --guard")
     if guard is None and (target_recall is not None or target_fpr is not None):
         raise typer.BadParameter("--target-recall / --target-fpr take a --guard")
+    if guard is None and precision != "auto":  # a model folder has one precision
+        raise typer.BadParameter("--precision takes a --guard (an exported ONNX variant)")
     if record and model is None:
         raise typer.BadParameter("--record takes a --model (a guard folder is sealed)")
     result: Any

@@ -24,6 +24,7 @@ from guardrail_dro.errors import DataError
 from guardrail_dro.train.baselines import SINGLE_MIN_ITEMS, single_candidates
 from guardrail_dro.train.best_single import select_key
 from guardrail_dro.train.config import TrainConfig
+from guardrail_dro.train.embeddings import model_fingerprint
 from guardrail_dro.train.methods import lookup
 from guardrail_dro.train.metrics import Metrics, score_split
 from guardrail_dro.train.result import TrainResult
@@ -59,6 +60,11 @@ ADDED_FIELDS: dict[str, object] = {
 """Config fields added after runs were stored, with the default they enter no key at:
 a stored run of a method the field does not touch stays valid (a method it does touch
 raised its target source's version instead)."""
+
+
+FULL_MODE_ONLY = ("encoder_lr", "warmup", "probe_epochs", "max_grad_norm", "ft_estimator")
+"""Config fields only full mode reads (the encoder's optimiser and schedule, the LP stage
+and the estimator during fine-tuning)."""
 
 
 def method_key(key: str, method: str) -> str:
@@ -109,6 +115,19 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
             del shared[name]  # a run stored before the field existed ran as its default
     if shared.get("mode") != "full":
         shared.pop("lp_select", None)  # no LP stage: frozen runs stored before stay valid
+        # Settings frozen mode never reads: at their defaults in the key, so a bench re-run
+        # with one of them changed reuses its runs (it trained every one again).
+        for name in FULL_MODE_ONLY:
+            if name in shared:
+                shared[name] = TrainConfig.model_fields[name].default
+            if name in ADDED_FIELDS and shared.get(name) == ADDED_FIELDS[name]:
+                del shared[name]
+    if not shared.get("background_harmful"):  # no harmful text to weigh
+        shared["harmful_weight"] = TrainConfig.model_fields["harmful_weight"].default
+    if cfg.backbone is not None and Path(cfg.backbone).is_dir():
+        # The folder's weights, not its path: new weights saved at the same path reused
+        # the runs of the old ones (and the same folder named another way did not).
+        shared["backbone"] = f"weights sha256 {model_fingerprint(cfg.backbone)}"
     if shared.get("train_layers") is not None:
         # Since 2026-12-04 the embeddings and the frozen layers below them run in eval
         # mode (no dropout), once per split where they can (train/lower_layers.py): a

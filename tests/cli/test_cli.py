@@ -93,6 +93,9 @@ def test_train_then_evaluate(data_dir: Path, tiny_backbone: Path, tmp_path: Path
     r = run("evaluate", "--model", str(out), "--test", str(tmp_path / "nogroups.jsonl"))
     assert r.returncode == 0, r.stderr
     assert "the test split has no groups" in " ".join(r.stdout.split())
+    r = run("evaluate", "--model", str(out), "--test", str(data_dir / "test.jsonl"),
+            "--precision", "bogus")  # accepted and ignored before
+    assert r.returncode == 2 and "--precision takes a --guard" in " ".join(r.stderr.split())
 
 
 def test_train_averages_seeds_and_refuses_it_in_full_mode(

@@ -261,8 +261,55 @@ def test_a_field_added_later_keys_runs_only_away_from_its_default(synthetic) -> 
         sort_keys=True,
     )
     assert run_key(cfg, *data) == hashlib.sha256(before.encode()).hexdigest()
-    learn = cfg.model_copy(update={"ft_estimator": "learn"})
-    assert run_key(learn, *data) != run_key(cfg, *data)
+    full = cfg.model_copy(update={"mode": "full"})
+    learn = full.model_copy(update={"ft_estimator": "learn"})
+    assert run_key(learn, *data) != run_key(full, *data)
+
+
+def test_settings_a_run_never_reads_do_not_retrain_it(synthetic) -> None:
+    """A frozen bench re-run with --encoder-lr or --ft-estimator learn (full mode's), or
+    --harmful-weight without harmful text, trained every run again for nothing; in full
+    mode they still count."""
+    from guardrail_dro.train.bench_runs import FULL_MODE_ONLY, run_key
+
+    data = (synthetic["train"], synthetic["valid"], synthetic["test"])
+    frozen, full = TrainConfig(progress=False), TrainConfig(progress=False, mode="full")
+    changed = {
+        "encoder_lr": 1e-4,
+        "warmup": 0.3,
+        "probe_epochs": 0,
+        "max_grad_norm": 5.0,
+        "ft_estimator": "learn",
+    }
+    assert set(changed) == set(FULL_MODE_ONLY)
+    for name, value in changed.items():
+        assert run_key(frozen.model_copy(update={name: value}), *data) == run_key(frozen, *data)
+        assert run_key(full.model_copy(update={name: value}), *data) != run_key(full, *data)
+    heavier = frozen.model_copy(update={"harmful_weight": 3.0})
+    assert run_key(heavier, *data) == run_key(frozen, *data)
+    with_harm = frozen.model_copy(update={"background_harmful": ["harmful"]})
+    heavier_harm = with_harm.model_copy(update={"harmful_weight": 3.0})
+    assert run_key(heavier_harm, *data) != run_key(with_harm, *data)
+
+
+def test_new_weights_in_the_same_backbone_folder_are_a_new_key(
+    synthetic, tiny_backbone: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The key held the --backbone path only: new weights saved there (or the same folder
+    named by another relative path) reused the old weights' runs."""
+    import shutil
+
+    from guardrail_dro.train.bench_runs import run_key
+
+    data = (synthetic["train"], synthetic["valid"], synthetic["test"])
+    folder = tmp_path / "bb"
+    shutil.copytree(tiny_backbone, folder)
+    key = run_key(TrainConfig(progress=False, backbone=str(folder)), *data)
+    monkeypatch.chdir(tmp_path)
+    assert run_key(TrainConfig(progress=False, backbone="bb"), *data) == key
+    weights = next(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin"))
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
+    assert run_key(TrainConfig(progress=False, backbone=str(folder)), *data) != key
 
 
 def test_runs_with_train_layers_stored_before_the_frozen_layer_cache_are_not_reused(
