@@ -104,3 +104,32 @@ def test_distill_writes_a_student_model_dir(
     assert rec["texts"]["word-noise"] > 0
     assert json.loads((out / "config.json").read_text())["encoder"]["num_hidden_layers"] == 1
     assert "epoch 1" in r.stderr and "guardrail-dro export --model" in r.stdout
+
+
+def test_sigterm_inside_an_import_waits_for_the_import(tmp_path: Path) -> None:
+    """SIGTERM raised as SystemExit inside an import aborted the process when a C
+    extension was initialising there (onnx's nanobind module: std::terminate, no cleanup
+    ran). The handler now asks again once the import has returned: the module below,
+    which signals itself mid-import, finishes importing before the exit."""
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.3)\n"
+        "print('import done', flush=True)\n"
+    )
+    script = (
+        "import signal, sys\n"
+        "from guardrail_dro.cli.app import _exit_on_sigterm\n"
+        "signal.signal(signal.SIGTERM, _exit_on_sigterm)\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "try:\n"
+        "    import slow_module\n"
+        "    import time; time.sleep(5)\n"
+        "    print('never')\n"
+        "finally:\n"
+        "    print('cleanup', flush=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 143, r.stderr
+    assert r.stdout.split() == ["import", "done", "cleanup"], r.stdout

@@ -189,7 +189,8 @@ def test_calibration_scores_long_texts_as_the_guard_does(trained, tiny_export) -
     safe = np.asarray(trained.schema.safe_mask(), dtype=bool)
     served = served_logits(check.fp32, trained.tokenizer, texts, trained.manifest.max_length,
                            reference, safe)  # fmt: skip
-    off = {c: 1.0 for c in trained.schema.classes}  # only the toxic score decides
+    harmful = [c for c, s in zip(trained.schema.classes, safe, strict=True) if not s]
+    off = {c: 1.0 for c in harmful}  # only the toxic score decides
     guard = Guard.load(guard_dir, provider="cpu", precision="fp32",
                        policy=Policy(thresholds=off, max_windows=None, max_chars=None))  # fmt: skip
     results = guard.check_many(texts)
