@@ -61,6 +61,7 @@ __all__ = [
     "AnnotationRun",
     "Failure",
     "RunReport",
+    "Terminated",
     "aannotate",
     "aannotate_with_report",
     "annotate",
@@ -107,9 +108,14 @@ async def run_session(cache: AnnotationCache | str | Path | None,
             db.close()
 
 
+class Terminated(KeyboardInterrupt):
+    """The run stopped on SIGTERM (a container or a scheduler stopping the job), once
+    the calls in flight were cached: ``KeyboardInterrupt``'s meaning, another signal."""
+
+
 class _DrainOnInterrupt:
-    """SIGINT on this loop while the workers run: the first press sets ``stop`` (the
-    workers send no new request), the second cancels the task that awaits them.
+    """SIGINT (or SIGTERM) on this loop while the workers run: the first sets ``stop``
+    (the workers send no new request), the second cancels the task that awaits them.
 
     Installed only where asyncio can take the signal (the main thread, a Unix loop) and
     only when asked: the sync entry points ask when SIGINT has Python's default handler
@@ -125,38 +131,48 @@ class _DrainOnInterrupt:
         self.stop = asyncio.Event()  # set by the first Ctrl-C: the workers send no more
         self.aborted = False
         self._task: asyncio.Task | None = None
-        self._previous: object = None
-        self._installed = False
+        self._previous: dict[int, object] = {}
+        self.signum: int = signal.SIGINT  # the signal that asked to stop
 
     def __enter__(self) -> _DrainOnInterrupt:
         if not self.enabled or threading.current_thread() is not threading.main_thread():
             return self
-        self._previous = signal.getsignal(signal.SIGINT)
         self._task = asyncio.current_task()
-        try:
-            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._on_sigint)
-        except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd loops
-            return self
-        self._installed = True
+        # SIGTERM too (killed before, the calls in flight were lost and paid again on the
+        # resume), unless it is ignored.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+            if signum == signal.SIGTERM and previous == signal.SIG_IGN:
+                continue
+            try:
+                asyncio.get_running_loop().add_signal_handler(signum, self._on_signal, signum)
+            except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd loops
+                break
+            self._previous[signum] = previous
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._installed:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-            previous = self._previous  # None: a handler set from C, not restorable
-            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None
-                          else previous)  # type: ignore[arg-type]
+        for signum, previous in self._previous.items():
+            asyncio.get_running_loop().remove_signal_handler(signum)
+            # None: a handler set from C, not restorable
+            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, default if previous is None else previous)  # type: ignore[arg-type]
 
     @property
     def requested(self) -> bool:
         return self.stop.is_set()
 
-    def _on_sigint(self) -> None:
+    def stopped(self) -> KeyboardInterrupt:
+        """What the run raises once stopped: ``Terminated`` on SIGTERM."""
+        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def _on_signal(self, signum: int) -> None:
         if self.requested:
             self.aborted = True
             if self._task is not None:
                 self._task.cancel()
             return
+        self.signum = signum
         self.stop.set()
         print(self.note, file=sys.stderr, flush=True)
 
@@ -298,13 +314,13 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             await gather_or_cancel(*(worker() for _ in range(min(concurrency, len(todo)))))
     except asyncio.CancelledError:
         if interrupt.aborted:  # the second Ctrl-C
-            raise KeyboardInterrupt from None
+            raise interrupt.stopped() from None
         raise
     finally:
         if bar is not None:
             bar.close()
     if interrupt.requested:
-        raise KeyboardInterrupt
+        raise interrupt.stopped()
 
 
 async def aannotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],

@@ -34,11 +34,13 @@ listed in --failures (default OUT.failures.jsonl), never dropped silently.
 \b
 Exit codes:
   0  done; refused and invalid answers (listed in --failures) do not change it
-  2  bad input (data, options, a missing key)
+  2  bad input (data, options, a missing key), or the run stopped because the
+     same error came back call after call (a wrong --base-url, a bad key: the
+     error is named, nothing more is sent, answers received stay cached)
   3  some requests failed (errors): OUT is written, they are in --failures and
      running the same command again asks them again
-  4  nothing labelled at all (a wrong --base-url, a bad key...): OUT is still
-     written, the failures listed
+  4  nothing labelled at all (every item refused, invalid or failed): OUT is
+     still written, the failures listed
 
 A labeling config (--config team.toml) holds the task guidelines, the
 labels and their descriptions, the prompt template, few-shot examples,
@@ -364,13 +366,16 @@ def annotate_command(
                 progress=progress,
                 template=template,
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from annotators.runner import Terminated
+
+        term = isinstance(exc, Terminated)
         typer.echo(
-            f"stopped (Ctrl-C): every answer received is in {cache_path}; "
-            "the same command resumes, asking only what is missing",
+            f"stopped ({'SIGTERM' if term else 'Ctrl-C'}): every answer received is in "
+            f"{cache_path}; the same command resumes, asking only what is missing",
             err=True,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if term else 130) from None
     for provider, body in run.report.sample_requests.items():
         typer.echo(f"# one {provider} request, as it would be sent:")
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))

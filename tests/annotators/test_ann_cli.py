@@ -134,7 +134,8 @@ def _halfway(srv: FakeLLMServer, args: list[str], paid: int, sig: int) -> str:
         time.sleep(0.01)
     os.kill(proc.pid, sig)
     _, stderr = proc.communicate(timeout=20)
-    assert proc.returncode == (-sig if sig == signal.SIGKILL else 130), stderr
+    want = {signal.SIGKILL: -sig, signal.SIGTERM: 143}.get(sig, 130)
+    assert proc.returncode == want, stderr
     return stderr
 
 
@@ -199,6 +200,24 @@ def test_ctrl_c_waits_for_the_calls_in_flight_so_none_is_paid_twice(tmp_path: Pa
         assert r.returncode == 0, r.stderr
     assert all(srv.paid[t] == 1 for t in texts), "a call was paid twice"
     assert len(_lines(out)) == len(texts)
+
+
+def test_sigterm_drains_like_ctrl_c(tmp_path: Path) -> None:
+    """A container or scheduler stops a job with SIGTERM: it killed the run, the calls in
+    flight were paid and lost (asked and paid again on the resume) and a traceback
+    followed. It now drains like Ctrl-C and exits 143."""
+    texts, out, cache, args = _forty(tmp_path, 4)
+    with FakeLLMServer(keyword_handler, latency=0.3) as srv:
+        stderr = _halfway(srv, args, 8, signal.SIGTERM)
+        assert "stopped (SIGTERM): every answer received" in stderr, stderr
+        assert "Traceback" not in stderr and not out.exists()
+        time.sleep(0.5)
+        paid = {t for t in texts if srv.paid[t]}
+        assert 8 <= len(paid) < len(texts), "the signal did not land halfway"
+        assert _cached_texts(cache, texts, srv) == paid
+        r = _run([*args, "--base-url", srv.openai_base_url], _env(OPENAI_API_KEY=KEY))
+        assert r.returncode == 0, r.stderr
+    assert all(srv.paid[t] == 1 for t in texts), "a call was paid twice"
 
 
 def test_ctrl_c_sends_nothing_more_from_workers_waiting_for_their_rate_limit_turn(
