@@ -47,20 +47,34 @@ class TokenCounter:
         return self.method != ESTIMATE
 
 
+def _counting(enc: Any) -> Callable[[str], int]:
+    """``enc``'s token count, or the estimate for a text it refuses: bpe-openai raises
+    "Input too long to encode safely" on a 4-million-character text and tiktoken past
+    its chunk limit, which crashed a --dry-run instead of pricing it."""
+
+    def count(text: str) -> int:
+        try:
+            return len(enc.encode_ordinary(text))
+        except Exception:
+            return estimate_tokens(text)
+
+    return count
+
+
 @lru_cache(maxsize=4)
 def _encoding(name: str) -> TokenCounter | None:
     try:
         import bpe_openai
 
         enc: Any = bpe_openai.get_encoding(name)
-        return TokenCounter(lambda s: len(enc.encode_ordinary(s)), f"{name} via bpe-openai")
+        return TokenCounter(_counting(enc), f"{name} via bpe-openai")
     except Exception:
         pass
     try:
         import tiktoken
 
         enc = tiktoken.get_encoding(name)
-        return TokenCounter(lambda s: len(enc.encode_ordinary(s)), f"{name} via tiktoken")
+        return TokenCounter(_counting(enc), f"{name} via tiktoken")
     except Exception:
         return None
 

@@ -289,7 +289,10 @@ def run_quickstart(
 
 def quickstart(
     out: Annotated[
-        Path, typer.Option("--out", help="Folder for data, caches, reports, model and guard.")
+        Path,
+        typer.Option(
+            "--out", file_okay=False, help="Folder for data, caches, reports, model and guard."
+        ),
     ] = Path("quickstart-out"),
     data: Annotated[
         Path | None,

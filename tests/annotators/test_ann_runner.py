@@ -368,3 +368,21 @@ def test_a_server_that_never_answers_stops_the_run_naming_the_url(
         annotate(ds, ann, policy=fast, concurrency=2, progress=False)
     assert exc.value.status == 0 and exc.value.count == 5
     assert url in str(exc.value) and "no answer" in str(exc.value)
+
+
+def test_a_text_the_tokenizer_refuses_is_priced_by_the_estimate() -> None:
+    """bpe-openai refuses a text of millions of characters ("Input too long to encode
+    safely"): a --dry-run over a file holding one crashed with that traceback."""
+    import random
+
+    from annotators.pricing import estimate_tokens
+    from annotators.tokens import counter_for
+
+    rng = random.Random(0)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    text = " ".join(
+        "".join(rng.choice(letters) for _ in range(rng.randint(2, 12))) for _ in range(400_000)
+    )
+    counter = counter_for("openai", "gpt-4o-mini")
+    assert counter.count(text) == estimate_tokens(text)
+    assert counter.count("how do I bake bread?") < estimate_tokens("how do I bake bread?") + 3

@@ -326,3 +326,16 @@ def test_assistant_turns_go_through_the_output_guard_when_there_is_one() -> None
     out = io.StringIO()
     check_turns(everything, Console(file=out, width=200), replies)
     assert "assistant (output guard)" in out.getvalue()
+
+
+def test_an_out_that_is_a_file_is_refused_by_name(tmp_path: Path) -> None:
+    """--out on a file was a 69-line NotADirectoryError traceback (its cache folder)."""
+    from typer.testing import CliRunner
+
+    from guardrail_dro.cli.app import app
+
+    afile = tmp_path / "afile"
+    afile.write_text("hi")
+    res = CliRunner().invoke(app, ["quickstart", "--out", str(afile)])
+    assert res.exit_code == 2 and "Invalid value for '--out'" in res.output, res.output
+    assert afile.read_text() == "hi"
