@@ -65,6 +65,14 @@ class LabelReply(BaseModel):
     def _label_str(cls, v: object) -> object:
         return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _confidence_a_number(cls, v: object) -> object:
+        # JSON true is no probability (pydantic read it as 1.0, a confident label).
+        if isinstance(v, bool):
+            raise ValueError("confidence must be a number in [0, 1], not a boolean")
+        return v
+
     @field_validator("label")
     @classmethod
     def _label_in_schema(cls, v: str, info: ValidationInfo) -> str:

@@ -39,13 +39,14 @@ def test_valid_replies(raw: str, label: str) -> None:
         ('{"label": "spam", "rationale": "r", "confidence": 0.5}', "not one of"),
         ('{"label": "safe", "rationale": "  ", "confidence": 0.5}', "rationale"),
         ('{"label": "safe", "rationale": "r", "confidence": 1.5}', "confidence"),
+        ('{"label": "safe", "rationale": "r", "confidence": true}', "not a boolean"),
         ('{"label": "safe", "rationale": "r"}', "confidence"),
         ('{"label": "safe", "rationale": "r", "confidence": 0.5, "x": 1}', "x"),
         ('{"label": "safe", oops', "json"),
         ("", "json"),
     ],
-    ids=["out-of-schema", "blank-rationale", "confidence>1", "missing-field", "extra-field",
-         "malformed", "empty"],
+    ids=["out-of-schema", "blank-rationale", "confidence>1", "confidence-bool",
+         "missing-field", "extra-field", "malformed", "empty"],
 )
 def test_invalid_replies_name_the_problem(raw: str, fragment: str) -> None:
     with pytest.raises(ValidationError) as exc:
