@@ -215,9 +215,32 @@ def _pick(
 # ---- the three layouts --------------------------------------------------------------
 
 
+def _json_cell(value: object, path: Path, line: int, column: str) -> str:
+    """A flat JSON value as the CSV cell it stands for (null: a blank cell)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        raise ReaderError("a nested JSON value where a cell was expected", path=path,
+                          line=line, column=column)  # fmt: skip
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _wide_json_rows(path: Path) -> tuple[list[str], Iterable[tuple[int, dict[str, str]]]]:
+    """A JSONL of flat rows (``{"text": ...}``, with label_* / gold / group keys or
+    none) read as the wide layout reads a CSV: the header is every key, in order."""
+    objs = list(iter_jsonl(path))
+    header = list(dict.fromkeys(k for _, obj in objs for k in obj))
+    rows = (
+        (line, {k: _json_cell(obj.get(k), path, line, k) for k in header}) for line, obj in objs
+    )
+    return header, rows
+
+
 def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> list[Item]:
     log = log if log is not None else ReadLog()
-    header, rows = iter_csv(path)
+    is_json = data_suffix(path) in (".jsonl", ".json", ".ndjson")
+    header, rows = _wide_json_rows(path) if is_json else iter_csv(path)
+    header_lines = 0 if is_json else 1
     text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
     if text_col is None:
         raise ReaderError(
@@ -254,7 +277,7 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
             cell(row[id_col])
             if id_col
             else (cell(row[index_col]) if index_col is not None else None)
-        ) or str(line - 1)
+        ) or str(line - header_lines)  # the row number
         if item_id in log.lines:
             log.bad_row(
                 opts,
@@ -427,9 +450,10 @@ def detect_format(path: Path, opts: ReaderOptions) -> Format:
         if first is None:
             raise ReaderError("the file is empty", path=path)
         keys = long_columns(first[1].keys())
-        if "annotations" in keys or "annotator" not in keys:
-            return "jsonl"
-        return "long"
+        if "annotations" in keys or ("item_id" in keys and keys <= set(Item.model_fields)):
+            return "jsonl"  # ours (an item without annotations: no annotations key)
+        # One row per annotation, or flat rows of one item each (plain texts to label).
+        return "long" if "annotator" in keys else "wide"
     header, rows = iter_csv(path)
     rows.close()
     if all(c in long_columns(header) for c in LONG_REQUIRED):

@@ -113,8 +113,6 @@ def read_items(
                 )
         items = read_long_rows(path, rows, opts, log)
     else:
-        if is_json:
-            raise ReaderError("the wide layout is for CSV files", path=path)
         items = read_wide(path, opts, log)
     log.finish(path)
     if not items:

@@ -500,3 +500,34 @@ def test_a_schema_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
     p = tmp_path / "s.json"
     p.write_bytes(b"\xef\xbb\xbf" + '{"classes": ["sûr", "hate"], "safe": ["sûr"]}'.encode())
     assert LabelSchema.load(p) == LabelSchema(classes=("sûr", "hate"), safe=("sûr",))
+
+
+def test_a_jsonl_of_flat_rows_reads_as_the_wide_layout(tmp_path: Path) -> None:
+    """A JSONL of plain texts ({"text": ...}) was read as our item format and refused
+    for its missing item_id, and --id-col / --text-col were ignored for JSONL: texts to
+    label could not be given as JSONL at all. Flat rows now read as a CSV's would."""
+    from guardrail_dro.data.schema import LabelSchema
+
+    schema = LabelSchema(classes=("safe", "toxic"))
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text('{"text": "how do I bake bread?"}\n{"text": "hi", "extra": 3}\n')
+    ds = read_dataset(plain, schema=schema)
+    got = [(it.item_id, it.text) for it in ds.items]
+    assert got == [("1", "how do I bake bread?"), ("2", "hi")]  # ids: row numbers
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        '{"id": "a1", "prompt": "hello", "label_x": "safe", "label_y": 1.0, "topic": "t"}\n'
+        '{"id": "a2", "prompt": "bye", "label_x": null, "label_y": "toxic", "topic": "u"}\n'
+    )
+    opts = ReaderOptions(text_col="prompt", id_col="id", group_col="topic")
+    ds = read_dataset(rows, opts, schema=LabelSchema(classes=("safe", "toxic", "1")))
+    assert [it.item_id for it in ds.items] == ["a1", "a2"]
+    assert [it.group for it in ds.items] == ["t", "u"]
+    assert [[(a.annotator, a.label) for a in it.annotations] for it in ds.items] == [
+        [("label_x", "safe"), ("label_y", "1")],
+        [("label_y", "toxic")],
+    ]
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"text": "a", "label_x": ["safe"]}\n')
+    with pytest.raises(ReaderError, match="nested JSON value"):
+        read_dataset(nested, schema=schema)
