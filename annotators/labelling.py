@@ -58,6 +58,14 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def _filtered(exc: BaseException) -> bool:
+    """The provider's content filter declined the prompt: Azure OpenAI answers one it
+    flags with HTTP 400, code ``content_filter``. A refusal of that item, not a request
+    gone wrong: as an error, five toxic items in a row stopped the whole run as if the
+    key were wrong."""
+    return _status(exc) == 400 and getattr(exc, "code", None) == "content_filter"
+
+
 async def _unless_stopped(wait: Awaitable[None], stop: asyncio.Event | None) -> None:
     """Await ``wait`` (a rate-limit turn) unless ``stop`` is set first: then cancel it
     and raise ``Stopped``, so a worker waiting ~20 s for its turn sends nothing."""
@@ -204,6 +212,9 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
     try:
         reply = await _call(annotator, prompt, schema, policy, counter, limiter, stop)
     except api_error_types() as exc:
+        if _filtered(exc):
+            return AnnotationResult(outcome="refused", annotator=annotator.name,
+                                    raw=_api_error(exc, annotator), calls=counter[0])
         return AnnotationResult(outcome="error", annotator=annotator.name,
                                 error=_api_error(exc, annotator), status=_status(exc),
                                 calls=counter[0])

@@ -63,8 +63,11 @@ def openai_usage(completion: dict[str, Any]) -> tuple[int, int]:
 
 
 def openai_error_body(kind: str, message: str) -> dict[str, Any]:
-    """The error object the OpenAI API answers a failed request with."""
-    return {"error": {"message": message, "type": kind, "code": None}}
+    """The error object the OpenAI API answers a failed request with. Kind
+    ``content_filter`` is Azure OpenAI's answer to a prompt its filter flags (HTTP 400,
+    the kind in ``code``)."""
+    code = kind if kind == "content_filter" else None
+    return {"error": {"message": message, "type": None if code else kind, "code": code}}
 
 
 OPENAI = Wire(labels=openai_labels, reply=openai_reply, usage=openai_usage,

@@ -386,3 +386,31 @@ def test_a_text_the_tokenizer_refuses_is_priced_by_the_estimate() -> None:
     counter = counter_for("openai", "gpt-4o-mini")
     assert counter.count(text) == estimate_tokens(text)
     assert counter.count("how do I bake bread?") < estimate_tokens("how do I bake bread?") + 3
+
+
+def test_a_content_filter_400_is_a_refusal_not_an_error(
+    schema: LabelSchema, fast: RetryPolicy
+) -> None:
+    """Azure OpenAI answers a prompt its content filter flags with HTTP 400, code
+    content_filter: as an error, six toxic items in a row stopped the run as if the key
+    were wrong (the 30 safe items after them never asked)."""
+    from annotators.testing.wire import ErrorReply, item_text
+
+    class AzureLike(FakeLLMServer):
+        def openai_chat(self, body):  # type: ignore[no-untyped-def]
+            if "idiot" in item_text(body.get("messages") or []):
+                self.note_live("x", body, "chat.completions")
+                raise ErrorReply(400, "content_filter", "The response was filtered due to "
+                                 "the prompt triggering Azure OpenAI's content management "
+                                 "policy.")  # fmt: skip
+            return super().openai_chat(body)
+
+    texts = [f"you idiot {i}" for i in range(6)] + [f"nice day {i}" for i in range(30)]
+    with AzureLike() as srv:
+        ann = [OpenAIAnnotator("gpt-4o-mini", api_key=KEY, base_url=srv.openai_base_url)]
+        run = annotate_with_report(make_dataset(texts, schema), ann, policy=fast,
+                                   concurrency=1, progress=False)  # fmt: skip
+    counts = run.report.outcomes[ann[0].name]
+    assert counts["refused"] == 6 and counts["labelled"] == 30 and counts["error"] == 0
+    refused = [f for f in run.report.failures if f.outcome == "refused"]
+    assert len(refused) == 6 and all("content management" in (f.raw or "") for f in refused)
