@@ -313,8 +313,10 @@ async def test_a_call_no_one_waits_for_is_cancelled(server):
     assert eg.memo.in_flight == 0  # cut off with its caller, not run on for 0.5 s
     await asyncio.sleep(0.6)  # had it run on, it would have answered by now
     assert len(eg.memo) == 0
+    before = sum(server.calls.values())  # 0 or 1: the cut-off call may never have landed
     again = await eg.resolve(["a mild question"], [r])
-    assert not again[0].remembered and again[0].allowed and sum(server.calls.values()) == 2
+    assert not again[0].remembered and again[0].allowed
+    assert sum(server.calls.values()) == before + 1  # a call of its own
 
 
 @pytest.mark.asyncio
