@@ -214,7 +214,7 @@ class TrainingOptions(OptionGroup):
             ConfigError: a --device this machine does not have (checked here too).
         """
         from guardrail_dro.data.background import load_background
-        from guardrail_dro.train.features import pick_device
+        from guardrail_dro.train.devices import pick_device
         from guardrail_dro.train.trainer import TrainConfig
 
         if self.device is not None:

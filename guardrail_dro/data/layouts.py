@@ -40,7 +40,7 @@ from guardrail_dro.data.cells import (
     missing_spellings_note,
 )
 from guardrail_dro.data.items import Annotation, Item
-from guardrail_dro.data.rows import data_suffix, iter_csv, iter_jsonl
+from guardrail_dro.data.rows import data_suffix, iter_csv, iter_jsonl, wide_json_rows
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
@@ -215,31 +215,10 @@ def _pick(
 # ---- the three layouts --------------------------------------------------------------
 
 
-def _json_cell(value: object, path: Path, line: int, column: str) -> str:
-    """A flat JSON value as the CSV cell it stands for (null: a blank cell)."""
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        raise ReaderError("a nested JSON value where a cell was expected", path=path,
-                          line=line, column=column)  # fmt: skip
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _wide_json_rows(path: Path) -> tuple[list[str], Iterable[tuple[int, dict[str, str]]]]:
-    """A JSONL of flat rows (``{"text": ...}``, with label_* / gold / group keys or
-    none) read as the wide layout reads a CSV: the header is every key, in order."""
-    objs = list(iter_jsonl(path))
-    header = list(dict.fromkeys(k for _, obj in objs for k in obj))
-    rows = (
-        (line, {k: _json_cell(obj.get(k), path, line, k) for k in header}) for line, obj in objs
-    )
-    return header, rows
-
-
 def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> list[Item]:
     log = log if log is not None else ReadLog()
     is_json = data_suffix(path) in (".jsonl", ".json", ".ndjson")
-    header, rows = _wide_json_rows(path) if is_json else iter_csv(path)
+    header, rows = wide_json_rows(path) if is_json else iter_csv(path)
     header_lines = 0 if is_json else 1
     text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
     if text_col is None:

@@ -15,7 +15,7 @@ import json
 import lzma
 import sys
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +30,7 @@ __all__ = [
     "iter_jsonl",
     "open_text",
     "read_raw",
+    "wide_json_rows",
 ]
 
 
@@ -181,3 +182,24 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             if not isinstance(obj, dict):
                 raise ReaderError("each line must be a JSON object", path=path, line=n)
             yield n, obj
+
+
+def _json_cell(value: object, path: Path, line: int, column: str) -> str:
+    """A flat JSON value as the CSV cell it stands for (null: a blank cell)."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        raise ReaderError("a nested JSON value where a cell was expected", path=path,
+                          line=line, column=column)  # fmt: skip
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def wide_json_rows(path: Path) -> tuple[list[str], Iterable[tuple[int, dict[str, str]]]]:
+    """A JSONL of flat rows (``{"text": ...}``, with label_* / gold / group keys or
+    none) read as the wide layout reads a CSV: the header is every key, in order."""
+    objs = list(iter_jsonl(path))
+    header = list(dict.fromkeys(k for _, obj in objs for k in obj))
+    rows = (
+        (line, {k: _json_cell(obj.get(k), path, line, k) for k in header}) for line, obj in objs
+    )
+    return header, rows

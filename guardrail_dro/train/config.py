@@ -206,7 +206,7 @@ class TrainConfig(BaseModel):
     @classmethod
     def _a_device(cls, v: str | None) -> str | None:
         # Spelling only: whether the device is present is checked where it is used
-        # (features.pick_device), since a config may be written for another machine.
+        # (devices.pick_device), since a config may be written for another machine.
         if v is not None:
             import torch
 

@@ -32,7 +32,7 @@ from guardrail_dro.train import objectives as O
 from guardrail_dro.train.best_single import best_of_annotators, select_key
 from guardrail_dro.train.checkpoint import Checkpoint, collapsed
 from guardrail_dro.train.config import LP_COLLAPSE, TrainConfig
-from guardrail_dro.train.data_checks import setup_notes
+from guardrail_dro.train.data_checks import check_train_annotators, setup_notes
 from guardrail_dro.train.features import FeatureSource, build_features, truncation_note, unwrap
 from guardrail_dro.train.losses import ClassifierLoss
 from guardrail_dro.train.methods import METHODS, lookup
@@ -79,13 +79,7 @@ class BiLevelTrainer:
             raise DataError("train and valid have different label schemas")
         if not valid.has_gold:
             valid.gold_array()  # raises naming the missing items
-        if self.method.targets.needs_annotators and not train.annotators:
-            raise DataError(
-                f"{train.name or 'train'} has no annotator labels to learn from: no column "
-                "of it was read as an annotator's (found by name: label_*, annotator_* or "
-                "annotation_* in a wide file); name them with --annotator-cols "
-                "(annotator_cols), or train the gold method on valid's gold"
-            )
+        check_train_annotators(train, [self.config.method])
 
     def fit(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> TrainResult:
         """Train on ``train``'s annotator labels; select on ``valid``'s gold and groups.

@@ -389,7 +389,8 @@ def test_dro_mv_without_valid_groups_is_left_out_or_refused_before_training(
     assert not (tmp_path / "out" / "runs").exists()  # refused before mv trained
     # Among the defaults (here two of them, to stay fast): the bench runs without it and
     # its report, JSON and markdown say why.
-    monkeypatch.setattr("guardrail_dro.train.bench.default_methods", lambda _t: ["mv", "dro-mv"])
+    two = ["mv", "dro-mv"]
+    monkeypatch.setattr("guardrail_dro.train.bench_plan.default_methods", lambda _t: two)
     report = run_bench(
         train, ungrouped, small["test"], seeds=1, config=cfg, out_dir=tmp_path / "out2",
         score_annotators=False,

@@ -260,5 +260,5 @@ def test_a_train_file_without_annotator_columns_names_itself_and_its_columns(
     check_train_annotators(train, ["gold"], p)  # gold learns from valid's gold
     check_train_annotators(small[0], ["mv"], p)
     # The trainer's own check (no file to name) says where annotators come from too.
-    with pytest.raises(DataError, match=r"raters has no annotator labels.*--annotator-cols"):
+    with pytest.raises(DataError, match=r"raters: no annotator labels.*--annotator-cols"):
         BiLevelTrainer(TrainConfig(method="mv", progress=False)).fit(train, small[1])

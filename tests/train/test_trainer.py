@@ -248,7 +248,7 @@ def test_a_negative_seed_or_a_device_not_there_is_refused_by_name(
     traceback from deep inside a fit; the config and ``pick_device`` name them first."""
     from pydantic import ValidationError
 
-    from guardrail_dro.train.features import pick_device
+    from guardrail_dro.train.devices import pick_device
 
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         TrainConfig(seed=-1)
