@@ -324,8 +324,9 @@ def bench(
 
     check_out_dir(out)  # refused now, not after the first run trained
     names = None
-    if methods is not None:  # "mv, soft": the space is no part of the name
-        names = [m.strip() for m in methods.split(",") if m.strip()]
+    if methods is not None:
+        # "mv, soft": the space is no part of the name; a name given twice runs once
+        names = list(dict.fromkeys(m.strip() for m in methods.split(",") if m.strip()))
         if not names:
             raise typer.BadParameter(f"--methods names no method: {methods!r}")
     splits = _read_splits({"train": train, "valid": valid, "test": test}, columns, schema_options)

@@ -115,6 +115,13 @@ def read_items(
     else:
         items = read_wide(path, opts, log)
     log.finish(path)
+    if not items and log.skipped:  # not "no items": every one was a bad row
+        line, reason = log.skipped[0]
+        raise ReaderError(
+            f"every row was skipped as bad (--on-bad-rows skip): {len(log.skipped)} row(s), "
+            f"the first on line {line}: {reason}",
+            path=path,
+        )
     if not items:
         raise ReaderError("the file has a header but no items", path=path)
     return items

@@ -419,6 +419,16 @@ def test_skip_drops_long_rows_without_a_label_or_annotator(tmp_path: Path) -> No
     )
 
 
+def test_a_file_whose_every_row_is_skipped_says_so(tmp_path: Path) -> None:
+    """--on-bad-rows skip on a file of bad rows only said "the file has a header but no
+    items", with no word of the rows it had skipped."""
+    p = write(tmp_path / "v.csv", "text,label_1,gold\n ,safe,safe\n\t,hate,hate\n")
+    with pytest.raises(ReaderError, match=r"every row was skipped as bad \(--on-bad-rows "
+                       r"skip\): 2 row\(s\), the first on line 2: empty text"):  # fmt: skip
+        read_dataset(p, ReaderOptions(on_bad_rows="skip"),
+                     schema=LabelSchema(classes=("safe", "hate")))  # fmt: skip
+
+
 @pytest.mark.parametrize(("sep", "name"), [(";", "semicolon"), ("\t", "tab")])
 def test_a_file_split_on_another_separator_is_named(tmp_path: Path, sep: str, name: str) -> None:
     p = write(tmp_path / "s.csv", sep.join(["text", "label_1", "label_2"]) + "\na" + sep + "x\n")
