@@ -40,7 +40,7 @@ from guardrail_dro.data.cells import (
     missing_spellings_note,
 )
 from guardrail_dro.data.items import Annotation, Item
-from guardrail_dro.data.rows import data_suffix, iter_csv, iter_jsonl, wide_json_rows
+from guardrail_dro.data.rows import is_jsonl, iter_csv, iter_jsonl, wide_json_rows
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
@@ -217,7 +217,7 @@ def _pick(
 
 def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> list[Item]:
     log = log if log is not None else ReadLog()
-    is_json = data_suffix(path) in (".jsonl", ".json", ".ndjson")
+    is_json = is_jsonl(path)
     header, rows = wide_json_rows(path) if is_json else iter_csv(path)
     header_lines = 0 if is_json else 1
     text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
@@ -424,7 +424,7 @@ def read_our_jsonl(
 def detect_format(path: Path, opts: ReaderOptions) -> Format:
     if opts.format != "auto":
         return opts.format
-    if data_suffix(path) in (".jsonl", ".json", ".ndjson"):
+    if is_jsonl(path):
         first = next(iter_jsonl(path), None)
         if first is None:
             raise ReaderError("the file is empty", path=path)

@@ -28,7 +28,7 @@ from guardrail_dro.data.layouts import (
     read_our_jsonl,
     read_wide,
 )
-from guardrail_dro.data.rows import COMPRESSED_SUFFIXES, data_suffix, read_raw
+from guardrail_dro.data.rows import COMPRESSED_SUFFIXES, is_jsonl, read_raw
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ReaderError, SchemaError
 
@@ -95,7 +95,7 @@ def read_items(
         raise ReaderError("file not found", path=path)
     _check_utf8(path)
     fmt = detect_format(path, opts)
-    is_json = data_suffix(path) in (".jsonl", ".json", ".ndjson")
+    is_json = is_jsonl(path)
     if fmt == "jsonl":
         items = read_our_jsonl(path, iter_jsonl(path), opts, log)
     elif fmt == "long":

@@ -26,6 +26,7 @@ __all__ = [
     "CSV_FIELD_LIMIT",
     "csv_header",
     "data_suffix",
+    "is_jsonl",
     "iter_csv",
     "iter_jsonl",
     "open_text",
@@ -114,6 +115,11 @@ def _csv_error(exc: csv.Error, path: Path, start: int, line: int) -> ReaderError
             line=start,
         )
     return ReaderError(f"malformed CSV: {exc}", path=path, line=line)
+
+
+def is_jsonl(path: Path) -> bool:
+    """A JSON-lines file by its name (compression suffixes aside)."""
+    return data_suffix(path) in (".jsonl", ".json", ".ndjson")
 
 
 def csv_header(path: Path) -> list[str]:

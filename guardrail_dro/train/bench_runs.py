@@ -110,20 +110,19 @@ def run_key(cfg: TrainConfig, *splits: AnnotatedDataset) -> str:
     seed, which vary per run, and progress and cache_dir, which change no number) and
     the splits' contents."""
     shared = cfg.model_dump(mode="json", exclude={"method", "seed", "progress", "cache_dir"})
+    # Settings a run never reads sit at their defaults in the key, so a bench re-run with
+    # one of them changed reuses its runs (it trained every one again): full mode's in
+    # frozen mode, and the harmful text's weight without harmful text.
+    unread = [*FULL_MODE_ONLY] if shared.get("mode") != "full" else []
+    if not shared.get("background_harmful"):
+        unread.append("harmful_weight")
+    for name in unread:
+        shared[name] = TrainConfig.model_fields[name].default
     for name, default in ADDED_FIELDS.items():
         if shared.get(name) == default:
             del shared[name]  # a run stored before the field existed ran as its default
     if shared.get("mode") != "full":
         shared.pop("lp_select", None)  # no LP stage: frozen runs stored before stay valid
-        # Settings frozen mode never reads: at their defaults in the key, so a bench re-run
-        # with one of them changed reuses its runs (it trained every one again).
-        for name in FULL_MODE_ONLY:
-            if name in shared:
-                shared[name] = TrainConfig.model_fields[name].default
-            if name in ADDED_FIELDS and shared.get(name) == ADDED_FIELDS[name]:
-                del shared[name]
-    if not shared.get("background_harmful"):  # no harmful text to weigh
-        shared["harmful_weight"] = TrainConfig.model_fields["harmful_weight"].default
     if cfg.backbone is not None and Path(cfg.backbone).is_dir():
         # The folder's weights, not its path: new weights saved at the same path reused
         # the runs of the old ones (and the same folder named another way did not).

@@ -184,40 +184,28 @@ def test_kill_minus_9_halfway_then_resume_pays_once(tmp_path: Path) -> None:
     assert f"{len(finished)} answer(s) from the cache" in r.stderr
 
 
-def test_ctrl_c_waits_for_the_calls_in_flight_so_none_is_paid_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "name"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")])
+def test_a_stop_waits_for_the_calls_in_flight_so_none_is_paid_twice(
+    tmp_path: Path, sig: int, name: str
+) -> None:
+    """Ctrl-C, and SIGTERM (a container or scheduler stopping the job, which killed the
+    run before: the calls in flight were paid and lost, then asked and paid again on
+    the resume, after a traceback), drain the calls in flight into the cache."""
     texts, out, cache, args = _forty(tmp_path, 4)
     with FakeLLMServer(keyword_handler, latency=0.3) as srv:
-        stderr = _halfway(srv, args, 8, signal.SIGINT)  # four in flight then: paid
-        assert not out.exists()
+        stderr = _halfway(srv, args, 8, sig)  # four in flight then: paid
+        assert not out.exists() and "Traceback" not in stderr
         assert "Interrupted: asking no new item" in stderr
-        assert f"stopped (Ctrl-C): every answer received is in {cache}" in stderr
+        assert f"stopped ({name}): every answer received is in {cache}" in stderr
         time.sleep(0.5)  # a call cut off would still be paid by now (latency 0.3 s)
         paid = {t for t in texts if srv.paid[t]}
-        assert 8 <= len(paid) < len(texts), "the interrupt did not land halfway"
+        assert 8 <= len(paid) < len(texts), "the signal did not land halfway"
         assert _cached_texts(cache, texts, srv) == paid
 
         r = _run([*args, "--base-url", srv.openai_base_url], _env(OPENAI_API_KEY=KEY))
         assert r.returncode == 0, r.stderr
     assert all(srv.paid[t] == 1 for t in texts), "a call was paid twice"
     assert len(_lines(out)) == len(texts)
-
-
-def test_sigterm_drains_like_ctrl_c(tmp_path: Path) -> None:
-    """A container or scheduler stops a job with SIGTERM: it killed the run, the calls in
-    flight were paid and lost (asked and paid again on the resume) and a traceback
-    followed. It now drains like Ctrl-C and exits 143."""
-    texts, out, cache, args = _forty(tmp_path, 4)
-    with FakeLLMServer(keyword_handler, latency=0.3) as srv:
-        stderr = _halfway(srv, args, 8, signal.SIGTERM)
-        assert "stopped (SIGTERM): every answer received" in stderr, stderr
-        assert "Traceback" not in stderr and not out.exists()
-        time.sleep(0.5)
-        paid = {t for t in texts if srv.paid[t]}
-        assert 8 <= len(paid) < len(texts), "the signal did not land halfway"
-        assert _cached_texts(cache, texts, srv) == paid
-        r = _run([*args, "--base-url", srv.openai_base_url], _env(OPENAI_API_KEY=KEY))
-        assert r.returncode == 0, r.stderr
-    assert all(srv.paid[t] == 1 for t in texts), "a call was paid twice"
 
 
 def test_ctrl_c_sends_nothing_more_from_workers_waiting_for_their_rate_limit_turn(
