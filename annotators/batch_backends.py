@@ -144,11 +144,28 @@ def _openai_result(line: str) -> Collected:
         resp, err = rec.get("response"), rec.get("error")
         if resp and resp.get("status_code") == 200 and not err:
             return [(cid, parse_chat_completion(resp["body"]), None)]
+        filtered = _content_filtered(resp)
+        if filtered is not None:  # that item's refusal, as on the live path
+            return [(cid, RawReply(text=None, refusal=filtered), None)]
         why = (err or {}).get("code") or f"HTTP {(resp or {}).get('status_code')}"
         return [(cid, None, f"batch request {why}")]
     except (ValueError, KeyError, TypeError, AttributeError):
         found = _CUSTOM_ID.search(line)
         return [(found.group(1), None, "batch result line not readable")] if found else []
+
+
+def _content_filtered(resp: dict | None) -> str | None:
+    """The message of a result Azure OpenAI's content filter declined (a 400 response,
+    code ``content_filter``), else None. As a failed request it was re-submitted, then
+    reported as an error and asked again by every later run: the filter says the same
+    each time."""
+    body = (resp or {}).get("body")
+    error = body.get("error") if isinstance(body, dict) else None
+    if (resp or {}).get("status_code") != 400 or not isinstance(error, dict):
+        return None
+    if error.get("code") != "content_filter":
+        return None
+    return str(error.get("message") or "content_filter")
 
 
 class AnthropicBatches:

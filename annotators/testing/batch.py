@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from annotators.testing.openai_wire import CONTENT_FILTERED, openai_error_body
 from annotators.testing.rules import Fault, FaultKind
 from annotators.testing.wire import ErrorReply, item_text
 
@@ -88,6 +89,18 @@ def openai_batch_object(b: FakeBatch) -> dict:
         "request_counts": {"total": n, "completed": len(b.results) if b.done else 0,
                            "failed": len(b.errors) if b.done else 0},
     }
+
+
+def _openai_error_line(n: int, e: dict) -> dict:
+    """An OpenAI batch error-file line: a request that expired or errored has no
+    response; one Azure's content filter declined has its 400 response."""
+    line = {"id": f"batch_req_{n}", "custom_id": e["custom_id"]}
+    if e["kind"] == "content_filter":
+        body = openai_error_body("content_filter", CONTENT_FILTERED)
+        return {**line, "response": {"status_code": 400, "request_id": "req_fake",
+                                     "body": body}, "error": None}
+    return {**line, "response": None,
+            "error": {"code": e["kind"], "message": f"{e['kind']} (fake)"}}
 
 
 def anthropic_batch_object(b: FakeBatch, url: str) -> dict:
@@ -273,7 +286,10 @@ class BatchAPI:
             cid = req["custom_id"]
             body = req["body"] if b.provider == "openai" else req["params"]
             text = item_text(body.get("messages") or [])
-            fault = self.host.take_fault(text, ("batch_expired", "batch_errored"))
+            kinds: tuple[FaultKind, ...] = ("batch_expired", "batch_errored")
+            if b.provider == "openai":
+                kinds += ("content_filter",)  # Azure OpenAI's filter: a 400 result line
+            fault = self.host.take_fault(text, kinds)
             if fault is not None:
                 b.errors.append({"custom_id": cid, "kind": fault.kind})
                 if fault.kind == "batch_expired":
@@ -291,12 +307,7 @@ class BatchAPI:
                                          "body": r["body"]}, "error": None}) + "\n"
                 for r in b.results
             )
-            err = "".join(
-                json.dumps({"id": f"batch_req_{self.host.next_id()}",
-                            "custom_id": e["custom_id"], "response": None,
-                            "error": {"code": e["kind"], "message": f"{e['kind']} (fake)"}})
-                + "\n"
-                for e in b.errors
-            )
+            err = "".join(json.dumps(_openai_error_line(self.host.next_id(), e)) + "\n"
+                          for e in b.errors)
             b.output_file_id = self.store_file(out.encode()) if b.results else None
             b.error_file_id = self.store_file(err.encode()) if b.errors else None

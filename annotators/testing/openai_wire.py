@@ -62,6 +62,11 @@ def openai_usage(completion: dict[str, Any]) -> tuple[int, int]:
     return completion["usage"]["prompt_tokens"], completion["usage"]["completion_tokens"]
 
 
+CONTENT_FILTERED = ("The response was filtered due to the prompt triggering Azure OpenAI's "
+                    "content management policy. (fake)")
+"""What Azure OpenAI says when its content filter declines a prompt."""
+
+
 def openai_error_body(kind: str, message: str) -> dict[str, Any]:
     """The error object the OpenAI API answers a failed request with. Kind
     ``content_filter`` is Azure OpenAI's answer to a prompt its filter flags (HTTP 400,

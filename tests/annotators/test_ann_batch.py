@@ -279,3 +279,36 @@ def test_a_failed_openai_job_says_why_its_items_are_missing(
     errors = {f.error for f in run.report.failures}
     assert errors and all("(the job: invalid_request: bad file)" in e for e in errors)
 
+
+
+def test_an_azure_content_filter_result_is_a_refusal_asked_once(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path) -> None:
+    """Azure OpenAI's batch answers a prompt its content filter declines with a 400
+    result line (code content_filter). As a failed request it was re-submitted in a new
+    job twice, then reported as an error and asked yet again by the next run; the live
+    path already makes it that item's refusal, kept in the cache."""
+    server.add_fault(Fault("content_filter", match="idiot", times=10))
+    run = _run("openai", server, schema, fast, cache=tmp_path / "c.sqlite")
+    name = run.report.annotators[0]
+    counts = run.report.outcomes[name]  # the bomb question is the model's own refusal
+    assert counts["refused"] == 2 and counts["error"] == 0
+    assert counts["labelled"] == len(TEXTS) - 2
+    (refused,) = [f for f in run.report.failures if f.item_id == "i1"]
+    assert refused.outcome == "refused" and "content management policy" in (refused.raw or "")
+    assert server.endpoints["batches.create"] == 1  # not re-submitted
+    server.reset_counts()
+    again = _run("openai", server, schema, fast, cache=tmp_path / "c.sqlite")
+    assert server.endpoints.total() == 0 and again.report.from_cache == len(TEXTS)
+
+
+def test_a_live_content_filter_fault_is_a_refusal(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy) -> None:
+    """The fake's ``content_filter`` fault speaks Azure's live 400 too."""
+    from annotators.runner import annotate_with_report
+
+    server.add_fault(Fault("content_filter", match="idiot", times=10))
+    ann = [make("openai", server)]
+    run = annotate_with_report(make_dataset(TEXTS, schema), ann, policy=fast, progress=False)
+    counts = run.report.outcomes[ann[0].name]  # and the bomb question's own refusal
+    assert counts["refused"] == 2 and counts["error"] == 0
+    assert server.paid.total() == len(TEXTS) - 1
