@@ -92,7 +92,7 @@ def check_objective(
 def _scores(probs: np.ndarray, safe: np.ndarray, per_class: float | None) -> np.ndarray:
     """The score whose threshold reproduces ``DecisionRule``: 1 - P(safe), or 1 (always
     blocked) where a non-safe class reaches the shared per-class threshold."""
-    toxic = 1.0 - probs[:, safe].sum(axis=1)
+    toxic = np.maximum(1.0 - probs[:, safe].sum(axis=1), 0.0)  # as DecisionRule: never < 0
     if per_class is None:
         return toxic
     return np.where(probs[:, ~safe].max(axis=1) >= per_class, 1.0, toxic)
@@ -131,9 +131,19 @@ def check_both_kinds(valid) -> None:
     ONNX conversion is not spent on a split that cannot calibrate it.
 
     Raises:
-        ConfigError: naming the split and its counts.
+        ConfigError: naming the split and its counts; or a split where some texts have
+            a gold label and some do not (without this, such a split was left
+            uncalibrated, "no gold labels", on one blank cell).
     """
     schema = valid.schema
+    missing = [it.item_id for it in valid.items if it.gold is None]
+    # None at all: uncalibrated, saying so; some: refused (a gap, not a choice).
+    if schema.safe and missing and len(missing) < len(valid.items):
+        raise ConfigError(
+            f"{valid.name or 'the validation split'}: {len(missing)} of {len(valid.items)} "
+            f"texts have no gold label (first: {missing[:3]}); calibration needs every "
+            "validation text labelled: label them or drop them from --valid"
+        )
     if not (valid.has_gold and schema.safe):
         return
     gold = valid.gold_array()
@@ -182,6 +192,7 @@ def calibrate(
             "probability crosses the threshold; retrain with the safe classes named "
             "(--safe or --schema) for a guard with a toxic score",
         )
+    check_both_kinds(valid)  # a split partly gold-labelled is refused, not left uncalibrated
     if not valid.has_gold:
         if target_recall is not None or target_fpr is not None:
             raise ConfigError("target_recall / target_fpr need gold labels in the validation split")
@@ -191,7 +202,6 @@ def calibrate(
             "the validation split has no gold labels",
             "give --valid a split with gold labels (--gold-col) to calibrate it",
         )
-    check_both_kinds(valid)
     safe = np.array([c in schema.safe for c in schema.classes])
     positive = ~safe[valid.gold_array()]
     groups, names = (valid.group_array(), list(valid.groups)) if valid.has_groups else (None, None)

@@ -93,6 +93,8 @@ def escalation(
     from guardrail_dro.serve.escalation_band import band_notes, judge_verdicts
     from guardrail_dro.serve.guard import Guard
 
+    if out is not None:  # refused now, not after scoring the whole split
+        _check_writable(out)
     schema = load_artifact(guard_dir, verify=False).schema
     data = read_splits({"valid": valid}, columns.reader_options(), schema=schema)[0]["valid"]
     for n in data.notes:
@@ -128,6 +130,20 @@ def escalation(
     if out is not None:
         bands[max_defer].save(out)
         err.print(f"band written to {out}", highlight=False)
+
+
+def _check_writable(out: Path) -> None:
+    """Raises ConfigError naming ``--out`` when its folder cannot be made or written."""
+    import os
+
+    from guardrail_dro.errors import ConfigError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: its folder cannot be made ({exc})") from None
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"--out {out}: not writable")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -191,6 +207,11 @@ class JudgeOptions(OptionGroup):
             return None
         if self.escalate is None or self.judge is None:
             raise typer.BadParameter("--escalate BAND.json and --judge SPEC go together")
+        if guard.policy.toxic_threshold is not None:  # the band's edges would replace it
+            raise typer.BadParameter(
+                "--toxic-threshold does not apply with --escalate: the band's edges are the "
+                "thresholds (choose another band with guardrail-dro escalation)"
+            )
         from annotators.specs import make_annotator
         from guardrail_dro.errors import ConfigError
         from guardrail_dro.serve.escalation import EscalatingGuard, EscalationBand

@@ -81,7 +81,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def toxic_scores(logits: np.ndarray, safe: np.ndarray) -> np.ndarray:
     """1 - P(safe classes) per row of (N, C) logits, computed as ``DecisionRule`` does."""
-    return 1.0 - softmax(logits)[:, np.asarray(safe, dtype=bool)].sum(axis=1)
+    return np.maximum(1.0 - softmax(logits)[:, np.asarray(safe, dtype=bool)].sum(axis=1), 0.0)
 
 
 class OperatingPoint(BaseModel):

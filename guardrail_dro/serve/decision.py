@@ -136,7 +136,9 @@ class DecisionRule:
         # Severity: how far past its threshold each window is; the worst window decides.
         sev = (probs * self.inv_thresholds).max(axis=1)
         if self.safe.any():
-            toxic = 1.0 - probs[:, self.safe].sum(axis=1)
+            # Never below 0: with several safe classes their summed float64 share can
+            # round above 1 (-2.2e-16), and a band or threshold edge is >= 0.
+            toxic = np.maximum(1.0 - probs[:, self.safe].sum(axis=1), 0.0)
             bad = hits.any(axis=1) | (toxic >= self.toxic_threshold)
             sev = np.maximum(sev, toxic / max(self.toxic_threshold, 1e-9))
         else:  # no class known safe: 1 - P(safe) would always be 1
@@ -167,7 +169,7 @@ class DecisionRule:
         # (No severity: it only picks the deciding window among several.)
         triggered = tuple([c for c, a, b in zip(labels, p, thr, strict=True) if a >= b])
         if safe_idx:
-            toxic = 1.0 - sum([p[i] for i in safe_idx])
+            toxic = max(1.0 - sum([p[i] for i in safe_idx]), 0.0)  # as in _decide_windows
             bad = bool(triggered) or toxic >= self.toxic_threshold
         else:  # no class known safe: 1 - P(safe) would always be 1
             toxic, bad = 0.0, bool(triggered)

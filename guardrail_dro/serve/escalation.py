@@ -223,10 +223,13 @@ class EscalatingGuard:
         from annotators.labelling import label_text
 
         timeout = self.timeout_s
+        # A lone surrogate (JSON's "\ud800", a cut emoji) cannot be sent as UTF-8: the
+        # judge would always fail on it, so it reads as U+FFFD (a split pair is joined).
+        sendable = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         try:
             answer = await asyncio.wait_for(
                 label_text(
-                    self.judge, text, self.schema, policy=self.retry, template=self.template
+                    self.judge, sendable, self.schema, policy=self.retry, template=self.template
                 ),
                 timeout,
             )

@@ -163,6 +163,7 @@ def choose_band(
         )
     if not np.isfinite(s).all():
         raise DataError(f"{int((~np.isfinite(s)).sum())} toxic scores are not finite numbers")
+    s = np.maximum(s, 0.0)  # as the guard's own score (float rounding: -2.2e-16), edges >= 0
     order = np.argsort(s, kind="stable")
     s, y, j = s[order], y[order], j[order]
     n = len(s)

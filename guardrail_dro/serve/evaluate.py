@@ -38,7 +38,11 @@ class GuardEvaluation(BaseModel):
     split: str
     items: int
     precision_variant: str | None
-    objective: str | None
+    objective: str | None = Field(
+        description="How the threshold evaluated was chosen: guard.json's objective, or the "
+        "Policy's target_recall / target_fpr / fixed toxic_threshold that moved it."
+    )
+    target: float | None = Field(None, description="That objective's target, if any.")
     calibrated: bool
     point: OperatingPoint
     valid_point: OperatingPoint | None
@@ -83,11 +87,21 @@ def evaluate_guard(guard: Guard, data: AnnotatedDataset) -> GuardEvaluation:
         blocked, positive, groups, names, threshold=float(guard.rule.toxic_threshold)
     )
     cal = guard.artifact.manifest.calibration if guard.artifact is not None else None
+    objective: str | None = cal.objective if cal is not None and cal.calibrated else None
+    target = cal.target if cal is not None and cal.calibrated else None
+    pol = guard.policy  # a policy's point, not guard.json's, is the one evaluated
+    if pol.target_recall is not None:
+        objective, target = "target_recall", pol.target_recall
+    elif pol.target_fpr is not None:
+        objective, target = "target_fpr", pol.target_fpr
+    elif pol.toxic_threshold is not None:
+        objective, target = "fixed", None
     return GuardEvaluation(
         split=data.name or "data",
         items=len(data),
         precision_variant=guard.precision,
-        objective=cal.objective if cal is not None and cal.calibrated else None,
+        objective=objective,
+        target=target,
         calibrated=bool(cal is not None and cal.calibrated),
         point=point,
         valid_point=_valid_point(cal, point.threshold),
