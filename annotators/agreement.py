@@ -84,14 +84,48 @@ class AgreementReport:
 
 def read_failures(path: str | Path) -> list[dict[str, Any]]:
     """The rows of an ``annotate`` failures file (item_id, annotator, outcome...)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: failures file not found") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the failures file ({exc.strerror})") from None
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{n}: not a JSON line ({exc})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object (annotator, outcome...), "
+                                f"got {type(row).__name__}")
+            rows.append(row)
     return rows
+
+
+def _display_names(ids: list[str], names: Mapping[str, str] | None, gold: bool,
+                   dataset: str) -> dict[str, str]:
+    """Annotator id -> the name shown; every table and matrix is keyed by it, so a name
+    given for no annotator, two annotators shown alike, or one shown as ``GOLD`` beside
+    the gold labels is refused (one annotator's numbers would silently replace another's).
+    """
+    names = dict(names or {})
+    unknown = [a for a in names if a not in ids]
+    if unknown:
+        known = ", ".join(ids[:20]) + (f" ... ({len(ids)} in all)" if len(ids) > 20 else "")
+        raise DataError(f"--name {', '.join(unknown)}: no such annotator in {dataset} "
+                        f"(its annotators: {known})")
+    show = {a: names.get(a, a) for a in ids}
+    seen: dict[str, str] = {GOLD: "the gold labels"} if gold else {}
+    for a, shown in show.items():
+        if shown in seen:
+            raise DataError(f"annotator {a!r} would be shown as {shown!r}, as is {seen[shown]}: "
+                            "give each a different name (--name ANNOTATOR=DISPLAY NAME)")
+        seen[shown] = f"annotator {a!r}"
+    return show
 
 
 def _pair(labels: dict[str, dict[str, str]], a: str, b: str) -> tuple[list[str], list[str]]:
@@ -130,7 +164,8 @@ def agreement_report(dataset: AnnotatedDataset,
         names: annotator id -> display name (e.g. ``label_4`` -> ``GPT-4``).
 
     Raises:
-        DataError: the dataset has fewer than one annotator.
+        DataError: the dataset has fewer than one annotator; ``names`` names an
+            annotator the dataset lacks, or shows two alike (or one as ``GOLD``).
     """
     metrics = require("sklearn.metrics", "annotate")
     confusion_matrix, recall_score = metrics.confusion_matrix, metrics.recall_score
@@ -138,7 +173,6 @@ def agreement_report(dataset: AnnotatedDataset,
     ids = list(dataset.annotators)
     if not ids:
         raise DataError(f"{dataset.name}: no annotations to compare")
-    show = {a: (names or {}).get(a, a) for a in ids}
     classes = list(dataset.schema.classes)
     labels: dict[str, dict[str, str]] = {a: {} for a in ids}
     confidences: dict[str, dict[str, float]] = {a: {} for a in ids}
@@ -153,8 +187,12 @@ def agreement_report(dataset: AnnotatedDataset,
     fails: dict[str, Counter[str]] = {}
     for row in failures or ():
         fails.setdefault(str(row.get("annotator")), Counter())[str(row.get("outcome"))] += 1
+    # refused or invalid on every item: no label in the data, but the most telling row
+    unlabelled = [a for a in fails if a not in labels]
+    show = _display_names(ids + unlabelled, names, bool(gold), dataset.name)
     keys = ids + ([GOLD] if gold else [])
-    labels[GOLD] = gold
+    if gold:  # an annotator may be called "gold" where there is no gold
+        labels[GOLD] = gold
     shown = [show.get(k, k) for k in keys]
 
     kappa: dict[str, dict[str, float | None]] = {}
@@ -211,4 +249,8 @@ def agreement_report(dataset: AnnotatedDataset,
         q.confidence_right = float(np.mean(right)) if right else None
         q.confidence_wrong = float(np.mean(wrong)) if wrong else None
         out.append(q)
+    for a in unlabelled:  # no labels: no kappa, only its rates (refused / invalid of all)
+        asked = sum(fails[a].values())
+        out.append(AnnotatorQuality(show[a], "llm", 0, refusal_rate=fails[a]["refused"] / asked,
+                                    invalid_rate=fails[a]["invalid"] / asked))
     return AgreementReport(classes, shown, out, kappa, agree, overlap, len(dataset))

@@ -135,6 +135,10 @@ def agreement_command(
 ) -> None:
     from guardrail_dro.data.readers import read_dataset
 
+    if heatmap is not None:  # a format matplotlib cannot write fails now, not after the work
+        from annotators.agreement_view import check_heatmap_path
+
+        check_heatmap_path(heatmap)
     dataset = read_dataset(data, columns.reader_options(), schema=schema_options.label_schema())
     for n in dataset.notes:
         typer.echo(f"note: {n}", err=True)

