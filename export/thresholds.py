@@ -7,8 +7,9 @@ reference), then ``calibrate``:
    blocks a text the toxic score let through. One shared threshold for every non-safe
    class is tried on a grid (``PER_CLASS_GRID``), the toxic threshold re-chosen for each;
    it is kept only when it raises the default objective's best value on valid, else
-   dropped (``per_class`` empty: no per-class trigger). The measurement is written to
-   ``guard.json`` (``calibration.per_class``).
+   dropped (``per_class`` empty: no per-class trigger); under ``target_fpr``, one whose
+   FPR floor is above the target is replaced (``_per_class_for_fpr``). The measurement
+   is written to ``guard.json`` (``calibration.per_class``).
 2. the toxic threshold: the point of the validation operating curve
    (``guardrail_dro.serve.calibration``) the objective picks: ``target_recall``,
    ``target_fpr``, a ``fixed`` threshold the user gave, ``worst_group_balanced_accuracy``,
@@ -125,6 +126,38 @@ def _per_class(
     )
 
 
+def _per_class_for_fpr(
+    probs, safe, positive, groups, names, target: float, kept: float
+) -> tuple[float | None, str]:
+    """The per-class threshold when the one the objective keeps (``kept``) leaves no
+    point at FPR <= ``target``: a trigger blocks a text whatever the toxic threshold, so
+    it sets a floor under the curve's FPR (kept at 0.5 on toxic-questions: a floor of
+    0.244 on valid, and ``--target-fpr 0.10`` failed). Then none or another of the grid,
+    whichever gives the target point the most recall on valid (ties: the lower FPR).
+
+    Judging every target's trigger by its own point instead was measured and not kept
+    (one model, toxic-questions, 2026-12-07): at recall 0.90 it chose 0.65 over 0.5 on
+    valid (FPR 0.329 against 0.354) and on test did worse (0.455 against 0.412)."""
+
+    def point(tau: float | None):
+        curve = operating_curve(_scores(probs, safe, tau), positive, groups, names)
+        try:
+            return curve.choose("target_fpr", target)
+        except ConfigError:  # the trigger's floor is above the target
+            return None
+
+    found = [(p.recall, -p.fpr, t) for t in (None, *PER_CLASS_GRID) if (p := point(t))]
+    floor = (
+        f"the per-class threshold {kept} that the objective keeps leaves no point at "
+        f"FPR <= {target:g} on valid"
+    )
+    if not found:
+        return kept, f"kept at {kept}: {floor}, nor does any other"  # calibrate then says so
+    recall, fpr, tau = max(found, key=lambda f: f[:2])
+    how = "dropped" if tau is None else f"kept at {tau}"
+    return tau, f"{how}: {floor}; the target point there: recall {recall:.4f}, FPR {-fpr:.4f}"
+
+
 def check_both_kinds(valid) -> None:
     """Refuse a gold-labelled split without both toxic and safe texts: an operating point
     needs both. ``calibrate`` checks it, and ``export``'s command first of all, so the
@@ -216,6 +249,12 @@ def calibrate(
     tau, per_class_note = _per_class(probs, safe, positive, groups, names, objective)
     scores = _scores(probs, safe, tau)
     full = operating_curve(scores, positive, groups, names)
+    if target_fpr is not None and tau is not None and min(full.fpr) > target_fpr + 1e-12:
+        tau, per_class_note = _per_class_for_fpr(
+            probs, safe, positive, groups, names, target_fpr, tau
+        )
+        scores = _scores(probs, safe, tau)
+        full = operating_curve(scores, positive, groups, names)
     target: float | None = None
     if target_recall is not None:
         objective, target = "target_recall", target_recall

@@ -191,4 +191,11 @@ def threshold_for_target(
         )
     if target_recall is not None:
         return curve.choose("target_recall", target_recall).threshold
-    return curve.choose("target_fpr", target_fpr).threshold
+    try:
+        return curve.choose("target_fpr", target_fpr).threshold
+    except ConfigError as exc:  # a floor under the stored curve: say where it comes from
+        raise ConfigError(
+            f"{exc}. Where guard.json keeps per-class thresholds (calibration.per_class), "
+            "they block some safe validation texts whatever the toxic threshold: re-export "
+            f"with --target-fpr {target_fpr}, which keeps them only if they help that target"
+        ) from None

@@ -340,3 +340,44 @@ def test_uncalibrated_note_says_what_would_calibrate(three_class) -> None:
     schema = data.schema
     _, cal = calibrate(logits, AnnotatedDataset(items=unlabelled, schema=schema, name="y"), schema)
     assert "no gold labels" in cal.note and "--gold-col" in cal.note
+
+
+@pytest.fixture()
+def trigger_floor():
+    """Three toxic texts with their mass on one class (toxic score 0.55, P(a) 0.55), a
+    safe one alike and a safe one spread (toxic score 0.7). Class a's own threshold is
+    the only way to block the toxic texts without the spread one, and it blocks the
+    like one at any toxic threshold: best accuracy with it, an FPR floor of 0.5."""
+    from guardrail_dro.data.items import AnnotatedDataset, Item
+    from guardrail_dro.data.schema import LabelSchema
+
+    schema = LabelSchema(classes=("safe", "a", "b"), safe=("safe",))
+    gold = ["a", "a", "a", "safe", "safe"]
+    items = [Item(item_id=f"i{k}", text=f"t{k}", gold=g, group="g") for k, g in enumerate(gold)]
+    data = AnnotatedDataset(items=items, schema=schema, name="hand")
+    like = [0.45, 0.55, 1e-9]
+    logits = _logits([like, like, like, like, [0.3, 0.35, 0.35]])
+    return schema, data, logits
+
+
+def test_a_per_class_threshold_never_puts_a_target_fpr_out_of_reach(trigger_floor) -> None:
+    """The per-class threshold the default objective keeps blocks some safe texts
+    whatever the toxic threshold: kept at 0.5 on toxic-questions, it put a floor of 0.244
+    under valid's FPR, and ``export --target-fpr 0.10`` (README's own example) failed
+    with "no threshold reaches FPR <= 0.1"."""
+    from export.thresholds import calibrate, decision_function
+
+    schema, data, logits = trigger_floor
+    thresholds, cal = calibrate(logits, data, schema)  # the default objective keeps it
+    assert cal.per_class.startswith("kept") and cal.point.accuracy == pytest.approx(0.8)
+    assert cal.point.fpr == pytest.approx(0.5)
+
+    thresholds, cal = calibrate(logits, data, schema, target_fpr=0.25)
+    assert thresholds.per_class == {} and cal.per_class.startswith("dropped")
+    assert "leaves no point at FPR <= 0.25" in cal.per_class
+    assert cal.objective == "target_fpr" and cal.point.fpr <= 0.25
+    assert not decision_function(schema, thresholds)(logits)[3:].any()
+
+    thresholds, cal = calibrate(logits, data, schema, target_fpr=0.5)  # within reach
+    assert cal.per_class.startswith("kept") and thresholds.per_class
+    assert (cal.point.recall, cal.point.fpr) == pytest.approx((1.0, 0.5))
