@@ -90,7 +90,7 @@ def escalation(
     from guardrail_dro.data.readers import read_splits
     from guardrail_dro.serve.artifact import load_artifact
     from guardrail_dro.serve.escalation import calibration_arrays, choose_band
-    from guardrail_dro.serve.escalation_band import band_notes, judge_verdicts
+    from guardrail_dro.serve.escalation_band import GuardIdentity, band_notes, judge_verdicts
     from guardrail_dro.serve.guard import Guard
 
     if out is not None:  # refused now, not after scoring the whole split
@@ -103,14 +103,17 @@ def escalation(
     budgets = sorted({*BUDGETS, max_defer})
     with err.status(f"scoring {len(data)} texts with the {guard.precision} guard"):
         arrays = calibration_arrays(guard, data, judge)
+    identity = GuardIdentity.of(guard)  # recorded: check / serve note another guard
     bands = {
-        b: choose_band(*arrays, target_recall=target_recall, max_defer=b, judge=judge)
-        for b in budgets
-    }
+        b: choose_band(*arrays, target_recall=target_recall, max_defer=b, judge=judge,
+                       guard=identity)
+        for b in (*budgets, 1.0)  # 1.0, not shown: would a larger budget help?
+    }  # fmt: skip
     t = Table(title=f"{valid}: judge {judge}, recall >= {target_recall}", header_style="bold")
     for col in ("judge budget", "band (toxic score)", "recall", "FPR", "sent to judge"):
         t.add_column(col, justify="right")
-    for b, band in bands.items():
+    for b in budgets:
+        band = bands[b]
         chosen = " (chosen)" if b == max_defer else ""
         high = "none" if band.high > 1 else f"{band.high:.3f}"
         t.add_row(
@@ -125,7 +128,9 @@ def escalation(
               "100%", style="dim")  # fmt: skip
     Console().print(t)
     unlabelled = int((judge_verdicts(data, judge) < 0).sum())
-    for n in band_notes(len(data), toxic, bands[max_defer], unlabelled=unlabelled):
+    notes = band_notes(len(data), toxic, bands[max_defer], unlabelled=unlabelled,
+                       widest=bands[1.0], judge=verdict)  # fmt: skip
+    for n in notes:
         err.print(f"note: {n}", highlight=False)
     if out is not None:
         bands[max_defer].save(out)
@@ -212,9 +217,12 @@ class JudgeOptions(OptionGroup):
                 "--toxic-threshold does not apply with --escalate: the band's edges are the "
                 "thresholds (choose another band with guardrail-dro escalation)"
             )
+        import warnings
+
         from annotators.specs import make_annotator
         from guardrail_dro.errors import ConfigError
         from guardrail_dro.serve.escalation import EscalatingGuard, EscalationBand
+        from guardrail_dro.serve.escalation_guard import BandMismatchWarning, other_guard_note
 
         band = EscalationBand.load(self.escalate)
         if band.judge != self.judge:
@@ -223,6 +231,9 @@ class JudgeOptions(OptionGroup):
                 f"now is {self.judge!r}, whose mistakes may fall elsewhere",
                 highlight=False,
             )
+        other_guard = other_guard_note(band.guard, guard)
+        if other_guard is not None:
+            err.print(f"note: {other_guard}", highlight=False)
         try:
             judge = make_annotator(
                 self.judge,
@@ -232,7 +243,9 @@ class JudgeOptions(OptionGroup):
             )
         except ConfigError as exc:  # its messages name --annotator, the annotate option
             raise ConfigError(str(exc).replace("--annotator", "--judge")) from None
-        return EscalatingGuard(guard, judge, band, timeout_s=self.judge_timeout)
+        with warnings.catch_warnings():  # said above as a note, not as a Python warning
+            warnings.simplefilter("ignore", BandMismatchWarning)
+            return EscalatingGuard(guard, judge, band, timeout_s=self.judge_timeout)
 
 
 def register(app: typer.Typer) -> None:

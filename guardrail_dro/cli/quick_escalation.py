@@ -93,14 +93,19 @@ def escalation_stage(
         choose_band,
         judge_verdicts,
     )
+    from guardrail_dro.serve.escalation_band import GuardIdentity
     from guardrail_dro.serve.guard import Guard
 
     t0 = time.perf_counter()
     valid, test = splits["valid"], splits["test"]
     guard = Guard.load(guard_dir)  # the precision a user's check gets (int8 on a CPU)
     arrays = calibration_arrays(guard, valid, judge_column)
-    alone = choose_band(*arrays, target_recall=TARGET_RECALL, max_defer=0.0, judge=judge_column)
-    band = choose_band(*arrays, target_recall=TARGET_RECALL, max_defer=BUDGET, judge=judge_column)
+    bands = [
+        choose_band(*arrays, target_recall=TARGET_RECALL, max_defer=b, judge=judge_column,
+                    guard=GuardIdentity.of(guard))  # recorded: check / serve note another
+        for b in (0.0, BUDGET)
+    ]  # fmt: skip
+    alone, band = bands
     band_path = band.save(out / "escalation-band.json")
 
     safe = np.asarray(test.schema.safe_mask(), dtype=bool)

@@ -41,14 +41,13 @@ from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.escalation_band import (
     BandPoint,
     EscalationBand,
-    band_guard,
     band_predictions,
     calibrate_escalation,
     calibration_arrays,
     choose_band,
-    judge_schema,
     judge_verdicts,
 )
+from guardrail_dro.serve.escalation_guard import band_guard, judge_schema, warn_other_guard
 from guardrail_dro.serve.judging import Escalated, JudgeMemo, LoopThread
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.result import GuardResult
@@ -91,7 +90,9 @@ class EscalatingGuard:
             are kept.
         judge: an annotator (``annotators.specs.make_annotator("openai:gpt-4o")``); its
             labels must be the guard's classes.
-        band: from ``calibrate_escalation`` / ``choose_band`` (or ``EscalationBand.load``).
+        band: from ``calibrate_escalation`` / ``choose_band`` (or ``EscalationBand.load``);
+            chosen for another export or precision, a warning says so
+            (``serve.escalation_guard.BandMismatchWarning``).
         retry: the judge's retry policy (default ``RetryPolicy()``).
         timeout_s: the most one judge answer may take, retries included; past it the
             error policy decides.
@@ -122,6 +123,7 @@ class EscalatingGuard:
     ) -> None:
         if timeout_s <= 0 or concurrency < 1 or memo < 0:
             raise ConfigError("timeout_s must be > 0, concurrency >= 1 and memo >= 0")
+        warn_other_guard(band.guard, guard)  # its edges are another model's scores
         self.band = band
         self.guard = guard
         self.schema = judge_schema(guard)  # ConfigError when the guard has no safe class
@@ -201,7 +203,10 @@ class EscalatingGuard:
         if answer is not None and answer.outcome == "labelled" and answer.label is not None:
             toxic = answer.label not in self.schema.safe
             out = self._violation(r) if toxic else self._allowed(r)
-            return dataclasses.replace(out, latency_ms=ms)
+            # About the judge's class (the guard's own likeliest: ``Escalated.guard_label``).
+            names = dict(zip(self.guard.labels, self._upper.rule.names, strict=True))
+            label = answer.label if answer.label in names else out.label
+            return dataclasses.replace(out, label=label, label_name=names[label], latency_ms=ms)
         self.judge_failures += 1
         if answer is not None:
             why = f"judge {answer.outcome}: {answer.error or answer.raw or 'no label'}"[:300]

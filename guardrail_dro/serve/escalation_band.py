@@ -21,8 +21,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError, DataError
+from guardrail_dro.serve.escalation_guard import (
+    GuardIdentity,
+    band_guard,
+    guard_safe_classes,
+    judge_schema,
+)
 
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BandPoint",
     "EscalationBand",
+    "GuardIdentity",
     "band_guard",
     "band_notes",
     "band_predictions",
@@ -73,6 +79,9 @@ class EscalationBand(BaseModel):
     valid: BandPoint
     guard_alone: BandPoint | None = Field(
         None, description="The guard's own best threshold for the same recall target."
+    )
+    guard: GuardIdentity | None = Field(
+        None, description="The guard whose scores chose the band (None: not recorded)."
     )
 
     @model_validator(mode="after")
@@ -129,6 +138,7 @@ def choose_band(
     target_recall: float = 0.90,
     max_defer: float = 0.20,
     judge: str = "judge",
+    guard: GuardIdentity | None = None,
 ) -> EscalationBand:
     """The band with the lowest FPR at recall >= ``target_recall`` sending at most
     ``max_defer`` of the texts to the judge (ties: fewer deferred, then higher recall).
@@ -138,6 +148,8 @@ def choose_band(
         toxic: (N,) bool, the split's gold: True where the text is not safe.
         judge_toxic: (N,) bool, the judge's verdict on each text (its label not safe).
         target_recall, max_defer: in [0, 1].
+        judge, guard: the judge's and the guard's names, recorded in the band
+            (``GuardIdentity.of(guard)``: applied to another, ``EscalatingGuard`` warns).
 
     Raises:
         ConfigError: a target or budget outside [0, 1]. (Some band always qualifies:
@@ -225,52 +237,7 @@ def choose_band(
             items=n,
         ),
         guard_alone=guard_alone,
-    )
-
-
-def band_guard(guard: Guard, threshold: float) -> Guard:
-    """``guard`` deciding on its toxic score alone, at ``threshold``: per-class thresholds
-    of the harmful classes off (1.0), no operating-point target, no raising. With the
-    per-class triggers off, a long text's deciding window is its most toxic one, so the
-    score a band is chosen on (``calibration_arrays``) is the score it is applied to
-    (``EscalatingGuard``)."""
-    import dataclasses
-
-    safe = set(guard_safe_classes(guard))
-    off = {c: 1.0 for c in guard.labels if c not in safe}
-    policy = dataclasses.replace(
-        guard.policy,
-        thresholds=off,
-        toxic_threshold=threshold,
-        target_recall=None,
-        target_fpr=None,
-        raise_on_violation=False,
-    )
-    return guard.with_policy(policy)
-
-
-def guard_safe_classes(guard: Guard) -> tuple[str, ...]:
-    """The guard's safe classes (from its decision rule).
-
-    Raises:
-        ConfigError: the guard has none: its toxic score is always 0, nothing to escalate.
-    """
-    safe = tuple(c for c, f in zip(guard.labels, guard.rule.safe, strict=True) if f)
-    if not safe:
-        raise ConfigError("the guard has no safe class: it has no toxic score to escalate on")
-    return safe
-
-
-def judge_schema(guard: Guard) -> LabelSchema:
-    """The label schema a judge is asked with: the guard's classes, its safe classes and
-    their readable names (from the decision rule in force).
-
-    Raises:
-        ConfigError: the guard has no safe class.
-    """
-    names = {c: n for c, n in zip(guard.labels, guard.rule.names, strict=True) if n != c}
-    return LabelSchema(
-        classes=tuple(guard.labels), safe=guard_safe_classes(guard), descriptions=names
+        guard=guard,
     )
 
 
@@ -302,7 +269,8 @@ def calibration_arrays(
     the guard could not score (degraded), are left out.
 
     Raises:
-        DataError: no gold, no such annotator, fewer than 2 texts left.
+        DataError: no gold, no such annotator, fewer than 2 texts left, not both safe
+            and toxic texts among those the judge labelled (before any is scored).
         ConfigError: the guard's classes are not the split's.
     """
     if tuple(guard.labels) != tuple(valid.schema.classes):
@@ -312,6 +280,18 @@ def calibration_arrays(
         )
     gold = valid.gold_array()
     verdict = judge_verdicts(valid, judge)
+    safe = np.asarray(valid.schema.safe_mask(), dtype=bool)
+    labelled = verdict >= 0  # what the data alone can refuse, refused before the model runs
+    n, toxic = int(labelled.sum()), int((~safe[gold[labelled]]).sum())
+    if n < 2:
+        raise DataError(
+            f"{valid.name or 'dataset'}: {n} texts labelled by {judge!r}; a band needs more"
+        )
+    if toxic in (0, n):
+        raise DataError(
+            f"{valid.name or 'dataset'}: choosing a band needs safe and toxic texts; the {n} "
+            f"texts labelled by {judge!r} have {toxic} toxic and {n - toxic} safe"
+        )
     results = band_guard(guard, 1.0).decide_many(valid.texts)
     scores = np.array([r.toxic_score for r in results])
     keep = (verdict >= 0) & np.array([not r.degraded and r.windows > 0 for r in results])
@@ -320,7 +300,6 @@ def calibration_arrays(
             f"{valid.name or 'dataset'}: {int(keep.sum())} texts both scored and labelled "
             f"by {judge!r}; a band needs more"
         )
-    safe = np.asarray(valid.schema.safe_mask(), dtype=bool)
     return scores[keep], ~safe[gold[keep]], verdict[keep] == 1
 
 
@@ -329,11 +308,19 @@ MIN_BAND_TEXTS, MIN_BAND_CLASS = 100, 10
 
 
 def band_notes(
-    total: int, gold: np.ndarray, band: EscalationBand, *, unlabelled: int = 0
+    total: int,
+    gold: np.ndarray,
+    band: EscalationBand,
+    *,
+    unlabelled: int = 0,
+    widest: EscalationBand | None = None,
+    judge: np.ndarray | None = None,
 ) -> list[str]:
     """What a user should know about a band chosen on ``gold`` (True: not safe; the
     texts ``calibration_arrays`` kept of ``total``): texts left out, too few texts or of
-    one kind to measure recall / FPR, a band that blocks most safe texts."""
+    one kind to measure recall / FPR, a band that blocks most safe texts (and whether a
+    larger budget would help: ``widest``, the band with no budget limit; else why not:
+    ``judge``, the judge's verdicts on the same texts)."""
     notes = []
     kept = len(gold)
     if kept < total:
@@ -349,10 +336,25 @@ def band_notes(
             "kind): give a larger --valid labelled by the judge"
         )
     if band.valid.fpr > 0.5:
-        notes.append(
-            f"the band blocks {band.valid.fpr:.0%} of the safe texts to reach recall "
-            f"{band.target_recall}: lower --target-recall or raise --max-defer"
-        )
+        greedy = f"the band blocks {band.valid.fpr:.1%} of the safe texts to reach recall "
+        greedy += f"{band.target_recall}: lower --target-recall"
+        if widest is None or widest.valid.fpr < band.valid.fpr:
+            if band.max_defer < 1:
+                greedy += " or raise --max-defer"
+            if widest is not None:
+                greedy += (
+                    f" (with no limit: {widest.valid.fpr:.1%}, {widest.valid.deferred:.0%} sent)"
+                )
+        elif judge is not None and toxic:
+            recall = float(judge[gold].mean())
+            greedy += "; a larger --max-defer would not help: " + (
+                f"the judge's own recall on these texts is {recall:.3f}, so the toxic texts "
+                "it misses are blocked on the guard's score alone, with the safe texts "
+                "scoring as high"
+                if recall < band.target_recall
+                else f"the judge alone blocks {judge[~gold].mean():.1%} of the safe texts"
+            )
+        notes.append(greedy)
     return notes
 
 
@@ -374,4 +376,5 @@ def calibrate_escalation(
         target_recall=target_recall,
         max_defer=max_defer,
         judge=judge,
+        guard=GuardIdentity.of(guard),
     )

@@ -40,7 +40,8 @@ class Escalated:
     """What an ``EscalatingGuard`` decided about one text.
 
     Attributes:
-        result: the decision in force (the guard's, or the judge's inside the band).
+        result: the decision in force (the guard's, or the judge's inside the band: then
+            its ``label`` is the judge's class).
         guard: the guard's own result at the band's upper edge, before any judge.
         escalated: the text's score was in the band, so the judge was asked.
         judge: the judge's answer (None when not asked or when it timed out).
@@ -57,6 +58,15 @@ class Escalated:
     @property
     def allowed(self) -> bool:
         return self.result.allowed
+
+    @property
+    def guard_label(self) -> str:
+        """The guard's own likeliest class that is not safe, in its deciding window (what
+        its violation would name; "" when nothing was scored)."""
+        scores = self.guard.scores
+        if not scores or not self.guard.categories:
+            return ""
+        return max(self.guard.categories, key=lambda c: scores.get(c, 0.0))
 
     @property
     def outcome(self) -> str:

@@ -169,3 +169,168 @@ def test_a_lone_surrogate_does_not_keep_a_text_from_the_judge():
             out = cascade.check("a mild idiot \ud800")
     assert out.escalated and not out.result.degraded, out.result.error
     assert not out.allowed and out.judge is not None and out.judge.label == "toxic"
+
+
+# ---- a band names the guard it was chosen for -----------------------------------------
+def test_a_band_used_with_another_guard_or_precision_is_noted(guard_dir, synthetic, tmp_path,
+                                                              monkeypatch, capsys):  # fmt: skip
+    """A band's edges are toxic scores of one export at one precision; loaded with another
+    (an fp32 band served int8, a retrained export) only another judge was noted."""
+    import warnings
+
+    from guardrail_dro.cli.escalate import JudgeOptions
+    from guardrail_dro.serve.escalation import EscalatingGuard
+    from guardrail_dro.serve.escalation_guard import GuardIdentity
+
+    int8 = Guard.load(guard_dir, provider="cpu", precision="int8")
+    fp32 = Guard.load(guard_dir, provider="cpu", precision="fp32")
+    valid = synthetic["valid"]
+    band = calibrate_escalation(int8, valid, valid.annotators[2], max_defer=0.2)
+    assert band.guard == GuardIdentity(
+        manifest_sha256=int8.artifact.manifest.manifest_sha256, precision="int8"
+    )
+    assert EscalationBand.load(band.save(tmp_path / "band.json")) == band
+    judge = _NoJudge()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the guard it was chosen for: nothing to say
+        EscalatingGuard(int8, judge, band).close()
+    with pytest.warns(UserWarning, match="chosen for the int8 model; this guard runs fp32"):
+        EscalatingGuard(fp32, judge, band).close()
+    other = band.model_copy(update={"guard": GuardIdentity(manifest_sha256="0" * 64,
+                                                           precision="int8")})  # fmt: skip
+    with pytest.warns(UserWarning, match="another export"):
+        EscalatingGuard(int8, judge, other).close()
+    # A band file from before the field: loads, and says nothing.
+    old = tmp_path / "old.json"
+    old.write_text(band.model_dump_json(exclude={"guard"}))
+    assert EscalationBand.load(old).guard is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        EscalatingGuard(fp32, judge, EscalationBand.load(old)).close()
+    # check --escalate / serve --escalate: a note on stderr, not a Python warning.
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    options = JudgeOptions(escalate=tmp_path / "band.json", judge="openai:gpt-4o-mini")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        options.build(fp32).close()
+    note = " ".join(capsys.readouterr().err.split())
+    assert "note: the band was chosen for the int8 model" in note and "fp32" in note
+
+
+class _NoJudge:
+    name, model = "none", "none"
+
+    async def aclose(self) -> None:
+        return None
+
+
+# ---- the advice on a band that blocks most safe texts --------------------------------
+def test_the_advice_on_a_greedy_band_names_the_judges_recall_not_the_budget():
+    """`escalation --target-recall 1.0 --max-defer 1` said 'raise --max-defer'; the limit
+    is the judge's own recall: the toxic texts it misses are blocked on the score alone."""
+    from guardrail_dro.serve.escalation_band import band_notes
+
+    rng = np.random.default_rng(0)
+    toxic = rng.random(400) < 0.5
+    scores = np.clip(rng.normal(np.where(toxic, 0.6, 0.4), 0.2), 0, 1)
+    judge = toxic & (rng.random(400) < 0.6)  # finds 6 in 10 toxic texts, never a safe one
+    recall = judge[toxic].mean()
+    band = choose_band(scores, toxic, judge, target_recall=1.0, max_defer=1.0)
+    notes = " ".join(band_notes(400, toxic, band, widest=band, judge=judge))
+    assert "lower --target-recall" in notes and "raise --max-defer" not in notes
+    assert f"the judge's own recall on these texts is {recall:.3f}" in notes
+    # Where a larger budget does lower the FPR, raising it is still the advice.
+    good = choose_band(scores, toxic, toxic, target_recall=1.0, max_defer=1.0)
+    tight = choose_band(scores, toxic, toxic, target_recall=1.0, max_defer=0.01)
+    assert tight.valid.fpr > 0.5 > good.valid.fpr
+    assert "raise --max-defer" in " ".join(band_notes(400, toxic, tight, widest=good,
+                                                      judge=toxic))  # fmt: skip
+
+
+def test_escalation_at_full_budget_does_not_advise_raising_it(guard_dir, synthetic, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from guardrail_dro.cli import escalate
+
+    app = typer.Typer()
+    app.callback()(lambda: None)
+    escalate.register(app)
+    valid = tmp_path / "valid.jsonl"
+    synthetic["valid"].save_jsonl(valid)
+    res = CliRunner().invoke(app, [
+        "escalation", "--guard", str(guard_dir), "--valid", str(valid), "--judge", "llm_a",
+        "--target-recall", "1.0", "--max-defer", "1",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    err = " ".join(res.stderr.split())
+    assert "lower --target-recall" in err and "raise --max-defer" not in err
+    assert "the judge's own recall on these texts is" in err
+
+
+# ---- what can be checked without the model is checked first --------------------------
+def test_a_split_without_both_kinds_is_refused_before_the_guard_scores_it():
+    """A one-class --valid was refused only after every text was scored (~15 s for 1,000
+    texts with the MiniLM guard)."""
+    from guardrail_dro.errors import DataError
+    from guardrail_dro.serve.escalation import calibration_arrays
+
+    scored: list[int] = []
+
+    class Counting(FakeScorer):
+        def logits(self, rows):
+            scored.append(len(rows))
+            return super().logits(rows)
+
+    guard = Guard.from_scorer(Counting(lambda t: {}, labels=LABELS), safe_classes=SCHEMA.safe)
+
+    def split(golds, judged=None):
+        judged = judged or golds
+        return AnnotatedDataset([
+            Item(item_id=str(i), text=f"t{i}", gold=g,
+                 annotations=(Annotation(annotator="j", label=j),) if j else ())
+            for i, (g, j) in enumerate(zip(golds, judged, strict=True))
+        ], SCHEMA, name="valid")  # fmt: skip
+
+    with pytest.raises(DataError, match="0 toxic and 30 safe"):
+        calibration_arrays(guard, split(["safe"] * 30), "j")
+    # Both kinds, but the judge labelled the safe texts only: one kind left.
+    golds = ["safe", "toxic"] * 15
+    with pytest.raises(DataError, match="0 toxic and 15 safe"):
+        calibration_arrays(guard, split(golds, [g if g == "safe" else None for g in golds]), "j")
+    with pytest.raises(DataError, match="1 texts labelled by .j."):
+        calibration_arrays(guard, split(golds, ["safe"] + [None] * 29), "j")
+    assert scored == []  # not one text scored
+
+
+# ---- a judged result is about the judge's class -------------------------------------
+def test_a_judged_result_names_the_judges_class():
+    """The judge said harmful class '3'; the result's label (and so the moderation
+    categories of `serve`) named the guard's likeliest harmful class '0'."""
+    from annotators.openai_annotator import OpenAIAnnotator
+    from annotators.testing import FakeLLMServer
+    from annotators.testing.rules import FakeReply
+    from guardrail_dro.serve.escalation import EscalatingGuard
+
+    band = EscalationBand(
+        low=0.3, high=0.8, judge="j", target_recall=0.9, max_defer=0.2,
+        valid={"recall": 0.9, "fpr": 0.2, "deferred": 0.1, "items": 100},
+    )  # fmt: skip
+    scorer = FakeScorer(lambda t: {"0": 0.3, "3": 0.2}, labels=("safe", "0", "3", "chat"))
+    guard = Guard.from_scorer(
+        scorer, safe_classes=("safe", "chat"), descriptions={"3": "fraud", "chat": "small talk"}
+    )
+    says = {"3": FakeReply("3", "asks for card numbers", 0.9),
+            "chat": FakeReply("chat", "small talk", 0.9)}  # fmt: skip
+    with FakeLLMServer(lambda text: says[text.split()[0]]) as srv:
+        judge = OpenAIAnnotator("m", api_key="k", base_url=srv.openai_base_url)
+        with EscalatingGuard(guard, judge, band) as cascade:
+            blocked, allowed = cascade.check_many(["3 text", "chat text"])
+            again = cascade.check("3 text")  # from the memo: the same
+    assert blocked.escalated and not blocked.allowed and not blocked.result.degraded
+    assert (blocked.result.label, blocked.result.label_name) == ("3", "fraud")
+    assert blocked.result.to_openai_moderation()["categories"] == {"0": False, "3": True}
+    assert again.remembered and again.result == blocked.result
+    assert blocked.guard_label == "0"  # the guard's own likeliest harmful class, kept
+    assert allowed.allowed and allowed.result.label == "chat"  # a safe class, the judge's
+    assert allowed.result.label_name == "small talk"
