@@ -59,7 +59,9 @@ class AgreementReport:
     """The whole report: per-annotator quality and the pairwise matrices.
 
     ``kappa[a][b]`` / ``agreement[a][b]`` / ``overlap[a][b]`` over the annotators and
-    (when any item has one) ``GOLD``; None where two never labelled the same item.
+    (when any item has one) ``GOLD``; None where two never labelled the same item, and
+    a kappa None where it is undefined (both gave one same label throughout: an annotator
+    whose labels never vary, with itself too).
     """
 
     classes: list[str]
@@ -212,9 +214,8 @@ def agreement_report(dataset: AnnotatedDataset,
                 continue
             pairs = [codes[a][i] * len(classes) + codes[b][i] for i in common]
             cm = np.bincount(pairs, minlength=k2).reshape(len(classes), len(classes))
+            # with itself too: 1.0, or None (undefined) where its labels never vary
             kappa[ka][kb], agree[ka][kb] = _kappa_and_agreement(cm)
-            if a == b:
-                kappa[ka][kb] = 1.0
 
     kinds = dataset.annotator_kinds
     out = []

@@ -141,7 +141,10 @@ def save_heatmap(report: AgreementReport, path: str | Path, *,
     ncols = 2 if rows else 1
     fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols + 1, 5.5), squeeze=False)
     ax = axes[0][0]
-    im = ax.imshow(kappa, vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+    # -1..1, white at chance (0): a pair that disagrees more than chance is red, not drawn
+    # as chance; grey: no kappa (no shared items, or undefined)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.75")
+    im = ax.imshow(kappa, vmin=-1, vmax=1, cmap=cmap, interpolation="nearest")
     if len(names) <= TICKS_MAX:
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right",
                       fontsize=None if len(names) <= MATRIX_MAX + 1 else 5)
@@ -156,8 +159,10 @@ def save_heatmap(report: AgreementReport, path: str | Path, *,
             for j in range(len(names)):
                 if not np.isnan(kappa[i, j]):
                     ax.text(j, i, f"{kappa[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                            color="white" if kappa[i, j] < 0.6 else "black")
-    ax.set_title("Cohen's kappa" + (f" (incl. {GOLD})" if GOLD in names else ""))
+                            color="white" if abs(kappa[i, j]) >= 0.6 else "black")
+    ax.set_title("Cohen's kappa" + (f" (incl. {GOLD})" if GOLD in names else "")
+                 + ("\ngrey: none (no shared items, or labels that never vary)"
+                    if np.isnan(kappa).any() else ""))
     fig.colorbar(im, ax=ax, fraction=0.046)
     if rows:
         ax = axes[0][1]

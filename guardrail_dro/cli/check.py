@@ -7,6 +7,7 @@ A thin shell over ``Guard.load(guard_dir, provider=..., precision=..., policy=..
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +25,8 @@ _HELP = (
     "action, degraded, windows, latency_ms...). --file IN.jsonl: one JSON line per text "
     'line, in order, with "line" its line number (blank lines are skipped); each line is '
     'a string or an object with a "text" field (other fields, e.g. an id, are copied to '
-    'the output, as "input_NAME" where NAME is also a result field, e.g. a gold "label"); '
+    'the output, as "input_NAME" where NAME is also a result field, e.g. a gold "label"; '
+    "a NaN or Infinity, which is not JSON, as null); "
     "a file that is not UTF-8 or holds no text is an error (exit 2). "
     "Exit code 0 whatever the decisions; "
     "--exit-code makes it 1 when any text is not allowed.\n\n"
@@ -92,8 +94,9 @@ def _read_jsonl(path: Path, field: str) -> tuple[list[str], list[Extra]]:
 def _output_line(extra: Extra, result: dict) -> str:
     """One output line: the result's fields, the input's other fields beside them (one
     that shares a result field's name as ``input_NAME``, or ``input_input_NAME`` if the
-    input has that too, never overwritten), as JSON that the output stream can encode
-    (ASCII escapes where it cannot, e.g. a lone surrogate or a cp1252 console)."""
+    input has that too, never overwritten), as strict JSON (an input's NaN or Infinity
+    as null) that the output stream can encode (ASCII escapes where it cannot, e.g. a
+    lone surrogate or a cp1252 console)."""
     n, fields = extra
     if n is not None:
         result = {"line": n, **result}
@@ -103,12 +106,28 @@ def _output_line(extra: Extra, result: dict) -> str:
             k = f"input_{k}"
         line[k] = v
     line.update(result)
-    text = json.dumps(line, ensure_ascii=False)
+    try:
+        text = json.dumps(line, ensure_ascii=False, allow_nan=False)
+    except ValueError:  # a NaN or Infinity read from the input (not JSON): null
+        line = _finite(line)
+        text = json.dumps(line, ensure_ascii=False, allow_nan=False)
     try:
         text.encode(sys.stdout.encoding or "utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(line)
+        text = json.dumps(line, allow_nan=False)
     return text + "\n"
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (which Python's json reads from an
+    input line, but which is not JSON) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _one_source(text: str | None, file: Path | None) -> str | Path:

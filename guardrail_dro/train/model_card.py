@@ -225,7 +225,12 @@ def model_card(
         name = man.data_names.get(split, "")
         size = man.data_sizes.get(split) or (man.valid_metrics.n if split == "valid" else None)
         what = f"`{name}`, " if name else ""
-        lines.append(f"- {split}: {what}{size or '?'} items, sha256 `{digest[:16]}…`")
+        used = man.train_items if split == "train" else None
+        if used is not None and used != size:  # some left out (see the notes), or copies
+            count = f"trained on {used} items ({size or '?'} in the file)"
+        else:
+            count = f"{size or '?'} items"
+        lines.append(f"- {split}: {what}{count}, sha256 `{digest[:16]}…`")
     bg = man.background
     if bg is not None:  # unlabelled text that trained with a fixed target
         lines.append(

@@ -119,6 +119,11 @@ class TrainManifest(BaseModel):
         default_factory=dict, description="split -> what it was read from (for the card)"
     )
     data_sizes: dict[str, int] = Field(default_factory=dict, description="split -> items")
+    train_items: int | None = Field(
+        None,
+        description="Items trained on: train less those left out (also in valid, no "
+        "usable label), plus any generated copies; None: not recorded (older manifests).",
+    )
     valid_metrics: Metrics
     test_metrics: Metrics | None = Field(
         None, description="Set by `guardrail-dro evaluate --record` (never used to select)."
@@ -189,6 +194,7 @@ class TrainedModel:
             data_hashes=data_hashes,
             data_names=data_names or {},
             data_sizes=data_sizes or {},
+            train_items=result.train_items_used,
             valid_metrics=result.valid_metrics,
             best_epoch=result.best_epoch,
             group_weights=result.group_weights,

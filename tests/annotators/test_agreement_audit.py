@@ -165,3 +165,79 @@ def test_an_annotator_that_labelled_nothing_still_gets_its_rates() -> None:
     assert q["My LLM"].refusal_rate == pytest.approx(2 / 3)
     assert q["My LLM"].invalid_rate == pytest.approx(1 / 3)
     assert q["a"].refusal_rate == 0.0 and "My LLM" not in r.names  # no kappa to show
+
+
+def test_outputs_that_cannot_be_written_are_named_before_the_data_is_read(
+    tmp_path: Path,
+) -> None:
+    """``--json /proc/x.json`` or ``--heatmap FILE/x.png`` (a parent that is a file): an
+    OSError traceback, once the data was read and every number computed."""
+    data = tmp_path / "d.csv"
+    data.write_text("text,label_1,label_2,gold\na,x,x,x\nb,y,x,y\n")
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    cases = [
+        (["--data", str(data), "--heatmap", str(afile / "x.png")], "--heatmap", "is a file"),
+        # the data does not exist: the output is checked first
+        (["--data", str(tmp_path / "nope.csv"), "--json", str(afile / "sub" / "x.json")],
+         "--json", "is a file"),
+    ]  # fmt: skip
+    if Path("/proc/self").is_dir():  # a folder nobody can create a file in, root included
+        proc = ["--data", str(data), "--json", "/proc/x.json"]
+        cases.append((proc, "--json", "cannot write a file in /proc"))
+    for args, option, said in cases:
+        r = subprocess.run(
+            [CLI, "agreement", *args],
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        err = " ".join(r.stderr.split())
+        assert r.returncode == 2 and option in err and said in err, r.stderr
+        assert "Traceback" not in r.stderr and "Annotators" not in r.stderr
+    assert afile.read_text() == ""
+
+
+def test_an_annotator_whose_labels_never_vary_has_no_kappa_with_itself() -> None:
+    """Its kappa is undefined (sklearn: nan) with anyone whose labels never vary, itself
+    included; the diagonal read 1.00 for it all the same."""
+    items = [_item(i, "safe" if i % 2 else "toxic", a=("safe", None),
+                   b=("safe" if i % 3 else "toxic", None)) for i in range(6)]  # fmt: skip
+    r = agreement_report(AnnotatedDataset(items, SCHEMA, name="flat"))
+    assert r.kappa["a"]["a"] is None and r.agreement["a"]["a"] == 1.0
+    assert r.kappa["b"]["b"] == 1.0 and r.kappa[GOLD][GOLD] == 1.0
+    assert r.kappa["a"]["b"] == pytest.approx(0.0)  # defined: b's labels vary
+    assert next(iter(pairwise_table(r).columns[1].cells)) == "-"  # a's row, a's column
+
+
+def test_the_heatmap_shows_a_negative_kappa_apart_from_chance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scale started at 0: a pair that disagrees more than chance (kappa -1 here) was
+    drawn in the colour of kappa 0, and an undefined cell (no shared items) as blank."""
+    from matplotlib.axes import Axes
+
+    items = [_item(i, "safe" if i % 2 else "toxic", a=("safe" if i % 2 else "toxic", None),
+                   b=("toxic" if i % 2 else "safe", None)) for i in range(6)]  # fmt: skip
+    items.append(_item(6, None, c=("safe", None)))  # c shares no item with a or b
+    r = agreement_report(AnnotatedDataset(items, SCHEMA, name="neg"))
+    assert r.kappa["a"]["b"] == pytest.approx(-1.0) and r.kappa["a"]["c"] is None
+    images: list[Any] = []
+    orig = Axes.imshow
+
+    def imshow(self: Axes, *a: Any, **k: Any) -> Any:
+        images.append(orig(self, *a, **k))
+        return images[-1]
+
+    monkeypatch.setattr(Axes, "imshow", imshow)
+    save_heatmap(r, tmp_path / "neg.png")
+    im = images[0]  # the kappa matrix
+
+    def colour(k: float) -> tuple[float, ...]:
+        return tuple(im.cmap(im.norm(k)))
+
+    shown = {colour(-1.0), colour(-0.5), colour(0.0), colour(0.5), colour(1.0)}
+    assert len(shown) == 5
+    assert tuple(im.cmap.get_bad()) not in shown | {(0.0, 0.0, 0.0, 0.0)}

@@ -101,3 +101,24 @@ def test_manifest_pin(app: typer.Typer, guard_dir: Path, guard: Guard) -> None:
     assert CliRunner().invoke(app, [*args, "--manifest-sha256", digest]).exit_code == 0
     res = CliRunner().invoke(app, [*args, "--manifest-sha256", "0" * 64])
     assert res.exit_code != 0 and "not the pinned" in str(res.exception)
+
+
+def test_a_nan_in_an_input_field_still_gives_json(
+    app: typer.Typer, guard_dir: Path, tmp_path: Path
+) -> None:
+    """Python's json reads NaN and Infinity (not JSON) and wrote them back as they came:
+    the output line was not JSON to any strict reader (jq, JSON.parse, json.loads with
+    parse_constant); such a value is echoed as null."""
+    path = tmp_path / "nan.jsonl"
+    path.write_text(
+        '{"text": "hi", "score": NaN}\n{"text": "yo", "meta": {"p": [1.5, -Infinity]}}\n'
+    )
+    res = CliRunner().invoke(app, ["check", "--guard", str(guard_dir), "--file", str(path)])
+    assert res.exit_code == 0, res.output
+
+    def strict(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    first, second = (json.loads(ln, parse_constant=strict) for ln in res.stdout.splitlines())
+    assert first["score"] is None and second["meta"] == {"p": [1.5, None]}
+    assert first["line"] == 1 and "allowed" in second

@@ -117,3 +117,34 @@ def test_a_pipe_or_line_break_in_a_class_keeps_the_labels_table_whole(
         "| 1 | hate\\|harass | hate \\| harassment | no |",
         "| 2 | spam | ads and scams | no |",
     ]
+
+
+def test_the_card_states_how_many_items_the_model_trained_on() -> None:
+    """It gave the train file's size (6941) while 670 of them, also in valid, were left
+    out: the model trained on 6271, which the card did not say."""
+    from guardrail_dro.data.schema import LabelSchema
+    from guardrail_dro.train.metrics import Metrics
+    from guardrail_dro.train.model_card import model_card
+    from guardrail_dro.train.modeldir import TrainManifest
+
+    fields: dict = dict(
+        created="2026-01-01T00:00:00+00:00", method="ours", config={}, backbone="org/enc",
+        normalize=True, max_length=64, num_classes=2, head_hidden=0, annotators=["a"],
+        groups=["g"], data_hashes={"train": "0" * 64, "valid": "1" * 64},
+        data_names={"train": "train.csv"}, data_sizes={"train": 6941, "valid": 1000},
+        valid_metrics=Metrics(n=1000, accuracy=0.9, macro_f1=0.8), best_epoch=1,
+        notes=["670 train item(s) also in valid were left out (drop_overlap)"],
+    )  # fmt: skip
+    schema = LabelSchema(classes=("ok", "bad"), safe=("ok",))
+    text = model_card(TrainManifest(**fields, train_items=6271), schema)
+    assert "- train: `train.csv`, trained on 6271 items (6941 in the file), sha256" in text
+    assert "- valid: 1000 items, sha256" in text
+    same = model_card(TrainManifest(**fields, train_items=6941), schema)
+    assert "- train: `train.csv`, 6941 items, sha256" in same
+    old = model_card(TrainManifest(**fields), schema)  # a manifest from before: not known
+    assert "- train: `train.csv`, 6941 items, sha256" in old
+
+
+def test_from_result_records_the_items_trained_on(tiny_model_dir: Path) -> None:
+    m = TrainedModel.load(tiny_model_dir)
+    assert m.manifest.train_items == 1500  # synthetic train, none also in valid
