@@ -133,7 +133,9 @@ class _Checker:
         if self.text_of is None:
             return default_texts(value, self.rail)
         got = self.text_of(value)
-        return [got] if isinstance(got, str) else list(got)
+        # No text at all (e.g. a conversation with no user turn yet) is checked as ""
+        # (the default readers' answer to a message list without a human turn).
+        return [got] if isinstance(got, str) else list(got) or [""]
 
     def _after(self, results: Sequence[GuardResult], *, may_replace: bool) -> GuardResult:
         """The deciding result; raises GuardViolation when it must not pass and cannot

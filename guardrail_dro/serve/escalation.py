@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,7 +47,7 @@ from guardrail_dro.serve.escalation_band import (
     judge_verdicts,
 )
 from guardrail_dro.serve.escalation_guard import band_guard, judge_schema, warn_other_guard
-from guardrail_dro.serve.judging import Escalated, JudgeMemo, LoopThread
+from guardrail_dro.serve.judging import Escalated, JudgeMemo, LoopGates, LoopThread
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.result import GuardResult
 
@@ -138,9 +137,8 @@ class EscalatingGuard:
         self.timeout_s = timeout_s
         self.template = template
         self.concurrency = concurrency
-        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._gates = LoopGates(concurrency)  # around each judge call, not each text
         self.memo = JudgeMemo(memo)
-        self._lock = threading.Lock()
         self._runner = LoopThread("escalation-judge")
         self._closing: asyncio.Task[None] | None = None
         self.checks = 0
@@ -232,12 +230,16 @@ class EscalatingGuard:
         # judge would always fail on it, so it reads as U+FFFD (a split pair is joined).
         sendable = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
         try:
-            answer = await asyncio.wait_for(
-                label_text(
-                    self.judge, sendable, self.schema, policy=self.retry, template=self.template
-                ),
-                timeout,
-            )
+            # The slot is held by the call alone: a text outside the band, or answered by
+            # the memo, never waits for one, and a sync check or a rail (acheck) is capped
+            # as a server's requests are. A deadline covers the wait; timeout_s the call.
+            async with self._gates.get():
+                answer = await asyncio.wait_for(
+                    label_text(
+                        self.judge, sendable, self.schema, policy=self.retry, template=self.template
+                    ),
+                    timeout,
+                )
         except TimeoutError:
             return None, f"judge timed out after {timeout:g} s"
         except Exception as exc:  # e.g. a missing SDK: the error policy decides, no crash
@@ -261,11 +263,13 @@ class EscalatingGuard:
                 judge=known,
                 remembered=True,
             )
-        left = self.timeout_s if deadline is None else deadline - time.perf_counter()
+        # Without a deadline the call bounds itself (``timeout_s`` once it has a slot, so
+        # a long ``check_many`` queue is not cut off); with one, the wait for a slot counts.
+        left = None if deadline is None else deadline - time.perf_counter()
         answer: AnnotationResult | None = None
         why: str | None = "no time left for the judge before the deadline"
-        if left > 0:
-            answer, why = await self.memo.ask(text, min(left, self.timeout_s), self._ask)
+        if left is None or left > 0:
+            answer, why = await self.memo.ask(text, left, self._ask)
         return Escalated(
             result=self._judged(r, answer, why, start), guard=r, escalated=True, judge=answer
         )
@@ -295,20 +299,9 @@ class EscalatingGuard:
                 off (the error policy then decides), e.g. a server's request timeout.
         """
         start = time.perf_counter() if start is None else start
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            for done in [lp for lp in self._gates if lp.is_closed()]:
-                del self._gates[done]  # a waiting semaphore holds its loop: drop it here
-            gate = self._gates.get(loop)
-            if gate is None:  # one per event loop: a semaphore is bound to its loop
-                gate = self._gates[loop] = asyncio.Semaphore(self.concurrency)
-
-        async def one(text: str, r: GuardResult) -> Escalated:
-            async with gate:
-                return await self._escalate(text, r, start, deadline)
-
         pairs = zip(texts, results, strict=True)
-        return list(await asyncio.gather(*(one(t, r) for t, r in pairs)))
+        asked = (self._escalate(t, r, start, deadline) for t, r in pairs)
+        return list(await asyncio.gather(*asked))
 
     async def acheck(self, text: str) -> Escalated:
         """The decision on one text: the guard's, or the judge's inside the band.

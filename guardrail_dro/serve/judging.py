@@ -17,6 +17,7 @@ import concurrent.futures
 import contextlib
 import functools
 import hashlib
+import importlib
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from annotators.base import AnnotationResult
     from guardrail_dro.serve.result import GuardResult
 
-__all__ = ["Answer", "Escalated", "JudgeMemo", "LoopThread"]
+__all__ = ["Answer", "Escalated", "JudgeMemo", "LoopGates", "LoopThread", "preload_judge"]
 
 _T = TypeVar("_T")
 
@@ -126,13 +127,13 @@ class JudgeMemo:
                 self._answers.popitem(last=False)
 
     async def ask(
-        self, text: str, timeout: float, call: Callable[[str], Awaitable[Answer]]
+        self, text: str, timeout: float | None, call: Callable[[str], Awaitable[Answer]]
     ) -> Answer:
         """``call(text)``, shared with identical texts in flight on this loop. Each waiter
-        gives up after its own ``timeout``; the call runs while anyone waits on it (at
-        most to the limit ``call`` sets, the judge's own timeout) and is cancelled when
-        the last waiter gives up, so its cost stays bounded by the callers' deadlines.
-        A labelled answer is remembered."""
+        gives up after its own ``timeout`` (None: when the call ends); the call runs while
+        anyone waits on it (at most to the limit ``call`` sets, the judge's own timeout)
+        and is cancelled when the last waiter gives up, so its cost stays bounded by the
+        callers' deadlines. A labelled answer is remembered."""
         key = (asyncio.get_running_loop(), _digest(text))
         with self._lock:
             shared = self._inflight.get(key)
@@ -180,6 +181,40 @@ class _Shared:
     def __init__(self, future: asyncio.Future[Answer]) -> None:
         self.future = future
         self.waiters = 0
+
+
+def preload_judge(judge: Any) -> None:
+    """Import what a judge's first call imports: the labelling code and its SDK (named by
+    the annotator's ``provider``: ``openai`` ~0.6 s, ``anthropic`` ~1.3-1.8 s on a 2-core
+    machine). Run in a thread before a server takes requests, so that the first text in
+    the band does not hold the event loop, and every request on it, for that long."""
+    importlib.import_module("annotators.labelling")
+    provider = getattr(judge, "provider", None)
+    if provider in ("openai", "anthropic"):
+        with contextlib.suppress(ImportError):  # a missing SDK fails the call, as before
+            importlib.import_module(provider)
+
+
+class LoopGates:
+    """At most ``limit`` judge calls in flight per event loop: one ``asyncio.Semaphore``
+    for each loop that asks (a semaphore is bound to its loop), shared by every caller on
+    it (a server's requests, the sync API's threads, the rails)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def get(self) -> asyncio.Semaphore:
+        """The running loop's semaphore."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            for done in [lp for lp in self._gates if lp.is_closed()]:
+                del self._gates[done]  # a waiting semaphore holds its loop: drop it here
+            gate = self._gates.get(loop)
+            if gate is None:
+                gate = self._gates[loop] = asyncio.Semaphore(self.limit)
+            return gate
 
 
 class LoopThread:

@@ -205,6 +205,14 @@ def test_an_unreadable_value_names_text_of() -> None:
         guarded(lambda x: x, make_guard())  # type: ignore[arg-type]
 
 
+def test_a_text_of_that_finds_no_text_is_checked_as_empty() -> None:
+    """A ``text_of`` returning no texts crashed with "max() arg is an empty sequence"."""
+    chain, llm = make_chain(SAFE_REPLY)
+    g = guarded(chain, make_guard(), text_of_input=lambda v: [m for m in v["turns"]])
+    assert g.invoke({"question": "hi", "turns": []}) == SAFE_REPLY
+    assert llm.i == 1
+
+
 def test_import_guardrail_dro_does_not_import_langchain() -> None:
     code = (
         "import sys, guardrail_dro, guardrail_dro.integrations, guardrail_dro.serve.guard; "

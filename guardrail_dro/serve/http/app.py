@@ -44,6 +44,7 @@ from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
 from guardrail_dro.serve.http.config import ServeConfig
 from guardrail_dro.serve.http.metrics import CONTENT_TYPE, ServerMetrics
 from guardrail_dro.serve.http.schema import ApiError, error_body, moderation_body, parse_request
+from guardrail_dro.serve.judging import preload_judge
 
 __all__ = ["create_app"]
 
@@ -224,6 +225,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if escalation is not None:  # not at the first text in the band, on the event loop
+            await asyncio.to_thread(preload_judge, escalation.judge)
         await batcher.start()
         try:
             yield {}
