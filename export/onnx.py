@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ import numpy as np
 from export.probes import served_logits
 from export.quantize import Progress, convert_fp16, quantize_gated, quiet_logging
 from export.spec import ExportSpec, Tolerances
-from guardrail_dro.checksums import file_sha256
+from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.errors import ArtifactError, ConfigError, require
 
 __all__ = [
@@ -145,7 +144,24 @@ def check_out(out_dir: Path, overwrite: bool) -> None:
 def _prepare_out(out_dir: Path, overwrite: bool) -> Path:
     check_out(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    return new_folder(out_dir.parent, f".{out_dir.name}.tmp-")
+
+
+def _into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished build to ``out``. Without ``overwrite`` only an absent or
+    empty ``out`` is replaced (the rename does that atomically): one filled while the
+    export ran (a second export to the same --out that finished first) was deleted."""
+    if overwrite and out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    try:
+        tmp.rename(out)
+    except OSError:
+        if overwrite or not out.exists():
+            raise
+        raise ConfigError(
+            f"{out} was written while this export ran (another export to the same --out?) "
+            "and is left as it is: export again with --overwrite to replace it"
+        ) from None
 
 
 def _tokenizer_files(tokenizer, directory: Path) -> tuple[str, ...]:
@@ -408,9 +424,7 @@ def export_onnx(
             encoding="utf-8",
         )  # listed in guard.json by write_manifest, like every file
         write_manifest(tmp, manifest)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
+        _into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

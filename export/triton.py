@@ -28,6 +28,7 @@ from guardrail_dro.serve.artifact import GuardArtifact, load_artifact
 
 __all__ = [
     "check_model_name",
+    "check_repository",
     "model_config_pb2",
     "parse_config",
     "render_config",
@@ -147,6 +148,24 @@ def check_model_name(name: str) -> str:
     return name
 
 
+def check_repository(repo_dir: str | Path, guard_dir: str | Path) -> None:
+    """Refuse a Triton repository that overlaps the guard artifact; checked before
+    anything is exported (``--triton`` beside ``--out``).
+
+    Raises:
+        ConfigError: the repository inside the guard directory (its files, unlisted in
+            ``guard.json``, made the new guard refuse to load), the guard inside the
+            repository (Triton would try to serve it as a model), or the same folder.
+    """
+    repo, guard = Path(repo_dir).resolve(), Path(guard_dir).resolve()
+    if repo == guard or guard in repo.parents or repo in guard.parents:
+        raise ConfigError(
+            f"--triton {repo_dir} and --out {guard_dir} overlap: the guard artifact "
+            "refuses files it does not list, and Triton serves every folder of its "
+            "repository as a model; put the repository beside the guard, not in it"
+        )
+
+
 def write_triton_repository(
     guard_dir: str | Path,
     repo_dir: str | Path,
@@ -177,6 +196,7 @@ def write_triton_repository(
         raise ConfigError(f"kind must be KIND_GPU or KIND_CPU, not {kind!r}")
     if max_batch_size < 1:
         raise ConfigError(f"max_batch_size must be >= 1, not {max_batch_size}")
+    check_repository(repo_dir, guard_dir)
     artifact = load_artifact(guard_dir)
     src = artifact.model_path(variant)
     text = render_config(

@@ -1,15 +1,18 @@
-"""File digests shared by the trained model directory and the guard artifact.
+"""File digests and fresh folders shared by the trained model directory and the guard
+artifact.
 
-Both manifests list every file with its sha256 and verify them at load; the digest
-lives here, below ``train`` and ``serve``, so neither floor imports the other for it.
+Both manifests list every file with its sha256 and verify them at load, and both are
+built in a new sibling folder that is renamed into place; these live here, below
+``train`` and ``serve``, so neither floor imports the other for them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from pathlib import Path
 
-__all__ = ["file_sha256"]
+__all__ = ["file_sha256", "new_folder"]
 
 
 def file_sha256(path: Path) -> str:
@@ -19,3 +22,17 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def new_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder ``parent / (prefix + random)``, with the mode any ``mkdir``
+    gives (0777 less the umask). ``tempfile.mkdtemp`` makes it 0700, and the model or
+    guard directory renamed from it stayed so: unreadable to every other user, the
+    service account serving the guard included, although its files were 0644."""
+    while True:
+        path = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path

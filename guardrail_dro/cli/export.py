@@ -171,9 +171,10 @@ def export_command(
     chosen = _OBJECTIVES.get(objective) or _bad_objective(objective)
     check_out(out, overwrite)
     if triton is not None:
-        from export.triton import check_model_name
+        from export.triton import check_model_name, check_repository
 
         check_model_name(triton_name)
+        check_repository(triton, out)
     valid_ds = None
     if valid is not None:
         from guardrail_dro.data.readers import read_dataset

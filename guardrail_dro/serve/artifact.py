@@ -354,9 +354,12 @@ def load_artifact(
         raise ArtifactError(f"{mpath}: expected a JSON object, got {type(raw).__name__}")
     version = raw.get("schema_version")
     if version != GUARD_SCHEMA_VERSION:
+        fix = "re-export the model with this version"
+        if isinstance(version, int) and version > GUARD_SCHEMA_VERSION:
+            fix = "written by a newer guardrail-dro: upgrade this one"
         raise ArtifactError(
             f"{mpath}: guard.json schema version {version!r}; this guardrail-dro reads "
-            f"version {GUARD_SCHEMA_VERSION} (re-export the model with this version)"
+            f"version {GUARD_SCHEMA_VERSION} ({fix})"
         )
     digest = manifest_digest(raw)
     if _DIGEST_FIELD not in raw:

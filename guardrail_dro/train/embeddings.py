@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from guardrail_dro.errors import ArtifactError
 from guardrail_dro.train.model import GuardClassifier
 
 if TYPE_CHECKING:
@@ -57,7 +58,10 @@ class EmbeddingCache:
         # once where waiting could deadlock (two connections promoting their locks, or a
         # switch to WAL racing a first write), so opening retries until the deadline. WAL
         # (readers never block the writer) is set only when the file is not WAL yet.
-        self._db = sqlite3.connect(self.path, timeout=timeout)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout)
+        except sqlite3.DatabaseError as err:  # a folder it may not write to
+            raise self._error(err) from None
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -70,8 +74,22 @@ class EmbeddingCache:
             except sqlite3.OperationalError as err:
                 if "locked" not in str(err) or time.monotonic() > deadline:
                     self._db.close()
-                    raise
+                    raise self._error(err) from None
                 time.sleep(0.05 + random.random() * 0.1)
+            except sqlite3.DatabaseError as err:  # not a database, or a malformed one
+                self._db.close()
+                raise self._error(err) from None
+
+    def _error(self, err: sqlite3.DatabaseError) -> ArtifactError:
+        """The file and the fix: a damaged cache (a copy cut short, a disk that filled
+        up) was a traceback naming neither; the cache holds nothing but embeddings it can
+        compute again, so deleting it is always safe."""
+        if isinstance(err, sqlite3.OperationalError):
+            return ArtifactError(f"{self.path}: cannot use the embedding cache: {err}")
+        return ArtifactError(
+            f"{self.path}: the embedding cache is damaged ({err}); delete it (and any "
+            f"{self.path.name}-wal / -shm beside it): it is only a cache, rebuilt as needed"
+        )
 
     @staticmethod
     def key(namespace: str, text: str) -> str:
@@ -79,19 +97,25 @@ class EmbeddingCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for i in range(0, len(keys), 500):
-            chunk = list(keys[i : i + 500])
-            q = f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})"
-            for k, v in self._db.execute(q, chunk):
-                out[k] = np.frombuffer(v, dtype=np.float32)
+        try:
+            for i in range(0, len(keys), 500):
+                chunk = list(keys[i : i + 500])
+                q = f"SELECT k, v FROM emb WHERE k IN ({','.join('?' * len(chunk))})"
+                for k, v in self._db.execute(q, chunk):
+                    out[k] = np.frombuffer(v, dtype=np.float32)
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
         return out
 
     def put_many(self, rows: dict[str, np.ndarray]) -> None:
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO emb VALUES (?, ?)",
-                [(k, v.astype(np.float32).tobytes()) for k, v in rows.items()],
-            )
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO emb VALUES (?, ?)",
+                    [(k, v.astype(np.float32).tobytes()) for k, v in rows.items()],
+                )
+        except sqlite3.DatabaseError as err:
+            raise self._error(err) from None
 
     def close(self) -> None:
         self._db.close()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from guardrail_dro.checksums import file_sha256
+from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
 from guardrail_dro.train.background import BackgroundChoice
@@ -222,7 +222,7 @@ class TrainedModel:
         """
         out = check_save_target(out_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        tmp = new_folder(out.parent, f".{out.name}.new-")
         try:
             self._write(tmp)
             if out.exists():
@@ -283,9 +283,11 @@ class TrainedModel:
         except ValueError as exc:
             raise ArtifactError(f"{mpath}: not a valid manifest: {exc}") from None
         if manifest.manifest_version not in READABLE_VERSIONS:
+            newer = manifest.manifest_version > MANIFEST_VERSION
             raise ArtifactError(
                 f"{mpath}: manifest version {manifest.manifest_version}, this "
                 f"guardrail-dro reads versions {list(READABLE_VERSIONS)}"
+                f"{' (written by a newer guardrail-dro: upgrade this one)' * newer}"
             )
         for rel, digest in manifest.files.items():
             p = d / rel

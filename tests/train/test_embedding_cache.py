@@ -58,3 +58,25 @@ def test_a_cache_another_connection_is_writing_to_waits_instead_of_failing(
     cache.close()
     released.join()
     holder.close()
+
+
+def test_a_damaged_cache_file_is_named_with_the_fix(tmp_path: Path) -> None:
+    # A cache cut short (a copy, a full disk) or overwritten was a bare
+    # ``sqlite3.DatabaseError: file is not a database`` traceback from `train`, naming
+    # neither the file nor what to do.
+    import pytest
+
+    from guardrail_dro.errors import ArtifactError
+
+    path = tmp_path / "embeddings.sqlite"
+    cache = EmbeddingCache(path)
+    cache.put_many({f"k{i}": np.ones(384, np.float32) for i in range(3000)})
+    cache.close()
+    for side in tmp_path.glob("embeddings.sqlite-*"):
+        side.unlink()
+    whole = path.read_bytes()
+    for damaged in (b"not a database" * 100, whole[: len(whole) // 3]):
+        path.write_bytes(damaged)
+        with pytest.raises(ArtifactError, match=r"embeddings\.sqlite.*damaged.*delete it"):
+            opened = EmbeddingCache(path)
+            opened.get_many([f"k{i}" for i in range(3000)])

@@ -68,3 +68,31 @@ def test_a_method_without_estimator_loads_none(
     out = TrainedModel.from_result(result, {}).save(tmp_path / "m")
     assert not (out / "estimator.safetensors").exists()
     assert TrainedModel.load(out).estimator is None
+
+
+def test_a_saved_model_directory_gets_the_mode_mkdir_gives(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # save() built the folder with tempfile.mkdtemp (0700) and renamed it into place:
+    # a model trained by one user was unreadable to every other (its files were 0644).
+    import os
+
+    old = os.umask(0o022)
+    try:
+        TrainedModel.load(tiny_model_dir).save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m").stat().st_mode & 0o777 == 0o755
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_a_model_from_a_newer_format_says_to_upgrade(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    d = Path(shutil.copytree(tiny_model_dir, tmp_path / "m"))
+    raw = json.loads((d / "manifest.json").read_text())
+    raw["manifest_version"] = 3
+    (d / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match="version 3.*newer guardrail-dro: upgrade"):
+        TrainedModel.load(d)
