@@ -14,7 +14,7 @@ import typer
 from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
 from guardrail_dro.errors import ConfigError
 
-__all__ = ["agreement_command", "check_writable", "print_agreement", "register"]
+__all__ = ["agreement_command", "print_agreement", "register"]
 
 _HELP = """Quality before training: each annotator's agreement with the others and with gold.
 
@@ -42,31 +42,6 @@ def _names(pairs: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--name {p!r}: expected ANNOTATOR=DISPLAY NAME, e.g. label_4=GPT-4")
         out[key.strip()] = value.strip()
     return out
-
-
-def check_writable(path: Path, option: str) -> None:
-    """Refuse now, before the data is read, an output that cannot be written (a parent
-    that is a file, a folder no file can be made in such as /proc): it failed with an
-    OSError once every number had been computed. Leaves nothing behind."""
-    import tempfile
-
-    folder = next(p for p in path.absolute().parents if p.exists() or p == p.parent)
-    if not folder.is_dir():
-        raise ConfigError(f"{option} {path}: {folder} is a file, not a folder")
-    try:
-        if path.exists():
-            with path.open("ab"):  # not truncated: written only once the report is done
-                pass
-            return
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot write it ({exc.strerror})") from None
-    try:  # its missing folders are made at the end: a file must be possible in the first
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".agreement-"):
-            pass
-    except OSError as exc:
-        raise ConfigError(
-            f"{option} {path}: cannot write a file in {folder} ({exc.strerror})"
-        ) from None
 
 
 def print_agreement(
@@ -159,12 +134,13 @@ def agreement_command(
     columns: ColumnOptions,
 ) -> None:
     from guardrail_dro.data.readers import read_dataset
+    from guardrail_dro.outputs import check_writable
 
     if heatmap is not None:  # a format matplotlib cannot write fails now, not after the work
         from annotators.agreement_view import check_heatmap_path
 
         check_heatmap_path(heatmap)
-        check_writable(heatmap, "--heatmap")
+        check_writable(heatmap, "--heatmap")  # before the data is read, not after
     if json_out is not None:
         check_writable(json_out, "--json")
     dataset = read_dataset(data, columns.reader_options(), schema=schema_options.label_schema())

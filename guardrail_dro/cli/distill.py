@@ -107,6 +107,7 @@ def distill_model_dir(
     """
     from guardrail_dro.data.background import load_background
     from guardrail_dro.data.schema import LabelSchema
+    from guardrail_dro.outputs import check_writable
     from guardrail_dro.train.distill import distill
     from guardrail_dro.train.modeldir import check_save_target
 
@@ -118,7 +119,8 @@ def distill_model_dir(
             f"--out {out} is the teacher's own directory: the student would replace it; "
             "pass a new folder"
         )
-    check_save_target(out)  # before minutes of distilling, not after
+    target = check_save_target(out)  # before minutes of distilling, not after
+    check_writable(target.parent if target.exists() else target, "--out")  # built beside
     schema = LabelSchema.load(teacher / "schema.json")
     named = dict(man.data_names)
     if man.data_hashes.get("train") and "train" not in named and man.groups:

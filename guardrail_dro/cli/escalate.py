@@ -88,13 +88,14 @@ def escalation(
     from rich.table import Table
 
     from guardrail_dro.data.readers import read_splits
+    from guardrail_dro.outputs import check_writable
     from guardrail_dro.serve.artifact import load_artifact
     from guardrail_dro.serve.escalation import calibration_arrays, choose_band
     from guardrail_dro.serve.escalation_band import GuardIdentity, band_notes, judge_verdicts
     from guardrail_dro.serve.guard import Guard
 
     if out is not None:  # refused now, not after scoring the whole split
-        _check_writable(out)
+        check_writable(out, "--out")
     schema = load_artifact(guard_dir, verify=False).schema
     data = read_splits({"valid": valid}, columns.reader_options(), schema=schema)[0]["valid"]
     for n in data.notes:
@@ -135,20 +136,6 @@ def escalation(
     if out is not None:
         bands[max_defer].save(out)
         err.print(f"band written to {out}", highlight=False)
-
-
-def _check_writable(out: Path) -> None:
-    """Raises ConfigError naming ``--out`` when its folder cannot be made or written."""
-    import os
-
-    from guardrail_dro.errors import ConfigError
-
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: its folder cannot be made ({exc})") from None
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ConfigError(f"--out {out}: not writable")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -167,14 +167,17 @@ def export_command(
     # Everything a refusal can be known from comes first: a distillation of minutes, or
     # an export, is never spent on a typo in --objective, an --out in use or a bad name.
     from export.onnx import check_out
+    from guardrail_dro.outputs import check_writable
 
     chosen = _OBJECTIVES.get(objective) or _bad_objective(objective)
     check_out(out, overwrite)
+    check_writable(out.parent if out.exists() else out, "--out")  # built beside, renamed
     if triton is not None:
         from export.triton import check_model_name, check_repository
 
         check_model_name(triton_name)
         check_repository(triton, out)
+        check_writable(triton, "--triton")
     valid_ds = None
     if valid is not None:
         from guardrail_dro.data.readers import read_dataset

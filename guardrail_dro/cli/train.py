@@ -128,11 +128,13 @@ def train(
     Example: guardrail-dro train --train train.csv --valid valid.csv --out model/
     --schema examples/toxic_questions_schema.json --method ours
     """
+    from guardrail_dro.outputs import check_writable
     from guardrail_dro.train.data_checks import check_train_annotators
     from guardrail_dro.train.modeldir import TrainedModel, check_save_target
     from guardrail_dro.train.trainer import BiLevelTrainer
 
     check_save_target(out)  # refused now, not after the training
+    check_writable(out.parent if out.exists() else out, "--out")  # built beside, renamed
     cfg = training.config(method=method, seed=seed, average_seeds=average_seeds)
     splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
     check_train_annotators(splits["train"], [method], train)
@@ -318,11 +320,13 @@ def bench(
     again with the same options loses at most the run that was in progress.
     """
     from guardrail_dro.cli.annotator_info import annotator_info
+    from guardrail_dro.outputs import check_writable
     from guardrail_dro.train.bench import check_out_dir, default_methods, run_bench
     from guardrail_dro.train.data_checks import check_train_annotators
     from guardrail_dro.train.judges import judge_table
 
     check_out_dir(out)  # refused now, not after the first run trained
+    check_writable(out, "--out")
     names = None
     if methods is not None:
         # "mv, soft": the space is no part of the name; a name given twice runs once

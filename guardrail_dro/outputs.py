@@ -1,0 +1,44 @@
+"""Is an output path writable? Asked before the work whose result it will hold.
+
+Why: every command that computes for seconds to hours and writes at the end (``train``,
+``bench``, ``export``, ``distill``, ``escalation``, ``agreement``) failed on an output it
+could not write only at the end, with an ``OSError`` traceback and the work lost (``train
+--out /proc/x/model``: a minute of training, then ``FileNotFoundError``). A permission
+check (``os.access``) is not enough: as root it says yes to ``/proc``. So the probe makes
+(and removes) a file where the output will go. Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from guardrail_dro.errors import ConfigError
+
+__all__ = ["check_writable"]
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Raise ``ConfigError`` naming ``option`` when ``path`` cannot be written: a parent
+    that is a file, a folder no file can be made in, an existing file that cannot be
+    opened for writing. An existing folder at ``path`` (an output folder) is probed
+    inside; missing folders are not made (the writer makes them), their nearest existing
+    ancestor is probed instead.
+    """
+    path = Path(path)
+    if path.is_file():
+        try:
+            with path.open("ab"):  # not truncated: the writer replaces it when done
+                return
+        except OSError as exc:
+            raise ConfigError(f"{option} {path}: cannot write it ({exc.strerror})") from None
+    folder = next(p for p in (path, *path.absolute().parents) if p.exists() or p == p.parent)
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: {folder} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".guardrail-dro-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {path}: cannot write a file in {folder} ({exc.strerror})"
+        ) from None
