@@ -12,7 +12,7 @@ import os
 
 from annotators.anthropic_annotator import AnthropicAnnotator
 from annotators.base import Annotator
-from annotators.openai_annotator import OpenAIAnnotator
+from annotators.openai_annotator import OpenAIAnnotator, is_reasoning_model
 from guardrail_dro.errors import ConfigError
 
 __all__ = ["KEY_VARIABLES", "make_annotator", "parse_spec"]
@@ -49,10 +49,12 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         timeout: seconds per request.
         need_key: check that the key variable is set (False for a dry run).
         temperature / max_tokens: request parameters (None: the adapter's default;
-            a temperature only for ``openai:``, the Anthropic API takes none).
+            a temperature only for ``openai:`` models other than reasoning ones, which
+            take only their default; the Anthropic API takes none).
 
     Raises:
-        ConfigError: bad spec, or the provider's key variable is not set.
+        ConfigError: bad spec, the provider's key variable is not set, or a temperature
+            the model does not take.
     """
     provider, model = parse_spec(spec)
     var = KEY_VARIABLES[provider]
@@ -64,6 +66,10 @@ def make_annotator(spec: str, *, base_url: str | None = None,
     key = os.environ.get(var) or "unset"  # the SDKs refuse to build without one
     budget = 300 if max_tokens is None else max_tokens  # both adapters' default
     if provider == "openai":
+        if temperature not in (None, 1.0) and is_reasoning_model(model):
+            raise ConfigError(f"{spec}: OpenAI reasoning models accept only their default "
+                              f"temperature (1), not {temperature}: remove it from this "
+                              "annotator")
         return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout,
                                temperature=temperature, max_tokens=budget)
     if temperature is not None:

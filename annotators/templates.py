@@ -5,8 +5,9 @@ rendered in Jinja's sandbox (a config file is data: it can read the variables it
 given, never call into Python), with ``StrictUndefined`` so a misspelt variable is an
 error instead of an empty string. The item reaches the user template only as ``text``,
 already fenced and defused by ``prompts.fence``: however the template is written, the
-text cannot close the fence early. ``text`` must be used exactly once (checked when
-the template is built).
+text cannot close the fence early. ``text`` must be used exactly once, as a bare
+``{{ text }}`` (no filter, test, ``if`` or ``for`` on it: checked when the template is
+built), so that every item's user turn is the same wording around its fenced text.
 
 Few-shot examples are sent as earlier turns of the chat: the user template with the
 example's (fenced) text, then the example's answer as the reply JSON. That is the
@@ -30,7 +31,7 @@ from functools import cached_property
 from importlib import resources
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from annotators.base import Prompt
@@ -43,6 +44,32 @@ __all__ = ["DEFAULT_TEMPLATE", "FewShotExample", "PromptTemplate", "default_conf
 _PROBE = "\x00probe text\x00"
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
                             keep_trailing_newline=False)
+
+
+def _template_error(part: str, exc: Exception) -> ConfigError:
+    """``exc`` (any error a template raised: Jinja's, ``{% include %}`` without a loader,
+    ``{{ 1/0 }}``...) as a ConfigError naming the template and the line in it."""
+    line = exc.lineno if isinstance(exc, TemplateSyntaxError) else None
+    tb = exc.__traceback__
+    while tb is not None:  # Jinja rewrites a render error's frames to the template's lines
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    at = f", line {line}" if line else ""
+    return ConfigError(f"prompt template (prompt.{part}{at}): {type(exc).__name__}: {exc}")
+
+
+def _bare_text_uses(source: str) -> tuple[int, int]:
+    """(uses of ``text`` anywhere, uses as a bare top-level ``{{ text }}``) in ``source``.
+
+    Only a bare one is the same for every item: ``{{ text | replace(...) }}`` can undo the
+    fence, and ``{% if text ... %}`` makes the prompt depend on the text in ways the probe
+    text behind the cache key never sees (a changed branch reused cached answers)."""
+    tree = _ENV.parse(source)
+    anywhere = sum(1 for n in tree.find_all(nodes.Name) if n.name == "text")
+    bare = sum(1 for o in tree.body if isinstance(o, nodes.Output)
+               for n in o.nodes if isinstance(n, nodes.Name) and n.name == "text")
+    return anywhere, bare
 
 
 @dataclass(frozen=True)
@@ -85,9 +112,19 @@ class PromptTemplate:
     def __post_init__(self) -> None:
         try:
             self._system_t  # noqa: B018 - parse now, fail at load time
+        except Exception as exc:
+            raise _template_error("system", exc) from None
+        try:
+            anywhere, bare = _bare_text_uses(self.user)
             probe = self._render_user(fence(_PROBE))
-        except TemplateError as exc:
-            raise ConfigError(f"prompt template: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            raise _template_error("user", exc) from None
+        if (anywhere, bare) != (1, 1):
+            raise ConfigError(
+                "prompt template (prompt.user): the user template must contain {{ text }} "
+                f"exactly once, as is: no filter, test, {{% if %}} or {{% for %}} on it (it "
+                f"uses text {anywhere} time(s), {bare} of them as a bare {{{{ text }}}}); the "
+                "fenced text must reach the prompt unchanged, and the same way for every item")
         if probe.count(_PROBE) != 1:
             raise ConfigError("prompt template: the user template must contain {{ text }} "
                               f"exactly once (it renders the text {probe.count(_PROBE)} times)")
@@ -109,8 +146,8 @@ class PromptTemplate:
         try:
             return str(self._system_t.render(guidelines=self.guidelines.strip(),
                                               labels=labels, tag=TEXT_TAG))
-        except TemplateError as exc:
-            raise ConfigError(f"prompt template (system): {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            raise _template_error("system", exc) from None
 
     def check(self, schema: LabelSchema) -> None:
         """Raise ``ConfigError`` if a few-shot label is not a class of ``schema``."""

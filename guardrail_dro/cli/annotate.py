@@ -291,6 +291,9 @@ def annotate_command(
     from annotators.specs import make_annotator
     from guardrail_dro.data.readers import read_dataset
 
+    for flag, value in (("--rpm", rpm), ("--tpm", tpm), ("--timeout", timeout)):
+        if value is not None and not value > 0:  # 0 fell back to the default, -1 was used
+            raise ConfigError(f"{flag} must be positive, not {value}")
     cfg = load_config(config) if config is not None else DEFAULT_CONFIG
     schema = schema_options.label_schema() or cfg.label_schema()
     full = read_dataset(data, columns.reader_options(), schema=schema)
