@@ -176,9 +176,12 @@ def draw_examples(source: AnnotatedDataset, k: int, seed: int,
         ConfigError: fewer than ``k`` labelled items.
     """
     by_class: dict[str, list[str]] = defaultdict(list)
+    excluded = 0
     for it in source.items:
         label = _majority(it)
-        if label is not None and it.text not in exclude:
+        if label is not None and it.text in exclude:
+            excluded += 1
+        elif label is not None:
             by_class[label].append(it.text)
     rng = random.Random(seed)
     for texts in by_class.values():
@@ -190,6 +193,8 @@ def draw_examples(source: AnnotatedDataset, k: int, seed: int,
             if by_class[c] and len(out) < k:
                 out.append(FewShotExample(by_class[c].pop(), c, f"An example of {c!r}."))
     if len(out) < k:
+        why = (f" ({excluded} more are texts being labelled, left out so that no item is "
+               "shown its own answer)" if excluded else "")
         raise ConfigError(f"few_shot.draw = {k}, but {source.name or 'the source'} has only "
-                          f"{len(out)} labelled item(s) to draw from")
+                          f"{len(out)} labelled item(s) to draw from{why}")
     return tuple(out)

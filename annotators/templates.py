@@ -44,6 +44,9 @@ __all__ = ["DEFAULT_TEMPLATE", "FewShotExample", "PromptTemplate", "default_conf
 _PROBE = "\x00probe text\x00"
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
                             keep_trailing_newline=False)
+# Random text: a prompt using it differs at every render, so its cache key (the rendered
+# probe's digest) changed every run and every item was asked, and paid, again.
+del _ENV.globals["lipsum"]
 
 
 def _template_error(part: str, exc: Exception) -> ConfigError:

@@ -125,3 +125,23 @@ def test_the_printed_configs_few_shot_example_can_be_uncommented(tmp_path: Path)
     assert [e.label for e in load_config(cfg).few_shot.examples] == ["safe"]
     # Comments only moved: the built-in prompt (and its cache keys) is what it was.
     assert load_config(cfg).template(()).fingerprint(SCHEMA) == DEFAULT_TEMPLATE.fingerprint(SCHEMA)
+
+
+def test_random_text_is_not_a_template_function() -> None:
+    """``lipsum()`` rendered new text each time, so the cache key of a prompt using it
+    changed every run and every item was asked, and paid, again."""
+    with pytest.raises(ConfigError, match=r"prompt\.system.*lipsum"):
+        PromptTemplate(system="{{ lipsum(1) }} {{ guidelines }}", user="{{ text }}").check(SCHEMA)
+
+
+def test_a_draw_short_of_items_says_how_many_were_left_out() -> None:
+    """Every labelled item of the source also being labelled: "has only 0 labelled
+    item(s)" did not say where they went."""
+    from annotators.config import draw_examples
+    from guardrail_dro.data.items import AnnotatedDataset, Item
+
+    schema = LabelSchema(classes=("safe", "toxic"))
+    items = [Item(item_id=str(i), text=f"t{i}", gold="safe") for i in range(4)]
+    src = AnnotatedDataset(items, schema, name="src")
+    with pytest.raises(ConfigError, match=r"only 0 labelled .*4 more are texts being labelled"):
+        draw_examples(src, 2, seed=0, exclude={f"t{i}" for i in range(4)})
