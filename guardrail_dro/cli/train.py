@@ -346,10 +346,13 @@ def bench(
         annotator_info=annotator_info(test, splits["test"]),
         resume=resume,
     )
-    Console().print(report.table())
+    # Tables of names from the data: no rich markup (an annotator "label[gpt]" showed
+    # as "label"; one with "[/x]" raised a MarkupError once every run had trained).
+    Console().print(report.table(), highlight=False, markup=False)
     for line in report.note_lines():  # e.g. the annotators best-single skipped
         Console().print(f"note: {line}", highlight=False, markup=False)
-    Console().print(judge_table(report.judges))
+    if report.judges:  # a test split without annotator labels has no judge to show
+        Console().print(judge_table(report.judges), highlight=False, markup=False)
     if report.paired:
         from guardrail_dro.train.paired import paired_table
 

@@ -57,7 +57,7 @@ class MethodResult(BaseModel):
     per_seed: list[Metrics]
     valid_mean: dict[str, float | None] = {}
     unseen_mean: dict[str, float | None] = {}
-    """Test items whose text is in neither train nor valid."""
+    """Test items whose text is in neither train nor valid; empty when there are none."""
     group_accuracy: dict[str, float]
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
@@ -264,7 +264,10 @@ def run_bench(
         groups = runs[0].group_accuracy.keys()
         results[method] = MethodResult(
             valid_mean={k: _agg([getattr(v, k) for v in vals])[0] for k in HEADLINE},
-            unseen_mean={k: _agg([getattr(v, k) for v in fresh])[0] for k in HEADLINE},
+            # No unseen test item (test inside train or valid): no score, not 0 of 0.
+            unseen_mean={k: _agg([getattr(v, k) for v in fresh])[0] for k in HEADLINE}
+            if len(unseen)
+            else {},
             method=method,
             mean=mean,
             std=std,
@@ -411,9 +414,15 @@ def write_report(report: BenchReport, out: Path) -> None:
         plot_paired,
     )
 
-    plot_group_accuracy(report, out / "group_accuracy.png")
-    plot_annotator_weights(report, out / "annotator_weights.png")
-    plot_paired(report, out / "paired_differences.png")
+    for plot, name in (
+        (plot_group_accuracy, "group_accuracy.png"),
+        (plot_annotator_weights, "annotator_weights.png"),
+        (plot_paired, "paired_differences.png"),
+    ):
+        if plot(report, out / name) is None:
+            # Nothing to draw for this report: a plot an earlier bench left in a reused
+            # --out showed methods (or a comparison) that this report does not have.
+            (out / name).unlink(missing_ok=True)
 
 
 def load_report(path: str | Path) -> BenchReport:
