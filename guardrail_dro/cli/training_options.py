@@ -203,6 +203,69 @@ class TrainingOptions(OptionGroup):
     confidence: Confidence = "auto"
     rationale: Rationale = "auto"
 
+    def check_read(self, method: str | None = None, average_seeds: int = 1) -> None:
+        """Refuse options the run would not read (frozen mode and full mode's options,
+        background settings without that background, an estimator signal turned on for
+        a method without an estimator): they were accepted, ignored, and recorded in the
+        manifest as if they had trained.
+
+        Raises:
+            ConfigError: naming each such option and what it needs.
+        """
+        from guardrail_dro.errors import ConfigError
+
+        unread, full = [], []
+        if self.mode != "full":
+            full = [
+                name
+                for name, given in (
+                    ("--encoder-lr", self.encoder_lr is not None),
+                    ("--ft-estimator learn", self.ft_estimator != "freeze"),
+                    ("--lp-select compete", self.lp_select != "tuned"),
+                )
+                if given
+            ]
+            if full:
+                unread.append(f"{', '.join(full)}: full mode's (frozen mode tunes no encoder)")
+        elif average_seeds > 1:  # else refused once every split was read and embedded
+            raise ConfigError(
+                f"--average-seeds {average_seeds} averages heads on one frozen encoder; in "
+                "full mode every seed fine-tunes its own: use --average-seeds 1 with --mode full"
+            )
+        if not self.background_safe:
+            bg = [
+                name
+                for name, value in (
+                    ("--background-weight", self.background_weight),
+                    ("--background-fraction", self.background_fraction),
+                )
+                if value is not None
+            ]
+            if bg:
+                unread.append(f"{', '.join(bg)}: needs --background-safe")
+        if not self.background_harmful and self.harmful_weight != 1.0:
+            unread.append("--harmful-weight: needs --background-harmful")
+        if method is not None:
+            from guardrail_dro.train.methods import lookup
+
+            if not lookup(method)[0].targets.learned:  # no soft-label estimator
+                est = [
+                    name
+                    for name, given in (
+                        ("--confidence on", self.confidence == "on"),
+                        ("--rationale on", self.rationale == "on"),
+                        ("--ft-estimator learn", self.ft_estimator != "freeze" and not full),
+                    )
+                    if given
+                ]
+                if est:
+                    unread.append(
+                        f"{', '.join(est)}: the soft-label estimator's, and method {method} "
+                        "learns none (ours and ours-agree do)"
+                    )
+        if unread:
+            raise ConfigError(f"options the run would ignore: {'; '.join(unread)}")
+
     def config(self, **run: Any) -> TrainConfig:
         """The ``TrainConfig`` of these options and the command's own fields (``run``:
         method, seed).
@@ -211,12 +274,14 @@ class TrainingOptions(OptionGroup):
             pydantic.ValidationError: a value out of range (``main`` names the field).
             DataError: a --background-safe source that cannot be read (checked here,
                 before any data is read or model loaded).
-            ConfigError: a --device this machine does not have (checked here too).
+            ConfigError: a --device this machine does not have (checked here too), or an
+                option the run would not read (``check_read``).
         """
         from guardrail_dro.data.background import load_background
         from guardrail_dro.train.devices import pick_device
         from guardrail_dro.train.trainer import TrainConfig
 
+        self.check_read(run.get("method"), run.get("average_seeds", 1))
         if self.device is not None:
             pick_device(self.device)
         for sources, bad in ((self.background_safe, False), (self.background_harmful, True)):

@@ -145,7 +145,25 @@ def split_by_hash(texts: Iterable[str]) -> tuple[list[str], list[str]]:
     return train, heldout
 
 
-def _csv_texts(path: Path) -> list[str]:
+LABEL_KEYS = ("label", "gold", "labels", "annotations")
+"""Columns / keys of labelled data: a background file whose rows carry more than one
+label value is refused (``_check_unlabelled``)."""
+
+
+def _check_unlabelled(path: Path, labels: set[str]) -> None:
+    """Background text trains as one kind (safe, or harmful) whatever its rows say: a
+    file whose labels differ (an annotated split, toxic rows among them) is refused."""
+    if len(labels) > 1:
+        shown = ", ".join(repr(v) for v in sorted(labels)[:5])
+        raise DataError(
+            f"{path}: its rows carry different labels ({shown}); every background text "
+            "trains as one kind (--background-safe as safe, --background-harmful as "
+            "harmful) whatever its label says: pass a file of that kind's texts only "
+            f"(no {'/'.join(LABEL_KEYS)} column), or train on labelled data with --train"
+        )
+
+
+def _csv_texts(path: Path, one_kind: bool = True) -> list[str]:
     with open_text(path, newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
@@ -158,11 +176,28 @@ def _csv_texts(path: Path) -> list[str]:
                 f"{path}: a background CSV needs a 'text' column (or a single column); "
                 f"its columns are {header}"
             )
-        return [row[col] or "" for row in reader]
+        rows = list(reader)
+    keys = [k for k in header if k.strip().lower() in LABEL_KEYS]
+    if one_kind:
+        _check_unlabelled(path, {(r[k] or "").strip() for r in rows for k in keys} - {""})
+    return [row[col] or "" for row in rows]
 
 
-def _jsonl_texts(path: Path) -> list[str]:
+def _row_labels(obj: dict) -> set[str]:
+    """The label values a JSONL object carries (its own, its annotations')."""
+    out = {str(obj[k]) for k in ("label", "gold") if obj.get(k) not in (None, "")}
+    listed = obj.get("annotations") or obj.get("labels")
+    for a in listed if isinstance(listed, list) else []:
+        if isinstance(a, dict) and a.get("label") not in (None, ""):
+            out.add(str(a["label"]))
+        elif isinstance(a, str):
+            out.add(a)
+    return out
+
+
+def _jsonl_texts(path: Path, one_kind: bool = True) -> list[str]:
     out = []
+    labels: set[str] = set()
     with open_text(path) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -173,6 +208,7 @@ def _jsonl_texts(path: Path) -> list[str]:
                 raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
             if isinstance(obj, dict) and isinstance(obj.get("text"), str):
                 out.append(obj["text"])
+                labels |= _row_labels(obj)
             elif isinstance(obj, str):
                 out.append(obj)
             else:
@@ -180,15 +216,22 @@ def _jsonl_texts(path: Path) -> list[str]:
                     f"{path}:{n}: a background JSONL line must be a string or an object "
                     "with a 'text' string"
                 )
+    if one_kind:
+        _check_unlabelled(path, labels)
     return out
 
 
-def read_background_file(path: str | Path) -> list[str]:
+def read_background_file(path: str | Path, *, one_kind: bool = True) -> list[str]:
     """The texts of a background file (.txt, .csv, .jsonl; optionally .xz / .gz).
 
+    Args:
+        one_kind: the texts train as one kind (safe or harmful): rows whose labels
+            differ are refused (``_check_unlabelled``); False reads them all.
+
     Raises:
-        DataError: a missing file, an unknown suffix, no text column, a bad line, or
-            no text at all; the message names the file.
+        DataError: a missing file, an unknown suffix, no text column, a bad line,
+            rows of different labels (``one_kind``), or no text at all; the message
+            names the file.
     """
     p = Path(path)
     if not p.is_file():
@@ -202,9 +245,9 @@ def read_background_file(path: str | Path) -> list[str]:
             with open_text(p) as f:
                 texts = f.read().splitlines()
         elif suffix == ".csv":
-            texts = _csv_texts(p)
+            texts = _csv_texts(p, one_kind)
         elif suffix == ".jsonl":
-            texts = _jsonl_texts(p)
+            texts = _jsonl_texts(p, one_kind)
         else:
             raise DataError(
                 f"{p}: background text must be .txt (one per line), .csv (a 'text' column) "
@@ -234,7 +277,8 @@ def _one(spec: str | Path, harmful: bool | None) -> tuple[list[str], list[str]]:
         parts = [part] if colon else list(PARTS)
         got = {p: _csv_texts(bundled.path(p)) for p in parts}
         return got.get("train", []), got.get("heldout", [])
-    return split_by_hash(read_background_file(spec))
+    # read as either kind (distill's extra texts, which its teacher labels): labels may differ
+    return split_by_hash(read_background_file(spec, one_kind=harmful is not None))
 
 
 def load_background(

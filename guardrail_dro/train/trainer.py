@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from guardrail_dro.data.background import load_background
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 from guardrail_dro.train import background as BG
@@ -92,11 +91,8 @@ class BiLevelTrainer:
         self._check(train, valid)
         if cfg.average_seeds > 1:
             return fit_seeds(cfg, lambda c: BiLevelTrainer(c).fit(train, valid), valid)
-        background = load_background(cfg.background_safe) if cfg.background_safe else None
-        harmful = (
-            load_background(cfg.background_harmful, harmful=True)
-            if cfg.background_harmful
-            else None
+        background, harmful, bg_notes = BG.load(
+            cfg.background_safe, cfg.background_harmful, valid, cfg.drop_overlap
         )
         if background and (cfg.background_weight is None or cfg.background_fraction is None):
             return self._choose_background(train, valid)
@@ -106,7 +102,7 @@ class BiLevelTrainer:
         t0 = time.perf_counter()
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
-        notes: list[str] = []
+        notes: list[str] = [*bg_notes]
         annotators, train_all = train.annotators, train
         train, select = targets.split(train, valid, cfg, rng, notes)
         notes.extend(setup_notes(train, valid, annotators, targets))
