@@ -319,6 +319,8 @@ def bench(
     Resumable: an interrupted bench (a full-mode run takes minutes) started
     again with the same options loses at most the run that was in progress.
     """
+    from rich.markup import escape
+
     from guardrail_dro.cli.annotator_info import annotator_info
     from guardrail_dro.outputs import check_writable
     from guardrail_dro.train.bench import check_out_dir, default_methods, run_bench
@@ -362,7 +364,7 @@ def bench(
             "spanning 0 is a lead the test split cannot tell from noise):"
         )
         Console().print(paired_table(report.paired), highlight=False, markup=False)
-    Console().print(f"report and plots in [bold]{out}[/]")
+    Console().print(f"report and plots in [bold]{escape(str(out))}[/]")  # a path of "[x]"
 
 
 def register(app: typer.Typer) -> None:

@@ -106,12 +106,13 @@ def test_bench_prints_names_with_brackets_as_they_are(
     monkeypatch.setattr("guardrail_dro.train.bench.run_bench", lambda *a, **k: report)
     for split in ("train", "valid", "test"):
         synthetic[split].subset(range(30)).save_jsonl(tmp_path / f"{split}.jsonl")
-    args = ["bench", "--methods", "mv", "--out", str(tmp_path / "out")]
+    args = ["bench", "--methods", "mv", "--out", str(tmp_path / "out[v2]")]
     for split in ("train", "valid", "test"):
         args += [f"--{split}", str(tmp_path / f"{split}.jsonl")]
     r = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
     assert r.exit_code == 0, (r.output, r.exception)
     assert "`single:label[gpt]`" in r.output and "`claude[/x]`" in r.output
+    assert "out[v2]" in r.output  # the closing line's path too
 
 
 def test_a_long_name_takes_room_of_its_own_in_the_plots(
