@@ -9,19 +9,12 @@ import time
 
 import pytest
 
-from guardrail_dro.serve.escalation import EscalatingGuard, EscalationBand
+from guardrail_dro.serve.escalation import EscalatingGuard
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.scorer import FakeScorer
+from tests.serve.test_escalation import BAND  # the band [0.3, 0.8) those tests use
 
 LABELS = ("safe", "toxic")
-BAND = EscalationBand(
-    low=0.3,
-    high=0.8,
-    judge="openai:gpt-4o-mini",
-    target_recall=0.9,
-    max_defer=0.2,
-    valid={"recall": 0.9, "fpr": 0.2, "deferred": 0.15, "items": 100},
-)
 
 
 def _probs(text: str) -> dict[str, float]:
