@@ -88,10 +88,13 @@ class TeacherTargets(FixedTargets):
         from guardrail_dro.data.schema import LabelSchema
 
         if not (self.folder / "manifest.json").is_file():
+            guard = (self.folder / "guard.json").is_file()  # export's output, not a model
             raise ConfigError(
-                f"teacher:{self.model_dir}: no trained model there (no manifest.json); "
-                "train one first with guardrail-dro train --out DIR"
-            )
+                f"teacher:{self.model_dir}: no trained model there (no manifest.json"
+                + ("; it is a guard artifact: name the model directory it was exported from"
+                   if guard else "")
+                + "); train one first with guardrail-dro train --out DIR"
+            )  # fmt: skip
         theirs = tuple(LabelSchema.load(self.folder / "schema.json").classes)
         if theirs != tuple(classes):
             raise ConfigError(

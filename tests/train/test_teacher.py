@@ -133,6 +133,9 @@ def test_bad_teachers_are_named(tiny_model_dir: Path, synthetic, tmp_path: Path)
     cfg = TrainConfig(method=f"teacher:{tmp_path}", progress=False)
     with pytest.raises(ConfigError, match="no trained model there"):
         BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
+    (tmp_path / "guard.json").write_text("{}")  # export's output is not a model directory
+    with pytest.raises(ConfigError, match="it is a guard artifact: name the model directory"):
+        BiLevelTrainer(cfg).fit(synthetic["train"], synthetic["valid"])
 
     schema = LabelSchema(classes=("a", "b"), safe=("a",))
     valid = synthetic["valid"]
