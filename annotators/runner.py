@@ -208,6 +208,11 @@ async def aannotate_with_report(
     and let the calls in flight finish and be cached before ``KeyboardInterrupt``; the
     sync entry points set it, an async caller that owns its loop's SIGINT may.
     """
+    if not isinstance(dataset, AnnotatedDataset):
+        raise TypeError(f"dataset must be an AnnotatedDataset, not {type(dataset).__name__}")
+    if not isinstance(annotators, Sequence) or any(isinstance(a, str) for a in annotators):
+        raise TypeError("annotators must be a list of annotators, e.g. "
+                        f"[make_annotator('openai:gpt-4o-mini')], not {annotators!r}")
     if concurrency < 1:
         raise ConfigError(f"concurrency must be >= 1, not {concurrency}")
     names = [a.name for a in annotators]

@@ -26,6 +26,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     Raises:
         ConfigError: no colon, an empty model or an unknown provider.
     """
+    if not isinstance(spec, str):
+        raise TypeError(f"annotator spec must be a str like 'openai:gpt-4o-mini', not {spec!r}")
     provider, sep, model = spec.partition(":")
     provider = provider.strip().lower()
     if not sep or not model.strip() or provider not in KEY_VARIABLES:

@@ -269,6 +269,7 @@ def export_onnx(
         uncalibrated,
     )
     from export.validate import Validator, merge
+    from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.serve.artifact import (
         VARIANT_FILES,
         GuardManifest,
@@ -279,6 +280,8 @@ def export_onnx(
     from guardrail_dro.train.model_card import model_card
     from guardrail_dro.train.modeldir import TrainedModel
 
+    if valid is not None and not isinstance(valid, AnnotatedDataset):
+        raise TypeError(f"valid must be an AnnotatedDataset or None, not {type(valid).__name__}")
     say = progress or (lambda _msg: None)
     spec = spec or ExportSpec()
     tol = tolerances or spec.tolerances

@@ -11,7 +11,7 @@ of a dataset shipped with the package, ``toxic-questions:train`` (see
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from guardrail_dro.data.bundled import parse_spec
@@ -86,7 +86,7 @@ def read_items(
         ReaderError: missing file, empty file, missing column, malformed row.
         DataError: a ``NAME:SPLIT`` that names no bundled split.
     """
-    opts = options or ReaderOptions()
+    opts = _options(options)
     log = log if log is not None else ReadLog()
     path = resolve_path(path)
     if path.is_dir():
@@ -153,6 +153,15 @@ def _check_labels(
             )
 
 
+def _options(options: ReaderOptions | None) -> ReaderOptions:
+    if options is not None and not isinstance(options, ReaderOptions):
+        raise TypeError(
+            "options must be a ReaderOptions, e.g. ReaderOptions(text_col='question'), "
+            f"not {type(options).__name__}"
+        )
+    return options or ReaderOptions()
+
+
 def _known_schema(paths: dict[str, str | Path | None]) -> LabelSchema | None:
     """The schema known before reading, when none is given: a bundled split's, else the
     first JSONL's ``.schema.json`` sidecar; None when it must be inferred."""
@@ -208,9 +217,11 @@ def read_splits(
     noticed (merged duplicate annotations, rows skipped under ``on_bad_rows="skip"``,
     labels read as missing for their spelling, a named gold/group column it lacks).
     """
+    if not isinstance(paths, Mapping):
+        raise TypeError(f"paths must be a dict split name -> path, not {type(paths).__name__}")
     if schema is None:
         schema = _known_schema(paths)
-    opts = options or ReaderOptions()
+    opts = _options(options)
     if schema is not None:
         opts = opts.model_copy(update={"classes": schema.classes})
     logs = {name: ReadLog() for name in paths}

@@ -266,6 +266,13 @@ def make_synthetic(
     0.9, or ``LLM_CONFIDENCE``'s draws; ``llm_rationale``: the label restated, or
     ``LLM_RATIONALES``' draws (see the module).
     """
+    for name, v in dict(locals()).items():  # counts: ints >= 0; rates: probabilities
+        count = name in ("n_train", "n_valid", "n_test", "seed", "crowd_size", "crowd_per_item")
+        if count and (isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 0):
+            raise ValueError(f"{name} must be an int >= 0, not {v!r}")
+        rate = name.startswith("phrase_") or name.endswith(("_accuracy", "_coverage"))
+        if rate and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1):
+            raise ValueError(f"{name} must be a probability in [0, 1], not {v!r}")
     if llm_confidence not in ("constant", "informative"):
         raise ValueError(f"llm_confidence is 'constant' or 'informative', not {llm_confidence!r}")
     if llm_rationale not in ("label", "informative"):

@@ -143,7 +143,7 @@ class Guard:
             thresholds = {c: toxic_threshold for c in scorer.labels if c not in safe}
         return cls(
             scorer,
-            policy=policy or Policy(),
+            policy=Policy() if policy is None else policy,
             safe_classes=safe,
             toxic_threshold=toxic_threshold,
             thresholds=thresholds,
@@ -216,7 +216,7 @@ class Guard:
         man = art.manifest
         guard = cls(
             scorer,
-            policy=policy or Policy(),
+            policy=Policy() if policy is None else policy,
             safe_classes=man.safe_classes,
             toxic_threshold=man.thresholds.toxic,
             thresholds=man.thresholds.per_class,

@@ -139,6 +139,15 @@ class Policy:
             raise ConfigError(
                 f"Policy.on_error must be 'closed' or 'open', not {self.on_error!r}"
             ) from None
+        if not isinstance(self.thresholds, Mapping):
+            raise ConfigError(
+                f"Policy.thresholds must be a mapping class -> threshold, "
+                f"not {type(self.thresholds).__name__}"
+            )
+        if not isinstance(self.raise_on_violation, bool):
+            raise ConfigError(
+                f"Policy.raise_on_violation must be a bool, not {self.raise_on_violation!r}"
+            )
         thr = dict(self.thresholds)
         for name, value in thr.items():
             _check_unit(f"thresholds[{name!r}]", value)

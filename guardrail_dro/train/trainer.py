@@ -70,10 +70,15 @@ class BiLevelTrainer:
     """
 
     def __init__(self, config: TrainConfig | None = None) -> None:
+        if config is not None and not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig or None, not {type(config).__name__}")
         self.config = config or TrainConfig()
         self.method, self._argument = lookup(self.config.method)
 
     def _check(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> None:
+        for name, ds in (("train", train), ("valid", valid)):
+            if not isinstance(ds, AnnotatedDataset):
+                raise TypeError(f"{name} must be an AnnotatedDataset, not {type(ds).__name__}")
         if train.schema != valid.schema:
             raise DataError("train and valid have different label schemas")
         if not valid.has_gold:
