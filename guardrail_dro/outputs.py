@@ -18,14 +18,17 @@ from guardrail_dro.errors import ConfigError
 __all__ = ["check_writable"]
 
 
-def check_writable(path: str | Path, option: str) -> None:
+def check_writable(path: str | Path, option: str, *, beside: bool = False) -> None:
     """Raise ``ConfigError`` naming ``option`` when ``path`` cannot be written: a parent
     that is a file, a folder no file can be made in, an existing file that cannot be
     opened for writing. An existing folder at ``path`` (an output folder) is probed
-    inside; missing folders are not made (the writer makes them), their nearest existing
-    ancestor is probed instead.
+    inside, or with ``beside`` in its parent (a model or guard directory is built in a
+    sibling folder and renamed into place); missing folders are not made (the writer
+    makes them), their nearest existing ancestor is probed instead.
     """
     path = Path(path)
+    if beside and path.is_dir():
+        path = path.absolute().parent
     if path.is_file():
         try:
             with path.open("ab"):  # not truncated: the writer replaces it when done

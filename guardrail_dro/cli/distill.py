@@ -119,8 +119,8 @@ def distill_model_dir(
             f"--out {out} is the teacher's own directory: the student would replace it; "
             "pass a new folder"
         )
-    target = check_save_target(out)  # before minutes of distilling, not after
-    check_writable(target.parent if target.exists() else target, "--out")  # built beside
+    check_save_target(out)  # before minutes of distilling, not after
+    check_writable(out, "--out", beside=True)
     schema = LabelSchema.load(teacher / "schema.json")
     named = dict(man.data_names)
     if man.data_hashes.get("train") and "train" not in named and man.groups:

@@ -171,7 +171,7 @@ def export_command(
 
     chosen = _OBJECTIVES.get(objective) or _bad_objective(objective)
     check_out(out, overwrite)
-    check_writable(out.parent if out.exists() else out, "--out")  # built beside, renamed
+    check_writable(out, "--out", beside=True)
     if triton is not None:
         from export.triton import check_model_name, check_repository
 

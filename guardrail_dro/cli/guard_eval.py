@@ -51,7 +51,7 @@ def evaluate_guard_dir(
         )
     with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
         result = evaluate_guard(g, data)
-    how = f"{result.objective}" if result.calibrated else "uncalibrated"
+    how = str(result.objective) if result.calibrated else "uncalibrated"
     how += f" {result.target:g}" if result.target is not None else ""
     console = Console()
     # The title on its own line: a long guard path must not squeeze the table.

@@ -134,7 +134,7 @@ def train(
     from guardrail_dro.train.trainer import BiLevelTrainer
 
     check_save_target(out)  # refused now, not after the training
-    check_writable(out.parent if out.exists() else out, "--out")  # built beside, renamed
+    check_writable(out, "--out", beside=True)
     cfg = training.config(method=method, seed=seed, average_seeds=average_seeds)
     splits = _read_splits({"train": train, "valid": valid}, columns, schema_options)
     check_train_annotators(splits["train"], [method], train)

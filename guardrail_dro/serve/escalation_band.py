@@ -294,7 +294,7 @@ def calibration_arrays(
         )
     results = band_guard(guard, 1.0).decide_many(valid.texts)
     scores = np.array([r.toxic_score for r in results])
-    keep = (verdict >= 0) & np.array([not r.degraded and r.windows > 0 for r in results])
+    keep = labelled & np.array([not r.degraded and r.windows > 0 for r in results])
     if keep.sum() < 2:
         raise DataError(
             f"{valid.name or 'dataset'}: {int(keep.sum())} texts both scored and labelled "
