@@ -10,6 +10,7 @@ chosen band for ``guardrail-dro check --escalate``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -187,18 +188,54 @@ class JudgeOptions(OptionGroup):
             rich_help_panel=_J,
         ),
     ] = 30.0
+    judge_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--judge-concurrency",
+            min=1,
+            help="Judge calls in flight at once (a server's requests share them); more "
+            "texts in the band wait for a free slot. Raise it for a judge with high rate "
+            "limits, lower it to stay under them.",
+            rich_help_panel=_J,
+        ),
+    ] = 8
+    judge_breaker: Annotated[
+        int,
+        typer.Option(
+            "--judge-breaker",
+            min=0,
+            help="After this many judge failures in a row (errors past the retries, "
+            "timeouts; a refusal is an answer, not a failure) the judge is not called for "
+            "--judge-cooldown seconds: texts in the band are decided at once by the error "
+            "policy, degraded, saying so. 0: always call it.",
+            rich_help_panel=_J,
+        ),
+    ] = 5
+    judge_cooldown: Annotated[
+        float,
+        typer.Option(
+            "--judge-cooldown",
+            min=0.001,
+            help="Seconds the judge rests after --judge-breaker failures; then one trial "
+            "call: an answer resumes the calls, a failure doubles the rest (up to 8x).",
+            rich_help_panel=_J,
+        ),
+    ] = 30.0
 
     def build(self, guard: Guard) -> EscalatingGuard | None:
         """The escalating guard around ``guard``, or None without ``--escalate``.
 
         Raises:
-            typer.BadParameter: one of ``--escalate`` / ``--judge`` without the other.
+            typer.BadParameter: one of ``--escalate`` / ``--judge`` without the other, an
+                infinite ``--judge-cooldown``.
             ConfigError: a bad band file or judge spec, the judge's key unset.
         """
         if self.escalate is None and self.judge is None:
             return None
         if self.escalate is None or self.judge is None:
             raise typer.BadParameter("--escalate BAND.json and --judge SPEC go together")
+        if not math.isfinite(self.judge_cooldown):  # click's range lets inf and nan through
+            raise typer.BadParameter("a finite number of seconds", param_hint="--judge-cooldown")
         if guard.policy.toxic_threshold is not None:  # the band's edges would replace it
             raise typer.BadParameter(
                 "--toxic-threshold does not apply with --escalate: the band's edges are the "
@@ -232,7 +269,15 @@ class JudgeOptions(OptionGroup):
             raise ConfigError(str(exc).replace("--annotator", "--judge")) from None
         with warnings.catch_warnings():  # said above as a note, not as a Python warning
             warnings.simplefilter("ignore", BandMismatchWarning)
-            return EscalatingGuard(guard, judge, band, timeout_s=self.judge_timeout)
+            return EscalatingGuard(
+                guard,
+                judge,
+                band,
+                timeout_s=self.judge_timeout,
+                concurrency=self.judge_concurrency,
+                breaker_failures=self.judge_breaker,
+                breaker_cooldown_s=self.judge_cooldown,
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,9 @@ judge cannot answer (an API error past the retry budget, an invalid reply, a ref
 timeout) the guard's ``Policy.on_error`` decides and the result is degraded, naming why.
 The judge's answers are remembered (``serve.judging``: bounded, keyed by the text's
 digest, never a failure) and identical texts in flight share one call, so a text asked
-again (a retried request, a common prompt) does not pay twice.
+again (a retried request, a common prompt) does not pay twice. After ``breaker_failures``
+failed calls in a row (``serve.judge_breaker``; a refusal is no failure) the judge rests
+for ``breaker_cooldown_s``: the band is decided at once by the error policy, saying so.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from guardrail_dro.serve.escalation_band import (
     judge_verdicts,
 )
 from guardrail_dro.serve.escalation_guard import band_guard, judge_schema, warn_other_guard
-from guardrail_dro.serve.judging import Escalated, JudgeMemo, LoopGates, LoopThread
+from guardrail_dro.serve.judge_breaker import JudgeBreaker, Unavailable, call_judge
+from guardrail_dro.serve.judging import Escalated, JudgeMemo, LoopGates, LoopThread, why_unlabelled
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.result import GuardResult
 
@@ -100,6 +103,11 @@ class EscalatingGuard:
             share the limit).
         memo: the judge answers kept, most recently used first, keyed by the text (0:
             none); a text in the band asked again reuses its answer instead of a call.
+        breaker_failures: judge failures in a row (errors past the retries, timeouts; not
+            refusals) after which it is not called for ``breaker_cooldown_s`` (0: always
+            called); ``breaker`` (a ``JudgeBreaker``) and ``judge_skipped`` tell.
+        breaker_cooldown_s: seconds before one trial call; a failed trial doubles it (up
+            to 8x), an answer closes the breaker.
 
     Example:
         >>> band = calibrate_escalation(guard, valid, judge="label_5", max_defer=0.2)
@@ -119,9 +127,12 @@ class EscalatingGuard:
         template: PromptTemplate | None = None,
         concurrency: int = 8,
         memo: int = 4096,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 30.0,
     ) -> None:
         if timeout_s <= 0 or concurrency < 1 or memo < 0:
             raise ConfigError("timeout_s must be > 0, concurrency >= 1 and memo >= 0")
+        self.breaker = JudgeBreaker(breaker_failures, breaker_cooldown_s)  # ConfigError
         warn_other_guard(band.guard, guard)  # its edges are another model's scores
         self.band = band
         self.guard = guard
@@ -144,13 +155,15 @@ class EscalatingGuard:
         self.checks = 0
         self.escalations = 0
         self.judge_failures = 0
+        self.judge_skipped = 0  # decided without a call: the breaker was open
         self.remembered = 0
 
     def __repr__(self) -> str:
         return (
             f"EscalatingGuard(band=[{self.band.low:.3f}, {self.band.high:.3f}), judge="
             f"{getattr(self.judge, 'name', self.judge)!r}, escalated {self.escalations} of "
-            f"{self.checks}, {self.remembered} from the memo)"
+            f"{self.checks}, {self.remembered} from the memo, judge {self.breaker.state}: "
+            f"{self.judge_skipped} skipped)"
         )
 
     def _in_band(self, r: GuardResult) -> bool:
@@ -205,9 +218,12 @@ class EscalatingGuard:
             names = dict(zip(self.guard.labels, self._upper.rule.names, strict=True))
             label = answer.label if answer.label in names else out.label
             return dataclasses.replace(out, label=label, label_name=names[label], latency_ms=ms)
-        self.judge_failures += 1
+        if isinstance(why, Unavailable):
+            self.judge_skipped += 1
+        else:
+            self.judge_failures += 1
         if answer is not None:
-            why = f"judge {answer.outcome}: {answer.error or answer.raw or 'no label'}"[:300]
+            why = why_unlabelled(answer)
         # As for a model error: the guard's error policy decides, with its action (fail
         # closed blocks or replaces, even under Policy(action=flag)).
         fallback = self._upper.rule.nothing(error=why)
@@ -223,28 +239,16 @@ class EscalatingGuard:
         )
 
     async def _ask(self, text: str) -> tuple[AnnotationResult | None, str | None]:
-        from annotators.labelling import label_text
-
-        timeout = self.timeout_s
-        # A lone surrogate (JSON's "\ud800", a cut emoji) cannot be sent as UTF-8: the
-        # judge would always fail on it, so it reads as U+FFFD (a split pair is joined).
-        sendable = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        try:
-            # The slot is held by the call alone: a text outside the band, or answered by
-            # the memo, never waits for one, and a sync check or a rail (acheck) is capped
-            # as a server's requests are. A deadline covers the wait; timeout_s the call.
-            async with self._gates.get():
-                answer = await asyncio.wait_for(
-                    label_text(
-                        self.judge, sendable, self.schema, policy=self.retry, template=self.template
-                    ),
-                    timeout,
-                )
-        except TimeoutError:
-            return None, f"judge timed out after {timeout:g} s"
-        except Exception as exc:  # e.g. a missing SDK: the error policy decides, no crash
-            return None, f"judge failed: {type(exc).__name__}: {exc}"[:300]
-        return answer, None
+        return await call_judge(
+            self.judge,
+            text,
+            self.schema,
+            gate=self._gates.get(),
+            breaker=self.breaker,
+            timeout_s=self.timeout_s,
+            retry=self.retry,
+            template=self.template,
+        )
 
     async def _escalate(
         self, text: str, r: GuardResult, start: float, deadline: float | None
@@ -271,7 +275,11 @@ class EscalatingGuard:
         if left is None or left > 0:
             answer, why = await self.memo.ask(text, left, self._ask)
         return Escalated(
-            result=self._judged(r, answer, why, start), guard=r, escalated=True, judge=answer
+            result=self._judged(r, answer, why, start),
+            guard=r,
+            escalated=True,
+            judge=answer,
+            skipped=isinstance(why, Unavailable),
         )
 
     @property

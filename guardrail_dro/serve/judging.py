@@ -7,7 +7,8 @@ duplicates), and each call costs money and a second or so. ``JudgeMemo`` keeps t
 labelled answers by the text's SHA-256, most recently used first, up to ``size`` texts
 (never a failure: an error, a refusal or a timeout is asked again next time), and lets
 identical texts in flight at once on one event loop share one call (cancelled when no
-one waits for it).
+one waits for it; with ``ABANDONED`` when the last waiter's deadline passed, which the
+judge's breaker, ``serve.judge_breaker``, counts as a failure).
 """
 
 from __future__ import annotations
@@ -28,12 +29,31 @@ if TYPE_CHECKING:
     from annotators.base import AnnotationResult
     from guardrail_dro.serve.result import GuardResult
 
-__all__ = ["Answer", "Escalated", "JudgeMemo", "LoopGates", "LoopThread", "preload_judge"]
+__all__ = [
+    "ABANDONED",
+    "Answer",
+    "Escalated",
+    "JudgeMemo",
+    "LoopGates",
+    "LoopThread",
+    "preload_judge",
+    "why_unlabelled",
+]
 
 _T = TypeVar("_T")
 
 Answer = tuple["AnnotationResult | None", "str | None"]
 """(the judge's answer or None, why there is none)."""
+
+ABANDONED = "every caller waiting on the judge call reached its deadline"
+"""The message a shared judge call is cancelled with when its last waiter timed out (not
+when it was cancelled, e.g. by a close): the judge did not answer in the time given."""
+
+
+def why_unlabelled(answer: AnnotationResult) -> str:
+    """What a result's ``error`` says of an answer without a label (an API error, an
+    invalid reply, a refusal)."""
+    return f"judge {answer.outcome}: {answer.error or answer.raw or 'no label'}"[:300]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +68,8 @@ class Escalated:
         judge: the judge's answer (None when not asked or when it timed out).
         remembered: the answer came from the memo (an earlier call on the same text),
             not from a call of its own.
+        skipped: the judge was not asked: its breaker was open after consecutive failures
+            (``serve.judge_breaker``), so the error policy decided at once.
     """
 
     result: GuardResult
@@ -55,6 +77,7 @@ class Escalated:
     escalated: bool
     judge: AnnotationResult | None = None
     remembered: bool = False
+    skipped: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -71,10 +94,13 @@ class Escalated:
 
     @property
     def outcome(self) -> str:
-        """"guard" (not escalated), "remembered", "judged" or "failed" (the error policy
-        decided): what a server's metrics count."""
+        """"guard" (not escalated), "remembered", "judged", "failed" (the error policy
+        decided) or "skipped" (it decided without a call: the judge's breaker was open):
+        what a server's metrics count."""
         if not self.escalated:
             return "guard"
+        if self.skipped:
+            return "skipped"
         if self.result.degraded:
             return "failed"
         return "remembered" if self.remembered else "judged"
@@ -132,9 +158,11 @@ class JudgeMemo:
         """``call(text)``, shared with identical texts in flight on this loop. Each waiter
         gives up after its own ``timeout`` (None: when the call ends); the call runs while
         anyone waits on it (at most to the limit ``call`` sets, the judge's own timeout)
-        and is cancelled when the last waiter gives up, so its cost stays bounded by the
-        callers' deadlines. A labelled answer is remembered."""
+        and is cancelled when the last waiter gives up (with ``ABANDONED`` when its
+        ``timeout`` ran out), so its cost stays bounded by the callers' deadlines. A
+        labelled answer is remembered."""
         key = (asyncio.get_running_loop(), _digest(text))
+        expired = False
         with self._lock:
             shared = self._inflight.get(key)
             if shared is None or shared.future.cancelled():
@@ -144,6 +172,7 @@ class JudgeMemo:
         try:
             return await asyncio.wait_for(asyncio.shield(shared.future), timeout)
         except TimeoutError:
+            expired = True
             return None, f"judge timed out after {timeout:g} s"
         finally:
             shared.waiters -= 1
@@ -154,7 +183,7 @@ class JudgeMemo:
                 with self._lock:
                     if self._inflight.get(key) is shared:
                         del self._inflight[key]
-                shared.future.cancel()
+                shared.future.cancel(ABANDONED if expired else None)
 
     def _settle(
         self, key: tuple[asyncio.AbstractEventLoop, bytes], text: str, done: Any

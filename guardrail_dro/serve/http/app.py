@@ -166,6 +166,9 @@ def create_app(
         on_batch=metrics.batch.observe,
     )
     metrics.queued.set_function(lambda: batcher.queued)
+    if escalation is not None:
+        breaker = escalation.breaker
+        metrics.watch_judge_breaker(lambda: float(breaker.state in ("open", "half-open")))
     timeout = config.timeout_ms / 1e3
 
     async def moderations(request: Request) -> Response:

@@ -13,14 +13,18 @@ Series (``guardrail_`` prefix):
 - ``texts_total{outcome}``: texts checked, by ``allowed`` / ``flagged`` / ``degraded``;
 - ``degraded_total``: degraded results (timeout or model error, decided by policy);
 - ``batch_texts``: texts per model call (how much micro-batching happens);
-- ``queued_texts``: texts waiting for the model now.
+- ``queued_texts``: texts waiting for the model now;
+- ``escalated_total{outcome}`` (with an LLM judge): texts in its band, by ``judged`` /
+  ``remembered`` / ``failed`` / ``skipped`` (``Escalated.outcome``);
+- ``judge_breaker_open`` (with an LLM judge): 1 while its circuit breaker is open or
+  half-open (texts in the band decided by ``on_error`` without a call), else 0.
 
 No label carries a text, a key or a client address.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -60,10 +64,21 @@ class ServerMetrics:
         self.escalated = Counter(
             "guardrail_escalated",
             "Texts in the LLM judge's band (outcome: judged by a call, remembered from an "
-            "earlier call on the same text, or failed and left to on_error)",
+            "earlier call on the same text, failed and left to on_error, or skipped: left "
+            "to on_error without a call while the judge's breaker was open)",
             ["outcome"],
             registry=reg,
         )
+
+    def watch_judge_breaker(self, is_open: Callable[[], float]) -> None:
+        """Export ``guardrail_judge_breaker_open``, read from ``is_open`` at each scrape
+        (a server with an LLM judge only: no judge, no series)."""
+        Gauge(
+            "guardrail_judge_breaker_open",
+            "1 while the LLM judge's circuit breaker is open or half-open (texts in the "
+            "band decided by on_error without a call), else 0",
+            registry=self.registry,
+        ).set_function(is_open)
 
     def observe_request(self, path: str, status: int, seconds: float) -> None:
         self.requests.labels(path=path, status=str(status)).inc()
@@ -78,7 +93,7 @@ class ServerMetrics:
                 self.texts.labels(outcome="flagged" if r.violation else "allowed").inc()
 
     def observe_escalations(self, outcomes: Sequence[str]) -> None:
-        """One entry per text in the band: "judged", "remembered" or "failed"."""
+        """One entry per text in the band: "judged", "remembered", "failed" or "skipped"."""
         for outcome in outcomes:
             self.escalated.labels(outcome=outcome).inc()
 
