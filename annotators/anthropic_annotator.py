@@ -2,7 +2,9 @@
 
 The reply shape is enforced by a single tool, ``record_label``, whose input schema is
 the reply JSON schema, and ``tool_choice={"type": "tool", "name": "record_label"}``:
-the model must answer by calling it. A ``stop_reason`` of ``"refusal"`` is a refusal.
+the model must answer by calling it. A ``stop_reason`` of ``"refusal"`` is a refusal; one
+of ``"max_tokens"`` is a reply cut at its budget (a ``CutReply``: named, not repaired at
+the same budget; see ``annotators.labelling``).
 ``base_url`` is the bare server root (no ``/v1``). The client is built with
 ``max_retries=0``: retries belong to ``annotators.retry``. There is no temperature
 parameter: the Messages API of anthropic 2.x no longer takes sampling parameters.
@@ -16,6 +18,7 @@ from typing import Any
 from annotators.base import Prompt, RawReply, Usage
 from annotators.cache import server_params
 from annotators.clients import LoopBoundClient
+from annotators.labelling import CutReply
 from annotators.prompts import reply_json_schema
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import require
@@ -32,6 +35,8 @@ def parse_message(body: dict[str, Any]) -> RawReply:
 
     The forced tool's input is re-serialised as the reply text; a reply without the tool
     call keeps its text blocks (which then fail validation and get one repair call).
+    ``stop_reason == "max_tokens"`` gives a ``CutReply`` (the API does not say how many of
+    the tokens were thinking, so ``reasoning_tokens`` is None).
     """
     usage = body.get("usage") or {}
     blocks = body.get("content") or []
@@ -42,7 +47,8 @@ def parse_message(body: dict[str, Any]) -> RawReply:
     if body.get("stop_reason") == "refusal":
         refusal = "\n".join(texts) or "refusal"
     text = json.dumps(tool_inputs[0]) if tool_inputs else ("\n".join(texts) or None)
-    return RawReply(
+    reply = RawReply if body.get("stop_reason") != "max_tokens" else CutReply
+    return reply(
         text=None if refusal is not None else text,
         refusal=refusal,
         usage=Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),

@@ -14,7 +14,9 @@ documented, to copy with ``guardrail-dro annotate --print-config``):
 - ``[few_shot]``: fixed ``examples``, or ``draw`` N from labelled items
   (``draw_from``: a dataset with gold labels or annotations), with ``seed``.
 - ``[[annotators]]``: ``spec`` (``openai:MODEL``) and its parameters
-  (``temperature``, ``max_tokens``).
+  (``temperature``, ``max_tokens``, and for OpenAI reasoning models ``reasoning_effort``:
+  their hidden reasoning is paid from ``max_tokens``, so a reply cut at that budget is
+  fixed here, by a larger budget or a lower effort).
 - ``[run]``: ``concurrency``, ``rpm``, ``tpm``, ``max_attempts``, ``timeout``.
 
 Unknown keys are errors (a misspelt ``guidlines`` would otherwise be silently ignored).
@@ -30,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from annotators.openai_annotator import ReasoningEffort
 from annotators.templates import (
     DEFAULT_TEMPLATE,
     FewShotExample,
@@ -81,6 +84,8 @@ class AnnotatorEntry(_Strict):
     spec: str = Field(min_length=3)
     temperature: float | None = None
     max_tokens: int | None = Field(default=None, ge=1)
+    reasoning_effort: ReasoningEffort | None = None
+    """OpenAI reasoning models only (checked by ``make_annotator``); None: not sent."""
 
 
 class RunSection(_Strict):

@@ -3,9 +3,17 @@
 The same judging rule serves live calls and batch results (``judge`` takes a reply
 however it was obtained): a refusal is a refusal, a valid reply is a label, an invalid
 one is shown its validation error once and then recorded as ``invalid`` with its raw
-text. Transient errors are retried by the ``RetryPolicy``; what is left of them, and
-any non-transient API error, becomes an ``error`` result rather than a crash, so one
-bad item never sinks a run of ten thousand (the runner stops a run whose errors repeat).
+text. A reply *cut* at its token budget before its JSON was complete (a ``CutReply``:
+OpenAI ``finish_reason`` ``"length"``, Anthropic ``stop_reason`` ``"max_tokens"``) is
+not repaired: a repair call has the same budget, so it is paid for and cut again (a
+reasoning model spends the budget on hidden reasoning before it writes a word). It is
+recorded as an ``error`` naming the budget, the reasoning tokens and the remedy: not
+cached (``AnnotationResult.cacheable``), so the next run asks again, and its tokens are
+counted (they were billed); a run whose replies are all cut at one budget stops like
+one whose calls all fail (``CUT_STATUS``). Transient errors are retried by the
+``RetryPolicy``; what is left of them, and any non-transient API error, becomes an
+``error`` result rather than a crash, so one bad item never sinks a run of ten thousand
+(the runner stops a run whose errors repeat).
 
 Given a ``RateLimiter``, *every* attempt (retries and the repair call included) first
 takes its request and estimated input tokens from it, then the rest of the reply's
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -29,7 +38,30 @@ from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
 from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["Stopped", "judge", "label_text"]
+__all__ = ["CUT_STATUS", "CutReply", "Stopped", "cut_error", "judge", "label_text"]
+
+CUT_STATUS = 200
+"""The ``status`` of a cut reply's ``error`` result: the HTTP call succeeded. A status,
+not None, because the runner reads None as "no answer at all" (a server down); a
+non-transient status lets it stop a run whose replies are all cut at the same budget
+(``max_repeated_errors``) instead of paying for every item's cut reply."""
+
+
+@dataclass(frozen=True)
+class CutReply(RawReply):
+    """A reply that stopped at its token budget (``RawReply`` plus what the error needs).
+
+    The adapters' parsers return it for OpenAI ``finish_reason == "length"`` and
+    Anthropic ``stop_reason == "max_tokens"``; ``judge`` accepts it as a label if its
+    JSON is complete and valid all the same, else names the cut.
+
+    Attributes:
+        reasoning_tokens: how many of its output tokens were hidden reasoning
+            (OpenAI ``usage.completion_tokens_details.reasoning_tokens``); None when the
+            provider does not say.
+    """
+
+    reasoning_tokens: int | None = None
 
 
 class Stopped(Exception):
@@ -64,6 +96,21 @@ def _filtered(exc: BaseException) -> bool:
     gone wrong: as an error, five toxic items in a row stopped the whole run as if the
     key were wrong."""
     return _status(exc) == 400 and getattr(exc, "code", None) == "content_filter"
+
+
+def cut_error(budget: int, reply: CutReply) -> str:
+    """What a cut reply's ``error`` says: the budget, how much of it was reasoning, and
+    what to do (there is no ``--max-tokens`` option: a budget is set per annotator in the
+    labeling config, or on the adapter)."""
+    used = reply.usage.output_tokens
+    spent = "" if reply.reasoning_tokens is None else (
+        f"; {reply.reasoning_tokens} of its {used} output tokens were hidden reasoning")
+    effort = " or lower its reasoning_effort (e.g. \"low\")" if reply.reasoning_tokens else ""
+    return (f"reply cut at the {budget}-token budget before its JSON was complete{spent}. "
+            "Not repaired (a second call at the same budget is paid for and cut again) "
+            "and not cached: raise max_tokens for this annotator (max_tokens in the --config "
+            f"file's [[annotators]] entry, or the adapter's max_tokens=){effort}, and run "
+            "again")
 
 
 async def _unless_stopped(wait: Awaitable[None], stop: asyncio.Event | None) -> None:
@@ -121,8 +168,12 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
                 stop: asyncio.Event | None = None) -> AnnotationResult:
     """Turn a first reply into a result, making at most one repair call.
 
+    An invalid ``CutReply`` (first or repair reply) is an ``error`` at once, never
+    repaired: see the module docstring.
+
     Args:
-        annotator: who answered (asked again if the reply is invalid).
+        annotator: who answered (asked again if the reply is invalid; its
+            ``max_tokens``, when it has one, is the budget a cut reply names).
         text: the item's text (to rebuild the prompt for the repair call); None when it
             is not known (a batch result for an item of another run): then an invalid
             reply is not repaired.
@@ -149,6 +200,14 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
         try:
             parsed = parse_reply(reply.text or "", schema)
         except ValidationError as exc:
+            if isinstance(reply, CutReply):
+                budget = getattr(annotator, "max_tokens", None) or reply.usage.output_tokens
+                return AnnotationResult(
+                    outcome="error", annotator=annotator.name, model=reply.model,
+                    raw=reply.text or None, error=cut_error(budget, reply), status=CUT_STATUS,
+                    input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                    calls=counter[0],
+                )
             error = _short_error(exc)
             if prompt is None:
                 error += "; not repaired (the item's text is not in this run)"

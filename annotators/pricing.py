@@ -109,7 +109,11 @@ def estimate_tokens(text: str) -> int:
 
 
 EXPECTED_OUTPUT_TOKENS = 60
-"""Reply tokens assumed by ``--dry-run`` and the token limiter before a reply is seen."""
+"""Reply tokens assumed by ``--dry-run`` and the token limiter before a reply is seen.
+
+A label JSON is about that long; an OpenAI reasoning model also bills its hidden
+reasoning as output, up to its whole budget a reply, so a dry run gives that ceiling
+beside this figure (``report.estimate_into``) rather than a second guess."""
 
 
 def estimate_request_tokens(prompt: Prompt) -> int:

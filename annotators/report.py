@@ -3,7 +3,10 @@
 The live runner and the batch runner fill the same ``RunReport`` and end the same way
 (``results_to_annotations``: labels into the dataset, every other outcome into
 ``failures``), so the CLI prints one summary whatever way the labels were bought. A dry
-run fills the estimates instead (``estimate_into``), at live or batch prices.
+run fills the estimates instead (``estimate_into``), at live or batch prices. Output
+tokens are assumed (``EXPECTED_OUTPUT_TOKENS`` a reply); for an OpenAI reasoning model,
+whose hidden reasoning is billed as output, that can be far below the bill, so its lines
+also give the ceiling: every reply at its full budget (``max_tokens``), and what it costs.
 
 Nothing is dropped silently: refusals, invalid replies and errors are counted and
 listed with their raw text (``write_failures`` saves them as JSONL).
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from annotators.base import AnnotationResult, Annotator, Usage
 from annotators.cache import key_for
+from annotators.openai_annotator import is_reasoning_model
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of, price_for
 from annotators.prompts import build_prompt
 from annotators.redact import redact
@@ -41,6 +45,11 @@ class AnnotatorEstimate:
     cost: float | None = 0.0
     method: str = ""
     price: Price | None = None
+    budget: int | None = None
+    """For a reasoning model: its reply budget, hidden reasoning included (else None)."""
+    ceiling: Usage = field(default_factory=Usage)
+    """Tokens with every reply at ``budget`` (the assumed ones for other models)."""
+    ceiling_cost: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,8 @@ class RunReport:
             at batch prices for a batch dry run.
         to_ask: (annotator, text) requests a run has to make (after the cache).
         in_batch_jobs: for a batch dry run, requests already in submitted jobs (paid).
+        estimated_ceiling / estimated_ceiling_cost: for a dry run with a reasoning model,
+            tokens and USD with its replies at their full budget (None: no such model).
     """
 
     annotators: list[str]
@@ -80,6 +91,8 @@ class RunReport:
     cost: float | None = 0.0
     estimated_tokens: Usage = field(default_factory=Usage)
     estimated_cost: float | None = None
+    estimated_ceiling: Usage | None = None
+    estimated_ceiling_cost: float | None = None
     to_ask: int = 0
     in_batch_jobs: int = 0
     batch: bool = False
@@ -113,13 +126,20 @@ class RunReport:
             for name, est in self.estimates.items():
                 usd = "unknown (no price; pass --prices)" if est.cost is None \
                     else f"${est.cost:.4f}"
+                reasoning = "" if est.budget is None else \
+                    f", up to {est.budget} a reply with hidden reasoning"
                 lines.append(
                     f"  {name}: {est.requests} request(s), {est.tokens.input_tokens} tokens "
                     f"in + {est.tokens.output_tokens} out (input tokens: {est.method}; "
-                    f"output: {EXPECTED_OUTPUT_TOKENS} a reply assumed); cost{prices} {usd}")
+                    f"output: {EXPECTED_OUTPUT_TOKENS} a reply assumed{reasoning}); "
+                    f"cost{prices} {usd}{_up_to(est.budget, est.cost, est.ceiling_cost)}")
+            ceiling = self.estimated_ceiling
+            most = "" if ceiling is None else \
+                f" (up to {ceiling.output_tokens} out with reasoning)"
             lines.append(
                 f"estimated tokens: {self.estimated_tokens.input_tokens} in, "
-                f"{self.estimated_tokens.output_tokens} out; estimated cost{prices} {cost}")
+                f"{self.estimated_tokens.output_tokens} out{most}; estimated cost{prices} "
+                f"{cost}{_up_to(ceiling, self.estimated_cost, self.estimated_ceiling_cost)}")
             return lines
         lines = []
         for name in self.annotators:
@@ -144,6 +164,22 @@ class RunReport:
                 row = {k: redact(v) if isinstance(v, str) else v for k, v in fail.__dict__.items()}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         return path
+
+
+def _up_to(reasoning: object, cost: float | None, ceiling: float | None) -> str:
+    """``", up to $X"`` after a cost when a reasoning model may cost more (and is priced)."""
+    if reasoning is None or cost is None or ceiling is None:
+        return ""
+    return f", up to ${ceiling:.4f}"
+
+
+def _reasoning_budget(annotator: Annotator) -> int | None:
+    """The reply budget of an OpenAI reasoning model (its hidden reasoning is billed as
+    output, up to this many tokens a reply); None for any other annotator."""
+    budget = getattr(annotator, "max_tokens", None)
+    if annotator.provider != "openai" or not is_reasoning_model(annotator.model):
+        return None
+    return budget if isinstance(budget, int) else None
 
 
 @dataclass(frozen=True)
@@ -192,17 +228,22 @@ def estimate_into(report: RunReport, annotators: Sequence[Annotator], schema: La
 
     Input tokens are counted on the request each item would send (the provider's
     tokenizer where one works offline, see ``annotators.tokens``); output tokens are
-    ``EXPECTED_OUTPUT_TOKENS`` a reply.
+    ``EXPECTED_OUTPUT_TOKENS`` a reply, and for a reasoning model (``_reasoning_budget``)
+    also its full budget a reply: the ceiling, which its reasoning may well approach.
     """
     build = template.builder(schema) if template is not None else \
         (lambda text: build_prompt(text, schema))
     total: float | None = 0.0
     tokens = Usage()
+    most, reasoning = Usage(), False
+    most_usd: float | None = 0.0
     for j, ann in enumerate(annotators):
         server = ann.cache_params().get("base_url") is None
         counter = counter_for(ann.provider, ann.model, default_server=server)
+        budget = _reasoning_budget(ann)
+        reasoning = reasoning or budget is not None
         est = report.estimates.setdefault(ann.name, AnnotatorEstimate(
-            method=counter.method, price=price_for(ann.model, prices)))
+            method=counter.method, price=price_for(ann.model, prices), budget=budget))
         render = getattr(ann, "request_body", None)
         texts = [text for jj, text in todo if jj == j]
         for text in texts:
@@ -221,7 +262,18 @@ def estimate_into(report: RunReport, annotators: Sequence[Annotator], schema: La
             est.cost = None if usd is None or est.cost is None else est.cost + usd
             tokens = tokens + u
             total = None if usd is None or total is None else total + usd
+            top = u if budget is None else Usage(n_in, budget)
+            top_usd = usd if budget is None else cost_of(ann.model, top, prices, batch=batch)
+            est.ceiling = est.ceiling + top
+            est.ceiling_cost = _plus(est.ceiling_cost, top_usd)
+            most, most_usd = most + top, _plus(most_usd, top_usd)
     report.to_ask = len(todo)
     report.batch = batch
     report.estimated_tokens = tokens
     report.estimated_cost = total
+    report.estimated_ceiling = most if reasoning else None
+    report.estimated_ceiling_cost = most_usd if reasoning else None
+
+
+def _plus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b

@@ -12,7 +12,13 @@ import os
 
 from annotators.anthropic_annotator import AnthropicAnnotator
 from annotators.base import Annotator
-from annotators.openai_annotator import OpenAIAnnotator, is_reasoning_model
+from annotators.openai_annotator import (
+    DEFAULT_MAX_TOKENS,
+    REASONING_MAX_TOKENS,
+    OpenAIAnnotator,
+    ReasoningEffort,
+    is_reasoning_model,
+)
 from guardrail_dro.errors import ConfigError
 
 __all__ = ["KEY_VARIABLES", "make_annotator", "parse_spec"]
@@ -41,7 +47,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def make_annotator(spec: str, *, base_url: str | None = None,
                    anthropic_base_url: str | None = None, timeout: float = 60.0,
                    need_key: bool = True, temperature: float | None = None,
-                   max_tokens: int | None = None) -> Annotator:
+                   max_tokens: int | None = None,
+                   reasoning_effort: ReasoningEffort | None = None) -> Annotator:
     """Build the annotator named by ``spec``, reading its key from the environment.
 
     Args:
@@ -52,11 +59,16 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         need_key: check that the key variable is set (False for a dry run).
         temperature / max_tokens: request parameters (None: the adapter's default;
             a temperature only for ``openai:`` models other than reasoning ones, which
-            take only their default; the Anthropic API takes none).
+            take only their default; the Anthropic API takes none). The default budget
+            is ``REASONING_MAX_TOKENS`` for an OpenAI reasoning model, whose hidden
+            reasoning spends it too (at 300 a reply is often cut before it says a word),
+            else 300 (as ``OpenAIAnnotator``'s own default).
+        reasoning_effort: ``openai:`` reasoning models only (None: the model's default,
+            not sent).
 
     Raises:
         ConfigError: bad spec, the provider's key variable is not set, or a temperature
-            the model does not take.
+            or reasoning effort the model does not take.
     """
     provider, model = parse_spec(spec)
     var = KEY_VARIABLES[provider]
@@ -66,14 +78,20 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         raise ConfigError(f"--annotator {spec}: the environment variable {var} is not set; "
                           f"export {var}=...{hint}")
     key = os.environ.get(var) or "unset"  # the SDKs refuse to build without one
-    budget = 300 if max_tokens is None else max_tokens  # both adapters' default
+    reasoning = provider == "openai" and is_reasoning_model(model)
+    budget = max_tokens if max_tokens is not None else (
+        REASONING_MAX_TOKENS if reasoning else DEFAULT_MAX_TOKENS)  # as the adapters'
     if provider == "openai":
         if temperature not in (None, 1.0) and is_reasoning_model(model):
             raise ConfigError(f"{spec}: OpenAI reasoning models accept only their default "
                               f"temperature (1), not {temperature}: remove it from this "
                               "annotator")
         return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout,
-                               temperature=temperature, max_tokens=budget)
+                               temperature=temperature, max_tokens=budget,
+                               reasoning_effort=reasoning_effort)
+    if reasoning_effort is not None:
+        raise ConfigError(f"{spec}: reasoning_effort is for OpenAI reasoning models (o1, o3, "
+                          "o4-mini, gpt-5...); remove it from this annotator")
     if temperature is not None:
         raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
                           "remove it from this annotator")

@@ -164,7 +164,12 @@ class RepeatedAPIError(AnnotatorError):
         self, *, annotator: str, status: int, message: str, count: int, where: str | None = None
     ) -> None:
         self.annotator, self.status, self.message, self.count = annotator, status, message, count
-        if where is None:
+        if where is None and status == 200:  # answered, but unusable (a cut reply)
+            super().__init__(
+                f"{annotator}: stopped after {count} replies in a row came back unusable "
+                f"(the calls succeeded, so retrying cannot help): {message}"
+            )
+        elif where is None:
             super().__init__(
                 f"{annotator}: stopped after {count} calls in a row failed with HTTP {status} "
                 f"(not transient, so retrying cannot help): {message}"

@@ -4,7 +4,9 @@ Pure functions from a request body and an ``Answer`` to the JSON the real API re
 (a ``message``), so the live endpoint, the batch results and the SSE stream
 (``streaming.anthropic_stream_body``) all carry the same reply. A labelling request
 forces one tool; its ``input_schema`` holds the label set, and a valid answer comes back
-as a ``tool_use`` block calling it. Refusals and raw text come back as a text block.
+as a ``tool_use`` block calling it. Refusals and raw text come back as a text block. A
+``cut`` fault answers as the API does when ``max_tokens`` runs out inside the tool call:
+``stop_reason`` ``"max_tokens"`` and a tool_use block whose input never got written.
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ def anthropic_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
     input, a refusal (``stop_reason`` ``refusal``) or raw text as a text block."""
     tool, _ = anthropic_tool(body)
     prompt_tokens = token_count(json.dumps(body.get("messages")) + str(body.get("system", "")))
+    if ans.cut and ans.refusal is None:
+        out = anthropic_message_body(body.get("model", "fake"), tool, {}, None, False,
+                                     prompt_tokens, n)
+        budget = int(body.get("max_tokens") or out["usage"]["output_tokens"])
+        return {**out, "stop_reason": "max_tokens",
+                "usage": {**out["usage"], "output_tokens": budget}}
     return anthropic_message_body(
         body.get("model", "fake"), tool, ans.reply,
         ans.refusal if ans.refusal is not None else ans.raw, ans.refusal is not None,

@@ -295,7 +295,8 @@ class BatchAPI:
                 if fault.kind == "batch_expired":
                     b.expired = True
                 continue
-            live_fault = self.host.take_fault(text, ("malformed", "out_of_schema", "refusal"))
+            live_fault = self.host.take_fault(
+                text, ("malformed", "out_of_schema", "refusal", "cut"))
             reply = self.host.reply(b.provider, text, body, live_fault, batch=True)
             b.results.append({"custom_id": cid, "body": reply})
         b.done = True

@@ -4,6 +4,13 @@ Pure functions from a request body and an ``Answer`` to the JSON the real API re
 (``chat.completion``), so the live endpoint, the batch output file and the SSE stream
 (``streaming.openai_stream_body``) all carry the same reply. The label set is read from
 ``response_format.json_schema``, where ``OpenAIAnnotator`` puts it.
+
+A reasoning model's reply (``Answer.reasoning_tokens`` set) pays its hidden reasoning
+from the request's budget (``max_completion_tokens``) as the real API does: reported in
+``usage.completion_tokens_details.reasoning_tokens`` and ``completion_tokens``, and when
+reasoning and reply do not fit, or a ``cut`` fault says so, the reply is cut:
+``finish_reason`` ``"length"``, the content what was left room for (empty when the
+reasoning took it all).
 """
 
 from __future__ import annotations
@@ -53,8 +60,27 @@ def openai_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
     content (or the raw text), a refusal in ``message.refusal``."""
     content = json.dumps(ans.reply) if ans.reply is not None else ans.raw
     prompt_tokens = token_count(json.dumps(body.get("messages")))
-    return openai_completion_body(body.get("model", "fake"), content, ans.refusal,
-                                  prompt_tokens, n)
+    out = openai_completion_body(body.get("model", "fake"), content, ans.refusal,
+                                 prompt_tokens, n)
+    if ans.reasoning_tokens is None and not ans.cut:  # as before reasoning existed
+        return out
+    budget = body.get("max_completion_tokens") or body.get("max_tokens")
+    choice, usage = out["choices"][0], out["usage"]
+    visible, thinking = usage["completion_tokens"], ans.reasoning_tokens or 0
+    if ans.refusal is None and (ans.cut or (budget is not None and thinking + visible > budget)):
+        budget = budget or visible
+        if ans.cut and ans.reasoning_tokens is not None:
+            thinking = budget  # a reasoning model cut by a fault: it thought the budget away
+        thinking = min(thinking, budget)
+        text = choice["message"]["content"] or ""
+        choice["message"]["content"] = text[:min((budget - thinking) * 4, len(text) // 2)]
+        choice["finish_reason"] = "length"
+        visible = budget - thinking
+    usage["completion_tokens"] = thinking + visible
+    usage["total_tokens"] = prompt_tokens + thinking + visible
+    if ans.reasoning_tokens is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": thinking}
+    return out
 
 
 def openai_usage(completion: dict[str, Any]) -> tuple[int, int]:

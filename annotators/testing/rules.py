@@ -30,7 +30,7 @@ __all__ = [
 FaultKind = Literal[
     "rate_limit", "server_error", "slow", "malformed", "out_of_schema", "refusal",
     "batch_expired", "batch_errored", "batch_create_timeout", "batch_create_error",
-    "content_filter",
+    "content_filter", "cut",
 ]
 
 
@@ -91,11 +91,19 @@ def keyword_handler(text: str) -> FakeReply | Refuse:
 
 @dataclass
 class Answer:
-    """What to say about one item: exactly one of reply / refusal / raw is set."""
+    """What to say about one item: exactly one of reply / refusal / raw is set.
+
+    ``cut``: the reply stops at the request's token budget (a ``cut`` fault).
+    ``reasoning_tokens``: hidden reasoning an OpenAI reasoning model spends from that
+    budget before it answers (None: not a reasoning model); the wire cuts the reply
+    when reasoning and reply do not fit.
+    """
 
     reply: dict | None = None
     refusal: str | None = None
     raw: str | None = None
+    cut: bool = False
+    reasoning_tokens: int | None = None
 
 
 def answer(handler: Handler, text: str, labels: list[str], fault: Fault | None) -> Answer:
@@ -106,7 +114,8 @@ def answer(handler: Handler, text: str, labels: list[str], fault: Fault | None) 
         text: the item's text.
         labels: the classes the request allows (its JSON schema's enum); the first one
             stands in for ``FakeReply(label=None)``.
-        fault: a ``malformed``, ``refusal`` or ``out_of_schema`` fault to apply, or None.
+        fault: a ``malformed``, ``refusal``, ``out_of_schema`` or ``cut`` fault to
+            apply, or None.
     """
     if fault is not None and fault.kind == "malformed":
         return Answer(raw='{"label": "oops", this is not json')
@@ -115,10 +124,11 @@ def answer(handler: Handler, text: str, labels: list[str], fault: Fault | None) 
     out = handler(text)
     if isinstance(out, Refuse):
         return Answer(refusal=out.message)
+    cut = fault is not None and fault.kind == "cut"
     if isinstance(out, str):
-        return Answer(raw=out)
+        return Answer(raw=out, cut=cut)
     label = out.label if out.label is not None else (labels[0] if labels else "unknown")
     if fault is not None and fault.kind == "out_of_schema":
         label = "__not_a_class__"
     return Answer(reply={"label": label, "rationale": out.rationale,
-                         "confidence": out.confidence})
+                         "confidence": out.confidence}, cut=cut)

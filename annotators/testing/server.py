@@ -19,6 +19,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from annotators.openai_annotator import is_reasoning_model
 from annotators.testing.anthropic_wire import ANTHROPIC
 from annotators.testing.batch import (
     BatchAPI,
@@ -50,11 +51,17 @@ class FakeLLMServer(Ledger):
         latency: seconds every live request sleeps before answering (simulated model time).
         port: 0 for an ephemeral port.
         batch_polls: retrieves a batch needs before it is finished (1: the first poll).
+        reasoning_tokens: hidden reasoning an OpenAI reasoning model (by its name, as
+            ``is_reasoning_model`` tells) spends before it answers, paid from the
+            request's ``max_completion_tokens``: a budget that cannot hold it and the
+            reply gets a cut reply (``finish_reason`` ``"length"``), as the real API
+            gives. 0: none, and only ``completion_tokens_details`` shows it is one.
     """
 
     def __init__(self, handler: Handler | None = None, *, latency: float = 0.0,
-                 port: int = 0, batch_polls: int = 1) -> None:
+                 port: int = 0, batch_polls: int = 1, reasoning_tokens: int = 0) -> None:
         super().__init__()
+        self.reasoning_tokens = reasoning_tokens
         self.handler: Handler = handler or (lambda text: FakeReply())
         self.latency = latency
         self.batch_polls = batch_polls
@@ -121,11 +128,14 @@ class FakeLLMServer(Ledger):
 
         Args:
             provider: ``"openai"`` or ``"anthropic"``: whose wire format.
-            fault: a reply-shaping fault (``malformed``, ``out_of_schema``, ``refusal``).
+            fault: a reply-shaping fault (``malformed``, ``out_of_schema``, ``refusal``,
+                ``cut``).
             batch: a batch result (counted in ``batch_paid``) rather than a live reply.
         """
         wire = _WIRES[provider]
         ans = answer(self.handler, text, wire.labels(body), fault)
+        if provider == "openai" and is_reasoning_model(str(body.get("model", ""))):
+            ans.reasoning_tokens = self.reasoning_tokens
         self.pay(text, batch=batch)
         out = wire.reply(body, ans, self.next_id())
         self.bill(text, *wire.usage(out), batch=batch)
@@ -135,7 +145,7 @@ class FakeLLMServer(Ledger):
         """Count a live request and apply the transport-level faults; may raise ErrorReply."""
         self.note_live(text, body, endpoint)
         fault = self.take_fault(text, ("rate_limit", "server_error", "slow", "malformed",
-                                       "out_of_schema", "refusal", "content_filter"))
+                                       "out_of_schema", "refusal", "content_filter", "cut"))
         if self.latency:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "rate_limit":

@@ -317,9 +317,9 @@ def annotate_command(
     run_cfg = cfg.run
     timeout = timeout or run_cfg.timeout or 60.0
     entries = (
-        [(spec, None, None) for spec in annotator]
+        [(spec, None, None, None) for spec in annotator]
         if annotator
-        else [(a.spec, a.temperature, a.max_tokens) for a in cfg.annotators]
+        else [(a.spec, a.temperature, a.max_tokens, a.reasoning_effort) for a in cfg.annotators]
     )
     if not entries:
         raise ConfigError(
@@ -335,8 +335,9 @@ def annotate_command(
             need_key=not dry_run,
             temperature=temp,
             max_tokens=budget,
+            reasoning_effort=effort,
         )
-        for spec, temp, budget in entries
+        for spec, temp, budget, effort in entries
     ]
     cache_path = cache or out.with_name(out.name + ".cache.sqlite")
     price_table = load_prices(prices) if prices else None

@@ -222,4 +222,4 @@ async def test_max_completion_tokens_is_sent_through_the_sdk(server: FakeLLMServ
     await ann.aclose()
     assert res.label == "toxic"
     body = server.requests[0]["body"]
-    assert body["max_completion_tokens"] == 300 and "max_tokens" not in body
+    assert body["max_completion_tokens"] == 4000 and "max_tokens" not in body  # room to reason

@@ -146,7 +146,7 @@ def test_reasoning_models_get_max_completion_tokens_and_no_temperature() -> None
     assert "max_completion_tokens" not in body
     for model in ("o3-mini", "o4-mini", "gpt-5-mini", "o1"):
         body = OpenAIAnnotator(model, api_key="k").request_body(p, SCHEMA)
-        assert body["max_completion_tokens"] == 300
+        assert body["max_completion_tokens"] == 4000  # REASONING_MAX_TOKENS
         assert "max_tokens" not in body and "temperature" not in body
     forced = OpenAIAnnotator("my-model", api_key="k", token_param="max_completion_tokens",
                              temperature=0.2).request_body(p, SCHEMA)
