@@ -16,7 +16,9 @@
    ``guard.json`` (which lists the card like every file).
 
 The artifact is built in a temporary sibling directory and moved into place only when
-every check passed, so a failed export never leaves a half-written guard behind.
+every check passed, so a failed export never leaves a half-written guard behind; one a
+killed export left (``.OUT.tmp-HOST-PID-*``) is removed by the next export to OUT, or
+named when it cannot be told from a running one's (``guardrail_dro.leftovers``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from export.quantize import Progress, convert_fp16, quantize_gated, quiet_loggin
 from export.spec import ExportSpec, Tolerances
 from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.errors import ArtifactError, ConfigError, require
+from guardrail_dro.leftovers import sweep_leftovers
 
 __all__ = [
     "check_out",
@@ -294,6 +297,7 @@ def export_onnx(
         valid=valid is not None,
     )
     check_out(out, overwrite)
+    sweep_leftovers(out, ("tmp",))  # a killed export's build (hundreds of MB), by its pid
     say(f"loading {model_dir}")
     trained = TrainedModel.load(model_dir)
     if valid is not None and tuple(valid.schema.classes) != tuple(trained.schema.classes):

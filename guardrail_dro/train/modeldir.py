@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import shutil
-import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +40,7 @@ from pydantic import BaseModel, Field
 from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
+from guardrail_dro.leftovers import sweep_leftovers
 from guardrail_dro.train.background import BackgroundChoice
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
@@ -226,7 +226,7 @@ class TrainedModel:
         try:
             self._write(tmp)
             if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                old = new_folder(out.parent, f".{out.name}.old-")
                 out.rename(old / "model")
                 tmp.rename(out)
                 shutil.rmtree(old, ignore_errors=True)
@@ -379,7 +379,8 @@ class TrainedModel:
 def check_save_target(out_dir: str | Path) -> Path:
     """``out_dir`` resolved, when ``TrainedModel.save`` may write there: new, empty, or
     an earlier model directory it replaces whole; checked again by ``save`` and first by
-    the commands that train or distill for minutes before saving.
+    the commands that train or distill for minutes before saving. Then clears what a
+    killed save to ``out_dir`` left beside it (``guardrail_dro.leftovers``).
 
     Raises:
         ArtifactError: a file, or a non-empty folder that is not a model directory.
@@ -392,6 +393,7 @@ def check_save_target(out_dir: str | Path) -> Path:
             f"{out} is a non-empty folder that is not a model directory (no "
             "manifest.json): refusing to replace it; pass an empty or new folder"
         )
+    sweep_leftovers(out, ("new", "old"))
     return out
 
 
