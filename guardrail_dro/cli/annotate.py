@@ -57,8 +57,9 @@ Examples:
   # the exact requests, and the price per annotator, before paying
   guardrail-dro annotate --config team.toml --data q.csv --out labelled.jsonl
       --dry-run
-  # a pilot of 50 items, then the rest (the 50 come from the cache)
-  guardrail-dro annotate --config team.toml --data q.csv --out pilot.jsonl --limit 50
+  # a pilot of 50 items, then the rest (the same --out: the 50 are cached)
+  guardrail-dro annotate --config team.toml --data q.csv --out labelled.jsonl
+      --limit 50
   guardrail-dro annotate --config team.toml --data q.csv --out labelled.jsonl
   # what would it cost?
   guardrail-dro annotate --data q.csv --text-col question --labels safe,toxic
@@ -134,7 +135,7 @@ def annotate_command(
             "--limit",
             min=1,
             help="Pilot: label only the first N items (a later run without "
-            "it reuses their answers).",
+            "it, with the same --out or --cache, reuses their answers).",
             rich_help_panel=_R,
         ),
     ] = None,

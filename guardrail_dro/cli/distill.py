@@ -250,8 +250,8 @@ def distill_command(
         typer.Option(
             "--texts",
             help="Unlabelled texts, repeatable: a bundled "
-            "background-safe set or a .txt / .csv / .jsonl file (default: the "
-            "teacher's background-safe text).",
+            "background set or a .txt / .csv / .jsonl file (default: the "
+            "teacher's background text, safe and harmful).",
         ),
     ] = None,
     no_texts: Annotated[
@@ -302,7 +302,7 @@ def distill_command(
             "--threads",
             min=1,
             help="torch threads (default 1: fastest on a "
-            "shared CPU; 0 is not allowed, omit for one per core with --threads N).",
+            "shared CPU; give the core count to use every core).",
         ),
     ] = 1,
     seed: Annotated[int, typer.Option("--seed")] = 0,

@@ -137,28 +137,33 @@ TextCol = Annotated[
 IdCol = Annotated[
     str | None,
     typer.Option(
-        "--id-col", help="Item id column (default: index or row number).", rich_help_panel=_P
+        "--id-col",
+        help="Item id column (default: item_id or id, else the index column or row number).",
+        rich_help_panel=_P,
     ),
 ]
 AnnotatorCols = Annotated[
     str | None,
     typer.Option(
         "--annotator-cols",
-        help="Comma-separated annotator columns of a wide CSV (default: every label_* column).",
+        help="Comma-separated annotator columns of a wide CSV (default: every label_*, "
+        "annotator_* and annotation_* column).",
         rich_help_panel=_P,
     ),
 ]
 GoldCol = Annotated[
     str | None,
     typer.Option(
-        "--gold-col", help="Gold label column (default: gold or label).", rich_help_panel=_P
+        "--gold-col",
+        help="Gold label column (default: gold, label or gold_label).",
+        rich_help_panel=_P,
     ),
 ]
 GroupCol = Annotated[
     str | None,
     typer.Option(
         "--group-col",
-        help="Group column (default: group, dominant_topics, topic).",
+        help="Group column (default: group, dominant_topics, topic or domain).",
         rich_help_panel=_P,
     ),
 ]

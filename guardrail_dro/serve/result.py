@@ -103,9 +103,11 @@ class GuardResult:
         text, a model error) scores 0.
 
         Example:
-            >>> guard.check("how do I hurt someone with a knife").to_openai_moderation()
-            {'flagged': True, 'categories': {'violence': True, 'hate': False},
-             'category_scores': {'violence': 0.9, 'hate': 1e-12}}
+            >>> m = guard.check("how do I hurt someone with a knife").to_openai_moderation()
+            >>> m["flagged"], m["categories"]
+            (True, {'violence': True, 'hate': False})
+            >>> {c: round(s, 3) for c, s in m["category_scores"].items()}
+            {'violence': 0.9, 'hate': 0.0}
         """
         flagged = self.violation
         return {
