@@ -134,7 +134,7 @@ def quick_config(
         background_weight=weight if background else None,
         background_fraction=share if background else None,
         background_harmful=list(harmful),
-        harmful_weight=HARMFUL_WEIGHT,
+        harmful_weight=HARMFUL_WEIGHT if harmful else 1.0,  # unread without harmful text
     )
 
 

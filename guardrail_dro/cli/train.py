@@ -70,7 +70,8 @@ AverageSeeds = Annotated[
         "--average-seeds",
         min=1,
         max=32,
-        help="Frozen mode: train k seeds (k x --seed to k x --seed + k - 1) and keep one "
+        help="Frozen mode: train k seeds (k x --seed to k x --seed + k - 1; in bench, "
+        "k x s to k x s + k - 1 for each of its seeds s) and keep one "
         "head, their average (the mean of their logits). Costs k trainings and nothing at "
         "inference with a linear head. On toxic-questions the average of 4 seeds of ours "
         "beat the seeds' mean test worst-group accuracy by +0.010 / +0.029 (README, "
@@ -291,7 +292,9 @@ def bench(
     methods: Annotated[
         str | None,
         typer.Option(
-            "--methods", help="Comma-separated; default: all built-in + each single annotator."
+            "--methods",
+            help="Comma-separated; default: all built-in + each single annotator (the "
+            "single annotators only on a crowd of 12 or fewer).",
         ),
     ] = None,
     average_seeds: AverageSeeds = 1,

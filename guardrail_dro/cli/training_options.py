@@ -181,6 +181,28 @@ Rationale = Annotated[
 ]
 
 
+_OPTION_NAMES = {
+    "encoder_lr": "--encoder-lr",
+    "ft_estimator": "--ft-estimator learn",
+    "lp_select": "--lp-select compete",
+    "background_weight": "--background-weight",
+    "background_fraction": "--background-fraction",
+    "harmful_weight": "--harmful-weight",
+    "use_confidence": "--confidence on",
+    "use_rationale": "--rationale on",
+}
+"""The option (and value) that sets each TrainConfig field ``check_read`` may refuse."""
+
+_OPTION_NEEDS = {
+    "full": "full mode's (frozen mode tunes no encoder)",
+    "lp": "needs the LP stage (probe_epochs > 0)",
+    "background_safe": "needs --background-safe",
+    "background_harmful": "needs --background-harmful",
+    "estimator": "the soft-label estimator's, and method {} learns none (ours and ours-agree do)",
+}
+"""``train.unread.NEEDS`` in option names."""
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainingOptions(OptionGroup):
     """What train and bench share of a ``TrainConfig``: the ``Training`` options."""
@@ -207,64 +229,48 @@ class TrainingOptions(OptionGroup):
         """Refuse options the run would not read (frozen mode and full mode's options,
         background settings without that background, an estimator signal turned on for
         a method without an estimator): they were accepted, ignored, and recorded in the
-        manifest as if they had trained.
+        manifest as if they had trained. Which ones: ``train.unread.unread_settings``,
+        as the Python API's ``TrainConfig.for_run`` asks it; worded here in option names.
 
         Raises:
             ConfigError: naming each such option and what it needs.
         """
         from guardrail_dro.errors import ConfigError
+        from guardrail_dro.train.config import TrainConfig
+        from guardrail_dro.train.unread import unread_settings
 
-        unread, full = [], []
-        if self.mode != "full":
-            full = [
-                name
-                for name, given in (
-                    ("--encoder-lr", self.encoder_lr is not None),
-                    ("--ft-estimator learn", self.ft_estimator != "freeze"),
-                    ("--lp-select compete", self.lp_select != "tuned"),
-                )
-                if given
-            ]
-            if full:
-                unread.append(f"{', '.join(full)}: full mode's (frozen mode tunes no encoder)")
-        elif average_seeds > 1:  # else refused once every split was read and embedded
+        if self.mode == "full" and average_seeds > 1:  # else refused once data was read
             raise ConfigError(
                 f"--average-seeds {average_seeds} averages heads on one frozen encoder; in "
                 "full mode every seed fine-tunes its own: use --average-seeds 1 with --mode full"
             )
-        if not self.background_safe:
-            bg = [
-                name
-                for name, value in (
-                    ("--background-weight", self.background_weight),
-                    ("--background-fraction", self.background_fraction),
-                )
-                if value is not None
-            ]
-            if bg:
-                unread.append(f"{', '.join(bg)}: needs --background-safe")
-        if not self.background_harmful and self.harmful_weight != 1.0:
-            unread.append("--harmful-weight: needs --background-harmful")
-        if method is not None:
-            from guardrail_dro.train.methods import lookup
-
-            if not lookup(method)[0].targets.learned:  # no soft-label estimator
-                est = [
-                    name
-                    for name, given in (
-                        ("--confidence on", self.confidence == "on"),
-                        ("--rationale on", self.rationale == "on"),
-                        ("--ft-estimator learn", self.ft_estimator != "freeze" and not full),
-                    )
-                    if given
-                ]
-                if est:
-                    unread.append(
-                        f"{', '.join(est)}: the soft-label estimator's, and method {method} "
-                        "learns none (ours and ours-agree do)"
-                    )
-        if unread:
-            raise ConfigError(f"options the run would ignore: {'; '.join(unread)}")
+        given: dict[str, Any] = {
+            "mode": self.mode,
+            "ft_estimator": self.ft_estimator,
+            "lp_select": self.lp_select,
+            "background_weight": self.background_weight,
+            "background_fraction": self.background_fraction,
+            "harmful_weight": self.harmful_weight,
+            "use_confidence": self.confidence,
+            "use_rationale": self.rationale,
+        }
+        if self.encoder_lr is not None:  # unset is None here, TrainConfig's default there
+            given["encoder_lr"] = self.encoder_lr
+        # model_construct: no validation, so a value out of range is still named by
+        # TrainConfig itself, after this (as before).
+        cfg = TrainConfig.model_construct(
+            **given,
+            method=method or "ours",
+            background_safe=list(self.background_safe or []),
+            background_harmful=list(self.background_harmful or []),
+        )
+        groups: dict[str, list[str]] = {}
+        for u in unread_settings(cfg, given, per_method=method is not None):
+            groups.setdefault(u.needs, []).append(_OPTION_NAMES[u.setting])
+        if groups:
+            needs = {**_OPTION_NEEDS, "estimator": _OPTION_NEEDS["estimator"].format(method)}
+            shown = "; ".join(f"{', '.join(names)}: {needs[k]}" for k, names in groups.items())
+            raise ConfigError(f"options the run would ignore: {shown}")
 
     def config(self, **run: Any) -> TrainConfig:
         """The ``TrainConfig`` of these options and the command's own fields (``run``:

@@ -35,17 +35,14 @@ not selected on.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from guardrail_dro.data.background import BackgroundText, background_dataset, load_background
-from guardrail_dro.data.items import AnnotatedDataset, normalise_text
-from guardrail_dro.data.schema import LabelSchema
-from guardrail_dro.errors import DataError
+from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.train.background_data import leaving_out, load, splits
 from guardrail_dro.train.metrics import Metrics
 from guardrail_dro.train.run import Features
 
@@ -61,6 +58,7 @@ __all__ = [
     "block_rate",
     "choose",
     "join",
+    "leaving_out",
     "load",
     "measure",
     "splits",
@@ -275,68 +273,6 @@ def join(
         num = num + term.weight * term.losses(lg).sum()
         den += lg.shape[0]
     return num / den
-
-
-def load(
-    safe: list[str], harmful: list[str], valid: AnnotatedDataset, drop_overlap: bool
-) -> tuple[BackgroundText | None, BackgroundText | None, list[str]]:
-    """The run's safe and harmful background text (None where not given) and notes:
-    with ``drop_overlap``, without the texts that are also in ``valid``, as the training
-    items are (a valid text trained as safe or as harmful, whatever its gold, is one that
-    the upper level and model selection then score the guard on).
-
-    Raises:
-        DataError: a source that cannot be read, or no background text left to train
-            on once valid's are dropped.
-    """
-    out: list[BackgroundText | None] = []
-    notes: list[str] = []
-    held = {normalise_text(t) for t in valid.texts} if drop_overlap else set()
-    for specs, bad in ((safe, False), (harmful, True)):
-        if not specs:
-            out.append(None)
-            continue
-        text = load_background(specs, harmful=bad)
-        train = tuple(t for t in text.train if normalise_text(t) not in held)
-        heldout = tuple(t for t in text.heldout if normalise_text(t) not in held)
-        dropped = len(text.train) + len(text.heldout) - len(train) - len(heldout)
-        kind = "harmful background" if bad else "background-safe"
-        if dropped:
-            if not train or not heldout:
-                raise DataError(
-                    f"{kind} text {', '.join(specs)}: {dropped} of its texts are also in valid "
-                    f"and were left out (drop_overlap), which leaves {len(train)} to train and "
-                    f"{len(heldout)} held out; it needs one of each (--keep-overlap keeps them)"
-                )
-            notes.append(f"{dropped} {kind} text(s) also in valid were left out (drop_overlap)")
-        out.append(dataclasses.replace(text, train=train, heldout=heldout))
-    return out[0], out[1], notes
-
-
-def splits(
-    background: BackgroundText | None,
-    harmful: BackgroundText | None,
-    schema: LabelSchema,
-    fraction: float = 1.0,
-) -> dict[str, AnnotatedDataset]:
-    """The feature splits of a run's background text: ``background`` (the configured
-    share of a fixed permutation of the safe train part, so a smaller amount is part of
-    every larger one) and ``background_heldout``, gold the safe class; ``harmful`` and
-    ``harmful_heldout``, no gold. Only the sources given."""
-    out: dict[str, AnnotatedDataset] = {}
-    if background:
-        order = np.random.default_rng(0).permutation(len(background.train))
-        used = [background.train[i] for i in order[: max(1, round(fraction * len(order)))]]
-        out["background"] = background_dataset(used, schema, "background")
-        out["background_heldout"] = background_dataset(
-            background.heldout, schema, "background-heldout"
-        )
-    if harmful:
-        out["harmful"] = background_dataset(harmful.train, schema, "harmful", harmful=True)
-        out["harmful_heldout"] = background_dataset(
-            harmful.heldout, schema, "harmful-heldout", harmful=True
-        )
-    return out
 
 
 def toxic_scores(probs: np.ndarray, safe_mask: np.ndarray) -> np.ndarray:

@@ -20,7 +20,13 @@ from pydantic import BaseModel
 
 from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
-from guardrail_dro.train.bench_plan import bench_methods, check_out_dir, default_methods
+from guardrail_dro.train.background_data import leaving_out, shared_with
+from guardrail_dro.train.bench_plan import (
+    bench_methods,
+    check_arguments,
+    check_out_dir,
+    default_methods,
+)
 from guardrail_dro.train.bench_runs import FinishedRun, RunStore, run_key
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.data_checks import check_train_left
@@ -169,7 +175,10 @@ def run_bench(
     Args:
         methods: default ``default_methods(train)``.
         seeds: a count (0..n-1) or explicit seeds.
-        config: the shared training config; ``method`` and ``seed`` are overridden.
+        config: the shared training config; ``method`` and ``seed`` are overridden (a
+            copy per run: a setting only some methods read is no error, ``for_run``).
+            With ``drop_overlap``, no run trains on a train item or a background text
+            that is also in test.
         out_dir: when given, writes results.json, results.md and the plots there.
         on_run: called after each (method, seed) trained with its test metrics (progress
             display); ``best-single``'s candidates are reported as ``single:<a>``
@@ -190,6 +199,7 @@ def run_bench(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    check_arguments({"train": train, "valid": valid, "test": test}, config, methods, out_dir)
     base = config or TrainConfig()
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
@@ -210,6 +220,8 @@ def run_bench(
     results: dict[str, MethodResult] = {}
     runs_dir = Path(out_dir) / "runs" if out_dir is not None else None
     key = run_key(base, train, valid, test)
+    if base.drop_overlap and shared_with(base.background_safe, base.background_harmful, test.texts):
+        key += ":background-without-test"  # runs stored before the test drop trained on it
     embed_seconds = _warm_cache(base, train, valid, test)
     bar = tqdm(
         total=len(methods) * len(seed_list), desc="bench", unit="run", disable=not base.progress
@@ -236,7 +248,8 @@ def run_bench(
         block_bad: list[float] = []
         kept: list[list[int] | None] = []
         for seed in seed_list:
-            done = store.get(method, seed)
+            with leaving_out("test", test.texts):  # as train is, above
+                done = store.get(method, seed)
             kept.append(done.test_pred)
             m = done.test
             secs.append(done.seconds)

@@ -4,18 +4,43 @@ without groups, an output path that is a file) cost those minutes and left no re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.methods import METHODS, lookup
 
-__all__ = ["GROUP_METHOD", "bench_methods", "check_out_dir", "default_methods"]
+__all__ = ["GROUP_METHOD", "bench_methods", "check_arguments", "check_out_dir", "default_methods"]
 
 
 #: The method that cannot run without groups on valid (GroupDRO over them).
 GROUP_METHOD = "dro-mv"
+
+
+def check_arguments(
+    splits: Mapping[str, object], config: object, methods: object, out_dir: object
+) -> None:
+    """``run_bench``'s arguments, checked at the entry by name: a split of None failed
+    with an AttributeError from inside, ``methods="ours"`` asked for methods 'o', 'u', 'r'
+    and 's', and ``out_dir=None`` is the one thing None means there (no files written).
+
+    Raises:
+        TypeError: naming the argument and the type it got.
+    """
+    for name, ds in splits.items():
+        if not isinstance(ds, AnnotatedDataset):
+            raise TypeError(f"{name} must be an AnnotatedDataset, not {type(ds).__name__}")
+    if config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig or None, not {type(config).__name__}")
+    if isinstance(methods, str):
+        raise TypeError(f"methods must be a list of method names, not a str: [{methods!r}]")
+    if out_dir is not None and not isinstance(out_dir, str | os.PathLike):
+        raise TypeError(
+            f"out_dir must be a folder path (str or Path) or None, not {type(out_dir).__name__}"
+        )
 
 
 def default_methods(train: AnnotatedDataset, *, singles: bool = True) -> list[str]:

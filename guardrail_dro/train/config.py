@@ -7,12 +7,15 @@ table (methods.py), so a new method needs no change here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.methods import lookup
+from guardrail_dro.train.unread import unread_settings
 
 __all__ = ["HEAD_LR_FULL", "LP_COLLAPSE", "TrainConfig"]
 
@@ -34,6 +37,9 @@ class TrainConfig(BaseModel):
     """Everything that defines a training run; recorded in the model manifest."""
 
     model_config = ConfigDict(extra="forbid")
+    _given: frozenset[str] | None = PrivateAttr(None)
+    """The settings a ``model_copy`` was given (its ``update``): what ``for_run`` judges
+    in a copy. None in a config built or validated, judged on ``model_fields_set``."""
 
     method: str = Field("ours", description="One of METHODS or 'single:<annotator id>'.")
     mode: Literal["frozen", "full"] = Field(
@@ -148,7 +154,9 @@ class TrainConfig(BaseModel):
         "a linear head (a k-times wider hidden layer otherwise).",
     )
     embed_batch_size: int = Field(64, ge=1)
-    cache_dir: Path | None = Field(None, description="Embedding cache; default ~/.cache.")
+    cache_dir: Path | None = Field(
+        None, description="Embedding cache; default $GUARDRAIL_DRO_CACHE or ~/.cache/guardrail-dro."
+    )
     device: str | None = Field(None, description="cpu, cuda, cuda:1...; default: best available.")
     progress: bool = True
     estimator_shrinkage: float | None = Field(
@@ -195,6 +203,22 @@ class TrainConfig(BaseModel):
         "embeddings and the layers below stay as pre-trained and get no gradient, which "
         "cuts a step's backward pass (None = every layer).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_not_text(cls, data: Any) -> Any:
+        # Lax mode read epochs="3" as 3 and epochs=True as 1 without a word. Not
+        # strict=True: that also refused numpy's integers (np.int64(3) from a grid), which
+        # lax mode reads exactly; a manifest's JSON numbers load either way.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                numeric = field is not None and field.annotation in _NUMBERS
+                if numeric and isinstance(value, str | bytes | bool):
+                    raise ValueError(
+                        f"{name} must be a number, not {type(value).__name__} {value!r}"
+                    )
+        return data
 
     @field_validator("method")
     @classmethod
@@ -247,3 +271,46 @@ class TrainConfig(BaseModel):
     def uses_estimator(self) -> bool:
         """Whether the method learns a soft-label weight estimator (ours, ours-agree)."""
         return lookup(self.method)[0].targets.learned
+
+    def for_run(self) -> TrainConfig:
+        """This config, once no setting its caller gave is one the run would not read
+        (``unread_settings``); ``BiLevelTrainer`` takes its config through this. Why:
+        such a setting trained a model identical to one without it, and the manifest
+        recorded it as if it had trained.
+
+        What the caller gave: ``model_fields_set`` in a config built with keywords or
+        validated (a stored manifest's config loads as it is and is judged once it
+        trains); in a ``model_copy``, the settings of its ``update``. The rest of a copy
+        is its original's: the trainer's LP stage copies a full-mode config into frozen
+        mode, and a bench copies one config per method (use_confidence 'on' is read by
+        ours, not by mv); neither is the caller giving a setting its run ignores.
+
+        Raises:
+            ConfigError: naming each such setting and what it needs.
+        """
+        given = self.model_fields_set if self._given is None else self._given
+        unread = unread_settings(self, given)
+        if unread:
+            shown = ", ".join(f"{u.setting} ({u.describe(self)})" for u in unread)
+            raise ConfigError(
+                f"TrainConfig settings this run would ignore: {shown}; leave them unset "
+                "or give the run what they need"
+            )
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """pydantic's copy, recording which settings ``update`` gives (``for_run``)."""
+        out = super().model_copy(update=update, deep=deep)
+        out._given = frozenset(update or ())
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        # The fields, as pydantic compares them, without _given: which settings a copy
+        # was given is no part of the run (a copy equals a config built the same).
+        if not isinstance(other, TrainConfig):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+
+_NUMBERS = (int, float, int | None, float | None)
+"""The annotations of TrainConfig's numeric fields (``_numbers_not_text``)."""

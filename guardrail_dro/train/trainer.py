@@ -72,7 +72,7 @@ class BiLevelTrainer:
     def __init__(self, config: TrainConfig | None = None) -> None:
         if config is not None and not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig or None, not {type(config).__name__}")
-        self.config = config or TrainConfig()
+        self.config = (config or TrainConfig()).for_run()  # refuses settings it ignores
         self.method, self._argument = lookup(self.config.method)
 
     def _check(self, train: AnnotatedDataset, valid: AnnotatedDataset) -> None:

@@ -181,8 +181,9 @@ def test_the_table_reports_held_out_background_and_harmful_block_rates(
     """Trained with background and harmful text, each run's held-out block rates reach
     the report (mean over seeds) and the table's last columns."""
     small = {k: v.subset(range(120)) for k, v in synthetic.items()}
-    safe = [it.text for it in small["test"] if it.gold == "safe"][:20]
-    bad = [it.text for it in small["test"] if it.gold != "safe"][:20]
+    rest = synthetic["test"].subset(range(120, len(synthetic["test"])))  # not in test
+    safe = [it.text for it in rest if it.gold == "safe"][:20]
+    bad = [it.text for it in rest if it.gold != "safe"][:20]
     (tmp_path / "safe.txt").write_text("\n".join(safe) + "\n")
     (tmp_path / "bad.txt").write_text("\n".join(bad) + "\n")
     cfg = TrainConfig(
