@@ -68,6 +68,9 @@ class MethodResult(BaseModel):
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
     notes: list[str] = []
+    undefined_seeds: dict[str, int] = {}
+    """Metric -> seeds on which it was undefined (toxic precision of a seed that predicted
+    nothing toxic), left out of its mean and std; only metrics with any."""
     background_block_rate: float | None = None
     """Share of held-out background-safe text blocked at the guard's default threshold
     (mean over seeds); None when trained without background text."""
@@ -126,7 +129,9 @@ class BenchReport(BaseModel):
             cells = [f"`{r.method}`"]
             for c in cols:
                 m, s = r.mean.get(c), r.std.get(c)
-                cells.append("n/a" if m is None else f"{m:.3f} ± {s:.3f}")
+                gone = r.undefined_seeds.get(c, 0)  # a mean over fewer seeds says so
+                of = f" ({len(r.per_seed) - gone} of {len(r.per_seed)} seeds)" if gone else ""
+                cells.append("n/a" if m is None else f"{m:.3f} ± {s:.3f}{of}")
             u = r.unseen_mean
             acc, worst = u.get(ACCURACY), u.get(WORST_GROUP_ACCURACY)
             cells.append(
@@ -294,6 +299,9 @@ def run_bench(
             if aw
             else None,
             notes=notes,
+            undefined_seeds={
+                k: n for k in HEADLINE if (n := sum(getattr(r, k) is None for r in runs))
+            },
             background_block_rate=_agg(block)[0],
             background_block_rate_valid_threshold=_agg(block_cal)[0],
             harmful_block_rate=_agg(block_bad)[0],

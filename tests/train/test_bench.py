@@ -507,3 +507,36 @@ def test_a_test_split_that_repeats_train_says_the_overlap_left_nothing(
             config=TrainConfig(progress=False, cache_dir=tmp_path / "c"), out_dir=tmp_path / "o",
         )  # fmt: skip
     assert not (tmp_path / "c").exists()
+
+
+def test_a_metric_undefined_on_some_seeds_is_counted_not_hidden(
+    synthetic, tiny_backbone: Path, tmp_path: Path
+) -> None:
+    """A metric a seed cannot define (recall without toxic gold, precision of a seed that
+    predicted nothing toxic) is left out of the mean: results.json counts those seeds,
+    and the table says when a mean covers fewer seeds than the run has."""
+    from guardrail_dro.train.bench import BenchReport, MethodResult
+    from guardrail_dro.train.metrics import Metrics
+
+    small = {k: v.subset(range(120)) for k, v in synthetic.items()}
+    safe_only = [i for i, it in enumerate(small["test"]) if it.gold == "safe"]
+    report = run_bench(
+        small["train"], small["valid"], small["test"].subset(safe_only), methods=["mv"],
+        seeds=2, score_annotators=False, out_dir=tmp_path / "out",
+        config=TrainConfig(backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=1,
+                           progress=False),
+    )  # fmt: skip
+    mv = report.results["mv"]
+    assert mv.mean["toxic_recall"] is None and mv.undefined_seeds["toxic_recall"] == 2
+    assert "accuracy" not in mv.undefined_seeds
+
+    seed = {"n": 10, "accuracy": 0.5, "macro_f1": 0.5, "worst_group_accuracy": 0.4}
+    part = MethodResult(
+        method="x", mean={"worst_group_accuracy": 0.4}, std={"worst_group_accuracy": 0.0},
+        seconds=1.0, group_accuracy={}, undefined_seeds={"worst_group_accuracy": 1},
+        per_seed=[Metrics(**seed), Metrics(**{**seed, "worst_group_accuracy": None})],
+    )  # fmt: skip
+    table = BenchReport.model_validate(
+        {**report.model_dump(), "results": {"x": part.model_dump()}}
+    ).table()
+    assert "0.400 ± 0.000 (1 of 2 seeds)" in table
