@@ -74,8 +74,11 @@ def render_config(
     trt_fp16: bool = True,
     kind: str = "KIND_GPU",
     instances: int = 1,
+    version: int = 1,
 ) -> str:
-    """The ``config.pbtxt`` text for a guard artifact."""
+    """The ``config.pbtxt`` text for a guard artifact, serving exactly ``version``: with
+    Triton's default policy (the latest version) a higher version folder left by an
+    earlier export was served instead of the one just written."""
     m = artifact.manifest
     ids, mask = m.input_names
     preferred = [b for b in preferred_batch_sizes if b <= max_batch_size] or [max_batch_size]
@@ -110,6 +113,7 @@ dynamic_batching {{
   max_queue_delay_microseconds: {max_queue_delay_us}
 }}
 instance_group [ {{ count: {instances} kind: {kind} }} ]
+version_policy: {{ specific: {{ versions: [ {version} ] }} }}
 default_model_filename: "model.onnx"{accel}
 """
 
@@ -187,6 +191,11 @@ def write_triton_repository(
         variant: which ONNX file to serve: fp32 (default; TensorRT makes its own fp16
             engine when ``trt_fp16``), fp16, or int8 (CPU instances).
         kind: KIND_GPU or KIND_CPU.
+        version: the version folder written; the config serves this version only, so
+            a folder of another version (an earlier export) stays on disk unserved.
+
+    Raises:
+        ConfigError: a bad name, kind, ``max_batch_size`` or ``version`` (an int >= 1).
 
     Returns:
         The model's directory, ``repo_dir/name``.
@@ -194,8 +203,11 @@ def write_triton_repository(
     check_model_name(name)
     if kind not in ("KIND_GPU", "KIND_CPU"):
         raise ConfigError(f"kind must be KIND_GPU or KIND_CPU, not {kind!r}")
-    if max_batch_size < 1:
-        raise ConfigError(f"max_batch_size must be >= 1, not {max_batch_size}")
+    for option, value in (("max_batch_size", max_batch_size), ("version", version)):
+        # Triton serves only version folders named by a positive integer without a
+        # leading zero: "0", "-1" or "True" were written, and the model never loaded.
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{option} must be an int >= 1, not {value!r}")
     check_repository(repo_dir, guard_dir)
     artifact = load_artifact(guard_dir)
     src = artifact.model_path(variant)
@@ -206,6 +218,7 @@ def write_triton_repository(
         tensorrt=tensorrt,
         trt_fp16=trt_fp16,
         kind=kind,
+        version=version,
     )
     cfg = parse_config(text)
     if cfg.name != name or cfg.max_batch_size != max_batch_size:

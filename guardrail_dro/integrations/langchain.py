@@ -28,9 +28,9 @@ Which text is checked: a ``str``; a message (its text content); a list of messag
 ``PromptValue`` (input: the last human turn; output: the last message); a ``dict`` of
 prompt variables (input: every ``str`` value and the last human turn of every message
 list, e.g. a ``MessagesPlaceholder``'s history, each scored alone as the guard was
-trained on single texts, the worst deciding). Anything else is a ``TypeError`` that says
-to pass ``text_of=`` (a function from the value to the text). LangChain's ``(role,
-text)`` tuples and message dicts are not read here (``text_of=`` reads them).
+trained on single texts, the worst deciding). On the input rail a message list may also
+hold LangChain's ``(role, text)`` tuples or role dicts. Anything else is a ``TypeError``
+that says to pass ``text_of=`` (a function from the value to the text).
 
 ``stream`` / ``astream`` of ``guarded`` and ``output_rail`` yield the checked output once,
 after the check: an output rail needs the whole reply, so no unchecked chunk leaks to
@@ -56,7 +56,7 @@ from typing import Any, Literal
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, rail_guard
-from guardrail_dro.serve.rails.messages import content_text
+from guardrail_dro.serve.rails.messages import content_text, last_user_text
 
 require("langchain_core", "langchain")
 
@@ -82,6 +82,21 @@ def _last(messages: Sequence[BaseMessage], rail: Rail) -> str:
     return _message_text(messages[-1]) if messages else ""
 
 
+def _is_chat(value: Any) -> bool:
+    """A non-empty list of chat messages in a shape LangChain's prompts take: messages,
+    ``(role, text)`` tuples or role dicts. Tuples and dicts were once skipped, so a
+    ``{"lang": "en", "messages": [("human", ...)]}`` input passed its user turn unchecked
+    whenever another variable was a str."""
+    if not isinstance(value, Sequence) or isinstance(value, str | bytes) or not value:
+        return False
+    return all(
+        isinstance(m, BaseMessage)
+        or (isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str))
+        or (isinstance(m, Mapping) and "role" in m)
+        for m in value
+    )
+
+
 def default_texts(value: Any, rail: Rail) -> list[str]:
     """The texts a rail scores in ``value`` (see the module docstring).
 
@@ -96,16 +111,14 @@ def default_texts(value: Any, rail: Rail) -> list[str]:
         return [_last(value.to_messages(), rail)]
     if isinstance(value, Sequence) and value and all(isinstance(m, BaseMessage) for m in value):
         return [_last(list(value), rail)]
+    if rail == "input" and _is_chat(value):
+        return [last_user_text(value)]
     if rail == "input" and isinstance(value, Mapping):
         # every str variable, and the last human turn of a message list (a
-        # MessagesPlaceholder's chat history: the user's turn is there, not in a str)
+        # MessagesPlaceholder's chat history: the user's turn is there, not in a str),
+        # in any shape a placeholder takes: messages, (role, text) tuples, role dicts
         texts = [v for v in value.values() if isinstance(v, str)]
-        texts += [
-            _last(list(v), rail)
-            for v in value.values()
-            if isinstance(v, Sequence) and not isinstance(v, str) and v
-            and all(isinstance(m, BaseMessage) for m in v)
-        ]  # fmt: skip
+        texts += [last_user_text(v) for v in value.values() if _is_chat(v)]
         if texts:
             return texts
     raise TypeError(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,8 +338,17 @@ def load_artifact(
         >>> art = load_artifact("guard/")
         >>> art.model_path("int8"), art.manifest.max_length
     """
+    if not isinstance(directory, str | os.PathLike) or directory == "":
+        # Path(None) raised "expected str, bytes or os.PathLike object", naming no
+        # argument, and Path("") is the working directory.
+        raise TypeError(
+            "guard_dir must be the path (str or Path) of the folder `guardrail-dro "
+            f"export --out` wrote, not {directory!r}"
+        )
     d = Path(directory)
     mpath = d / GUARD_MANIFEST
+    if d.is_file():
+        raise ArtifactError(f"{d} is a file: guard_dir must be the guard artifact's folder")
     if not d.is_dir():
         raise ArtifactError(f"{d}: guard artifact directory not found")
     if not mpath.is_file():

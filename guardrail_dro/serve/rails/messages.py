@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["content_text", "last_user_text", "listed", "reply_text"]
+__all__ = ["content_text", "last_user_text", "listed", "reply_text", "spoken_text"]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -108,10 +108,20 @@ def last_user_text(messages: Iterable[Any]) -> str:
     return "" if last is None else content_text(last)
 
 
+def spoken_text(message: Any) -> str:
+    """The transcript of an OpenAI message's (or stream delta's) ``audio``, "" without
+    one: with ``modalities=["audio"]`` the reply is speech, its ``content`` None, and the
+    transcript is the only text of what the model said (it went unchecked before)."""
+    transcript = _get(_get(message, "audio") or {}, "transcript")
+    return transcript if isinstance(transcript, str) else ""
+
+
 def reply_text(reply: Any) -> str:
     """The text of a model's reply: every choice of an OpenAI ``ChatCompletion`` (one
-    per line), else what ``content_text`` reads (a str, a message, content blocks)."""
+    per line, with its audio transcript), else what ``content_text`` reads (a str, a
+    message, content blocks)."""
     choices = getattr(reply, "choices", None)
     if choices is not None:  # an OpenAI ChatCompletion
-        return "\n".join(c.message.content or "" for c in choices)
+        parts = [t for c in choices for t in (c.message.content, spoken_text(c.message)) if t]
+        return "\n".join(parts)
     return content_text(reply)

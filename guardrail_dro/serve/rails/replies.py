@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails.messages import content_text, reply_text
+from guardrail_dro.serve.rails.messages import content_text, reply_text, spoken_text
 from guardrail_dro.serve.rails.streams import Events, GuardedStream
 
 __all__ = [
@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 
-#: What a refused reply loses besides its text: the tool calls an agent loop would run.
-_OPENAI_DROPPED = {"tool_calls": None, "function_call": None}
+#: What a refused reply loses besides its text: the tool calls an agent loop would run,
+#: and the speech of an audio reply (its transcript is the text that was refused).
+_OPENAI_DROPPED = {"tool_calls": None, "function_call": None, "audio": None}
 
 
 def _openai_replaced(resp: Any, text: str) -> Any:
@@ -68,7 +69,7 @@ class _OpenAIEvents(Events):
         for c in chunk.choices:
             self.indices.setdefault(c.index)
             if c.delta is not None:
-                out.append((c.index, c.delta.content or ""))
+                out.append((c.index, (c.delta.content or "") + spoken_text(c.delta)))
         return out
 
     def stop(self, result: GuardResult) -> list[Any]:
