@@ -56,3 +56,27 @@ def test_config_inputs_and_outputs_are_the_graphs(
         assert [(t.name, name_of(t.data_type), list(t.dims)) for t in declared] == [
             (v.name, dtype[v.type.tensor_type.elem_type], shape(v)) for v in actual
         ]
+
+
+def test_a_copy_cut_short_leaves_the_served_model_and_config_whole(
+    tiny_export, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file is written beside its place and renamed over it, the config last: a
+    copy that fails half-way (a full disk) leaves the model and config Triton serves as
+    they were. Before, the new config was written first and model.onnx overwritten in
+    place, so a polling Triton could load half a model under the new config."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    model = write_triton_repository(tiny_export["guard"], repo)
+    before = {p: p.read_bytes() for p in (model / "1" / "model.onnx", model / "config.pbtxt")}
+
+    def half(src: object, dst: object) -> None:
+        Path(str(dst)).write_bytes(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", half)
+    with pytest.raises(OSError, match="No space"):
+        write_triton_repository(tiny_export["guard"], repo, max_batch_size=8)
+    assert {p: p.read_bytes() for p in before} == before
+    assert not [p for p in model.rglob(".*") if p.name.startswith(".")]  # no temp file left
