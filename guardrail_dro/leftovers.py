@@ -186,6 +186,13 @@ def _clear(path: Path, out: Path, kind: str, what: str, size: int) -> Leftover:
     return _note(path, size, action, f"{action} {what}")
 
 
+_SAID: set[str] = set()
+"""Lines already logged by this process: ``train`` sweeps its output when it starts and
+again when it saves, and a folder left alone was named twice."""
+
+
 def _note(path: Path, size: int, action: str, message: str) -> Leftover:
-    _log.warning(message)
+    if message not in _SAID:
+        _SAID.add(message)
+        _log.warning(message)
     return Leftover(path, size, action, message)

@@ -217,3 +217,16 @@ def test_a_save_sigkilled_mid_swap_is_rolled_back_by_the_next_writer(
 
     assert out.stat().st_ino == earlier and sorted(os.listdir(tmp_path)) == ["m"]
     TrainedModel.load(out)  # whole, every checksum verified
+
+
+def test_a_folder_left_alone_is_named_once_per_process(
+    tmp_path: Path, live_pid: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``train`` sweeps its output when it starts and again when it saves: the folder it
+    leaves alone was named twice."""
+    live = folder(tmp_path / f".model.new-{HOST}-{live_pid}-4567cdef")
+    with caplog.at_level(logging.WARNING, logger="guardrail_dro.leftovers"):
+        first = sweep_leftovers(tmp_path / "model", ("new", "old"))
+        second = sweep_leftovers(tmp_path / "model", ("new", "old"))
+    assert [x.action for x in first + second] == ["left alone", "left alone"]
+    assert live.exists() and len(caplog.messages) == 1
