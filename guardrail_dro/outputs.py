@@ -10,12 +10,26 @@ check (``os.access``) is not enough: as root it says yes to ``/proc``. So the pr
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from guardrail_dro.errors import ConfigError
 
-__all__ = ["check_writable"]
+__all__ = ["as_path", "check_writable"]
+
+
+def as_path(value: object, name: str) -> Path:
+    """``value`` as a ``Path``, or a ``TypeError`` naming the argument ``name``.
+
+    Why: ``Path(None)`` fails deep inside an entry point (``TrainedModel.load(None)``:
+    "expected str, bytes or os.PathLike object, not NoneType" from pathlib), naming
+    neither the argument nor the call; a ``None`` from an unset option or a missing
+    dict key is the usual cause.
+    """
+    if isinstance(value, str | os.PathLike):
+        return Path(value)
+    raise TypeError(f"{name} must be a path (str or os.PathLike), not {type(value).__name__}")
 
 
 def check_writable(path: str | Path, option: str, *, beside: bool = False) -> None:

@@ -126,3 +126,49 @@ def test_export_onnx_rejects_the_splits_dict_as_valid(tiny, tmp_path) -> None:
 
     with pytest.raises(TypeError, match="valid must be an AnnotatedDataset or None, not dict"):
         export_onnx(tmp_path / "no-model", tmp_path / "guard", valid=tiny)
+
+
+# ---- paths given as None (an unset option, a missing dict key) --------------------------
+@pytest.mark.parametrize("path", [None, 5])
+def test_read_dataset_rejects_a_path_that_is_not_one(path: object) -> None:
+    # Used to fail inside pathlib: "expected str, bytes or os.PathLike object, not NoneType".
+    with pytest.raises(TypeError, match="path must be a path .*not " + type(path).__name__):
+        gd.read_dataset(path)  # type: ignore[arg-type]
+
+
+def test_read_splits_names_the_split_whose_path_is_not_one() -> None:
+    with pytest.raises(TypeError, match=r"paths\['valid'\] must be a path"):
+        gd.read_splits({"train": "toxic-questions:train", "valid": 5})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("paths", [{"train": None}, {"train": None, "valid": None}, {}])
+def test_read_splits_with_no_path_at_all_says_so(tiny, paths: dict) -> None:
+    # Used to say "no labels in the data to infer a label schema from: pass --labels"
+    # (with a schema given: an empty dict of splits, then a KeyError in the caller).
+    with pytest.raises(ConfigError, match="paths names no file to read"):
+        gd.read_splits(paths)
+    with pytest.raises(ConfigError, match="paths names no file to read"):
+        gd.read_splits(paths, schema=tiny["train"].schema)
+
+
+def test_read_splits_still_skips_a_none_path_beside_a_file(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\nhello,safe\nbad,toxic\n")
+    splits, _ = gd.read_splits({"train": path, "valid": None})
+    assert list(splits) == ["train"]
+
+
+def test_trained_model_load_and_save_name_a_none_directory(tmp_path) -> None:
+    # Each used to raise pathlib's TypeError from inside the method.
+    from guardrail_dro.train.modeldir import TrainedModel, check_save_target
+
+    with pytest.raises(TypeError, match="model_dir must be a path .*not NoneType"):
+        TrainedModel.load(None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="model_dir must be a path .*not NoneType"):
+        TrainedModel.record_test_metrics(None, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="out_dir must be a path .*not NoneType"):
+        check_save_target(None)  # type: ignore[arg-type]
+    # save checks its target before touching self: no model needed to see the refusal.
+    with pytest.raises(TypeError, match="out_dir must be a path .*not NoneType"):
+        TrainedModel.save(object(), None)  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())

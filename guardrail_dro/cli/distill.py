@@ -114,11 +114,8 @@ def distill_model_dir(
     say = console or Console(stderr=True)
     teacher = Path(teacher)
     man = _teacher_manifest(teacher)
-    if Path(out).resolve() == teacher.resolve():
-        raise ConfigError(
-            f"--out {out} is the teacher's own directory: the student would replace it; "
-            "pass a new folder"
-        )
+    _check_out(teacher, Path(out))
+    _check_layers(teacher, config.layers)
     check_save_target(out)  # before minutes of distilling, not after
     check_writable(out, "--out", beside=True)
     schema = LabelSchema.load(teacher / "schema.json")
@@ -134,13 +131,23 @@ def distill_model_dir(
                 f"the teacher's manifest names no {split} data: pass --{split} "
                 "(the split it was trained / selected on)"
             )
+        given = train if split == "train" else valid
+        if given is None and not _found(str(p)):
+            # A path the manifest recorded as train was given it (relative to where
+            # train ran): "error: data/train.csv: file not found" named neither its
+            # origin nor the option that replaces it.
+            raise ConfigError(
+                f"the teacher's manifest names its {split} data {p}, which is not found "
+                f"from {Path.cwd()}: pass --{split} (the split it was trained / selected on)"
+            )
     train_ds = _read(str(paths["train"]), reader, schema)
     valid_ds = _read(str(paths["valid"]), reader, schema)
     bg = man.background
     specs = list(texts) if texts is not None else ([*bg.sources, *bg.harmful_sources] if bg else [])
-    extra = {}
+    extra, held = {}, {}
     for spec in specs:  # unlabelled texts: the teacher's scores are the targets, any kind
-        extra[spec] = list(load_background([spec], require_both=False, harmful=None).train)
+        bg_text = load_background([spec], require_both=False, harmful=None)
+        extra[spec], held[spec] = list(bg_text.train), len(bg_text.heldout)
     say.print(
         f"distilling {teacher} into {config.layers} layer(s) on {paths['train']} "
         f"({len(train_ds)} texts)"
@@ -148,6 +155,15 @@ def distill_model_dir(
         + f"; epochs chosen on {paths['valid']}",
         highlight=False,
     )
+    for spec, n in ((k, v) for k, v in held.items() if v):
+        # Background text is split as train splits it: its held-out part (1 in 5 texts
+        # of a file, by hash) measures a guard's false positives and is never distilled
+        # on. Said, not silent: a 2-line file used to add "(0)" texts and no word why.
+        say.print(
+            f"note: {spec}: {n} of its {n + len(extra[spec])} texts are held out (as "
+            "train holds out background text) and not distilled on",
+            highlight=False,
+        )
 
     def on_epoch(row: dict) -> None:
         auc = row["toxic_auc"]
@@ -166,11 +182,65 @@ def distill_model_dir(
     say.print(
         f"student -> {out}: layers {rec.layers} of {rec.teacher_layers}, epoch "
         f"{rec.best_epoch}, {rec.seconds:.0f} s; valid worst-group acc "
-        f"{student.manifest.valid_metrics.worst_group_accuracy} (teacher "
-        f"{man.valid_metrics.worst_group_accuracy})",
+        f"{_num(student.manifest.valid_metrics.worst_group_accuracy)} (teacher "
+        f"{_num(man.valid_metrics.worst_group_accuracy)})",
         highlight=False,
     )
     return Path(out)
+
+
+def _num(value: float | None) -> str:
+    """A metric as the epoch lines print it; n/a for one a split cannot give (no groups)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _found(spec: str) -> bool:
+    """A data file that exists, or a bundled split (``toxic-questions:train``)."""
+    from guardrail_dro.data.bundled import parse_spec
+
+    return Path(spec).exists() or parse_spec(spec) is not None
+
+
+def _check_out(teacher: Path, out: Path) -> None:
+    """Refuse an ``--out`` that is the teacher, inside it, or holds it.
+
+    Why: saving a model directory replaces it whole, so a student inside the teacher
+    (``--out runs/model/student``) is deleted by the next save of the teacher (train or
+    distill again to ``runs/model``), and a student saved over a folder holding the
+    teacher deletes the teacher.
+    """
+    t, o = teacher.resolve(), out.resolve()
+    if o == t:
+        raise ConfigError(
+            f"--out {out} is the teacher's own directory: the student would replace it; "
+            "pass a new folder"
+        )
+    if o.is_relative_to(t) or t.is_relative_to(o):
+        where = "is inside the teacher's directory" if o.is_relative_to(t) else "holds the teacher"
+        raise ConfigError(
+            f"--out {out} {where} ({teacher}): a model directory is replaced whole when "
+            "saved, so one would delete the other; pass a folder beside it"
+        )
+
+
+def _check_layers(teacher: Path, layers: int) -> None:
+    """Refuse ``--layers`` above the teacher's before any data is read, naming the option
+    (``distill`` would refuse it too, after reading the data, in its own words)."""
+    import json
+
+    for cfg in (teacher / "config.json", teacher / "encoder" / "config.json"):  # v2, v1
+        try:
+            raw = json.loads(cfg.read_text())
+        except (OSError, ValueError):
+            continue
+        enc = raw.get("encoder", raw) if isinstance(raw, dict) else None
+        total = enc.get("num_hidden_layers") if isinstance(enc, dict) else None
+        if isinstance(total, int) and layers > total:
+            raise ConfigError(
+                f"--layers {layers}: the teacher has {total} transformer layer(s); a "
+                f"student takes 1..{total}"
+            )
+        return
 
 
 def distill_splits(
@@ -251,7 +321,8 @@ def distill_command(
             "--texts",
             help="Unlabelled texts, repeatable: a bundled "
             "background set or a .txt / .csv / .jsonl file (default: the "
-            "teacher's background text, safe and harmful).",
+            "teacher's background text, safe and harmful). As in train, 1 in 5 texts "
+            "of a file (by hash) is held out and not distilled on.",
         ),
     ] = None,
     no_texts: Annotated[

@@ -241,6 +241,10 @@ def evaluate(
         raise typer.BadParameter("--precision takes a --guard (an exported ONNX variant)")
     if record and model is None:
         raise typer.BadParameter("--record takes a --model (a guard folder is sealed)")
+    if out is not None:  # before the scoring, not a traceback after it
+        from guardrail_dro.outputs import check_writable
+
+        check_writable(out, "--out")
     result: Any
     if model is None:
         from guardrail_dro.cli.guard_eval import evaluate_guard_dir

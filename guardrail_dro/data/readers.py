@@ -30,7 +30,8 @@ from guardrail_dro.data.layouts import (
 )
 from guardrail_dro.data.rows import COMPRESSED_SUFFIXES, is_jsonl, read_raw
 from guardrail_dro.data.schema import LabelSchema
-from guardrail_dro.errors import ReaderError, SchemaError
+from guardrail_dro.errors import ConfigError, ReaderError, SchemaError
+from guardrail_dro.outputs import as_path
 
 __all__ = [
     "ReadLog",
@@ -66,7 +67,9 @@ def resolve_path(path: str | Path) -> Path:
 
     Raises:
         DataError: a ``NAME:SPLIT`` that is neither a file nor a bundled split.
+        TypeError: ``path`` is not a str or path (``None`` from an unset option).
     """
+    as_path(path, "path")
     bundled = parse_spec(path)
     return Path(path) if bundled is None else bundled[0].path(bundled[1])
 
@@ -219,6 +222,15 @@ def read_splits(
     """
     if not isinstance(paths, Mapping):
         raise TypeError(f"paths must be a dict split name -> path, not {type(paths).__name__}")
+    for name, p in paths.items():
+        if p is not None:
+            as_path(p, f"paths[{name!r}]")
+    if all(p is None for p in paths.values()):
+        # Not "no labels to infer a label schema from": there was no file to look in.
+        raise ConfigError(
+            f"paths names no file to read ({dict(paths)}): give at least one split a path "
+            "(a file or a bundled split such as toxic-questions:train)"
+        )
     if schema is None:
         schema = _known_schema(paths)
     opts = _options(options)

@@ -41,6 +41,7 @@ from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
 from guardrail_dro.leftovers import sweep_leftovers
+from guardrail_dro.outputs import as_path
 from guardrail_dro.train.background import BackgroundChoice
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
@@ -274,7 +275,7 @@ class TrainedModel:
         """
         from safetensors.torch import load_file
 
-        d = Path(model_dir)
+        d = as_path(model_dir, "model_dir")
         mpath = d / "manifest.json"
         if not mpath.is_file():
             raise ArtifactError(f"{d} is not a trained model directory: no manifest.json")
@@ -341,7 +342,7 @@ class TrainedModel:
         """
         from guardrail_dro.train.model_card import model_card
 
-        d = Path(model_dir)
+        d = as_path(model_dir, "model_dir")
         trained = cls.load(d)
         man = trained.manifest
         man.test_metrics = metrics
@@ -385,7 +386,7 @@ def check_save_target(out_dir: str | Path) -> Path:
     Raises:
         ArtifactError: a file, or a non-empty folder that is not a model directory.
     """
-    out = Path(out_dir).resolve()
+    out = as_path(out_dir, "out_dir").resolve()
     if out.exists() and not out.is_dir():
         raise ArtifactError(f"{out} is a file, not a model directory")
     if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
