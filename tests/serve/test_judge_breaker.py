@@ -21,6 +21,7 @@ from guardrail_dro.serve.judge_breaker import JudgeBreaker, Ticket, Unavailable,
 from guardrail_dro.serve.policy import OnError, Policy
 from guardrail_dro.serve.scorer import FakeScorer
 from tests.serve.test_escalation import BAND  # the band [0.3, 0.8) those tests use
+from tests.serve.test_serve_judge_audit import _probs  # idiot sure, mild in the band
 
 LABELS = ("safe", "toxic")
 
@@ -159,15 +160,6 @@ def test_bad_settings_are_named(kw, name):
 
 
 # ---- the escalating guard, the real SDK, the fake server -----------------------------
-def _probs(text: str) -> dict[str, float]:
-    """'idiot' is sure, 'mild' is unsure (in the band), the rest is clearly safe."""
-    if "idiot" in text:
-        return {"toxic": 0.95}
-    if "mild" in text:
-        return {"toxic": 0.5}
-    return {"toxic": 0.05}
-
-
 @pytest.fixture
 def server():
     from annotators.testing import FakeLLMServer, keyword_handler
