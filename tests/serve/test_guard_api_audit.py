@@ -1,4 +1,5 @@
-"""Guard.load given something that is not a guard folder: the error names ``guard_dir``."""
+"""Guard.load given something that is not a guard folder: the error names ``guard_dir``;
+check_output given an SDK message whose content is None."""
 
 from __future__ import annotations
 
@@ -23,3 +24,24 @@ def test_load_of_a_file_says_it_is_a_file(tmp_path: Path) -> None:
     file.write_text("{}")
     with pytest.raises(ArtifactError, match="is a file: guard_dir must be"):
         Guard.load(file)  # it said "guard artifact directory not found", yet it exists
+
+
+def test_check_output_reads_a_message_without_content() -> None:
+    """An OpenAI assistant message holding tool calls or speech has ``content`` None:
+    check_output raised "message content must be a str or a list of blocks, not
+    ChatCompletionMessage" for it, though it takes messages. It reads it as the rails
+    read such a reply: its speech's transcript, else no text."""
+    from openai.types.chat import ChatCompletionMessage
+
+    from guardrail_dro.serve.scorer import FakeScorer
+
+    scorer = FakeScorer.from_keywords({"knife": "toxic"}, labels=("safe", "toxic"), score=0.9)
+    guard = Guard.from_scorer(scorer)
+    call = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    tools = ChatCompletionMessage(role="assistant", content=None, tool_calls=[call])
+    assert guard.check_output(None, tools).allowed
+    said = {"id": "a", "data": "AA", "expires_at": 1, "transcript": "grab a knife"}
+    speech = ChatCompletionMessage(role="assistant", content=None, audio=said)
+    assert not guard.check_output(None, speech).allowed
+    with pytest.raises(TypeError, match="must be a str or a list of blocks"):
+        guard.check_output(None, 42)

@@ -51,8 +51,10 @@ def content_text(content: Any) -> str:
             elif _get(block, "type") == "tool_result":
                 parts.append(content_text(_get(block, "content")))
         return "\n".join(p for p in parts if p)
-    if _get(content, "content") is not None:  # a whole message
-        return content_text(_get(content, "content"))
+    if _has(content, "content"):  # a whole message, its content None when it holds tool
+        # calls or speech only (read as the rails read a reply; it was a TypeError)
+        text, spoken = content_text(_get(content, "content")), spoken_text(content)
+        return "\n".join(p for p in (text, spoken) if p)
     raise TypeError(f"message content must be a str or a list of blocks, not {type(content)}")
 
 
