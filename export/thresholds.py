@@ -341,8 +341,10 @@ def describe(calibration: Calibration) -> str:
     )
     if p.worst_group_balanced_accuracy is not None:
         worst += f", worst-group balanced accuracy {p.worst_group_balanced_accuracy:.3f}"
+    # A point that blocks nothing (a low FPR target can pick it) has no precision.
+    precision = "n/a (none blocked)" if p.precision is None else f"{p.precision:.3f}"
     return (
         f"toxic threshold {p.threshold:.4f} ({calibration.objective}{target}) on valid: "
-        f"recall {p.recall:.3f}, FPR {p.fpr:.3f}, precision {p.precision:.3f}, "
+        f"recall {p.recall:.3f}, FPR {p.fpr:.3f}, precision {precision}, "
         f"binary accuracy {p.accuracy:.3f}{worst}; per-class thresholds {calibration.per_class}"
     )

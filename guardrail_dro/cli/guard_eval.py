@@ -1,6 +1,7 @@
 """``guardrail-dro evaluate --guard``: an exported guard's decisions on a labelled split,
 as binary metrics at its operating point (``guardrail_dro.serve.evaluate``), in a table
-beside the validation point ``guard.json`` recorded.
+beside the validation point ``guard.json`` recorded. What a split cannot measure (recall
+without toxic texts, FPR without safe ones, precision with nothing blocked) reads n/a.
 """
 
 from __future__ import annotations
@@ -51,13 +52,22 @@ def evaluate_guard_dir(
         )
     with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
         result = evaluate_guard(g, data)
+    if result.roc_auc is None:  # one kind of text: say why the table has gaps
+        kind, measured, missing, other = "safe", "FPR", "recall", "toxic"
+        if result.point.fpr is None:
+            kind, measured, missing, other = "toxic", "recall", "FPR", "safe"
+        err.print(
+            f"note: {test} has {kind} texts only: {measured} is the share of them blocked; "
+            f"{missing} and ROC AUC need {other} texts too (n/a)",
+            highlight=False,
+        )
     how = str(result.objective) if result.calibrated else "uncalibrated"
     how += f" {result.target:g}" if result.target is not None else ""
     console = Console()
     # The title on its own line: a long guard path must not squeeze the table.
     console.print(
         f"[bold]{guard_dir}[/] ({result.precision_variant}, {how}): toxic ROC AUC "
-        f"{result.roc_auc:.3f} on {result.split}",
+        f"{_num(result.roc_auc)} on {result.split}",
         soft_wrap=True,
         highlight=False,
     )
@@ -73,6 +83,11 @@ def evaluate_guard_dir(
         worst += f" ({p.worst_group})" if p.worst_group is not None else ""
         bal = p.worst_group_balanced_accuracy
         nums = (p.threshold, p.precision, p.recall, p.fpr, p.accuracy)
-        t.add_row(name, *(f"{v:.3f}" for v in nums), worst, "-" if bal is None else f"{bal:.3f}")
+        t.add_row(name, *(_num(v) for v in nums), worst, "-" if bal is None else f"{bal:.3f}")
     console.print(t)
     return result
+
+
+def _num(value: float | None) -> str:
+    """A metric to three places, or n/a where the split has nothing to count."""
+    return "n/a" if value is None else f"{value:.3f}"

@@ -227,7 +227,8 @@ def evaluate(
     precision / recall / FPR and ROC AUC of its toxic score. --guard: the
     guard's block / allow decisions as binary metrics (precision, recall, FPR,
     binary accuracy, worst group, ROC AUC of the toxic score) at its operating
-    point.
+    point; on a split of safe texts only (benign traffic), the FPR: the share it
+    blocks (recall and ROC AUC n/a).
 
     Example: guardrail-dro evaluate --guard runs/guard --test toxic-questions:test
     """

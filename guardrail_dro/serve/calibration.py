@@ -17,7 +17,7 @@ Which threshold is a choice between recall (toxic texts blocked) and false posit
   grid still picks exactly the point the full curve picks; ``guard.json`` stores this,
   so ``Policy(target_recall=...)`` moves the guard along it at load time without data;
 - ``binary_metrics(blocked, positive, groups)``: the same numbers for decisions made
-  elsewhere (``guardrail-dro evaluate --guard``).
+  elsewhere (``guardrail-dro evaluate --guard``); None where a split lacks a kind.
 
 Plain accuracy weighs toxic and safe texts by their share in the validation split; a
 red-team split is mostly toxic (toxic-questions valid: 84%), so its accuracy-best point
@@ -85,14 +85,14 @@ def toxic_scores(logits: np.ndarray, safe: np.ndarray) -> np.ndarray:
 
 
 class OperatingPoint(BaseModel):
-    """Binary metrics of one threshold (blocked = toxic score >= threshold)."""
+    """Binary metrics of one threshold (blocked = toxic score >= threshold); None: undefined."""
 
     model_config = ConfigDict(frozen=True)
 
     threshold: float = Field(ge=0, le=1)
-    precision: float = Field(description="Blocked texts that are toxic (1.0 if none blocked).")
-    recall: float = Field(description="Toxic texts blocked.")
-    fpr: float = Field(description="Safe texts blocked.")
+    precision: float | None = Field(description="Blocked texts that are toxic (None: none).")
+    recall: float | None = Field(description="Toxic texts blocked (None: no toxic texts).")
+    fpr: float | None = Field(description="Safe texts blocked (None: no safe texts).")
     accuracy: float = Field(description="Binary accuracy (toxic blocked, safe allowed).")
     worst_group_accuracy: float | None = Field(None, description="Lowest per-group accuracy.")
     worst_group: str | None = None
@@ -102,8 +102,11 @@ class OperatingPoint(BaseModel):
 
     @property
     def balanced_accuracy(self) -> float:
-        """The mean of recall and 1 - FPR: accuracy as if toxic and safe were equally common."""
-        return (self.recall + 1.0 - self.fpr) / 2
+        """The mean of recall and 1 - FPR (accuracy as if toxic and safe were equally
+        common), or the one of the two a split of one kind has."""
+        safe = None if self.fpr is None else 1 - self.fpr
+        terms = [t for t in (self.recall, safe) if t is not None]
+        return sum(terms) / len(terms)
 
 
 class OperatingCurve(BaseModel):
@@ -113,7 +116,7 @@ class OperatingCurve(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     threshold: tuple[float, ...]
-    precision: tuple[float, ...]
+    precision: tuple[float, ...]  # 1.0 where none blocked (old readers need one); point: None
     recall: tuple[float, ...]
     fpr: tuple[float, ...]
     accuracy: tuple[float, ...]
@@ -141,7 +144,7 @@ class OperatingCurve(BaseModel):
         grouped = bool(self.worst_group_accuracy)
         return OperatingPoint(
             threshold=self.threshold[i],
-            precision=self.precision[i],
+            precision=None if self.recall[i] == self.fpr[i] == 0 else self.precision[i],
             recall=self.recall[i],
             fpr=self.fpr[i],
             accuracy=self.accuracy[i],
@@ -343,22 +346,20 @@ def binary_metrics(
     threshold: float = 0.5,
 ) -> OperatingPoint:
     """The operating point of decisions already made (``blocked``), e.g. by a ``Guard``
-    at ``threshold``.
+    at ``threshold``. A ratio with nothing to count is None, not a 0 or 1 that reads as
+    a result: recall on safe texts only, FPR on toxic only, precision with none blocked.
 
     Raises:
-        ConfigError: as ``operating_curve``.
+        ConfigError: lengths differ, or no texts.
     """
     require("sklearn", "export")
     from sklearn.metrics import accuracy_score, confusion_matrix
 
     b, y, g = _as_inputs(blocked, positive, groups)
+    if not len(y):
+        raise ConfigError("binary metrics need texts with gold labels; this split has none")
     b = b.astype(bool)
     tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, b, labels=[False, True]).ravel())
-    if not tp + fn or not tn + fp:
-        raise ConfigError(
-            f"binary metrics need toxic and safe texts with gold labels; this split has "
-            f"{tp + fn} toxic and {tn + fp} safe"
-        )
     worst, worst_name, worst_bal = None, None, None
     if g is not None and (g >= 0).any():
         ks = np.unique(g[g >= 0])
@@ -372,9 +373,9 @@ def binary_metrics(
         )
     return OperatingPoint(
         threshold=threshold,
-        precision=tp / (tp + fp) if tp + fp else 1.0,
-        recall=tp / (tp + fn),
-        fpr=fp / (fp + tn),
+        precision=tp / (tp + fp) if tp + fp else None,
+        recall=tp / (tp + fn) if tp + fn else None,
+        fpr=fp / (fp + tn) if fp + tn else None,
         accuracy=(tp + tn) / len(y),
         worst_group_accuracy=worst,
         worst_group=worst_name,

@@ -6,6 +6,10 @@ policy the guard serves with) on every text and measures, against the gold label
 worst group, and the ROC AUC of the toxic score. ``guardrail-dro evaluate --guard``
 prints it beside the validation point recorded in ``guard.json``, so whether the
 calibration transferred is one look.
+
+A split of one kind is measured too: a file of users' benign messages gives the FPR (the
+share the guard blocks) and accuracy; recall, ROC AUC and the curve need toxic texts too,
+so they are None (null in JSON), as FPR is on toxic texts only.
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ class GuardEvaluation(BaseModel):
     calibrated: bool
     point: OperatingPoint
     valid_point: OperatingPoint | None
-    roc_auc: float
-    curve: OperatingCurve
+    roc_auc: float | None = Field(description="None: the split has one kind of text only.")
+    curve: OperatingCurve | None = Field(description="None: the split has one kind only.")
     scores: tuple[float, ...] = Field((), exclude=True, repr=False)  # toxic score per text
 
     def rows(self) -> list[tuple[str, OperatingPoint]]:
@@ -64,7 +68,7 @@ def evaluate_guard(guard: Guard, data: AnnotatedDataset) -> GuardEvaluation:
 
     Raises:
         ConfigError: classes that differ from the guard's, a guard without a safe class,
-            a split without toxic or safe texts.
+            an empty split.
         DataError: an item without a gold label.
     """
     require("sklearn", "export")
@@ -86,6 +90,7 @@ def evaluate_guard(guard: Guard, data: AnnotatedDataset) -> GuardEvaluation:
     point = binary_metrics(
         blocked, positive, groups, names, threshold=float(guard.rule.toxic_threshold)
     )
+    both = bool(positive.any() and not positive.all())  # a ranking needs both kinds
     cal = guard.artifact.manifest.calibration if guard.artifact is not None else None
     objective: str | None = cal.objective if cal is not None and cal.calibrated else None
     target = cal.target if cal is not None and cal.calibrated else None
@@ -105,8 +110,8 @@ def evaluate_guard(guard: Guard, data: AnnotatedDataset) -> GuardEvaluation:
         calibrated=bool(cal is not None and cal.calibrated),
         point=point,
         valid_point=_valid_point(cal, point.threshold),
-        roc_auc=float(roc_auc_score(positive, scores)),
-        curve=operating_curve(scores, positive, groups, names).compact(),
+        roc_auc=float(roc_auc_score(positive, scores)) if both else None,
+        curve=operating_curve(scores, positive, groups, names).compact() if both else None,
         scores=tuple(scores.tolist()),
     )
 
