@@ -16,25 +16,34 @@ texts, so the stage prints the command that does it instead. Its own module so t
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.serve.calibration import OperatingPoint
 
-__all__ = ["BUDGET", "TARGET_RECALL", "escalation_stage", "escalation_step"]
+__all__ = ["BUDGET", "TARGET_RECALL", "escalation_stage", "escalation_step", "shell"]
 
 TARGET_RECALL = 0.90
 """Recall the guard alone and the band must keep on valid."""
 
 BUDGET = 0.20
 """The most of valid's texts the band may send to the judge (its cost)."""
+
+
+def shell(arg: str | Path) -> str:
+    """``arg`` as a shell word inside a printed command: quoted where the shell would split
+    it (an ``--out`` with a space), its brackets escaped for rich (``[/x]`` in a folder name
+    raised a MarkupError, ``[red]`` vanished from the path)."""
+    return escape(shlex.quote(str(arg)))
 
 
 def escalation_step(
@@ -57,10 +66,12 @@ def escalation_step(
     column = judged[0] if judged else "COLUMN"
     console.print(
         ("  the judge would be paid for the test texts in the band; " if live else "  ")
-        + f"choose a band with: guardrail-dro escalation --guard {guard_dir} --valid "
-        f"{out / 'data' / 'valid.jsonl'} --judge {column} --out {out / 'escalation-band.json'}"
+        + f"choose a band with: guardrail-dro escalation --guard {shell(guard_dir)} --valid "
+        f"{shell(out / 'data' / 'valid.jsonl')} --judge {shell(column)} --out "
+        f"{shell(out / 'escalation-band.json')}"
         + ("" if judged else " (COLUMN: an LLM annotator's column of valid)"),
         highlight=False,
+        soft_wrap=True,
     )
     return None
 
@@ -142,7 +153,7 @@ def escalation_stage(
         f"  band [{band.low:.3f}, {high}) of the toxic score, chosen on valid with "
         f"{judge_column}'s labels: valid recall {band.valid.recall:.3f}, FPR "
         f"{band.valid.fpr:.3f}, {band.valid.deferred:.1%} sent (guard alone: FPR "
-        f"{alone.valid.fpr:.3f}) -> {band_path}",
+        f"{alone.valid.fpr:.3f}) -> {escape(str(band_path))}",
         highlight=False,
     )
     t = Table(
@@ -156,16 +167,18 @@ def escalation_stage(
         t.add_column(col, justify="right" if col else "left")
     for label, (p, share) in rows.items():
         worst = "" if p.worst_group_accuracy is None else f"{p.worst_group_accuracy:.3f}"
-        t.add_row(label, f"{p.recall:.3f}", f"{p.fpr:.3f}", f"{p.accuracy:.3f}", worst,
-                  f"{share:.1%}")  # fmt: skip
+        # n/a where a one-kind test split cannot measure it (binary_metrics gives None)
+        recall, fpr = ("n/a" if v is None else f"{v:.3f}" for v in (p.recall, p.fpr))
+        t.add_row(label, recall, fpr, f"{p.accuracy:.3f}", worst, f"{share:.1%}")
     console.print(t)
     degraded = sum(e.result.degraded for e in checked)
     console.print(
         f"  {calls} judge call(s) through the OpenAI SDK to the local replay endpoint"
         + (f"; {degraded} text(s) left to the error policy (judge failed)" if degraded else "")
         + f" ({time.perf_counter() - t0:.0f} s in all); try: guardrail-dro check --guard "
-        f'{guard_dir} --escalate {band_path} --judge openai:gpt-4-turbo "some text"',
+        f'{shell(guard_dir)} --escalate {shell(band_path)} --judge openai:gpt-4-turbo "some text"',
         highlight=False,
+        soft_wrap=True,
     )
     return {
         "band": band,

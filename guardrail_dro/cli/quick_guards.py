@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 from guardrail_dro.cli.quick_recipe import BACKGROUND_SETTING, output_sources
 from guardrail_dro.data.items import AnnotatedDataset
@@ -94,7 +95,7 @@ def export_guard(
     except ExportParityError as exc:
         # No int8 recipe passed the gate on this model's validation split: ship the fp32
         # guard rather than no guard, and say so.
-        console.print(f"  [yellow]int8 not shipped:[/] {exc}", highlight=False)
+        console.print(f"  [yellow]int8 not shipped:[/] {escape(str(exc))}", highlight=False)
         return export_onnx(
             model_dir, guard_dir, int8=False, valid=valid, overwrite=True, objective=objective
         )
@@ -149,5 +150,5 @@ def train_output_guard(
         data_sizes={k: len(v) for k, v in fit.items()},
     ).save(out / "output-model")
     guard_dir = export_guard(out / "output-model", out / "guard-output", splits["valid"], console)
-    console.print(f"  output rail guard -> {guard_dir}")
+    console.print(f"  output rail guard -> {guard_dir}", markup=False)
     return guard_dir

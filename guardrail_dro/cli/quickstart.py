@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from guardrail_dro.cli.annotation_pass import annotation_pass
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
-from guardrail_dro.cli.quick_escalation import escalation_step
+from guardrail_dro.cli.quick_conflicts import refuse_conflicts
+from guardrail_dro.cli.quick_escalation import escalation_step, shell
 from guardrail_dro.cli.quick_guards import export_guard, ship_average, train_output_guard
 from guardrail_dro.cli.quick_recipe import (
     QUICK_METHODS,
@@ -155,7 +157,7 @@ def run_quickstart(
         splits = _read_real(Path(data), Path(schema) if schema else None)
         source = f"{data}, shipped in the package" if str(data) == "toxic-questions" else str(data)
         replay = REPLAYED_REAL if REPLAYED_REAL in splits["train"].annotators else ""
-    console.rule(f"[bold]1/5 data and LLM annotations[/] ({source})")
+    console.rule(f"[bold]1/5 data and LLM annotations[/] ({escape(source)})")
     before = set(splits["valid"].annotators)
     if live or replay:
         splits = annotation_pass(
@@ -171,7 +173,8 @@ def run_quickstart(
         ds.save_jsonl(out / "data" / f"{name}.jsonl")
     console.print(
         f"  {', '.join(f'{k} {len(v)}' for k, v in splits.items())} items, "
-        f"{len(splits['train'].annotators)} annotators -> {out / 'data'}"
+        f"{len(splits['train'].annotators)} annotators -> {out / 'data'}",
+        markup=False,
     )
 
     # 2. train our method and the baselines -------------------------------------------------
@@ -210,7 +213,7 @@ def run_quickstart(
         out_dir=out / "report",
         on_fit=keep_ours,
     )
-    console.print(report.table())
+    console.print(report.table(), soft_wrap=True)  # a markdown table: rows kept whole
     ours, mv = (report.results[m].mean[metric] for m in ("ours", "mv"))
     if ours is None or mv is None:  # None only for group metrics, and test has groups
         raise DataError(f"the bench reported no {metric} on test for ours or mv")
@@ -235,7 +238,8 @@ def run_quickstart(
     console.print(
         f"  plots: {out / 'report' / 'group_accuracy.png'}, "
         f"{out / 'report' / 'annotator_weights.png'}, "
-        f"{out / 'report' / 'paired_differences.png'}"
+        f"{out / 'report' / 'paired_differences.png'}",
+        markup=False,
     )
 
     # 3. the model to ship (the average of the bench's seeds of ours) and its export ------
@@ -260,7 +264,7 @@ def run_quickstart(
             student_layers, console,
         )  # fmt: skip
     guard_dir = export_guard(model_dir, out / "guard", splits["valid"], console)
-    console.print(f"  model -> {model_dir}, guard artifact -> {guard_dir}")
+    console.print(f"  model -> {model_dir}, guard artifact -> {guard_dir}", markup=False)
     if output_guard is None:
         output_guard = not synthetic and bool(bg)
     output_dir = None
@@ -276,7 +280,11 @@ def run_quickstart(
     results = check_turns(
         Guard.load(guard_dir), console, Guard.load(output_dir) if output_dir else None
     )
-    console.print(f'  try: guardrail-dro check --guard {guard_dir} "some text"', highlight=False)
+    console.print(
+        f'  try: guardrail-dro check --guard {shell(guard_dir)} "some text"',
+        highlight=False,
+        soft_wrap=True,  # a command to copy: one line, never broken at the console's width
+    )
     return {
         "report": report,
         "guard_dir": guard_dir,
@@ -307,7 +315,8 @@ def quickstart(
         typer.Option(
             "--synthetic",
             help="Run on the small embedded synthetic dataset (a demonstration of the "
-            "method: simulated annotators with planted biases; seconds) instead.",
+            "method: simulated annotators with planted biases; every method, one seed, "
+            "on MiniLM: minutes on a CPU) instead.",
         ),
     ] = False,
     schema: SchemaPath = None,
@@ -402,6 +411,17 @@ def quickstart(
     chat turns (assistant turns through the output rail's guard). Run it again:
     it resumes from its caches.
     """
+    refuse_conflicts(
+        synthetic=synthetic,
+        schema=schema,
+        live=live,
+        annotator=annotator,
+        background_safe=background_safe,
+        no_background=no_background,
+        background_harmful=background_harmful,
+        no_harmful=no_harmful,
+        choose_background=choose_background,
+    )
     run_quickstart(
         out,
         data=data,
