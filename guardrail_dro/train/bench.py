@@ -357,23 +357,22 @@ def _paired(
 
 
 def _warm_cache(cfg: TrainConfig, *splits: AnnotatedDataset) -> float:
-    """Embed every split once (frozen mode) so that s/run measures training alone.
-
-    Returns the seconds it took (about 0 when everything was cached already).
-    """
+    """Embed every split once (frozen mode) so that s/run measures training alone; the
+    seconds it took (about 0 when everything was cached already)."""
     if cfg.mode != "frozen":
         return 0.0
     from guardrail_dro.data.background import background_dataset, load_background
     from guardrail_dro.train.features import build_features
 
     t0 = time.perf_counter()
+    named = dict(zip(("train", "valid", "test"), splits, strict=True))  # progress bars' names
     if cfg.background_safe and splits[0].schema.safe:
-        for sources, bad in ((cfg.background_safe, False), (cfg.background_harmful, True)):
+        for sources, kind in ((cfg.background_safe, "safe"), (cfg.background_harmful, "harmful")):
             if sources:
-                bg = load_background(sources, harmful=bad)
+                bg = load_background(sources, harmful=kind == "harmful")
                 texts = [*bg.train, *bg.heldout]
-                splits = (*splits, background_dataset(texts, splits[0].schema))
-    build_features(cfg, {f"split{i}": ds for i, ds in enumerate(splits)})
+                named[f"background-{kind}"] = background_dataset(texts, splits[0].schema)
+    build_features(cfg, named)
     return time.perf_counter() - t0
 
 

@@ -540,3 +540,19 @@ def test_a_metric_undefined_on_some_seeds_is_counted_not_hidden(
         {**report.model_dump(), "results": {"x": part.model_dump()}}
     ).table()
     assert "0.400 ± 0.000 (1 of 2 seeds)" in table
+
+
+def test_the_embedding_bars_name_the_splits(
+    synthetic, tiny_backbone: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The bench embeds every split before it trains; its bars read "embed split0" ..
+    "split4", which told a user nothing about which texts took the time."""
+    small = {k: v.subset(range(60)) for k, v in synthetic.items()}
+    run_bench(
+        small["train"], small["valid"], small["test"], methods=["mv"], seeds=1,
+        score_annotators=False, out_dir=tmp_path / "out",
+        config=TrainConfig(backbone=str(tiny_backbone), cache_dir=tmp_path / "c", epochs=1),
+    )  # fmt: skip
+    err = capfd.readouterr().err
+    assert all(f"embed {name}" in err for name in ("train", "valid", "test"))
+    assert "split0" not in err
