@@ -145,6 +145,8 @@ def embed_texts(
         {k: t for k, t in zip(keys, texts, strict=True) if k not in found}.items(),
         key=lambda kv: len(kv[1]),
     )
+    if found and todo:  # a run resumed after a crash or Ctrl-C: say what it reuses
+        desc = f"{desc} ({len(set(keys)) - len(todo)} of {len(set(keys))} cached)"
     device = next(model.parameters()).device
     model.eval()
     bar = tqdm(

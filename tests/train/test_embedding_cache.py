@@ -80,3 +80,24 @@ def test_a_damaged_cache_file_is_named_with_the_fix(tmp_path: Path) -> None:
         with pytest.raises(ArtifactError, match=r"embeddings\.sqlite.*damaged.*delete it"):
             opened = EmbeddingCache(path)
             opened.get_many([f"k{i}" for i in range(3000)])
+
+
+def test_a_resumed_embedding_says_what_the_cache_held(
+    tiny_backbone: Path, tmp_path: Path, capfd
+) -> None:
+    """After a crash or Ctrl-C mid-embedding, the rerun's bar counted only the texts left
+    and never said the rest came from the cache."""
+    from transformers import AutoTokenizer, BertModel
+
+    from guardrail_dro.train.embeddings import embed_texts
+    from guardrail_dro.train.model import GuardClassifier
+
+    tok = AutoTokenizer.from_pretrained(tiny_backbone)
+    model = GuardClassifier(BertModel.from_pretrained(tiny_backbone), None)
+    texts = [f"text number {i}" for i in range(10)]
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    embed_texts(model, tok, texts[:4], namespace="ns", cache=cache, progress=False)
+    capfd.readouterr()
+    embed_texts(model, tok, texts, namespace="ns", cache=cache, desc="embed train")
+    assert "embed train (4 of 10 cached)" in capfd.readouterr().err
+    cache.close()
