@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["refuse_conflicts"]
+__all__ = ["refuse_conflicts", "refuse_student"]
 
 
 def refuse_conflicts(
@@ -48,3 +48,22 @@ def refuse_conflicts(
     for conflict, why in pairs:
         if conflict:
             raise typer.BadParameter(why)
+
+
+def refuse_student(student: int | None) -> None:
+    """A ``--student`` with more layers than the embedded MiniLM: ``distill`` refused it
+    only after the bench and the export, minutes into the run."""
+    if student is None:
+        return
+    import json
+
+    from guardrail_dro.train.model import default_backbone
+
+    config = json.loads((default_backbone() / "config.json").read_text(encoding="utf-8"))
+    layers = int(config["num_hidden_layers"])
+    if student > layers:
+        raise typer.BadParameter(
+            f"{student}: the backbone (all-MiniLM-L6-v2) has {layers} layers; a student "
+            f"takes 1..{layers} (2 is the recommended one)",
+            param_hint="--student",
+        )

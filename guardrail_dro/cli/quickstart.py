@@ -35,7 +35,7 @@ from rich.markup import escape
 from guardrail_dro.cli.annotation_pass import annotation_pass
 from guardrail_dro.cli.chat_turns import CHAT_TURNS, check_turns
 from guardrail_dro.cli.options import SchemaPath
-from guardrail_dro.cli.quick_conflicts import refuse_conflicts
+from guardrail_dro.cli.quick_conflicts import refuse_conflicts, refuse_student
 from guardrail_dro.cli.quick_escalation import escalation_step, shell
 from guardrail_dro.cli.quick_guards import export_guard, ship_average, train_output_guard
 from guardrail_dro.cli.quick_recipe import (
@@ -422,6 +422,7 @@ def quickstart(
         no_harmful=no_harmful,
         choose_background=choose_background,
     )
+    refuse_student(student)
     run_quickstart(
         out,
         data=data,

@@ -132,3 +132,16 @@ def test_the_synthetic_help_does_not_promise_seconds() -> None:
     res = CliRunner().invoke(app, ["quickstart", "--help"], env={"COLUMNS": "200"})
     synthetic = " ".join(res.output.split("--synthetic", 1)[1].split("--live", 1)[0].split())
     assert "seconds" not in synthetic and "minutes" in synthetic, synthetic
+
+
+def test_a_student_larger_than_the_backbone_is_refused_before_any_work(tmp_path: Path) -> None:
+    """distill refused --student 8 on the 6-layer MiniLM only after the bench and the
+    export had run, minutes in."""
+    from guardrail_dro.cli.app import app
+
+    out = tmp_path / "out"
+    args = ["quickstart", "--out", str(out), "--synthetic", "--student", "8"]
+    res = CliRunner().invoke(app, args)
+    said = " ".join(res.output.replace("│", " ").split())  # rich's error box, unwrapped
+    assert res.exit_code == 2 and "has 6 layers; a student takes 1..6" in said, res.output
+    assert not out.exists()
