@@ -104,7 +104,7 @@ def annotate_command(
         typer.Option(
             "--annotator",
             help="PROVIDER:MODEL, repeatable: openai:gpt-4o-mini, "
-            "anthropic:claude-haiku-4-5 (replaces the config's [[annotators]]).",
+            "anthropic:claude-haiku-4-5 (replaces the config's \\[\\[annotators]]).",
         ),
     ] = None,
     *,
@@ -390,6 +390,12 @@ def annotate_command(
         return
     run.dataset.save_jsonl(out)
     typer.echo(f"wrote {out} ({len(run.dataset)} items)", err=True)
+    if len(dataset) < len(full):  # OUT holds the pilot only: say what comes next
+        typer.echo(
+            f"pilot done: the same command without --limit / --sample labels the other "
+            f"{len(full) - len(dataset)} items into {out}, asking only for those",
+            err=True,
+        )
     fail_path = failures or out.with_name(out.name + ".failures.jsonl")
     # Written even when empty: it overwrites a stale list, and tells `agreement` that
     # nothing was refused (rather than that refusals are not known).

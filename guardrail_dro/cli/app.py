@@ -69,6 +69,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Console entry point: library errors become one red line and exit code 2."""
     from pydantic import ValidationError
+    from rich.markup import escape
 
     # No emoji codes: a message naming a bundled split ("toxic:train:") must not turn
     # ":train:" into a train emoji.
@@ -80,11 +81,13 @@ def main() -> None:
     try:
         app()
     except GuardrailError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # escape: a message naming "[[annotators]]" or a path with brackets is text, not
+        # markup (it printed "list [] in the --config file")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
     except ValidationError as exc:  # a typed config built from options: name the field
         for e in exc.errors():
             where = ".".join(str(p) for p in e["loc"]) or exc.title
             msg = e["msg"].removeprefix("Value error, ")
-            err.print(f"[bold red]error:[/] {where}: {msg}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(f'{where}: {msg}')}", highlight=False)
         sys.exit(2)

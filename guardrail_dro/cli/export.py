@@ -167,9 +167,13 @@ def export_command(
     # Everything a refusal can be known from comes first: a distillation of minutes, or
     # an export, is never spent on a typo in --objective, an --out in use or a bad name.
     from export.onnx import check_out
+    from export.thresholds import check_objective
     from guardrail_dro.outputs import check_writable
 
     chosen = _OBJECTIVES.get(objective) or _bad_objective(objective)
+    # export_onnx asks this too, but only after --valid is read and --distill has run.
+    check_objective(target_recall=target_recall, target_fpr=target_fpr,
+                    threshold=threshold, valid=valid is not None)  # fmt: skip
     check_out(out, overwrite)
     check_writable(out, "--out", beside=True)
     if triton is not None:

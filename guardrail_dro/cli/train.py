@@ -279,6 +279,7 @@ def evaluate(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(result.model_dump_json(indent=2) + "\n")
+        Console().print(f"metrics written to {out}", highlight=False, markup=False, soft_wrap=True)
 
 
 @takes_option_groups

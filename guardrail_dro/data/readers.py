@@ -248,7 +248,10 @@ def read_splits(
         learn = {k: v for k, v in raw.items() if k != "test"} or raw
         labels = [lab for _p, items in learn.values() for lab in _all_labels(items)]
         if not labels:
-            raise SchemaError("no labels in the data to infer a label schema from: pass --labels")
+            raise SchemaError(  # unlabelled texts (what annotate is for) are common
+                "no labels in the data to infer a label schema from: pass --schema "
+                "FILE.json or --labels a,b,c (annotate: or [[labels]] in --config)"
+            )
         schema = LabelSchema.from_labels(labels)
         # Once, on the first split: every command prints each split's notes.
         logs[next(iter(learn))].notes.insert(0, _inferred_note(schema, learn))
