@@ -68,9 +68,14 @@ def make_annotator(spec: str, *, base_url: str | None = None,
 
     Raises:
         ConfigError: bad spec, the provider's key variable is not set, or a temperature
-            or reasoning effort the model does not take.
+            or reasoning effort the model does not take, a base URL that is not http(s).
     """
     provider, model = parse_spec(spec)
+    for option, url in (("--base-url", base_url), ("--anthropic-base-url", anthropic_base_url)):
+        # `--base-url $URL` with URL unset took the next option ("--out") as the URL
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{option} {url!r} is not a URL: give http(s)://HOST[:PORT]"
+                              f"{'/v1' if option == '--base-url' else ''}, or leave it out")
     var = KEY_VARIABLES[provider]
     if need_key and not os.environ.get(var):
         hint = " (a local OpenAI-compatible server accepts any value)" if provider == "openai" \

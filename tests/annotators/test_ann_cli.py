@@ -67,6 +67,19 @@ def test_missing_key_is_one_clear_error(tmp_path: Path) -> None:
     assert r.returncode == 2 and "PROVIDER:MODEL" in r.stderr
 
 
+def test_a_base_url_that_is_no_url_is_named(tmp_path: Path) -> None:
+    """`--base-url $URL --dry-run` with URL unset made "--dry-run" the URL: no dry run,
+    and a real run against a server named "--dry-run" (each call failing after its
+    retries) instead of one clear error."""
+    data = _csv(tmp_path / "in.csv", ["hello"])
+    r = _run(["--data", str(data), "--out", str(tmp_path / "o.jsonl"), "--labels",
+              "safe,toxic", "--annotator", "openai:gpt-4o-mini", "--base-url", "--dry-run"],
+             _env(OPENAI_API_KEY=KEY))
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 2 and "--base-url '--dry-run' is not a URL" in said, r.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
 def _cost(stderr: str) -> float:
     return float(stderr.split("estimated cost")[1].split("$")[1].split()[0])
 
