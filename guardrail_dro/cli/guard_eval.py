@@ -50,6 +50,7 @@ def evaluate_guard_dir(
             f"({cal.split}): these numbers are a validation score, not a test",
             highlight=False,
         )
+        data.name = "valid"  # the title and the row said "test" all the same
     with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
         result = evaluate_guard(g, data)
     if result.roc_auc is None:  # one kind of text: say why the table has gaps

@@ -173,3 +173,22 @@ def test_balanced_accuracy_of_a_one_kind_point(recall, fpr, balanced) -> None:
     p = OperatingPoint(threshold=0.5, precision=None, recall=recall, fpr=fpr, accuracy=0.7)
     assert p.balanced_accuracy == pytest.approx(balanced)
     assert json.loads(p.model_dump_json())["precision"] is None
+
+
+def test_the_split_the_point_was_chosen_on_is_not_titled_test(
+    app, tiny_model_dir, synthetic, tmp_path: Path
+) -> None:
+    """Given the validation split its operating point was chosen on, evaluate --guard
+    noted "a validation score, not a test" and then titled the table "on test"."""
+    from export.onnx import export_onnx
+
+    valid = synthetic["valid"]
+    guard_dir = export_onnx(tiny_model_dir, tmp_path / "g", int8=False, valid=valid)
+    path = tmp_path / "valid.jsonl"
+    valid.save_jsonl(path)
+    args = ["evaluate", "--guard", str(guard_dir), "--test", str(path)]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "a validation score, not a test" in " ".join(res.stderr.split())
+    assert " on valid" in res.stdout and " on test" not in res.stdout
+    assert any(line.startswith("│ valid ") for line in res.stdout.splitlines())
