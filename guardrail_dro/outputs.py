@@ -19,17 +19,20 @@ from guardrail_dro.errors import ConfigError
 __all__ = ["as_path", "check_writable"]
 
 
-def as_path(value: object, name: str) -> Path:
-    """``value`` as a ``Path``, or a ``TypeError`` naming the argument ``name``.
+def as_path(value: object, name: str, what: str = "a path (str or os.PathLike)") -> Path:
+    """``value`` as a ``Path``, or a ``TypeError`` naming the argument ``name`` and
+    ``what`` it must be.
 
     Why: ``Path(None)`` fails deep inside an entry point (``TrainedModel.load(None)``:
     "expected str, bytes or os.PathLike object, not NoneType" from pathlib), naming
     neither the argument nor the call; a ``None`` from an unset option or a missing
-    dict key is the usual cause.
+    dict key is the usual cause. ``""`` is refused too: ``Path("")`` is the working
+    directory (``Guard.load("")`` loaded it and said it was no guard).
     """
-    if isinstance(value, str | os.PathLike):
+    if isinstance(value, str | os.PathLike) and value != "":
         return Path(value)
-    raise TypeError(f"{name} must be a path (str or os.PathLike), not {type(value).__name__}")
+    got = "an empty string" if value == "" else type(value).__name__
+    raise TypeError(f"{name} must be {what}, not {got}")
 
 
 def check_writable(path: str | Path, option: str, *, beside: bool = False) -> None:

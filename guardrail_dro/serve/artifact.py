@@ -31,7 +31,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from guardrail_dro.checksums import file_sha256
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError, ConfigError
+from guardrail_dro.outputs import as_path
 from guardrail_dro.serve.calibration import Calibration
 from guardrail_dro.serve.paths import escaping_links, unsafe_path
 
@@ -338,14 +338,8 @@ def load_artifact(
         >>> art = load_artifact("guard/")
         >>> art.model_path("int8"), art.manifest.max_length
     """
-    if not isinstance(directory, str | os.PathLike) or directory == "":
-        # Path(None) raised "expected str, bytes or os.PathLike object", naming no
-        # argument, and Path("") is the working directory.
-        raise TypeError(
-            "guard_dir must be the path (str or Path) of the folder `guardrail-dro "
-            f"export --out` wrote, not {directory!r}"
-        )
-    d = Path(directory)
+    wrote = "the path (str or Path) of the folder `guardrail-dro export --out` wrote"
+    d = as_path(directory, "guard_dir", wrote)
     mpath = d / GUARD_MANIFEST
     if d.is_file():
         raise ArtifactError(f"{d} is a file: guard_dir must be the guard artifact's folder")
