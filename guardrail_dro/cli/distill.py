@@ -223,24 +223,32 @@ def _check_out(teacher: Path, out: Path) -> None:
         )
 
 
-def _check_layers(teacher: Path, layers: int) -> None:
-    """Refuse ``--layers`` above the teacher's before any data is read, naming the option
-    (``distill`` would refuse it too, after reading the data, in its own words)."""
+def encoder_layers(folder: Path) -> int | None:
+    """Transformer layers of the encoder in ``folder`` (a model directory, v2 or v1, or a
+    Hugging Face encoder folder), read from its config without loading it; None when no
+    config says (``distill`` then checks once the model is loaded)."""
     import json
 
-    for cfg in (teacher / "config.json", teacher / "encoder" / "config.json"):  # v2, v1
+    for cfg in (folder / "config.json", folder / "encoder" / "config.json"):  # v2, v1
         try:
             raw = json.loads(cfg.read_text())
         except (OSError, ValueError):
             continue
         enc = raw.get("encoder", raw) if isinstance(raw, dict) else None
         total = enc.get("num_hidden_layers") if isinstance(enc, dict) else None
-        if isinstance(total, int) and layers > total:
-            raise ConfigError(
-                f"--layers {layers}: the teacher has {total} transformer layer(s); a "
-                f"student takes 1..{total}"
-            )
-        return
+        return total if isinstance(total, int) else None
+    return None
+
+
+def _check_layers(teacher: Path, layers: int) -> None:
+    """Refuse ``--layers`` above the teacher's before any data is read, naming the option
+    (``distill`` would refuse it too, after reading the data, in its own words)."""
+    total = encoder_layers(teacher)
+    if total is not None and layers > total:
+        raise ConfigError(
+            f"--layers {layers}: the teacher has {total} transformer layer(s); a "
+            f"student takes 1..{total}"
+        )
 
 
 def distill_splits(

@@ -55,13 +55,11 @@ def refuse_student(student: int | None) -> None:
     only after the bench and the export, minutes into the run."""
     if student is None:
         return
-    import json
-
+    from guardrail_dro.cli.distill import encoder_layers
     from guardrail_dro.train.model import default_backbone
 
-    config = json.loads((default_backbone() / "config.json").read_text(encoding="utf-8"))
-    layers = int(config["num_hidden_layers"])
-    if student > layers:
+    layers = encoder_layers(default_backbone())
+    if layers is not None and student > layers:
         raise typer.BadParameter(
             f"{student}: the backbone (all-MiniLM-L6-v2) has {layers} layers; a student "
             f"takes 1..{layers} (2 is the recommended one)",
