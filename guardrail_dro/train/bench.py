@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
@@ -68,9 +68,6 @@ class MethodResult(BaseModel):
     group_weights: dict[str, float] | None = None
     annotator_weight_by_group: dict[str, dict[str, float]] | None = None
     notes: list[str] = []
-    undefined_seeds: dict[str, int] = {}
-    """Metric -> seeds on which it was undefined (toxic precision of a seed that predicted
-    nothing toxic), left out of its mean and std; only metrics with any."""
     background_block_rate: float | None = None
     """Share of held-out background-safe text blocked at the guard's default threshold
     (mean over seeds); None when trained without background text."""
@@ -79,6 +76,13 @@ class MethodResult(BaseModel):
     harmful_block_rate: float | None = None
     """Share of held-out harmful text blocked at the guard's default threshold (mean over
     seeds); None when trained without harmful text."""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def undefined_seeds(self) -> dict[str, int]:
+        """Metric -> seeds it was undefined on, left out of its mean (in results.json)."""
+        runs = self.per_seed
+        return {k: n for k in HEADLINE if (n := sum(getattr(r, k) is None for r in runs))}
 
 
 class BenchReport(BaseModel):
@@ -299,9 +303,6 @@ def run_bench(
             if aw
             else None,
             notes=notes,
-            undefined_seeds={
-                k: n for k in HEADLINE if (n := sum(getattr(r, k) is None for r in runs))
-            },
             background_block_rate=_agg(block)[0],
             background_block_rate_valid_threshold=_agg(block_cal)[0],
             harmful_block_rate=_agg(block_bad)[0],
