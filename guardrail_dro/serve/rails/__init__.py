@@ -9,6 +9,7 @@ One concept a module, arrows downward only (none of them imports ``Guard``)::
     streams   StreamRail, the event protocol, guarded stream iteration
     decide    one rail's decision: RailGuard, on_check, GuardViolation naming the rail
     messages  reading message lists, contents and replies
+    tool_args reading the arguments a reply puts in tool calls, whole or streamed
 
 The names re-exported here are the public face of the rails.
 """

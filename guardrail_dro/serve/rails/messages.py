@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from guardrail_dro.serve.rails.tool_args import tool_text
+
 __all__ = ["content_text", "last_user_text", "listed", "reply_text", "spoken_text"]
 
 
@@ -121,9 +123,18 @@ def spoken_text(message: Any) -> str:
 def reply_text(reply: Any) -> str:
     """The text of a model's reply: every choice of an OpenAI ``ChatCompletion`` (one
     per line, with its audio transcript), else what ``content_text`` reads (a str, a
-    message, content blocks)."""
+    message, content blocks); each with the string values of its tool calls' arguments
+    (``tool_args``: an agent runs them, so they are output too; they went unchecked
+    before). Anthropic thinking blocks are not read: they are not shown to users."""
     choices = getattr(reply, "choices", None)
     if choices is not None:  # an OpenAI ChatCompletion
-        parts = [t for c in choices for t in (c.message.content, spoken_text(c.message)) if t]
+        parts = [
+            t
+            for c in choices
+            for t in (c.message.content, spoken_text(c.message), tool_text(c.message))
+            if t
+        ]
         return "\n".join(parts)
-    return content_text(reply)
+    if isinstance(reply, str):
+        return reply
+    return "\n".join(p for p in (content_text(reply), tool_text(reply)) if p)

@@ -1,8 +1,9 @@
 """The OpenAI and Anthropic SDKs' shapes, for the rails: their stream events
 (``Events`` for ``guard_stream``, one channel per OpenAI choice), rebuilding a reply
-around a refusal (``replaced_reply``: the text replaced, tool calls dropped), the reply
-a blocked input gets (``openai_refusal`` / ``anthropic_refusal``), and telling an SDK
-stream from a plain one (``stream_events``).
+around a refusal (``replaced_reply``: the text replaced, tool calls dropped; their
+arguments are read by ``tool_args``), the reply a blocked input gets
+(``openai_refusal`` / ``anthropic_refusal``), and telling an SDK stream from a plain one
+(``stream_events``).
 
 The SDKs are imported only when a response is built, so importing this module imports
 neither; ``sys.modules`` tells whether a reply can be one of theirs.
@@ -16,8 +17,9 @@ from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails.messages import content_text, reply_text, spoken_text
+from guardrail_dro.serve.rails.messages import reply_text, spoken_text
 from guardrail_dro.serve.rails.streams import Events, GuardedStream
+from guardrail_dro.serve.rails.tool_args import AnthropicToolStream, OpenAIToolStream
 
 __all__ = [
     "AnthropicAdapter",
@@ -61,6 +63,7 @@ class _OpenAIEvents(Events):
         self.first: Any = None
         self.model = model
         self.indices: dict[int, None] = {0: None}  # the choices seen, in order
+        self.tools = OpenAIToolStream()
 
     def texts(self, chunk: Any) -> list[tuple[Any, str]]:
         if self.first is None:
@@ -71,6 +74,16 @@ class _OpenAIEvents(Events):
             if c.delta is not None:
                 out.append((c.index, (c.delta.content or "") + spoken_text(c.delta)))
         return out
+
+    def tool_texts(self, chunk: Any) -> list[tuple[Any, str]]:
+        return [piece for c in chunk.choices for piece in self.tools.feed(c)]
+
+    @property
+    def holding(self) -> bool:
+        return self.tools.holding
+
+    def rest(self) -> list[tuple[Any, str]]:
+        return self.tools.rest()
 
     def stop(self, result: GuardResult) -> list[Any]:
         from openai.types.chat import ChatCompletionChunk
@@ -94,37 +107,78 @@ class _OpenAIEvents(Events):
 
 
 class _AnthropicEvents(Events):
+    """Text deltas on one channel, tool-use input by block (``AnthropicToolStream``);
+    thinking deltas are not read (not shown to users, run by no agent)."""
+
     def __init__(self) -> None:
-        self.index = 0
+        self.blocks: dict[int, str] = {}  # the blocks the caller was given: index -> type
+        self.open: int | None = None  # the one of them whose stop the caller has not had
+        self.tools = AnthropicToolStream()
 
     def text(self, event: Any) -> str:
         kind = getattr(event, "type", None)
-        if kind == "content_block_start":
-            self.index = event.index
-        elif kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
+        if kind == "content_block_delta" and getattr(event.delta, "type", None) == "text_delta":
             return event.delta.text
         return ""
 
+    def tool_texts(self, event: Any) -> list[tuple[Any, str]]:
+        return self.tools.feed(event)
+
+    @property
+    def holding(self) -> bool:
+        return self.tools.holding
+
+    def rest(self) -> list[tuple[Any, str]]:
+        return self.tools.rest()
+
+    def released(self, items: list[Any]) -> None:
+        for event in items:
+            kind = getattr(event, "type", None)
+            if kind == "content_block_start":
+                self.blocks[event.index] = getattr(event.content_block, "type", "")
+                self.open = event.index
+            elif kind == "content_block_stop" and event.index == self.open:
+                self.open = None
+
     def stop(self, result: GuardResult) -> list[Any]:
+        """The refusal, in step with what the caller was given: into the text block it
+        has open, else in a new text block (a tool-use block held back never reached
+        it, so the refusal takes its index)."""
         from anthropic.types import (
             RawContentBlockDeltaEvent,
+            RawContentBlockStartEvent,
             RawContentBlockStopEvent,
             RawMessageDeltaEvent,
             RawMessageStopEvent,
         )
 
         out: list[Any] = []
+        if self.open is not None and self.blocks[self.open] == "text":
+            index = self.open
+        else:
+            if self.open is not None:
+                out.append(RawContentBlockStopEvent(type="content_block_stop", index=self.open))
+            index = max(self.blocks, default=-1) + 1
+            out.append(
+                RawContentBlockStartEvent.model_validate(
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    }
+                )
+            )
         if result.replacement:
             out.append(
                 RawContentBlockDeltaEvent.model_validate(
                     {
                         "type": "content_block_delta",
-                        "index": self.index,
+                        "index": index,
                         "delta": {"type": "text_delta", "text": result.replacement},
                     }
                 )
             )
-        out.append(RawContentBlockStopEvent(type="content_block_stop", index=self.index))
+        out.append(RawContentBlockStopEvent(type="content_block_stop", index=index))
         out.append(
             RawMessageDeltaEvent.model_validate(
                 {
@@ -181,7 +235,7 @@ class AnthropicAdapter:
 
     @staticmethod
     def reply_text(msg: Any) -> str:
-        return content_text(msg.content)
+        return reply_text(msg)
 
     replaced = staticmethod(_anthropic_replaced)
 
@@ -208,17 +262,10 @@ class AnthropicAdapter:
 
     @classmethod
     def blocked_stream(cls, kwargs: dict, result: GuardResult) -> list[Any]:
-        from anthropic.types import RawContentBlockStartEvent, RawMessageStartEvent
+        from anthropic.types import RawMessageStartEvent
 
         start = RawMessageStartEvent(type="message_start", message=cls._message(kwargs, "", None))
-        block = RawContentBlockStartEvent.model_validate(
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            }
-        )
-        return [start, block, *_AnthropicEvents().stop(result)]
+        return [start, *_AnthropicEvents().stop(result)]  # opens text block 0 for it
 
 
 def openai_refusal(result: GuardResult, *, model: str = "guard", stream: bool = False) -> Any:

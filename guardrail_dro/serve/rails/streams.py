@@ -8,8 +8,10 @@ every ``max_chars`` characters, so nothing unchecked reaches the caller. Each ch
 scores the new sentence and the rolling window of the reply so far (its last
 ``max_length`` tokens), and the whole reply is checked before the last chunk is
 released; a violation closes the upstream response and ends the stream with what the
-stream's ``Events`` say ends it (the refusal). The SDKs' own events live in
-``guardrail_dro.serve.rails.sdk``.
+stream's ``Events`` say ends it (the refusal). A tool call's argument fragments are held
+until the call is complete (``Events.holding``), then its arguments are checked on a
+channel of their own, through the same windows, before any of its chunks is released.
+The SDKs' own events live in ``guardrail_dro.serve.rails.replies``.
 """
 
 from __future__ import annotations
@@ -100,10 +102,13 @@ class _Rails:
     def pending(self) -> bool:
         return any(r.pending for r in self.rails.values())
 
-    def feed(self, pieces: Iterable[tuple[Any, str]]) -> bool:
+    def feed(self, pieces: Iterable[tuple[Any, str]], *, whole: bool = False) -> bool:
+        """Add pieces by channel; True when a check is due. A ``whole`` piece (a tool
+        call's complete arguments) is due at once: its call waits on nothing more."""
         due = False
         for channel, piece in pieces:
-            due |= self.rails.setdefault(channel, StreamRail()).feed(piece)
+            rail = self.rails.setdefault(channel, StreamRail())
+            due |= rail.feed(piece) or (whole and rail.pending)
         return due
 
     def due_texts(self, guard: RailGuard, *, final: bool = False) -> list[str]:
@@ -139,6 +144,25 @@ class Events:
         interleaves several replies (OpenAI's ``n > 1``), each then checked alone."""
         return [(0, self.text(item))]
 
+    def tool_texts(self, item: Any) -> list[tuple[Any, str]]:
+        """The (channel, text) of the tool calls an item completes, each checked whole
+        on a channel of its own (``rails.tool_args``); plain chunks carry none."""
+        return []
+
+    @property
+    def holding(self) -> bool:
+        """True while a tool call's arguments are still arriving: the items wait until
+        the call is complete and checked (only a complete call is runnable)."""
+        return False
+
+    def rest(self) -> list[tuple[Any, str]]:
+        """The tool calls the stream ended without completing, checked on what came."""
+        return []
+
+    def released(self, items: list[Any]) -> None:
+        """Told the items the caller is given, so that ``stop`` can end the stream in
+        step with what the caller has seen (which content block is open)."""
+
     def stop(self, result: GuardResult) -> list[Any]:
         """The items that end the stream on a violation (the refusal, if any)."""
         return [result.replacement] if result.replacement else []
@@ -151,15 +175,14 @@ def guard_stream(
     on_check: OnCheck | None,
     close: Callable[[], None],
 ) -> Generator[Any, None, None]:
-    """The items of ``items``, each released once the text up to it has passed; on a
-    violation ``close()`` the upstream and yield ``events.stop(result)`` instead."""
+    """The items of ``items``, each released once the text up to it has passed (and any
+    tool call it belongs to is complete and has passed); on a violation ``close()`` the
+    upstream and yield ``events.stop(result)`` instead."""
     rail, held = _Rails(), []
     try:
         for item in items:
             held.append(item)
-            due = rail.feed(events.texts(item))
-            if rail.pending and not due:
-                continue
+            due = rail.feed(events.texts(item)) | rail.feed(events.tool_texts(item), whole=True)
             if due:
                 r = decide_stream(guard, rail.due_texts(guard), on_check)
                 if not r.allowed:
@@ -167,8 +190,12 @@ def guard_stream(
                     yield from events.stop(r)
                     return
                 rail.passed()
+            if rail.pending or events.holding:
+                continue
+            events.released(held)
             yield from held
             held.clear()
+        rail.feed(events.rest(), whole=True)
         texts = rail.due_texts(guard, final=True)
         if texts:
             r = decide_stream(guard, texts, on_check)
@@ -192,9 +219,7 @@ async def aguard_stream(
     try:
         async for item in items:
             held.append(item)
-            due = rail.feed(events.texts(item))
-            if rail.pending and not due:
-                continue
+            due = rail.feed(events.texts(item)) | rail.feed(events.tool_texts(item), whole=True)
             if due:
                 r = await adecide_stream(guard, rail.due_texts(guard), on_check)
                 if not r.allowed:
@@ -203,9 +228,13 @@ async def aguard_stream(
                         yield ev
                     return
                 rail.passed()
+            if rail.pending or events.holding:
+                continue
+            events.released(held)
             for ev in held:
                 yield ev
             held.clear()
+        rail.feed(events.rest(), whole=True)
         texts = rail.due_texts(guard, final=True)
         if texts:
             r = await adecide_stream(guard, texts, on_check)

@@ -1,0 +1,186 @@
+"""The text a model writes into tool calls, for the output rail: an agent runs what a
+model puts in ``send_email(body=...)`` or ``post(text=...)``, so those arguments are
+model output as much as the reply's text is.
+
+What is read: OpenAI ``tool_calls[i].function.arguments`` (a JSON string), a custom
+tool's ``custom.input`` (free text) and the deprecated ``function_call.arguments``;
+Anthropic content blocks carrying an ``input`` (``tool_use``, ``server_tool_use``...).
+The text checked is the string values found in the arguments, recursively, keys
+excluded (names the tool's schema chose, not the model); arguments that are not valid
+JSON are checked as the raw string. Anthropic thinking blocks are not read: they are not
+shown to users, and an agent runs none of them.
+
+Streamed, the arguments arrive in fragments (OpenAI ``delta.tool_calls[i]``, Anthropic
+``input_json_delta``); ``OpenAIToolStream`` / ``AnthropicToolStream`` collect them and
+give a call's text once it is complete (its choice finished, its block stopped, or the
+stream ended): only then is it runnable, and only then can it be parsed. Like the rest
+of the rails, this reads by attribute or key and imports neither SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "AnthropicToolStream",
+    "OpenAIToolStream",
+    "arguments_text",
+    "string_values",
+    "tool_text",
+]
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+def string_values(value: Any) -> list[str]:
+    """The strings in ``value``, depth first: dict values (not keys), list items, and the
+    fields of a pydantic model (an SDK's typed tool input)."""
+    if isinstance(value, str):
+        return [value]
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        value = dump()
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in string_values(v)]
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        return [s for v in value for s in string_values(v)]
+    return []
+
+
+def arguments_text(arguments: Any) -> str:
+    """The text checked for a tool call's arguments: the string values of the JSON (or
+    of a dict already parsed), one per line; the raw string when it is not valid JSON
+    (a model that writes broken JSON still wrote those words)."""
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return arguments
+    return "\n".join(s for s in string_values(arguments) if s)
+
+
+def _call_texts(message: Any) -> list[str]:
+    texts = []
+    for call in _get(message, "tool_calls") or []:
+        custom = _get(call, "custom")
+        if custom is not None:  # a custom tool's input is free text, not JSON
+            texts.append(_get(custom, "input") or "")
+        else:
+            texts.append(arguments_text(_get(_get(call, "function"), "arguments") or ""))
+    legacy = _get(message, "function_call")
+    if legacy is not None:
+        texts.append(arguments_text(_get(legacy, "arguments") or ""))
+    content = message if isinstance(message, list | tuple) else _get(message, "content")
+    if isinstance(content, Sequence) and not isinstance(content, str | bytes | bytearray):
+        for block in content:  # Anthropic tool-use blocks; thinking blocks are not read
+            tool_input = None if isinstance(block, str) else _get(block, "input")
+            if tool_input is not None:
+                texts.append(arguments_text(tool_input))
+    return texts
+
+
+def tool_text(message: Any) -> str:
+    """The text of the tool calls in a reply message (an OpenAI message, an Anthropic
+    ``Message`` or either as a dict, or a list of content blocks), one call per line;
+    "" when it has none."""
+    return "\n".join(t for t in _call_texts(message) if t)
+
+
+class _Fragments:
+    """Argument fragments by call, until each call is complete."""
+
+    def __init__(self) -> None:
+        self.parts: dict[Any, list[str]] = {}
+        self.seeds: dict[Any, Any] = {}
+
+    def open(self, key: Any, seed: Any = None) -> None:
+        self.parts.setdefault(key, [])
+        if seed:
+            self.seeds[key] = seed
+
+    def add(self, key: Any, fragment: str | None) -> None:
+        self.parts.setdefault(key, []).append(fragment or "")
+
+    def complete(self, keys: list[Any]) -> list[tuple[Any, str]]:
+        out = []
+        for key in keys:
+            joined = "".join(self.parts.pop(key, []))
+            seed = self.seeds.pop(key, None)
+            text = arguments_text(joined) if joined else arguments_text(seed or "")
+            out.append((("tool", key), text))
+        return out
+
+    def rest(self) -> list[tuple[Any, str]]:
+        """Every call still open: the stream ended before it completed."""
+        return self.complete(list(self.parts))
+
+
+class OpenAIToolStream:
+    """Tool-call fragments of an OpenAI chat stream, by (choice, call index); a choice's
+    calls complete when it finishes (``finish_reason``). Parallel calls are held until
+    then: nothing in the protocol says a call is done when the next one starts."""
+
+    def __init__(self) -> None:
+        self._fragments = _Fragments()
+
+    @property
+    def holding(self) -> bool:
+        """True while a call's arguments are still arriving."""
+        return bool(self._fragments.parts)
+
+    def feed(self, choice: Any) -> list[tuple[Any, str]]:
+        """Read one chunk's choice; the (channel, text) of the calls it completes."""
+        delta = choice.delta
+        if delta is not None:
+            for call in _get(delta, "tool_calls") or []:
+                function, custom = _get(call, "function"), _get(call, "custom")
+                fragment = _get(custom, "input") if custom is not None else None
+                if function is not None:
+                    fragment = _get(function, "arguments")
+                self._fragments.add((choice.index, _get(call, "index")), fragment)
+            legacy = _get(delta, "function_call")
+            if legacy is not None:
+                self._fragments.add((choice.index, "function_call"), _get(legacy, "arguments"))
+        if choice.finish_reason is None:
+            return []
+        return self._fragments.complete([k for k in self._fragments.parts if k[0] == choice.index])
+
+    def rest(self) -> list[tuple[Any, str]]:
+        """The calls the stream left incomplete, checked on what arrived."""
+        return self._fragments.rest()
+
+
+class AnthropicToolStream:
+    """``input_json_delta`` fragments of an Anthropic stream, by content block; a block
+    completes at its ``content_block_stop``. Thinking deltas are not read (see the
+    module docstring)."""
+
+    def __init__(self) -> None:
+        self._fragments = _Fragments()
+
+    @property
+    def holding(self) -> bool:
+        """True while a tool-use block's input is still arriving."""
+        return bool(self._fragments.parts)
+
+    def feed(self, event: Any) -> list[tuple[Any, str]]:
+        """Read one event; the (channel, text) of the block it completes, if any."""
+        kind = getattr(event, "type", None)
+        if kind == "content_block_start":
+            tool_input = getattr(event.content_block, "input", None)
+            if tool_input is not None:  # held from its start: a tool call is one unit
+                self._fragments.open(event.index, tool_input)
+        elif kind == "content_block_delta":
+            if getattr(event.delta, "type", None) == "input_json_delta":
+                self._fragments.add(event.index, event.delta.partial_json)
+        elif kind == "content_block_stop" and event.index in self._fragments.parts:
+            return self._fragments.complete([event.index])
+        return []
+
+    def rest(self) -> list[tuple[Any, str]]:
+        """The blocks the stream left open, checked on what arrived."""
+        return self._fragments.rest()
