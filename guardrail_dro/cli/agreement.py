@@ -84,10 +84,10 @@ def print_agreement(
     if heatmap is not None:
         schema = dataset.schema  # type: ignore[attr-defined]
         save_heatmap(report, heatmap, class_names=dict(schema.descriptions))
-        console.print(f"wrote {heatmap}", highlight=False)
+        console.print(f"wrote {heatmap}", highlight=False, markup=False)
     if json_out is not None:
         report.save_json(json_out)
-        console.print(f"wrote {json_out}", highlight=False)
+        console.print(f"wrote {json_out}", highlight=False, markup=False)
 
 
 @takes_option_groups

@@ -96,7 +96,7 @@ def annotation_pass(
             else:
                 run = annotate_with_report(ds, annotators, cache=cache, concurrency=16)
             for line in run.report.summary_lines():
-                console.print(f"  {name}: {line}", highlight=False)
+                console.print(f"  {name}: {line}", highlight=False, markup=False)
             done[name] = run.dataset
         return done
     finally:

@@ -154,6 +154,7 @@ def distill_model_dir(
         + (f" + {', '.join(f'{k} ({len(v)})' for k, v in extra.items())}" if extra else "")
         + f"; epochs chosen on {paths['valid']}",
         highlight=False,
+        markup=False,  # paths and file names: "[v2]" is text
     )
     for spec, n in ((k, v) for k, v in held.items() if v):
         # Background text is split as train splits it: its held-out part (1 in 5 texts
@@ -163,6 +164,7 @@ def distill_model_dir(
             f"note: {spec}: {n} of its {n + len(extra[spec])} texts are held out (as "
             "train holds out background text) and not distilled on",
             highlight=False,
+            markup=False,
         )
 
     def on_epoch(row: dict) -> None:
@@ -185,6 +187,7 @@ def distill_model_dir(
         f"{_num(student.manifest.valid_metrics.worst_group_accuracy)} (teacher "
         f"{_num(man.valid_metrics.worst_group_accuracy)})",
         highlight=False,
+        markup=False,
     )
     return Path(out)
 
@@ -277,6 +280,7 @@ def distill_splits(
         f"  student -> {out}: valid worst-group acc {m.worst_group_accuracy or 0:.3f}, "
         f"acc {m.accuracy:.3f}",
         highlight=False,
+        markup=False,
     )
     return out
 

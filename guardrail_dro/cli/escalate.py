@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from guardrail_dro.cli.options import ColumnOptions, GuardDir, OptionGroup, takes_option_groups
 
@@ -99,8 +100,8 @@ def escalation(
         check_writable(out, "--out")
     schema = load_artifact(guard_dir, verify=False).schema
     data = read_splits({"valid": valid}, columns.reader_options(), schema=schema)[0]["valid"]
-    for n in data.notes:
-        err.print(f"note: {n}", highlight=False)
+    for n in data.notes:  # a path or a label of "[v2]" is text, not markup
+        err.print(f"note: {n}", highlight=False, markup=False)
     guard = Guard.load(guard_dir, provider="cpu", precision=precision)
     budgets = sorted({*BUDGETS, max_defer})
     with err.status(f"scoring {len(data)} texts with the {guard.precision} guard"):
@@ -111,7 +112,8 @@ def escalation(
                        guard=identity)
         for b in (*budgets, 1.0)  # 1.0, not shown: would a larger budget help?
     }  # fmt: skip
-    t = Table(title=f"{valid}: judge {judge}, recall >= {target_recall}", header_style="bold")
+    title = escape(f"{valid}: judge {judge}, recall >= {target_recall}")  # a path of "[v2]"
+    t = Table(title=title, header_style="bold")
     for col in ("judge budget", "band (toxic score)", "recall", "FPR", "sent to judge"):
         t.add_column(col, justify="right")
     for b in budgets:
@@ -133,10 +135,10 @@ def escalation(
     notes = band_notes(len(data), toxic, bands[max_defer], unlabelled=unlabelled,
                        widest=bands[1.0], judge=verdict)  # fmt: skip
     for n in notes:
-        err.print(f"note: {n}", highlight=False)
+        err.print(f"note: {n}", highlight=False, markup=False)
     if out is not None:
         bands[max_defer].save(out)
-        err.print(f"band written to {out}", highlight=False)
+        err.print(f"band written to {out}", highlight=False, markup=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -254,10 +256,11 @@ class JudgeOptions(OptionGroup):
                 f"note: the band was chosen with the labels of {band.judge!r}; the judge "
                 f"now is {self.judge!r}, whose mistakes may fall elsewhere",
                 highlight=False,
+                markup=False,
             )
         other_guard = other_guard_note(band.guard, guard)
         if other_guard is not None:
-            err.print(f"note: {other_guard}", highlight=False)
+            err.print(f"note: {other_guard}", highlight=False, markup=False)
         try:
             judge = make_annotator(
                 self.judge,

@@ -160,6 +160,7 @@ def export_command(
     columns: ColumnOptions,
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     from guardrail_dro.data.schema import LabelSchema
 
@@ -189,8 +190,8 @@ def export_command(
         valid_ds = read_dataset(
             valid, columns.reader_options(), schema=LabelSchema.load(model / "schema.json")
         )
-        for n in valid_ds.notes:
-            err.print(f"note: {n}", highlight=False)
+        for n in valid_ds.notes:  # a path or a label of "[v2]" is text, not markup
+            err.print(f"note: {n}", highlight=False, markup=False)
         from export.gate import MIN_GATE_TEXTS
         from export.thresholds import check_both_kinds
 
@@ -201,6 +202,7 @@ def export_command(
                 f"note: {valid} has {len(valid_ds)} texts (under {MIN_GATE_TEXTS}): the "
                 "operating point chosen on it, and its recall and FPR, are rough",
                 highlight=False,
+                markup=False,
             )
 
     if distill is not None:
@@ -219,8 +221,8 @@ def export_command(
     with err.status("exporting", spinner="dots") as status:
 
         def progress(msg: str) -> None:
-            status.update(f"{msg}...")
-            err.print(f"[dim]{time.perf_counter() - t0:6.1f}s[/] {msg}", highlight=False)
+            status.update(f"{escape(msg)}...")  # it may name a path
+            err.print(f"[dim]{time.perf_counter() - t0:6.1f}s[/] {escape(msg)}", highlight=False)
 
         guard = export_onnx(
             model,
@@ -261,7 +263,7 @@ def export_command(
             )
     for note in art.manifest.train.get("parity_notes") or []:
         if "no validation split" not in note:  # that one is the warning above
-            err.print(f"note: {note}", highlight=False)
+            err.print(f"note: {note}", highlight=False, markup=False)
     typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
     # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
     typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["evaluate_guard_dir"]
 
@@ -39,8 +40,8 @@ def evaluate_guard_dir(
 
     schema = load_artifact(guard_dir, verify=False).schema
     data = read_splits({"test": test}, reader, schema=schema)[0]["test"]
-    for n in data.notes:
-        err.print(f"note: {n}", highlight=False)
+    for n in data.notes:  # a path or a label of "[v2]" is text, not markup
+        err.print(f"note: {n}", highlight=False, markup=False)
     policy = Policy(target_recall=target_recall, target_fpr=target_fpr)
     g = Guard.load(guard_dir, provider="cpu", precision=precision, policy=policy)
     cal = g.artifact.manifest.calibration if g.artifact is not None else None
@@ -49,6 +50,7 @@ def evaluate_guard_dir(
             f"note: {test} is the split this guard's operating point was chosen on "
             f"({cal.split}): these numbers are a validation score, not a test",
             highlight=False,
+            markup=False,
         )
         data.name = "valid"  # the title and the row said "test" all the same
     with err.status(f"checking {len(data)} texts with the {g.precision} guard"):
@@ -61,13 +63,14 @@ def evaluate_guard_dir(
             f"note: {test} has {kind} texts only: {measured} is the share of them blocked; "
             f"{missing} and ROC AUC need {other} texts too (n/a)",
             highlight=False,
+            markup=False,
         )
     how = str(result.objective) if result.calibrated else "uncalibrated"
     how += f" {result.target:g}" if result.target is not None else ""
     console = Console()
     # The title on its own line: a long guard path must not squeeze the table.
     console.print(
-        f"[bold]{guard_dir}[/] ({result.precision_variant}, {how}): toxic ROC AUC "
+        f"[bold]{escape(str(guard_dir))}[/] ({result.precision_variant}, {how}): toxic ROC AUC "
         f"{_num(result.roc_auc)} on {result.split}",
         soft_wrap=True,
         highlight=False,

@@ -59,7 +59,7 @@ def escalation_step(
     (``judged``: the columns the pass wrote); else the command that does it, and None."""
     title = "[bold]4/5 escalate the unsure band to the LLM judge[/]"
     if replay and not live and judged and replay in splits["test"].annotators:
-        console.rule(f"{title} (replayed {replay}, recall >= {TARGET_RECALL:.2f})")
+        console.rule(f"{title} (replayed {escape(replay)}, recall >= {TARGET_RECALL:.2f})")
         return escalation_stage(guard_dir, splits, judged[0], replay, out, console)
     why = "--live" if live else "no LLM annotator's labels on valid and test to replay"
     console.rule(f"{title} (skipped: {why})")
@@ -151,7 +151,7 @@ def escalation_stage(
     high = "none" if band.high > 1 else f"{band.high:.3f}"
     console.print(
         f"  band [{band.low:.3f}, {high}) of the toxic score, chosen on valid with "
-        f"{judge_column}'s labels: valid recall {band.valid.recall:.3f}, FPR "
+        f"{escape(judge_column)}'s labels: valid recall {band.valid.recall:.3f}, FPR "
         f"{band.valid.fpr:.3f}, {band.valid.deferred:.1%} sent (guard alone: FPR "
         f"{alone.valid.fpr:.3f}) -> {escape(str(band_path))}",
         highlight=False,
@@ -159,7 +159,7 @@ def escalation_stage(
     t = Table(
         title=f"test ({len(test)} texts), toxic = not safe",
         caption=f"as shipped: its own operating point; at recall {TARGET_RECALL:.2f}: the "
-        f"threshold valid gives that recall; + judge: the band; judge alone: {replay}'s "
+        f"threshold valid gives that recall; + judge: the band; judge alone: {escape(replay)}'s "
         "recorded test labels",
         header_style="bold",
     )

@@ -128,6 +128,7 @@ def train_output_guard(
         f"  output rail: training a second guard on the replies too ({', '.join(bg + bad)}"
         + (f"; the average of {seeds} seeds)" if seeds > 1 else ")"),
         highlight=False,
+        markup=False,  # the sources are file names: "[v2]" is text
     )
     train, _ = splits["train"].without_overlap(splits["test"])  # as the bench trains
     ocfg = cfg.model_copy(

@@ -191,8 +191,8 @@ def run_quickstart(
     seeds = seeds or (1 if synthetic else QUICK_SEEDS)
     console.rule(
         f"[bold]2/5 train our method and the baselines[/] (frozen MiniLM; {', '.join(methods)}"
-        + (f"; background-safe text: {', '.join(bg)}" if bg else "")
-        + (f"; harmful text: {', '.join(bad)})" if bad else ")")
+        + (f"; background-safe text: {escape(', '.join(bg))}" if bg else "")
+        + (f"; harmful text: {escape(', '.join(bad))})" if bad else ")")
     )
     metric = WORST_GROUP_ACCURACY if splits["test"].has_groups else ACCURACY
     shipped: dict[int, TrainResult] = {}
@@ -213,7 +213,8 @@ def run_quickstart(
         out_dir=out / "report",
         on_fit=keep_ours,
     )
-    console.print(report.table(), soft_wrap=True)  # a markdown table: rows kept whole
+    # a markdown table: rows kept whole; annotator names are text ("label[gpt]")
+    console.print(report.table(), soft_wrap=True, markup=False)
     ours, mv = (report.results[m].mean[metric] for m in ("ours", "mv"))
     if ours is None or mv is None:  # None only for group metrics, and test has groups
         raise DataError(f"the bench reported no {metric} on test for ours or mv")

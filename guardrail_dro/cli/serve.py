@@ -186,16 +186,18 @@ def serve_command(
     cascade = judging.build(guard)
     auth = f"{len(keys)} API key(s)" if keys else "no auth"
     served = guard if cascade is None else cascade
-    print(
-        f"serving {served!r} on http://{host}:{port}/v1/moderations ({auth})",
-        file=sys.stderr,
-    )
+
+    def announce(url: str) -> None:
+        # Only once the port is ours: a busy --port ends in one error line instead.
+        print(f"serving {served!r} on {url}/v1/moderations ({auth})", file=sys.stderr)
+
     # A backstop: requests already end within their read and model timeouts.
     grace = (read_timeout_ms + timeout_ms) / 1e3 + 5
     serve(
         create_app(guard, config, cascade),
         host=host,
         port=port,
+        on_bound=announce,
         log_level=log_level,
         timeout_graceful_shutdown=grace,
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
 from guardrail_dro.cli.training_options import TRAINING_PANEL as _T
@@ -41,15 +42,15 @@ def _read_splits(
     splits, _ = read_splits(paths, columns.reader_options(), schema=schema.label_schema())
     print_read_notes(splits.values())
     for line in find_leakage(splits).lines() if len(splits) > 1 else []:
-        err.print(f"[yellow]warning: leakage:[/] {line}", highlight=False)
+        err.print(f"[yellow]warning: leakage:[/] {escape(line)}", highlight=False)
     return splits
 
 
 def print_read_notes(datasets: Iterable[AnnotatedDataset]) -> None:
     """Print what reading the data noticed (merged duplicates, skipped bad rows)."""
     for ds in datasets:
-        for n in ds.notes:
-            err.print(f"note: {n}", highlight=False)
+        for n in ds.notes:  # a path or a label of "[v2]" is text, not markup
+            err.print(f"note: {n}", highlight=False, markup=False)
 
 
 def _metrics_table(split: str, metrics: Metrics) -> None:
@@ -150,13 +151,13 @@ def train(
         data_sizes={k: len(v) for k, v in splits.items()},
     ).save(out)
     for n in result.notes:
-        err.print(f"note: {n}", highlight=False)
+        err.print(f"note: {n}", highlight=False, markup=False)
     avg = result.averaged_seeds
     shown = f"{len(avg)} seeds averaged" if avg else f"epoch {result.best_epoch}"
     _metrics_table(f"valid ({shown})", result.valid_metrics)
     if result.background is not None:
         Console().print(result.background.summary(), highlight=False)
-    Console().print(f"model written to [bold]{out}[/] ({result.seconds:.1f} s)")
+    Console().print(f"model written to [bold]{escape(str(out))}[/] ({result.seconds:.1f} s)")
 
 
 _G = "Exported guard (--guard)"
@@ -264,7 +265,7 @@ def evaluate(
         result = score_split(data, proba.argmax(1), proba=proba)
         _metrics_table("test", result)
         if result.worst_group is not None:
-            Console().print(f"worst group: {result.worst_group!r}")
+            Console().print(f"worst group: {result.worst_group!r}", markup=False)
         elif not data.groups:
             Console().print(
                 "note: the test split has no groups (--group-col): no group or worst-group "
@@ -275,7 +276,9 @@ def evaluate(
             TrainedModel.record_test_metrics(
                 model, result, data_name=str(test), data_hash=data.content_hash()
             )
-            Console().print(f"test metrics recorded in {model / 'manifest.json'} and README.md")
+            Console().print(
+                f"test metrics recorded in {model / 'manifest.json'} and README.md", markup=False
+            )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(result.model_dump_json(indent=2) + "\n")
@@ -328,8 +331,6 @@ def bench(
     Resumable: an interrupted bench (a full-mode run takes minutes) started
     again with the same options loses at most the run that was in progress.
     """
-    from rich.markup import escape
-
     from guardrail_dro.cli.annotator_info import annotator_info
     from guardrail_dro.outputs import check_writable
     from guardrail_dro.train.bench import check_out_dir, default_methods, run_bench

@@ -4,7 +4,8 @@ requests and micro-batching.
 
 Modules, arrows downward only::
 
-    server   uvicorn: the foreground ``serve`` and ``BackgroundServer`` (tests, benchmarks)
+    server   uvicorn: ``bind`` (the port, before anything says it serves), the foreground
+             ``serve`` and ``BackgroundServer`` (tests, benchmarks)
     app      the Starlette app: routes, auth, body limit, timeout, metrics middleware
     batcher  concurrent requests -> one ``Guard.decide_many`` call
     metrics  the Prometheus series
