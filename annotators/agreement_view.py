@@ -3,6 +3,10 @@
 Kept apart from ``annotators.agreement`` (the numbers) so that computing a report needs
 neither rich's console nor matplotlib; the heatmap imports matplotlib (Agg backend, no
 display) only when it is drawn.
+
+Names from the data (annotator ids, display names, classes) go into the tables as
+``Text``, not as strings: a string cell is read as rich markup (and emoji codes, on a
+console that reads them), so an annotator ``[team-a]`` printed as an empty cell.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from annotators.agreement import GOLD, AgreementReport
 from guardrail_dro.errors import ConfigError, require
@@ -34,7 +39,7 @@ def quality_table(report: AgreementReport) -> Table:
         t.add_column(col, justify="left" if col in ("annotator", "kind") else "right",
                      overflow="fold" if col == "annotator" else "ellipsis")
     for q in report.annotators:
-        t.add_row(q.name, q.kind, str(q.labelled), _f(q.kappa_gold), _f(q.accuracy_gold),
+        t.add_row(Text(q.name), q.kind, str(q.labelled), _f(q.kappa_gold), _f(q.accuracy_gold),
                   _pct(q.refusal_rate), _pct(q.invalid_rate), _f(q.confidence_right),
                   _f(q.confidence_wrong))
     return t
@@ -65,7 +70,7 @@ def _crowd_table(report: AgreementReport) -> Table:
         weight = sum(n for n, _ in pairs)
         mean = sum(n * k for n, k in pairs) / weight if weight else None
         shared = sum(report.overlap[a][b] for b in partners)
-        t.add_row(a, str(len(partners)), str(shared), _f(mean))
+        t.add_row(Text(a), str(len(partners)), str(shared), _f(mean))
     return t
 
 
@@ -77,9 +82,9 @@ def pairwise_table(report: AgreementReport) -> Table:
     t = Table(title="Cohen's kappa (row vs column; raw agreement in the JSON)")
     t.add_column("", no_wrap=True)
     for n in report.names:
-        t.add_column(n, justify="right", overflow="fold")
+        t.add_column(Text(n), justify="right", overflow="fold")
     for a in report.names:
-        t.add_row(a, *(_f(report.kappa[a][b], 2) for b in report.names))
+        t.add_row(Text(a), *(_f(report.kappa[a][b], 2) for b in report.names))
     return t
 
 
@@ -95,9 +100,9 @@ def recall_table(report: AgreementReport) -> Table | None:
     t = Table(title=title)
     t.add_column("class", no_wrap=True)
     for q in rows:
-        t.add_column(q.name, justify="right", overflow="fold")
+        t.add_column(Text(q.name), justify="right", overflow="fold")
     for c in report.classes:
-        t.add_row(c, *(_f(q.recall_per_class.get(c), 2) for q in rows))
+        t.add_row(Text(c), *(_f(q.recall_per_class.get(c), 2) for q in rows))
     return t
 
 

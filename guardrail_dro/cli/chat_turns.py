@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from guardrail_dro.serve.guard import Guard
@@ -69,7 +70,7 @@ def check_turns(
             text[:60],
             "allowed" if benign else "blocked",
             decision,
-            label,
+            Text(label),  # the guard's class names: "[spam]" is text, not markup
             f"{r.toxic_score:.2f}",
             f"{r.latency_ms:.1f}",
         )

@@ -111,7 +111,7 @@ def distill_model_dir(
     from guardrail_dro.train.distill import distill
     from guardrail_dro.train.modeldir import check_save_target
 
-    say = console or Console(stderr=True)
+    say = console or Console(stderr=True, emoji=False)  # ":smile:" in a path is text
     teacher = Path(teacher)
     man = _teacher_manifest(teacher)
     _check_out(teacher, Path(out))

@@ -28,7 +28,7 @@ __all__ = ["JudgeOptions", "escalation", "register"]
 
 _J = "Escalation to an LLM judge"
 
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)  # ":smile:" in a path or label is text
 
 BUDGETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 """Judge budgets the table shows beside the one asked for."""
@@ -130,7 +130,7 @@ def escalation(
     _, toxic, verdict = arrays  # for reference: the judge on every text
     t.add_row("judge alone", "", f"{verdict[toxic].mean():.3f}", f"{verdict[~toxic].mean():.3f}",
               "100%", style="dim")  # fmt: skip
-    Console().print(t)
+    Console(emoji=False).print(t)  # the title names the path and the judge column
     unlabelled = int((judge_verdicts(data, judge) < 0).sum())
     notes = band_notes(len(data), toxic, bands[max_defer], unlabelled=unlabelled,
                        widest=bands[1.0], judge=verdict)  # fmt: skip

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 __all__ = ["evaluate_guard_dir"]
 
-err = Console(stderr=True)
+err = Console(stderr=True, emoji=False)  # ":smile:" in a path or label is text
 
 
 def evaluate_guard_dir(
@@ -67,7 +67,7 @@ def evaluate_guard_dir(
         )
     how = str(result.objective) if result.calibrated else "uncalibrated"
     how += f" {result.target:g}" if result.target is not None else ""
-    console = Console()
+    console = Console(emoji=False)
     # The title on its own line: a long guard path must not squeeze the table.
     console.print(
         f"[bold]{escape(str(guard_dir))}[/] ({result.precision_variant}, {how}): toxic ROC AUC "
@@ -88,7 +88,7 @@ def evaluate_guard_dir(
         bal = p.worst_group_balanced_accuracy
         nums = (p.threshold, p.precision, p.recall, p.fpr, p.accuracy)
         t.add_row(name, *(_num(v) for v in nums), worst, "-" if bal is None else f"{bal:.3f}")
-    console.print(t)
+    console.print(t, markup=False)  # the worst group is a name from the data: "[people]"
     return result
 
 

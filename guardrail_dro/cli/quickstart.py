@@ -142,7 +142,7 @@ def run_quickstart(
     from guardrail_dro.train.metrics import ACCURACY, WORST_GROUP_ACCURACY
     from guardrail_dro.train.modeldir import TrainedModel
 
-    console = console or Console()
+    console = console or Console(emoji=False)  # ":smile:" in a path or name is text
     out = Path(out)
     if synthetic and data is not None:
         raise DataError("--synthetic and --data exclude each other: pick one dataset")

@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 
 __all__ = ["TrainingOptions", "bench", "evaluate", "register", "train"]
 
-err = Console(stderr=True)
+# No emoji codes: a path, group or annotator name with ":smile:" in it is text.
+err = Console(stderr=True, emoji=False)
+
+
+def _stdout() -> Console:
+    """A console on stdout, made at each print as before (the width of the moment), with
+    no emoji codes either."""
+    return Console(emoji=False)
+
 
 _SPLIT = (
     "A file (CSV / JSONL, optionally .xz / .gz) or a split shipped with the package: "
@@ -62,7 +70,7 @@ def _metrics_table(split: str, metrics: Metrics) -> None:
     for k in headline:
         t.add_column(k.replace("_", " "), justify="right")
     t.add_row(split, *("-" if v is None else f"{v:.3f}" for v in headline.values()))
-    Console().print(t)
+    _stdout().print(t)
 
 
 AverageSeeds = Annotated[
@@ -156,8 +164,8 @@ def train(
     shown = f"{len(avg)} seeds averaged" if avg else f"epoch {result.best_epoch}"
     _metrics_table(f"valid ({shown})", result.valid_metrics)
     if result.background is not None:
-        Console().print(result.background.summary(), highlight=False)
-    Console().print(f"model written to [bold]{escape(str(out))}[/] ({result.seconds:.1f} s)")
+        _stdout().print(result.background.summary(), highlight=False)
+    _stdout().print(f"model written to [bold]{escape(str(out))}[/] ({result.seconds:.1f} s)")
 
 
 _G = "Exported guard (--guard)"
@@ -265,9 +273,9 @@ def evaluate(
         result = score_split(data, proba.argmax(1), proba=proba)
         _metrics_table("test", result)
         if result.worst_group is not None:
-            Console().print(f"worst group: {result.worst_group!r}", markup=False)
+            _stdout().print(f"worst group: {result.worst_group!r}", markup=False)
         elif not data.groups:
-            Console().print(
+            _stdout().print(
                 "note: the test split has no groups (--group-col): no group or worst-group "
                 "accuracy",
                 highlight=False,
@@ -276,13 +284,13 @@ def evaluate(
             TrainedModel.record_test_metrics(
                 model, result, data_name=str(test), data_hash=data.content_hash()
             )
-            Console().print(
+            _stdout().print(
                 f"test metrics recorded in {model / 'manifest.json'} and README.md", markup=False
             )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(result.model_dump_json(indent=2) + "\n")
-        Console().print(f"metrics written to {out}", highlight=False, markup=False, soft_wrap=True)
+        _stdout().print(f"metrics written to {out}", highlight=False, markup=False, soft_wrap=True)
 
 
 @takes_option_groups
@@ -360,21 +368,21 @@ def bench(
     )
     # Tables of names from the data: no rich markup (an annotator "label[gpt]" showed
     # as "label"; one with "[/x]" raised a MarkupError once every run had trained).
-    Console().print(report.table(), highlight=False, markup=False)
+    _stdout().print(report.table(), highlight=False, markup=False)
     for line in report.note_lines():  # e.g. the annotators best-single skipped
-        Console().print(f"note: {line}", highlight=False, markup=False)
+        _stdout().print(f"note: {line}", highlight=False, markup=False)
     if report.judges:  # a test split without annotator labels has no judge to show
-        Console().print(judge_table(report.judges), highlight=False, markup=False)
+        _stdout().print(judge_table(report.judges), highlight=False, markup=False)
     if report.paired:
         from guardrail_dro.train.paired import paired_table
 
         level = next(iter(report.paired.values())).level
-        Console().print(
+        _stdout().print(
             f"paired test differences ({level:.0%} group-stratified bootstrap; an interval "
             "spanning 0 is a lead the test split cannot tell from noise):"
         )
-        Console().print(paired_table(report.paired), highlight=False, markup=False)
-    Console().print(f"report and plots in [bold]{escape(str(out))}[/]")  # a path of "[x]"
+        _stdout().print(paired_table(report.paired), highlight=False, markup=False)
+    _stdout().print(f"report and plots in [bold]{escape(str(out))}[/]")  # a path of "[x]"
 
 
 def register(app: typer.Typer) -> None:
