@@ -23,6 +23,7 @@ from guardrail_dro.cli import (
     distill,
     escalate,
     export,
+    merge,
     quickstart,
     serve,
     train,
@@ -43,6 +44,7 @@ train.register(app)  # train, evaluate, bench
 quickstart.register(app)
 annotate.register(app)
 agreement.register(app)
+merge.register(app)
 distill.register(app)
 export.register(app)
 check.register(app)

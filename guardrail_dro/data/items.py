@@ -326,19 +326,25 @@ class AnnotatedDataset:
 
     # ---- io ---------------------------------------------------------------------------
     def save_jsonl(self, path: str | Path) -> None:
-        """Write one item per line, atomically, and the label schema beside it.
+        """Write one item per line, and the label schema beside it, each atomically.
 
         The schema goes to ``schema_sidecar(path)`` so that safe classes and class
-        descriptions survive the round trip; readers pick it up automatically.
+        descriptions survive the round trip; readers pick it up automatically. Both are
+        written whole to temporary files before either replaces its old file (the schema
+        was written in place, after the data: a crash between left new items beside the
+        old schema, or a half-written one).
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
+        sidecar = schema_sidecar(path)
+        tmp_schema = sidecar.with_suffix(sidecar.suffix + ".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for it in self.items:
                 f.write(json.dumps(it.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
+        self.schema.save(tmp_schema)
+        tmp_schema.replace(sidecar)
         tmp.replace(path)
-        self.schema.save(schema_sidecar(path))
 
 
 @dataclass(frozen=True)

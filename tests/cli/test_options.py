@@ -34,6 +34,7 @@ def test_every_command_is_registered_in_help_order() -> None:
         "quickstart",
         "annotate",
         "agreement",
+        "merge",
         "distill",
         "export",
         "check",
