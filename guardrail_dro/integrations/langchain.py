@@ -24,7 +24,8 @@ What a disallowed result does follows the guard's ``Policy``:
 after it, so a disallowed input raises ``GuardViolation`` under every action but
 ``flag``: use ``guarded`` to answer with the refusal instead.
 
-Which text is checked: a ``str``; a message (its text content); a list of messages or a
+Which text is checked: a ``str``; a message (its text content; on the output rail with
+the string values of its tool calls' ``args``); a list of messages or a
 ``PromptValue`` (input: the last human turn; output: the last message); a ``dict`` of
 prompt variables (input: every ``str`` value and the last human turn of every message
 list, e.g. a ``MessagesPlaceholder``'s history, each scored alone as the guard was
@@ -56,7 +57,7 @@ from typing import Any, Literal
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, rail_guard
-from guardrail_dro.serve.rails.messages import content_text, last_user_text
+from guardrail_dro.serve.rails.messages import content_text, last_user_text, reply_text
 
 require("langchain_core", "langchain")
 
@@ -71,15 +72,17 @@ TextOf = Callable[[Any], "str | Sequence[str]"]
 RefusalAs = Literal["auto", "str", "message"]
 
 
-def _message_text(m: BaseMessage) -> str:
-    return content_text(m.content)
+def _message_text(m: BaseMessage, rail: Rail = "input") -> str:
+    """A message's text content; on the output rail with its tool calls' arguments too
+    (``AIMessage.tool_calls[i]["args"]``: an agent runs them; they went unchecked)."""
+    return reply_text(m) if rail == "output" else content_text(m.content)
 
 
 def _last(messages: Sequence[BaseMessage], rail: Rail) -> str:
     if rail == "input":
         humans = [m for m in messages if m.type == "human"]
         return _message_text(humans[-1]) if humans else ""
-    return _message_text(messages[-1]) if messages else ""
+    return _message_text(messages[-1], rail) if messages else ""
 
 
 def _is_chat(value: Any) -> bool:
@@ -106,7 +109,7 @@ def default_texts(value: Any, rail: Rail) -> list[str]:
     if isinstance(value, str):
         return [value]
     if isinstance(value, BaseMessage):
-        return [_message_text(value)]
+        return [_message_text(value, rail)]
     if isinstance(value, PromptValue):
         return [_last(value.to_messages(), rail)]
     if isinstance(value, Sequence) and value and all(isinstance(m, BaseMessage) for m in value):

@@ -4,7 +4,8 @@ model output as much as the reply's text is.
 
 What is read: OpenAI ``tool_calls[i].function.arguments`` (a JSON string), a custom
 tool's ``custom.input`` (free text) and the deprecated ``function_call.arguments``;
-Anthropic content blocks carrying an ``input`` (``tool_use``, ``server_tool_use``...).
+Anthropic content blocks carrying an ``input`` (``tool_use``, ``server_tool_use``...);
+a LangChain ``AIMessage``'s ``tool_calls[i]["args"]`` (already parsed).
 The text checked is the string values found in the arguments, recursively, keys
 excluded (names the tool's schema chose, not the model); arguments that are not valid
 JSON are checked as the raw string. Anthropic thinking blocks are not read: they are not
@@ -38,27 +39,45 @@ def _get(obj: Any, key: str) -> Any:
 
 def string_values(value: Any) -> list[str]:
     """The strings in ``value``, depth first: dict values (not keys), list items, and the
-    fields of a pydantic model (an SDK's typed tool input)."""
-    if isinstance(value, str):
-        return [value]
-    dump = getattr(value, "model_dump", None)
-    if callable(dump) and not isinstance(value, type):
-        value = dump()
-    if isinstance(value, Mapping):
-        return [s for v in value.values() for s in string_values(v)]
-    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
-        return [s for v in value for s in string_values(v)]
-    return []
+    fields of a pydantic model (an SDK's typed tool input).
+
+    Walked with a stack, not recursion: a model's arguments may nest deeper than
+    Python's recursion limit (``[[[...]]]``, 600 levels), which was a RecursionError out
+    of the rail instead of a decision. A container met twice is read once (a cycle in a
+    caller's dict would otherwise never end); ``seen`` keeps each one alive, so that the
+    id of a model's dump, freed, is never taken for the next one's."""
+    out: list[str] = []
+    seen: dict[int, Any] = {}
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        dump = getattr(item, "model_dump", None)
+        if callable(dump) and not isinstance(item, type):
+            item = dump()
+        if isinstance(item, Mapping):
+            children = list(item.values())
+        elif isinstance(item, Sequence) and not isinstance(item, bytes | bytearray):
+            children = list(item)
+        else:
+            continue
+        if id(item) not in seen:
+            seen[id(item)] = item
+            stack.extend(reversed(children))
+    return out
 
 
 def arguments_text(arguments: Any) -> str:
     """The text checked for a tool call's arguments: the string values of the JSON (or
     of a dict already parsed), one per line; the raw string when it is not valid JSON
-    (a model that writes broken JSON still wrote those words)."""
+    (a model that writes broken JSON still wrote those words), or nests deeper than
+    ``json`` parses (a RecursionError, not a ValueError)."""
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):
             return arguments
     return "\n".join(s for s in string_values(arguments) if s)
 
@@ -66,11 +85,13 @@ def arguments_text(arguments: Any) -> str:
 def _call_texts(message: Any) -> list[str]:
     texts = []
     for call in _get(message, "tool_calls") or []:
-        custom = _get(call, "custom")
+        custom, function = _get(call, "custom"), _get(call, "function")
         if custom is not None:  # a custom tool's input is free text, not JSON
             texts.append(_get(custom, "input") or "")
+        elif function is None and _get(call, "args") is not None:
+            texts.append(arguments_text(_get(call, "args")))  # LangChain's ToolCall, parsed
         else:
-            texts.append(arguments_text(_get(_get(call, "function"), "arguments") or ""))
+            texts.append(arguments_text(_get(function, "arguments") or ""))
     legacy = _get(message, "function_call")
     if legacy is not None:
         texts.append(arguments_text(_get(legacy, "arguments") or ""))
@@ -156,16 +177,22 @@ class OpenAIToolStream:
 
 class AnthropicToolStream:
     """``input_json_delta`` fragments of an Anthropic stream, by content block; a block
-    completes at its ``content_block_stop``. Thinking deltas are not read (see the
-    module docstring)."""
+    completes, and is checked, at its ``content_block_stop``. Thinking deltas are not
+    read (see the module docstring).
+
+    Once a message has a tool-use block, what follows is held until the message ends
+    (``message_delta``), as OpenAI's parallel calls wait for their choice to finish: a
+    harmless first call released at its stop reached the caller whole, runnable, before
+    a harmful second one refused the reply."""
 
     def __init__(self) -> None:
         self._fragments = _Fragments()
+        self._calls = False  # a tool-use block began and the message has not ended
 
     @property
     def holding(self) -> bool:
-        """True while a tool-use block's input is still arriving."""
-        return bool(self._fragments.parts)
+        """True from a tool-use block's start until the message ends."""
+        return self._calls or bool(self._fragments.parts)
 
     def feed(self, event: Any) -> list[tuple[Any, str]]:
         """Read one event; the (channel, text) of the block it completes, if any."""
@@ -174,6 +201,9 @@ class AnthropicToolStream:
             tool_input = getattr(event.content_block, "input", None)
             if tool_input is not None:  # held from its start: a tool call is one unit
                 self._fragments.open(event.index, tool_input)
+                self._calls = True
+        elif kind in ("message_delta", "message_stop"):
+            self._calls = False
         elif kind == "content_block_delta":
             if getattr(event.delta, "type", None) == "input_json_delta":
                 self._fragments.add(event.index, event.delta.partial_json)
