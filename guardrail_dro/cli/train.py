@@ -269,8 +269,10 @@ def evaluate(
         m = TrainedModel.load(model)
         data = read_splits({"test": test}, columns.reader_options(), schema=m.schema)[0]["test"]
         print_read_notes([data])
-        proba = m.predict_proba(data.texts)  # the exported model's: its toxic score's AUC
-        result = score_split(data, proba.argmax(1), proba=proba)
+        # Classes from the class head (as train and bench report them), the toxic score
+        # from the exported model (a chosen binary-head mix moves its argmax).
+        proba, guard_proba = m.probabilities(data.texts)
+        result = score_split(data, proba.argmax(1), proba=guard_proba)
         _metrics_table("test", result)
         if result.worst_group is not None:
             _stdout().print(f"worst group: {result.worst_group!r}", markup=False)

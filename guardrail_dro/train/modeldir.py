@@ -39,10 +39,11 @@ from pydantic import BaseModel, Field
 
 from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.data.schema import LabelSchema
-from guardrail_dro.errors import ArtifactError, ConfigError
+from guardrail_dro.errors import ArtifactError
 from guardrail_dro.leftovers import sweep_leftovers
 from guardrail_dro.outputs import as_path
 from guardrail_dro.train.background import BackgroundChoice
+from guardrail_dro.train.estimator_state import load_estimator
 from guardrail_dro.train.features import clone_embedder
 from guardrail_dro.train.metrics import Metrics
 from guardrail_dro.train.model import (
@@ -319,7 +320,7 @@ class TrainedModel:
         dim = model.encoder.config.hidden_size
         estimator = None
         if "estimator.safetensors" in manifest.files:  # checked above like every file
-            estimator = _load_estimator(load_file(d / "estimator.safetensors"), dim, manifest)
+            estimator = load_estimator(load_file(d / "estimator.safetensors"), dim, manifest)
         return cls(model, tok, schema, manifest, estimator)
 
     @classmethod
@@ -359,10 +360,13 @@ class TrainedModel:
 
     # ---- inference -------------------------------------------------------------------
     @torch.no_grad()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """Class probabilities (N, C), batched by length, in input order."""
+    def probabilities(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, ...]:
+        """(class head's, exported model's) class probabilities (N, C), batched by length,
+        in input order, as ``TrainResult.probabilities``: the first's argmax is the class
+        the model was selected and reported on, the second's 1 - P(safe) the toxic score
+        (the two differ where a binary head's mix was chosen, ``train/toxic_score.py``)."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), self.schema.num_classes), dtype=np.float32)
+        out = np.zeros((2, len(texts), self.schema.num_classes), dtype=np.float32)
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             enc = self.tokenizer(
@@ -372,9 +376,16 @@ class TrainedModel:
                 max_length=self.manifest.max_length,
                 return_tensors="pt",
             )
-            logits = self.model(enc["input_ids"], enc["attention_mask"])
-            out[idx] = torch.softmax(logits, -1).numpy()
-        return out
+            x = self.model.embed(enc["input_ids"], enc["attention_mask"])
+            logits = self.model.head(x)
+            out[0, idx] = torch.softmax(logits, -1).numpy()
+            mix = self.model.toxic
+            out[1, idx] = out[0, idx] if mix is None else mix(x, logits).exp().numpy()
+        return out[0], out[1]
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """The exported model's class probabilities (``probabilities``' second)."""
+        return self.probabilities(texts, batch_size)[1]
 
 
 def check_save_target(out_dir: str | Path) -> Path:
@@ -403,46 +414,3 @@ def _replace_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.new")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-def _load_estimator(
-    state: dict[str, torch.Tensor], dim: int, manifest: TrainManifest
-) -> WeightEstimator:
-    """The soft-label weight estimator saved beside the head, in eval mode.
-
-    Its rank is read from the saved annotator table (K, rank) rather than from the
-    config, where ``estimator_rank`` is None when cross-validation chose it; its class
-    count from the saved label terms, absent in models saved before them.
-
-    Raises:
-        ArtifactError: a state that does not fit the manifest's annotators.
-    """
-    table = state.get("annotators")
-    if table is None or table.ndim != 2 or table.shape[0] != len(manifest.annotators):
-        raise ArtifactError(
-            f"estimator.safetensors does not hold a weight estimator for the "
-            f"{len(manifest.annotators)} annotators of the manifest"
-        )
-    # The shared label terms (and their class count) exist only in models saved since
-    # they were added; older estimators load without them.
-    label_bias = state.get("label_bias")
-    classes = int(label_bias.shape[0]) if label_bias is not None else 0
-    # Likewise the confidence term (issue 11 item 3), saved only by estimators that read
-    # confidences.
-    mean, spread = state.get("confidence_mean"), state.get("confidence_spread")
-    conf = (mean, spread) if mean is not None and spread is not None else None
-    # And the rationale term's basis, saved only by estimators that read rationales.
-    center, basis, scale = (state.get(f"rationale_{n}") for n in ("center", "basis", "scale"))
-    rat = None
-    if center is not None and basis is not None and scale is not None:
-        rat = (center, basis, scale)
-    try:
-        est = WeightEstimator(
-            dim, len(manifest.annotators), int(table.shape[1]), classes, None, conf, rat
-        )
-        est.load_state_dict(state)
-    except (RuntimeError, ConfigError) as exc:
-        raise ArtifactError(
-            f"estimator.safetensors does not fit a weight estimator: {exc}"
-        ) from None
-    return est.eval()

@@ -137,7 +137,7 @@ def test_constant_or_absent_confidence_leaves_the_weights_bit_for_bit() -> None:
 def test_confidence_deviations_pay_the_prior_and_models_without_the_term_load() -> None:
     from types import SimpleNamespace
 
-    from guardrail_dro.train.modeldir import _load_estimator
+    from guardrail_dro.train.estimator_state import load_estimator as _load_estimator
 
     stats = (torch.zeros(3), torch.ones(3))
     est = WeightEstimator(4, 3, rank=2, num_classes=2, confidence=stats)

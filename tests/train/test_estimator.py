@@ -113,7 +113,7 @@ def test_capacity_is_chosen_over_rank_and_shrinkage_by_cross_validation() -> Non
 def test_estimators_saved_before_the_label_terms_still_load() -> None:
     from types import SimpleNamespace
 
-    from guardrail_dro.train.modeldir import _load_estimator
+    from guardrail_dro.train.estimator_state import load_estimator as _load_estimator
 
     manifest = SimpleNamespace(annotators=["a", "b", "c"])
     old = WeightEstimator(4, 3, rank=2).state_dict()  # no label terms, as saved before

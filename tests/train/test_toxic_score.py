@@ -129,3 +129,51 @@ def test_the_exported_guard_scores_with_the_binary_head(
     guard = Guard.load(out)
     got = np.array([guard.check(t).toxic_score for t in texts])
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_evaluate_model_decides_classes_by_the_class_head(
+    tiny_model_dir: Path, synthetic, tmp_path: Path
+) -> None:
+    """``evaluate --model`` reports what ``train`` and ``bench`` report: the class head's
+    argmax for the class metrics, the exported model's score for the toxic AUC. It took
+    the argmax of the mixed outputs, whose safe mass the binary head moves, so a model's
+    evaluation on its own valid split disagreed with its training report."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from guardrail_dro.cli.app import app
+    from guardrail_dro.train.metrics import score_split
+
+    test = synthetic["test"]
+    base = TrainedModel.load(tiny_model_dir)
+    torch.manual_seed(3)
+    mix = ToxicMix(base.model.encoder.config.hidden_size, base.schema.safe_mask(), 1.0)
+    enc = base.tokenizer(list(test.texts), padding=True, return_tensors="pt")
+    with torch.no_grad():
+        mix.binary.weight.mul_(40)  # the binary head alone: toxic mass swings per text,
+        z = mix.binary(base.model.embed(enc["input_ids"], enc["attention_mask"]))
+        mix.binary.bias.sub_(z.median())  # toxic on about half the texts
+    model = GuardClassifier(
+        base.model.encoder, base.model.head, normalize=base.manifest.normalize, toxic=mix.eval()
+    )
+    mixed_model = TrainedModel(model, base.tokenizer, base.schema, base.manifest).save(
+        tmp_path / "m"
+    )
+    mixed = TrainedModel.load(mixed_model)
+    classes, guard = mixed.probabilities(test.texts)
+    plain = TrainedModel.load(tiny_model_dir).predict_proba(test.texts)
+    np.testing.assert_allclose(classes, plain, atol=1e-6)
+    assert (classes.argmax(1) != guard.argmax(1)).any()  # the mix moves the argmax here
+    data = tmp_path / "test.jsonl"
+    test.save_jsonl(data)
+    out = tmp_path / "metrics.json"
+    res = CliRunner().invoke(
+        app, ["evaluate", "--model", str(mixed_model), "--test", str(data), "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    got = json.loads(out.read_text())
+    want = score_split(test, plain.argmax(1), proba=guard)
+    assert got["accuracy"] == pytest.approx(want.accuracy)
+    assert got["worst_group_accuracy"] == pytest.approx(want.worst_group_accuracy)
+    assert got["toxic_roc_auc"] == pytest.approx(want.toxic_roc_auc)
