@@ -108,6 +108,27 @@ def _summary(inputs: list[AnnotatedDataset], merged: AnnotatedDataset, out: Path
     typer.echo(f"wrote {out} (label schema: {schema_sidecar(out)})")
 
 
+def _carry_failures(files: list[Path], out: Path) -> str | None:
+    """Join the inputs' ``FILE.failures.jsonl`` (an ``annotate`` run's refused, invalid
+    and failed answers, kept beside its output, not in it) into ``OUT.failures.jsonl``,
+    where ``agreement --data OUT`` reads them. Why: after a merge, agreement said the
+    refusal rates were "not known". Returns the note saying so, or None when no input
+    has such a file (an earlier ``OUT.failures.jsonl`` is then left as it is)."""
+    found = [p for f in files if (p := f.with_name(f.name + ".failures.jsonl")).is_file()]
+    if not found:
+        return None
+    text = "".join(
+        t if t.endswith("\n") or not t else t + "\n"
+        for t in (f.read_text(encoding="utf-8", errors="replace") for f in found)
+    )
+    dest = out.with_name(out.name + ".failures.jsonl")
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(dest)
+    rows = len(text.splitlines())
+    return f"{rows} refused / invalid / failed answer(s) of {len(found)} annotate run(s) -> {dest}"
+
+
 @takes_option_groups
 def merge_command(
     files: Annotated[
@@ -165,6 +186,8 @@ def merge_command(
     )
     merged.save_jsonl(out)
     _summary(inputs, merged, out)
+    if (note := _carry_failures([Path(ds.name) for ds in inputs], out)) is not None:
+        typer.echo(f"note: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,10 +23,19 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from guardrail_dro.data.items import AnnotatedDataset, Annotation, Item, normalise_text
-from guardrail_dro.data.layouts import ReaderOptions
+from guardrail_dro.data.layouts import (
+    ANNOTATOR_PATTERN,
+    GOLD_CANDIDATES,
+    GROUP_CANDIDATES,
+    ID_CANDIDATES,
+    TEXT_CANDIDATES,
+    ReaderOptions,
+    detect_format,
+)
 from guardrail_dro.data.readers import read_splits, resolve_path, schema_sidecar
+from guardrail_dro.data.rows import csv_header, is_jsonl, wide_json_rows
 from guardrail_dro.data.schema import LabelSchema
-from guardrail_dro.errors import ConfigError, DataError, SchemaError
+from guardrail_dro.errors import ConfigError, DataError, ReaderError, SchemaError
 from guardrail_dro.outputs import as_path
 
 __all__ = ["JoinOn", "OnConflict", "merge_datasets", "read_inputs"]
@@ -314,7 +323,10 @@ def read_inputs(
     ``safe`` classes, say, would not reach the merged file's sidecar).
 
     Raises:
-        ConfigError: no paths, or one file given twice.
+        ConfigError: no paths, one file given twice, or a column named in ``options``
+            that some wide files have and others lack (the options apply to every file).
+        DataError: a wide file of which nothing but texts was read, its other columns
+            not annotator, gold or group columns by name: its labels would be lost.
         ReaderError, SchemaError: as ``read_splits``.
     """
     if isinstance(paths, str | Path) or not isinstance(paths, Sequence):
@@ -327,9 +339,15 @@ def read_inputs(
         if resolved in files:
             raise ConfigError(f"{p} is given twice (as file {files[resolved] + 1} and {i + 1})")
         files[resolved] = i
-    splits, used = read_splits({str(p): p for p in paths}, options, schema=schema)
+    opts = options if options is not None else ReaderOptions()
+    try:
+        splits, used = read_splits({str(p): p for p in paths}, options, schema=schema)
+    except ReaderError:  # a named column one file lacks: say why when others have it
+        _check_named_columns([str(p) for p in paths], opts)
+        raise
     out = []
     for ds in splits.values():
+        _check_read_something(ds, opts)
         file = resolve_path(ds.name)
         side = schema_sidecar(file)
         own = LabelSchema.load(side) if file.suffix == ".jsonl" and side.is_file() else used
@@ -343,3 +361,73 @@ def read_inputs(
             ds = AnnotatedDataset(ds.items, used, name=ds.name, notes=notes)
         out.append(ds)
     return out
+
+
+def _wide_header(path: str, opts: ReaderOptions) -> list[str] | None:
+    """The columns of a wide-layout file (a JSONL of flat rows: every key); None for the
+    other layouts, whose columns the column options do not map, and for a file that
+    cannot be read (``read_splits`` says why)."""
+    file = resolve_path(path)
+    try:
+        if not file.is_file() or detect_format(file, opts) != "wide":
+            return None
+        return wide_json_rows(file)[0] if is_jsonl(file) else csv_header(file)
+    except (DataError, OSError, UnicodeError):
+        return None
+
+
+def _check_named_columns(paths: list[str], opts: ReaderOptions) -> None:
+    """Why: the column options apply to every file of a merge, so a crowd CSV's
+    ``--annotator-cols alice,bob`` failed on the gold file ("column 'alice' not found")
+    without saying that the crowd file is to be merged alone first."""
+    headers = {p: _wide_header(p, opts) for p in paths}
+    wide = {p: h for p, h in headers.items() if h is not None}
+    named = [
+        (c, f"--{flag}")
+        for cols, flag in (
+            ((opts.text_col,), "text-col"),
+            ((opts.id_col,), "id-col"),
+            (opts.annotator_cols or (), "annotator-cols"),
+        )
+        for c in cols
+        if c is not None
+    ]
+    for col, flag in named:
+        have = [p for p, h in wide.items() if col in h]
+        lack = [p for p, h in wide.items() if col not in h]
+        if have and lack:
+            raise ConfigError(
+                f"{lack[0]} has no column {col!r} ({flag}), which {have[0]} has: the column "
+                "options apply to every file of a merge. Merge the file(s) with that column "
+                f"alone first (guardrail-dro merge {have[0]} {flag} ... --out "
+                f"{Path(have[0]).name.split('.')[0]}.jsonl), then merge that JSONL with the "
+                "others without the option"
+            )
+
+
+def _check_read_something(ds: AnnotatedDataset, opts: ReaderOptions) -> None:
+    """Why: a wide file's annotator columns are found by name (``label_*``...); a crowd
+    CSV with one column per person (``alice,bob,carol``) was merged as texts alone, its
+    labels dropped without a word."""
+    if any(it.annotations or it.gold or it.group for it in ds.items):
+        return
+    header = _wide_header(ds.name, opts)
+    if header is None:
+        return
+    text = opts.text_col or next((c for c in TEXT_CANDIDATES if c in header), None)
+    id_col = opts.id_col or next((c for c in ID_CANDIDATES if c in header), None)
+    known = {text, id_col, opts.gold_col, opts.group_col, *GOLD_CANDIDATES, *GROUP_CANDIDATES}
+    unread = [
+        c
+        for c in header
+        if c and c not in known and not c.startswith("Unnamed:") and not ANNOTATOR_PATTERN.match(c)
+    ]
+    if unread:
+        raise DataError(
+            f"{ds.name}: no label was read from it, only texts: its columns {unread} are not "
+            "annotator, gold or group columns by name (annotator columns are found as "
+            "label_*, annotator_*, annotation_*). Name its annotator columns with "
+            f"--annotator-cols {','.join(unread)} (merge it alone first when the other files "
+            "lack them; a gold or group column: --gold-col / --group-col), or leave the "
+            "file out"
+        )
