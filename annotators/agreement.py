@@ -233,8 +233,8 @@ def agreement_report(dataset: AnnotatedDataset,
                 q.recall_per_class = {c: (float(r) if c in present else None)
                                       for c, r in zip(classes, rec, strict=True)}
         f = fails.get(a)
-        if failures is not None:
-            asked = q.labelled + (sum(f.values()) if f else 0)
+        if failures is not None and (f or q.kind == "llm"):  # a person is never asked:
+            asked = q.labelled + (sum(f.values()) if f else 0)  # no rate, not "0% refused"
             q.refusal_rate = (f["refused"] if f else 0) / asked if asked else None
             q.invalid_rate = (f["invalid"] if f else 0) / asked if asked else None
         right: list[float] = []

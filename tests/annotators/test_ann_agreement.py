@@ -49,6 +49,8 @@ def test_numbers_on_a_hand_checked_dataset() -> None:
     assert q["My LLM"].labelled == 4 and q["My LLM"].n_gold == 4
     assert q["My LLM"].refusal_rate == pytest.approx(1 / 5)
     assert q["My LLM"].invalid_rate == 0.0
+    # people are not asked by annotate: no refusal rate, rather than "0.0% refused"
+    assert q["a"].refusal_rate is None and q["b"].invalid_rate is None
     assert q["My LLM"].confidence_right == pytest.approx(0.9)
     assert q["My LLM"].confidence_wrong == pytest.approx(0.3)
     assert r.overlap["My LLM"]["a"] == 4 and r.agreement["My LLM"]["a"] == 0.75
