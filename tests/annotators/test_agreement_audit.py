@@ -164,7 +164,8 @@ def test_an_annotator_that_labelled_nothing_still_gets_its_rates() -> None:
     assert q["My LLM"].labelled == 0 and q["My LLM"].kind == "llm"
     assert q["My LLM"].refusal_rate == pytest.approx(2 / 3)
     assert q["My LLM"].invalid_rate == pytest.approx(1 / 3)
-    assert q["a"].refusal_rate == 0.0 and "My LLM" not in r.names  # no kappa to show
+    # a person ("a") is not asked by annotate: no rate (it read 0.0 before 2026-12-07)
+    assert q["a"].refusal_rate is None and "My LLM" not in r.names  # no kappa to show
 
 
 def test_outputs_that_cannot_be_written_are_named_before_the_data_is_read(
