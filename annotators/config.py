@@ -16,7 +16,8 @@ documented, to copy with ``guardrail-dro annotate --print-config``):
 - ``[[annotators]]``: ``spec`` (``openai:MODEL``) and its parameters
   (``temperature``, ``max_tokens``, and for OpenAI reasoning models ``reasoning_effort``:
   their hidden reasoning is paid from ``max_tokens``, so a reply cut at that budget is
-  fixed here, by a larger budget or a lower effort).
+  fixed here, by a larger budget or a lower effort; for Claude ``thinking_budget``, the
+  tokens of extended thinking asked for on top of ``max_tokens``).
 - ``[run]``: ``concurrency``, ``rpm``, ``tpm``, ``max_attempts``, ``timeout``.
 
 Unknown keys are errors (a misspelt ``guidlines`` would otherwise be silently ignored).
@@ -30,8 +31,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from annotators.anthropic_annotator import THINKING_MIN_BUDGET
 from annotators.openai_annotator import ReasoningEffort
 from annotators.templates import (
     DEFAULT_TEMPLATE,
@@ -86,6 +88,20 @@ class AnnotatorEntry(_Strict):
     max_tokens: int | None = Field(default=None, ge=1)
     reasoning_effort: ReasoningEffort | None = None
     """OpenAI reasoning models only (checked by ``make_annotator``); None: not sent."""
+    thinking_budget: int | None = None
+    """Claude only (checked by ``make_annotator``): tokens of extended thinking, at least
+    ``THINKING_MIN_BUDGET``; None: no thinking, nothing sent."""
+
+    @field_validator("thinking_budget")
+    @classmethod
+    def _thinking_minimum(cls, v: int | None) -> int | None:
+        # Checked here too, so that the error names the file's entry before any work.
+        if v is not None and v < THINKING_MIN_BUDGET:
+            raise ValueError(f"{v} is below Anthropic's minimum of {THINKING_MIN_BUDGET} "
+                             "tokens of extended thinking: give at least "
+                             f"{THINKING_MIN_BUDGET}, or leave thinking_budget out for no "
+                             "thinking")
+        return v
 
 
 class RunSection(_Strict):

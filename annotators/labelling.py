@@ -98,11 +98,20 @@ def _filtered(exc: BaseException) -> bool:
     return _status(exc) == 400 and getattr(exc, "code", None) == "content_filter"
 
 
-def cut_error(budget: int, reply: CutReply) -> str:
+def cut_error(budget: int, reply: CutReply, thinking_budget: int | None = None) -> str:
     """What a cut reply's ``error`` says: the budget, how much of it was reasoning, and
     what to do (there is no ``--max-tokens`` option: a budget is set per annotator in the
-    labeling config, or on the adapter)."""
+    labeling config, or on the adapter). With Claude's extended thinking the request's
+    ``max_tokens`` was ``thinking_budget`` plus ``budget`` (the answer's): both named."""
     used = reply.usage.output_tokens
+    if thinking_budget is not None:
+        return (f"reply cut at max_tokens {thinking_budget + budget} (thinking_budget "
+                f"{thinking_budget} + max_tokens {budget} for the answer) before its JSON was "
+                f"complete, after {used} output tokens, thinking included. Not repaired (a "
+                "second call at the same budget is paid for and cut again) and not cached: "
+                "raise max_tokens for this annotator, the room the answer has after its "
+                "thinking (in the --config file's [[annotators]] entry, or the adapter's "
+                "max_tokens=), and run again")
     spent = "" if reply.reasoning_tokens is None else (
         f"; {reply.reasoning_tokens} of its {used} output tokens were hidden reasoning")
     effort = " or lower its reasoning_effort (e.g. \"low\")" if reply.reasoning_tokens else ""
@@ -204,7 +213,8 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
                 budget = getattr(annotator, "max_tokens", None) or reply.usage.output_tokens
                 return AnnotationResult(
                     outcome="error", annotator=annotator.name, model=reply.model,
-                    raw=reply.text or None, error=cut_error(budget, reply), status=CUT_STATUS,
+                    raw=reply.text or None, status=CUT_STATUS,
+                    error=cut_error(budget, reply, getattr(annotator, "thinking_budget", None)),
                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                     calls=counter[0],
                 )

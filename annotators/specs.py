@@ -48,7 +48,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
                    anthropic_base_url: str | None = None, timeout: float = 60.0,
                    need_key: bool = True, temperature: float | None = None,
                    max_tokens: int | None = None,
-                   reasoning_effort: ReasoningEffort | None = None) -> Annotator:
+                   reasoning_effort: ReasoningEffort | None = None,
+                   thinking_budget: int | None = None) -> Annotator:
     """Build the annotator named by ``spec``, reading its key from the environment.
 
     Args:
@@ -65,10 +66,14 @@ def make_annotator(spec: str, *, base_url: str | None = None,
             else 300 (as ``OpenAIAnnotator``'s own default).
         reasoning_effort: ``openai:`` reasoning models only (None: the model's default,
             not sent).
+        thinking_budget: ``anthropic:`` only: tokens of extended thinking before the
+            answer (at least 1024; None: no thinking, nothing sent); ``max_tokens`` stays
+            the answer's budget, and the request asks for both.
 
     Raises:
-        ConfigError: bad spec, the provider's key variable is not set, or a temperature
-            or reasoning effort the model does not take, a base URL that is not http(s).
+        ConfigError: bad spec, the provider's key variable is not set, or a temperature,
+            reasoning effort or thinking budget the model does not take, a base URL that is
+            not http(s).
     """
     provider, model = parse_spec(spec)
     for option, url in (("--base-url", base_url), ("--anthropic-base-url", anthropic_base_url)):
@@ -87,6 +92,11 @@ def make_annotator(spec: str, *, base_url: str | None = None,
     budget = max_tokens if max_tokens is not None else (
         REASONING_MAX_TOKENS if reasoning else DEFAULT_MAX_TOKENS)  # as the adapters'
     if provider == "openai":
+        if thinking_budget is not None:
+            raise ConfigError(f"{spec}: thinking_budget is Claude's extended thinking "
+                              "(anthropic: annotators); OpenAI reasoning models think less or "
+                              "more by reasoning_effort: remove thinking_budget from this "
+                              "annotator")
         if temperature not in (None, 1.0) and is_reasoning_model(model):
             raise ConfigError(f"{spec}: OpenAI reasoning models accept only their default "
                               f"temperature (1), not {temperature}: remove it from this "
@@ -101,4 +111,4 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
                           "remove it from this annotator")
     return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout,
-                              max_tokens=budget)
+                              max_tokens=budget, thinking_budget=thinking_budget)

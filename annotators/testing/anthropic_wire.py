@@ -7,6 +7,14 @@ forces one tool; its ``input_schema`` holds the label set, and a valid answer co
 as a ``tool_use`` block calling it. Refusals and raw text come back as a text block. A
 ``cut`` fault answers as the API does when ``max_tokens`` runs out inside the tool call:
 ``stop_reason`` ``"max_tokens"`` and a tool_use block whose input never got written.
+
+Extended thinking (``thinking: {"type": "enabled", "budget_tokens": N}``): the request
+must be one the API takes (``anthropic_invalid``: no budget under 1024 or not below
+``max_tokens``, no temperature but 1, no forced tool), and the reply is a ``thinking``
+block (``redacted_thinking`` for ``Answer.redacted``) of ``Answer.reasoning_tokens``
+tokens, then the reply JSON as a text block (the tool is not forced), its usage counting
+the thinking as output; a reply that does not fit ``max_tokens`` after its thinking, or a
+``cut`` fault (thinking that spent its whole budget), is cut at ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -17,8 +25,11 @@ from typing import Any
 from annotators.testing.rules import Answer
 from annotators.testing.wire import Wire, token_count
 
-__all__ = ["ANTHROPIC", "anthropic_error_body", "anthropic_labels", "anthropic_message_body",
-           "anthropic_reply", "anthropic_tool", "anthropic_usage"]
+__all__ = ["ANTHROPIC", "THINKING_DOCS", "anthropic_error_body", "anthropic_invalid",
+           "anthropic_labels", "anthropic_message_body", "anthropic_reply", "anthropic_thinking",
+           "anthropic_tool", "anthropic_usage"]
+
+THINKING_DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 
 def anthropic_message_body(model: str, tool: str | None, tool_input: dict | None,
@@ -56,11 +67,63 @@ def anthropic_labels(body: dict) -> list[str]:
     return anthropic_tool(body)[1]
 
 
+def anthropic_thinking(body: dict) -> int | None:
+    """The ``budget_tokens`` of a request that enables extended thinking, else None."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    return int(thinking.get("budget_tokens") or 0)
+
+
+def anthropic_invalid(body: dict) -> str | None:
+    """Why the API would answer ``body`` with a 400 about its thinking, or None."""
+    budget = anthropic_thinking(body)
+    if budget is None:
+        return None
+    if budget < 1024:
+        return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
+    if budget >= int(body.get("max_tokens") or 0):
+        return ("`max_tokens` must be greater than `thinking.budget_tokens`. Please consult "
+                f"our documentation at {THINKING_DOCS}#max-tokens-and-context-window-size")
+    if "temperature" in body and body["temperature"] != 1:
+        return ("`temperature` may only be set to 1 when thinking is enabled. Please consult "
+                f"our documentation at {THINKING_DOCS}")
+    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        return "Thinking may not be enabled when tool_choice forces tool use."
+    return None
+
+
+def _thinking_reply(body: dict, ans: Answer, n: int, budget: int,
+                    prompt_tokens: int) -> dict[str, Any]:
+    """A thinking model's message: its thinking block, then the answer as text."""
+    limit = int(body["max_tokens"])
+    thought = budget if ans.cut else min(ans.reasoning_tokens or 0, budget)
+    text = json.dumps(ans.reply) if ans.reply is not None else (ans.refusal or ans.raw or "")
+    visible = token_count(text)
+    stop = "refusal" if ans.refusal is not None else "end_turn"
+    if ans.refusal is None and (ans.cut or thought + visible > limit):
+        text = text[:min((limit - thought) * 4, len(text) // 2)]
+        stop, visible = "max_tokens", limit - thought
+    block = ({"type": "redacted_thinking", "data": f"redacted-{n} (fake)"} if ans.redacted
+             else {"type": "thinking", "thinking": "Weighing the text against each class.",
+                   "signature": f"sig-{n}-fake"})
+    return {
+        "id": f"msg_{n}", "type": "message", "role": "assistant",
+        "model": body.get("model", "fake"), "content": [block, {"type": "text", "text": text}],
+        "stop_reason": stop, "stop_sequence": None,
+        "usage": {"input_tokens": prompt_tokens, "output_tokens": thought + visible},
+    }
+
+
 def anthropic_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
     """The message that answers ``body`` with ``ans``: the reply JSON as the forced tool's
-    input, a refusal (``stop_reason`` ``refusal``) or raw text as a text block."""
+    input, a refusal (``stop_reason`` ``refusal``) or raw text as a text block; with
+    extended thinking, a thinking block first and the reply JSON as text."""
     tool, _ = anthropic_tool(body)
     prompt_tokens = token_count(json.dumps(body.get("messages")) + str(body.get("system", "")))
+    budget = anthropic_thinking(body)
+    if budget is not None:
+        return _thinking_reply(body, ans, n, budget, prompt_tokens)
     if ans.cut and ans.refusal is None:
         out = anthropic_message_body(body.get("model", "fake"), tool, {}, None, False,
                                      prompt_tokens, n)

@@ -9,10 +9,12 @@ Endpoints: OpenAI ``POST /v1/files``, ``GET /v1/files/{id}[/content]``,
 A job finishes on the poll that reaches the server's ``batch_polls`` (never while
 ``hold_batches`` is set); then every request is answered by the same rule as a live
 call (``BatchHost.reply``, billed to ``batch_paid``), unless a ``batch_expired`` /
-``batch_errored`` fault takes it. ``batch_create_timeout`` / ``batch_create_error``
-faults model a *lost create reply*: the job is stored first, then the reply is held for
-``delay`` seconds or answered 500, which is exactly the case a client must not pay
-twice for (their ``match`` is tested against the job's item texts joined by newlines).
+``batch_errored`` fault takes it (or, for Anthropic, the request is one the API refuses,
+``anthropic_wire.anthropic_invalid``: an errored result with its message).
+``batch_create_timeout`` / ``batch_create_error`` faults model a *lost create reply*:
+the job is stored first, then the reply is held for ``delay`` seconds or answered 500,
+which is exactly the case a client must not pay twice for (their ``match`` is tested
+against the job's item texts joined by newlines).
 
 The simulation needs only a few things of the server, named by ``BatchHost``, so it
 can be read (and tested) without the HTTP plumbing.
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from annotators.testing.anthropic_wire import anthropic_invalid
 from annotators.testing.openai_wire import CONTENT_FILTERED, openai_error_body
 from annotators.testing.rules import Fault, FaultKind
 from annotators.testing.wire import ErrorReply, item_text
@@ -129,10 +132,11 @@ def anthropic_results(b: FakeBatch) -> bytes:
         if e["kind"] == "batch_expired":
             lines.append({"custom_id": e["custom_id"], "result": {"type": "expired"}})
         else:
+            kind, message = (("invalid_request_error", e["message"]) if "message" in e
+                             else ("api_error", "errored (fake)"))
             lines.append({"custom_id": e["custom_id"], "result": {
                 "type": "errored",
-                "error": {"type": "error",
-                          "error": {"type": "api_error", "message": "errored (fake)"}}}})
+                "error": {"type": "error", "error": {"type": kind, "message": message}}}})
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
 
@@ -289,6 +293,10 @@ class BatchAPI:
             kinds: tuple[FaultKind, ...] = ("batch_expired", "batch_errored")
             if b.provider == "openai":
                 kinds += ("content_filter",)  # Azure OpenAI's filter: a 400 result line
+            invalid = anthropic_invalid(body) if b.provider == "anthropic" else None
+            if invalid is not None:  # the API's 400, as an errored result
+                b.errors.append({"custom_id": cid, "kind": "batch_errored", "message": invalid})
+                continue
             fault = self.host.take_fault(text, kinds)
             if fault is not None:
                 b.errors.append({"custom_id": cid, "kind": fault.kind})
@@ -296,7 +304,7 @@ class BatchAPI:
                     b.expired = True
                 continue
             live_fault = self.host.take_fault(
-                text, ("malformed", "out_of_schema", "refusal", "cut"))
+                text, ("malformed", "out_of_schema", "refusal", "cut", "redacted_thinking"))
             reply = self.host.reply(b.provider, text, body, live_fault, batch=True)
             b.results.append({"custom_id": cid, "body": reply})
         b.done = True

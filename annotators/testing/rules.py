@@ -30,7 +30,7 @@ __all__ = [
 FaultKind = Literal[
     "rate_limit", "server_error", "slow", "malformed", "out_of_schema", "refusal",
     "batch_expired", "batch_errored", "batch_create_timeout", "batch_create_error",
-    "content_filter", "cut",
+    "content_filter", "cut", "redacted_thinking",
 ]
 
 
@@ -95,8 +95,9 @@ class Answer:
 
     ``cut``: the reply stops at the request's token budget (a ``cut`` fault).
     ``reasoning_tokens``: hidden reasoning an OpenAI reasoning model spends from that
-    budget before it answers (None: not a reasoning model); the wire cuts the reply
-    when reasoning and reply do not fit.
+    budget before it answers, or Claude's extended thinking (None: neither); the wire
+    cuts the reply when reasoning and reply do not fit.
+    ``redacted``: Claude's thinking comes back as a ``redacted_thinking`` block.
     """
 
     reply: dict | None = None
@@ -104,6 +105,7 @@ class Answer:
     raw: str | None = None
     cut: bool = False
     reasoning_tokens: int | None = None
+    redacted: bool = False
 
 
 def answer(handler: Handler, text: str, labels: list[str], fault: Fault | None) -> Answer:

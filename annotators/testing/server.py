@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from annotators.openai_annotator import is_reasoning_model
-from annotators.testing.anthropic_wire import ANTHROPIC
+from annotators.testing.anthropic_wire import ANTHROPIC, anthropic_invalid, anthropic_thinking
 from annotators.testing.batch import (
     BatchAPI,
     FakeBatch,
@@ -56,12 +56,17 @@ class FakeLLMServer(Ledger):
             request's ``max_completion_tokens``: a budget that cannot hold it and the
             reply gets a cut reply (``finish_reason`` ``"length"``), as the real API
             gives. 0: none, and only ``completion_tokens_details`` shows it is one.
+        thinking_tokens: what Claude thinks (at most the request's ``budget_tokens``) when a
+            request enables extended thinking, billed as output; a request the API would
+            refuse (``anthropic_wire.anthropic_invalid``) gets its 400.
     """
 
     def __init__(self, handler: Handler | None = None, *, latency: float = 0.0,
-                 port: int = 0, batch_polls: int = 1, reasoning_tokens: int = 0) -> None:
+                 port: int = 0, batch_polls: int = 1, reasoning_tokens: int = 0,
+                 thinking_tokens: int = 200) -> None:
         super().__init__()
         self.reasoning_tokens = reasoning_tokens
+        self.thinking_tokens = thinking_tokens
         self.handler: Handler = handler or (lambda text: FakeReply())
         self.latency = latency
         self.batch_polls = batch_polls
@@ -129,13 +134,17 @@ class FakeLLMServer(Ledger):
         Args:
             provider: ``"openai"`` or ``"anthropic"``: whose wire format.
             fault: a reply-shaping fault (``malformed``, ``out_of_schema``, ``refusal``,
-                ``cut``).
+                ``cut``, ``redacted_thinking``).
             batch: a batch result (counted in ``batch_paid``) rather than a live reply.
         """
         wire = _WIRES[provider]
         ans = answer(self.handler, text, wire.labels(body), fault)
         if provider == "openai" and is_reasoning_model(str(body.get("model", ""))):
             ans.reasoning_tokens = self.reasoning_tokens
+        thinking = anthropic_thinking(body) if provider == "anthropic" else None
+        if thinking is not None:
+            ans.reasoning_tokens = min(self.thinking_tokens, thinking)
+            ans.redacted = fault is not None and fault.kind == "redacted_thinking"
         self.pay(text, batch=batch)
         out = wire.reply(body, ans, self.next_id())
         self.bill(text, *wire.usage(out), batch=batch)
@@ -145,7 +154,8 @@ class FakeLLMServer(Ledger):
         """Count a live request and apply the transport-level faults; may raise ErrorReply."""
         self.note_live(text, body, endpoint)
         fault = self.take_fault(text, ("rate_limit", "server_error", "slow", "malformed",
-                                       "out_of_schema", "refusal", "content_filter", "cut"))
+                                       "out_of_schema", "refusal", "content_filter", "cut",
+                                       "redacted_thinking"))
         if self.latency:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "rate_limit":
@@ -168,7 +178,11 @@ class FakeLLMServer(Ledger):
     def anthropic_messages(self, body: dict) -> dict:
         """``POST /v1/messages``: a ``message``."""
         text = item_text(body.get("messages") or [])
-        return self.reply("anthropic", text, body, self._live(text, body, "messages"))
+        fault = self._live(text, body, "messages")
+        invalid = anthropic_invalid(body)
+        if invalid is not None:
+            raise ErrorReply(400, "invalid_request_error", invalid)
+        return self.reply("anthropic", text, body, fault)
 
     def openai_batch_object(self, b: FakeBatch) -> dict:
         return openai_batch_object(b)

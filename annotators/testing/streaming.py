@@ -56,7 +56,8 @@ def openai_stream_body(completion: dict[str, Any], *, include_usage: bool = Fals
 
 def anthropic_stream_body(message: dict[str, Any]) -> bytes:
     """A finished ``message`` as the SSE events of ``stream: true`` (message_start, one
-    block start / deltas / stop per content block, message_delta, message_stop)."""
+    block start / deltas / stop per content block, thinking blocks included,
+    message_delta, message_stop)."""
     start = {**message, "content": [], "stop_reason": None,
              "usage": {**message["usage"], "output_tokens": 1}}
     events: list[tuple[str | None, Any]] = [
@@ -66,6 +67,13 @@ def anthropic_stream_body(message: dict[str, Any]) -> bytes:
             empty = {**block, "input": {}}
             deltas = [{"type": "input_json_delta", "partial_json": p}
                       for p in _pieces(json.dumps(block["input"]))]
+        elif block["type"] == "thinking":  # its text in deltas, then its signature
+            empty = {**block, "thinking": "", "signature": ""}
+            deltas = [{"type": "thinking_delta", "thinking": p}
+                      for p in _pieces(block["thinking"])]
+            deltas.append({"type": "signature_delta", "signature": block["signature"]})
+        elif block["type"] == "redacted_thinking":  # whole in its start event
+            empty, deltas = block, []
         else:
             empty = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]

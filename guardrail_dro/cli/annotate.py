@@ -318,9 +318,12 @@ def annotate_command(
     run_cfg = cfg.run
     timeout = timeout or run_cfg.timeout or 60.0
     entries = (
-        [(spec, None, None, None) for spec in annotator]
+        [(spec, None, None, None, None) for spec in annotator]
         if annotator
-        else [(a.spec, a.temperature, a.max_tokens, a.reasoning_effort) for a in cfg.annotators]
+        else [
+            (a.spec, a.temperature, a.max_tokens, a.reasoning_effort, a.thinking_budget)
+            for a in cfg.annotators
+        ]
     )
     if not entries:
         raise ConfigError(
@@ -337,8 +340,9 @@ def annotate_command(
             temperature=temp,
             max_tokens=budget,
             reasoning_effort=effort,
+            thinking_budget=thinking,
         )
-        for spec, temp, budget, effort in entries
+        for spec, temp, budget, effort, thinking in entries
     ]
     cache_path = cache or out.with_name(out.name + ".cache.sqlite")
     price_table = load_prices(prices) if prices else None
