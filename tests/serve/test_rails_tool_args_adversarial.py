@@ -21,9 +21,8 @@ from pytest_httpserver import HTTPServer
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.scorer import FakeScorer
+from tests.serve.test_rails_tool_args import TEXT, USER, _ant, _oai, _serve, _sse
 
-USER = [{"role": "user", "content": "email Bob for me"}]
-TEXT = "I will send the email you asked for, right now."  # one checked sentence (>= 40)
 CLEAN = '{"to": "bob@example.com", "body": "Lunch at noon?"}'
 HARMFUL = '{"to": "bob@example.com", "body": "Bring a knife tonight."}'
 
@@ -34,30 +33,7 @@ def guard() -> Guard:
     return Guard.from_scorer(scorer, policy=Policy(refusal="REFUSED"))
 
 
-def _serve(httpserver: HTTPServer, path: str, *bodies: dict | str) -> None:
-    """Answer the next requests to ``path`` with ``bodies`` in order (a str is an SSE
-    stream, a dict JSON)."""
-    for body in bodies:
-        handler = httpserver.expect_ordered_request(path)
-        if isinstance(body, str):
-            handler.respond_with_data(body, content_type="text/event-stream")
-        else:
-            handler.respond_with_json(body)
-
-
-def _oai(httpserver: HTTPServer, cls: type = openai.OpenAI) -> Any:
-    return cls(api_key="k", base_url=httpserver.url_for("/v1"), max_retries=0)
-
-
-def _ant(httpserver: HTTPServer, cls: type = anthropic.Anthropic) -> Any:
-    return cls(api_key="k", base_url=httpserver.url_for("/"), max_retries=0)
-
-
 # -- OpenAI streams ------------------------------------------------------------------
-
-
-def _sse(chunks: list[dict]) -> str:
-    return "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
 
 
 def _chunk(*choices: dict, usage: dict | None = None) -> dict:
