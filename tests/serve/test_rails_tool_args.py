@@ -286,8 +286,8 @@ def test_anthropic_tool_use_input_is_checked(guard: Guard, httpserver: HTTPServe
 
 
 def _blocks(events: list[Any]) -> tuple[dict[int, tuple[str, str]], str | None]:
-    """The content blocks a caller reassembles from ``events`` (type, text or input JSON
-    by index) and the stop reason; every delta must fall in an open block."""
+    """The content blocks a caller reassembles (type, text or input JSON, by index) and
+    the stop reason; every delta must fall in an open block, every block be closed."""
     blocks: dict[int, tuple[str, str]] = {}
     open_: set[int] = set()
     stop = None
@@ -299,8 +299,8 @@ def _blocks(events: list[Any]) -> tuple[dict[int, tuple[str, str]], str | None]:
         elif ev.type == "content_block_delta":
             assert ev.index in open_, f"a delta outside an open block: {ev.index}"
             kind, got = blocks[ev.index]
-            piece = ev.delta.text if ev.delta.type == "text_delta" else ev.delta.partial_json
-            blocks[ev.index] = (kind, got + piece)
+            piece = {"text_delta": "text", "input_json_delta": "partial_json"}.get(ev.delta.type)
+            blocks[ev.index] = (kind, got + (getattr(ev.delta, piece) if piece else ""))
         elif ev.type == "content_block_stop":
             open_.remove(ev.index)
         elif ev.type == "message_delta":

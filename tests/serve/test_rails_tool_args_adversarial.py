@@ -21,7 +21,7 @@ from pytest_httpserver import HTTPServer
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.scorer import FakeScorer
-from tests.serve.test_rails_tool_args import TEXT, USER, _ant, _oai, _serve, _sse
+from tests.serve.test_rails_tool_args import TEXT, USER, _ant, _blocks, _oai, _serve, _sse
 
 CLEAN = '{"to": "bob@example.com", "body": "Lunch at noon?"}'
 HARMFUL = '{"to": "bob@example.com", "body": "Bring a knife tonight."}'
@@ -255,30 +255,6 @@ def _message(*blocks: list[dict], stop: str = "tool_use") -> list[dict]:
         "usage": {"output_tokens": 9},
     }
     return [_start(), *[e for b in blocks for e in b], end, {"type": "message_stop"}]
-
-
-def _blocks(events: list[Any]) -> tuple[dict[int, tuple[str, str]], str | None]:
-    """The content blocks a caller reassembles (type, text or input JSON, by index) and
-    the stop reason; every delta must fall in an open block, every block be closed."""
-    blocks: dict[int, tuple[str, str]] = {}
-    open_: set[int] = set()
-    stop = None
-    for ev in events:
-        if ev.type == "content_block_start":
-            assert ev.index not in blocks, "a block index started twice"
-            blocks[ev.index] = (ev.content_block.type, "")
-            open_.add(ev.index)
-        elif ev.type == "content_block_delta":
-            assert ev.index in open_, f"a delta outside an open block: {ev.index}"
-            kind, got = blocks[ev.index]
-            piece = {"text_delta": "text", "input_json_delta": "partial_json"}.get(ev.delta.type)
-            blocks[ev.index] = (kind, got + (getattr(ev.delta, piece) if piece else ""))
-        elif ev.type == "content_block_stop":
-            open_.remove(ev.index)
-        elif ev.type == "message_delta":
-            stop = ev.delta.stop_reason
-    assert not open_ and events[-1].type == "message_stop"
-    return blocks, stop
 
 
 TAIL = "Bob will have it soon, and I will tell you his answer."
