@@ -26,6 +26,7 @@ from guardrail_dro.cli import (
     merge,
     quickstart,
     serve,
+    split,
     train,
 )
 from guardrail_dro.errors import GuardrailError
@@ -45,6 +46,7 @@ quickstart.register(app)
 annotate.register(app)
 agreement.register(app)
 merge.register(app)
+split.register(app)
 distill.register(app)
 export.register(app)
 check.register(app)

@@ -35,6 +35,7 @@ def test_every_command_is_registered_in_help_order() -> None:
         "annotate",
         "agreement",
         "merge",
+        "split",
         "distill",
         "export",
         "check",
