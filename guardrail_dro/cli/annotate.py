@@ -302,7 +302,7 @@ def annotate_command(
         typer.echo(f"note: {n}", err=True)
     dataset = pilot_subset(full, limit=limit, sample=sample, seed=seed)
     if len(dataset) < len(full):
-        typer.echo(f"pilot: {len(dataset)} of {len(full)} items ({dataset.name})", err=True)
+        typer.echo(f"pilot: {len(dataset)} of {len(full)} items: {dataset.name}", err=True)
     examples = None
     if cfg.few_shot.draw:
         if not cfg.few_shot.draw_from:
