@@ -90,6 +90,8 @@ class _Merger:
         self.duplicates = 0
         self.respelt = 0  # texts equal only once normalised (the first file's kept)
         self.renamed = 0  # text join: items whose id differs from the first file's
+        self.repeated = 0  # text join: items repeating a text earlier in their own file
+        self.reid = 0  # text join: new texts whose id an earlier text holds, given new ids
         self.resolved: list[str] = []
         self.kinds: dict[str, tuple[str, str]] = {}  # annotator -> (kind, first source)
         self.mixed: dict[str, str] = {}  # annotator -> note
@@ -98,27 +100,25 @@ class _Merger:
         seen: dict[str, str] = {}  # join key -> item id, within this dataset
         for it in dataset.items:
             key = it.item_id if self.join == "id" else normalise_text(it.text)
-            if key in seen:  # only a text join can meet a key twice in one dataset
-                raise DataError(
-                    f"{source}: items {seen[key]!r} and {it.item_id!r} have the same text "
-                    f"({_short(it.text)}); --join text needs each text once per file: "
-                    "remove the duplicate, or join by id (--join id)"
-                )
-            seen[key] = it.item_id
+            if key in seen:  # only a text join meets a key twice in one dataset: the
+                self.repeated += 1  # text is the item, so its copies are one item too
+                # (their labels unioned like any file's; a copy's label that differs is a
+                # conflict). It was refused: toxic-questions' train repeats 20 texts.
+            seen.setdefault(key, it.item_id)
             self._add_item(source, key, it)
 
     def _add_item(self, source: str, key: str, it: Item) -> None:
         rec = self.records.get(key)
         if rec is None:
-            taken = self.id_keys.get(it.item_id)
-            if taken is not None:  # text join: a new text under an id already used
-                other = self.records[taken]
-                raise DataError(
-                    f"{source}: item {it.item_id!r} ({_short(it.text)}) has a text no "
-                    f"earlier file has, but {other.source} gives the id {it.item_id!r} to "
-                    f"another text ({_short(other.text)}); with --join text the first "
-                    "file's id is kept, so two items would share it: rename one of them"
-                )
+            item_id = it.item_id
+            if item_id in self.id_keys:  # text join: a new text under an id already used
+                # (row numbers, the usual ids of files joined by text): a new id naming
+                # its file; it was refused, which made --join text fail on such files
+                item_id = f"{source}:{it.item_id}"
+                while item_id in self.id_keys:
+                    item_id += "'"
+                self.reid += 1
+            it = it.model_copy(update={"item_id": item_id})
             rec = self.records[key] = _Record(it.item_id, it.text, source)
             self.id_keys[it.item_id] = key
         elif rec.text != it.text:
@@ -169,7 +169,14 @@ class _Merger:
         self, rec: _Record, what: str, old: tuple[str, str], new: tuple[str, str]
     ) -> Literal["old", "new", "drop"]:
         """Apply the conflict policy to two different values of one thing of one item."""
-        where = f"item {rec.item_id!r}: {what} {old[0]!r} in {old[1]} and {new[0]!r} in {new[1]}"
+        if old[1] == new[1]:  # a text repeated within one file (--join text)
+            where = (
+                f"item {rec.item_id!r}: {what} {old[0]!r} and {new[0]!r} on two rows of {old[1]}"
+            )
+        else:
+            where = (
+                f"item {rec.item_id!r}: {what} {old[0]!r} in {old[1]} and {new[0]!r} in {new[1]}"
+            )
         if self.on_conflict == "error":
             raise DataError(f"{where}; {_FIX}")
         self.resolved.append(where)
@@ -196,6 +203,16 @@ class _Merger:
             notes.append(
                 f"{self.respelt} item(s) have texts that differ only in case, Unicode form "
                 "or whitespace between files: the first file's text is kept"
+            )
+        if self.reid:
+            notes.append(
+                f"{self.reid} item(s) have a text no earlier file has under an id an earlier "
+                "text holds (--join text): their ids are now FILE:ID"
+            )
+        if self.repeated:
+            notes.append(
+                f"{self.repeated} item(s) repeat a text that appears earlier in the same "
+                "file: joined with it (--join text), its labels counted once per annotator"
             )
         if self.renamed:
             notes.append(
