@@ -11,6 +11,7 @@ of a dataset shipped with the package, ``toxic-questions:train`` (see
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -182,11 +183,16 @@ def _known_schema(paths: dict[str, str | Path | None]) -> LabelSchema | None:
 def _inferred_note(schema: LabelSchema, splits: Iterable[str]) -> str:
     """Say the schema was inferred (so no class is known safe), and which of its classes
     look like one class spelt two ways ('Spam' and 'spam')."""
-    names = ",".join(schema.classes)
+    # Quoted for the shell when a class has a space or a symbol ("not toxic"): the
+    # suggestion is meant to be pasted, and unquoted it split into several arguments.
+    names = shlex.quote(",".join(schema.classes))
+    declare, why = f"--labels {names} --safe CLASS, or --schema", ""
+    if any("," in c for c in schema.classes):
+        declare, why = "--schema", "; not --labels, which splits class names at commas"
     note = (
         f"label schema inferred from {', '.join(splits)}: classes {list(schema.classes)}; "
-        f"no class is known to be safe (declare --labels {names} --safe CLASS, or --schema, "
-        "for a guard's safe/toxic decision)"
+        f"no class is known to be safe (declare {declare}, for a guard's safe/toxic "
+        f"decision{why})"
     )
     spellings: dict[str, list[str]] = {}
     for c in schema.classes:

@@ -103,7 +103,7 @@ class BenchReport(BaseModel):
     annotator whose own labels cover every test item (``judge:<a>``): the paired,
     group-stratified bootstrap interval of the test difference (``train/paired.py``)."""
     notes: list[str] = []
-    """What the bench itself decided (a default method left out, and why)."""
+    """What the bench itself decided or noticed (a default method left out, test without groups)."""
 
     def note_lines(self) -> list[str]:
         """The bench's own notes, then what each method said about its runs (e.g. which
@@ -214,7 +214,7 @@ def run_bench(
     if not seed_list:
         raise ConfigError("the benchmark needs at least one seed")
     test.gold_array()  # fail now, naming the split, not after the first method trained
-    methods, bench_notes = bench_methods(methods, train, valid)
+    methods, bench_notes = bench_methods(methods, train, valid, test)
     if out_dir is not None:
         check_out_dir(out_dir)
     leak = find_leakage({"train": train, "valid": valid, "test": test}).lines()

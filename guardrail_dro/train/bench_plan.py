@@ -5,12 +5,14 @@ without groups, an output path that is a file) cost those minutes and left no re
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.config import TrainConfig
+from guardrail_dro.train.data_checks import MIN_GROUP_ITEMS
 from guardrail_dro.train.methods import METHODS, lookup
 
 __all__ = ["GROUP_METHOD", "bench_methods", "check_arguments", "check_out_dir", "default_methods"]
@@ -52,9 +54,14 @@ def default_methods(train: AnnotatedDataset, *, singles: bool = True) -> list[st
 
 
 def bench_methods(
-    methods: Sequence[str] | None, train: AnnotatedDataset, valid: AnnotatedDataset
+    methods: Sequence[str] | None,
+    train: AnnotatedDataset,
+    valid: AnnotatedDataset,
+    test: AnnotatedDataset | None = None,
 ) -> tuple[list[str], list[str]]:
     """The methods a bench runs (``methods``, or ``default_methods``) and its notes.
+
+    ``test`` is noted too when it has no groups or tiny ones (``_test_notes``).
 
     Checked before any training: an unknown method, a ``single:<a>`` whose annotator
     train lacks, or ``dro-mv`` without groups on valid used to fail after the methods
@@ -71,15 +78,39 @@ def bench_methods(
         row, argument = lookup(method)
         if row.argument:
             row.targets.from_argument(argument).check_data(train)
+    notes = [] if test is None else _test_notes(test)
     if valid.groups or GROUP_METHOD not in out:
-        return out, []
+        return out, notes
     if methods:
         raise ConfigError(
             f"{GROUP_METHOD} needs groups on the validation split (--group-col): give valid "
             f"a group column or leave {GROUP_METHOD} out of --methods"
         )
     out.remove(GROUP_METHOD)
-    return out, [f"{GROUP_METHOD} left out: the validation split has no groups"]
+    return out, [f"{GROUP_METHOD} left out: the validation split has no groups", *notes]
+
+
+def _test_notes(test: AnnotatedDataset) -> list[str]:
+    """What the report's worst-group numbers cannot say about ``test``: without groups
+    its worst-group column reads n/a and the paired comparison (resampled within test
+    groups) is left out, which the report did not say (``evaluate`` does); a group of
+    a few items moves in steps of 1/n, so one item can decide the worst group."""
+    if not test.groups:
+        return [
+            "the test split has no groups (--group-col): no group or worst-group accuracy, "
+            "and no paired comparison of the methods (it resamples test within groups)"
+        ]
+    sizes = Counter(it.group for it in test if it.group is not None)
+    small = sorted((n, g) for g, n in sizes.items() if n < MIN_GROUP_ITEMS)
+    if not small:
+        return []
+    shown = ", ".join(f"{g!r} ({n})" for n, g in small[:5])
+    more = f" and {len(small) - 5} more" if len(small) > 5 else ""
+    return [
+        f"test group(s) with fewer than {MIN_GROUP_ITEMS} items: {shown}{more}: a group's "
+        f"accuracy moves in steps of 1/n there, so one item can decide the worst-group "
+        "accuracy; merge small groups or add test items to them"
+    ]
 
 
 def check_out_dir(out_dir: str | Path) -> Path:

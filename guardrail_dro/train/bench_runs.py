@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
 from guardrail_dro.train.baselines import SINGLE_MIN_ITEMS, single_candidates
-from guardrail_dro.train.best_single import select_key
+from guardrail_dro.train.best_single import choice_note, select_key
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.embeddings import model_fingerprint
 from guardrail_dro.train.methods import lookup
@@ -280,12 +280,13 @@ class RunStore:
             )
         runs = {a: self.get(f"{base}:{a}", seed) for a in (train.annotators[c] for c in cols)}
         name = max(runs, key=lambda a: select_key(runs[a].valid))  # first of equals
-        shown = ", ".join(f"{a} {select_key(r.valid)[0]:.3f}" for a, r in runs.items())
+        scores = {a: select_key(r.valid)[0] for a, r in runs.items()}
         best = runs[name]
+        grouped = best.valid.worst_group_accuracy is not None
         notes = [
             *best.notes,
             *([f"{method} {skipped}"] if skipped else []),
-            f"{method} chose {name!r} by valid worst-group accuracy ({shown})",
+            choice_note(method, name, scores, grouped=grouped),
         ]
         return best.model_copy(
             update={

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from guardrail_dro.data.items import AnnotatedDataset
@@ -21,7 +22,7 @@ from guardrail_dro.train.result import TrainResult
 if TYPE_CHECKING:
     from guardrail_dro.train.trainer import BiLevelTrainer
 
-__all__ = ["best_of_annotators", "select_key"]
+__all__ = ["best_of_annotators", "choice_note", "select_key"]
 
 
 def select_key(m: Metrics) -> tuple[float, float]:
@@ -29,6 +30,20 @@ def select_key(m: Metrics) -> tuple[float, float]:
     accuracy; rounded so that float noise cannot decide between equal models."""
     worst = m.worst_group_accuracy if m.worst_group_accuracy is not None else m.accuracy
     return (round(worst, 6), round(m.accuracy, 6))
+
+
+def choice_note(method: str, name: str, scores: Mapping[str, float], *, grouped: bool) -> str:
+    """The note saying which annotator ``method`` chose and by what: the trainer's fit
+    and the bench's (``bench_runs``) say it alike. It names the score ``select_key``
+    ranked by: accuracy when valid has no groups (it said "worst-group" there), and
+    accuracy on a tie, so equal scores side by side read as no coin toss."""
+    shown = ", ".join(f"{a} {v:.3f}" for a, v in scores.items())
+    how = (
+        "valid worst-group accuracy (ties: accuracy)"
+        if grouped
+        else "valid accuracy (valid has no groups)"
+    )
+    return f"{method} chose {name!r} by {how} ({shown})"
 
 
 def best_of_annotators(
@@ -63,8 +78,8 @@ def best_of_annotators(
             best, best_name = run, a
         del run  # only the best run so far stays alive
     assert best is not None
-    shown = ", ".join(f"{a} {v:.3f}" for a, v in scores.items())
-    note = f"{trainer.config.method} chose {best_name!r} by valid worst-group accuracy ({shown})"
+    grouped = best.valid_metrics.worst_group_accuracy is not None
+    note = choice_note(trainer.config.method, best_name, scores, grouped=grouped)
     notes = [*best.notes, *([f"{trainer.config.method} {skipped}"] if skipped else []), note]
     return dataclasses.replace(
         best, config=trainer.config, notes=notes, seconds=time.perf_counter() - t0
