@@ -26,6 +26,7 @@ from guardrail_dro.train.bench_plan import (
     check_arguments,
     check_out_dir,
     default_methods,
+    method_note_lines,
 )
 from guardrail_dro.train.bench_runs import FinishedRun, RunStore, run_key
 from guardrail_dro.train.config import TrainConfig
@@ -106,11 +107,10 @@ class BenchReport(BaseModel):
     """What the bench itself decided or noticed (a default method left out, test without groups)."""
 
     def note_lines(self) -> list[str]:
-        """The bench's own notes, then what each method said about its runs (e.g. which
-        annotators ``best-single`` skipped on a large crowd), one ``method: note`` line
-        each."""
+        """The bench's own notes, then each method's notes on its runs (e.g. which
+        annotators ``best-single`` skipped), one ``method: note`` line each."""
         own = [f"bench: {n}" for n in self.notes]
-        return own + [f"{r.method}: {n}" for r in self.results.values() for n in r.notes]
+        return own + method_note_lines(self.results.values())
 
     def table(self) -> str:
         """A markdown table of mean ± std over seeds, best worst-group first."""

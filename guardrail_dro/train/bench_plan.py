@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
@@ -15,7 +16,14 @@ from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.data_checks import MIN_GROUP_ITEMS
 from guardrail_dro.train.methods import METHODS, lookup
 
-__all__ = ["GROUP_METHOD", "bench_methods", "check_arguments", "check_out_dir", "default_methods"]
+__all__ = [
+    "GROUP_METHOD",
+    "bench_methods",
+    "check_arguments",
+    "check_out_dir",
+    "default_methods",
+    "method_note_lines",
+]
 
 
 #: The method that cannot run without groups on valid (GroupDRO over them).
@@ -132,3 +140,17 @@ def check_out_dir(out_dir: str | Path) -> Path:
                 )
             break
     return out
+
+
+class _Noted(Protocol):
+    method: str
+    notes: list[str]
+
+
+def method_note_lines(results: Iterable[_Noted]) -> list[str]:
+    """Each method's notes on its runs, one ``method: note`` line each; a note that names
+    its method already (the trainer's "ours: 3 of 300 train items ...") is not prefixed
+    twice (it read "ours: ours: ...")."""
+    return [
+        n if n.startswith(f"{r.method}: ") else f"{r.method}: {n}" for r in results for n in r.notes
+    ]

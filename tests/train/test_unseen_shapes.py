@@ -127,3 +127,13 @@ def test_run_bench_says_so_when_neither_valid_nor_test_has_groups(
     assert any(n.startswith("bench: the test split has no groups") for n in lines), lines
     (chose,) = [n for n in lines if "best-single chose" in n]
     assert "by valid accuracy (valid has no groups)" in chose, chose
+
+
+def test_a_method_note_naming_its_method_is_not_prefixed_twice() -> None:
+    """The trainer's "ours: 3 of 3 train items ..." read "ours: ours: ..." in the bench."""
+    from types import SimpleNamespace
+
+    from guardrail_dro.train.bench_plan import method_note_lines
+
+    runs = [SimpleNamespace(method="ours", notes=["ours: 3 of 3 train items kept", "rank 0"])]
+    assert method_note_lines(runs) == ["ours: 3 of 3 train items kept", "ours: rank 0"]
