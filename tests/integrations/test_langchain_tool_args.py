@@ -83,3 +83,14 @@ def test_streamed_output_rail_checks_the_joined_tool_call_args(guard: Guard) -> 
     assert got.tool_calls[0]["args"] == {"body": "Lunch at noon?"}
     (refused,) = list((_model('{"body": "Bring a knife."}') | output_rail(guard)).stream("hi"))
     assert refused.content == REFUSAL and refused.tool_calls == []
+
+
+def test_a_chat_anthropic_message_is_read_once() -> None:
+    """ChatAnthropic's AIMessage holds each call twice: a ``tool_use`` block in its content
+    and the parsed call in ``tool_calls`` (same id); the arguments were read twice."""
+    from guardrail_dro.serve.rails.messages import reply_text
+
+    block = {"type": "tool_use", "id": "toolu_1", "name": "send_email", "input": CLEAN}
+    call = {"name": "send_email", "args": CLEAN, "id": "toolu_1", "type": "tool_call"}
+    message = AIMessage(content=[{"type": "text", "text": "Sending it."}, block], tool_calls=[call])
+    assert reply_text(message) == "Sending it.\nbob@example.com\nLunch at noon?"

@@ -360,3 +360,19 @@ async def test_async_anthropic_streamed_tool_use_input_is_checked(
         )
         streams.append([ev async for ev in stream])
     _check_anthropic_streams(*streams)
+
+
+def test_a_streamed_tool_calls_arguments_are_scored_once(httpserver: HTTPServer) -> None:
+    """A call's arguments are checked whole when the call completes; the stream's final
+    check scored them a second time (every window of them again)."""
+    scored: list[str] = []
+
+    def handler(text: str) -> dict[str, float]:
+        scored.append(text)
+        return {"toxic": 0.9} if "knife" in text.lower() else {}
+
+    guard = Guard.from_scorer(FakeScorer(handler), policy=Policy(refusal="REFUSED"))
+    _serve(httpserver, "/v1/chat/completions", _sse(_tool_chunks(CLEAN_ARGS)))
+    client = guard.wrap(_oai(httpserver))
+    list(client.chat.completions.create(model="m", messages=USER, stream=True))
+    assert scored.count("bob@example.com\nLunch at noon?") == 1, scored

@@ -46,9 +46,17 @@ class StreamRail:
     _BOUNDARY = re.compile(r"[.!?;:\n]")
 
     def __init__(
-        self, *, max_chars: int = 200, min_chars: int = 40, context_chars: int = 400
+        self,
+        *,
+        max_chars: int = 200,
+        min_chars: int = 40,
+        context_chars: int = 400,
+        final_whole: bool = True,
     ) -> None:
         self.text = ""
+        # False for a text fed whole and checked at once (a tool call's arguments): its
+        # first check's segment is all of it, and the final check scored it a second time.
+        self.final_whole = final_whole
         self.checked = 0
         self.max_chars = max_chars
         # A sentence end makes a check due only once this much text waits: code and
@@ -86,7 +94,7 @@ class StreamRail:
         split across sentences is seen whole), and, before the last chunk is released,
         the whole reply (every window of it)."""
         texts = [self.segment(), guard.last_window(self.text)] if self.pending else []
-        if final and self.text:
+        if final and self.text and self.final_whole:
             texts.append(self.text)
         return list(dict.fromkeys(texts))
 
@@ -107,7 +115,9 @@ class _Rails:
         call's complete arguments) is due at once: its call waits on nothing more."""
         due = False
         for channel, piece in pieces:
-            rail = self.rails.setdefault(channel, StreamRail())
+            rail = self.rails.get(channel) or self.rails.setdefault(
+                channel, StreamRail(final_whole=not whole)
+            )
             due |= rail.feed(piece) or (whole and rail.pending)
         return due
 

@@ -84,7 +84,8 @@ def arguments_text(arguments: Any) -> str:
 
 def _call_texts(message: Any) -> list[str]:
     texts = []
-    for call in _get(message, "tool_calls") or []:
+    calls = _get(message, "tool_calls") or []
+    for call in calls:
         custom, function = _get(call, "custom"), _get(call, "function")
         if custom is not None:  # a custom tool's input is free text, not JSON
             texts.append(_get(custom, "input") or "")
@@ -97,9 +98,12 @@ def _call_texts(message: Any) -> list[str]:
         texts.append(arguments_text(_get(legacy, "arguments") or ""))
     content = message if isinstance(message, list | tuple) else _get(message, "content")
     if isinstance(content, Sequence) and not isinstance(content, str | bytes | bytearray):
-        for block in content:  # Anthropic tool-use blocks; thinking blocks are not read
+        # Anthropic tool-use blocks; thinking blocks are not read. A LangChain message of
+        # ChatAnthropic carries each call twice, as a block and in ``tool_calls``: read once.
+        read = {_get(call, "id") for call in calls} - {None}
+        for block in content:
             tool_input = None if isinstance(block, str) else _get(block, "input")
-            if tool_input is not None:
+            if tool_input is not None and _get(block, "id") not in read:
                 texts.append(arguments_text(tool_input))
     return texts
 
