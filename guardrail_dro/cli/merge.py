@@ -113,15 +113,16 @@ def _carry_failures(files: list[Path], out: Path) -> str | None:
     and failed answers, kept beside its output, not in it) into ``OUT.failures.jsonl``,
     where ``agreement --data OUT`` reads them. Why: after a merge, agreement said the
     refusal rates were "not known". Returns the note saying so, or None when no input
-    has such a file (an earlier ``OUT.failures.jsonl`` is then left as it is)."""
+    has such a file (an earlier ``OUT.failures.jsonl`` is then removed)."""
     found = [p for f in files if (p := f.with_name(f.name + ".failures.jsonl")).is_file()]
-    if not found:
+    dest = out.with_name(out.name + ".failures.jsonl")
+    if not found:  # an earlier merge's failures would be read as this one's
+        dest.unlink(missing_ok=True)
         return None
     text = "".join(
         t if t.endswith("\n") or not t else t + "\n"
         for t in (f.read_text(encoding="utf-8", errors="replace") for f in found)
     )
-    dest = out.with_name(out.name + ".failures.jsonl")
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(dest)

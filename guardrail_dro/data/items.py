@@ -331,8 +331,8 @@ class AnnotatedDataset:
         The schema goes to ``schema_sidecar(path)`` so that safe classes and class
         descriptions survive the round trip; readers pick it up automatically. Both are
         written whole to temporary files before either replaces its old file (the schema
-        was written in place, after the data: a crash between left new items beside the
-        old schema, or a half-written one).
+        was written in place, after the data: a crash could leave it half-written); a
+        crash between the two renames still leaves one new file beside one old one.
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -97,17 +97,17 @@ class _Merger:
         self.mixed: dict[str, str] = {}  # annotator -> note
 
     def add_dataset(self, source: str, dataset: AnnotatedDataset) -> None:
-        seen: dict[str, str] = {}  # join key -> item id, within this dataset
+        seen: set[str] = set()  # join keys met in this dataset
         for it in dataset.items:
             key = it.item_id if self.join == "id" else normalise_text(it.text)
-            if key in seen:  # only a text join meets a key twice in one dataset: the
-                self.repeated += 1  # text is the item, so its copies are one item too
-                # (their labels unioned like any file's; a copy's label that differs is a
-                # conflict). It was refused: toxic-questions' train repeats 20 texts.
-            seen.setdefault(key, it.item_id)
-            self._add_item(source, key, it)
+            repeat = key in seen  # only a text join meets a key twice in one dataset: the
+            self.repeated += repeat  # text is the item, so its copies are one item too
+            # (their labels unioned like any file's; a copy's label that differs is a
+            # conflict). It was refused: toxic-questions' train repeats 20 texts.
+            seen.add(key)
+            self._add_item(source, key, it, repeat=repeat)
 
-    def _add_item(self, source: str, key: str, it: Item) -> None:
+    def _add_item(self, source: str, key: str, it: Item, *, repeat: bool = False) -> None:
         rec = self.records.get(key)
         if rec is None:
             item_id = it.item_id
@@ -130,8 +130,8 @@ class _Merger:
                     "ids are row numbers that differ between files, join them by text "
                     "(--join text)"
                 )
-            self.respelt += 1
-        if rec.item_id != it.item_id:
+            self.respelt += not repeat  # a repeat within one file is counted as one
+        if rec.item_id != it.item_id and not repeat:
             self.renamed += 1
         rec.sources.add(source)
         for a in it.annotations:

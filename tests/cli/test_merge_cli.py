@@ -163,3 +163,15 @@ def test_a_large_crowd_is_summed_up_after_twenty_names(tmp_path: Path) -> None:
     lines = res.stdout.splitlines()
     assert "  w19  human  1 item(s)" in lines and not any(ln.startswith("  w20") for ln in lines)
     assert "  ... and 5 more (4 human, 1 llm)" in lines
+
+
+def test_an_earlier_merges_failures_file_is_not_left_behind(tmp_path: Path) -> None:
+    """``agreement --data OUT`` reads ``OUT.failures.jsonl``: one left by an earlier merge
+    of other inputs was read as this merge's refusals."""
+    crowd = _files(tmp_path)[0]
+    out = tmp_path / "m.jsonl"
+    stale = tmp_path / "m.jsonl.failures.jsonl"
+    stale.write_text('{"item_id": "q0", "annotator": "x", "outcome": "refused"}\n')
+    res = run("merge", str(crowd), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert not stale.exists()

@@ -281,3 +281,15 @@ def test_a_label_outside_the_result_schema_names_its_dataset() -> None:
     first = AnnotatedDataset([Item(item_id="1", text="t")], SCHEMA, name="first")
     with pytest.raises(SchemaError, match=r"spam\.csv: item '1': annotator 'a' label 'spam'"):
         merge_datasets([first, ds])
+
+
+def test_a_repeat_within_one_file_gets_only_its_own_note(tmp_path: Path) -> None:
+    """It was also counted as a text "differing between files" and as an item "joined
+    under another id": two false notes beside the true one."""
+    rows = f"text,label_x\n{BREAD},safe\n{BREAD.upper()},safe\n{BOMB},toxic\n"
+    merged = _merge(_write(tmp_path / "case.csv", rows), join="text")
+    assert len(merged) == 2
+    assert [n for n in merged.notes if "item(s)" in n] == [
+        "1 item(s) repeat a text that appears earlier in the same file: joined with it "
+        "(--join text), its labels counted once per annotator"
+    ], merged.notes
