@@ -66,3 +66,23 @@ def test_bind_refuses_a_busy_port_and_listens_on_a_free_one(busy_port: int) -> N
     finally:
         for sock in sockets:
             sock.close()
+
+
+def test_background_server_url_on_ipv6_has_brackets() -> None:
+    """``http://::1:PORT`` is no URL: the address needs brackets (as ``serve``'s line)."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from guardrail_dro.serve.http.server import BackgroundServer
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"))])
+    with BackgroundServer(app, host="::1") as url:
+        assert url.startswith("http://[::1]:")
+        assert httpx.get(url + "/").text == "ok"

@@ -150,8 +150,7 @@ class BackgroundServer:
                 self.server.should_exit = True
                 raise RuntimeError("the moderation server did not start (see its log)")
             time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://{self.host}:{port}"
+        self.url = _url_of(self.host, self.server.servers[0].sockets[0])  # [::1] too
         return self.url
 
     def __exit__(
