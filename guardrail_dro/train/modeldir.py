@@ -360,7 +360,9 @@ class TrainedModel:
 
     # ---- inference -------------------------------------------------------------------
     @torch.no_grad()
-    def probabilities(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, ...]:
+    def probabilities(
+        self, texts: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(class head's, exported model's) class probabilities (N, C), batched by length,
         in input order, as ``TrainResult.probabilities``: the first's argmax is the class
         the model was selected and reported on, the second's 1 - P(safe) the toxic score
