@@ -13,12 +13,11 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from annotators import AnnotationCache, AnnotationResult, AnthropicAnnotator
+from annotators import AnnotationCache, AnthropicAnnotator
 from annotators.anthropic_annotator import TOOL_NAME, parse_message
 from annotators.batch import batch_annotate_with_report
 from annotators.cache import key_for
 from annotators.config import load_config
-from annotators.labelling import label_text
 from annotators.prompts import build_prompt
 from annotators.retry import RetryPolicy
 from annotators.runner import annotate_with_report
@@ -28,6 +27,7 @@ from annotators.testing import FakeLLMServer, Fault
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError
 from tests.annotators.ann_helpers import KEY, make_dataset
+from tests.annotators.test_reasoning_budget import _ask
 
 TWO = ["you idiot", "have a nice day"]
 
@@ -36,18 +36,6 @@ def _claude(srv: FakeLLMServer, **kw: object) -> AnthropicAnnotator:
     return AnthropicAnnotator(
         "claude-sonnet-4-5", api_key=KEY, base_url=srv.anthropic_base_url, **kw
     )  # type: ignore[arg-type]
-
-
-def _ask(
-    ann: AnthropicAnnotator, schema: LabelSchema, policy: RetryPolicy | None = None
-) -> AnnotationResult:
-    async def go() -> AnnotationResult:
-        try:
-            return await label_text(ann, "you idiot", schema, policy=policy)
-        finally:
-            await ann.aclose()
-
-    return asyncio.run(go())
 
 
 # ---- the request and the reply ----------------------------------------------------------
