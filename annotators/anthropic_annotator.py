@@ -83,7 +83,9 @@ class AnthropicAnnotator:
         api_key: defaults to ``ANTHROPIC_API_KEY`` (via the SDK); never logged or cached.
         base_url: the API root (no ``/v1``); default: the SDK's.
         max_tokens: the reply's token budget (with thinking: the answer's, after it).
-        temperature: sampling temperature; None sends none (the API's default).
+        temperature: refused unless None: accepted as an argument only so that a
+            temperature fails here, naming the annotator, rather than as the SDK's
+            ``TypeError`` on every call (``messages.create`` of SDK 2.x has none).
         thinking_budget: tokens of extended thinking before the answer (at least
             ``THINKING_MIN_BUDGET``); None: no thinking, and requests and cache keys are
             those of adapters that predate it. The request's ``max_tokens`` is this plus
@@ -93,8 +95,8 @@ class AnthropicAnnotator:
 
     Raises:
         ConfigError: a ``thinking_budget`` that is not a whole number of at least
-            ``THINKING_MIN_BUDGET``, or one with a temperature (thinking allows only the
-            API's default).
+            ``THINKING_MIN_BUDGET``; any temperature (with thinking: the API allows only
+            its default; without: SDK 2.x takes none).
     """
 
     provider = "anthropic"
@@ -114,9 +116,12 @@ class AnthropicAnnotator:
                 f"anthropic:{model}: extended thinking (thinking_budget) takes no temperature "
                 f"(the API allows only its default), not {temperature}: remove temperature "
                 "from this annotator")
+        if temperature is not None:  # refused here, not as the SDK's TypeError per call
+            raise ConfigError(
+                f"anthropic:{model}: the Anthropic Messages API (SDK 2.x) takes no "
+                f"temperature, not {temperature}: remove temperature from this annotator")
         self.thinking_budget = thinking_budget
         self.model = model
-        self.temperature = temperature
         self.name = name or f"anthropic:{model}"
         self.base_url = base_url
         self.max_tokens = max_tokens
@@ -130,10 +135,9 @@ class AnthropicAnnotator:
     def cache_params(self) -> dict[str, Any]:
         # Another server is another model, whatever its name: key it apart.
         server = server_params(self.base_url, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
-        sampling = {} if self.temperature is None else {"temperature": self.temperature}
         thinking = {} if self.thinking_budget is None else {
             "thinking_budget": self.thinking_budget}
-        return {"max_tokens": self.max_tokens, **sampling, **thinking, **server}
+        return {"max_tokens": self.max_tokens, **thinking, **server}
 
     @property
     def request_max_tokens(self) -> int:
@@ -154,7 +158,6 @@ class AnthropicAnnotator:
         return {
             "model": self.model,
             "max_tokens": self.request_max_tokens,
-            **({} if self.temperature is None else {"temperature": self.temperature}),
             "system": prompt.system,
             "messages": [dict(m) for m in prompt.messages],
             "tools": [{

@@ -179,6 +179,19 @@ async def test_refusal_is_its_own_outcome(provider: str, server: FakeLLMServer,
     assert server.calls["hello"] == 1  # a refusal is not retried
 
 
+def test_a_claude_temperature_is_refused_when_built_not_per_call(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy) -> None:
+    """SDK 2.x's messages.create takes no temperature: built with one, the first call
+    raised the SDK's TypeError ("unexpected keyword argument 'temperature'"), naming
+    neither the annotator nor what to do."""
+    from guardrail_dro.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"anthropic:claude-haiku-4-5: .*takes no "
+                                          r"temperature, not 0\.0: remove temperature"):
+        make("anthropic", server, temperature=0.0)
+    assert server.received == []
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_api_key_is_sent_but_never_in_repr(provider: str, server: FakeLLMServer,
