@@ -170,10 +170,10 @@ class AnnotatedDataset:
     @cached_property
     def groups(self) -> tuple[str, ...]:
         """Group names, in natural sort order."""
-        from guardrail_dro.data.schema import _natural_key
+        from guardrail_dro.data.names import natural_key
 
         return tuple(
-            sorted({it.group for it in self.items if it.group is not None}, key=_natural_key)
+            sorted({it.group for it in self.items if it.group is not None}, key=natural_key)
         )
 
     @property

@@ -8,7 +8,6 @@ file and labels read from a CSV compare without any coercion. The order of
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -24,14 +23,10 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from guardrail_dro.data.names import natural_key
 from guardrail_dro.errors import SchemaError
 
 __all__ = ["LabelSchema"]
-
-
-def _natural_key(label: str) -> tuple:
-    # "2" sorts before "10"; mixed names sort by their text.
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", label))
 
 
 class LabelSchema(BaseModel):
@@ -122,7 +117,7 @@ class LabelSchema(BaseModel):
     @classmethod
     def from_labels(cls, labels: Iterable[str], *, safe: Iterable[str] = ()) -> LabelSchema:
         """The sorted set of labels seen (natural order). No class is assumed safe."""
-        seen = sorted({str(x) for x in labels}, key=_natural_key)
+        seen = sorted({str(x) for x in labels}, key=natural_key)
         if len(seen) < 2:
             raise SchemaError(
                 f"cannot infer a label schema from fewer than two distinct labels (saw {seen}); "

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from guardrail_dro.data.items import AnnotatedDataset, normalise_text
+from guardrail_dro.data.names import natural_key, quoted_names
 from guardrail_dro.errors import ConfigError, DataError
 
 __all__ = ["MAX_TEST_FRACTION", "DatasetSplits", "split_dataset"]
@@ -97,11 +98,6 @@ def _test_counts(sizes: Sequence[int], fraction: float) -> list[int]:
             counts[s] += 1
             seats -= 1
     return counts
-
-
-def _shown(names: Sequence[str], n: int = 3) -> str:
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return ", ".join(repr(x) for x in names[:n]) + more
 
 
 def split_dataset(
@@ -174,9 +170,7 @@ def split_dataset(
     notes: list[str] = []
     test_units: set[int] = set()
     if fraction > 0:
-        from guardrail_dro.data.schema import _natural_key
-
-        names = sorted(strata, key=_natural_key)
+        names = sorted(strata, key=natural_key)
         counts = _test_counts([len(strata[s]) for s in names], fraction)
         stratum = "group" if by_group else "gold class"
         if not sum(counts):
@@ -191,7 +185,8 @@ def split_dataset(
         valid_only = [s or "(none)" for s, k in zip(names, counts, strict=True) if not k]
         if valid_only:
             notes.append(
-                f"{'group(s)' if by_group else 'gold class(es)'} {_shown(valid_only)} in valid "
+                f"{'group(s)' if by_group else 'gold class(es)'} "
+                f"{quoted_names(valid_only, 3)} in valid "
                 "only: too few gold texts to spare one for test (each keeps one in valid)"
             )
         repeated = sum(len(u) > 1 for u in held)
@@ -203,7 +198,7 @@ def split_dataset(
     if left_out:
         notes.append(
             f"{len(left_out)} item(s) without gold share their text with a gold item (case, "
-            f"Unicode form and whitespace aside; e.g. {_shown(left_out, 2)}) and are in no "
+            f"Unicode form and whitespace aside; e.g. {quoted_names(left_out, 2)}) and are in no "
             "split: valid and test take gold items only, and in train they would be texts "
             "valid judges (the trainer drops train items seen in valid)"
         )

@@ -12,12 +12,13 @@ embedded or trained.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from guardrail_dro.data.names import quoted_names
 from guardrail_dro.errors import DataError
 
 if TYPE_CHECKING:
@@ -52,14 +53,6 @@ GOLD_MIN_VALID = 5
 """``gold`` trains on 80% of valid and selects on the other 20%: the smallest valid in
 which the 20% is one whole item. With fewer the selection part is empty (1 item) or
 the split is not the 80/20 the notes report."""
-
-
-def quoted_names(values: Iterable[str], most: int = 5) -> str:
-    """Quoted, comma-separated, the first ``most`` then how many more: a note stays one
-    readable line even for a crowd of hundreds."""
-    values = list(values)
-    shown = ", ".join(repr(v) for v in values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def check_train_left(train: AnnotatedDataset, dropped: int, split: str = "valid") -> None:
