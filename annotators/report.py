@@ -30,6 +30,7 @@ from annotators.templates import PromptTemplate
 from annotators.tokens import counter_for, request_tokens
 from guardrail_dro.data.items import AnnotatedDataset, Annotation
 from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.outputs import replace_file
 
 __all__ = ["AnnotationRun", "AnnotatorEstimate", "Failure", "RunReport", "estimate_into",
            "results_to_annotations"]
@@ -156,13 +157,19 @@ class RunReport:
         return lines
 
     def write_failures(self, path: str | Path) -> Path:
-        """Write every failure as one JSON line (item_id, annotator, outcome, error, raw)."""
+        """Write every failure as one JSON line (item_id, annotator, outcome, error, raw),
+        whole or not at all (``replace_file``): a file cut off at a line end reads as
+        complete, and ``agreement`` and ``merge`` would take its refusal rates as the
+        run's."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for fail in self.failures:
-                row = {k: redact(v) if isinstance(v, str) else v for k, v in fail.__dict__.items()}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8") as f:
+                for fail in self.failures:
+                    row = {k: redact(v) if isinstance(v, str) else v for k, v in vars(fail).items()}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+        replace_file(path, write)
         return path
 
 

@@ -19,13 +19,12 @@ The config is checked by parsing it with Triton's own protobuf definitions
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 from guardrail_dro.errors import ArtifactError, ConfigError, DependencyError
+from guardrail_dro.outputs import replace_file, replace_text
 from guardrail_dro.serve.artifact import GuardArtifact, load_artifact
 
 __all__ = [
@@ -230,18 +229,7 @@ def write_triton_repository(
     # Each file whole or not at all, the model first and the config last: a Triton that
     # polls the repository (--model-control-mode=poll) read a half-copied model.onnx
     # when it was overwritten in place after the new config.
-    _replace(model_dir / str(version) / "model.onnx", lambda tmp: shutil.copyfile(src, tmp))
-    labels = "\n".join(artifact.schema.classes) + "\n"
-    _replace(model_dir / "labels.txt", lambda tmp: tmp.write_text(labels, encoding="utf-8"))
-    _replace(model_dir / "config.pbtxt", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    replace_file(model_dir / str(version) / "model.onnx", lambda tmp: shutil.copyfile(src, tmp))
+    replace_text(model_dir / "labels.txt", "\n".join(artifact.schema.classes) + "\n")
+    replace_text(model_dir / "config.pbtxt", text)
     return model_dir
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` a sibling temporary file, then rename it over ``path`` (atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -24,6 +24,12 @@ leaving the folder is the safe side of that doubt. Not told apart: two hosts who
 shorten alike, or containers that share a host name but not a pid namespace; a writer
 there looks dead here (its pid is not visible) and would lose its folder. That needs the
 same output written at the same time from both, on a shared disk.
+
+A file written whole through ``outputs.replace_file`` goes the same way: its temporary
+file beside it, ``.NAME.tmp-HOST-PID-RANDOM``, is removed by the writer on any exception
+but not after a SIGKILL; ``sweep_temp_files(path)`` clears a dead owner's when the next
+write of that file starts. ``sweep_leftovers`` looks at folders only, so neither sweep
+touches what the other one's writers make.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Leftover", "owner_tag", "sweep_leftovers"]
+__all__ = ["Leftover", "owner_tag", "sweep_leftovers", "sweep_temp_files"]
 
 _log = logging.getLogger(__name__)
 
@@ -63,7 +69,8 @@ def owner_tag() -> str:
 
 @dataclass(frozen=True)
 class Leftover:
-    """A sibling folder of an output that an earlier writer of it left."""
+    """A sibling folder (a temporary file, from ``sweep_temp_files``) of an output that an
+    earlier writer of it left."""
 
     path: Path
     size: int
@@ -143,6 +150,57 @@ def sweep_leftovers(out: str | Path, kinds: Sequence[str]) -> list[Leftover]:
             continue
         found.append(_settle(path, out, kind, owned))
     return found
+
+
+def sweep_temp_files(path: str | Path) -> list[Leftover]:
+    """Clear the temporary files a killed ``replace_file`` of ``path`` left beside it.
+
+    Why: such a file is as big as the output (a Triton ``model.onnx`` copy: hundreds of
+    MB), hidden by its dot name, and no later run names it. Only siblings named
+    ``.{path.name}.tmp-HOST-PID-RANDOM`` are looked at. Owner on this host, no longer
+    running: removed, logged as ``sweep_leftovers`` logs a folder. Owner running: left
+    alone without a word (another writer of the same file at this moment: two benches
+    resumed into one runs folder). Another host: left alone and named.
+
+    Returns:
+        What was removed or named.
+    """
+    path = Path(path)
+    prefix = f".{path.name}.tmp-"
+    if os.name != "posix" or not path.parent.is_dir():
+        return []
+    with os.scandir(path.parent) as entries:
+        names = sorted(e.name for e in entries if e.name.startswith(prefix))
+    found = []
+    for name in names:
+        tmp, owned = path.parent / name, _OWNED.fullmatch(name[len(prefix) :])
+        if owned is None or tmp.is_symlink() or not tmp.is_file():
+            continue
+        size = _size_of(tmp)
+        what = f"{tmp} ({_mb(size)})"
+        if owned["host"] != _host():
+            why = f"made on host {owned['host']}, whose processes cannot be seen from here"
+            msg = f"left alone: {what}: {why}; remove it if nothing there is writing {path}"
+            found.append(_note(tmp, size, "left alone", msg))
+        elif not _running(int(owned["pid"])):
+            gone = f"left by process {owned['pid']} on this host, which is no longer running"
+            try:
+                tmp.unlink()
+            except FileNotFoundError:  # another writer's sweep removed it first
+                continue
+            except OSError as exc:
+                msg = f"could not remove {what}, {gone}: {exc.strerror}; remove it by hand"
+                found.append(_note(tmp, size, "not removed", msg))
+                continue
+            found.append(_note(tmp, size, "removed", f"removed {what}, {gone}"))
+    return found
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # renamed into place or removed meanwhile by its writer
+        return 0
 
 
 def _settle(path: Path, out: Path, kind: str, owned: re.Match[str] | None) -> Leftover:

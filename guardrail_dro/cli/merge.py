@@ -14,6 +14,7 @@ import typer
 
 from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.outputs import replace_text
 
 if TYPE_CHECKING:
     from guardrail_dro.data.items import AnnotatedDataset
@@ -123,9 +124,7 @@ def _carry_failures(files: list[Path], out: Path) -> str | None:
         t if t.endswith("\n") or not t else t + "\n"
         for t in (f.read_text(encoding="utf-8", errors="replace") for f in found)
     )
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(dest)
+    replace_text(dest, text)
     rows = len(text.splitlines())
     return f"{rows} refused / invalid / failed answer(s) of {len(found)} annotate run(s) -> {dest}"
 

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import DataError, SchemaError
+from guardrail_dro.outputs import replace_file
 
 __all__ = [
     "AnnotatedDataset",
@@ -326,25 +327,28 @@ class AnnotatedDataset:
 
     # ---- io ---------------------------------------------------------------------------
     def save_jsonl(self, path: str | Path) -> None:
-        """Write one item per line, and the label schema beside it, each atomically.
+        """Write one item per line, and the label schema beside it, each whole or not at
+        all (``outputs.replace_file``).
 
         The schema goes to ``schema_sidecar(path)`` so that safe classes and class
         descriptions survive the round trip; readers pick it up automatically. Both are
         written whole to temporary files before either replaces its old file (the schema
         was written in place, after the data: a crash could leave it half-written); a
         crash between the two renames still leaves one new file beside one old one.
+        The schema is written and renamed inside the data's ``write``: once the data are
+        whole in their temporary file.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        sidecar = schema_sidecar(path)
-        tmp_schema = sidecar.with_suffix(sidecar.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for it in self.items:
-                f.write(json.dumps(it.model_dump(exclude_none=True), ensure_ascii=False) + "\n")
-        self.schema.save(tmp_schema)
-        tmp_schema.replace(sidecar)
-        tmp.replace(path)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8") as f:
+                f.writelines(
+                    json.dumps(it.model_dump(exclude_none=True), ensure_ascii=False) + "\n"
+                    for it in self.items
+                )
+            replace_file(schema_sidecar(path), self.schema.save)
+
+        replace_file(path, write)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import DataError
+from guardrail_dro.outputs import replace_file
 from guardrail_dro.train.baselines import SINGLE_MIN_ITEMS, single_candidates
 from guardrail_dro.train.best_single import choice_note, select_key
 from guardrail_dro.train.config import TrainConfig
@@ -172,12 +173,10 @@ def load_run(path: Path, key: str, method: str) -> FinishedRun | None:
 
 
 def save_run(path: Path, run: FinishedRun) -> None:
-    """Write atomically (temporary file, then rename): a crash mid-write leaves no half
+    """Write whole or not at all (``replace_file``): a crash mid-write leaves no half
     file that a restart could mistake for a finished run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(run.model_dump_json(indent=2) + "\n")
-    tmp.replace(path)
+    text = run.model_dump_json(indent=2) + "\n"
+    replace_file(path, lambda tmp: tmp.write_text(text))  # the locale's, as load_run reads
 
 
 class RunStore:

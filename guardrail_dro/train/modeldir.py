@@ -41,7 +41,7 @@ from guardrail_dro.checksums import file_sha256, new_folder
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ArtifactError
 from guardrail_dro.leftovers import sweep_leftovers
-from guardrail_dro.outputs import as_path
+from guardrail_dro.outputs import as_path, replace_text
 from guardrail_dro.train.background import BackgroundChoice
 from guardrail_dro.train.estimator_state import load_estimator
 from guardrail_dro.train.features import clone_embedder
@@ -353,9 +353,9 @@ class TrainedModel:
             man.data_names["test"] = data_name
         man.data_sizes["test"] = metrics.n
         card = d / "README.md"
-        _replace_text(card, model_card(man, trained.schema))
+        replace_text(card, model_card(man, trained.schema))
         man.files["README.md"] = file_sha256(card)
-        _replace_text(d / "manifest.json", man.model_dump_json(indent=2) + "\n")
+        replace_text(d / "manifest.json", man.model_dump_json(indent=2) + "\n")
         return man
 
     # ---- inference -------------------------------------------------------------------
@@ -409,10 +409,3 @@ def check_save_target(out_dir: str | Path) -> Path:
         )
     sweep_leftovers(out, ("new", "old"))
     return out
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write ``path`` through a sibling temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.new")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
