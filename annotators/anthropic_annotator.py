@@ -19,12 +19,23 @@ use") and any temperature but the default, so with it the tool is offered
 (``tool_choice`` ``auto``) and the answer is read from the tool call or, as the prompt
 asks, from the JSON of the text block. Thinking is billed as output tokens
 (``usage.output_tokens`` includes it).
+
+Adaptive thinking (``thinking="adaptive"``, sent as ``{"type": "adaptive"}``): Claude
+decides whether and how much to think (Anthropic's recommended mode on claude-opus-4-6,
+where the SDK calls ``enabled`` deprecated). There is no budget to send, but thinking
+still counts toward ``max_tokens``, so the request asks for ``thinking_room`` (default
+``ADAPTIVE_THINKING_ROOM``) plus ``max_tokens``: a reply whose thinking runs past its room
+eats into the answer's and may be cut. The tool is offered, not forced, as with
+``enabled``. ``thinking_room`` is not part of the cache key: it only decides where a reply
+is cut, and a cut reply is never cached, so raising it after cuts asks only the cut items
+again.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import warnings
+from typing import Any, Literal
 
 from annotators.base import Prompt, RawReply, Usage
 from annotators.cache import server_params
@@ -34,8 +45,8 @@ from annotators.prompts import reply_json_schema
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError, require
 
-__all__ = ["DEFAULT_BASE_URL", "THINKING_MIN_BUDGET", "TOOL_NAME", "AnthropicAnnotator",
-           "parse_message"]
+__all__ = ["ADAPTIVE_THINKING_ROOM", "DEFAULT_BASE_URL", "THINKING_MIN_BUDGET", "TOOL_NAME",
+           "AnthropicAnnotator", "ThinkingMode", "parse_message"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -44,6 +55,16 @@ TOOL_NAME = "record_label"
 THINKING_MIN_BUDGET = 1024
 """The smallest ``budget_tokens`` the API takes for extended thinking (a smaller one is
 answered with a 400 on every request, so it is refused before the first)."""
+
+ADAPTIVE_THINKING_ROOM = 16000
+"""The default ``thinking_room`` of adaptive thinking: the ``max_tokens`` of Anthropic's
+own adaptive-thinking examples. The answer's 300 alone would cut most replies of a model
+that thinks first; a cut reply is billed in full and asked again, a room left unused
+costs nothing (the dry run shows it as the ceiling a reply can bill)."""
+
+ThinkingMode = Literal["adaptive", "enabled"]
+"""``thinking``: ``"adaptive"`` (Claude decides how much) or ``"enabled"`` (extended
+thinking with a ``thinking_budget``, implied by one)."""
 
 
 def parse_message(body: dict[str, Any]) -> RawReply:
@@ -54,8 +75,8 @@ def parse_message(body: dict[str, Any]) -> RawReply:
     tool unforced; anything else fails validation and gets one repair call). Thinking
     and redacted thinking blocks are never part of it.
     ``stop_reason == "max_tokens"`` gives a ``CutReply`` with ``reasoning_tokens`` None:
-    its remedy (the ``thinking_budget`` or ``max_tokens`` of this annotator) does not
-    depend on how much of the budget was thinking.
+    its remedy (the ``thinking_budget``, ``thinking_room`` or ``max_tokens`` of this
+    annotator) does not depend on how much of the budget was thinking.
     """
     usage = body.get("usage") or {}
     blocks = body.get("content") or []
@@ -75,6 +96,60 @@ def parse_message(body: dict[str, Any]) -> RawReply:
     )
 
 
+def _check_thinking(model: str, thinking: object, budget: object, room: object,
+                    temperature: float | None) -> ThinkingMode | None:
+    """The thinking mode these arguments ask for (None: none), or the ConfigError that
+    names the argument a user got wrong: each bad combination is refused here, before a
+    request, rather than as a 400 (or a quietly different request) on every item."""
+    where = f"anthropic:{model}"
+    if thinking not in (None, "adaptive", "enabled"):
+        raise ConfigError(f"{where}: thinking={thinking!r}: give \"adaptive\" (Claude decides "
+                          "how much to think), \"enabled\" with a thinking_budget, or leave "
+                          "thinking out")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)
+                               or budget < THINKING_MIN_BUDGET):
+        raise ConfigError(
+            f"{where}: thinking_budget={budget!r}: Anthropic's extended thinking needs a whole "
+            f"number of at least {THINKING_MIN_BUDGET} tokens; give {THINKING_MIN_BUDGET} or "
+            "more, or leave thinking_budget out for no thinking")
+    if thinking == "adaptive" and budget is not None:
+        raise ConfigError(
+            f"{where}: thinking=\"adaptive\" takes no thinking_budget (Claude decides how much "
+            "to think; a budget is for thinking=\"enabled\"): remove thinking_budget, and set "
+            "thinking_room for more or less max_tokens room for the thinking")
+    if thinking == "enabled" and budget is None:
+        raise ConfigError(f"{where}: thinking=\"enabled\" needs a thinking_budget (at least "
+                          f"{THINKING_MIN_BUDGET} tokens), or use thinking=\"adaptive\"")
+    mode: ThinkingMode | None = "enabled" if budget is not None else thinking
+    if room is not None and mode != "adaptive":
+        raise ConfigError(f"{where}: thinking_room is the max_tokens room of adaptive thinking: "
+                          "set thinking=\"adaptive\" too, or remove thinking_room"
+                          + (" (thinking_budget is the room of enabled thinking)" if mode else ""))
+    if room is not None and (isinstance(room, bool) or not isinstance(room, int) or room < 1):
+        raise ConfigError(f"{where}: thinking_room={room!r}: give a whole number of tokens (e.g. "
+                          f"{ADAPTIVE_THINKING_ROOM}), or leave it out for the default")
+    if mode is not None and temperature is not None:
+        name = "thinking=\"adaptive\"" if mode == "adaptive" else "thinking_budget"
+        raise ConfigError(
+            f"{where}: extended thinking ({name}) takes no temperature (the API allows only its "
+            f"default), not {temperature}: remove temperature from this annotator")
+    if temperature is not None:  # refused here, not as the SDK's TypeError per call
+        raise ConfigError(
+            f"{where}: the Anthropic Messages API (SDK 2.x) takes no temperature, not "
+            f"{temperature}: remove temperature from this annotator")
+    return mode
+
+
+def _sdk_deprecates_enabled(model: str) -> bool:
+    """Whether the installed SDK warns that ``thinking.type=enabled`` is deprecated on
+    ``model`` (its own list, read so that this note follows the SDK's warning)."""
+    try:
+        from anthropic._data import MODELS_TO_WARN_WITH_THINKING_ENABLED as listed
+    except ImportError:  # no SDK (a dry run), or one that moved the list: no note
+        return False
+    return model in listed
+
+
 class AnthropicAnnotator:
     """An annotator backed by Claude through the Messages API.
 
@@ -87,16 +162,30 @@ class AnthropicAnnotator:
             temperature fails here, naming the annotator, rather than as the SDK's
             ``TypeError`` on every call (``messages.create`` of SDK 2.x has none).
         thinking_budget: tokens of extended thinking before the answer (at least
-            ``THINKING_MIN_BUDGET``); None: no thinking, and requests and cache keys are
-            those of adapters that predate it. The request's ``max_tokens`` is this plus
-            ``max_tokens``; the budget is part of the cache key when set.
+            ``THINKING_MIN_BUDGET``; implies ``thinking="enabled"``); None: no thinking, and
+            requests and cache keys are those of adapters that predate it. The request's
+            ``max_tokens`` is this plus ``max_tokens``; the budget is part of the cache key
+            when set.
+        thinking: ``"adaptive"``: Claude decides how much to think (no budget is sent);
+            ``"enabled"``: the same as giving ``thinking_budget`` alone. Part of the cache
+            key when adaptive.
+        thinking_room: adaptive thinking only: the ``max_tokens`` room for the thinking,
+            added to ``max_tokens`` in the request (default ``ADAPTIVE_THINKING_ROOM``).
         timeout: seconds before one request counts as timed out (then retried).
         name: annotator id in the dataset; default ``"anthropic:<model>"``.
 
     Raises:
         ConfigError: a ``thinking_budget`` that is not a whole number of at least
-            ``THINKING_MIN_BUDGET``; any temperature (with thinking: the API allows only
-            its default; without: SDK 2.x takes none).
+            ``THINKING_MIN_BUDGET``; a ``thinking`` other than ``"adaptive"`` /
+            ``"enabled"``; adaptive with a budget, enabled without one; a
+            ``thinking_room`` without adaptive or not a positive whole number; any
+            temperature (with thinking: the API allows only its default; without: SDK 2.x
+            takes none).
+
+    Warns:
+        UserWarning: when built, for ``enabled`` thinking on a model whose SDK calls it
+            deprecated (claude-opus-4-6): it names this annotator's ``thinking="adaptive"``
+            and comes before any call, batches included (the SDK warns on live calls only).
     """
 
     provider = "anthropic"
@@ -104,23 +193,20 @@ class AnthropicAnnotator:
     def __init__(self, model: str, *, api_key: str | None = None, base_url: str | None = None,
                  max_tokens: int = 300, timeout: float = 60.0,
                  name: str | None = None, temperature: float | None = None,
-                 thinking_budget: int | None = None) -> None:
-        if thinking_budget is not None and (isinstance(thinking_budget, bool) or not isinstance(
-                thinking_budget, int) or thinking_budget < THINKING_MIN_BUDGET):
-            raise ConfigError(
-                f"anthropic:{model}: thinking_budget={thinking_budget!r}: Anthropic's extended "
-                f"thinking needs a whole number of at least {THINKING_MIN_BUDGET} tokens; give "
-                f"{THINKING_MIN_BUDGET} or more, or leave thinking_budget out for no thinking")
-        if thinking_budget is not None and temperature is not None:
-            raise ConfigError(
-                f"anthropic:{model}: extended thinking (thinking_budget) takes no temperature "
-                f"(the API allows only its default), not {temperature}: remove temperature "
-                "from this annotator")
-        if temperature is not None:  # refused here, not as the SDK's TypeError per call
-            raise ConfigError(
-                f"anthropic:{model}: the Anthropic Messages API (SDK 2.x) takes no "
-                f"temperature, not {temperature}: remove temperature from this annotator")
+                 thinking_budget: int | None = None, thinking: ThinkingMode | None = None,
+                 thinking_room: int | None = None) -> None:
+        self.thinking = _check_thinking(model, thinking, thinking_budget, thinking_room,
+                                        temperature)
+        if self.thinking == "enabled" and _sdk_deprecates_enabled(model):
+            warnings.warn(
+                f"anthropic:{model}: thinking_budget={thinking_budget} sends extended thinking "
+                f"as thinking.type=enabled, which Anthropic deprecates on {model}; "
+                "thinking=\"adaptive\" (in place of thinking_budget: in the --config file's "
+                "[[annotators]] entry, or the adapter's thinking=) lets Claude decide how much "
+                "to think", UserWarning, stacklevel=2)
         self.thinking_budget = thinking_budget
+        self.thinking_room = (ADAPTIVE_THINKING_ROOM if thinking_room is None
+                              and self.thinking == "adaptive" else thinking_room)
         self.model = model
         self.name = name or f"anthropic:{model}"
         self.base_url = base_url
@@ -135,15 +221,19 @@ class AnthropicAnnotator:
     def cache_params(self) -> dict[str, Any]:
         # Another server is another model, whatever its name: key it apart.
         server = server_params(self.base_url, "ANTHROPIC_BASE_URL", DEFAULT_BASE_URL)
-        thinking = {} if self.thinking_budget is None else {
-            "thinking_budget": self.thinking_budget}
+        thinking: dict[str, Any] = {}  # none: the keys of adapters that predate thinking
+        if self.thinking == "enabled":
+            thinking = {"thinking_budget": self.thinking_budget}
+        elif self.thinking == "adaptive":  # not thinking_room: it only decides where a
+            # reply is cut, and a cut one is never cached, so a larger room reuses the rest
+            thinking = {"thinking": "adaptive"}
         return {"max_tokens": self.max_tokens, **thinking, **server}
 
     @property
     def request_max_tokens(self) -> int:
-        """The request's ``max_tokens``: the answer's budget plus any thinking budget
-        (the most output tokens a reply can bill)."""
-        return self.max_tokens + (self.thinking_budget or 0)
+        """The request's ``max_tokens``: the answer's budget plus any thinking budget or
+        adaptive thinking's room (the most output tokens a reply can bill)."""
+        return self.max_tokens + (self.thinking_budget or self.thinking_room or 0)
 
     def _new_client(self) -> Any:
         anthropic = require("anthropic", "annotate")
@@ -152,9 +242,10 @@ class AnthropicAnnotator:
 
     def request_body(self, prompt: Prompt, schema: LabelSchema) -> dict[str, Any]:
         """The Messages API parameters (also the ``params`` of a batch request)."""
-        thinking = {} if self.thinking_budget is None else {  # after the rest: bodies
-            # without thinking stay byte for byte those of adapters that predate it
-            "thinking": {"type": "enabled", "budget_tokens": self.thinking_budget}}
+        thinking = {} if self.thinking is None else {  # after the rest: bodies without
+            # thinking stay byte for byte those of adapters that predate it
+            "thinking": {"type": "adaptive"} if self.thinking == "adaptive"
+            else {"type": "enabled", "budget_tokens": self.thinking_budget}}
         return {
             "model": self.model,
             "max_tokens": self.request_max_tokens,
@@ -165,7 +256,7 @@ class AnthropicAnnotator:
                 "description": "Record the label, rationale and confidence for the text.",
                 "input_schema": reply_json_schema(schema),
             }],
-            "tool_choice": {"type": "tool", "name": TOOL_NAME} if self.thinking_budget is None
+            "tool_choice": {"type": "tool", "name": TOOL_NAME} if self.thinking is None
             else {"type": "auto"},  # thinking may not be enabled with a forced tool
             **thinking,
         }

@@ -17,7 +17,9 @@ documented, to copy with ``guardrail-dro annotate --print-config``):
   (``temperature``, ``max_tokens``, and for OpenAI reasoning models ``reasoning_effort``:
   their hidden reasoning is paid from ``max_tokens``, so a reply cut at that budget is
   fixed here, by a larger budget or a lower effort; for Claude ``thinking_budget``, the
-  tokens of extended thinking asked for on top of ``max_tokens``).
+  tokens of extended thinking asked for on top of ``max_tokens``, or ``thinking =
+  "adaptive"``, Claude deciding how much to think within ``thinking_room`` tokens on top
+  of ``max_tokens``).
 - ``[run]``: ``concurrency``, ``rpm``, ``tpm``, ``max_attempts``, ``timeout``.
 
 Unknown keys are errors (a misspelt ``guidlines`` would otherwise be silently ignored).
@@ -33,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from annotators.anthropic_annotator import THINKING_MIN_BUDGET
+from annotators.anthropic_annotator import THINKING_MIN_BUDGET, ThinkingMode
 from annotators.openai_annotator import ReasoningEffort
 from annotators.templates import (
     DEFAULT_TEMPLATE,
@@ -91,6 +93,12 @@ class AnnotatorEntry(_Strict):
     thinking_budget: int | None = None
     """Claude only (checked by ``make_annotator``): tokens of extended thinking, at least
     ``THINKING_MIN_BUDGET``; None: no thinking, nothing sent."""
+    thinking: ThinkingMode | None = None
+    """Claude only: ``"adaptive"``: Claude decides how much to think (with no
+    ``thinking_budget``); ``"enabled"``: what a ``thinking_budget`` alone means."""
+    thinking_room: int | None = Field(default=None, ge=1)
+    """Claude's adaptive thinking only: ``max_tokens`` room for the thinking, on top of
+    ``max_tokens`` (None: ``ADAPTIVE_THINKING_ROOM``)."""
 
     @field_validator("thinking_budget")
     @classmethod

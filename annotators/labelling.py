@@ -98,12 +98,23 @@ def _filtered(exc: BaseException) -> bool:
     return _status(exc) == 400 and getattr(exc, "code", None) == "content_filter"
 
 
-def cut_error(budget: int, reply: CutReply, thinking_budget: int | None = None) -> str:
+def cut_error(budget: int, reply: CutReply, thinking_budget: int | None = None,
+              thinking_room: int | None = None) -> str:
     """What a cut reply's ``error`` says: the budget, how much of it was reasoning, and
     what to do (there is no ``--max-tokens`` option: a budget is set per annotator in the
     labeling config, or on the adapter). With Claude's extended thinking the request's
-    ``max_tokens`` was ``thinking_budget`` plus ``budget`` (the answer's): both named."""
+    ``max_tokens`` was ``thinking_budget`` plus ``budget`` (the answer's): both named; with
+    its adaptive thinking, ``thinking_room`` plus ``budget``, and the room is what to raise
+    (Claude thought past it; it is not in the cache key, so only cut items are asked again)."""
     used = reply.usage.output_tokens
+    if thinking_room is not None:
+        return (f"reply cut at max_tokens {thinking_room + budget} (thinking_room "
+                f"{thinking_room} for adaptive thinking + max_tokens {budget} for the answer) "
+                f"before its JSON was complete, after {used} output tokens, thinking included. "
+                "Not repaired (a second call at the same budget is paid for and cut again) and "
+                "not cached: raise thinking_room for this annotator (in the --config file's "
+                "[[annotators]] entry, or the adapter's thinking_room=), and run again: only "
+                "the cut items are asked again")
     if thinking_budget is not None:
         return (f"reply cut at max_tokens {thinking_budget + budget} (thinking_budget "
                 f"{thinking_budget} + max_tokens {budget} for the answer) before its JSON was "
@@ -214,7 +225,8 @@ async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, rep
                 return AnnotationResult(
                     outcome="error", annotator=annotator.name, model=reply.model,
                     raw=reply.text or None, status=CUT_STATUS,
-                    error=cut_error(budget, reply, getattr(annotator, "thinking_budget", None)),
+                    error=cut_error(budget, reply, getattr(annotator, "thinking_budget", None),
+                                    getattr(annotator, "thinking_room", None)),
                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                     calls=counter[0],
                 )

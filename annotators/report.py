@@ -182,9 +182,10 @@ def _up_to(reasoning: object, cost: float | None, ceiling: float | None) -> str:
 
 def _reasoning_budget(annotator: Annotator) -> int | None:
     """The reply budget of an OpenAI reasoning model (its hidden reasoning is billed as
-    output, up to this many tokens a reply), or of Claude with a ``thinking_budget`` (the
-    request's ``max_tokens``: thinking plus answer); None for any other annotator."""
-    if annotator.provider == "anthropic" and getattr(annotator, "thinking_budget", None):
+    output, up to this many tokens a reply), or of Claude that thinks (a ``thinking_budget``
+    or adaptive thinking: the request's ``max_tokens``, thinking plus answer); None for any
+    other annotator."""
+    if annotator.provider == "anthropic" and getattr(annotator, "thinking", None):
         most = getattr(annotator, "request_max_tokens", None)
         return most if isinstance(most, int) else None
     budget = getattr(annotator, "max_tokens", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from annotators.anthropic_annotator import AnthropicAnnotator
+from annotators.anthropic_annotator import AnthropicAnnotator, ThinkingMode
 from annotators.base import Annotator
 from annotators.openai_annotator import (
     DEFAULT_MAX_TOKENS,
@@ -49,7 +49,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
                    need_key: bool = True, temperature: float | None = None,
                    max_tokens: int | None = None,
                    reasoning_effort: ReasoningEffort | None = None,
-                   thinking_budget: int | None = None) -> Annotator:
+                   thinking_budget: int | None = None, thinking: ThinkingMode | None = None,
+                   thinking_room: int | None = None) -> Annotator:
     """Build the annotator named by ``spec``, reading its key from the environment.
 
     Args:
@@ -69,11 +70,15 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         thinking_budget: ``anthropic:`` only: tokens of extended thinking before the
             answer (at least 1024; None: no thinking, nothing sent); ``max_tokens`` stays
             the answer's budget, and the request asks for both.
+        thinking / thinking_room: ``anthropic:`` only: ``thinking="adaptive"`` lets Claude
+            decide how much to think (no budget; the request's ``max_tokens`` is
+            ``thinking_room``, default ``ADAPTIVE_THINKING_ROOM``, plus ``max_tokens``);
+            checked by ``AnthropicAnnotator``.
 
     Raises:
         ConfigError: bad spec, the provider's key variable is not set, or a temperature,
-            reasoning effort or thinking budget the model does not take, a base URL that is
-            not http(s).
+            reasoning effort or thinking option the model does not take, a base URL that
+            is not http(s).
     """
     provider, model = parse_spec(spec)
     for option, url in (("--base-url", base_url), ("--anthropic-base-url", anthropic_base_url)):
@@ -92,11 +97,13 @@ def make_annotator(spec: str, *, base_url: str | None = None,
     budget = max_tokens if max_tokens is not None else (
         REASONING_MAX_TOKENS if reasoning else DEFAULT_MAX_TOKENS)  # as the adapters'
     if provider == "openai":
-        if thinking_budget is not None:
-            raise ConfigError(f"{spec}: thinking_budget is Claude's extended thinking "
+        claude_only = [name for name, value in (("thinking_budget", thinking_budget), (
+            "thinking", thinking), ("thinking_room", thinking_room)) if value is not None]
+        if claude_only:
+            raise ConfigError(f"{spec}: {claude_only[0]} is Claude's extended thinking "
                               "(anthropic: annotators); OpenAI reasoning models think less or "
-                              "more by reasoning_effort: remove thinking_budget from this "
-                              "annotator")
+                              f"more by reasoning_effort: remove {' and '.join(claude_only)} "
+                              "from this annotator")
         if temperature not in (None, 1.0) and is_reasoning_model(model):
             raise ConfigError(f"{spec}: OpenAI reasoning models accept only their default "
                               f"temperature (1), not {temperature}: remove it from this "
@@ -111,4 +118,5 @@ def make_annotator(spec: str, *, base_url: str | None = None,
         raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
                           "remove it from this annotator")
     return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout,
-                              max_tokens=budget, thinking_budget=thinking_budget)
+                              max_tokens=budget, thinking_budget=thinking_budget,
+                              thinking=thinking, thinking_room=thinking_room)

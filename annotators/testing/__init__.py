@@ -39,10 +39,11 @@ reasoning models (by name) think N hidden tokens before they answer, paid from
 ``max_completion_tokens`` and shown in ``usage.completion_tokens_details``: a budget too
 small for them and the reply gets the same cut reply, without a fault. Claude's extended
 thinking (a request with ``thinking``) is checked as the API checks it (400 for a budget
-under 1024 or not below ``max_tokens``, a temperature but 1, a forced tool), and
+under 1024 or not below ``max_tokens``, a temperature but 1, a forced tool; for
+``{"type": "adaptive"}``, a ``budget_tokens`` or a ``display`` the SDK does not list), and
 answered with a thinking block of ``FakeLLMServer(thinking_tokens=N)`` tokens (200;
-billed as output) before the reply JSON as text; a ``redacted_thinking`` fault sends a
-``redacted_thinking`` block instead.
+billed as output; adaptive thinking is bounded by ``max_tokens`` only) before the reply
+JSON as text; a ``redacted_thinking`` fault sends a ``redacted_thinking`` block instead.
 
 It counts what it receives: ``calls[text]`` (every live request about an item,
 failures included), ``paid[text]`` (live requests answered 200 with a reply: what a

@@ -15,6 +15,13 @@ block (``redacted_thinking`` for ``Answer.redacted``) of ``Answer.reasoning_toke
 tokens, then the reply JSON as a text block (the tool is not forced), its usage counting
 the thinking as output; a reply that does not fit ``max_tokens`` after its thinking, or a
 ``cut`` fault (thinking that spent its whole budget), is cut at ``max_tokens``.
+
+Adaptive thinking (``thinking: {"type": "adaptive"}``): Claude decides how much to think,
+so the reply is the same, its thinking bounded only by ``max_tokens`` (which it counts
+toward: a ``cut`` fault thinks it all away). What the SDK's types say of it is checked:
+no ``budget_tokens`` (that is ``enabled``'s), a ``display`` of ``summarized`` or
+``omitted`` (omitted: an empty thinking text, the signature kept). Nothing else is
+refused for adaptive: the SDK documents no other rule for it.
 """
 
 from __future__ import annotations
@@ -67,16 +74,36 @@ def anthropic_labels(body: dict) -> list[str]:
     return anthropic_tool(body)[1]
 
 
-def anthropic_thinking(body: dict) -> int | None:
-    """The ``budget_tokens`` of a request that enables extended thinking, else None."""
+def _thinking_type(body: dict) -> str | None:
     thinking = body.get("thinking")
-    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+    return thinking.get("type") if isinstance(thinking, dict) else None
+
+
+def anthropic_thinking(body: dict) -> int | None:
+    """The most a request lets Claude think: the ``budget_tokens`` of extended thinking,
+    the whole ``max_tokens`` of adaptive thinking (Claude decides; thinking counts toward
+    ``max_tokens``); None without thinking."""
+    kind = _thinking_type(body)
+    if kind == "adaptive":
+        return int(body.get("max_tokens") or 0)
+    if kind != "enabled":
         return None
-    return int(thinking.get("budget_tokens") or 0)
+    return int(body["thinking"].get("budget_tokens") or 0)
+
+
+def _adaptive_invalid(thinking: dict) -> str | None:
+    """What the SDK's ``ThinkingConfigAdaptiveParam`` rules out (``type``, ``display``)."""
+    if "budget_tokens" in thinking:
+        return "thinking.adaptive.budget_tokens: Extra inputs are not permitted"
+    if thinking.get("display", "summarized") not in ("summarized", "omitted", None):
+        return "thinking.adaptive.display: Input should be 'summarized' or 'omitted'"
+    return None
 
 
 def anthropic_invalid(body: dict) -> str | None:
     """Why the API would answer ``body`` with a 400 about its thinking, or None."""
+    if _thinking_type(body) == "adaptive":
+        return _adaptive_invalid(body["thinking"])
     budget = anthropic_thinking(body)
     if budget is None:
         return None
@@ -104,9 +131,10 @@ def _thinking_reply(body: dict, ans: Answer, n: int, budget: int,
     if ans.refusal is None and (ans.cut or thought + visible > limit):
         text = text[:min((limit - thought) * 4, len(text) // 2)]
         stop, visible = "max_tokens", limit - thought
+    omitted = (body.get("thinking") or {}).get("display") == "omitted"
     block = ({"type": "redacted_thinking", "data": f"redacted-{n} (fake)"} if ans.redacted
-             else {"type": "thinking", "thinking": "Weighing the text against each class.",
-                   "signature": f"sig-{n}-fake"})
+             else {"type": "thinking", "signature": f"sig-{n}-fake",
+                   "thinking": "" if omitted else "Weighing the text against each class."})
     return {
         "id": f"msg_{n}", "type": "message", "role": "assistant",
         "model": body.get("model", "fake"), "content": [block, {"type": "text", "text": text}],

@@ -57,7 +57,8 @@ class FakeLLMServer(Ledger):
             reply gets a cut reply (``finish_reason`` ``"length"``), as the real API
             gives. 0: none, and only ``completion_tokens_details`` shows it is one.
         thinking_tokens: what Claude thinks (at most the request's ``budget_tokens``) when a
-            request enables extended thinking, billed as output; a request the API would
+            request enables extended thinking, or with adaptive thinking (at most its
+            ``max_tokens``: more cuts the reply), billed as output; a request the API would
             refuse (``anthropic_wire.anthropic_invalid``) gets its 400.
     """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -317,13 +317,11 @@ def annotate_command(
     template = cfg.template(examples)
     run_cfg = cfg.run
     timeout = timeout or run_cfg.timeout or 60.0
-    entries = (
-        [(spec, None, None, None, None) for spec in annotator]
+    # An [[annotators]] entry's keys are make_annotator's parameters, thinking included.
+    entries: list[dict[str, Any]] = (
+        [{"spec": spec} for spec in annotator]
         if annotator
-        else [
-            (a.spec, a.temperature, a.max_tokens, a.reasoning_effort, a.thinking_budget)
-            for a in cfg.annotators
-        ]
+        else [a.model_dump() for a in cfg.annotators]
     )
     if not entries:
         raise ConfigError(
@@ -332,17 +330,13 @@ def annotate_command(
         )
     annotators = [
         make_annotator(
-            spec,
             base_url=base_url,
             anthropic_base_url=anthropic_base_url,
             timeout=timeout,
             need_key=not dry_run,
-            temperature=temp,
-            max_tokens=budget,
-            reasoning_effort=effort,
-            thinking_budget=thinking,
+            **entry,
         )
-        for spec, temp, budget, effort, thinking in entries
+        for entry in entries
     ]
     cache_path = cache or out.with_name(out.name + ".cache.sqlite")
     price_table = load_prices(prices) if prices else None
