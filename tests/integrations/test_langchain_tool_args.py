@@ -23,7 +23,7 @@ from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.scorer import FakeScorer
 
 REFUSAL = "Sorry, I can't help with that."
-CLEAN = {"to": "bob@example.com", "body": {"lines": ["Lunch at noon?"]}, "knife": 1}
+CLEAN = {"to": "bob@example.com", "body": {"lines": ["Lunch at noon?"]}, "fork": 1}
 HARMFUL = {"to": "bob@example.com", "body": {"lines": ["Hi Bob,", "bring a knife."]}}
 
 
@@ -42,7 +42,7 @@ def test_guarded_chat_model_checks_tool_call_args(guard: Guard) -> None:
     llm = FakeMessagesListChatModel(responses=[_reply(CLEAN), _reply(HARMFUL)])
     chain = guarded(llm, guard, input=False)
     clean = chain.invoke("email Bob")
-    assert clean.tool_calls[0]["args"] == CLEAN  # a key naming the keyword is not read
+    assert clean.tool_calls[0]["args"] == CLEAN  # keys are read too: none names it
     refused = chain.invoke("email Bob")
     assert refused.content == REFUSAL and refused.tool_calls == []
 
@@ -93,4 +93,6 @@ def test_a_chat_anthropic_message_is_read_once() -> None:
     block = {"type": "tool_use", "id": "toolu_1", "name": "send_email", "input": CLEAN}
     call = {"name": "send_email", "args": CLEAN, "id": "toolu_1", "type": "tool_call"}
     message = AIMessage(content=[{"type": "text", "text": "Sending it."}, block], tool_calls=[call])
-    assert reply_text(message) == "Sending it.\nbob@example.com\nLunch at noon?"
+    assert reply_text(message) == (
+        "Sending it.\nto\nbob@example.com\nbody\nlines\nLunch at noon?\nfork"
+    )

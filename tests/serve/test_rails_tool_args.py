@@ -24,9 +24,9 @@ from guardrail_dro.serve.scorer import FakeScorer
 
 USER = [{"role": "user", "content": "email Bob for me"}]
 TEXT = "I will send the email you asked for, right now."  # one checked sentence (>= 40)
-#: Harmless arguments, spaced oddly so that a re-serialised copy would differ; a key
-#: holding the keyword shows that keys (the schema's names) are not checked.
-CLEAN_ARGS = '{"to":  "bob@example.com", "body": "Lunch at noon?", "knife": [1, 2]}'
+#: Harmless arguments, spaced oddly so that a re-serialised copy would differ. Keys are
+#: read too (``test_rails_leaks``): a model chooses a free-form object's keys.
+CLEAN_ARGS = '{"to":  "bob@example.com", "body": "Lunch at noon?", "fork": [1, 2]}'
 HARMFUL_ARGS = '{"to": "bob@example.com", "body": "Bring a knife tonight."}'
 
 
@@ -375,4 +375,4 @@ def test_a_streamed_tool_calls_arguments_are_scored_once(httpserver: HTTPServer)
     _serve(httpserver, "/v1/chat/completions", _sse(_tool_chunks(CLEAN_ARGS)))
     client = guard.wrap(_oai(httpserver))
     list(client.chat.completions.create(model="m", messages=USER, stream=True))
-    assert scored.count("bob@example.com\nLunch at noon?") == 1, scored
+    assert scored.count("to\nbob@example.com\nbody\nLunch at noon?\nfork") == 1, scored

@@ -120,21 +120,30 @@ def spoken_text(message: Any) -> str:
     return transcript if isinstance(transcript, str) else ""
 
 
+def _refusal_text(message: Any) -> str:
+    """An OpenAI message's own ``refusal`` (the model declining, in its own words)."""
+    text = _get(message, "refusal")
+    return text if isinstance(text, str) else ""
+
+
 def reply_text(reply: Any) -> str:
     """The text of a model's reply: every choice of an OpenAI ``ChatCompletion`` (one
-    per line, with its audio transcript), else what ``content_text`` reads (a str, a
-    message, content blocks); each with the string values of its tool calls' arguments
-    (``tool_args``: an agent runs them, so they are output too; they went unchecked
-    before). Anthropic thinking blocks are not read: they are not shown to users."""
+    per line, with its audio transcript and its ``refusal``: model text shown to users,
+    unread until 2026-12-07), else what ``content_text`` reads (a str, a message,
+    content blocks); each with the strings of its tool calls' arguments (``tool_args``:
+    an agent runs them, so they are output too; they went unchecked before). Anthropic
+    thinking blocks are not read: they are not shown to users."""
     choices = getattr(reply, "choices", None)
     if choices is not None:  # an OpenAI ChatCompletion
         parts = [
             t
             for c in choices
-            for t in (c.message.content, spoken_text(c.message), tool_text(c.message))
+            for m in (c.message,)
+            for t in (m.content, _refusal_text(m), spoken_text(m), tool_text(m))
             if t
         ]
         return "\n".join(parts)
     if isinstance(reply, str):
         return reply
-    return "\n".join(p for p in (content_text(reply), tool_text(reply)) if p)
+    texts = (content_text(reply), _refusal_text(reply), tool_text(reply))
+    return "\n".join(p for p in texts if p)

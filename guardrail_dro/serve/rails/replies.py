@@ -34,16 +34,20 @@ __all__ = [
 
 
 #: What a refused reply loses besides its text: the tool calls an agent loop would run,
-#: and the speech of an audio reply (its transcript is the text that was refused).
-_OPENAI_DROPPED = {"tool_calls": None, "function_call": None, "audio": None}
+#: the speech of an audio reply (its transcript is the text that was refused), and the
+#: model's own ``refusal`` text (model output like the rest, read with it).
+_OPENAI_DROPPED = {"tool_calls": None, "function_call": None, "audio": None, "refusal": None}
 
 
 def _openai_replaced(resp: Any, text: str) -> Any:
+    """``resp`` with every choice refused; its ``logprobs`` go too: their tokens spell
+    the refused text out (``"".join`` of them was the reply, refusal or not)."""
     choices = [
         c.model_copy(
             update={
                 "message": c.message.model_copy(update={"content": text, **_OPENAI_DROPPED}),
                 "finish_reason": "content_filter",
+                "logprobs": None,
             }
         )
         for c in resp.choices
@@ -59,6 +63,8 @@ def _anthropic_replaced(msg: Any, text: str) -> Any:
 
 
 class _OpenAIEvents(Events):
+    accounted = True
+
     def __init__(self, model: str = "guard") -> None:
         self.first: Any = None
         self.model = model
@@ -72,7 +78,8 @@ class _OpenAIEvents(Events):
         for c in chunk.choices:
             self.indices.setdefault(c.index)
             if c.delta is not None:
-                out.append((c.index, (c.delta.content or "") + spoken_text(c.delta)))
+                said = (c.delta.content or "") + (c.delta.refusal or "") + spoken_text(c.delta)
+                out.append((c.index, said))
         return out
 
     def tool_texts(self, chunk: Any) -> list[tuple[Any, str]]:
@@ -85,7 +92,21 @@ class _OpenAIEvents(Events):
     def rest(self) -> list[tuple[Any, str]]:
         return self.tools.rest()
 
-    def stop(self, result: GuardResult) -> list[Any]:
+    def accounting(self, chunk: Any) -> bool | None:
+        """A chunk without choices is accounting (the usage chunk of
+        ``stream_options={"include_usage": True}``, Azure's prompt filter results); one
+        whose choices carry nothing but a role or a finish is neither."""
+        if not chunk.choices:
+            return True
+        quiet = all(
+            getattr(c, "logprobs", None) is None
+            and not any(v for k, v in dict(c.delta or {}).items() if k != "role")
+            for c in chunk.choices
+        )
+        return False if quiet else None
+
+    def stop(self, result: GuardResult, tail: Iterable[Any] = ()) -> list[Any]:
+        """Every choice ended by the refusal, then the usage chunk(s) as sent."""
         from openai.types.chat import ChatCompletionChunk
 
         base = self.first
@@ -102,13 +123,16 @@ class _OpenAIEvents(Events):
                         for i in self.indices
                     ],
                 }
-            )
+            ),
+            *tail,
         ]
 
 
 class _AnthropicEvents(Events):
     """Text deltas on one channel, tool-use input by block (``AnthropicToolStream``);
     thinking deltas are not read (not shown to users, run by no agent)."""
+
+    accounted = True
 
     def __init__(self) -> None:
         self.blocks: dict[int, str] = {}  # the blocks the caller was given: index -> type
@@ -140,10 +164,21 @@ class _AnthropicEvents(Events):
             elif kind == "content_block_stop" and event.index == self.open:
                 self.open = None
 
-    def stop(self, result: GuardResult) -> list[Any]:
+    def accounting(self, event: Any) -> bool | None:
+        """``message_delta`` is accounting (the output tokens); a block's or the
+        message's stop is neither; a block's start or delta is output."""
+        kind = getattr(event, "type", None)
+        if kind == "message_delta":
+            return True
+        return False if kind in ("content_block_stop", "message_stop", "ping") else None
+
+    def stop(self, result: GuardResult, tail: Iterable[Any] = ()) -> list[Any]:
         """The refusal, in step with what the caller was given: into the text block it
         has open, else in a new text block (a tool-use block held back never reached
-        it, so the refusal takes its index)."""
+        it, so the refusal takes its index). The message ends with the upstream's own
+        ``message_delta`` when ``tail`` has it (its usage as sent, ``stop_reason``
+        "refusal"); when the upstream was closed before it sent one, the output tokens
+        are unknown and reported as 0 (the type requires a number)."""
         from anthropic.types import (
             RawContentBlockDeltaEvent,
             RawContentBlockStartEvent,
@@ -179,15 +214,17 @@ class _AnthropicEvents(Events):
                 )
             )
         out.append(RawContentBlockStopEvent(type="content_block_stop", index=index))
-        out.append(
-            RawMessageDeltaEvent.model_validate(
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "refusal", "stop_sequence": None},
-                    "usage": {"output_tokens": 0},
-                }
+        ended = {"stop_reason": "refusal", "stop_sequence": None}
+        sent = [ev for ev in tail if getattr(ev, "type", None) == "message_delta"]
+        if sent:
+            delta = sent[-1].delta.model_copy(update=ended)
+            out.append(sent[-1].model_copy(update={"delta": delta}))
+        else:
+            out.append(
+                RawMessageDeltaEvent.model_validate(
+                    {"type": "message_delta", "delta": ended, "usage": {"output_tokens": 0}}
+                )
             )
-        )
         out.append(RawMessageStopEvent(type="message_stop"))
         return out
 

@@ -8,7 +8,8 @@ every ``max_chars`` characters, so nothing unchecked reaches the caller. Each ch
 scores the new sentence and the rolling window of the reply so far (its last
 ``max_length`` tokens), and the whole reply is checked before the last chunk is
 released; a violation closes the upstream response and ends the stream with what the
-stream's ``Events`` say ends it (the refusal). A tool call's argument fragments are held
+stream's ``Events`` say ends it (the refusal, then the call's accounting: see
+``guard_stream``). A tool call's argument fragments are held
 until the call is complete (``Events.holding``), then its arguments are checked on a
 channel of their own, through the same windows, before any of its chunks is released.
 The SDKs' own events live in ``guardrail_dro.serve.rails.replies``.
@@ -136,6 +137,10 @@ class Events:
     The plain events are str chunks; anything else is refused (fail closed) rather
     than passed through as text the rail cannot read. The SDK streams subclass it."""
 
+    #: True when a stream may end with accounting after its output (``accounting``),
+    #: which a refused stream reads on for; str chunks have none, and are not pulled.
+    accounted = False
+
     def text(self, item: Any) -> str:
         """The text an item carries.
 
@@ -173,9 +178,51 @@ class Events:
         """Told the items the caller is given, so that ``stop`` can end the stream in
         step with what the caller has seen (which content block is open)."""
 
-    def stop(self, result: GuardResult) -> list[Any]:
-        """The items that end the stream on a violation (the refusal, if any)."""
+    def accounting(self, item: Any) -> bool | None:
+        """What an item is to a refused stream: True for the call's accounting (it
+        carries no model output and reaches the caller after the refusal: OpenAI's usage
+        chunk, Anthropic's ``message_delta``), False for an item that carries neither (a
+        choice's finish: skipped), None for model output (the rail reads no further).
+        Plain chunks are all output."""
+        return None
+
+    def stop(self, result: GuardResult, tail: Iterable[Any] = ()) -> list[Any]:
+        """The items that end the stream on a violation: the refusal, if any, and what
+        ``tail`` (the accounting items read, in order) says of the call."""
         return [result.replacement] if result.replacement else []
+
+
+def _accounts(events: Events, held: Iterable[Any]) -> list[Any]:
+    """The accounting items among items already read (none of them released)."""
+    return [item for item in held if events.accounting(item)]
+
+
+def _read_on(events: Events, upstream: Iterable[Any]) -> list[Any]:
+    """After a refusal, the accounting items the upstream still sends before any more
+    model output (at which reading stops)."""
+    tail: list[Any] = []
+    if not events.accounted:
+        return tail
+    for item in upstream:
+        kind = events.accounting(item)
+        if kind is None:
+            break
+        if kind:
+            tail.append(item)
+    return tail
+
+
+async def _aread_on(events: Events, upstream: AsyncIterable[Any]) -> list[Any]:
+    tail: list[Any] = []
+    if not events.accounted:
+        return tail
+    async for item in upstream:
+        kind = events.accounting(item)
+        if kind is None:
+            break
+        if kind:
+            tail.append(item)
+    return tail
 
 
 def guard_stream(
@@ -187,17 +234,28 @@ def guard_stream(
 ) -> Generator[Any, None, None]:
     """The items of ``items``, each released once the text up to it has passed (and any
     tool call it belongs to is complete and has passed); on a violation ``close()`` the
-    upstream and yield ``events.stop(result)`` instead."""
+    upstream and yield ``events.stop(result, tail)`` instead.
+
+    ``tail`` is the call's accounting (``Events.accounting``): the usage the upstream
+    sent, and what it still sends before any more model output. Reading on stops at the
+    first item that carries output, and the upstream is closed then, before the refusal
+    is yielded: a model still writing would be paid for every token of a reply no one
+    will see, and a slow caller would let it write on. So a refusal after the model
+    finished (the final check, a tool call checked at its choice's finish) keeps the
+    usage chunk, which a caller's token accounting reads; one mid-reply has none to keep
+    (the provider bills what it made until the close, which no chunk reports)."""
     rail, held = _Rails(), []
+    upstream = iter(items)
     try:
-        for item in items:
+        for item in upstream:
             held.append(item)
             due = rail.feed(events.texts(item)) | rail.feed(events.tool_texts(item), whole=True)
             if due:
                 r = decide_stream(guard, rail.due_texts(guard), on_check)
                 if not r.allowed:
+                    tail = _accounts(events, held) + _read_on(events, upstream)
                     close()
-                    yield from events.stop(r)
+                    yield from events.stop(r, tail)
                     return
                 rail.passed()
             if rail.pending or events.holding:
@@ -210,7 +268,7 @@ def guard_stream(
         if texts:
             r = decide_stream(guard, texts, on_check)
             if not r.allowed:
-                yield from events.stop(r)
+                yield from events.stop(r, _accounts(events, held))
                 return
         yield from held
     finally:
@@ -224,17 +282,19 @@ async def aguard_stream(
     on_check: OnCheck | None,
     aclose: Callable[[], Awaitable[None]],
 ) -> AsyncGenerator[Any, None]:
-    """``guard_stream`` for an async stream, the model off the event loop."""
+    """``guard_stream`` for an async stream, the model off the event loop (the same tail)."""
     rail, held = _Rails(), []
+    upstream = aiter(items)
     try:
-        async for item in items:
+        async for item in upstream:
             held.append(item)
             due = rail.feed(events.texts(item)) | rail.feed(events.tool_texts(item), whole=True)
             if due:
                 r = await adecide_stream(guard, rail.due_texts(guard), on_check)
                 if not r.allowed:
+                    tail = _accounts(events, held) + await _aread_on(events, upstream)
                     await aclose()
-                    for ev in events.stop(r):
+                    for ev in events.stop(r, tail):
                         yield ev
                     return
                 rail.passed()
@@ -249,7 +309,7 @@ async def aguard_stream(
         if texts:
             r = await adecide_stream(guard, texts, on_check)
             if not r.allowed:
-                for ev in events.stop(r):
+                for ev in events.stop(r, _accounts(events, held)):
                     yield ev
                 return
         for ev in held:

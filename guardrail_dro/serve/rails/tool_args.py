@@ -6,10 +6,14 @@ What is read: OpenAI ``tool_calls[i].function.arguments`` (a JSON string), a cus
 tool's ``custom.input`` (free text) and the deprecated ``function_call.arguments``;
 Anthropic content blocks carrying an ``input`` (``tool_use``, ``server_tool_use``...);
 a LangChain ``AIMessage``'s ``tool_calls[i]["args"]`` (already parsed).
-The text checked is the string values found in the arguments, recursively, keys
-excluded (names the tool's schema chose, not the model); arguments that are not valid
-JSON are checked as the raw string. Anthropic thinking blocks are not read: they are not
-shown to users, and an agent runs none of them.
+The text checked is the strings found in the arguments, recursively, object keys
+included; arguments that are not valid JSON are checked as the raw string. Keys are read
+because the rail cannot tell a schema's names from the model's: a free-form object's keys
+are model text (``{"how to hurt them": 1}`` passed unread until 2026-12-07). The
+schema's keys (``query``, ``to``, ``body``) add a few plain words to what is scored,
+and the text read is never longer than the JSON it came from, so ``Policy.max_chars`` /
+``max_windows`` bound a call's cost as they bound any text's. Anthropic thinking blocks
+are not read: they are not shown to users, and an agent runs none of them.
 
 Streamed, the arguments arrive in fragments (OpenAI ``delta.tool_calls[i]``, Anthropic
 ``input_json_delta``); ``OpenAIToolStream`` / ``AnthropicToolStream`` collect them and
@@ -38,8 +42,8 @@ def _get(obj: Any, key: str) -> Any:
 
 
 def string_values(value: Any) -> list[str]:
-    """The strings in ``value``, depth first: dict values (not keys), list items, and the
-    fields of a pydantic model (an SDK's typed tool input).
+    """The strings in ``value``, depth first: dict keys (each before its value) and
+    values, list items, and the fields of a pydantic model (an SDK's typed tool input).
 
     Walked with a stack, not recursion: a model's arguments may nest deeper than
     Python's recursion limit (``[[[...]]]``, 600 levels), which was a RecursionError out
@@ -58,7 +62,7 @@ def string_values(value: Any) -> list[str]:
         if callable(dump) and not isinstance(item, type):
             item = dump()
         if isinstance(item, Mapping):
-            children = list(item.values())
+            children = [x for pair in item.items() for x in pair]  # a non-str key: skipped
         elif isinstance(item, Sequence) and not isinstance(item, bytes | bytearray):
             children = list(item)
         else:
@@ -70,8 +74,8 @@ def string_values(value: Any) -> list[str]:
 
 
 def arguments_text(arguments: Any) -> str:
-    """The text checked for a tool call's arguments: the string values of the JSON (or
-    of a dict already parsed), one per line; the raw string when it is not valid JSON
+    """The text checked for a tool call's arguments: the strings of the JSON, keys and
+    values (or of a dict already parsed), one per line; the raw string when it is not valid JSON
     (a model that writes broken JSON still wrote those words), or nests deeper than
     ``json`` parses (a RecursionError, not a ValueError)."""
     if isinstance(arguments, str):
@@ -146,16 +150,25 @@ class _Fragments:
 
 class OpenAIToolStream:
     """Tool-call fragments of an OpenAI chat stream, by (choice, call index); a choice's
-    calls complete when it finishes (``finish_reason``). Parallel calls are held until
-    then: nothing in the protocol says a call is done when the next one starts."""
+    calls complete, and are checked, when it finishes (``finish_reason``): nothing in
+    the protocol says a call is done when the next one starts.
+
+    Once a call has begun, what follows is held until the stream ends, every choice's
+    calls with it. Unstreamed, a reply with ``n > 1`` is decided whole: one harmful
+    choice refuses every choice and drops every tool call. Streamed, a choice's calls
+    released at its finish reached the caller whole, runnable, before another choice
+    refused the stream; held to the end, no call of a refused stream reaches it (text
+    already released stays released, as in a one-choice stream). After the last finish
+    only the usage chunk remains, so a one-choice stream waits no longer than before."""
 
     def __init__(self) -> None:
         self._fragments = _Fragments()
+        self._called = False  # a call began: held until the stream ends
 
     @property
     def holding(self) -> bool:
-        """True while a call's arguments are still arriving."""
-        return bool(self._fragments.parts)
+        """True from a call's first fragment until the stream ends."""
+        return self._called or bool(self._fragments.parts)
 
     def feed(self, choice: Any) -> list[tuple[Any, str]]:
         """Read one chunk's choice; the (channel, text) of the calls it completes."""
@@ -167,9 +180,11 @@ class OpenAIToolStream:
                 if function is not None:
                     fragment = _get(function, "arguments")
                 self._fragments.add((choice.index, _get(call, "index")), fragment)
+                self._called = True
             legacy = _get(delta, "function_call")
             if legacy is not None:
                 self._fragments.add((choice.index, "function_call"), _get(legacy, "arguments"))
+                self._called = True
         if choice.finish_reason is None:
             return []
         return self._fragments.complete([k for k in self._fragments.parts if k[0] == choice.index])
