@@ -19,6 +19,8 @@ from guardrail_dro.cli.training_options import TRAINING_PANEL as _T
 from guardrail_dro.cli.training_options import TrainingOptions
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from guardrail_dro.data.items import AnnotatedDataset
     from guardrail_dro.train.metrics import Metrics
 
@@ -71,6 +73,18 @@ def _metrics_table(split: str, metrics: Metrics) -> None:
         t.add_column(k.replace("_", " "), justify="right")
     t.add_row(split, *("-" if v is None else f"{v:.3f}" for v in headline.values()))
     _stdout().print(t)
+
+
+def _warn_collapse(
+    who: str, split: str, data: AnnotatedDataset, metrics: Metrics, pred: np.ndarray | None = None
+) -> None:
+    """The bench's warning (``collapse.py``) for one model: accuracy on a skewed split
+    reads well even when the model answers one class to everything."""
+    from guardrail_dro.train.collapse import collapse_warning
+
+    line = collapse_warning(who, split, data, metrics.headline(), pred)
+    if line is not None:
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 AverageSeeds = Annotated[
@@ -160,6 +174,7 @@ def train(
     ).save(out)
     for n in result.notes:
         err.print(f"note: {n}", highlight=False, markup=False)
+    _warn_collapse(method, "valid", splits["valid"], result.valid_metrics)
     avg = result.averaged_seeds
     shown = f"{len(avg)} seeds averaged" if avg else f"epoch {result.best_epoch}"
     _metrics_table(f"valid ({shown})", result.valid_metrics)
@@ -272,8 +287,10 @@ def evaluate(
         # Classes from the class head (as train and bench report them), the toxic score
         # from the exported model (a chosen binary-head mix moves its argmax).
         proba, guard_proba = m.probabilities(data.texts)
-        result = score_split(data, proba.argmax(1), proba=guard_proba)
+        pred = proba.argmax(1)
+        result = score_split(data, pred, proba=guard_proba)
         _metrics_table("test", result)
+        _warn_collapse(str(model), "test", data, result, pred)
         if result.worst_group is not None:
             _stdout().print(f"worst group: {result.worst_group!r}", markup=False)
         elif not data.groups:
@@ -313,7 +330,8 @@ def bench(
         typer.Option(
             "--methods",
             help="Comma-separated; default: all built-in + each single annotator (the "
-            "single annotators only on a crowd of 12 or fewer).",
+            "single annotators only on a crowd of 12 or fewer, and none that gave every "
+            "item one label).",
         ),
     ] = None,
     average_seeds: AverageSeeds = 1,
@@ -371,6 +389,8 @@ def bench(
     # Tables of names from the data: no rich markup (an annotator "label[gpt]" showed
     # as "label"; one with "[/x]" raised a MarkupError once every run had trained).
     _stdout().print(report.table(), highlight=False, markup=False)
+    for line in report.warnings:  # a method whose decision is close to constant
+        _stdout().print(f"warning: {line}", highlight=False, markup=False)
     for line in report.note_lines():  # e.g. the annotators best-single skipped
         _stdout().print(f"note: {line}", highlight=False, markup=False)
     if report.judges:  # a test split without annotator labels has no judge to show

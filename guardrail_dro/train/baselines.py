@@ -9,6 +9,7 @@ breaks them by label order, see ``majority_vote_targets``).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -19,6 +20,7 @@ __all__ = [
     "SINGLE_MIN_ITEMS",
     "dawid_skene_targets",
     "majority_vote_targets",
+    "one_label_annotators",
     "single_annotator_targets",
     "single_candidates",
     "uniform_soft_targets",
@@ -107,22 +109,33 @@ def single_candidates(
     *,
     limit: int = SINGLE_CANDIDATES,
     min_items: int = SINGLE_MIN_ITEMS,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[int], str | None]:
     """The annotator columns worth a ``best-single`` run, best first, and what was skipped.
 
-    Every annotator when there are at most ``limit``. Otherwise the training cost must
+    Never an annotator that gave every item it labelled the same class
+    (``one_label_annotators``): its classifier can only learn to predict that class, a
+    wasted run whose row read like a real candidate; unless every annotator did, when
+    they are trained all the same and the note says so. Then, on a crowd of at most
+    ``limit`` annotators, every other one. Otherwise the training cost must
     not grow with the crowd (670 sparse annotators once took a bench past 27 GB): only
     annotators with ``min_items`` labelled items, ranked by a cheap proxy computed from
     the labels alone, agreement with the other annotators' majority on the items they
     share (leave-one-out; a tie in that majority credits its share; ties in the ranking:
     more items first), and the first ``limit`` of them.
 
+    Args:
+        names: the annotators' names, by column, for the note (else it counts them).
+
     Returns:
         (column indices, a note saying what was skipped and why, or None)
     """
     k = labels.shape[1]
+    one = one_label_annotators(labels)
+    if one and len(one) == k:  # no annotator to choose instead: trained, not silently
+        return _all_one_label(labels, limit, min_items, names)
     if k <= limit:
-        return list(range(k)), None
+        return [a for a in range(k) if a not in one], _one_label_note(one, names)
     present = labels >= 0
     counts = present.sum(0)
     votes = np.zeros((labels.shape[0], num_classes), dtype=np.int64)
@@ -141,12 +154,58 @@ def single_candidates(
         agree = top[np.arange(int(shared.sum())), mine[shared]] / top.sum(1)
         score[a] = float(agree.mean()) if shared.any() else 0.0
     eligible = [int(a) for a in np.nonzero(counts >= min_items)[0]]
+    useless = [a for a in eligible if a in one]
+    eligible = [a for a in eligible if a not in one]
     eligible.sort(key=lambda a: (-score[a], -counts[a], a))
     chosen = eligible[:limit]
-    few, ranked_out = k - len(eligible), len(eligible) - len(chosen)
+    few, ranked_out = k - len(eligible) - len(useless), len(eligible) - len(chosen)
+    same = f", {len(useless)} that gave every item the same label skipped" if useless else ""
     note = (
         f"trained {len(chosen)} of {k} annotators: {few} with fewer than {min_items} "
-        f"training items skipped, {ranked_out} more ranked below the {limit} that agree most "
-        "with the other annotators' majority on train"
+        f"training items skipped{same}, {ranked_out} more ranked below the {limit} that agree "
+        "most with the other annotators' majority on train"
     )
     return chosen, note
+
+
+def one_label_annotators(labels: np.ndarray) -> list[int]:
+    """The annotator columns of ``labels`` (-1 = absent) that label some item and give
+    every item they label the same class."""
+    present = labels >= 0
+    if not present.any():
+        return []
+    hi = np.where(present, labels, -1).max(0)
+    lo = np.where(present, labels, hi.max() + 1).min(0)
+    return [int(a) for a in np.nonzero(present.any(0) & (hi == lo))[0]]
+
+
+def _one_label_note(cols: list[int], names: Sequence[str] | None) -> str | None:
+    """Which annotators ``single_candidates`` skipped for giving one label only, and why."""
+    if not cols:
+        return None
+    shown = "" if names is None else " (" + ", ".join(repr(names[a]) for a in cols) + ")"
+    return (
+        f"skipped {len(cols)} annotator(s){shown} that gave every training item they "
+        "labelled the same class: a classifier taught one class can only predict it"
+    )
+
+
+def _all_one_label(
+    labels: np.ndarray, limit: int, min_items: int, names: Sequence[str] | None
+) -> tuple[list[int], str]:
+    """Every annotator gave one label only: they are trained all the same (there is no
+    other to choose), as ``single_candidates`` would otherwise (at most ``limit``, those
+    that label most), with a note that says what their classifiers can do."""
+    k, counts = labels.shape[1], (labels >= 0).sum(0)
+    cols = list(range(k))
+    if k > limit:
+        cols = sorted((a for a in cols if counts[a] >= min_items), key=lambda a: -counts[a])
+    if k == 1:
+        who = "the only annotator" + ("" if names is None else f", {names[0]!r},")
+        what = "its classifier can only predict that class"
+    else:
+        who = f"every one of the {k} annotators"
+        what = "each classifier can only predict its annotator's class"
+    return cols[:limit], (
+        f"trained anyway: {who} gave every training item it labelled the same class, so {what}"
+    )

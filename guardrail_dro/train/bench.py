@@ -21,6 +21,7 @@ from pydantic import BaseModel, computed_field
 from guardrail_dro.data.items import AnnotatedDataset, find_leakage
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.background_data import leaving_out, shared_with
+from guardrail_dro.train.bench_markdown import results_markdown
 from guardrail_dro.train.bench_plan import (
     bench_methods,
     check_arguments,
@@ -29,9 +30,10 @@ from guardrail_dro.train.bench_plan import (
     method_note_lines,
 )
 from guardrail_dro.train.bench_runs import FinishedRun, RunStore, run_key
+from guardrail_dro.train.collapse import bench_warnings
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.data_checks import check_train_left
-from guardrail_dro.train.judges import JudgeInfo, JudgeResult, judge_table, score_judges
+from guardrail_dro.train.judges import JudgeInfo, JudgeResult, score_judges
 from guardrail_dro.train.metrics import (
     ACCURACY,
     HEADLINE,
@@ -39,7 +41,7 @@ from guardrail_dro.train.metrics import (
     WORST_GROUP_ACCURACY,
     Metrics,
 )
-from guardrail_dro.train.paired import PairedComparison, paired_bootstrap, paired_table
+from guardrail_dro.train.paired import PairedComparison, paired_bootstrap
 from guardrail_dro.train.result import TrainResult
 
 __all__ = [
@@ -105,6 +107,9 @@ class BenchReport(BaseModel):
     group-stratified bootstrap interval of the test difference (``train/paired.py``)."""
     notes: list[str] = []
     """What the bench itself decided or noticed (a default method left out, test without groups)."""
+    warnings: list[str] = []
+    """Methods whose test decision is close to constant or misses most toxic items, with
+    what always predicting the most common class scores (``collapse.py``)."""
 
     def note_lines(self) -> list[str]:
         """The bench's own notes, then each method's notes on its runs (e.g. which
@@ -332,6 +337,7 @@ def run_bench(
         judges=judges,
         paired=_paired(test, preds, reference, judges=score_annotators),
         notes=bench_notes,
+        warnings=bench_warnings(test, results, preds),
     )
     if out_dir is not None:
         write_report(report, Path(out_dir))
@@ -386,49 +392,11 @@ def _cpu_count() -> int:
 
 
 def write_report(report: BenchReport, out: Path) -> None:
-    """results.json, results.md, group_accuracy.png, annotator_weights.png in ``out``."""
+    """results.json, results.md (``bench_markdown``), group_accuracy.png,
+    annotator_weights.png in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(report.model_dump_json(indent=2) + "\n")
-    md = [
-        f"Test split, mean ± std over seeds {report.seeds}; {report.date[:10]}, "
-        f"{report.machine}. Whole run {report.total_seconds:.0f} s, of which embedding "
-        f"{report.embed_seconds:.0f} s; s/run is training alone. 'Unseen test': the "
-        f"{report.unseen_test_items} test items whose text is in neither train nor valid "
-        "(mean over seeds).",
-        "",
-        report.table(),
-        "",
-    ]
-    if report.paired:
-        some = next(iter(report.paired.values()))
-        md += [
-            f"Paired test differences, `{some.reference}` minus each rival: the table's "
-            f"means on the same test items, with the {some.level:.0%} interval over "
-            f"{some.draws:,} resamples of the test items within each group (seeds fixed; "
-            "`judge:<a>` is an annotator's own labels, where they cover every test item, "
-            "scored like the methods: all classes, so its worst group is not the judge "
-            "table's binary one). "
-            "'Ahead' is the share of resamples in which it scores higher; an interval "
-            "that spans 0 is a lead the test split cannot tell from noise.",
-            "",
-            paired_table(report.paired),
-            "",
-        ]
-    if report.note_lines():
-        md += ["Notes of the runs:", ""] + [f"- {line}" for line in report.note_lines()] + [""]
-    if report.judges:
-        md += [
-            "Annotators as judges: each annotator's own labels on the test items it "
-            "labelled, no training (binary: toxic vs safe; USD / 1k texts: our prompt at "
-            "list price, n/a for people).",
-            "",
-            judge_table(report.judges),
-            "",
-        ]
-    if report.leakage:
-        md += ["Leakage between splits (normalised text):", ""]
-        md += [f"- {line}" for line in report.leakage] + [""]
-    (out / "results.md").write_text("\n".join(md))
+    (out / "results.md").write_text(results_markdown(report))
     from guardrail_dro.train.bench_plots import (
         plot_annotator_weights,
         plot_group_accuracy,

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.train.baselines import SINGLE_CANDIDATES, one_label_annotators
 from guardrail_dro.train.config import TrainConfig
 from guardrail_dro.train.data_checks import MIN_GROUP_ITEMS
 from guardrail_dro.train.methods import METHODS, lookup
@@ -23,6 +24,7 @@ __all__ = [
     "check_out_dir",
     "default_methods",
     "method_note_lines",
+    "one_label_names",
 ]
 
 
@@ -54,11 +56,41 @@ def check_arguments(
 
 
 def default_methods(train: AnnotatedDataset, *, singles: bool = True) -> list[str]:
-    """Every built-in method, plus one single-annotator run per annotator when few."""
+    """Every built-in method, plus one single-annotator run per annotator when few; not
+    for an annotator that gave one label only (``one_label_annotators``)."""
     out = list(METHODS)
-    if singles and len(train.annotators) <= 12:
-        out += [f"single:{a}" for a in train.annotators]
+    if singles and len(train.annotators) <= SINGLE_CANDIDATES:
+        skip = one_label_names(train)
+        out += [f"single:{a}" for a in train.annotators if a not in skip]
     return out
+
+
+def one_label_names(train: AnnotatedDataset) -> list[str]:
+    """The annotators of ``train`` that gave every item they labelled the same class,
+    when some other did not (``best-single`` then skips them: ``single_candidates``)."""
+    one = one_label_annotators(train.label_matrix())
+    return [train.annotators[a] for a in one] if len(one) < len(train.annotators) else []
+
+
+def _one_label_note(
+    methods: Sequence[str] | None, out: list[str], train: AnnotatedDataset
+) -> list[str]:
+    """The bench's note naming the annotators left out for giving one label only (the
+    ``best-single`` run's own note, derived in ``bench_runs``, only counts them)."""
+    skip = one_label_names(train)
+    left_out = methods is None and len(train.annotators) <= SINGLE_CANDIDATES
+    consider = "best-single" in out
+    if not skip or not (left_out or consider):
+        return []
+    what = [
+        *(["their single:<a> runs are left out of the default methods"] if left_out else []),
+        *(["best-single does not consider them"] if consider else []),
+    ]
+    return [
+        f"annotator(s) {', '.join(map(repr, skip))} gave every training item they labelled "
+        f"the same class: a classifier taught one class can only predict it, so "
+        f"{' and '.join(what)} (name single:<a> in --methods to train one anyway)"
+    ]
 
 
 def bench_methods(
@@ -86,7 +118,7 @@ def bench_methods(
         row, argument = lookup(method)
         if row.argument:
             row.targets.from_argument(argument).check_data(train)
-    notes = [] if test is None else _test_notes(test)
+    notes = [*([] if test is None else _test_notes(test)), *_one_label_note(methods, out, train)]
     if valid.groups or GROUP_METHOD not in out:
         return out, notes
     if methods:

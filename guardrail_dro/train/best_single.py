@@ -57,11 +57,14 @@ def best_of_annotators(
     teach a better classifier than a more accurate but noisier one. Memory stays flat
     in the number of annotators: only the best run so far is kept (a run holds its
     features and classifier), and a large crowd is cut to ``SINGLE_CANDIDATES``
-    candidates first (``baselines.single_candidates``; the notes say who was skipped).
+    candidates first (``baselines.single_candidates``; the notes say who was skipped),
+    and an annotator that gave one label only is no candidate.
     """
     t0 = time.perf_counter()
     names = train.annotators
-    cols, skipped = single_candidates(train.label_matrix(), train.schema.num_classes)
+    cols, skipped = single_candidates(
+        train.label_matrix(), train.schema.num_classes, names=train.annotators
+    )
     if not cols:
         raise DataError(
             f"{trainer.config.method}: no annotator of {train.name or 'train'} labels "
