@@ -236,7 +236,13 @@ def quantize_gated(
         if report.ok:
             report.notes += notes
             return recipe.name, report
-        notes.append(f"int8 recipe {recipe.name!r} failed the gate")
+        # With the numbers: "failed the gate" alone left a user no way to tell a recipe
+        # that missed by one text from one that flipped dozens (README "int8 recipes").
+        why = "; ".join(
+            f"{m.check} {m.measured:.4g} (limit {m.limit:g})" + (m.detail and f": {m.detail}")
+            for m in report.mismatches
+        )
+        notes.append(f"int8 recipe {recipe.name!r} failed the gate: {why}")
         failed += [
             Mismatch(m.variant, m.check, m.measured, m.limit, f"recipe {recipe.name}: {m.detail}")
             for m in report.mismatches

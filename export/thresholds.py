@@ -115,14 +115,22 @@ def _per_class(
     (top, tau) = max(scored, key=lambda st: (st[0], -st[1]))
     kind = "balanced" if objective == "worst_group_balanced_accuracy" else ""
     what = " ".join(x for x in ("worst-group" if groups is not None else "overall", kind) if x)
+    # A tie on the objective is decided by overall binary accuracy: say so, as "0.8276
+    # on valid, without one 0.8276" read as a threshold kept for nothing.
+    tie = (
+        f" (tied: overall binary accuracy {top[1]:.4f} with it, {base[1]:.4f} without)"
+        if f"{top[0]:.4f}" == f"{base[0]:.4f}"
+        else ""
+    )
     if top <= base:
         return None, (
             f"dropped: a shared per-class threshold ({PER_CLASS_GRID[0]}-{PER_CLASS_GRID[-1]}) "
             f"gives at best {what} binary accuracy {top[0]:.4f} on valid (at {tau}), "
-            f"without one {base[0]:.4f}"
+            f"without one {base[0]:.4f}{tie}"
         )
     return tau, (
-        f"kept at {tau}: {what} binary accuracy {top[0]:.4f} on valid, without one {base[0]:.4f}"
+        f"kept at {tau}: {what} binary accuracy {top[0]:.4f} on valid, without one "
+        f"{base[0]:.4f}{tie}"
     )
 
 

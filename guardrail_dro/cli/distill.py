@@ -395,20 +395,38 @@ def distill_command(
     *,
     columns: ColumnOptions,
 ) -> None:
+    from pydantic import ValidationError
+
     from guardrail_dro.train.distill import DistillConfig
 
-    cfg = DistillConfig(
-        layers=layers, layer_choice=layer_choice, loss=loss, epochs=epochs, lr=lr,
-        batch_size=batch_size, seed=seed, cache_dir=cache_dir, threads=threads,
-        quant_aware_epochs=quant_aware_epochs,
-        **{k: v for k, v in {"augment": augment, "toxic_weight": toxic_weight}.items()
-           if v is not None},
-    )  # fmt: skip
+    try:
+        cfg = DistillConfig(
+            layers=layers, layer_choice=layer_choice, loss=loss, epochs=epochs, lr=lr,
+            batch_size=batch_size, seed=seed, cache_dir=cache_dir, threads=threads,
+            quant_aware_epochs=quant_aware_epochs,
+            **{k: v for k, v in {"augment": augment, "toxic_weight": toxic_weight}.items()
+               if v is not None},
+        )  # fmt: skip
+    except ValidationError as exc:
+        # Each field is the option of the same name: "error: layer_choice: Input should
+        # be 'first' or 'spread'" named a field no user typed.
+        raise _option_error(exc) from None
     distill_model_dir(
         model, out, cfg, train=train, valid=valid, texts=[] if no_texts else texts,
         reader=columns.reader_options(),
     )  # fmt: skip
     typer.echo(f"next: guardrail-dro export --model {out} --out GUARD_DIR --valid VALID")
+
+
+def _option_error(exc: Any) -> typer.BadParameter:
+    """A ``DistillConfig`` refusal (a pydantic ``ValidationError``) in the words of the
+    option that set the field, with the value given."""
+    first = exc.errors(include_url=False)[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    msg = first["msg"].removeprefix("Value error, ")
+    return typer.BadParameter(
+        f"{msg}, not {first['input']!r}", param_hint=f"--{field.replace('_', '-')}"
+    )
 
 
 def register(app: typer.Typer) -> None:

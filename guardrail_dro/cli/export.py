@@ -90,6 +90,15 @@ def export_command(
     triton_name: Annotated[
         str, typer.Option("--triton-name", help="Model name inside the Triton repository.")
     ] = "guardrail",
+    triton_kind: Annotated[
+        str | None,
+        typer.Option(
+            "--triton-kind",
+            help="Where Triton runs the model: gpu (the default: the fp32 model, TensorRT "
+            "fp16 engine) or cpu (the model a guard runs on a CPU: int8 when exported, "
+            "else fp32; no TensorRT). A Triton without a GPU refuses a gpu model.",
+        ),
+    ] = None,
     valid: Annotated[
         Path | None,
         typer.Option(
@@ -171,12 +180,14 @@ def export_command(
     from export.thresholds import check_objective
     from guardrail_dro.outputs import check_writable
 
+    kind = _triton_kind(triton_kind, triton)
     chosen = _OBJECTIVES.get(objective) or _bad_objective(objective)
     # export_onnx asks this too, but only after --valid is read and --distill has run.
     check_objective(target_recall=target_recall, target_fpr=target_fpr,
                     threshold=threshold, valid=valid is not None)  # fmt: skip
     check_out(out, overwrite)
     check_writable(out, "--out", beside=True)
+    _check_model_dir(model)
     if triton is not None:
         from export.triton import check_model_name, check_repository
 
@@ -218,6 +229,7 @@ def export_command(
     from export.onnx import export_onnx
 
     t0 = time.perf_counter()
+    served = "fp32"  # the variant the Triton repository serves
     with err.status("exporting", spinner="dots") as status:
 
         def progress(msg: str) -> None:
@@ -243,7 +255,14 @@ def export_command(
             from export.triton import write_triton_repository
 
             progress("writing the Triton model repository")
-            write_triton_repository(guard, triton, name=triton_name)
+            if kind == "cpu":  # what Guard.load runs on a CPU: a gated int8, else fp32
+                from guardrail_dro.serve.artifact import load_artifact
+
+                served = load_artifact(guard).best_variant("cpu")
+            write_triton_repository(
+                guard, triton, name=triton_name, variant=served,
+                kind=f"KIND_{kind.upper()}", tensorrt=kind == "gpu",
+            )  # fmt: skip
 
     from export.thresholds import describe
     from guardrail_dro.serve.artifact import load_artifact
@@ -264,7 +283,8 @@ def export_command(
     for note in art.manifest.train.get("parity_notes") or []:
         if "no validation split" not in note:  # that one is the warning above
             err.print(f"note: {note}", highlight=False, markup=False)
-    typer.echo(f"guard artifact: {guard}" + (f"; Triton repository: {triton}" if triton else ""))
+    where = f"; Triton repository: {triton} ({kind}, {served})" if triton is not None else ""
+    typer.echo(f"guard artifact: {guard}{where}")
     # The digest to pin: Guard.load(GUARD_DIR, manifest_sha256=...) refuses any other manifest.
     typer.echo(f"manifest_sha256: {art.manifest.manifest_sha256}")
 
@@ -273,6 +293,47 @@ _OBJECTIVES = {
     "balanced": "worst_group_balanced_accuracy",
     "accuracy": "worst_group_accuracy",
 }
+
+
+def _check_model_dir(model: Path) -> None:
+    """Refuse a ``--model`` that is no trained model directory before anything is read.
+
+    Why: a guard artifact given as ``--model`` (the folder export wrote) got "label
+    schema file not found: GUARD/schema.json" with ``--valid``, and without it seconds of
+    loading before "no manifest.json"; neither said what the folder was instead.
+    """
+    if (model / "manifest.json").is_file():
+        return
+    hint = (
+        "it is a guard artifact (export's output); export the model directory it was exported from"
+        if (model / "guard.json").is_file()
+        else "give the folder `guardrail-dro train --out` (or distill --out) wrote"
+    )
+    raise typer.BadParameter(
+        f"{model} is not a trained model directory (no manifest.json): {hint}",
+        param_hint="--model",
+    )
+
+
+_TRITON_KINDS = ("gpu", "cpu")
+
+
+def _triton_kind(kind: str | None, triton: Path | None) -> str:
+    """The Triton instance kind, checked before any work: one of ``_TRITON_KINDS``, and
+    only with ``--triton`` (an option the export would not read is refused by name)."""
+    if kind is None:
+        return "gpu"
+    if triton is None:
+        raise typer.BadParameter(
+            "it sets the Triton repository's instances: give --triton DIR too",
+            param_hint="--triton-kind",
+        )
+    if kind not in _TRITON_KINDS:
+        raise typer.BadParameter(
+            f"gpu or cpu, not {kind!r} (cpu: for a Triton without a GPU)",
+            param_hint="--triton-kind",
+        )
+    return kind
 
 
 def _bad_objective(name: str) -> str:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from guardrail_dro.serve.http.config import ServeConfig
 from guardrail_dro.serve.policy import GuardResult
@@ -72,7 +72,10 @@ class ModerationRequest(BaseModel):
     """The request body of ``POST /v1/moderations``."""
 
     model_config = ConfigDict(extra="forbid")
-    input: str | list[str | TextPart]
+    # fail_fast: a list is refused at its first bad item. Without it pydantic reported
+    # every item (two errors each), and a 900 KB body of 300,000 numbers held the event
+    # loop, health checks included, for about 7 s before its 400.
+    input: str | Annotated[list[str | TextPart], Field(fail_fast=True)]
     model: str | None = None
 
     def texts(self) -> list[str]:
@@ -104,6 +107,19 @@ def _validate(raw: bytes) -> ModerationRequest:
         return ModerationRequest.model_validate(parsed, strict=True)
 
 
+def _bad_input(exc: ValidationError) -> str:
+    """What is wrong with ``input``: its first bad item where it is a list (a long list's
+    opening items said nothing about which one), else the value itself."""
+    shape = (
+        "input must be a string or a list of strings (or of {'type': 'text', 'text': ...} parts)"
+    )
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        if len(loc) > 2 and loc[0] == "input" and isinstance(loc[2], int):
+            return f"{shape}; input[{loc[2]}] is not: {err['input']!r:.80}"
+    return f"{shape}, not {exc.errors(include_url=False)[0]['input']!r:.80}"
+
+
 def parse_request(raw: bytes, config: ServeConfig) -> ModerationRequest:
     """The validated request, within ``config``'s limits.
 
@@ -119,12 +135,7 @@ def parse_request(raw: bytes, config: ServeConfig) -> ModerationRequest:
             raise ApiError(400, f"the body is not valid JSON: {first['msg']}") from None
         loc = [str(p) for p in first["loc"]]
         if loc[:1] == ["input"] and first["type"] != "missing":
-            raise ApiError(
-                400,
-                "input must be a string or a list of strings (or of {'type': 'text', 'text': "
-                f"...}} parts), not {first['input']!r:.80}",
-                param="input",
-            ) from None
+            raise ApiError(400, _bad_input(exc), param="input") from None
         where = ".".join(loc) or "body"
         raise ApiError(400, f"{where}: {first['msg']}", param=loc[0] if loc else None) from None
     if req.model is not None and not req.model.isascii():
