@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,7 +17,10 @@ from guardrail_dro.cli.escalate import JudgeOptions
 from guardrail_dro.cli.options import GuardDir, takes_option_groups
 from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS, DEFAULT_MAX_WINDOWS
 
-__all__ = ["register", "serve_command"]
+if TYPE_CHECKING:
+    from guardrail_dro.serve.guard import Guard
+
+__all__ = ["cautions", "register", "serve_command"]
 
 _HELP = (
     "Serve a guard artifact over HTTP as an OpenAI-compatible moderation endpoint.\n\n"
@@ -36,8 +39,17 @@ _HELP = (
     "(texts in the band are decided by the judge; see `guardrail-dro escalation`)"
     "\n\nThen: OpenAI(base_url='http://127.0.0.1:8000/v1', api_key=...).moderations"
     '.create(input="text")'
+    "\n\nGuarding proxy: with --upstream URL (an OpenAI-compatible API root) and "
+    "--upstream-key-env VAR (the variable holding its key), POST /v1/chat/completions "
+    "checks the messages (a harmful request is refused, never sent upstream), forwards "
+    "the rest and checks the reply, streamed or not, as guard.wrap(client) does in "
+    "process: an app is guarded by pointing its base_url here. Without --upstream the "
+    "route answers 404.\n\n"
+    "OPENAI_API_KEY=sk-... guardrail-dro serve --guard guard --upstream "
+    "https://api.openai.com/v1 --upstream-key-env OPENAI_API_KEY"
 )
 _LIMITS = "Limits and batching"
+_PROXY = "Chat-completions proxy"
 
 
 @takes_option_groups
@@ -149,6 +161,32 @@ def serve_command(
             rich_help_panel=_LIMITS,
         ),
     ] = 4096,
+    upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream",
+            help="OpenAI-compatible API root (e.g. https://api.openai.com/v1) that POST "
+            "/v1/chat/completions forwards to, guarded.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = None,
+    upstream_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--upstream-key-env",
+            help="Name of an environment variable holding the upstream's API key.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = None,
+    upstream_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--upstream-timeout-s",
+            min=0.001,
+            help="An upstream call not answered by then is answered 504.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = 600.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn's: warning | info | debug.")
     ] = "info",
@@ -171,6 +209,14 @@ def serve_command(
         raise typer.BadParameter("closed or open", param_hint="--on-error") from None
     policy = Policy(on_error=fail, max_chars=max_chars, max_windows=max_windows or None)
     keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)
+    forward = None
+    if upstream is None and upstream_key_env is not None:
+        raise typer.BadParameter("give --upstream URL too", param_hint="--upstream-key-env")
+    if upstream is not None:
+        require("openai", "annotate")  # the proxy forwards with the openai SDK
+        from guardrail_dro.serve.http.proxy import upstream_from_env
+
+        forward = upstream_from_env(upstream, upstream_key_env, upstream_timeout_s)
     config = ServeConfig(
         api_keys=tuple(SecretStr(k) for k in keys),
         max_body_bytes=max_body_bytes,
@@ -183,6 +229,8 @@ def serve_command(
         max_queue_texts=max_queue_texts,
     )
     guard = Guard.load(guard_dir, provider=provider, precision=precision, policy=policy)
+    for line in cautions(guard):
+        print(line, file=sys.stderr)
     cascade = judging.build(guard)
     auth = f"{len(keys)} API key(s)" if keys else "no auth"
     served = guard if cascade is None else cascade
@@ -190,17 +238,48 @@ def serve_command(
     def announce(url: str) -> None:
         # Only once the port is ours: a busy --port ends in one error line instead.
         print(f"serving {served!r} on {url}/v1/moderations ({auth})", file=sys.stderr)
+        if forward is not None:
+            print(f"guarding {url}/v1/chat/completions -> {forward.name}", file=sys.stderr)
 
     # A backstop: requests already end within their read and model timeouts.
     grace = (read_timeout_ms + timeout_ms) / 1e3 + 5
     serve(
-        create_app(guard, config, cascade),
+        create_app(guard, config, cascade, forward),
         host=host,
         port=port,
         on_bound=announce,
         log_level=log_level,
         timeout_graceful_shutdown=grace,
     )
+
+
+def cautions(guard: Guard) -> list[str]:
+    """Warnings about the artifact ``guard`` serves that export printed once and serve
+    did not: a threshold not chosen on data, a model gated on probe texts only.
+
+    Why: a student exported without ``--valid`` served silently at 0.5, where it blocked
+    "hello there" (toxic score 0.54), with a dynamic int8 that flipped 15 of 1,000
+    validation decisions once gated on them.
+    """
+    art = guard.artifact
+    if art is None:  # Guard.from_scorer: no artifact, nothing recorded
+        return []
+    out = []
+    cal = art.manifest.calibration
+    if cal is None or not cal.calibrated:
+        why = (cal.note if cal is not None else "") or (
+            f"uncalibrated: threshold {art.manifest.thresholds.toxic} was not chosen on data "
+            "(export with --valid to calibrate it)"
+        )
+        out.append(f"warning: {why}")
+    variant = art.manifest.variants.get(guard.precision or "")
+    if variant is not None and variant.gate == "probes":
+        out.append(
+            f"warning: its {guard.precision} model was gated on built-in probe texts only, "
+            "not on validation data (exported without --valid): re-export with --valid, or "
+            "serve --precision fp32"
+        )
+    return out
 
 
 def register(app: typer.Typer) -> None:

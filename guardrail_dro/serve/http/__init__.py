@@ -7,6 +7,7 @@ Modules, arrows downward only::
     server   uvicorn: ``bind`` (the port, before anything says it serves), the foreground
              ``serve`` and ``BackgroundServer`` (tests, benchmarks)
     app      the Starlette app: routes, auth, body limit, timeout, metrics middleware
+    proxy    ``POST /v1/chat/completions`` to an ``Upstream``, through ``guard.wrap``'s rails
     batcher  concurrent requests -> one ``Guard.decide_many`` call
     metrics  the Prometheus series
     schema   OpenAI's request, response and error shapes
@@ -18,6 +19,14 @@ Needs the ``serve`` extra (``pip install 'guardrail-dro[serve]'``); importing
 
 from guardrail_dro.serve.http.app import create_app
 from guardrail_dro.serve.http.config import ServeConfig, read_api_keys
+from guardrail_dro.serve.http.proxy import Upstream
 from guardrail_dro.serve.http.server import BackgroundServer, serve
 
-__all__ = ["BackgroundServer", "ServeConfig", "create_app", "read_api_keys", "serve"]
+__all__ = [
+    "BackgroundServer",
+    "ServeConfig",
+    "Upstream",
+    "create_app",
+    "read_api_keys",
+    "serve",
+]

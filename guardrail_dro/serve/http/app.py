@@ -8,6 +8,9 @@ Routes:
 
 - ``POST /v1/moderations``: OpenAI's moderation endpoint (``schema`` has the shapes),
   behind the API key when one is set; concurrent requests are micro-batched (``batcher``).
+- ``POST /v1/chat/completions`` (with an ``Upstream``): the guarding proxy (``proxy``):
+  the guard's rails around an OpenAI-compatible upstream, behind the same API key; 404
+  without one.
 - ``GET /healthz``: 200 while the process serves (liveness).
 - ``GET /readyz``: 200 once the guard is loaded and the batcher runs, else 503.
 - ``GET /metrics``: Prometheus text (``metrics``); no text or key ever appears there.
@@ -43,12 +46,13 @@ from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
 from guardrail_dro.serve.http.config import ServeConfig
 from guardrail_dro.serve.http.metrics import CONTENT_TYPE, ServerMetrics
+from guardrail_dro.serve.http.proxy import ChatProxy, Upstream
 from guardrail_dro.serve.http.schema import ApiError, error_body, moderation_body, parse_request
 from guardrail_dro.serve.judging import preload_judge
 
 __all__ = ["create_app"]
 
-_PATHS = ("/v1/moderations", "/healthz", "/readyz", "/metrics")
+_PATHS = ("/v1/moderations", "/v1/chat/completions", "/healthz", "/readyz", "/metrics")
 
 
 def _error(err: ApiError) -> JSONResponse:
@@ -127,13 +131,20 @@ async def _body(request: Request, limit: int, timeout_ms: float) -> bytes:
 
 
 def create_app(
-    guard: Guard, config: ServeConfig | None = None, escalation: EscalatingGuard | None = None
+    guard: Guard,
+    config: ServeConfig | None = None,
+    escalation: EscalatingGuard | None = None,
+    upstream: Upstream | None = None,
 ) -> Starlette:
     """The ASGI app serving ``guard`` under ``config`` (default ``ServeConfig()``).
 
     With ``escalation`` (an ``EscalatingGuard`` around ``guard``), texts are batched
     through its ``upper`` guard and those whose score falls in its band are decided by
     its LLM judge, every judge call cut off by the request's ``timeout_ms``.
+
+    With ``upstream``, ``POST /v1/chat/completions`` is a guarding proxy to it: the
+    rails of ``guard.wrap`` (of ``escalation`` where given: the moderation route's
+    decision) on the request's messages and on the upstream's reply.
 
     Example:
         >>> import uvicorn
@@ -170,6 +181,10 @@ def create_app(
         breaker = escalation.breaker
         metrics.watch_judge_breaker(lambda: float(breaker.state in ("open", "half-open")))
     timeout = config.timeout_ms / 1e3
+    proxy = None
+    if upstream is not None:
+        rails = guard if escalation is None else escalation
+        proxy = ChatProxy(rails, upstream, on_check=metrics.observe_rail)
 
     async def moderations(request: Request) -> Response:
         try:
@@ -204,6 +219,21 @@ def create_app(
         metrics.observe_results(results)
         return JSONResponse(moderation_body(req.model or config.model_name, results, escalated))
 
+    async def chat_completions(request: Request) -> Response:
+        try:
+            if proxy is None:
+                raise ApiError(
+                    404,
+                    "the chat-completions proxy is off: start the server with --upstream URL "
+                    "(an OpenAI-compatible API root) to guard chat completions here",
+                    code="not_found",
+                )
+            _authorize(request, config)
+            body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
+        except ApiError as err:
+            return _error(err)
+        return await proxy.answer(body)
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -237,10 +267,13 @@ def create_app(
             await batcher.stop()
             if escalation is not None:  # the judge's connections, opened on this loop
                 await escalation.aclose()
+            if proxy is not None:
+                await proxy.aclose()
 
     app = Starlette(
         routes=[
             Route("/v1/moderations", moderations, methods=["POST"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),

@@ -16,6 +16,8 @@ Series (``guardrail_`` prefix):
 - ``queued_texts``: texts waiting for the model now;
 - ``escalated_total{outcome}`` (with an LLM judge): texts in its band, by ``judged`` /
   ``remembered`` / ``failed`` / ``skipped`` (``Escalated.outcome``);
+- ``rail_refusals_total{rail}`` (the chat-completions proxy): requests refused by the
+  ``input`` rail (the upstream never called) and replies replaced by the ``output`` rail;
 - ``judge_breaker_open`` (with an LLM judge): 1 while its circuit breaker is open or
   half-open (texts in the band decided by ``on_error`` without a call), else 0.
 
@@ -70,6 +72,14 @@ class ServerMetrics:
             registry=reg,
         )
 
+        self.refusals = Counter(
+            "guardrail_rail_refusals",
+            "Chat completions the proxy refused, by rail (input: the upstream was never "
+            "called; output: the reply was replaced)",
+            ["rail"],
+            registry=reg,
+        )
+
     def watch_judge_breaker(self, is_open: Callable[[], float]) -> None:
         """Export ``guardrail_judge_breaker_open``, read from ``is_open`` at each scrape
         (a server with an LLM judge only: no judge, no series)."""
@@ -96,6 +106,11 @@ class ServerMetrics:
         """One entry per text in the band: "judged", "remembered", "failed" or "skipped"."""
         for outcome in outcomes:
             self.escalated.labels(outcome=outcome).inc()
+
+    def observe_rail(self, rail: str, result: GuardResult) -> None:
+        """One rail decision of the proxy (its ``on_check``): a refusal is counted."""
+        if not result.allowed:
+            self.refusals.labels(rail=rail).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

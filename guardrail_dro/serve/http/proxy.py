@@ -1,0 +1,267 @@
+"""The guarding proxy of ``POST /v1/chat/completions``: ``Upstream`` (where to forward)
+and ``ChatProxy`` (the route's work once auth and the body bound have passed).
+
+An app guarded in process calls ``guard.wrap(client).chat.completions.create``; one
+guarded here only points its ``base_url`` at this server. The decision must be the same
+in both places, so the proxy does not re-implement the rails: it calls the very
+``wrap_openai`` create on an ``AsyncOpenAI`` whose ``base_url`` is the upstream. The
+input rail refuses without calling the upstream (wrap's refusal, as JSON or as its
+stream); the output rail replaces a harmful reply, reads tool-call arguments and
+releases a stream's chunks only once checked, as in process.
+
+Errors are OpenAI's error JSON: an upstream 4xx passes through with its status and
+body (401 / 403 excepted: the upstream refused this server's key, which is no fault of
+the caller's key, and real APIs echo part of the key they refused, so it is a 502), an
+upstream 5xx or an unreachable upstream is a 502 and an upstream past ``timeout_s`` a
+504, each naming the upstream's URL, never its key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.serve.http.schema import ApiError, error_body
+from guardrail_dro.serve.policy import GuardResult
+from guardrail_dro.serve.rails import OnCheck, RailGuard, openai_refusal, wrap_openai
+
+__all__ = ["ChatProxy", "Upstream", "upstream_from_env"]
+
+#: What the caller's JSON passes as keyword arguments to ``create``; everything else
+#: goes through ``extra_body`` untouched, so a parameter this SDK version does not know
+#: still reaches the upstream, and no body field can set the SDK's own ``extra_headers``
+#: or ``timeout``.
+_KWARGS = ("model", "messages", "stream")
+
+
+class Upstream(BaseModel):
+    """The OpenAI-compatible API the proxy forwards to.
+
+    Attributes:
+        url: its API root, e.g. ``https://api.openai.com/v1``.
+        api_key: its key (``SecretStr``: no repr, log line or error shows it).
+        timeout_s: an upstream call not answered by then is a 504.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    api_key: SecretStr
+    timeout_s: float = Field(600.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"--upstream must be an http(s) URL, e.g. https://api.openai.com/v1, not {url!r}"
+            )
+        return url.rstrip("/")
+
+    @property
+    def name(self) -> str:
+        """The URL as errors name it: without any user:password part."""
+        parts = urllib.parse.urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        netloc += f":{parts.port}" if parts.port else ""
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def upstream_from_env(url: str, key_env: str | None, timeout_s: float = 600.0) -> Upstream:
+    """The ``Upstream`` at ``url`` with its key read from the variable ``key_env`` (the
+    key never comes from the command line, where ``ps`` and shell history show it).
+
+    Raises:
+        ConfigError: no variable named, the variable unset or empty, or a bad URL.
+    """
+    if not key_env:
+        raise ConfigError(
+            "--upstream needs --upstream-key-env VAR: the name of an environment variable "
+            "holding the upstream's API key (any value for an upstream without auth)"
+        )
+    key = os.environ.get(key_env, "").strip()
+    if not key:
+        raise ConfigError(f"--upstream-key-env {key_env}: the variable is unset or empty")
+    try:
+        return Upstream(url=url, api_key=SecretStr(key), timeout_s=timeout_s)
+    except ValidationError as exc:
+        msg = str(exc.errors(include_url=False)[0]["msg"])
+        raise ConfigError(msg.removeprefix("Value error, ")) from None
+
+
+def _params(raw: bytes) -> dict[str, Any]:
+    """The caller's request, checked as far as the proxy relies on it.
+
+    Raises:
+        ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
+            objects, ``model`` not a string, ``stream`` not a bool.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object (a chat completion request)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "messages: give a list of message objects", param="messages")
+    if not isinstance(body.get("model"), str):
+        raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
+    if not isinstance(body.get("stream", False), bool):
+        raise ApiError(400, "stream: give true or false", param="stream")
+    return body
+
+
+def _sse(data: Any) -> bytes:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _ClosingStream(StreamingResponse):
+    """A streamed response that closes its body, hence the upstream stream, however it
+    ends: Starlette cancels a response whose client left, which leaves the body
+    iterator suspended until garbage collection, and the upstream model writing on."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        import anyio
+
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
+class ChatProxy:
+    """``POST /v1/chat/completions`` through ``guard``'s rails to ``upstream``.
+
+    ``on_check(rail, result)`` sees every rail decision (the server's metrics count
+    refusals by rail with it).
+    """
+
+    def __init__(
+        self, guard: RailGuard, upstream: Upstream, *, on_check: OnCheck | None = None
+    ) -> None:
+        from openai import AsyncOpenAI
+
+        self.upstream = upstream
+        self._client = AsyncOpenAI(
+            base_url=upstream.url,
+            api_key=upstream.api_key.get_secret_value(),
+            timeout=upstream.timeout_s,
+            max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
+        )
+        self._create: Callable[..., Any] = wrap_openai(
+            self._client, guard, on_check=on_check
+        ).chat.completions.create
+
+    async def aclose(self) -> None:
+        """Close the upstream connections (on the loop that opened them)."""
+        await self._client.close()
+
+    async def answer(self, raw: bytes) -> Response:
+        """The response to one request body (auth and the size bound already passed)."""
+        try:
+            body = _params(raw)
+            kwargs = {k: body[k] for k in _KWARGS if k in body}
+            extra = {k: v for k, v in body.items() if k not in _KWARGS}
+            try:
+                reply = await self._create(**kwargs, extra_body=extra or None)
+            except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
+                return self._refused(exc.result, kwargs)
+            except Exception as exc:
+                raise self._upstream_error(exc) from None
+        except ApiError as err:
+            return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
+        if not kwargs.get("stream"):
+            return JSONResponse(reply.to_dict(mode="json"))
+        return _ClosingStream(self._events(reply), media_type="text/event-stream")
+
+    def _refused(self, result: GuardResult, kwargs: dict[str, Any]) -> Response:
+        model, stream = str(kwargs.get("model", "guard")), bool(kwargs.get("stream"))
+        refusal = openai_refusal(result, model=model, stream=stream)
+        if not stream:
+            return JSONResponse(refusal.to_dict(mode="json"))
+        events = [_sse(c.to_dict(mode="json")) for c in refusal] + [b"data: [DONE]\n\n"]
+        return Response(b"".join(events), media_type="text/event-stream")
+
+    async def _events(self, stream: Any) -> AsyncIterator[bytes]:
+        """The guarded stream as server-sent events, each chunk as the rail releases it;
+        an upstream failure after the first byte can change no status, so it is one
+        ``error`` event and no ``[DONE]`` (the SDKs raise on it)."""
+        try:
+            async for chunk in stream:
+                yield _sse(chunk.to_dict(mode="json"))
+            yield b"data: [DONE]\n\n"
+        except GuardViolation as exc:
+            for chunk in openai_refusal(exc.result, stream=True):
+                yield _sse(chunk.to_dict(mode="json"))
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:
+            yield _sse(error_body(self._upstream_error(exc)))
+        finally:
+            await stream.close()
+
+    def _upstream_error(self, exc: Exception) -> ApiError:
+        """What the caller is answered for an upstream failure (naming the upstream's URL,
+        never its key).
+
+        Raises:
+            Exception: ``exc`` itself when it is no upstream failure (a bug: a 500).
+        """
+        import httpx
+        import openai
+
+        name = self.upstream.name
+        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+            why = f"the upstream {name} did not answer within {self.upstream.timeout_s:g} s"
+            return ApiError(504, why, type="server_error", code="upstream_timeout")
+        if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+            why = f"cannot reach the upstream {name}: is it running, and is --upstream right?"
+            return ApiError(502, why, type="server_error", code="upstream_unreachable")
+        if not isinstance(exc, openai.APIStatusError):
+            raise exc
+        status = exc.status_code
+        if status in (401, 403):
+            why = (
+                f"the upstream {name} refused this server's key ({status}): check the "
+                "variable --upstream-key-env names"
+            )
+            return ApiError(502, why, type="server_error", code="upstream_auth")
+        if status >= 500 or status < 400:
+            why = f"the upstream {name} failed ({status}); retry later"
+            return ApiError(502, why, type="server_error", code="upstream_error")
+        return self._passed_through(exc)
+
+    def _passed_through(self, exc: Any) -> ApiError:
+        """An upstream 4xx as the upstream said it (any copy of the key scrubbed)."""
+        key = self.upstream.api_key.get_secret_value()
+
+        def said(value: Any) -> Any:
+            return value.replace(key, "***") if isinstance(value, str) else value
+
+        try:
+            sent = exc.response.json()
+        except ValueError:
+            sent = None
+        inner = sent.get("error") if isinstance(sent, dict) else None
+        if not isinstance(inner, dict):
+            inner = {"message": str(exc.message)}
+        retry = exc.response.headers.get("retry-after")
+        return ApiError(
+            exc.status_code,
+            str(said(inner.get("message") or f"the upstream {self.upstream.name} refused it")),
+            type=str(said(inner.get("type") or "invalid_request_error")),
+            param=said(inner.get("param")),
+            code=said(inner.get("code")),
+            headers={"Retry-After": retry} if retry else None,
+        )
