@@ -213,7 +213,7 @@ def serve_command(
     if upstream is None and upstream_key_env is not None:
         raise typer.BadParameter("give --upstream URL too", param_hint="--upstream-key-env")
     if upstream is not None:
-        require("openai", "annotate")  # the proxy forwards with the openai SDK
+        require("openai", "proxy")  # the proxy forwards with the openai SDK
         from guardrail_dro.serve.http.proxy import upstream_from_env
 
         forward = upstream_from_env(upstream, upstream_key_env, upstream_timeout_s)
