@@ -207,6 +207,10 @@ def check_command(
         batch_size=batch_size,
         manifest_sha256=manifest_sha256,
     )
+    from guardrail_dro.cli.serve import cautions
+
+    for line in cautions(guard, threshold_given=toxic_threshold is not None):
+        print(line, file=sys.stderr)  # stdout stays one JSON object a line
     cascade = judging.build(guard)
     if cascade is not None:
         texts, extras = ([str(source)], [(None, {})]) if rows is None else rows

@@ -253,9 +253,10 @@ def serve_command(
     )
 
 
-def cautions(guard: Guard) -> list[str]:
+def cautions(guard: Guard, *, threshold_given: bool = False) -> list[str]:
     """Warnings about the artifact ``guard`` serves that export printed once and serve
-    did not: a threshold not chosen on data, a model gated on probe texts only.
+    (and ``check``) did not: a threshold not chosen on data (not with
+    ``threshold_given``: the caller chose one), a model gated on probe texts only.
 
     Why: a student exported without ``--valid`` served silently at 0.5, where it blocked
     "hello there" (toxic score 0.54), with a dynamic int8 that flipped 15 of 1,000
@@ -266,7 +267,7 @@ def cautions(guard: Guard) -> list[str]:
         return []
     out = []
     cal = art.manifest.calibration
-    if cal is None or not cal.calibrated:
+    if not threshold_given and (cal is None or not cal.calibrated):
         why = (cal.note if cal is not None else "") or (
             f"uncalibrated: threshold {art.manifest.thresholds.toxic} was not chosen on data "
             "(export with --valid to calibrate it)"

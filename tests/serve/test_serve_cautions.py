@@ -61,3 +61,19 @@ def test_a_guard_without_an_artifact_has_nothing_to_say(fake_guard) -> None:
     from guardrail_dro.cli.serve import cautions
 
     assert cautions(fake_guard) == []
+
+
+def test_check_says_it_too_and_keeps_stdout_json(guard_dir: Path) -> None:
+    """``check`` on the same artifact: the warnings on stderr, one JSON object on stdout;
+    a threshold given on the command line is the caller's choice, so only the int8
+    gate's warning stays."""
+    import json
+
+    argv = ["check", "--guard", str(guard_dir), "--provider", "cpu", "hello there"]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    assert UNCALIBRATED in res.stderr and PROBES in res.stderr
+    assert "allowed" in json.loads(res.stdout)
+    chosen = CliRunner().invoke(app, [*argv[:-1], "--toxic-threshold", "0.7", argv[-1]])
+    assert chosen.exit_code == 0, chosen.output
+    assert "uncalibrated" not in chosen.stderr and PROBES in chosen.stderr
