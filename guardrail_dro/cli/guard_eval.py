@@ -1,16 +1,22 @@
 """``guardrail-dro evaluate --guard``: an exported guard's decisions on a labelled split,
 as binary metrics at its operating point (``guardrail_dro.serve.evaluate``), in a table
 beside the validation point ``guard.json`` recorded. What a split cannot measure (recall
-without toxic texts, FPR without safe ones, precision with nothing blocked) reads n/a.
+without toxic texts, FPR without safe ones, precision with nothing blocked) reads n/a. A
+guard whose decision is close to constant on it gets the warning ``evaluate --model``
+gives (``train/collapse.py``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from guardrail_dro.data.items import AnnotatedDataset
+    from guardrail_dro.serve.evaluate import GuardEvaluation
 
 __all__ = ["evaluate_guard_dir"]
 
@@ -89,7 +95,19 @@ def evaluate_guard_dir(
         nums = (p.threshold, p.precision, p.recall, p.fpr, p.accuracy)
         t.add_row(name, *(_num(v) for v in nums), worst, "-" if bal is None else f"{bal:.3f}")
     console.print(t, markup=False)  # the worst group is a name from the data: "[people]"
+    _warn_collapse(str(guard_dir), data, result)
     return result
+
+
+def _warn_collapse(who: str, data: AnnotatedDataset, result: GuardEvaluation) -> None:
+    """The warning ``evaluate --model``, ``train`` and ``bench`` give (``collapse.py``),
+    on the guard's own decisions: binary accuracy on a skewed split reads well even when
+    the guard allows (or blocks) every text."""
+    from guardrail_dro.train.collapse import decision_warning
+
+    line = decision_warning(who, result.split, data, result.point, valid=result.valid_point)
+    if line is not None:
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 def _num(value: float | None) -> str:

@@ -271,7 +271,9 @@ class RunStore:
         candidates, the same key, the same note; its seconds are the candidates' sum
         (what the method costs on its own)."""
         train = self.splits[0]
-        cols, skipped = single_candidates(train.label_matrix(), train.schema.num_classes)
+        cols, skipped = single_candidates(
+            train.label_matrix(), train.schema.num_classes, names=train.annotators
+        )
         if not cols:
             raise DataError(
                 f"{method}: no annotator of {train.name or 'train'} labels "

@@ -5,7 +5,8 @@ on a test split that is 97 % safe, a guard that answers "safe" to every text sco
 accuracy 0.97 with a toxic recall of 0, and the bench's table said nothing of it. The
 warning names the model, its toxic recall and FPR (or the share of its predictions in
 one class) and what always predicting the split's most common class scores on the same
-items, so that the reader can compare. ``bench``, ``train`` and ``evaluate`` share it.
+items, so that the reader can compare. ``bench``, ``train`` and ``evaluate`` share it;
+``evaluate --guard`` too, on the guard's block / allow decisions (``decision_warning``).
 
 The rule, on the split's gold:
 
@@ -31,7 +32,8 @@ from typing import Protocol
 
 import numpy as np
 
-from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.data.items import AnnotatedDataset, Item
+from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.train.metrics import score_split
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "MIN_TOXIC_RECALL",
     "bench_warnings",
     "collapse_warning",
+    "decision_warning",
     "informedness",
 ]
 
@@ -161,3 +164,62 @@ def bench_warnings(
         if w is not None:
             out.append(w)
     return out
+
+
+class _Point(Protocol):
+    """Binary metrics of block / allow decisions (``serve.calibration.OperatingPoint``)."""
+
+    @property
+    def recall(self) -> float | None: ...
+    @property
+    def fpr(self) -> float | None: ...
+    @property
+    def accuracy(self) -> float: ...
+    @property
+    def worst_group_accuracy(self) -> float | None: ...
+
+
+def decision_warning(
+    who: str, split: str, data: AnnotatedDataset, point: _Point, *, valid: _Point | None = None
+) -> str | None:
+    """``collapse_warning`` for block / allow decisions (an exported guard's, ``evaluate
+    --guard``): the same rule on ``point``'s toxic recall and FPR.
+
+    The guard's metrics are binary (its accuracy counts a toxic text blocked as right
+    whatever its class), so the items are judged as toxic or safe too: the baseline is
+    the more common of always allowing and always blocking, in binary accuracy, where the
+    most common of several classes would be no baseline for it.
+
+    Args:
+        who: the guard, as the output names it.
+        split: the split's name in the message.
+        data: the split, with its own schema (a safe class is needed, as by the guard).
+        point: the decisions' binary metrics on ``data`` (``OperatingPoint``).
+        valid: the validation point recorded with the guard, shown beside.
+    """
+    scores = {
+        "accuracy": point.accuracy,
+        "worst_group_accuracy": point.worst_group_accuracy,
+        "toxic_recall": point.recall,
+        "toxic_fpr": point.fpr,
+    }
+    shown = None if valid is None else {"toxic_recall": valid.recall, "toxic_fpr": valid.fpr}
+    return collapse_warning(who, split, _toxic_or_safe(data), scores, valid=shown)
+
+
+_TOXIC_OR_SAFE = LabelSchema(classes=("safe", "toxic"), safe=("safe",))
+
+
+def _toxic_or_safe(data: AnnotatedDataset) -> AnnotatedDataset:
+    """``data``'s items with gold ``toxic`` (a class not safe) or ``safe``, groups kept."""
+    safe = set(data.schema.safe)
+    items = [
+        Item(
+            item_id=it.item_id,
+            text=it.text,
+            gold=None if it.gold is None else "safe" if it.gold in safe else "toxic",
+            group=it.group,
+        )
+        for it in data
+    ]
+    return AnnotatedDataset(items, _TOXIC_OR_SAFE, name=data.name)

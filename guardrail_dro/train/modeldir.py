@@ -334,9 +334,21 @@ class TrainedModel:
     ) -> TrainManifest:
         """Add test metrics to a model directory's manifest and regenerate its card.
 
-        The directory is verified first, then ``README.md`` and ``manifest.json`` are
-        replaced (each by an atomic rename) with the card's sha256 updated, so the
-        directory stays loadable. Test numbers are reported, never used to select.
+        The directory is verified first. ``manifest.json`` pins ``README.md``'s sha256,
+        and two files cannot be replaced in one atomic step: replaced one after the
+        other (the card, then the manifest), a crash or a full disk between the two left
+        the new card beside the old manifest's sha256, and the model no longer loaded.
+        So there are three writes, each whole or not at all (``replace_text``), and the
+        directory loads after any of them:
+
+        1. the manifest with the test metrics and without the card's entry (the card is
+           derived from the manifest; an unlisted file is not verified);
+        2. the new card;
+        3. the manifest again, now pinning the new card.
+
+        Cut off after 1 or 2, the metrics are recorded and the card is unverified (after
+        1 still the old one) until ``record_test_metrics`` runs again. Test numbers are
+        reported, never used to select.
 
         Returns:
             The updated manifest.
@@ -352,10 +364,15 @@ class TrainedModel:
         if data_name is not None:
             man.data_names["test"] = data_name
         man.data_sizes["test"] = metrics.n
-        card = d / "README.md"
+        card, manifest = d / "README.md", d / "manifest.json"
+        files = dict(man.files)
+        files.setdefault("README.md", "")  # its place in the list kept (or added last)
+        man.files = {rel: digest for rel, digest in files.items() if rel != "README.md"}
+        replace_text(manifest, man.model_dump_json(indent=2) + "\n")
         replace_text(card, model_card(man, trained.schema))
-        man.files["README.md"] = file_sha256(card)
-        replace_text(d / "manifest.json", man.model_dump_json(indent=2) + "\n")
+        files["README.md"] = file_sha256(card)
+        man.files = files
+        replace_text(manifest, man.model_dump_json(indent=2) + "\n")
         return man
 
     # ---- inference -------------------------------------------------------------------
