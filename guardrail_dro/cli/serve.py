@@ -47,9 +47,16 @@ _HELP = (
     "route answers 404.\n\n"
     "OPENAI_API_KEY=sk-... guardrail-dro serve --guard guard --upstream "
     "https://api.openai.com/v1 --upstream-key-env OPENAI_API_KEY"
+    "\n\nThe same for Claude apps: with --anthropic-upstream URL (an Anthropic-compatible "
+    "API root, without /v1) and --anthropic-upstream-key-env VAR, POST /v1/messages guards "
+    "Anthropic's Messages API (Anthropic(base_url='http://127.0.0.1:8000', api_key=...)); "
+    "it also takes the server's key as 'x-api-key'. Either proxy may run alone, or both.\n\n"
+    "ANTHROPIC_API_KEY=sk-ant-... guardrail-dro serve --guard guard --anthropic-upstream "
+    "https://api.anthropic.com --anthropic-upstream-key-env ANTHROPIC_API_KEY"
 )
 _LIMITS = "Limits and batching"
 _PROXY = "Chat-completions proxy"
+_MESSAGES = "Messages proxy (Anthropic)"
 
 
 @takes_option_groups
@@ -183,10 +190,27 @@ def serve_command(
         typer.Option(
             "--upstream-timeout-s",
             min=0.001,
-            help="An upstream call not answered by then is answered 504.",
+            help="An upstream call not answered by then is answered 504 (both proxies).",
             rich_help_panel=_PROXY,
         ),
     ] = 600.0,
+    anthropic_upstream: Annotated[
+        str | None,
+        typer.Option(
+            "--anthropic-upstream",
+            help="Anthropic-compatible API root without /v1 (e.g. https://api.anthropic.com) "
+            "that POST /v1/messages forwards to, guarded.",
+            rich_help_panel=_MESSAGES,
+        ),
+    ] = None,
+    anthropic_upstream_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--anthropic-upstream-key-env",
+            help="Name of an environment variable holding that upstream's API key.",
+            rich_help_panel=_MESSAGES,
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn's: warning | info | debug.")
     ] = "info",
@@ -217,6 +241,18 @@ def serve_command(
         from guardrail_dro.serve.http.proxy import upstream_from_env
 
         forward = upstream_from_env(upstream, upstream_key_env, upstream_timeout_s)
+    forward_messages = None
+    if anthropic_upstream is None and anthropic_upstream_key_env is not None:
+        raise typer.BadParameter(
+            "give --anthropic-upstream URL too", param_hint="--anthropic-upstream-key-env"
+        )
+    if anthropic_upstream is not None:
+        require("anthropic", "proxy")  # the messages proxy forwards with the anthropic SDK
+        from guardrail_dro.serve.http.anthropic_proxy import anthropic_upstream_from_env
+
+        forward_messages = anthropic_upstream_from_env(
+            anthropic_upstream, anthropic_upstream_key_env, upstream_timeout_s
+        )
     config = ServeConfig(
         api_keys=tuple(SecretStr(k) for k in keys),
         max_body_bytes=max_body_bytes,
@@ -240,11 +276,13 @@ def serve_command(
         print(f"serving {served!r} on {url}/v1/moderations ({auth})", file=sys.stderr)
         if forward is not None:
             print(f"guarding {url}/v1/chat/completions -> {forward.name}", file=sys.stderr)
+        if forward_messages is not None:
+            print(f"guarding {url}/v1/messages -> {forward_messages.name}", file=sys.stderr)
 
     # A backstop: requests already end within their read and model timeouts.
     grace = (read_timeout_ms + timeout_ms) / 1e3 + 5
     serve(
-        create_app(guard, config, cascade, forward),
+        create_app(guard, config, cascade, forward, forward_messages),
         host=host,
         port=port,
         on_bound=announce,

@@ -11,6 +11,9 @@ Routes:
 - ``POST /v1/chat/completions`` (with an ``Upstream``): the guarding proxy (``proxy``):
   the guard's rails around an OpenAI-compatible upstream, behind the same API key; 404
   without one.
+- ``POST /v1/messages`` (with an ``anthropic_upstream``): the same for Anthropic's
+  Messages API (``anthropic_proxy``), its errors in Anthropic's shape; the key may also
+  come as ``x-api-key``, as Anthropic's clients send it.
 - ``GET /healthz``: 200 while the process serves (liveness).
 - ``GET /readyz``: 200 once the guard is loaded and the batcher runs, else 503.
 - ``GET /metrics``: Prometheus text (``metrics``); no text or key ever appears there.
@@ -43,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.escalation import EscalatingGuard
 from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.http.anthropic_proxy import MessagesProxy, anthropic_error
 from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
 from guardrail_dro.serve.http.config import ServeConfig
 from guardrail_dro.serve.http.metrics import CONTENT_TYPE, ServerMetrics
@@ -52,7 +56,14 @@ from guardrail_dro.serve.judging import preload_judge
 
 __all__ = ["create_app"]
 
-_PATHS = ("/v1/moderations", "/v1/chat/completions", "/healthz", "/readyz", "/metrics")
+_PATHS = (
+    "/v1/moderations",
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
 
 
 def _error(err: ApiError) -> JSONResponse:
@@ -84,14 +95,20 @@ class _Timing:
             self.metrics.observe_request(path, status, time.perf_counter() - start)
 
 
-def _authorize(request: Request, config: ServeConfig) -> None:
+def _authorize(request: Request, config: ServeConfig, *, x_api_key: bool = False) -> None:
+    """``x_api_key``: also take the key from an ``x-api-key`` header (Anthropic's
+    clients send it there) when no ``Authorization`` header is sent."""
     if not config.api_keys:
         return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    header = request.headers.get("authorization")
+    if header is None and x_api_key and request.headers.get("x-api-key"):
+        header = f"Bearer {request.headers['x-api-key']}"
+    scheme, _, given = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
+        where = "'x-api-key: KEY' or " if x_api_key else ""
         raise ApiError(
             401,
-            "missing API key: send it as 'Authorization: Bearer KEY'",
+            f"missing API key: send it as {where}'Authorization: Bearer KEY'",
             type="authentication_error",
             code="invalid_api_key",
         )
@@ -135,6 +152,7 @@ def create_app(
     config: ServeConfig | None = None,
     escalation: EscalatingGuard | None = None,
     upstream: Upstream | None = None,
+    anthropic_upstream: Upstream | None = None,
 ) -> Starlette:
     """The ASGI app serving ``guard`` under ``config`` (default ``ServeConfig()``).
 
@@ -144,7 +162,9 @@ def create_app(
 
     With ``upstream``, ``POST /v1/chat/completions`` is a guarding proxy to it: the
     rails of ``guard.wrap`` (of ``escalation`` where given: the moderation route's
-    decision) on the request's messages and on the upstream's reply.
+    decision) on the request's messages and on the upstream's reply. With
+    ``anthropic_upstream`` (an Anthropic-compatible API root), ``POST /v1/messages`` is
+    the same for Anthropic's Messages API. Either, both or neither may be given.
 
     Example:
         >>> import uvicorn
@@ -181,10 +201,12 @@ def create_app(
         breaker = escalation.breaker
         metrics.watch_judge_breaker(lambda: float(breaker.state in ("open", "half-open")))
     timeout = config.timeout_ms / 1e3
-    proxy = None
+    proxy, messages_proxy = None, None
+    rails = guard if escalation is None else escalation
     if upstream is not None:
-        rails = guard if escalation is None else escalation
         proxy = ChatProxy(rails, upstream, on_check=metrics.observe_rail)
+    if anthropic_upstream is not None:
+        messages_proxy = MessagesProxy(rails, anthropic_upstream, on_check=metrics.observe_rail)
 
     async def moderations(request: Request) -> Response:
         try:
@@ -234,6 +256,20 @@ def create_app(
             return _error(err)
         return await proxy.answer(body)
 
+    async def messages(request: Request) -> Response:
+        try:
+            if messages_proxy is None:
+                raise ApiError(
+                    404,
+                    "the messages proxy is off: start the server with --anthropic-upstream "
+                    "URL (an Anthropic-compatible API root) to guard Claude messages here",
+                )
+            _authorize(request, config, x_api_key=True)
+            body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
+        except ApiError as err:
+            return anthropic_error(err)
+        return await messages_proxy.answer(body, request.headers.get("anthropic-beta"))
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -269,11 +305,14 @@ def create_app(
                 await escalation.aclose()
             if proxy is not None:
                 await proxy.aclose()
+            if messages_proxy is not None:
+                await messages_proxy.aclose()
 
     app = Starlette(
         routes=[
             Route("/v1/moderations", moderations, methods=["POST"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/messages", messages, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),

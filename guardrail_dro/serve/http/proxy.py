@@ -12,13 +12,20 @@ releases a stream's chunks only once checked, as in process.
 Errors are OpenAI's error JSON: an upstream 4xx passes through with its status and
 body (401 / 403 excepted: the upstream refused this server's key, which is no fault of
 the caller's key, and real APIs echo part of the key they refused, so it is a 502), an
-upstream 5xx or an unreachable upstream is a 502 and an upstream past ``timeout_s`` a
-504, each naming the upstream's URL, never its key.
+upstream 5xx, an unreachable upstream or a 200 that is no chat completion is a 502 and
+a call not done within ``timeout_s`` a 504, each naming the upstream's URL, never its
+key. ``timeout_s`` bounds the whole call, a stream's last chunk included: httpx's own
+timeout bounds each read, and an upstream that trickled a byte at a time held the
+request (and its connection) for ever. Once a stream has begun, any failure (an
+upstream ``error`` event, a chunk that cannot be read, the deadline) is one ``error``
+event and no ``[DONE]``, never a cut connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
@@ -31,9 +38,17 @@ from starlette.types import Receive, Scope, Send
 from guardrail_dro.errors import ConfigError, GuardViolation
 from guardrail_dro.serve.http.schema import ApiError, error_body
 from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails import OnCheck, RailGuard, openai_refusal, wrap_openai
+from guardrail_dro.serve.rails import (
+    OnCheck,
+    RailGuard,
+    last_user_text,
+    openai_refusal,
+    wrap_openai,
+)
 
-__all__ = ["ChatProxy", "Upstream", "upstream_from_env"]
+__all__ = ["ChatProxy", "ClosingStream", "Upstream", "upstream_from_env"]
+
+log = logging.getLogger(__name__)
 
 #: What the caller's JSON passes as keyword arguments to ``create``; everything else
 #: goes through ``extra_body`` untouched, so a parameter this SDK version does not know
@@ -104,7 +119,9 @@ def _params(raw: bytes) -> dict[str, Any]:
 
     Raises:
         ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
-            objects, ``model`` not a string, ``stream`` not a bool.
+            objects, a message the input rail cannot read (no role, a user turn's
+            content neither text nor content parts: wrap raises ``TypeError`` on it, the
+            proxy answered 500), ``model`` not a string, ``stream`` not a bool.
     """
     try:
         body = json.loads(raw)
@@ -115,6 +132,11 @@ def _params(raw: bytes) -> dict[str, Any]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ApiError(400, "messages: give a list of message objects", param="messages")
+    try:
+        last_user_text(messages)
+    except TypeError as exc:
+        why = f"messages: {exc} (a user turn's content is a string or a list of parts)"
+        raise ApiError(400, why, param="messages") from None
     if not isinstance(body.get("model"), str):
         raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
     if not isinstance(body.get("stream", False), bool):
@@ -126,7 +148,7 @@ def _sse(data: Any) -> bytes:
     return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-class _ClosingStream(StreamingResponse):
+class ClosingStream(StreamingResponse):
     """A streamed response that closes its body, hence the upstream stream, however it
     ends: Starlette cancels a response whose client left, which leaves the body
     iterator suspended until garbage collection, and the upstream model writing on."""
@@ -170,21 +192,32 @@ class ChatProxy:
 
     async def answer(self, raw: bytes) -> Response:
         """The response to one request body (auth and the size bound already passed)."""
+        deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
             body = _params(raw)
             kwargs = {k: body[k] for k in _KWARGS if k in body}
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
             try:
-                reply = await self._create(**kwargs, extra_body=extra or None)
+                async with asyncio.timeout_at(deadline):
+                    reply = await self._create(**kwargs, extra_body=extra or None)
             except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
                 return self._refused(exc.result, kwargs)
             except Exception as exc:
                 raise self._upstream_error(exc) from None
+            if kwargs.get("stream"):  # the SDK reads no event of a JSON body: an empty reply
+                sent = getattr(getattr(reply, "response", None), "headers", {})
+                if sent.get("content-type", "").split(";")[0].strip().endswith("json"):
+                    await reply.close()
+                    raise self._bad_reply("JSON to a stream request (does it stream?)")
+            elif not isinstance(getattr(reply, "choices", None), list):
+                # The SDK hands back the body's text (or a JSON scalar) when it cannot
+                # parse a ChatCompletion; the output rail read it as text: it is no reply.
+                raise self._bad_reply(f"a {type(reply).__name__} without choices")
         except ApiError as err:
             return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
         if not kwargs.get("stream"):
             return JSONResponse(reply.to_dict(mode="json"))
-        return _ClosingStream(self._events(reply), media_type="text/event-stream")
+        return ClosingStream(self._events(reply, deadline), media_type="text/event-stream")
 
     def _refused(self, result: GuardResult, kwargs: dict[str, Any]) -> Response:
         model, stream = str(kwargs.get("model", "guard")), bool(kwargs.get("stream"))
@@ -194,12 +227,19 @@ class ChatProxy:
         events = [_sse(c.to_dict(mode="json")) for c in refusal] + [b"data: [DONE]\n\n"]
         return Response(b"".join(events), media_type="text/event-stream")
 
-    async def _events(self, stream: Any) -> AsyncIterator[bytes]:
-        """The guarded stream as server-sent events, each chunk as the rail releases it;
-        an upstream failure after the first byte can change no status, so it is one
-        ``error`` event and no ``[DONE]`` (the SDKs raise on it)."""
+    async def _events(self, stream: Any, deadline: float) -> AsyncIterator[bytes]:
+        """The guarded stream as server-sent events, each chunk as the rail releases it,
+        until the loop time ``deadline``; an upstream failure after the first byte can
+        change no status, so it is one ``error`` event and no ``[DONE]`` (the SDKs raise
+        on it)."""
+        chunks = aiter(stream)
         try:
-            async for chunk in stream:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):  # no yield inside it
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
                 yield _sse(chunk.to_dict(mode="json"))
             yield b"data: [DONE]\n\n"
         except GuardViolation as exc:
@@ -215,21 +255,29 @@ class ChatProxy:
         """What the caller is answered for an upstream failure (naming the upstream's URL,
         never its key).
 
-        Raises:
-            Exception: ``exc`` itself when it is no upstream failure (a bug: a 500).
+        An exception that is no HTTP or SDK error was raised reading what the upstream
+        sent (the SDK's SSE parser on a malformed event, the rails on a reply of another
+        shape): ``_params`` has checked the request the rails read and a guard decides
+        without raising, so it is a 502 (``upstream_bad_reply``), logged with its
+        traceback, rather than a 500 and a connection cut mid-stream.
         """
         import httpx
         import openai
 
         name = self.upstream.name
-        if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx.TimeoutException):
             why = f"the upstream {name} did not answer within {self.upstream.timeout_s:g} s"
             return ApiError(504, why, type="server_error", code="upstream_timeout")
         if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
             why = f"cannot reach the upstream {name}: is it running, and is --upstream right?"
             return ApiError(502, why, type="server_error", code="upstream_unreachable")
+        if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIStatusError):
+            said = self._scrubbed(exc.message)  # an ``error`` event in the upstream's stream
+            why = f"the upstream {name} failed mid-stream: {said}"
+            return ApiError(502, why, type="server_error", code="upstream_error")
         if not isinstance(exc, openai.APIStatusError):
-            raise exc
+            log.warning("unreadable answer from the upstream %s", name, exc_info=exc)
+            return self._bad_reply(f"what this server cannot read ({type(exc).__name__})")
         status = exc.status_code
         if status in (401, 403):
             why = (
@@ -242,13 +290,16 @@ class ChatProxy:
             return ApiError(502, why, type="server_error", code="upstream_error")
         return self._passed_through(exc)
 
+    def _bad_reply(self, what: str) -> ApiError:
+        why = (
+            f"the upstream {self.upstream.name} sent {what}, not a chat completion: is "
+            "--upstream an OpenAI-compatible API root?"
+        )
+        return ApiError(502, why, type="server_error", code="upstream_bad_reply")
+
     def _passed_through(self, exc: Any) -> ApiError:
         """An upstream 4xx as the upstream said it (any copy of the key scrubbed)."""
-        key = self.upstream.api_key.get_secret_value()
-
-        def said(value: Any) -> Any:
-            return value.replace(key, "***") if isinstance(value, str) else value
-
+        said = self._scrubbed
         try:
             sent = exc.response.json()
         except ValueError:
@@ -265,3 +316,16 @@ class ChatProxy:
             code=said(inner.get("code")),
             headers={"Retry-After": retry} if retry else None,
         )
+
+    def _scrubbed(self, value: Any) -> Any:
+        """``value`` with every copy of the upstream's key replaced by ``***``, in nested
+        objects and lists too (an error's ``message`` or ``param`` may be one: its
+        ``str()`` showed the key)."""
+        key = self.upstream.api_key.get_secret_value()
+        if isinstance(value, str):
+            return value.replace(key, "***")
+        if isinstance(value, dict):
+            return {self._scrubbed(k): self._scrubbed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrubbed(v) for v in value]
+        return value

@@ -1,0 +1,359 @@
+"""The guarding proxy of ``POST /v1/messages`` (Anthropic's Messages API):
+``MessagesProxy``, the route's work once auth and the body bound have passed.
+
+The twin of ``proxy.ChatProxy`` for Claude apps, and for the same reason it calls the
+very ``wrap_anthropic`` create, on an ``AsyncAnthropic`` whose ``base_url`` is the
+upstream: its decisions are ``guard.wrap(client)``'s in process. The input rail refuses
+without calling the upstream (wrap's ``anthropic_refusal``, as JSON or as its events);
+the output rail replaces a harmful reply, reads ``tool_use`` input and releases a
+stream's events only once checked.
+
+Headers: the caller's ``anthropic-beta`` is forwarded (a beta changes what the request
+may hold and what the reply carries: a caller who names one means to use it, and the
+upstream would refuse or ignore its fields without it); ``anthropic-version`` is not:
+the SDK sends the version whose shapes it parses, and the rails read replies with it.
+
+Errors are Anthropic's error JSON (``anthropic_error_body``), with the statuses of
+``ChatProxy``: an upstream 4xx passes through (any copy of the key scrubbed), 401 / 403
+from the upstream, an unreachable or failing upstream and a 200 that is no message are a
+502, a call not done within ``timeout_s`` (a stream's last event included) a 504, each
+naming the upstream's URL, never its key. Once a stream has begun, a failure is one
+``error`` event, as Anthropic sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from pydantic import SecretStr
+from starlette.responses import JSONResponse, Response
+
+from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.serve.http.proxy import ClosingStream, Upstream
+from guardrail_dro.serve.http.schema import ApiError
+from guardrail_dro.serve.policy import GuardResult
+from guardrail_dro.serve.rails import (
+    OnCheck,
+    RailGuard,
+    anthropic_refusal,
+    last_user_text,
+    wrap_anthropic,
+)
+
+__all__ = [
+    "MessagesProxy",
+    "anthropic_error",
+    "anthropic_error_body",
+    "anthropic_upstream_from_env",
+]
+
+log = logging.getLogger(__name__)
+
+#: Passed to ``create`` as arguments; every other field goes through ``extra_body``, so
+#: a parameter this SDK version does not know still reaches the upstream and no body
+#: field can set the SDK's own ``extra_headers`` or ``timeout``.
+_KWARGS = ("model", "messages", "max_tokens", "stream")
+
+#: Anthropic's error type for each status this server answers itself.
+_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "not_found_error",
+    408: "timeout_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_error_body(err: ApiError) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}``: what Anthropic answers.
+
+    ``err.type`` is kept where it is not one of the generic OpenAI types this server
+    uses (an upstream's own type, passed through); else the type follows the status.
+    """
+    kind = err.type
+    if kind in ("invalid_request_error", "server_error"):
+        kind = _TYPES.get(err.status, "api_error" if err.status >= 500 else kind)
+    return {"type": "error", "error": {"type": kind, "message": err.message}}
+
+
+def anthropic_error(err: ApiError) -> JSONResponse:
+    """``err`` as the response Anthropic's SDK reads."""
+    return JSONResponse(anthropic_error_body(err), status_code=err.status, headers=err.headers)
+
+
+def anthropic_upstream_from_env(
+    url: str, key_env: str | None, timeout_s: float = 600.0
+) -> Upstream:
+    """The Anthropic-compatible ``Upstream`` at ``url`` (its API root, without ``/v1``:
+    the SDK adds ``/v1/messages``), its key read from the variable ``key_env``.
+
+    Raises:
+        ConfigError: no variable named, the variable unset or empty, a bad URL, or one
+            ending in ``/v1``.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "--anthropic-upstream must be an http(s) URL, e.g. https://api.anthropic.com, "
+            f"not {url!r}"
+        )
+    if parts.path.rstrip("/").endswith("/v1"):
+        raise ConfigError(
+            f"--anthropic-upstream {url!r}: give the API root without /v1 (e.g. "
+            "https://api.anthropic.com): the Anthropic SDK adds /v1/messages itself"
+        )
+    if not key_env:
+        raise ConfigError(
+            "--anthropic-upstream needs --anthropic-upstream-key-env VAR: the name of an "
+            "environment variable holding the upstream's API key (any value for an "
+            "upstream without auth)"
+        )
+    key = os.environ.get(key_env, "").strip()
+    if not key:
+        msg = f"--anthropic-upstream-key-env {key_env}: the variable is unset or empty"
+        raise ConfigError(msg)
+    return Upstream(url=url, api_key=SecretStr(key), timeout_s=timeout_s)
+
+
+def _params(raw: bytes) -> dict[str, Any]:
+    """The caller's request, checked as far as the proxy relies on it.
+
+    Raises:
+        ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
+            objects or one the input rail cannot read (wrap raises ``TypeError``: a
+            500 otherwise), ``model`` not a string, ``max_tokens`` not an integer,
+            ``stream`` not a bool.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object (a Messages API request)")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "messages: give a list of message objects", param="messages")
+    try:
+        last_user_text(messages)
+    except TypeError as exc:
+        why = f"messages: {exc} (a user turn's content is a string or a list of blocks)"
+        raise ApiError(400, why, param="messages") from None
+    if not isinstance(body.get("model"), str):
+        raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
+    tokens = body.get("max_tokens")
+    if not isinstance(tokens, int) or isinstance(tokens, bool):
+        raise ApiError(400, "max_tokens: give a whole number", param="max_tokens")
+    if not isinstance(body.get("stream", False), bool):
+        raise ApiError(400, "stream: give true or false", param="stream")
+    return body
+
+
+def _sse(data: dict[str, Any]) -> bytes:
+    """One event as Anthropic writes it: the SDK skips an event with no ``event:`` line."""
+    return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class _Released:
+    """What a stream's caller has been given: whether the message started, its blocks
+    by index and the one still open, so a refusal raised mid-stream ends it in step."""
+
+    def __init__(self) -> None:
+        self.started, self.blocks, self.open = False, dict[int, str](), None
+
+    def saw(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "message_start":
+            self.started = True
+        elif kind == "content_block_start":
+            self.blocks[event["index"]] = event["content_block"].get("type", "")
+            self.open = event["index"]
+        elif kind == "content_block_stop" and event.get("index") == self.open:
+            self.open = None
+
+    def refusal(self, result: GuardResult, model: str) -> list[dict[str, Any]]:
+        """The refusal's events after what was released: the whole refusal stream when
+        nothing was; else into the open text block, or in a new block after the rest."""
+        events = [
+            e.to_dict(mode="json") for e in anthropic_refusal(result, model=model, stream=True)
+        ]
+        if not self.started:
+            return events
+        out: list[dict[str, Any]] = []
+        if self.open is not None and self.blocks[self.open] == "text":
+            index, events = self.open, [e for e in events if e["type"] != "content_block_start"]
+        else:
+            if self.open is not None:
+                out.append({"type": "content_block_stop", "index": self.open})
+            index = max(self.blocks, default=-1) + 1
+        for e in events[1:]:  # the message_start was sent
+            out.append({**e, "index": index} if "index" in e else e)
+        return out
+
+
+class MessagesProxy:
+    """``POST /v1/messages`` through ``guard``'s rails to ``upstream``.
+
+    ``on_check(rail, result)`` sees every rail decision (the metrics count refusals).
+    """
+
+    def __init__(
+        self, guard: RailGuard, upstream: Upstream, *, on_check: OnCheck | None = None
+    ) -> None:
+        from anthropic import AsyncAnthropic
+
+        self.upstream = upstream
+        self._client = AsyncAnthropic(
+            base_url=upstream.url,
+            api_key=upstream.api_key.get_secret_value(),
+            timeout=upstream.timeout_s,
+            max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
+        )
+        self._create: Callable[..., Any] = wrap_anthropic(
+            self._client, guard, on_check=on_check
+        ).messages.create
+
+    async def aclose(self) -> None:
+        """Close the upstream connections (on the loop that opened them)."""
+        await self._client.close()
+
+    async def answer(self, raw: bytes, beta: str | None = None) -> Response:
+        """The response to one request body (auth and the size bound already passed);
+        ``beta``: the caller's ``anthropic-beta`` header, forwarded."""
+        deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
+        try:
+            body = _params(raw)
+            kwargs = {k: body[k] for k in _KWARGS if k in body}
+            extra = {k: v for k, v in body.items() if k not in _KWARGS}
+            headers = {"anthropic-beta": beta} if beta else None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    reply = await self._create(
+                        **kwargs, extra_body=extra or None, extra_headers=headers
+                    )
+            except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
+                return self._refused(exc.result, kwargs)
+            except Exception as exc:
+                raise self._upstream_error(exc) from None
+            if kwargs.get("stream"):  # the SDK reads no event of a JSON body: an empty reply
+                sent = getattr(getattr(reply, "response", None), "headers", {})
+                if sent.get("content-type", "").split(";")[0].strip().endswith("json"):
+                    await reply.close()
+                    raise self._bad_reply("JSON to a stream request (does it stream?)")
+            # The SDK hands back the body's text when it cannot parse a Message; the
+            # output rail read it as text, but it is no reply.
+            elif getattr(reply, "type", None) != "message":
+                raise self._bad_reply(f"a {type(reply).__name__} that is no message")
+        except ApiError as err:
+            return anthropic_error(err)
+        if not kwargs.get("stream"):
+            return JSONResponse(reply.to_dict(mode="json"))
+        events = self._events(reply, str(kwargs["model"]), deadline)
+        return ClosingStream(events, media_type="text/event-stream")
+
+    def _refused(self, result: GuardResult, kwargs: dict[str, Any]) -> Response:
+        model, stream = str(kwargs.get("model", "guard")), bool(kwargs.get("stream"))
+        refusal = anthropic_refusal(result, model=model, stream=stream)
+        if not stream:
+            return JSONResponse(refusal.to_dict(mode="json"))
+        events = [_sse(e.to_dict(mode="json")) for e in refusal]
+        return Response(b"".join(events), media_type="text/event-stream")
+
+    async def _events(self, stream: Any, model: str, deadline: float) -> AsyncIterator[bytes]:
+        """The guarded stream as Anthropic's server-sent events, each as the rail
+        releases it, until the loop time ``deadline``; an upstream failure after the
+        first byte can change no status, so it is one ``error`` event (the SDK raises)."""
+        released, events = _Released(), aiter(stream)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):  # no yield inside it
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                data = event.to_dict(mode="json")
+                released.saw(data)
+                yield _sse(data)
+        except GuardViolation as exc:
+            for data in released.refusal(exc.result, model):
+                yield _sse(data)
+        except Exception as exc:
+            yield _sse(anthropic_error_body(self._upstream_error(exc)))
+        finally:
+            await stream.close()
+
+    def _upstream_error(self, exc: Exception) -> ApiError:
+        """What the caller is answered for an upstream failure (naming the upstream's URL,
+        never its key).
+
+        An exception that is no HTTP or SDK error was raised reading what the upstream
+        sent (the SSE parser on a malformed event, the rails on a reply of another
+        shape): ``_params`` checked what the rails read of the request, so it is a 502,
+        logged with its traceback, rather than a 500 or a connection cut mid-stream.
+        """
+        import anthropic
+        import httpx2
+
+        name = self.upstream.name
+        timeouts = TimeoutError | anthropic.APITimeoutError | httpx2.TimeoutException
+        if isinstance(exc, timeouts):
+            why = f"the upstream {name} did not answer within {self.upstream.timeout_s:g} s"
+            return ApiError(504, why, type="server_error", code="upstream_timeout")
+        if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
+            why = (
+                f"cannot reach the upstream {name}: is it running, and is "
+                "--anthropic-upstream right?"
+            )
+            return ApiError(502, why, type="server_error", code="upstream_unreachable")
+        if not isinstance(exc, anthropic.APIStatusError):
+            log.warning("unreadable answer from the upstream %s", name, exc_info=exc)
+            return self._bad_reply(f"what this server cannot read ({type(exc).__name__})")
+        status = exc.status_code
+        if status in (401, 403):
+            why = (
+                f"the upstream {name} refused this server's key ({status}): check the "
+                "variable --anthropic-upstream-key-env names"
+            )
+            return ApiError(502, why, type="server_error", code="upstream_auth")
+        if status < 400:  # an ``error`` event in a 200 stream: Anthropic's overloaded_error...
+            said = self._passed_through(exc)
+            why = f"the upstream {name} failed mid-stream: {said.message}"
+            return ApiError(502, why, type=said.type, code="upstream_error")
+        if status >= 500:
+            why = f"the upstream {name} failed ({status}); retry later"
+            return ApiError(502, why, type="server_error", code="upstream_error")
+        return self._passed_through(exc)
+
+    def _bad_reply(self, what: str) -> ApiError:
+        why = (
+            f"the upstream {self.upstream.name} sent {what}, not a message: is "
+            "--anthropic-upstream an Anthropic-compatible API root?"
+        )
+        return ApiError(502, why, type="server_error", code="upstream_bad_reply")
+
+    def _passed_through(self, exc: Any) -> ApiError:
+        """An upstream 4xx as the upstream said it (any copy of the key scrubbed)."""
+        key = self.upstream.api_key.get_secret_value()
+        sent = exc.body if isinstance(exc.body, dict) else None  # an event's, or the body's
+        inner = sent.get("error") if isinstance(sent, dict) else None
+        if not isinstance(inner, dict):
+            inner = {}
+        message = inner.get("message") or str(exc.message)
+        kind = inner.get("type")
+        kind = kind.replace(key, "***") if isinstance(kind, str) else "invalid_request_error"
+        retry = exc.response.headers.get("retry-after")
+        return ApiError(
+            exc.status_code,
+            str(message).replace(key, "***"),
+            type=kind,
+            headers={"Retry-After": retry} if retry else None,
+        )
