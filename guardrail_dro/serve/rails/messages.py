@@ -13,7 +13,15 @@ from typing import Any
 
 from guardrail_dro.serve.rails.tool_args import tool_text
 
-__all__ = ["content_text", "last_user_text", "listed", "reply_text", "spoken_text"]
+__all__ = [
+    "REASONING_FIELDS",
+    "content_text",
+    "last_user_text",
+    "listed",
+    "reasoning_text",
+    "reply_text",
+    "spoken_text",
+]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -126,12 +134,32 @@ def _refusal_text(message: Any) -> str:
     return text if isinstance(text, str) else ""
 
 
+#: The reasoning fields of OpenAI-compatible servers: vLLM's and DeepSeek's
+#: ``reasoning_content``, OpenRouter's (and others') ``reasoning``. Extra fields on the
+#: openai SDK's objects (``model_extra``), read by attribute or key.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+def reasoning_text(message: Any) -> str:
+    """The reasoning an OpenAI-compatible server sent with a message (or stream delta),
+    "" without any. Read as output because chat UIs show it to users, so harmful text
+    there reached them past the rail; only a str is model text (a non-str ``reasoning``
+    is some server's settings object, not something shown). LangChain keeps it in
+    ``additional_kwargs``. Anthropic thinking blocks are not shown, so not read."""
+    extra = _get(message, "additional_kwargs")
+    sources = (message, extra) if isinstance(extra, Mapping) else (message,)
+    parts = [_get(src, key) for src in sources for key in REASONING_FIELDS]
+    # vLLM sends the same text under both names while it renames the field: read once
+    return "\n".join(dict.fromkeys(p for p in parts if isinstance(p, str) and p))
+
+
 def reply_text(reply: Any) -> str:
     """The text of a model's reply: every choice of an OpenAI ``ChatCompletion`` (one
     per line, with its audio transcript and its ``refusal``: model text shown to users,
     unread until 2026-12-07), else what ``content_text`` reads (a str, a message,
     content blocks); each with the strings of its tool calls' arguments (``tool_args``:
-    an agent runs them, so they are output too; they went unchecked before). Anthropic
+    an agent runs them, so they are output too; they went unchecked before) and its
+    reasoning (``reasoning_text``: shown by chat UIs, unread before). Anthropic
     thinking blocks are not read: they are not shown to users."""
     choices = getattr(reply, "choices", None)
     if choices is not None:  # an OpenAI ChatCompletion
@@ -139,11 +167,11 @@ def reply_text(reply: Any) -> str:
             t
             for c in choices
             for m in (c.message,)
-            for t in (m.content, _refusal_text(m), spoken_text(m), tool_text(m))
+            for t in (reasoning_text(m), m.content, _refusal_text(m), spoken_text(m), tool_text(m))
             if t
         ]
         return "\n".join(parts)
     if isinstance(reply, str):
         return reply
-    texts = (content_text(reply), _refusal_text(reply), tool_text(reply))
+    texts = (reasoning_text(reply), content_text(reply), _refusal_text(reply), tool_text(reply))
     return "\n".join(p for p in texts if p)

@@ -1,6 +1,6 @@
 """The OpenAI and Anthropic SDKs' shapes, for the rails: their stream events
 (``Events`` for ``guard_stream``, one channel per OpenAI choice), rebuilding a reply
-around a refusal (``replaced_reply``: the text replaced, tool calls dropped; their
+around a refusal (``replaced_reply``: the text replaced, tool calls and reasoning dropped; their
 arguments are read by ``tool_args``), the reply a blocked input gets
 (``openai_refusal`` / ``anthropic_refusal``), and telling an SDK stream from a plain one
 (``stream_events``).
@@ -17,7 +17,12 @@ from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails.messages import reply_text, spoken_text
+from guardrail_dro.serve.rails.messages import (
+    REASONING_FIELDS,
+    reasoning_text,
+    reply_text,
+    spoken_text,
+)
 from guardrail_dro.serve.rails.streams import Events, GuardedStream
 from guardrail_dro.serve.rails.tool_args import AnthropicToolStream, OpenAIToolStream
 
@@ -39,13 +44,23 @@ __all__ = [
 _OPENAI_DROPPED = {"tool_calls": None, "function_call": None, "audio": None, "refusal": None}
 
 
+def _unreasoned(message: Any) -> dict[str, None]:
+    """The reasoning fields ``message`` carries, each set to None for a refused reply
+    (its reasoning is model text like the rest); a message without them gains none, so
+    a plain reply keeps the SDK's own shape."""
+    extra = getattr(message, "model_extra", None) or {}
+    return {k: None for k in REASONING_FIELDS if k in extra}
+
+
 def _openai_replaced(resp: Any, text: str) -> Any:
     """``resp`` with every choice refused; its ``logprobs`` go too: their tokens spell
     the refused text out (``"".join`` of them was the reply, refusal or not)."""
     choices = [
         c.model_copy(
             update={
-                "message": c.message.model_copy(update={"content": text, **_OPENAI_DROPPED}),
+                "message": c.message.model_copy(
+                    update={"content": text, **_OPENAI_DROPPED, **_unreasoned(c.message)}
+                ),
                 "finish_reason": "content_filter",
                 "logprobs": None,
             }
@@ -70,6 +85,7 @@ class _OpenAIEvents(Events):
         self.model = model
         self.indices: dict[int, None] = {0: None}  # the choices seen, in order
         self.tools = OpenAIToolStream()
+        self.thinking: set[int] = set()  # the choices whose last text was reasoning
 
     def texts(self, chunk: Any) -> list[tuple[Any, str]]:
         if self.first is None:
@@ -78,8 +94,16 @@ class _OpenAIEvents(Events):
         for c in chunk.choices:
             self.indices.setdefault(c.index)
             if c.delta is not None:
+                # a choice's reasoning, on its channel: its delta is held until checked;
+                # a line break where the answer follows it, so their words stay apart
+                thought = reasoning_text(c.delta)
                 said = (c.delta.content or "") + (c.delta.refusal or "") + spoken_text(c.delta)
-                out.append((c.index, said))
+                if said and c.index in self.thinking and not thought:
+                    self.thinking.discard(c.index)
+                    said = "\n" + said
+                if thought:
+                    self.thinking.add(c.index)
+                out.append((c.index, thought + said))
         return out
 
     def tool_texts(self, chunk: Any) -> list[tuple[Any, str]]:
@@ -336,7 +360,8 @@ def replaced_reply(reply: Any, text: str) -> Any:
     if getattr(reply, "type", None) == "message":
         return _anthropic_replaced(reply, text)
     if isinstance(reply, Mapping):  # a message dict: its tool calls go with its text
-        kept = {k: v for k, v in reply.items() if k not in _OPENAI_DROPPED}
+        dropped = (*_OPENAI_DROPPED, *REASONING_FIELDS)
+        kept = {k: v for k, v in reply.items() if k not in dropped}
         return {**kept, "content": text}
     return text
 
