@@ -50,7 +50,8 @@ _HELP = (
     "\n\nThe same for Claude apps: with --anthropic-upstream URL (an Anthropic-compatible "
     "API root, without /v1) and --anthropic-upstream-key-env VAR, POST /v1/messages guards "
     "Anthropic's Messages API (Anthropic(base_url='http://127.0.0.1:8000', api_key=...)); "
-    "it also takes the server's key as 'x-api-key'. Either proxy may run alone, or both.\n\n"
+    "it also takes the server's key as 'x-api-key'. Either proxy may run alone, or both; "
+    "together they admit --max-proxy-calls calls in flight (503 with Retry-After beyond).\n\n"
     "ANTHROPIC_API_KEY=sk-ant-... guardrail-dro serve --guard guard --anthropic-upstream "
     "https://api.anthropic.com --anthropic-upstream-key-env ANTHROPIC_API_KEY"
 )
@@ -194,6 +195,16 @@ def serve_command(
             rich_help_panel=_PROXY,
         ),
     ] = 600.0,
+    max_proxy_calls: Annotated[
+        int,
+        typer.Option(
+            "--max-proxy-calls",
+            min=1,
+            help="Proxied calls in flight at once, both proxies together (a stream's until "
+            "it ends or its client leaves); 503 with Retry-After beyond.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = 64,  # admission.DEFAULT_MAX_PROXY_CALLS: imported here, it loaded Starlette
     anthropic_upstream: Annotated[
         str | None,
         typer.Option(
@@ -282,7 +293,7 @@ def serve_command(
     # A backstop: requests already end within their read and model timeouts.
     grace = (read_timeout_ms + timeout_ms) / 1e3 + 5
     serve(
-        create_app(guard, config, cascade, forward, forward_messages),
+        create_app(guard, config, cascade, forward, forward_messages, max_proxy_calls),
         host=host,
         port=port,
         on_bound=announce,

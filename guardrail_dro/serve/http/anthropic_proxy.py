@@ -203,20 +203,31 @@ class _Released:
 class MessagesProxy:
     """``POST /v1/messages`` through ``guard``'s rails to ``upstream``.
 
-    ``on_check(rail, result)`` sees every rail decision (the metrics count refusals).
+    ``on_check(rail, result)`` sees every rail decision (the metrics count refusals);
+    ``max_calls`` sizes the upstream connection pool, as ``ChatProxy``'s does.
     """
 
     def __init__(
-        self, guard: RailGuard, upstream: Upstream, *, on_check: OnCheck | None = None
+        self,
+        guard: RailGuard,
+        upstream: Upstream,
+        *,
+        on_check: OnCheck | None = None,
+        max_calls: int = 1000,
     ) -> None:
-        from anthropic import AsyncAnthropic
+        import httpx2
+        from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
         self.upstream = upstream
+        pool = httpx2.Limits(
+            max_connections=max_calls, max_keepalive_connections=min(max_calls, 100)
+        )
         self._client = AsyncAnthropic(
             base_url=upstream.url,
             api_key=upstream.api_key.get_secret_value(),
             timeout=upstream.timeout_s,
             max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
+            http_client=DefaultAsyncHttpxClient(limits=pool),
         )
         self._create: Callable[..., Any] = wrap_anthropic(
             self._client, guard, on_check=on_check

@@ -13,7 +13,9 @@ Routes:
   without one.
 - ``POST /v1/messages`` (with an ``anthropic_upstream``): the same for Anthropic's
   Messages API (``anthropic_proxy``), its errors in Anthropic's shape; the key may also
-  come as ``x-api-key``, as Anthropic's clients send it.
+  come as ``x-api-key``, as Anthropic's clients send it. The two proxies share one bound
+  on calls in flight (``admission``): past ``max_proxy_calls``, a 503 with
+  ``Retry-After`` in the route's error shape.
 - ``GET /healthz``: 200 while the process serves (liveness).
 - ``GET /readyz``: 200 once the guard is loaded and the batcher runs, else 503.
 - ``GET /metrics``: Prometheus text (``metrics``); no text or key ever appears there.
@@ -46,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.escalation import EscalatingGuard
 from guardrail_dro.serve.guard import Guard
+from guardrail_dro.serve.http.admission import DEFAULT_MAX_PROXY_CALLS, ProxySlots
 from guardrail_dro.serve.http.anthropic_proxy import MessagesProxy, anthropic_error
 from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
 from guardrail_dro.serve.http.config import ServeConfig
@@ -153,6 +156,7 @@ def create_app(
     escalation: EscalatingGuard | None = None,
     upstream: Upstream | None = None,
     anthropic_upstream: Upstream | None = None,
+    max_proxy_calls: int = DEFAULT_MAX_PROXY_CALLS,
 ) -> Starlette:
     """The ASGI app serving ``guard`` under ``config`` (default ``ServeConfig()``).
 
@@ -164,7 +168,9 @@ def create_app(
     rails of ``guard.wrap`` (of ``escalation`` where given: the moderation route's
     decision) on the request's messages and on the upstream's reply. With
     ``anthropic_upstream`` (an Anthropic-compatible API root), ``POST /v1/messages`` is
-    the same for Anthropic's Messages API. Either, both or neither may be given.
+    the same for Anthropic's Messages API. Either, both or neither may be given; together
+    they admit at most ``max_proxy_calls`` calls in flight (a stream's until its end),
+    and answer 503 with ``Retry-After`` beyond.
 
     Example:
         >>> import uvicorn
@@ -186,6 +192,11 @@ def create_app(
             "admitted and then answered 503 (retry) for ever; raise the queue or lower "
             "the inputs (guardrail-dro serve --max-queue-texts / --max-inputs)"
         )
+    if max_proxy_calls < 1:
+        raise ConfigError(
+            f"max_proxy_calls={max_proxy_calls}: give at least 1 (guardrail-dro serve "
+            "--max-proxy-calls), the proxied calls admitted in flight at once"
+        )
     if escalation is not None and escalation.guard is not guard:
         raise ConfigError("the escalating guard must wrap the guard served (escalation.guard)")
     metrics = ServerMetrics()
@@ -203,10 +214,13 @@ def create_app(
     timeout = config.timeout_ms / 1e3
     proxy, messages_proxy = None, None
     rails = guard if escalation is None else escalation
+    slots = ProxySlots(max_proxy_calls, on_refused=metrics.observe_proxy_overload)
+    metrics.proxy_calls.set_function(lambda: slots.held)
+    check, calls = metrics.observe_rail, max_proxy_calls  # the pools sized to the bound
     if upstream is not None:
-        proxy = ChatProxy(rails, upstream, on_check=metrics.observe_rail)
+        proxy = ChatProxy(rails, upstream, on_check=check, max_calls=calls)
     if anthropic_upstream is not None:
-        messages_proxy = MessagesProxy(rails, anthropic_upstream, on_check=metrics.observe_rail)
+        messages_proxy = MessagesProxy(rails, anthropic_upstream, on_check=check, max_calls=calls)
 
     async def moderations(request: Request) -> Response:
         try:
@@ -241,7 +255,7 @@ def create_app(
         metrics.observe_results(results)
         return JSONResponse(moderation_body(req.model or config.model_name, results, escalated))
 
-    async def chat_completions(request: Request) -> Response:
+    async def chat_completions(request: Request) -> ASGIApp:
         try:
             if proxy is None:
                 raise ApiError(
@@ -254,9 +268,9 @@ def create_app(
             body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
         except ApiError as err:
             return _error(err)
-        return await proxy.answer(body)
+        return await slots.call("/v1/chat/completions", lambda: proxy.answer(body), _error)
 
-    async def messages(request: Request) -> Response:
+    async def messages(request: Request) -> ASGIApp:
         try:
             if messages_proxy is None:
                 raise ApiError(
@@ -268,7 +282,9 @@ def create_app(
             body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
         except ApiError as err:
             return anthropic_error(err)
-        return await messages_proxy.answer(body, request.headers.get("anthropic-beta"))
+        beta = request.headers.get("anthropic-beta")
+        answer = lambda: messages_proxy.answer(body, beta)  # noqa: E731
+        return await slots.call("/v1/messages", answer, anthropic_error)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -18,6 +18,8 @@ Series (``guardrail_`` prefix):
   ``remembered`` / ``failed`` / ``skipped`` (``Escalated.outcome``);
 - ``rail_refusals_total{rail}`` (the chat-completions proxy): requests refused by the
   ``input`` rail (the upstream never called) and replies replaced by the ``output`` rail;
+- ``proxy_calls`` / ``proxy_overloaded_total{path}`` (the proxies): proxied calls in
+  flight now, and calls refused 503 because ``--max-proxy-calls`` were in flight;
 - ``judge_breaker_open`` (with an LLM judge): 1 while its circuit breaker is open or
   half-open (texts in the band decided by ``on_error`` without a call), else 0.
 
@@ -80,6 +82,16 @@ class ServerMetrics:
             registry=reg,
         )
 
+        self.proxy_calls = Gauge(
+            "guardrail_proxy_calls", "Proxied calls in flight (both proxies)", registry=reg
+        )
+        self.proxy_overloaded = Counter(
+            "guardrail_proxy_overloaded",
+            "Proxied calls refused (503) because --max-proxy-calls were in flight",
+            ["path"],
+            registry=reg,
+        )
+
     def watch_judge_breaker(self, is_open: Callable[[], float]) -> None:
         """Export ``guardrail_judge_breaker_open``, read from ``is_open`` at each scrape
         (a server with an LLM judge only: no judge, no series)."""
@@ -111,6 +123,10 @@ class ServerMetrics:
         """One rail decision of the proxy (its ``on_check``): a refusal is counted."""
         if not result.allowed:
             self.refusals.labels(rail=rail).inc()
+
+    def observe_proxy_overload(self, path: str) -> None:
+        """One proxied call refused for want of a slot (``ProxySlots``' ``on_refused``)."""
+        self.proxy_overloaded.labels(path=path).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every series."""

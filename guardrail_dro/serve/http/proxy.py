@@ -167,20 +167,32 @@ class ChatProxy:
     """``POST /v1/chat/completions`` through ``guard``'s rails to ``upstream``.
 
     ``on_check(rail, result)`` sees every rail decision (the server's metrics count
-    refusals by rail with it).
+    refusals by rail with it). ``max_calls``: the server's bound on proxied calls in
+    flight; the upstream connection pool is sized to it, so that no admitted call
+    waits unseen inside httpx for a connection (the SDK's own pool is 1,000).
     """
 
     def __init__(
-        self, guard: RailGuard, upstream: Upstream, *, on_check: OnCheck | None = None
+        self,
+        guard: RailGuard,
+        upstream: Upstream,
+        *,
+        on_check: OnCheck | None = None,
+        max_calls: int = 1000,
     ) -> None:
-        from openai import AsyncOpenAI
+        import httpx2  # the openai SDK's HTTP client (httpx's successor)
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
         self.upstream = upstream
+        pool = httpx2.Limits(
+            max_connections=max_calls, max_keepalive_connections=min(max_calls, 100)
+        )
         self._client = AsyncOpenAI(
             base_url=upstream.url,
             api_key=upstream.api_key.get_secret_value(),
             timeout=upstream.timeout_s,
             max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
+            http_client=DefaultAsyncHttpxClient(limits=pool),
         )
         self._create: Callable[..., Any] = wrap_openai(
             self._client, guard, on_check=on_check
