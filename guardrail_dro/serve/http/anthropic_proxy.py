@@ -26,23 +26,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
-from pydantic import SecretStr
 from starlette.responses import JSONResponse, Response
 
 from guardrail_dro.errors import ConfigError, GuardViolation
 from guardrail_dro.serve.http.proxy import ClosingStream, Upstream
 from guardrail_dro.serve.http.schema import ApiError
+from guardrail_dro.serve.http.upstream_call import UpstreamCall, read_request, upstream_key
 from guardrail_dro.serve.policy import GuardResult
 from guardrail_dro.serve.rails import (
     OnCheck,
     RailGuard,
     anthropic_refusal,
-    last_user_text,
     wrap_anthropic,
 )
 
@@ -112,44 +111,18 @@ def anthropic_upstream_from_env(
             f"--anthropic-upstream {url!r}: give the API root without /v1 (e.g. "
             "https://api.anthropic.com): the Anthropic SDK adds /v1/messages itself"
         )
-    if not key_env:
-        raise ConfigError(
-            "--anthropic-upstream needs --anthropic-upstream-key-env VAR: the name of an "
-            "environment variable holding the upstream's API key (any value for an "
-            "upstream without auth)"
-        )
-    key = os.environ.get(key_env, "").strip()
-    if not key:
-        msg = f"--anthropic-upstream-key-env {key_env}: the variable is unset or empty"
-        raise ConfigError(msg)
-    return Upstream(url=url, api_key=SecretStr(key), timeout_s=timeout_s)
+    key = upstream_key("--anthropic-upstream", key_env)
+    return Upstream(url=url, api_key=key, timeout_s=timeout_s)
 
 
 def _params(raw: bytes) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
     Raises:
-        ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
-            objects or one the input rail cannot read (wrap raises ``TypeError``: a
-            500 otherwise), ``model`` not a string, ``max_tokens`` not an integer,
-            ``stream`` not a bool.
+        ApiError: 400 naming the field: ``read_request``'s checks, ``max_tokens`` not an
+            integer, ``stream`` not a bool.
     """
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object (a Messages API request)")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "messages: give a list of message objects", param="messages")
-    try:
-        last_user_text(messages)
-    except TypeError as exc:
-        why = f"messages: {exc} (a user turn's content is a string or a list of blocks)"
-        raise ApiError(400, why, param="messages") from None
-    if not isinstance(body.get("model"), str):
-        raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
+    body = read_request(raw, request="a Messages API request", parts="blocks")
     tokens = body.get("max_tokens")
     if not isinstance(tokens, int) or isinstance(tokens, bool):
         raise ApiError(400, "max_tokens: give a whole number", param="max_tokens")
@@ -200,12 +173,16 @@ class _Released:
         return out
 
 
-class MessagesProxy:
+class MessagesProxy(UpstreamCall):
     """``POST /v1/messages`` through ``guard``'s rails to ``upstream``.
 
     ``on_check(rail, result)`` sees every rail decision (the metrics count refusals);
-    ``max_calls`` sizes the upstream connection pool, as ``ChatProxy``'s does.
+    ``max_calls`` sizes the upstream connection pool (``UpstreamCall``).
     """
+
+    sdk, http, option = "anthropic", "httpx2", "--anthropic-upstream"
+    reply, api = "a message", "an Anthropic-compatible"
+    log = log
 
     def __init__(
         self,
@@ -215,27 +192,10 @@ class MessagesProxy:
         on_check: OnCheck | None = None,
         max_calls: int = 1000,
     ) -> None:
-        import httpx2
         from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
-        self.upstream = upstream
-        pool = httpx2.Limits(
-            max_connections=max_calls, max_keepalive_connections=min(max_calls, 100)
-        )
-        self._client = AsyncAnthropic(
-            base_url=upstream.url,
-            api_key=upstream.api_key.get_secret_value(),
-            timeout=upstream.timeout_s,
-            max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
-            http_client=DefaultAsyncHttpxClient(limits=pool),
-        )
-        self._create: Callable[..., Any] = wrap_anthropic(
-            self._client, guard, on_check=on_check
-        ).messages.create
-
-    async def aclose(self) -> None:
-        """Close the upstream connections (on the loop that opened them)."""
-        await self._client.close()
+        super().__init__(upstream, AsyncAnthropic, DefaultAsyncHttpxClient, max_calls)
+        self._create = wrap_anthropic(self._client, guard, on_check=on_check).messages.create
 
     async def answer(self, raw: bytes, beta: str | None = None) -> Response:
         """The response to one request body (auth and the size bound already passed);
@@ -247,22 +207,14 @@ class MessagesProxy:
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
             headers = {"anthropic-beta": beta} if beta else None
             try:
-                async with asyncio.timeout_at(deadline):
-                    reply = await self._create(
-                        **kwargs, extra_body=extra or None, extra_headers=headers
-                    )
+                reply = await self._call(
+                    deadline, **kwargs, extra_body=extra or None, extra_headers=headers
+                )
             except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
                 return self._refused(exc.result, kwargs)
-            except Exception as exc:
-                raise self._upstream_error(exc) from None
-            if kwargs.get("stream"):  # the SDK reads no event of a JSON body: an empty reply
-                sent = getattr(getattr(reply, "response", None), "headers", {})
-                if sent.get("content-type", "").split(";")[0].strip().endswith("json"):
-                    await reply.close()
-                    raise self._bad_reply("JSON to a stream request (does it stream?)")
             # The SDK hands back the body's text when it cannot parse a Message; the
             # output rail read it as text, but it is no reply.
-            elif getattr(reply, "type", None) != "message":
+            if not kwargs.get("stream") and getattr(reply, "type", None) != "message":
                 raise self._bad_reply(f"a {type(reply).__name__} that is no message")
         except ApiError as err:
             return anthropic_error(err)
@@ -283,17 +235,13 @@ class MessagesProxy:
         """The guarded stream as Anthropic's server-sent events, each as the rail
         releases it, until the loop time ``deadline``; an upstream failure after the
         first byte can change no status, so it is one ``error`` event (the SDK raises)."""
-        released, events = _Released(), aiter(stream)
+        released = _Released()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):  # no yield inside it
-                        event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                data = event.to_dict(mode="json")
-                released.saw(data)
-                yield _sse(data)
+            async with aclosing(self._released(stream, deadline)) as events:
+                async for event in events:
+                    data = event.to_dict(mode="json")
+                    released.saw(data)
+                    yield _sse(data)
         except GuardViolation as exc:
             for data in released.refusal(exc.result, model):
                 yield _sse(data)
@@ -302,54 +250,14 @@ class MessagesProxy:
         finally:
             await stream.close()
 
-    def _upstream_error(self, exc: Exception) -> ApiError:
-        """What the caller is answered for an upstream failure (naming the upstream's URL,
-        never its key).
-
-        An exception that is no HTTP or SDK error was raised reading what the upstream
-        sent (the SSE parser on a malformed event, the rails on a reply of another
-        shape): ``_params`` checked what the rails read of the request, so it is a 502,
-        logged with its traceback, rather than a 500 or a connection cut mid-stream.
-        """
-        import anthropic
-        import httpx2
-
-        name = self.upstream.name
-        timeouts = TimeoutError | anthropic.APITimeoutError | httpx2.TimeoutException
-        if isinstance(exc, timeouts):
-            why = f"the upstream {name} did not answer within {self.upstream.timeout_s:g} s"
-            return ApiError(504, why, type="server_error", code="upstream_timeout")
-        if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-            why = (
-                f"cannot reach the upstream {name}: is it running, and is "
-                "--anthropic-upstream right?"
-            )
-            return ApiError(502, why, type="server_error", code="upstream_unreachable")
-        if not isinstance(exc, anthropic.APIStatusError):
-            log.warning("unreadable answer from the upstream %s", name, exc_info=exc)
-            return self._bad_reply(f"what this server cannot read ({type(exc).__name__})")
-        status = exc.status_code
-        if status in (401, 403):
-            why = (
-                f"the upstream {name} refused this server's key ({status}): check the "
-                "variable --anthropic-upstream-key-env names"
-            )
-            return ApiError(502, why, type="server_error", code="upstream_auth")
-        if status < 400:  # an ``error`` event in a 200 stream: Anthropic's overloaded_error...
+    def _failed(self, exc: Any) -> ApiError:
+        """An ``error`` event in a 200 stream (Anthropic's ``overloaded_error``...) names
+        what the upstream said; a 5xx is ``UpstreamCall``'s."""
+        if exc.status_code < 400:
             said = self._passed_through(exc)
-            why = f"the upstream {name} failed mid-stream: {said.message}"
+            why = f"the upstream {self.upstream.name} failed mid-stream: {said.message}"
             return ApiError(502, why, type=said.type, code="upstream_error")
-        if status >= 500:
-            why = f"the upstream {name} failed ({status}); retry later"
-            return ApiError(502, why, type="server_error", code="upstream_error")
-        return self._passed_through(exc)
-
-    def _bad_reply(self, what: str) -> ApiError:
-        why = (
-            f"the upstream {self.upstream.name} sent {what}, not a message: is "
-            "--anthropic-upstream an Anthropic-compatible API root?"
-        )
-        return ApiError(502, why, type="server_error", code="upstream_bad_reply")
+        return super()._failed(exc)
 
     def _passed_through(self, exc: Any) -> ApiError:
         """An upstream 4xx as the upstream said it (any copy of the key scrubbed)."""

@@ -26,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -37,11 +37,11 @@ from starlette.types import Receive, Scope, Send
 
 from guardrail_dro.errors import ConfigError, GuardViolation
 from guardrail_dro.serve.http.schema import ApiError, error_body
+from guardrail_dro.serve.http.upstream_call import UpstreamCall, read_request, upstream_key
 from guardrail_dro.serve.policy import GuardResult
 from guardrail_dro.serve.rails import (
     OnCheck,
     RailGuard,
-    last_user_text,
     openai_refusal,
     wrap_openai,
 )
@@ -99,16 +99,9 @@ def upstream_from_env(url: str, key_env: str | None, timeout_s: float = 600.0) -
     Raises:
         ConfigError: no variable named, the variable unset or empty, or a bad URL.
     """
-    if not key_env:
-        raise ConfigError(
-            "--upstream needs --upstream-key-env VAR: the name of an environment variable "
-            "holding the upstream's API key (any value for an upstream without auth)"
-        )
-    key = os.environ.get(key_env, "").strip()
-    if not key:
-        raise ConfigError(f"--upstream-key-env {key_env}: the variable is unset or empty")
+    key = upstream_key("--upstream", key_env)
     try:
-        return Upstream(url=url, api_key=SecretStr(key), timeout_s=timeout_s)
+        return Upstream(url=url, api_key=key, timeout_s=timeout_s)
     except ValidationError as exc:
         msg = str(exc.errors(include_url=False)[0]["msg"])
         raise ConfigError(msg.removeprefix("Value error, ")) from None
@@ -118,27 +111,9 @@ def _params(raw: bytes) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
     Raises:
-        ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
-            objects, a message the input rail cannot read (no role, a user turn's
-            content neither text nor content parts: wrap raises ``TypeError`` on it, the
-            proxy answered 500), ``model`` not a string, ``stream`` not a bool.
+        ApiError: 400 naming the field: ``read_request``'s checks, ``stream`` not a bool.
     """
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object (a chat completion request)")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "messages: give a list of message objects", param="messages")
-    try:
-        last_user_text(messages)
-    except TypeError as exc:
-        why = f"messages: {exc} (a user turn's content is a string or a list of parts)"
-        raise ApiError(400, why, param="messages") from None
-    if not isinstance(body.get("model"), str):
-        raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
+    body = read_request(raw, request="a chat completion request", parts="parts")
     if not isinstance(body.get("stream", False), bool):
         raise ApiError(400, "stream: give true or false", param="stream")
     return body
@@ -163,14 +138,17 @@ class ClosingStream(StreamingResponse):
                 await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
-class ChatProxy:
+class ChatProxy(UpstreamCall):
     """``POST /v1/chat/completions`` through ``guard``'s rails to ``upstream``.
 
     ``on_check(rail, result)`` sees every rail decision (the server's metrics count
-    refusals by rail with it). ``max_calls``: the server's bound on proxied calls in
-    flight; the upstream connection pool is sized to it, so that no admitted call
-    waits unseen inside httpx for a connection (the SDK's own pool is 1,000).
+    refusals by rail with it). ``max_calls`` sizes the upstream connection pool
+    (``UpstreamCall``).
     """
+
+    sdk, http, option = "openai", "httpx", "--upstream"
+    reply, api = "a chat completion", "an OpenAI-compatible"
+    log = log
 
     def __init__(
         self,
@@ -180,27 +158,10 @@ class ChatProxy:
         on_check: OnCheck | None = None,
         max_calls: int = 1000,
     ) -> None:
-        import httpx2  # the openai SDK's HTTP client (httpx's successor)
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
-        self.upstream = upstream
-        pool = httpx2.Limits(
-            max_connections=max_calls, max_keepalive_connections=min(max_calls, 100)
-        )
-        self._client = AsyncOpenAI(
-            base_url=upstream.url,
-            api_key=upstream.api_key.get_secret_value(),
-            timeout=upstream.timeout_s,
-            max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
-            http_client=DefaultAsyncHttpxClient(limits=pool),
-        )
-        self._create: Callable[..., Any] = wrap_openai(
-            self._client, guard, on_check=on_check
-        ).chat.completions.create
-
-    async def aclose(self) -> None:
-        """Close the upstream connections (on the loop that opened them)."""
-        await self._client.close()
+        super().__init__(upstream, AsyncOpenAI, DefaultAsyncHttpxClient, max_calls)
+        self._create = wrap_openai(self._client, guard, on_check=on_check).chat.completions.create
 
     async def answer(self, raw: bytes) -> Response:
         """The response to one request body (auth and the size bound already passed)."""
@@ -210,18 +171,10 @@ class ChatProxy:
             kwargs = {k: body[k] for k in _KWARGS if k in body}
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
             try:
-                async with asyncio.timeout_at(deadline):
-                    reply = await self._create(**kwargs, extra_body=extra or None)
+                reply = await self._call(deadline, **kwargs, extra_body=extra or None)
             except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
                 return self._refused(exc.result, kwargs)
-            except Exception as exc:
-                raise self._upstream_error(exc) from None
-            if kwargs.get("stream"):  # the SDK reads no event of a JSON body: an empty reply
-                sent = getattr(getattr(reply, "response", None), "headers", {})
-                if sent.get("content-type", "").split(";")[0].strip().endswith("json"):
-                    await reply.close()
-                    raise self._bad_reply("JSON to a stream request (does it stream?)")
-            elif not isinstance(getattr(reply, "choices", None), list):
+            if not kwargs.get("stream") and not isinstance(getattr(reply, "choices", None), list):
                 # The SDK hands back the body's text (or a JSON scalar) when it cannot
                 # parse a ChatCompletion; the output rail read it as text: it is no reply.
                 raise self._bad_reply(f"a {type(reply).__name__} without choices")
@@ -244,15 +197,10 @@ class ChatProxy:
         until the loop time ``deadline``; an upstream failure after the first byte can
         change no status, so it is one ``error`` event and no ``[DONE]`` (the SDKs raise
         on it)."""
-        chunks = aiter(stream)
         try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):  # no yield inside it
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                yield _sse(chunk.to_dict(mode="json"))
+            async with aclosing(self._released(stream, deadline)) as chunks:
+                async for chunk in chunks:
+                    yield _sse(chunk.to_dict(mode="json"))
             yield b"data: [DONE]\n\n"
         except GuardViolation as exc:
             for chunk in openai_refusal(exc.result, stream=True):
@@ -263,51 +211,16 @@ class ChatProxy:
         finally:
             await stream.close()
 
-    def _upstream_error(self, exc: Exception) -> ApiError:
-        """What the caller is answered for an upstream failure (naming the upstream's URL,
-        never its key).
-
-        An exception that is no HTTP or SDK error was raised reading what the upstream
-        sent (the SDK's SSE parser on a malformed event, the rails on a reply of another
-        shape): ``_params`` has checked the request the rails read and a guard decides
-        without raising, so it is a 502 (``upstream_bad_reply``), logged with its
-        traceback, rather than a 500 and a connection cut mid-stream.
-        """
-        import httpx
+    def _unreadable(self, exc: Exception) -> ApiError:
+        """An ``error`` event in the upstream's stream (an ``APIError`` with no status)
+        names what the upstream said; anything else is ``UpstreamCall``'s."""
         import openai
 
-        name = self.upstream.name
-        if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx.TimeoutException):
-            why = f"the upstream {name} did not answer within {self.upstream.timeout_s:g} s"
-            return ApiError(504, why, type="server_error", code="upstream_timeout")
-        if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
-            why = f"cannot reach the upstream {name}: is it running, and is --upstream right?"
-            return ApiError(502, why, type="server_error", code="upstream_unreachable")
-        if isinstance(exc, openai.APIError) and not isinstance(exc, openai.APIStatusError):
-            said = self._scrubbed(exc.message)  # an ``error`` event in the upstream's stream
-            why = f"the upstream {name} failed mid-stream: {said}"
+        if isinstance(exc, openai.APIError):
+            said = self._scrubbed(exc.message)
+            why = f"the upstream {self.upstream.name} failed mid-stream: {said}"
             return ApiError(502, why, type="server_error", code="upstream_error")
-        if not isinstance(exc, openai.APIStatusError):
-            log.warning("unreadable answer from the upstream %s", name, exc_info=exc)
-            return self._bad_reply(f"what this server cannot read ({type(exc).__name__})")
-        status = exc.status_code
-        if status in (401, 403):
-            why = (
-                f"the upstream {name} refused this server's key ({status}): check the "
-                "variable --upstream-key-env names"
-            )
-            return ApiError(502, why, type="server_error", code="upstream_auth")
-        if status >= 500 or status < 400:
-            why = f"the upstream {name} failed ({status}); retry later"
-            return ApiError(502, why, type="server_error", code="upstream_error")
-        return self._passed_through(exc)
-
-    def _bad_reply(self, what: str) -> ApiError:
-        why = (
-            f"the upstream {self.upstream.name} sent {what}, not a chat completion: is "
-            "--upstream an OpenAI-compatible API root?"
-        )
-        return ApiError(502, why, type="server_error", code="upstream_bad_reply")
+        return super()._unreadable(exc)
 
     def _passed_through(self, exc: Any) -> ApiError:
         """An upstream 4xx as the upstream said it (any copy of the key scrubbed)."""
@@ -328,16 +241,3 @@ class ChatProxy:
             code=said(inner.get("code")),
             headers={"Retry-After": retry} if retry else None,
         )
-
-    def _scrubbed(self, value: Any) -> Any:
-        """``value`` with every copy of the upstream's key replaced by ``***``, in nested
-        objects and lists too (an error's ``message`` or ``param`` may be one: its
-        ``str()`` showed the key)."""
-        key = self.upstream.api_key.get_secret_value()
-        if isinstance(value, str):
-            return value.replace(key, "***")
-        if isinstance(value, dict):
-            return {self._scrubbed(k): self._scrubbed(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._scrubbed(v) for v in value]
-        return value

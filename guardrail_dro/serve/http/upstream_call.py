@@ -1,0 +1,221 @@
+"""What both guarding proxies do around one upstream call: ``UpstreamCall``, the base of
+``proxy.ChatProxy`` (OpenAI) and ``anthropic_proxy.MessagesProxy`` (Anthropic), and
+``read_request`` / ``upstream_key``, the checks they share.
+
+Both SDKs are Stainless-generated: the same client options and the same exception tree
+(``APITimeoutError`` < ``APIConnectionError`` < ``APIError`` > ``APIStatusError``), so
+the pool sizing, the deadline, the classification of an upstream failure, the key
+scrubbing and the bad-reply error live here once, parametrized by the SDK module and
+the option names. What differs stays with each proxy: the request's other fields, the
+SSE format, the refusal, the error JSON and how a passed-through 4xx is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncGenerator, Callable
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.serve.http.schema import ApiError
+from guardrail_dro.serve.rails import last_user_text
+
+__all__ = ["UpstreamCall", "read_request", "upstream_key"]
+
+
+def upstream_key(option: str, key_env: str | None) -> SecretStr:
+    """The upstream's key, read from the variable ``key_env`` that ``{option}-key-env``
+    names (never from the command line, where ``ps`` and shell history show it).
+
+    Raises:
+        ConfigError: no variable named, or the variable unset or empty.
+    """
+    if not key_env:
+        raise ConfigError(
+            f"{option} needs {option}-key-env VAR: the name of an environment variable "
+            "holding the upstream's API key (any value for an upstream without auth)"
+        )
+    key = os.environ.get(key_env, "").strip()
+    if not key:
+        raise ConfigError(f"{option}-key-env {key_env}: the variable is unset or empty")
+    return SecretStr(key)
+
+
+def read_request(raw: bytes, *, request: str, parts: str) -> dict[str, Any]:
+    """The caller's JSON body, checked as far as both proxies rely on it: ``request``
+    names what it should be, ``parts`` what a user turn's list content holds.
+
+    Raises:
+        ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
+            objects, a message the input rail cannot read (no role, a user turn's
+            content neither text nor a list: wrap raises ``TypeError`` on it, the proxy
+            answered 500), ``model`` not a string.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object ({request})")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ApiError(400, "messages: give a list of message objects", param="messages")
+    try:
+        last_user_text(messages)
+    except TypeError as exc:
+        why = f"messages: {exc} (a user turn's content is a string or a list of {parts})"
+        raise ApiError(400, why, param="messages") from None
+    if not isinstance(body.get("model"), str):
+        raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
+    return body
+
+
+class UpstreamCall:
+    """One SDK client to ``upstream`` and the errors of calling it.
+
+    A subclass names its SDK and options in the class attributes, builds the guarded
+    ``_create`` and reads a passed-through 4xx (``_passed_through``). ``max_calls``:
+    the server's bound on proxied calls in flight; the connection pool is sized to it,
+    so that no admitted call waits unseen inside httpx for a connection (the SDKs' own
+    pool is 1,000).
+    """
+
+    #: the SDK's module name (``openai``, ``anthropic``): its exceptions classify failures
+    sdk: ClassVar[str]
+    #: the HTTP library whose timeout and transport errors count as the upstream's
+    http: ClassVar[str]
+    #: the option that names the upstream; ``{option}-key-env`` names its key's variable
+    option: ClassVar[str]
+    #: what a good reply is (``a chat completion``) and what API the upstream should be
+    reply: ClassVar[str]
+    api: ClassVar[str]
+    #: the proxy module's logger
+    log: ClassVar[logging.Logger]
+
+    def __init__(self, upstream: Any, client_cls: Any, http_client_cls: Any, max_calls: int):
+        import httpx2  # the SDKs' HTTP client (httpx's successor)
+
+        self.upstream = upstream
+        pool = httpx2.Limits(
+            max_connections=max_calls, max_keepalive_connections=min(max_calls, 100)
+        )
+        self._client = client_cls(
+            base_url=upstream.url,
+            api_key=upstream.api_key.get_secret_value(),
+            timeout=upstream.timeout_s,
+            max_retries=0,  # the caller's SDK owns retries; stacking them multiplies waits
+            http_client=http_client_cls(limits=pool),
+        )
+        self._create: Callable[..., Any]
+
+    async def aclose(self) -> None:
+        """Close the upstream connections (on the loop that opened them)."""
+        await self._client.close()
+
+    async def _call(self, deadline: float, **kwargs: Any) -> Any:
+        """The guarded create's reply, by the loop time ``deadline``.
+
+        Raises:
+            GuardViolation: a raising Policy refused (the proxy answers wrap's refusal).
+            ApiError: the upstream failed, or answered a stream request with JSON (the
+                SDK reads no event of a JSON body: an empty reply).
+        """
+        try:
+            async with asyncio.timeout_at(deadline):
+                reply = await self._create(**kwargs)
+        except GuardViolation:
+            raise
+        except Exception as exc:
+            raise self._upstream_error(exc) from None
+        if kwargs.get("stream"):
+            sent = getattr(getattr(reply, "response", None), "headers", {})
+            if sent.get("content-type", "").split(";")[0].strip().endswith("json"):
+                await reply.close()
+                raise self._bad_reply("JSON to a stream request (does it stream?)")
+        return reply
+
+    async def _released(self, stream: Any, deadline: float) -> AsyncGenerator[Any]:
+        """``stream``'s chunks as the rail releases them, each read by the loop time
+        ``deadline`` (httpx bounds each read only: a trickling upstream held the call
+        for ever). The caller closes ``stream`` and this (``contextlib.aclosing``) and
+        turns what this raises into its ``error`` event."""
+        chunks = aiter(stream)
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):  # no yield inside it
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            yield chunk
+
+    def _upstream_error(self, exc: Exception) -> ApiError:
+        """What the caller is answered for an upstream failure (naming the upstream's URL,
+        never its key).
+
+        An exception that is no HTTP or SDK error was raised reading what the upstream
+        sent (the SDK's SSE parser on a malformed event, the rails on a reply of another
+        shape): the request the rails read was checked and a guard decides without
+        raising, so it is a 502 (``_unreadable``), rather than a 500 and a connection
+        cut mid-stream.
+        """
+        import importlib
+
+        sdk, http = importlib.import_module(self.sdk), importlib.import_module(self.http)
+        name = self.upstream.name
+        if isinstance(exc, TimeoutError | sdk.APITimeoutError | http.TimeoutException):
+            why = f"the upstream {name} did not answer within {self.upstream.timeout_s:g} s"
+            return ApiError(504, why, type="server_error", code="upstream_timeout")
+        if isinstance(exc, sdk.APIConnectionError | http.TransportError):
+            why = f"cannot reach the upstream {name}: is it running, and is {self.option} right?"
+            return ApiError(502, why, type="server_error", code="upstream_unreachable")
+        if not isinstance(exc, sdk.APIStatusError):
+            return self._unreadable(exc)
+        status = exc.status_code
+        if status in (401, 403):
+            why = (
+                f"the upstream {name} refused this server's key ({status}): check the "
+                f"variable {self.option}-key-env names"
+            )
+            return ApiError(502, why, type="server_error", code="upstream_auth")
+        if 400 <= status < 500:
+            return self._passed_through(exc)
+        return self._failed(exc)
+
+    def _unreadable(self, exc: Exception) -> ApiError:
+        """A failure that is no HTTP status: logged with its traceback, a 502."""
+        self.log.warning("unreadable answer from the upstream %s", self.upstream.name, exc_info=exc)
+        return self._bad_reply(f"what this server cannot read ({type(exc).__name__})")
+
+    def _failed(self, exc: Any) -> ApiError:
+        """An upstream status that is no 4xx (a 5xx; an SDK's error for a 200 stream)."""
+        why = f"the upstream {self.upstream.name} failed ({exc.status_code}); retry later"
+        return ApiError(502, why, type="server_error", code="upstream_error")
+
+    def _passed_through(self, exc: Any) -> ApiError:
+        """An upstream 4xx as the upstream said it, in the proxy's error shape."""
+        raise NotImplementedError
+
+    def _bad_reply(self, what: str) -> ApiError:
+        why = (
+            f"the upstream {self.upstream.name} sent {what}, not {self.reply}: is "
+            f"{self.option} {self.api} API root?"
+        )
+        return ApiError(502, why, type="server_error", code="upstream_bad_reply")
+
+    def _scrubbed(self, value: Any) -> Any:
+        """``value`` with every copy of the upstream's key replaced by ``***``, in nested
+        objects and lists too (an error's ``message`` or ``param`` may be one: its
+        ``str()`` showed the key)."""
+        key = self.upstream.api_key.get_secret_value()
+        if isinstance(value, str):
+            return value.replace(key, "***")
+        if isinstance(value, dict):
+            return {self._scrubbed(k): self._scrubbed(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._scrubbed(v) for v in value]
+        return value
