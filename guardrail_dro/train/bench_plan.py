@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.data.names import quoted_names
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.train.baselines import SINGLE_CANDIDATES, one_label_annotators
 from guardrail_dro.train.config import TrainConfig
@@ -75,8 +76,9 @@ def one_label_names(train: AnnotatedDataset) -> list[str]:
 def _one_label_note(
     methods: Sequence[str] | None, out: list[str], train: AnnotatedDataset
 ) -> list[str]:
-    """The bench's note naming the annotators left out for giving one label only (the
-    ``best-single`` run's own note, derived in ``bench_runs``, only counts them)."""
+    """The bench's note naming the annotators left out for giving one label only. A few
+    are named, the rest counted (``quoted_names``): on a sparse crowd every annotator of
+    one item is one of them, and 300 names made a line of kilobytes."""
     skip = one_label_names(train)
     left_out = methods is None and len(train.annotators) <= SINGLE_CANDIDATES
     consider = "best-single" in out
@@ -87,7 +89,7 @@ def _one_label_note(
         *(["best-single does not consider them"] if consider else []),
     ]
     return [
-        f"annotator(s) {', '.join(map(repr, skip))} gave every training item they labelled "
+        f"annotator(s) {quoted_names(skip)} gave every training item they labelled "
         f"the same class: a classifier taught one class can only predict it, so "
         f"{' and '.join(what)} (name single:<a> in --methods to train one anyway)"
     ]

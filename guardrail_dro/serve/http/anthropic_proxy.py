@@ -261,18 +261,17 @@ class MessagesProxy(UpstreamCall):
 
     def _passed_through(self, exc: Any) -> ApiError:
         """An upstream 4xx as the upstream said it (any copy of the key scrubbed)."""
-        key = self.upstream.api_key.get_secret_value()
         sent = exc.body if isinstance(exc.body, dict) else None  # an event's, or the body's
         inner = sent.get("error") if isinstance(sent, dict) else None
         if not isinstance(inner, dict):
             inner = {}
         message = inner.get("message") or str(exc.message)
         kind = inner.get("type")
-        kind = kind.replace(key, "***") if isinstance(kind, str) else "invalid_request_error"
+        kind = self._scrubbed(kind) if isinstance(kind, str) else "invalid_request_error"
         retry = exc.response.headers.get("retry-after")
         return ApiError(
             exc.status_code,
-            str(message).replace(key, "***"),
+            str(self._scrubbed(message)),
             type=kind,
             headers={"Retry-After": retry} if retry else None,
         )

@@ -16,8 +16,9 @@ Series (``guardrail_`` prefix):
 - ``queued_texts``: texts waiting for the model now;
 - ``escalated_total{outcome}`` (with an LLM judge): texts in its band, by ``judged`` /
   ``remembered`` / ``failed`` / ``skipped`` (``Escalated.outcome``);
-- ``rail_refusals_total{rail}`` (the chat-completions proxy): requests refused by the
-  ``input`` rail (the upstream never called) and replies replaced by the ``output`` rail;
+- ``rail_refusals_total{rail}`` (the proxies, both counted together): requests refused
+  by the ``input`` rail (the upstream never called) and replies replaced by the ``output``
+  rail;
 - ``proxy_calls`` / ``proxy_overloaded_total{path}`` (the proxies): proxied calls in
   flight now, and calls refused 503 because ``--max-proxy-calls`` were in flight;
 - ``judge_breaker_open`` (with an LLM judge): 1 while its circuit breaker is open or
@@ -76,8 +77,8 @@ class ServerMetrics:
 
         self.refusals = Counter(
             "guardrail_rail_refusals",
-            "Chat completions the proxy refused, by rail (input: the upstream was never "
-            "called; output: the reply was replaced)",
+            "Proxied calls refused, both proxies together, by rail (input: the upstream "
+            "was never called; output: the reply was replaced)",
             ["rail"],
             registry=reg,
         )
@@ -120,7 +121,7 @@ class ServerMetrics:
             self.escalated.labels(outcome=outcome).inc()
 
     def observe_rail(self, rail: str, result: GuardResult) -> None:
-        """One rail decision of the proxy (its ``on_check``): a refusal is counted."""
+        """One rail decision of either proxy (its ``on_check``): a refusal is counted."""
         if not result.allowed:
             self.refusals.labels(rail=rail).inc()
 

@@ -146,7 +146,7 @@ class ChatProxy(UpstreamCall):
     (``UpstreamCall``).
     """
 
-    sdk, http, option = "openai", "httpx", "--upstream"
+    sdk, http, option = "openai", "httpx2", "--upstream"  # the SDK (3.x) runs on httpx2
     reply, api = "a chat completion", "an OpenAI-compatible"
     log = log
 

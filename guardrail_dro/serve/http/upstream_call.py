@@ -25,7 +25,12 @@ from guardrail_dro.errors import ConfigError, GuardViolation
 from guardrail_dro.serve.http.schema import ApiError
 from guardrail_dro.serve.rails import last_user_text
 
-__all__ = ["UpstreamCall", "read_request", "upstream_key"]
+__all__ = ["MIN_SCRUBBED_KEY", "UpstreamCall", "read_request", "upstream_key"]
+
+#: Upstream keys shorter than this are not scrubbed from what the upstream says: real
+#: API keys are tens of characters; a short one is a placeholder for an upstream
+#: without auth, and its letters occur in ordinary words.
+MIN_SCRUBBED_KEY = 8
 
 
 def upstream_key(option: str, key_env: str | None) -> SecretStr:
@@ -210,8 +215,12 @@ class UpstreamCall:
     def _scrubbed(self, value: Any) -> Any:
         """``value`` with every copy of the upstream's key replaced by ``***``, in nested
         objects and lists too (an error's ``message`` or ``param`` may be one: its
-        ``str()`` showed the key)."""
+        ``str()`` showed the key). A key under ``MIN_SCRUBBED_KEY`` characters is a
+        placeholder for an upstream without auth (README: "any value"), not a secret:
+        replacing it garbled every message (key ``x``: ``ma***_tokens``)."""
         key = self.upstream.api_key.get_secret_value()
+        if len(key) < MIN_SCRUBBED_KEY:
+            return value
         if isinstance(value, str):
             return value.replace(key, "***")
         if isinstance(value, dict):

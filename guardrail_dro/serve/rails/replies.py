@@ -362,6 +362,9 @@ def replaced_reply(reply: Any, text: str) -> Any:
     if isinstance(reply, Mapping):  # a message dict: its tool calls go with its text
         dropped = (*_OPENAI_DROPPED, *REASONING_FIELDS)
         kept = {k: v for k, v in reply.items() if k not in dropped}
+        extra = kept.get("additional_kwargs")
+        if isinstance(extra, Mapping):  # LangChain's place for them, read by reasoning_text
+            kept["additional_kwargs"] = {k: v for k, v in extra.items() if k not in dropped}
         return {**kept, "content": text}
     return text
 
