@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -110,3 +113,15 @@ def tiny_model_dir(tiny_backbone: Path, synthetic, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("model")
     TrainedModel.from_result(result, {"train": "x", "valid": "y"}).save(out)
     return out
+
+
+@pytest.fixture()
+def live_pid() -> Iterator[int]:
+    """The pid of a process running on this host for the test's length (leftover
+    sweeps must leave what it may be writing)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        yield child.pid
+    finally:
+        child.kill()
+        child.wait()

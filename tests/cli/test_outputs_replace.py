@@ -29,6 +29,7 @@ from guardrail_dro.data.items import AnnotatedDataset, Annotation, Item
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.leftovers import owner_tag, sweep_leftovers, sweep_temp_files
 from guardrail_dro.outputs import replace_file, replace_text
+from tests.test_leftovers import dead_pid
 
 HOST = owner_tag().rsplit("-", 1)[0]
 SCHEMA = LabelSchema(classes=("safe", "toxic"), safe=("safe",))
@@ -42,22 +43,6 @@ def snapshot(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
-@pytest.fixture()
-def live_pid() -> Iterator[int]:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    try:
-        yield child.pid
-    finally:
-        child.kill()
-        child.wait()
 
 
 @pytest.fixture()
