@@ -29,13 +29,18 @@ eats into the answer's and may be cut. The tool is offered, not forced, as with
 ``enabled``. ``thinking_room`` is not part of the cache key: it only decides where a reply
 is cut, and a cut reply is never cached, so raising it after cuts asks only the cut items
 again.
+
+Effort (``effort``, sent as ``output_config={"effort": ...}``): how much effort Claude puts
+into its reply, thinking and answer alike (``"low"`` spends fewer tokens; not every model
+takes every value). It changes the answer, so it is part of the cache key when set; without
+it, requests and cache keys are those of adapters that predate it.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from annotators.base import Prompt, RawReply, Usage
 from annotators.cache import server_params
@@ -46,7 +51,7 @@ from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError, require
 
 __all__ = ["ADAPTIVE_THINKING_ROOM", "DEFAULT_BASE_URL", "THINKING_MIN_BUDGET", "TOOL_NAME",
-           "AnthropicAnnotator", "ThinkingMode", "parse_message"]
+           "AnthropicAnnotator", "Effort", "ThinkingMode", "parse_message"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -65,6 +70,10 @@ costs nothing (the dry run shows it as the ceiling a reply can bill)."""
 ThinkingMode = Literal["adaptive", "enabled"]
 """``thinking``: ``"adaptive"`` (Claude decides how much) or ``"enabled"`` (extended
 thinking with a ``thinking_budget``, implied by one)."""
+
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+"""The values ``output_config.effort`` takes (as the anthropic SDK lists them; not every
+model takes every value)."""
 
 
 def parse_message(body: dict[str, Any]) -> RawReply:
@@ -171,6 +180,10 @@ class AnthropicAnnotator:
             key when adaptive.
         thinking_room: adaptive thinking only: the ``max_tokens`` room for the thinking,
             added to ``max_tokens`` in the request (default ``ADAPTIVE_THINKING_ROOM``).
+        effort: how much effort Claude spends on the reply (``"low"`` ... ``"max"``), sent
+            as ``output_config``; None: the model's own default, and nothing is sent. Part
+            of the cache key when set (it changes the answer); without it, requests and
+            keys are those of adapters that predate it.
         timeout: seconds before one request counts as timed out (then retried).
         name: annotator id in the dataset; default ``"anthropic:<model>"``.
 
@@ -180,7 +193,7 @@ class AnthropicAnnotator:
             ``"enabled"``; adaptive with a budget, enabled without one; a
             ``thinking_room`` without adaptive or not a positive whole number; any
             temperature (with thinking: the API allows only its default; without: SDK 2.x
-            takes none).
+            takes none); an ``effort`` that is not one of ``Effort``'s values.
 
     Warns:
         UserWarning: when built, for ``enabled`` thinking on a model whose SDK calls it
@@ -194,7 +207,11 @@ class AnthropicAnnotator:
                  max_tokens: int = 300, timeout: float = 60.0,
                  name: str | None = None, temperature: float | None = None,
                  thinking_budget: int | None = None, thinking: ThinkingMode | None = None,
-                 thinking_room: int | None = None) -> None:
+                 thinking_room: int | None = None, effort: Effort | None = None) -> None:
+        if effort is not None and effort not in get_args(Effort):  # else a 400 per request
+            raise ConfigError(f"anthropic:{model}: effort must be one of "
+                              f"{list(get_args(Effort))}, not {effort!r}")
+        self.effort = effort
         self.thinking = _check_thinking(model, thinking, thinking_budget, thinking_room,
                                         temperature)
         if self.thinking == "enabled" and _sdk_deprecates_enabled(model):
@@ -227,7 +244,8 @@ class AnthropicAnnotator:
         elif self.thinking == "adaptive":  # not thinking_room: it only decides where a
             # reply is cut, and a cut one is never cached, so a larger room reuses the rest
             thinking = {"thinking": "adaptive"}
-        return {"max_tokens": self.max_tokens, **thinking, **server}
+        effort = {} if self.effort is None else {"effort": self.effort}  # none: keys as before
+        return {"max_tokens": self.max_tokens, **thinking, **effort, **server}
 
     @property
     def request_max_tokens(self) -> int:
@@ -246,6 +264,7 @@ class AnthropicAnnotator:
             # thinking stay byte for byte those of adapters that predate it
             "thinking": {"type": "adaptive"} if self.thinking == "adaptive"
             else {"type": "enabled", "budget_tokens": self.thinking_budget}}
+        effort = {} if self.effort is None else {"output_config": {"effort": self.effort}}
         return {
             "model": self.model,
             "max_tokens": self.request_max_tokens,
@@ -259,6 +278,7 @@ class AnthropicAnnotator:
             "tool_choice": {"type": "tool", "name": TOOL_NAME} if self.thinking is None
             else {"type": "auto"},  # thinking may not be enabled with a forced tool
             **thinking,
+            **effort,
         }
 
     async def call(self, prompt: Prompt, schema: LabelSchema) -> RawReply:

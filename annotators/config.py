@@ -19,7 +19,7 @@ documented, to copy with ``guardrail-dro annotate --print-config``):
   fixed here, by a larger budget or a lower effort; for Claude ``thinking_budget``, the
   tokens of extended thinking asked for on top of ``max_tokens``, or ``thinking =
   "adaptive"``, Claude deciding how much to think within ``thinking_room`` tokens on top
-  of ``max_tokens``).
+  of ``max_tokens``, and ``effort``, how much effort Claude spends on a reply).
 - ``[run]``: ``concurrency``, ``rpm``, ``tpm``, ``max_attempts``, ``timeout``.
 
 Unknown keys are errors (a misspelt ``guidlines`` would otherwise be silently ignored).
@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from annotators.anthropic_annotator import THINKING_MIN_BUDGET, ThinkingMode
+from annotators.anthropic_annotator import THINKING_MIN_BUDGET, Effort, ThinkingMode
 from annotators.openai_annotator import ReasoningEffort
 from annotators.templates import (
     DEFAULT_TEMPLATE,
@@ -99,6 +99,9 @@ class AnnotatorEntry(_Strict):
     thinking_room: int | None = Field(default=None, ge=1)
     """Claude's adaptive thinking only: ``max_tokens`` room for the thinking, on top of
     ``max_tokens`` (None: ``ADAPTIVE_THINKING_ROOM``)."""
+    effort: Effort | None = None
+    """Claude only (checked by ``make_annotator``): ``output_config.effort``; None: not
+    sent."""
 
     @field_validator("thinking_budget")
     @classmethod

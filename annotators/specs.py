@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from annotators.anthropic_annotator import AnthropicAnnotator, ThinkingMode
+from annotators.anthropic_annotator import AnthropicAnnotator, Effort, ThinkingMode
 from annotators.base import Annotator
 from annotators.openai_annotator import (
     DEFAULT_MAX_TOKENS,
@@ -50,7 +50,7 @@ def make_annotator(spec: str, *, base_url: str | None = None,
                    max_tokens: int | None = None,
                    reasoning_effort: ReasoningEffort | None = None,
                    thinking_budget: int | None = None, thinking: ThinkingMode | None = None,
-                   thinking_room: int | None = None) -> Annotator:
+                   thinking_room: int | None = None, effort: Effort | None = None) -> Annotator:
     """Build the annotator named by ``spec``, reading its key from the environment.
 
     Args:
@@ -74,6 +74,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
             decide how much to think (no budget; the request's ``max_tokens`` is
             ``thinking_room``, default ``ADAPTIVE_THINKING_ROOM``, plus ``max_tokens``);
             checked by ``AnthropicAnnotator``.
+        effort: ``anthropic:`` only: ``output_config.effort`` (``"low"`` ... ``"max"``;
+            None: the model's default, not sent); checked by ``AnthropicAnnotator``.
 
     Raises:
         ConfigError: bad spec, the provider's key variable is not set, or a temperature,
@@ -99,6 +101,10 @@ def make_annotator(spec: str, *, base_url: str | None = None,
     if provider == "openai":
         claude_only = [name for name, value in (("thinking_budget", thinking_budget), (
             "thinking", thinking), ("thinking_room", thinking_room)) if value is not None]
+        if effort is not None:  # Claude's name for it; OpenAI's is reasoning_effort
+            raise ConfigError(f"{spec}: effort is Claude's output effort (anthropic: "
+                              "annotators); OpenAI reasoning models take reasoning_effort: "
+                              "use reasoning_effort, or remove effort from this annotator")
         if claude_only:
             raise ConfigError(f"{spec}: {claude_only[0]} is Claude's extended thinking "
                               "(anthropic: annotators); OpenAI reasoning models think less or "
@@ -113,10 +119,11 @@ def make_annotator(spec: str, *, base_url: str | None = None,
                                reasoning_effort=reasoning_effort)
     if reasoning_effort is not None:
         raise ConfigError(f"{spec}: reasoning_effort is for OpenAI reasoning models (o1, o3, "
-                          "o4-mini, gpt-5...); remove it from this annotator")
+                          "o4-mini, gpt-5...); remove it from this annotator (Claude's is "
+                          "effort)")
     if temperature is not None:
         raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
                           "remove it from this annotator")
     return AnthropicAnnotator(model, api_key=key, base_url=anthropic_base_url, timeout=timeout,
                               max_tokens=budget, thinking_budget=thinking_budget,
-                              thinking=thinking, thinking_room=thinking_room)
+                              thinking=thinking, thinking_room=thinking_room, effort=effort)

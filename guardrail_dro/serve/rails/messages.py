@@ -135,21 +135,45 @@ def _refusal_text(message: Any) -> str:
 
 
 #: The reasoning fields of OpenAI-compatible servers: vLLM's and DeepSeek's
-#: ``reasoning_content``, OpenRouter's (and others') ``reasoning``. Extra fields on the
-#: openai SDK's objects (``model_extra``), read by attribute or key.
-REASONING_FIELDS = ("reasoning_content", "reasoning")
+#: ``reasoning_content``, OpenRouter's (and others') ``reasoning``, and OpenRouter's
+#: structured ``reasoning_details`` beside it. Extra fields on the openai SDK's objects
+#: (``model_extra``), read by attribute or key; a refused reply loses all of them.
+REASONING_FIELDS = ("reasoning_content", "reasoning", "reasoning_details")
+
+
+def _details_texts(details: Any) -> list[str]:
+    """The text parts of OpenRouter's ``reasoning_details``: the ``text`` of a
+    ``reasoning.text`` entry, the ``summary`` of a ``reasoning.summary`` one, read
+    whatever an entry's ``type`` (a type added later, with text, is still read). The
+    ``data`` of ``reasoning.encrypted`` is not text anyone is shown, so not read."""
+    if isinstance(details, str):  # not the documented shape, but text all the same
+        return [details]
+    if isinstance(details, Mapping):  # one entry where a list was expected
+        details = [details]
+    if not isinstance(details, list | tuple):
+        return []
+    texts = [_get(d, key) for d in details for key in ("text", "summary")]
+    return [t for t in texts if isinstance(t, str)]
 
 
 def reasoning_text(message: Any) -> str:
     """The reasoning an OpenAI-compatible server sent with a message (or stream delta),
     "" without any. Read as output because chat UIs show it to users, so harmful text
     there reached them past the rail; only a str is model text (a non-str ``reasoning``
-    is some server's settings object, not something shown). LangChain keeps it in
+    is some server's settings object, not something shown; of OpenRouter's
+    ``reasoning_details``, its entries' ``text`` and ``summary``). LangChain keeps it in
     ``additional_kwargs``. Anthropic thinking blocks are not shown, so not read."""
     extra = _get(message, "additional_kwargs")
     sources = (message, extra) if isinstance(extra, Mapping) else (message,)
-    parts = [_get(src, key) for src in sources for key in REASONING_FIELDS]
-    # vLLM sends the same text under both names while it renames the field: read once
+    parts = [
+        part
+        for src in sources
+        for key in REASONING_FIELDS
+        for value in (_get(src, key),)
+        for part in (_details_texts(value) if key == "reasoning_details" else [value])
+    ]
+    # vLLM sends the same text under both names while it renames the field, OpenRouter
+    # in ``reasoning`` and again in ``reasoning_details``: read once
     return "\n".join(dict.fromkeys(p for p in parts if isinstance(p, str) and p))
 
 
