@@ -396,8 +396,27 @@ def test_metrics_count_the_route_and_refusals_by_rail(proxy: str) -> None:
     _ask(client, WANTS_HARM)
     text = httpx.get(f"{proxy}/metrics").text
     assert 'guardrail_requests_total{path="/v1/messages",status="200"}' in text
-    assert 'guardrail_rail_refusals_total{rail="input"}' in text
-    assert 'guardrail_rail_refusals_total{rail="output"}' in text
+    assert 'guardrail_rail_refusals_total{path="/v1/messages",rail="input"}' in text
+    assert 'guardrail_rail_refusals_total{path="/v1/messages",rail="output"}' in text
+
+
+def test_metrics_tell_the_two_proxies_refusals_apart(guard: Guard, fake: FakeLLMServer) -> None:
+    app = create_app(
+        guard,
+        upstream=_upstream(fake.openai_base_url),
+        anthropic_upstream=_upstream(fake.anthropic_base_url),
+    )
+    with BackgroundServer(app) as url:
+        chat = openai.OpenAI(base_url=f"{url}/v1", api_key="k", max_retries=0).chat
+        for _ in range(2):
+            chat.completions.create(model="m", messages=ASKS_HARM)
+        _ask(_client(url), WANTS_HARM)
+        text = httpx.get(f"{url}/metrics").text
+    series = "guardrail_rail_refusals_total"
+    assert f'{series}{{path="/v1/chat/completions",rail="input"}} 2.0' in text
+    assert f'{series}{{path="/v1/messages",rail="output"}} 1.0' in text
+    assert 'path="/v1/chat/completions",rail="output"' not in text
+    assert 'path="/v1/messages",rail="input"' not in text
 
 
 def test_anthropic_upstream_from_env_reads_the_key_and_names_the_options(
@@ -487,6 +506,27 @@ def test_a_raising_policy_still_answers_the_refusal(fake: FakeLLMServer) -> None
         assert _text(got) == "REFUSED" and HARMFUL_REPLY not in _text(got)
         assert _stop(got) == "refusal" and got[-1].type == "message_stop"
         assert [e.type for e in got].count("message_start") == 1
+
+
+def test_a_raising_policy_answers_as_a_replacing_one_its_usage_kept(
+    guard: Guard, fake: FakeLLMServer
+) -> None:
+    raising = Guard.from_scorer(
+        _scorer(), policy=Policy(refusal="REFUSED", raise_on_violation=True)
+    )
+    answers = []
+    for served in (raising, guard):
+        up = _upstream(fake.anthropic_base_url)
+        with BackgroundServer(create_app(served, anthropic_upstream=up)) as url:
+            reply = _ask(_client(url), WANTS_HARM).to_dict(mode="json")
+            reply.pop("id")
+            answers.append([reply, *_shape(_events(_client(url), WANTS_HARM))])
+    raised, replaced = answers
+    # The upstream had finished: its message_delta ends the refusal, its usage as sent.
+    delta = next(e for e in raised if e["type"] == "message_delta")
+    assert delta["usage"]["output_tokens"] > 0 and delta["delta"]["stop_reason"] == "refusal"
+    assert raised[0]["usage"]["output_tokens"] > 0  # the JSON reply keeps its usage too
+    assert raised == replaced
 
 
 def test_a_raising_policy_ends_a_released_stream_in_step(guard: Guard) -> None:

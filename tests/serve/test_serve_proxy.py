@@ -309,8 +309,8 @@ def test_metrics_count_the_route_and_refusals_by_rail(proxy: str) -> None:
     client.chat.completions.create(model="m", messages=WANTS_HARM)
     text = httpx.get(f"{proxy}/metrics").text
     assert 'guardrail_requests_total{path="/v1/chat/completions",status="200"}' in text
-    assert 'guardrail_rail_refusals_total{rail="input"}' in text
-    assert 'guardrail_rail_refusals_total{rail="output"}' in text
+    assert 'guardrail_rail_refusals_total{path="/v1/chat/completions",rail="input"}' in text
+    assert 'guardrail_rail_refusals_total{path="/v1/chat/completions",rail="output"}' in text
 
 
 def test_upstream_from_env_reads_the_key_and_names_the_options(
@@ -391,3 +391,26 @@ def test_a_raising_policy_still_answers_the_refusal(fake: FakeLLMServer) -> None
     assert reply.choices[0].finish_reason == "content_filter"
     assert _content(chunks) == "REFUSED" and HARMFUL_REPLY not in _content(chunks)
     assert chunks[-1].choices[0].finish_reason == "content_filter"
+
+
+def _unnumbered(item: Any) -> dict[str, Any]:
+    """A reply or chunk without what the fake numbers or times."""
+    return {k: v for k, v in item.to_dict(mode="json").items() if k not in ("id", "created")}
+
+
+def test_a_raising_policy_answers_as_a_replacing_one_its_usage_kept(
+    guard: Guard, fake: FakeLLMServer
+) -> None:
+    scorer = FakeScorer.from_keywords({"knife": "toxic"}, labels=("safe", "toxic"), score=0.9)
+    raising = Guard.from_scorer(scorer, policy=Policy(refusal="REFUSED", raise_on_violation=True))
+    answers = []
+    for served in (raising, guard):
+        with BackgroundServer(create_app(served, upstream=_upstream(fake.openai_base_url))) as url:
+            client = _client(url)
+            reply = client.chat.completions.create(model="m", messages=WANTS_HARM)
+            answers.append([_unnumbered(c) for c in [reply, *_stream(client, WANTS_HARM)]])
+    raised, replaced = answers
+    # The upstream had finished: the refused stream ends with its usage chunk, as sent.
+    assert raised[-1]["choices"] == [] and raised[-1]["usage"]["total_tokens"] > 0
+    assert raised[0]["usage"]["total_tokens"] > 0  # the JSON reply keeps its usage too
+    assert raised == replaced

@@ -3,14 +3,18 @@ proxies pointing at a tiny upstream that holds every reply until the test releas
 called with the real ``openai`` and ``anthropic`` SDKs. Past ``max_proxy_calls`` calls
 in flight (both routes together) a call gets 503 with ``Retry-After`` at once, in its
 route's error shape, counted in ``/metrics``; a streamed call holds its slot until its
-stream ends or its client leaves."""
+stream ends or its client leaves, and a call whose client leaves before any answer gives
+it back at once, its upstream request closed."""
 
 from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,10 +42,12 @@ WAIT_S = 30.0  # a safety net against a hung test, never a timing under test
 @dataclass
 class Gate:
     """What the held upstream shares with the test: ``release`` lets every reply go,
-    ``arrived`` counts the calls that reached it."""
+    ``arrived`` counts the calls that reached it, ``left`` the held JSON calls whose
+    connection the proxy closed before their reply."""
 
     release: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    left: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
 
     def wait_arrivals(self, n: int) -> None:
         for _ in range(n):
@@ -79,6 +85,22 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return f"data: {json.dumps({**data, 'choices': [choice]})}\n\n".encode()
 
 
+def _held(conn: socket.socket, gate: Gate) -> bool:
+    """Until ``gate.release`` (True), or until the proxy closes ``conn`` first (False,
+    counted in ``gate.left``): a closed socket reads as readable with nothing to read."""
+    end = time.monotonic() + WAIT_S
+    while not gate.release.wait(0.02) and time.monotonic() < end:
+        if select.select([conn], [], [], 0)[0]:
+            try:
+                closed = conn.recv(1, socket.MSG_PEEK) == b""
+            except ConnectionError:
+                closed = True
+            if closed:
+                gate.left.release()
+                return False
+    return True
+
+
 def _handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
     class Held(BaseHTTPRequestHandler):
         """Chat completions and messages, each held until ``gate.release``; a stream
@@ -102,7 +124,9 @@ def _handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
             gate.arrived.release()
             try:
                 if not request.get("stream"):
-                    gate.release.wait(WAIT_S)
+                    if not _held(self.connection, gate):
+                        self.close_connection = True
+                        return
                     self._json(_message() if self.path.endswith("/messages") else _completion())
                     return
                 self.send_response(200)
@@ -269,6 +293,30 @@ def test_a_client_leaving_mid_stream_frees_its_slot(
     gate.release.set()
     _wait_in_flight(url, 0)
     assert _chat(url) == REPLY
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"], ids=["chat", "messages"])
+def test_a_client_leaving_before_its_answer_frees_its_slot_at_once(
+    serve: Callable[[int], str], gate: Gate, path: str
+) -> None:
+    url = serve(1)
+    raw = json.dumps({"model": "m", "max_tokens": 9, "messages": CLEAN}).encode()
+    head = f"POST {path} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+    where = urllib.parse.urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=WAIT_S) as client:
+        client.sendall(f"{head}content-length: {len(raw)}\r\n\r\n".encode() + raw)
+        gate.wait_arrivals(1)  # admitted, its upstream holding the reply
+        assert _metric(url, "guardrail_proxy_calls") == 1
+    # The client has gone; the upstream still holds (gate not released).
+    assert gate.left.acquire(timeout=WAIT_S), "the upstream request was never closed"
+    _wait_in_flight(url, 0)
+
+    threads, done = _in_threads(1, lambda: _chat(url))
+    gate.wait_arrivals(1)  # the next call is admitted, not refused 503
+    gate.release.set()
+    threads[0].join(WAIT_S)
+    assert done == [REPLY]
+    assert _metric(url, f'guardrail_requests_total{{path="{path}",status="499"}}') == 1
 
 
 def test_a_bound_below_one_names_the_option(guard: Guard) -> None:

@@ -7,7 +7,8 @@ Modules, arrows downward only::
     server   uvicorn: ``bind`` (the port, before anything says it serves), the foreground
              ``serve`` and ``BackgroundServer`` (tests, benchmarks)
     app      the Starlette app: routes, auth, body limit, timeout, metrics middleware
-    anthropic_proxy  ``POST /v1/messages``: the same for Anthropic's Messages API
+    anthropic_proxy  ``POST /v1/messages`` (and its ``count_tokens``): the same for
+             Anthropic's Messages API
     proxy    ``POST /v1/chat/completions`` to an ``Upstream``, through ``guard.wrap``'s rails
     upstream_call  what both proxies share: the SDK client, deadline, error classification
     admission  ``ProxySlots``: the bound on proxied calls in flight (``--max-proxy-calls``)

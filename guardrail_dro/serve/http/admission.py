@@ -11,10 +11,15 @@ One bound for both routes rather than one each: what it protects (the thread poo
 process's memory and sockets) is the server's, whichever API the call speaks. A call
 holds its slot until its response is sent: a stream's until its last event, or until
 the client leaves (Starlette cancels the response, and the slot is given back then).
+A client that leaves before the response begins (its own timeout on a slow upstream)
+is noticed as well: the call's work, the upstream request with it, is cancelled and the
+slot given back at once, rather than held until the upstream answered no one (up to
+``--upstream-timeout-s``, 600 s by default), refusing live callers 503 meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from starlette.responses import Response
@@ -22,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guardrail_dro.serve.http.schema import ApiError
 
-__all__ = ["DEFAULT_MAX_PROXY_CALLS", "ProxySlots"]
+__all__ = ["DEFAULT_MAX_PROXY_CALLS", "ProxySlots", "until_left"]
 
 #: Proxied calls in flight by default: twice the event loop's default thread pool at
 #: its largest (32 workers: the rails' checks run there), since most of a call's life
@@ -45,6 +50,34 @@ class _Held:
             self.release()
 
 
+async def _left(receive: Receive) -> None:
+    """Returns once the client has gone (``http.disconnect``); the request body was read
+    whole before, so nothing else arrives meanwhile."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_left(work: Awaitable[Response], receive: Receive) -> Response | None:
+    """``work``'s response, or None when the client behind ``receive`` leaves first: then
+    ``work`` is cancelled (an upstream request in it closed) before this returns.
+
+    A response ready as the client leaves is returned (it is sent to no one, and a
+    stream's ``ClosingStream`` closes its upstream); ``work``'s own error propagates.
+    """
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_left(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this is cancelled (the server stops): neither outlives it
+        for t in (task, gone):
+            if not t.done():
+                t.cancel()
+        await asyncio.wait((task, gone))
+    if task.cancelled() and gone.done() and not gone.cancelled():
+        gone.exception()  # retrieved: a receive that failed leaves no one to answer either
+        return None
+    return task.result()
+
+
 class ProxySlots:
     """At most ``limit`` proxied calls in flight; ``on_refused(path)`` is told of each
     call refused (the metrics count them). Used on the event loop only: no lock."""
@@ -63,9 +96,13 @@ class ProxySlots:
         path: str,
         answer: Callable[[], Awaitable[Response]],
         refuse: Callable[[ApiError], Response],
+        receive: Receive | None = None,
     ) -> ASGIApp:
         """``answer()`` in a slot, held until its response is sent; with none free,
-        ``refuse`` (the route's error shape) of a 503 with ``Retry-After``."""
+        ``refuse`` (the route's error shape) of a 503 with ``Retry-After``. With the
+        request's ``receive`` (its body read whole), a client that leaves while
+        ``answer()`` runs cancels it and frees the slot at once (``until_left``): then
+        ``refuse`` of a 499, as nginx logs a client that closed, which no one reads."""
         if self.held >= self.limit:
             if self._on_refused is not None:
                 self._on_refused(path)
@@ -79,8 +116,11 @@ class ProxySlots:
             return refuse(err)
         self.held += 1
         try:
-            response = await answer()
+            response = await (answer() if receive is None else until_left(answer(), receive))
         except BaseException:
             self._release()
             raise
+        if response is None:
+            self._release()
+            return refuse(ApiError(499, "the client closed the connection", code="client_closed"))
         return _Held(response, self._release)

@@ -1,5 +1,6 @@
 """The guarding proxy of ``POST /v1/messages`` (Anthropic's Messages API):
-``MessagesProxy``, the route's work once auth and the body bound have passed.
+``MessagesProxy``, the route's work once auth and the body bound have passed, and
+``POST /v1/messages/count_tokens`` beside it, passed through with no guard decision.
 
 The twin of ``proxy.ChatProxy`` for Claude apps, and for the same reason it calls the
 very ``wrap_anthropic`` create, on an ``AsyncAnthropic`` whose ``base_url`` is the
@@ -33,17 +34,16 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
-from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.http.proxy import ClosingStream, Upstream
 from guardrail_dro.serve.http.schema import ApiError
-from guardrail_dro.serve.http.upstream_call import UpstreamCall, read_request, upstream_key
-from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails import (
-    OnCheck,
-    RailGuard,
-    anthropic_refusal,
-    wrap_anthropic,
+from guardrail_dro.serve.http.upstream_call import (
+    UpstreamCall,
+    answering,
+    read_request,
+    upstream_key,
 )
+from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_anthropic
 
 __all__ = [
     "MessagesProxy",
@@ -136,48 +136,12 @@ def _sse(data: dict[str, Any]) -> bytes:
     return f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-class _Released:
-    """What a stream's caller has been given: whether the message started, its blocks
-    by index and the one still open, so a refusal raised mid-stream ends it in step."""
-
-    def __init__(self) -> None:
-        self.started, self.blocks, self.open = False, dict[int, str](), None
-
-    def saw(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "message_start":
-            self.started = True
-        elif kind == "content_block_start":
-            self.blocks[event["index"]] = event["content_block"].get("type", "")
-            self.open = event["index"]
-        elif kind == "content_block_stop" and event.get("index") == self.open:
-            self.open = None
-
-    def refusal(self, result: GuardResult, model: str) -> list[dict[str, Any]]:
-        """The refusal's events after what was released: the whole refusal stream when
-        nothing was; else into the open text block, or in a new block after the rest."""
-        events = [
-            e.to_dict(mode="json") for e in anthropic_refusal(result, model=model, stream=True)
-        ]
-        if not self.started:
-            return events
-        out: list[dict[str, Any]] = []
-        if self.open is not None and self.blocks[self.open] == "text":
-            index, events = self.open, [e for e in events if e["type"] != "content_block_start"]
-        else:
-            if self.open is not None:
-                out.append({"type": "content_block_stop", "index": self.open})
-            index = max(self.blocks, default=-1) + 1
-        for e in events[1:]:  # the message_start was sent
-            out.append({**e, "index": index} if "index" in e else e)
-        return out
-
-
 class MessagesProxy(UpstreamCall):
     """``POST /v1/messages`` through ``guard``'s rails to ``upstream``.
 
     ``on_check(rail, result)`` sees every rail decision (the metrics count refusals);
-    ``max_calls`` sizes the upstream connection pool (``UpstreamCall``).
+    ``max_calls`` sizes the upstream connection pool (``UpstreamCall``). A raising Policy
+    is answered as a replacing one (``answering``).
     """
 
     sdk, http, option = "anthropic", "httpx2", "--anthropic-upstream"
@@ -195,7 +159,8 @@ class MessagesProxy(UpstreamCall):
         from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
         super().__init__(upstream, AsyncAnthropic, DefaultAsyncHttpxClient, max_calls)
-        self._create = wrap_anthropic(self._client, guard, on_check=on_check).messages.create
+        rails = wrap_anthropic(self._client, answering(guard), on_check=on_check)
+        self._create = rails.messages.create
 
     async def answer(self, raw: bytes, beta: str | None = None) -> Response:
         """The response to one request body (auth and the size bound already passed);
@@ -206,12 +171,9 @@ class MessagesProxy(UpstreamCall):
             kwargs = {k: body[k] for k in _KWARGS if k in body}
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
             headers = {"anthropic-beta": beta} if beta else None
-            try:
-                reply = await self._call(
-                    deadline, **kwargs, extra_body=extra or None, extra_headers=headers
-                )
-            except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
-                return self._refused(exc.result, kwargs)
+            reply = await self._call(
+                deadline, **kwargs, extra_body=extra or None, extra_headers=headers
+            )
             # The SDK hands back the body's text when it cannot parse a Message; the
             # output rail read it as text, but it is no reply.
             if not kwargs.get("stream") and getattr(reply, "type", None) != "message":
@@ -220,35 +182,45 @@ class MessagesProxy(UpstreamCall):
             return anthropic_error(err)
         if not kwargs.get("stream"):
             return JSONResponse(reply.to_dict(mode="json"))
-        events = self._events(reply, str(kwargs["model"]), deadline)
-        return ClosingStream(events, media_type="text/event-stream")
+        return ClosingStream(self._events(reply, deadline), media_type="text/event-stream")
 
-    def _refused(self, result: GuardResult, kwargs: dict[str, Any]) -> Response:
-        model, stream = str(kwargs.get("model", "guard")), bool(kwargs.get("stream"))
-        refusal = anthropic_refusal(result, model=model, stream=stream)
-        if not stream:
-            return JSONResponse(refusal.to_dict(mode="json"))
-        events = [_sse(e.to_dict(mode="json")) for e in refusal]
-        return Response(b"".join(events), media_type="text/event-stream")
-
-    async def _events(self, stream: Any, model: str, deadline: float) -> AsyncIterator[bytes]:
+    async def _events(self, stream: Any, deadline: float) -> AsyncIterator[bytes]:
         """The guarded stream as Anthropic's server-sent events, each as the rail
         releases it, until the loop time ``deadline``; an upstream failure after the
         first byte can change no status, so it is one ``error`` event (the SDK raises)."""
-        released = _Released()
         try:
             async with aclosing(self._released(stream, deadline)) as events:
                 async for event in events:
-                    data = event.to_dict(mode="json")
-                    released.saw(data)
-                    yield _sse(data)
-        except GuardViolation as exc:
-            for data in released.refusal(exc.result, model):
-                yield _sse(data)
+                    yield _sse(event.to_dict(mode="json"))
         except Exception as exc:
             yield _sse(anthropic_error_body(self._upstream_error(exc)))
         finally:
             await stream.close()
+
+    async def count_tokens(self, raw: bytes, beta: str | None = None) -> Response:
+        """``POST /v1/messages/count_tokens``: the upstream's count as it sent it, with
+        no guard decision (counting makes no model output, and refusing to count a
+        prompt would refuse nothing: ``messages`` refuses it when sent), its key, errors
+        and deadline those of ``answer``; ``beta`` forwarded as there."""
+        deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
+        try:
+            body = read_request(raw, request="a token-counting request", parts="blocks")
+            kwargs = {k: body[k] for k in ("model", "messages")}
+            extra = {k: v for k, v in body.items() if k not in kwargs}
+            headers = {"anthropic-beta": beta} if beta else None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    reply = await self._client.messages.count_tokens(
+                        **kwargs, extra_body=extra or None, extra_headers=headers
+                    )
+            except Exception as exc:
+                raise self._upstream_error(exc) from None
+            if not isinstance(getattr(reply, "input_tokens", None), int):
+                what = f"a {type(reply).__name__} without input_tokens"
+                raise self._bad_reply(what, reply="a token count")
+        except ApiError as err:
+            return anthropic_error(err)
+        return JSONResponse(reply.to_dict(mode="json"))
 
     def _failed(self, exc: Any) -> ApiError:
         """An ``error`` event in a 200 stream (Anthropic's ``overloaded_error``...) names

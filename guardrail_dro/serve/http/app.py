@@ -15,7 +15,12 @@ Routes:
   Messages API (``anthropic_proxy``), its errors in Anthropic's shape; the key may also
   come as ``x-api-key``, as Anthropic's clients send it. The two proxies share one bound
   on calls in flight (``admission``): past ``max_proxy_calls``, a 503 with
-  ``Retry-After`` in the route's error shape.
+  ``Retry-After`` in the route's error shape; a client that leaves before its answer
+  frees its slot at once, the upstream request cancelled.
+- ``POST /v1/messages/count_tokens`` (with an ``anthropic_upstream``): passed through to
+  the upstream as ``/v1/messages``' calls are (key, errors, deadline, slot), with no
+  guard decision: counting tokens makes no model output (Claude Code and the SDK's
+  ``messages.count_tokens`` call it before a request).
 - ``GET /healthz``: 200 while the process serves (liveness).
 - ``GET /readyz``: 200 once the guard is loaded and the batcher runs, else 503.
 - ``GET /metrics``: Prometheus text (``metrics``); no text or key ever appears there.
@@ -32,6 +37,7 @@ caller must get a decision.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import time
 from collections.abc import AsyncIterator
@@ -63,6 +69,7 @@ _PATHS = (
     "/v1/moderations",
     "/v1/chat/completions",
     "/v1/messages",
+    "/v1/messages/count_tokens",
     "/healthz",
     "/readyz",
     "/metrics",
@@ -216,10 +223,12 @@ def create_app(
     rails = guard if escalation is None else escalation
     slots = ProxySlots(max_proxy_calls, on_refused=metrics.observe_proxy_overload)
     metrics.proxy_calls.set_function(lambda: slots.held)
-    check, calls = metrics.observe_rail, max_proxy_calls  # the pools sized to the bound
+    calls = max_proxy_calls  # the pools sized to the bound
     if upstream is not None:
+        check = functools.partial(metrics.observe_rail, path="/v1/chat/completions")
         proxy = ChatProxy(rails, upstream, on_check=check, max_calls=calls)
     if anthropic_upstream is not None:
+        check = functools.partial(metrics.observe_rail, path="/v1/messages")
         messages_proxy = MessagesProxy(rails, anthropic_upstream, on_check=check, max_calls=calls)
 
     async def moderations(request: Request) -> Response:
@@ -268,9 +277,17 @@ def create_app(
             body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
         except ApiError as err:
             return _error(err)
-        return await slots.call("/v1/chat/completions", lambda: proxy.answer(body), _error)
+        answer = lambda: proxy.answer(body)  # noqa: E731
+        return await slots.call("/v1/chat/completions", answer, _error, request.receive)
 
     async def messages(request: Request) -> ASGIApp:
+        return await anthropic_call(request, "/v1/messages")
+
+    async def count_tokens(request: Request) -> ASGIApp:
+        return await anthropic_call(request, "/v1/messages/count_tokens")
+
+    async def anthropic_call(request: Request, path: str) -> ASGIApp:
+        """``path`` on the Anthropic proxy: auth, body bound and slot as one route."""
         try:
             if messages_proxy is None:
                 raise ApiError(
@@ -283,8 +300,9 @@ def create_app(
         except ApiError as err:
             return anthropic_error(err)
         beta = request.headers.get("anthropic-beta")
-        answer = lambda: messages_proxy.answer(body, beta)  # noqa: E731
-        return await slots.call("/v1/messages", answer, anthropic_error)
+        call = messages_proxy.answer if path == "/v1/messages" else messages_proxy.count_tokens
+        answer = lambda: call(body, beta)  # noqa: E731
+        return await slots.call(path, answer, anthropic_error, request.receive)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -329,6 +347,7 @@ def create_app(
             Route("/v1/moderations", moderations, methods=["POST"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),

@@ -16,9 +16,10 @@ Series (``guardrail_`` prefix):
 - ``queued_texts``: texts waiting for the model now;
 - ``escalated_total{outcome}`` (with an LLM judge): texts in its band, by ``judged`` /
   ``remembered`` / ``failed`` / ``skipped`` (``Escalated.outcome``);
-- ``rail_refusals_total{rail}`` (the proxies, both counted together): requests refused
-  by the ``input`` rail (the upstream never called) and replies replaced by the ``output``
-  rail;
+- ``rail_refusals_total{path, rail}`` (the proxies): requests refused by the ``input``
+  rail (the upstream never called) and replies replaced by the ``output`` rail, by the
+  proxy's route (``/v1/chat/completions``, ``/v1/messages``): the two front different
+  apps and upstreams, and a sum over ``path`` is the old both-proxies count;
 - ``proxy_calls`` / ``proxy_overloaded_total{path}`` (the proxies): proxied calls in
   flight now, and calls refused 503 because ``--max-proxy-calls`` were in flight;
 - ``judge_breaker_open`` (with an LLM judge): 1 while its circuit breaker is open or
@@ -77,9 +78,9 @@ class ServerMetrics:
 
         self.refusals = Counter(
             "guardrail_rail_refusals",
-            "Proxied calls refused, both proxies together, by rail (input: the upstream "
+            "Proxied calls refused, by the proxy's route and by rail (input: the upstream "
             "was never called; output: the reply was replaced)",
-            ["rail"],
+            ["path", "rail"],
             registry=reg,
         )
 
@@ -120,10 +121,11 @@ class ServerMetrics:
         for outcome in outcomes:
             self.escalated.labels(outcome=outcome).inc()
 
-    def observe_rail(self, rail: str, result: GuardResult) -> None:
-        """One rail decision of either proxy (its ``on_check``): a refusal is counted."""
+    def observe_rail(self, rail: str, result: GuardResult, *, path: str) -> None:
+        """One rail decision of the proxy at ``path`` (its ``on_check``, with ``path``
+        bound): a refusal is counted."""
         if not result.allowed:
-            self.refusals.labels(rail=rail).inc()
+            self.refusals.labels(path=path, rail=rail).inc()
 
     def observe_proxy_overload(self, path: str) -> None:
         """One proxied call refused for want of a slot (``ProxySlots``' ``on_refused``)."""

@@ -35,16 +35,15 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.http.schema import ApiError, error_body
-from guardrail_dro.serve.http.upstream_call import UpstreamCall, read_request, upstream_key
-from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails import (
-    OnCheck,
-    RailGuard,
-    openai_refusal,
-    wrap_openai,
+from guardrail_dro.serve.http.upstream_call import (
+    UpstreamCall,
+    answering,
+    read_request,
+    upstream_key,
 )
+from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_openai
 
 __all__ = ["ChatProxy", "ClosingStream", "Upstream", "upstream_from_env"]
 
@@ -143,7 +142,7 @@ class ChatProxy(UpstreamCall):
 
     ``on_check(rail, result)`` sees every rail decision (the server's metrics count
     refusals by rail with it). ``max_calls`` sizes the upstream connection pool
-    (``UpstreamCall``).
+    (``UpstreamCall``). A raising Policy is answered as a replacing one (``answering``).
     """
 
     sdk, http, option = "openai", "httpx2", "--upstream"  # the SDK (3.x) runs on httpx2
@@ -161,7 +160,8 @@ class ChatProxy(UpstreamCall):
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
         super().__init__(upstream, AsyncOpenAI, DefaultAsyncHttpxClient, max_calls)
-        self._create = wrap_openai(self._client, guard, on_check=on_check).chat.completions.create
+        rails = wrap_openai(self._client, answering(guard), on_check=on_check)
+        self._create = rails.chat.completions.create
 
     async def answer(self, raw: bytes) -> Response:
         """The response to one request body (auth and the size bound already passed)."""
@@ -170,10 +170,7 @@ class ChatProxy(UpstreamCall):
             body = _params(raw)
             kwargs = {k: body[k] for k in _KWARGS if k in body}
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
-            try:
-                reply = await self._call(deadline, **kwargs, extra_body=extra or None)
-            except GuardViolation as exc:  # a raising Policy: answer wrap's refusal
-                return self._refused(exc.result, kwargs)
+            reply = await self._call(deadline, **kwargs, extra_body=extra or None)
             if not kwargs.get("stream") and not isinstance(getattr(reply, "choices", None), list):
                 # The SDK hands back the body's text (or a JSON scalar) when it cannot
                 # parse a ChatCompletion; the output rail read it as text: it is no reply.
@@ -184,14 +181,6 @@ class ChatProxy(UpstreamCall):
             return JSONResponse(reply.to_dict(mode="json"))
         return ClosingStream(self._events(reply, deadline), media_type="text/event-stream")
 
-    def _refused(self, result: GuardResult, kwargs: dict[str, Any]) -> Response:
-        model, stream = str(kwargs.get("model", "guard")), bool(kwargs.get("stream"))
-        refusal = openai_refusal(result, model=model, stream=stream)
-        if not stream:
-            return JSONResponse(refusal.to_dict(mode="json"))
-        events = [_sse(c.to_dict(mode="json")) for c in refusal] + [b"data: [DONE]\n\n"]
-        return Response(b"".join(events), media_type="text/event-stream")
-
     async def _events(self, stream: Any, deadline: float) -> AsyncIterator[bytes]:
         """The guarded stream as server-sent events, each chunk as the rail releases it,
         until the loop time ``deadline``; an upstream failure after the first byte can
@@ -201,10 +190,6 @@ class ChatProxy(UpstreamCall):
             async with aclosing(self._released(stream, deadline)) as chunks:
                 async for chunk in chunks:
                     yield _sse(chunk.to_dict(mode="json"))
-            yield b"data: [DONE]\n\n"
-        except GuardViolation as exc:
-            for chunk in openai_refusal(exc.result, stream=True):
-                yield _sse(chunk.to_dict(mode="json"))
             yield b"data: [DONE]\n\n"
         except Exception as exc:
             yield _sse(error_body(self._upstream_error(exc)))

@@ -1,6 +1,7 @@
 """What both guarding proxies do around one upstream call: ``UpstreamCall``, the base of
 ``proxy.ChatProxy`` (OpenAI) and ``anthropic_proxy.MessagesProxy`` (Anthropic), and
-``read_request`` / ``upstream_key``, the checks they share.
+``read_request`` / ``upstream_key``, the checks they share, and ``answering``, the guard
+their rails decide with.
 
 Both SDKs are Stainless-generated: the same client options and the same exception tree
 (``APITimeoutError`` < ``APIConnectionError`` < ``APIError`` > ``APIStatusError``), so
@@ -13,19 +14,21 @@ SSE format, the refusal, the error JSON and how a passed-through 4xx is read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
-from guardrail_dro.errors import ConfigError, GuardViolation
+from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.http.schema import ApiError
-from guardrail_dro.serve.rails import last_user_text
+from guardrail_dro.serve.policy import GuardResult, Policy
+from guardrail_dro.serve.rails import RailGuard, last_user_text
 
-__all__ = ["MIN_SCRUBBED_KEY", "UpstreamCall", "read_request", "upstream_key"]
+__all__ = ["MIN_SCRUBBED_KEY", "UpstreamCall", "answering", "read_request", "upstream_key"]
 
 #: Upstream keys shorter than this are not scrubbed from what the upstream says: real
 #: API keys are tens of characters; a short one is a placeholder for an upstream
@@ -80,6 +83,42 @@ def read_request(raw: bytes, *, request: str, parts: str) -> dict[str, Any]:
     return body
 
 
+class _Answering:
+    """A guard's decisions under its Policy with ``raise_on_violation`` off."""
+
+    def __init__(self, guard: RailGuard) -> None:
+        self._guard = guard
+        self.policy: Policy = dataclasses.replace(guard.policy, raise_on_violation=False)
+
+    def decide(self, text: str) -> GuardResult:
+        return self._guard.decide(text)
+
+    def decide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        return self._guard.decide_many(texts)
+
+    async def adecide(self, text: str) -> GuardResult:
+        return await self._guard.adecide(text)
+
+    async def adecide_many(self, texts: Sequence[str]) -> list[GuardResult]:
+        return await self._guard.adecide_many(texts)
+
+    def last_window(self, text: str) -> str:
+        return self._guard.last_window(text)
+
+
+def answering(guard: RailGuard) -> RailGuard:
+    """``guard`` as the proxies' rails decide with it: the same decisions, never raised.
+
+    An HTTP caller cannot catch a ``GuardViolation``: under a raising Policy the proxies
+    answered a refusal of their own, which lost what the rails keep around a refusal (a
+    stream's usage chunk or ``message_delta``, read on after the refusal and closed with
+    it inside the rails' generator, out of the proxy's reach; a reply's id and usage).
+    Deciding without raising, the rails answer a raising Policy's refusal exactly as a
+    replacing one's; ``on_check`` still sees every decision.
+    """
+    return _Answering(guard) if guard.policy.raise_on_violation else guard
+
+
 class UpstreamCall:
     """One SDK client to ``upstream`` and the errors of calling it.
 
@@ -126,15 +165,12 @@ class UpstreamCall:
         """The guarded create's reply, by the loop time ``deadline``.
 
         Raises:
-            GuardViolation: a raising Policy refused (the proxy answers wrap's refusal).
             ApiError: the upstream failed, or answered a stream request with JSON (the
                 SDK reads no event of a JSON body: an empty reply).
         """
         try:
             async with asyncio.timeout_at(deadline):
                 reply = await self._create(**kwargs)
-        except GuardViolation:
-            raise
         except Exception as exc:
             raise self._upstream_error(exc) from None
         if kwargs.get("stream"):
@@ -205,9 +241,10 @@ class UpstreamCall:
         """An upstream 4xx as the upstream said it, in the proxy's error shape."""
         raise NotImplementedError
 
-    def _bad_reply(self, what: str) -> ApiError:
+    def _bad_reply(self, what: str, *, reply: str | None = None) -> ApiError:
+        """A 502: the upstream sent ``what``, not ``reply`` (default: ``self.reply``)."""
         why = (
-            f"the upstream {self.upstream.name} sent {what}, not {self.reply}: is "
+            f"the upstream {self.upstream.name} sent {what}, not {reply or self.reply}: is "
             f"{self.option} {self.api} API root?"
         )
         return ApiError(502, why, type="server_error", code="upstream_bad_reply")
