@@ -178,3 +178,20 @@ def test_a_dry_run_shows_the_effort(schema: LabelSchema) -> None:
     ann = make_annotator(f"anthropic:{OPUS}", need_key=False, effort="low")
     run = annotate_with_report(make_dataset(["a"], schema), [ann], dry_run=True, progress=False)
     assert run.report.sample_requests["anthropic"]["output_config"] == {"effort": "low"}
+
+
+def test_the_shipped_adaptive_example_uncommented_loads_and_builds(tmp_path: Path) -> None:
+    # The example in annotators/configs/default.toml (its own paragraph: the thinking
+    # test above reads the one before it up to a blank line) is what users copy.
+    from annotators.config import default_config_text
+
+    text = default_config_text()
+    block = text[text.index('# spec = "anthropic:claude-opus-4-6"') :].split("\n\n")[0]
+    cfg = tmp_path / "team.toml"
+    cfg.write_text(
+        "[[annotators]]\n" + "\n".join(ln.removeprefix("# ") for ln in block.splitlines())
+    )
+    (entry,) = load_config(cfg).annotators
+    assert (entry.thinking, entry.effort) == ("adaptive", "low")
+    ann = make_annotator(entry.spec, need_key=False, thinking=entry.thinking, effort=entry.effort)
+    assert ann.effort == "low"  # type: ignore[attr-defined]
