@@ -56,6 +56,7 @@ from annotators.retry import RetryPolicy
 from annotators.runner import gather_or_cancel, run_session
 from annotators.templates import PromptTemplate
 from guardrail_dro.data.items import AnnotatedDataset
+from guardrail_dro.errors import ConfigError
 
 __all__ = ["abatch_annotate", "abatch_annotate_with_report", "batch_annotate",
            "batch_annotate_with_report"]
@@ -97,6 +98,11 @@ async def abatch_annotate_with_report(
     template: PromptTemplate | None = None,
 ) -> AnnotationRun:
     """Label the dataset through the providers' batch APIs; see ``batch_annotate``."""
+    # A zero interval polled a running job as fast as the loop turned, for hours.
+    if not poll_interval > 0:
+        raise ConfigError(f"poll_interval must be positive (seconds), not {poll_interval}")
+    if max_wait is not None and not max_wait >= 0:
+        raise ConfigError(f"max_wait must not be negative, not {max_wait}")
     policy = policy or RetryPolicy()
     async with run_session(cache, annotators, readonly=dry_run) as db:
         report = RunReport(annotators=[a.name for a in annotators], items=len(dataset),
@@ -149,9 +155,10 @@ def batch_annotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
         annotators: ``OpenAIAnnotator`` / ``AnthropicAnnotator`` instances.
         cache: an ``AnnotationCache`` or a path; it keeps the job ids, so give a file if
             the run may be interrupted.
-        poll_interval: seconds between polls of a running job.
+        poll_interval: seconds between polls of a running job (positive).
         max_wait: seconds to wait for jobs before raising ``BatchPendingError`` (the jobs
-            keep running; run again to resume); None waits as long as it takes.
+            keep running; run again to resume; 0 polls once); None waits as long as it
+            takes.
         max_resubmits: times expired / errored requests are put into a new job before
             being reported as errors.
         policy: retry policy of each API call (a job's create call is only retried on
@@ -164,6 +171,7 @@ def batch_annotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
             change while polling, on stderr.
 
     Raises:
+        ConfigError: ``poll_interval`` not positive, or ``max_wait`` negative.
         BatchPendingError: ``max_wait`` passed with jobs still running.
         AnnotatorError: a create call failed such that the job may exist but is not
             listed yet (run again: it is looked for before anything is resubmitted).

@@ -24,6 +24,7 @@ worker that shares it, not only for the one that was told.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -38,7 +39,8 @@ from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
 from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["CUT_STATUS", "CutReply", "Stopped", "cut_error", "judge", "label_text"]
+__all__ = ["CUT_STATUS", "CutReply", "Stopped", "cut_error", "error_code", "judge",
+           "label_text"]
 
 CUT_STATUS = 200
 """The ``status`` of a cut reply's ``error`` result: the HTTP call succeeded. A status,
@@ -79,10 +81,21 @@ def _short_error(exc: ValidationError) -> str:
 
 def _api_error(exc: BaseException, annotator: Annotator | None = None) -> str:
     status = getattr(exc, "status_code", None)
+    code = getattr(exc, "code", None)  # OpenAI's error code, e.g. insufficient_quota
     head = f"HTTP {status}: " if isinstance(status, int) else ""
+    if head and isinstance(code, str) and code:
+        head = f"HTTP {status} ({code}): "
     # The annotator's own key (passed in, not from the environment) is redacted too.
     secrets = [getattr(annotator, "_api_key", None)]
     return redact(f"{head}{type(exc).__name__}: {exc}", secrets)[:500]
+
+
+def error_code(res: AnnotationResult) -> str | None:
+    """The provider's error code an ``error`` result names (``_api_error`` writes it
+    after the status: ``HTTP 429 (insufficient_quota): ...``), or None. The result keeps
+    the error's text, not the exception, and the SDK's own text may leave the code out."""
+    found = re.match(r"HTTP \d+ \(([^)]+)\): ", res.error or "")
+    return found.group(1) if found else None
 
 
 def _status(exc: BaseException) -> int | None:

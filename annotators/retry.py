@@ -4,7 +4,9 @@ SDK clients are built with ``max_retries=0`` so that this module is the only ret
 owner (retries stacked on retries multiply calls and hide rate limits). The policy:
 
 - transient: connection errors and timeouts, and HTTP 408, 409, 429 and 5xx;
-  everything else (400, 401, 403, 404, 422...) propagates at once;
+  everything else (400, 401, 403, 404, 422...) propagates at once, and so does a
+  transient status whose error code says no wait helps (``NOT_TRANSIENT_CODES``:
+  OpenAI's 429 ``insufficient_quota``, an account out of credit);
 - ``Retry-After`` / ``retry-after-ms`` honoured, up to ``retry_after_cap`` seconds;
 - otherwise exponential backoff ``initial * multiplier ** (attempt - 1)``, capped at
   ``max_backoff``, less a random fraction up to ``jitter`` of it (so that a storm of
@@ -28,6 +30,7 @@ from typing import Any, TypeVar
 from guardrail_dro.errors import ConfigError
 
 __all__ = [
+    "NOT_TRANSIENT_CODES",
     "TRANSIENT_STATUSES",
     "RetryPolicy",
     "api_error_types",
@@ -40,6 +43,11 @@ T = TypeVar("T")
 
 TRANSIENT_STATUSES = frozenset({408, 409, 429})
 """Statuses retried besides every 5xx."""
+
+NOT_TRANSIENT_CODES = frozenset({"insufficient_quota"})
+"""Error codes that make a transient status final: OpenAI answers an account out of
+credit with 429 ``insufficient_quota``. Read as a rate limit, each item spent its whole
+retry schedule (~23 s) on it and a run went on for hours, failing every item."""
 
 
 @dataclass(frozen=True)
@@ -153,11 +161,14 @@ def api_error_types() -> tuple[type[BaseException], ...]:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for errors worth retrying: connection errors, timeouts, 408/409/429/5xx."""
+    """True for errors worth retrying: connection errors, timeouts, 408/409/429/5xx,
+    unless their code is one of ``NOT_TRANSIENT_CODES``."""
     if isinstance(exc, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
         return True
     if isinstance(exc, _sdk_connection_errors()):
         return True
+    if getattr(exc, "code", None) in NOT_TRANSIENT_CODES:
+        return False
     status = _status(exc)
     if status is None:
         return False

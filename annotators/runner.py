@@ -17,7 +17,7 @@ time; what finished before is in the cache.
 A dry run reads the cache without writing to it (a missing cache file is not created).
 
 Ctrl-C during a run started by the sync entry points (the CLI's; when SIGINT has
-Python's default handler) sends no new request, a worker waiting for its rate-limit
+Python's default handler, or is ignored) sends no new request, a worker waiting for its rate-limit
 turn included, and waits for the calls in flight, so what they cost is cached too; a
 second Ctrl-C cancels them at once (paid, not cached: a resume asks them again). Either
 way the run ends in ``KeyboardInterrupt`` and the same call resumes from the cache.
@@ -41,7 +41,7 @@ from typing import TypeVar
 
 from annotators.base import AnnotationResult, Annotator, RepeatedAPIError
 from annotators.cache import AnnotationCache, key_for, open_cache
-from annotators.labelling import Stopped, label_text
+from annotators.labelling import Stopped, error_code, label_text
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of
 from annotators.ratelimit import RateLimiter
 from annotators.report import (
@@ -51,7 +51,7 @@ from annotators.report import (
     estimate_into,
     results_to_annotations,
 )
-from annotators.retry import TRANSIENT_STATUSES, RetryPolicy
+from annotators.retry import NOT_TRANSIENT_CODES, TRANSIENT_STATUSES, RetryPolicy
 from annotators.templates import PromptTemplate
 from guardrail_dro.data.items import AnnotatedDataset
 from guardrail_dro.errors import ConfigError
@@ -119,8 +119,11 @@ class _DrainOnInterrupt:
 
     Installed only where asyncio can take the signal (the main thread, a Unix loop) and
     only when asked: the sync entry points ask when SIGINT has Python's default handler
-    (the rule ``asyncio.run`` follows), so a caller's own handler, or ``SIG_IGN``, is
-    left alone. The previous handler is put back on the way out. Workers check ``stop``
+    (the rule ``asyncio.run`` follows) or is ignored, so a caller's own handler is left
+    alone. An ignored signal stays ignored: a job started with ``nohup`` or ``cmd &``
+    in a script has SIGINT ignored, and its SIGTERM must still drain (it killed the run
+    at once there, the calls in flight paid and lost). The previous handler is put back
+    on the way out. Workers check ``stop``
     before every request is sent (``label_text(stop=...)``), and it ends a wait for a
     rate-limit turn, so a worker waiting sends nothing more.
     """
@@ -139,10 +142,10 @@ class _DrainOnInterrupt:
             return self
         self._task = asyncio.current_task()
         # SIGTERM too (killed before, the calls in flight were lost and paid again on the
-        # resume), unless it is ignored.
+        # resume); either one only unless it is ignored.
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous = signal.getsignal(signum)
-            if signum == signal.SIGTERM and previous == signal.SIG_IGN:
+            if previous == signal.SIG_IGN:
                 continue
             try:
                 asyncio.get_running_loop().add_signal_handler(signum, self._on_signal, signum)
@@ -248,8 +251,15 @@ async def aannotate_with_report(
         return AnnotationRun(annotated, report)
 
 
-def _non_transient(status: int | None) -> bool:
-    return status is not None and status not in TRANSIENT_STATUSES and not 500 <= status <= 599
+def _non_transient(res: AnnotationResult) -> bool:
+    """An error no retry cures, as ``retry.is_transient`` judged it (the result keeps
+    the status and the error code, not the exception)."""
+    status = res.status
+    if status is None:
+        return False
+    if error_code(res) in NOT_TRANSIENT_CODES:
+        return True  # a 429 saying the account is out of credit
+    return status not in TRANSIENT_STATUSES and not 500 <= status <= 599
 
 
 async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
@@ -272,7 +282,7 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
         # retries counts too: a wrong --base-url or a server down is as hopeless as a bad
         # key, and each item would spend the whole retry schedule (~26 s) on it.
         unanswered = res.outcome == "error" and res.status is None
-        if res.outcome != "error" or not (_non_transient(res.status) or unanswered):
+        if res.outcome != "error" or not (_non_transient(res) or unanswered):
             streak.pop(j, None)
             return
         sig = (res.status, res.error)
@@ -338,14 +348,15 @@ def annotate_with_report(dataset: AnnotatedDataset, annotators: Sequence[Annotat
                          **kwargs: object) -> AnnotationRun:
     """Sync entry point returning the dataset and the ``RunReport``; see ``annotate``.
 
-    It owns its event loop, so Ctrl-C drains the calls in flight into the cache first
-    (``drain_on_interrupt``; unless given, on when SIGINT has Python's default handler:
-    a program's own SIGINT handling is left alone).
+    It owns its event loop, so Ctrl-C (and SIGTERM) drains the calls in flight into the
+    cache first (``drain_on_interrupt``; unless given, on when SIGINT has Python's default
+    handler or is ignored, as in a job started in the background, whose SIGTERM must
+    drain too: a program's own SIGINT handling is left alone).
     """
     kwargs.setdefault(
         "drain_on_interrupt",
         threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+        and signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_IGN),
     )
     try:
         asyncio.get_running_loop()

@@ -31,7 +31,9 @@ given number of times: ``rate_limit`` (429 with ``Retry-After``), ``server_error
 create reply is held for ``delay`` seconds / answered 500: a lost reply; ``match`` is
 tested against the batch's item texts joined by newlines). ``content_filter`` is Azure
 OpenAI's content filter declining the prompt: HTTP 400 with code ``content_filter``
-live, and in an OpenAI batch a result line with that 400 response. ``cut`` answers 200
+live, and in an OpenAI batch a result line with that 400 response. ``insufficient_quota``
+is OpenAI's answer to an account out of credit: HTTP 429 (no ``Retry-After``) with code
+``insufficient_quota``, which no wait cures. ``cut`` answers 200
 with a reply cut at the request's token budget (OpenAI ``finish_reason`` ``"length"``,
 empty content for a reasoning model, which thought the budget away; Anthropic
 ``stop_reason`` ``"max_tokens"``). ``FakeLLMServer(reasoning_tokens=N)`` makes OpenAI

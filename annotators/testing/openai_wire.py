@@ -92,11 +92,19 @@ CONTENT_FILTERED = ("The response was filtered due to the prompt triggering Azur
                     "content management policy. (fake)")
 """What Azure OpenAI says when its content filter declines a prompt."""
 
+OUT_OF_QUOTA = ("You exceeded your current quota, please check your plan and billing "
+                "details. (fake)")
+"""What OpenAI says, with HTTP 429 and code ``insufficient_quota``, to an account out of
+credit: a rate limit's status, but waiting does not help."""
+
 
 def openai_error_body(kind: str, message: str) -> dict[str, Any]:
     """The error object the OpenAI API answers a failed request with. Kind
     ``content_filter`` is Azure OpenAI's answer to a prompt its filter flags (HTTP 400,
-    the kind in ``code``)."""
+    the kind in ``code``); ``insufficient_quota`` OpenAI's to an account out of credit
+    (HTTP 429, the kind in ``type`` and ``code``)."""
+    if kind == "insufficient_quota":
+        return {"error": {"message": message, "type": kind, "code": kind}}
     code = kind if kind == "content_filter" else None
     return {"error": {"message": message, "type": None if code else kind, "code": code}}
 

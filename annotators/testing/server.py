@@ -29,7 +29,7 @@ from annotators.testing.batch import (
     openai_batch_object,
 )
 from annotators.testing.ledger import Ledger
-from annotators.testing.openai_wire import CONTENT_FILTERED, OPENAI
+from annotators.testing.openai_wire import CONTENT_FILTERED, OPENAI, OUT_OF_QUOTA
 from annotators.testing.rules import FakeReply, Fault, Handler, answer, keyword_handler
 from annotators.testing.streaming import anthropic_stream_body, openai_stream_body
 from annotators.testing.wire import ErrorReply, Wire, item_text
@@ -156,12 +156,14 @@ class FakeLLMServer(Ledger):
         self.note_live(text, body, endpoint)
         fault = self.take_fault(text, ("rate_limit", "server_error", "slow", "malformed",
                                        "out_of_schema", "refusal", "content_filter", "cut",
-                                       "redacted_thinking"))
+                                       "redacted_thinking", "insufficient_quota"))
         if self.latency:
             time.sleep(self.latency)
         if fault is not None and fault.kind == "rate_limit":
             headers = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after}"}
             raise ErrorReply(429, "rate_limit_error", "rate limited (fake)", headers)
+        if fault is not None and fault.kind == "insufficient_quota":
+            raise ErrorReply(429, "insufficient_quota", OUT_OF_QUOTA)
         if fault is not None and fault.kind == "content_filter":
             raise ErrorReply(400, "content_filter", CONTENT_FILTERED)
         if fault is not None and fault.kind == "server_error":

@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import typer
 
 from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
-from guardrail_dro.errors import ConfigError
+from guardrail_dro.errors import BatchPendingError, ConfigError
 
-__all__ = ["EXIT_NOTHING_LABELLED", "EXIT_SOME_FAILED", "annotate_command", "register"]
+__all__ = ["EXIT_BATCH_PENDING", "EXIT_NOTHING_LABELLED", "EXIT_SOME_FAILED",
+           "annotate_command", "register"]
 
 _HELP = """Label a dataset with LLMs (OpenAI, Claude, OpenAI-compatible servers).
 
@@ -41,6 +42,8 @@ Exit codes:
      running the same command again asks them again
   4  nothing labelled at all (every item refused, invalid or failed): OUT is
      still written, the failures listed
+  5  --batch: --max-wait passed with jobs still running; OUT is not written
+     yet: run the same command again to collect the same jobs
 
 A labeling config (--config team.toml) holds the task guidelines, the
 labels and their descriptions, the prompt template, few-shot examples,
@@ -292,9 +295,14 @@ def annotate_command(
     from annotators.specs import make_annotator
     from guardrail_dro.data.readers import read_dataset
 
-    for flag, value in (("--rpm", rpm), ("--tpm", tpm), ("--timeout", timeout)):
+    # --poll-interval 0 (or below) polled a running batch job as fast as the loop turned
+    for flag, value in (("--rpm", rpm), ("--tpm", tpm), ("--timeout", timeout),
+                        ("--poll-interval", poll_interval)):
         if value is not None and not value > 0:  # 0 fell back to the default, -1 was used
             raise ConfigError(f"{flag} must be positive, not {value}")
+    if max_wait is not None and not max_wait >= 0:
+        raise ConfigError(f"--max-wait must not be negative, not {max_wait} (0: submit, "
+                          "poll once, and leave the jobs running)")
     cfg = load_config(config) if config is not None else DEFAULT_CONFIG
     schema = schema_options.label_schema() or cfg.label_schema()
     full = read_dataset(data, columns.reader_options(), schema=schema)
@@ -379,6 +387,9 @@ def annotate_command(
             err=True,
         )
         raise typer.Exit(143 if term else 130) from None
+    except BatchPendingError as exc:  # not an error: exit 2 said "fix the command"
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_BATCH_PENDING) from None
     for provider, body in run.report.sample_requests.items():
         typer.echo(f"# one {provider} request, as it would be sent:")
         typer.echo(json.dumps(body, indent=2, ensure_ascii=False))
@@ -419,6 +430,8 @@ EXIT_SOME_FAILED = 3
 """Exit code when some requests failed with an error (listed in the failures file)."""
 EXIT_NOTHING_LABELLED = 4
 """Exit code when no item was labelled at all (every request failed)."""
+EXIT_BATCH_PENDING = 5
+"""Exit code when ``--max-wait`` passed with batch jobs still running (run again)."""
 
 
 def register(app: typer.Typer) -> None:

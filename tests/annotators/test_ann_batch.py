@@ -11,6 +11,7 @@ from annotators.batch import batch_annotate_with_report
 from annotators.retry import RetryPolicy
 from annotators.testing import FakeLLMServer, Fault
 from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.errors import ConfigError
 from tests.annotators.ann_helpers import EXPECTED, KEY, TEXTS, make_dataset
 
 PROVIDERS = ["openai", "anthropic"]
@@ -312,3 +313,17 @@ def test_a_live_content_filter_fault_is_a_refusal(
     counts = run.report.outcomes[ann[0].name]  # and the bomb question's own refusal
     assert counts["refused"] == 2 and counts["error"] == 0
     assert server.paid.total() == len(TEXTS) - 1
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"poll_interval": 0.0}, "poll_interval must be positive"),
+    ({"poll_interval": 0.01, "max_wait": -1.0}, "max_wait must not be negative"),
+])  # fmt: skip
+def test_a_poll_interval_of_zero_is_refused_before_any_call(
+        server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, kw: dict,
+        says: str) -> None:
+    # It polled a running job as fast as the event loop turned (~200 retrieves a second).
+    with pytest.raises(ConfigError, match=says):
+        batch_annotate_with_report(make_dataset(TEXTS, schema), [make("openai", server)],
+                                   policy=fast, **kw)
+    assert server.endpoints.total() == 0

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,12 +137,19 @@ def _as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _halfway(srv: FakeLLMServer, args: list[str], paid: int, sig: int) -> str:
+def _in_the_background() -> None:
+    """SIGINT ignored in the child, as ``nohup``, ``cmd &`` in a script and some job
+    schedulers start it (Python then keeps SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _halfway(srv: FakeLLMServer, args: list[str], paid: int, sig: int,
+             preexec: Callable[[], None] = _as_in_a_terminal) -> str:
     """Start ``annotate`` against ``srv``, send ``sig`` once ``paid`` calls are billed,
     and return its stderr once it has exited."""
     proc = subprocess.Popen([CLI, "annotate", *args, "--base-url", srv.openai_base_url],
                             env=_env(OPENAI_API_KEY=KEY), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=preexec)
     deadline = time.monotonic() + 30
     while srv.paid.total() < paid and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -221,6 +229,22 @@ def test_a_stop_waits_for_the_calls_in_flight_so_none_is_paid_twice(
     assert len(_lines(out)) == len(texts)
 
 
+def test_sigterm_drains_a_run_started_with_sigint_ignored(tmp_path: Path) -> None:
+    """A run started in the background (``nohup``, ``cmd &`` in a script) has SIGINT
+    ignored. Its SIGTERM killed it at once, silently (exit 143, no message): the rule
+    for SIGINT's handler switched the SIGTERM drain off too, and the calls in flight
+    were paid, lost, and paid again on the resume."""
+    texts, _out, cache, args = _forty(tmp_path, 4)
+    with FakeLLMServer(keyword_handler, latency=0.3) as srv:
+        stderr = _halfway(srv, args, 8, signal.SIGTERM, preexec=_in_the_background)
+        assert "Interrupted: asking no new item" in stderr
+        assert f"stopped (SIGTERM): every answer received is in {cache}" in stderr
+        time.sleep(0.5)  # a call cut off would still be paid by now (latency 0.3 s)
+        paid = {t for t in texts if srv.paid[t]}
+        assert 8 <= len(paid) < len(texts), "the signal did not land halfway"
+        assert _cached_texts(cache, texts, srv) == paid
+
+
 def test_ctrl_c_sends_nothing_more_from_workers_waiting_for_their_rate_limit_turn(
     tmp_path: Path,
 ) -> None:
@@ -294,6 +318,9 @@ async def test_fake_server_runs_as_a_module() -> None:
 
 
 def test_batch_flag_stops_waiting_then_resumes_the_same_job(tmp_path: Path) -> None:
+    """--max-wait passing with jobs still running exits 5, not 2: 2 is what --help gives
+    to bad input and to errors that repeat, so a script that submits and comes back
+    later could not tell "come back later" from "fix the command"."""
     texts = ["have a nice day", "you idiot"]
     data = _csv(tmp_path / "in.csv", texts)
     out = tmp_path / "out.jsonl"
@@ -304,7 +331,8 @@ def test_batch_flag_stops_waiting_then_resumes_the_same_job(tmp_path: Path) -> N
         env = _env(ANTHROPIC_API_KEY=KEY)
         srv.hold_batches = True
         r = _run([*args, "--max-wait", "0.2"], env)
-        assert r.returncode == 2 and "still running" in r.stderr, r.stderr
+        assert r.returncode == 5 and "still running" in r.stderr, r.stderr
+        assert "error:" not in r.stderr
         assert not out.exists()
         srv.hold_batches = False
         r = _run(args, env)

@@ -145,3 +145,24 @@ def test_a_draw_short_of_items_says_how_many_were_left_out() -> None:
     src = AnnotatedDataset(items, schema, name="src")
     with pytest.raises(ConfigError, match=r"only 0 labelled .*4 more are texts being labelled"):
         draw_examples(src, 2, seed=0, exclude={f"t{i}" for i in range(4)})
+
+
+@pytest.mark.parametrize(("option", "says"), [
+    (["--poll-interval", "0"], "--poll-interval must be positive"),
+    (["--poll-interval", "-5"], "--poll-interval must be positive"),
+    (["--max-wait", "-1"], "--max-wait must not be negative"),
+])  # fmt: skip
+def test_batch_waits_that_make_no_sense_are_refused(
+    tmp_path: Path, option: list[str], says: str
+) -> None:
+    # --poll-interval 0 (or -5) polled a running job as fast as the loop turned: about
+    # 200 retrieves a second against the fake server, for the hours a real job runs.
+    data = _csv(tmp_path / "in.csv", ["hello there"])
+    r = subprocess.run(
+        [CLI, "annotate", "--data", str(data), "--labels", "safe,toxic", "--annotator",
+         "openai:gpt-4o-mini", "--out", str(tmp_path / "o.jsonl"), "--batch", "--dry-run",
+         *option],
+        env=_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert says in " ".join(r.stderr.split())
