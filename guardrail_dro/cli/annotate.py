@@ -206,9 +206,11 @@ def annotate_command(
         ),
     ] = False,
     poll_interval: Annotated[
-        float,
-        typer.Option("--poll-interval", help="Seconds between batch polls.", rich_help_panel=_R),
-    ] = 30.0,
+        float | None,
+        typer.Option(
+            "--poll-interval", help="Seconds between batch polls (default 30).", rich_help_panel=_R
+        ),
+    ] = None,
     max_wait: Annotated[
         float | None,
         typer.Option(
@@ -303,6 +305,8 @@ def annotate_command(
     if max_wait is not None and not max_wait >= 0:
         raise ConfigError(f"--max-wait must not be negative, not {max_wait} (0: submit, "
                           "poll once, and leave the jobs running)")
+    _note_ignored(batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                  poll_interval=poll_interval, max_wait=max_wait)
     cfg = load_config(config) if config is not None else DEFAULT_CONFIG
     schema = schema_options.label_schema() or cfg.label_schema()
     full = read_dataset(data, columns.reader_options(), schema=schema)
@@ -355,7 +359,7 @@ def annotate_command(
                 dataset,
                 annotators,
                 cache=cache_path,
-                poll_interval=poll_interval,
+                poll_interval=poll_interval or 30.0,
                 max_wait=max_wait,
                 policy=policy,
                 prices=price_table,
@@ -424,6 +428,19 @@ def annotate_command(
         raise typer.Exit(EXIT_NOTHING_LABELLED)
     if sum(c["error"] for c in counts):
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _note_ignored(batch: bool, **given: float | None) -> None:
+    """A note for each option the chosen path does not read: the live limits under
+    ``--batch`` (the provider schedules a batch job), the batch waits without it. They
+    were ignored in silence, so ``--batch --rpm 60`` read as a limit that was none."""
+    unused = ("concurrency", "rpm", "tpm") if batch else ("poll_interval", "max_wait")
+    for name in unused:
+        if given[name] is not None:
+            flag = "--" + name.replace("_", "-")
+            why = ("the provider schedules a --batch job's requests" if batch
+                   else "it is for --batch runs only")
+            typer.echo(f"note: {flag} has no effect here: {why}", err=True)
 
 
 EXIT_SOME_FAILED = 3
