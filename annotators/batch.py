@@ -33,6 +33,10 @@ price.
 ``custom_id`` is the cache key (64 hex characters: within both providers' limits), so a
 result maps back to its texts without any side table.
 
+``reask`` asks again the items whose cached answer is invalid (or refused), in the new
+job. A first Ctrl-C or SIGTERM submits nothing more and stops polling; the jobs keep
+running at the provider and the same call collects them (a second one stops at once).
+
 This module holds the entry points; ``batch_jobs`` the per-annotator orchestration (the
 rules above) and ``batch_backends`` the two providers' APIs behind the same verbs.
 """
@@ -42,14 +46,15 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from annotators.base import Annotator, BatchPendingError
 from annotators.batch_backends import batch_backend
 from annotators.batch_jobs import JobContext, run_jobs
-from annotators.cache import AnnotationCache, key_for
+from annotators.cache import AnnotationCache, check_reask, key_for, set_aside
+from annotators.interrupt import DrainOnInterrupt, drain_by_default
 from annotators.pricing import Price
 from annotators.report import AnnotationRun, RunReport, estimate_into, results_to_annotations
 from annotators.retry import RetryPolicy
@@ -62,18 +67,24 @@ __all__ = ["abatch_annotate", "abatch_annotate_with_report", "batch_annotate",
            "batch_annotate_with_report"]
 
 
+_STOP_NOTE = ("\nInterrupted: submitting no new batch job and ending the polling; the "
+              "submitted job(s) keep running at the provider and the same command collects "
+              "them. {again} to stop now.")
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
 def _dry_run(dataset: AnnotatedDataset, annotators: Sequence[Annotator], db: AnnotationCache,
              report: RunReport, prices: Mapping[str, Price] | None,
-             template: PromptTemplate | None) -> None:
+             template: PromptTemplate | None, reask: frozenset[str]) -> None:
     todo: list[tuple[int, str]] = []
     for j, ann in enumerate(annotators):
         texts = {key_for(ann, it.text, dataset.schema, template): it.text
                  for it in dataset.items}
-        cached = db.get_many(texts)
+        cached, again = set_aside(db.get_many(texts), reask)
+        report.reasked += len(again)
         in_jobs = {k for job in db.open_jobs(ann.name) for k in job.keys}
         in_jobs |= {k for sub in db.open_submits(ann.name) for k in sub.keys}
         report.from_cache += len(cached)
@@ -96,32 +107,49 @@ async def abatch_annotate_with_report(
     dry_run: bool = False,
     progress: bool = True,
     template: PromptTemplate | None = None,
+    reask: Collection[str] = (),
+    drain_on_interrupt: bool = False,
 ) -> AnnotationRun:
-    """Label the dataset through the providers' batch APIs; see ``batch_annotate``."""
+    """Label the dataset through the providers' batch APIs; see ``batch_annotate``.
+
+    ``drain_on_interrupt``: take SIGINT / SIGTERM on this loop (main thread only): the
+    first submits nothing more and ends the polling, then ``KeyboardInterrupt`` (or
+    ``Terminated``); the sync entry points set it as ``annotate_with_report`` does.
+    """
     # A zero interval polled a running job as fast as the loop turned, for hours.
     if not poll_interval > 0:
         raise ConfigError(f"poll_interval must be positive (seconds), not {poll_interval}")
     if max_wait is not None and not max_wait >= 0:
         raise ConfigError(f"max_wait must not be negative, not {max_wait}")
     policy = policy or RetryPolicy()
+    reask = check_reask(reask)
     async with run_session(cache, annotators, readonly=dry_run) as db:
         report = RunReport(annotators=[a.name for a in annotators], items=len(dataset),
-                           dry_run=dry_run)
+                           dry_run=dry_run, batch=True, reask=tuple(sorted(reask)))
         if dry_run:
-            _dry_run(dataset, annotators, db, report, prices, template)
+            _dry_run(dataset, annotators, db, report, prices, template, reask)
             return AnnotationRun(dataset, report)
         deadline = None if max_wait is None else time.monotonic() + max_wait
+        interrupt = DrainOnInterrupt(drain_on_interrupt, _STOP_NOTE)
         ctxs = [
             JobContext(ann, batch_backend(ann),
                        {key_for(ann, it.text, dataset.schema, template): it.text
                         for it in dataset.items},
                        dataset.schema, db, report, policy, prices,
-                       _stderr if progress else None, template)
+                       _stderr if progress else None, template, reask, interrupt.stop)
             for ann in annotators
         ]
-        done = await gather_or_cancel(*(
-            run_jobs(c, poll_interval=poll_interval, deadline=deadline,
-                     max_resubmits=max_resubmits) for c in ctxs))
+        try:
+            with interrupt:
+                done = await gather_or_cancel(*(
+                    run_jobs(c, poll_interval=poll_interval, deadline=deadline,
+                             max_resubmits=max_resubmits) for c in ctxs))
+        except asyncio.CancelledError:
+            if interrupt.aborted:  # the second signal
+                raise interrupt.stopped() from None
+            raise
+        if interrupt.requested:
+            raise interrupt.stopped()
         running = [job_id for _, ids in done for job_id in ids]
         if running:
             raise BatchPendingError(
@@ -142,7 +170,9 @@ async def abatch_annotate(dataset: AnnotatedDataset, annotators: Sequence[Annota
 
 def batch_annotate_with_report(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
                                **kwargs: Any) -> AnnotationRun:
-    """Sync entry point returning the dataset and the report."""
+    """Sync entry point returning the dataset and the report; Ctrl-C and SIGTERM are
+    taken as ``annotate_with_report`` takes them (``drain_on_interrupt``)."""
+    kwargs.setdefault("drain_on_interrupt", drain_by_default())
     return asyncio.run(abatch_annotate_with_report(dataset, annotators, **kwargs))
 
 
@@ -169,9 +199,14 @@ def batch_annotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
             to make (not cached, not in a submitted job) and their cost at batch prices.
         progress: print each job's submission, and its status and counts whenever they
             change while polling, on stderr.
+        reask: cached outcomes to ask again (``"invalid"``, ``"refused"``), in a new job;
+            see ``annotate``.
 
     Raises:
-        ConfigError: ``poll_interval`` not positive, or ``max_wait`` negative.
+        ConfigError: ``poll_interval`` not positive, ``max_wait`` negative, or ``reask``
+            naming another outcome.
+        KeyboardInterrupt: Ctrl-C (``Terminated``: SIGTERM) while polling; the jobs
+            keep running and the same call collects them.
         BatchPendingError: ``max_wait`` passed with jobs still running.
         AnnotatorError: a create call failed such that the job may exist but is not
             listed yet (run again: it is looked for before anything is resubmitted).

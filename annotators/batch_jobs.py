@@ -8,7 +8,13 @@ sent again; pending rows left by an earlier run are reconciled first. Each resul
 judged by the live rule (``labelling.judge``) and committed to the cache at once.
 
 ``run_jobs`` sequences it for one annotator; ``annotators.batch`` runs one per annotator
-concurrently.
+concurrently. Once ``stop`` is set (Ctrl-C, SIGTERM) it submits nothing more, stops
+polling, and leaves a job it was collecting uncollected: the rest of its results are read
+again by the next run (downloading them is free), the ones judged already are cached.
+
+The report tells this run's work from an earlier one's: ``submitted`` counts the
+requests this run put into jobs (``calls`` counts them, plus the live repair calls),
+``collected_earlier`` the results it collected from jobs an earlier run submitted.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from dataclasses import dataclass, replace
 
 from annotators.base import AnnotationResult, Annotator, AnnotatorError, Prompt, Usage
 from annotators.batch_backends import BatchBackend, Collected, JobState
-from annotators.cache import AnnotationCache, BatchJob, PendingSubmit
+from annotators.cache import AnnotationCache, BatchJob, PendingSubmit, set_aside
+from annotators.interrupt import pause
 from annotators.labelling import judge
 from annotators.pricing import Price, cost_of
 from annotators.prompts import build_prompt
@@ -58,6 +65,14 @@ class JobContext:
     prices: Mapping[str, Price] | None
     log: Log | None
     template: PromptTemplate | None = None
+    reask: frozenset[str] = frozenset()
+    """Cached outcomes to ask again (``cache.REASKABLE``)."""
+    stop: asyncio.Event | None = None
+    """Set by a first Ctrl-C / SIGTERM: submit and poll no more."""
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def prompt(self, text: str) -> Prompt:
         if self.template is not None:
@@ -117,17 +132,23 @@ async def _submit(ctx: JobContext, keys: list[str]) -> BatchJob:
         ctx.say(f"the create reply was lost; found batch {job_id} in the provider's list")
     job = ctx.db.resolve_submit(sub, job_id)
     ctx.report.batch_jobs.append(job_id)
+    ctx.report.submitted += len(keys)
+    ctx.report.calls += len(keys)
     ctx.say(f"submitted batch {job_id} ({len(keys)} requests)")
     return job
 
 
 async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
-                  results: dict[str, AnnotationResult], requeue: dict[str, str]) -> None:
-    """Judge and store every result of a finished job; note what must be asked again."""
+                  results: dict[str, AnnotationResult], requeue: dict[str, str]) -> bool:
+    """Judge and store every result of a finished job; note what must be asked again.
+    False: stopped part way (the job is to be collected again by the next run)."""
     ann, report = ctx.ann, ctx.report
     job_schema = (LabelSchema.model_validate_json(job.schema) if job.schema else ctx.schema)
+    earlier = job.job_id not in report.batch_jobs  # submitted by an earlier run
     seen = set()
     for cid, reply, error in collected:
+        if ctx.stopping:
+            return False
         seen.add(cid)
         if cid in results:
             continue
@@ -142,7 +163,9 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
             ctx.db.put(cid, ann.provider, ann.model, res)
         if text is not None:
             results[cid] = res
-        report.calls += res.calls
+        report.collected += 1
+        report.collected_earlier += earlier
+        report.calls += res.calls - 1  # the live repair calls; the request was submitted
         report.usage = report.usage + res.usage
         repair = Usage(res.input_tokens - reply.usage.input_tokens,
                        res.output_tokens - reply.usage.output_tokens)
@@ -154,6 +177,7 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
     for k in job.keys:
         if k not in seen and k not in results and k in ctx.texts:
             requeue.setdefault(k, why)
+    return True
 
 
 async def run_jobs(
@@ -166,13 +190,14 @@ async def run_jobs(
     then become ``error`` results.
     """
     ann, db = ctx.ann, ctx.db
-    results: dict[str, AnnotationResult] = dict(db.get_many(ctx.texts))
+    results, again = set_aside(db.get_many(ctx.texts), ctx.reask)
     ctx.report.from_cache += len(results)
+    ctx.report.reasked += len(again)
     await _reconcile(ctx)
     failed: dict[str, str] = {}
     resubmits = 0
     states: dict[str, JobState] = {}
-    while True:
+    while not ctx.stopping:
         jobs = [j for j in db.open_jobs(ann.name) if j.provider == ann.provider]
         pending = {k for j in jobs for k in j.keys}
         missing = [k for k in ctx.texts
@@ -193,12 +218,13 @@ async def run_jobs(
         if not finished:
             if deadline is not None and time.monotonic() >= deadline:
                 return results, [j.job_id for j in jobs]
-            await asyncio.sleep(poll_interval)
+            await pause(ctx.stop, poll_interval)
             continue
         requeue: dict[str, str] = {}
         for job in finished:
             collected = await ctx.policy.run(functools.partial(ctx.backend.collect, job.job_id))
-            await _absorb(ctx, job, collected, results, requeue)
+            if not await _absorb(ctx, job, collected, results, requeue):
+                return results, []  # stopped: the caller raises KeyboardInterrupt
             db.set_job_status(job.job_id, "collected")
         if requeue:  # the next pass submits them again, or they are given up
             if resubmits >= max_resubmits:

@@ -19,7 +19,9 @@ provider's list by that row and adopts it instead of paying for a second one.
 (a dry run).
 
 Only paid-for outcomes are stored (``AnnotationResult.cacheable``): an ``error`` is asked
-again on the next run.
+again on the next run. A stored ``invalid`` or ``refused`` answer is reused like a label
+unless a run asks for it again (``reask``, ``set_aside``): an invalid reply from a
+one-off glitch could otherwise be asked again only by deleting the whole cache.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,12 +39,16 @@ from typing import TYPE_CHECKING, Any
 from annotators.base import AnnotationResult, Annotator
 from annotators.prompts import PROMPT_VERSION
 from guardrail_dro.data.schema import LabelSchema
+from guardrail_dro.errors import ConfigError
 
 if TYPE_CHECKING:
     from annotators.templates import PromptTemplate
 
-__all__ = ["AnnotationCache", "BatchJob", "PendingSubmit", "cache_key", "key_for",
-           "open_cache", "server_params"]
+__all__ = ["REASKABLE", "AnnotationCache", "BatchJob", "PendingSubmit", "cache_key",
+           "check_reask", "key_for", "open_cache", "server_params", "set_aside"]
+
+REASKABLE = ("invalid", "refused")
+"""Cached outcomes a run may ask again (``reask``): the paid-for ones that carry no label."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -315,6 +321,35 @@ class AnnotationCache:
         ).fetchall()
         return [BatchJob(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
                 for r in rows]
+
+
+def check_reask(reask: Collection[str]) -> frozenset[str]:
+    """``reask`` as a set, checked: each one of ``REASKABLE``.
+
+    Raises:
+        ConfigError: another outcome; ``error`` says why it needs no asking (an error is
+            never cached, so every run asks it again already).
+    """
+    if isinstance(reask, str):  # reask="invalid" iterated as letters
+        reask = (reask,)
+    for what in reask:
+        if what in ("error", "errors"):
+            raise ConfigError(f"--reask {what}: errors (a failed call, a reply cut at its "
+                              "token budget) are never cached, so every run asks them "
+                              "again already; --reask takes invalid or refused")
+        if what not in REASKABLE:
+            raise ConfigError(f"--reask takes invalid or refused (cached answers to ask "
+                              f"again), not {what!r}")
+    return frozenset(reask)
+
+
+def set_aside(cached: Mapping[str, AnnotationResult],
+              reask: Collection[str]) -> tuple[dict[str, AnnotationResult], set[str]]:
+    """(the cached answers to reuse, the keys whose answer is asked again): those whose
+    outcome is in ``reask``. The cache itself is untouched: a new answer replaces the old
+    one when it arrives, and a run stopped before that keeps it."""
+    again = {k for k, r in cached.items() if r.outcome in reask}
+    return {k: r for k, r in cached.items() if k not in again}, again
 
 
 def open_cache(cache: AnnotationCache | str | Path | None, *,

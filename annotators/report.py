@@ -71,7 +71,14 @@ class RunReport:
     Attributes:
         outcomes: annotator -> outcome -> number of items.
         from_cache: (annotator, item) results taken from the cache without a call.
-        calls: HTTP requests made by this run (retries and repairs included).
+        reask / reasked: the cached outcomes asked again (``reask``), and how many
+            (annotator, item) answers that set aside to ask again (a dry run: would).
+        calls: requests made by this run (retries and repairs included); a batch run's
+            are the requests it submitted plus its live repair calls (not the results
+            it collected from jobs an earlier run submitted: ``collected_earlier``).
+        submitted / collected / collected_earlier: a batch run's requests put into
+            new jobs, results collected, and how many of those came from jobs an
+            earlier (stopped) run submitted.
         usage: tokens billed by this run.
         cost: USD of this run; None if some model has no price.
         estimated_cost: for a dry run, USD the missing items would cost (None: no price);
@@ -95,6 +102,11 @@ class RunReport:
     estimated_ceiling: Usage | None = None
     estimated_ceiling_cost: float | None = None
     to_ask: int = 0
+    reask: tuple[str, ...] = ()
+    reasked: int = 0
+    submitted: int = 0
+    collected: int = 0
+    collected_earlier: int = 0
     in_batch_jobs: int = 0
     batch: bool = False
     failures: list[Failure] = field(default_factory=list)
@@ -122,7 +134,7 @@ class RunReport:
             lines = [
                 f"dry run: {self.items} items x {len(self.annotators)} annotator(s); "
                 f"{self.from_cache} answer(s) already cached{jobs}, {self.to_ask} request(s) "
-                "to make",
+                f"to make{self._reasked('would be')}",
             ]
             for name, est in self.estimates.items():
                 usd = "unknown (no price; pass --prices)" if est.cost is None \
@@ -153,8 +165,22 @@ class RunReport:
         lines.append(
             f"{self.calls} call(s) made, {self.from_cache} answer(s) from the cache; tokens "
             f"{self.usage.input_tokens} in / {self.usage.output_tokens} out; cost {cost}"
+            f"{self._reasked('were')}"
         )
+        if self.batch and (self.submitted or self.collected):  # else: all from the cache
+            earlier = (f" ({self.collected_earlier} from job(s) an earlier run submitted)"
+                       if self.collected_earlier else "")
+            lines.append(
+                f"batch: {self.submitted} request(s) submitted by this run, {self.collected} "
+                f"result(s) collected{earlier}, {self.calls - self.submitted} live repair "
+                "call(s)")
         return lines
+
+    def _reasked(self, verb: str) -> str:
+        """``"; 3 cached invalid answer(s) {verb} asked again"`` when ``reask`` was asked."""
+        if not self.reask:
+            return ""
+        return f"; {self.reasked} cached {' or '.join(self.reask)} answer(s) {verb} asked again"
 
     def write_failures(self, path: str | Path) -> Path:
         """Write every failure as one JSON line (item_id, annotator, outcome, error, raw),

@@ -16,6 +16,9 @@ time; what finished before is in the cache.
 
 A dry run reads the cache without writing to it (a missing cache file is not created).
 
+``reask=("invalid",)`` asks again the items whose cached answer is invalid (or refused):
+a malformed reply from a one-off glitch is not kept for good.
+
 Ctrl-C during a run started by the sync entry points (the CLI's; when SIGINT has
 Python's default handler, or is ignored) sends no new request, a worker waiting for its rate-limit
 turn included, and waits for the calls in flight, so what they cost is cached too; a
@@ -25,22 +28,22 @@ way the run ends in ``KeyboardInterrupt`` and the same call resumes from the cac
 The report types (``RunReport``, ``AnnotationRun``, ``Failure``) live in
 ``annotators.report`` and the cache helpers (``key_for``, ``open_cache``) in
 ``annotators.cache``; they are re-exported here, where they were first published.
-``run_session`` and ``gather_or_cancel`` are the lifecycle the batch runner shares.
+``run_session`` and ``gather_or_cancel`` are the lifecycle the batch runner shares, and
+``annotators.interrupt`` the signal handling (``Terminated`` is re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
-import threading
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from annotators.base import AnnotationResult, Annotator, RepeatedAPIError
-from annotators.cache import AnnotationCache, key_for, open_cache
+from annotators.cache import AnnotationCache, check_reask, key_for, open_cache, set_aside
+from annotators.interrupt import DrainOnInterrupt, Terminated, drain_by_default
 from annotators.labelling import Stopped, error_code, label_text
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of
 from annotators.ratelimit import RateLimiter
@@ -108,78 +111,6 @@ async def run_session(cache: AnnotationCache | str | Path | None,
             db.close()
 
 
-class Terminated(KeyboardInterrupt):
-    """The run stopped on SIGTERM (a container or a scheduler stopping the job), once
-    the calls in flight were cached: ``KeyboardInterrupt``'s meaning, another signal."""
-
-
-class _DrainOnInterrupt:
-    """SIGINT (or SIGTERM) on this loop while the workers run: the first sets ``stop``
-    (the workers send no new request), the second cancels the task that awaits them.
-
-    Installed only where asyncio can take the signal (the main thread, a Unix loop) and
-    only when asked: the sync entry points ask when SIGINT has Python's default handler
-    (the rule ``asyncio.run`` follows) or is ignored, so a caller's own handler is left
-    alone. An ignored signal stays ignored: a job started with ``nohup`` or ``cmd &``
-    in a script has SIGINT ignored, and its SIGTERM must still drain (it killed the run
-    at once there, the calls in flight paid and lost). The previous handler is put back
-    on the way out. Workers check ``stop``
-    before every request is sent (``label_text(stop=...)``), and it ends a wait for a
-    rate-limit turn, so a worker waiting sends nothing more.
-    """
-
-    def __init__(self, enabled: bool, note: str) -> None:
-        self.enabled = enabled
-        self.note = note
-        self.stop = asyncio.Event()  # set by the first Ctrl-C: the workers send no more
-        self.aborted = False
-        self._task: asyncio.Task | None = None
-        self._previous: dict[int, object] = {}
-        self.signum: int = signal.SIGINT  # the signal that asked to stop
-
-    def __enter__(self) -> _DrainOnInterrupt:
-        if not self.enabled or threading.current_thread() is not threading.main_thread():
-            return self
-        self._task = asyncio.current_task()
-        # SIGTERM too (killed before, the calls in flight were lost and paid again on the
-        # resume); either one only unless it is ignored.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous = signal.getsignal(signum)
-            if previous == signal.SIG_IGN:
-                continue
-            try:
-                asyncio.get_running_loop().add_signal_handler(signum, self._on_signal, signum)
-            except (NotImplementedError, RuntimeError, ValueError):  # Windows, odd loops
-                break
-            self._previous[signum] = previous
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            asyncio.get_running_loop().remove_signal_handler(signum)
-            # None: a handler set from C, not restorable
-            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-            signal.signal(signum, default if previous is None else previous)  # type: ignore[arg-type]
-
-    @property
-    def requested(self) -> bool:
-        return self.stop.is_set()
-
-    def stopped(self) -> KeyboardInterrupt:
-        """What the run raises once stopped: ``Terminated`` on SIGTERM."""
-        return Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
-
-    def _on_signal(self, signum: int) -> None:
-        if self.requested:
-            self.aborted = True
-            if self._task is not None:
-                self._task.cancel()
-            return
-        self.signum = signum
-        self.stop.set()
-        print(self.note, file=sys.stderr, flush=True)
-
-
 def _progress(total: int, enabled: bool, desc: str):
     if not enabled or total == 0:
         return None
@@ -204,6 +135,7 @@ async def aannotate_with_report(
     max_repeated_errors: int | None = 5,
     template: PromptTemplate | None = None,
     drain_on_interrupt: bool = False,
+    reask: Collection[str] = (),
 ) -> AnnotationRun:
     """The async runner; see ``annotate`` for the arguments.
 
@@ -222,21 +154,24 @@ async def aannotate_with_report(
     if len(set(names)) != len(names):
         raise ConfigError(f"annotator names must be unique, got {names}")
     policy = policy or RetryPolicy()
+    reask = check_reask(reask)
     if template is not None:
         template.check(dataset.schema)
     async with run_session(cache, annotators, readonly=dry_run) as db:
-        report = RunReport(annotators=names, items=len(dataset), dry_run=dry_run)
+        report = RunReport(annotators=names, items=len(dataset), dry_run=dry_run,
+                           reask=tuple(sorted(reask)))
         # (annotator index, key) -> text: identical texts are asked once.
         wanted: dict[tuple[int, str], str] = {}
         for j, ann in enumerate(annotators):
             for it in dataset.items:
                 wanted.setdefault((j, key_for(ann, it.text, dataset.schema, template)), it.text)
-        cached = db.get_many(k for _, k in wanted)
+        cached, again = set_aside(db.get_many(k for _, k in wanted), reask)
         results: dict[tuple[int, str], AnnotationResult] = {
             jk: cached[jk[1]] for jk in wanted if jk[1] in cached
         }
         todo = [jk for jk in wanted if jk not in results]
         report.from_cache = len(results)
+        report.reasked = sum(k in again for _, k in wanted)
         report.to_ask = len(todo)
         if dry_run:
             estimate_into(report, annotators, dataset.schema,
@@ -294,10 +229,10 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
                                    message=res.error or "", count=n,
                                    where=repr(annotators[j]) if unanswered else None)
 
-    interrupt = _DrainOnInterrupt(
+    interrupt = DrainOnInterrupt(
         drain_on_interrupt,
         f"\nInterrupted: asking no new item; waiting for the calls in flight (at most "
-        f"{concurrency}, paid already) to finish and be cached. Ctrl-C again to stop now "
+        f"{concurrency}, paid already) to finish and be cached. {{again}} to stop now "
         "(a resume asks those again).")
 
     async def worker() -> None:
@@ -353,11 +288,7 @@ def annotate_with_report(dataset: AnnotatedDataset, annotators: Sequence[Annotat
     handler or is ignored, as in a job started in the background, whose SIGTERM must
     drain too: a program's own SIGINT handling is left alone).
     """
-    kwargs.setdefault(
-        "drain_on_interrupt",
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_IGN),
-    )
+    kwargs.setdefault("drain_on_interrupt", drain_by_default())
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -380,6 +311,7 @@ def annotate(
     limiter: RateLimiter | None = None,
     max_repeated_errors: int | None = 5,
     template: PromptTemplate | None = None,
+    reask: Collection[str] = (),
 ) -> AnnotatedDataset:
     """Label every item with every annotator and return the dataset with the new labels.
 
@@ -404,12 +336,17 @@ def annotate(
         template: the prompt template (``LabelingConfig.template()``); None: the
             built-in prompt. Its hash is part of every cache key, so a changed template
             asks again.
+        reask: cached outcomes to ask again: ``"invalid"`` (a malformed reply, left so by
+            a one-off glitch) and / or ``"refused"``; every other cached answer is reused
+            and not paid again. A new answer replaces the cached one; one that fails
+            with an error leaves it. Errors need no ``reask``: they are never cached.
 
     Returns:
         The dataset with one ``kind="llm"`` annotation per labelled (item, annotator).
         Refused, invalid and failed items get none; ``annotate_with_report`` lists them.
 
     Raises:
+        ConfigError: ``reask`` names something other than ``invalid`` / ``refused``.
         RepeatedAPIError: ``max_repeated_errors`` identical 4xx errors in a row.
         KeyboardInterrupt: Ctrl-C, once the calls in flight are cached (see above).
 
@@ -421,5 +358,5 @@ def annotate(
     return annotate_with_report(
         dataset, annotators, cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
         dry_run=dry_run, policy=policy, prices=prices, progress=progress, limiter=limiter,
-        max_repeated_errors=max_repeated_errors, template=template,
+        max_repeated_errors=max_repeated_errors, template=template, reask=reask,
     ).dataset

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from guardrail_dro.cli.annotate_notes import note_ignored, say_stopped
 from guardrail_dro.cli.options import ColumnOptions, SchemaOptions, takes_option_groups
 from guardrail_dro.errors import BatchPendingError, ConfigError
 
@@ -31,6 +32,8 @@ Every answer is cached in SQLite (--cache, default OUT.cache.sqlite) as it
 arrives: after a crash or Ctrl-C, run the same command again and it resumes
 without paying twice. Refused, invalid and failed items are counted and
 listed in --failures (default OUT.failures.jsonl), never dropped silently.
+A failed item is asked again by the next run; a cached invalid (or refused)
+one only with --reask invalid (--reask refused); the rest stay unpaid.
 
 \b
 Exit codes:
@@ -242,6 +245,16 @@ def annotate_command(
             rich_help_panel=_R,
         ),
     ] = None,
+    reask: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reask",
+            help="Ask again the items whose cached answer is invalid (or refused), "
+            "repeatable: --reask invalid --reask refused. Every other cached answer is "
+            "reused, not paid again.",
+            rich_help_panel=_R,
+        ),
+    ] = None,
     failures: Annotated[
         Path | None,
         typer.Option(
@@ -305,7 +318,7 @@ def annotate_command(
     if max_wait is not None and not max_wait >= 0:
         raise ConfigError(f"--max-wait must not be negative, not {max_wait} (0: submit, "
                           "poll once, and leave the jobs running)")
-    _note_ignored(batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
+    note_ignored(batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
                   poll_interval=poll_interval, max_wait=max_wait)
     cfg = load_config(config) if config is not None else DEFAULT_CONFIG
     schema = schema_options.label_schema() or cfg.label_schema()
@@ -366,6 +379,7 @@ def annotate_command(
                 dry_run=dry_run,
                 progress=progress,
                 template=template,
+                reask=reask or (),
             )
         else:
             run = annotate_with_report(
@@ -380,17 +394,10 @@ def annotate_command(
                 prices=price_table,
                 progress=progress,
                 template=template,
+                reask=reask or (),
             )
     except KeyboardInterrupt as exc:
-        from annotators.runner import Terminated
-
-        term = isinstance(exc, Terminated)
-        typer.echo(
-            f"stopped ({'SIGTERM' if term else 'Ctrl-C'}): every answer received is in "
-            f"{cache_path}; the same command resumes, asking only what is missing",
-            err=True,
-        )
-        raise typer.Exit(143 if term else 130) from None
+        raise typer.Exit(say_stopped(exc, batch=batch, cache=cache_path)) from None
     except BatchPendingError as exc:  # not an error: exit 2 said "fix the command"
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_BATCH_PENDING) from None
@@ -428,19 +435,6 @@ def annotate_command(
         raise typer.Exit(EXIT_NOTHING_LABELLED)
     if sum(c["error"] for c in counts):
         raise typer.Exit(EXIT_SOME_FAILED)
-
-
-def _note_ignored(batch: bool, **given: float | None) -> None:
-    """A note for each option the chosen path does not read: the live limits under
-    ``--batch`` (the provider schedules a batch job), the batch waits without it. They
-    were ignored in silence, so ``--batch --rpm 60`` read as a limit that was none."""
-    unused = ("concurrency", "rpm", "tpm") if batch else ("poll_interval", "max_wait")
-    for name in unused:
-        if given[name] is not None:
-            flag = "--" + name.replace("_", "-")
-            why = ("the provider schedules a --batch job's requests" if batch
-                   else "it is for --batch runs only")
-            typer.echo(f"note: {flag} has no effect here: {why}", err=True)
 
 
 EXIT_SOME_FAILED = 3
