@@ -54,6 +54,18 @@ _HELP = (
     "together they admit --max-proxy-calls calls in flight (503 with Retry-After beyond).\n\n"
     "ANTHROPIC_API_KEY=sk-ant-... guardrail-dro serve --guard guard --anthropic-upstream "
     "https://api.anthropic.com --anthropic-upstream-key-env ANTHROPIC_API_KEY"
+    "\n\nThe caller's headers and query string stay here (the upstream gets this server's "
+    "key and the SDK's headers; Anthropic's anthropic-beta excepted) unless named: "
+    "--forward-header NAME (repeatable, any case) sends that header on to the upstream of "
+    "both proxies where a request carries it, e.g. OpenRouter's HTTP-Referer and X-Title, "
+    "OpenAI-Organization or Helicone-Auth; credentials (authorization, x-api-key), "
+    "hop-by-hop and framing headers (host, content-length, connection...) and "
+    "anthropic-version are refused. --forward-query NAME does the same for a query "
+    "parameter (e.g. Azure's api-version, which a caller sets with the SDK's "
+    "default_query or extra_query).\n\n"
+    "OPENROUTER_API_KEY=sk-or-... guardrail-dro serve --guard guard --upstream "
+    "https://openrouter.ai/api/v1 --upstream-key-env OPENROUTER_API_KEY "
+    "--forward-header HTTP-Referer --forward-header X-Title"
 )
 _LIMITS = "Limits and batching"
 _PROXY = "Chat-completions proxy"
@@ -205,6 +217,28 @@ def serve_command(
             rich_help_panel=_PROXY,
         ),
     ] = 64,  # admission.DEFAULT_MAX_PROXY_CALLS: imported here, it loaded Starlette
+    forward_header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forward-header",
+            metavar="NAME",
+            help="A header of the caller's to send on to the upstream (both proxies), "
+            "repeatable, any case, e.g. HTTP-Referer, X-Title, OpenAI-Organization; "
+            "none by default. Credentials (authorization, x-api-key...), hop-by-hop or "
+            "framing headers (host, content-length...) and anthropic-version are refused.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = None,
+    forward_query: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--forward-query",
+            metavar="NAME",
+            help="A query parameter of the caller's to send on to the upstream (both "
+            "proxies), repeatable, e.g. api-version (Azure); none by default.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = None,
     anthropic_upstream: Annotated[
         str | None,
         typer.Option(
@@ -236,6 +270,7 @@ def serve_command(
     require("uvicorn", "serve")
     from guardrail_dro.serve.guard import Guard
     from guardrail_dro.serve.http import ServeConfig, create_app, read_api_keys, serve
+    from guardrail_dro.serve.http.forwarding import forward_header_names, forward_query_names
     from guardrail_dro.serve.policy import OnError, Policy
 
     try:
@@ -244,6 +279,16 @@ def serve_command(
         raise typer.BadParameter("closed or open", param_hint="--on-error") from None
     policy = Policy(on_error=fail, max_chars=max_chars, max_windows=max_windows or None)
     keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)
+    passed = {
+        "forward_headers": forward_header_names(forward_header or ()),
+        "forward_query": forward_query_names(forward_query or ()),
+    }
+    if (forward_header or forward_query) and upstream is None and anthropic_upstream is None:
+        raise typer.BadParameter(
+            "give --upstream URL or --anthropic-upstream URL too: it forwards to a proxy's "
+            "upstream",
+            param_hint="--forward-header" if forward_header else "--forward-query",
+        )
     forward = None
     if upstream is None and upstream_key_env is not None:
         raise typer.BadParameter("give --upstream URL too", param_hint="--upstream-key-env")
@@ -251,7 +296,7 @@ def serve_command(
         require("openai", "proxy")  # the proxy forwards with the openai SDK
         from guardrail_dro.serve.http.proxy import upstream_from_env
 
-        forward = upstream_from_env(upstream, upstream_key_env, upstream_timeout_s)
+        forward = upstream_from_env(upstream, upstream_key_env, upstream_timeout_s, **passed)
     forward_messages = None
     if anthropic_upstream is None and anthropic_upstream_key_env is not None:
         raise typer.BadParameter(
@@ -262,7 +307,7 @@ def serve_command(
         from guardrail_dro.serve.http.anthropic_proxy import anthropic_upstream_from_env
 
         forward_messages = anthropic_upstream_from_env(
-            anthropic_upstream, anthropic_upstream_key_env, upstream_timeout_s
+            anthropic_upstream, anthropic_upstream_key_env, upstream_timeout_s, **passed
         )
     config = ServeConfig(
         api_keys=tuple(SecretStr(k) for k in keys),

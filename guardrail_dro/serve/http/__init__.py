@@ -11,6 +11,7 @@ Modules, arrows downward only::
              Anthropic's Messages API
     proxy    ``POST /v1/chat/completions`` to an ``Upstream``, through ``guard.wrap``'s rails
     upstream_call  what both proxies share: the SDK client, deadline, error classification
+    forwarding  which of the caller's headers and query parameters reach the upstream
     admission  ``ProxySlots``: the bound on proxied calls in flight (``--max-proxy-calls``)
     batcher  concurrent requests -> one ``Guard.decide_many`` call
     metrics  the Prometheus series

@@ -9,10 +9,11 @@ without calling the upstream (wrap's ``anthropic_refusal``, as JSON or as its ev
 the output rail replaces a harmful reply, reads ``tool_use`` input and releases a
 stream's events only once checked.
 
-Headers: the caller's ``anthropic-beta`` is forwarded (a beta changes what the request
-may hold and what the reply carries: a caller who names one means to use it, and the
-upstream would refuse or ignore its fields without it); ``anthropic-version`` is not:
-the SDK sends the version whose shapes it parses, and the rails read replies with it.
+Headers: the caller's ``anthropic-beta`` is always forwarded (a beta changes what the
+request may hold and what the reply carries: a caller who names one means to use it, and
+the upstream would refuse or ignore its fields without it), and those ``serve
+--forward-header`` names (``forwarding``); ``anthropic-version`` never is: the SDK sends
+the version whose shapes it parses, and the rails read replies with it.
 
 Errors are Anthropic's error JSON (``anthropic_error_body``), with the statuses of
 ``ChatProxy``: an upstream 4xx passes through (any copy of the key scrubbed), 401 / 403
@@ -35,6 +36,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve.http.forwarding import forward_header_names, forward_query_names
 from guardrail_dro.serve.http.proxy import ClosingStream, Upstream
 from guardrail_dro.serve.http.schema import ApiError
 from guardrail_dro.serve.http.upstream_call import (
@@ -91,14 +93,20 @@ def anthropic_error(err: ApiError) -> JSONResponse:
 
 
 def anthropic_upstream_from_env(
-    url: str, key_env: str | None, timeout_s: float = 600.0
+    url: str,
+    key_env: str | None,
+    timeout_s: float = 600.0,
+    *,
+    forward_headers: tuple[str, ...] = (),
+    forward_query: tuple[str, ...] = (),
 ) -> Upstream:
     """The Anthropic-compatible ``Upstream`` at ``url`` (its API root, without ``/v1``:
-    the SDK adds ``/v1/messages``), its key read from the variable ``key_env``.
+    the SDK adds ``/v1/messages``), its key read from the variable ``key_env``,
+    forwarding the caller's ``forward_headers`` and ``forward_query`` (``forwarding``).
 
     Raises:
-        ConfigError: no variable named, the variable unset or empty, a bad URL, or one
-            ending in ``/v1``.
+        ConfigError: no variable named, the variable unset or empty, a bad URL, one
+            ending in ``/v1``, or a header name that is never forwarded.
     """
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -112,7 +120,13 @@ def anthropic_upstream_from_env(
             "https://api.anthropic.com): the Anthropic SDK adds /v1/messages itself"
         )
     key = upstream_key("--anthropic-upstream", key_env)
-    return Upstream(url=url, api_key=key, timeout_s=timeout_s)
+    return Upstream(
+        url=url,
+        api_key=key,
+        timeout_s=timeout_s,
+        forward_headers=forward_header_names(forward_headers),
+        forward_query=forward_query_names(forward_query),
+    )
 
 
 def _params(raw: bytes) -> dict[str, Any]:
@@ -147,6 +161,7 @@ class MessagesProxy(UpstreamCall):
     sdk, http, option = "anthropic", "httpx2", "--anthropic-upstream"
     reply, api = "a message", "an Anthropic-compatible"
     log = log
+    always_forwarded = ("anthropic-beta",)
 
     def __init__(
         self,
@@ -162,17 +177,25 @@ class MessagesProxy(UpstreamCall):
         rails = wrap_anthropic(self._client, answering(guard), on_check=on_check)
         self._create = rails.messages.create
 
-    async def answer(self, raw: bytes, beta: str | None = None) -> Response:
+    async def answer(
+        self,
+        raw: bytes,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Response:
         """The response to one request body (auth and the size bound already passed);
-        ``beta``: the caller's ``anthropic-beta`` header, forwarded."""
+        ``headers`` and ``query``: the caller's that are forwarded (``sent_on``)."""
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
             body = _params(raw)
             kwargs = {k: body[k] for k in _KWARGS if k in body}
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
-            headers = {"anthropic-beta": beta} if beta else None
             reply = await self._call(
-                deadline, **kwargs, extra_body=extra or None, extra_headers=headers
+                deadline,
+                **kwargs,
+                extra_body=extra or None,
+                extra_headers=headers or None,
+                extra_query=query or None,
             )
             # The SDK hands back the body's text when it cannot parse a Message; the
             # output rail read it as text, but it is no reply.
@@ -197,21 +220,28 @@ class MessagesProxy(UpstreamCall):
         finally:
             await stream.close()
 
-    async def count_tokens(self, raw: bytes, beta: str | None = None) -> Response:
+    async def count_tokens(
+        self,
+        raw: bytes,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Response:
         """``POST /v1/messages/count_tokens``: the upstream's count as it sent it, with
         no guard decision (counting makes no model output, and refusing to count a
         prompt would refuse nothing: ``messages`` refuses it when sent), its key, errors
-        and deadline those of ``answer``; ``beta`` forwarded as there."""
+        and deadline those of ``answer``; ``headers`` and ``query`` forwarded as there."""
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
             body = read_request(raw, request="a token-counting request", parts="blocks")
             kwargs = {k: body[k] for k in ("model", "messages")}
             extra = {k: v for k, v in body.items() if k not in kwargs}
-            headers = {"anthropic-beta": beta} if beta else None
             try:
                 async with asyncio.timeout_at(deadline):
                     reply = await self._client.messages.count_tokens(
-                        **kwargs, extra_body=extra or None, extra_headers=headers
+                        **kwargs,
+                        extra_body=extra or None,
+                        extra_headers=headers or None,
+                        extra_query=query or None,
                     )
             except Exception as exc:
                 raise self._upstream_error(exc) from None

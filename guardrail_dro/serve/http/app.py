@@ -275,9 +275,10 @@ def create_app(
                 )
             _authorize(request, config)
             body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
+            sent = proxy.sent_on(request.headers.items(), request.url.query)
         except ApiError as err:
             return _error(err)
-        answer = lambda: proxy.answer(body)  # noqa: E731
+        answer = lambda: proxy.answer(body, *sent)  # noqa: E731
         return await slots.call("/v1/chat/completions", answer, _error, request.receive)
 
     async def messages(request: Request) -> ASGIApp:
@@ -297,11 +298,11 @@ def create_app(
                 )
             _authorize(request, config, x_api_key=True)
             body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
+            sent = messages_proxy.sent_on(request.headers.items(), request.url.query)
         except ApiError as err:
             return anthropic_error(err)
-        beta = request.headers.get("anthropic-beta")
         call = messages_proxy.answer if path == "/v1/messages" else messages_proxy.count_tokens
-        answer = lambda: call(body, beta)  # noqa: E731
+        answer = lambda: call(body, *sent)  # noqa: E731
         return await slots.call(path, answer, anthropic_error, request.receive)
 
     async def healthz(_: Request) -> Response:

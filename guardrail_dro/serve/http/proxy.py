@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve.http.forwarding import forward_header_names, forward_query_names
 from guardrail_dro.serve.http.schema import ApiError, error_body
 from guardrail_dro.serve.http.upstream_call import (
     UpstreamCall,
@@ -63,6 +64,9 @@ class Upstream(BaseModel):
         url: its API root, e.g. ``https://api.openai.com/v1``.
         api_key: its key (``SecretStr``: no repr, log line or error shows it).
         timeout_s: an upstream call not answered by then is a 504.
+        forward_headers: the caller's headers sent on to it (``forwarding``; lower case,
+            none by default); one a request lacks is not sent.
+        forward_query: the caller's query parameters sent on to it (none by default).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -70,6 +74,8 @@ class Upstream(BaseModel):
     url: str
     api_key: SecretStr
     timeout_s: float = Field(600.0, gt=0)
+    forward_headers: tuple[str, ...] = ()
+    forward_query: tuple[str, ...] = ()
 
     @field_validator("url")
     @classmethod
@@ -81,6 +87,16 @@ class Upstream(BaseModel):
             )
         return url.rstrip("/")
 
+    @field_validator("forward_headers")
+    @classmethod
+    def _headers(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return forward_header_names(names)
+
+    @field_validator("forward_query")
+    @classmethod
+    def _query(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        return forward_query_names(names)
+
     @property
     def name(self) -> str:
         """The URL as errors name it: without any user:password part."""
@@ -91,16 +107,31 @@ class Upstream(BaseModel):
         return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def upstream_from_env(url: str, key_env: str | None, timeout_s: float = 600.0) -> Upstream:
+def upstream_from_env(
+    url: str,
+    key_env: str | None,
+    timeout_s: float = 600.0,
+    *,
+    forward_headers: tuple[str, ...] = (),
+    forward_query: tuple[str, ...] = (),
+) -> Upstream:
     """The ``Upstream`` at ``url`` with its key read from the variable ``key_env`` (the
-    key never comes from the command line, where ``ps`` and shell history show it).
+    key never comes from the command line, where ``ps`` and shell history show it),
+    forwarding the caller's ``forward_headers`` and ``forward_query`` (``forwarding``).
 
     Raises:
-        ConfigError: no variable named, the variable unset or empty, or a bad URL.
+        ConfigError: no variable named, the variable unset or empty, a bad URL, or a
+            header name that is never forwarded (naming ``--forward-header``).
     """
     key = upstream_key("--upstream", key_env)
     try:
-        return Upstream(url=url, api_key=key, timeout_s=timeout_s)
+        return Upstream(
+            url=url,
+            api_key=key,
+            timeout_s=timeout_s,
+            forward_headers=forward_headers,
+            forward_query=forward_query,
+        )
     except ValidationError as exc:
         msg = str(exc.errors(include_url=False)[0]["msg"])
         raise ConfigError(msg.removeprefix("Value error, ")) from None
@@ -163,14 +194,26 @@ class ChatProxy(UpstreamCall):
         rails = wrap_openai(self._client, answering(guard), on_check=on_check)
         self._create = rails.chat.completions.create
 
-    async def answer(self, raw: bytes) -> Response:
-        """The response to one request body (auth and the size bound already passed)."""
+    async def answer(
+        self,
+        raw: bytes,
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> Response:
+        """The response to one request body (auth and the size bound already passed);
+        ``headers`` and ``query``: the caller's that ``upstream`` forwards, sent on."""
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
             body = _params(raw)
             kwargs = {k: body[k] for k in _KWARGS if k in body}
             extra = {k: v for k, v in body.items() if k not in _KWARGS}
-            reply = await self._call(deadline, **kwargs, extra_body=extra or None)
+            reply = await self._call(
+                deadline,
+                **kwargs,
+                extra_body=extra or None,
+                extra_headers=headers or None,
+                extra_query=query or None,
+            )
             if not kwargs.get("stream") and not isinstance(getattr(reply, "choices", None), list):
                 # The SDK hands back the body's text (or a JSON scalar) when it cannot
                 # parse a ChatCompletion; the output rail read it as text: it is no reply.

@@ -18,12 +18,13 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
 
 from guardrail_dro.errors import ConfigError
+from guardrail_dro.serve.http.forwarding import caller_headers, caller_query
 from guardrail_dro.serve.http.schema import ApiError
 from guardrail_dro.serve.policy import GuardResult, Policy
 from guardrail_dro.serve.rails import RailGuard, last_user_text
@@ -140,6 +141,8 @@ class UpstreamCall:
     api: ClassVar[str]
     #: the proxy module's logger
     log: ClassVar[logging.Logger]
+    #: the caller's headers forwarded whatever ``--forward-header`` names (lower case)
+    always_forwarded: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, upstream: Any, client_cls: Any, http_client_cls: Any, max_calls: int):
         import httpx2  # the SDKs' HTTP client (httpx's successor)
@@ -156,6 +159,19 @@ class UpstreamCall:
             http_client=http_client_cls(limits=pool),
         )
         self._create: Callable[..., Any]
+
+    def sent_on(
+        self, headers: Iterable[tuple[str, str]], query: str
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """Of the caller's ``headers`` (name, value pairs) and raw ``query`` string, the
+        headers and query parameters forwarded to the upstream: ``always_forwarded`` and
+        what ``upstream.forward_headers`` / ``forward_query`` name, where sent.
+
+        Raises:
+            ApiError: 400: a forwarded query parameter given twice (``caller_query``).
+        """
+        names = (*self.always_forwarded, *self.upstream.forward_headers)
+        return caller_headers(headers, names), caller_query(query, self.upstream.forward_query)
 
     async def aclose(self) -> None:
         """Close the upstream connections (on the loop that opened them)."""
