@@ -139,11 +139,15 @@ def input_text(value: Any) -> str:
 def output_text(value: Any, rail: str = "output") -> str:
     """The text the output guardrail checks in a final output (or a tool guardrail in a
     tool's output): a str as is; a pydantic model, dataclass, dict or list its strings,
-    keys included, one a line; a number or bool as written.
+    keys included, one a line; a number or bool as written; None as "" (a tool run for
+    its effect, ``send_email`` returning nothing, gave no text to check, and the
+    ``TypeError`` for it failed the whole run).
 
     Raises:
         TypeError: any other type; names the rail and ``text_of=``.
     """
+    if value is None:
+        return ""
     if isinstance(value, str):
         return value
     if isinstance(value, int | float):  # bool too

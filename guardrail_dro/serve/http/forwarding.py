@@ -120,13 +120,28 @@ def forward_query_names(names: Iterable[str]) -> tuple[str, ...]:
 def caller_headers(items: Iterable[tuple[str, str]], names: Iterable[str]) -> dict[str, str]:
     """The caller's headers (``items``: name, value pairs) that ``names`` (lower case)
     name, a header sent twice joined with ``", "`` (RFC 9110's list form); one named
-    but not sent is not sent on."""
+    but not sent is not sent on.
+
+    Raises:
+        ApiError: 400 naming the header: a forwarded value that is not ASCII. The SDKs
+            cannot send its bytes as the caller sent them (the server decoded them as
+            Latin-1): openai's client failed to encode it, answered as a 502 blaming
+            the upstream, and anthropic's sent it re-encoded as UTF-8, garbled.
+    """
     wanted = set(names)
     out: dict[str, str] = {}
     for name, value in items:
         key = name.lower()
-        if key in wanted:
-            out[key] = f"{out[key]}, {value}" if key in out else value
+        if key not in wanted:
+            continue
+        if not value.isascii():
+            raise ApiError(
+                400,
+                f"header {key!r}: this proxy forwards ASCII values only (percent-encode "
+                "or drop the other characters)",
+                param=key,
+            )
+        out[key] = f"{out[key]}, {value}" if key in out else value
     return out
 
 

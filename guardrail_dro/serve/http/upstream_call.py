@@ -168,7 +168,8 @@ class UpstreamCall:
         what ``upstream.forward_headers`` / ``forward_query`` name, where sent.
 
         Raises:
-            ApiError: 400: a forwarded query parameter given twice (``caller_query``).
+            ApiError: 400: a forwarded query parameter given twice (``caller_query``),
+                or a forwarded header whose value is not ASCII (``caller_headers``).
         """
         names = (*self.always_forwarded, *self.upstream.forward_headers)
         return caller_headers(headers, names), caller_query(query, self.upstream.forward_query)
