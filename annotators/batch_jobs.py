@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from annotators.base import AnnotationResult, Annotator, AnnotatorError, Prompt, Usage
 from annotators.batch_backends import BatchBackend, Collected, JobState
-from annotators.cache import AnnotationCache, BatchJob, PendingSubmit, set_aside
+from annotators.cache import REASKABLE, AnnotationCache, BatchJob, PendingSubmit, set_aside
 from annotators.interrupt import pause
 from annotators.labelling import judge
 from annotators.pricing import Price, cost_of
@@ -150,7 +150,9 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
         if ctx.stopping:
             return False
         seen.add(cid)
-        if cid in results:
+        # A cached invalid or refused answer gives way to a job's: that job was a --reask
+        # run's (stopped, resumed without it), paid for and better than the old answer.
+        if cid in results and results[cid].outcome not in REASKABLE:
             continue
         if reply is None:
             if cid in ctx.texts:

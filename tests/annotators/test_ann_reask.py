@@ -186,3 +186,29 @@ def test_cli_reask_error_is_refused_with_the_reason(tmp_path: Path) -> None:
     )
     said = " ".join(r.stderr.split())
     assert r.returncode == 2 and "--reask error" in said and "never cached" in said, said
+
+
+def test_a_reask_job_collected_by_a_plain_run_replaces_the_invalid_answer(
+    server: FakeLLMServer, schema: LabelSchema, fast: RetryPolicy, tmp_path: Path
+) -> None:
+    # A --reask run stopped while its job ran, then resumed without --reask: the job's
+    # answer was paid for, and was thrown away for the cached invalid one (found in review).
+    from annotators import BatchPendingError
+
+    ds, db = make_dataset(TEXTS, schema), tmp_path / "c.sqlite"
+    ann = OpenAIAnnotator("gpt-fake", api_key=KEY, base_url=server.openai_base_url)
+    _glitch(server)
+    kw = dict(cache=db, policy=fast, progress=False, poll_interval=0.01)
+    assert batch_annotate_with_report(ds, [ann], **kw).report.outcomes[ann.name]["invalid"] == 1
+    server.hold_batches = True
+    with pytest.raises(BatchPendingError):
+        batch_annotate_with_report(ds, [ann], reask=["invalid"], max_wait=0.05, **kw)
+    server.hold_batches = False
+    server.reset_counts()
+    plain = batch_annotate_with_report(ds, [ann], **kw)
+    assert dict(server.batch_paid) == {IDIOT: 1}  # the reask job, collected now
+    assert plain.dataset.items[1].label_of(ann.name) == "toxic"
+    assert plain.report.outcomes[ann.name].get("invalid", 0) == 0
+    server.reset_counts()
+    last = batch_annotate_with_report(ds, [ann], **kw)
+    assert server.endpoints.total() == 0 and last.dataset.items[1].label_of(ann.name) == "toxic"
