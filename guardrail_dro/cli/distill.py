@@ -47,7 +47,8 @@ _HELP = (
     "the teacher: `guardrail-dro export --model OUT --valid ...` calibrates and gates it "
     "like any model.\n\n"
     "A 2-layer MiniLM student checks a text in about a third of the teacher's time on "
-    "a CPU; on a 2-core CPU distilling takes a few minutes.\n\n"
+    "a CPU; on a 2-core CPU distilling it with the defaults takes about 10 minutes "
+    "(toxic-questions: 23,341 texts with the word-noise copies, 3 epochs).\n\n"
     "Examples:\n\n"
     "guardrail-dro distill --model runs/model --out runs/student\n\n"
     "guardrail-dro distill --model runs/model --layers 3 --out runs/student-l3 "
@@ -181,20 +182,21 @@ def distill_model_dir(
     student.save(out)
     rec = student.manifest.distilled_from
     assert rec is not None
+    sm, tm = student.manifest.valid_metrics, man.valid_metrics
     say.print(
         f"student -> {out}: layers {rec.layers} of {rec.teacher_layers}, epoch "
-        f"{rec.best_epoch}, {rec.seconds:.0f} s; valid worst-group acc "
-        f"{_num(student.manifest.valid_metrics.worst_group_accuracy)} (teacher "
-        f"{_num(man.valid_metrics.worst_group_accuracy)})",
+        f"{rec.best_epoch} (best valid toxic ROC AUC {_num(sm.toxic_roc_auc, 4)}; teacher "
+        f"{_num(tm.toxic_roc_auc, 4)}), {rec.seconds:.0f} s; valid worst-group acc "
+        f"{_num(sm.worst_group_accuracy)} (teacher {_num(tm.worst_group_accuracy)})",
         highlight=False,
         markup=False,
     )
     return Path(out)
 
 
-def _num(value: float | None) -> str:
+def _num(value: float | None, digits: int = 3) -> str:
     """A metric as the epoch lines print it; n/a for one a split cannot give (no groups)."""
-    return "n/a" if value is None else f"{value:.3f}"
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _found(spec: str) -> bool:

@@ -139,8 +139,10 @@ def teacher_embeddings(
     """The teacher's pooled embeddings, through the trainer's embedding cache.
 
     A frozen-mode teacher's encoder is its backbone, so the trainer's own cache keys
-    (backbone fingerprint) are reused, after checking on a few texts that the cached
-    vectors are this encoder's; otherwise the key is the encoder's own weights."""
+    (backbone fingerprint) are reused, after checking on a few texts that the trainer
+    has cached them and they are this encoder's vectors; otherwise (a student, whose
+    manifest keeps its teacher's mode and backbone, or texts not cached yet) the key is
+    the encoder's own weights, and the backbone's key is never written."""
     man = teacher.manifest
     model, tok = teacher.model, teacher.tokenizer
     suffix = f"|mean|norm={man.normalize}|len={man.max_length}"
@@ -151,14 +153,20 @@ def teacher_embeddings(
     cache = EmbeddingCache((cache_dir or default_cache_dir()) / "embeddings.sqlite")
     try:
         if namespace is not None:
-            probe = list(texts[:8])
-            cached = embed_texts(
-                model, tok, probe, namespace=namespace, cache=cache, progress=False,
-                max_length=man.max_length,
-            )  # fmt: skip
+            # Read-only: the probe used to go through the cache, so texts not cached yet
+            # were embedded by this model and stored under the backbone's key, then
+            # "found" equal to it. A distilled student keeps its teacher's mode and
+            # backbone in its manifest, so distilling it further filled the backbone's
+            # key with the student's vectors, which a later frozen `train` learned on.
+            probe = list(dict.fromkeys(texts[:8]))
+            keys = [EmbeddingCache.key(namespace, t) for t in probe]
+            found = cache.get_many(keys)
             live = embed_texts(model, tok, probe, namespace="", max_length=man.max_length,
                                progress=False)  # fmt: skip
-            if not np.allclose(cached, live, atol=1e-4):
+            if not probe or any(
+                k not in found or not np.allclose(found[k], v, atol=1e-4)
+                for k, v in zip(keys, live, strict=True)
+            ):
                 namespace = None
         if namespace is None:
             h = torch.cat([p.detach().flatten()[:4096] for p in model.encoder.parameters()])
@@ -361,7 +369,10 @@ def _distill(
     student.load_state_dict(best[2])
     student.eval()
     best_probs = _probs(student, v_rows, pad_id, valid.schema.num_classes)
-    metrics = score_split(valid, best_probs.argmax(1))
+    # With its ROC AUC: the number that chose the epoch, and the one the teacher's
+    # manifest and model card show beside it (it was left out, so the student's card had
+    # no ROC AUC to compare with the teacher's).
+    metrics = score_split(valid, best_probs.argmax(1), proba=best_probs)
     record = DistillRecord(
         teacher_dir=str(Path(teacher_dir).resolve()),
         teacher_manifest_sha256=file_sha256(Path(teacher_dir) / "manifest.json"),
