@@ -173,7 +173,7 @@ def write_hf_layout(
     The tokenizer is saved with ``model_max_length = max_length`` so that
     ``truncation=True`` cuts where guardrail-dro does.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     cfg = hf_config(model, schema, max_length=max_length, head_hidden=head_hidden, dropout=dropout)
     cfg.save_pretrained(out)
@@ -183,7 +183,9 @@ def write_hf_layout(
         state |= {
             f"{TOXIC_PREFIX}{k}": v.contiguous() for k, v in model.toxic.binary.state_dict().items()
         }
-    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+    # As bytes, written with open()'s mode (0666 less the umask): save_file writes the
+    # file 0600, and a model trained by one user could not be loaded by another.
+    (out / "model.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
     shutil.copyfile(Path(hf_modeling.__file__), out / MODELING_FILE)
     previous = tokenizer.model_max_length
     tokenizer.model_max_length = max_length

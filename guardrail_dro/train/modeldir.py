@@ -241,7 +241,7 @@ class TrainedModel:
 
     def _write(self, out: Path) -> None:
         """Write every file and the manifest into the empty folder ``out``."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         from guardrail_dro.train.hf_format import write_hf_layout
         from guardrail_dro.train.model_card import model_card
@@ -258,10 +258,9 @@ class TrainedModel:
         )
         (out / "README.md").write_text(model_card(self.manifest, self.schema), encoding="utf-8")
         if self.estimator is not None:
-            save_file(
-                {k: v.contiguous() for k, v in self.estimator.state_dict().items()},
-                out / "estimator.safetensors",
-            )
+            # as bytes, written with open()'s mode: save_file writes 0600 (hf_format)
+            state = {k: v.contiguous() for k, v in self.estimator.state_dict().items()}
+            (out / "estimator.safetensors").write_bytes(save(state))
         self.schema.save(out / "schema.json")
         files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
         self.manifest.files = {str(p.relative_to(out)): file_sha256(p) for p in files}
