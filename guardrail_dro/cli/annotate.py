@@ -318,9 +318,9 @@ def annotate_command(
     if max_wait is not None and not max_wait >= 0:
         raise ConfigError(f"--max-wait must not be negative, not {max_wait} (0: submit, "
                           "poll once, and leave the jobs running)")
-    note_ignored(batch, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                  poll_interval=poll_interval, max_wait=max_wait)
     cfg = load_config(config) if config is not None else DEFAULT_CONFIG
+    note_ignored(batch, cfg.run.model_dump(), concurrency=concurrency, rpm=rpm, tpm=tpm,
+                 poll_interval=poll_interval, max_wait=max_wait)
     schema = schema_options.label_schema() or cfg.label_schema()
     full = read_dataset(data, columns.reader_options(), schema=schema)
     for n in full.notes:

@@ -7,6 +7,7 @@ the one call; this imports only typer and the standard library.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
@@ -14,12 +15,16 @@ import typer
 __all__ = ["note_ignored", "say_stopped"]
 
 
-def note_ignored(batch: bool, **given: float | None) -> None:
+def note_ignored(batch: bool, run: Mapping[str, object], **given: float | None) -> None:
     """A note for each option the chosen path does not read: the live limits under
-    ``--batch`` (the provider schedules a batch job), the batch waits without it. They
-    were ignored in silence, so ``--batch --rpm 60`` read as a limit that was none."""
+    ``--batch`` (the provider schedules a batch job), given on the command line or in
+    the labeling config's ``[run]`` (``run``), and the batch waits without it. They were
+    ignored in silence, so ``--batch --rpm 60`` read as a limit that was none."""
     unused = ("concurrency", "rpm", "tpm") if batch else ("poll_interval", "max_wait")
     for name in unused:
+        if given[name] is None and run.get(name) is not None:
+            typer.echo(f"note: [run] {name} in the labeling config has no effect with "
+                       "--batch: the provider schedules a --batch job's requests", err=True)
         if given[name] is not None:
             flag = "--" + name.replace("_", "-")
             why = (

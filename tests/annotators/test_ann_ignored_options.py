@@ -43,3 +43,13 @@ def test_options_the_path_reads_bring_no_note(tmp_path: Path) -> None:
         tmp_path, "--batch", "--poll-interval", "5", "--max-wait", "10"
     )
     assert "no effect" not in _dry_run(tmp_path, "--rpm", "60", "--concurrency", "4")
+
+
+def test_a_config_rpm_under_batch_is_named(tmp_path: Path) -> None:
+    # [run] rpm in a labeling config was as silently ignored under --batch as --rpm was.
+    cfg = tmp_path / "team.toml"
+    cfg.write_text("[run]\nrpm = 60\n", encoding="utf-8")
+    said = _dry_run(tmp_path, "--batch", "--config", str(cfg))
+    assert "note: [run] rpm in the labeling config has no effect with --batch" in said
+    assert "[run] rpm" not in _dry_run(tmp_path, "--config", str(cfg))
+    assert "[run] rpm" not in _dry_run(tmp_path, "--batch", "--rpm", "5", "--config", str(cfg))
