@@ -56,7 +56,7 @@ from typing import Any, Literal
 
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, rail_guard
+from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, rail_guard, worst
 from guardrail_dro.serve.rails.messages import content_text, last_user_text, reply_text
 
 require("langchain_core", "langchain")
@@ -130,12 +130,6 @@ def default_texts(value: Any, rail: Rail) -> list[str]:
     )
 
 
-def _worst(results: Sequence[GuardResult]) -> GuardResult:
-    return next((r for r in results if not r.allowed), None) or max(
-        results, key=lambda r: r.toxic_score
-    )
-
-
 class _Checker:
     """One rail: which texts, which guard, and what a disallowed result does."""
 
@@ -156,7 +150,7 @@ class _Checker:
     def _after(self, results: Sequence[GuardResult], *, may_replace: bool) -> GuardResult:
         """The deciding result; raises GuardViolation when it must not pass and cannot
         (or must not) be replaced."""
-        r = _worst(results)
+        r = worst(results)
         if self.on_check is not None:
             self.on_check(self.rail, r)
         replace = may_replace and r.replacement is not None and r.action != "block"

@@ -82,7 +82,7 @@ from typing import Any
 
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard
+from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, worst
 from guardrail_dro.serve.rails.messages import content_text
 from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
 
@@ -163,12 +163,6 @@ def output_text(value: Any, rail: str = "output") -> str:
     )
 
 
-def _worst(results: Sequence[GuardResult]) -> GuardResult:
-    return next((r for r in results if not r.allowed), None) or max(
-        results, key=lambda r: r.toxic_score
-    )
-
-
 class _Checker:
     """One rail: which texts, which guard, who sees the result, and whether it raises."""
 
@@ -204,7 +198,7 @@ class _Checker:
             results = [await self.guard.adecide(texts[0])]
         else:
             results = await self.guard.adecide_many(texts)
-        r = _worst(results)
+        r = worst(results)
         if self.on_check is not None:
             self.on_check(self.rail, r)
         if not r.allowed and self.raises and self.guard.policy.raise_on_violation:

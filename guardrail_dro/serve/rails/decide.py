@@ -25,6 +25,7 @@ __all__ = [
     "decide",
     "decide_stream",
     "rail_guard",
+    "worst",
 ]
 
 #: ``on_check(rail, result)``: sees every result of a rail (``rail`` is input or output).
@@ -72,7 +73,9 @@ def _after(guard: RailGuard, rail: str, r: GuardResult, on_check: OnCheck | None
     return r
 
 
-def _worst(results: Sequence[GuardResult]) -> GuardResult:
+def worst(results: Sequence[GuardResult]) -> GuardResult:
+    """The result that decides for several texts scored alone: the first disallowed one,
+    else the one with the highest toxic score (the rails and the integrations alike)."""
     return next((r for r in results if not r.allowed), None) or max(
         results, key=lambda r: r.toxic_score
     )
@@ -92,11 +95,11 @@ async def adecide(guard: RailGuard, rail: str, text: str, on_check: OnCheck | No
 def decide_stream(guard: RailGuard, texts: list[str], on_check: OnCheck | None) -> GuardResult:
     """The output rail of a stream on the texts one check scores (in one batch): the
     first disallowed result, else the one with the highest toxic score."""
-    return _after(guard, "output", _worst(guard.decide_many(texts)), on_check)
+    return _after(guard, "output", worst(guard.decide_many(texts)), on_check)
 
 
 async def adecide_stream(
     guard: RailGuard, texts: list[str], on_check: OnCheck | None
 ) -> GuardResult:
     """``decide_stream`` with the model off the event loop."""
-    return _after(guard, "output", _worst(await guard.adecide_many(texts)), on_check)
+    return _after(guard, "output", worst(await guard.adecide_many(texts)), on_check)
