@@ -188,6 +188,8 @@ def export_command(
     check_out(out, overwrite)
     check_writable(out, "--out", beside=True)
     _check_model_dir(model)
+    if distill is not None:
+        _check_student_out(model, out)
     if triton is not None:
         from export.triton import check_model_name, check_repository
 
@@ -220,7 +222,7 @@ def export_command(
         from guardrail_dro.cli.distill import distill_model_dir
         from guardrail_dro.train.distill import DistillConfig
 
-        student = out.with_name(out.name + "-model")
+        student = _student_dir(out)
         model = distill_model_dir(
             model, student, DistillConfig(layers=distill), valid=valid,
             reader=columns.reader_options(), console=err,
@@ -313,6 +315,30 @@ def _check_model_dir(model: Path) -> None:
         f"{model} is not a trained model directory (no manifest.json): {hint}",
         param_hint="--model",
     )
+
+
+def _check_student_out(model: Path, out: Path) -> None:
+    """Refuse an ``--out`` whose student folder (OUT-model) is the teacher, holds it or is
+    inside it, naming the ``--out`` typed.
+
+    Why: ``distill``'s own check named the student folder as "--out runs/guard-model"
+    when the user typed ``--out runs/guard``, and only once ``--valid`` was read.
+    """
+    t, s = model.resolve(), _student_dir(out).resolve()
+    if not (s == t or s.is_relative_to(t) or t.is_relative_to(s)):
+        return
+    where = "is" if s == t else "is inside" if s.is_relative_to(t) else "holds"
+    raise typer.BadParameter(
+        f"{out}: export --distill writes the student's model directory to OUT-model, "
+        f"{_student_dir(out)}, which {where} the teacher's folder (--model {model}); a model "
+        "directory is replaced whole when saved: choose another --out",
+        param_hint="--out",
+    )
+
+
+def _student_dir(out: Path) -> Path:
+    """Where ``--distill`` saves the student: OUT-model, beside the guard."""
+    return out.with_name(out.name + "-model")
 
 
 _TRITON_KINDS = ("gpu", "cpu")

@@ -353,7 +353,11 @@ def _distill(
         }
         history.append(row)
         if on_epoch is not None:
+            # The bar's line is cleared first and drawn again after: a line printed while
+            # it is drawn (the CLI's epoch summary) came out on the end of the bar's line.
+            bar.clear()
             on_epoch(row)
+            bar.refresh()
         # The guard's decisions follow its toxic score, so the epoch is chosen by the
         # score's validation ROC AUC (all 1,000 toxic-questions valid texts); the
         # 15-class worst-group accuracy swung by one text of a 31-text group between

@@ -21,7 +21,7 @@ from guardrail_dro.train.metrics import HEADLINE_LABELS, Metrics
 
 if TYPE_CHECKING:
     from guardrail_dro.data.schema import LabelSchema
-    from guardrail_dro.train.modeldir import TrainManifest
+    from guardrail_dro.train.modeldir import DistillRecord, TrainManifest
 
 __all__ = ["METHOD_SUMMARIES", "model_card"]
 
@@ -69,6 +69,42 @@ def _epochs(man: TrainManifest) -> str:
         f"the head is the average of {len(man.averaged_seeds)} seeds' heads (the mean of "
         f"their logits), each seed's epoch chosen on valid ({per})"
     )
+
+
+def _student_epoch(man: TrainManifest, rec: DistillRecord) -> str:
+    """How a student's epoch was chosen: by the valid ROC AUC of its toxic score, given
+    beside the teacher's when its record has it (``distill``'s last line compares them)."""
+    epochs, quant = rec.config.get("epochs"), rec.config.get("quant_aware_epochs") or 0
+    text = f"epoch {rec.best_epoch}" + (f" of {epochs}" if epochs else "")
+    text += " chosen on valid by the toxic score's ROC AUC"
+    if quant:
+        text += f", among the last {quant} (trained through int8 rounding)"
+    auc = man.valid_metrics.toxic_roc_auc
+    teacher_auc = rec.teacher_valid_metrics.get("toxic_roc_auc")
+    if auc is not None:
+        text += f": {auc:.3f}"
+        if isinstance(teacher_auc, int | float):
+            text += f" (the teacher's on valid: {teacher_auc:.3f})"
+    return text
+
+
+def _student_method(man: TrainManifest, rec: DistillRecord) -> list[str]:
+    """A student's Method bullets: what it was distilled from, its encoder, its epoch."""
+    k, total = len(rec.layers), rec.teacher_layers
+    texts = ", ".join(f"{name} {n}" for name, n in rec.texts.items())
+    kept = ", word embeddings kept" if rec.config.get("freeze_embeddings", True) else ""
+    return [
+        f"- distilled: a {k}-of-{total}-layer student of the teacher `{rec.teacher_dir}` "
+        f"(manifest sha256 `{rec.teacher_manifest_sha256[:16]}…`), started from the "
+        f"teacher layers {rec.layers} and its head; it learned the teacher's scores "
+        f"(loss {rec.config.get('loss', '?')}) on {sum(rec.texts.values())} texts ({texts})",
+        f"- the teacher's method, `{man.method}`: {_method_text(man.method)}",
+        f"- encoder: {k} of the {total} layers of `{_base_model(man.backbone) or man.backbone}`"
+        f", trained by distillation{kept}, mean pooling"
+        + (", L2-normalised" if man.normalize else "")
+        + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
+        f"- max length: {man.max_length} tokens; " + _student_epoch(man, rec),
+    ]
 
 
 def _method_text(method: str) -> str:
@@ -196,13 +232,24 @@ def model_card(
 
     man, is_guard = manifest, guard is not None
     safe = set(schema.safe)
+    rec = man.distilled_from
     title = "guard artifact (ONNX)" if is_guard else "trained model"
+    what = (
+        f"({len(safe)} safe), trained with guardrail-dro from crowd and LLM annotator labels "
+        "and selected on its worst group of a gold-labelled validation split."
+    )
+    if rec is not None:
+        title = "guard artifact (ONNX)" if is_guard else "distilled student"
+        what = (
+            f"({len(safe)} safe): a {len(rec.layers)}-of-{rec.teacher_layers}-layer student "
+            "distilled by guardrail-dro from a teacher trained on crowd and LLM annotator "
+            "labels, its epoch selected on the ROC AUC of its toxic score on a "
+            "gold-labelled validation split."
+        )
     lines = [
         f"# guardrail-dro {title}: `{man.method}`",
         "",
-        f"A content-moderation classifier over {schema.num_classes} classes "
-        f"({len(safe)} safe), trained with guardrail-dro from crowd and LLM annotator labels "
-        "and selected on its worst group of a gold-labelled validation split.",
+        f"A content-moderation classifier over {schema.num_classes} classes {what}",
         "",
         "## How to use",
         "",
@@ -251,17 +298,23 @@ def model_card(
         "",
         "## Method",
         "",
-        f"- `{man.method}`: {_method_text(man.method)}",
-        f"- backbone: `{_base_model(man.backbone) or man.backbone}` "
-        f"({man.config.get('mode', 'frozen')} mode), mean pooling"
-        + (", L2-normalised" if man.normalize else "")
-        + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
-        f"- max length: {man.max_length} tokens; " + _epochs(man),
     ]
+    if rec is not None:
+        lines += _student_method(man, rec)
+    else:
+        lines += [
+            f"- `{man.method}`: {_method_text(man.method)}",
+            f"- backbone: `{_base_model(man.backbone) or man.backbone}` "
+            f"({man.config.get('mode', 'frozen')} mode), mean pooling"
+            + (", L2-normalised" if man.normalize else "")
+            + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
+            f"- max length: {man.max_length} tokens; " + _epochs(man),
+        ]
     if man.group_weights:
         top = sorted(man.group_weights.items(), key=lambda kv: -kv[1])[:3]
         lines.append(
-            "- GroupDRO weight at the end, highest groups: "
+            ("- the teacher's GroupDRO weight" if rec is not None else "- GroupDRO weight")
+            + " at the end, highest groups: "
             + ", ".join(f"{g}: {w:.2f}" for g, w in top)
         )
     if man.toxic_score is not None:
