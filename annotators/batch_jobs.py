@@ -145,6 +145,12 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
     ann, report = ctx.ann, ctx.report
     job_schema = (LabelSchema.model_validate_json(job.schema) if job.schema else ctx.schema)
     earlier = job.job_id not in report.batch_jobs  # submitted by an earlier run
+    # Cached invalid / refused answers older than the job: those its answers replace. The
+    # others were judged from this job by a run stopped while collecting it; judging
+    # them again paid an invalid reply's repair call twice.
+    older = ctx.db.stored_before(
+        (k for k in job.keys if k in results and results[k].outcome in REASKABLE),
+        job.created)
     seen = set()
     for cid, reply, error in collected:
         if ctx.stopping:
@@ -152,7 +158,7 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
         seen.add(cid)
         # A cached invalid or refused answer gives way to a job's: that job was a --reask
         # run's (stopped, resumed without it), paid for and better than the old answer.
-        if cid in results and results[cid].outcome not in REASKABLE:
+        if cid in results and (results[cid].outcome not in REASKABLE or cid not in older):
             continue
         if reply is None:
             if cid in ctx.texts:

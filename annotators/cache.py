@@ -137,6 +137,8 @@ class BatchJob:
     status: str
     schema: str | None = None
     """The label schema (JSON) the requests were built from; None in older caches."""
+    created: float = field(default_factory=time.time)
+    """When the job was recorded: a cached answer stored before it is not its own."""
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ class AnnotationCache:
             "INSERT OR REPLACE INTO batch_jobs (job_id, provider, model, annotator, keys, "
             "status, created, schema) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (job.job_id, job.provider, job.model, job.annotator, json.dumps(list(job.keys)),
-             job.status, time.time(), job.schema),
+             job.status, job.created, job.schema),
         )
 
     def job_ids(self) -> set[str]:
@@ -315,12 +317,24 @@ class AnnotationCache:
             return []
         schema_col = "schema" if "schema" in self._columns("batch_jobs") else "NULL"
         rows = self._db.execute(
-            f"SELECT job_id, provider, model, annotator, keys, status, {schema_col} "
+            f"SELECT job_id, provider, model, annotator, keys, status, {schema_col}, created "
             "FROM batch_jobs WHERE annotator = ? AND status = 'submitted' ORDER BY created",
             (annotator,),
         ).fetchall()
-        return [BatchJob(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6])
+        return [BatchJob(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7])
                 for r in rows]
+
+    def stored_before(self, keys: Iterable[str], when: float) -> set[str]:
+        """The keys among ``keys`` whose cached answer was stored before ``when``."""
+        keys = list(dict.fromkeys(keys))
+        out: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self._db.execute(
+                f"SELECT key FROM results WHERE key IN ({marks}) AND created < ?",
+                [*chunk, when]))
+        return out
 
 
 def check_reask(reask: Collection[str]) -> frozenset[str]:
