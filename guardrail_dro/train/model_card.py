@@ -99,8 +99,11 @@ def _student_method(man: TrainManifest, rec: DistillRecord) -> list[str]:
         f"teacher layers {rec.layers} and its head; it learned the teacher's scores "
         f"(loss {rec.config.get('loss', '?')}) on {sum(rec.texts.values())} texts ({texts})",
         f"- the teacher's method, `{man.method}`: {_method_text(man.method)}",
-        f"- encoder: {k} of the {total} layers of `{_base_model(man.backbone) or man.backbone}`"
-        f", trained by distillation{kept}, mean pooling"
+        # The teacher's layers, not the backbone's: a student's teacher may be a student
+        # itself ("1 of the 1 layers of" a 2-layer backbone, it read).
+        f"- encoder: {k} of the teacher's {total} layer(s) (backbone "
+        f"`{_base_model(man.backbone) or man.backbone}`), trained by distillation{kept}, "
+        "mean pooling"
         + (", L2-normalised" if man.normalize else "")
         + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
         f"- max length: {man.max_length} tokens; " + _student_epoch(man, rec),
