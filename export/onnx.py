@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from export.outdir import check_out
 from export.probes import served_logits
 from export.quantize import Progress, convert_fp16, quantize_gated, quiet_logging
 from export.spec import ExportSpec, Tolerances
@@ -132,16 +133,6 @@ def optimize_graph(
         )
         opt.save_model_to_file(str(dst))
     return {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-
-
-def check_out(out_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``out_dir`` unless ``overwrite``: checked first, and by the CLI
-    before a long step (``export --distill``) that would be wasted on a refusal."""
-    nonempty = out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))
-    if nonempty and not overwrite:
-        raise ConfigError(
-            f"{out_dir} exists and is not empty: pass overwrite=True (--overwrite) to replace it"
-        )
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> Path:

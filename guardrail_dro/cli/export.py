@@ -185,11 +185,11 @@ def export_command(
     # export_onnx asks this too, but only after --valid is read and --distill has run.
     check_objective(target_recall=target_recall, target_fpr=target_fpr,
                     threshold=threshold, valid=valid is not None)  # fmt: skip
+    if distill is not None:  # first: it names what --distill needs of --out
+        _check_student_out(model, out)
     check_out(out, overwrite)
     check_writable(out, "--out", beside=True)
     _check_model_dir(model)
-    if distill is not None:
-        _check_student_out(model, out)
     if triton is not None:
         from export.triton import check_model_name, check_repository
 
@@ -322,8 +322,16 @@ def _check_student_out(model: Path, out: Path) -> None:
     inside it, naming the ``--out`` typed.
 
     Why: ``distill``'s own check named the student folder as "--out runs/guard-model"
-    when the user typed ``--out runs/guard``, and only once ``--valid`` was read.
+    when the user typed ``--out runs/guard``, and only once ``--valid`` was read. An
+    ``--out`` with no folder name (``.``, ``..``) gives no OUT-model: ``.`` raised a
+    ValueError traceback, ``..`` named a folder "..-model" in the working directory.
     """
+    if out.name in ("", ".."):
+        raise typer.BadParameter(
+            f"{out}: export --distill writes the student's model directory beside the "
+            "guard as OUT-model, which needs a folder name: give one, e.g. --out runs/guard",
+            param_hint="--out",
+        )
     t, s = model.resolve(), _student_dir(out).resolve()
     if not (s == t or s.is_relative_to(t) or t.is_relative_to(s)):
         return
