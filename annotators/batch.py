@@ -139,17 +139,9 @@ async def abatch_annotate_with_report(
                        _stderr if progress else None, template, reask, interrupt.stop)
             for ann in annotators
         ]
-        try:
-            with interrupt:
-                done = await gather_or_cancel(*(
-                    run_jobs(c, poll_interval=poll_interval, deadline=deadline,
-                             max_resubmits=max_resubmits) for c in ctxs))
-        except asyncio.CancelledError:
-            if interrupt.aborted:  # the second signal
-                raise interrupt.stopped() from None
-            raise
-        if interrupt.requested:
-            raise interrupt.stopped()
+        done = await interrupt.run(gather_or_cancel(*(
+            run_jobs(c, poll_interval=poll_interval, deadline=deadline,
+                     max_resubmits=max_resubmits) for c in ctxs)))
         running = [job_id for _, ids in done for job_id in ids]
         if running:
             raise BatchPendingError(

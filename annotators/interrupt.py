@@ -19,8 +19,12 @@ import contextlib
 import signal
 import sys
 import threading
+from collections.abc import Awaitable
+from typing import TypeVar
 
 __all__ = ["DrainOnInterrupt", "Terminated", "drain_by_default", "pause"]
+
+T = TypeVar("T")
 
 
 class Terminated(KeyboardInterrupt):
@@ -97,6 +101,21 @@ class DrainOnInterrupt:
     @property
     def requested(self) -> bool:
         return self.stop.is_set()
+
+    async def run(self, work: Awaitable[T]) -> T:
+        """``work``'s result, awaited with these handlers installed; after a first signal,
+        once ``work`` has drained, ``stopped()`` is raised; after a second (``work``
+        cancelled), at once. The live and the batch runners share this."""
+        try:
+            with self:
+                result = await work
+        except asyncio.CancelledError:
+            if self.aborted:  # the second signal
+                raise self.stopped() from None
+            raise
+        if self.requested:
+            raise self.stopped()
+        return result
 
     def stopped(self) -> KeyboardInterrupt:
         """What the run raises once stopped: ``Terminated`` on SIGTERM."""

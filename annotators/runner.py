@@ -20,10 +20,12 @@ A dry run reads the cache without writing to it (a missing cache file is not cre
 a malformed reply from a one-off glitch is not kept for good.
 
 Ctrl-C during a run started by the sync entry points (the CLI's; when SIGINT has
-Python's default handler, or is ignored) sends no new request, a worker waiting for its rate-limit
-turn included, and waits for the calls in flight, so what they cost is cached too; a
-second Ctrl-C cancels them at once (paid, not cached: a resume asks them again). Either
-way the run ends in ``KeyboardInterrupt`` and the same call resumes from the cache.
+Python's default handler) sends no new request, a worker waiting for its rate-limit turn
+included, and waits for the calls in flight, so what they cost is cached too; SIGTERM
+does the same, also where SIGINT is ignored (a run started in the background, whose
+SIGINT stays ignored: ``annotators.interrupt``); a second signal cancels them at once
+(paid, not cached: a resume asks them again). Either way the run ends in
+``KeyboardInterrupt`` and the same call resumes from the cache.
 
 The report types (``RunReport``, ``AnnotationRun``, ``Failure``) live in
 ``annotators.report`` and the cache helpers (``key_for``, ``open_cache``) in
@@ -260,17 +262,12 @@ async def _ask_all(annotators: Sequence[Annotator], dataset: AnnotatedDataset,
             note_error(j, res)
 
     try:
-        with interrupt:
-            await gather_or_cancel(*(worker() for _ in range(min(concurrency, len(todo)))))
-    except asyncio.CancelledError:
-        if interrupt.aborted:  # the second Ctrl-C
-            raise interrupt.stopped() from None
-        raise
+        await interrupt.run(
+            gather_or_cancel(*(worker() for _ in range(min(concurrency, len(todo)))))
+        )
     finally:
         if bar is not None:
             bar.close()
-    if interrupt.requested:
-        raise interrupt.stopped()
 
 
 async def aannotate(dataset: AnnotatedDataset, annotators: Sequence[Annotator],
