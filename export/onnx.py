@@ -41,7 +41,6 @@ from guardrail_dro.errors import ArtifactError, ConfigError, require
 from guardrail_dro.leftovers import sweep_leftovers
 
 __all__ = [
-    "check_out",
     "convert",
     "export_onnx",
     "optimize_graph",

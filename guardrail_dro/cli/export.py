@@ -176,7 +176,7 @@ def export_command(
     err = Console(stderr=True, emoji=False)  # ":smile:" in a path or label is text
     # Everything a refusal can be known from comes first: a distillation of minutes, or
     # an export, is never spent on a typo in --objective, an --out in use or a bad name.
-    from export.onnx import check_out
+    from export.outdir import check_out
     from export.thresholds import check_objective
     from guardrail_dro.outputs import check_writable
 

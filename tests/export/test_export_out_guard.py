@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from export.onnx import check_out
+from export.outdir import check_out
 from guardrail_dro.errors import ConfigError
 
 

@@ -172,7 +172,7 @@ class ChatProxy(UpstreamCall):
     """``POST /v1/chat/completions`` through ``guard``'s rails to ``upstream``.
 
     ``on_check(rail, result)`` sees every rail decision (the server's metrics count
-    refusals by rail with it). ``max_calls`` sizes the upstream connection pool
+    refusals by path and rail with it). ``max_calls`` sizes the upstream connection pool
     (``UpstreamCall``). A raising Policy is answered as a replacing one (``answering``).
     """
 

@@ -28,7 +28,8 @@ __all__ = [
     "worst",
 ]
 
-#: ``on_check(rail, result)``: sees every result of a rail (``rail`` is input or output).
+#: ``on_check(rail, result)``: sees every result of a rail (``rail`` is input or output;
+#: the Agents SDK integration's tool rails are tool_input and tool_output).
 OnCheck = Callable[[str, GuardResult], None]
 
 
