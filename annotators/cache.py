@@ -31,7 +31,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,18 +223,24 @@ class AnnotationCache:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, AnnotationResult]:
         """The cached results among ``keys`` (in chunks, for SQLite's variable limit)."""
-        keys = list(dict.fromkeys(keys))
         out: dict[str, AnnotationResult] = {}
         if "results" not in self._tables:  # a read-only look at a file of another kind
             return out
+        for key, blob in self._select_keys("key, result", keys):
+            out[key] = AnnotationResult.model_validate_json(blob)
+        return out
+
+    def _select_keys(self, columns: str, keys: Iterable[str], where: str = "",
+                     args: tuple[object, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """``columns`` of the ``results`` rows among ``keys`` (and ``where``), queried in
+        chunks of 500 keys for SQLite's variable limit."""
+        keys = list(dict.fromkeys(keys))
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for key, blob in self._db.execute(
-                f"SELECT key, result FROM results WHERE key IN ({marks})", chunk
-            ):
-                out[key] = AnnotationResult.model_validate_json(blob)
-        return out
+            yield from self._db.execute(
+                f"SELECT {columns} FROM results WHERE key IN ({marks}){where}", [*chunk, *args]
+            )
 
     def put(self, key: str, provider: str, model: str, result: AnnotationResult) -> bool:
         """Store a paid-for result at once (committed); returns False for an ``error``."""
@@ -326,15 +332,7 @@ class AnnotationCache:
 
     def stored_before(self, keys: Iterable[str], when: float) -> set[str]:
         """The keys among ``keys`` whose cached answer was stored before ``when``."""
-        keys = list(dict.fromkeys(keys))
-        out: set[str] = set()
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(r[0] for r in self._db.execute(
-                f"SELECT key FROM results WHERE key IN ({marks}) AND created < ?",
-                [*chunk, when]))
-        return out
+        return {r[0] for r in self._select_keys("key", keys, " AND created < ?", (when,))}
 
 
 def check_reask(reask: Collection[str]) -> frozenset[str]:
