@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from guardrail_dro.serve.http.schema import ApiError
 
-__all__ = ["DEFAULT_MAX_PROXY_CALLS", "ProxySlots", "until_left"]
+__all__ = ["DEFAULT_MAX_PROXY_CALLS", "ProxySlots"]
 
 #: Proxied calls in flight by default: twice the event loop's default thread pool at
 #: its largest (32 workers: the rails' checks run there), since most of a call's life
@@ -57,7 +57,7 @@ async def _left(receive: Receive) -> None:
         pass
 
 
-async def until_left(work: Awaitable[Response], receive: Receive) -> Response | None:
+async def _until_left(work: Awaitable[Response], receive: Receive) -> Response | None:
     """``work``'s response, or None when the client behind ``receive`` leaves first: then
     ``work`` is cancelled (an upstream request in it closed) before this returns.
 
@@ -96,13 +96,13 @@ class ProxySlots:
         path: str,
         answer: Callable[[], Awaitable[Response]],
         refuse: Callable[[ApiError], Response],
-        receive: Receive | None = None,
+        receive: Receive,
     ) -> ASGIApp:
         """``answer()`` in a slot, held until its response is sent; with none free,
-        ``refuse`` (the route's error shape) of a 503 with ``Retry-After``. With the
-        request's ``receive`` (its body read whole), a client that leaves while
-        ``answer()`` runs cancels it and frees the slot at once (``until_left``): then
-        ``refuse`` of a 499, as nginx logs a client that closed, which no one reads."""
+        ``refuse`` (the route's error shape) of a 503 with ``Retry-After``. ``receive``
+        is the request's (its body read whole): a client that leaves while ``answer()``
+        runs cancels it and frees the slot at once (``_until_left``): then ``refuse`` of
+        a 499, as nginx logs a client that closed, which no one reads."""
         if self.held >= self.limit:
             if self._on_refused is not None:
                 self._on_refused(path)
@@ -116,7 +116,7 @@ class ProxySlots:
             return refuse(err)
         self.held += 1
         try:
-            response = await (answer() if receive is None else until_left(answer(), receive))
+            response = await _until_left(answer(), receive)
         except BaseException:
             self._release()
             raise
