@@ -165,13 +165,11 @@ def reasoning_text(message: Any) -> str:
     ``additional_kwargs``. Anthropic thinking blocks are not shown, so not read."""
     extra = _get(message, "additional_kwargs")
     sources = (message, extra) if isinstance(extra, Mapping) else (message,)
-    parts = [
-        part
-        for src in sources
-        for key in REASONING_FIELDS
-        for value in (_get(src, key),)
-        for part in (_details_texts(value) if key == "reasoning_details" else [value])
-    ]
+    parts: list[Any] = []
+    for src in sources:
+        for key in REASONING_FIELDS:
+            value = _get(src, key)
+            parts += _details_texts(value) if key == "reasoning_details" else [value]
     # vLLM sends the same text under both names while it renames the field, OpenRouter
     # in ``reasoning`` and again in ``reasoning_details``: read once
     return "\n".join(dict.fromkeys(p for p in parts if isinstance(p, str) and p))
