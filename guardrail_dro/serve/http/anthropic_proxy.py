@@ -26,6 +26,7 @@ naming the upstream's URL, never its key. Once a stream has begun, a failure is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import urllib.parse
@@ -235,16 +236,14 @@ class MessagesProxy(UpstreamCall):
             body = read_request(raw, request="a token-counting request", parts="blocks")
             kwargs = {k: body[k] for k in ("model", "messages")}
             extra = {k: v for k, v in body.items() if k not in kwargs}
-            try:
-                async with asyncio.timeout_at(deadline):
-                    reply = await self._client.messages.count_tokens(
-                        **kwargs,
-                        extra_body=extra or None,
-                        extra_headers=headers or None,
-                        extra_query=query or None,
-                    )
-            except Exception as exc:
-                raise self._upstream_error(exc) from None
+            count = functools.partial(
+                self._client.messages.count_tokens,
+                **kwargs,
+                extra_body=extra or None,
+                extra_headers=headers or None,
+                extra_query=query or None,
+            )
+            reply = await self._within(deadline, count)
             if not isinstance(getattr(reply, "input_tokens", None), int):
                 what = f"a {type(reply).__name__} without input_tokens"
                 raise self._bad_reply(what, reply="a token count")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 from pydantic import SecretStr
@@ -178,6 +179,16 @@ class UpstreamCall:
         """Close the upstream connections (on the loop that opened them)."""
         await self._client.close()
 
+    async def _within(self, deadline: float, call: Callable[[], Awaitable[Any]]) -> Any:
+        """``call()``'s result by the loop time ``deadline``; its failure (a timeout, or
+        an error raised as it is called) as the ``ApiError`` the caller answers
+        (``_upstream_error``)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await call()
+        except Exception as exc:
+            raise self._upstream_error(exc) from None
+
     async def _call(self, deadline: float, **kwargs: Any) -> Any:
         """The guarded create's reply, by the loop time ``deadline``.
 
@@ -185,11 +196,7 @@ class UpstreamCall:
             ApiError: the upstream failed, or answered a stream request with JSON (the
                 SDK reads no event of a JSON body: an empty reply).
         """
-        try:
-            async with asyncio.timeout_at(deadline):
-                reply = await self._create(**kwargs)
-        except Exception as exc:
-            raise self._upstream_error(exc) from None
+        reply = await self._within(deadline, functools.partial(self._create, **kwargs))
         if kwargs.get("stream"):
             sent = getattr(getattr(reply, "response", None), "headers", {})
             if sent.get("content-type", "").split(";")[0].strip().endswith("json"):
