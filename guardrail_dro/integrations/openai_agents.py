@@ -205,6 +205,13 @@ class _Checker:
             raise GuardViolation(r, self.rail)
         return r
 
+    async def tripwire(
+        self, context: RunContextWrapper[Any], agent: Agent[Any], value: Any
+    ) -> GuardrailFunctionOutput:
+        """The agent input / output guardrail function: trips on a disallowed result."""
+        r = await self.check(value)
+        return GuardrailFunctionOutput(output_info=r, tripwire_triggered=not r.allowed)
+
 
 def input_guardrail(
     guard: RailGuard,
@@ -232,15 +239,8 @@ def input_guardrail(
         agents.exceptions.InputGuardrailTripwireTriggered: ...
     """
     checker = _Checker(guard, "input", input_text, text_of, on_check)
-
-    async def check_input(
-        context: RunContextWrapper[Any], agent: Agent[Any], value: Any
-    ) -> GuardrailFunctionOutput:
-        r = await checker.check(value)
-        return GuardrailFunctionOutput(output_info=r, tripwire_triggered=not r.allowed)
-
     return InputGuardrail(
-        guardrail_function=check_input, name=name, run_in_parallel=run_in_parallel
+        guardrail_function=checker.tripwire, name=name, run_in_parallel=run_in_parallel
     )
 
 
@@ -264,14 +264,7 @@ def output_guardrail(
         >>> agent = Agent(name="a", output_guardrails=[output_guardrail(guard)])
     """
     checker = _Checker(guard, "output", output_text, text_of, on_check)
-
-    async def check_output(
-        context: RunContextWrapper[Any], agent: Agent[Any], value: Any
-    ) -> GuardrailFunctionOutput:
-        r = await checker.check(value)
-        return GuardrailFunctionOutput(output_info=r, tripwire_triggered=not r.allowed)
-
-    return OutputGuardrail(guardrail_function=check_output, name=name)
+    return OutputGuardrail(guardrail_function=checker.tripwire, name=name)
 
 
 def _tool_verdict(r: GuardResult, raise_on_violation: bool) -> ToolGuardrailFunctionOutput:
