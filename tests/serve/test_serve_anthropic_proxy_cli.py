@@ -6,10 +6,6 @@ upstream's key appears nowhere in what the command prints (its access log includ
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import anthropic
@@ -19,6 +15,8 @@ from typer.testing import CliRunner
 from annotators.testing import FakeLLMServer
 from guardrail_dro.cli.app import app
 from guardrail_dro.serve.guard import Guard
+
+from .serve_process import first_call, serve_process
 
 UPSTREAM_KEY = "sk-ant-upstream-SECRET-cli-89"
 SERVER_KEY = "server-key-cli-12"
@@ -84,39 +82,21 @@ def test_the_command_guards_messages(guard_dir: Path, guard: Guard) -> None:
     messages = [{"role": "user", "content": allowed[0]}]
     with FakeLLMServer(lambda text: allowed[-1]) as fake:
         env = {**os.environ, "UP_KEY": UPSTREAM_KEY, "SERVER_KEY": SERVER_KEY}
-        cmd = [sys.executable, "-m", "guardrail_dro", "serve", "--guard", str(guard_dir)]
-        cmd += ["--port", "0", "--api-key-env", "SERVER_KEY"]
-        cmd += ["--anthropic-upstream", fake.anthropic_base_url]
-        cmd += ["--anthropic-upstream-key-env", "UP_KEY", "--log-level", "info"]
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            assert proc.stdout is not None
-            lines = []
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                lines.append(proc.stdout.readline())
-                found = re.search(r"guarding (\S+)/v1/messages", lines[-1])
-                if found or proc.poll() is not None:
-                    break
-            assert found, "".join(lines)
-            client = anthropic.Anthropic(base_url=found[1], api_key=SERVER_KEY, max_retries=0)
-            for _ in range(60):  # the port is bound before the app has started
-                try:
-                    got = client.messages.create(model="m", max_tokens=50, messages=messages)
-                    break
-                except anthropic.APIConnectionError:
-                    time.sleep(0.5)
+        args = ["--guard", str(guard_dir), "--api-key-env", "SERVER_KEY"]
+        args += ["--anthropic-upstream", fake.anthropic_base_url]
+        args += ["--anthropic-upstream-key-env", "UP_KEY", "--log-level", "info"]
+        with serve_process(args, env, "/v1/messages") as served:
+            client = anthropic.Anthropic(base_url=served.url, api_key=SERVER_KEY, max_retries=0)
+            got = first_call(
+                lambda: client.messages.create(model="m", max_tokens=50, messages=messages),
+                anthropic.APIConnectionError,
+            )
             local = guard.wrap(anthropic.Anthropic(base_url=fake.anthropic_base_url, api_key="k"))
             want = local.messages.create(model="m", max_tokens=50, messages=messages)
             assert got.content[0].text == allowed[-1]  # the upstream's answer
             assert got.content == want.content and got.stop_reason == want.stop_reason
             assert fake.received[0]["authorization"] == f"Bearer {UPSTREAM_KEY}"
-            assert "/v1/chat/completions" not in "".join(lines)  # the OpenAI proxy is off
-        finally:
-            proc.terminate()
-            out = proc.communicate(timeout=60)[0]
-    printed = "".join(lines) + out
+            assert "/v1/chat/completions" not in "".join(served.lines)  # the OpenAI proxy is off
+    printed = served.output
     assert "POST /v1/messages" in printed  # the access log was on
     assert UPSTREAM_KEY not in printed

@@ -5,10 +5,6 @@ they name from a real ``openai`` SDK caller to the fake upstream."""
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import openai
@@ -19,6 +15,7 @@ from guardrail_dro.cli.app import app
 from guardrail_dro.serve.guard import Guard
 
 from .forwarding_helpers import RecordingFake
+from .serve_process import first_call, serve_process
 
 UPSTREAM_KEY = "sk-upstream-SECRET-fwd-31"
 UPSTREAMS = {
@@ -85,43 +82,26 @@ def test_the_command_forwards_what_it_names(guard_dir: Path, guard: Guard) -> No
     assert allowed, "the tiny model must allow one of SAYINGS"
     with RecordingFake(allowed[-1]) as fake:
         env = {**os.environ, "UP_KEY": UPSTREAM_KEY}
-        cmd = [sys.executable, "-m", "guardrail_dro", "serve", "--guard", str(guard_dir)]
-        cmd += ["--port", "0", "--upstream", fake.openai_base_url, "--upstream-key-env"]
-        cmd += ["UP_KEY", "--forward-header", "HTTP-Referer", "--forward-header", "x-title"]
-        cmd += ["--forward-query", "api-version"]
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            assert proc.stdout is not None
-            lines = []
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                lines.append(proc.stdout.readline())
-                found = re.search(r"guarding (\S+)/v1/chat/completions", lines[-1])
-                if found or proc.poll() is not None:
-                    break
-            assert found, "".join(lines)
+        args = ["--guard", str(guard_dir), "--upstream", fake.openai_base_url]
+        args += ["--upstream-key-env", "UP_KEY"]
+        args += ["--forward-header", "HTTP-Referer", "--forward-header", "x-title"]
+        args += ["--forward-query", "api-version"]
+        with serve_process(args, env, "/v1/chat/completions") as served:
             client = openai.OpenAI(
-                base_url=f"{found[1]}/v1",
+                base_url=f"{served.url}/v1",
                 api_key="x",
                 max_retries=0,
                 default_headers={"HTTP-Referer": "https://app.example", "X-Title": "App"},
                 default_query={"api-version": "2024-10-21"},
             )
             messages = [{"role": "user", "content": allowed[0]}]
-            for _ in range(60):  # the port is bound before the app has started
-                try:
-                    got = client.chat.completions.create(model="m", messages=messages)  # type: ignore[arg-type]
-                    break
-                except openai.APIConnectionError:
-                    time.sleep(0.5)
+            got = first_call(
+                lambda: client.chat.completions.create(model="m", messages=messages),  # type: ignore[arg-type]
+                openai.APIConnectionError,
+            )
             assert got.choices[0].message.content == allowed[-1]
             sent = fake.seen[-1]
             assert sent["path"] == "/v1/chat/completions?api-version=2024-10-21"
             assert sent["headers"]["http-referer"] == "https://app.example"
             assert sent["headers"]["x-title"] == "App"
             assert sent["headers"]["authorization"] == f"Bearer {UPSTREAM_KEY}"
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=60)

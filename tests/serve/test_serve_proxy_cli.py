@@ -6,10 +6,6 @@ key appears nowhere in what the command prints (its access log included)."""
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import openai
@@ -19,6 +15,8 @@ from typer.testing import CliRunner
 from annotators.testing import FakeLLMServer
 from guardrail_dro.cli.app import app
 from guardrail_dro.serve.guard import Guard
+
+from .serve_process import first_call, serve_process
 
 UPSTREAM_KEY = "sk-upstream-SECRET-cli-89"
 
@@ -70,37 +68,19 @@ def test_the_command_guards_chat_completions(guard_dir: Path, guard: Guard) -> N
     messages = [{"role": "user", "content": allowed[0]}]
     with FakeLLMServer(lambda text: allowed[-1]) as fake:
         env = {**os.environ, "UP_KEY": UPSTREAM_KEY}
-        cmd = [sys.executable, "-m", "guardrail_dro", "serve", "--guard", str(guard_dir)]
-        cmd += ["--port", "0", "--upstream", fake.openai_base_url, "--upstream-key-env"]
-        cmd += ["UP_KEY", "--log-level", "info"]
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        try:
-            assert proc.stdout is not None
-            lines = []
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                lines.append(proc.stdout.readline())
-                found = re.search(r"guarding (\S+)/v1/chat/completions", lines[-1])
-                if found or proc.poll() is not None:
-                    break
-            assert found, "".join(lines)
-            client = openai.OpenAI(base_url=f"{found[1]}/v1", api_key="x", max_retries=0)
-            for _ in range(60):  # the port is bound before the app has started
-                try:
-                    got = client.chat.completions.create(model="m", messages=messages)
-                    break
-                except openai.APIConnectionError:
-                    time.sleep(0.5)
+        args = ["--guard", str(guard_dir), "--upstream", fake.openai_base_url]
+        args += ["--upstream-key-env", "UP_KEY", "--log-level", "info"]
+        with serve_process(args, env, "/v1/chat/completions") as served:
+            client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="x", max_retries=0)
+            got = first_call(
+                lambda: client.chat.completions.create(model="m", messages=messages),
+                openai.APIConnectionError,
+            )
             local = guard.wrap(openai.OpenAI(base_url=fake.openai_base_url, api_key="k"))
             want = local.chat.completions.create(model="m", messages=messages)
             assert got.choices[0].message.content == allowed[-1]  # the upstream's answer
             assert got.choices[0].message == want.choices[0].message
             assert fake.received[0]["authorization"] == f"Bearer {UPSTREAM_KEY}"
-        finally:
-            proc.terminate()
-            out = proc.communicate(timeout=60)[0]
-    printed = "".join(lines) + out
+    printed = served.output
     assert "POST /v1/chat/completions" in printed  # the access log was on
     assert UPSTREAM_KEY not in printed
