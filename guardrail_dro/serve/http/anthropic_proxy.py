@@ -44,6 +44,7 @@ from guardrail_dro.serve.http.upstream_call import (
     UpstreamCall,
     answering,
     read_request,
+    sdk_kwargs,
     upstream_key,
 )
 from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_anthropic
@@ -189,15 +190,8 @@ class MessagesProxy(UpstreamCall):
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
             body = _params(raw)
-            kwargs = {k: body[k] for k in _KWARGS if k in body}
-            extra = {k: v for k, v in body.items() if k not in _KWARGS}
-            reply = await self._call(
-                deadline,
-                **kwargs,
-                extra_body=extra or None,
-                extra_headers=headers or None,
-                extra_query=query or None,
-            )
+            kwargs = sdk_kwargs(body, _KWARGS, headers, query)
+            reply = await self._call(deadline, **kwargs)
             # The SDK hands back the body's text when it cannot parse a Message; the
             # output rail read it as text, but it is no reply.
             if not kwargs.get("stream") and getattr(reply, "type", None) != "message":

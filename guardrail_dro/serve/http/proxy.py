@@ -42,6 +42,7 @@ from guardrail_dro.serve.http.upstream_call import (
     UpstreamCall,
     answering,
     read_request,
+    sdk_kwargs,
     upstream_key,
 )
 from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_openai
@@ -205,15 +206,8 @@ class ChatProxy(UpstreamCall):
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
             body = _params(raw)
-            kwargs = {k: body[k] for k in _KWARGS if k in body}
-            extra = {k: v for k, v in body.items() if k not in _KWARGS}
-            reply = await self._call(
-                deadline,
-                **kwargs,
-                extra_body=extra or None,
-                extra_headers=headers or None,
-                extra_query=query or None,
-            )
+            kwargs = sdk_kwargs(body, _KWARGS, headers, query)
+            reply = await self._call(deadline, **kwargs)
             if not kwargs.get("stream") and not isinstance(getattr(reply, "choices", None), list):
                 # The SDK hands back the body's text (or a JSON scalar) when it cannot
                 # parse a ChatCompletion; the output rail read it as text: it is no reply.

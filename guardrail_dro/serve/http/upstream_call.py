@@ -30,7 +30,14 @@ from guardrail_dro.serve.http.schema import ApiError
 from guardrail_dro.serve.policy import GuardResult, Policy
 from guardrail_dro.serve.rails import RailGuard, last_user_text
 
-__all__ = ["MIN_SCRUBBED_KEY", "UpstreamCall", "answering", "read_request", "upstream_key"]
+__all__ = [
+    "MIN_SCRUBBED_KEY",
+    "UpstreamCall",
+    "answering",
+    "read_request",
+    "sdk_kwargs",
+    "upstream_key",
+]
 
 #: Upstream keys shorter than this are not scrubbed from what the upstream says: real
 #: API keys are tens of characters; a short one is a placeholder for an upstream
@@ -83,6 +90,25 @@ def read_request(raw: bytes, *, request: str, parts: str) -> dict[str, Any]:
     if not isinstance(body.get("model"), str):
         raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
     return body
+
+
+def sdk_kwargs(
+    body: dict[str, Any],
+    names: Iterable[str],
+    headers: dict[str, str] | None,
+    query: dict[str, str] | None,
+) -> dict[str, Any]:
+    """A request body as SDK keyword arguments: the fields ``names`` lists (the SDK's
+    parameters) as they are, every other field untouched through ``extra_body`` (so
+    ``tools``, ``n``... reach the upstream), and the caller's forwarded ``headers`` and
+    ``query`` (``UpstreamCall.sent_on``); both proxies build their calls so."""
+    names = set(names)
+    return {
+        **{k: v for k, v in body.items() if k in names},
+        "extra_body": {k: v for k, v in body.items() if k not in names} or None,
+        "extra_headers": headers or None,
+        "extra_query": query or None,
+    }
 
 
 class _Answering:
