@@ -47,7 +47,7 @@ from guardrail_dro.serve.http.upstream_call import (
 )
 from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_openai
 
-__all__ = ["ChatProxy", "ClosingStream", "Upstream", "upstream_from_env"]
+__all__ = ["ChatProxy", "ClosingStream", "Upstream", "openai_account", "upstream_from_env"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,13 @@ def upstream_from_env(
         raise ConfigError(msg.removeprefix("Value error, ")) from None
 
 
+def openai_account(url: str) -> bool:
+    """Whether ``url`` is OpenAI's own API, where the operator's ``OPENAI_ORG_ID`` /
+    ``OPENAI_PROJECT_ID`` pick the account that pays (the only upstream they mean
+    anything to)."""
+    return urllib.parse.urlsplit(url).hostname == "api.openai.com"
+
+
 def _params(raw: bytes) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
@@ -192,6 +199,12 @@ class ChatProxy(UpstreamCall):
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
         super().__init__(upstream, AsyncOpenAI, DefaultAsyncHttpxClient, max_calls)
+        if not openai_account(upstream.url):
+            # The SDK fills these from OPENAI_ORG_ID / OPENAI_PROJECT_ID in this server's
+            # environment and sent them (OpenAI-Organization, OpenAI-Project) to any
+            # upstream: a local vLLM or a third party's API learnt the operator's OpenAI
+            # account ids. A caller's own are still sent where --forward-header names them.
+            self._client.organization = self._client.project = None
         rails = wrap_openai(self._client, answering(guard), on_check=on_check)
         self._create = rails.chat.completions.create
 
