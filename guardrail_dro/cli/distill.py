@@ -177,7 +177,7 @@ def distill_model_dir(
             highlight=False,
         )
 
-    student = distill(teacher, train_ds.texts, valid_ds, config, extra_texts=extra,
+    student = distill(teacher, train_ds, valid_ds, config, extra_texts=extra,
                       on_epoch=on_epoch)  # fmt: skip
     student.save(out)
     rec = student.manifest.distilled_from
@@ -274,7 +274,7 @@ def distill_splits(
         s: list(load_background([s], require_both=False, harmful=None).train) for s in background
     }
     console.print(f"  distilling the guard into a {layers}-layer student", highlight=False)
-    student = distill(teacher, train.texts, valid, DistillConfig(layers=layers),
+    student = distill(teacher, train, valid, DistillConfig(layers=layers),
                       extra_texts=extra)  # fmt: skip
     student.save(out)
     m = student.manifest.valid_metrics

@@ -30,6 +30,14 @@ The student:
 ``distill(teacher_dir, train, valid, config)`` returns a ``TrainedModel`` in the usual
 format (manifest version 2, same schema), whose manifest records the teacher in
 ``distilled_from``; ``export`` then calibrates and gates it like any model.
+
+**Provenance**: the student's manifest keeps the original trained model's method, data
+hashes and background (copied down a chain of students: the data a model was trained on
+with labels), and ``distilled_from`` says what this student learned from: its teacher,
+the teacher's own record when the teacher was itself distilled (so a grand-student's
+card still reaches the trained model), the sha256 of its distillation texts, and the
+content hashes of the train split they came from (when given as a dataset) and of the
+valid split. The original's test numbers and test data are not the student's: dropped.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ import contextlib
 import copy
 import datetime as _dt
 import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -221,9 +230,18 @@ def _probs(model: GuardClassifier, rows: list[list[int]], pad_id: int, classes: 
     return out
 
 
+def _texts_sha256(texts: Sequence[str]) -> str:
+    """sha256 of ``texts`` as JSON lines (one JSON string a line, UTF-8): the same
+    digest ``sha256sum`` gives for the texts written out that way."""
+    h = hashlib.sha256()
+    for t in texts:
+        h.update((json.dumps(t, ensure_ascii=False) + "\n").encode())
+    return h.hexdigest()
+
+
 def distill(
     teacher_dir: str | Path,
-    train_texts: Sequence[str],
+    train_texts: Sequence[str] | AnnotatedDataset,
     valid: AnnotatedDataset,
     config: DistillConfig | None = None,
     *,
@@ -234,7 +252,9 @@ def distill(
 
     Args:
         teacher_dir: a trained model directory (any manifest version).
-        train_texts: the teacher's training texts (labels are not used).
+        train_texts: the teacher's training texts (labels are not used), or the
+            labelled split itself: then its content hash is recorded, and the card says
+            whether it is the data the original model was trained on.
         valid: the validation split (gold labels, groups): selects the epoch; its texts
             are removed from the distillation texts.
         extra_texts: unlabelled texts by source name (e.g. background-safe text).
@@ -249,6 +269,9 @@ def distill(
     """
     cfg = config or DistillConfig()
     t0 = time.perf_counter()
+    train_hash = None
+    if isinstance(train_texts, AnnotatedDataset):
+        train_hash, train_texts = train_texts.content_hash(), train_texts.texts
     teacher = TrainedModel.load(teacher_dir)
     if tuple(valid.schema.classes) != tuple(teacher.schema.classes):
         raise ConfigError(
@@ -277,7 +300,8 @@ def distill(
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _distill(teacher_dir, teacher, texts, counts, layers, valid, cfg, on_epoch, t0)
+        return _distill(teacher_dir, teacher, texts, counts, layers, valid, cfg, on_epoch, t0,
+                        train_hash)  # fmt: skip
     finally:
         torch.set_num_threads(threads)
 
@@ -292,6 +316,7 @@ def _distill(
     cfg: DistillConfig,
     on_epoch: Callable[[dict], None] | None,
     t0: float,
+    train_hash: str | None,
 ) -> TrainedModel:
     """The loop (``distill`` checks the inputs and sets the threads)."""
     tman = teacher.manifest
@@ -388,10 +413,23 @@ def _distill(
         epoch_valid=history,
         best_epoch=best[1],
         seconds=round(time.perf_counter() - t0, 1),
+        record_version=2,
+        texts_sha256=_texts_sha256(texts),
+        train_data_sha256=train_hash,
+        valid_sha256=valid.content_hash(),
+        # The chain back to the trained model: a grand-student's record used to replace
+        # its teacher's, and its card called a student "trained on crowd labels".
+        teacher_distilled_from=tman.distilled_from,
     )
+    # The original model's data stays (what the chain was trained on with labels, and
+    # what `distill` reads again by name); its test data and numbers are not the
+    # student's (`evaluate --record` measures the student's own).
+    data = {k: {s: v for s, v in getattr(tman, k).items() if s != "test"}
+            for k in ("data_hashes", "data_names", "data_sizes")}  # fmt: skip
     manifest = TrainManifest(
         **{
             **tman.model_dump(exclude={"files", "manifest_version", "test_metrics"}),
+            **data,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "valid_metrics": metrics,
             "best_epoch": best[1],

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from guardrail_dro.train import student_card
 from guardrail_dro.train.metrics import HEADLINE_LABELS, Metrics
 
 if TYPE_CHECKING:
     from guardrail_dro.data.schema import LabelSchema
-    from guardrail_dro.train.modeldir import DistillRecord, TrainManifest
+    from guardrail_dro.train.modeldir import TrainManifest
 
 __all__ = ["METHOD_SUMMARIES", "model_card"]
 
@@ -69,45 +70,6 @@ def _epochs(man: TrainManifest) -> str:
         f"the head is the average of {len(man.averaged_seeds)} seeds' heads (the mean of "
         f"their logits), each seed's epoch chosen on valid ({per})"
     )
-
-
-def _student_epoch(man: TrainManifest, rec: DistillRecord) -> str:
-    """How a student's epoch was chosen: by the valid ROC AUC of its toxic score, given
-    beside the teacher's when its record has it (``distill``'s last line compares them)."""
-    epochs, quant = rec.config.get("epochs"), rec.config.get("quant_aware_epochs") or 0
-    text = f"epoch {rec.best_epoch}" + (f" of {epochs}" if epochs else "")
-    text += " chosen on valid by the toxic score's ROC AUC"
-    if quant:
-        text += f", among the last {quant} (trained through int8 rounding)"
-    auc = man.valid_metrics.toxic_roc_auc
-    teacher_auc = rec.teacher_valid_metrics.get("toxic_roc_auc")
-    if auc is not None:
-        text += f": {auc:.3f}"
-        if isinstance(teacher_auc, int | float):
-            text += f" (the teacher's on valid: {teacher_auc:.3f})"
-    return text
-
-
-def _student_method(man: TrainManifest, rec: DistillRecord) -> list[str]:
-    """A student's Method bullets: what it was distilled from, its encoder, its epoch."""
-    k, total = len(rec.layers), rec.teacher_layers
-    texts = ", ".join(f"{name} {n}" for name, n in rec.texts.items())
-    kept = ", word embeddings kept" if rec.config.get("freeze_embeddings", True) else ""
-    return [
-        f"- distilled: a {k}-of-{total}-layer student of the teacher `{rec.teacher_dir}` "
-        f"(manifest sha256 `{rec.teacher_manifest_sha256[:16]}…`), started from the "
-        f"teacher layers {rec.layers} and its head; it learned the teacher's scores "
-        f"(loss {rec.config.get('loss', '?')}) on {sum(rec.texts.values())} texts ({texts})",
-        f"- the teacher's method, `{man.method}`: {_method_text(man.method)}",
-        # The teacher's layers, not the backbone's: a student's teacher may be a student
-        # itself ("1 of the 1 layers of" a 2-layer backbone, it read).
-        f"- encoder: {k} of the teacher's {total} layer(s) (backbone "
-        f"`{_base_model(man.backbone) or man.backbone}`), trained by distillation{kept}, "
-        "mean pooling"
-        + (", L2-normalised" if man.normalize else "")
-        + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
-        f"- max length: {man.max_length} tokens; " + _student_epoch(man, rec),
-    ]
 
 
 def _method_text(method: str) -> str:
@@ -243,12 +205,7 @@ def model_card(
     )
     if rec is not None:
         title = "guard artifact (ONNX)" if is_guard else "distilled student"
-        what = (
-            f"({len(safe)} safe): a {len(rec.layers)}-of-{rec.teacher_layers}-layer student "
-            "distilled by guardrail-dro from a teacher trained on crowd and LLM annotator "
-            "labels, its epoch selected on the ROC AUC of its toxic score on a "
-            "gold-labelled validation split."
-        )
+        what = f"({len(safe)} safe): {student_card.summary(rec)}"
     lines = [
         f"# guardrail-dro {title}: `{man.method}`",
         "",
@@ -270,7 +227,9 @@ def model_card(
         "",
         "## Training data",
         "",
+        *(student_card.data_lines(man, rec) if rec is not None else []),
     ]
+    whose = "the original model's " if rec is not None else ""
     for split, digest in man.data_hashes.items():
         name = man.data_names.get(split, "")
         size = man.data_sizes.get(split) or (man.valid_metrics.n if split == "valid" else None)
@@ -280,30 +239,33 @@ def model_card(
             count = f"trained on {used} items ({size or '?'} in the file)"
         else:
             count = f"{size or '?'} items"
-        lines.append(f"- {split}: {what}{count}, sha256 `{digest[:16]}…`")
+        label = f"{whose}{split} split" if whose else split
+        lines.append(f"- {label}: {what}{count}, sha256 `{digest[:16]}…`")
     bg = man.background
     if bg is not None:  # unlabelled text that trained with a fixed target
         lines.append(
-            f"- background-safe text (trained as safe, weight {bg.weight:g}): "
+            f"- {whose}background-safe text (trained as safe, weight {bg.weight:g}): "
             f"{', '.join(bg.sources)}; {bg.items} texts, held-out "
             f"{bg.heldout_items} blocked {bg.heldout_block_rate:.1%} at {bg.threshold:g}"
         )
         if bg.harmful_sources and bg.harmful_heldout_block_rate is not None:
             lines.append(
-                f"- harmful text (trained as not safe, weight {bg.harmful_weight:g}): "
+                f"- {whose}harmful text (trained as not safe, weight {bg.harmful_weight:g}): "
                 f"{', '.join(bg.harmful_sources)}; {bg.harmful_items} texts, held-out "
                 f"{bg.harmful_heldout_items} blocked {bg.harmful_heldout_block_rate:.1%} "
                 f"at {bg.threshold:g}"
             )
     lines += [
-        f"- annotators ({len(man.annotators)}): {', '.join(man.annotators)}",
-        f"- groups ({len(man.groups)}): {', '.join(man.groups)}",
+        f"- {whose}annotators ({len(man.annotators)}): {', '.join(man.annotators)}",
+        f"- {whose}groups ({len(man.groups)}): {', '.join(man.groups)}",
         "",
         "## Method",
         "",
     ]
     if rec is not None:
-        lines += _student_method(man, rec)
+        lines += student_card.method_lines(
+            man, rec, _method_text(man.method), _base_model(man.backbone) or man.backbone
+        )
     else:
         lines += [
             f"- `{man.method}`: {_method_text(man.method)}",
@@ -316,7 +278,7 @@ def model_card(
     if man.group_weights:
         top = sorted(man.group_weights.items(), key=lambda kv: -kv[1])[:3]
         lines.append(
-            ("- the teacher's GroupDRO weight" if rec is not None else "- GroupDRO weight")
+            f"- {whose}GroupDRO weight"
             + " at the end, highest groups: "
             + ", ".join(f"{g}: {w:.2f}" for g, w in top)
         )

@@ -88,7 +88,12 @@ def package_versions(
 
 
 class DistillRecord(BaseModel):
-    """``manifest.json`` ``distilled_from``: where a student came from and how."""
+    """``manifest.json`` ``distilled_from``: where a student came from and how.
+
+    A student's manifest carries its teacher's method, data and background (the
+    original trained model's, copied down a chain of students); this record says what
+    the student itself learned from. Fields added later default to "not recorded", so
+    older manifests load unchanged (``record_version`` 1)."""
 
     teacher_dir: str
     teacher_manifest_sha256: str
@@ -100,6 +105,15 @@ class DistillRecord(BaseModel):
     epoch_valid: list[dict] = Field(default_factory=list, description="Per epoch, on valid.")
     best_epoch: int
     seconds: float
+    record_version: int = Field(1, description="2: the chain and text hashes are recorded.")
+    teacher_distilled_from: DistillRecord | None = Field(
+        None, description="The teacher's own record when it was itself a student."
+    )
+    texts_sha256: str | None = Field(None, description="sha256 of the texts, JSON lines.")
+    train_data_sha256: str | None = Field(
+        None, description="Content hash of the labelled split the train texts came from."
+    )
+    valid_sha256: str | None = Field(None, description="Content hash of the valid split.")
 
 
 class TrainManifest(BaseModel):
