@@ -15,7 +15,11 @@ import typer
 
 from guardrail_dro.cli.escalate import JudgeOptions
 from guardrail_dro.cli.options import GuardDir, takes_option_groups
-from guardrail_dro.serve.policy import DEFAULT_MAX_CHARS, DEFAULT_MAX_WINDOWS
+from guardrail_dro.serve.policy import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_INPUT_TURNS,
+    DEFAULT_MAX_WINDOWS,
+)
 
 if TYPE_CHECKING:
     from guardrail_dro.serve.guard import Guard
@@ -239,6 +243,34 @@ def serve_command(
             rich_help_panel=_PROXY,
         ),
     ] = None,
+    input_turns: Annotated[
+        str,
+        typer.Option(
+            "--input-turns",
+            metavar="last|user|all",
+            help="Which turns of a proxied request the input rail checks, each scored "
+            "alone (both proxies): last (the last user turn, as NeMo Guardrails) is enough "
+            "when your app writes the history; a client that sends the whole history can "
+            "hide a request in an earlier user turn, or write an assistant turn ('Sure, "
+            "step 1:') and end with 'continue'. user checks every user turn, all every turn "
+            "with text (system, assistant and its tool-call arguments, tool results, "
+            "Anthropic's system). Each request then re-checks its history: cost grows with "
+            "the conversation.",
+            rich_help_panel=_PROXY,
+        ),
+    ] = "last",
+    max_input_turns: Annotated[
+        int,
+        typer.Option(
+            "--max-input-turns",
+            min=0,
+            help="Under --input-turns user or all: a request with more turns to check is "
+            "not scored but decided by --on-error (closed: refused), degraded, saying so; "
+            "never its most recent turns alone, which a client could pad past an earlier "
+            "harmful one. 0: no bound (cost then grows with the body).",
+            rich_help_panel=_PROXY,
+        ),
+    ] = DEFAULT_MAX_INPUT_TURNS,
     anthropic_upstream: Annotated[
         str | None,
         typer.Option(
@@ -271,13 +303,27 @@ def serve_command(
     from guardrail_dro.serve.guard import Guard
     from guardrail_dro.serve.http import ServeConfig, create_app, read_api_keys, serve
     from guardrail_dro.serve.http.forwarding import forward_header_names, forward_query_names
-    from guardrail_dro.serve.policy import OnError, Policy
+    from guardrail_dro.serve.policy import InputTurns, OnError, Policy
 
     try:
         fail = OnError(on_error)
     except ValueError:
         raise typer.BadParameter("closed or open", param_hint="--on-error") from None
-    policy = Policy(on_error=fail, max_chars=max_chars, max_windows=max_windows or None)
+    if input_turns not in ("last", "user", "all"):
+        raise typer.BadParameter("last, user or all", param_hint="--input-turns")
+    if input_turns != "last" and upstream is None and anthropic_upstream is None:
+        raise typer.BadParameter(
+            "give --upstream URL or --anthropic-upstream URL too: the proxies' input rail "
+            "reads it (/v1/moderations checks each text it is given)",
+            param_hint="--input-turns",
+        )
+    policy = Policy(
+        on_error=fail,
+        max_chars=max_chars,
+        max_windows=max_windows or None,
+        input_turns=InputTurns(input_turns),
+        max_input_turns=max_input_turns or None,
+    )
     keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)
     passed = {
         "forward_headers": forward_header_names(forward_header or ()),

@@ -29,7 +29,10 @@ the string values of its tool calls' ``args``); a list of messages or a
 ``PromptValue`` (input: the last human turn; output: the last message); a ``dict`` of
 prompt variables (input: every ``str`` value and the last human turn of every message
 list, e.g. a ``MessagesPlaceholder``'s history, each scored alone as the guard was
-trained on single texts, the worst deciding). On the input rail a message list may also
+trained on single texts, the worst deciding). Under the guard's
+``Policy(input_turns="user")`` the input rail reads every human turn of a message list
+instead, under ``"all"`` every turn with text (``rails.messages.input_texts``), for
+chains whose history a client writes. On the input rail a message list may also
 hold LangChain's ``(role, text)`` tuples or role dicts. Anything else is a ``TypeError``
 that says to pass ``text_of=`` (a function from the value to the text).
 
@@ -56,8 +59,14 @@ from typing import Any, Literal
 
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, rail_guard, worst
-from guardrail_dro.serve.rails.messages import content_text, last_user_text, reply_text
+from guardrail_dro.serve.rails.decide import (
+    OnCheck,
+    RailGuard,
+    adecide_all,
+    decide_all,
+    rail_guard,
+)
+from guardrail_dro.serve.rails.messages import content_text, input_texts, reply_text
 
 require("langchain_core", "langchain")
 
@@ -100,8 +109,17 @@ def _is_chat(value: Any) -> bool:
     )
 
 
-def default_texts(value: Any, rail: Rail) -> list[str]:
-    """The texts a rail scores in ``value`` (see the module docstring).
+def _chat_texts(messages: Sequence[Any], rail: Rail, turns: str) -> list[str]:
+    """A list of LangChain messages' texts: the last message on the output rail, the
+    last human turn on the input rail, or there the turns ``turns`` names."""
+    if rail == "input" and turns != "last":
+        return input_texts(messages, turns)
+    return [_last(messages, rail)]
+
+
+def default_texts(value: Any, rail: Rail, turns: str = "last") -> list[str]:
+    """The texts a rail scores in ``value`` (see the module docstring); ``turns``: the
+    input rail's ``Policy.input_turns`` (``last``, ``user`` or ``all``).
 
     Raises:
         TypeError: a value of another type, naming it and ``text_of=``.
@@ -111,17 +129,18 @@ def default_texts(value: Any, rail: Rail) -> list[str]:
     if isinstance(value, BaseMessage):
         return [_message_text(value, rail)]
     if isinstance(value, PromptValue):
-        return [_last(value.to_messages(), rail)]
+        return _chat_texts(value.to_messages(), rail, turns)
     if isinstance(value, Sequence) and value and all(isinstance(m, BaseMessage) for m in value):
-        return [_last(list(value), rail)]
+        return _chat_texts(list(value), rail, turns)
     if rail == "input" and _is_chat(value):
-        return [last_user_text(value)]
+        return input_texts(value, turns)
     if rail == "input" and isinstance(value, Mapping):
-        # every str variable, and the last human turn of a message list (a
-        # MessagesPlaceholder's chat history: the user's turn is there, not in a str),
-        # in any shape a placeholder takes: messages, (role, text) tuples, role dicts
+        # every str variable, and the last human turn (or the turns ``turns`` names) of a
+        # message list (a MessagesPlaceholder's chat history: the user's turn is there,
+        # not in a str), in any shape a placeholder takes: messages, (role, text) tuples,
+        # role dicts
         texts = [v for v in value.values() if isinstance(v, str)]
-        texts += [last_user_text(v) for v in value.values() if _is_chat(v)]
+        texts += [t for v in value.values() if _is_chat(v) for t in input_texts(v, turns)]
         if texts:
             return texts
     raise TypeError(
@@ -141,16 +160,15 @@ class _Checker:
 
     def texts(self, value: Any) -> list[str]:
         if self.text_of is None:
-            return default_texts(value, self.rail)
+            return default_texts(value, self.rail, self.guard.policy.input_turns)
         got = self.text_of(value)
         # No text at all (e.g. a conversation with no user turn yet) is checked as ""
         # (the default readers' answer to a message list without a human turn).
         return [got] if isinstance(got, str) else list(got) or [""]
 
-    def _after(self, results: Sequence[GuardResult], *, may_replace: bool) -> GuardResult:
-        """The deciding result; raises GuardViolation when it must not pass and cannot
-        (or must not) be replaced."""
-        r = worst(results)
+    def _after(self, r: GuardResult, *, may_replace: bool) -> GuardResult:
+        """The deciding result ``r``; raises GuardViolation when it must not pass and
+        cannot (or must not) be replaced."""
         if self.on_check is not None:
             self.on_check(self.rail, r)
         replace = may_replace and r.replacement is not None and r.action != "block"
@@ -159,20 +177,12 @@ class _Checker:
         return r
 
     def check(self, value: Any, *, may_replace: bool) -> GuardResult:
-        texts = self.texts(value)
-        if len(texts) == 1:
-            results = [self.guard.decide(texts[0])]
-        else:
-            results = self.guard.decide_many(texts)
-        return self._after(results, may_replace=may_replace)
+        r = decide_all(self.guard, self.texts(value))
+        return self._after(r, may_replace=may_replace)
 
     async def acheck(self, value: Any, *, may_replace: bool) -> GuardResult:
-        texts = self.texts(value)
-        if len(texts) == 1:
-            results = [await self.guard.adecide(texts[0])]
-        else:
-            results = await self.guard.adecide_many(texts)
-        return self._after(results, may_replace=may_replace)
+        r = await adecide_all(self.guard, self.texts(value))
+        return self._after(r, may_replace=may_replace)
 
 
 def _refusal(text: str, like: Any, refusal_as: RefusalAs) -> Any:

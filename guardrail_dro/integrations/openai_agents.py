@@ -45,7 +45,10 @@ Which text is checked:
   adds: earlier user turns were checked by the runs that added them, and re-scoring the
   history would make one old bad turn trip every later run and make each run's cost grow
   with the conversation (the guard is also trained on single texts). A caller that
-  builds its own history of unchecked turns passes ``text_of=`` (e.g. every user turn).
+  builds its own history of unchecked turns gives the guard
+  ``Policy(input_turns="user")`` (every user message, each scored alone) or ``"all"``
+  (every item with text: system and assistant messages, function calls' arguments,
+  tool outputs, reasoning summaries; ``input_texts``), or passes ``text_of=``.
   The SDK runs input guardrails on the starting agent only, on the first turn of a run.
 - output (the last agent's ``final_output``): a ``str``; a structured ``output_type`` (a
   pydantic model, dataclass, dict or list) its strings, keys included, one a line, as
@@ -82,7 +85,7 @@ from typing import Any
 
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, worst
+from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide_all
 from guardrail_dro.serve.rails.messages import content_text
 from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
 
@@ -104,6 +107,7 @@ from agents import (  # noqa: E402
 __all__ = [
     "input_guardrail",
     "input_text",
+    "input_texts",
     "output_guardrail",
     "output_text",
     "tool_input_guardrail",
@@ -117,6 +121,14 @@ def _get(obj: Any, key: str) -> Any:
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
+def _check_items(value: Any) -> None:
+    if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
+        raise TypeError(
+            f"the guard's input guardrail cannot read a {type(value).__name__}: pass "
+            "text_of= (a function from the input to the text to check)"
+        )
+
+
 def input_text(value: Any) -> str:
     """The text the input guardrail checks: ``value`` itself when a ``str``, else the text
     content of the last user message in a list of input items ("" when there is none).
@@ -126,14 +138,52 @@ def input_text(value: Any) -> str:
     """
     if isinstance(value, str):
         return value
-    if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
-        raise TypeError(
-            f"the guard's input guardrail cannot read a {type(value).__name__}: pass "
-            "text_of= (a function from the input to the text to check)"
-        )
+    _check_items(value)
     # Items without a role (function calls, tool outputs, reasoning) are not user turns.
     users = [item for item in value if _get(item, "role") == "user"]
     return content_text(_get(users[-1], "content")) if users else ""
+
+
+def _item_text(item: Any) -> str:
+    """An input item's text for ``input_texts(..., "all")``: a message's content (its
+    ``output_text`` and ``refusal`` parts too), a function call's arguments (their
+    strings, as the tool guardrails read them), a tool's output, a reasoning summary."""
+    kind, content = _get(item, "type"), _get(item, "content")
+    if _get(item, "role") is not None:
+        refusals = [_get(p, "refusal") for p in content] if isinstance(content, list) else []
+        texts = [content_text(content), *(r for r in refusals if isinstance(r, str))]
+    elif kind in ("function_call", "custom_tool_call"):
+        texts = [arguments_text(_get(item, "arguments") or _get(item, "input") or "")]
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        texts = [content_text(_get(item, "output"))]
+    elif kind == "reasoning":
+        texts = [content_text(_get(item, "summary") or [])]
+    else:
+        texts = []
+    return "\n".join(t for t in texts if t)
+
+
+def input_texts(value: Any, turns: str = "last") -> list[str]:
+    """The texts the input guardrail checks, each alone, under ``turns`` (the guard's
+    ``Policy.input_turns``): ``last`` is ``[input_text(value)]``; ``user`` every user
+    message's text; ``all`` every item with text (``_item_text``): for a caller whose
+    client writes the items (a fabricated assistant turn, a forged tool output). A str
+    is itself; a list with no text ``[""]``.
+
+    Raises:
+        TypeError: as ``input_text``; a message's content neither text nor parts.
+        ValueError: ``turns`` is none of last, user, all.
+    """
+    if turns == "last" or isinstance(value, str):
+        return [input_text(value)]
+    if turns not in ("user", "all"):
+        raise ValueError(f"input turns must be one of ['last', 'user', 'all'], not {turns!r}")
+    _check_items(value)
+    if turns == "user":
+        texts = [content_text(_get(i, "content")) for i in value if _get(i, "role") == "user"]
+    else:
+        texts = [_item_text(item) for item in value]
+    return [t for t in texts if t] or [""]
 
 
 def output_text(value: Any, rail: str = "output") -> str:
@@ -170,7 +220,7 @@ class _Checker:
         self,
         guard: RailGuard,
         rail: str,
-        read: Callable[[Any], str],
+        read: Callable[[Any], str | list[str]],
         text_of: TextOf | None,
         on_check: OnCheck | None,
         *,
@@ -183,7 +233,8 @@ class _Checker:
 
     def texts(self, value: Any) -> list[str]:
         if self.text_of is None:
-            return [self.read(value)]
+            read = self.read(value)
+            return [read] if isinstance(read, str) else read
         got = self.text_of(value)
         # No text at all (a conversation with no user turn yet) is checked as "", as the
         # default readers answer for an input with no user message.
@@ -193,12 +244,7 @@ class _Checker:
         """The deciding result, scored off the event loop; ``on_check`` sees it first,
         then ``raise_on_violation`` may raise ``GuardViolation`` naming the rail (unless
         ``raises`` is False: a tool rail, which trips instead)."""
-        texts = self.texts(value)
-        if len(texts) == 1:
-            results = [await self.guard.adecide(texts[0])]
-        else:
-            results = await self.guard.adecide_many(texts)
-        r = worst(results)
+        r = await adecide_all(self.guard, self.texts(value))
         if self.on_check is not None:
             self.on_check(self.rail, r)
         if not r.allowed and self.raises and self.guard.policy.raise_on_violation:
@@ -238,7 +284,8 @@ def input_guardrail(
         Traceback (most recent call last):
         agents.exceptions.InputGuardrailTripwireTriggered: ...
     """
-    checker = _Checker(guard, "input", input_text, text_of, on_check)
+    read = lambda value: input_texts(value, guard.policy.input_turns)  # noqa: E731
+    checker = _Checker(guard, "input", read, text_of, on_check)
     return InputGuardrail(
         guardrail_function=checker.tripwire, name=name, run_in_parallel=run_in_parallel
     )

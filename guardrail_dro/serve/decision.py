@@ -16,7 +16,7 @@ import numpy as np
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.calibration import OperatingCurve, softmax
-from guardrail_dro.serve.policy import Action, OnError, Policy, threshold_for_target
+from guardrail_dro.serve.policy import Policy, threshold_for_target
 from guardrail_dro.serve.result import GuardResult
 
 __all__ = ["DecisionRule"]
@@ -194,7 +194,7 @@ class DecisionRule:
         if bad:
             action = pol.action.value
         elif degraded:
-            action = _error_action(pol)
+            action = pol.error_action()
         else:
             action = "allow"
         # A result that is not "allow" is about harm: name the likeliest harmful class,
@@ -214,7 +214,7 @@ class DecisionRule:
             triggered=triggered,
             toxic_score=toxic,
             action=action,
-            replacement=_replacement(action, pol),
+            replacement=pol.replacement_for(action),
             degraded=degraded,
             error=error if degraded else None,
             windows=windows,
@@ -225,7 +225,7 @@ class DecisionRule:
 
     def nothing(self, *, error: str | None = None, latency_ms: float = 0.0) -> GuardResult:
         """Nothing scored: an empty text (allowed), or an error (the error policy)."""
-        action = "allow" if error is None else _error_action(self.policy)
+        action = "allow" if error is None else self.policy.error_action()
         return GuardResult(
             allowed=action == "allow",
             label="",
@@ -234,22 +234,10 @@ class DecisionRule:
             triggered=(),
             toxic_score=0.0,
             action=action,
-            replacement=_replacement(action, self.policy),
+            replacement=self.policy.replacement_for(action),
             degraded=error is not None,
             error=error,
             windows=0,
             provider=self.provider,
             latency_ms=latency_ms,
         )
-
-
-def _error_action(policy: Policy) -> str:
-    if policy.on_error is OnError.OPEN:
-        return "allow"
-    return "replace" if policy.action is Action.REPLACE else "block"
-
-
-def _replacement(action: str, policy: Policy) -> str | None:
-    if action == "replace":
-        return policy.refusal
-    return "" if action == "block" else None

@@ -30,7 +30,7 @@ from guardrail_dro.serve import rails
 from guardrail_dro.serve.decision import DecisionRule
 from guardrail_dro.serve.inputs import check_text, text_list
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
-from guardrail_dro.serve.rails.messages import last_user_text, reply_text
+from guardrail_dro.serve.rails.messages import reply_text
 from guardrail_dro.serve.runtime import SessionConfig
 from guardrail_dro.serve.scorer import Scorer
 from guardrail_dro.serve.windows import decide_text, decide_texts, nothing
@@ -362,17 +362,18 @@ class Guard:
         return [self._finish(r, None) for r in await self.adecide_many(texts)]
 
     # ---- chat rails -------------------------------------------------------------------
-    def check_input(self, messages: Iterable[Any]) -> GuardResult:
-        """Input rail: the last user turn of an OpenAI / Anthropic message list."""
-        return self._finish(self.decide(last_user_text(messages)), "input")
+    def check_input(self, messages: Iterable[Any], system: Any = None) -> GuardResult:
+        """Input rail: the turns ``policy.input_turns`` names (the last user turn by
+        default; ``system``: Anthropic's parameter, read under ``all``), each alone."""
+        return rails.decide_input(self, messages, None, system)
 
     def check_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         """Output rail: the model's reply (a str, a message, content blocks, an SDK reply;
         tool-call arguments included), alone: guards were trained on single texts."""
         return self._finish(self.decide(reply_text(reply)), "output")
 
-    async def acheck_input(self, messages: Iterable[Any]) -> GuardResult:
-        return self._finish(await self.adecide(last_user_text(messages)), "input")
+    async def acheck_input(self, messages: Iterable[Any], system: Any = None) -> GuardResult:
+        return await rails.adecide_input(self, messages, None, system)
 
     async def acheck_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         return self._finish(await self.adecide(reply_text(reply)), "output")

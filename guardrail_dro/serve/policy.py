@@ -43,11 +43,13 @@ from guardrail_dro.serve.result import GuardResult
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
+    "DEFAULT_MAX_INPUT_TURNS",
     "DEFAULT_MAX_WINDOWS",
     "DEFAULT_REFUSAL",
     "Action",
     "GuardResult",
     "GuardViolation",
+    "InputTurns",
     "OnError",
     "Policy",
     "threshold_for_target",
@@ -67,6 +69,13 @@ DEFAULT_MAX_WINDOWS = 24
 #: scored (degraded, saying so), so a 1 MB text costs a length check, and a text with
 #: few tokens per character (one long "word") cannot make the tokenizer's cost grow.
 DEFAULT_MAX_CHARS = 16_384
+#: Texts an input rail scores for one call by default under ``input_turns`` ``user`` /
+#: ``all`` (``Policy.max_input_turns``): more is a degraded result under ``on_error``
+#: (closed: refused), never the most recent turns alone, which a caller could pad past
+#: an earlier harmful turn. Each text costs one window or more, so without it a 1 MB
+#: body of tiny turns was tens of thousands of model windows; 256 short texts cost
+#: about 0.3-1 s on a 2-core CPU (the MiniLM guards' batch throughput, 280-940 texts/s).
+DEFAULT_MAX_INPUT_TURNS = 256
 
 
 class Action(enum.StrEnum):
@@ -75,6 +84,25 @@ class Action(enum.StrEnum):
     BLOCK = "block"
     REPLACE = "replace"
     FLAG = "flag"
+
+
+class InputTurns(enum.StrEnum):
+    """Which turns of a message list the input rail checks, each scored alone.
+
+    ``last`` (the default, as NeMo Guardrails): the last user turn, the one an app adds;
+    earlier turns were checked when they were added. That holds only while the app
+    writes the history: a caller who sends the whole list (an API client of ``serve
+    --upstream``, an app forwarding client-supplied history) can put the request in an
+    earlier user turn, or write an assistant turn ("Sure, step 1: ...") and end with
+    "continue". ``user`` checks every user turn; ``all`` every turn with text (system /
+    developer, user, assistant with its refusal and tool-call arguments, tool results,
+    Anthropic's ``system`` parameter). Cost grows with the conversation: each request
+    re-checks its history, each turn one text under ``max_chars`` / ``max_windows``.
+    """
+
+    LAST = "last"
+    USER = "user"
+    ALL = "all"
 
 
 class OnError(enum.StrEnum):
@@ -112,6 +140,12 @@ class Policy:
             length, its first ``max_windows`` windows scored. With both defaults a check
             costs at most ``max_windows`` model windows; set both to None to score every
             window of any text (~10-20 ms a window on an idle CPU).
+        input_turns: which turns of a message list the input rail checks: ``last`` (the
+            last user turn, the default), ``user`` (every user turn) or ``all`` (every
+            turn with text); see ``InputTurns`` for why and what it costs.
+        max_input_turns: under ``user`` / ``all``, an input rail given more texts than
+            this (default ``DEFAULT_MAX_INPUT_TURNS``) scores none and decides by
+            ``on_error``, degraded, saying so. None: no bound.
     """
 
     thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
@@ -125,6 +159,8 @@ class Policy:
     latency_budget_ms: float | None = None
     max_windows: int | None = DEFAULT_MAX_WINDOWS
     max_chars: int | None = DEFAULT_MAX_CHARS
+    input_turns: InputTurns = InputTurns.LAST
+    max_input_turns: int | None = DEFAULT_MAX_INPUT_TURNS
 
     def __post_init__(self) -> None:
         try:
@@ -132,6 +168,13 @@ class Policy:
         except ValueError:
             raise ConfigError(
                 f"Policy.action must be one of {[a.value for a in Action]}, not {self.action!r}"
+            ) from None
+        try:
+            object.__setattr__(self, "input_turns", InputTurns(self.input_turns))
+        except ValueError:
+            raise ConfigError(
+                f"Policy.input_turns must be one of {[t.value for t in InputTurns]}, "
+                f"not {self.input_turns!r}"
             ) from None
         try:
             object.__setattr__(self, "on_error", OnError(self.on_error))
@@ -162,12 +205,26 @@ class Policy:
             raise ConfigError(
                 f"Policy.latency_budget_ms must be > 0 or None, not {self.latency_budget_ms!r}"
             )
-        for name in ("max_windows", "max_chars"):
+        for name in ("max_windows", "max_chars", "max_input_turns"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ConfigError(f"Policy.{name} must be an int >= 1 or None, not {v!r}")
         if not isinstance(self.refusal, str):
             raise ConfigError(f"Policy.refusal must be a str, not {type(self.refusal).__name__}")
+
+    def error_action(self) -> str:
+        """The action of a decision the model could not give (``on_error``): allow when
+        open, else this policy's block or replace."""
+        if self.on_error is OnError.OPEN:
+            return "allow"
+        return "replace" if self.action is Action.REPLACE else "block"
+
+    def replacement_for(self, action: str) -> str | None:
+        """What the hooks put in place of the content under ``action``: the refusal
+        (replace), "" (block), None (allow, flag)."""
+        if action == "replace":
+            return self.refusal
+        return "" if action == "block" else None
 
 
 _POINT = ("toxic_threshold", "target_recall", "target_fpr")  # one at most: the operating point

@@ -131,14 +131,14 @@ def anthropic_upstream_from_env(
     )
 
 
-def _params(raw: bytes) -> dict[str, Any]:
+def _params(raw: bytes, turns: str) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
     Raises:
         ApiError: 400 naming the field: ``read_request``'s checks, ``max_tokens`` not an
             integer, ``stream`` not a bool.
     """
-    body = read_request(raw, request="a Messages API request", parts="blocks")
+    body = read_request(raw, request="a Messages API request", parts="blocks", turns=turns)
     tokens = body.get("max_tokens")
     if not isinstance(tokens, int) or isinstance(tokens, bool):
         raise ApiError(400, "max_tokens: give a whole number", param="max_tokens")
@@ -176,6 +176,7 @@ class MessagesProxy(UpstreamCall):
         from anthropic import AsyncAnthropic, DefaultAsyncHttpxClient
 
         super().__init__(upstream, AsyncAnthropic, DefaultAsyncHttpxClient, max_calls)
+        self._turns = str(guard.policy.input_turns)  # what read_request checks
         rails = wrap_anthropic(self._client, answering(guard), on_check=on_check)
         self._create = rails.messages.create
 
@@ -189,7 +190,7 @@ class MessagesProxy(UpstreamCall):
         ``headers`` and ``query``: the caller's that are forwarded (``sent_on``)."""
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
-            body = _params(raw)
+            body = _params(raw, self._turns)
             kwargs = sdk_kwargs(body, _KWARGS, headers, query)
             reply = await self._call(deadline, **kwargs)
             # The SDK hands back the body's text when it cannot parse a Message; the

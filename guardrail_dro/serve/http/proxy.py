@@ -145,13 +145,13 @@ def openai_account(url: str) -> bool:
     return urllib.parse.urlsplit(url).hostname == "api.openai.com"
 
 
-def _params(raw: bytes) -> dict[str, Any]:
+def _params(raw: bytes, turns: str) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
     Raises:
         ApiError: 400 naming the field: ``read_request``'s checks, ``stream`` not a bool.
     """
-    body = read_request(raw, request="a chat completion request", parts="parts")
+    body = read_request(raw, request="a chat completion request", parts="parts", turns=turns)
     if not isinstance(body.get("stream", False), bool):
         raise ApiError(400, "stream: give true or false", param="stream")
     return body
@@ -199,6 +199,7 @@ class ChatProxy(UpstreamCall):
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
         super().__init__(upstream, AsyncOpenAI, DefaultAsyncHttpxClient, max_calls)
+        self._turns = str(guard.policy.input_turns)  # what read_request checks
         if not openai_account(upstream.url):
             # The SDK fills these from OPENAI_ORG_ID / OPENAI_PROJECT_ID in this server's
             # environment and sent them (OpenAI-Organization, OpenAI-Project) to any
@@ -218,7 +219,7 @@ class ChatProxy(UpstreamCall):
         ``headers`` and ``query``: the caller's that ``upstream`` forwards, sent on."""
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
-            body = _params(raw)
+            body = _params(raw, self._turns)
             kwargs = sdk_kwargs(body, _KWARGS, headers, query)
             reply = await self._call(deadline, **kwargs)
             if not kwargs.get("stream") and not isinstance(getattr(reply, "choices", None), list):

@@ -28,7 +28,7 @@ from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.http.forwarding import caller_headers, caller_query
 from guardrail_dro.serve.http.schema import ApiError
 from guardrail_dro.serve.policy import GuardResult, Policy
-from guardrail_dro.serve.rails import RailGuard, last_user_text
+from guardrail_dro.serve.rails import RailGuard, input_texts
 
 __all__ = [
     "MIN_SCRUBBED_KEY",
@@ -63,15 +63,17 @@ def upstream_key(option: str, key_env: str | None) -> SecretStr:
     return SecretStr(key)
 
 
-def read_request(raw: bytes, *, request: str, parts: str) -> dict[str, Any]:
+def read_request(raw: bytes, *, request: str, parts: str, turns: str = "last") -> dict[str, Any]:
     """The caller's JSON body, checked as far as both proxies rely on it: ``request``
-    names what it should be, ``parts`` what a user turn's list content holds.
+    names what it should be, ``parts`` what a user turn's list content holds, ``turns``
+    the guard's ``Policy.input_turns`` (the turns its input rail reads).
 
     Raises:
         ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
-            objects, a message the input rail cannot read (no role, a user turn's
-            content neither text nor a list: wrap raises ``TypeError`` on it, the proxy
-            answered 500), ``model`` not a string.
+            objects, a message the input rail cannot read (no role, a turn it reads
+            whose content is neither text nor a list: wrap raises ``TypeError`` on it,
+            the proxy answered 500, and under ``all`` a 502 for another role's turn),
+            ``model`` not a string.
     """
     try:
         body = json.loads(raw)
@@ -83,9 +85,9 @@ def read_request(raw: bytes, *, request: str, parts: str) -> dict[str, Any]:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ApiError(400, "messages: give a list of message objects", param="messages")
     try:
-        last_user_text(messages)
+        input_texts(messages, turns)
     except TypeError as exc:
-        why = f"messages: {exc} (a user turn's content is a string or a list of {parts})"
+        why = f"messages: {exc} (a turn's content is a string or a list of {parts})"
         raise ApiError(400, why, param="messages") from None
     if not isinstance(body.get("model"), str):
         raise ApiError(400, "model: give the upstream model's name (a string)", param="model")

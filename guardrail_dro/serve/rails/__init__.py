@@ -15,8 +15,8 @@ The names re-exported here are the public face of the rails.
 """
 
 from guardrail_dro.serve.rails.coverage import Verdict
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard
-from guardrail_dro.serve.rails.messages import content_text, last_user_text
+from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide_input, decide_input
+from guardrail_dro.serve.rails.messages import content_text, input_texts, last_user_text
 from guardrail_dro.serve.rails.protect import protect
 from guardrail_dro.serve.rails.sdk import (
     anthropic_refusal,
@@ -34,8 +34,11 @@ __all__ = [
     "RailGuard",
     "StreamRail",
     "Verdict",
+    "adecide_input",
     "anthropic_refusal",
     "content_text",
+    "decide_input",
+    "input_texts",
     "last_user_text",
     "openai_refusal",
     "protect",

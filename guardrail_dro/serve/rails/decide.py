@@ -1,5 +1,6 @@
 """One rail's decision: what a rail needs from a guard (``RailGuard``), and deciding a
-rail with ``on_check`` and ``GuardViolation``.
+rail with ``on_check`` and ``GuardViolation`` (the input rail on the turns its policy's
+``input_turns`` names: ``decide_input``).
 
 The rails call the guard's non-raising ``decide`` and raise here, after ``on_check``
 has seen the result, so the ``GuardViolation`` names the rail (``input`` / ``output``)
@@ -12,17 +13,23 @@ it; the arrows point one way.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
+from guardrail_dro.serve.rails.messages import input_texts
 
 __all__ = [
     "OnCheck",
     "RailGuard",
     "adecide",
+    "adecide_all",
+    "adecide_input",
     "adecide_stream",
     "decide",
+    "decide_all",
+    "decide_input",
     "decide_stream",
     "rail_guard",
     "worst",
@@ -104,3 +111,75 @@ async def adecide_stream(
 ) -> GuardResult:
     """``decide_stream`` with the model off the event loop."""
     return _after(guard, "output", worst(await guard.adecide_many(texts)), on_check)
+
+
+def _too_many(guard: RailGuard, texts: Sequence[str], blank: GuardResult) -> GuardResult:
+    """The answer when ``texts`` exceed ``policy.max_input_turns``: none scored, decided
+    by ``on_error`` (closed: refused), degraded, saying so (``blank``: the guard's result
+    for "", a result of its own categories and provider). Scoring the most recent turns
+    alone would let a caller pad past an earlier harmful one."""
+    policy = guard.policy
+    action = policy.error_action()
+    return dataclasses.replace(
+        blank,
+        allowed=action == "allow",
+        action=action,
+        replacement=policy.replacement_for(action),
+        degraded=True,
+        error=(
+            f"{len(texts)} texts to check, more than Policy.max_input_turns="
+            f"{policy.max_input_turns} (input_turns={policy.input_turns!s}): none scored"
+        ),
+    )
+
+
+def _over(guard: RailGuard, texts: Sequence[str]) -> bool:
+    cap = guard.policy.max_input_turns
+    return cap is not None and len(texts) > cap
+
+
+def decide_all(guard: RailGuard, texts: Sequence[str]) -> GuardResult:
+    """The result that decides for ``texts`` scored alone (the guard was trained on
+    single texts) in one batch, ``worst`` of them; one text is ``guard.decide``'s. More
+    than ``policy.max_input_turns`` texts score none (``_too_many``): each text is bounded
+    by ``max_chars`` / ``max_windows``, and this bounds how many (the input rail under
+    ``user`` / ``all`` reads one a turn, a chain's prompt one a variable)."""
+    if _over(guard, texts):
+        return _too_many(guard, texts, guard.decide(""))
+    if len(texts) == 1:
+        return guard.decide(texts[0])
+    return worst(guard.decide_many(texts))
+
+
+async def adecide_all(guard: RailGuard, texts: Sequence[str]) -> GuardResult:
+    """``decide_all`` with the model off the event loop."""
+    if _over(guard, texts):
+        return _too_many(guard, texts, await guard.adecide(""))
+    if len(texts) == 1:
+        return await guard.adecide(texts[0])
+    return worst(await guard.adecide_many(texts))
+
+
+def decide_input(
+    guard: RailGuard, messages: Any, on_check: OnCheck | None, system: Any = None
+) -> GuardResult:
+    """The input rail on ``messages``: the texts ``guard.policy.input_turns`` names
+    (``messages.input_texts``; ``system``: Anthropic's ``system`` parameter, read under
+    ``all``) decided by ``decide_all``; ``on_check`` sees that one result, then the
+    policy may raise ``GuardViolation(result, "input")``. Under ``user`` / ``all`` a
+    request re-checks its history, so the cost grows with the conversation, up to
+    ``max_input_turns`` texts.
+
+    Raises:
+        TypeError: messages the rail cannot read (``input_texts``): fail closed.
+    """
+    texts = input_texts(messages, guard.policy.input_turns, system)
+    return _after(guard, "input", decide_all(guard, texts), on_check)
+
+
+async def adecide_input(
+    guard: RailGuard, messages: Any, on_check: OnCheck | None, system: Any = None
+) -> GuardResult:
+    """``decide_input`` with the model off the event loop."""
+    texts = input_texts(messages, guard.policy.input_turns, system)
+    return _after(guard, "input", await adecide_all(guard, texts), on_check)

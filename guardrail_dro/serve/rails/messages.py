@@ -1,6 +1,7 @@
-"""Reading chat messages: the text of a message content, of the last user turn, of a
-reply. OpenAI and Anthropic shapes, as dicts or as the SDKs' pydantic objects, read
-by attribute or key, so this module imports neither SDK.
+"""Reading chat messages: the text of a message content, of the turns the input rail
+checks (the last user turn by default), of a reply. OpenAI and Anthropic shapes, as
+dicts or as the SDKs' pydantic objects, read by attribute or key, so this module
+imports neither SDK.
 
 It sits below both ``Guard`` (``check_input`` / ``check_output``) and the rails, so
 neither has to import the other to read a message.
@@ -14,8 +15,10 @@ from typing import Any
 from guardrail_dro.serve.rails.tool_args import tool_text
 
 __all__ = [
+    "INPUT_TURNS",
     "REASONING_FIELDS",
     "content_text",
+    "input_texts",
     "last_user_text",
     "listed",
     "reasoning_text",
@@ -103,8 +106,8 @@ def _role_and_content(i: int, m: Any) -> tuple[str, Any]:
     return role.lower(), content
 
 
-def last_user_text(messages: Iterable[Any]) -> str:
-    """The text of the last user turn ("" when there is none); roles in any case.
+def _turns(messages: Iterable[Any]) -> Iterator[tuple[Any, str, Any]]:
+    """Each message with its role and content (``_role_and_content``).
 
     Raises:
         TypeError: ``messages`` is a str, bytes or not iterable, or a message has no
@@ -112,12 +115,67 @@ def last_user_text(messages: Iterable[Any]) -> str:
     """
     if isinstance(messages, str | bytes) or not isinstance(messages, Iterable):
         raise TypeError(f"messages must be a list of chat messages, not {type(messages).__name__}")
-    last = None
     for i, m in enumerate(messages):
-        role, content = _role_and_content(i, m)
+        yield (m, *_role_and_content(i, m))
+
+
+def last_user_text(messages: Iterable[Any]) -> str:
+    """The text of the last user turn ("" when there is none); roles in any case.
+
+    Raises:
+        TypeError: ``messages`` is a str, bytes or not iterable, or a message has no
+            role this can read (fail closed rather than check "").
+    """
+    last = None
+    for _, role, content in _turns(messages):
         if role in _USER_ROLES:
             last = content
     return "" if last is None else content_text(last)
+
+
+#: ``Policy.input_turns``' values (``policy.InputTurns``), which ``input_texts`` reads.
+INPUT_TURNS = ("last", "user", "all")
+
+
+def _turn_text(m: Any, content: Any) -> str:
+    """A turn's text for ``input_texts(..., "all")``: its content (an OpenAI tool
+    result's, an Anthropic ``tool_result`` block's included) and, as the output rail
+    reads a reply, an assistant turn's ``refusal``, audio transcript and tool-call
+    arguments (OpenAI ``tool_calls``, Anthropic ``tool_use`` blocks, LangChain's
+    ``tool_calls``): a caller who writes the history writes those too."""
+    if isinstance(m, tuple):  # a (role, text) tuple: its text is all there is
+        return content_text(content)
+    parts = (content_text(content), _refusal_text(m), spoken_text(m), tool_text(m))
+    return "\n".join(p for p in parts if p)
+
+
+def input_texts(messages: Iterable[Any], turns: str = "last", system: Any = None) -> list[str]:
+    """The texts the input rail scores, each alone (the guard was trained on single
+    texts), in order: ``turns`` is ``Policy.input_turns``.
+
+    ``last``: ``[last_user_text(messages)]``, "" included when there is no user turn
+    (the rail's behaviour before the other scopes). ``user``: every user turn's text.
+    ``all``: every turn's text (``_turn_text``), after ``system`` (Anthropic's
+    ``system`` parameter: a str or a list of text blocks) when given. Empty texts are
+    left out; a list with none is ``[""]``, scored as ``last`` scores a list without a
+    user turn.
+
+    Raises:
+        TypeError: as ``last_user_text`` (no role, a user turn with no content), and
+            under ``all`` a turn whose content is neither text nor blocks.
+        ValueError: ``turns`` is not one of ``INPUT_TURNS``.
+    """
+    if turns == "last":
+        return [last_user_text(messages)]
+    if turns not in INPUT_TURNS:
+        raise ValueError(f"input turns must be one of {list(INPUT_TURNS)}, not {turns!r}")
+    texts = [content_text(system)] if turns == "all" and system is not None else []
+    for m, role, content in _turns(messages):
+        if role in _USER_ROLES:
+            texts.append(content_text(content))
+        elif turns == "all":
+            texts.append(_turn_text(m, content))
+    return [t for t in texts if t] or [""]
 
 
 def spoken_text(message: Any) -> str:

@@ -20,8 +20,16 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
-from guardrail_dro.serve.rails.messages import last_user_text, listed, reply_text
+from guardrail_dro.serve.rails.decide import (
+    OnCheck,
+    RailGuard,
+    adecide,
+    adecide_input,
+    decide,
+    decide_input,
+    rail_guard,
+)
+from guardrail_dro.serve.rails.messages import listed, reply_text
 from guardrail_dro.serve.rails.replies import iter_items, replaced_reply, stream_events
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
@@ -74,7 +82,8 @@ def protect(
     Given ``fn`` (``@guard.protect``, no parentheses) it returns the guarded callable;
     without it (``@guard.protect(...)``) the decorator.
 
-    The input rail checks the last user turn before ``fn`` runs; a blocked input does
+    The input rail checks the last user turn (or the turns the guard's
+    ``Policy.input_turns`` names) before ``fn`` runs; a blocked input does
     not call ``fn`` and returns ``blocked(result)``: by default the replacement str (a
     generator function yields it once). A function whose caller reads an SDK object
     passes ``blocked=openai_refusal`` / ``anthropic_refusal`` (``rails.replies``; with
@@ -140,7 +149,7 @@ def protect(
             if gin is None:  # no rail reads the messages: the call is left as it is
                 return None, args, kwargs
             messages, args, kwargs = _with_messages(at, args, kwargs)
-            r = await adecide(gin, "input", last_user_text(messages), on_check)
+            r = await adecide_input(gin, messages, on_check)
             return (None if r.allowed else r), args, kwargs
 
         if inspect.isasyncgenfunction(fn):
@@ -181,7 +190,7 @@ def protect(
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if gin is not None:
                 messages, args, kwargs = _with_messages(at, args, kwargs)
-                r = decide(gin, "input", last_user_text(messages), on_check)
+                r = decide_input(gin, messages, on_check)
                 if not r.allowed and generator:
                     # its caller iterates what it returns: the refusal is yielded once (a
                     # str returned would be iterated character by character)

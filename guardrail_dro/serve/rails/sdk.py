@@ -16,8 +16,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from guardrail_dro.serve.rails.coverage import ANTHROPIC, OPENAI, guarded_view
-from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide, decide, rail_guard
-from guardrail_dro.serve.rails.messages import last_user_text, listed
+from guardrail_dro.serve.rails.decide import (
+    OnCheck,
+    RailGuard,
+    adecide,
+    adecide_input,
+    decide,
+    decide_input,
+    rail_guard,
+)
+from guardrail_dro.serve.rails.messages import listed
 from guardrail_dro.serve.rails.replies import (
     AnthropicAdapter,
     OpenAIAdapter,
@@ -55,6 +63,34 @@ def _listed_messages(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "messages": listed(kwargs["messages"])} if "messages" in kwargs else kwargs
 
 
+def _sent_messages(kwargs: dict[str, Any]) -> Any:
+    """The messages the SDK sends: ``extra_body``'s when it has them (the SDK merges
+    ``extra_body`` over the request, so ``create(messages=[clean], extra_body={"messages":
+    [harmful]})`` sent the harmful list while the rail read the clean one), else the
+    argument."""
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, dict) and "messages" in extra:
+        return extra["messages"]
+    return kwargs.get("messages") or []
+
+
+def _system(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
+    """Anthropic's ``system`` parameter, which ``Policy(input_turns="all")`` checks as a
+    turn: ``extra_body``'s when it has one (where the ``/v1/messages`` proxy puts every
+    field but the SDK's few; the SDK merges it over the request, so it is the one sent),
+    else the argument.
+    None for OpenAI, whose system prompt is a message, and for the SDK's ``NOT_GIVEN`` /
+    ``omit`` (only a str or a list of blocks is read: an iterator would be used up)."""
+    if adapter is not AnthropicAdapter:
+        return None
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, dict) and "system" in extra:
+        system = extra["system"]
+    else:
+        system = kwargs.get("system")
+    return system if isinstance(system, str | list | tuple) else None
+
+
 def _guarded_create(
     create: Callable[..., Any],
     guard: RailGuard,
@@ -73,8 +109,8 @@ def _guarded_create(
             kwargs = _listed_messages(kwargs)
             stream = bool(kwargs.get("stream"))
             if gin is not None:
-                text = last_user_text(kwargs.get("messages") or [])
-                r = await adecide(gin, "input", text, on_check)
+                messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
+                r = await adecide_input(gin, messages, on_check, system)
                 if not r.allowed:
                     if stream:
                         return AsyncGuardedStream(aiter_items(adapter.blocked_stream(kwargs, r)))
@@ -94,7 +130,8 @@ def _guarded_create(
         kwargs = _listed_messages(kwargs)
         stream = bool(kwargs.get("stream"))
         if gin is not None:
-            r = decide(gin, "input", last_user_text(kwargs.get("messages") or []), on_check)
+            messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
+            r = decide_input(gin, messages, on_check, system)
             if not r.allowed:
                 if stream:
                     return GuardedStream(iter_items(adapter.blocked_stream(kwargs, r)))
