@@ -179,8 +179,9 @@ OnBadRows = Annotated[
     str,
     typer.Option(
         "--on-bad-rows",
-        help="error: stop at a bad row (empty text, an annotator giving one item two labels, "
-        "an item id twice); skip: drop such rows and report how many and on which lines.",
+        help="error: stop at a bad row (empty text, a blank id, an annotator giving one item "
+        "two labels, an item id twice, the header row again mid-file); skip: drop such rows "
+        "and report how many and on which lines.",
         rich_help_panel=_P,
     ),
 ]

@@ -17,18 +17,16 @@ Every problem raises ``ReaderError`` naming file, line and column.
 label, gold or group cell reads as (knowing the schema's classes when given);
 ``guardrail_dro.data.readers`` holds the entry points (``read_dataset``, ``read_splits``)
 that pick a layout, check the encoding and build datasets.
+``guardrail_dro.data.options`` holds ``ReaderOptions`` and ``ReadLog`` (re-exported here).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from guardrail_dro.data.cells import (
     MISSING_SPELLINGS,
@@ -37,10 +35,17 @@ from guardrail_dro.data.cells import (
     confidence_cell,
     group_cell,
     label_cell,
-    missing_spellings_note,
 )
 from guardrail_dro.data.items import Annotation, Item
-from guardrail_dro.data.rows import is_jsonl, iter_csv, iter_jsonl, wide_json_rows
+from guardrail_dro.data.options import Format, OnBadRows, ReaderOptions, ReadLog
+from guardrail_dro.data.rows import (
+    header_again,
+    is_jsonl,
+    iter_csv,
+    iter_jsonl,
+    shown_columns,
+    wide_json_rows,
+)
 from guardrail_dro.errors import ReaderError
 
 __all__ = [
@@ -59,9 +64,6 @@ __all__ = [
     "read_our_jsonl",
     "read_wide",
 ]
-
-Format = Literal["auto", "wide", "long", "jsonl"]
-OnBadRows = Literal["error", "skip"]
 
 TEXT_CANDIDATES = ("text", "question", "prompt", "content", "comment", "sentence")
 GOLD_CANDIDATES = ("gold", "label", "gold_label")
@@ -90,96 +92,13 @@ def _unalias(row: dict) -> dict:
     return out
 
 
-class ReaderOptions(BaseModel):
-    """How to map a file's columns; every command that reads data takes these.
-
-    Unset fields are guessed from the columns (see the module docstring).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    format: Format = "auto"
-    text_col: str | None = Field(None, description="Text column (wide).")
-    id_col: str | None = Field(None, description="Item id column (wide); default: index/row.")
-    annotator_cols: tuple[str, ...] | None = Field(None, description="Annotator columns (wide).")
-    gold_col: str | None = Field(
-        None, description="Gold label column; a file without it has no gold (noted)."
-    )
-    group_col: str | None = Field(
-        None, description="Group column; a file without it has no groups (noted)."
-    )
-    llm_annotators: tuple[str, ...] = Field(
-        (), description="Annotator ids whose kind is 'llm' (wide and long without a kind column)."
-    )
-    on_bad_rows: OnBadRows = Field(
-        "error",
-        description="error: stop at a bad row (an empty text, an annotator giving one item "
-        "two different labels, an item id twice); skip: drop it and report how many were "
-        "skipped and on which lines.",
-    )
-    classes: tuple[str, ...] | None = Field(
-        None,
-        description="The label schema's classes when known before reading: a label or gold "
-        "cell naming one is that label, even when spelt like a missing value ('None', 'NA') "
-        "or an integral float ('1.0').",
-    )
-
-
-@dataclass
-class ReadLog:
-    """What reading one file noticed: notes for the user, skipped rows, each item's line.
-
-    Attributes:
-        notes: one line per thing worth telling (merged duplicates, skipped rows).
-        lines: each item id's first line in the file (errors found later name it).
-        skipped: (line, reason) of every row skipped under ``on_bad_rows="skip"``.
-        merged: how many identical duplicate annotations were merged into one.
-        dropped: non-blank label/gold cells read as missing, by spelling (``'None'``...).
-    """
-
-    notes: list[str] = field(default_factory=list)
-    lines: dict[str, int] = field(default_factory=dict)
-    skipped: list[tuple[int, str]] = field(default_factory=list)
-    merged: int = 0
-    dropped: Counter[str] = field(default_factory=Counter)
-
-    def bad_row(self, opts: ReaderOptions, error: ReaderError) -> None:
-        """Raise ``error``, or record its row as skipped under ``on_bad_rows="skip"``."""
-        if opts.on_bad_rows != "skip" or error.line is None:
-            raise error
-        self.skipped.append((error.line, error.reason))
-
-    def finish(self, path: Path) -> None:
-        """Turn the counts into notes."""
-        if self.merged:
-            self.notes.append(
-                f"{path}: merged {self.merged} identical duplicate annotation(s) "
-                "(an annotator giving an item the same label twice)"
-            )
-        if self.skipped:
-            reasons = Counter(r for _, r in self.skipped)
-            lines = [n for n, _ in self.skipped]
-            shown = ", ".join(map(str, lines[:20])) + (", ..." if len(lines) > 20 else "")
-            why = "; ".join(f"{n} x {r}" for r, n in reasons.most_common())
-            self.notes.append(f"{path}: skipped {len(lines)} bad row(s) on lines {shown} ({why})")
-        if (note := missing_spellings_note(path, self.dropped)) is not None:
-            self.notes.append(note)
-
-    def no_column(self, what: str, name: str, path: Path) -> None:
-        """Note that a gold or group column named explicitly is not in ``path``: a train
-        split has neither, so its absence means none, not an error."""
-        self.notes.append(
-            f"no {what} column {name!r} (--{what}-col) in {path}: its items carry no {what}"
-        )
-
-
 def _is_index_col(name: str) -> bool:
     return name == "" or name.startswith("Unnamed:")
 
 
 def _no_column(what: str, name: str, header: Sequence[str], path: Path) -> ReaderError:
     return ReaderError(
-        f"{what} column {name!r} not found; columns are {[h for h in header if h]}",
+        f"{what} column {name!r} not found; columns are {shown_columns(header)}",
         path=path,
         line=1,
         column=name,
@@ -223,7 +142,7 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
     text_col = _pick(header, opts.text_col, TEXT_CANDIDATES, "text", path)
     if text_col is None:
         raise ReaderError(
-            f"no text column: pass --text-col (columns are {[h for h in header if h]})",
+            f"no text column: pass --text-col (columns are {shown_columns(header)})",
             path=path,
             line=1,
         )
@@ -248,9 +167,17 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
 
     items: list[Item] = []
     for line, row in rows:
+        if (again := header_again(row, path, line)) is not None:
+            log.bad_row(opts, again)
+            continue
         text = row[text_col]
         if not text.strip():
             log.bad_row(opts, ReaderError("empty text", path=path, line=line, column=text_col))
+            continue
+        if id_col is not None and cell(row[id_col]) is None:
+            # Not the row number: that made-up id could name another row's item.
+            bad = ReaderError("missing item id", path=path, line=line, column=id_col)
+            log.bad_row(opts, bad)
             continue
         item_id = (
             cell(row[id_col])
@@ -283,6 +210,9 @@ def read_wide(path: Path, opts: ReaderOptions, log: ReadLog | None = None) -> li
                 group=group_cell(row[group_col]) if group_col else None,
             )
         )
+    if items:
+        labelled = {a.annotator for it in items for a in it.annotations}
+        log.empty_columns([c for c in ann_cols if c not in labelled], path)
     return items
 
 
@@ -307,6 +237,9 @@ def read_long_rows(
     seen: set[str] = set()  # of gold_key, group_key: the columns some row has
     by_id: dict[str, dict] = {}
     for line, raw_row in rows:
+        if (again := header_again(raw_row, path, line)) is not None:
+            log.bad_row(opts, again)
+            continue
         row = _unalias(raw_row)
         seen.update(k for k in (gold_key, group_key) if k in row)
         annotator = cell(row.get("annotator"))

@@ -29,7 +29,14 @@ from guardrail_dro.data.layouts import (
     read_our_jsonl,
     read_wide,
 )
-from guardrail_dro.data.rows import COMPRESSED_SUFFIXES, is_jsonl, read_raw
+from guardrail_dro.data.names import quoted_names
+from guardrail_dro.data.rows import (
+    COMPRESSED_SUFFIXES,
+    is_jsonl,
+    not_utf8_encoding,
+    read_raw,
+    shown_columns,
+)
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError, ReaderError, SchemaError
 from guardrail_dro.outputs import as_path
@@ -49,8 +56,12 @@ __all__ = [
 
 
 def _check_utf8(path: Path) -> None:
-    """Fail with the line of the first byte that is not UTF-8 (a latin-1 export, say)."""
+    """Fail with the line of the first byte that is not UTF-8 (a latin-1 export, say),
+    or name the encoding of a UTF-16 / UTF-32 file."""
     raw = read_raw(path)
+    other = not_utf8_encoding(raw)
+    if other is not None:
+        raise ReaderError(f"{other}, not UTF-8: save the file as UTF-8", path=path, line=1)
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -110,7 +121,8 @@ def read_items(
             missing = [c for c in ("item_id", "text") if c not in long_columns(header)]
             if missing:
                 raise ReaderError(
-                    f"long format needs columns {list(LONG_REQUIRED)}; columns are {header}",
+                    f"long format needs columns {list(LONG_REQUIRED)}; columns are "
+                    f"{shown_columns(header)}",
                     path=path,
                     line=1,
                     column=missing[0],
@@ -137,6 +149,28 @@ def _all_labels(items: Iterable[Item]) -> Iterator[str]:
             yield a.label
         if it.gold is not None:
             yield it.gold
+
+
+# A class name longer than this is a text read as a label (a shifted column, a comment
+# column named like an annotator's): refused, so no message or table echoes it whole.
+MAX_LABEL_CHARS = 1000
+
+
+def _check_label_lengths(path: Path, items: Sequence[Item], lines: dict[str, int]) -> None:
+    """Why: a 50 MB cell in a label column became a class, and every note, error and
+    table that names the classes printed it (100 MB from ``agreement``)."""
+    for it in items:
+        for who, label in [(f"annotator {a.annotator!r}", a.label) for a in it.annotations] + [
+            ("gold", it.gold)
+        ]:
+            if label is not None and len(label) > MAX_LABEL_CHARS:
+                raise ReaderError(
+                    f"item {it.item_id!r}, {who}: a label of {len(label):,} characters "
+                    f"({label[:40]!r}...); labels are class names: is a text or comment "
+                    f"column read as labels? (at most {MAX_LABEL_CHARS:,} characters)",
+                    path=path,
+                    line=lines.get(it.item_id),
+                )
 
 
 def _check_labels(
@@ -180,6 +214,10 @@ def _known_schema(paths: dict[str, str | Path | None]) -> LabelSchema | None:
     return None
 
 
+# Above this many inferred classes, the note names a few and says why that many is suspect.
+MANY_CLASSES = 50
+
+
 def _inferred_note(schema: LabelSchema, splits: Iterable[str]) -> str:
     """Say the schema was inferred (so no class is known safe), and which of its classes
     look like one class spelt two ways ('Spam' and 'spam')."""
@@ -189,8 +227,14 @@ def _inferred_note(schema: LabelSchema, splits: Iterable[str]) -> str:
     declare, why = f"--labels {names} --safe CLASS, or --schema", ""
     if any("," in c for c in schema.classes):
         declare, why = "--schema", "; not --labels, which splits class names at commas"
+    shown = str(list(schema.classes))
+    if schema.num_classes > MANY_CLASSES:
+        # Not every one: thousands of classes are a text or comment column read as labels,
+        # and the note listed each of them (twice, with the --labels to paste).
+        shown = f"{schema.num_classes:,} of them ({quoted_names(schema.classes, 10)})"
+        declare = "--schema; so many classes may be a text or comment column read as labels"
     note = (
-        f"label schema inferred from {', '.join(splits)}: classes {list(schema.classes)}; "
+        f"label schema inferred from {', '.join(splits)}: classes {shown}; "
         f"no class is known to be safe (declare {declare}, for a guard's safe/toxic "
         f"decision{why})"
     )
@@ -248,6 +292,8 @@ def read_splits(
         for name, p in paths.items()
         if p is not None
     }
+    for name, (p, items) in raw.items():
+        _check_label_lengths(p, items, logs[name].lines)
     if schema is None:
         # Classes come from what a model learns from; a test split is then checked
         # against them (its labels must not widen the schema a model is scored on).

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from guardrail_dro.data.names import natural_key
+from guardrail_dro.data.rows import DuplicateKeyError, json_object_pairs, not_utf8_encoding
 from guardrail_dro.errors import SchemaError
 
 __all__ = ["LabelSchema"]
@@ -146,8 +147,16 @@ class LabelSchema(BaseModel):
         """Read a schema JSON file: ``{"classes": [...], "safe": [...], "descriptions": {...}}``."""
         path = Path(path)
         try:
+            data = path.read_bytes()
+            if (other := not_utf8_encoding(data)) is not None:
+                raise SchemaError(f"{path}: {other}, not UTF-8; save the label schema as UTF-8")
             # utf-8-sig: a byte-order mark (Windows editors write one) is skipped.
-            raw = json.loads(path.read_bytes().decode("utf-8-sig"))
+            raw = json.loads(data.decode("utf-8-sig"), object_pairs_hook=json_object_pairs)
+        except DuplicateKeyError as exc:
+            raise SchemaError(
+                f"{path}: the key {exc.key!r} appears twice in one object (JSON would keep "
+                "the last silently): keep one"
+            ) from None
         except FileNotFoundError:
             raise SchemaError(f"label schema file not found: {path}") from None
         except OSError as exc:
