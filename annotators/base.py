@@ -165,6 +165,11 @@ class AnnotationResult(BaseModel):
     error: str | None = None
     status: int | None = None
     """HTTP status of the call that failed, for an ``error`` (None: no HTTP answer)."""
+    error_code: str | None = Field(default=None, exclude=True)
+    """The provider's error code of that call (OpenAI's ``insufficient_quota``...), for
+    the runner to judge by (it read it back out of ``error``'s text before). Excluded
+    from dumps: only an ``error`` has one and errors are never cached, so cache rows stay
+    as they were (an older version reads them; rows without it load as None)."""
     input_tokens: int = 0
     output_tokens: int = 0
     calls: int = 0

@@ -34,8 +34,9 @@ price.
 result maps back to its texts without any side table.
 
 ``reask`` asks again the items whose cached answer is invalid (or refused), in the new
-job. A first Ctrl-C or SIGTERM submits nothing more and stops polling; the jobs keep
-running at the provider and the same call collects them (a second one stops at once).
+job. A first Ctrl-C or SIGTERM submits nothing more and stops polling, a call waiting
+in its retry backoff included (a 429's ``Retry-After`` held it up to two minutes); the
+jobs keep running at the provider and the same call collects them (a second one stops at once).
 
 This module holds the entry points; ``batch_jobs`` the per-annotator orchestration (the
 rules above) and ``batch_backends`` the two providers' APIs behind the same verbs.

@@ -9,7 +9,8 @@ judged by the live rule (``labelling.judge``) and committed to the cache at once
 
 ``run_jobs`` sequences it for one annotator; ``annotators.batch`` runs one per annotator
 concurrently. Once ``stop`` is set (Ctrl-C, SIGTERM) it submits nothing more, stops
-polling, and leaves a job it was collecting uncollected: the rest of its results are read
+polling (a call sleeping in its retry backoff wakes and is not retried: ``JobContext.call``),
+and leaves a job it was collecting uncollected: the rest of its results are read
 again by the next run (downloading them is free), the ones judged already are cached.
 
 The report tells this run's work from an earlier one's: ``submitted`` counts the
@@ -23,13 +24,14 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from annotators.base import AnnotationResult, Annotator, AnnotatorError, Prompt, Usage
 from annotators.batch_backends import BatchBackend, Collected, JobState
 from annotators.cache import REASKABLE, AnnotationCache, BatchJob, PendingSubmit, set_aside
-from annotators.interrupt import pause
+from annotators.interrupt import Stopped, pause
 from annotators.labelling import judge
 from annotators.pricing import Price, cost_of
 from annotators.prompts import build_prompt
@@ -44,6 +46,7 @@ NOT_CREATED = frozenset({408, 409, 429})
 """Statuses that prove a create call created nothing, so it may be sent again."""
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 def surely_not_created(exc: BaseException) -> bool:
@@ -79,6 +82,12 @@ class JobContext:
             return self.template.build(text, self.schema)
         return build_prompt(text, self.schema)
 
+    async def call(self, fn: Callable[[], Awaitable[T]], *,
+                   retry_if: Callable[[BaseException], bool] | None = None) -> T:
+        """``fn()`` under the retry policy, whose backoff a stop ends at once (``Stopped``):
+        a poll answered 429 with ``Retry-After: 60`` held a first Ctrl-C for a minute."""
+        return await self.policy.run(fn, retry_if=retry_if, stop=self.stop)
+
     def say(self, msg: str) -> None:
         if self.log is not None:
             self.log(f"{self.ann.name}: {msg}")
@@ -89,7 +98,7 @@ async def _reconcile(ctx: JobContext) -> None:
     for sub in ctx.db.open_submits(ctx.ann.name):
         if sub.provider != ctx.ann.provider:
             continue
-        job_id = await ctx.policy.run(
+        job_id = await ctx.call(
             functools.partial(ctx.backend.find, sub, ctx.db.job_ids()))
         if job_id is None:
             ctx.db.drop_submit(sub.submit_id)  # never created: its keys are asked again
@@ -108,19 +117,19 @@ async def _submit(ctx: JobContext, keys: list[str]) -> BatchJob:
     sub = PendingSubmit(uuid.uuid4().hex, ann.provider, ann.model, ann.name, tuple(keys),
                         schema=ctx.schema.model_dump_json())
     ctx.db.add_submit(sub)  # committed before anything is created
-    file_id = await ctx.policy.run(lambda: ctx.backend.upload(reqs))  # free to repeat
+    file_id = await ctx.call(lambda: ctx.backend.upload(reqs))  # free to repeat
     if file_id is not None:
         ctx.db.set_submit_file(sub.submit_id, file_id)
         sub = replace(sub, input_file_id=file_id)
     try:
-        job_id = await ctx.policy.run(lambda: ctx.backend.create(sub, reqs),
+        job_id = await ctx.call(lambda: ctx.backend.create(sub, reqs),
                                       retry_if=surely_not_created)
     except api_error_types() as exc:
         if not is_transient(exc) or surely_not_created(exc):
             ctx.db.drop_submit(sub.submit_id)  # the provider said no: nothing was created
             raise
         # A timeout, a lost connection or a 5xx: the job may exist. Look before leaping.
-        found = await ctx.policy.run(lambda: ctx.backend.find(sub, ctx.db.job_ids()))
+        found = await ctx.call(lambda: ctx.backend.find(sub, ctx.db.job_ids()))
         if found is None:
             raise AnnotatorError(
                 f"{ann.name}: creating a batch job failed ({type(exc).__name__}: {exc}) and "
@@ -136,6 +145,22 @@ async def _submit(ctx: JobContext, keys: list[str]) -> BatchJob:
     ctx.report.calls += len(keys)
     ctx.say(f"submitted batch {job_id} ({len(keys)} requests)")
     return job
+
+
+def _reask_failed(cached: AnnotationResult, job_id: str, error: str | None) -> AnnotationResult:
+    """The cached answer of an item whose request in a reask job (an earlier ``--reask``
+    run's, collected by a run without it) failed: it stays the item's state, in the cache
+    and in the report, saying the re-ask failed. Reported as an ``error`` before when
+    ``max_resubmits`` was spent (0), while the cache kept the invalid answer and a run
+    with resubmits left reported that answer: the same item, two stories. Not stored:
+    the cache keeps the answer as it was."""
+    said = f"{cached.error}; " if cached.error else ""
+    why = error or "batch request failed"
+    return AnnotationResult.model_validate({
+        **cached.model_dump(),
+        "error": f"{said}asked again in batch {job_id}, which failed ({why}): this "
+                 f"cached {cached.outcome} answer stands (--reask {cached.outcome} asks again)",
+    })
 
 
 async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
@@ -161,7 +186,9 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
         if cid in results and (results[cid].outcome not in REASKABLE or cid not in older):
             continue
         if reply is None:
-            if cid in ctx.texts:
+            if cid in results:  # a reask job's request failed: the cached answer stands
+                results[cid] = _reask_failed(results[cid], job.job_id, error)
+            elif cid in ctx.texts:
                 requeue[cid] = error or "batch request failed"
             continue
         text = ctx.texts.get(cid)  # None: an item of another run, paid for all the same
@@ -191,11 +218,26 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
 async def run_jobs(
     ctx: JobContext, *, poll_interval: float, deadline: float | None, max_resubmits: int,
 ) -> tuple[dict[str, AnnotationResult], list[str]]:
+    """(results by cache key, ids of jobs still running at the deadline); see
+    ``_run_jobs``. A stop that cut a call's retry backoff short ends this annotator's
+    work like any stop (the caller raises ``KeyboardInterrupt``, the results it committed
+    are in the cache), and leaves the other annotators' calls in flight to finish."""
+    try:
+        return await _run_jobs(ctx, poll_interval=poll_interval, deadline=deadline,
+                               max_resubmits=max_resubmits)
+    except Stopped:
+        return {}, []
+
+
+async def _run_jobs(
+    ctx: JobContext, *, poll_interval: float, deadline: float | None, max_resubmits: int,
+) -> tuple[dict[str, AnnotationResult], list[str]]:
     """(results by cache key, ids of jobs still running at the deadline).
 
     Cached answers are reused, open jobs polled, the remaining texts submitted as one
     job; requests that expired or errored are resubmitted up to ``max_resubmits`` times,
-    then become ``error`` results.
+    then become ``error`` results, unless the item has a cached answer this run keeps (a
+    reask job collected without ``reask``): that answer stands (``_reask_failed``).
     """
     ann, db = ctx.ann, ctx.db
     results, again = set_aside(db.get_many(ctx.texts), ctx.reask)
@@ -216,7 +258,7 @@ async def run_jobs(
             break
         finished = []
         for job in jobs:  # one round: every open job polled once
-            state = await ctx.policy.run(functools.partial(ctx.backend.poll, job.job_id))
+            state = await ctx.call(functools.partial(ctx.backend.poll, job.job_id))
             if states.get(job.job_id) != state:
                 states[job.job_id] = state
                 ctx.say(f"batch {job.job_id} {state.status}"
@@ -230,7 +272,7 @@ async def run_jobs(
             continue
         requeue: dict[str, str] = {}
         for job in finished:
-            collected = await ctx.policy.run(functools.partial(ctx.backend.collect, job.job_id))
+            collected = await ctx.call(functools.partial(ctx.backend.collect, job.job_id))
             if not await _absorb(ctx, job, collected, results, requeue):
                 return results, []  # stopped: the caller raises KeyboardInterrupt
             db.set_job_status(job.job_id, "collected")

@@ -2,7 +2,9 @@
 
 The live runner and the batch runner share one rule. The first signal sets ``stop``
 and prints a note: the live runner sends no new request and waits for the calls in
-flight (paid already) so they are cached; the batch runner submits no new job and stops
+flight (paid already) so they are cached, while an item sleeping in a retry's backoff
+(up to a minute, or a server's ``Retry-After``) wakes at once and is left for the next
+run (``Stopped``; ``RetryPolicy.run``'s ``stop``); the batch runner submits no new job and stops
 polling (its jobs keep running at the provider; the same command collects them). The
 second signal cancels the run's task at once. Either way the run raises
 ``KeyboardInterrupt``, or ``Terminated`` when SIGTERM asked.
@@ -22,9 +24,16 @@ import threading
 from collections.abc import Awaitable
 from typing import TypeVar
 
-__all__ = ["DrainOnInterrupt", "Terminated", "drain_by_default", "pause"]
+__all__ = ["DrainOnInterrupt", "Stopped", "Terminated", "drain_by_default", "pause"]
 
 T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """A stop was asked (``stop`` set) before a request was sent: its first attempt, or a
+    retry whose backoff the stop cut short. No answer to keep, nothing recorded: the item
+    is left for the next run. Here, beside ``pause``, so that ``retry`` can raise it
+    (``labelling`` re-exports it, where it was first published)."""
 
 
 class Terminated(KeyboardInterrupt):

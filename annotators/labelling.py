@@ -24,13 +24,13 @@ worker that shares it, not only for the one that was told.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from annotators.base import AnnotationResult, Annotator, Prompt, RawReply, parse_reply
+from annotators.interrupt import Stopped
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, estimate_request_tokens
 from annotators.prompts import build_prompt, repair_prompt
 from annotators.ratelimit import RateLimiter
@@ -39,8 +39,7 @@ from annotators.retry import RetryPolicy, api_error_types, retry_after_seconds
 from annotators.templates import PromptTemplate
 from guardrail_dro.data.schema import LabelSchema
 
-__all__ = ["CUT_STATUS", "CutReply", "Stopped", "cut_error", "error_code", "judge",
-           "label_text"]
+__all__ = ["CUT_STATUS", "CutReply", "Stopped", "cut_error", "judge", "label_text"]
 
 CUT_STATUS = 200
 """The ``status`` of a cut reply's ``error`` result: the HTTP call succeeded. A status,
@@ -66,11 +65,6 @@ class CutReply(RawReply):
     reasoning_tokens: int | None = None
 
 
-class Stopped(Exception):
-    """Raised by ``label_text`` when ``stop`` was set before a request of the item was
-    sent (its first, or a retry after failed ones): no answer to keep, nothing recorded."""
-
-
 def _short_error(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -81,21 +75,21 @@ def _short_error(exc: ValidationError) -> str:
 
 def _api_error(exc: BaseException, annotator: Annotator | None = None) -> str:
     status = getattr(exc, "status_code", None)
-    code = getattr(exc, "code", None)  # OpenAI's error code, e.g. insufficient_quota
+    code = _code(exc)  # OpenAI's error code, e.g. insufficient_quota: shown to the reader
     head = f"HTTP {status}: " if isinstance(status, int) else ""
-    if head and isinstance(code, str) and code:
+    if head and code:
         head = f"HTTP {status} ({code}): "
     # The annotator's own key (passed in, not from the environment) is redacted too.
     secrets = [getattr(annotator, "_api_key", None)]
     return redact(f"{head}{type(exc).__name__}: {exc}", secrets)[:500]
 
 
-def error_code(res: AnnotationResult) -> str | None:
-    """The provider's error code an ``error`` result names (``_api_error`` writes it
-    after the status: ``HTTP 429 (insufficient_quota): ...``), or None. The result keeps
-    the error's text, not the exception, and the SDK's own text may leave the code out."""
-    found = re.match(r"HTTP \d+ \(([^)]+)\): ", res.error or "")
-    return found.group(1) if found else None
+def _code(exc: BaseException) -> str | None:
+    """The provider's error code (OpenAI's ``code``, e.g. ``insufficient_quota``), kept on
+    the ``error`` result as ``error_code``: the runner judged it from the error's text
+    before, which the SDK's own message could change."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and code else None
 
 
 def _status(exc: BaseException) -> int | None:
@@ -191,7 +185,8 @@ async def _call(annotator: Annotator, prompt: Prompt, schema: LabelSchema, polic
         await limiter.settle(est, reply.usage.input_tokens + reply.usage.output_tokens)
         return reply
 
-    return await policy.run(once)
+    # stop: a backoff wait ends at once, and ``once`` (or the policy) raises Stopped
+    return await policy.run(once, stop=stop)
 
 
 async def judge(annotator: Annotator, text: str | None, schema: LabelSchema, reply: RawReply,
@@ -294,11 +289,14 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
         limiter: the run's rate limits, taken by every attempt (None: no limits).
         template: the prompt template (None: the built-in prompt).
         stop: once set, no new request goes out: checked before every attempt, and it
-            ends a wait for a rate-limit turn (a retry's backoff wait runs out first).
+            ends a wait for a rate-limit turn or a retry's backoff at once (a drain
+            waited out a backoff of up to a minute before). A request already sent is
+            awaited: it is paid for.
 
     Raises:
         Stopped: ``stop`` was set before a first request, or a retry, was sent: the
-            item is left for a resume (failed attempts are not answers to keep).
+            item is left for a resume (failed attempts are not answers to keep, and an
+            ``error`` is never cached anyway).
     """
     policy = policy or RetryPolicy()
     counter = [0]
@@ -311,7 +309,7 @@ async def label_text(annotator: Annotator, text: str, schema: LabelSchema, *,
                                     raw=_api_error(exc, annotator), calls=counter[0])
         return AnnotationResult(outcome="error", annotator=annotator.name,
                                 error=_api_error(exc, annotator), status=_status(exc),
-                                calls=counter[0])
+                                error_code=_code(exc), calls=counter[0])
     return await judge(annotator, text, schema, reply, policy=policy, calls=counter[0],
                        limiter=limiter, template=template, stop=stop)
 

@@ -11,7 +11,10 @@ owner (retries stacked on retries multiply calls and hide rate limits). The poli
 - otherwise exponential backoff ``initial * multiplier ** (attempt - 1)``, capped at
   ``max_backoff``, less a random fraction up to ``jitter`` of it (so that a storm of
   clients that failed together does not retry together);
-- at most ``max_attempts`` attempts in all.
+- at most ``max_attempts`` attempts in all;
+- given a ``stop`` event (a first Ctrl-C or SIGTERM), a backoff wait ends the moment it
+  is set and no retry is sent (``Stopped``): a drain waited out every sleeping item's
+  backoff before, up to ``max_backoff`` (60 s) or ``retry_after_cap`` (120 s).
 
 Tests make waits tiny by passing a ``RetryPolicy`` with small numbers, not by patching.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import random
 import sys
 import time
@@ -27,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from annotators.interrupt import Stopped, pause
 from guardrail_dro.errors import ConfigError
 
 __all__ = [
@@ -85,7 +90,8 @@ class RetryPolicy:
 
     async def run(self, fn: Callable[[], Awaitable[T]],
                   on_retry: Callable[[int, BaseException], None] | None = None, *,
-                  retry_if: Callable[[BaseException], bool] | None = None) -> T:
+                  retry_if: Callable[[BaseException], bool] | None = None,
+                  stop: asyncio.Event | None = None) -> T:
         """Await ``fn()`` under this policy; the last error propagates unchanged.
 
         Args:
@@ -93,6 +99,12 @@ class RetryPolicy:
             on_retry: called with (attempt, error) before each retry sleep.
             retry_if: which errors to retry (default ``is_transient``); a call that must
                 not be repeated blindly (creating a paid batch job) narrows it.
+            stop: once set, a backoff wait ends at once and no retry is sent. An
+                attempt already sent is awaited (a paid call is never thrown away).
+
+        Raises:
+            Stopped: ``stop`` was set before a retry was sent (the first attempt is the
+                caller's to guard); the failed attempts are no answer to keep.
         """
         import tenacity
 
@@ -110,12 +122,19 @@ class RetryPolicy:
             wait=wait,
             retry=tenacity.retry_if_exception(retry_if or is_transient),
             before_sleep=before_sleep,
-            sleep=asyncio.sleep,
+            # pause: the wait ends early when ``stop`` is set (plain sleep without one)
+            sleep=functools.partial(pause, stop),
             reraise=True,
         )
+        tries = 0
+
         async def attempt() -> T:
             # A coroutine function of our own: tenacity treats plain callables (lambdas
             # returning coroutines) as sync functions and would not await them.
+            nonlocal tries
+            tries += 1
+            if tries > 1 and stop is not None and stop.is_set():
+                raise Stopped  # not transient: tenacity lets it through at once
             return await fn()
 
         return await retrying(attempt)

@@ -21,7 +21,8 @@ a malformed reply from a one-off glitch is not kept for good.
 
 Ctrl-C during a run started by the sync entry points (the CLI's; when SIGINT has
 Python's default handler) sends no new request, a worker waiting for its rate-limit turn
-included, and waits for the calls in flight, so what they cost is cached too; SIGTERM
+or sleeping in a retry's backoff included (that item is left for the resume, not cached
+as an error), and waits for the calls in flight, so what they cost is cached too; SIGTERM
 does the same, also where SIGINT is ignored (a run started in the background, whose
 SIGINT stays ignored: ``annotators.interrupt``); a second signal cancels them at once
 (paid, not cached: a resume asks them again). Either way the run ends in
@@ -46,7 +47,7 @@ from typing import TypeVar
 from annotators.base import AnnotationResult, Annotator, RepeatedAPIError
 from annotators.cache import AnnotationCache, check_reask, key_for, open_cache, set_aside
 from annotators.interrupt import DrainOnInterrupt, Terminated, drain_by_default
-from annotators.labelling import Stopped, error_code, label_text
+from annotators.labelling import Stopped, label_text
 from annotators.pricing import EXPECTED_OUTPUT_TOKENS, Price, cost_of
 from annotators.ratelimit import RateLimiter
 from annotators.report import (
@@ -190,11 +191,11 @@ async def aannotate_with_report(
 
 def _non_transient(res: AnnotationResult) -> bool:
     """An error no retry cures, as ``retry.is_transient`` judged it (the result keeps
-    the status and the error code, not the exception)."""
+    the status and the provider's error code, not the exception)."""
     status = res.status
     if status is None:
         return False
-    if error_code(res) in NOT_TRANSIENT_CODES:
+    if res.error_code in NOT_TRANSIENT_CODES:
         return True  # a 429 saying the account is out of credit
     return status not in TRANSIENT_STATUSES and not 500 <= status <= 599
 

@@ -29,7 +29,8 @@ given number of times: ``rate_limit`` (429 with ``Retry-After``), ``server_error
 ``refusal``, and for batch jobs ``batch_expired`` / ``batch_errored`` (per request) and
 ``batch_create_timeout`` / ``batch_create_error`` (the job *is* created, then the
 create reply is held for ``delay`` seconds / answered 500: a lost reply; ``match`` is
-tested against the batch's item texts joined by newlines). ``content_filter`` is Azure
+tested against the batch's item texts joined by newlines), ``batch_poll_rate_limit``
+(a poll of such a job answered 429 with ``Retry-After``). ``content_filter`` is Azure
 OpenAI's content filter declining the prompt: HTTP 400 with code ``content_filter``
 live, and in an OpenAI batch a result line with that 400 response. ``insufficient_quota``
 is OpenAI's answer to an account out of credit: HTTP 429 (no ``Retry-After``) with code

@@ -14,7 +14,8 @@ call (``BatchHost.reply``, billed to ``batch_paid``), unless a ``batch_expired``
 ``batch_create_timeout`` / ``batch_create_error`` faults model a *lost create reply*:
 the job is stored first, then the reply is held for ``delay`` seconds or answered 500,
 which is exactly the case a client must not pay twice for (their ``match`` is tested
-against the job's item texts joined by newlines).
+against the job's item texts joined by newlines). ``batch_poll_rate_limit`` answers a
+poll of a matching job (a retrieve) 429 with the fault's ``Retry-After``.
 
 The simulation needs only a few things of the server, named by ``BatchHost``, so it
 can be read (and tested) without the HTTP plumbing.
@@ -145,6 +146,11 @@ def _file_object(fid: str, data: bytes) -> dict:
             "filename": "batch.jsonl", "purpose": "batch", "status": "processed"}
 
 
+def _texts(b: FakeBatch) -> str:
+    """A job's item texts joined by newlines: what a batch fault's ``match`` is tested on."""
+    return "\n".join(item_text(_request_body(r).get("messages") or []) for r in b.requests)
+
+
 def _request_body(request: dict) -> dict:
     # An OpenAI batch line carries ``body``, an Anthropic batch request ``params``.
     return request.get("body") or request.get("params") or {}
@@ -245,9 +251,7 @@ class BatchAPI:
         """Store a new job, then hold or fail its create reply if a fault says so."""
         with self._lock:
             self._batches[b.id] = b
-        texts = "\n".join(item_text(_request_body(r).get("messages") or [])
-                          for r in b.requests)
-        fault = self.host.take_fault(texts, ("batch_create_timeout", "batch_create_error"))
+        fault = self.host.take_fault(_texts(b), ("batch_create_timeout", "batch_create_error"))
         if fault is not None and fault.kind == "batch_create_timeout":
             time.sleep(fault.delay)
         elif fault is not None:
@@ -278,6 +282,10 @@ class BatchAPI:
         self.host.count(endpoint)
         if b is None:
             raise ErrorReply(404, "not_found_error", f"no batch {batch_id!r}")
+        fault = self.host.take_fault(_texts(b), ("batch_poll_rate_limit",))
+        if fault is not None:
+            headers = {} if fault.retry_after is None else {"retry-after": f"{fault.retry_after}"}
+            raise ErrorReply(429, "rate_limit_error", "rate limited (fake)", headers)
         b.polls += 1
         if not b.done and not self.host.hold_batches and b.polls >= self.host.batch_polls:
             self.finish(b)

@@ -30,7 +30,7 @@ __all__ = [
 FaultKind = Literal[
     "rate_limit", "server_error", "slow", "malformed", "out_of_schema", "refusal",
     "batch_expired", "batch_errored", "batch_create_timeout", "batch_create_error",
-    "content_filter", "cut", "redacted_thinking", "insufficient_quota",
+    "content_filter", "cut", "redacted_thinking", "insufficient_quota", "batch_poll_rate_limit",
 ]
 
 
