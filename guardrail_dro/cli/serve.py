@@ -265,9 +265,9 @@ def serve_command(
             "--max-input-turns",
             min=0,
             help="Under --input-turns user or all: a request with more turns to check is "
-            "not scored but decided by --on-error (closed: refused), degraded, saying so; "
-            "never its most recent turns alone, which a client could pad past an earlier "
-            "harmful one. 0: no bound (cost then grows with the body).",
+            "not scored but decided by --on-error (closed: refused; the caller gets the "
+            "usual refusal), never by its most recent turns alone, which a client could pad "
+            "past an earlier harmful one. 0: no bound (cost then grows with the body).",
             rich_help_panel=_PROXY,
         ),
     ] = DEFAULT_MAX_INPUT_TURNS,
@@ -316,6 +316,13 @@ def serve_command(
             "give --upstream URL or --anthropic-upstream URL too: the proxies' input rail "
             "reads it (/v1/moderations checks each text it is given)",
             param_hint="--input-turns",
+        )
+    if input_turns == "last" and max_input_turns != DEFAULT_MAX_INPUT_TURNS:
+        # it bounds the turns user / all check: under last (one turn) it bounds nothing
+        raise typer.BadParameter(
+            "it bounds the turns --input-turns user or all checks; the default, last, "
+            "checks one: give --input-turns user or all too",
+            param_hint="--max-input-turns",
         )
     policy = Policy(
         on_error=fail,

@@ -20,6 +20,9 @@ from guardrail_dro.errors import ReaderError
 
 __all__ = ["Format", "OnBadRows", "ReadLog", "ReaderOptions"]
 
+#: what a raised bad row's error adds: the way on, where the place alone gave none
+BAD_ROW_HINT = "fix or delete that row, or pass --on-bad-rows skip to skip such rows and count them"
+
 Format = Literal["auto", "wide", "long", "jsonl"]
 OnBadRows = Literal["error", "skip"]
 
@@ -78,9 +81,22 @@ class ReadLog:
     dropped: Counter[str] = field(default_factory=Counter)
 
     def bad_row(self, opts: ReaderOptions, error: ReaderError) -> None:
-        """Raise ``error``, or record its row as skipped under ``on_bad_rows="skip"``."""
-        if opts.on_bad_rows != "skip" or error.line is None:
+        """Raise ``error``, or record its row as skipped under ``on_bad_rows="skip"``.
+
+        Raised, a row's error also says what to do: the file, line and column alone left
+        the user to find ``--on-bad-rows`` in the help. ``reason`` stays as it was (a
+        skipped row's note reads it)."""
+        if error.line is None:
             raise error
+        if opts.on_bad_rows != "skip":
+            hinted = ReaderError(
+                f"{error.reason}: {BAD_ROW_HINT}",
+                path=error.path,
+                line=error.line,
+                column=error.column,
+            )
+            hinted.reason = error.reason
+            raise hinted
         self.skipped.append((error.line, error.reason))
 
     def finish(self, path: Path) -> None:
