@@ -177,11 +177,12 @@ class _Checker:
         return r
 
     def check(self, value: Any, *, may_replace: bool) -> GuardResult:
-        r = decide_all(self.guard, self.texts(value))
+        # max_input_turns bounds the input rail's texts, not an output's text_of pieces
+        r = decide_all(self.guard, self.texts(value), bounded=self.rail == "input")
         return self._after(r, may_replace=may_replace)
 
     async def acheck(self, value: Any, *, may_replace: bool) -> GuardResult:
-        r = await adecide_all(self.guard, self.texts(value))
+        r = await adecide_all(self.guard, self.texts(value), bounded=self.rail == "input")
         return self._after(r, may_replace=may_replace)
 
 

@@ -244,7 +244,8 @@ class _Checker:
         """The deciding result, scored off the event loop; ``on_check`` sees it first,
         then ``raise_on_violation`` may raise ``GuardViolation`` naming the rail (unless
         ``raises`` is False: a tool rail, which trips instead)."""
-        r = await adecide_all(self.guard, self.texts(value))
+        # max_input_turns bounds the input guardrail's texts, not an output's or a tool's
+        r = await adecide_all(self.guard, self.texts(value), bounded=self.rail == "input")
         if self.on_check is not None:
             self.on_check(self.rail, r)
         if not r.allowed and self.raises and self.guard.policy.raise_on_violation:

@@ -143,9 +143,10 @@ class Policy:
         input_turns: which turns of a message list the input rail checks: ``last`` (the
             last user turn, the default), ``user`` (every user turn) or ``all`` (every
             turn with text); see ``InputTurns`` for why and what it costs.
-        max_input_turns: under ``user`` / ``all``, an input rail given more texts than
-            this (default ``DEFAULT_MAX_INPUT_TURNS``) scores none and decides by
-            ``on_error``, degraded, saying so. None: no bound.
+        max_input_turns: an input rail given more texts than this (default
+            ``DEFAULT_MAX_INPUT_TURNS``: one a turn under ``user`` / ``all``, one a str
+            variable of a LangChain prompt) scores none and decides by ``on_error``,
+            degraded, saying so. None: no bound. Output and tool rails are not bounded by it.
     """
 
     thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))

@@ -47,7 +47,7 @@ from guardrail_dro.serve.http.upstream_call import (
     sdk_kwargs,
     upstream_key,
 )
-from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_anthropic
+from guardrail_dro.serve.rails import OnCheck, RailGuard, content_text, wrap_anthropic
 
 __all__ = [
     "MessagesProxy",
@@ -131,14 +131,37 @@ def anthropic_upstream_from_env(
     )
 
 
+def _check_system(system: Any) -> None:
+    """Refuse a ``system`` the input rail under ``all`` cannot read: the rail reads a str
+    or a list of blocks only, so a single block object (``{"type": "text", ...}``) went
+    to the upstream unchecked, and a block it cannot read answered 502 blaming the
+    upstream.
+
+    Raises:
+        ApiError: 400 naming ``system``.
+    """
+    if system is None:
+        return
+    try:
+        if not isinstance(system, str | list):
+            raise TypeError(f"got {type(system).__name__}")
+        content_text(system)
+    except TypeError as exc:
+        why = f"system: {exc} (give a string or a list of text blocks)"
+        raise ApiError(400, why, param="system") from None
+
+
 def _params(raw: bytes, turns: str) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
     Raises:
         ApiError: 400 naming the field: ``read_request``'s checks, ``max_tokens`` not an
-            integer, ``stream`` not a bool.
+            integer, ``stream`` not a bool, under ``all`` a ``system`` the input rail
+            cannot read.
     """
     body = read_request(raw, request="a Messages API request", parts="blocks", turns=turns)
+    if turns == "all":
+        _check_system(body.get("system"))
     tokens = body.get("max_tokens")
     if not isinstance(tokens, int) or isinstance(tokens, bool):
         raise ApiError(400, "max_tokens: give a whole number", param="max_tokens")

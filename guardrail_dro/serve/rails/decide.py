@@ -138,22 +138,26 @@ def _over(guard: RailGuard, texts: Sequence[str]) -> bool:
     return cap is not None and len(texts) > cap
 
 
-def decide_all(guard: RailGuard, texts: Sequence[str]) -> GuardResult:
+def decide_all(guard: RailGuard, texts: Sequence[str], *, bounded: bool = True) -> GuardResult:
     """The result that decides for ``texts`` scored alone (the guard was trained on
     single texts) in one batch, ``worst`` of them; one text is ``guard.decide``'s. More
     than ``policy.max_input_turns`` texts score none (``_too_many``): each text is bounded
     by ``max_chars`` / ``max_windows``, and this bounds how many (the input rail under
-    ``user`` / ``all`` reads one a turn, a chain's prompt one a variable)."""
-    if _over(guard, texts):
+    ``user`` / ``all`` reads one a turn, a chain's prompt one a variable). ``bounded``
+    False: an integration's output or tool rail, whose texts are its ``text_of``'s, not
+    an input's turns (``max_input_turns`` refused a reply split into sentences)."""
+    if bounded and _over(guard, texts):
         return _too_many(guard, texts, guard.decide(""))
     if len(texts) == 1:
         return guard.decide(texts[0])
     return worst(guard.decide_many(texts))
 
 
-async def adecide_all(guard: RailGuard, texts: Sequence[str]) -> GuardResult:
+async def adecide_all(
+    guard: RailGuard, texts: Sequence[str], *, bounded: bool = True
+) -> GuardResult:
     """``decide_all`` with the model off the event loop."""
-    if _over(guard, texts):
+    if bounded and _over(guard, texts):
         return _too_many(guard, texts, await guard.adecide(""))
     if len(texts) == 1:
         return await guard.adecide(texts[0])

@@ -43,7 +43,8 @@ def _has(obj: Any, key: str) -> bool:
 
 def content_text(content: Any) -> str:
     """The text of a message content: a string, or a list of content blocks (``text``
-    blocks, and the nested content of Anthropic ``tool_result`` blocks); images skipped.
+    blocks, the nested content of Anthropic ``tool_result`` blocks, the text of
+    ``document`` and ``search_result`` blocks: ``_document_text``); images skipped.
 
     Raises:
         TypeError: ``content`` is neither a str, a list of blocks nor a message.
@@ -63,12 +64,31 @@ def content_text(content: Any) -> str:
                 parts.append(text)
             elif _get(block, "type") == "tool_result":
                 parts.append(content_text(_get(block, "content")))
+            elif _get(block, "type") in ("document", "search_result"):
+                parts.append(_document_text(block))
         return "\n".join(p for p in parts if p)
     if _has(content, "content"):  # a whole message, its content None when it holds tool
         # calls or speech only (read as the rails read a reply; it was a TypeError)
         text, spoken = content_text(_get(content, "content")), spoken_text(content)
         return "\n".join(p for p in (text, spoken) if p)
     raise TypeError(f"message content must be a str or a list of blocks, not {type(content)}")
+
+
+def _document_text(block: Any) -> str:
+    """The text the model reads in an Anthropic ``document`` block (its ``title``,
+    ``context`` and a plain-text source's ``data`` or a ``content`` source's blocks) or
+    ``search_result`` block (``title`` and ``content``): a user turn holding its request
+    there went past the input rail, which read ``text`` blocks only. A PDF or URL
+    source is no text this can read."""
+    source = _get(block, "source")
+    kind = _get(source, "type") if _get(block, "type") == "document" else None
+    texts = [_get(block, "title"), _get(block, "context")]
+    if kind == "text":
+        texts.append(_get(source, "data"))
+    nested = _get(source, "content") if kind == "content" else _get(block, "content")
+    if _get(block, "type") == "search_result" or kind == "content":
+        texts.append(content_text(nested))
+    return "\n".join(t for t in texts if isinstance(t, str) and t)
 
 
 #: Roles of a user turn: OpenAI / Anthropic ``user``, LangChain's ``human``.
@@ -145,7 +165,11 @@ def _turn_text(m: Any, content: Any) -> str:
     ``tool_calls``): a caller who writes the history writes those too."""
     if isinstance(m, tuple):  # a (role, text) tuple: its text is all there is
         return content_text(content)
-    parts = (content_text(content), _refusal_text(m), spoken_text(m), tool_text(m))
+    # an assistant turn's refusal parts ({"type": "refusal", "refusal": ...}) the model
+    # reads as its own words, as the Agents SDK integration reads them
+    blocks = content if isinstance(content, list) else []
+    refusals = [r for r in (_get(b, "refusal") for b in blocks) if isinstance(r, str)]
+    parts = (content_text(content), *refusals, _refusal_text(m), spoken_text(m), tool_text(m))
     return "\n".join(p for p in parts if p)
 
 

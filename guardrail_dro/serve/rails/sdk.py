@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from guardrail_dro.serve.rails.coverage import ANTHROPIC, OPENAI, guarded_view
@@ -65,11 +65,11 @@ def _listed_messages(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _sent_messages(kwargs: dict[str, Any]) -> Any:
     """The messages the SDK sends: ``extra_body``'s when it has them (the SDK merges
-    ``extra_body`` over the request, so ``create(messages=[clean], extra_body={"messages":
-    [harmful]})`` sent the harmful list while the rail read the clean one), else the
-    argument."""
+    ``extra_body``, any mapping, over the request, so ``create(messages=[clean],
+    extra_body={"messages": [harmful]})`` sent the harmful list while the rail read the
+    clean one), else the argument."""
     extra = kwargs.get("extra_body")
-    if isinstance(extra, dict) and "messages" in extra:
+    if isinstance(extra, Mapping) and "messages" in extra:
         return extra["messages"]
     return kwargs.get("messages") or []
 
@@ -84,7 +84,7 @@ def _system(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
     if adapter is not AnthropicAdapter:
         return None
     extra = kwargs.get("extra_body")
-    if isinstance(extra, dict) and "system" in extra:
+    if isinstance(extra, Mapping) and "system" in extra:
         system = extra["system"]
     else:
         system = kwargs.get("system")
