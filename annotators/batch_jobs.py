@@ -10,6 +10,7 @@ judged by the live rule (``labelling.judge``) and committed to the cache at once
 ``run_jobs`` sequences it for one annotator; ``annotators.batch`` runs one per annotator
 concurrently. Once ``stop`` is set (Ctrl-C, SIGTERM) it submits nothing more, stops
 polling (a call sleeping in its retry backoff wakes and is not retried: ``JobContext.call``),
+repairs no invalid answer (kept invalid, unrepaired: ``--reask invalid`` asks again),
 and leaves a job it was collecting uncollected: the rest of its results are read
 again by the next run (downloading them is free), the ones judged already are cached.
 
@@ -192,8 +193,11 @@ async def _absorb(ctx: JobContext, job: BatchJob, collected: Collected,
                 requeue[cid] = error or "batch request failed"
             continue
         text = ctx.texts.get(cid)  # None: an item of another run, paid for all the same
+        # stop: an invalid answer's repair call sends no new request once the run is
+        # stopped, nor sleeps out its backoff (a 429's Retry-After held a first Ctrl-C
+        # for a minute); the answer is kept invalid, unrepaired, as the live path keeps it
         res = await judge(ann, text, job_schema if text is None else ctx.schema, reply,
-                          policy=ctx.policy, template=ctx.template)
+                          policy=ctx.policy, template=ctx.template, stop=ctx.stop)
         if text is not None or res.outcome != "invalid":  # unrepaired: a later run asks
             ctx.db.put(cid, ann.provider, ann.model, res)
         if text is not None:

@@ -47,8 +47,10 @@ Which text is checked:
   with the conversation (the guard is also trained on single texts). A caller that
   builds its own history of unchecked turns gives the guard
   ``Policy(input_turns="user")`` (every user message, each scored alone) or ``"all"``
-  (every item with text: system and assistant messages, function calls' arguments,
-  tool outputs, reasoning summaries; ``input_texts``), or passes ``text_of=``.
+  (every item with text: system and assistant messages, function and MCP calls'
+  arguments, tool and MCP outputs, reasoning, shell commands and output, code
+  interpreter code and logs, file and web search queries and results; ``input_texts``),
+  or passes ``text_of=``.
   The SDK runs input guardrails on the starting agent only, on the first turn of a run.
 - output (the last agent's ``final_output``): a ``str``; a structured ``output_type`` (a
   pydantic model, dataclass, dict or list) its strings, keys included, one a line, as
@@ -144,22 +146,74 @@ def input_text(value: Any) -> str:
     return content_text(_get(users[-1], "content")) if users else ""
 
 
+# Where the other input item types (the openai SDK's ``ResponseInputItemParam``) keep
+# text the model reads: dotted keys, a list on the way read item by item. A caller that
+# writes its own items can forge any of them, so "all" reads them as it reads a tool's
+# output. Not read: screenshots (computer_call_output), images, item references,
+# compaction (opaque), URLs, MCP tools' input schemas.
+_TEXT_AT: dict[str, tuple[str, ...]] = {
+    "mcp_call": ("output", "error.message", "error.content", "error.content.text"),
+    "mcp_list_tools": ("tools.name", "tools.description", "error"),
+    "code_interpreter_call": ("code", "outputs.logs"),
+    "file_search_call": ("queries", "results.text"),
+    "web_search_call": ("action.query", "action.queries", "action.pattern"),
+    "local_shell_call": ("action.command",),
+    "local_shell_call_output": ("output",),
+    "shell_call": ("action.commands",),
+    "shell_call_output": ("output.stdout", "output.stderr"),
+    "apply_patch_call": ("operation.diff",),
+    "apply_patch_call_output": ("output",),
+    "computer_call": ("action.text",),
+    "image_generation_call": ("revised_prompt",),
+    "program": ("code",),
+    "program_output": ("result",),
+}
+# Arguments (JSON, or a parsed object), read as a function call's
+_ARGUMENTS = (
+    "function_call",
+    "custom_tool_call",
+    "mcp_call",
+    "mcp_approval_request",
+    "tool_search_call",
+)
+
+
+def _spread(values: list[Any]) -> list[Any]:
+    return [
+        x
+        for v in values
+        for x in (v if isinstance(v, Sequence) and not isinstance(v, str | bytes) else [v])
+    ]
+
+
+def _strings_at(item: Any, paths: Sequence[str]) -> list[str]:
+    """The strings at each dotted path in ``item`` (a mapping or an SDK model)."""
+    out: list[str] = []
+    for path in paths:
+        values = [item]
+        for key in path.split("."):
+            values = [_get(v, key) for v in _spread(values) if not isinstance(v, str)]
+        out += [v for v in _spread(values) if isinstance(v, str)]
+    return out
+
+
 def _item_text(item: Any) -> str:
     """An input item's text for ``input_texts(..., "all")``: a message's content (its
-    ``output_text`` and ``refusal`` parts too), a function call's arguments (their
-    strings, as the tool guardrails read them), a tool's output, a reasoning summary."""
+    ``output_text`` and ``refusal`` parts too), a call's arguments (their strings, as the
+    tool guardrails read them), a tool's output, a reasoning summary and text, and the
+    text fields of MCP, shell, code interpreter, file / web search, patch and computer
+    items (``_TEXT_AT``)."""
     kind, content = _get(item, "type"), _get(item, "content")
     if _get(item, "role") is not None:
         refusals = [_get(p, "refusal") for p in content] if isinstance(content, list) else []
         texts = [content_text(content), *(r for r in refusals if isinstance(r, str))]
-    elif kind in ("function_call", "custom_tool_call"):
-        texts = [arguments_text(_get(item, "arguments") or _get(item, "input") or "")]
     elif kind in ("function_call_output", "custom_tool_call_output"):
         texts = [content_text(_get(item, "output"))]
     elif kind == "reasoning":
-        texts = [content_text(_get(item, "summary") or [])]
+        texts = [content_text(_get(item, "summary") or []), content_text(content or [])]
     else:
-        texts = []
+        args = _get(item, "arguments") or _get(item, "input") if kind in _ARGUMENTS else None
+        texts = [arguments_text(args or ""), *_strings_at(item, _TEXT_AT.get(kind, ()))]
     return "\n".join(t for t in texts if t)
 
 
