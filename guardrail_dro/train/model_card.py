@@ -284,9 +284,12 @@ def model_card(
         )
     if man.toxic_score is not None:
         aucs = ", ".join(f"{k} {v:.3f}" for k, v in man.toxic_score.valid_auc.items())
+        # A student's is the original model's choice, its AUCs that model's, copied down.
+        kept = student_card.toxic_score_whose(rec) if rec is not None else ""
         lines.append(
-            f"- toxic score (what the guard blocks on): {man.toxic_score.kind}, chosen on "
-            f"valid ROC AUC ({aucs}; rule: {man.toxic_score.rule})"
+            f"- toxic score (what the guard blocks on): {kept}{man.toxic_score.kind}, chosen on "
+            + ("the original model's " if kept else "")
+            + f"valid ROC AUC ({aucs}; rule: {man.toxic_score.rule})"
         )
     lines += ["", "## Evaluation", "", "| split | metric | value |", "| --- | --- | --- |"]
     lines += _metrics_rows("valid", man.valid_metrics)
@@ -327,7 +330,11 @@ def model_card(
         "- The labels come from crowd and LLM annotators, whose errors the method reduces "
         "but does not remove; the scores are not calibrated probabilities.",
         "- A guard is one layer of a moderation system, not a replacement for human review.",
-        *(f"- Training note: {n}" for n in man.notes),
+        *(
+            student_card.note_lines(man, rec)
+            if rec is not None
+            else (f"- Training note: {n}" for n in man.notes)
+        ),
         "",
         "## Provenance",
         "",

@@ -6,7 +6,9 @@ what the student itself learned from and, through ``teacher_distilled_from``, wh
 teacher before it did. These parts attribute each to whom it belongs: the labelled data
 and the method to the original model, the distillation texts to the student. (A
 grand-student's card said its teacher, a student, was "trained on crowd labels" and
-listed the original model's data as if the teacher had trained on it.)
+listed the original model's data as if the teacher had trained on it. Its training notes
+repeated the original model's estimator notes, and its toxic score the original model's
+choice, as the student's own.)
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from guardrail_dro.train.modeldir import DistillRecord, TrainManifest
 
-__all__ = ["chain", "data_lines", "method_lines", "summary"]
+__all__ = ["chain", "data_lines", "method_lines", "note_lines", "summary", "toxic_score_whose"]
 
 
 def chain(rec: DistillRecord) -> list[DistillRecord]:
@@ -143,3 +145,42 @@ def method_lines(
         + (f", a {man.head_hidden}-wide hidden layer" if man.head_hidden else ", linear head"),
         f"- max length: {man.max_length} tokens; " + _epoch(man, rec),
     ]
+
+
+# ``distill`` appends one note per distillation, "distilled from DIR (N layers) into K
+# layer(s) [...]", after the notes it copies from its teacher; no training note starts so.
+_DISTILL_NOTE = "distilled from "
+
+
+def note_lines(man: TrainManifest, rec: DistillRecord) -> list[str]:
+    """A student's Limits "Training note" lines, each said as whose it is.
+
+    Its manifest's notes are the original model's (the estimator's rank, shrinkage,
+    confidence term: a student has no estimator), then each distillation's note, the
+    student's own last. The distillation notes are the trailing run that starts as
+    ``distill`` writes them, not a count from the chain: an older record's chain is cut
+    (``record_version`` 1) while its manifest kept every note. A teacher's note names its
+    teacher only where the run and the chain have the same length."""
+    notes, links = man.notes, chain(rec)
+    k = 0
+    while k < len(notes) and notes[len(notes) - 1 - k].startswith(_DISTILL_NOTE):
+        k += 1
+    lines = [
+        f"- Training note (the original model's, not this student's): {n}"
+        for n in notes[: len(notes) - k]
+    ]
+    for j, n in enumerate(notes[len(notes) - k : len(notes) - 1]):
+        if k == len(links):  # the j-th distillation made the student at this teacher_dir
+            made = f"`{links[k - 2 - j].teacher_dir}`, a teacher up the chain"
+        else:  # an older record: which teacher is not known
+            made = "a teacher up the chain"
+        lines.append(f"- Training note (the distillation that made {made}): {n}")
+    return lines + [f"- Training note: {n}" for n in notes[len(notes) - k :][-1:]]
+
+
+def toxic_score_whose(rec: DistillRecord) -> str:
+    """Whose toxic-score choice a student's manifest carries: ``distill`` copies the
+    original model's (kind and its valid ROC AUCs, measured on that model's valid) and
+    chooses none."""
+    later = " and the students before it" if len(chain(rec)) > 1 else ""
+    return f"the original model's choice, kept by this student{later}: "
