@@ -309,8 +309,10 @@ def serve_command(
         fail = OnError(on_error)
     except ValueError:
         raise typer.BadParameter("closed or open", param_hint="--on-error") from None
-    if input_turns not in ("last", "user", "all"):
-        raise typer.BadParameter("last, user or all", param_hint="--input-turns")
+    try:
+        turns = InputTurns(input_turns)
+    except ValueError:
+        raise typer.BadParameter("last, user or all", param_hint="--input-turns") from None
     if input_turns != "last" and upstream is None and anthropic_upstream is None:
         raise typer.BadParameter(
             "give --upstream URL or --anthropic-upstream URL too: the proxies' input rail "
@@ -328,7 +330,7 @@ def serve_command(
         on_error=fail,
         max_chars=max_chars,
         max_windows=max_windows or None,
-        input_turns=InputTurns(input_turns),
+        input_turns=turns,
         max_input_turns=max_input_turns or None,
     )
     keys = read_api_keys(key_file=api_key_file, key_env=api_key_env)

@@ -88,7 +88,7 @@ from typing import Any
 from guardrail_dro.errors import require
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide_all
-from guardrail_dro.serve.rails.messages import content_text
+from guardrail_dro.serve.rails.messages import INPUT_TURNS, content_text
 from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
 
 require("agents", "agents")
@@ -230,8 +230,8 @@ def input_texts(value: Any, turns: str = "last") -> list[str]:
     """
     if turns == "last" or isinstance(value, str):
         return [input_text(value)]
-    if turns not in ("user", "all"):
-        raise ValueError(f"input turns must be one of ['last', 'user', 'all'], not {turns!r}")
+    if turns not in INPUT_TURNS:
+        raise ValueError(f"input turns must be one of {list(INPUT_TURNS)}, not {turns!r}")
     _check_items(value)
     if turns == "user":
         texts = [content_text(_get(i, "content")) for i in value if _get(i, "role") == "user"]

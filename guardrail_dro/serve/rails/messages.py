@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from guardrail_dro.serve.policy import InputTurns
 from guardrail_dro.serve.rails.tool_args import tool_text
 
 __all__ = [
@@ -153,8 +154,8 @@ def last_user_text(messages: Iterable[Any]) -> str:
     return "" if last is None else content_text(last)
 
 
-#: ``Policy.input_turns``' values (``policy.InputTurns``), which ``input_texts`` reads.
-INPUT_TURNS = ("last", "user", "all")
+#: ``Policy.input_turns``' values, which ``input_texts`` reads.
+INPUT_TURNS = tuple(t.value for t in InputTurns)
 
 
 def _turn_text(m: Any, content: Any) -> str:

@@ -63,31 +63,24 @@ def _listed_messages(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "messages": listed(kwargs["messages"])} if "messages" in kwargs else kwargs
 
 
-def _sent_messages(kwargs: dict[str, Any]) -> Any:
-    """The messages the SDK sends: ``extra_body``'s when it has them (the SDK merges
-    ``extra_body``, any mapping, over the request, so ``create(messages=[clean],
+def _sent(kwargs: dict[str, Any], key: str) -> Any:
+    """``kwargs[key]`` as the SDK sends it: ``extra_body``'s when it has one (the SDK
+    merges ``extra_body``, any mapping, over the request, so ``create(messages=[clean],
     extra_body={"messages": [harmful]})`` sent the harmful list while the rail read the
-    clean one), else the argument."""
+    clean one; the ``/v1/messages`` proxy puts Anthropic's ``system`` there), else the
+    argument."""
     extra = kwargs.get("extra_body")
-    if isinstance(extra, Mapping) and "messages" in extra:
-        return extra["messages"]
-    return kwargs.get("messages") or []
+    return extra[key] if isinstance(extra, Mapping) and key in extra else kwargs.get(key)
 
 
 def _system(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
-    """Anthropic's ``system`` parameter, which ``Policy(input_turns="all")`` checks as a
-    turn: ``extra_body``'s when it has one (where the ``/v1/messages`` proxy puts every
-    field but the SDK's few; the SDK merges it over the request, so it is the one sent),
-    else the argument.
-    None for OpenAI, whose system prompt is a message, and for the SDK's ``NOT_GIVEN`` /
-    ``omit`` (only a str or a list of blocks is read: an iterator would be used up)."""
+    """Anthropic's ``system`` parameter as sent (``_sent``), which
+    ``Policy(input_turns="all")`` checks as a turn. None for OpenAI, whose system prompt
+    is a message, and for the SDK's ``NOT_GIVEN`` / ``omit`` (only a str or a list of
+    blocks is read: an iterator would be used up)."""
     if adapter is not AnthropicAdapter:
         return None
-    extra = kwargs.get("extra_body")
-    if isinstance(extra, Mapping) and "system" in extra:
-        system = extra["system"]
-    else:
-        system = kwargs.get("system")
+    system = _sent(kwargs, "system")
     return system if isinstance(system, str | list | tuple) else None
 
 
@@ -109,7 +102,7 @@ def _guarded_create(
             kwargs = _listed_messages(kwargs)
             stream = bool(kwargs.get("stream"))
             if gin is not None:
-                messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
+                messages, system = _sent(kwargs, "messages") or [], _system(adapter, kwargs)
                 r = await adecide_input(gin, messages, on_check, system)
                 if not r.allowed:
                     if stream:
@@ -130,7 +123,7 @@ def _guarded_create(
         kwargs = _listed_messages(kwargs)
         stream = bool(kwargs.get("stream"))
         if gin is not None:
-            messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
+            messages, system = _sent(kwargs, "messages") or [], _system(adapter, kwargs)
             r = decide_input(gin, messages, on_check, system)
             if not r.allowed:
                 if stream:
