@@ -11,7 +11,10 @@ Series (``guardrail_`` prefix):
 - ``request_seconds{path}``: request latency histogram (whole request, queueing and
   batching included);
 - ``texts_total{outcome}``: texts checked, by ``allowed`` / ``flagged`` / ``degraded``;
-- ``degraded_total``: degraded results (timeout or model error, decided by policy);
+- ``degraded_total``: degraded results (timeout, model error, a text or request past a
+  bound; decided by policy), of the moderation route's texts and of the proxies' rail
+  decisions alike (a proxied rail's were counted as refusals only, so a failing model
+  behind a proxy looked like harmful traffic);
 - ``batch_texts``: texts per model call (how much micro-batching happens);
 - ``queued_texts``: texts waiting for the model now;
 - ``escalated_total{outcome}`` (with an LLM judge): texts in its band, by ``judged`` /
@@ -123,9 +126,11 @@ class ServerMetrics:
 
     def observe_rail(self, rail: str, result: GuardResult, *, path: str) -> None:
         """One rail decision of the proxy at ``path`` (its ``on_check``, with ``path``
-        bound): a refusal is counted."""
+        bound): a refusal is counted, and a degraded decision in ``degraded_total``."""
         if not result.allowed:
             self.refusals.labels(path=path, rail=rail).inc()
+        if result.degraded:
+            self.degraded.inc()
 
     def observe_proxy_overload(self, path: str) -> None:
         """One proxied call refused for want of a slot (``ProxySlots``' ``on_refused``)."""
