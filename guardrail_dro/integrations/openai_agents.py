@@ -163,7 +163,7 @@ _TEXT_AT: dict[str, tuple[str, ...]] = {
     "shell_call_output": ("output.stdout", "output.stderr"),
     "apply_patch_call": ("operation.diff",),
     "apply_patch_call_output": ("output",),
-    "computer_call": ("action.text",),
+    "computer_call": ("action.text", "actions.text"),  # one action, or a list of them
     "image_generation_call": ("revised_prompt",),
     "program": ("code",),
     "program_output": ("result",),

@@ -64,7 +64,10 @@ class ServerMetrics:
         )
         self.texts = Counter("guardrail_texts", "Texts checked", ["outcome"], registry=reg)
         self.degraded = Counter(
-            "guardrail_degraded", "Degraded results (timeout or model error)", registry=reg
+            "guardrail_degraded",
+            "Degraded results (timeout, model error, a text or request past a bound), of "
+            "the moderation route and the proxies' rails",
+            registry=reg,
         )
         self.batch = Histogram(
             "guardrail_batch_texts", "Texts per model call", buckets=_BATCH_BUCKETS, registry=reg

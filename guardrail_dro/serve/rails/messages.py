@@ -78,16 +78,19 @@ def content_text(content: Any) -> str:
 def _document_text(block: Any) -> str:
     """The text the model reads in an Anthropic ``document`` block (its ``title``,
     ``context`` and a plain-text source's ``data`` or a ``content`` source's blocks) or
-    ``search_result`` block (``title`` and ``content``): a user turn holding its request
-    there went past the input rail, which read ``text`` blocks only. A PDF or URL
-    source is no text this can read."""
+    ``search_result`` block (its ``source``, ``title`` and ``content``): a user turn
+    holding its request there went past the input rail, which read ``text`` blocks only.
+    A search result's ``source`` is a str the model reads with it, a URL or any
+    identifier the caller writes (a request written there passed); a document's PDF or
+    URL source is no text this can read."""
     source = _get(block, "source")
-    kind = _get(source, "type") if _get(block, "type") == "document" else None
-    texts = [_get(block, "title"), _get(block, "context")]
+    search = _get(block, "type") == "search_result"
+    kind = None if search else _get(source, "type")
+    texts = [source if search else None, _get(block, "title"), _get(block, "context")]
     if kind == "text":
         texts.append(_get(source, "data"))
     nested = _get(source, "content") if kind == "content" else _get(block, "content")
-    if _get(block, "type") == "search_result" or kind == "content":
+    if search or kind == "content":
         texts.append(content_text(nested))
     return "\n".join(t for t in texts if isinstance(t, str) and t)
 

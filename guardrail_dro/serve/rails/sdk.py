@@ -73,6 +73,18 @@ def _sent(kwargs: dict[str, Any], key: str) -> Any:
     return extra[key] if isinstance(extra, Mapping) and key in extra else kwargs.get(key)
 
 
+def _sent_messages(kwargs: dict[str, Any]) -> Any:
+    """The messages as sent (``_sent``), [] when none are given (the argument None or
+    the SDK's ``NOT_GIVEN``). ``extra_body``'s are read as given, a falsy value too:
+    ``_sent(...) or []`` read ``extra_body={"messages": None}`` (or a list type that is
+    false while holding turns) as no turns and sent it unchecked, where the rail raises
+    ``TypeError`` for what it cannot read, as before the one reader."""
+    extra = kwargs.get("extra_body")
+    if isinstance(extra, Mapping) and "messages" in extra:
+        return extra["messages"]
+    return kwargs.get("messages") or []
+
+
 def _system(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
     """Anthropic's ``system`` parameter as sent (``_sent``), which
     ``Policy(input_turns="all")`` checks as a turn. None for OpenAI, whose system prompt
@@ -102,7 +114,7 @@ def _guarded_create(
             kwargs = _listed_messages(kwargs)
             stream = bool(kwargs.get("stream"))
             if gin is not None:
-                messages, system = _sent(kwargs, "messages") or [], _system(adapter, kwargs)
+                messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
                 r = await adecide_input(gin, messages, on_check, system)
                 if not r.allowed:
                     if stream:
@@ -123,7 +135,7 @@ def _guarded_create(
         kwargs = _listed_messages(kwargs)
         stream = bool(kwargs.get("stream"))
         if gin is not None:
-            messages, system = _sent(kwargs, "messages") or [], _system(adapter, kwargs)
+            messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
             r = decide_input(gin, messages, on_check, system)
             if not r.allowed:
                 if stream:
