@@ -86,6 +86,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from guardrail_dro.errors import require
+from guardrail_dro.integrations.agents_items import item_text
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide_all
 from guardrail_dro.serve.rails.messages import INPUT_TURNS, content_text
@@ -146,83 +147,12 @@ def input_text(value: Any) -> str:
     return content_text(_get(users[-1], "content")) if users else ""
 
 
-# Where the other input item types (the openai SDK's ``ResponseInputItemParam``) keep
-# text the model reads: dotted keys, a list on the way read item by item. A caller that
-# writes its own items can forge any of them, so "all" reads them as it reads a tool's
-# output. Not read: screenshots (computer_call_output), images, item references,
-# compaction (opaque), URLs, MCP tools' input schemas.
-_TEXT_AT: dict[str, tuple[str, ...]] = {
-    "mcp_call": ("output", "error.message", "error.content", "error.content.text"),
-    "mcp_list_tools": ("tools.name", "tools.description", "error"),
-    "code_interpreter_call": ("code", "outputs.logs"),
-    "file_search_call": ("queries", "results.text"),
-    "web_search_call": ("action.query", "action.queries", "action.pattern"),
-    "local_shell_call": ("action.command",),
-    "local_shell_call_output": ("output",),
-    "shell_call": ("action.commands",),
-    "shell_call_output": ("output.stdout", "output.stderr"),
-    "apply_patch_call": ("operation.diff",),
-    "apply_patch_call_output": ("output",),
-    "computer_call": ("action.text", "actions.text"),  # one action, or a list of them
-    "image_generation_call": ("revised_prompt",),
-    "program": ("code",),
-    "program_output": ("result",),
-}
-# Arguments (JSON, or a parsed object), read as a function call's
-_ARGUMENTS = (
-    "function_call",
-    "custom_tool_call",
-    "mcp_call",
-    "mcp_approval_request",
-    "tool_search_call",
-)
-
-
-def _spread(values: list[Any]) -> list[Any]:
-    return [
-        x
-        for v in values
-        for x in (v if isinstance(v, Sequence) and not isinstance(v, str | bytes) else [v])
-    ]
-
-
-def _strings_at(item: Any, paths: Sequence[str]) -> list[str]:
-    """The strings at each dotted path in ``item`` (a mapping or an SDK model)."""
-    out: list[str] = []
-    for path in paths:
-        values = [item]
-        for key in path.split("."):
-            values = [_get(v, key) for v in _spread(values) if not isinstance(v, str)]
-        out += [v for v in _spread(values) if isinstance(v, str)]
-    return out
-
-
-def _item_text(item: Any) -> str:
-    """An input item's text for ``input_texts(..., "all")``: a message's content (its
-    ``output_text`` and ``refusal`` parts too), a call's arguments (their strings, as the
-    tool guardrails read them), a tool's output, a reasoning summary and text, and the
-    text fields of MCP, shell, code interpreter, file / web search, patch and computer
-    items (``_TEXT_AT``)."""
-    kind, content = _get(item, "type"), _get(item, "content")
-    if _get(item, "role") is not None:
-        refusals = [_get(p, "refusal") for p in content] if isinstance(content, list) else []
-        texts = [content_text(content), *(r for r in refusals if isinstance(r, str))]
-    elif kind in ("function_call_output", "custom_tool_call_output"):
-        texts = [content_text(_get(item, "output"))]
-    elif kind == "reasoning":
-        texts = [content_text(_get(item, "summary") or []), content_text(content or [])]
-    else:
-        args = _get(item, "arguments") or _get(item, "input") if kind in _ARGUMENTS else None
-        texts = [arguments_text(args or ""), *_strings_at(item, _TEXT_AT.get(kind, ()))]
-    return "\n".join(t for t in texts if t)
-
-
 def input_texts(value: Any, turns: str = "last") -> list[str]:
     """The texts the input guardrail checks, each alone, under ``turns`` (the guard's
     ``Policy.input_turns``): ``last`` is ``[input_text(value)]``; ``user`` every user
-    message's text; ``all`` every item with text (``_item_text``): for a caller whose
-    client writes the items (a fabricated assistant turn, a forged tool output). A str
-    is itself; a list with no text ``[""]``.
+    message's text; ``all`` every item with text (``agents_items.item_text``): for a
+    caller whose client writes the items (a fabricated assistant turn, a forged tool
+    output). A str is itself; a list with no text ``[""]``.
 
     Raises:
         TypeError: as ``input_text``; a message's content neither text nor parts.
@@ -236,7 +166,7 @@ def input_texts(value: Any, turns: str = "last") -> list[str]:
     if turns == "user":
         texts = [content_text(_get(i, "content")) for i in value if _get(i, "role") == "user"]
     else:
-        texts = [_item_text(item) for item in value]
+        texts = [item_text(item) for item in value]
     return [t for t in texts if t] or [""]
 
 

@@ -166,15 +166,76 @@ def _turn_text(m: Any, content: Any) -> str:
     result's, an Anthropic ``tool_result`` block's included) and, as the output rail
     reads a reply, an assistant turn's ``refusal``, audio transcript and tool-call
     arguments (OpenAI ``tool_calls``, Anthropic ``tool_use`` blocks, LangChain's
-    ``tool_calls``): a caller who writes the history writes those too."""
+    ``tool_calls``; Anthropic ``server_tool_use`` / ``mcp_tool_use`` inputs with them),
+    its server-tool results and citations (``_server_block_text``): a caller who writes
+    the history writes those too."""
     if isinstance(m, tuple):  # a (role, text) tuple: its text is all there is
         return content_text(content)
     # an assistant turn's refusal parts ({"type": "refusal", "refusal": ...}) the model
     # reads as its own words, as the Agents SDK integration reads them
     blocks = content if isinstance(content, list) else []
     refusals = [r for r in (_get(b, "refusal") for b in blocks) if isinstance(r, str)]
-    parts = (content_text(content), *refusals, _refusal_text(m), spoken_text(m), tool_text(m))
-    return "\n".join(p for p in parts if p)
+    served = [_server_block_text(b) for b in blocks if not isinstance(b, str)]
+    parts = (content_text(content), *refusals, *served, _refusal_text(m), spoken_text(m))
+    return "\n".join(p for p in (*parts, tool_text(m)) if p)
+
+
+#: Anthropic server-tool results (``web_search`` / ``web_fetch`` / code execution / MCP)
+#: an assistant turn holds: the model reads their output as fact, and a caller who
+#: writes the history writes them (a request written there went past ``all``).
+_SERVER_RESULTS = frozenset(
+    {
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "mcp_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+    }
+)
+
+#: The text fields of a server-tool result's content, by the content's ``type``; an
+#: error object's code, a result's ``encrypted_content`` / ``encrypted_stdout`` (the
+#: API decrypts those, no text this can read) and file ids are not text.
+_RESULT_FIELDS = {
+    "web_search_result": ("title", "url", "page_age"),
+    "web_fetch_result": ("url",),
+    "code_execution_result": ("stdout", "stderr"),
+    "bash_code_execution_result": ("stdout", "stderr"),
+    "encrypted_code_execution_result": ("stderr",),
+    "text_editor_code_execution_view_result": ("content",),
+    "text_editor_code_execution_str_replace_result": ("lines",),
+}
+
+
+def _server_block_text(block: Any) -> str:
+    """What an assistant turn's block holds beyond ``content_text``'s reading: the
+    ``cited_text`` of a text block's ``citations`` (quoted to the model as its source)
+    and a server-tool result's text (``_SERVER_RESULTS``: an MCP result's content, a
+    fetched page's document, search results' titles and URLs, code output, a viewed
+    file). Items of an unknown type or shape are skipped; linear in the block's size.
+
+    Raises:
+        TypeError: an MCP result's or a fetched document's content is not text or
+            blocks (as ``content_text``).
+    """
+    kind = _get(block, "type")
+    if kind not in _SERVER_RESULTS:
+        cites = _get(block, "citations")
+        cites = cites if isinstance(cites, list | tuple) else []
+        return "\n".join(t for c in cites if isinstance(t := _get(c, "cited_text"), str) and t)
+    content = _get(block, "content")
+    if kind == "mcp_tool_result":
+        return content_text(content)
+    texts: list[Any] = []
+    for item in content if isinstance(content, list | tuple) else [content]:
+        item_kind = _get(item, "type")
+        for key in _RESULT_FIELDS.get(item_kind, ()) if isinstance(item_kind, str) else ():
+            value = _get(item, key)
+            texts += value if isinstance(value, list | tuple) else [value]
+        if item_kind == "web_fetch_result":  # its content is a document block
+            texts.append(content_text([_get(item, "content")]))
+    return "\n".join(t for t in texts if isinstance(t, str) and t)
 
 
 def input_texts(messages: Iterable[Any], turns: str = "last", system: Any = None) -> list[str]:

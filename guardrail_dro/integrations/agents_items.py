@@ -1,0 +1,113 @@
+"""The text of an OpenAI Agents SDK / Responses API input item, for the Agents
+integration's input guardrail under ``Policy.input_turns="all"``: a caller whose client
+writes the items can forge any of them (a fabricated assistant turn, a tool's output, a
+tool search's results), so ``all`` reads the text the model reads in each.
+
+Apart from ``openai_agents`` so that module stays within its size limit; it imports
+neither SDK (items are read by key or attribute), so it is importable without the
+``agents`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from guardrail_dro.serve.rails.messages import content_text
+from guardrail_dro.serve.rails.tool_args import arguments_text
+
+__all__ = ["TEXT_AT", "item_text", "strings_at"]
+
+
+def _get(obj: Any, key: str) -> Any:
+    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
+
+
+#: The text of a list of tool definitions the model reads: names, descriptions, an MCP
+#: server's description, and a namespace's tools' names and descriptions (parameter
+#: schemas are not read).
+_TOOLS = (
+    "tools.name",
+    "tools.description",
+    "tools.server_description",
+    "tools.tools.name",
+    "tools.tools.description",
+)
+
+#: Where the other input item types (the openai SDK's ``ResponseInputItemParam``) keep
+#: text the model reads: dotted keys, a list on the way read item by item; read for an
+#: item with a role too (``additional_tools`` is a developer item with tools, no
+#: content). Not read: screenshots (computer_call_output), images, item references,
+#: compaction (opaque), URLs, tools' input schemas.
+TEXT_AT: dict[str, tuple[str, ...]] = {
+    "mcp_call": ("output", "error.message", "error.content", "error.content.text"),
+    "mcp_list_tools": ("tools.name", "tools.description", "error"),
+    "mcp_approval_response": ("reason",),
+    "tool_search_output": _TOOLS,
+    "additional_tools": _TOOLS,
+    "code_interpreter_call": ("code", "outputs.logs"),
+    "file_search_call": ("queries", "results.text"),
+    "web_search_call": ("action.query", "action.queries", "action.pattern"),
+    "local_shell_call": ("action.command",),
+    "local_shell_call_output": ("output",),
+    "shell_call": ("action.commands",),
+    "shell_call_output": ("output.stdout", "output.stderr"),
+    "apply_patch_call": ("operation.diff",),
+    "apply_patch_call_output": ("output",),
+    "computer_call": ("action.text", "actions.text"),  # one action, or a list of them
+    "image_generation_call": ("revised_prompt",),
+    "program": ("code",),
+    "program_output": ("result",),
+}
+# Arguments (JSON, or a parsed object), read as a function call's
+_ARGUMENTS = (
+    "function_call",
+    "custom_tool_call",
+    "mcp_call",
+    "mcp_approval_request",
+    "tool_search_call",
+)
+
+
+def _spread(values: list[Any]) -> list[Any]:
+    return [
+        x
+        for v in values
+        for x in (v if isinstance(v, Sequence) and not isinstance(v, str | bytes) else [v])
+    ]
+
+
+def strings_at(item: Any, paths: Sequence[str]) -> list[str]:
+    """The strings at each dotted path in ``item`` (a mapping or an SDK model)."""
+    out: list[str] = []
+    for path in paths:
+        values = [item]
+        for key in path.split("."):
+            values = [_get(v, key) for v in _spread(values) if not isinstance(v, str)]
+        out += [v for v in _spread(values) if isinstance(v, str)]
+    return out
+
+
+def item_text(item: Any) -> str:
+    """An input item's text for ``input_texts(..., "all")``: a message's content (its
+    ``output_text`` and ``refusal`` parts too), a call's arguments (their strings, as the
+    tool guardrails read them), a tool's output, a reasoning summary and text, and the
+    text fields of MCP, shell, code interpreter, file / web search, tool search, patch
+    and computer items (``TEXT_AT``).
+
+    Raises:
+        TypeError: a message's or tool output's content is neither text nor parts.
+    """
+    kind, content = _get(item, "type"), _get(item, "content")
+    if _get(item, "role") is not None:
+        refusals = [_get(p, "refusal") for p in content] if isinstance(content, list) else []
+        texts = [content_text(content), *(r for r in refusals if isinstance(r, str))]
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        texts = [content_text(_get(item, "output"))]
+    elif kind == "reasoning":
+        texts = [content_text(_get(item, "summary") or []), content_text(content or [])]
+    else:
+        args = _get(item, "arguments") or _get(item, "input") if kind in _ARGUMENTS else None
+        texts = [arguments_text(args or "")]
+    texts += strings_at(item, TEXT_AT.get(kind, ()) if isinstance(kind, str) else ())
+    return "\n".join(t for t in texts if t)
