@@ -15,16 +15,12 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("agents")
 
 from agents import (
-    Agent,
     InputGuardrailTripwireTriggered,
-    OpenAIChatCompletionsModel,
-    Runner,
     set_tracing_disabled,
 )
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
-from openai import AsyncOpenAI
 
 from annotators.testing import FakeLLMServer
 from guardrail_dro.errors import GuardViolation
@@ -33,6 +29,8 @@ from guardrail_dro.integrations.openai_agents import input_guardrail, input_text
 from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.policy import GuardResult, Policy
 from guardrail_dro.serve.scorer import FakeScorer
+
+from .agents_run import run_agent
 
 REFUSAL = "Sorry, I can't help with that."
 REPLY = "Gutenberg, around 1440."
@@ -156,14 +154,7 @@ def fake() -> Iterator[FakeLLMServer]:
 
 
 def _run(server: FakeLLMServer, items: list[Any], guard: Guard, seen: list) -> Any:
-    async def main() -> Any:
-        async with AsyncOpenAI(base_url=server.openai_base_url, api_key="k", max_retries=0) as c:
-            model = OpenAIChatCompletionsModel(model="gpt-fake", openai_client=c)
-            check = input_guardrail(guard, on_check=lambda rail, r: seen.append((rail, r)))
-            agent = Agent(name="a", instructions="Be brief.", model=model, input_guardrails=[check])
-            return await Runner.run(agent, items)
-
-    return asyncio.run(main())
+    return run_agent(server, items, guard, lambda rail, r: seen.append((rail, r)))
 
 
 def test_agents_run_trips_on_an_earlier_user_turn_only_when_asked(fake: FakeLLMServer) -> None:

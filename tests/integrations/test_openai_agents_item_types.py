@@ -11,7 +11,6 @@ shapes are the openai SDK's ``ResponseInputItemParam`` (the agents SDK's
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,19 +19,15 @@ import pytest
 pytest.importorskip("agents")
 
 from agents import (
-    Agent,
     InputGuardrailTripwireTriggered,
-    OpenAIChatCompletionsModel,
-    Runner,
     set_tracing_disabled,
 )
-from openai import AsyncOpenAI
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.integrations.openai_agents import input_guardrail, input_texts
-from guardrail_dro.serve.guard import Guard
-from guardrail_dro.serve.policy import GuardResult, Policy
-from guardrail_dro.serve.scorer import FakeScorer
+from guardrail_dro.integrations.openai_agents import input_texts
+from guardrail_dro.serve.policy import GuardResult
+
+from .agents_run import reads_all, run_agent
 
 USER: dict[str, Any] = {"role": "user", "content": "continue"}
 
@@ -268,8 +263,7 @@ def fake() -> Iterator[FakeLLMServer]:
 
 
 def test_a_run_trips_on_a_forged_mcp_call_output(fake: FakeLLMServer) -> None:
-    scorer = FakeScorer.from_keywords({"knife": "violence"}, labels=("safe", "violence"), score=0.9)
-    guard = Guard.from_scorer(scorer, policy=Policy(input_turns="all"))
+    guard = reads_all()
     items = [
         {"role": "user", "content": "what did the tool say?"},
         {
@@ -285,15 +279,8 @@ def test_a_run_trips_on_a_forged_mcp_call_output(fake: FakeLLMServer) -> None:
     ]
     seen: list[GuardResult] = []
 
-    async def main() -> Any:
-        async with AsyncOpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0) as c:
-            model = OpenAIChatCompletionsModel(model="gpt-fake", openai_client=c)
-            check = input_guardrail(guard, on_check=lambda rail, r: seen.append(r))
-            agent = Agent(name="a", instructions="Be brief.", model=model, input_guardrails=[check])
-            return await Runner.run(agent, items)
-
     with pytest.raises(InputGuardrailTripwireTriggered) as info:
-        asyncio.run(main())
+        run_agent(fake, items, guard, lambda rail, r: seen.append(r))
     result = info.value.guardrail_result.output.output_info
     assert not result.allowed and [r.allowed for r in seen] == [False]
     assert fake.endpoints["chat.completions"] == 0  # the forged output never reached the model

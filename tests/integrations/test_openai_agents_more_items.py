@@ -11,7 +11,6 @@ a real ``Runner`` on the shipped fake server for the run.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,21 +19,17 @@ import pytest
 pytest.importorskip("agents")
 
 from agents import (
-    Agent,
     InputGuardrailTripwireTriggered,
-    OpenAIChatCompletionsModel,
-    Runner,
     set_tracing_disabled,
 )
-from openai import AsyncOpenAI
 from openai.types.responses.response_input_item import AdditionalTools, McpApprovalResponse
 from openai.types.responses.response_tool_search_output_item import ResponseToolSearchOutputItem
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.integrations.openai_agents import input_guardrail, input_texts
-from guardrail_dro.serve.guard import Guard
-from guardrail_dro.serve.policy import GuardResult, Policy
-from guardrail_dro.serve.scorer import FakeScorer
+from guardrail_dro.integrations.openai_agents import input_texts
+from guardrail_dro.serve.policy import GuardResult
+
+from .agents_run import reads_all, run_agent
 
 USER: dict[str, Any] = {"role": "user", "content": "continue"}
 HARM = "how to hurt someone with a knife"
@@ -127,20 +122,12 @@ def fake() -> Iterator[FakeLLMServer]:
 
 @pytest.mark.parametrize("name", list(ITEMS))
 def test_a_run_trips_on_the_forged_item(fake: FakeLLMServer, name: str) -> None:
-    scorer = FakeScorer.from_keywords({"knife": "violence"}, labels=("safe", "violence"), score=0.9)
-    guard = Guard.from_scorer(scorer, policy=Policy(input_turns="all"))
+    guard = reads_all()
     items = [{"role": "user", "content": "what now?"}, ITEMS[name][0], USER]
     seen: list[GuardResult] = []
 
-    async def main() -> Any:
-        async with AsyncOpenAI(base_url=fake.openai_base_url, api_key="k", max_retries=0) as c:
-            model = OpenAIChatCompletionsModel(model="gpt-fake", openai_client=c)
-            check = input_guardrail(guard, on_check=lambda rail, r: seen.append(r))
-            agent = Agent(name="a", instructions="Be brief.", model=model, input_guardrails=[check])
-            return await Runner.run(agent, items)  # type: ignore[arg-type]
-
     with pytest.raises(InputGuardrailTripwireTriggered) as info:
-        asyncio.run(main())
+        run_agent(fake, items, guard, lambda rail, r: seen.append(r))
     result = info.value.guardrail_result.output.output_info
     assert not result.allowed and [r.allowed for r in seen] == [False]
     assert fake.endpoints["chat.completions"] == 0  # the forged item never reached the model

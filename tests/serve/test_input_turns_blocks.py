@@ -21,16 +21,11 @@ import pytest
 from pydantic import SecretStr
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.serve.guard import Guard
 from guardrail_dro.serve.http import BackgroundServer, ServeConfig, create_app
 from guardrail_dro.serve.http.proxy import Upstream
-from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.rails import input_texts, wrap
-from guardrail_dro.serve.scorer import FakeScorer
 
-REFUSAL = "REFUSED"
-HARM = "how do I hurt someone with a knife"
-SAFE_REPLY = "Flour, water, salt, yeast."
+from .input_turns_helpers import HARM, REFUSAL, SAFE_REPLY, anthropic_text, make_guard
 
 #: A user turn's blocks that carry ``HARM`` where the model reads it.
 BLOCKS = {
@@ -57,19 +52,10 @@ BLOCKS = {
 }
 
 
-def make_guard(turns: str) -> Guard:
-    scorer = FakeScorer.from_keywords({"knife": "toxic"}, labels=("safe", "toxic"), score=0.9)
-    return Guard.from_scorer(scorer, policy=Policy(refusal=REFUSAL, input_turns=turns))  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer(lambda text: SAFE_REPLY) as srv:
         yield srv
-
-
-def _text(reply: Any) -> str:
-    return "".join(b.text for b in reply.content if b.type == "text")
 
 
 @pytest.mark.parametrize("turns", ["last", "user", "all"])
@@ -87,7 +73,7 @@ def test_a_document_or_search_result_in_the_user_turn_is_checked(
     )
     before = len(server.requests)
     reply = client.messages.create(model="m", max_tokens=9, messages=messages)  # type: ignore[arg-type]
-    assert _text(reply) == REFUSAL
+    assert anthropic_text(reply) == REFUSAL
     assert len(server.requests) == before  # refused before it reached the model
 
 
@@ -107,7 +93,7 @@ def test_a_pdf_document_is_no_text_and_a_harmless_one_passes(server: FakeLLMServ
         make_guard("last"),
     )
     reply = client.messages.create(model="m", max_tokens=9, messages=messages)  # type: ignore[arg-type]
-    assert _text(reply) == SAFE_REPLY
+    assert anthropic_text(reply) == SAFE_REPLY
 
 
 def test_an_assistant_refusal_part_is_a_turn_under_all(server: FakeLLMServer) -> None:
@@ -156,12 +142,12 @@ def test_the_messages_proxy_refuses_a_system_the_rail_cannot_read(
         reply = client.messages.create(
             model="m", max_tokens=9, system=[{"type": "text", "text": "be terse"}], messages=ask
         )
-        assert _text(reply) == SAFE_REPLY
+        assert anthropic_text(reply) == SAFE_REPLY
     app_ = create_app(make_guard("user"), ServeConfig(), anthropic_upstream=upstream)
     with BackgroundServer(app_) as url:  # a scope that reads no system leaves it alone
         client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
         reply = client.messages.create(model="m", max_tokens=9, system=system, messages=ask)  # type: ignore[arg-type]
-        assert _text(reply) == SAFE_REPLY
+        assert anthropic_text(reply) == SAFE_REPLY
 
 
 # ---- extra_body as any mapping -----------------------------------------------------------
@@ -193,5 +179,5 @@ def test_the_rail_reads_extra_body_given_as_any_mapping(server: FakeLLMServer) -
         messages=[{"role": "user", "content": "hello"}],
         extra_body=MappingProxyType({"system": "the knife"}),
     )
-    assert _text(reply) == REFUSAL
+    assert anthropic_text(reply) == REFUSAL
     assert len(server.requests) == before  # both refused before the model

@@ -29,14 +29,9 @@ from anthropic.types import (
 from anthropic.types.beta import BetaMCPToolResultBlock, BetaMCPToolUseBlock
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.serve.guard import Guard
-from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.rails import input_texts, wrap
-from guardrail_dro.serve.scorer import FakeScorer
 
-REFUSAL = "REFUSED"
-HARM = "how do I hurt someone with a knife"
-SAFE_REPLY = "Flour, water, salt, yeast."
+from .input_turns_helpers import HARM, REFUSAL, SAFE_REPLY, anthropic_text, make_guard
 
 
 def _fetch(doc_source: dict[str, Any]) -> dict[str, Any]:
@@ -156,19 +151,10 @@ TYPES: dict[str, Any] = {
 }
 
 
-def make_guard(turns: str) -> Guard:
-    scorer = FakeScorer.from_keywords({"knife": "toxic"}, labels=("safe", "toxic"), score=0.9)
-    return Guard.from_scorer(scorer, policy=Policy(refusal=REFUSAL, input_turns=turns))  # type: ignore[arg-type]
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer(lambda text: SAFE_REPLY) as srv:
         yield srv
-
-
-def _text(reply: Any) -> str:
-    return "".join(b.text for b in reply.content if b.type == "text")
 
 
 def _history(block: Any) -> list[dict[str, Any]]:
@@ -210,14 +196,14 @@ def test_the_wrapped_client_refuses_a_forged_server_tool_block_under_all(
     )
     before = len(server.requests)
     reply = client.messages.create(model="m", max_tokens=9, messages=messages)  # type: ignore[arg-type]
-    assert _text(reply) == REFUSAL
+    assert anthropic_text(reply) == REFUSAL
     assert len(server.requests) == before  # refused before it reached the model
     user_only = wrap(
         anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="k", max_retries=0),
         make_guard("user"),
     )
     reply = user_only.messages.create(model="m", max_tokens=9, messages=messages)  # type: ignore[arg-type]
-    assert _text(reply) == SAFE_REPLY
+    assert anthropic_text(reply) == SAFE_REPLY
 
 
 def test_harmless_server_tool_blocks_pass_and_unreadable_parts_are_skipped(
@@ -261,7 +247,7 @@ def test_harmless_server_tool_blocks_pass_and_unreadable_parts_are_skipped(
         make_guard("all"),
     )
     reply = client.messages.create(model="m", max_tokens=9, messages=messages)  # type: ignore[arg-type]
-    assert _text(reply) == SAFE_REPLY
+    assert anthropic_text(reply) == SAFE_REPLY
 
 
 def test_an_mcp_result_that_is_not_text_is_the_rails_type_error() -> None:

@@ -20,29 +20,15 @@ import openai
 import pytest
 
 from annotators.testing import FakeLLMServer
-from guardrail_dro.serve.guard import Guard
-from guardrail_dro.serve.policy import Policy
 from guardrail_dro.serve.rails import input_texts, wrap
-from guardrail_dro.serve.scorer import FakeScorer
 
-REFUSAL = "REFUSED"
-HARM = "how do I hurt someone with a knife"
-SAFE_REPLY = "Flour, water, salt, yeast."
-
-
-def make_guard(turns: str = "last") -> Guard:
-    scorer = FakeScorer.from_keywords({"knife": "toxic"}, labels=("safe", "toxic"), score=0.9)
-    return Guard.from_scorer(scorer, policy=Policy(refusal=REFUSAL, input_turns=turns))  # type: ignore[arg-type]
+from .input_turns_helpers import HARM, REFUSAL, SAFE_REPLY, anthropic_text, make_guard
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeLLMServer]:
     with FakeLLMServer(lambda text: SAFE_REPLY) as srv:
         yield srv
-
-
-def _text(reply: Any) -> str:
-    return "".join(b.text for b in reply.content if b.type == "text")
 
 
 @pytest.mark.parametrize("turns", ["last", "user", "all"])
@@ -61,7 +47,7 @@ def test_a_search_results_source_is_read(server: FakeLLMServer, turns: str) -> N
     )
     before = len(server.requests)
     reply = client.messages.create(model="m", max_tokens=9, messages=messages)  # type: ignore[arg-type]
-    assert _text(reply) == REFUSAL
+    assert anthropic_text(reply) == REFUSAL
     assert len(server.requests) == before  # refused before it reached the model
 
 
