@@ -63,26 +63,17 @@ def _listed_messages(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "messages": listed(kwargs["messages"])} if "messages" in kwargs else kwargs
 
 
-def _sent(kwargs: dict[str, Any], key: str) -> Any:
-    """``kwargs[key]`` as the SDK sends it: ``extra_body``'s when it has one (the SDK
-    merges ``extra_body``, any mapping, over the request, so ``create(messages=[clean],
-    extra_body={"messages": [harmful]})`` sent the harmful list while the rail read the
-    clean one; the ``/v1/messages`` proxy puts Anthropic's ``system`` there), else the
-    argument."""
+def _sent(kwargs: dict[str, Any], key: str, absent: Any = None) -> Any:
+    """``kwargs[key]`` as the SDK sends it: ``extra_body``'s when it has one, as given,
+    a falsy value too (the SDK merges ``extra_body``, any mapping, over the request, so
+    ``create(messages=[clean], extra_body={"messages": [harmful]})`` sent the harmful list
+    while the rail read the clean one, and ``extra_body={"messages": None}`` read as no
+    turns went unchecked; the ``/v1/messages`` proxy puts Anthropic's ``system`` there);
+    else the argument, ``absent`` when it is not given (None or the SDK's ``NOT_GIVEN``)."""
     extra = kwargs.get("extra_body")
-    return extra[key] if isinstance(extra, Mapping) and key in extra else kwargs.get(key)
-
-
-def _sent_messages(kwargs: dict[str, Any]) -> Any:
-    """The messages as sent (``_sent``), [] when none are given (the argument None or
-    the SDK's ``NOT_GIVEN``). ``extra_body``'s are read as given, a falsy value too:
-    ``_sent(...) or []`` read ``extra_body={"messages": None}`` (or a list type that is
-    false while holding turns) as no turns and sent it unchecked, where the rail raises
-    ``TypeError`` for what it cannot read, as before the one reader."""
-    extra = kwargs.get("extra_body")
-    if isinstance(extra, Mapping) and "messages" in extra:
-        return extra["messages"]
-    return kwargs.get("messages") or []
+    if isinstance(extra, Mapping) and key in extra:
+        return extra[key]
+    return kwargs.get(key) or absent
 
 
 def _system(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
@@ -114,7 +105,7 @@ def _guarded_create(
             kwargs = _listed_messages(kwargs)
             stream = bool(kwargs.get("stream"))
             if gin is not None:
-                messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
+                messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
                 r = await adecide_input(gin, messages, on_check, system)
                 if not r.allowed:
                     if stream:
@@ -135,7 +126,7 @@ def _guarded_create(
         kwargs = _listed_messages(kwargs)
         stream = bool(kwargs.get("stream"))
         if gin is not None:
-            messages, system = _sent_messages(kwargs), _system(adapter, kwargs)
+            messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
             r = decide_input(gin, messages, on_check, system)
             if not r.allowed:
                 if stream:
