@@ -191,6 +191,7 @@ def test_enabled_thinking_on_a_model_the_sdk_deprecates_it_for_gets_a_note_when_
     def notes(model: str, **kw: Any) -> list[str]:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
+            warnings.simplefilter("ignore", ResourceWarning)  # another test's socket, collected
             AnthropicAnnotator(model, api_key="k", **kw)
         return [str(w.message) for w in seen]
 
