@@ -31,6 +31,7 @@ from guardrail_dro.serve.policy import GuardResult, Policy
 from guardrail_dro.serve.rails import RailGuard, input_texts
 
 __all__ = [
+    "MAX_NESTING",
     "MIN_SCRUBBED_KEY",
     "UpstreamCall",
     "answering",
@@ -43,6 +44,12 @@ __all__ = [
 #: API keys are tens of characters; a short one is a placeholder for an upstream
 #: without auth, and its letters occur in ordinary words.
 MIN_SCRUBBED_KEY = 8
+
+#: A request body nested deeper than this (arrays and objects) is refused (400). The
+#: SDK re-encodes the body one stack frame a level, deeper in the stack than the parse:
+#: a body of ~975 levels parsed, then failed its encoding as a RecursionError answered
+#: 502 and blamed on the upstream. Real bodies (tool schemas included) nest a few dozen.
+MAX_NESTING = 128
 
 
 def upstream_key(option: str, key_env: str | None) -> SecretStr:
@@ -69,8 +76,9 @@ def read_request(raw: bytes, *, request: str, parts: str, turns: str = "last") -
     the guard's ``Policy.input_turns`` (the turns its input rail reads).
 
     Raises:
-        ApiError: 400 naming the field: not a JSON object, ``messages`` not a list of
-            objects, a message the input rail cannot read (no role, a turn it reads
+        ApiError: 400 naming the field: not a JSON object, nested deeper than
+            ``MAX_NESTING``, ``messages`` not a list of objects, a message the input
+            rail cannot read (no role, a turn it reads
             whose content is neither text nor a list: wrap raises ``TypeError`` on it,
             the proxy answered 500, and under ``all`` a 502 for another role's turn),
             ``model`` not a string.
@@ -81,6 +89,8 @@ def read_request(raw: bytes, *, request: str, parts: str, turns: str = "last") -
         raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"the body must be a JSON object ({request})")
+    if _nested_deeper(body, MAX_NESTING):
+        raise ApiError(400, f"the body nests arrays and objects deeper than {MAX_NESTING} levels")
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ApiError(400, "messages: give a list of message objects", param="messages")
@@ -92,6 +102,21 @@ def read_request(raw: bytes, *, request: str, parts: str, turns: str = "last") -
     if not isinstance(body.get("model"), str):
         raise ApiError(400, "model: give the upstream model's name (a string)", param="model")
     return body
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds containers more than ``limit`` deep: one pass over the
+    parsed body, without recursion (the depth is what is in question)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def sdk_kwargs(
