@@ -362,18 +362,21 @@ class Guard:
         return [self._finish(r, None) for r in await self.adecide_many(texts)]
 
     # ---- chat rails -------------------------------------------------------------------
-    def check_input(self, messages: Iterable[Any], system: Any = None) -> GuardResult:
-        """Input rail: the turns ``policy.input_turns`` names (the last user turn by
-        default; ``system``: Anthropic's parameter, read under ``all``), each alone."""
-        return rails.decide_input(self, messages, None, system)
+    def check_input(
+        self, messages: Iterable[Any], system: Any = None, tools: Any = None
+    ) -> GuardResult:
+        """Input rail: the turns ``policy.input_turns`` names, each alone; ``all`` reads
+        ``system`` (Anthropic's) and ``tools`` (definitions) too: ``rails.decide_input``."""
+        return rails.decide_input(self, messages, None, system, tools)
 
     def check_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
-        """Output rail: the model's reply (a str, a message, content blocks, an SDK reply;
-        tool-call arguments included), alone: guards were trained on single texts."""
+        """Output rail: the model's reply, alone (what ``rails.messages.reply_text`` reads)."""
         return self._finish(self.decide(reply_text(reply)), "output")
 
-    async def acheck_input(self, messages: Iterable[Any], system: Any = None) -> GuardResult:
-        return await rails.adecide_input(self, messages, None, system)
+    async def acheck_input(
+        self, messages: Iterable[Any], system: Any = None, tools: Any = None
+    ) -> GuardResult:
+        return await rails.adecide_input(self, messages, None, system, tools)
 
     async def acheck_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
         return self._finish(await self.adecide(reply_text(reply)), "output")
@@ -387,14 +390,11 @@ class Guard:
         on_check: rails.OnCheck | None = None,
         blocked: Callable[[GuardResult], Any] | None = None,
     ) -> Any:
-        """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (sync or
-        async; see ``guardrail_dro.serve.rails.protect``): ``@guard.protect`` or
-        ``@guard.protect(output=False, blocked=rails.openai_refusal, ...)``."""
+        """Decorator guarding a chat callable ``fn(messages, ...) -> reply`` (``rails.protect``)."""
         return rails.protect(
             self, fn, input=input, output=output, on_check=on_check, blocked=blocked
         )
 
     def wrap(self, client: Any, **options: Any) -> Any:
-        """An OpenAI / Anthropic client whose create calls are guarded
-        (``guardrail_dro.serve.rails.sdk.wrap``; options: input, output, on_check)."""
+        """An OpenAI / Anthropic client, its create calls guarded (``rails.sdk.wrap``)."""
         return rails.wrap(client, self, **options)

@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response
 
 from guardrail_dro.errors import ConfigError
 from guardrail_dro.serve.http.forwarding import forward_header_names, forward_query_names
-from guardrail_dro.serve.http.proxy import ClosingStream, Upstream
+from guardrail_dro.serve.http.proxy import ClosingStream, Upstream, check_tools
 from guardrail_dro.serve.http.schema import ApiError
 from guardrail_dro.serve.http.upstream_call import (
     UpstreamCall,
@@ -156,12 +156,13 @@ def _params(raw: bytes, turns: str) -> dict[str, Any]:
 
     Raises:
         ApiError: 400 naming the field: ``read_request``'s checks, ``max_tokens`` not an
-            integer, ``stream`` not a bool, under ``all`` a ``system`` the input rail
-            cannot read.
+            integer, ``stream`` not a bool, under ``all`` a ``system`` or ``tools`` the
+            input rail cannot read.
     """
     body = read_request(raw, request="a Messages API request", parts="blocks", turns=turns)
     if turns == "all":
         _check_system(body.get("system"))
+        check_tools(body, ("tools",))
     tokens = body.get("max_tokens")
     if not isinstance(tokens, int) or isinstance(tokens, bool):
         raise ApiError(400, "max_tokens: give a whole number", param="max_tokens")

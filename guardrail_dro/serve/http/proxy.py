@@ -47,7 +47,14 @@ from guardrail_dro.serve.http.upstream_call import (
 )
 from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_openai
 
-__all__ = ["ChatProxy", "ClosingStream", "Upstream", "openai_account", "upstream_from_env"]
+__all__ = [
+    "ChatProxy",
+    "ClosingStream",
+    "Upstream",
+    "check_tools",
+    "openai_account",
+    "upstream_from_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +152,33 @@ def openai_account(url: str) -> bool:
     return urllib.parse.urlsplit(url).hostname == "api.openai.com"
 
 
+def check_tools(body: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """Refuse tool definitions the input rail under ``all`` cannot read (both proxies):
+    it reads a list of objects (``rails.tool_args.definition_texts``), and anything else
+    would raise there, answered 502 blaming an upstream never called (as ``system``).
+
+    Raises:
+        ApiError: 400 naming the field (``tools``, OpenAI's ``functions``).
+    """
+    for field in fields:
+        tools = body.get(field)
+        if tools is not None and not (
+            isinstance(tools, list) and all(isinstance(t, dict) for t in tools)
+        ):
+            why = f"{field}: give a list of tool definitions (objects)"
+            raise ApiError(400, why, param=field)
+
+
 def _params(raw: bytes, turns: str) -> dict[str, Any]:
     """The caller's request, checked as far as the proxy relies on it.
 
     Raises:
-        ApiError: 400 naming the field: ``read_request``'s checks, ``stream`` not a bool.
+        ApiError: 400 naming the field: ``read_request``'s checks, ``stream`` not a bool,
+            under ``all`` ``tools`` / ``functions`` the input rail cannot read.
     """
     body = read_request(raw, request="a chat completion request", parts="parts", turns=turns)
+    if turns == "all":
+        check_tools(body, ("tools", "functions"))
     if not isinstance(body.get("stream", False), bool):
         raise ApiError(400, "stream: give true or false", param="stream")
     return body

@@ -165,25 +165,35 @@ async def adecide_all(
 
 
 def decide_input(
-    guard: RailGuard, messages: Any, on_check: OnCheck | None, system: Any = None
+    guard: RailGuard,
+    messages: Any,
+    on_check: OnCheck | None,
+    system: Any = None,
+    tools: Any = None,
 ) -> GuardResult:
     """The input rail on ``messages``: the texts ``guard.policy.input_turns`` names
-    (``messages.input_texts``; ``system``: Anthropic's ``system`` parameter, read under
-    ``all``) decided by ``decide_all``; ``on_check`` sees that one result, then the
-    policy may raise ``GuardViolation(result, "input")``. Under ``user`` / ``all`` a
-    request re-checks its history, so the cost grows with the conversation, up to
-    ``max_input_turns`` texts.
+    (``messages.input_texts``; ``system``: Anthropic's ``system`` parameter, ``tools``:
+    the request's tool definitions, both read under ``all`` only) decided by
+    ``decide_all``; ``on_check`` sees that one result, then the policy may raise
+    ``GuardViolation(result, "input")``. Under ``user`` / ``all`` a request re-checks
+    its history, so the cost grows with the conversation, up to ``max_input_turns``
+    texts (a tool definition counts as one).
 
     Raises:
-        TypeError: messages the rail cannot read (``input_texts``): fail closed.
+        TypeError: messages (or, under ``all``, tools) the rail cannot read
+            (``input_texts``): fail closed.
     """
-    texts = input_texts(messages, guard.policy.input_turns, system)
+    texts = input_texts(messages, guard.policy.input_turns, system, tools)
     return _after(guard, "input", decide_all(guard, texts), on_check)
 
 
 async def adecide_input(
-    guard: RailGuard, messages: Any, on_check: OnCheck | None, system: Any = None
+    guard: RailGuard,
+    messages: Any,
+    on_check: OnCheck | None,
+    system: Any = None,
+    tools: Any = None,
 ) -> GuardResult:
     """``decide_input`` with the model off the event loop."""
-    texts = input_texts(messages, guard.policy.input_turns, system)
+    texts = input_texts(messages, guard.policy.input_turns, system, tools)
     return _after(guard, "input", await adecide_all(guard, texts), on_check)

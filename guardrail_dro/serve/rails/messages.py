@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from guardrail_dro.serve.policy import InputTurns
-from guardrail_dro.serve.rails.tool_args import tool_text
+from guardrail_dro.serve.rails.tool_args import definition_texts, tool_text
 
 __all__ = [
     "INPUT_TURNS",
@@ -238,20 +238,24 @@ def _server_block_text(block: Any) -> str:
     return "\n".join(t for t in texts if isinstance(t, str) and t)
 
 
-def input_texts(messages: Iterable[Any], turns: str = "last", system: Any = None) -> list[str]:
+def input_texts(
+    messages: Iterable[Any], turns: str = "last", system: Any = None, tools: Any = None
+) -> list[str]:
     """The texts the input rail scores, each alone (the guard was trained on single
     texts), in order: ``turns`` is ``Policy.input_turns``.
 
     ``last``: ``[last_user_text(messages)]``, "" included when there is no user turn
     (the rail's behaviour before the other scopes). ``user``: every user turn's text.
     ``all``: every turn's text (``_turn_text``), after ``system`` (Anthropic's
-    ``system`` parameter: a str or a list of text blocks) when given. Empty texts are
-    left out; a list with none is ``[""]``, scored as ``last`` scores a list without a
-    user turn.
+    ``system`` parameter: a str or a list of text blocks) and then each of ``tools``
+    (the request's tool definitions: ``definition_texts``) when given: a caller who
+    writes the request writes those too. Empty texts are left out; a list with none is
+    ``[""]``, scored as ``last`` scores a list without a user turn.
 
     Raises:
         TypeError: as ``last_user_text`` (no role, a user turn with no content), and
-            under ``all`` a turn whose content is neither text nor blocks.
+            under ``all`` a turn whose content is neither text nor blocks, or ``tools``
+            not a list of objects.
         ValueError: ``turns`` is not one of ``INPUT_TURNS``.
     """
     if turns == "last":
@@ -259,6 +263,8 @@ def input_texts(messages: Iterable[Any], turns: str = "last", system: Any = None
     if turns not in INPUT_TURNS:
         raise ValueError(f"input turns must be one of {list(INPUT_TURNS)}, not {turns!r}")
     texts = [content_text(system)] if turns == "all" and system is not None else []
+    if turns == "all" and tools is not None:
+        texts += definition_texts(tools)
     for m, role, content in _turns(messages):
         if role in _USER_ROLES:
             texts.append(content_text(content))

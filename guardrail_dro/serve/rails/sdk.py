@@ -59,8 +59,13 @@ __all__ = [
 _Adapter = type[OpenAIAdapter] | type[AnthropicAdapter]
 
 
-def _listed_messages(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {**kwargs, "messages": listed(kwargs["messages"])} if "messages" in kwargs else kwargs
+#: The arguments the input rail reads that the SDKs take as any iterable: an iterator,
+#: read once by the rail, would reach the model empty (``messages.listed``).
+_LISTED = ("messages", "tools", "functions")
+
+
+def _listed_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**kwargs, **{k: listed(kwargs[k]) for k in _LISTED if k in kwargs}}
 
 
 def _sent(kwargs: dict[str, Any], key: str, absent: Any = None) -> Any:
@@ -87,6 +92,19 @@ def _system(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
     return system if isinstance(system, str | list | tuple) else None
 
 
+def _tools(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
+    """The tool definitions as sent (``_sent``), which ``Policy(input_turns="all")``
+    checks, each as a turn: ``tools``, then OpenAI's deprecated ``functions`` (the model
+    reads both); None when neither is given. A value that is not a list is passed on as
+    it is, for the rail under ``all`` to raise on (``TypeError``) rather than skip."""
+    keys = ("tools", "functions") if adapter is OpenAIAdapter else ("tools",)
+    given = [v for v in (_sent(kwargs, k) for k in keys) if v is not None]
+    odd = [v for v in given if not isinstance(v, list | tuple)]
+    if odd:
+        return odd[0]
+    return [t for v in given for t in v] if given else None
+
+
 def _guarded_create(
     create: Callable[..., Any],
     guard: RailGuard,
@@ -102,11 +120,12 @@ def _guarded_create(
         acreate: Callable[..., Awaitable[Any]] = create
 
         async def guarded_acreate(*args: Any, **kwargs: Any) -> Any:
-            kwargs = _listed_messages(kwargs)
+            kwargs = _listed_args(kwargs)
             stream = bool(kwargs.get("stream"))
             if gin is not None:
                 messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
-                r = await adecide_input(gin, messages, on_check, system)
+                tools = _tools(adapter, kwargs)
+                r = await adecide_input(gin, messages, on_check, system, tools)
                 if not r.allowed:
                     if stream:
                         return AsyncGuardedStream(aiter_items(adapter.blocked_stream(kwargs, r)))
@@ -123,11 +142,11 @@ def _guarded_create(
         return functools.wraps(create)(guarded_acreate)
 
     def guarded_create(*args: Any, **kwargs: Any) -> Any:
-        kwargs = _listed_messages(kwargs)
+        kwargs = _listed_args(kwargs)
         stream = bool(kwargs.get("stream"))
         if gin is not None:
             messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
-            r = decide_input(gin, messages, on_check, system)
+            r = decide_input(gin, messages, on_check, system, _tools(adapter, kwargs))
             if not r.allowed:
                 if stream:
                     return GuardedStream(iter_items(adapter.blocked_stream(kwargs, r)))

@@ -20,6 +20,9 @@ Streamed, the arguments arrive in fragments (OpenAI ``delta.tool_calls[i]``, Ant
 give a call's text once it is complete (its choice finished, its block stopped, or the
 stream ended): only then is it runnable, and only then can it be parsed. Like the rest
 of the rails, this reads by attribute or key and imports neither SDK.
+
+``definition_texts`` reads the other side, for the input rail under
+``Policy.input_turns="all"``: the tool definitions a request sends.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "AnthropicToolStream",
     "OpenAIToolStream",
     "arguments_text",
+    "definition_texts",
     "string_values",
     "tool_text",
 ]
@@ -84,6 +88,32 @@ def arguments_text(arguments: Any) -> str:
         except (ValueError, RecursionError):
             return arguments
     return "\n".join(s for s in string_values(arguments) if s)
+
+
+def definition_texts(tools: Any) -> list[str]:
+    """The text of each tool definition a request sends, which the model reads as
+    instructions (a caller's "Before answering, explain how to ..." in a description):
+    its name, description and the strings of its schema (``string_values``: a property's
+    name, description and enum values). OpenAI ``{"type": "function", "function": ...}``,
+    ``{"type": "custom", "custom": ...}`` (its ``format``) and ``functions`` items;
+    Anthropic ``{"name", "description", "input_schema"}`` (a server tool: its name).
+
+    Raises:
+        TypeError: ``tools`` is not a list (or tuple) of objects: read as none, a
+            definition would reach the model unchecked.
+    """
+    if not isinstance(tools, list | tuple):
+        raise TypeError(f"tools must be a list of tool definitions, not {type(tools).__name__}")
+    texts = []
+    for tool in tools:
+        if not isinstance(tool, Mapping) and not hasattr(tool, "model_dump"):
+            raise TypeError(f"a tool definition must be an object, not {type(tool).__name__}")
+        spec = _get(tool, "function") or _get(tool, "custom") or tool
+        found = [_get(spec, "name"), _get(spec, "description")]
+        for key in ("parameters", "input_schema", "format"):
+            found += string_values(_get(spec, key))
+        texts.append("\n".join(t for t in found if isinstance(t, str) and t))
+    return texts
 
 
 def _call_texts(message: Any) -> list[str]:
