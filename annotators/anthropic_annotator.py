@@ -30,6 +30,15 @@ eats into the answer's and may be cut. The tool is offered, not forced, as with
 is cut, and a cut reply is never cached, so raising it after cuts asks only the cut items
 again.
 
+Models that think by default (``CLAUDE_RULES``, from each model's own documentation):
+claude-opus-5, claude-sonnet-5(-5), claude-opus-5-5 and the Fable models run a request
+without a ``thinking`` field with adaptive thinking, and "tool_choice options that force
+tool use return an error while thinking is on". Their default is therefore
+``thinking="adaptive"`` (the docs call ``{"type": "adaptive"}`` equivalent to leaving it
+out): the tool offered, not forced, and ``thinking_room`` on top of ``max_tokens``, which
+the thinking counts toward. Those that answer ``thinking.type=enabled`` with a 400
+(``no_budget``) refuse a ``thinking_budget`` here, naming ``thinking="adaptive"``.
+
 Effort (``effort``, sent as ``output_config={"effort": ...}``): how much effort Claude puts
 into its reply, thinking and answer alike (``"low"`` spends fewer tokens; not every model
 takes every value). It changes the answer, so it is part of the cache key when set; without
@@ -40,6 +49,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from annotators.base import Prompt, RawReply, Usage
@@ -50,8 +60,9 @@ from annotators.prompts import reply_json_schema
 from guardrail_dro.data.schema import LabelSchema
 from guardrail_dro.errors import ConfigError, require
 
-__all__ = ["ADAPTIVE_THINKING_ROOM", "DEFAULT_BASE_URL", "THINKING_MIN_BUDGET", "TOOL_NAME",
-           "AnthropicAnnotator", "Effort", "ThinkingMode", "parse_message"]
+__all__ = ["ADAPTIVE_THINKING_ROOM", "CLAUDE_RULES", "DEFAULT_BASE_URL", "THINKING_MIN_BUDGET",
+           "TOOL_NAME", "AnthropicAnnotator", "ClaudeRules", "Effort", "ThinkingMode",
+           "claude_rules", "parse_message"]
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
@@ -74,6 +85,46 @@ thinking with a ``thinking_budget``, implied by one)."""
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
 """The values ``output_config.effort`` takes (as the anthropic SDK lists them; not every
 model takes every value)."""
+
+
+@dataclass(frozen=True)
+class ClaudeRules:
+    """What one Claude model's documentation says its API does with thinking.
+
+    Attributes:
+        thinks_by_default: a request without ``thinking`` runs with adaptive thinking, so
+            a forced tool is refused (the default request must offer it instead).
+        no_budget: ``thinking.type=enabled`` (a ``thinking_budget``) is answered with a
+            400; ``thinking="adaptive"`` and ``effort`` are what control its thinking.
+    """
+
+    thinks_by_default: bool = False
+    no_budget: bool = False
+
+
+CLAUDE_RULES: dict[str, ClaudeRules] = {
+    # "thinking is on by default" (whats-new-opus-5); disabling it is not sent here
+    "claude-opus-5": ClaudeRules(thinks_by_default=True),
+    # adaptive on by default; manual extended thinking returns 400 (sonnet-5 overview)
+    "claude-sonnet-5": ClaudeRules(thinks_by_default=True, no_budget=True),
+    # runs adaptive without a thinking field; a thinking budget returns 400 (migration)
+    "claude-sonnet-5-5": ClaudeRules(thinks_by_default=True, no_budget=True),
+    # thinking always on, "thinking.type.enabled" is not supported (whats-new-opus-5-5),
+    # the same on Claude Fable 5.1
+    "claude-opus-5-5": ClaudeRules(thinks_by_default=True, no_budget=True),
+    "claude-fable-5-1": ClaudeRules(thinks_by_default=True, no_budget=True),
+    # "Adaptive (always on)" in the models tables; nothing stated about a budget
+    "claude-fable-5": ClaudeRules(thinks_by_default=True),
+    "claude-fable-5-2": ClaudeRules(thinks_by_default=True),
+}
+"""Per-model thinking rules (exact model IDs: these models have no dated snapshots);
+a model not listed thinks only when asked, as before."""
+
+
+def claude_rules(model: str) -> ClaudeRules:
+    """``model``'s entry in ``CLAUDE_RULES``, or the rules of a model that thinks only
+    when asked."""
+    return CLAUDE_RULES.get(model, ClaudeRules())
 
 
 def parse_message(body: dict[str, Any]) -> RawReply:
@@ -129,7 +180,14 @@ def _check_thinking(model: str, thinking: object, budget: object, room: object,
     if thinking == "enabled" and budget is None:
         raise ConfigError(f"{where}: thinking=\"enabled\" needs a thinking_budget (at least "
                           f"{THINKING_MIN_BUDGET} tokens), or use thinking=\"adaptive\"")
-    mode: ThinkingMode | None = "enabled" if budget is not None else thinking
+    rules = claude_rules(model)
+    if budget is not None and rules.no_budget:  # else a 400 on every request
+        raise ConfigError(
+            f"{where}: {model} takes no thinking_budget (the API answers thinking.type="
+            "enabled with a 400): remove thinking_budget, and use thinking=\"adaptive\" "
+            "(its default) with effort for less or more thinking")
+    asked: ThinkingMode | None = "enabled" if budget is not None else thinking
+    mode = asked or ("adaptive" if rules.thinks_by_default else None)
     if room is not None and mode != "adaptive":
         raise ConfigError(f"{where}: thinking_room is the max_tokens room of adaptive thinking: "
                           "set thinking=\"adaptive\" too, or remove thinking_room"
@@ -137,8 +195,8 @@ def _check_thinking(model: str, thinking: object, budget: object, room: object,
     if room is not None and (isinstance(room, bool) or not isinstance(room, int) or room < 1):
         raise ConfigError(f"{where}: thinking_room={room!r}: give a whole number of tokens (e.g. "
                           f"{ADAPTIVE_THINKING_ROOM}), or leave it out for the default")
-    if mode is not None and temperature is not None:
-        name = "thinking=\"adaptive\"" if mode == "adaptive" else "thinking_budget"
+    if asked is not None and temperature is not None:
+        name = "thinking=\"adaptive\"" if asked == "adaptive" else "thinking_budget"
         raise ConfigError(
             f"{where}: extended thinking ({name}) takes no temperature (the API allows only its "
             f"default), not {temperature}: remove temperature from this annotator")
@@ -177,7 +235,8 @@ class AnthropicAnnotator:
             when set.
         thinking: ``"adaptive"``: Claude decides how much to think (no budget is sent);
             ``"enabled"``: the same as giving ``thinking_budget`` alone. Part of the cache
-            key when adaptive.
+            key when adaptive. None: no thinking, or ``"adaptive"`` on a model that thinks
+            by default (``CLAUDE_RULES``), where a forced tool would be refused.
         thinking_room: adaptive thinking only: the ``max_tokens`` room for the thinking,
             added to ``max_tokens`` in the request (default ``ADAPTIVE_THINKING_ROOM``).
         effort: how much effort Claude spends on the reply (``"low"`` ... ``"max"``), sent
@@ -190,7 +249,8 @@ class AnthropicAnnotator:
     Raises:
         ConfigError: a ``thinking_budget`` that is not a whole number of at least
             ``THINKING_MIN_BUDGET``; a ``thinking`` other than ``"adaptive"`` /
-            ``"enabled"``; adaptive with a budget, enabled without one; a
+            ``"enabled"``; adaptive with a budget, enabled without one, a budget on a
+            model that refuses one (``ClaudeRules.no_budget``); a
             ``thinking_room`` without adaptive or not a positive whole number; any
             temperature (with thinking: the API allows only its default; without: SDK 2.x
             takes none); an ``effort`` that is not one of ``Effort``'s values.

@@ -1,14 +1,17 @@
 """Token prices, and what a run costs or would cost.
 
 ``DEFAULT_PRICES`` are public list prices in USD per million tokens (input, output) as
-last checked by hand (late 2025); they go stale, so every entry point takes ``prices=``
-to override or extend them (the CLI: ``--prices prices.json``). A model is matched by
-its exact name, else by its name less a dated snapshot suffix (``gpt-4o-mini-2024-07-18``
--> ``gpt-4o-mini``, ``claude-sonnet-4-5-20250929`` -> ``claude-sonnet-4-5``) or
-``-latest``. Never by a bare prefix: ``claude-opus-4-5`` is not priced as
-``claude-opus-4`` (3x the price), nor ``o3-pro`` as ``o3``. A model with no price gives
-a cost of None, never a made-up number. Batch jobs are billed at ``BATCH_DISCOUNT`` of
-the live price by both providers.
+last checked by hand (late 2025; the 2026 models added from the providers' own model
+pages on 2026-12-07, and only where a page states a flat price: none for a "from $x"
+price such as claude-haiku-5-5's, nor for a model whose page gives none); they go
+stale, so every entry point takes ``prices=`` to override or extend them (the CLI:
+``--prices prices.json``). A model is matched by its exact name, else by its name less
+a dated snapshot suffix (``gpt-4o-mini-2024-07-18`` -> ``gpt-4o-mini``,
+``claude-sonnet-4-5-20250929`` -> ``claude-sonnet-4-5``) or ``-latest``. Never by a
+bare prefix: ``claude-opus-4-5`` is not priced as ``claude-opus-4`` (3x the price), nor
+``o3-pro`` as ``o3``, nor ``claude-opus-5-5`` as ``claude-opus-5``. A model with no
+price gives a cost of None, never a made-up number. Batch jobs are billed at
+``BATCH_DISCOUNT`` of the live price by both providers.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gpt-5-mini": (0.25, 2.00),
     "gpt-5-nano": (0.05, 0.40),
     "gpt-5.1": (1.25, 10.00),
+    "gpt-5.4-nano": (0.20, 1.25),
     "o1": (15.00, 60.00),
     "o3": (2.00, 8.00),
     "o3-mini": (1.10, 4.40),
@@ -58,6 +62,16 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gpt-4": (30.00, 60.00),
     "gpt-4-turbo": (10.00, 30.00),
     # Anthropic
+    "claude-fable-5-2": (8.00, 40.00),
+    "claude-fable-5-1": (10.00, 50.00),
+    "claude-fable-5": (10.00, 50.00),
+    "claude-opus-5-5": (4.00, 20.00),  # cheaper than claude-opus-5: never priced by prefix
+    "claude-opus-5": (5.00, 25.00),
+    "claude-opus-4-8": (5.00, 25.00),
+    "claude-opus-4-6": (5.00, 25.00),
+    "claude-sonnet-5-5": (2.00, 10.00),
+    "claude-sonnet-5": (2.00, 10.00),
+    "claude-sonnet-4-6": (3.00, 15.00),
     "claude-opus-4-5": (5.00, 25.00),
     "claude-opus-4-1": (15.00, 75.00),
     "claude-opus-4": (15.00, 75.00),

@@ -22,6 +22,12 @@ toward: a ``cut`` fault thinks it all away). What the SDK's types say of it is c
 no ``budget_tokens`` (that is ``enabled``'s), a ``display`` of ``summarized`` or
 ``omitted`` (omitted: an empty thinking text, the signature kept). Nothing else is
 refused for adaptive: the SDK documents no other rule for it.
+
+Models that think by default (``annotators.anthropic_annotator.CLAUDE_RULES``, from their
+documentation): a request without ``thinking`` is answered as adaptive thinking, and with
+thinking on, whatever its type, a forced tool is a 400 ("tool_choice options that force
+tool use return an error while thinking is on"); a model that takes no budget answers
+``enabled`` with its documented 400.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from annotators.anthropic_annotator import claude_rules
 from annotators.testing.rules import Answer
 from annotators.testing.wire import Wire, token_count
 
@@ -75,8 +82,12 @@ def anthropic_labels(body: dict) -> list[str]:
 
 
 def _thinking_type(body: dict) -> str | None:
+    """The request's thinking type; ``adaptive`` when it sends none to a model that
+    thinks by default."""
     thinking = body.get("thinking")
-    return thinking.get("type") if isinstance(thinking, dict) else None
+    if isinstance(thinking, dict):
+        return thinking.get("type")
+    return "adaptive" if claude_rules(str(body.get("model", ""))).thinks_by_default else None
 
 
 def anthropic_thinking(body: dict) -> int | None:
@@ -102,11 +113,17 @@ def _adaptive_invalid(thinking: dict) -> str | None:
 
 def anthropic_invalid(body: dict) -> str | None:
     """Why the API would answer ``body`` with a 400 about its thinking, or None."""
+    forced = (body.get("tool_choice") or {}).get("type") in ("any", "tool")
     if _thinking_type(body) == "adaptive":
-        return _adaptive_invalid(body["thinking"])
+        invalid = _adaptive_invalid(body.get("thinking") or {})
+        return invalid or ("Thinking may not be enabled when tool_choice forces tool use."
+                           if forced else None)
     budget = anthropic_thinking(body)
     if budget is None:
         return None
+    if claude_rules(str(body.get("model", ""))).no_budget:
+        return ('"thinking.type.enabled" is not supported for this model. Use "thinking.type.'
+                'adaptive" and "output_config.effort" to control thinking behavior.')
     if budget < 1024:
         return "thinking.enabled.budget_tokens: Input should be greater than or equal to 1024"
     if budget >= int(body.get("max_tokens") or 0):
@@ -115,7 +132,7 @@ def anthropic_invalid(body: dict) -> str | None:
     if "temperature" in body and body["temperature"] != 1:
         return ("`temperature` may only be set to 1 when thinking is enabled. Please consult "
                 f"our documentation at {THINKING_DOCS}")
-    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+    if forced:
         return "Thinking may not be enabled when tool_choice forces tool use."
     return None
 
