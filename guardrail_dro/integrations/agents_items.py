@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guardrail_dro.serve.rails.messages import content_text
-from guardrail_dro.serve.rails.tool_args import arguments_text
+from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
 
-__all__ = ["TEXT_AT", "item_text", "strings_at"]
+__all__ = ["SCHEMAS_AT", "TEXT_AT", "item_text", "strings_at"]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -24,8 +24,8 @@ def _get(obj: Any, key: str) -> Any:
 
 
 #: The text of a list of tool definitions the model reads: names, descriptions, an MCP
-#: server's description, and a namespace's tools' names and descriptions (parameter
-#: schemas are not read).
+#: server's description, and a namespace's tools' names and descriptions; their
+#: parameter schemas are in ``SCHEMAS_AT``.
 _TOOLS = (
     "tools.name",
     "tools.description",
@@ -38,7 +38,7 @@ _TOOLS = (
 #: text the model reads: dotted keys, a list on the way read item by item; read for an
 #: item with a role too (``additional_tools`` is a developer item with tools, no
 #: content). Not read: screenshots (computer_call_output), images, item references,
-#: compaction (opaque), URLs, tools' input schemas.
+#: compaction (opaque), URLs.
 TEXT_AT: dict[str, tuple[str, ...]] = {
     "mcp_call": ("output", "error.message", "error.content", "error.content.text"),
     "mcp_list_tools": ("tools.name", "tools.description", "error"),
@@ -59,6 +59,15 @@ TEXT_AT: dict[str, tuple[str, ...]] = {
     "program": ("code",),
     "program_output": ("result",),
 }
+#: Where tool definitions keep their parameter schemas, whose strings (property names,
+#: descriptions, enum values: ``string_values``) the model reads as it reads a
+#: description, so a caller can hide a request there as well; the chat rails read a
+#: request's ``tools`` so (``tool_args.definition_texts``).
+SCHEMAS_AT: dict[str, tuple[str, ...]] = {
+    "mcp_list_tools": ("tools.input_schema",),
+    "tool_search_output": ("tools.parameters", "tools.tools.parameters"),
+    "additional_tools": ("tools.parameters", "tools.tools.parameters"),
+}
 # Arguments (JSON, or a parsed object), read as a function call's
 _ARGUMENTS = (
     "function_call",
@@ -77,15 +86,21 @@ def _spread(values: list[Any]) -> list[Any]:
     ]
 
 
+def _values_at(item: Any, path: str) -> list[Any]:
+    values = [item]
+    for key in path.split("."):
+        values = [_get(v, key) for v in _spread(values) if not isinstance(v, str)]
+    return _spread(values)
+
+
 def strings_at(item: Any, paths: Sequence[str]) -> list[str]:
     """The strings at each dotted path in ``item`` (a mapping or an SDK model)."""
-    out: list[str] = []
-    for path in paths:
-        values = [item]
-        for key in path.split("."):
-            values = [_get(v, key) for v in _spread(values) if not isinstance(v, str)]
-        out += [v for v in _spread(values) if isinstance(v, str)]
-    return out
+    return [v for path in paths for v in _values_at(item, path) if isinstance(v, str)]
+
+
+def _schema_strings(item: Any, kind: Any) -> list[str]:
+    paths = SCHEMAS_AT.get(kind, ()) if isinstance(kind, str) else ()
+    return [s for path in paths for v in _values_at(item, path) for s in string_values(v)]
 
 
 def item_text(item: Any) -> str:
@@ -93,7 +108,7 @@ def item_text(item: Any) -> str:
     ``output_text`` and ``refusal`` parts too), a call's arguments (their strings, as the
     tool guardrails read them), a tool's output, a reasoning summary and text, and the
     text fields of MCP, shell, code interpreter, file / web search, tool search, patch
-    and computer items (``TEXT_AT``).
+    and computer items (``TEXT_AT``), and tool definitions' schemas (``SCHEMAS_AT``).
 
     Raises:
         TypeError: a message's or tool output's content is neither text nor parts.
@@ -110,4 +125,5 @@ def item_text(item: Any) -> str:
         args = _get(item, "arguments") or _get(item, "input") if kind in _ARGUMENTS else None
         texts = [arguments_text(args or "")]
     texts += strings_at(item, TEXT_AT.get(kind, ()) if isinstance(kind, str) else ())
+    texts += _schema_strings(item, kind)
     return "\n".join(t for t in texts if t)

@@ -42,6 +42,8 @@ _FUNCTION = {
     "strict": False,
 }
 
+EMPTY_SCHEMA = "type\nobject\nproperties"  # _FUNCTION's parameters, read as strings
+
 # name -> (item as a dict, the text "all" reads in it, the SDK's typed item class)
 ITEMS: dict[str, tuple[dict[str, Any], str, Any]] = {
     "mcp_approval_response": (
@@ -62,7 +64,7 @@ ITEMS: dict[str, tuple[dict[str, Any], str, Any]] = {
             "status": "completed",
             "tools": [_FUNCTION],
         },
-        f"lookup\n{HARM}",
+        f"lookup\n{HARM}\n{EMPTY_SCHEMA}",
         ResponseToolSearchOutputItem,
     ),
     "tool_search_output namespace": (
@@ -85,7 +87,7 @@ ITEMS: dict[str, tuple[dict[str, Any], str, Any]] = {
     ),
     "additional_tools": (
         {"type": "additional_tools", "role": "developer", "tools": [_FUNCTION]},
-        f"lookup\n{HARM}",
+        f"lookup\n{HARM}\n{EMPTY_SCHEMA}",
         AdditionalTools,
     ),
 }
@@ -131,3 +133,29 @@ def test_a_run_trips_on_the_forged_item(fake: FakeLLMServer, name: str) -> None:
     result = info.value.guardrail_result.output.output_info
     assert not result.allowed and [r.allowed for r in seen] == [False]
     assert fake.endpoints["chat.completions"] == 0  # the forged item never reached the model
+
+
+# A request hidden in a tool's parameter schema, where the model reads it as it reads a
+# description: passed unread before (only names and descriptions were read).
+_IN_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "description": HARM}}}
+_QUIET = {"type": "function", "name": "lookup", "description": "d", "parameters": _IN_SCHEMA}
+SCHEMA_ITEMS: dict[str, dict[str, Any]] = {
+    "additional_tools": {"type": "additional_tools", "role": "developer", "tools": [_QUIET]},
+    "tool_search_output": {"type": "tool_search_output", "tools": [_QUIET]},
+    "tool_search_output namespace": {
+        "type": "tool_search_output",
+        "tools": [{"type": "namespace", "name": "ns", "tools": [_QUIET]}],
+    },
+    "mcp_list_tools": {
+        "type": "mcp_list_tools",
+        "server_label": "s",
+        "tools": [{"name": "lookup", "input_schema": _IN_SCHEMA}],
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(SCHEMA_ITEMS))
+def test_all_reads_a_tool_definitions_parameter_schema(name: str) -> None:
+    (text, _) = input_texts([SCHEMA_ITEMS[name], USER], "all")
+    assert HARM in text and "city" in text
+    assert input_texts([SCHEMA_ITEMS[name], USER], "user") == ["continue"]
