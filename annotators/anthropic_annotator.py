@@ -113,8 +113,10 @@ CLAUDE_RULES: dict[str, ClaudeRules] = {
     # the same on Claude Fable 5.1
     "claude-opus-5-5": ClaudeRules(thinks_by_default=True, no_budget=True),
     "claude-fable-5-1": ClaudeRules(thinks_by_default=True, no_budget=True),
-    # "Adaptive (always on)" in the models tables; nothing stated about a budget
-    "claude-fable-5": ClaudeRules(thinks_by_default=True),
+    # "Adaptive (always on)" in the models tables; manual extended thinking "will
+    # return a 400 error" (Amazon Bedrock's adaptive thinking page)
+    "claude-fable-5": ClaudeRules(thinks_by_default=True, no_budget=True),
+    # "Adaptive (always on)"; nothing stated about a budget
     "claude-fable-5-2": ClaudeRules(thinks_by_default=True),
 }
 """Per-model thinking rules (exact model IDs: these models have no dated snapshots);

@@ -59,14 +59,16 @@ TEXT_AT: dict[str, tuple[str, ...]] = {
     "program": ("code",),
     "program_output": ("result",),
 }
-#: Where tool definitions keep their parameter schemas, whose strings (property names,
-#: descriptions, enum values: ``string_values``) the model reads as it reads a
-#: description, so a caller can hide a request there as well; the chat rails read a
-#: request's ``tools`` so (``tool_args.definition_texts``).
+#: Where tool definitions keep their parameter schemas (a custom tool: its ``format``, a
+#: grammar's definition), whose strings (property names, descriptions, enum values:
+#: ``string_values``) the model reads as it reads a description, so a caller can hide a
+#: request there as well; the chat rails read a request's ``tools`` so
+#: (``tool_args.definition_texts``).
+_SCHEMAS = ("tools.parameters", "tools.format", "tools.tools.parameters", "tools.tools.format")
 SCHEMAS_AT: dict[str, tuple[str, ...]] = {
     "mcp_list_tools": ("tools.input_schema",),
-    "tool_search_output": ("tools.parameters", "tools.tools.parameters"),
-    "additional_tools": ("tools.parameters", "tools.tools.parameters"),
+    "tool_search_output": _SCHEMAS,
+    "additional_tools": _SCHEMAS,
 }
 # Arguments (JSON, or a parsed object), read as a function call's
 _ARGUMENTS = (

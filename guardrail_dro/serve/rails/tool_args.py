@@ -96,7 +96,8 @@ def definition_texts(tools: Any) -> list[str]:
     its name, description and the strings of its schema (``string_values``: a property's
     name, description and enum values). OpenAI ``{"type": "function", "function": ...}``,
     ``{"type": "custom", "custom": ...}`` (its ``format``) and ``functions`` items;
-    Anthropic ``{"name", "description", "input_schema"}`` (a server tool: its name).
+    Anthropic ``{"name", "description", "input_schema"}`` and the ``input_examples`` the
+    model reads beside the schema (a server tool: its name, and its examples).
 
     Raises:
         TypeError: ``tools`` is not a list (or tuple) of objects: read as none, a
@@ -110,7 +111,7 @@ def definition_texts(tools: Any) -> list[str]:
             raise TypeError(f"a tool definition must be an object, not {type(tool).__name__}")
         spec = _get(tool, "function") or _get(tool, "custom") or tool
         found = [_get(spec, "name"), _get(spec, "description")]
-        for key in ("parameters", "input_schema", "format"):
+        for key in ("parameters", "input_schema", "format", "input_examples"):
             found += string_values(_get(spec, key))
         texts.append("\n".join(t for t in found if isinstance(t, str) and t))
     return texts
