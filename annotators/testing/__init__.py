@@ -3,9 +3,10 @@
 Run the official SDKs against it instead of patching them: it is a real HTTP server on
 127.0.0.1 (an ephemeral port by default), threaded, speaking enough of
 
-- OpenAI: ``POST /v1/chat/completions``, ``POST /v1/files``, ``GET /v1/files/{id}``,
-  ``GET /v1/files/{id}/content``, ``POST /v1/batches``, ``GET /v1/batches`` (list,
-  newest first, ``limit`` / ``after``), ``GET /v1/batches/{id}``;
+- OpenAI: ``POST /v1/chat/completions``, ``POST /v1/responses`` (``responses_wire``),
+  ``POST /v1/files``, ``GET /v1/files/{id}``, ``GET /v1/files/{id}/content``,
+  ``POST /v1/batches``, ``GET /v1/batches`` (list, newest first, ``limit`` /
+  ``after``), ``GET /v1/batches/{id}``;
 - Anthropic: ``POST /v1/messages``, ``POST /v1/messages/batches``,
   ``GET /v1/messages/batches`` (list, newest first, ``limit`` / ``after_id``),
   ``GET /v1/messages/batches/{id}``, ``GET /v1/messages/batches/{id}/results``.
@@ -65,7 +66,9 @@ keyword demo rule until interrupted, for subprocess tests and demos.
 Streaming (``stream=True`` / ``"stream": true``) is spoken too: the reply is built once
 by the pure body functions (``openai_completion_body``, ``anthropic_message_body``), so
 the faults and counters are the same, and then written as Server-Sent Events by
-``openai_stream_body`` (``chat.completion.chunk`` deltas, ``[DONE]``) or
+``openai_stream_body`` (``chat.completion.chunk`` deltas, ``[DONE]``),
+``responses_wire.responses_stream_body`` (``response.created`` ...
+``response.output_text.delta`` ... ``response.completed``) or
 ``anthropic_stream_body`` (``message_start`` ... ``content_block_delta`` ...
 ``message_stop``). Errors (429, 500) are plain JSON answers, as the real APIs send them
 before a stream starts.

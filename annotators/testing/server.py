@@ -1,8 +1,9 @@
 """The fake server itself: a threaded HTTP server on 127.0.0.1 and its live endpoints.
 
-``FakeLLMServer`` answers ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages``
-(Anthropic), streamed or not, hands batch and file paths to ``batch.BatchAPI``, and
-serves its counters to other processes (``GET /_fake/stats``, ``POST /_fake/reset``).
+``FakeLLMServer`` answers ``POST /v1/chat/completions`` and ``POST /v1/responses``
+(OpenAI) and ``POST /v1/messages`` (Anthropic), streamed or not, hands batch and file
+paths to ``batch.BatchAPI``, and serves its counters to other processes
+(``GET /_fake/stats``, ``POST /_fake/reset``).
 A reply is made by one path for both providers and both modes (live, batch): the test's
 handler decides (``rules.answer``), the provider's ``Wire`` spells it out, the ledger
 bills it. ``main`` is ``python -m annotators.testing``.
@@ -30,13 +31,18 @@ from annotators.testing.batch import (
 )
 from annotators.testing.ledger import Ledger
 from annotators.testing.openai_wire import CONTENT_FILTERED, OPENAI, OUT_OF_QUOTA
+from annotators.testing.responses_wire import (
+    RESPONSES,
+    responses_item_text,
+    responses_stream_body,
+)
 from annotators.testing.rules import FakeReply, Fault, Handler, answer, keyword_handler
 from annotators.testing.streaming import anthropic_stream_body, openai_stream_body
 from annotators.testing.wire import ErrorReply, Wire, item_text
 
 __all__ = ["FakeLLMServer", "main"]
 
-_WIRES: dict[str, Wire] = {"openai": OPENAI, "anthropic": ANTHROPIC}
+_WIRES: dict[str, Wire] = {"openai": OPENAI, "anthropic": ANTHROPIC, "responses": RESPONSES}
 
 
 class FakeLLMServer(Ledger):
@@ -133,7 +139,8 @@ class FakeLLMServer(Ledger):
         """The reply body a provider gives to ``body`` about ``text``, paid and billed.
 
         Args:
-            provider: ``"openai"`` or ``"anthropic"``: whose wire format.
+            provider: ``"openai"``, ``"anthropic"`` or ``"responses"`` (OpenAI's
+                Responses API): whose wire format.
             fault: a reply-shaping fault (``malformed``, ``out_of_schema``, ``refusal``,
                 ``cut``, ``redacted_thinking``).
             batch: a batch result (counted in ``batch_paid``) rather than a live reply.
@@ -178,6 +185,11 @@ class FakeLLMServer(Ledger):
         text = item_text(body.get("messages") or [])
         return self.reply("openai", text, body, self._live(text, body, "chat.completions"))
 
+    def openai_responses(self, body: dict) -> dict:
+        """``POST /v1/responses``: a ``response`` (``responses_wire``)."""
+        text = responses_item_text(body)
+        return self.reply("responses", text, body, self._live(text, body, "responses"))
+
     def anthropic_messages(self, body: dict) -> dict:
         """``POST /v1/messages``: a ``message``."""
         text = item_text(body.get("messages") or [])
@@ -214,6 +226,12 @@ class FakeLLMServer(Ledger):
                 return 200, openai_stream_body(completion, include_usage=usage), \
                     "text/event-stream"
             return 200, completion, "application/json"
+        if method == "POST" and path == "/v1/responses":
+            body = json.loads(raw)
+            response = self.openai_responses(body)
+            if body.get("stream"):
+                return 200, responses_stream_body(response), "text/event-stream"
+            return 200, response, "application/json"
         if method == "POST" and path == "/v1/messages":
             body = json.loads(raw)
             message = self.anthropic_messages(body)

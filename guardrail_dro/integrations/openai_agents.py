@@ -86,10 +86,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from guardrail_dro.errors import require
-from guardrail_dro.integrations.agents_items import item_text
 from guardrail_dro.serve.policy import GuardResult, GuardViolation
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide_all
 from guardrail_dro.serve.rails.messages import INPUT_TURNS, content_text
+from guardrail_dro.serve.rails.response_items import item_text
 from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
 
 require("agents", "agents")
@@ -150,7 +150,7 @@ def input_text(value: Any) -> str:
 def input_texts(value: Any, turns: str = "last") -> list[str]:
     """The texts the input guardrail checks, each alone, under ``turns`` (the guard's
     ``Policy.input_turns``): ``last`` is ``[input_text(value)]``; ``user`` every user
-    message's text; ``all`` every item with text (``agents_items.item_text``): for a
+    message's text; ``all`` every item with text (``rails.response_items.item_text``): for a
     caller whose client writes the items (a fabricated assistant turn, a forged tool
     output). A str is itself; a list with no text ``[""]``.
 

@@ -5,11 +5,13 @@ One concept a module, arrows downward only (none of them imports ``Guard``)::
     protect   the decorator for chat callables
     sdk       the OpenAI / Anthropic client wrappers
     replies   everything that knows SDK shapes: events, refusals, rebuilt replies
+    responses the same for the OpenAI Responses API (``responses.create``)
     coverage  which SDK paths are guarded, passed or refused, and the view enforcing it
     streams   StreamRail, the event protocol, guarded stream iteration
     decide    one rail's decision: RailGuard, on_check, GuardViolation naming the rail
     messages  reading message lists, contents and replies
     tool_args reading the arguments a reply puts in tool calls, whole or streamed
+    response_items reading the text of a Responses API item (the Agents SDK's too)
 
 The names re-exported here are the public face of the rails.
 """

@@ -3,13 +3,15 @@ refuses, and the view of the client that enforces it.
 
 Every call path of a wrapped client is one of:
 
-- **guarded**: checked like ``create`` (``chat.completions.create``, ``messages.create``,
-  sync and async, ``stream=True`` included);
+- **guarded**: checked like ``create`` (``chat.completions.create``,
+  ``responses.create``, ``messages.create``, sync and async, ``stream=True`` included;
+  ``responses.create(background=True)`` refused: its reply comes from ``retrieve``);
 - **passed**: reviewed as making no model output from a prompt: a resource that never
   does (``models``, ``files``, ``embeddings``...), or a read on one that does
   (``retrieve``, ``list``, ``cancel``, ``count_tokens``...);
-- **refused**: everything else on a resource that makes model output: ``responses.create``,
-  ``chat.completions.parse`` / ``stream``, every ``with_raw_response`` /
+- **refused**: everything else on a resource that makes model output:
+  ``chat.completions.parse`` / ``stream``, ``responses.parse`` / ``stream`` /
+  ``compact``, every ``with_raw_response`` /
   ``with_streaming_response`` twin of a guarded method, ``messages.stream``, batch
   creation, the beta agents... Calling one raises ``UnguardedPathError`` naming it;
 - **unreviewed**: a resource this table does not know (new in a later SDK version):
@@ -21,8 +23,9 @@ way. Private attributes (``_client``...) are the SDK's own and not guarded: they
 an API. ``GuardedView.unguarded`` is the plain client, for code that means it.
 
 Why refuse rather than guard every path: a path the rails would read wrong (a raw HTTP
-response, a structured ``parse`` reply, the Responses API's item lists) is worse than a
-clear error, and ``create`` covers each of them (``stream=True``, ``response_format``).
+response, a structured ``parse`` reply, a stream helper's accumulated state) is worse
+than a clear error, and ``create`` covers each of them (``stream=True``,
+``response_format`` / ``text.format``).
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ class Coverage:
 
 OPENAI = Coverage(
     sdk="openai",
-    guarded=frozenset({"chat.completions.create"}),
+    guarded=frozenset({"chat.completions.create", "responses.create"}),
     generating=(
         "chat", "completions", "responses", "conversations", "batches", "evals", "images",
         "audio", "videos", "realtime", "live", "beta", "fine_tuning.alpha", "decisions",

@@ -26,10 +26,12 @@ __all__ = [
     "adecide",
     "adecide_all",
     "adecide_input",
+    "adecide_input_texts",
     "adecide_stream",
     "decide",
     "decide_all",
     "decide_input",
+    "decide_input_texts",
     "decide_stream",
     "rail_guard",
     "worst",
@@ -184,7 +186,7 @@ def decide_input(
             (``input_texts``): fail closed.
     """
     texts = input_texts(messages, guard.policy.input_turns, system, tools)
-    return _after(guard, "input", decide_all(guard, texts), on_check)
+    return decide_input_texts(guard, texts, on_check)
 
 
 async def adecide_input(
@@ -196,4 +198,20 @@ async def adecide_input(
 ) -> GuardResult:
     """``decide_input`` with the model off the event loop."""
     texts = input_texts(messages, guard.policy.input_turns, system, tools)
+    return await adecide_input_texts(guard, texts, on_check)
+
+
+def decide_input_texts(
+    guard: RailGuard, texts: Sequence[str], on_check: OnCheck | None
+) -> GuardResult:
+    """The input rail on texts already read from a request (``decide_input`` reads a
+    chat's; ``rails.responses`` a Responses request's): ``decide_all``, bounded by
+    ``max_input_turns``, then ``on_check`` and the policy's ``GuardViolation``."""
+    return _after(guard, "input", decide_all(guard, texts), on_check)
+
+
+async def adecide_input_texts(
+    guard: RailGuard, texts: Sequence[str], on_check: OnCheck | None
+) -> GuardResult:
+    """``decide_input_texts`` with the model off the event loop."""
     return _after(guard, "input", await adecide_all(guard, texts), on_check)

@@ -1,11 +1,12 @@
 """Guarded OpenAI and Anthropic clients: ``wrap_openai`` / ``wrap_anthropic`` (or
-``wrap``) return the client with ``chat.completions.create`` / ``messages.create``
-guarded, sync and async, ``stream=True`` included; every other path that makes model
-output is refused and the rest is the client's own (``rails.coverage`` has the table).
+``wrap``) return the client with ``chat.completions.create`` and ``responses.create`` /
+``messages.create`` guarded, sync and async, ``stream=True`` included; every other path
+that makes model output is refused and the rest is the client's own (``rails.coverage``
+has the table).
 
 The SDKs' reply and event shapes live in ``guardrail_dro.serve.rails.replies`` (their
-public names are re-exported here, where they were first published). Importing this
-module imports neither SDK.
+public names are re-exported here, where they were first published), the Responses
+API's in ``rails.responses``. Importing this module imports neither SDK.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from guardrail_dro.errors import UnguardedPathError
 from guardrail_dro.serve.rails.coverage import ANTHROPIC, OPENAI, guarded_view
 from guardrail_dro.serve.rails.decide import (
     OnCheck,
     RailGuard,
     adecide,
-    adecide_input,
+    adecide_input_texts,
     decide,
-    decide_input,
+    decide_input_texts,
     rail_guard,
 )
-from guardrail_dro.serve.rails.messages import listed
+from guardrail_dro.serve.rails.messages import input_texts, listed
 from guardrail_dro.serve.rails.replies import (
     AnthropicAdapter,
     OpenAIAdapter,
@@ -36,6 +38,7 @@ from guardrail_dro.serve.rails.replies import (
     replaced_reply,
     stream_events,
 )
+from guardrail_dro.serve.rails.responses import ResponsesAdapter, responses_input_texts
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
     GuardedStream,
@@ -56,12 +59,13 @@ __all__ = [
 ]
 
 
-_Adapter = type[OpenAIAdapter] | type[AnthropicAdapter]
+_Adapter = type[OpenAIAdapter] | type[AnthropicAdapter] | type[ResponsesAdapter]
 
 
 #: The arguments the input rail reads that the SDKs take as any iterable: an iterator,
-#: read once by the rail, would reach the model empty (``messages.listed``).
-_LISTED = ("messages", "tools", "functions")
+#: read once by the rail, would reach the model empty (``messages.listed``); ``input``
+#: is the Responses API's list of items.
+_LISTED = ("messages", "tools", "functions", "input")
 
 
 def _listed_args(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -105,6 +109,34 @@ def _tools(adapter: _Adapter, kwargs: dict[str, Any]) -> Any:
     return [t for v in given for t in v] if given else None
 
 
+def _args(adapter: _Adapter, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with its iterators listed (``_listed_args``).
+
+    Raises:
+        UnguardedPathError: a Responses request with ``background=True``: its reply is
+            fetched later by ``responses.retrieve``, which no output rail sees.
+    """
+    if adapter is ResponsesAdapter and _sent(kwargs, "background"):
+        raise UnguardedPathError(
+            "responses.create(background=True) on a client from guard.wrap() is not "
+            "guarded: its reply comes from responses.retrieve, unchecked; call it without "
+            "background (stream=True included), or on wrapped.unguarded knowingly.",
+            path="responses.create",
+        )
+    return _listed_args(kwargs)
+
+
+def _input_texts(adapter: _Adapter, kwargs: dict[str, Any], turns: str) -> list[str]:
+    """The texts the input rail scores for a request as sent (``_sent``): a chat's
+    (``messages.input_texts``) or a Responses request's (``responses_input_texts``:
+    its ``input``, ``instructions`` and ``tools``)."""
+    if adapter is ResponsesAdapter:
+        given = (_sent(kwargs, "input"), _sent(kwargs, "instructions"), _tools(adapter, kwargs))
+        return responses_input_texts(*given, turns)
+    messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
+    return input_texts(messages, turns, system, _tools(adapter, kwargs))
+
+
 def _guarded_create(
     create: Callable[..., Any],
     guard: RailGuard,
@@ -120,12 +152,11 @@ def _guarded_create(
         acreate: Callable[..., Awaitable[Any]] = create
 
         async def guarded_acreate(*args: Any, **kwargs: Any) -> Any:
-            kwargs = _listed_args(kwargs)
+            kwargs = _args(adapter, kwargs)
             stream = bool(kwargs.get("stream"))
             if gin is not None:
-                messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
-                tools = _tools(adapter, kwargs)
-                r = await adecide_input(gin, messages, on_check, system, tools)
+                texts = _input_texts(adapter, kwargs, gin.policy.input_turns)
+                r = await adecide_input_texts(gin, texts, on_check)
                 if not r.allowed:
                     if stream:
                         return AsyncGuardedStream(aiter_items(adapter.blocked_stream(kwargs, r)))
@@ -142,11 +173,11 @@ def _guarded_create(
         return functools.wraps(create)(guarded_acreate)
 
     def guarded_create(*args: Any, **kwargs: Any) -> Any:
-        kwargs = _listed_args(kwargs)
+        kwargs = _args(adapter, kwargs)
         stream = bool(kwargs.get("stream"))
         if gin is not None:
-            messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
-            r = decide_input(gin, messages, on_check, system, _tools(adapter, kwargs))
+            texts = _input_texts(adapter, kwargs, gin.policy.input_turns)
+            r = decide_input_texts(gin, texts, on_check)
             if not r.allowed:
                 if stream:
                     return GuardedStream(iter_items(adapter.blocked_stream(kwargs, r)))
@@ -193,29 +224,36 @@ def wrap_openai(
     output: bool | RailGuard = True,
     on_check: OnCheck | None = None,
 ) -> Any:
-    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` is guarded
-    and every other path that would make model output unchecked refused
-    (``UnguardedPathError``; see ``guardrail_dro.serve.rails.coverage``).
+    """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` and
+    ``responses.create`` are guarded (``background=True`` refused) and every other path
+    that would make model output unchecked refused (``UnguardedPathError``; see
+    ``guardrail_dro.serve.rails.coverage``).
     ``input`` / ``output``: a rail off (False), on (True), or on under its own ``Guard``.
 
     Example:
         >>> client = wrap_openai(OpenAI(max_retries=0), guard)
         >>> client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
     """
-    completions = client.chat.completions
-    create = _guarded_create(
-        completions.create,
-        guard,
-        OpenAIAdapter,
-        is_async=_is_async(client),
-        input=input,
-        output=output,
-        on_check=on_check,
+    is_async = _is_async(client)
+    chat, responses = (
+        _guarded_create(
+            create,
+            guard,
+            adapter,
+            is_async=is_async,
+            input=input,
+            output=output,
+            on_check=on_check,
+        )
+        for create, adapter in (
+            (client.chat.completions.create, OpenAIAdapter),
+            (client.responses.create, ResponsesAdapter),
+        )
     )
     return guarded_view(
         client,
         OPENAI,
-        {"chat.completions.create": create},
+        {"chat.completions.create": chat, "responses.create": responses},
         lambda c: wrap_openai(c, guard, input=input, output=output, on_check=on_check),
     )
 

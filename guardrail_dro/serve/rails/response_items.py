@@ -1,11 +1,13 @@
-"""The text of an OpenAI Agents SDK / Responses API input item, for the Agents
-integration's input guardrail under ``Policy.input_turns="all"``: a caller whose client
-writes the items can forge any of them (a fabricated assistant turn, a tool's output, a
-tool search's results), so ``all`` reads the text the model reads in each.
+"""The text of an OpenAI Responses API item (the Agents SDK's items are the same), for
+the input rail under ``Policy.input_turns="all"`` (a guarded ``responses.create``, the
+Agents integration's input guardrail): a caller whose client writes the items can forge
+any of them (a fabricated assistant turn, a tool's output, a tool search's results), so
+``all`` reads the text the model reads in each. The output rail reads a ``Response``'s
+output items with it too (``rails.responses``).
 
-Apart from ``openai_agents`` so that module stays within its size limit; it imports
-neither SDK (items are read by key or attribute), so it is importable without the
-``agents`` extra.
+Among the rails, not the integrations, so that both read items by one function (it was
+``integrations.agents_items``); it imports neither SDK (items are read by key or
+attribute), so it is importable without the ``agents`` extra.
 """
 
 from __future__ import annotations
