@@ -30,7 +30,7 @@ from guardrail_dro.serve import rails
 from guardrail_dro.serve.decision import DecisionRule
 from guardrail_dro.serve.inputs import check_text, text_list
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
-from guardrail_dro.serve.rails.messages import reply_text
+from guardrail_dro.serve.rails.protect import output_text
 from guardrail_dro.serve.runtime import SessionConfig
 from guardrail_dro.serve.scorer import Scorer
 from guardrail_dro.serve.windows import decide_text, decide_texts, nothing
@@ -370,8 +370,8 @@ class Guard:
         return rails.decide_input(self, messages, None, system, tools)
 
     def check_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
-        """Output rail: the model's reply, alone (what ``rails.messages.reply_text`` reads)."""
-        return self._finish(self.decide(reply_text(reply)), "output")
+        """Output rail: the model's reply, alone (what ``rails.protect.output_text`` reads)."""
+        return self._finish(self.decide(output_text(reply)), "output")
 
     async def acheck_input(
         self, messages: Iterable[Any], system: Any = None, tools: Any = None
@@ -379,7 +379,7 @@ class Guard:
         return await rails.adecide_input(self, messages, None, system, tools)
 
     async def acheck_output(self, messages: Iterable[Any] | None, reply: Any) -> GuardResult:
-        return self._finish(await self.adecide(reply_text(reply)), "output")
+        return self._finish(await self.adecide(output_text(reply)), "output")
 
     def protect(
         self,

@@ -1,6 +1,7 @@
 """``protect(guard)``: a decorator for any chat callable ``fn(messages, ...) -> reply``,
-sync or async, whose reply is a str, a message, an SDK response, or a stream (of str
-chunks, or the OpenAI / Anthropic SDK's own ``Stream`` / ``AsyncStream``).
+sync or async, whose reply is a str, a message, an SDK response (a Responses API
+``Response`` too), or a stream (of str chunks, or the OpenAI / Anthropic SDK's own
+``Stream`` / ``AsyncStream``, a Responses stream included).
 
 What a violation does (``GuardResult.action``): ``replace`` puts the policy's refusal in
 place of the content, ``block`` withholds it (empty content), ``flag`` lets it through;
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from guardrail_dro.serve.policy import GuardResult
@@ -30,9 +32,16 @@ from guardrail_dro.serve.rails.decide import (
     rail_guard,
 )
 from guardrail_dro.serve.rails.messages import listed, reply_text
-from guardrail_dro.serve.rails.replies import iter_items, replaced_reply, stream_events
+from guardrail_dro.serve.rails.replies import (
+    OpenAIAdapter,
+    iter_items,
+    replaced_reply,
+    stream_events,
+)
+from guardrail_dro.serve.rails.responses import ResponsesAdapter
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
+    Events,
     GuardedStream,
     acloser,
     aguard_stream,
@@ -40,7 +49,69 @@ from guardrail_dro.serve.rails.streams import (
     guard_stream,
 )
 
-__all__ = ["protect"]
+__all__ = ["output_text", "protect"]
+
+
+def output_text(reply: Any) -> str:
+    """The text the output rail reads in a reply: ``messages.reply_text``'s, and a
+    Responses API ``Response``'s (``ResponsesAdapter.reply_text``; ``reply_text`` raised
+    ``TypeError`` on one, and cannot import it: ``rails.responses`` reads messages)."""
+    if getattr(reply, "object", None) == "response":
+        return ResponsesAdapter.reply_text(reply)
+    return reply_text(reply)
+
+
+class _OpenAIStreamEvents(Events):
+    """The events of an openai ``Stream``, which is a chat completion's or a Responses
+    API's (``responses.create(stream=True)``): its first item says which reader reads
+    it. ``stream_events`` took every openai stream for chat's, and a Responses stream
+    failed on its first event (no ``choices``)."""
+
+    accounted = True
+
+    def __init__(self) -> None:
+        self.inner: Events | None = None
+
+    def _of(self, item: Any = None) -> Events:
+        if self.inner is None:
+            responses = str(getattr(item, "type", "")).startswith("response.")
+            self.inner = (ResponsesAdapter if responses else OpenAIAdapter).events()
+        return self.inner
+
+    def text(self, item: Any) -> str:
+        return self._of(item).text(item)
+
+    def texts(self, item: Any) -> list[tuple[Any, str]]:
+        return self._of(item).texts(item)
+
+    def tool_texts(self, item: Any) -> list[tuple[Any, str]]:
+        return self._of(item).tool_texts(item)
+
+    @property
+    def holding(self) -> bool:
+        return self.inner is not None and self.inner.holding
+
+    def rest(self) -> list[tuple[Any, str]]:
+        return self._of().rest()
+
+    def released(self, items: list[Any]) -> None:
+        if items:
+            self._of(items[0]).released(items)
+
+    def accounting(self, item: Any) -> bool | None:
+        return self._of(item).accounting(item)
+
+    def stop(self, result: GuardResult, tail: Iterable[Any] = ()) -> list[Any]:
+        return self._of().stop(result, tail)
+
+
+def _events(reply: Any) -> Events:
+    """The events reader for a streamed reply (``replies.stream_events``), an openai
+    stream's chosen by its first item (``_OpenAIStreamEvents``)."""
+    sdk = sys.modules.get("openai")
+    if sdk is not None and isinstance(reply, sdk.Stream | sdk.AsyncStream):
+        return _OpenAIStreamEvents()
+    return stream_events(reply)
 
 
 def _messages_at(fn: Callable[..., Any]) -> int:
@@ -126,11 +197,11 @@ def protect(
         at = _messages_at(fn)
 
         def _astream(out: RailGuard, reply: Any) -> AsyncGuardedStream:
-            gen = aguard_stream(out, reply, stream_events(reply), on_check, acloser(reply))
+            gen = aguard_stream(out, reply, _events(reply), on_check, acloser(reply))
             return AsyncGuardedStream(gen, reply)
 
         def _stream(out: RailGuard, reply: Any) -> GuardedStream:
-            gen = guard_stream(out, reply, stream_events(reply), on_check, closer(reply))
+            gen = guard_stream(out, reply, _events(reply), on_check, closer(reply))
             return GuardedStream(gen, reply)
 
         async def _aoutput(reply: Any) -> Any:
@@ -140,7 +211,7 @@ def protect(
                 return _astream(gout, reply)
             if isinstance(reply, Iterator):  # a sync stream from an async callable
                 return _stream(gout, reply)
-            r = await adecide(gout, "output", reply_text(reply), on_check)
+            r = await adecide(gout, "output", output_text(reply), on_check)
             return reply if r.allowed else replaced_reply(reply, r.replacement or "")
 
         async def _ainput(
@@ -204,7 +275,7 @@ def protect(
                 return _astream(gout, reply)
             if isinstance(reply, Iterator):
                 return _stream(gout, reply)
-            r = decide(gout, "output", reply_text(reply), on_check)
+            r = decide(gout, "output", output_text(reply), on_check)
             return reply if r.allowed else replaced_reply(reply, r.replacement or "")
 
         return guarded

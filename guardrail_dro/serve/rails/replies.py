@@ -23,6 +23,7 @@ from guardrail_dro.serve.rails.messages import (
     reply_text,
     spoken_text,
 )
+from guardrail_dro.serve.rails.responses import ResponsesAdapter
 from guardrail_dro.serve.rails.streams import Events, GuardedStream
 from guardrail_dro.serve.rails.tool_args import AnthropicToolStream, OpenAIToolStream
 
@@ -351,12 +352,15 @@ def anthropic_refusal(result: GuardResult, *, model: str = "guard", stream: bool
 
 def replaced_reply(reply: Any, text: str) -> Any:
     """``reply`` with its text replaced by ``text``, keeping its shape: a str, an OpenAI
-    ``ChatCompletion`` (``finish_reason="content_filter"``), an Anthropic ``Message``
+    ``ChatCompletion`` (``finish_reason="content_filter"``), a Responses ``Response``
+    (``status="incomplete"``), an Anthropic ``Message``
     (``stop_reason="refusal"``), a message dict; anything else becomes the str."""
     if isinstance(reply, str):
         return text
     if getattr(reply, "choices", None) is not None:
         return _openai_replaced(reply, text)
+    if getattr(reply, "object", None) == "response":
+        return ResponsesAdapter.replaced(reply, text)
     if getattr(reply, "type", None) == "message":
         return _anthropic_replaced(reply, text)
     if isinstance(reply, Mapping):  # a message dict: its tool calls go with its text
