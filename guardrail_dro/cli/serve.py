@@ -45,10 +45,10 @@ _HELP = (
     '.create(input="text")'
     "\n\nGuarding proxy: with --upstream URL (an OpenAI-compatible API root) and "
     "--upstream-key-env VAR (the variable holding its key), POST /v1/chat/completions "
-    "checks the messages (a harmful request is refused, never sent upstream), forwards "
-    "the rest and checks the reply, streamed or not, as guard.wrap(client) does in "
-    "process: an app is guarded by pointing its base_url here. Without --upstream the "
-    "route answers 404.\n\n"
+    "and POST /v1/responses (the Responses API; background responses refused) check the "
+    "input (a harmful request is refused, never sent upstream), forward the rest and check "
+    "the reply, streamed or not, as guard.wrap(client) does in process: an app is guarded "
+    "by pointing its base_url here. Without --upstream both routes answer 404.\n\n"
     "OPENAI_API_KEY=sk-... guardrail-dro serve --guard guard --upstream "
     "https://api.openai.com/v1 --upstream-key-env OPENAI_API_KEY"
     "\n\nThe same for Claude apps: with --anthropic-upstream URL (an Anthropic-compatible "
@@ -190,7 +190,7 @@ def serve_command(
         typer.Option(
             "--upstream",
             help="OpenAI-compatible API root (e.g. https://api.openai.com/v1) that POST "
-            "/v1/chat/completions forwards to, guarded.",
+            "/v1/chat/completions and POST /v1/responses forward to, guarded.",
             rich_help_panel=_PROXY,
         ),
     ] = None,
@@ -386,7 +386,8 @@ def serve_command(
         # Only once the port is ours: a busy --port ends in one error line instead.
         print(f"serving {served!r} on {url}/v1/moderations ({auth})", file=sys.stderr)
         if forward is not None:
-            print(f"guarding {url}/v1/chat/completions -> {forward.name}", file=sys.stderr)
+            for route in ("chat/completions", "responses"):
+                print(f"guarding {url}/v1/{route} -> {forward.name}", file=sys.stderr)
         if forward_messages is not None:
             print(f"guarding {url}/v1/messages -> {forward_messages.name}", file=sys.stderr)
 

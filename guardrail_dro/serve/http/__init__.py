@@ -10,6 +10,7 @@ Modules, arrows downward only::
     anthropic_proxy  ``POST /v1/messages`` (and its ``count_tokens``): the same for
              Anthropic's Messages API
     proxy    ``POST /v1/chat/completions`` to an ``Upstream``, through ``guard.wrap``'s rails
+    responses_proxy  ``POST /v1/responses``: the same for OpenAI's Responses API
     upstream_call  what both proxies share: the SDK client, deadline, error classification
     forwarding  which of the caller's headers and query parameters reach the upstream
     admission  ``ProxySlots``: the bound on proxied calls in flight (``--max-proxy-calls``)

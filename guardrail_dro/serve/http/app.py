@@ -11,9 +11,11 @@ Routes:
 - ``POST /v1/chat/completions`` (with an ``Upstream``): the guarding proxy (``proxy``):
   the guard's rails around an OpenAI-compatible upstream, behind the same API key; 404
   without one.
+- ``POST /v1/responses`` (with an ``Upstream``): the same for OpenAI's Responses API
+  (``responses_proxy``), on the same upstream; 404 without one.
 - ``POST /v1/messages`` (with an ``anthropic_upstream``): the same for Anthropic's
   Messages API (``anthropic_proxy``), its errors in Anthropic's shape; the key may also
-  come as ``x-api-key``, as Anthropic's clients send it. The two proxies share one bound
+  come as ``x-api-key``, as Anthropic's clients send it. The proxied routes share one bound
   on calls in flight (``admission``): past ``max_proxy_calls``, a 503 with
   ``Retry-After`` in the route's error shape; a client that leaves before its answer
   frees its slot at once, the upstream request cancelled.
@@ -60,6 +62,7 @@ from guardrail_dro.serve.http.batcher import MicroBatcher, Overloaded
 from guardrail_dro.serve.http.config import ServeConfig
 from guardrail_dro.serve.http.metrics import CONTENT_TYPE, ServerMetrics
 from guardrail_dro.serve.http.proxy import ChatProxy, Upstream
+from guardrail_dro.serve.http.responses_proxy import ResponsesProxy
 from guardrail_dro.serve.http.schema import ApiError, error_body, moderation_body, parse_request
 from guardrail_dro.serve.judging import preload_judge
 
@@ -68,6 +71,7 @@ __all__ = ["create_app"]
 _PATHS = (
     "/v1/moderations",
     "/v1/chat/completions",
+    "/v1/responses",
     "/v1/messages",
     "/v1/messages/count_tokens",
     "/healthz",
@@ -173,7 +177,8 @@ def create_app(
 
     With ``upstream``, ``POST /v1/chat/completions`` is a guarding proxy to it: the
     rails of ``guard.wrap`` (of ``escalation`` where given: the moderation route's
-    decision) on the request's messages and on the upstream's reply. With
+    decision) on the request's messages and on the upstream's reply, and ``POST
+    /v1/responses`` the same for the Responses API. With
     ``anthropic_upstream`` (an Anthropic-compatible API root), ``POST /v1/messages`` is
     the same for Anthropic's Messages API. Either, both or neither may be given; together
     they admit at most ``max_proxy_calls`` calls in flight (a stream's until its end),
@@ -219,7 +224,9 @@ def create_app(
         breaker = escalation.breaker
         metrics.watch_judge_breaker(lambda: float(breaker.state in ("open", "half-open")))
     timeout = config.timeout_ms / 1e3
-    proxy, messages_proxy = None, None
+    proxy: ChatProxy | None = None
+    responses_proxy: ChatProxy | None = None
+    messages_proxy: MessagesProxy | None = None
     rails = guard if escalation is None else escalation
     slots = ProxySlots(max_proxy_calls, on_refused=metrics.observe_proxy_overload)
     metrics.proxy_calls.set_function(lambda: slots.held)
@@ -227,6 +234,8 @@ def create_app(
     if upstream is not None:
         check = functools.partial(metrics.observe_rail, path="/v1/chat/completions")
         proxy = ChatProxy(rails, upstream, on_check=check, max_calls=calls)
+        check = functools.partial(metrics.observe_rail, path="/v1/responses")
+        responses_proxy = ResponsesProxy(rails, upstream, on_check=check, max_calls=calls)
     if anthropic_upstream is not None:
         check = functools.partial(metrics.observe_rail, path="/v1/messages")
         messages_proxy = MessagesProxy(rails, anthropic_upstream, on_check=check, max_calls=calls)
@@ -265,21 +274,31 @@ def create_app(
         return JSONResponse(moderation_body(req.model or config.model_name, results, escalated))
 
     async def chat_completions(request: Request) -> ASGIApp:
+        return await openai_call(request, proxy, "/v1/chat/completions", "chat completions")
+
+    async def responses(request: Request) -> ASGIApp:
+        return await openai_call(request, responses_proxy, "/v1/responses", "Responses API calls")
+
+    async def openai_call(
+        request: Request, call: ChatProxy | None, path: str, what: str
+    ) -> ASGIApp:
+        """``path`` on an OpenAI proxy (``what`` it guards): auth, body bound and slot."""
         try:
-            if proxy is None:
+            if call is None:
+                name = path.removeprefix("/v1/").replace("/", "-")
                 raise ApiError(
                     404,
-                    "the chat-completions proxy is off: start the server with --upstream URL "
-                    "(an OpenAI-compatible API root) to guard chat completions here",
+                    f"the {name} proxy is off: start the server with --upstream URL "
+                    f"(an OpenAI-compatible API root) to guard {what} here",
                     code="not_found",
                 )
             _authorize(request, config)
             body = await _body(request, config.max_body_bytes, config.read_timeout_ms)
-            sent = proxy.sent_on(request.headers.items(), request.url.query)
+            sent = call.sent_on(request.headers.items(), request.url.query)
         except ApiError as err:
             return _error(err)
-        answer = lambda: proxy.answer(body, *sent)  # noqa: E731
-        return await slots.call("/v1/chat/completions", answer, _error, request.receive)
+        answer = lambda: call.answer(body, *sent)  # noqa: E731
+        return await slots.call(path, answer, _error, request.receive)
 
     async def messages(request: Request) -> ASGIApp:
         return await anthropic_call(request, "/v1/messages")
@@ -338,8 +357,9 @@ def create_app(
             await batcher.stop()
             if escalation is not None:  # the judge's connections, opened on this loop
                 await escalation.aclose()
-            if proxy is not None:
-                await proxy.aclose()
+            for openai_proxy in (proxy, responses_proxy):
+                if openai_proxy is not None:
+                    await openai_proxy.aclose()
             if messages_proxy is not None:
                 await messages_proxy.aclose()
 
@@ -347,6 +367,7 @@ def create_app(
         routes=[
             Route("/v1/moderations", moderations, methods=["POST"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
             Route("/v1/messages", messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),

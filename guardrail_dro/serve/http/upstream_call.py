@@ -35,6 +35,7 @@ __all__ = [
     "MIN_SCRUBBED_KEY",
     "UpstreamCall",
     "answering",
+    "read_body",
     "read_request",
     "sdk_kwargs",
     "upstream_key",
@@ -70,6 +71,25 @@ def upstream_key(option: str, key_env: str | None) -> SecretStr:
     return SecretStr(key)
 
 
+def read_body(raw: bytes, request: str) -> dict[str, Any]:
+    """The caller's JSON body as every proxied route needs it, whatever its API's fields
+    (``read_request`` reads a chat's or a Messages request's; ``responses_proxy`` a
+    Responses request's, which has no ``messages``): ``request`` names what it should be.
+
+    Raises:
+        ApiError: 400: not JSON, not a JSON object, or nested deeper than ``MAX_NESTING``.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object ({request})")
+    if _nested_deeper(body, MAX_NESTING):
+        raise ApiError(400, f"the body nests arrays and objects deeper than {MAX_NESTING} levels")
+    return body
+
+
 def read_request(raw: bytes, *, request: str, parts: str, turns: str = "last") -> dict[str, Any]:
     """The caller's JSON body, checked as far as both proxies rely on it: ``request``
     names what it should be, ``parts`` what a user turn's list content holds, ``turns``
@@ -83,14 +103,7 @@ def read_request(raw: bytes, *, request: str, parts: str, turns: str = "last") -
             the proxy answered 500, and under ``all`` a 502 for another role's turn),
             ``model`` not a string.
     """
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, f"the body must be a JSON object ({request})")
-    if _nested_deeper(body, MAX_NESTING):
-        raise ApiError(400, f"the body nests arrays and objects deeper than {MAX_NESTING} levels")
+    body = read_body(raw, request)
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ApiError(400, "messages: give a list of message objects", param="messages")
