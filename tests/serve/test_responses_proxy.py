@@ -154,10 +154,11 @@ def test_a_harmful_stream_is_cut_before_the_harm(proxy: str) -> None:
         ({"input": "hi"}, "model"),
         ({"model": "m", "input": "hi", "stream": "yes"}, "stream"),
         ({"model": "m", "input": "hi", "background": True}, "background"),
+        ({"model": "m", "input": "hi", "prompt": {"id": "p", "variables": [1]}}, "prompt"),
     ],
     ids=[
         "not-json", "not-object", "list-of-lists", "list-of-str", "input-int",
-        "content-int", "no-model", "stream-str", "background",
+        "content-int", "no-model", "stream-str", "background", "prompt-variables-list",
     ],
 )  # fmt: skip
 def test_bad_requests_are_400_naming_the_field(
@@ -269,3 +270,13 @@ def test_an_upstream_error_event_reaches_the_caller_without_the_key(
     assert [(e.type, e.code, e.message) for e in events] == [
         ("error", "server_error", "bad key ***")
     ]
+
+
+def test_a_harmful_prompt_variable_never_reaches_the_upstream(
+    proxy: str, fake: FakeLLMServer
+) -> None:
+    """A template's variables are the caller's words, read under every scope."""
+    before = _called(fake)
+    prompt = {"id": "pmpt_1", "variables": {"topic": "hide a knife"}}
+    resp = _client(proxy).responses.create(model="m", input="hi", prompt=prompt)
+    assert resp.output_text == "REFUSED" and _called(fake) == before

@@ -33,7 +33,7 @@ from guardrail_dro.serve.http.proxy import ChatProxy, ClosingStream, Upstream, c
 from guardrail_dro.serve.http.schema import ApiError, error_body
 from guardrail_dro.serve.http.upstream_call import answering, read_body, sdk_kwargs
 from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_openai
-from guardrail_dro.serve.rails.responses import responses_input_texts
+from guardrail_dro.serve.rails.responses import prompt_texts, responses_input_texts
 
 __all__ = ["ResponsesProxy"]
 
@@ -53,7 +53,8 @@ def _params(raw: bytes, turns: str) -> dict[str, Any]:
     Raises:
         ApiError: 400 naming the field: ``read_body``'s checks, ``model`` not a string,
             ``input`` neither a str nor a list of objects (or an item the input rail
-            cannot read), ``stream`` not a bool, ``background`` set, under ``all``
+            cannot read), ``prompt`` variables that are not a mapping, ``stream`` not a
+            bool, ``background`` set, under ``all``
             ``instructions`` or ``tools`` the input rail cannot read (a ``TypeError``
             in the rails, else answered 502 blaming an upstream never called).
     """
@@ -69,6 +70,10 @@ def _params(raw: bytes, turns: str) -> dict[str, Any]:
         responses_input_texts(given, None, None, turns)
     except TypeError as exc:
         raise ApiError(400, f"input: {exc}", param="input") from None
+    try:
+        prompt_texts(body.get("prompt"))  # read under every scope
+    except TypeError as exc:
+        raise ApiError(400, f"prompt: {exc}", param="prompt") from None
     if turns == "all":
         check_tools(body, ("tools",))
         try:

@@ -5,7 +5,8 @@ that replaces it, the reply a blocked input gets, and its stream's events
 
 A request's ``input`` is a str (one user message) or a list of items: messages with a
 role, and items of other types (function calls and their outputs, reasoning, MCP,
-shell...), read by ``response_items.item_text``; ``instructions`` is its system prompt.
+shell...), read by ``response_items.item_text``; ``instructions`` is its system prompt;
+a ``prompt`` template's variables are read by ``prompt_texts``.
 A refused reply keeps the Responses shape: ``status="incomplete"`` with
 ``incomplete_details.reason="content_filter"`` (the API's own word for a filtered reply,
 as chat's ``finish_reason="content_filter"``), its output one message holding the
@@ -25,7 +26,7 @@ from guardrail_dro.serve.rails.response_items import item_text
 from guardrail_dro.serve.rails.streams import Events
 from guardrail_dro.serve.rails.tool_args import arguments_text, definition_texts
 
-__all__ = ["ResponsesAdapter", "ResponsesEvents", "responses_input_texts"]
+__all__ = ["ResponsesAdapter", "ResponsesEvents", "prompt_texts", "responses_input_texts"]
 
 
 def _get(obj: Any, key: str) -> Any:
@@ -36,10 +37,10 @@ def responses_input_texts(input: Any, instructions: Any, tools: Any, turns: str)
     """The texts the input rail scores for a Responses request, each alone, under
     ``turns`` (``Policy.input_turns``), as ``messages.input_texts`` reads a chat:
     ``last`` the last user message's text ("" without one), ``user`` every user
-    message's, ``all`` ``instructions``, each of ``tools`` (``definition_texts``) and
-    every item's text (``item_text``: an assistant message, a function call's arguments,
-    a tool's output... a caller who writes the request writes those too). Empty texts
-    are left out; a list with none is ``[""]``.
+    message's, ``all`` ``instructions``, each of ``tools`` (an MCP server's description
+    and a namespace's tools too) and every item's text (``item_text``: an assistant
+    message, a function call's arguments, a tool's output... a caller who writes the
+    request writes those too). Empty texts are left out; a list with none is ``[""]``.
 
     Raises:
         TypeError: ``input`` is neither a str nor a list of items, or under ``all`` an
@@ -58,9 +59,34 @@ def responses_input_texts(input: Any, instructions: Any, tools: Any, turns: str)
         return [users[-1] if users else ""]
     texts = users
     if turns == "all":
-        texts = [content_text(instructions), *(definition_texts(tools) if tools else [])]
+        texts = [content_text(instructions), *(_tool_texts(tools) if tools else [])]
         texts += [item_text(i) for i in items]
     return [t for t in texts if t] or [""]
+
+
+def _tool_texts(tools: Any) -> list[str]:
+    """Each Responses tool definition's text: ``definition_texts`` (which raises on what
+    is not a list of objects) misses an MCP tool's ``server_description`` and a
+    namespace's tools, which ``item_text`` reads in a list of tools."""
+    definition_texts(tools)
+    return [item_text({"type": "additional_tools", "tools": [t]}) for t in tools]
+
+
+def prompt_texts(prompt: Any) -> list[str]:
+    """The text values of a ``prompt`` template's ``variables`` (a str, or an
+    ``input_text``'s text), each alone: the caller's words, put into a template the
+    guard cannot read, so the input rail scores them under every ``input_turns``.
+
+    Raises:
+        TypeError: ``variables`` is not a mapping.
+    """
+    variables = _get(prompt, "variables") if prompt is not None else None
+    if variables is None:
+        return []
+    if not isinstance(variables, Mapping):
+        raise TypeError(f"prompt variables must be a mapping, not {type(variables).__name__}")
+    values = [v if isinstance(v, str) else _get(v, "text") for v in variables.values()]
+    return [v for v in values if isinstance(v, str) and v]
 
 
 def _reply_text(resp: Any) -> str:
@@ -111,6 +137,11 @@ _TEXT_DELTAS = frozenset(
         "response.reasoning_text.delta",
     }
 )
+#: Items whose text arrives in the deltas ``texts`` reads; every other item (a call, a
+#: server tool's call and its results: MCP, code interpreter, searches...) carries its
+#: text in its own events or only in its ``output_item.done``, so it is held from its
+#: ``output_item.added`` and checked whole there (``item_text``, as ``_reply_text``).
+_STREAMED = frozenset({"message", "reasoning"})
 #: Items an agent runs, and the events their arguments arrive in.
 _CALLS = frozenset({"function_call", "custom_tool_call"})
 _CALL_DELTAS = frozenset(
@@ -120,17 +151,14 @@ _CALL_DELTAS = frozenset(
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
-def _call_text(item: Any) -> str:
-    return arguments_text(_get(item, "arguments") or _get(item, "input") or "")
-
-
 class ResponsesEvents(Events):
     """A Responses stream's events: the text deltas on one channel (a line break where a
-    new part begins, so two items' words stay apart), a function call's arguments held
-    from its ``output_item.added`` and checked whole at its ``output_item.done``; once a
-    call began, everything is held until the response ends (as chat's calls wait for the
-    stream's end: a harmless first call released whole, runnable, before a harmful
-    second one refused the reply)."""
+    new part begins, so two items' words stay apart), any other item (a function call,
+    an MCP call and its output, code interpreter code...) held from its
+    ``output_item.added`` and checked whole at its ``output_item.done``; once a call an
+    agent runs began, everything is held until the response ends (as chat's calls wait
+    for the stream's end: a harmless first call released whole, runnable, before a
+    harmful second one refused the reply)."""
 
     accounted = True
 
@@ -155,14 +183,17 @@ class ResponsesEvents(Events):
 
     def tool_texts(self, ev: Any) -> list[tuple[Any, str]]:
         kind = ev.type
-        if kind == "response.output_item.added" and ev.item.type in _CALLS:
-            self.calls[ev.item.id], self.called = [], True
+        if kind == "response.output_item.added" and ev.item.type not in _STREAMED:
+            self.calls[ev.item.id] = []
+            self.called |= ev.item.type in _CALLS
         elif kind in _CALL_DELTAS:
             self.calls.setdefault(ev.item_id, []).append(ev.delta)
             self.called = True
-        elif kind == "response.output_item.done" and ev.item.type in _CALLS:
+        elif kind.endswith(".delta") and getattr(ev, "item_id", None) in self.calls:
+            self.calls[ev.item_id].append(ev.delta)  # MCP arguments, code: for ``rest``
+        elif kind == "response.output_item.done" and ev.item.type not in _STREAMED:
             self.calls.pop(ev.item.id, None)
-            return [(("tool", ev.item.id), _call_text(ev.item))]
+            return [(("tool", ev.item.id), item_text(ev.item))]
         elif kind in _ENDS:
             self.called = False
         return []
@@ -172,7 +203,8 @@ class ResponsesEvents(Events):
         return self.called or bool(self.calls)
 
     def rest(self) -> list[tuple[Any, str]]:
-        """The calls the stream ended without finishing, checked on what arrived."""
+        """The held items the stream ended without finishing, checked on the deltas
+        that arrived."""
         out = [(("tool", k), arguments_text("".join(v))) for k, v in self.calls.items()]
         self.calls.clear()
         return out

@@ -38,7 +38,11 @@ from guardrail_dro.serve.rails.replies import (
     replaced_reply,
     stream_events,
 )
-from guardrail_dro.serve.rails.responses import ResponsesAdapter, responses_input_texts
+from guardrail_dro.serve.rails.responses import (
+    ResponsesAdapter,
+    prompt_texts,
+    responses_input_texts,
+)
 from guardrail_dro.serve.rails.streams import (
     AsyncGuardedStream,
     GuardedStream,
@@ -115,7 +119,15 @@ def _args(adapter: _Adapter, kwargs: dict[str, Any]) -> dict[str, Any]:
     Raises:
         UnguardedPathError: a Responses request with ``background=True``: its reply is
             fetched later by ``responses.retrieve``, which no output rail sees.
+        TypeError: ``extra_body`` sets ``stream`` other than the argument: the server
+            streams (or not) while the SDK reads the other way, and returns the raw
+            SSE text as a str, which the output rail read as no reply.
     """
+    if bool(_sent(kwargs, "stream")) != bool(kwargs.get("stream")):
+        raise TypeError(
+            "stream in extra_body differs from create's stream argument: the SDK would "
+            "read the reply the wrong way and it would pass unchecked; pass stream= only"
+        )
     if adapter is ResponsesAdapter and _sent(kwargs, "background"):
         raise UnguardedPathError(
             "responses.create(background=True) on a client from guard.wrap() is not "
@@ -129,10 +141,13 @@ def _args(adapter: _Adapter, kwargs: dict[str, Any]) -> dict[str, Any]:
 def _input_texts(adapter: _Adapter, kwargs: dict[str, Any], turns: str) -> list[str]:
     """The texts the input rail scores for a request as sent (``_sent``): a chat's
     (``messages.input_texts``) or a Responses request's (``responses_input_texts``:
-    its ``input``, ``instructions`` and ``tools``)."""
+    its ``input``, ``instructions`` and ``tools``, and a ``prompt`` template's variables
+    under every scope: ``prompt_texts``)."""
     if adapter is ResponsesAdapter:
         given = (_sent(kwargs, "input"), _sent(kwargs, "instructions"), _tools(adapter, kwargs))
-        return responses_input_texts(*given, turns)
+        texts = responses_input_texts(*given, turns)
+        variables = prompt_texts(_sent(kwargs, "prompt"))
+        return [*(t for t in texts if t), *variables] or [""]
     messages, system = _sent(kwargs, "messages", []), _system(adapter, kwargs)
     return input_texts(messages, turns, system, _tools(adapter, kwargs))
 
