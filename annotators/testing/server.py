@@ -1,7 +1,8 @@
 """The fake server itself: a threaded HTTP server on 127.0.0.1 and its live endpoints.
 
 ``FakeLLMServer`` answers ``POST /v1/chat/completions`` and ``POST /v1/responses``
-(OpenAI) and ``POST /v1/messages`` (Anthropic), streamed or not, hands batch and file
+(OpenAI; a Response stored unless ``store`` is false, served again by ``GET
+/v1/responses/{id}``) and ``POST /v1/messages`` (Anthropic), streamed or not, hands batch and file
 paths to ``batch.BatchAPI``, and serves its counters to other processes
 (``GET /_fake/stats``, ``POST /_fake/reset``).
 A reply is made by one path for both providers and both modes (live, batch): the test's
@@ -78,6 +79,7 @@ class FakeLLMServer(Ledger):
         self.latency = latency
         self.batch_polls = batch_polls
         self.hold_batches = False
+        self.stored: dict[str, dict] = {}  # Responses kept for GET /v1/responses/{id}
         """While True, batches stay in progress however often they are polled."""
         self.batches = BatchAPI(self)
         self._port = port
@@ -229,9 +231,16 @@ class FakeLLMServer(Ledger):
         if method == "POST" and path == "/v1/responses":
             body = json.loads(raw)
             response = self.openai_responses(body)
+            if body.get("store", True) is not False:  # the API stores by default
+                self.stored[response["id"]] = response
             if body.get("stream"):
                 return 200, responses_stream_body(response), "text/event-stream"
             return 200, response, "application/json"
+        if method == "GET" and path.startswith("/v1/responses/"):
+            stored = self.stored.get(path.removeprefix("/v1/responses/"))
+            if stored is None:
+                raise ErrorReply(404, "not_found_error", f"no response {path}")
+            return 200, stored, "application/json"
         if method == "POST" and path == "/v1/messages":
             body = json.loads(raw)
             message = self.anthropic_messages(body)

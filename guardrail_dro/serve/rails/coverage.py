@@ -5,7 +5,8 @@ Every call path of a wrapped client is one of:
 
 - **guarded**: checked like ``create`` (``chat.completions.create``,
   ``responses.create``, ``messages.create``, sync and async, ``stream=True`` included;
-  ``responses.create(background=True)`` refused: its reply comes from ``retrieve``);
+  ``responses.create(background=True)`` refused: its reply comes from ``retrieve``,
+  which has the output rail on the stored ``Response`` it fetches);
 - **passed**: reviewed as making no model output from a prompt: a resource that never
   does (``models``, ``files``, ``embeddings``...), or a read on one that does
   (``retrieve``, ``list``, ``cancel``, ``count_tokens``...);
@@ -106,8 +107,8 @@ class Coverage:
     def classify(self, path: str) -> Verdict:
         """The verdict on a method path, e.g. ``chat.completions.with_raw_response.create``."""
         resource, method, raw = self.split(path)
-        if not raw and f"{resource}.{method}" in self.guarded:
-            return Verdict.GUARDED
+        if f"{resource}.{method}" in self.guarded:  # a raw twin reads past the rail
+            return Verdict.REFUSED if raw else Verdict.GUARDED
         inert, generating = _longest(resource, self.inert), _longest(resource, self.generating)
         if inert > generating:
             return Verdict.PASSED
@@ -118,7 +119,7 @@ class Coverage:
 
 OPENAI = Coverage(
     sdk="openai",
-    guarded=frozenset({"chat.completions.create", "responses.create"}),
+    guarded=frozenset({"chat.completions.create", "responses.create", "responses.retrieve"}),
     generating=(
         "chat", "completions", "responses", "conversations", "batches", "evals", "images",
         "audio", "videos", "realtime", "live", "beta", "fine_tuning.alpha", "decisions",

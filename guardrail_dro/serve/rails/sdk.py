@@ -209,6 +209,51 @@ def _guarded_create(
     return functools.wraps(create)(guarded_create)
 
 
+def _guarded_retrieve(
+    retrieve: Callable[..., Any],
+    guard: RailGuard,
+    *,
+    is_async: bool,
+    output: bool | RailGuard,
+    on_check: OnCheck | None,
+) -> Callable[..., Any]:
+    """``responses.retrieve`` with the output rail on the ``Response`` it fetches: a
+    stored reply (``store=True`` is the API's default) is model output too, and one the
+    rail replaced in ``create`` came back as the upstream stored it. A streamed retrieve
+    (a background response's events) is refused: the events would start mid-reply."""
+    gout = rail_guard(guard, output)
+
+    def refuse_stream(kwargs: dict[str, Any]) -> None:
+        if kwargs.get("stream"):
+            raise UnguardedPathError(
+                "responses.retrieve(stream=True) on a client from guard.wrap() is not "
+                "guarded; retrieve without stream, or call wrapped.unguarded knowingly.",
+                path="responses.retrieve",
+            )
+
+    if is_async:
+
+        async def guarded_aretrieve(*args: Any, **kwargs: Any) -> Any:
+            refuse_stream(kwargs)
+            resp = await retrieve(*args, **kwargs)
+            if gout is None:
+                return resp
+            r = await adecide(gout, "output", ResponsesAdapter.reply_text(resp), on_check)
+            return resp if r.allowed else ResponsesAdapter.replaced(resp, r.replacement or "")
+
+        return functools.wraps(retrieve)(guarded_aretrieve)
+
+    def guarded_retrieve(*args: Any, **kwargs: Any) -> Any:
+        refuse_stream(kwargs)
+        resp = retrieve(*args, **kwargs)
+        if gout is None:
+            return resp
+        r = decide(gout, "output", ResponsesAdapter.reply_text(resp), on_check)
+        return resp if r.allowed else ResponsesAdapter.replaced(resp, r.replacement or "")
+
+    return functools.wraps(retrieve)(guarded_retrieve)
+
+
 def _sdk_of(client: Any) -> tuple[str, bool] | None:
     """(package, is async) of an OpenAI / Anthropic client or a subclass of one (Azure's,
     a user's own), by ``isinstance`` on the SDKs already imported; None otherwise."""
@@ -240,7 +285,8 @@ def wrap_openai(
     on_check: OnCheck | None = None,
 ) -> Any:
     """An ``openai.OpenAI`` / ``AsyncOpenAI`` whose ``chat.completions.create`` and
-    ``responses.create`` are guarded (``background=True`` refused) and every other path
+    ``responses.create`` are guarded (``background=True`` refused), ``responses.retrieve``
+    has the output rail on what it fetches, and every other path
     that would make model output unchecked refused (``UnguardedPathError``; see
     ``guardrail_dro.serve.rails.coverage``).
     ``input`` / ``output``: a rail off (False), on (True), or on under its own ``Guard``.
@@ -265,10 +311,17 @@ def wrap_openai(
             (client.responses.create, ResponsesAdapter),
         )
     )
+    retrieve = _guarded_retrieve(
+        client.responses.retrieve, guard, is_async=is_async, output=output, on_check=on_check
+    )
     return guarded_view(
         client,
         OPENAI,
-        {"chat.completions.create": chat, "responses.create": responses},
+        {
+            "chat.completions.create": chat,
+            "responses.create": responses,
+            "responses.retrieve": retrieve,
+        },
         lambda c: wrap_openai(c, guard, input=input, output=output, on_check=on_check),
     )
 
