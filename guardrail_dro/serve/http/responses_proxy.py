@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 
 from guardrail_dro.serve.http.proxy import ChatProxy, ClosingStream, Upstream, check_tools
@@ -130,14 +131,29 @@ class ResponsesProxy(ChatProxy):
             body = _params(raw, self._turns)
             kwargs = sdk_kwargs(body, _KWARGS, headers, query)
             reply = await self._call(deadline, **kwargs)
-            if not kwargs.get("stream") and not isinstance(getattr(reply, "output", None), list):
-                # The SDK hands back the body's text when it cannot parse a Response.
-                raise self._bad_reply(f"a {type(reply).__name__} without output")
+            if not kwargs.get("stream"):
+                self._check_reply(reply)
         except ApiError as err:
             return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
         if not kwargs.get("stream"):
             return JSONResponse(reply.to_dict(mode="json"))
         return ClosingStream(self._events(reply, deadline), media_type="text/event-stream")
+
+    def _check_reply(self, reply: Any) -> None:
+        """Refuse a reply that is no ``Response``: the SDK hands back the body's text
+        when it cannot parse one, and keeps output items that are no objects (a str)
+        as they are, which the output rail (reading by key or attribute) read as no
+        text: a harmful string in ``output`` reached the caller unchecked.
+
+        Raises:
+            ApiError: 502 (``_bad_reply``).
+        """
+        output = getattr(reply, "output", None)
+        if not isinstance(output, list):
+            raise self._bad_reply(f"a {type(reply).__name__} without output")
+        odd = [item for item in output if not isinstance(item, BaseModel)]
+        if odd:
+            raise self._bad_reply(f"an output item that is no object ({type(odd[0]).__name__})")
 
     async def _events(self, stream: Any, deadline: float) -> AsyncIterator[bytes]:
         """The guarded stream's events as the rail releases them, until the loop time

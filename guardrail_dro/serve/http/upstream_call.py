@@ -77,7 +77,10 @@ def read_body(raw: bytes, request: str) -> dict[str, Any]:
     Responses request's, which has no ``messages``): ``request`` names what it should be.
 
     Raises:
-        ApiError: 400: not JSON, not a JSON object, or nested deeper than ``MAX_NESTING``.
+        ApiError: 400: not JSON, not a JSON object, nested deeper than ``MAX_NESTING``, or
+            a string escaping a lone UTF-16 surrogate (``"\\ud83d"``, JSON yet not
+            text): the SDK cannot send it on as UTF-8 and raised before sending, which
+            was answered 502 and logged as the upstream's fault.
     """
     try:
         body = json.loads(raw)
@@ -87,6 +90,11 @@ def read_body(raw: bytes, request: str) -> dict[str, Any]:
         raise ApiError(400, f"the body must be a JSON object ({request})")
     if _nested_deeper(body, MAX_NESTING):
         raise ApiError(400, f"the body nests arrays and objects deeper than {MAX_NESTING} levels")
+    try:
+        json.dumps(body, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        why = "the body escapes a lone UTF-16 surrogate (a cut emoji?): send valid Unicode"
+        raise ApiError(400, why) from None
     return body
 
 
