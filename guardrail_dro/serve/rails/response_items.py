@@ -80,6 +80,16 @@ _ARGUMENTS = (
     "mcp_approval_request",
     "tool_search_call",
 )
+#: The item types read above, and those with no text the model reads (an item
+#: reference, compaction's opaque content, a screenshot); an item of any other type (a
+#: newer API's, a compatible server's own: the openai SDK parses it loosely) has every
+#: string of it read (``_unknown_strings``), so that text in it is not passed unread.
+_KNOWN = frozenset(
+    {*TEXT_AT, *SCHEMAS_AT, *_ARGUMENTS, "message", "reasoning", "function_call_output",
+     "custom_tool_call_output", "item_reference", "compaction", "computer_call_output"}
+)  # fmt: skip
+#: An unknown item's fields that are no text a model wrote.
+_LABELS = frozenset({"id", "type", "status"})
 
 
 def _spread(values: list[Any]) -> list[Any]:
@@ -107,24 +117,36 @@ def _schema_strings(item: Any, kind: Any) -> list[str]:
     return [s for path in paths for v in _values_at(item, path) for s in string_values(v)]
 
 
+def _unknown_strings(item: Any) -> list[str]:
+    """An unknown item's strings; none for an item that is no object (the proxy refuses
+    a reply holding one as the upstream's fault, ``responses_proxy._check_reply``)."""
+    dump = item.model_dump() if callable(getattr(item, "model_dump", None)) else item
+    if not isinstance(dump, Mapping):
+        return []
+    return string_values({k: v for k, v in dump.items() if k not in _LABELS})
+
+
 def item_text(item: Any) -> str:
     """An input item's text for ``input_texts(..., "all")``: a message's content (its
     ``output_text`` and ``refusal`` parts too), a call's arguments (their strings, as the
     tool guardrails read them), a tool's output, a reasoning summary and text, and the
     text fields of MCP, shell, code interpreter, file / web search, tool search, patch
-    and computer items (``TEXT_AT``), and tool definitions' schemas (``SCHEMAS_AT``).
+    and computer items (``TEXT_AT``), and tool definitions' schemas (``SCHEMAS_AT``);
+    an item of a type not known here, every string of it but its id, type and status.
 
     Raises:
         TypeError: a message's or tool output's content is neither text nor parts.
     """
     kind, content = _get(item, "type"), _get(item, "content")
-    if _get(item, "role") is not None:
+    if _get(item, "role") is not None or kind == "message":
         refusals = [_get(p, "refusal") for p in content] if isinstance(content, list) else []
         texts = [content_text(content), *(r for r in refusals if isinstance(r, str))]
     elif kind in ("function_call_output", "custom_tool_call_output"):
         texts = [content_text(_get(item, "output"))]
     elif kind == "reasoning":
         texts = [content_text(_get(item, "summary") or []), content_text(content or [])]
+    elif not (isinstance(kind, str) and kind in _KNOWN):
+        texts = _unknown_strings(item)
     else:
         args = _get(item, "arguments") or _get(item, "input") if kind in _ARGUMENTS else None
         texts = [arguments_text(args or "")]

@@ -128,15 +128,27 @@ def _response(model: str, status: str) -> Any:
 
 
 #: Stream events whose ``delta`` is text shown to the caller: the reply, the model's
-#: refusal, its reasoning (summaries, and the raw text some models send).
+#: refusal, its reasoning (summaries, and the raw text some models send), the transcript
+#: of its audio.
 _TEXT_DELTAS = frozenset(
     {
         "response.output_text.delta",
         "response.refusal.delta",
         "response.reasoning_summary_text.delta",
         "response.reasoning_text.delta",
+        "response.audio.transcript.delta",
     }
 )
+#: The ``.done`` events that carry a text part's whole text, and its field. They repeat
+#: the deltas (OpenAI sends both), but a compatible or hostile server need not, and SDK
+#: users read them (and the end event's ``output``) rather than the deltas.
+_DONE_TEXTS = {
+    "response.output_text.done": "text",
+    "response.refusal.done": "refusal",
+    "response.reasoning_summary_text.done": "text",
+    "response.reasoning_text.done": "text",
+}
+_PART_DONES = frozenset({"response.content_part.done", "response.reasoning_summary_part.done"})
 #: Items whose text arrives in the deltas ``texts`` reads; every other item (a call, a
 #: server tool's call and its results: MCP, code interpreter, searches...) carries its
 #: text in its own events or only in its ``output_item.done``, so it is held from its
@@ -151,6 +163,22 @@ _CALL_DELTAS = frozenset(
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 
 
+def _bare(text: str) -> str:
+    return "".join(text.split())
+
+
+def _done_text(ev: Any) -> Any:
+    """The text a ``.done`` event of a text part or a message / reasoning item carries
+    whole (None for any other event)."""
+    kind = ev.type
+    if kind in _DONE_TEXTS:
+        return getattr(ev, _DONE_TEXTS[kind], None)
+    if kind in _PART_DONES:
+        texts = [_get(ev.part, "text"), _get(ev.part, "refusal")]
+        return "\n".join(t for t in texts if isinstance(t, str))
+    return item_text(ev.item) if kind == "response.output_item.done" else None
+
+
 class ResponsesEvents(Events):
     """A Responses stream's events: the text deltas on one channel (a line break where a
     new part begins, so two items' words stay apart), any other item (a function call,
@@ -158,7 +186,14 @@ class ResponsesEvents(Events):
     ``output_item.added`` and checked whole at its ``output_item.done``; once a call an
     agent runs began, everything is held until the response ends (as chat's calls wait
     for the stream's end: a harmless first call released whole, runnable, before a
-    harmful second one refused the reply)."""
+    harmful second one refused the reply).
+
+    The text a ``.done`` event or the response's end carries whole (a part's text, a
+    message or reasoning item, the end's ``output``) is checked on a channel of its own
+    only when the deltas did not already show it (its whitespace-free form is not in
+    theirs, nor a held item's checked text): a stream whose done events repeat its
+    deltas costs string comparisons, not model windows. Such a text is due at once, so
+    its event waits for its check like a held item's."""
 
     accounted = True
 
@@ -171,11 +206,16 @@ class ResponsesEvents(Events):
         self.texting: tuple[Any, Any] | None = None  # the part whose text came last
         self.calls: dict[Any, list[str]] = {}  # argument fragments of the calls not done
         self.called = False  # a call began and the response has not ended
+        self.shown = ""  # every text delta so far, whitespace removed
+        self.checked: set[str] = set()  # held items' checked texts, whitespace removed
+        self.repeats = 0  # the channels of the uncovered whole texts checked
 
     def texts(self, ev: Any) -> list[tuple[Any, str]]:
         if ev.type not in _TEXT_DELTAS:
             return []
-        piece, where = ev.delta, (ev.item_id, getattr(ev, "content_index", None))
+        piece = ev.delta
+        where = (getattr(ev, "item_id", None), getattr(ev, "content_index", None))
+        self.shown += _bare(piece)
         if self.texting is not None and where != self.texting:
             piece = "\n" + piece
         self.texting = where
@@ -193,10 +233,25 @@ class ResponsesEvents(Events):
             self.calls[ev.item_id].append(ev.delta)  # MCP arguments, code: for ``rest``
         elif kind == "response.output_item.done" and ev.item.type not in _STREAMED:
             self.calls.pop(ev.item.id, None)
-            return [(("tool", ev.item.id), item_text(ev.item))]
+            text = item_text(ev.item)
+            self.checked.add(_bare(text))
+            return [(("tool", ev.item.id), text)]
         elif kind in _ENDS:
             self.called = False
+            return self._unshown([item_text(i) for i in ev.response.output or []])
+        else:
+            return self._unshown([_done_text(ev)])
         return []
+
+    def _unshown(self, texts: list[Any]) -> list[tuple[Any, str]]:
+        """Of the whole texts an event carries, those the deltas did not show, as one
+        piece on a new channel (none when all were shown)."""
+        bare = [(t, _bare(t)) for t in texts if isinstance(t, str)]
+        new = [t for t, b in bare if b not in self.shown and b not in self.checked]
+        if not new:
+            return []
+        self.repeats += 1
+        return [(("whole", self.repeats), "\n".join(new))]
 
     @property
     def holding(self) -> bool:
