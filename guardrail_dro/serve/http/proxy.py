@@ -214,6 +214,10 @@ class ChatProxy(UpstreamCall):
     sdk, http, option = "openai", "httpx2", "--upstream"  # the SDK (3.x) runs on httpx2
     reply, api = "a chat completion", "an OpenAI-compatible"
     log = log
+    #: The guarded client's method this proxy calls, and the body fields it passes by
+    #: name (the rest go through ``extra_body``): a subclass proxies another route.
+    create_path: tuple[str, ...] = ("chat", "completions", "create")
+    kwargs_names: tuple[str, ...] = _KWARGS
 
     def __init__(
         self,
@@ -233,8 +237,25 @@ class ChatProxy(UpstreamCall):
             # upstream: a local vLLM or a third party's API learnt the operator's OpenAI
             # account ids. A caller's own are still sent where --forward-header names them.
             self._client.organization = self._client.project = None
-        rails = wrap_openai(self._client, answering(guard), on_check=on_check)
-        self._create = rails.chat.completions.create
+        rails: Any = wrap_openai(self._client, answering(guard), on_check=on_check)
+        for name in self.create_path:
+            rails = getattr(rails, name)
+        self._create = rails
+
+    def _read(self, raw: bytes) -> dict[str, Any]:
+        """The caller's request, checked as far as this route relies on it (``_params``)."""
+        return _params(raw, self._turns)
+
+    def _check_reply(self, reply: Any) -> None:
+        """Refuse a reply that is no ``ChatCompletion``: the SDK hands back the body's
+        text (or a JSON scalar) when it cannot parse one; the output rail read it as
+        text: it is no reply.
+
+        Raises:
+            ApiError: 502 (``_bad_reply``).
+        """
+        if not isinstance(getattr(reply, "choices", None), list):
+            raise self._bad_reply(f"a {type(reply).__name__} without choices")
 
     async def answer(
         self,
@@ -246,13 +267,11 @@ class ChatProxy(UpstreamCall):
         ``headers`` and ``query``: the caller's that ``upstream`` forwards, sent on."""
         deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
         try:
-            body = _params(raw, self._turns)
-            kwargs = sdk_kwargs(body, _KWARGS, headers, query)
+            body = self._read(raw)
+            kwargs = sdk_kwargs(body, self.kwargs_names, headers, query)
             reply = await self._call(deadline, **kwargs)
-            if not kwargs.get("stream") and not isinstance(getattr(reply, "choices", None), list):
-                # The SDK hands back the body's text (or a JSON scalar) when it cannot
-                # parse a ChatCompletion; the output rail read it as text: it is no reply.
-                raise self._bad_reply(f"a {type(reply).__name__} without choices")
+            if not kwargs.get("stream"):
+                self._check_reply(reply)
         except ApiError as err:
             return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
         if not kwargs.get("stream"):

@@ -20,7 +20,6 @@ API's shape (``type``, ``code``, ``message``, ``param``, ``sequence_number``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -28,12 +27,10 @@ from contextlib import aclosing
 from typing import Any
 
 from pydantic import BaseModel
-from starlette.responses import JSONResponse, Response
 
-from guardrail_dro.serve.http.proxy import ChatProxy, ClosingStream, Upstream, check_tools
-from guardrail_dro.serve.http.schema import ApiError, error_body
-from guardrail_dro.serve.http.upstream_call import answering, read_body, sdk_kwargs
-from guardrail_dro.serve.rails import OnCheck, RailGuard, wrap_openai
+from guardrail_dro.serve.http.proxy import ChatProxy, check_tools
+from guardrail_dro.serve.http.schema import ApiError
+from guardrail_dro.serve.http.upstream_call import read_body
 from guardrail_dro.serve.rails.responses import prompt_texts, responses_input_texts
 
 __all__ = ["ResponsesProxy"]
@@ -105,39 +102,12 @@ class ResponsesProxy(ChatProxy):
 
     reply = "a Responses API response"
     log = log
+    create_path = ("responses", "create")
+    kwargs_names = _KWARGS
 
-    def __init__(
-        self,
-        guard: RailGuard,
-        upstream: Upstream,
-        *,
-        on_check: OnCheck | None = None,
-        max_calls: int = 1000,
-    ) -> None:
-        super().__init__(guard, upstream, on_check=on_check, max_calls=max_calls)
-        rails = wrap_openai(self._client, answering(guard), on_check=on_check)
-        self._create = rails.responses.create
-
-    async def answer(
-        self,
-        raw: bytes,
-        headers: dict[str, str] | None = None,
-        query: dict[str, str] | None = None,
-    ) -> Response:
-        """The response to one request body (auth and the size bound already passed);
-        ``headers`` and ``query``: the caller's that ``upstream`` forwards, sent on."""
-        deadline = asyncio.get_running_loop().time() + self.upstream.timeout_s
-        try:
-            body = _params(raw, self._turns)
-            kwargs = sdk_kwargs(body, _KWARGS, headers, query)
-            reply = await self._call(deadline, **kwargs)
-            if not kwargs.get("stream"):
-                self._check_reply(reply)
-        except ApiError as err:
-            return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
-        if not kwargs.get("stream"):
-            return JSONResponse(reply.to_dict(mode="json"))
-        return ClosingStream(self._events(reply, deadline), media_type="text/event-stream")
+    def _read(self, raw: bytes) -> dict[str, Any]:
+        """A Responses request, checked as far as this route relies on it (``_params``)."""
+        return _params(raw, self._turns)
 
     def _check_reply(self, reply: Any) -> None:
         """Refuse a reply that is no ``Response``: the SDK hands back the body's text
