@@ -18,27 +18,27 @@ from annotators.testing import FakeLLMServer
 from guardrail_dro.serve.policy import GuardResult, GuardViolation, Policy
 from guardrail_dro.serve.rails import wrap
 
-from .guard_helpers import Calibrated, keyword_guard, run_of
+from . import responses_helpers
+from .guard_helpers import Calibrated
+from .responses_helpers import REFUSAL, refusing_guard, replying_server
 
-REFUSAL = "Sorry, I can't continue with that."
 TOOLS = [{"type": "function", "name": "post", "parameters": {"type": "object"}, "strict": False}]
 CALL = {"tools": TOOLS, "tool_choice": {"type": "function", "name": "post"}}
 
 
 @pytest.fixture(scope="module")
 def cal() -> Calibrated:
-    return keyword_guard(refusal=REFUSAL)
+    return refusing_guard()
 
 
 @pytest.fixture(scope="module")
 def replies(cal: Calibrated) -> dict[str, str]:
-    filler = " ".join([cal.filler + "."] * 10)
-    return {"clean": filler, "toxic": f"{filler} {run_of(cal.target)}. {filler}"}
+    return responses_helpers.replies(cal)
 
 
 @pytest.fixture(scope="module")
-def server(replies: dict[str, str]) -> Iterator[FakeLLMServer]:
-    with FakeLLMServer(lambda text: replies.get(text, "ok.")) as srv:
+def server(cal: Calibrated) -> Iterator[FakeLLMServer]:
+    with replying_server(cal) as srv:
         yield srv
 
 

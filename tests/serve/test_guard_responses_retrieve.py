@@ -18,21 +18,18 @@ from annotators.testing import FakeLLMServer
 from guardrail_dro.errors import UnguardedPathError
 from guardrail_dro.serve.rails import wrap
 
-from .guard_helpers import Calibrated, keyword_guard, run_of
-
-REFUSAL = "Sorry, I can't continue with that."
+from .guard_helpers import Calibrated
+from .responses_helpers import REFUSAL, refusing_guard, replying_server
 
 
 @pytest.fixture(scope="module")
 def cal() -> Calibrated:
-    return keyword_guard(refusal=REFUSAL)
+    return refusing_guard()
 
 
 @pytest.fixture(scope="module")
 def server(cal: Calibrated) -> Iterator[FakeLLMServer]:
-    filler = " ".join([cal.filler + "."] * 4)
-    replies = {"clean": filler, "toxic": f"{filler} {run_of(cal.target)}."}
-    with FakeLLMServer(lambda text: replies.get(text, "ok.")) as srv:
+    with replying_server(cal) as srv:
         yield srv
 
 
