@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -71,16 +72,23 @@ class BatchBackend(Protocol):
 
 
 class OpenAIBatches:
-    """File upload + ``batches.create``; results from the output and error files."""
+    """File upload + ``batches.create``; results from the output and error files.
+
+    The job's endpoint is the annotator's (``/v1/chat/completions``, or ``/v1/responses``
+    for ``api="responses"``: the Batch API takes both), and its result bodies are read by
+    the annotator's parser for it."""
 
     def __init__(self, annotator: Any) -> None:
         self.client = annotator.batch_client()
+        self.endpoint: str = getattr(annotator, "endpoint", "/v1/chat/completions")
+        self.parse: Callable[[dict], RawReply] = getattr(annotator, "parse",
+                                                         parse_chat_completion)
         #: job id -> what a failed job said (``errors``), for the missing items' reason
         self.job_errors: dict[str, list[str]] = {}
 
     async def upload(self, requests: list[tuple[str, dict]]) -> str | None:
         lines = "".join(
-            json.dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
+            json.dumps({"custom_id": cid, "method": "POST", "url": self.endpoint,
                         "body": body}) + "\n"
             for cid, body in requests
         )
@@ -90,7 +98,7 @@ class OpenAIBatches:
 
     async def create(self, sub: PendingSubmit, requests: list[tuple[str, dict]]) -> str:
         b = await self.client.batches.create(
-            input_file_id=sub.input_file_id, endpoint="/v1/chat/completions",
+            input_file_id=sub.input_file_id, endpoint=self.endpoint,
             completion_window="24h", metadata={METADATA_KEY: sub.submit_id},
         )
         return b.id
@@ -126,14 +134,15 @@ class OpenAIBatches:
             content = await self.client.files.content(file_id)
             for line in content.text.splitlines():
                 if line.strip():
-                    out.extend(_openai_result(line))
+                    out.extend(_openai_result(line, self.parse))
         return out
 
 
 _CUSTOM_ID = re.compile(r'"custom_id"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 
-def _openai_result(line: str) -> Collected:
+def _openai_result(line: str,
+                   parse: Callable[[dict], RawReply] = parse_chat_completion) -> Collected:
     """One line of an OpenAI batch's output or error file. A line that cannot be read
     (cut, not JSON, no custom_id) is that request's error when its custom_id can be
     found in it (asked again, like any failed request), else skipped: its request is
@@ -143,7 +152,7 @@ def _openai_result(line: str) -> Collected:
         cid = rec["custom_id"]
         resp, err = rec.get("response"), rec.get("error")
         if resp and resp.get("status_code") == 200 and not err:
-            return [(cid, parse_chat_completion(resp["body"]), None)]
+            return [(cid, parse(resp["body"]), None)]
         filtered = _content_filtered(resp)
         if filtered is not None:  # that item's refusal, as on the live path
             return [(cid, RawReply(text=None, refusal=filtered), None)]

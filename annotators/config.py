@@ -19,7 +19,8 @@ documented, to copy with ``guardrail-dro annotate --print-config``):
   fixed here, by a larger budget or a lower effort; for Claude ``thinking_budget``, the
   tokens of extended thinking asked for on top of ``max_tokens``, or ``thinking =
   "adaptive"``, Claude deciding how much to think within ``thinking_room`` tokens on top
-  of ``max_tokens``, and ``effort``, how much effort Claude spends on a reply).
+  of ``max_tokens``, and ``effort``, how much effort Claude spends on a reply; for OpenAI
+  ``api``: ``"chat"``, ``"responses"``, the Responses API, or ``"auto"``, the default).
 - ``[run]``: ``concurrency``, ``rpm``, ``tpm``, ``max_attempts``, ``timeout``.
 
 Unknown keys are errors (a misspelt ``guidlines`` would otherwise be silently ignored).
@@ -36,7 +37,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from annotators.anthropic_annotator import THINKING_MIN_BUDGET, Effort, ThinkingMode
-from annotators.openai_annotator import ReasoningEffort
+from annotators.openai_annotator import Api, ReasoningEffort
 from annotators.templates import (
     DEFAULT_TEMPLATE,
     FewShotExample,
@@ -102,6 +103,9 @@ class AnnotatorEntry(_Strict):
     effort: Effort | None = None
     """Claude only (checked by ``make_annotator``): ``output_config.effort``; None: not
     sent."""
+    api: Api | None = None
+    """OpenAI only (checked by ``make_annotator``): ``"responses"`` labels through the
+    Responses API (models served only there); None: ``"auto"``."""
 
     @field_validator("thinking_budget")
     @classmethod

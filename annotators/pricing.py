@@ -58,6 +58,8 @@ DEFAULT_PRICES: dict[str, Price] = {
     "o3": (2.00, 8.00),
     "o3-mini": (1.10, 4.40),
     "o4-mini": (1.10, 4.40),
+    # Responses API only; https://developers.openai.com/api/docs/models/codex-mini-latest
+    "codex-mini-latest": (1.50, 6.00),
     # Older models, for the judge rows of datasets labelled with them (toxic-questions).
     "gpt-4": (30.00, 60.00),
     "gpt-4-turbo": (10.00, 30.00),

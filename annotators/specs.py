@@ -15,6 +15,7 @@ from annotators.base import Annotator
 from annotators.openai_annotator import (
     DEFAULT_MAX_TOKENS,
     REASONING_MAX_TOKENS,
+    Api,
     OpenAIAnnotator,
     ReasoningEffort,
     is_reasoning_model,
@@ -50,7 +51,8 @@ def make_annotator(spec: str, *, base_url: str | None = None,
                    max_tokens: int | None = None,
                    reasoning_effort: ReasoningEffort | None = None,
                    thinking_budget: int | None = None, thinking: ThinkingMode | None = None,
-                   thinking_room: int | None = None, effort: Effort | None = None) -> Annotator:
+                   thinking_room: int | None = None, effort: Effort | None = None,
+                   api: Api | None = None) -> Annotator:
     """Build the annotator named by ``spec``, reading its key from the environment.
 
     Args:
@@ -76,6 +78,9 @@ def make_annotator(spec: str, *, base_url: str | None = None,
             checked by ``AnthropicAnnotator``.
         effort: ``anthropic:`` only: ``output_config.effort`` (``"low"`` ... ``"max"``;
             None: the model's default, not sent); checked by ``AnthropicAnnotator``.
+        api: ``openai:`` only: ``"chat"``, ``"responses"`` (the Responses API) or
+            ``"auto"`` (None: ``"auto"``: the Responses API for a model OpenAI serves
+            only there, ``openai_annotator.RESPONSES_ONLY``); see ``OpenAIAnnotator``.
 
     Raises:
         ConfigError: bad spec, the provider's key variable is not set, or a temperature,
@@ -116,11 +121,15 @@ def make_annotator(spec: str, *, base_url: str | None = None,
                               "annotator")
         return OpenAIAnnotator(model, api_key=key, base_url=base_url, timeout=timeout,
                                temperature=temperature, max_tokens=budget,
-                               reasoning_effort=reasoning_effort)
+                               reasoning_effort=reasoning_effort, api=api or "auto")
     if reasoning_effort is not None:
         raise ConfigError(f"{spec}: reasoning_effort is for OpenAI reasoning models (o1, o3, "
                           "o4-mini, gpt-5...); remove it from this annotator (Claude's is "
                           "effort)")
+    if api is not None:
+        raise ConfigError(f"{spec}: api chooses between OpenAI's chat completions and "
+                          "Responses API (openai: annotators); Claude has one: remove api "
+                          "from this annotator")
     if temperature is not None:
         raise ConfigError(f"{spec}: the Anthropic Messages API (SDK 2.x) takes no temperature; "
                           "remove it from this annotator")

@@ -96,13 +96,16 @@ def counter_for(provider: str, model: str, *, default_server: bool = True) -> To
 
 
 def request_tokens(body: dict[str, Any], counter: TokenCounter) -> int:
-    """Input tokens of one rendered request body (either provider's)."""
+    """Input tokens of one rendered request body (either provider's; a Responses API
+    body's ``instructions``, ``input`` and ``text`` format count as a chat's system,
+    messages and ``response_format``: they were left out, a request priced at 3 tokens)."""
     n = 3  # the reply's priming
-    if body.get("system"):
-        n += 3 + counter.count(str(body["system"]))
-    for m in body.get("messages", []):
+    for system in ("system", "instructions"):
+        if body.get(system):
+            n += 3 + counter.count(str(body[system]))
+    for m in [*body.get("messages", []), *body.get("input", [])]:
         n += 3 + counter.count(str(m.get("content", "")))
-    for extra in ("response_format", "tools"):
+    for extra in ("response_format", "tools", "text"):
         if extra in body:
             n += counter.count(json.dumps(body[extra]))
     return n

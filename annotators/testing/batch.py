@@ -6,6 +6,9 @@ Endpoints: OpenAI ``POST /v1/files``, ``GET /v1/files/{id}[/content]``,
 ``GET /v1/messages/batches`` (newest first, ``limit`` / ``after_id``),
 ``GET /v1/messages/batches/{id}[/results]``.
 
+An OpenAI job answers its lines in the format of its ``endpoint``
+(``/v1/chat/completions``, or ``/v1/responses``: ``responses_wire``).
+
 A job finishes on the poll that reaches the server's ``batch_polls`` (never while
 ``hold_batches`` is set); then every request is answered by the same rule as a live
 call (``BatchHost.reply``, billed to ``batch_paid``), unless a ``batch_expired`` /
@@ -35,6 +38,7 @@ from typing import Any, Literal, Protocol
 
 from annotators.testing.anthropic_wire import anthropic_invalid
 from annotators.testing.openai_wire import CONTENT_FILTERED, openai_error_body
+from annotators.testing.responses_wire import responses_item_text
 from annotators.testing.rules import Fault, FaultKind
 from annotators.testing.wire import ErrorReply, item_text
 
@@ -78,6 +82,16 @@ class FakeBatch:
     input_file_id: str | None = None
     expired: bool = False
     metadata: dict | None = None
+    endpoint: str = "/v1/chat/completions"
+    """An OpenAI job's endpoint: ``/v1/responses`` lines are answered as Responses."""
+
+    def wire(self, body: dict) -> tuple[str, str]:
+        """(wire, item text) of one request: whose format answers it, about what."""
+        if self.provider == "anthropic":
+            return "anthropic", item_text(body.get("messages") or [])
+        if self.endpoint == "/v1/responses":
+            return "responses", responses_item_text(body)
+        return "openai", item_text(body.get("messages") or [])
 
 
 def openai_batch_object(b: FakeBatch) -> dict:
@@ -85,7 +99,7 @@ def openai_batch_object(b: FakeBatch) -> dict:
     n = len(b.requests)
     status = ("expired" if b.expired else "completed") if b.done else "in_progress"
     return {
-        "id": b.id, "object": "batch", "endpoint": "/v1/chat/completions",
+        "id": b.id, "object": "batch", "endpoint": b.endpoint,
         "input_file_id": b.input_file_id, "completion_window": "24h", "status": status,
         "metadata": b.metadata,
         "output_file_id": b.output_file_id, "error_file_id": b.error_file_id,
@@ -148,7 +162,7 @@ def _file_object(fid: str, data: bytes) -> dict:
 
 def _texts(b: FakeBatch) -> str:
     """A job's item texts joined by newlines: what a batch fault's ``match`` is tested on."""
-    return "\n".join(item_text(_request_body(r).get("messages") or []) for r in b.requests)
+    return "\n".join(b.wire(_request_body(r))[1] for r in b.requests)
 
 
 def _request_body(request: dict) -> dict:
@@ -236,7 +250,8 @@ class BatchAPI:
             raise ErrorReply(400, "invalid_request_error", "input_file_id not found")
         reqs = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
         b = FakeBatch(id=f"batch_{self.host.next_id()}", provider="openai", requests=reqs,
-                      input_file_id=body["input_file_id"], metadata=body.get("metadata"))
+                      input_file_id=body["input_file_id"], metadata=body.get("metadata"),
+                      endpoint=body.get("endpoint") or "/v1/chat/completions")
         self._keep(b)
         return openai_batch_object(b)
 
@@ -297,7 +312,7 @@ class BatchAPI:
         for req in b.requests:
             cid = req["custom_id"]
             body = req["body"] if b.provider == "openai" else req["params"]
-            text = item_text(body.get("messages") or [])
+            wire, text = b.wire(body)
             kinds: tuple[FaultKind, ...] = ("batch_expired", "batch_errored")
             if b.provider == "openai":
                 kinds += ("content_filter",)  # Azure OpenAI's filter: a 400 result line
@@ -313,7 +328,7 @@ class BatchAPI:
                 continue
             live_fault = self.host.take_fault(
                 text, ("malformed", "out_of_schema", "refusal", "cut", "redacted_thinking"))
-            reply = self.host.reply(b.provider, text, body, live_fault, batch=True)
+            reply = self.host.reply(wire, text, body, live_fault, batch=True)
             b.results.append({"custom_id": cid, "body": reply})
         b.done = True
         if b.provider == "openai":

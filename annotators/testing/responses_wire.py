@@ -47,6 +47,9 @@ def _labels(body: dict) -> list[str]:
 def responses_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
     """The ``response`` that answers ``body`` with ``ans``."""
     text = json.dumps(ans.reply) if ans.reply is not None else ans.raw or ""
+    cut = ans.cut and ans.refusal is None
+    if cut:
+        text = text[: len(text) // 2]
     forced = body.get("tool_choice")
     if isinstance(forced, dict) and forced.get("type") == "function" and ans.refusal is None:
         item: dict[str, Any] = {"id": f"fc_{n}", "type": "function_call", "call_id": f"call_{n}",
@@ -59,6 +62,11 @@ def responses_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
                 "status": "completed", "content": [part]}
     prompt = token_count(json.dumps([body.get("instructions"), body.get("input")]))
     out = token_count(ans.refusal or text)
+    if cut:
+        item["status"] = "incomplete"
+        out = int(body.get("max_output_tokens") or out)
+    incomplete = {"status": "incomplete",
+                  "incomplete_details": {"reason": "max_output_tokens"}} if cut else {}
     return {
         "id": f"resp_{n}", "object": "response", "created_at": int(time.time()),
         "model": body.get("model", "fake"), "status": "completed", "output": [item],
@@ -67,6 +75,7 @@ def responses_reply(body: dict, ans: Answer, n: int) -> dict[str, Any]:
         "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
                   "output_tokens": out, "output_tokens_details": {"reasoning_tokens": 0},
                   "total_tokens": prompt + out},
+        **incomplete,
     }
 
 
