@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from annotators.anthropic_annotator import parse_message
 from annotators.base import Annotator, AnnotatorError, RawReply
 from annotators.cache import PendingSubmit
-from annotators.openai_annotator import parse_chat_completion
+from annotators.openai_annotator import parse_chat_completion, parse_response
 
 __all__ = ["CLOCK_SLACK", "METADATA_KEY", "AnthropicBatches", "BatchBackend", "Collected",
            "JobState", "OpenAIBatches", "batch_backend"]
@@ -74,15 +74,14 @@ class BatchBackend(Protocol):
 class OpenAIBatches:
     """File upload + ``batches.create``; results from the output and error files.
 
-    The job's endpoint is the annotator's (``/v1/chat/completions``, or ``/v1/responses``
-    for ``api="responses"``: the Batch API takes both), and its result bodies are read by
-    the annotator's parser for it."""
+    A new job's endpoint is the annotator's (``/v1/chat/completions``, or ``/v1/responses``
+    for ``api="responses"``: the Batch API takes both); a job's result bodies are read in
+    the format of the endpoint it was created with, which an open job submitted before
+    the annotator's ``api`` changed (or before ``api`` existed: chat) does not share."""
 
     def __init__(self, annotator: Any) -> None:
         self.client = annotator.batch_client()
         self.endpoint: str = getattr(annotator, "endpoint", "/v1/chat/completions")
-        self.parse: Callable[[dict], RawReply] = getattr(annotator, "parse",
-                                                         parse_chat_completion)
         #: job id -> what a failed job said (``errors``), for the missing items' reason
         self.job_errors: dict[str, list[str]] = {}
 
@@ -127,6 +126,7 @@ class OpenAIBatches:
 
     async def collect(self, job_id: str) -> Collected:
         b = await self.client.batches.retrieve(job_id)
+        parse = parse_response if b.endpoint == "/v1/responses" else parse_chat_completion
         out: Collected = []
         for file_id in (b.output_file_id, b.error_file_id):
             if not file_id:
@@ -134,7 +134,7 @@ class OpenAIBatches:
             content = await self.client.files.content(file_id)
             for line in content.text.splitlines():
                 if line.strip():
-                    out.extend(_openai_result(line, self.parse))
+                    out.extend(_openai_result(line, parse))
         return out
 
 

@@ -126,7 +126,9 @@ def parse_response(body: dict[str, Any]) -> RawReply:
 
     The text is the ``output_text`` parts of its ``message`` items (what the SDK's
     ``output_text`` joins; a reasoning model's ``reasoning`` items carry none), a
-    ``refusal`` part is the refusal, and ``status`` ``"incomplete"`` with
+    ``refusal`` part is the refusal (so is a reply stopped by the content filter,
+    ``incomplete_details.reason`` ``"content_filter"``, as chat's ``finish_reason``), and
+    ``status`` ``"incomplete"`` with
     ``incomplete_details.reason`` ``"max_output_tokens"`` (the budget ran out, as chat's
     ``finish_reason`` ``"length"``) gives a ``CutReply`` carrying
     ``usage.output_tokens_details.reasoning_tokens``.
@@ -136,13 +138,16 @@ def parse_response(body: dict[str, Any]) -> RawReply:
              for part in item.get("content") or []]
     texts = [p.get("text") or "" for p in parts if p.get("type") == "output_text"]
     refusal = next((p.get("refusal") for p in parts if p.get("type") == "refusal"), None)
+    details = body.get("incomplete_details") or {}
+    if refusal is None and details.get("reason") == "content_filter":  # chat's finish_reason
+        refusal = "".join(texts) or "content_filter"
     fields: dict[str, Any] = dict(
         text="".join(texts) if texts else None,
         refusal=refusal,
         usage=Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)),
         model=body.get("model"),
     )
-    cut = (body.get("incomplete_details") or {}).get("reason") == "max_output_tokens"
+    cut = details.get("reason") == "max_output_tokens"
     if body.get("status") != "incomplete" or not cut:
         return RawReply(**fields)
     reasoning = (usage.get("output_tokens_details") or {}).get("reasoning_tokens")
