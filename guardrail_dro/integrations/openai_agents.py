@@ -90,7 +90,7 @@ from guardrail_dro.serve.policy import GuardResult, GuardViolation
 from guardrail_dro.serve.rails.decide import OnCheck, RailGuard, adecide_all
 from guardrail_dro.serve.rails.messages import INPUT_TURNS, content_text
 from guardrail_dro.serve.rails.response_items import item_text
-from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
+from guardrail_dro.serve.rails.tool_args import arguments_text, attr_or_key, string_values
 
 require("agents", "agents")
 
@@ -120,10 +120,6 @@ __all__ = [
 TextOf = Callable[[Any], "str | Sequence[str]"]
 
 
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
-
-
 def _check_items(value: Any) -> None:
     if not isinstance(value, Sequence) or isinstance(value, bytes | bytearray):
         raise TypeError(
@@ -143,8 +139,8 @@ def input_text(value: Any) -> str:
         return value
     _check_items(value)
     # Items without a role (function calls, tool outputs, reasoning) are not user turns.
-    users = [item for item in value if _get(item, "role") == "user"]
-    return content_text(_get(users[-1], "content")) if users else ""
+    users = [item for item in value if attr_or_key(item, "role") == "user"]
+    return content_text(attr_or_key(users[-1], "content")) if users else ""
 
 
 def input_texts(value: Any, turns: str = "last") -> list[str]:
@@ -164,7 +160,11 @@ def input_texts(value: Any, turns: str = "last") -> list[str]:
         raise ValueError(f"input turns must be one of {list(INPUT_TURNS)}, not {turns!r}")
     _check_items(value)
     if turns == "user":
-        texts = [content_text(_get(i, "content")) for i in value if _get(i, "role") == "user"]
+        texts = [
+            content_text(attr_or_key(i, "content"))
+            for i in value
+            if attr_or_key(i, "role") == "user"
+        ]
     else:
         texts = [item_text(item) for item in value]
     return [t for t in texts if t] or [""]

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from guardrail_dro.serve.policy import InputTurns
-from guardrail_dro.serve.rails.tool_args import definition_texts, tool_text
+from guardrail_dro.serve.rails.tool_args import attr_or_key, definition_texts, tool_text
 
 __all__ = [
     "INPUT_TURNS",
@@ -26,10 +26,6 @@ __all__ = [
     "reply_text",
     "spoken_text",
 ]
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 def listed(messages: Any) -> Any:
@@ -60,17 +56,17 @@ def content_text(content: Any) -> str:
             if isinstance(block, str):
                 parts.append(block)
                 continue
-            text = _get(block, "text")
+            text = attr_or_key(block, "text")
             if isinstance(text, str):
                 parts.append(text)
-            elif _get(block, "type") == "tool_result":
-                parts.append(content_text(_get(block, "content")))
-            elif _get(block, "type") in ("document", "search_result"):
+            elif attr_or_key(block, "type") == "tool_result":
+                parts.append(content_text(attr_or_key(block, "content")))
+            elif attr_or_key(block, "type") in ("document", "search_result"):
                 parts.append(_document_text(block))
         return "\n".join(p for p in parts if p)
     if _has(content, "content"):  # a whole message, its content None when it holds tool
         # calls or speech only (read as the rails read a reply; it was a TypeError)
-        text, spoken = content_text(_get(content, "content")), spoken_text(content)
+        text, spoken = content_text(attr_or_key(content, "content")), spoken_text(content)
         return "\n".join(p for p in (text, spoken) if p)
     raise TypeError(f"message content must be a str or a list of blocks, not {type(content)}")
 
@@ -83,13 +79,13 @@ def _document_text(block: Any) -> str:
     A search result's ``source`` is a str the model reads with it, a URL or any
     identifier the caller writes (a request written there passed); a document's PDF or
     URL source is no text this can read."""
-    source = _get(block, "source")
-    search = _get(block, "type") == "search_result"
-    kind = None if search else _get(source, "type")
-    texts = [source if search else None, _get(block, "title"), _get(block, "context")]
+    source = attr_or_key(block, "source")
+    search = attr_or_key(block, "type") == "search_result"
+    kind = None if search else attr_or_key(source, "type")
+    texts = [source if search else None, attr_or_key(block, "title"), attr_or_key(block, "context")]
     if kind == "text":
-        texts.append(_get(source, "data"))
-    nested = _get(source, "content") if kind == "content" else _get(block, "content")
+        texts.append(attr_or_key(source, "data"))
+    nested = attr_or_key(source, "content") if kind == "content" else attr_or_key(block, "content")
     if search or kind == "content":
         texts.append(content_text(nested))
     return "\n".join(t for t in texts if isinstance(t, str) and t)
@@ -110,9 +106,9 @@ def _role_and_content(i: int, m: Any) -> tuple[str, Any]:
     """
     if isinstance(m, tuple) and len(m) == 2 and isinstance(m[0], str):
         return m[0].lower(), m[1]
-    role = _get(m, "role")
+    role = attr_or_key(m, "role")
     if not isinstance(role, str):
-        role = _get(m, "type")  # LangChain's HumanMessage / AIMessage
+        role = attr_or_key(m, "type")  # LangChain's HumanMessage / AIMessage
     if not isinstance(role, str):
         raise TypeError(
             f"cannot read chat message {i}: {type(m).__name__} with no role; give dicts "
@@ -121,7 +117,7 @@ def _role_and_content(i: int, m: Any) -> tuple[str, Any]:
     # Gemini's {"parts": [{"text": ...}]}, Cohere v1's {"role": "USER", "message": ...};
     # a "content" given as None is an empty turn, a turn with none of them unreadable
     key = next((k for k in ("content", "parts", "message") if _has(m, k)), None)
-    content = None if key is None else _get(m, key)
+    content = None if key is None else attr_or_key(m, key)
     if key is None and role.lower() in _USER_ROLES:
         raise TypeError(
             f"cannot read chat message {i}: a {role!r} turn with no 'content' (nor "
@@ -174,7 +170,7 @@ def _turn_text(m: Any, content: Any) -> str:
     # an assistant turn's refusal parts ({"type": "refusal", "refusal": ...}) the model
     # reads as its own words, as the Agents SDK integration reads them
     blocks = content if isinstance(content, list) else []
-    refusals = [r for r in (_get(b, "refusal") for b in blocks) if isinstance(r, str)]
+    refusals = [r for r in (attr_or_key(b, "refusal") for b in blocks) if isinstance(r, str)]
     served = [_server_block_text(b) for b in blocks if not isinstance(b, str)]
     parts = (content_text(content), *refusals, *served, _refusal_text(m), spoken_text(m))
     return "\n".join(p for p in (*parts, tool_text(m)) if p)
@@ -219,22 +215,24 @@ def _server_block_text(block: Any) -> str:
         TypeError: an MCP result's or a fetched document's content is not text or
             blocks (as ``content_text``).
     """
-    kind = _get(block, "type")
+    kind = attr_or_key(block, "type")
     if kind not in _SERVER_RESULTS:
-        cites = _get(block, "citations")
+        cites = attr_or_key(block, "citations")
         cites = cites if isinstance(cites, list | tuple) else []
-        return "\n".join(t for c in cites if isinstance(t := _get(c, "cited_text"), str) and t)
-    content = _get(block, "content")
+        return "\n".join(
+            t for c in cites if isinstance(t := attr_or_key(c, "cited_text"), str) and t
+        )
+    content = attr_or_key(block, "content")
     if kind == "mcp_tool_result":
         return content_text(content)
     texts: list[Any] = []
     for item in content if isinstance(content, list | tuple) else [content]:
-        item_kind = _get(item, "type")
+        item_kind = attr_or_key(item, "type")
         for key in _RESULT_FIELDS.get(item_kind, ()) if isinstance(item_kind, str) else ():
-            value = _get(item, key)
+            value = attr_or_key(item, key)
             texts += value if isinstance(value, list | tuple) else [value]
         if item_kind == "web_fetch_result":  # its content is a document block
-            texts.append(content_text([_get(item, "content")]))
+            texts.append(content_text([attr_or_key(item, "content")]))
     return "\n".join(t for t in texts if isinstance(t, str) and t)
 
 
@@ -277,13 +275,13 @@ def spoken_text(message: Any) -> str:
     """The transcript of an OpenAI message's (or stream delta's) ``audio``, "" without
     one: with ``modalities=["audio"]`` the reply is speech, its ``content`` None, and the
     transcript is the only text of what the model said (it went unchecked before)."""
-    transcript = _get(_get(message, "audio") or {}, "transcript")
+    transcript = attr_or_key(attr_or_key(message, "audio") or {}, "transcript")
     return transcript if isinstance(transcript, str) else ""
 
 
 def _refusal_text(message: Any) -> str:
     """An OpenAI message's own ``refusal`` (the model declining, in its own words)."""
-    text = _get(message, "refusal")
+    text = attr_or_key(message, "refusal")
     return text if isinstance(text, str) else ""
 
 
@@ -305,7 +303,7 @@ def _details_texts(details: Any) -> list[str]:
         details = [details]
     if not isinstance(details, list | tuple):
         return []
-    texts = [_get(d, key) for d in details for key in ("text", "summary")]
+    texts = [attr_or_key(d, key) for d in details for key in ("text", "summary")]
     return [t for t in texts if isinstance(t, str)]
 
 
@@ -316,12 +314,12 @@ def reasoning_text(message: Any) -> str:
     is some server's settings object, not something shown; of OpenRouter's
     ``reasoning_details``, its entries' ``text`` and ``summary``). LangChain keeps it in
     ``additional_kwargs``. Anthropic thinking blocks are not shown, so not read."""
-    extra = _get(message, "additional_kwargs")
+    extra = attr_or_key(message, "additional_kwargs")
     sources = (message, extra) if isinstance(extra, Mapping) else (message,)
     parts: list[Any] = []
     for src in sources:
         for key in REASONING_FIELDS:
-            value = _get(src, key)
+            value = attr_or_key(src, key)
             parts += _details_texts(value) if key == "reasoning_details" else [value]
     # vLLM sends the same text under both names while it renames the field, OpenRouter
     # in ``reasoning`` and again in ``reasoning_details``: read once

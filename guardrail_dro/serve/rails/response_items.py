@@ -16,13 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from guardrail_dro.serve.rails.messages import content_text
-from guardrail_dro.serve.rails.tool_args import arguments_text, string_values
+from guardrail_dro.serve.rails.tool_args import arguments_text, attr_or_key, string_values
 
 __all__ = ["SCHEMAS_AT", "TEXT_AT", "item_text", "strings_at"]
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 #: The text of a list of tool definitions the model reads: names, descriptions, an MCP
@@ -103,7 +99,7 @@ def _spread(values: list[Any]) -> list[Any]:
 def _values_at(item: Any, path: str) -> list[Any]:
     values = [item]
     for key in path.split("."):
-        values = [_get(v, key) for v in _spread(values) if not isinstance(v, str)]
+        values = [attr_or_key(v, key) for v in _spread(values) if not isinstance(v, str)]
     return _spread(values)
 
 
@@ -137,18 +133,22 @@ def item_text(item: Any) -> str:
     Raises:
         TypeError: a message's or tool output's content is neither text nor parts.
     """
-    kind, content = _get(item, "type"), _get(item, "content")
-    if _get(item, "role") is not None or kind == "message":
-        refusals = [_get(p, "refusal") for p in content] if isinstance(content, list) else []
+    kind, content = attr_or_key(item, "type"), attr_or_key(item, "content")
+    if attr_or_key(item, "role") is not None or kind == "message":
+        refusals = [attr_or_key(p, "refusal") for p in content] if isinstance(content, list) else []
         texts = [content_text(content), *(r for r in refusals if isinstance(r, str))]
     elif kind in ("function_call_output", "custom_tool_call_output"):
-        texts = [content_text(_get(item, "output"))]
+        texts = [content_text(attr_or_key(item, "output"))]
     elif kind == "reasoning":
-        texts = [content_text(_get(item, "summary") or []), content_text(content or [])]
+        texts = [content_text(attr_or_key(item, "summary") or []), content_text(content or [])]
     elif not (isinstance(kind, str) and kind in _KNOWN):
         texts = _unknown_strings(item)
     else:
-        args = _get(item, "arguments") or _get(item, "input") if kind in _ARGUMENTS else None
+        args = (
+            attr_or_key(item, "arguments") or attr_or_key(item, "input")
+            if kind in _ARGUMENTS
+            else None
+        )
         texts = [arguments_text(args or "")]
     texts += strings_at(item, TEXT_AT.get(kind, ()) if isinstance(kind, str) else ())
     texts += _schema_strings(item, kind)

@@ -24,13 +24,9 @@ from guardrail_dro.serve.policy import GuardResult
 from guardrail_dro.serve.rails.messages import INPUT_TURNS, content_text
 from guardrail_dro.serve.rails.response_items import item_text
 from guardrail_dro.serve.rails.streams import Events
-from guardrail_dro.serve.rails.tool_args import arguments_text, definition_texts
+from guardrail_dro.serve.rails.tool_args import arguments_text, attr_or_key, definition_texts
 
 __all__ = ["ResponsesAdapter", "ResponsesEvents", "prompt_texts", "responses_input_texts"]
-
-
-def _get(obj: Any, key: str) -> Any:
-    return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
 def responses_input_texts(input: Any, instructions: Any, tools: Any, turns: str) -> list[str]:
@@ -54,7 +50,9 @@ def responses_input_texts(input: Any, instructions: Any, tools: Any, turns: str)
     if isinstance(items, bytes | bytearray | Mapping) or not isinstance(items, Iterable):
         raise TypeError(f"input must be a str or a list of items, not {type(input).__name__}")
     items = list(items)
-    users = [content_text(_get(i, "content")) for i in items if _get(i, "role") == "user"]
+    users = [
+        content_text(attr_or_key(i, "content")) for i in items if attr_or_key(i, "role") == "user"
+    ]
     if turns == "last":
         return [users[-1] if users else ""]
     texts = users
@@ -80,12 +78,12 @@ def prompt_texts(prompt: Any) -> list[str]:
     Raises:
         TypeError: ``variables`` is not a mapping.
     """
-    variables = _get(prompt, "variables") if prompt is not None else None
+    variables = attr_or_key(prompt, "variables") if prompt is not None else None
     if variables is None:
         return []
     if not isinstance(variables, Mapping):
         raise TypeError(f"prompt variables must be a mapping, not {type(variables).__name__}")
-    values = [v if isinstance(v, str) else _get(v, "text") for v in variables.values()]
+    values = [v if isinstance(v, str) else attr_or_key(v, "text") for v in variables.values()]
     return [v for v in values if isinstance(v, str) and v]
 
 
@@ -174,7 +172,7 @@ def _done_text(ev: Any) -> Any:
     if kind in _DONE_TEXTS:
         return getattr(ev, _DONE_TEXTS[kind], None)
     if kind in _PART_DONES:
-        texts = [_get(ev.part, "text"), _get(ev.part, "refusal")]
+        texts = [attr_or_key(ev.part, "text"), attr_or_key(ev.part, "refusal")]
         return "\n".join(t for t in texts if isinstance(t, str))
     return item_text(ev.item) if kind == "response.output_item.done" else None
 

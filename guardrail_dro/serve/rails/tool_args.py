@@ -35,13 +35,16 @@ __all__ = [
     "AnthropicToolStream",
     "OpenAIToolStream",
     "arguments_text",
+    "attr_or_key",
     "definition_texts",
     "string_values",
     "tool_text",
 ]
 
 
-def _get(obj: Any, key: str) -> Any:
+def attr_or_key(obj: Any, key: str) -> Any:
+    """``obj[key]`` of a mapping, else ``obj.key`` (None when absent): the rails read SDK
+    objects and plain dicts alike, without importing an SDK."""
     return obj.get(key) if isinstance(obj, Mapping) else getattr(obj, key, None)
 
 
@@ -109,36 +112,36 @@ def definition_texts(tools: Any) -> list[str]:
     for tool in tools:
         if not isinstance(tool, Mapping) and not hasattr(tool, "model_dump"):
             raise TypeError(f"a tool definition must be an object, not {type(tool).__name__}")
-        spec = _get(tool, "function") or _get(tool, "custom") or tool
-        found = [_get(spec, "name"), _get(spec, "description")]
+        spec = attr_or_key(tool, "function") or attr_or_key(tool, "custom") or tool
+        found = [attr_or_key(spec, "name"), attr_or_key(spec, "description")]
         for key in ("parameters", "input_schema", "format", "input_examples"):
-            found += string_values(_get(spec, key))
+            found += string_values(attr_or_key(spec, key))
         texts.append("\n".join(t for t in found if isinstance(t, str) and t))
     return texts
 
 
 def _call_texts(message: Any) -> list[str]:
     texts = []
-    calls = _get(message, "tool_calls") or []
+    calls = attr_or_key(message, "tool_calls") or []
     for call in calls:
-        custom, function = _get(call, "custom"), _get(call, "function")
+        custom, function = attr_or_key(call, "custom"), attr_or_key(call, "function")
         if custom is not None:  # a custom tool's input is free text, not JSON
-            texts.append(_get(custom, "input") or "")
-        elif function is None and _get(call, "args") is not None:
-            texts.append(arguments_text(_get(call, "args")))  # LangChain's ToolCall, parsed
+            texts.append(attr_or_key(custom, "input") or "")
+        elif function is None and attr_or_key(call, "args") is not None:
+            texts.append(arguments_text(attr_or_key(call, "args")))  # LangChain's ToolCall, parsed
         else:
-            texts.append(arguments_text(_get(function, "arguments") or ""))
-    legacy = _get(message, "function_call")
+            texts.append(arguments_text(attr_or_key(function, "arguments") or ""))
+    legacy = attr_or_key(message, "function_call")
     if legacy is not None:
-        texts.append(arguments_text(_get(legacy, "arguments") or ""))
-    content = message if isinstance(message, list | tuple) else _get(message, "content")
+        texts.append(arguments_text(attr_or_key(legacy, "arguments") or ""))
+    content = message if isinstance(message, list | tuple) else attr_or_key(message, "content")
     if isinstance(content, Sequence) and not isinstance(content, str | bytes | bytearray):
         # Anthropic tool-use blocks; thinking blocks are not read. A LangChain message of
         # ChatAnthropic carries each call twice, as a block and in ``tool_calls``: read once.
-        read = {_get(call, "id") for call in calls} - {None}
+        read = {attr_or_key(call, "id") for call in calls} - {None}
         for block in content:
-            tool_input = None if isinstance(block, str) else _get(block, "input")
-            if tool_input is not None and _get(block, "id") not in read:
+            tool_input = None if isinstance(block, str) else attr_or_key(block, "input")
+            if tool_input is not None and attr_or_key(block, "id") not in read:
                 texts.append(arguments_text(tool_input))
     return texts
 
@@ -205,16 +208,18 @@ class OpenAIToolStream:
         """Read one chunk's choice; the (channel, text) of the calls it completes."""
         delta = choice.delta
         if delta is not None:
-            for call in _get(delta, "tool_calls") or []:
-                function, custom = _get(call, "function"), _get(call, "custom")
-                fragment = _get(custom, "input") if custom is not None else None
+            for call in attr_or_key(delta, "tool_calls") or []:
+                function, custom = attr_or_key(call, "function"), attr_or_key(call, "custom")
+                fragment = attr_or_key(custom, "input") if custom is not None else None
                 if function is not None:
-                    fragment = _get(function, "arguments")
-                self._fragments.add((choice.index, _get(call, "index")), fragment)
+                    fragment = attr_or_key(function, "arguments")
+                self._fragments.add((choice.index, attr_or_key(call, "index")), fragment)
                 self._called = True
-            legacy = _get(delta, "function_call")
+            legacy = attr_or_key(delta, "function_call")
             if legacy is not None:
-                self._fragments.add((choice.index, "function_call"), _get(legacy, "arguments"))
+                self._fragments.add(
+                    (choice.index, "function_call"), attr_or_key(legacy, "arguments")
+                )
                 self._called = True
         if choice.finish_reason is None:
             return []
