@@ -152,6 +152,18 @@ def _input_texts(adapter: _Adapter, kwargs: dict[str, Any], turns: str) -> list[
     return input_texts(messages, turns, system, _tools(adapter, kwargs))
 
 
+def _checked(gout: RailGuard, adapter: _Adapter, resp: Any, on_check: OnCheck | None) -> Any:
+    """The output rail on a whole reply: ``resp`` as it is, or replaced (``adapter``)."""
+    r = decide(gout, "output", adapter.reply_text(resp), on_check)
+    return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+
+
+async def _achecked(gout: RailGuard, adapter: _Adapter, resp: Any, on_check: OnCheck | None) -> Any:
+    """``_checked`` with the model off the event loop."""
+    r = await adecide(gout, "output", adapter.reply_text(resp), on_check)
+    return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+
+
 def _guarded_create(
     create: Callable[..., Any],
     guard: RailGuard,
@@ -182,8 +194,7 @@ def _guarded_create(
             if stream:
                 gen = aguard_stream(gout, resp, adapter.events(), on_check, acloser(resp))
                 return AsyncGuardedStream(gen, resp)
-            r = await adecide(gout, "output", adapter.reply_text(resp), on_check)
-            return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+            return await _achecked(gout, adapter, resp, on_check)
 
         return functools.wraps(create)(guarded_acreate)
 
@@ -203,8 +214,7 @@ def _guarded_create(
         if stream:
             gen = guard_stream(gout, resp, adapter.events(), on_check, closer(resp))
             return GuardedStream(gen, resp)
-        r = decide(gout, "output", adapter.reply_text(resp), on_check)
-        return resp if r.allowed else adapter.replaced(resp, r.replacement or "")
+        return _checked(gout, adapter, resp, on_check)
 
     return functools.wraps(create)(guarded_create)
 
@@ -236,20 +246,14 @@ def _guarded_retrieve(
         async def guarded_aretrieve(*args: Any, **kwargs: Any) -> Any:
             refuse_stream(kwargs)
             resp = await retrieve(*args, **kwargs)
-            if gout is None:
-                return resp
-            r = await adecide(gout, "output", ResponsesAdapter.reply_text(resp), on_check)
-            return resp if r.allowed else ResponsesAdapter.replaced(resp, r.replacement or "")
+            return resp if gout is None else await _achecked(gout, ResponsesAdapter, resp, on_check)
 
         return functools.wraps(retrieve)(guarded_aretrieve)
 
     def guarded_retrieve(*args: Any, **kwargs: Any) -> Any:
         refuse_stream(kwargs)
         resp = retrieve(*args, **kwargs)
-        if gout is None:
-            return resp
-        r = decide(gout, "output", ResponsesAdapter.reply_text(resp), on_check)
-        return resp if r.allowed else ResponsesAdapter.replaced(resp, r.replacement or "")
+        return resp if gout is None else _checked(gout, ResponsesAdapter, resp, on_check)
 
     return functools.wraps(retrieve)(guarded_retrieve)
 
